@@ -1,0 +1,1 @@
+//! ELF object, BTF and layout.json output.

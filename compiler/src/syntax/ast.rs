@@ -1,0 +1,261 @@
+//! The abstract syntax tree: what the parser returns, every node with its byte span.
+//!
+//! The tree covers all four kinds of top-level blocks (`filter`, `probe`, `rule`, `test`)
+//! even where later stages do not lower them yet. Nodes that failed to parse are kept as
+//! `ExprKind::Error` / `Stmt::Error` so that later stages can skip them without new errors.
+
+use serde::Serialize;
+
+/// Byte offsets into the source file, half-open.
+pub type Span = std::ops::Range<usize>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+/// A dotted name: `tcp.dport`, `std.net.rfc1918`, `blocked`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Path {
+    pub segments: Vec<Ident>,
+    pub span: Span,
+}
+
+impl Path {
+    /// `a.b.c` as one string.
+    pub fn dotted(&self) -> String {
+        self.segments
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Item {
+    Import(Import),
+    Const(ConstDecl),
+    Set(SetDecl),
+    Filter(Filter),
+    Probe(Probe),
+    Rule(SecRule),
+    Test(TestBlock),
+}
+
+/// `import std.net`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Import {
+    pub path: Path,
+    pub span: Span,
+}
+
+/// A type as written: `port`, `cidr`, `u16`, `str<16>`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TypeExpr {
+    pub name: Ident,
+    /// The `N` of `str<N>` / `bytes<N>`.
+    pub param: Option<u64>,
+    pub span: Span,
+}
+
+/// `const ssh: port = 22` (the type is optional).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConstDecl {
+    pub name: Ident,
+    pub ty: Option<TypeExpr>,
+    pub value: Expr,
+    pub span: Span,
+}
+
+/// `set blocked: cidr = { 10.0.0.0/8, 192.0.2.1 }` or `= file("blocklist.txt")`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetDecl {
+    pub name: Ident,
+    pub ty: TypeExpr,
+    /// A `SetLit`, a `Call` (`file(..)`), or a path to another set.
+    pub value: Expr,
+    pub span: Span,
+}
+
+/// `xdp("eth0")`, `tc("eth0", ingress)`, `tracepoint(syscalls.sys_enter_openat)`, `exec`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hook {
+    pub kind: Ident,
+    /// `None` when written without parentheses (`on exec`).
+    pub args: Option<Vec<Expr>>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Filter {
+    pub name: Ident,
+    pub hook: Hook,
+    pub rules: Vec<FilterRule>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    Pass,
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Action {
+    pub verdict: Verdict,
+    pub span: Span,
+}
+
+/// One line of a filter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum FilterRule {
+    /// `drop tcp.dport == 23 count drops[ip.src]`
+    Match {
+        action: Action,
+        cond: Expr,
+        counts: Vec<CountClause>,
+        span: Span,
+    },
+    /// `default pass count passed`
+    Default {
+        action: Action,
+        counts: Vec<CountClause>,
+        span: Span,
+    },
+    /// `malformed pass`: what happens to truncated or inconsistent packets (default: drop).
+    Malformed {
+        action: Action,
+        counts: Vec<CountClause>,
+        span: Span,
+    },
+    /// A line that did not parse; its error is already reported.
+    Error(Span),
+}
+
+/// `count NAME` or `count NAME[KEY]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CountClause {
+    pub map: Ident,
+    pub key: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BinOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    /// `~`: regular-expression match (parsed; not lowered yet).
+    Match,
+    And,
+    Or,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ExprKind {
+    Int(u64),
+    Str(String),
+    Bool(bool),
+    /// `192.0.2.1`
+    Ip4([u8; 4]),
+    /// `2001:db8::1`
+    Ip6([u8; 16]),
+    /// `10.0.0.0/8`
+    Cidr4([u8; 4], u8),
+    /// `2001:db8::/32`
+    Cidr6([u8; 16], u8),
+    /// A name: a field (`tcp.dport`), a constant, a set, a keyword argument (`ingress`).
+    Path(Path),
+    /// `1024..2047` (inclusive on both ends).
+    Range(Box<Expr>, Box<Expr>),
+    /// `{ a, b, c }`
+    SetLit(Vec<Expr>),
+    /// `[ a, b ]` (used by test packets, e.g. `vlan: [100, 200]`).
+    List(Vec<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+    /// `str(args.filename)`, `file("blocklist.txt")`, `alert("…")`.
+    Call(Path, Vec<Expr>),
+    /// `{ pid, comm, file: str(args.filename) }`: a field written alone is `(name, None)`.
+    Record(Vec<(Ident, Option<Expr>)>),
+    /// Did not parse; its error is already reported.
+    Error,
+}
+
+/// `probe NAME on HOOK { stmts }`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Probe {
+    pub name: Ident,
+    pub hook: Hook,
+    pub body: Vec<Stmt>,
+    pub span: Span,
+}
+
+/// `rule NAME on HOOK { stmts }` (security rules)
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecRule {
+    pub name: Ident,
+    pub hook: Hook,
+    pub body: Vec<Stmt>,
+    pub span: Span,
+}
+
+/// Statements of probes and security rules.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Stmt {
+    /// `where EXPR`
+    Where(Expr, Span),
+    /// `when EXPR`
+    When(Expr, Span),
+    /// `count by EXPR, EXPR into NAME` (`by` part optional)
+    Count {
+        by: Vec<Expr>,
+        into: Ident,
+        span: Span,
+    },
+    /// `emit EXPR`
+    Emit(Expr, Span),
+    /// `action kill, alert("…")`
+    Action(Vec<Expr>, Span),
+    Error(Span),
+}
+
+/// `test "name" on FILTER { cases }`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TestBlock {
+    pub name: String,
+    pub name_span: Span,
+    pub target: Ident,
+    pub cases: Vec<TestCase>,
+    pub span: Span,
+}
+
+/// `packet tcp { src: 192.0.2.1, dport: 23, vlan: [100] } => drop`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum TestCase {
+    Packet {
+        /// The layers named after `packet`: `tcp`, `udp`, `icmp`, `ip6 tcp`, ...
+        layers: Vec<Ident>,
+        fields: Vec<(Ident, Expr)>,
+        expect: Action,
+        span: Span,
+    },
+    Error(Span),
+}

@@ -1,0 +1,3 @@
+//! Tokens (logos), the lalrpop parser, and the AST with spans.
+
+pub mod ast;

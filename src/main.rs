@@ -1,0 +1,2 @@
+//! `pol`: compile, check, disassemble, load and test `.pol` policies.
+fn main() {}
