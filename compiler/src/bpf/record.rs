@@ -1,0 +1,68 @@
+//! The packet record: the fixed stack area where the packet parser leaves every header
+//! field a filter can test, so rules read plain stack scalars and never touch packet memory.
+//!
+//! It lives at `r10 - RECORD_SIZE` (offsets below are from its start). The parser zeroes it
+//! first, so a field of an absent header reads as 0; rules test the `flags` bit of a layer
+//! before reading its fields. Addresses are kept in network byte order exactly as on the
+//! wire (so an LPM-trie key can point straight into the record); ports and other integers
+//! in host byte order (so `<` and ranges work).
+
+/// Size of the record in bytes (a multiple of 8).
+pub const RECORD_SIZE: i16 = 64;
+
+/// Frame offset of the record: field `off` is at `r10 + RECORD_BASE + off`.
+pub const RECORD_BASE: i16 = -RECORD_SIZE;
+
+// Layer bits in `flags` (u32 at offset 0): set only when the whole header was parsed.
+pub const F_VLAN: u32 = 1 << 0;
+pub const F_IP4: u32 = 1 << 1;
+pub const F_IP6: u32 = 1 << 2;
+pub const F_TCP: u32 = 1 << 3;
+pub const F_UDP: u32 = 1 << 4;
+pub const F_ICMP: u32 = 1 << 5;
+pub const F_ICMP6: u32 = 1 << 6;
+/// Any IPv4 or IPv6 fragment (first or not).
+pub const F_FRAG: u32 = 1 << 7;
+/// A fragment with a non-zero offset: it carries no L4 header, so no L4 bit is set.
+pub const F_FRAG_LATER: u32 = 1 << 8;
+
+/// u32 layer bits (above).
+pub const OFF_FLAGS: i16 = 0;
+/// u16, host order: the EtherType after all VLAN tags.
+pub const OFF_ETH_TYPE: i16 = 4;
+/// u16, host order: VLAN ID (12 bits) of the outer tag; 0 if untagged.
+pub const OFF_VLAN_OUTER: i16 = 6;
+/// u16, host order: VLAN ID of the inner tag (QinQ); 0 if none.
+pub const OFF_VLAN_INNER: i16 = 8;
+/// u8: number of VLAN tags looked through (0..=2).
+pub const OFF_VLAN_COUNT: i16 = 10;
+/// u8: L4 protocol: IPv4 protocol, or the IPv6 next header after all extension headers.
+pub const OFF_IP_PROTO: i16 = 11;
+/// u8: IPv4 TTL or IPv6 hop limit.
+pub const OFF_IP_TTL: i16 = 12;
+/// u8: IP version (4 or 6), 0 when not IP.
+pub const OFF_IP_VERSION: i16 = 13;
+/// u16, host order: IPv4 total length, or IPv6 payload length + 40.
+pub const OFF_IP_LEN: i16 = 14;
+/// u32: 32 for IPv4, 128 for IPv6; with the address after it, an LPM-trie key.
+pub const OFF_SRC_PREFIXLEN: i16 = 16;
+/// 16 bytes, network order; IPv4 uses the first 4 (the rest stay zero).
+pub const OFF_SRC: i16 = 20;
+/// u32: as `OFF_SRC_PREFIXLEN`, for the destination.
+pub const OFF_DST_PREFIXLEN: i16 = 36;
+/// 16 bytes, network order; IPv4 uses the first 4.
+pub const OFF_DST: i16 = 40;
+/// u16, host order: TCP or UDP source port.
+pub const OFF_SPORT: i16 = 56;
+/// u16, host order: TCP or UDP destination port.
+pub const OFF_DPORT: i16 = 58;
+/// u8: TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE, CWR).
+pub const OFF_TCP_FLAGS: i16 = 60;
+/// u8: ICMP or ICMPv6 type.
+pub const OFF_ICMP_TYPE: i16 = 61;
+/// u8: ICMP or ICMPv6 code.
+pub const OFF_ICMP_CODE: i16 = 62;
+
+/// Scratch stack below the record, for map keys and values the rules build
+/// (e.g. the constant 1 for a new counter): `r10 + SCRATCH_BASE .. r10 + RECORD_BASE`.
+pub const SCRATCH_BASE: i16 = RECORD_BASE - 32;
