@@ -1,3 +1,86 @@
 //! Tokens (logos), the lalrpop parser, and the AST with spans.
+//!
+//! `parse` never fails: it returns the tree and every lexical and syntax error it found.
+//! Parts that did not parse are kept as `FilterRule::Error`, `Stmt::Error`,
+//! `TestCase::Error` and `ExprKind::Error`; a top-level item that did not parse is left
+//! out of `File::items` (its error is reported).
+//!
+//! # Error codes
+//!
+//! | code  | meaning                                          | example                        |
+//! |-------|--------------------------------------------------|--------------------------------|
+//! | E0101 | a character that starts no token                 | `drop tcp.dport == $22`        |
+//! | E0102 | a string without its closing quote on its line   | `xdp("eth0)`                   |
+//! | E0103 | an unknown escape in a string                    | `"C:\temp"`                    |
+//! | E0104 | an integer that does not fit in 64 bits          | `99999999999999999999`         |
+//! | E0105 | a dotted number that is not an IPv4 address      | `300.1.1.1`, `10.0.0`          |
+//! | E0106 | a prefix length larger than the address          | `1.2.3.4/33`, `::/129`         |
+//! | E0107 | a colon-separated literal that is not IPv6       | `2001:db8:::1`                 |
+//! | E0201 | an unexpected token                              | `drop tcp.dport == }`          |
+//! | E0202 | the file ends inside an item                     | `filter f on xdp {` then EOF   |
+//! | E0204 | a record element that is not `name`/`name: val`  | `emit { pid, 1 + 2 }`          |
+//!
+//! # Grammar decisions
+//!
+//! - Newlines are not significant: a filter rule ends where the next `pass`, `drop`,
+//!   `default`, `malformed` or `}` begins; statements end at the next statement keyword.
+//! - `{ ... }` is a record when at least one element is `name: value` or when it directly
+//!   follows `emit`; otherwise it is a set literal (see `glue`).
+//! - IPv6 literals start with a hex digit or `::` and contain at least two colons
+//!   (see `lexer`), so `{ src: 192.0.2.1 }` and `{ a: b }` lex as keys and values.
 
 pub mod ast;
+mod errors;
+mod glue;
+pub mod lexer;
+pub mod print;
+
+lalrpop_util::lalrpop_mod!(
+    #[allow(
+        clippy::all,
+        clippy::pedantic,
+        unused_parens,
+        unused_imports,
+        dead_code
+    )]
+    grammar,
+    "/pol.rs"
+);
+
+use crate::diag::Diagnostic;
+
+/// Never fails: returns the tree and every error found, in source order.
+pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
+    let (tokens, mut diags) = lexer::lex(source);
+    // A syntax error right after a bad literal is almost always its echo (an unterminated
+    // string swallows the `)` that would have followed): remember where those start.
+    let after_bad: Vec<usize> = tokens
+        .windows(2)
+        .filter(|w| matches!(w, [(_, lexer::Tok::Bad, _), _]))
+        .map(|w| w[1].0)
+        .chain(tokens.last().filter(|t| t.1 == lexer::Tok::Bad).map(|t| t.2))
+        .collect();
+    let mut ctx = glue::Ctx::default();
+    let result = grammar::FileParser::new().parse(&mut ctx, tokens.into_iter().map(Ok));
+    let file = match result {
+        Ok(file) => file,
+        Err(err) => {
+            // Recovery at the item level catches everything in practice; should an error
+            // still escape, report it and return what we have (nothing).
+            ctx.errors.push(err);
+            ast::File { items: Vec::new() }
+        }
+    };
+    diags.extend(
+        ctx.errors
+            .iter()
+            .filter_map(|e| errors::parse_error(e, source))
+            .filter(|d| !after_bad.contains(&d.primary_span().start)),
+    );
+    diags.extend(ctx.diags);
+    diags.sort_by_key(|d| {
+        let s = d.primary_span();
+        (s.start, s.end)
+    });
+    (file, diags)
+}
