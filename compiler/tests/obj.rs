@@ -510,7 +510,7 @@ macro_rules! snapshot {
 
 #[test]
 fn layout_json_snapshot() {
-    let json = serde_json::to_string_pretty(&layout(&spec())).expect("json");
+    let json = layout(&spec()).to_json();
     snapshot!("obj_layout_json", json);
 }
 

@@ -17,6 +17,14 @@ pub struct Layout {
     pub maps: Vec<MapLayout>,
 }
 
+impl Layout {
+    /// Pretty-printed layout.json, as written next to the object.
+    pub fn to_json(&self) -> String {
+        // Plain structs with string keys: serialization cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProgramLayout {
     /// Symbol name: the name loaders know the program by.
