@@ -98,7 +98,7 @@ pub fn parse_error(err: &ParseError<usize, Tok, LexError>, source: &str) -> Opti
             };
             let mut d = Diagnostic::error("E0201", message, *l..*r)
                 .with_label(format!("unexpected {found}"));
-            if let Some(help) = help_for(tok, expected) {
+            if let Some(help) = help_for(tok, expected, source.get(..*l).unwrap_or("")) {
                 d = d.with_help(help);
             }
             Some(d)
@@ -142,8 +142,22 @@ fn found_text(source: &str, span: std::ops::Range<usize>) -> String {
 }
 
 /// Hints for mistakes common enough to name.
-fn help_for(tok: &Tok, expected: &[String]) -> Option<&'static str> {
+fn help_for(tok: &Tok, expected: &[String], before: &str) -> Option<&'static str> {
     let expects = |t: &str| expected.iter().any(|e| e == t);
+    let after_on = before
+        .trim_end()
+        .strip_suffix("on")
+        .is_some_and(|rest| !rest.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
+    if after_on && expected.len() == 1 && expects("Ident") {
+        return Some("a hook is a name with optional arguments: `xdp(\"eth0\")`, `exec`");
+    }
+    let is_cmp = matches!(
+        tok,
+        Tok::EqEq | Tok::NotEq | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge | Tok::In | Tok::Tilde
+    );
+    if is_cmp && expects("\"and\"") && !expects("\"==\"") {
+        return Some("comparisons do not chain: write `a == b and b == c`");
+    }
     if expects("\"on\"") && expected.len() == 1 {
         return Some("blocks are written `filter NAME on HOOK { ... }`, e.g. `on xdp(\"eth0\")`");
     }

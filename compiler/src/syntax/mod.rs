@@ -58,7 +58,12 @@ pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
         .windows(2)
         .filter(|w| matches!(w, [(_, lexer::Tok::Bad, _), _]))
         .map(|w| w[1].0)
-        .chain(tokens.last().filter(|t| t.1 == lexer::Tok::Bad).map(|t| t.2))
+        .chain(
+            tokens
+                .last()
+                .filter(|t| t.1 == lexer::Tok::Bad)
+                .map(|t| t.2),
+        )
         .collect();
     let mut ctx = glue::Ctx::default();
     let result = grammar::FileParser::new().parse(&mut ctx, tokens.into_iter().map(Ok));
