@@ -7,7 +7,7 @@
 //! `license`, `.maps` and BTF-defined maps in `.BTF`. Everything a loader would reject is
 //! rejected here first, as an [`ObjError`]. Nothing here does IO.
 
-mod btf;
+pub mod btf;
 mod elf;
 mod layout;
 mod validate;
