@@ -3,6 +3,7 @@
 //! `sys` holds the raw `bpf(2)` calls and is the only module with `unsafe`; `load` loads
 //! ELF objects through aya and reads their maps; `packet` builds test packets.
 
+pub mod load;
 pub mod sys;
 
 /// Where pol pins maps and expects the BPF filesystem.
