@@ -4,6 +4,7 @@
 //! ELF objects through aya and reads their maps; `packet` builds test packets.
 
 pub mod load;
+pub mod packet;
 pub mod sys;
 
 /// Where pol pins maps and expects the BPF filesystem.

@@ -238,3 +238,23 @@ fn long_verifier_log_grows_the_buffer() {
         &log[log.len().saturating_sub(300)..]
     );
 }
+
+#[test]
+fn built_packets_run_through_xdp() {
+    if !kernel_or_skip() {
+        return;
+    }
+    use pol_runtime::packet::Packet;
+    let (fd, _) = sys::prog_load_raw(ProgType::Xdp, &longer_than_60(), "GPL", 0).expect("load");
+    let cases = [
+        (Packet::tcp(), XDP_DROP),                  // padded to exactly 60 bytes
+        (Packet::tcp().payload(&[0; 7]), XDP_PASS), // 54 + 7 = 61
+        (Packet::udp().ip6().vlan(7), XDP_PASS),    // 66
+        (Packet::tcp().vlan(1).truncate(30), XDP_DROP),
+    ];
+    for (pkt, want) in cases {
+        let bytes = pkt.build().expect("packet");
+        let run = sys::test_run(fd.as_fd(), &bytes, 1).expect("test run");
+        assert_eq!(run.retval, want, "{} bytes", bytes.len());
+    }
+}
