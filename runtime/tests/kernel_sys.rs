@@ -258,3 +258,17 @@ fn built_packets_run_through_xdp() {
         assert_eq!(run.retval, want, "{} bytes", bytes.len());
     }
 }
+
+#[test]
+fn jumbo_frames_round_trip() {
+    if !kernel_or_skip() {
+        return;
+    }
+    let prog = program(&[mov64_imm(0, XDP_PASS as i32), exit()]);
+    let (fd, _) = sys::prog_load_raw(ProgType::Xdp, &prog, "GPL", 0).expect("load");
+    for len in [1500, 4000, 9000] {
+        let pkt = frame(len);
+        let run = sys::test_run(fd.as_fd(), &pkt, 1).expect("test run");
+        assert_eq!(run.data_out, pkt, "{len} bytes come back unchanged");
+    }
+}
