@@ -205,7 +205,12 @@ fn mutated_inputs_never_panic() {
         sources.extend(entries.iter().map(|p| read(p)));
     }
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    for i in 0..600 {
+    // POL_FUZZ_ITERS=100000 for a longer local run.
+    let iters = std::env::var("POL_FUZZ_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(600);
+    for i in 0..iters {
         let base = &sources[i % sources.len()];
         let input = mutate(&mut rng, base);
         let (_, diags) = parse(&input);
@@ -218,5 +223,48 @@ fn mutated_inputs_never_panic() {
         }
         // Rendering must not panic either.
         let _ = render_all(&diags, "fuzz.pol", &input);
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_not_overflowed() {
+    let n = 100_000;
+    let inputs = [
+        format!("const x = {}1{}", "(".repeat(n), ")".repeat(n)),
+        format!("const x = {}a", "not ".repeat(n)),
+        format!("const x = a{}", " or a".repeat(n)),
+        format!("const x = {}", "[".repeat(n)),
+    ];
+    for src in &inputs {
+        let (file, diags) = parse(src);
+        assert!(file.items.is_empty());
+        assert_eq!(diags.len(), 1, "{:?}", diags);
+        assert_eq!(diags[0].code, "E0205");
+    }
+    // Wide is fine: a set of many elements, a long chain of rules.
+    let set = (0..n)
+        .map(|i| format!("{i}..{}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (file, diags) = parse(&format!("set s: port = {{ {set} }}"));
+    assert!(diags.is_empty());
+    assert_eq!(file.items.len(), 1);
+    let rules = "drop tcp.dport == 1 and ip.src in { 10.0.0.0/8, ::1 }\n".repeat(10_000);
+    let (_, diags) = parse(&format!("filter f on xdp {{ {rules} }}"));
+    assert!(diags.is_empty());
+}
+
+#[test]
+fn random_token_soup_never_panics() {
+    let mut rng = Rng(42);
+    for _ in 0..300 {
+        let len = rng.below(60);
+        let src: Vec<&str> = (0..len)
+            .map(|_| SPLICES[rng.below(SPLICES.len())])
+            .collect();
+        let sep = if rng.below(2) == 0 { " " } else { "" };
+        let input = src.join(sep);
+        let (_, diags) = parse(&input);
+        let _ = render_all(&diags, "soup.pol", &input);
     }
 }

@@ -164,6 +164,15 @@ fn help_for(tok: &Tok, expected: &[String], before: &str) -> Option<&'static str
     if expects("\"pass\"") && expects("\"default\"") && matches!(tok, Tok::Ident(_)) {
         return Some("each filter rule starts with `pass` or `drop`");
     }
+    if expects("\"==\"") && matches!(tok, Tok::Assign) {
+        return Some("compare with `==`; a single `=` only appears in declarations");
+    }
+    if ITEM_START.iter().all(|t| expects(t)) && expected.len() == ITEM_START.len() {
+        return Some(
+            "a file is made of `import`, `const`, `set`, `filter`, `probe`, `rule` \
+             and `test` items",
+        );
+    }
     if expects("\"=\"") && matches!(tok, Tok::EqEq) {
         return Some("declarations use a single `=`");
     }

@@ -7,7 +7,7 @@
 //! name (`pid`), which stands for `pid: pid`.
 
 use crate::diag::Diagnostic;
-use crate::syntax::ast::{BinOp, Expr, ExprKind, Ident, Span};
+use crate::syntax::ast::{BinOp, Expr, ExprKind, FilterRule, Ident, Span, Stmt, TestCase};
 use crate::syntax::lexer::{Ip4Lit, Ip6Lit, LexError, Tok};
 use lalrpop_util::{ErrorRecovery, ParseError};
 
@@ -18,6 +18,10 @@ pub struct Ctx {
     pub errors: Vec<ParseError<usize, Tok, LexError>>,
     /// Errors the grammar actions found themselves (e.g. a malformed record).
     pub diags: Vec<Diagnostic>,
+    /// Starts of error nodes that begin mid-rule (see `recovered_at`).
+    continuations: Vec<usize>,
+    /// Byte offsets of the source's `\n`s, sorted.
+    newlines: Vec<usize>,
 }
 
 /// One element of a `{ ... }` literal before the brace rule decides what it is.
@@ -27,8 +31,81 @@ pub enum BraceElem {
 }
 
 impl Ctx {
+    pub fn new(source: &str) -> Ctx {
+        Ctx {
+            newlines: source.match_indices('\n').map(|(i, _)| i).collect(),
+            ..Ctx::default()
+        }
+    }
+
+    /// True when a line break lies in `span`.
+    fn crosses_line(&self, span: Span) -> bool {
+        let first = self.newlines.partition_point(|&n| n < span.start);
+        self.newlines.get(first).is_some_and(|&n| n < span.end)
+    }
+
     pub fn recovered(&mut self, e: ErrorRecovery<usize, Tok, LexError>) {
         self.errors.push(e.error);
+    }
+
+    /// Records an error met where a rule, statement or test case should start. When the
+    /// recovered span begins *at* the offending token and that token cannot start one
+    /// (`drop tcp.dport = 23`: the parser took `drop tcp.dport` as a whole rule before
+    /// meeting `=`), the error is the tail of the previous node; `merge_*` then turns
+    /// that node and its tail into one error node, so no half rule survives. Newlines are
+    /// not significant to the grammar, but here they are a hint: an error on a later line
+    /// than the previous node (`tcp.dport == 22` with no action) is a node of its own.
+    pub fn recovered_at(
+        &mut self,
+        e: ErrorRecovery<usize, Tok, LexError>,
+        start: usize,
+        starts_node: fn(&Tok) -> bool,
+    ) {
+        if let ParseError::UnrecognizedToken {
+            token: (l, tok, _), ..
+        } = &e.error
+        {
+            if *l == start && !starts_node(tok) {
+                self.continuations.push(start);
+            }
+        }
+        self.recovered(e);
+    }
+
+    pub fn merge_rules(&self, rules: Vec<FilterRule>) -> Vec<FilterRule> {
+        self.merge(rules, rule_span, FilterRule::Error)
+    }
+
+    pub fn merge_stmts(&self, stmts: Vec<Stmt>) -> Vec<Stmt> {
+        self.merge(stmts, stmt_span, Stmt::Error)
+    }
+
+    pub fn merge_cases(&self, cases: Vec<TestCase>) -> Vec<TestCase> {
+        self.merge(cases, case_span, TestCase::Error)
+    }
+
+    /// `span` gives a node's span and whether it is an error node.
+    fn merge<T>(
+        &self,
+        nodes: Vec<T>,
+        span: fn(&T) -> (Span, bool),
+        error: fn(Span) -> T,
+    ) -> Vec<T> {
+        let mut out: Vec<T> = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let (s, is_error) = span(&node);
+            if is_error && self.continuations.contains(&s.start) {
+                if let Some(prev) = out.last().map(|p| span(p).0) {
+                    if !self.crosses_line(prev.end..s.start) {
+                        out.pop();
+                        out.push(error(prev.start..s.end));
+                        continue;
+                    }
+                }
+            }
+            out.push(node);
+        }
+        out
     }
 
     pub fn error_expr(&mut self, e: ErrorRecovery<usize, Tok, LexError>, span: Span) -> Expr {
@@ -100,6 +177,48 @@ impl Ctx {
         }
         fields
     }
+}
+
+fn rule_span(r: &FilterRule) -> (Span, bool) {
+    match r {
+        FilterRule::Match { span, .. }
+        | FilterRule::Default { span, .. }
+        | FilterRule::Malformed { span, .. } => (span.clone(), false),
+        FilterRule::Error(span) => (span.clone(), true),
+    }
+}
+
+fn stmt_span(s: &Stmt) -> (Span, bool) {
+    match s {
+        Stmt::Where(_, span)
+        | Stmt::When(_, span)
+        | Stmt::Emit(_, span)
+        | Stmt::Action(_, span)
+        | Stmt::Count { span, .. } => (span.clone(), false),
+        Stmt::Error(span) => (span.clone(), true),
+    }
+}
+
+fn case_span(c: &TestCase) -> (Span, bool) {
+    match c {
+        TestCase::Packet { span, .. } => (span.clone(), false),
+        TestCase::Error(span) => (span.clone(), true),
+    }
+}
+
+pub fn starts_rule(t: &Tok) -> bool {
+    matches!(t, Tok::Pass | Tok::Drop | Tok::Default | Tok::Malformed)
+}
+
+pub fn starts_stmt(t: &Tok) -> bool {
+    matches!(
+        t,
+        Tok::Where | Tok::When | Tok::Count | Tok::Emit | Tok::Action
+    )
+}
+
+pub fn starts_case(t: &Tok) -> bool {
+    matches!(t, Tok::Packet)
 }
 
 pub fn bin(op: BinOp, a: Expr, b: Expr, span: Span) -> Expr {

@@ -276,7 +276,14 @@ fn unexpected_chars(source: &str, span: Span) -> Diagnostic {
     } else {
         format!("unexpected characters `{}`", text.escape_debug())
     };
-    Diagnostic::error("E0101", what, span).with_label("not part of any token")
+    let d = Diagnostic::error("E0101", what, span).with_label("not part of any token");
+    if text.contains(['“', '”', '‘', '’']) {
+        d.with_help("strings use straight double quotes: `\"...\"`")
+    } else if text.chars().any(|c| c.is_alphabetic()) {
+        d.with_help("names use ASCII letters, digits and `_`")
+    } else {
+        d
+    }
 }
 
 fn decode_int(digits: &str, radix: u32, span: &Span, diags: &mut Vec<Diagnostic>) -> Tok {

@@ -18,7 +18,8 @@
 //! | E0107 | a colon-separated literal that is not IPv6       | `2001:db8:::1`                 |
 //! | E0201 | an unexpected token                              | `drop tcp.dport == }`          |
 //! | E0202 | the file ends inside an item                     | `filter f on xdp {` then EOF   |
-//! | E0204 | a record element that is not `name`/`name: val`  | `emit { pid, 1 + 2 }`          |
+//! | E0204 | a record element that is not `name`/`name: val`  | `emit { pid, "x" }`            |
+//! | E0205 | an expression nested deeper than `MAX_DEPTH`     | `not not not … x` (300 times)  |
 //!
 //! # Grammar decisions
 //!
@@ -52,6 +53,18 @@ use crate::diag::Diagnostic;
 /// Never fails: returns the tree and every error found, in source order.
 pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
     let (tokens, mut diags) = lexer::lex(source);
+    if let Some(span) = too_deep(&tokens) {
+        // Every later stage (and dropping the tree) recurses over expressions; refuse
+        // instead of overflowing the stack.
+        diags.push(
+            Diagnostic::error("E0205", "expression nested too deeply", span)
+                .with_label(format!(
+                    "more than {MAX_DEPTH} levels of operators and brackets"
+                ))
+                .with_help("split the condition, or put the values in a `set`"),
+        );
+        return (ast::File { items: Vec::new() }, diags);
+    }
     // A syntax error right after a bad literal is almost always its echo (an unterminated
     // string swallows the `)` that would have followed): remember where those start.
     let after_bad: Vec<usize> = tokens
@@ -65,7 +78,7 @@ pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
                 .map(|t| t.2),
         )
         .collect();
-    let mut ctx = glue::Ctx::default();
+    let mut ctx = glue::Ctx::new(source);
     let result = grammar::FileParser::new().parse(&mut ctx, tokens.into_iter().map(Ok));
     let file = match result {
         Ok(file) => file,
@@ -88,4 +101,39 @@ pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
         (s.start, s.end)
     });
     (file, diags)
+}
+
+/// How deep an expression may nest (operators plus brackets) before `parse` refuses it.
+pub const MAX_DEPTH: usize = 256;
+
+/// The span of the first token at which the expression tree would exceed `MAX_DEPTH`.
+///
+/// An upper bound on the tree's depth, computed on tokens: each operator adds a level,
+/// each bracket a level for what is inside it, a comma restarts at the bracket's level,
+/// and item, rule and statement keywords start over from zero.
+fn too_deep(tokens: &[lexer::Spanned]) -> Option<ast::Span> {
+    use lexer::Tok::*;
+    let mut entry: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    for (l, tok, r) in tokens {
+        match tok {
+            Import | Const | Set | Filter | Probe | Rule | Test | Default | Malformed | Pass
+            | Drop | Count | Where | When | Emit | Action | Packet => {
+                entry.clear();
+                depth = 0;
+            }
+            LParen | LBracket | LBrace => {
+                entry.push(depth);
+                depth += 1;
+            }
+            RParen | RBracket | RBrace => depth = entry.pop().unwrap_or(0),
+            Comma => depth = entry.last().map_or(0, |d| d + 1),
+            And | Or | Not | EqEq | NotEq | Lt | Le | Gt | Ge | In | Tilde => depth += 1,
+            _ => {}
+        }
+        if depth > MAX_DEPTH {
+            return Some(*l..*r);
+        }
+    }
+    None
 }
