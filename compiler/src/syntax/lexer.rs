@@ -525,3 +525,51 @@ mod tests {
         assert_eq!(kinds("0x1F"), vec![Tok::Int(31)]);
     }
 }
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+
+    /// Tokens (by debug name) and error codes with their spans.
+    fn scan(src: &str) -> (Vec<Tok>, Vec<(&'static str, Span)>) {
+        let (toks, diags) = lex(src);
+        (
+            toks.into_iter().map(|(_, t, _)| t).collect(),
+            diags.iter().map(|d| (d.code, d.primary_span())).collect(),
+        )
+    }
+
+    #[test]
+    fn partial_addresses() {
+        let (toks, errs) = scan("10.0.0.0/ x");
+        assert!(matches!(toks[..], [Tok::Ip4(_), Tok::Ident(_)]), "{toks:?}");
+        assert_eq!(errs, vec![("E0101", 8..9)]);
+        let (toks, errs) = scan("1.2.");
+        assert!(matches!(toks[..], [Tok::Bad, Tok::Dot]), "{toks:?}");
+        assert_eq!(errs, vec![("E0105", 0..3)]);
+        let (toks, errs) = scan("1.");
+        assert_eq!(toks, vec![Tok::Int(1), Tok::Dot]);
+        assert!(errs.is_empty());
+    }
+
+    #[test]
+    fn strings() {
+        let (toks, errs) = scan(r#""a\"b\\c\n\t" "open\"#);
+        assert_eq!(toks, vec![Tok::Str("a\"b\\c\n\t".into()), Tok::Bad]);
+        assert_eq!(errs, vec![("E0102", 14..20)]);
+        let (toks, errs) = scan("\"line\nnext");
+        assert_eq!(toks, vec![Tok::Bad, Tok::Ident("next".into())]);
+        assert_eq!(errs, vec![("E0102", 0..5)]);
+        let (_, errs) = scan(r#""a\qb""#);
+        assert_eq!(errs, vec![("E0103", 2..4)]);
+    }
+
+    #[test]
+    fn error_spans_are_exact() {
+        assert_eq!(scan("x 300.1.1.1 y").1, vec![("E0105", 2..11)]);
+        assert_eq!(scan("1.2.3.4/33").1, vec![("E0106", 7..10)]);
+        assert_eq!(scan("a 2001:db8:::1 b").1, vec![("E0107", 2..14)]);
+        assert_eq!(scan("99999999999999999999").1, vec![("E0104", 0..20)]);
+        assert_eq!(scan("a é b").1, vec![("E0101", 2..4)]);
+    }
+}

@@ -11,7 +11,7 @@
 //! |-------|--------------------------------------------------|--------------------------------|
 //! | E0101 | a character that starts no token                 | `drop tcp.dport == $22`        |
 //! | E0102 | a string without its closing quote on its line   | `xdp("eth0)`                   |
-//! | E0103 | an unknown escape in a string                    | `"C:\temp"`                    |
+//! | E0103 | an unknown escape in a string                    | `"C:\dir"`                     |
 //! | E0104 | an integer that does not fit in 64 bits          | `99999999999999999999`         |
 //! | E0105 | a dotted number that is not an IPv4 address      | `300.1.1.1`, `10.0.0`          |
 //! | E0106 | a prefix length larger than the address          | `1.2.3.4/33`, `::/129`         |
@@ -20,6 +20,9 @@
 //! | E0202 | the file ends inside an item                     | `filter f on xdp {` then EOF   |
 //! | E0204 | a record element that is not `name`/`name: val`  | `emit { pid, "x" }`            |
 //! | E0205 | an expression nested deeper than `MAX_DEPTH`     | `not not not … x` (300 times)  |
+//!
+//! The same table as data is `CODES`. (E0203 is unused: lalrpop's "extra token" cannot
+//! happen with this grammar and is reported as E0201.)
 //!
 //! # Grammar decisions
 //!
@@ -49,6 +52,53 @@ lalrpop_util::lalrpop_mod!(
 );
 
 use crate::diag::Diagnostic;
+
+/// The front end's diagnostic codes: (code, meaning, example), as in the table above.
+pub const CODES: &[(&str, &str, &str)] = &[
+    (
+        "E0101",
+        "a character that starts no token",
+        "drop tcp.dport == $22",
+    ),
+    (
+        "E0102",
+        "a string without its closing quote on its line",
+        "xdp(\"eth0)",
+    ),
+    ("E0103", "an unknown escape in a string", "\"C:\\dir\""),
+    (
+        "E0104",
+        "an integer that does not fit in 64 bits",
+        "99999999999999999999",
+    ),
+    (
+        "E0105",
+        "a dotted number that is not an IPv4 address",
+        "300.1.1.1",
+    ),
+    (
+        "E0106",
+        "a prefix length larger than the address",
+        "1.2.3.4/33",
+    ),
+    (
+        "E0107",
+        "a colon-separated literal that is not IPv6",
+        "2001:db8:::1",
+    ),
+    ("E0201", "an unexpected token", "drop tcp.dport == }"),
+    ("E0202", "the file ends inside an item", "filter f on xdp {"),
+    (
+        "E0204",
+        "a record element that is not `name` or `name: value`",
+        "emit { pid, \"x\" }",
+    ),
+    (
+        "E0205",
+        "an expression nested too deeply",
+        "not not not ... x",
+    ),
+];
 
 /// Never fails: returns the tree and every error found, in source order.
 pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
