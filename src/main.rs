@@ -1,2 +1,147 @@
-//! `pol`: compile, check, disassemble, load and test `.pol` policies.
-fn main() {}
+//! `pol`: compile, check and disassemble `.pol` policies.
+
+mod report;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use pol_compiler::diag::render_all;
+use pol_compiler::driver;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "pol",
+    version,
+    about = "Policies compiled to eBPF: packet filters, probes, security rules"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Parse, type-check and compile; print diagnostics. Exits non-zero on any error.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Compile to an ELF object (OUT.o) and its layout (OUT.layout.json).
+    Build {
+        file: PathBuf,
+        /// Output object; defaults to the source name with `.o`.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// List the generated instructions of a `.pol` file or a compiled `.o`.
+    Disasm { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Check { files } => check(&files),
+        Cmd::Build { file, output } => build(&file, output),
+        Cmd::Disasm { file } => disasm(&file),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Compiles one file, printing its diagnostics; `None` when it has errors.
+fn compile(path: &Path) -> Result<Option<driver::Compiled>> {
+    let src = read(path)?;
+    let name = path.display().to_string();
+    match driver::compile(&src) {
+        Ok(c) => {
+            eprint!("{}", render_all(&c.warnings, &name, &src));
+            Ok(Some(c))
+        }
+        Err(diags) => {
+            eprint!("{}", render_all(&diags, &name, &src));
+            let n = diags.iter().filter(|d| d.is_error()).count();
+            eprintln!("{name}: {n} error{}", if n == 1 { "" } else { "s" });
+            Ok(None)
+        }
+    }
+}
+
+fn check(files: &[PathBuf]) -> Result<bool> {
+    let mut ok = true;
+    for f in files {
+        match compile(f)? {
+            Some(c) => {
+                let insns: usize = c.programs.iter().map(|p| p.insns.len()).sum();
+                println!(
+                    "{}: ok ({} program{}, {} instructions, {} map{})",
+                    f.display(),
+                    c.programs.len(),
+                    plural(c.programs.len()),
+                    insns,
+                    c.maps.len(),
+                    plural(c.maps.len())
+                );
+            }
+            None => ok = false,
+        }
+    }
+    Ok(ok)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn build(file: &Path, output: Option<PathBuf>) -> Result<bool> {
+    let Some(c) = compile(file)? else {
+        return Ok(false);
+    };
+    let out = output.unwrap_or_else(|| file.with_extension("o"));
+    let layout_path = out.with_extension("layout.json");
+    std::fs::write(&out, &c.object).with_context(|| format!("cannot write {}", out.display()))?;
+    let layout = pol_compiler::obj::layout(&c.spec);
+    let json = serde_json::to_string_pretty(&layout)? + "\n";
+    std::fs::write(&layout_path, json)
+        .with_context(|| format!("cannot write {}", layout_path.display()))?;
+    print!("{}", report::resources(&c));
+    println!(
+        "wrote {} ({} bytes) and {}",
+        out.display(),
+        c.object.len(),
+        layout_path.display()
+    );
+    Ok(true)
+}
+
+fn disasm(file: &Path) -> Result<bool> {
+    if file.extension().is_some_and(|e| e == "pol") {
+        let Some(c) = compile(file)? else {
+            return Ok(false);
+        };
+        print!("{}", c.disassembly());
+        return Ok(true);
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match report::disasm_object(&bytes) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(true)
+        }
+        Err(e) => bail!("{}: {e}", file.display()),
+    }
+}

@@ -6,6 +6,8 @@
 pub mod load;
 pub mod packet;
 pub mod sys;
+pub mod testcase;
+pub mod testrun;
 
 /// Where pol pins maps and expects the BPF filesystem.
 pub const BPFFS: &str = "/sys/fs/bpf";

@@ -1,7 +1,7 @@
 //! Renders diagnostics with ariadne, without colour, so output is stable for golden files.
 
 use super::{Diagnostic, Severity};
-use ariadne::{Config, Label, Report, ReportKind, Source};
+use ariadne::{Config, IndexType, Label, Report, ReportKind, Source};
 
 /// Renders one diagnostic against the source text of `file_name`.
 pub fn render(diag: &Diagnostic, file_name: &str, source: &str) -> String {
@@ -15,7 +15,7 @@ pub fn render(diag: &Diagnostic, file_name: &str, source: &str) -> String {
     };
     let primary = diag.primary_span();
     let mut report = Report::build(kind, (file_name, clamp(&primary)))
-        .with_config(Config::default().with_color(false))
+        .with_config(Config::default().with_color(false).with_index_type(IndexType::Byte))
         .with_code(diag.code)
         .with_message(&diag.message);
     for label in &diag.labels {

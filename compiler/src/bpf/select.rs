@@ -1,0 +1,219 @@
+//! Instruction selection: IR blocks in layout order become eBPF instructions.
+//!
+//! Fixed registers: r9 holds the record's layer flags for the whole rule section (loaded
+//! once after the packet parser; callee-saved, so helper calls keep it), r10 the frame.
+//! Virtual registers get physical ones from `regalloc`. Helper calls take r1–r5.
+
+use super::asm::{Asm, AsmError, Assembled, Label};
+use super::insn::{self as i, Reg, Size, R0, R1, R10, R2, R3, R4, R9};
+use super::parser::{self, Needs, ParserHook};
+use super::record::{OFF_FLAGS, RECORD_BASE, SCRATCH_BASE};
+use super::regalloc;
+use crate::ir::{cfg, BrOp, Function, Inst, Term};
+
+/// Source ids for instructions that come from no rule (see `Asm::mark`).
+pub const SRC_PARSER: u32 = u32::MAX - 2;
+pub const SRC_DEFAULT: u32 = u32::MAX - 1;
+pub const SRC_MALFORMED: u32 = u32::MAX;
+
+const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
+const HELPER_MAP_UPDATE_ELEM: i32 = 2;
+const BPF_NOEXIST: i32 = 1;
+
+/// Selects instructions for one program: packet parser, then the rule blocks.
+pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembled, AsmError> {
+    let mut asm = Asm::new();
+    let labels: Vec<Label> = func.blocks.iter().map(|_| asm.new_label()).collect();
+    asm.mark(SRC_PARSER);
+    parser::emit_packet_parser(&mut asm, hook, needs, labels[func.malformed.0 as usize]);
+    asm.emit(i::ldx(Size::W, R9, R10, RECORD_BASE + OFF_FLAGS));
+
+    let order = cfg::layout(func);
+    let mut last_src = None;
+    for (pos, &b) in order.iter().enumerate() {
+        let block = &func.blocks[b.0 as usize];
+        let next = order.get(pos + 1).copied();
+        let src = match block.rule {
+            Some(r) => r,
+            None if b == func.malformed => SRC_MALFORMED,
+            None => SRC_DEFAULT,
+        };
+        if last_src != Some(src) {
+            asm.mark(src);
+            last_src = Some(src);
+        }
+        asm.bind(labels[b.0 as usize]);
+        let regs = regalloc::allocate(block);
+        let reg = |v| regs.get(&v).copied().unwrap_or(R0);
+        for inst in &block.insts {
+            match inst {
+                Inst::LoadRecord { dst, off, size } => {
+                    asm.emit(i::ldx(size_of(*size), reg(*dst), R10, RECORD_BASE + off));
+                }
+                Inst::AndImm { dst, src, imm } => {
+                    if reg(*dst) != reg(*src) {
+                        asm.emit(i::mov32_reg(reg(*dst), reg(*src)));
+                    }
+                    asm.emit(i::alu32_imm(i::BPF_AND, reg(*dst), *imm as i32));
+                }
+                Inst::Lookup { dst, map, key_off } => {
+                    asm.ld_map(R1, map);
+                    key_ptr(&mut asm, R2, RECORD_BASE + key_off);
+                    asm.emit(i::call(HELPER_MAP_LOOKUP_ELEM));
+                    if reg(*dst) != R0 {
+                        asm.emit(i::mov64_reg(reg(*dst), R0));
+                    }
+                }
+                Inst::Count { map, key_off } => count(&mut asm, map, *key_off),
+            }
+        }
+        let is_next = |t: crate::ir::BlockId| Some(t) == next;
+        match &block.term {
+            Term::Return(code) => {
+                asm.emit(i::mov64_imm(R0, *code as i32));
+                asm.emit(i::exit());
+            }
+            Term::Jump(t) => {
+                if !is_next(*t) {
+                    asm.ja_to(labels[t.0 as usize]);
+                }
+            }
+            Term::Branch {
+                op,
+                wide,
+                lhs,
+                imm,
+                t,
+                f,
+            } => {
+                branch(
+                    &mut asm,
+                    *op,
+                    *wide,
+                    reg(*lhs),
+                    *imm,
+                    (labels[t.0 as usize], is_next(*t)),
+                    (labels[f.0 as usize], is_next(*f)),
+                );
+            }
+            Term::Flags { mask, t, f } => {
+                branch(
+                    &mut asm,
+                    BrOp::Set,
+                    true,
+                    R9,
+                    *mask,
+                    (labels[t.0 as usize], is_next(*t)),
+                    (labels[f.0 as usize], is_next(*f)),
+                );
+            }
+        }
+    }
+    asm.finish()
+}
+
+fn size_of(bytes: u8) -> Size {
+    match bytes {
+        1 => Size::B,
+        2 => Size::H,
+        4 => Size::W,
+        _ => Size::DW,
+    }
+}
+
+fn key_ptr(asm: &mut Asm, dst: Reg, frame_off: i16) {
+    asm.emit(i::mov64_reg(dst, R10));
+    asm.emit(i::alu64_imm(i::BPF_ADD, dst, frame_off as i32));
+}
+
+fn jmp_op(op: BrOp) -> u8 {
+    match op {
+        BrOp::Eq => i::BPF_JEQ,
+        BrOp::Ne => i::BPF_JNE,
+        BrOp::Lt => i::BPF_JLT,
+        BrOp::Le => i::BPF_JLE,
+        BrOp::Gt => i::BPF_JGT,
+        BrOp::Ge => i::BPF_JGE,
+        BrOp::Set => i::BPF_JSET,
+    }
+}
+
+fn inverse(op: BrOp) -> Option<BrOp> {
+    Some(match op {
+        BrOp::Eq => BrOp::Ne,
+        BrOp::Ne => BrOp::Eq,
+        BrOp::Lt => BrOp::Ge,
+        BrOp::Ge => BrOp::Lt,
+        BrOp::Le => BrOp::Gt,
+        BrOp::Gt => BrOp::Le,
+        BrOp::Set => return None,
+    })
+}
+
+/// A two-way branch, falling through to whichever target comes next in the layout.
+fn branch(
+    asm: &mut Asm,
+    op: BrOp,
+    wide: bool,
+    lhs: Reg,
+    imm: u32,
+    t: (Label, bool),
+    f: (Label, bool),
+) {
+    let jcc = |asm: &mut Asm, op: BrOp, target: Label| {
+        if wide {
+            asm.jmp_imm_to(jmp_op(op), lhs, imm as i32, target);
+        } else {
+            asm.jmp32_imm_to(jmp_op(op), lhs, imm as i32, target);
+        }
+    };
+    match (t.1, f.1, inverse(op)) {
+        (_, true, _) => jcc(asm, op, t.0),
+        (true, false, Some(inv)) => jcc(asm, inv, f.0),
+        _ => {
+            jcc(asm, op, t.0);
+            asm.ja_to(f.0);
+        }
+    }
+}
+
+/// `map[key] += 1`. Keyless counters are 1-entry arrays (index 0); keyed ones are hash maps
+/// where a missing key is inserted with 1 (BPF_NOEXIST: if another CPU raced us and won,
+/// that packet's count is lost, which a counter may tolerate).
+fn count(asm: &mut Asm, map: &str, key_off: Option<i16>) {
+    let done = asm.new_label();
+    let key = match key_off {
+        Some(k) => RECORD_BASE + k,
+        None => {
+            asm.emit(i::st_imm(Size::W, R10, SCRATCH_BASE, 0));
+            SCRATCH_BASE
+        }
+    };
+    asm.ld_map(R1, map);
+    key_ptr(asm, R2, key);
+    asm.emit(i::call(HELPER_MAP_LOOKUP_ELEM));
+    // The verifier requires a null check even for an array's index 0:
+    // "R0 invalid mem access 'map_value_or_null'".
+    let missing = asm.new_label();
+    asm.jmp_imm_to(
+        i::BPF_JEQ,
+        R0,
+        0,
+        if key_off.is_some() { missing } else { done },
+    );
+    asm.emit(i::mov64_imm(R1, 1));
+    asm.emit(i::atomic_add64(R0, R1, 0));
+    if key_off.is_some() {
+        asm.ja_to(done);
+        asm.bind(missing);
+        asm.emit(i::st_imm(Size::DW, R10, SCRATCH_BASE + 8, 1));
+        asm.ld_map(R1, map);
+        key_ptr(asm, R2, key);
+        key_ptr(asm, R3, SCRATCH_BASE + 8);
+        asm.emit(i::mov64_imm(R4, BPF_NOEXIST));
+        asm.emit(i::call(HELPER_MAP_UPDATE_ELEM));
+    } else {
+        asm.bind(missing);
+    }
+    asm.bind(done);
+}

@@ -1,0 +1,240 @@
+//! The pipeline in one place: source → AST → HIR → IR → instructions → ELF + layout.
+//!
+//! Each stage stops the pipeline when it reports an error, so later stages never see a
+//! half-checked program and the user never sees an error caused by an earlier one.
+
+use crate::bpf::disasm;
+use crate::bpf::parser::{Needs, ParserHook};
+use crate::bpf::select::{self, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
+use crate::bpf::Insn;
+use crate::check::{self, Resources};
+use crate::diag::{has_errors, Diagnostic};
+use crate::hir::{self, Hir, Hook};
+use crate::ir::{self, cfg, lower::MapDef};
+use crate::obj::{self, AttachSpec, MapReloc, ObjectSpec, ProgramSpec, RuleInfo, TcDirection};
+use crate::syntax::{self, ast};
+
+/// Everything the compiler produced for one source file.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub ast: ast::File,
+    pub hir: Hir,
+    pub programs: Vec<Program>,
+    pub maps: Vec<MapDef>,
+    pub spec: ObjectSpec,
+    /// The ELF object.
+    pub object: Vec<u8>,
+    /// Warnings (errors stop the pipeline).
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub name: String,
+    pub ir: ir::Function,
+    pub insns: Vec<Insn>,
+    pub map_relocs: Vec<(usize, String)>,
+    pub marks: Vec<(usize, u32)>,
+    pub resources: Resources,
+}
+
+/// The license the programs are under (GPL-compatible, so every helper is usable).
+pub const LICENSE: &str = "GPL";
+
+/// Parses and checks only (what an editor wants on every keystroke).
+pub fn front(source: &str) -> (ast::File, Option<Hir>, Vec<Diagnostic>) {
+    let (file, mut diags) = syntax::parse(source);
+    if has_errors(&diags) {
+        return (file, None, diags);
+    }
+    let (hir, more) = hir::check::check(&file, source);
+    diags.extend(more);
+    let hir = (!has_errors(&diags)).then_some(hir);
+    (file, hir, diags)
+}
+
+/// Runs the whole pipeline. On failure, returns every diagnostic of the failing stage
+/// (and the warnings before it).
+pub fn compile(source: &str) -> Result<Compiled, Vec<Diagnostic>> {
+    let (file, hir, mut diags) = front(source);
+    let Some(hir) = hir else { return Err(diags) };
+
+    let (funcs, maps) = ir::lower::lower(&hir);
+    let mut programs = Vec::new();
+    for (filter, func) in hir.filters.iter().zip(funcs) {
+        if let Err(e) = cfg::verify(&func) {
+            diags.push(Diagnostic::error(
+                "I0002",
+                format!("internal error: invalid IR for `{}`: {e}", filter.name),
+                filter.span.clone(),
+            ));
+            continue;
+        }
+        let hook = match filter.hook {
+            Hook::Xdp { .. } => ParserHook::Xdp,
+            Hook::Tc { .. } => ParserHook::Tc,
+        };
+        let needs = Needs {
+            ip6: filter.needs_ip6,
+            l4: filter.needs_l4,
+        };
+        let asm = match select::select(&func, hook, needs) {
+            Ok(a) => a,
+            Err(e) => {
+                diags.push(
+                    Diagnostic::error(
+                        "L0601",
+                        format!("filter `{}` cannot be encoded: {e}", filter.name),
+                        filter.span.clone(),
+                    )
+                    .with_help("move addresses and ports into named sets: large sets become maps"),
+                );
+                continue;
+            }
+        };
+        let resources = check::measure(&asm.insns);
+        if let Err(limit) = check::check(&resources) {
+            diags.push(
+                Diagnostic::error("L0602", limit.message, filter.span.clone())
+                    .with_help(limit.help),
+            );
+            continue;
+        }
+        programs.push(Program {
+            name: filter.name.clone(),
+            ir: func,
+            insns: asm.insns,
+            map_relocs: asm.map_relocs,
+            marks: asm.marks,
+            resources,
+        });
+    }
+    if has_errors(&diags) {
+        return Err(diags);
+    }
+
+    let spec = object_spec(&hir, &programs, &maps);
+    let object = match obj::write_object(&spec) {
+        Ok(o) => o,
+        Err(e) => {
+            let span = hir.filters.first().map(|f| f.span.clone()).unwrap_or(0..0);
+            diags.push(Diagnostic::error(
+                "I0003",
+                format!("internal error: cannot write the object: {e}"),
+                span,
+            ));
+            return Err(diags);
+        }
+    };
+    Ok(Compiled {
+        ast: file,
+        hir,
+        programs,
+        maps,
+        spec,
+        object,
+        warnings: diags,
+    })
+}
+
+fn object_spec(hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {
+    let programs = hir
+        .filters
+        .iter()
+        .zip(programs)
+        .map(|(f, p)| {
+            let (section, attach) = match &f.hook {
+                Hook::Xdp { iface } => (
+                    "xdp",
+                    AttachSpec::Xdp {
+                        iface: iface.clone(),
+                    },
+                ),
+                // aya 0.13 rejects a `tc` section; libbpf and aya both take `classifier`.
+                Hook::Tc { iface, ingress } => (
+                    "classifier",
+                    AttachSpec::Tc {
+                        iface: iface.clone(),
+                        direction: if *ingress {
+                            TcDirection::Ingress
+                        } else {
+                            TcDirection::Egress
+                        },
+                    },
+                ),
+            };
+            ProgramSpec {
+                name: p.name.clone(),
+                section: section.into(),
+                insns: p.insns.clone(),
+                map_relocs: p
+                    .map_relocs
+                    .iter()
+                    .map(|(i, m)| MapReloc {
+                        insn_index: *i,
+                        map: m.clone(),
+                    })
+                    .collect(),
+                attach,
+                rules: f
+                    .rules
+                    .iter()
+                    .map(|r| RuleInfo {
+                        index: r.index,
+                        line: r.line,
+                        text: r.text.clone(),
+                        verdict: verdict_word(r.action.verdict).into(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    ObjectSpec {
+        license: LICENSE.into(),
+        programs,
+        maps: maps.iter().map(|m| m.spec.clone()).collect(),
+    }
+}
+
+pub fn verdict_word(v: ast::Verdict) -> &'static str {
+    match v {
+        ast::Verdict::Pass => "pass",
+        ast::Verdict::Drop => "drop",
+    }
+}
+
+impl Compiled {
+    /// The disassembly of every program, each run of instructions under the rule it came from.
+    pub fn disassembly(&self) -> String {
+        let mut out = String::new();
+        for (p, f) in self.programs.iter().zip(&self.hir.filters) {
+            let section = match f.hook {
+                Hook::Xdp { .. } => "xdp",
+                Hook::Tc { .. } => "classifier",
+            };
+            out.push_str(&format!(
+                "program {} (section {section}, {} instructions)\n",
+                p.name,
+                p.insns.len()
+            ));
+            let text = |src: u32| match src {
+                SRC_PARSER => "packet parser".to_string(),
+                SRC_DEFAULT => "default".to_string(),
+                SRC_MALFORMED => "malformed packet".to_string(),
+                r => f
+                    .rules
+                    .get(r as usize)
+                    .map(|rule| format!("line {}: {}", rule.line, rule.text))
+                    .unwrap_or_default(),
+            };
+            out.push_str(&disasm::disassemble(
+                &p.insns,
+                &p.map_relocs,
+                &p.marks,
+                &text,
+            ));
+            out.push('\n');
+        }
+        out
+    }
+}

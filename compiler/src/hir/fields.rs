@@ -1,0 +1,398 @@
+//! The catalog of packet fields a filter can test: name, type, the layer that must be
+//! present, and where the packet parser leaves the value in the packet record.
+
+use super::types::Ty;
+use crate::bpf::record::*;
+use serde::Serialize;
+
+/// How a field's value is stored in the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Slot {
+    /// An unsigned integer of 1, 2 or 4 bytes, host order.
+    Int { off: i16, size: u8 },
+    /// A bit mask over an integer slot: the field is true when any bit is set.
+    Bits { off: i16, size: u8, mask: u32 },
+    /// An address in network order: 4 bytes (IPv4) or 16 (IPv6) at `off`, preceded by a
+    /// u32 prefix length (an LPM-trie key starts at `off - 4`).
+    Addr { off: i16 },
+    /// A bit of the record's layer flags.
+    Flag(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: Ty,
+    /// The field exists when any of these layer bits is set.
+    pub layer: u32,
+    pub slot: Slot,
+    pub doc: &'static str,
+}
+
+const IP: u32 = F_IP4 | F_IP6;
+const L4: u32 = F_TCP | F_UDP;
+const fn int(off: i16, size: u8) -> Slot {
+    Slot::Int { off, size }
+}
+const fn bits(off: i16, size: u8, mask: u32) -> Slot {
+    Slot::Bits { off, size, mask }
+}
+/// The VLAN layer bit; `u32::MAX` marks "always present" (ethernet).
+const ETH: u32 = u32::MAX;
+
+pub const FIELDS: &[Field] = &[
+    Field {
+        name: "eth.type",
+        ty: Ty::U16,
+        layer: ETH,
+        slot: int(OFF_ETH_TYPE, 2),
+        doc: "EtherType after all VLAN tags",
+    },
+    Field {
+        name: "vlan.id",
+        ty: Ty::U16,
+        layer: F_VLAN,
+        slot: int(OFF_VLAN_OUTER, 2),
+        doc: "VLAN ID of the outer tag",
+    },
+    Field {
+        name: "vlan.inner",
+        ty: Ty::U16,
+        layer: F_VLAN,
+        slot: int(OFF_VLAN_INNER, 2),
+        doc: "VLAN ID of the inner (QinQ) tag, 0 if none",
+    },
+    Field {
+        name: "vlan.depth",
+        ty: Ty::U8,
+        layer: ETH,
+        slot: int(OFF_VLAN_COUNT, 1),
+        doc: "number of VLAN tags (0..2)",
+    },
+    Field {
+        name: "ip.version",
+        ty: Ty::U8,
+        layer: IP,
+        slot: int(OFF_IP_VERSION, 1),
+        doc: "4 or 6",
+    },
+    Field {
+        name: "ip.src",
+        ty: Ty::Ip,
+        layer: IP,
+        slot: Slot::Addr { off: OFF_SRC },
+        doc: "source address, IPv4 or IPv6",
+    },
+    Field {
+        name: "ip.dst",
+        ty: Ty::Ip,
+        layer: IP,
+        slot: Slot::Addr { off: OFF_DST },
+        doc: "destination address, IPv4 or IPv6",
+    },
+    Field {
+        name: "ip.proto",
+        ty: Ty::U8,
+        layer: IP,
+        slot: int(OFF_IP_PROTO, 1),
+        doc: "L4 protocol (IPv6: after extension headers)",
+    },
+    Field {
+        name: "ip.ttl",
+        ty: Ty::U8,
+        layer: IP,
+        slot: int(OFF_IP_TTL, 1),
+        doc: "TTL or hop limit",
+    },
+    Field {
+        name: "ip.len",
+        ty: Ty::U16,
+        layer: IP,
+        slot: int(OFF_IP_LEN, 2),
+        doc: "total length of the IP packet",
+    },
+    Field {
+        name: "ip.fragment",
+        ty: Ty::Bool,
+        layer: IP,
+        slot: Slot::Flag(F_FRAG),
+        doc: "any fragment, first or later",
+    },
+    Field {
+        name: "ip.later_fragment",
+        ty: Ty::Bool,
+        layer: IP,
+        slot: Slot::Flag(F_FRAG_LATER),
+        doc: "a fragment other than the first (no L4 header)",
+    },
+    Field {
+        name: "ip4.src",
+        ty: Ty::Ip4,
+        layer: F_IP4,
+        slot: Slot::Addr { off: OFF_SRC },
+        doc: "IPv4 source address",
+    },
+    Field {
+        name: "ip4.dst",
+        ty: Ty::Ip4,
+        layer: F_IP4,
+        slot: Slot::Addr { off: OFF_DST },
+        doc: "IPv4 destination address",
+    },
+    Field {
+        name: "ip4.proto",
+        ty: Ty::U8,
+        layer: F_IP4,
+        slot: int(OFF_IP_PROTO, 1),
+        doc: "IPv4 protocol",
+    },
+    Field {
+        name: "ip4.ttl",
+        ty: Ty::U8,
+        layer: F_IP4,
+        slot: int(OFF_IP_TTL, 1),
+        doc: "IPv4 TTL",
+    },
+    Field {
+        name: "ip6.src",
+        ty: Ty::Ip6,
+        layer: F_IP6,
+        slot: Slot::Addr { off: OFF_SRC },
+        doc: "IPv6 source address",
+    },
+    Field {
+        name: "ip6.dst",
+        ty: Ty::Ip6,
+        layer: F_IP6,
+        slot: Slot::Addr { off: OFF_DST },
+        doc: "IPv6 destination address",
+    },
+    Field {
+        name: "ip6.next",
+        ty: Ty::U8,
+        layer: F_IP6,
+        slot: int(OFF_IP_PROTO, 1),
+        doc: "IPv6 next header after extension headers",
+    },
+    Field {
+        name: "ip6.hoplimit",
+        ty: Ty::U8,
+        layer: F_IP6,
+        slot: int(OFF_IP_TTL, 1),
+        doc: "IPv6 hop limit",
+    },
+    Field {
+        name: "tcp.sport",
+        ty: Ty::Port,
+        layer: F_TCP,
+        slot: int(OFF_SPORT, 2),
+        doc: "TCP source port",
+    },
+    Field {
+        name: "tcp.dport",
+        ty: Ty::Port,
+        layer: F_TCP,
+        slot: int(OFF_DPORT, 2),
+        doc: "TCP destination port",
+    },
+    Field {
+        name: "tcp.flags",
+        ty: Ty::U8,
+        layer: F_TCP,
+        slot: int(OFF_TCP_FLAGS, 1),
+        doc: "TCP flags byte",
+    },
+    Field {
+        name: "tcp.fin",
+        ty: Ty::Bool,
+        layer: F_TCP,
+        slot: bits(OFF_TCP_FLAGS, 1, 0x01),
+        doc: "FIN flag",
+    },
+    Field {
+        name: "tcp.syn",
+        ty: Ty::Bool,
+        layer: F_TCP,
+        slot: bits(OFF_TCP_FLAGS, 1, 0x02),
+        doc: "SYN flag",
+    },
+    Field {
+        name: "tcp.rst",
+        ty: Ty::Bool,
+        layer: F_TCP,
+        slot: bits(OFF_TCP_FLAGS, 1, 0x04),
+        doc: "RST flag",
+    },
+    Field {
+        name: "tcp.psh",
+        ty: Ty::Bool,
+        layer: F_TCP,
+        slot: bits(OFF_TCP_FLAGS, 1, 0x08),
+        doc: "PSH flag",
+    },
+    Field {
+        name: "tcp.ack",
+        ty: Ty::Bool,
+        layer: F_TCP,
+        slot: bits(OFF_TCP_FLAGS, 1, 0x10),
+        doc: "ACK flag",
+    },
+    Field {
+        name: "tcp.urg",
+        ty: Ty::Bool,
+        layer: F_TCP,
+        slot: bits(OFF_TCP_FLAGS, 1, 0x20),
+        doc: "URG flag",
+    },
+    Field {
+        name: "udp.sport",
+        ty: Ty::Port,
+        layer: F_UDP,
+        slot: int(OFF_SPORT, 2),
+        doc: "UDP source port",
+    },
+    Field {
+        name: "udp.dport",
+        ty: Ty::Port,
+        layer: F_UDP,
+        slot: int(OFF_DPORT, 2),
+        doc: "UDP destination port",
+    },
+    Field {
+        name: "l4.sport",
+        ty: Ty::Port,
+        layer: L4,
+        slot: int(OFF_SPORT, 2),
+        doc: "TCP or UDP source port",
+    },
+    Field {
+        name: "l4.dport",
+        ty: Ty::Port,
+        layer: L4,
+        slot: int(OFF_DPORT, 2),
+        doc: "TCP or UDP destination port",
+    },
+    Field {
+        name: "icmp.type",
+        ty: Ty::U8,
+        layer: F_ICMP,
+        slot: int(OFF_ICMP_TYPE, 1),
+        doc: "ICMP type",
+    },
+    Field {
+        name: "icmp.code",
+        ty: Ty::U8,
+        layer: F_ICMP,
+        slot: int(OFF_ICMP_CODE, 1),
+        doc: "ICMP code",
+    },
+    Field {
+        name: "icmp6.type",
+        ty: Ty::U8,
+        layer: F_ICMP6,
+        slot: int(OFF_ICMP_TYPE, 1),
+        doc: "ICMPv6 type",
+    },
+    Field {
+        name: "icmp6.code",
+        ty: Ty::U8,
+        layer: F_ICMP6,
+        slot: int(OFF_ICMP_CODE, 1),
+        doc: "ICMPv6 code",
+    },
+    // Layer presence as booleans: `drop icmp6`, `pass tcp and tcp.dport == 22`.
+    Field {
+        name: "vlan",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_VLAN),
+        doc: "the frame carries a VLAN tag",
+    },
+    Field {
+        name: "ip4",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_IP4),
+        doc: "an IPv4 packet",
+    },
+    Field {
+        name: "ip6",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_IP6),
+        doc: "an IPv6 packet",
+    },
+    Field {
+        name: "tcp",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_TCP),
+        doc: "a TCP segment (not a later fragment)",
+    },
+    Field {
+        name: "udp",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_UDP),
+        doc: "a UDP datagram (not a later fragment)",
+    },
+    Field {
+        name: "icmp",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_ICMP),
+        doc: "an ICMP message",
+    },
+    Field {
+        name: "icmp6",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_ICMP6),
+        doc: "an ICMPv6 message",
+    },
+];
+
+/// Looks a packet field up by its dotted name.
+pub fn lookup(name: &str) -> Option<&'static Field> {
+    FIELDS.iter().find(|f| f.name == name)
+}
+
+impl Field {
+    /// True when the field needs no layer check (always present).
+    pub fn always_present(&self) -> bool {
+        self.layer == ETH
+    }
+
+    /// Whether reading the field needs the IPv6 parser / the L4 parser.
+    pub fn needs(&self) -> (bool, bool) {
+        let ip6 = self.layer & F_IP6 != 0
+            || matches!(self.slot, Slot::Flag(f) if f & (F_IP6 | F_ICMP6 | F_TCP | F_UDP) != 0)
+            || self.layer & (F_TCP | F_UDP | F_ICMP6) != 0;
+        let l4 = self.layer & (F_TCP | F_UDP | F_ICMP | F_ICMP6) != 0
+            || matches!(self.slot, Slot::Flag(f) if f & (F_TCP | F_UDP | F_ICMP | F_ICMP6) != 0);
+        (ip6, l4)
+    }
+}
+
+/// Names that are close to `name`, for "did you mean" help.
+pub fn suggest(name: &str) -> Option<&'static str> {
+    let (prefix, last) = name.rsplit_once('.').unwrap_or(("", name));
+    FIELDS.iter().map(|f| f.name).find(|f| {
+        let (p, l) = f.rsplit_once('.').unwrap_or(("", f));
+        (p == prefix && edit_distance(l, last) <= 2) || (l == last && !prefix.is_empty())
+    })
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

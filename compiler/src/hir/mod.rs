@@ -1,0 +1,127 @@
+//! Name resolution and type checking: the AST becomes the typed HIR that lowering reads.
+//!
+//! The HIR keeps only what code generation needs: filters with their hook, rules as
+//! boolean trees of typed tests over packet fields, sets as value lists, counters.
+
+pub mod check;
+pub mod fields;
+pub mod print;
+pub mod stdlib;
+pub mod types;
+
+use crate::syntax::ast::{Span, Verdict};
+use fields::Field;
+use serde::Serialize;
+pub use types::Ty;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Hir {
+    pub filters: Vec<Filter>,
+    pub sets: Vec<SetDef>,
+    /// Counter maps, in order of first use.
+    pub counters: Vec<CounterDef>,
+}
+
+/// A value of a set or a literal: an integer range or a network prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Value {
+    /// Inclusive range; a single integer is `lo == hi`.
+    Int { lo: u64, hi: u64 },
+    /// An address prefix; a plain address has the full length (32 or 128).
+    Net {
+        v6: bool,
+        addr: [u8; 16],
+        prefix: u8,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetDef {
+    pub name: String,
+    pub elem: Ty,
+    pub values: Vec<Value>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CounterDef {
+    pub name: String,
+    /// `None` for a plain counter, else the field whose value keys it.
+    pub key: Option<&'static Field>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Hook {
+    Xdp { iface: String },
+    Tc { iface: String, ingress: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Action {
+    pub verdict: Verdict,
+    /// Indices into `Hir::counters`.
+    pub counts: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Filter {
+    pub name: String,
+    pub hook: Hook,
+    pub rules: Vec<Rule>,
+    pub default: Action,
+    pub malformed: Action,
+    /// Whether the packet parser must handle IPv6 / L4 headers for these rules.
+    pub needs_ip6: bool,
+    pub needs_l4: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    pub index: u32,
+    pub cond: Cond,
+    pub action: Action,
+    pub span: Span,
+    /// 1-based source line and the rule's text, for listings and layout.json.
+    pub line: u32,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Cond {
+    Const(bool),
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+    Test(Test),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// One test of a packet field. Every test is false when the field's layer is absent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Test {
+    /// Any of these layer bits is set.
+    Layer(u32),
+    /// `field OP value` over an integer field.
+    Int {
+        field: &'static Field,
+        op: CmpOp,
+        value: u64,
+    },
+    /// Any bit of `mask` is set in the field (TCP flags).
+    Bits { field: &'static Field, mask: u32 },
+    /// The address field lies in the prefix (both of the prefix's family).
+    Net { field: &'static Field, net: Value },
+    /// The field's value is in the named set (`Hir::sets[set]`).
+    InSet { field: &'static Field, set: usize },
+}

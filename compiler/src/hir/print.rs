@@ -1,0 +1,132 @@
+//! The HIR as compact text, for golden files and `pol` debugging.
+
+use super::{Action, CmpOp, Cond, Hir, Hook, Test, Value};
+use crate::bpf::record::*;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub fn dump(hir: &Hir) -> String {
+    let mut s = String::new();
+    for set in &hir.sets {
+        let vals: Vec<String> = set.values.iter().map(value).collect();
+        let _ = writeln!(
+            s,
+            "set {}: {} = {{ {} }}",
+            set.name,
+            set.elem,
+            vals.join(", ")
+        );
+    }
+    for c in &hir.counters {
+        let key = c.key.map(|f| format!("[{}]", f.name)).unwrap_or_default();
+        let _ = writeln!(s, "counter {}{key}", c.name);
+    }
+    for f in &hir.filters {
+        let hook = match &f.hook {
+            Hook::Xdp { iface } => format!("xdp({iface:?})"),
+            Hook::Tc { iface, ingress } => format!(
+                "tc({iface:?}, {})",
+                if *ingress { "ingress" } else { "egress" }
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "filter {} on {hook} (parse ip6: {}, l4: {})",
+            f.name, f.needs_ip6, f.needs_l4
+        );
+        for r in &f.rules {
+            let _ = writeln!(
+                s,
+                "  rule {} (line {}): {} if {}",
+                r.index,
+                r.line,
+                action(hir, &r.action),
+                cond(hir, &r.cond)
+            );
+        }
+        let _ = writeln!(s, "  default: {}", action(hir, &f.default));
+        let _ = writeln!(s, "  malformed: {}", action(hir, &f.malformed));
+    }
+    s
+}
+
+fn action(hir: &Hir, a: &Action) -> String {
+    let mut s = crate::driver::verdict_word(a.verdict).to_string();
+    for &c in &a.counts {
+        s.push_str(&format!(" count {}", hir.counters[c].name));
+    }
+    s
+}
+
+pub fn value(v: &Value) -> String {
+    match *v {
+        Value::Int { lo, hi } if lo == hi => lo.to_string(),
+        Value::Int { lo, hi } => format!("{lo}..{hi}"),
+        Value::Net {
+            v6: false,
+            addr,
+            prefix,
+        } => format!(
+            "{}/{prefix}",
+            Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])
+        ),
+        Value::Net {
+            v6: true,
+            addr,
+            prefix,
+        } => format!("{}/{prefix}", Ipv6Addr::from(addr)),
+    }
+}
+
+fn layers(mask: u32) -> String {
+    let names = [
+        (F_VLAN, "vlan"),
+        (F_IP4, "ip4"),
+        (F_IP6, "ip6"),
+        (F_TCP, "tcp"),
+        (F_UDP, "udp"),
+        (F_ICMP, "icmp"),
+        (F_ICMP6, "icmp6"),
+        (F_FRAG, "fragment"),
+        (F_FRAG_LATER, "later_fragment"),
+    ];
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| mask & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    v.join("|")
+}
+
+pub fn cond(hir: &Hir, c: &Cond) -> String {
+    let join = |cs: &[Cond], op: &str| match cs {
+        [one] => cond(hir, one),
+        _ => format!(
+            "({})",
+            cs.iter().map(|c| cond(hir, c)).collect::<Vec<_>>().join(op)
+        ),
+    };
+    match c {
+        Cond::Const(b) => b.to_string(),
+        Cond::And(cs) => join(cs, " and "),
+        Cond::Or(cs) => join(cs, " or "),
+        Cond::Not(c) => format!("not {}", cond(hir, c)),
+        Cond::Test(t) => match t {
+            Test::Layer(m) => format!("layer {}", layers(*m)),
+            Test::Int { field, op, value } => {
+                let op = match op {
+                    CmpOp::Eq => "==",
+                    CmpOp::Ne => "!=",
+                    CmpOp::Lt => "<",
+                    CmpOp::Le => "<=",
+                    CmpOp::Gt => ">",
+                    CmpOp::Ge => ">=",
+                };
+                format!("{} {op} {value}", field.name)
+            }
+            Test::Bits { field, mask } => format!("{} (bits {mask:#x})", field.name),
+            Test::Net { field, net } => format!("{} in {}", field.name, value(net)),
+            Test::InSet { field, set } => format!("{} in set {}", field.name, hir.sets[*set].name),
+        },
+    }
+}

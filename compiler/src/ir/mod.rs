@@ -1,0 +1,181 @@
+//! The IR: per program, a control-flow graph of basic blocks over virtual registers.
+//!
+//! Plain data with `u32` ids. Virtual registers are local to the block that defines them
+//! (the only value that crosses blocks is the packet record on the stack and the layer
+//! flags, which the back end keeps in a fixed register). Blocks never form a loop. Both
+//! invariants are checked by `cfg::verify` between lowering and instruction selection.
+
+pub mod cfg;
+pub mod lower;
+
+use serde::Serialize;
+use std::fmt::{self, Write as _};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct VReg(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct BlockId(pub u32);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Inst {
+    /// `dst = *(uN *)(record + off)`, zero-extended.
+    LoadRecord { dst: VReg, off: i16, size: u8 },
+    /// `dst = src & imm`
+    AndImm { dst: VReg, src: VReg, imm: u32 },
+    /// `dst = map_lookup_elem(map, record + key_off)`: a pointer, or 0 when absent.
+    Lookup {
+        dst: VReg,
+        map: String,
+        key_off: i16,
+    },
+    /// Adds one to `map[key]`; the key is at `record + key_off`, or the array index 0.
+    Count { map: String, key_off: Option<i16> },
+}
+
+/// Unsigned comparisons; `Set` is "any bit of the mask is set".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BrOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Set,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Term {
+    Jump(BlockId),
+    /// `if lhs OP imm goto t else f`, compared on 32 bits (`wide` for 64).
+    Branch {
+        op: BrOp,
+        wide: bool,
+        lhs: VReg,
+        imm: u32,
+        t: BlockId,
+        f: BlockId,
+    },
+    /// `if flags & mask goto t else f`, over the record's layer flags.
+    Flags {
+        mask: u32,
+        t: BlockId,
+        f: BlockId,
+    },
+    /// Ends the program with this return code.
+    Return(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Block {
+    pub insts: Vec<Inst>,
+    pub term: Term,
+    /// The rule this block was lowered from (for listings); `None` for default/malformed.
+    pub rule: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Function {
+    pub name: String,
+    /// Blocks in layout order; `entry` is where rules start after the packet parser.
+    pub blocks: Vec<Block>,
+    pub entry: BlockId,
+    /// Where the packet parser goes for a truncated or inconsistent packet.
+    pub malformed: BlockId,
+    pub vregs: u32,
+}
+
+impl Term {
+    pub fn successors(&self) -> Vec<BlockId> {
+        match self {
+            Term::Jump(b) => vec![*b],
+            Term::Branch { t, f, .. } | Term::Flags { t, f, .. } => vec![*t, *f],
+            Term::Return(_) => vec![],
+        }
+    }
+}
+
+impl Inst {
+    pub fn def(&self) -> Option<VReg> {
+        match self {
+            Inst::LoadRecord { dst, .. } | Inst::AndImm { dst, .. } | Inst::Lookup { dst, .. } => {
+                Some(*dst)
+            }
+            Inst::Count { .. } => None,
+        }
+    }
+
+    pub fn uses(&self) -> Vec<VReg> {
+        match self {
+            Inst::AndImm { src, .. } => vec![*src],
+            _ => vec![],
+        }
+    }
+
+    /// Whether the instruction calls a helper (and so clobbers r0–r5).
+    pub fn is_call(&self) -> bool {
+        matches!(self, Inst::Lookup { .. } | Inst::Count { .. })
+    }
+}
+
+impl fmt::Display for VReg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "b{}", self.0)
+    }
+}
+
+impl fmt::Display for Function {
+    /// The text form used by golden files.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "fn {} entry={} malformed={}",
+            self.name, self.entry, self.malformed
+        );
+        for (i, b) in self.blocks.iter().enumerate() {
+            let rule = b.rule.map(|r| format!("  ; rule {r}")).unwrap_or_default();
+            let _ = writeln!(s, "b{i}:{rule}");
+            for inst in &b.insts {
+                let _ = match inst {
+                    Inst::LoadRecord { dst, off, size } => {
+                        writeln!(s, "  {dst} = load.u{} rec+{off}", size * 8)
+                    }
+                    Inst::AndImm { dst, src, imm } => writeln!(s, "  {dst} = and {src}, {imm:#x}"),
+                    Inst::Lookup { dst, map, key_off } => {
+                        writeln!(s, "  {dst} = lookup {map}, rec+{key_off}")
+                    }
+                    Inst::Count {
+                        map,
+                        key_off: Some(k),
+                    } => writeln!(s, "  count {map}[rec+{k}]"),
+                    Inst::Count { map, key_off: None } => writeln!(s, "  count {map}"),
+                };
+            }
+            let _ = match &b.term {
+                Term::Jump(t) => writeln!(s, "  jump {t}"),
+                Term::Branch {
+                    op,
+                    wide,
+                    lhs,
+                    imm,
+                    t,
+                    f,
+                } => {
+                    let w = if *wide { "64" } else { "32" };
+                    writeln!(s, "  br.{w} {lhs} {op:?} {imm:#x} ? {t} : {f}")
+                }
+                Term::Flags { mask, t, f } => writeln!(s, "  br flags & {mask:#x} ? {t} : {f}"),
+                Term::Return(r) => writeln!(s, "  return {r}"),
+            };
+        }
+        f.write_str(&s)
+    }
+}

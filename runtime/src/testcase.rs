@@ -1,0 +1,192 @@
+//! From a `test` block's packet description to the bytes of a frame.
+//!
+//! `packet ip6 tcp { src: 2001:db8::1, dport: 22, flags: [syn, ack], vlan: [100],
+//! ext: [hop, routing, dest, ah, frag], frag: 0, more: true, ttl: 1, payload_len: 400,
+//! truncate: 30 } => drop`. A field the description cannot use is an error with its span.
+
+use crate::packet::{self, Ext, Packet};
+use pol_compiler::syntax::ast::{Expr, ExprKind, Ident, Span, TestCase};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A description that cannot be built, with the span of the offending part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseError {
+    pub span: Span,
+    pub message: String,
+}
+
+fn err<T>(span: &Span, message: impl Into<String>) -> Result<T, CaseError> {
+    Err(CaseError {
+        span: span.clone(),
+        message: message.into(),
+    })
+}
+
+/// The fields a packet description may set, for the error message.
+pub const FIELDS: &str = "src, dst, sport, dport, flags, ttl, type, code, vlan, qinq, ext, frag, more, ihl, options, payload_len, truncate";
+
+/// Builds the frame a test case describes.
+pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
+    let TestCase::Packet {
+        layers,
+        fields,
+        span,
+        ..
+    } = case
+    else {
+        return err(&(0..0), "this test case did not parse");
+    };
+    let mut v6 = false;
+    let mut kind: Option<&Ident> = None;
+    for l in layers {
+        match l.name.as_str() {
+            "ip6" => v6 = true,
+            "ip4" | "ip" => {}
+            "tcp" | "udp" | "icmp" | "icmp6" | "arp" => kind = Some(l),
+            other => return err(&l.span, format!("unknown packet kind `{other}`; use tcp, udp, icmp, icmp6 or arp, after ip4 or ip6")),
+        }
+    }
+    let Some(kind) = kind else {
+        return err(
+            span,
+            "say what the packet is: `packet tcp`, `udp`, `icmp`, `icmp6` or `arp`",
+        );
+    };
+    let mut p = match kind.name.as_str() {
+        "tcp" => Packet::tcp(),
+        "udp" => Packet::udp(),
+        "icmp" => Packet::icmp(),
+        "icmp6" => Packet::icmp6(),
+        _ => Packet::arp(),
+    };
+    if v6 {
+        p = p.ip6();
+    }
+    let (mut frag, mut more, mut truncate) = (None, false, None);
+    for (name, value) in fields {
+        let s = &value.span;
+        p = match name.name.as_str() {
+            "src" => p.src(addr(value)?),
+            "dst" => p.dst(addr(value)?),
+            "sport" => p.sport(int(value, u16::MAX as u64)? as u16),
+            "dport" => p.dport(int(value, u16::MAX as u64)? as u16),
+            "ttl" => p.ttl(int(value, 255)? as u8),
+            "type" => p.icmp_type(int(value, 255)? as u8),
+            "code" => p.icmp_code(int(value, 255)? as u8),
+            "ihl" => p.ihl(int(value, 15)? as u8),
+            "flags" => p.flags(tcp_flags(value)?),
+            "vlan" => list(value)?
+                .iter()
+                .try_fold(p, |p, e| Ok::<_, CaseError>(p.vlan(int(e, 4095)? as u16)))?,
+            "qinq" => p.qinq(int(value, 4095)? as u16),
+            "ext" => {
+                let mut p = p;
+                for e in list(value)? {
+                    let ExprKind::Path(path) = &e.kind else {
+                        return err(
+                            &e.span,
+                            "an extension header: hop, routing, dest, ah or frag",
+                        );
+                    };
+                    p = match path.dotted().as_str() {
+                        "hop" => p.ext(Ext::HopByHop),
+                        "routing" => p.ext(Ext::Routing),
+                        "dest" => p.ext(Ext::DestOpts),
+                        "ah" => p.ext(Ext::Ah),
+                        "frag" => p.ext(Ext::Fragment { offset: 0, more: true }),
+                        other => return err(&e.span, format!("unknown extension header `{other}`: hop, routing, dest, ah or frag")),
+                    };
+                }
+                p
+            }
+            "frag" => {
+                frag = Some(int(value, 8191)? as u16);
+                p
+            }
+            "more" => {
+                more = matches!(value.kind, ExprKind::Bool(true));
+                p
+            }
+            "options" => {
+                let n = int(value, 40)? as usize;
+                if !n.is_multiple_of(4) {
+                    return err(s, "IPv4 options come in multiples of 4 bytes");
+                }
+                // NOP options: harmless, and they move the L4 header.
+                p.ip4_options(&vec![1u8; n])
+            }
+            "payload_len" => p.payload(&vec![0u8; int(value, 9000)? as usize]),
+            "truncate" => {
+                truncate = Some(int(value, 9000)? as usize);
+                p
+            }
+            other => {
+                return err(
+                    &name.span,
+                    format!("unknown packet field `{other}`; the fields are {FIELDS}"),
+                )
+            }
+        };
+    }
+    if let Some(off) = frag {
+        p = if v6 {
+            p.fragment(off, more)
+        } else {
+            p.frag4(off, more)
+        };
+    }
+    if let Some(n) = truncate {
+        p = p.truncate(n);
+    }
+    p.build().map_err(|e| CaseError {
+        span: span.clone(),
+        message: e.to_string(),
+    })
+}
+
+fn addr(e: &Expr) -> Result<IpAddr, CaseError> {
+    match &e.kind {
+        ExprKind::Ip4(a) => Ok(IpAddr::V4(Ipv4Addr::from(*a))),
+        ExprKind::Ip6(a) => Ok(IpAddr::V6(Ipv6Addr::from(*a))),
+        _ => err(&e.span, "expected an IPv4 or IPv6 address"),
+    }
+}
+
+fn int(e: &Expr, max: u64) -> Result<u64, CaseError> {
+    match e.kind {
+        ExprKind::Int(v) if v <= max => Ok(v),
+        ExprKind::Int(v) => err(&e.span, format!("{v} is too large here (at most {max})")),
+        _ => err(&e.span, "expected a number"),
+    }
+}
+
+fn list(e: &Expr) -> Result<Vec<Expr>, CaseError> {
+    match &e.kind {
+        ExprKind::List(items) | ExprKind::SetLit(items) => Ok(items.clone()),
+        _ => Ok(vec![e.clone()]),
+    }
+}
+
+fn tcp_flags(e: &Expr) -> Result<u8, CaseError> {
+    let mut bits = 0;
+    for f in list(e)? {
+        let ExprKind::Path(p) = &f.kind else {
+            return err(
+                &f.span,
+                "a TCP flag: fin, syn, rst, psh, ack, urg, ece, cwr",
+            );
+        };
+        bits |= match p.dotted().as_str() {
+            "fin" => packet::FIN,
+            "syn" => packet::SYN,
+            "rst" => packet::RST,
+            "psh" => packet::PSH,
+            "ack" => packet::ACK,
+            "urg" => packet::URG,
+            "ece" => packet::ECE,
+            "cwr" => packet::CWR,
+            other => return err(&f.span, format!("unknown TCP flag `{other}`")),
+        };
+    }
+    Ok(bits)
+}

@@ -1,0 +1,141 @@
+//! Human-readable reports: per-program resources, and listings of compiled objects.
+
+use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionKind};
+use pol_compiler::bpf::{disasm, Insn};
+use pol_compiler::driver::Compiled;
+use pol_compiler::obj::{MapKind, MapSpec};
+use std::fmt::Write as _;
+
+/// Instructions, stack and maps of every program, and what the maps will cost the kernel.
+pub fn resources(c: &Compiled) -> String {
+    let mut s = String::new();
+    for p in &c.programs {
+        let _ = writeln!(
+            s,
+            "program {:<16} {:>6} instructions  {:>4} conditional jumps  {:>3} B stack",
+            p.name, p.resources.insns, p.resources.conditional_jumps, p.resources.stack_bytes
+        );
+    }
+    let mut total = 0u64;
+    for m in &c.maps {
+        let mem = map_memory(&m.spec);
+        total += mem;
+        let _ = writeln!(
+            s,
+            "map     {:<16} {:<9} key {:>2} B  value {:>2} B  max {:>6}  {:>4} entries  ~{}",
+            m.spec.name,
+            kind_name(&m.spec.kind),
+            m.spec.key.size(),
+            m.spec.value.size(),
+            m.spec.max_entries,
+            m.entries.len(),
+            human(mem)
+        );
+    }
+    if !c.maps.is_empty() {
+        let _ = writeln!(s, "maps take ~{} of kernel memory", human(total));
+    }
+    s
+}
+
+fn kind_name(k: &MapKind) -> &'static str {
+    match k {
+        MapKind::Hash => "hash",
+        MapKind::Array => "array",
+        MapKind::PercpuArray => "percpu_array",
+        MapKind::PercpuHash => "percpu_hash",
+        MapKind::LruHash => "lru_hash",
+        MapKind::LpmTrie => "lpm_trie",
+        MapKind::RingBuf => "ringbuf",
+    }
+}
+
+/// A rough estimate of a map's kernel memory, from the kernel's element layouts:
+/// hash elements carry a ~48-byte header, LPM nodes ~40 bytes, values are 8-byte aligned.
+fn map_memory(m: &MapSpec) -> u64 {
+    let round8 = |n: u64| n.div_ceil(8) * 8;
+    let (k, v, n) = (
+        m.key.size() as u64,
+        m.value.size() as u64,
+        m.max_entries as u64,
+    );
+    match m.kind {
+        MapKind::Array => round8(v) * n,
+        MapKind::PercpuArray => round8(v) * n * cpus(),
+        MapKind::Hash | MapKind::LruHash => (48 + round8(k) + round8(v)) * n,
+        MapKind::PercpuHash => (48 + round8(k) + 8) * n + round8(v) * n * cpus(),
+        MapKind::LpmTrie => (40 + k + v) * n,
+        MapKind::RingBuf => n,
+    }
+}
+
+fn cpus() -> u64 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1)
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// Lists every program of a compiled object, with map relocations by name.
+pub fn disasm_object(bytes: &[u8]) -> Result<String, String> {
+    let file = object::File::parse(bytes).map_err(|e| format!("not an ELF object: {e}"))?;
+    if file.architecture() != object::Architecture::Bpf {
+        return Err("not an eBPF object".into());
+    }
+    let mut out = String::new();
+    for sym in file.symbols() {
+        if sym.kind() != object::SymbolKind::Text || sym.size() == 0 {
+            continue;
+        }
+        let Some(idx) = sym.section_index() else {
+            continue;
+        };
+        let section = file.section_by_index(idx).map_err(|e| e.to_string())?;
+        if section.kind() != SectionKind::Text {
+            continue;
+        }
+        let data = section.data().map_err(|e| e.to_string())?;
+        let (start, len) = (sym.address() as usize, sym.size() as usize);
+        let Some(code) = data.get(start..start + len) else {
+            return Err(format!(
+                "symbol {} lies outside its section",
+                sym.name().unwrap_or("?")
+            ));
+        };
+        let insns: Vec<Insn> = code
+            .chunks_exact(8)
+            .map(|c| Insn::from_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        let mut relocs = Vec::new();
+        for (off, rel) in section.relocations() {
+            let off = off as usize;
+            if off < start || off >= start + len {
+                continue;
+            }
+            if let RelocationTarget::Symbol(si) = rel.target() {
+                if let Ok(target) = file.symbol_by_index(si) {
+                    relocs.push(((off - start) / 8, target.name().unwrap_or("?").to_string()));
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "program {} (section {}, {} instructions)",
+            sym.name().unwrap_or("?"),
+            section.name().unwrap_or("?"),
+            insns.len()
+        );
+        out.push_str(&disasm::disassemble(&insns, &relocs, &[], &|_| {
+            String::new()
+        }));
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -1,0 +1,423 @@
+//! Every example compiles, its golden files match, it loads into the kernel verifier through
+//! aya and through `bpftool prog loadall`, and its own `test` blocks plus the adversarial
+//! packets below get the verdicts they should.
+
+mod common;
+
+use common::{kernel_available, snapshot_settings};
+use pol_compiler::driver::{self, Compiled};
+use pol_runtime::packet::{Ext, Packet, ACK, SYN};
+use pol_runtime::testrun;
+use std::path::{Path, PathBuf};
+
+fn examples() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+            .expect("examples/ exists")
+            .map(|e| e.expect("readable entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pol"))
+            .collect();
+    v.sort();
+    v
+}
+
+fn compile(path: &Path) -> (String, Compiled) {
+    let src = std::fs::read_to_string(path).expect("readable example");
+    match driver::compile(&src) {
+        Ok(c) => (src, c),
+        Err(d) => panic!(
+            "{} does not compile:\n{}",
+            path.display(),
+            pol_compiler::diag::render_all(&d, &path.display().to_string(), &src)
+        ),
+    }
+}
+
+#[test]
+fn examples_golden_files() {
+    let paths = examples();
+    assert!(paths.len() >= 5, "at least five examples");
+    for path in paths {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("utf-8 name")
+            .to_string();
+        let (src, c) = compile(&path);
+        let ir: String = c.programs.iter().map(|p| p.ir.to_string()).collect();
+        let layout = pol_compiler::obj::layout(&c.spec).to_json();
+        snapshot_settings(&src).bind(|| {
+            insta::assert_snapshot!(format!("example_{name}_ast"), pol_compiler::syntax::print::dump(&c.ast));
+            insta::assert_snapshot!(format!("example_{name}_hir"), pol_compiler::hir::print::dump(&c.hir));
+            insta::assert_snapshot!(format!("example_{name}_ir"), ir);
+            insta::assert_snapshot!(format!("example_{name}_disasm"), c.disassembly());
+            insta::assert_snapshot!(format!("example_{name}_layout"), layout);
+        });
+    }
+}
+
+#[test]
+fn examples_pass_their_own_tests_in_the_kernel() {
+    if !kernel_available() {
+        return;
+    }
+    for path in examples() {
+        let (_, c) = compile(&path);
+        let loaded = testrun::load(&c).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let outcomes = testrun::run_tests(&c, &loaded);
+        assert!(!outcomes.is_empty(), "{} has no test cases", path.display());
+        for o in &outcomes {
+            assert!(
+                o.passed(),
+                "{}: test {:?} case {}: expected {:?}, got {:?}",
+                path.display(),
+                o.test,
+                o.index,
+                o.expected,
+                o.result
+            );
+        }
+    }
+}
+
+#[test]
+fn examples_load_with_bpftool() {
+    if !kernel_available() {
+        return;
+    }
+    if !common::have("bpftool") {
+        common::skip_or_fail("bpftool is not installed (apt-get install bpftool)");
+        return;
+    }
+    for path in examples() {
+        let (_, c) = compile(&path);
+        let dir = common::TempDir::new("pol_examples");
+        let obj = dir.path().join("prog.o");
+        std::fs::write(&obj, &c.object).expect("write object");
+        let pin = common::BpffsDir::new("pol_ex");
+        let out = std::process::Command::new("bpftool")
+            .args(["prog", "loadall"])
+            .arg(&obj)
+            .arg(pin.path())
+            .output()
+            .expect("run bpftool");
+        assert!(
+            out.status.success(),
+            "bpftool prog loadall {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Runs `pkt` through program `prog` of the example and returns "pass" or "drop".
+fn verdict(c: &Compiled, loaded: &pol_runtime::load::Loaded, prog: &str, pkt: Packet) -> String {
+    let bytes = pkt.build().expect("valid packet");
+    let run = match loaded.test_run(prog, &bytes, 1) {
+        Ok(r) => r,
+        Err(e) => return format!("test run failed: {e}"),
+    };
+    let filter = c
+        .hir
+        .filters
+        .iter()
+        .find(|f| f.name == prog)
+        .expect("filter");
+    match testrun::verdict_of(&filter.hook, run.retval) {
+        Some(v) => driver::verdict_word(v).to_string(),
+        None => format!("retval {}", run.retval),
+    }
+}
+
+fn example(name: &str) -> Compiled {
+    compile(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(format!("{name}.pol")),
+    )
+    .1
+}
+
+#[test]
+fn edge_cannot_be_evaded() {
+    if !kernel_available() {
+        return;
+    }
+    let c = example("edge");
+    let l = testrun::load(&c).expect("load edge");
+    let telnet = || Packet::tcp().src("192.0.2.1").dst("198.51.100.1").dport(23);
+    let cases: Vec<(&str, Packet, &str)> = vec![
+        ("plain telnet", telnet(), "drop"),
+        ("telnet in a VLAN", telnet().vlan(100), "drop"),
+        ("telnet in QinQ", telnet().qinq(100).vlan(200), "drop"),
+        (
+            "telnet behind three tags (malformed)",
+            telnet().vlan(1).vlan(2).vlan(3),
+            "drop",
+        ),
+        (
+            "telnet with IPv4 options",
+            telnet().ip4_options(&[1, 1, 1, 1, 1, 1, 1, 0]),
+            "drop",
+        ),
+        ("telnet first fragment", telnet().frag4(0, true), "drop"),
+        (
+            "later fragment has no port",
+            telnet().frag4(8, false),
+            "pass",
+        ),
+        (
+            "tiny first fragment (malformed)",
+            telnet().frag4(0, true).truncate(14 + 20 + 8),
+            "drop",
+        ),
+        ("IHL 4 (malformed)", telnet().ihl(4), "drop"),
+        (
+            "total length past the frame (malformed)",
+            telnet().ip_total_len(1500),
+            "drop",
+        ),
+        (
+            "IPv4 header cut short (malformed)",
+            telnet().truncate(14 + 12),
+            "drop",
+        ),
+        (
+            "v6 telnet",
+            Packet::tcp().src("2001:db8:9::1").dport(23),
+            "drop",
+        ),
+        (
+            "v6 telnet behind extension headers",
+            Packet::tcp()
+                .src("2001:db8:9::1")
+                .dport(23)
+                .ext(Ext::HopByHop)
+                .ext(Ext::Routing)
+                .ext(Ext::DestOpts),
+            "drop",
+        ),
+        (
+            "v6 telnet first fragment",
+            Packet::tcp()
+                .src("2001:db8:9::1")
+                .dport(23)
+                .fragment(0, true),
+            "drop",
+        ),
+        (
+            "v6 with seven extension headers (malformed)",
+            (0..7).fold(Packet::tcp().src("2001:db8:9::1").dport(80), |p, _| {
+                p.ext(Ext::DestOpts)
+            }),
+            "drop",
+        ),
+        (
+            "blocked v4 source, exact",
+            Packet::udp().src("171.25.193.77").dport(53),
+            "drop",
+        ),
+        (
+            "blocked v4 source, prefix",
+            Packet::udp().src("185.220.101.33").dport(53),
+            "drop",
+        ),
+        (
+            "blocked v6 source",
+            Packet::udp().src("2001:db8:bad:1::5").dport(53),
+            "drop",
+        ),
+        (
+            "blocked v4 source in a VLAN",
+            Packet::udp().src("203.0.113.9").dport(53).vlan(7),
+            "drop",
+        ),
+        (
+            "web from anywhere",
+            Packet::tcp().src("192.0.2.1").dport(443).flags(SYN),
+            "pass",
+        ),
+        (
+            "ssh from admin v6",
+            Packet::tcp().src("2001:db8:1::9").dport(22),
+            "pass",
+        ),
+        (
+            "ssh from outside v6",
+            Packet::tcp().src("2001:db8:2::9").dport(22),
+            "drop",
+        ),
+        (
+            "X11 from outside",
+            Packet::tcp().src("192.0.2.1").dport(6001),
+            "drop",
+        ),
+        (
+            "X11 from inside",
+            Packet::tcp().src("10.1.1.1").dport(6001),
+            "pass",
+        ),
+        (
+            "ARP",
+            Packet::arp().src("192.0.2.1").dst("192.0.2.2"),
+            "pass",
+        ),
+    ];
+    for (what, pkt, want) in cases {
+        assert_eq!(verdict(&c, &l, "edge", pkt), want, "{what}");
+    }
+    // Counted per source: the blocked v4 source above was counted once.
+    let counts = l.map_entries("blocked_by_src").expect("read counter map");
+    let key: Vec<u8> = [
+        32u32.to_le_bytes().to_vec(),
+        vec![171, 25, 193, 77],
+        vec![0; 12],
+    ]
+    .concat();
+    let hit = counts
+        .iter()
+        .find(|e| e.0 == key)
+        .expect("blocked source counted");
+    assert_eq!(hit.1, 1u64.to_le_bytes().to_vec());
+}
+
+#[test]
+fn tc_ipv6_filter_verdicts() {
+    if !kernel_available() {
+        return;
+    }
+    let c = example("ipv6");
+    let l = testrun::load(&c).expect("load ipv6");
+    let h = || Packet::tcp().src("2001:db8:9::1").dst("2001:db8::2");
+    let cases: Vec<(&str, Packet, &str)> = vec![
+        (
+            "IPv4 passes",
+            Packet::tcp().src("192.0.2.1").dport(25),
+            "pass",
+        ),
+        ("https", h().dport(443), "pass"),
+        ("smtp", h().dport(25), "drop"),
+        (
+            "smtp behind hop-by-hop and AH",
+            h().dport(25).ext(Ext::HopByHop).ext(Ext::Ah),
+            "drop",
+        ),
+        (
+            "neighbour solicitation",
+            Packet::icmp6().src("fe80::1").icmp_type(135),
+            "pass",
+        ),
+        (
+            "echo request",
+            Packet::icmp6().src("2001:db8:9::1").icmp_type(128),
+            "pass",
+        ),
+        (
+            "router renumbering",
+            Packet::icmp6().src("2001:db8:9::1").icmp_type(138),
+            "drop",
+        ),
+        ("established", h().dport(5000).flags(ACK), "pass"),
+        ("later fragment", h().dport(25).fragment(8, false), "drop"),
+        (
+            "TCP header cut short (malformed)",
+            h().dport(443).truncate(14 + 40 + 10),
+            "drop",
+        ),
+        ("ssh from admin", h().src("2001:db8:1::5").dport(22), "pass"),
+        ("ssh from elsewhere", h().dport(22).flags(SYN), "drop"),
+    ];
+    for (what, pkt, want) in cases {
+        assert_eq!(verdict(&c, &l, "v6host", pkt), want, "{what}");
+    }
+}
+
+#[test]
+fn vlan_and_counting_verdicts() {
+    if !kernel_available() {
+        return;
+    }
+    let c = example("vlan");
+    let l = testrun::load(&c).expect("load vlan");
+    let cases: Vec<(&str, Packet, &str)> = vec![
+        ("untagged", Packet::udp().src("192.0.2.1"), "drop"),
+        (
+            "mgmt from mgmt prefix",
+            Packet::tcp().src("10.10.9.9").vlan(10),
+            "pass",
+        ),
+        (
+            "mgmt from elsewhere",
+            Packet::tcp().src("10.11.9.9").vlan(10),
+            "drop",
+        ),
+        (
+            "QinQ with inner mgmt",
+            Packet::tcp().src("192.0.2.1").qinq(20).vlan(10),
+            "drop",
+        ),
+        (
+            "guest to private",
+            Packet::udp().src("192.0.2.1").dst("172.16.5.5").vlan(30),
+            "drop",
+        ),
+        (
+            "guest to internet",
+            Packet::udp().src("192.0.2.1").dst("8.8.4.4").vlan(30),
+            "pass",
+        ),
+        (
+            "three tags",
+            Packet::udp().vlan(30).vlan(31).vlan(32),
+            "drop",
+        ),
+    ];
+    for (what, pkt, want) in cases {
+        assert_eq!(verdict(&c, &l, "trunk", pkt), want, "{what}");
+    }
+
+    let c = example("counting");
+    let l = testrun::load(&c).expect("load counting");
+    for _ in 0..3 {
+        assert_eq!(
+            verdict(&c, &l, "observe", Packet::udp().src("192.0.2.7").dport(53)),
+            "pass"
+        );
+    }
+    assert_eq!(
+        verdict(
+            &c,
+            &l,
+            "observe",
+            Packet::udp().dport(123).payload(&[0; 468])
+        ),
+        "drop"
+    );
+    assert_eq!(
+        verdict(&c, &l, "observe", Packet::udp().dport(9).truncate(20)),
+        "drop"
+    );
+    let dns = l.map_entries("dns_by_src").expect("dns counter");
+    let key: Vec<u8> = [
+        32u32.to_le_bytes().to_vec(),
+        vec![192, 0, 2, 7],
+        vec![0; 12],
+    ]
+    .concat();
+    assert_eq!(
+        dns.iter().find(|e| e.0 == key).map(|e| e.1.clone()),
+        Some(3u64.to_le_bytes().to_vec())
+    );
+    let floods = l.map_entries("ntp_floods").expect("ntp counter");
+    assert_eq!(
+        floods.first().map(|e| e.1.clone()),
+        Some(1u64.to_le_bytes().to_vec())
+    );
+    let malformed = l
+        .map_entries("malformed_packets")
+        .expect("malformed counter");
+    assert_eq!(
+        malformed.first().map(|e| e.1.clone()),
+        Some(1u64.to_le_bytes().to_vec())
+    );
+}
