@@ -47,8 +47,14 @@ fn examples_golden_files() {
         let ir: String = c.programs.iter().map(|p| p.ir.to_string()).collect();
         let layout = pol_compiler::obj::layout(&c.spec).to_json();
         snapshot_settings(&src).bind(|| {
-            insta::assert_snapshot!(format!("example_{name}_ast"), pol_compiler::syntax::print::dump(&c.ast));
-            insta::assert_snapshot!(format!("example_{name}_hir"), pol_compiler::hir::print::dump(&c.hir));
+            insta::assert_snapshot!(
+                format!("example_{name}_ast"),
+                pol_compiler::syntax::print::dump(&c.ast)
+            );
+            insta::assert_snapshot!(
+                format!("example_{name}_hir"),
+                pol_compiler::hir::print::dump(&c.hir)
+            );
             insta::assert_snapshot!(format!("example_{name}_ir"), ir);
             insta::assert_snapshot!(format!("example_{name}_disasm"), c.disassembly());
             insta::assert_snapshot!(format!("example_{name}_layout"), layout);

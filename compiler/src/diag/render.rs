@@ -15,7 +15,11 @@ pub fn render(diag: &Diagnostic, file_name: &str, source: &str) -> String {
     };
     let primary = diag.primary_span();
     let mut report = Report::build(kind, (file_name, clamp(&primary)))
-        .with_config(Config::default().with_color(false).with_index_type(IndexType::Byte))
+        .with_config(
+            Config::default()
+                .with_color(false)
+                .with_index_type(IndexType::Byte),
+        )
         .with_code(diag.code)
         .with_message(&diag.message);
     for label in &diag.labels {
