@@ -272,6 +272,12 @@ fn edge_cannot_be_evaded() {
     for (what, pkt, want) in cases {
         assert_eq!(verdict(&c, &l, "edge", pkt), want, "{what}");
     }
+    // The decision statistics: 8 packets above are telnet (rule 1), 6 are malformed.
+    let stats = l.map_entries("edge_stats").expect("read stats map");
+    let slot = |i: usize| u64::from_le_bytes(stats[i].1.clone().try_into().expect("u64 value"));
+    assert_eq!(stats.len(), 5 + 2, "one slot per rule, default, malformed");
+    assert_eq!(slot(1), 8, "telnet drops");
+    assert_eq!(slot(6), 6, "malformed drops");
     // Counted per source: the blocked v4 source above was counted once.
     let counts = l.map_entries("blocked_by_src").expect("read counter map");
     let key: Vec<u8> = [

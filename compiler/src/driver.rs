@@ -11,7 +11,9 @@ use crate::check::{self, Resources};
 use crate::diag::{has_errors, Diagnostic};
 use crate::hir::{self, Hir, Hook};
 use crate::ir::{self, cfg, lower::MapDef};
-use crate::obj::{self, AttachSpec, MapReloc, ObjectSpec, ProgramSpec, RuleInfo, TcDirection};
+use crate::obj::{
+    self, AttachSpec, MapReloc, ObjectSpec, ProgramSpec, RuleInfo, StatsInfo, TcDirection,
+};
 use crate::syntax::{self, ast};
 
 /// Everything the compiler produced for one source file.
@@ -186,6 +188,11 @@ fn object_spec(hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {
                         verdict: verdict_word(r.action.verdict).into(),
                     })
                     .collect(),
+                stats: Some(StatsInfo {
+                    map: ir::lower::stats_map_name(&f.name),
+                    default_index: f.rules.len() as u32,
+                    malformed_index: f.rules.len() as u32 + 1,
+                }),
             }
         })
         .collect();

@@ -82,6 +82,7 @@ fn xdp(name: &str, insns: Vec<Insn>, map_relocs: Vec<MapReloc>) -> ProgramSpec {
             iface: "eth0".into(),
         },
         rules: vec![],
+        stats: None,
     }
 }
 
@@ -131,6 +132,7 @@ fn spec() -> ObjectSpec {
             direction: TcDirection::Ingress,
         },
         rules: vec![],
+        stats: None,
     };
 
     let mut insns = ld_map(1).to_vec(); // slot 0
@@ -155,6 +157,7 @@ fn spec() -> ObjectSpec {
             name: "sys_enter_getpid".into(),
         },
         rules: vec![],
+        stats: None,
     };
 
     let map = |name: &str, kind, key, value, max_entries| MapSpec {

@@ -41,6 +41,7 @@ fn xdp(name: &str, insns: Vec<Insn>, map_relocs: Vec<MapReloc>) -> ProgramSpec {
             iface: "eth0".into(),
         },
         rules: vec![],
+        stats: None,
     }
 }
 
@@ -92,6 +93,7 @@ fn spec() -> ObjectSpec {
             direction: TcDirection::Ingress,
         },
         rules: vec![],
+        stats: None,
     };
     let lpm_key = BtfTy::Struct {
         name: "lpm4".into(),

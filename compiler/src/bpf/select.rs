@@ -65,6 +65,7 @@ pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembl
                     }
                 }
                 Inst::Count { map, key_off } => count(&mut asm, map, *key_off),
+                Inst::Stat { map, index } => stat(&mut asm, map, *index),
             }
         }
         let is_next = |t: crate::ir::BlockId| Some(t) == next;
@@ -215,5 +216,19 @@ fn count(asm: &mut Asm, map: &str, key_off: Option<i16>) {
     } else {
         asm.bind(missing);
     }
+    asm.bind(done);
+}
+
+/// `map[index] += 1` on a per-CPU array: no other CPU writes this slot, so no atomic.
+fn stat(asm: &mut Asm, map: &str, index: u32) {
+    let done = asm.new_label();
+    asm.emit(i::st_imm(Size::W, R10, SCRATCH_BASE, index as i32));
+    asm.ld_map(R1, map);
+    key_ptr(asm, R2, SCRATCH_BASE);
+    asm.emit(i::call(HELPER_MAP_LOOKUP_ELEM));
+    asm.jmp_imm_to(i::BPF_JEQ, R0, 0, done);
+    asm.emit(i::ldx(Size::DW, R1, R0, 0));
+    asm.emit(i::alu64_imm(i::BPF_ADD, R1, 1));
+    asm.emit(i::stx(Size::DW, R0, R1, 0));
     asm.bind(done);
 }

@@ -27,6 +27,8 @@ pub struct MapDef {
 
 struct Lower<'a> {
     hir: &'a Hir,
+    /// The per-CPU array of decision counts of this program.
+    stats: String,
     blocks: Vec<Block>,
     vregs: u32,
     rule: Option<u32>,
@@ -46,8 +48,22 @@ pub fn verdict_code(hook: &Hook, v: Verdict) -> u32 {
 /// Lowers one filter. `maps` is shared by all filters of a file (sets and counters are
 /// file-wide), so a map is emitted once however many programs use it.
 pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Function {
+    let stats = stats_map_name(&filter.name);
+    let n = filter.rules.len() as u32;
+    maps.push(MapDef {
+        spec: MapSpec {
+            name: stats.clone(),
+            kind: MapKind::PercpuArray,
+            key: BtfTy::U32,
+            value: BtfTy::U64,
+            max_entries: n + 2,
+            flags: 0,
+        },
+        entries: vec![],
+    });
     let mut l = Lower {
         hir,
+        stats,
         blocks: Vec::new(),
         vregs: 0,
         rule: None,
@@ -61,14 +77,14 @@ pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Funct
         l.blocks[body.0 as usize].rule = Some(rule.index);
         // Created before `next` so that the layout puts a rule's action right after its
         // tests: the verifier then follows the short matched path first (see ir::cfg).
-        let action = l.action(&filter.hook, &rule.action);
+        let action = l.action(&filter.hook, &rule.action, rule.index);
         next = l.new_block();
         l.cond(body, &rule.cond, action, next);
     }
     l.rule = None;
-    let default = l.action(&filter.hook, &filter.default);
+    let default = l.action(&filter.hook, &filter.default, n);
     l.blocks[next.0 as usize].term = Term::Jump(default);
-    let malformed = l.action(&filter.hook, &filter.malformed);
+    let malformed = l.action(&filter.hook, &filter.malformed, n + 1);
     Function {
         name: filter.name.clone(),
         blocks: l.blocks,
@@ -101,9 +117,11 @@ impl Lower<'_> {
         self.blocks[b.0 as usize].term = t;
     }
 
-    /// A block that counts and returns.
-    fn action(&mut self, hook: &Hook, a: &Action) -> BlockId {
+    /// A block that counts and returns; `stat` is its slot in the statistics map.
+    fn action(&mut self, hook: &Hook, a: &Action, stat: u32) -> BlockId {
         let b = self.new_block();
+        let map = self.stats.clone();
+        self.push(b, Inst::Stat { map, index: stat });
         for &c in &a.counts {
             let counter = &self.hir.counters[c];
             let map = self.counter_map(c);
@@ -544,6 +562,12 @@ impl Lower<'_> {
             entries: vec![],
         })
     }
+}
+
+/// The statistics map of a program: how often each rule, the default and the malformed
+/// path decided. Kernel map names keep 15 characters; the full name stays in BTF.
+pub fn stats_map_name(filter: &str) -> String {
+    format!("{filter}_stats")
 }
 
 /// Entries of a keyed counter map: when it is full, new keys are not counted.

@@ -31,6 +31,8 @@ pub enum Inst {
     },
     /// Adds one to `map[key]`; the key is at `record + key_off`, or the array index 0.
     Count { map: String, key_off: Option<i16> },
+    /// Adds one to slot `index` of a per-CPU array (the program's decision statistics).
+    Stat { map: String, index: u32 },
 }
 
 /// Unsigned comparisons; `Set` is "any bit of the mask is set".
@@ -102,7 +104,7 @@ impl Inst {
             Inst::LoadRecord { dst, .. } | Inst::AndImm { dst, .. } | Inst::Lookup { dst, .. } => {
                 Some(*dst)
             }
-            Inst::Count { .. } => None,
+            Inst::Count { .. } | Inst::Stat { .. } => None,
         }
     }
 
@@ -115,7 +117,10 @@ impl Inst {
 
     /// Whether the instruction calls a helper (and so clobbers r0–r5).
     pub fn is_call(&self) -> bool {
-        matches!(self, Inst::Lookup { .. } | Inst::Count { .. })
+        matches!(
+            self,
+            Inst::Lookup { .. } | Inst::Count { .. } | Inst::Stat { .. }
+        )
     }
 }
 
@@ -157,6 +162,7 @@ impl fmt::Display for Function {
                         key_off: Some(k),
                     } => writeln!(s, "  count {map}[rec+{k}]"),
                     Inst::Count { map, key_off: None } => writeln!(s, "  count {map}"),
+                    Inst::Stat { map, index } => writeln!(s, "  stat {map}[{index}]"),
                 };
             }
             let _ = match &b.term {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{AttachSpec, BtfTy, MapKind, ObjectSpec, RuleInfo};
+use super::{AttachSpec, BtfTy, MapKind, ObjectSpec, RuleInfo, StatsInfo};
 
 /// Version of the layout.json format.
 pub const SCHEMA: u32 = 1;
@@ -34,6 +34,8 @@ pub struct ProgramLayout {
     /// Instruction slots (`ld_imm64` counts twice).
     pub insns: usize,
     pub rules: Vec<RuleInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<StatsInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -120,6 +122,7 @@ pub(crate) fn build(spec: &ObjectSpec) -> Layout {
             attach: p.attach.clone(),
             insns: p.insns.len(),
             rules: p.rules.clone(),
+            stats: p.stats.clone(),
         })
         .collect();
     let maps = spec

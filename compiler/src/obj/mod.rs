@@ -46,6 +46,17 @@ pub struct ProgramSpec {
     pub attach: AttachSpec,
     /// The source rules this program implements (layout.json only).
     pub rules: Vec<RuleInfo>,
+    /// The per-CPU array counting how often each rule decided (layout.json only).
+    pub stats: Option<StatsInfo>,
+}
+
+/// Where a program counts its decisions: `map[rule.index]` for each rule, then one slot for
+/// the default and one for malformed packets. Values are per-CPU u64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatsInfo {
+    pub map: String,
+    pub default_index: u32,
+    pub malformed_index: u32,
 }
 
 /// A map reference: the `ld_imm64` at `insn_index` (slot of its first half) loads `map`.
