@@ -1,6 +1,7 @@
 //! `pol`: compile, check and disassemble `.pol` policies.
 
 mod report;
+mod test_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -36,6 +37,11 @@ enum Cmd {
     },
     /// List the generated instructions of a `.pol` file or a compiled `.o`.
     Disasm { file: PathBuf },
+    /// Run the `test` blocks of `.pol` files through the kernel (needs root).
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,7 @@ fn main() -> ExitCode {
         Cmd::Check { files } => check(&files),
         Cmd::Build { file, output } => build(&file, output),
         Cmd::Disasm { file } => disasm(&file),
+        Cmd::Test { files } => test_cmd::run(&files),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

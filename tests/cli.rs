@@ -1,0 +1,150 @@
+//! The `pol` binary as a user runs it: exit codes, files written, output shape.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn pol(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pol"))
+        .args(args)
+        .output()
+        .expect("run pol")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_examples_and_rejects_bad_input() {
+    let dir = common::TempDir::new("pol_cli_check");
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/edge.pol");
+    let o = pol(&["check", good]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("edge.pol: ok (1 program"), "{out}");
+
+    let bad = dir.path().join("bad.pol");
+    std::fs::write(
+        &bad,
+        "filter f on xdp(\"eth0\") {\n    drop tcp.dprot == 22\n    default pass\n}\n",
+    )
+    .expect("write");
+    let o = pol(&["check", bad.to_str().expect("utf-8")]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("[E0302] Error: unknown field `tcp.dprot`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `tcp.dport`?"), "{err}");
+    assert!(err.contains("bad.pol: 1 error"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour codes when not on a terminal"
+    );
+
+    let o = pol(&[
+        "check",
+        dir.path().join("missing.pol").to_str().expect("utf-8"),
+    ]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("cannot read") && err.contains("missing.pol"),
+        "{err}"
+    );
+}
+
+#[test]
+fn build_writes_object_layout_and_report() {
+    let dir = common::TempDir::new("pol_cli_build");
+    let out = dir.path().join("edge.o");
+    let o = pol(&[
+        "build",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/edge.pol"),
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        stdout.contains("program edge") && stdout.contains("instructions"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("map     blocked_v4") && stdout.contains("lpm_trie"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("of kernel memory"), "{stdout}");
+    let elf = std::fs::read(&out).expect("object written");
+    assert_eq!(&elf[..4], b"\x7fELF");
+    let layout: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("edge.layout.json")).expect("layout written"),
+    )
+    .expect("valid JSON");
+    assert_eq!(layout["programs"][0]["name"], "edge");
+    assert_eq!(layout["programs"][0]["attach"]["iface"], "eth0");
+
+    // The listing of the object names the maps its instructions load.
+    let o = pol(&["disasm", out.to_str().expect("utf-8")]);
+    let (listing, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(listing.contains("program edge (section xdp"), "{listing}");
+    assert!(listing.contains("map[blocked_v4]"), "{listing}");
+
+    let o = pol(&[
+        "disasm",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/edge.pol"),
+    ]);
+    let (listing, _) = text(&o);
+    assert!(
+        listing.contains("; line 15: drop tcp.dport == 23 count telnet"),
+        "{listing}"
+    );
+
+    let not_elf = dir.path().join("x.o");
+    std::fs::write(&not_elf, b"hello").expect("write");
+    let o = pol(&["disasm", not_elf.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("not an ELF object"));
+}
+
+#[test]
+fn test_command_reports_like_cargo_test() {
+    if !common::kernel_available() {
+        return;
+    }
+    let dir = common::TempDir::new("pol_cli_test");
+    let file = dir.path().join("t.pol");
+    std::fs::write(
+        &file,
+        "filter f on xdp(\"eth0\") {\n    drop tcp.dport == 23\n    default pass\n}\n\
+         test \"telnet\" on f {\n    packet tcp { dport: 23 } => drop\n    packet tcp { dport: 24 } => drop\n}\n",
+    )
+    .expect("write");
+    let o = pol(&["test", file.to_str().expect("utf-8")]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        out.contains("test telnet #1: packet tcp { dport: 23 } => drop ... ok"),
+        "{out}"
+    );
+    assert!(
+        out.contains("test telnet #2: packet tcp { dport: 24 } => drop ... FAILED"),
+        "{out}"
+    );
+    assert!(err.contains("expected drop, got pass"), "{err}");
+    assert!(out.trim_end().ends_with("1 passed, 1 failed"), "{out}");
+
+    let o = pol(&[
+        "test",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/edge.pol"),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.trim_end().ends_with("6 passed, 0 failed"), "{out}");
+}
