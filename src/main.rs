@@ -37,6 +37,8 @@ enum Cmd {
     },
     /// List the generated instructions of a `.pol` file or a compiled `.o`.
     Disasm { file: PathBuf },
+    /// Compile, load and attach a `.pol` file; show live counters until Ctrl-C, then detach.
+    Run(run::RunArgs),
     /// Run the `test` blocks of `.pol` files through the kernel (needs root).
     Test {
         #[arg(required = true)]

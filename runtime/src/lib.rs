@@ -3,6 +3,8 @@
 //! `sys` holds the raw `bpf(2)` calls and is the only module with `unsafe`; `load` loads
 //! ELF objects through aya and reads their maps; `packet` builds test packets.
 
+pub mod attach;
+pub mod live;
 pub mod load;
 pub mod packet;
 pub mod sys;

@@ -6,6 +6,7 @@
 
 mod fs;
 mod map;
+pub mod netlink;
 mod prog;
 
 use std::os::fd::{FromRawFd, OwnedFd};

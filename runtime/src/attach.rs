@@ -1,0 +1,401 @@
+//! Attaching loaded programs where the layout says, and detaching them — completely — on drop.
+//!
+//! [`attach_all`] attaches every program of an object in order and returns an
+//! [`Attachment`] that owns the links. If one attach fails, everything attached before it is
+//! rolled back (the partial `Attachment` is dropped) before the error is returned.
+//!
+//! - XDP: a BPF link (kernel 5.9+), native (driver) mode first and generic (skb) mode when
+//!   the driver has no XDP support, unless a mode is forced. An XDP program already on the
+//!   interface is refused unless `replace` is set. Links die with the process, so even a
+//!   SIGKILL leaves no XDP program behind.
+//! - TC: a TCX link (kernel 6.6+, no qdisc needed, dies with the process) or, with
+//!   [`TcMode::Netlink`] or on older kernels, a cls_bpf filter under a clsact qdisc, which is
+//!   created when missing and deleted on detach only if it was created here (through raw
+//!   rtnetlink in [`crate::sys::netlink`], since aya 0.13 cannot delete qdiscs).
+
+use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
+use aya::programs::xdp::XdpLink;
+use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpFlags};
+use aya::util::KernelVersion;
+use pol_compiler::obj::{AttachSpec, ObjectSpec, TcDirection};
+
+use crate::load::Loaded;
+use crate::sys::netlink::{self, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+
+/// Which XDP mode to attach in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Native where the driver supports it, else generic.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+/// How to attach TC programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcMode {
+    /// TCX links where the kernel has them (6.6+), else netlink.
+    #[default]
+    Auto,
+    /// A cls_bpf filter under a clsact qdisc (`tc filter show` lists it).
+    Netlink,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    /// Attach every program to this interface instead of the one in the file.
+    pub iface: Option<String>,
+    pub xdp_mode: XdpMode,
+    pub tc_mode: TcMode,
+    /// Detach an XDP program already on the interface instead of refusing.
+    pub replace: bool,
+}
+
+/// One attached program, for the screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub program: String,
+    pub iface: String,
+    /// `xdp native`, `xdp generic`, `tc ingress (tcx)`, `tc egress (clsact)`, ...
+    pub how: String,
+    /// Something the user should know (a replaced program, a fallback), as a sentence.
+    pub note: Option<String>,
+}
+
+/// Why a program could not be attached; each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no interface `{iface}` here (see `ip link`); use --iface to attach filter `{program}` to another one")]
+    NoInterface { iface: String, program: String },
+    #[error("interface `{iface}` already has an XDP program (id {prog_id}{name}); detach it first (`ip link set dev {iface} xdp off`) or run with --replace")]
+    XdpBusy {
+        iface: String,
+        prog_id: u32,
+        name: String,
+    },
+    #[error("the XDP program on `{iface}` (id {prog_id}{name}) is held by a BPF link of another process (another `pol run`?); stop that process first, --replace cannot remove it")]
+    XdpHeld {
+        iface: String,
+        prog_id: u32,
+        name: String,
+    },
+    #[error("cannot attach filter `{program}` to `{iface}` ({how}): {message}{hint}")]
+    Attach {
+        program: String,
+        iface: String,
+        how: String,
+        message: String,
+        hint: String,
+    },
+    #[error("cannot add a clsact qdisc to `{iface}` for filter `{program}`: {error}")]
+    Qdisc {
+        iface: String,
+        program: String,
+        error: std::io::Error,
+    },
+    #[error("the object has no program `{0}`")]
+    NoProgram(String),
+    #[error("`pol run` cannot attach {kind} programs yet (program `{program}`)")]
+    Unsupported { program: String, kind: String },
+}
+
+enum Link {
+    Xdp(#[allow(dead_code)] XdpLink),
+    Tc(#[allow(dead_code)] SchedClassifierLink),
+}
+
+/// Everything attached; dropping it detaches all programs, then deletes the qdiscs it added.
+#[derive(Default)]
+pub struct Attachment {
+    links: Vec<Link>,
+    /// clsact qdiscs created here: (interface, ifindex).
+    qdiscs: Vec<(String, u32)>,
+    pub attached: Vec<Attached>,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("attached", &self.attached)
+            .field("qdiscs", &self.qdiscs)
+            .finish()
+    }
+}
+
+impl Attachment {
+    /// Detaches everything now. Returns what could not be cleaned up, as sentences.
+    pub fn detach(mut self) -> Vec<String> {
+        self.cleanup()
+    }
+
+    fn cleanup(&mut self) -> Vec<String> {
+        // Links first (their drop detaches), newest first, then the qdiscs under them.
+        while self.links.pop().is_some() {}
+        let mut problems = Vec::new();
+        for (iface, ifindex) in self.qdiscs.drain(..).rev() {
+            match netlink::qdisc_del_clsact(ifindex) {
+                Ok(()) => {}
+                // Gone with its interface, or removed by someone else.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) => {}
+                Err(e) => problems.push(format!(
+                    "could not delete the clsact qdisc pol added to `{iface}` ({e}); \
+                     remove it with `tc qdisc del dev {iface} clsact`"
+                )),
+            }
+        }
+        problems
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        for p in self.cleanup() {
+            eprintln!("warning: {p}");
+        }
+    }
+}
+
+/// The interface each program goes to (after `--iface`), in object order.
+pub fn targets(spec: &ObjectSpec, opts: &AttachOptions) -> Vec<(String, Option<String>)> {
+    spec.programs
+        .iter()
+        .map(|p| {
+            let iface = match &p.attach {
+                AttachSpec::Xdp { iface } | AttachSpec::Tc { iface, .. } => Some(iface.clone()),
+                AttachSpec::Tracepoint { .. } => None,
+            };
+            let iface = match (&opts.iface, iface) {
+                (Some(o), Some(_)) => Some(o.clone()),
+                (_, i) => i,
+            };
+            (p.name.clone(), iface)
+        })
+        .collect()
+}
+
+/// Attaches every program of `spec` (already loaded in `loaded`). On error nothing stays
+/// attached.
+pub fn attach_all(
+    loaded: &mut Loaded,
+    spec: &ObjectSpec,
+    opts: &AttachOptions,
+) -> Result<Attachment, AttachError> {
+    let mut att = Attachment::default();
+    for p in &spec.programs {
+        let iface = match &p.attach {
+            AttachSpec::Xdp { iface } | AttachSpec::Tc { iface, .. } => {
+                opts.iface.clone().unwrap_or_else(|| iface.clone())
+            }
+            AttachSpec::Tracepoint { .. } => {
+                return Err(AttachError::Unsupported {
+                    program: p.name.clone(),
+                    kind: "tracepoint".into(),
+                })
+            }
+        };
+        let Some(ifindex) = netlink::ifindex(&iface) else {
+            return Err(AttachError::NoInterface {
+                iface,
+                program: p.name.clone(),
+            });
+        };
+        let program = loaded
+            .ebpf_mut()
+            .program_mut(&p.name)
+            .ok_or_else(|| AttachError::NoProgram(p.name.clone()))?;
+        match &p.attach {
+            AttachSpec::Xdp { .. } => {
+                let xdp: &mut Xdp = program
+                    .try_into()
+                    .map_err(|_| AttachError::NoProgram(p.name.clone()))?;
+                attach_xdp(&mut att, xdp, &p.name, &iface, ifindex, opts)?;
+            }
+            AttachSpec::Tc { direction, .. } => {
+                let cls: &mut SchedClassifier = program
+                    .try_into()
+                    .map_err(|_| AttachError::NoProgram(p.name.clone()))?;
+                attach_tc(&mut att, cls, &p.name, &iface, ifindex, *direction, opts)?;
+            }
+            AttachSpec::Tracepoint { .. } => {}
+        }
+    }
+    Ok(att)
+}
+
+fn prog_name(id: u32) -> String {
+    aya::programs::loaded_programs()
+        .flatten()
+        .find(|p| p.id() == id)
+        .and_then(|p| p.name_as_str().map(|n| format!(" `{n}`")))
+        .unwrap_or_default()
+}
+
+fn errno(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn message(e: &ProgramError) -> String {
+    let mut text = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        text.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    text
+}
+
+fn attach_xdp(
+    att: &mut Attachment,
+    xdp: &mut Xdp,
+    program: &str,
+    iface: &str,
+    ifindex: u32,
+    opts: &AttachOptions,
+) -> Result<(), AttachError> {
+    let mut note = None;
+    if let Ok(Some(cur)) = netlink::xdp_query(ifindex) {
+        let name = prog_name(cur.prog_id);
+        if !opts.replace {
+            return Err(AttachError::XdpBusy {
+                iface: iface.into(),
+                prog_id: cur.prog_id,
+                name,
+            });
+        }
+        let modes = if cur.mode == 0 {
+            vec![XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE]
+        } else {
+            vec![cur.mode]
+        };
+        for mode in modes {
+            if let Err(e) = netlink::xdp_detach(ifindex, mode) {
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    return Err(AttachError::XdpHeld {
+                        iface: iface.into(),
+                        prog_id: cur.prog_id,
+                        name,
+                    });
+                }
+            }
+        }
+        note = Some(format!(
+            "replaced XDP program {}{name} on `{iface}`; it is not restored on exit",
+            cur.prog_id
+        ));
+    }
+    let tries: &[(XdpFlags, &str)] = match opts.xdp_mode {
+        XdpMode::Auto => &[
+            (XdpFlags::DRV_MODE, "xdp native"),
+            (XdpFlags::SKB_MODE, "xdp generic"),
+        ],
+        XdpMode::Native => &[(XdpFlags::DRV_MODE, "xdp native")],
+        XdpMode::Generic => &[(XdpFlags::SKB_MODE, "xdp generic")],
+    };
+    let mut last = None;
+    for (i, (flags, how)) in tries.iter().enumerate() {
+        match xdp.attach_to_if_index(ifindex, *flags) {
+            Ok(id) => {
+                let link = xdp
+                    .take_link(id)
+                    .map_err(|e| attach_err(program, iface, how, &e))?;
+                att.links.push(Link::Xdp(link));
+                if i > 0 && note.is_none() {
+                    note = Some(format!(
+                        "the driver of `{iface}` has no native XDP; using generic (skb) mode"
+                    ));
+                }
+                att.attached.push(Attached {
+                    program: program.into(),
+                    iface: iface.into(),
+                    how: how.to_string(),
+                    note,
+                });
+                return Ok(());
+            }
+            Err(e) => {
+                // Busy means another program, whatever the mode: no point in falling back.
+                if matches!(errno(&e), Some(libc::EBUSY | libc::EEXIST)) {
+                    return Err(AttachError::XdpBusy {
+                        iface: iface.into(),
+                        prog_id: 0,
+                        name: " attached meanwhile".into(),
+                    });
+                }
+                last = Some((e, *how));
+            }
+        }
+    }
+    let (e, how) = last.ok_or_else(|| AttachError::NoProgram(program.into()))?;
+    Err(attach_err(program, iface, how, &e))
+}
+
+fn attach_err(program: &str, iface: &str, how: &str, e: &ProgramError) -> AttachError {
+    let hint = match errno(e) {
+        Some(libc::EPERM) | Some(libc::EACCES) => "; attaching needs root (CAP_NET_ADMIN)",
+        Some(libc::EOPNOTSUPP) | Some(524) if how.contains("native") => {
+            "; the driver has no native XDP: use --xdp-mode generic"
+        }
+        _ => "",
+    };
+    AttachError::Attach {
+        program: program.into(),
+        iface: iface.into(),
+        how: how.into(),
+        message: message(e),
+        hint: hint.into(),
+    }
+}
+
+fn attach_tc(
+    att: &mut Attachment,
+    cls: &mut SchedClassifier,
+    program: &str,
+    iface: &str,
+    ifindex: u32,
+    direction: TcDirection,
+    opts: &AttachOptions,
+) -> Result<(), AttachError> {
+    let (ty, dir) = match direction {
+        TcDirection::Ingress => (TcAttachType::Ingress, "ingress"),
+        TcDirection::Egress => (TcAttachType::Egress, "egress"),
+    };
+    let tcx = opts.tc_mode == TcMode::Auto
+        && KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    let (result, how) = if tcx {
+        (cls.attach(iface, ty), format!("tc {dir} (tcx)"))
+    } else {
+        match tc::qdisc_add_clsact(iface) {
+            Ok(()) => att.qdiscs.push((iface.to_string(), ifindex)),
+            // Someone else's qdisc: use it, never delete it.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(error) => {
+                return Err(AttachError::Qdisc {
+                    iface: iface.into(),
+                    program: program.into(),
+                    error,
+                })
+            }
+        }
+        let options = TcAttachOptions::Netlink(NlOptions::default());
+        (
+            cls.attach_with_options(iface, ty, options),
+            format!("tc {dir} (clsact)"),
+        )
+    };
+    let id = result.map_err(|e| attach_err(program, iface, &how, &e))?;
+    let link = cls
+        .take_link(id)
+        .map_err(|e| attach_err(program, iface, &how, &e))?;
+    att.links.push(Link::Tc(link));
+    att.attached.push(Attached {
+        program: program.into(),
+        iface: iface.into(),
+        how,
+        note: None,
+    });
+    Ok(())
+}
