@@ -1,6 +1,7 @@
 //! `pol`: compile, check and disassemble `.pol` policies.
 
 mod report;
+mod run;
 mod test_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Cmd::Check { files } => check(&files),
         Cmd::Build { file, output } => build(&file, output),
         Cmd::Disasm { file } => disasm(&file),
+        Cmd::Run(args) => run::run(args),
         Cmd::Test { files } => test_cmd::run(&files),
     };
     match result {
