@@ -1,36 +1,86 @@
-//! Kernel tests of the packet parser: every program loads through the verifier as XDP and
-//! as TC, and BPF_PROG_TEST_RUN on hand-built frames must fill the record as specified.
+//! Kernel tests of the packet parser: every parser variant loads through the verifier as
+//! XDP and as TC, BPF_PROG_TEST_RUN on hand-built frames must fill the record as
+//! specified, and every variant `hir::needs` can ask for must agree with the full parser
+//! on the fields it parses (a differential check over all the frames below).
 //!
-//! Method: for each 4-byte word of the record, a program `parser; r0 = word; exit` with
-//! `malformed: r0 = 0xBAD; exit`. 16 programs per (hook, needs) read back the whole record.
+//! Method: a program `record = pattern; parser; map[0] = record` (malformed: return
+//! 0xBAD) dumps the record through a one-entry array map. The pattern makes a byte the
+//! variant promises (`Needs::reads`) but leaves unwritten show up as a mismatch; a
+//! second program without the pattern reads each such byte, so the verifier checks that
+//! every path initialises them.
 
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::OnceLock;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Mutex, OnceLock};
 
 use pol_compiler::bpf::disasm::disassemble;
-use pol_compiler::bpf::insn::{self, encode, Size, R0, R10};
-use pol_compiler::bpf::parser::{emit_packet_parser, Needs, ParserHook};
+use pol_compiler::bpf::insn::{self, encode, Size, R0, R1, R10, R2, R3, R4};
+use pol_compiler::bpf::parser::{emit_packet_parser, span, Needs, ParserHook};
 use pol_compiler::bpf::record::*;
 use pol_compiler::bpf::Asm;
-use pol_runtime::sys::{self, ProgType};
+use pol_runtime::sys::{self, MapType, ProgType};
 
 const MALFORMED: u32 = 0xBAD;
 const EINVAL: i32 = 22;
-const ALL: Needs = Needs {
-    ip6: true,
-    l4: true,
-};
+const ALL: Needs = Needs::ALL;
+/// Where the dump program keeps the map key (below the parser's scratch slot).
+const KEY_SLOT: i16 = SCRATCH_BASE + 8;
 
-fn program(hook: ParserHook, needs: Needs, word: i16) -> Vec<insn::Insn> {
+/// `record = pattern; parser; map[0] = record; return 0`.
+fn dump_program(hook: ParserHook, needs: Needs, map_fd: i32) -> Vec<insn::Insn> {
     let mut a = Asm::new();
     let malformed = a.new_label();
+    for k in 0..RECORD_SIZE / 8 {
+        a.emit(insn::st_imm(
+            Size::DW,
+            R10,
+            RECORD_BASE + 8 * k,
+            0xa5a5_a5a5_u32 as i32,
+        ));
+    }
     emit_packet_parser(&mut a, hook, needs, malformed);
-    a.emit(insn::ldx(Size::W, R0, R10, RECORD_BASE + 4 * word));
+    a.emit(insn::st_imm(Size::W, R10, KEY_SLOT, 0));
+    let [mut lo, hi] = insn::ld_map_fd(R1);
+    lo.imm = map_fd;
+    a.emit_all([lo, hi]);
+    a.emit(insn::mov64_reg(R2, R10));
+    a.emit(insn::alu64_imm(insn::BPF_ADD, R2, KEY_SLOT as i32));
+    a.emit(insn::mov64_reg(R3, R10));
+    a.emit(insn::alu64_imm(insn::BPF_ADD, R3, RECORD_BASE as i32));
+    a.emit(insn::mov64_imm(R4, 0));
+    a.emit(insn::call(2)); // map_update_elem
+    a.emit(insn::mov64_imm(R0, 0));
     a.emit(insn::exit());
     a.bind(malformed);
     a.emit(insn::mov64_imm(R0, MALFORMED as i32));
     a.emit(insn::exit());
     a.finish().expect("parser assembles").insns
+}
+
+/// `parser; read every byte of needs.reads; return 0`: the verifier rejects it if some
+/// path leaves one of those bytes unwritten.
+fn reads_program(hook: ParserHook, needs: Needs) -> Vec<insn::Insn> {
+    let mut a = Asm::new();
+    let malformed = a.new_label();
+    emit_packet_parser(&mut a, hook, needs, malformed);
+    for b in 0..RECORD_SIZE {
+        if needs.reads & span(b, 1) != 0 {
+            a.emit(insn::ldx(Size::B, R0, R10, RECORD_BASE + b));
+        }
+    }
+    a.bind(malformed);
+    a.emit(insn::mov64_imm(R0, 0));
+    a.emit(insn::exit());
+    a.finish().expect("parser assembles").insns
+}
+
+/// The size of the parser alone.
+fn parser_len(hook: ParserHook, needs: Needs) -> usize {
+    let mut a = Asm::new();
+    let malformed = a.new_label();
+    emit_packet_parser(&mut a, hook, needs, malformed);
+    a.bind(malformed);
+    a.emit(insn::exit());
+    a.finish().expect("parser assembles").insns.len() - 1
 }
 
 fn prog_type(hook: ParserHook) -> ProgType {
@@ -40,29 +90,42 @@ fn prog_type(hook: ParserHook) -> ProgType {
     }
 }
 
-/// Loads the 16 record-word programs, printing the parser's size and verifier cost.
-fn load_all(hook: ParserHook, needs: Needs) -> Vec<OwnedFd> {
-    (0..RECORD_SIZE / 4)
-        .map(|w| {
-            let insns = program(hook, needs, w);
-            if w == 0 && std::env::var_os("POL_DISASM").is_some() {
-                println!("{}", disassemble(&insns, &[], &[], &|_| String::new()));
-            }
-            let (fd, log) = sys::prog_load_raw(prog_type(hook), &encode(&insns), "GPL", 4)
-                .unwrap_or_else(|e| panic!("{hook:?} {needs:?} rejected: {e}"));
-            if w == 0 {
-                let stats = log
-                    .lines()
-                    .find(|l| l.starts_with("processed"))
-                    .unwrap_or("");
-                println!(
-                    "parser {hook:?} {needs:?}: {} insns (+4 trailer); {stats}",
-                    insns.len() - 4
-                );
-            }
-            fd
-        })
-        .collect()
+fn load(hook: ParserHook, needs: Needs, insns: &[insn::Insn]) -> (OwnedFd, String) {
+    sys::prog_load_raw(prog_type(hook), &encode(insns), "GPL", 1).unwrap_or_else(|e| {
+        panic!(
+            "{hook:?} {needs:?} rejected: {e}\n{}",
+            disassemble(insns, &[], &[], &|_| String::new())
+        )
+    })
+}
+
+/// A loaded dump program and its map.
+struct Dumper {
+    prog: OwnedFd,
+    map: OwnedFd,
+}
+
+impl Dumper {
+    fn new(hook: ParserHook, needs: Needs) -> Dumper {
+        let map = sys::map_create(MapType::Array, 4, RECORD_SIZE as u32, 1, 0)
+            .unwrap_or_else(|e| panic!("array map: {e}"));
+        let insns = dump_program(hook, needs, map.as_raw_fd());
+        let (prog, _) = load(hook, needs, &insns);
+        let (_fd, _) = load(hook, needs, &reads_program(hook, needs));
+        Dumper { prog, map }
+    }
+
+    /// The record after parsing `pkt`, `Ok(None)` when malformed.
+    fn run(&self, pkt: &[u8]) -> Result<Option<[u8; 64]>, sys::SysError> {
+        // One map per program, but tests run in parallel threads: one packet at a time.
+        static LOCK: Mutex<()> = Mutex::new(());
+        let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if sys::test_run(self.prog.as_fd(), pkt, 1)?.retval == MALFORMED {
+            return Ok(None);
+        }
+        let v = sys::map_lookup(self.map.as_fd(), &0u32.to_ne_bytes(), 64)?.expect("array entry 0");
+        Ok(Some(v.try_into().expect("64 bytes")))
+    }
 }
 
 /// Whether the kernel can run the tests; without it the tests pass vacuously, except in CI.
@@ -78,12 +141,12 @@ fn kernel() -> bool {
     }
 }
 
-fn progs(hook: ParserHook) -> &'static [OwnedFd] {
-    static XDP: OnceLock<Vec<OwnedFd>> = OnceLock::new();
-    static TC: OnceLock<Vec<OwnedFd>> = OnceLock::new();
+fn full(hook: ParserHook) -> &'static Dumper {
+    static XDP: OnceLock<Dumper> = OnceLock::new();
+    static TC: OnceLock<Dumper> = OnceLock::new();
     match hook {
-        ParserHook::Xdp => XDP.get_or_init(|| load_all(hook, ALL)),
-        ParserHook::Tc => TC.get_or_init(|| load_all(hook, ALL)),
+        ParserHook::Xdp => XDP.get_or_init(|| Dumper::new(hook, ALL)),
+        ParserHook::Tc => TC.get_or_init(|| Dumper::new(hook, ALL)),
     }
 }
 
@@ -138,15 +201,7 @@ fn decode(b: &[u8; 64]) -> Rec {
 }
 
 fn run(hook: ParserHook, pkt: &[u8]) -> Result<Option<Rec>, sys::SysError> {
-    let mut rec = [0u8; 64];
-    for (w, fd) in progs(hook).iter().enumerate() {
-        let r = sys::test_run(fd.as_fd(), pkt, 1)?.retval;
-        if w == 0 && r == MALFORMED {
-            return Ok(None);
-        }
-        rec[4 * w..4 * w + 4].copy_from_slice(&r.to_ne_bytes());
-    }
-    Ok(Some(decode(&rec)))
+    Ok(full(hook).run(pkt)?.map(|r| decode(&r)))
 }
 
 /// Parses `pkt` as XDP and as TC (which must agree); `None` means malformed. The TC test
@@ -299,34 +354,6 @@ fn ipv4_tcp() {
     assert_eq!(r, want);
     // Ethernet padding after the IP packet is fine.
     assert_eq!(ok(&pad(v4_tcp(23), 80)), want);
-}
-
-/// Every (hook, needs) combination passes the verifier; prints sizes and verifier cost.
-#[test]
-fn all_variants_load() {
-    if !kernel() {
-        return;
-    }
-    for hook in [ParserHook::Xdp, ParserHook::Tc] {
-        for (ip6, l4) in [(false, false), (false, true), (true, false), (true, true)] {
-            let needs = Needs { ip6, l4 };
-            let insns = program(hook, needs, 0);
-            let (_fd, log) = sys::prog_load_raw(prog_type(hook), &encode(&insns), "GPL", 4)
-                .unwrap_or_else(|e| panic!("{hook:?} {needs:?} rejected: {e}"));
-            let stats = log
-                .lines()
-                .find(|l| l.starts_with("processed"))
-                .unwrap_or("");
-            let time = log
-                .lines()
-                .find(|l| l.starts_with("verification time"))
-                .unwrap_or("");
-            println!(
-                "{hook:?} ip6={ip6} l4={l4}: {} insns; {stats}; {time}",
-                insns.len() - 4
-            );
-        }
-    }
 }
 
 #[test]
@@ -537,4 +564,386 @@ fn ipv6_and_extension_headers() {
     assert_eq!((r.flags, r.icmp), (F_IP6 | F_ICMP6, (128, 0)));
     let r = ok(&eth(&[], 0x86dd, &ip6(&[(60, opts(1))], 59, &[])));
     assert_eq!((r.flags, r.proto, r.ip_len), (F_IP6, 59, 48));
+}
+
+// ---- Variants: every Needs must agree with the full parser on what it parses ----
+
+/// Frames that exercise every path of the parser, good and bad.
+fn frames() -> Vec<Vec<u8>> {
+    let t = tcp(1234, 443, 0x12);
+    let u = udp(53, 5353);
+    let echo = [8u8, 0, 0, 0, 0, 1, 0, 1];
+    let echo6 = [128u8, 0, 0, 0, 0, 0, 0, 0];
+    let mut v = vec![
+        v4_tcp(23),
+        pad(v4_tcp(23), 80),
+        eth(&[], 0x0800, &ip4(17, 0, &[], &u)),
+        eth(&[], 0x0800, &ip4(1, 0, &[], &echo)),
+        eth(&[], 0x0800, &ip4(47, 0, &[], &[0; 4])),
+        eth(&[], 0x0800, &ip4(6, 0, &[1; 8], &t)),
+        eth(&[], 0x0800, &ip4(6, 0x2000, &[], &t)),
+        eth(&[], 0x0800, &ip4(17, 0x2000, &[], &u)),
+        eth(&[], 0x0800, &ip4(6, 0x2001, &[], &[0xff; 8])),
+        eth(&[], 0x0800, &ip4(6, 0x4000, &[], &t)),
+        eth(&[], 0x0800, &ip4(6, 0x2000, &[], &t[..8])),
+        eth(&[], 0x0800, &ip4(1, 0, &[], &echo[..3])),
+        eth(&[], 0x0800, &ip4(17, 0, &[], &u[..5])),
+        eth(&[(0x8100, 100)], 0x0800, &ip4(17, 0, &[], &u)),
+        eth(&[(0x88a8, 7), (0x8100, 4095)], 0x0800, &ip4(6, 0, &[], &t)),
+        eth(
+            &[(0x88a8, 1), (0x8100, 2), (0x8100, 3)],
+            0x0800,
+            &ip4(6, 0, &[], &t),
+        ),
+        pad(eth(&[(0x8100, 9)], 0x0806, &[0; 28]), 60),
+        pad(eth(&[], 0x0806, &[0; 28]), 60),
+        eth(&[], 0x88cc, &[]),
+        eth(&[], 0x86dd, &ip6(&[], 6, &t)),
+        eth(&[], 0x86dd, &ip6(&[], 17, &u)),
+        eth(&[], 0x86dd, &ip6(&[], 58, &echo6)),
+        eth(&[], 0x86dd, &ip6(&[], 58, &echo6[..2])),
+        eth(&[], 0x86dd, &ip6(&[(60, opts(1))], 59, &[])),
+        eth(&[], 0x86dd, &ip6(&[(0, opts(1)), (51, ah(1))], 6, &t)),
+        eth(&[], 0x86dd, &ip6(&[(44, frag6(0, true))], 6, &t)),
+        eth(
+            &[],
+            0x86dd,
+            &ip6(&[(0, opts(1)), (44, frag6(3, false))], 6, &[0xff; 8]),
+        ),
+        eth(&[], 0x86dd, &ip6(&[(44, frag6(0, true))], 6, &t[..10])),
+        eth(&[(0x8100, 3)], 0x86dd, &ip6(&[(43, opts(3))], 17, &u)),
+        eth(&[], 0x86dd, &ip6(&vec![(0, opts(1)); 7], 17, &u)),
+        eth(&[], 0x86dd, &ip6(&vec![(60, opts(1)); 6], 6, &t)),
+    ];
+    // Bad IPv4 headers: IHL 4, IHL 15, version 6, total length too long and too short.
+    for (at, byte) in [(14, 0x44), (14, 0x4f), (14, 0x65), (17, 41), (17, 19)] {
+        let mut p = v4_tcp(23);
+        p[at] = byte;
+        v.push(p);
+    }
+    // IPv6 payload length past the frame.
+    let mut p = eth(&[], 0x86dd, &ip6(&[], 6, &t));
+    p[18..20].copy_from_slice(&21u16.to_be_bytes());
+    v.push(p);
+    // Truncations.
+    let q = v4_tcp(23);
+    v.extend([15, 20, 33, 34, 40, 53].map(|n| q[..n].to_vec()));
+    let q = eth(&[], 0x86dd, &ip6(&[(0, opts(1)), (51, ah(1))], 6, &t));
+    v.extend([20, 53, 54, 60, 62, 70, 74, 80, q.len() - 1].map(|n| q[..n].to_vec()));
+    let q = eth(&[(0x88a8, 7), (0x8100, 8)], 0x0800, &ip4(17, 0, &[], &u));
+    v.extend([15, 17, 19, 21].map(|n| q[..n].to_vec()));
+    v
+}
+
+/// What variant `n` must leave in the record of a packet the full parser read as `f`:
+/// the fields of the layers it parses and the stores it makes, zeros elsewhere.
+fn expected(n: &Needs, f: &[u8; 64]) -> [u8; 64] {
+    let flags = u32::from_ne_bytes(f[0..4].try_into().expect("4 bytes"));
+    let mut want = [0u8; 64];
+    let mut copy = |mask: u64, off: i16, len: i16| {
+        if mask & span(off, len) != 0 {
+            let r = off as usize..(off + len) as usize;
+            want[r.clone()].copy_from_slice(&f[r]);
+        }
+    };
+    let mut out = if n.vlan_flag { flags & F_VLAN } else { 0 };
+    for (off, len) in [
+        (OFF_ETH_TYPE, 2),
+        (OFF_VLAN_OUTER, 2),
+        (OFF_VLAN_INNER, 2),
+        (OFF_VLAN_COUNT, 1),
+    ] {
+        copy(n.store_link, off, len);
+    }
+    let frags = F_FRAG | F_FRAG_LATER;
+    let (fam, stores, l4) = if flags & F_IP4 != 0 && n.ip4 {
+        out |= F_IP4 | if n.frag4 { flags & frags } else { 0 };
+        let l4 = [(n.tcp4, F_TCP), (n.udp4, F_UDP), (n.icmp, F_ICMP)];
+        (Some(false), n.store4, l4)
+    } else if flags & F_IP6 != 0 && n.ip6 {
+        out |= F_IP6 | if n.frag6 { flags & frags } else { 0 };
+        let l4 = [(n.tcp6, F_TCP), (n.udp6, F_UDP), (n.icmp6, F_ICMP6)];
+        (Some(true), n.store6, l4)
+    } else {
+        (None, 0, [(false, 0); 3])
+    };
+    if let Some(v6) = fam {
+        let addr_pieces = if v6 { 4 } else { 1 };
+        let walk = !v6 || n.ip6_walk();
+        if walk {
+            copy(stores, OFF_IP_PROTO, 1);
+        }
+        for (off, len) in [(OFF_IP_TTL, 1), (OFF_IP_VERSION, 1), (OFF_IP_LEN, 2)] {
+            copy(stores, off, len);
+        }
+        for (plen, addr) in [(OFF_SRC_PREFIXLEN, OFF_SRC), (OFF_DST_PREFIXLEN, OFF_DST)] {
+            copy(stores, plen, 4);
+            for k in 0..addr_pieces {
+                copy(stores, addr + 4 * k, 4);
+            }
+        }
+    }
+    for (parsed, bit) in l4 {
+        if parsed && flags & bit != 0 {
+            out |= bit;
+            let (mask, fields): (u64, &[(i16, i16)]) = match bit {
+                F_TCP => (
+                    n.store_tcp,
+                    &[(OFF_SPORT, 2), (OFF_DPORT, 2), (OFF_TCP_FLAGS, 1)],
+                ),
+                F_UDP => (n.store_udp, &[(OFF_SPORT, 2), (OFF_DPORT, 2)]),
+                _ => (n.store_icmp, &[(OFF_ICMP_TYPE, 1), (OFF_ICMP_CODE, 1)]),
+            };
+            for &(off, len) in fields {
+                copy(mask, off, len);
+            }
+        }
+    }
+    want[0..4].copy_from_slice(&out.to_ne_bytes());
+    want
+}
+
+/// Systematic variants: every combination of layers, with every store and with none.
+fn systematic() -> Vec<Needs> {
+    let mut v = Vec::new();
+    for bits in 0..64u32 {
+        let on = |i: u32| bits & (1 << i) != 0;
+        let (ip4, ip6, tcp, udp, icmp, frag) = (on(0), on(1), on(2), on(3), on(4), on(5));
+        for stores in [false, true] {
+            let all = if stores { !0 } else { 0 };
+            v.push(Needs {
+                ip4,
+                ip6,
+                frag4: ip4 && frag,
+                frag6: ip6 && frag,
+                tcp4: ip4 && tcp,
+                tcp6: ip6 && tcp,
+                udp4: ip4 && udp,
+                udp6: ip6 && udp && !tcp,
+                icmp: ip4 && icmp,
+                icmp6: ip6 && icmp,
+                vlan_flag: stores,
+                reads: if stores { !0 } else { span(OFF_FLAGS, 4) },
+                store_link: all,
+                store4: all,
+                store6: if stores {
+                    span(OFF_SRC, 4) | span(OFF_IP_TTL, 1)
+                } else {
+                    0
+                },
+                store_tcp: if stores { span(OFF_DPORT, 2) } else { 0 },
+                store_udp: all,
+                store_icmp: if stores { span(OFF_ICMP_CODE, 1) } else { 0 },
+            });
+        }
+    }
+    v
+}
+
+/// Variants `hir::needs` derives for real filters.
+fn from_sources() -> Vec<(String, Needs)> {
+    let mut v: Vec<(String, Needs)> = SOURCES
+        .iter()
+        .map(|s| (s.to_string(), needs_of(s)))
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for e in std::fs::read_dir(dir).expect("examples/") {
+        let path = e.expect("entry").path();
+        let src = std::fs::read_to_string(&path).expect("readable");
+        let (_, hir, _) = pol_compiler::driver::front(&src);
+        let hir = hir.expect("example checks");
+        for f in &hir.filters {
+            v.push((
+                path.display().to_string(),
+                pol_compiler::hir::needs::needs(&hir, f),
+            ));
+        }
+    }
+    v
+}
+
+#[test]
+fn every_variant_agrees_with_the_full_parser() {
+    if !kernel() {
+        return;
+    }
+    let frames = frames();
+    let mut variants: Vec<(String, Needs)> = vec![("default".into(), Needs::default())];
+    variants.extend(systematic().into_iter().map(|n| (format!("{n:?}"), n)));
+    variants.extend(from_sources());
+    for hook in [ParserHook::Xdp, ParserHook::Tc] {
+        let reference: Vec<Option<Result<Option<[u8; 64]>, sys::SysError>>> =
+            frames.iter().map(|p| Some(full(hook).run(p))).collect();
+        for (what, n) in &variants {
+            let d = Dumper::new(hook, *n);
+            for (pkt, want) in frames.iter().zip(&reference) {
+                let Some(Ok(want)) = want else { continue };
+                let got = d
+                    .run(pkt)
+                    .unwrap_or_else(|e| panic!("{hook:?} {what}: {e}"));
+                match (want, got) {
+                    (_, None) => assert!(
+                        want.is_none(),
+                        "{hook:?} {what}: malformed, but not for the full parser: {pkt:02x?}"
+                    ),
+                    (None, Some(_)) => {} // malformed in a layer this variant skips
+                    (Some(f), Some(got)) => {
+                        let exp = expected(n, f);
+                        for b in 0..64 {
+                            assert!(
+                                n.reads & span(b as i16, 1) == 0 || got[b] == exp[b],
+                                "{hook:?} {what}: record byte {b} is {:#x}, want {:#x}\n\
+                                 got  {got:02x?}\nwant {exp:02x?}\nfull {f:02x?}\npacket {pkt:02x?}",
+                                got[b],
+                                exp[b]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sizes of the parser for a few variants, printed (run with `--nocapture`).
+#[test]
+fn parser_sizes() {
+    for hook in [ParserHook::Xdp, ParserHook::Tc] {
+        for (what, n) in [("full", ALL), ("minimal", Needs::default())]
+            .into_iter()
+            .map(|(w, n)| (w.to_string(), n))
+            .chain(from_sources())
+        {
+            println!("{hook:?} {:4} {what}", parser_len(hook, n));
+        }
+    }
+    assert!(parser_len(ParserHook::Xdp, Needs::default()) < parser_len(ParserHook::Xdp, ALL));
+}
+
+// ---- hir::needs over small filters ----
+
+const SOURCES: &[&str] = &[
+    "drop ip4.src in blocked\n drop tcp.dport == 23",
+    "drop ip4.src in blocked\n drop ip4 and tcp.dport == 23",
+    "drop not tcp",
+    "drop udp and l4.dport == 53",
+    "drop ip.fragment",
+    "drop vlan.id == 5",
+    "drop vlan",
+    "drop icmp.type == 8",
+    "drop icmp6",
+    "drop (ip4 and tcp.dport == 23) or eth.type == 2054",
+    "drop ip4.src in blocked\n default pass count seen[ip.src]",
+    "drop ip4.src in blocked count hits[ip.src]",
+    "drop ip.ttl < 2",
+    "drop ip.proto == 47",
+    "drop ip6.src in 2001:db8::/32",
+    "drop ip.src in 10.0.0.0/8",
+    "drop not ip4.src in 10.0.0.0/8",
+    "drop tcp.syn and not tcp.ack",
+    "pass ip6 and udp.dport == 53\n drop l4.sport < 1024",
+    "drop ip.later_fragment\n drop icmp6.code == 0 or icmp.code == 0",
+];
+
+/// Compiles `drop ...` rules (with a 20-address set `blocked`) and returns the needs.
+fn needs_of(rules: &str) -> Needs {
+    let addrs: Vec<String> = (1..=20).map(|i| format!("192.0.2.{i}")).collect();
+    let src = format!(
+        "set blocked: ip4 = {{ {} }}\nfilter f on xdp(\"eth0\") {{\n {rules}\n default pass\n}}\n",
+        addrs.join(", ")
+    );
+    let src = if rules.contains("default") {
+        src.replace("\n default pass\n}", "\n}")
+    } else {
+        src
+    };
+    let (_, hir, diags) = pol_compiler::driver::front(&src);
+    let hir = hir.unwrap_or_else(|| panic!("{src}: {diags:?}"));
+    pol_compiler::hir::needs::needs(&hir, &hir.filters[0])
+}
+
+/// (ip4, ip6, tcp4, tcp6, udp4, udp6, icmp, icmp6, frag4, frag6)
+fn layers(n: &Needs) -> [bool; 10] {
+    [
+        n.ip4, n.ip6, n.tcp4, n.tcp6, n.udp4, n.udp6, n.icmp, n.icmp6, n.frag4, n.frag6,
+    ]
+}
+
+#[test]
+fn needs_follow_the_rules() {
+    const T: bool = true;
+    const F: bool = false;
+    let l = |s: &str| layers(&needs_of(s));
+    // The benchmark filter: `tcp.dport` can match IPv6; the IPv4 source is not stored
+    // for IPv6 packets, and only the destination port is stored.
+    let n = needs_of(SOURCES[0]);
+    assert_eq!(layers(&n), [T, T, T, T, F, F, F, F, F, F]);
+    assert_eq!(n.store4, span(OFF_SRC, 4));
+    assert_eq!(n.store6, 0);
+    assert!(!n.ip6_walk() || n.tcp6);
+    assert_eq!(n.store_tcp, span(OFF_DPORT, 2));
+    assert_eq!(n.reads, span(0, 4) | span(OFF_SRC, 4) | span(OFF_DPORT, 2));
+    // Guarded by `ip4`: no IPv6 at all.
+    assert_eq!(l(SOURCES[1]), [T, F, T, F, F, F, F, F, F, F]);
+    // `not tcp` is true for IPv6 TCP unless IPv6 is parsed.
+    assert_eq!(l("drop not tcp"), [T, T, T, T, F, F, F, F, F, F]);
+    // `udp and l4.dport`: TCP ports can never decide.
+    assert_eq!(
+        l("drop udp and l4.dport == 53"),
+        [T, T, F, F, T, T, F, F, F, F]
+    );
+    assert_eq!(l("drop ip.fragment"), [T, T, F, F, F, F, F, F, T, T]);
+    // `vlan.id` is read under the VLAN bit; `vlan.depth` is always there.
+    let n = needs_of("drop vlan.id == 5");
+    assert_eq!(layers(&n), [F; 10]);
+    assert!(n.vlan_flag);
+    assert_eq!(n.store_link, span(OFF_VLAN_OUTER, 2));
+    let n = needs_of("drop vlan.depth == 2");
+    assert!(!n.vlan_flag);
+    assert_eq!(n.store_link, span(OFF_VLAN_COUNT, 1));
+    assert!(needs_of("drop vlan").vlan_flag);
+    assert_eq!(l("drop icmp.type == 8"), [T, F, F, F, F, F, T, F, F, F]);
+    assert_eq!(l("drop icmp6"), [F, T, F, F, F, F, F, T, F, F]);
+    assert_eq!(l(SOURCES[9]), [T, F, T, F, F, F, F, F, F, F]);
+    // The default's key sees every packet; a rule's key only what the rule matches.
+    let n = needs_of(SOURCES[10]);
+    assert!(n.ip6);
+    assert_eq!(n.store6, span(OFF_SRC_PREFIXLEN, 20));
+    assert_eq!(
+        n.reads & span(OFF_SRC_PREFIXLEN, 20),
+        span(OFF_SRC_PREFIXLEN, 20)
+    );
+    let n = needs_of(SOURCES[11]);
+    assert!(n.ip4 && !n.ip6);
+    assert_eq!(n.store4, span(OFF_SRC_PREFIXLEN, 8));
+    // Header fields of both families, without the extension-header walk.
+    let n = needs_of("drop ip.ttl < 2");
+    assert!(n.ip4 && n.ip6 && !n.ip6_walk());
+    assert_eq!(
+        (n.store4, n.store6),
+        (span(OFF_IP_TTL, 1), span(OFF_IP_TTL, 1))
+    );
+    assert!(needs_of("drop ip.proto == 47").ip6_walk());
+    // A /32 IPv6 prefix reads the first 4 bytes of the address only.
+    let n = needs_of("drop ip6.src in 2001:db8::/32");
+    assert_eq!((n.ip4, n.ip6, n.store6), (F, T, span(OFF_SRC, 4)));
+    assert_eq!(
+        l("drop ip.src in 10.0.0.0/8"),
+        [T, F, F, F, F, F, F, F, F, F]
+    );
+    assert_eq!(
+        l("drop not ip4.src in 10.0.0.0/8"),
+        [T, F, F, F, F, F, F, F, F, F]
+    );
+    let n = needs_of("drop tcp.syn and not tcp.ack");
+    assert_eq!(n.store_tcp, span(OFF_TCP_FLAGS, 1));
+    // `ip6 and udp.dport`: UDP behind IPv6 only; `l4.sport` needs both everywhere.
+    assert_eq!(
+        l("pass ip6 and udp.dport == 53"),
+        [F, T, F, F, F, T, F, F, F, F]
+    );
+    assert_eq!(l(SOURCES[18]), [T, T, T, T, T, T, F, F, F, F]);
+    let n = needs_of(SOURCES[19]);
+    assert_eq!(layers(&n), [T, T, F, F, F, F, T, T, T, T]);
+    assert_eq!(n.store_icmp, span(OFF_ICMP_CODE, 1));
 }

@@ -4,7 +4,7 @@
 //! half-checked program and the user never sees an error caused by an earlier one.
 
 use crate::bpf::disasm;
-use crate::bpf::parser::{Needs, ParserHook};
+use crate::bpf::parser::ParserHook;
 use crate::bpf::select::{self, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use crate::bpf::Insn;
 use crate::check::{self, Resources};
@@ -76,10 +76,7 @@ pub fn compile(source: &str) -> Result<Compiled, Vec<Diagnostic>> {
             Hook::Xdp { .. } => ParserHook::Xdp,
             Hook::Tc { .. } => ParserHook::Tc,
         };
-        let needs = Needs {
-            ip6: filter.needs_ip6,
-            l4: filter.needs_l4,
-        };
+        let needs = hir::needs::needs(&hir, filter);
         let asm = match select::select(&func, hook, needs) {
             Ok(a) => a,
             Err(e) => {

@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod fields;
+pub mod needs;
 pub mod print;
 pub mod stdlib;
 pub mod types;

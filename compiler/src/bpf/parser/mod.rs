@@ -1,0 +1,337 @@
+//! The packet parser: the prologue of every XDP/TC filter. It reads Ethernet, VLAN/QinQ,
+//! IPv4 (options honoured), IPv6 (extension headers walked) and TCP/UDP/ICMP headers and
+//! fills the packet record (`record.rs`), so rules read stack scalars only. `Needs` (from
+//! `hir::needs`) says which layers to parse and which record bytes to zero and store; the
+//! rest is not emitted.
+//!
+//! Fail-closed: a truncated or inconsistent header, a third VLAN tag, more than
+//! `MAX_EXT_HDRS` IPv6 extension headers or a first fragment too short for its L4 header
+//! jumps to `malformed`. Unknown EtherTypes and L4 protocols are not malformed: the record
+//! then has no IP (or no L4) bits. A layer that is not parsed is never malformed.
+//!
+//! Registers while parsing: r2 = data, r3 = data_end, r4 = L3 header, r5 = EtherType,
+//! r8 = L4 header, r1 = L4 protocol, r9 = layer flags (stored once at the end), r0/r6/r7
+//! scratch.
+//!
+//! Verifier notes, in one place. Every packet read is preceded by
+//! `r0 = base + N; if r0 > r3 goto malformed` covering all reads up to `base + N`; without
+//! it the load fails with `invalid access to packet, off=14 size=2, R2(id=0,off=14,r=0)`.
+//! Adding a variable (the IPv4 header length, an extension header length) to a packet
+//! pointer gives a pointer with a new id and range 0, so each such base gets its own check
+//! before its first read (`invalid access to packet, off=0 size=1, R8(id=2,off=0,r=0)`).
+//! Variables added to packet pointers must be bounded (`be16` results are, to 16 bits);
+//! `forget_value` keeps the verifier's path count down in the IPv6 walk. Stack stores must be aligned to their size (`misaligned stack access`), so
+//! the unaligned 16-byte addresses go in 4-byte pieces and ICMP type/code byte by byte.
+//! The verifier rejects a read of stack never written on some path (`invalid read from
+//! stack`), even where the layer bits make that path impossible at run time, so every byte
+//! a rule may read (`Needs::reads`) is zeroed up front unless every path writes it.
+
+mod emit;
+mod ipv4;
+mod ipv6;
+mod l4;
+
+use super::asm::{Asm, Label};
+use super::insn::*;
+use super::record::*;
+use emit::Em;
+
+/// Where the program runs: it fixes the context layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParserHook {
+    /// `struct xdp_md`: data at +0, data_end at +4.
+    Xdp,
+    /// `struct __sk_buff` (cls_bpf): data at +76, data_end at +80, and the VLAN tag the
+    /// kernel moved out of the frame in `vlan_present` (+20) and `vlan_tci` (+24).
+    Tc,
+}
+
+/// What the parser does. Byte masks have bit `b` for record byte `b` (see `span`); a
+/// store of a field happens when any of its bytes is in the mask. `Default` is the
+/// smallest parser: Ethernet and VLAN tags only, the flags word stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Needs {
+    /// Parse IPv4 / IPv6 headers (else such packets look like any other EtherType).
+    pub ip4: bool,
+    pub ip6: bool,
+    /// Set `F_FRAG`/`F_FRAG_LATER` for IPv4 / IPv6 fragments.
+    pub frag4: bool,
+    pub frag6: bool,
+    /// Parse this L4 header behind IPv4 / IPv6.
+    pub tcp4: bool,
+    pub tcp6: bool,
+    pub udp4: bool,
+    pub udp6: bool,
+    pub icmp: bool,
+    pub icmp6: bool,
+    /// Set `F_VLAN` for tagged frames.
+    pub vlan_flag: bool,
+    /// Every record byte the rules or count keys may read (the flags word always).
+    pub reads: u64,
+    /// Bytes stored by the Ethernet/VLAN code (EtherType, VLAN IDs, tag count).
+    pub store_link: u64,
+    /// Bytes stored from the IPv4 / IPv6 header.
+    pub store4: u64,
+    pub store6: u64,
+    /// Bytes stored from the TCP, UDP and ICMP/ICMPv6 headers.
+    pub store_tcp: u64,
+    pub store_udp: u64,
+    pub store_icmp: u64,
+}
+
+/// Record bytes `off .. off + len` as a `Needs` byte mask.
+pub const fn span(off: i16, len: i16) -> u64 {
+    let bits = if len >= 64 { !0 } else { (1u64 << len) - 1 };
+    bits << off
+}
+
+impl Needs {
+    /// The full parser: every layer, every field.
+    pub const ALL: Needs = Needs {
+        ip4: true,
+        ip6: true,
+        frag4: true,
+        frag6: true,
+        tcp4: true,
+        tcp6: true,
+        udp4: true,
+        udp6: true,
+        icmp: true,
+        icmp6: true,
+        vlan_flag: true,
+        reads: !0,
+        store_link: !0,
+        store4: !0,
+        store6: !0,
+        store_tcp: !0,
+        store_udp: !0,
+        store_icmp: !0,
+    };
+
+    /// Whether an L4 header is parsed behind IPv4 / IPv6.
+    pub fn l4_4(&self) -> bool {
+        self.tcp4 || self.udp4 || self.icmp
+    }
+    pub fn l4_6(&self) -> bool {
+        self.tcp6 || self.udp6 || self.icmp6
+    }
+
+    /// Whether the IPv6 extension-header chain is walked: for the protocol, fragments and
+    /// L4. Without it, an IPv6 packet has its base header fields only.
+    pub fn ip6_walk(&self) -> bool {
+        self.ip6 && (self.l4_6() || self.frag6 || self.store6 & span(OFF_IP_PROTO, 1) != 0)
+    }
+
+    /// Bytes zeroed before parsing: read bytes that not every path writes (the flags word
+    /// and, when stored, the EtherType are written on every path that reaches the rules).
+    pub fn zeroed(&self) -> u64 {
+        let always = span(OFF_FLAGS, 4) | (self.store_link & span(OFF_ETH_TYPE, 2));
+        self.reads & !always
+    }
+}
+
+/// At most this many IPv6 extension headers are walked; one more is malformed.
+pub const MAX_EXT_HDRS: usize = 6;
+
+const SKB_VLAN_PRESENT: i16 = 20;
+const SKB_VLAN_TCI: i16 = 24;
+const SKB_DATA: i16 = 76;
+const SKB_DATA_END: i16 = 80;
+
+const ETH_P_IP: i32 = 0x0800;
+const ETH_P_IPV6: i32 = 0x86dd;
+const ETH_P_8021Q: i32 = 0x8100;
+const ETH_P_8021AD: i32 = 0x88a8;
+
+const IPPROTO_ICMP: i32 = 1;
+const IPPROTO_TCP: i32 = 6;
+const IPPROTO_UDP: i32 = 17;
+const IPPROTO_ICMPV6: i32 = 58;
+
+/// Frame offset of a record field.
+const fn rec(off: i16) -> i16 {
+    RECORD_BASE + off
+}
+
+/// Whether any byte of the field at `off .. off + len` is in `mask`.
+const fn has(mask: u64, off: i16, len: i16) -> bool {
+    mask & span(off, len) != 0
+}
+
+/// The L4 blocks' entry labels, for the dispatch after IPv4 and IPv6.
+struct L4Labels {
+    tcp: Label,
+    udp: Label,
+    icmp: Label,
+    icmp6: Label,
+}
+
+/// Emits the parser. On fall-through the record at `r10 + RECORD_BASE` holds every byte of
+/// `needs.reads` and every register but r10 is free; a bad packet jumps to `malformed`
+/// with the record partly set.
+pub fn emit_packet_parser(a: &mut Asm, hook: ParserHook, needs: Needs, malformed: Label) {
+    let mut p = Em::new(a, needs, malformed);
+    let done = p.new_label();
+    let l4 = L4Labels {
+        tcp: p.new_label(),
+        udp: p.new_label(),
+        icmp: p.new_label(),
+        icmp6: p.new_label(),
+    };
+
+    let zeroed = needs.zeroed();
+    for k in 0..RECORD_SIZE / 8 {
+        if has(zeroed, 8 * k, 8) {
+            p.emit(st_imm(Size::DW, R10, RECORD_BASE + 8 * k, 0));
+        }
+    }
+    p.emit(mov64_imm(R9, 0));
+    let (data, data_end) = match hook {
+        ParserHook::Xdp => (0, 4),
+        ParserHook::Tc => (SKB_DATA, SKB_DATA_END),
+    };
+    p.emit(ldx(Size::W, R2, R1, data));
+    p.emit(ldx(Size::W, R3, R1, data_end));
+    p.emit(mov64_reg(R4, R2));
+    p.emit(alu64_imm(BPF_ADD, R4, 14));
+    p.jmp_reg(BPF_JGT, R4, R3, malformed);
+    p.load_be16(R5, R2, 12);
+    emit_vlan(&mut p, hook);
+    if has(needs.store_link, OFF_ETH_TYPE, 2) {
+        p.emit(stx(Size::H, R10, R5, rec(OFF_ETH_TYPE)));
+    }
+
+    // The family that dispatches to L4 goes last, so its last test can fall through into
+    // the first L4 block.
+    let mut fams = Vec::new();
+    if needs.ip4 {
+        fams.push(false);
+    }
+    if needs.ip6 {
+        fams.push(true);
+    }
+    if fams.len() == 2 && needs.l4_4() && !needs.l4_6() {
+        fams.reverse();
+    }
+    let mut deferred = Vec::new();
+    for (i, &v6) in fams.iter().enumerate() {
+        let next = if i + 1 == fams.len() {
+            done
+        } else {
+            p.new_label()
+        };
+        p.jmp_imm(BPF_JNE, R5, if v6 { ETH_P_IPV6 } else { ETH_P_IP }, next);
+        if v6 {
+            ipv6::emit(&mut p, &l4, done, &mut deferred);
+        } else {
+            ipv4::emit(&mut p, &l4, done, &mut deferred);
+        }
+        if next != done {
+            p.bind(next);
+        }
+    }
+    l4::emit(&mut p, &l4, done);
+    for d in deferred {
+        d.emit(&mut p, done);
+    }
+    p.bind(done);
+    p.emit(stx(Size::W, R10, R9, rec(OFF_FLAGS)));
+    p.finish();
+}
+
+/// VLAN tags: r4 points past the 14-byte Ethernet header and r5 holds its EtherType; on
+/// exit r4 points to the L3 header and r5 holds the EtherType after the tags. Always
+/// emitted (a rule must see through tags); only the stores follow `Needs`.
+fn emit_vlan(p: &mut Em, hook: ParserHook) {
+    let needs = p.needs;
+    let malformed = p.malformed;
+    let l3 = p.new_label();
+    let tags = [p.new_label(), p.new_label()];
+    let store_count = |p: &mut Em, n: i32| {
+        if has(needs.store_link, OFF_VLAN_COUNT, 1) {
+            p.emit(st_imm(Size::B, R10, rec(OFF_VLAN_COUNT), n));
+        }
+        if n == 1 && needs.vlan_flag {
+            p.emit(mov64_imm(R9, F_VLAN as i32));
+        }
+    };
+    if hook == ParserHook::Tc {
+        // The kernel usually takes the outer tag out of the frame before TC ingress.
+        let no_meta = p.new_label();
+        p.emit(ldx(Size::W, R0, R1, SKB_VLAN_PRESENT));
+        p.jmp_imm(BPF_JEQ, R0, 0, no_meta);
+        if has(needs.store_link, OFF_VLAN_OUTER, 2) {
+            p.emit(ldx(Size::W, R0, R1, SKB_VLAN_TCI));
+            p.emit(alu64_imm(BPF_AND, R0, 0xfff));
+            p.emit(stx(Size::H, R10, R0, rec(OFF_VLAN_OUTER)));
+        }
+        store_count(p, 1);
+        p.jmp_imm(BPF_JEQ, R5, ETH_P_8021Q, tags[1]);
+        p.jmp_imm(BPF_JEQ, R5, ETH_P_8021AD, tags[1]);
+        p.goto(l3);
+        p.bind(no_meta);
+    }
+    p.jmp_imm(BPF_JEQ, R5, ETH_P_8021Q, tags[0]);
+    p.jmp_imm(BPF_JNE, R5, ETH_P_8021AD, l3);
+    for (slot, &tag) in tags.iter().enumerate() {
+        p.bind(tag);
+        p.check(R4, 4);
+        let id = OFF_VLAN_OUTER + 2 * slot as i16;
+        if has(needs.store_link, id, 2) {
+            p.load_be16(R6, R4, 0);
+            p.emit(alu64_imm(BPF_AND, R6, 0xfff));
+            p.emit(stx(Size::H, R10, R6, rec(id)));
+        }
+        p.load_be16(R5, R4, 2);
+        p.emit(mov64_reg(R4, R0));
+        store_count(p, slot as i32 + 1);
+        if slot == 0 {
+            p.jmp_imm(BPF_JEQ, R5, ETH_P_8021Q, tags[1]);
+            p.jmp_imm(BPF_JNE, R5, ETH_P_8021AD, l3);
+        } else {
+            // A third tag: we would not see the payload, so fail closed.
+            p.jmp_imm(BPF_JEQ, R5, ETH_P_8021Q, malformed);
+            p.jmp_imm(BPF_JEQ, R5, ETH_P_8021AD, malformed);
+        }
+    }
+    p.bind(l3);
+}
+
+/// Code placed after the L4 blocks (so the dispatch before them can fall through), and
+/// jumped to from inside a family's block.
+enum Deferred {
+    /// IPv4 fragment: r0 = flags and offset as loaded; `l4` is where L4 parsing resumes.
+    Frag4 { at: Label, l4: Label },
+    /// IPv6 fragment headers: one entry and resume label per unrolled step, and the
+    /// later-fragment exit.
+    Frag6 {
+        steps: Vec<(Label, Label)>,
+        later: Label,
+    },
+}
+
+impl Deferred {
+    fn emit(self, p: &mut Em, done: Label) {
+        match self {
+            Deferred::Frag4 { at, l4 } => ipv4::emit_frag(p, at, l4, done),
+            Deferred::Frag6 { steps, later } => ipv6::emit_frags(p, steps, later, done),
+        }
+    }
+}
+
+/// Jumps to the L4 block of protocol r1 among `protos`; anything else goes to `done`.
+/// The last test is left pending, so it becomes `if r1 != P goto done` when P's block
+/// comes next.
+fn dispatch(p: &mut Em, protos: &[(bool, i32, Label)], done: Label) {
+    let protos: Vec<_> = protos.iter().filter(|t| t.0).collect();
+    for (i, &&(_, proto, label)) in protos.iter().enumerate() {
+        if i + 1 == protos.len() {
+            p.branch(BPF_JEQ, R1, proto, label, done);
+        } else {
+            p.jmp_imm(BPF_JEQ, R1, proto, label);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,379 @@
+//! What a filter's packet parser must do: which layers it parses and which record bytes it
+//! zeroes and stores, derived from the rules' conditions and count keys.
+//!
+//! # The rule
+//!
+//! Leaving a layer (or the store of a field) out of the parser changes the record of some
+//! *class* of packets: without IPv6 an IPv6 packet looks like a non-IP frame, without TCP a
+//! TCP segment has no `F_TCP` and no ports, without a store a field reads 0. A layer or store
+//! is needed exactly when some rule condition or count key could then see a difference:
+//!
+//! - a **test depends** on a class when it reads a layer bit the class changes, or reads a
+//!   record byte the class writes while its layer check lets packets of the class through;
+//! - a condition is **guarded** against a class when it implies a layer no packet of the
+//!   class has (`ip4 and tcp.dport == 23`, `ip4.src in S` and `ip.src in 10.0.0.0/8` imply
+//!   IPv4, so they are false for every IPv6 packet, parsed or not); only `and` of a guarded
+//!   part, `or` of guarded parts and the tests themselves guard — `not` never does;
+//! - a condition **is unaffected** by a class when it is guarded against it, or when every
+//!   part of it is unaffected (whatever the polarity: `not tcp` depends on TCP parsing
+//!   exactly as `tcp` does, on every path through `and`, `or` and `not`);
+//! - a class is **needed** when some rule's condition is affected, when a count key of a rule
+//!   whose condition is not guarded against the class reads a byte the class writes, or when
+//!   a count key of the default action does.
+//!
+//! Classes: IPv4, IPv6, TCP, UDP (each per address family), ICMP, ICMPv6, IPv4 and IPv6
+//! fragments (the `ip.fragment`/`ip.later_fragment` bits), and one per stored field and
+//! family. Skipping classes one by one is sound together: a guard holds in any reduced
+//! record (reductions only clear layer bits), and unaffected parts stay unaffected.
+//!
+//! Every byte any test or key may read is zeroed up front unless every path writes it:
+//! the verifier rejects reads of uninitialised stack even where the layer bits make the
+//! read unreachable at run time. VLAN tags are always looked through (evasion); only their
+//! stores follow the reads.
+
+use super::fields::{Field, Slot};
+use super::{Action, Cond, Filter, Hir, Test, Ty, Value};
+use crate::bpf::parser::{span, Needs};
+use crate::bpf::record::*;
+
+/// Sets with more values than this become maps (as `ir::lower::INLINE_SET_MAX`).
+const INLINE_SET_MAX: usize = crate::ir::lower::INLINE_SET_MAX;
+
+const FRAGS: u32 = F_FRAG | F_FRAG_LATER;
+
+/// A class of packets whose record changes when one part of the parser is left out.
+#[derive(Clone, Copy)]
+struct Class {
+    /// Layer bits a packet of the class can carry (in the full record).
+    compat: u32,
+    /// Layer bits the left-out part would set.
+    bits: u32,
+    /// Record bytes the left-out part would write.
+    bytes: u64,
+}
+
+const V4: u32 = F_VLAN | F_IP4 | F_TCP | F_UDP | F_ICMP | FRAGS;
+const V6: u32 = F_VLAN | F_IP6 | F_TCP | F_UDP | F_ICMP6 | FRAGS;
+/// Every record byte the IP layers and L4 write.
+const IP_BYTES: u64 = !0u64 << OFF_IP_PROTO;
+
+const fn class(compat: u32, bits: u32, bytes: u64) -> Class {
+    Class {
+        compat,
+        bits,
+        bytes,
+    }
+}
+
+const IP4: Class = class(V4, V4 & !F_VLAN, IP_BYTES);
+const IP6: Class = class(V6, V6 & !F_VLAN, IP_BYTES);
+const FRAG4: Class = class(V4, FRAGS, 0);
+const FRAG6: Class = class(V6, FRAGS, 0);
+const fn l4(fam: u32, layer: u32, bytes: u64) -> Class {
+    class(F_VLAN | fam | layer | F_FRAG, layer, bytes)
+}
+const PORTS: u64 = span(OFF_SPORT, 4);
+const ICMP_BYTES: u64 = span(OFF_ICMP_TYPE, 2);
+const TCP_BYTES: u64 = PORTS | span(OFF_TCP_FLAGS, 1);
+
+/// The pieces the IPv4/IPv6 header code stores, as (offset, length): each field, and the
+/// addresses in the 4-byte pieces the IPv6 code copies (IPv4 writes the first only).
+const IP_PIECES: [(i16, i16); 14] = [
+    (OFF_IP_PROTO, 1),
+    (OFF_IP_TTL, 1),
+    (OFF_IP_VERSION, 1),
+    (OFF_IP_LEN, 2),
+    (OFF_SRC_PREFIXLEN, 4),
+    (OFF_SRC, 4),
+    (OFF_SRC + 4, 4),
+    (OFF_SRC + 8, 4),
+    (OFF_SRC + 12, 4),
+    (OFF_DST_PREFIXLEN, 4),
+    (OFF_DST, 4),
+    (OFF_DST + 4, 4),
+    (OFF_DST + 8, 4),
+    (OFF_DST + 12, 4),
+];
+
+/// What one test looks at: the layer bits it checks before reading (`None`: always
+/// evaluated, no layer check; `Some(0)`: never true) and the record bytes it reads.
+#[derive(Clone, Copy)]
+struct Look {
+    guard: Option<u32>,
+    reads: u64,
+}
+
+/// A condition with `in SET` expanded the way lowering expands it, so every leaf is a
+/// test with one guard.
+enum Tree {
+    Const(bool),
+    And(Vec<Tree>),
+    Or(Vec<Tree>),
+    Not(Box<Tree>),
+    Leaf(Look),
+}
+
+/// `ir::groups` moves prefix tests of an address slot into one map (keyed by the whole
+/// `{prefixlen, address}`) once a filter has this many keys for the slot.
+const GROUP_MIN: usize = 8;
+
+/// The parser a filter needs (see the module comment for the rule).
+pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
+    // Address slots with enough prefix tests to become a rule map: there every such test
+    // reads the whole LPM key (counted over all tests, a superset of the grouped ones).
+    let mut tests = Vec::new();
+    for r in &filter.rules {
+        net_tests(&r.cond, &mut tests);
+    }
+    let wide: Vec<(i16, bool)> = tests
+        .iter()
+        .copied()
+        .filter(|k| tests.iter().filter(|t| *t == k).count() >= GROUP_MIN)
+        .collect();
+    let cx = Cx { hir, wide: &wide };
+    let rules: Vec<(Tree, u64)> = filter
+        .rules
+        .iter()
+        .map(|r| (cx.tree(&r.cond), keys(hir, &r.action)))
+        .collect();
+    let default_keys = keys(hir, &filter.default);
+    let needed = |c: Class| {
+        default_keys & c.bytes != 0
+            || rules
+                .iter()
+                .any(|(t, k)| !same(t, c) || (!excl(t, c.compat) && k & c.bytes != 0))
+    };
+    let store = |compat: u32, bytes: u64| needed(class(compat, 0, bytes));
+    let mut reads = default_keys | keys(hir, &filter.malformed);
+    let mut vlan_flag = false;
+    for (t, k) in &rules {
+        reads |= k;
+        walk(t, &mut |l| {
+            reads |= l.reads;
+            vlan_flag |= l.guard.unwrap_or(0) & F_VLAN != 0;
+        });
+    }
+    let fam_stores = |compat: u32| {
+        IP_PIECES
+            .iter()
+            .map(|&(off, len)| span(off, len))
+            .filter(|&b| store(compat, b))
+            .fold(0, |acc, b| acc | b)
+    };
+    let l4_stores = |compat: u32, bytes: u64| {
+        (OFF_SPORT..OFF_ICMP_CODE + 1)
+            .map(|b| span(b, 1))
+            .filter(|&b| b & bytes != 0 && store(compat, b))
+            .fold(0, |acc, b| acc | b)
+    };
+    let tcp = F_VLAN | F_IP4 | F_IP6 | F_TCP | F_FRAG;
+    let udp = F_VLAN | F_IP4 | F_IP6 | F_UDP | F_FRAG;
+    let icmp = F_VLAN | F_IP4 | F_IP6 | F_ICMP | F_ICMP6 | F_FRAG;
+    Needs {
+        ip4: needed(IP4),
+        ip6: needed(IP6),
+        frag4: needed(FRAG4),
+        frag6: needed(FRAG6),
+        tcp4: needed(l4(F_IP4, F_TCP, TCP_BYTES)),
+        tcp6: needed(l4(F_IP6, F_TCP, TCP_BYTES)),
+        udp4: needed(l4(F_IP4, F_UDP, PORTS)),
+        udp6: needed(l4(F_IP6, F_UDP, PORTS)),
+        icmp: needed(l4(F_IP4, F_ICMP, ICMP_BYTES)),
+        icmp6: needed(l4(F_IP6, F_ICMP6, ICMP_BYTES)),
+        vlan_flag,
+        reads: reads | span(OFF_FLAGS, 4),
+        // Ethernet and VLAN fields are the same for every packet class: stored when read.
+        store_link: reads & span(OFF_ETH_TYPE, OFF_IP_PROTO - OFF_ETH_TYPE),
+        // IPv4 writes the first 4 bytes of each address only.
+        store4: fam_stores(V4) & !span(OFF_SRC + 4, 12) & !span(OFF_DST + 4, 12),
+        store6: fam_stores(V6),
+        store_tcp: l4_stores(tcp, TCP_BYTES),
+        store_udp: l4_stores(udp, PORTS),
+        store_icmp: l4_stores(icmp, ICMP_BYTES),
+    }
+}
+
+/// Whether `t` evaluates the same on the full and on the reduced record of every packet
+/// of class `c`.
+fn same(t: &Tree, c: Class) -> bool {
+    excl(t, c.compat)
+        || match t {
+            Tree::Const(_) => true,
+            Tree::And(ts) | Tree::Or(ts) => ts.iter().all(|t| same(t, c)),
+            Tree::Not(t) => same(t, c),
+            Tree::Leaf(l) => !depends(*l, c),
+        }
+}
+
+fn depends(l: Look, c: Class) -> bool {
+    let guard = l.guard.unwrap_or(0);
+    let evaluated = l.guard.is_none_or(|g| g & c.compat != 0);
+    guard & c.bits != 0 || (evaluated && l.reads & c.bytes != 0)
+}
+
+/// Whether `t` is false for every packet whose layer bits lie within `compat`.
+fn excl(t: &Tree, compat: u32) -> bool {
+    match t {
+        Tree::Const(v) => !v,
+        Tree::And(ts) => ts.iter().any(|t| excl(t, compat)),
+        Tree::Or(ts) => ts.iter().all(|t| excl(t, compat)),
+        Tree::Not(_) => false,
+        Tree::Leaf(l) => l.guard.is_some_and(|g| g & compat == 0),
+    }
+}
+
+fn walk(t: &Tree, f: &mut impl FnMut(Look)) {
+    match t {
+        Tree::Const(_) => {}
+        Tree::And(ts) | Tree::Or(ts) => ts.iter().for_each(|t| walk(t, f)),
+        Tree::Not(t) => walk(t, f),
+        Tree::Leaf(l) => f(*l),
+    }
+}
+
+/// The record bytes the count keys of an action read (whatever the packet).
+fn keys(hir: &Hir, a: &Action) -> u64 {
+    a.counts
+        .iter()
+        .filter_map(|&c| hir.counters[c].key)
+        .map(key_bytes)
+        .fold(0, |acc, b| acc | b)
+}
+
+/// As `ir::lower::count_key_off` and `count_key_ty`.
+fn key_bytes(f: &Field) -> u64 {
+    match (f.slot, f.ty) {
+        (Slot::Addr { off }, Ty::Ip) => span(off - 4, 20),
+        (Slot::Addr { off }, Ty::Ip6) => span(off, 16),
+        (Slot::Addr { off }, _) => span(off, 4),
+        (Slot::Int { off, size } | Slot::Bits { off, size, .. }, _) => span(off, size as i16),
+        (Slot::Flag(_), _) => span(OFF_FLAGS, 4),
+    }
+}
+
+fn guard(f: &Field) -> Option<u32> {
+    (!f.always_present()).then_some(f.layer)
+}
+
+fn slot_bytes(f: &Field) -> u64 {
+    match f.slot {
+        Slot::Int { off, size } | Slot::Bits { off, size, .. } => span(off, size as i16),
+        Slot::Addr { .. } | Slot::Flag(_) => 0,
+    }
+}
+
+fn leaf(guard: Option<u32>, reads: u64) -> Tree {
+    Tree::Leaf(Look { guard, reads })
+}
+
+/// The `(slot, v6)` of every address-prefix test.
+fn net_tests(c: &Cond, out: &mut Vec<(i16, bool)>) {
+    match c {
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| net_tests(c, out)),
+        Cond::Not(c) => net_tests(c, out),
+        Cond::Test(Test::Net {
+            field,
+            net: Value::Net { v6, .. },
+        }) => {
+            if let Slot::Addr { off } = field.slot {
+                out.push((off, *v6));
+            }
+        }
+        _ => {}
+    }
+}
+
+struct Cx<'a> {
+    hir: &'a Hir,
+    /// Address slots whose prefix tests may become one LPM lookup.
+    wide: &'a [(i16, bool)],
+}
+
+impl Cx<'_> {
+    fn tree(&self, c: &Cond) -> Tree {
+        let all = |cs: &[Cond]| cs.iter().map(|c| self.tree(c)).collect();
+        match c {
+            Cond::Const(v) => Tree::Const(*v),
+            Cond::And(cs) => Tree::And(all(cs)),
+            Cond::Or(cs) => Tree::Or(all(cs)),
+            Cond::Not(c) => Tree::Not(Box::new(self.tree(c))),
+            Cond::Test(Test::Net { field, net }) => {
+                let t = net_test(field, net);
+                match (t, field.slot, net) {
+                    (Tree::Leaf(l), Slot::Addr { off }, Value::Net { v6, .. })
+                        if self.wide.contains(&(off, *v6)) =>
+                    {
+                        let len = if *v6 { 16 } else { 4 };
+                        leaf(l.guard, span(off - 4, len + 4))
+                    }
+                    (t, ..) => t,
+                }
+            }
+            Cond::Test(t) => test(self.hir, t),
+        }
+    }
+}
+
+/// One test as `ir::lower` reads it: the layer bits it checks and the bytes behind them.
+fn test(hir: &Hir, t: &Test) -> Tree {
+    match *t {
+        Test::Layer(mask) => leaf(Some(mask), 0),
+        Test::Int { field, .. } | Test::Bits { field, .. } => leaf(guard(field), slot_bytes(field)),
+        Test::Net { field, net } => net_test(field, &net),
+        Test::InSet { field, set } => {
+            let def = &hir.sets[set];
+            if def.values.len() <= INLINE_SET_MAX {
+                return Tree::Or(
+                    def.values
+                        .iter()
+                        .map(|v| match v {
+                            Value::Int { .. } => leaf(guard(field), slot_bytes(field)),
+                            net => net_test(field, net),
+                        })
+                        .collect(),
+                );
+            }
+            match field.slot {
+                // One lookup per family the set holds: exact keys are the address, prefix
+                // keys `{prefixlen, address}`.
+                Slot::Addr { off } => Tree::Or(
+                    [(false, F_IP4), (true, F_IP6)]
+                        .into_iter()
+                        .filter(|&(_, fam)| field.layer & fam != 0)
+                        .filter_map(|(v6, fam)| {
+                            let (full, len) = if v6 { (128, 16) } else { (32, 4) };
+                            let mut prefixes = def.values.iter().filter_map(|v| match v {
+                                Value::Net { v6: w, prefix, .. } if *w == v6 => Some(*prefix),
+                                _ => None,
+                            });
+                            let first = prefixes.next()?;
+                            let exact = first == full && prefixes.all(|p| p == full);
+                            let reads = if exact {
+                                span(off, len)
+                            } else {
+                                span(off - 4, len + 4)
+                            };
+                            Some(leaf(Some(fam), reads))
+                        })
+                        .collect(),
+                ),
+                Slot::Int { .. } => leaf(guard(field), slot_bytes(field)),
+                _ => Tree::Const(false),
+            }
+        }
+    }
+}
+
+/// `field in PREFIX`: checks the prefix's family bit, then reads one 4-byte chunk per 32
+/// bits of prefix (lowering's `net`).
+fn net_test(field: &Field, net: &Value) -> Tree {
+    let (Value::Net { v6, prefix, .. }, Slot::Addr { off }) = (*net, field.slot) else {
+        return Tree::Const(false);
+    };
+    let fam = if v6 { F_IP6 } else { F_IP4 };
+    if field.layer & fam == 0 {
+        return Tree::Const(false);
+    }
+    let chunks = (prefix as i16 + 31) / 32;
+    leaf(Some(fam), span(off, 4 * chunks))
+}
