@@ -197,7 +197,7 @@ fn live(
                 write!(out, "\x1b[{shown_lines}F")?;
             }
             for line in table.lines() {
-                write!(out, "{line}\x1b[K\n")?;
+                writeln!(out, "{line}\x1b[K")?;
             }
             write!(out, "\x1b[J")?;
             out.flush()?;
