@@ -225,6 +225,9 @@ impl Compiled {
                 SRC_PARSER => "packet parser".to_string(),
                 SRC_DEFAULT => "default".to_string(),
                 SRC_MALFORMED => "malformed packet".to_string(),
+                ir::groups::RULE_MAPS => {
+                    "rule maps: one lookup per key space, the first matching rule wins".to_string()
+                }
                 r => f
                     .rules
                     .get(r as usize)

@@ -66,3 +66,9 @@ pub const OFF_ICMP_CODE: i16 = 62;
 /// Scratch stack below the record, for map keys and values the rules build
 /// (e.g. the constant 1 for a new counter): `r10 + SCRATCH_BASE .. r10 + RECORD_BASE`.
 pub const SCRATCH_BASE: i16 = RECORD_BASE - 32;
+
+/// u32 scratch slot: the smallest rule index the rule maps found for this packet so far
+/// (it starts as the default's index, so the default wins when nothing else does).
+pub const SCRATCH_BEST_RULE: i16 = SCRATCH_BASE + 16;
+/// u32 scratch slot: the action id of that rule.
+pub const SCRATCH_BEST_ACTION: i16 = SCRATCH_BASE + 20;

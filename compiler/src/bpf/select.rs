@@ -7,7 +7,7 @@
 use super::asm::{Asm, AsmError, Assembled, Label};
 use super::insn::{self as i, Reg, Size, R0, R1, R10, R2, R3, R4, R9};
 use super::parser::{self, Needs, ParserHook};
-use super::record::{OFF_FLAGS, RECORD_BASE, SCRATCH_BASE};
+use super::record::{OFF_FLAGS, RECORD_BASE, SCRATCH_BASE, SCRATCH_BEST_ACTION, SCRATCH_BEST_RULE};
 use super::regalloc;
 use crate::ir::{cfg, BrOp, Function, Inst, Term};
 
@@ -65,7 +65,23 @@ pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembl
                     }
                 }
                 Inst::Count { map, key_off } => count(&mut asm, map, *key_off),
-                Inst::Stat { map, index } => stat(&mut asm, map, *index),
+                Inst::Stat { map, index } => stat(&mut asm, map, Some(*index)),
+                Inst::StatBest { map } => stat(&mut asm, map, None),
+                Inst::InitBest { rule, action } => {
+                    asm.emit(i::st_imm(Size::W, R10, SCRATCH_BEST_RULE, *rule as i32));
+                    asm.emit(i::st_imm(Size::W, R10, SCRATCH_BEST_ACTION, *action as i32));
+                }
+                Inst::GroupLookup { map, key_off } => {
+                    group_lookup(&mut asm, map, RECORD_BASE + key_off)
+                }
+                Inst::LoadBest { dst, action } => {
+                    let off = if *action {
+                        SCRATCH_BEST_ACTION
+                    } else {
+                        SCRATCH_BEST_RULE
+                    };
+                    asm.emit(i::ldx(Size::W, reg(*dst), R10, off));
+                }
             }
         }
         let is_next = |t: crate::ir::BlockId| Some(t) == next;
@@ -220,15 +236,39 @@ fn count(asm: &mut Asm, map: &str, key_off: Option<i16>) {
 }
 
 /// `map[index] += 1` on a per-CPU array: no other CPU writes this slot, so no atomic.
-fn stat(asm: &mut Asm, map: &str, index: u32) {
+/// `None` counts the best rule found by the rule maps (its index is already on the stack).
+fn stat(asm: &mut Asm, map: &str, index: Option<u32>) {
     let done = asm.new_label();
-    asm.emit(i::st_imm(Size::W, R10, SCRATCH_BASE, index as i32));
+    let key = match index {
+        Some(index) => {
+            asm.emit(i::st_imm(Size::W, R10, SCRATCH_BASE, index as i32));
+            SCRATCH_BASE
+        }
+        None => SCRATCH_BEST_RULE,
+    };
     asm.ld_map(R1, map);
-    key_ptr(asm, R2, SCRATCH_BASE);
+    key_ptr(asm, R2, key);
     asm.emit(i::call(HELPER_MAP_LOOKUP_ELEM));
     asm.jmp_imm_to(i::BPF_JEQ, R0, 0, done);
     asm.emit(i::ldx(Size::DW, R1, R0, 0));
     asm.emit(i::alu64_imm(i::BPF_ADD, R1, 1));
     asm.emit(i::stx(Size::DW, R0, R1, 0));
+    asm.bind(done);
+}
+
+/// A rule-map lookup: the value is `{u32 rule, u32 action}`; a hit with a smaller rule
+/// index than the best so far replaces it.
+fn group_lookup(asm: &mut Asm, map: &str, key: i16) {
+    let done = asm.new_label();
+    asm.ld_map(R1, map);
+    key_ptr(asm, R2, key);
+    asm.emit(i::call(HELPER_MAP_LOOKUP_ELEM));
+    asm.jmp_imm_to(i::BPF_JEQ, R0, 0, done);
+    asm.emit(i::ldx(Size::W, R1, R0, 0));
+    asm.emit(i::ldx(Size::W, R2, R10, SCRATCH_BEST_RULE));
+    asm.jmp_reg_to(i::BPF_JGE, R1, R2, done);
+    asm.emit(i::stx(Size::W, R10, R1, SCRATCH_BEST_RULE));
+    asm.emit(i::ldx(Size::W, R1, R0, 4));
+    asm.emit(i::stx(Size::W, R10, R1, SCRATCH_BEST_ACTION));
     asm.bind(done);
 }

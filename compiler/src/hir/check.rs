@@ -31,6 +31,8 @@ enum Decl {
 
 struct Checker<'a> {
     source: &'a str,
+    /// Byte offset of the start of each line, for rule line numbers.
+    line_starts: Vec<usize>,
     names: HashMap<String, (Decl, Span)>,
     hir: Hir,
     diags: Vec<Diagnostic>,
@@ -40,6 +42,7 @@ struct Checker<'a> {
 pub fn check(file: &ast::File, source: &str) -> (Hir, Vec<Diagnostic>) {
     let mut c = Checker {
         source,
+        line_starts: line_starts(source),
         names: HashMap::new(),
         hir: Hir::default(),
         diags: Vec::new(),
@@ -86,6 +89,12 @@ pub fn check(file: &ast::File, source: &str) -> (Hir, Vec<Diagnostic>) {
     (c.hir, c.diags)
 }
 
+fn line_starts(source: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
 fn not_yet(span: Span, what: &str) -> Diagnostic {
     Diagnostic::error("L0501", format!("{what} are not supported yet"), span)
         .with_label("parsed, but this compiler cannot lower it yet")
@@ -122,6 +131,7 @@ impl Checker<'_> {
         let short = path.rsplit('.').next().unwrap_or(&path).to_string();
         let mut sub = Checker {
             source: src,
+            line_starts: line_starts(src),
             names: HashMap::new(),
             hir: Hir::default(),
             diags: Vec::new(),
@@ -504,10 +514,7 @@ impl Checker<'_> {
                     let c = self.cond(cond, &mut needs);
                     let a = self.action(action.verdict, counts, &mut needs, false);
                     if let (Some(cond), Some(action)) = (c, a) {
-                        let line = self.source[..span.start.min(self.source.len())]
-                            .matches('\n')
-                            .count() as u32
-                            + 1;
+                        let line = self.line_starts.partition_point(|&s| s <= span.start) as u32;
                         let text = self
                             .source
                             .get(span.clone())

@@ -5,12 +5,14 @@
 //! tests the field's layer bit, so a test of an absent header is false. Large named sets
 //! become maps (hash for exact keys, LPM trie for prefixes); small ones are inlined.
 
+use super::groups::{self, Group, Placement, Plan, Space};
 use super::{Block, BlockId, BrOp, Function, Inst, Term, VReg};
 use crate::bpf::record::{F_IP4, F_IP6, OFF_FLAGS};
 use crate::hir::fields::{Field, Slot};
 use crate::hir::{Action, CmpOp, Cond, Filter, Hir, Hook, SetDef, Test, Ty, Value};
 use crate::obj::{BtfTy, MapKind, MapSpec};
 use crate::syntax::ast::Verdict;
+use std::collections::HashMap;
 
 /// Sets with more values than this become maps.
 pub const INLINE_SET_MAX: usize = 8;
@@ -69,6 +71,10 @@ pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Funct
         rule: None,
         maps,
     };
+    let plan = groups::plan(filter);
+    if !plan.groups.is_empty() {
+        return l.grouped(filter, &plan);
+    }
     let entry = l.new_block();
     let mut next = entry;
     for rule in &filter.rules {
@@ -77,14 +83,14 @@ pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Funct
         l.blocks[body.0 as usize].rule = Some(rule.index);
         // Created before `next` so that the layout puts a rule's action right after its
         // tests: the verifier then follows the short matched path first (see ir::cfg).
-        let action = l.action(&filter.hook, &rule.action, rule.index);
+        let action = l.action(&filter.hook, &rule.action, Some(rule.index));
         next = l.new_block();
         l.cond(body, &rule.cond, action, next);
     }
     l.rule = None;
-    let default = l.action(&filter.hook, &filter.default, n);
+    let default = l.action(&filter.hook, &filter.default, Some(n));
     l.blocks[next.0 as usize].term = Term::Jump(default);
-    let malformed = l.action(&filter.hook, &filter.malformed, n + 1);
+    let malformed = l.action(&filter.hook, &filter.malformed, Some(n + 1));
     Function {
         name: filter.name.clone(),
         blocks: l.blocks,
@@ -95,6 +101,207 @@ pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Funct
 }
 
 impl Lower<'_> {
+    /// Lowering with rule maps: look every key space up once, then test the rules that
+    /// stayed code, each only while no map hit with a smaller index was found, then act
+    /// on the best rule (which is the default when nothing matched).
+    fn grouped(mut self, filter: &Filter, plan: &Plan) -> Function {
+        let n = filter.rules.len() as u32;
+        // Action ids: 0 is the default; then each distinct action of a map rule.
+        let mut kinds: Vec<&Action> = vec![&filter.default];
+        let mut action_of: HashMap<u32, u32> = HashMap::new();
+        for (rule, place) in filter.rules.iter().zip(&plan.placement) {
+            if let Placement::Map(_) = place {
+                let id = match kinds.iter().position(|k| **k == rule.action) {
+                    Some(i) => i,
+                    None => {
+                        kinds.push(&rule.action);
+                        kinds.len() - 1
+                    }
+                };
+                action_of.insert(rule.index, id as u32);
+            }
+        }
+        self.rule = Some(groups::RULE_MAPS);
+        let entry = self.new_block();
+        self.push(entry, Inst::InitBest { rule: n, action: 0 });
+        let mut cur = entry;
+        for g in &plan.groups {
+            let (map, key_off) = self.group_map(filter, g, &action_of);
+            let look = self.new_block();
+            let next = self.new_block();
+            match g.space.guard() {
+                0 => self.set_term(cur, Term::Jump(look)),
+                mask => self.set_term(
+                    cur,
+                    Term::Flags {
+                        mask,
+                        t: look,
+                        f: next,
+                    },
+                ),
+            }
+            self.push(look, Inst::GroupLookup { map, key_off });
+            self.set_term(look, Term::Jump(next));
+            cur = next;
+        }
+        let apply = self.new_block();
+        self.rule = None;
+        let mut checked = 0u32;
+        for (rule, place) in filter.rules.iter().zip(&plan.placement) {
+            if let Placement::Map(_) = place {
+                continue;
+            }
+            self.rule = Some(rule.index);
+            // A map rule before this one may already have matched.
+            let earlier = (checked..rule.index)
+                .any(|i| matches!(plan.placement[i as usize], Placement::Map(_)));
+            checked = rule.index;
+            let body = self.new_block();
+            if earlier {
+                let v = self.vreg();
+                self.push(
+                    cur,
+                    Inst::LoadBest {
+                        dst: v,
+                        action: false,
+                    },
+                );
+                self.set_term(
+                    cur,
+                    Term::Branch {
+                        op: BrOp::Lt,
+                        wide: false,
+                        lhs: v,
+                        imm: rule.index,
+                        t: apply,
+                        f: body,
+                    },
+                );
+            } else {
+                self.set_term(cur, Term::Jump(body));
+            }
+            let action = self.action(&filter.hook, &rule.action, Some(rule.index));
+            let next = self.new_block();
+            self.cond(body, &rule.cond, action, next);
+            cur = next;
+        }
+        self.rule = Some(groups::RULE_MAPS);
+        self.set_term(cur, Term::Jump(apply));
+        let map = self.stats.clone();
+        self.push(apply, Inst::StatBest { map });
+        let mut at = apply;
+        for (id, kind) in kinds.iter().enumerate() {
+            let block = self.action(&filter.hook, kind, None);
+            if id + 1 == kinds.len() {
+                self.set_term(at, Term::Jump(block));
+            } else {
+                let v = self.vreg();
+                self.push(
+                    at,
+                    Inst::LoadBest {
+                        dst: v,
+                        action: true,
+                    },
+                );
+                let next = self.new_block();
+                self.set_term(
+                    at,
+                    Term::Branch {
+                        op: BrOp::Eq,
+                        wide: false,
+                        lhs: v,
+                        imm: id as u32,
+                        t: block,
+                        f: next,
+                    },
+                );
+                at = next;
+            }
+        }
+        self.rule = None;
+        let malformed = self.action(&filter.hook, &filter.malformed, Some(n + 1));
+        Function {
+            name: filter.name.clone(),
+            blocks: self.blocks,
+            entry,
+            malformed,
+            vregs: self.vregs,
+        }
+    }
+
+    /// The map of one key space: keys as the record holds them, values `{rule, action}`.
+    fn group_map(
+        &mut self,
+        filter: &Filter,
+        g: &Group,
+        action_of: &HashMap<u32, u32>,
+    ) -> (String, i16) {
+        let exact = g.exact();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = groups::resolve(g)
+            .into_iter()
+            .map(|(v, rule)| {
+                let key = match (v, g.space) {
+                    (Value::Net { v6, addr, prefix }, _) => {
+                        let len = if v6 { 16 } else { 4 };
+                        let mut k = Vec::with_capacity(4 + len);
+                        if !exact {
+                            k.extend_from_slice(&u32::from(prefix).to_le_bytes());
+                        }
+                        k.extend_from_slice(&addr[..len]);
+                        k
+                    }
+                    (Value::Int { lo, .. }, Space::Int { size, .. }) => {
+                        lo.to_le_bytes()[..size as usize].to_vec()
+                    }
+                    (Value::Int { lo, .. }, _) => lo.to_le_bytes()[..4].to_vec(),
+                };
+                let act = action_of.get(&rule).copied().unwrap_or(0);
+                (key, [rule.to_le_bytes(), act.to_le_bytes()].concat())
+            })
+            .collect();
+        let value = BtfTy::Struct {
+            name: "rule_ref".into(),
+            fields: vec![("rule".into(), BtfTy::U32), ("action".into(), BtfTy::U32)],
+        };
+        let base = format!("{}_{}", filter.name, g.field.name.replace('.', "_"));
+        let (name, key, kind, key_off) = match g.space {
+            Space::Addr { off, v6 } => {
+                let fam = if v6 { "v6" } else { "v4" };
+                let addr = if v6 { BtfTy::Bytes(16) } else { BtfTy::U32 };
+                if exact {
+                    (format!("{base}_{fam}"), addr, MapKind::Hash, off)
+                } else {
+                    let key = BtfTy::Struct {
+                        name: format!("lpm_key_{fam}"),
+                        fields: vec![
+                            ("prefixlen".into(), BtfTy::U32),
+                            ("addr".into(), BtfTy::Bytes(if v6 { 16 } else { 4 })),
+                        ],
+                    };
+                    (format!("{base}_{fam}"), key, MapKind::LpmTrie, off - 4)
+                }
+            }
+            Space::Int { off, size, .. } => {
+                let key = match size {
+                    1 => BtfTy::U8,
+                    2 => BtfTy::U16,
+                    _ => BtfTy::U32,
+                };
+                (base, key, MapKind::Hash, off)
+            }
+        };
+        let spec = MapSpec {
+            name,
+            kind,
+            key,
+            value,
+            max_entries: entries.len().max(1) as u32,
+            // BPF_F_NO_PREALLOC: the kernel refuses an LPM trie without it.
+            flags: u32::from(kind == MapKind::LpmTrie),
+        };
+        (self.add_map(MapDef { spec, entries }), key_off)
+    }
+
     fn new_block(&mut self) -> BlockId {
         self.blocks.push(Block {
             insts: vec![],
@@ -117,11 +324,14 @@ impl Lower<'_> {
         self.blocks[b.0 as usize].term = t;
     }
 
-    /// A block that counts and returns; `stat` is its slot in the statistics map.
-    fn action(&mut self, hook: &Hook, a: &Action, stat: u32) -> BlockId {
+    /// A block that counts and returns; `stat` is its slot in the statistics map (`None`
+    /// when the rule maps' dispatch already counted it).
+    fn action(&mut self, hook: &Hook, a: &Action, stat: Option<u32>) -> BlockId {
         let b = self.new_block();
-        let map = self.stats.clone();
-        self.push(b, Inst::Stat { map, index: stat });
+        if let Some(index) = stat {
+            let map = self.stats.clone();
+            self.push(b, Inst::Stat { map, index });
+        }
         for &c in &a.counts {
             let counter = &self.hir.counters[c];
             let map = self.counter_map(c);

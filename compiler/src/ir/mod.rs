@@ -6,6 +6,7 @@
 //! invariants are checked by `cfg::verify` between lowering and instruction selection.
 
 pub mod cfg;
+pub mod groups;
 pub mod lower;
 
 use serde::Serialize;
@@ -33,6 +34,15 @@ pub enum Inst {
     Count { map: String, key_off: Option<i16> },
     /// Adds one to slot `index` of a per-CPU array (the program's decision statistics).
     Stat { map: String, index: u32 },
+    /// Adds one to the statistics slot of the best rule found by the rule maps.
+    StatBest { map: String },
+    /// Starts the search for the first matching rule among the rule maps.
+    InitBest { rule: u32, action: u32 },
+    /// Looks the key at `record + key_off` up in a rule map; a hit with a smaller rule
+    /// index than the best so far becomes the best.
+    GroupLookup { map: String, key_off: i16 },
+    /// `dst` = the best rule index (`action: false`) or its action id (`action: true`).
+    LoadBest { dst: VReg, action: bool },
 }
 
 /// Unsigned comparisons; `Set` is "any bit of the mask is set".
@@ -101,10 +111,15 @@ impl Term {
 impl Inst {
     pub fn def(&self) -> Option<VReg> {
         match self {
-            Inst::LoadRecord { dst, .. } | Inst::AndImm { dst, .. } | Inst::Lookup { dst, .. } => {
-                Some(*dst)
-            }
-            Inst::Count { .. } | Inst::Stat { .. } => None,
+            Inst::LoadRecord { dst, .. }
+            | Inst::AndImm { dst, .. }
+            | Inst::Lookup { dst, .. }
+            | Inst::LoadBest { dst, .. } => Some(*dst),
+            Inst::Count { .. }
+            | Inst::Stat { .. }
+            | Inst::StatBest { .. }
+            | Inst::InitBest { .. }
+            | Inst::GroupLookup { .. } => None,
         }
     }
 
@@ -119,7 +134,11 @@ impl Inst {
     pub fn is_call(&self) -> bool {
         matches!(
             self,
-            Inst::Lookup { .. } | Inst::Count { .. } | Inst::Stat { .. }
+            Inst::Lookup { .. }
+                | Inst::Count { .. }
+                | Inst::Stat { .. }
+                | Inst::StatBest { .. }
+                | Inst::GroupLookup { .. }
         )
     }
 }
@@ -163,6 +182,15 @@ impl fmt::Display for Function {
                     } => writeln!(s, "  count {map}[rec+{k}]"),
                     Inst::Count { map, key_off: None } => writeln!(s, "  count {map}"),
                     Inst::Stat { map, index } => writeln!(s, "  stat {map}[{index}]"),
+                    Inst::StatBest { map } => writeln!(s, "  stat {map}[best.rule]"),
+                    Inst::InitBest { rule, action } => {
+                        writeln!(s, "  best = rule {rule}, action {action}")
+                    }
+                    Inst::GroupLookup { map, key_off } => {
+                        writeln!(s, "  best = min(best, {map}[rec+{key_off}])")
+                    }
+                    Inst::LoadBest { dst, action: false } => writeln!(s, "  {dst} = best.rule"),
+                    Inst::LoadBest { dst, action: true } => writeln!(s, "  {dst} = best.action"),
                 };
             }
             let _ = match &b.term {

@@ -1,0 +1,360 @@
+//! Which rules become map entries: the plan that keeps per-packet cost flat.
+//!
+//! A rule whose whole condition is "this field equals one of these values" (an address,
+//! a prefix, a port, a small integer) is a set of keys in one *key space* — the record
+//! slot it reads and the layer it needs. When a key space collects at least `GROUP_MIN`
+//! keys from all rules, its rules leave the code: their keys go into one map (a hash map
+//! for exact keys, an LPM trie for prefixes) whose value is the rule's index (its
+//! priority) and action. At run time each key space costs one lookup, and the smallest
+//! rule index among the hits wins, so first-match order is kept whatever the number of
+//! rules. Rules that do not fit stay as code, tested in order between the lookups'
+//! result and the default.
+
+use crate::bpf::record::{F_IP4, F_IP6};
+use crate::hir::fields::{Field, Slot};
+use crate::hir::{CmpOp, Cond, Filter, Test, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// A key space needs this many keys before a map beats inline compares.
+pub const GROUP_MIN: usize = 8;
+
+/// Where a key is read and what guards it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Space {
+    /// An integer slot of the record (host order), present when `layer` is set.
+    Int { off: i16, size: u8, layer: u32 },
+    /// An address slot; `v6` picks the family (and the guard bit).
+    Addr { off: i16, v6: bool },
+}
+
+impl Space {
+    /// The layer bits that must be set before the lookup (0: always present).
+    pub fn guard(&self) -> u32 {
+        match *self {
+            Space::Int { layer, .. } if layer == u32::MAX => 0,
+            Space::Int { layer, .. } => layer,
+            Space::Addr { v6: true, .. } => F_IP6,
+            Space::Addr { v6: false, .. } => F_IP4,
+        }
+    }
+}
+
+/// One key of a rule: its space, a field naming it, and the value.
+type Key = (Space, &'static Field, Value);
+
+/// Where one rule went, and why (for `pol build --explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Its keys are in these groups (indices into `Plan::groups`).
+    Map(Vec<usize>),
+    /// It stays as code, for this reason.
+    Code(String),
+}
+
+/// One map of keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub space: Space,
+    /// A field of the space, for naming the map and explaining.
+    pub field: &'static Field,
+    /// `(key value, rule index)`, in rule order; duplicates allowed (the first rule wins).
+    pub keys: Vec<(Value, u32)>,
+}
+
+impl Group {
+    /// Whether every key is a full-length address or an integer: a hash map will do.
+    pub fn exact(&self) -> bool {
+        self.keys.iter().all(|(v, _)| match v {
+            Value::Net { v6, prefix, .. } => *prefix == if *v6 { 128 } else { 32 },
+            Value::Int { lo, hi } => lo == hi,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub groups: Vec<Group>,
+    pub placement: Vec<Placement>,
+}
+
+/// Plans a filter's rules.
+pub fn plan(filter: &Filter) -> Plan {
+    let keyed: Vec<Result<Vec<Key>, String>> = filter.rules.iter().map(|r| keys(&r.cond)).collect();
+    let mut count: HashMap<Space, usize> = HashMap::new();
+    for k in keyed.iter().flatten() {
+        for (space, _, _) in k {
+            *count.entry(*space).or_default() += 1;
+        }
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: BTreeMap<Space, usize> = BTreeMap::new();
+    let mut placement = Vec::new();
+    for (rule, k) in filter.rules.iter().zip(keyed) {
+        let keys = match k {
+            Err(why) => {
+                placement.push(Placement::Code(why));
+                continue;
+            }
+            Ok(keys) => keys,
+        };
+        if let Some((space, field, _)) = keys.iter().find(|(s, _, _)| count[s] < GROUP_MIN) {
+            placement.push(Placement::Code(format!(
+                "only {} key{} of `{}` in this filter: {GROUP_MIN} or more go to a map",
+                count[space],
+                if count[space] == 1 { "" } else { "s" },
+                field.name
+            )));
+            let _ = space;
+            continue;
+        }
+        let mut used = Vec::new();
+        for (space, field, value) in keys {
+            let g = *index.entry(space).or_insert_with(|| {
+                groups.push(Group {
+                    space,
+                    field,
+                    keys: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[g].keys.push((value, rule.index));
+            if !used.contains(&g) {
+                used.push(g);
+            }
+        }
+        placement.push(Placement::Map(used));
+    }
+    Plan { groups, placement }
+}
+
+/// The keys a condition is made of, or why it is not a plain key match.
+fn keys(cond: &Cond) -> Result<Vec<Key>, String> {
+    match cond {
+        Cond::Or(cs) | Cond::And(cs) if cs.len() == 1 => keys(&cs[0]),
+        Cond::Or(cs) => {
+            let mut out = Vec::new();
+            for c in cs {
+                out.extend(keys(c)?);
+            }
+            Ok(out)
+        }
+        Cond::And(_) => Err("it tests several conditions together (`and`)".into()),
+        Cond::Not(_) => Err("it is negated (`not`, `!=`)".into()),
+        Cond::Const(_) => Err("its condition is constant".into()),
+        Cond::Test(t) => match *t {
+            Test::Int {
+                field,
+                op: CmpOp::Eq,
+                value,
+            } => match field.slot {
+                Slot::Int { off, size } => Ok(vec![(
+                    Space::Int {
+                        off,
+                        size,
+                        layer: field.layer,
+                    },
+                    field,
+                    Value::Int {
+                        lo: value,
+                        hi: value,
+                    },
+                )]),
+                _ => Err(format!("`{}` is not a key field", field.name)),
+            },
+            Test::Int { field, .. } => Err(format!(
+                "`{}` is compared with an order (`<`, `>`, a range), not an exact key",
+                field.name
+            )),
+            Test::Net { field, net } => match (field.slot, net) {
+                (Slot::Addr { off }, Value::Net { v6, .. }) => {
+                    Ok(vec![(Space::Addr { off, v6 }, field, net)])
+                }
+                _ => Err(format!("`{}` is not an address field", field.name)),
+            },
+            Test::InSet { field, .. } => Err(format!(
+                "`{}` is tested against a named set, which has a map of its own",
+                field.name
+            )),
+            Test::Layer(_) => Err("it tests a layer, not a value".into()),
+            Test::Bits { field, .. } => Err(format!("`{}` is a flag, not a key", field.name)),
+        },
+    }
+}
+
+/// The name of a group's map: `FILTER_FIELD` (`edge_ip_src_v4`, `edge_tcp_dport`).
+pub fn map_name(filter: &str, g: &Group) -> String {
+    let base = format!("{filter}_{}", g.field.name.replace('.', "_"));
+    match g.space {
+        Space::Addr { v6: true, .. } => format!("{base}_v6"),
+        Space::Addr { v6: false, .. } => format!("{base}_v4"),
+        Space::Int { .. } => base,
+    }
+}
+
+/// Blocks that implement the rule maps carry this as their rule id (for listings).
+pub const RULE_MAPS: u32 = u32::MAX - 3;
+
+/// The map value of each key of a group: the first-matching rule (smallest index).
+///
+/// For prefixes, a packet's address matches a prefix and every shorter prefix of the set
+/// that contains it, and the LPM trie returns only the longest; so each prefix carries
+/// the smallest rule index over itself and all its ancestors in the set. Processed by
+/// increasing length, each ancestor lookup is one hash probe per distinct shorter length.
+pub fn resolve(group: &Group) -> Vec<(Value, u32)> {
+    let mut best: HashMap<Value, u32> = HashMap::new();
+    for &(v, r) in &group.keys {
+        let e = best.entry(canonical(v)).or_insert(r);
+        *e = (*e).min(r);
+    }
+    let mut entries: Vec<(Value, u32)> = best.into_iter().collect();
+    entries.sort_by_key(|(v, _)| sort_key(v));
+    if group.exact() {
+        return entries;
+    }
+    let mut lengths: Vec<u8> = Vec::new();
+    let mut by_len: HashMap<(u8, [u8; 16]), u32> = HashMap::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for (v, r) in entries {
+        let Value::Net { v6, addr, prefix } = v else {
+            continue;
+        };
+        let mut min = r;
+        for &len in &lengths {
+            if len >= prefix {
+                break;
+            }
+            if let Some(&a) = by_len.get(&(len, mask(addr, len))) {
+                min = min.min(a);
+            }
+        }
+        by_len.insert((prefix, addr), min);
+        if lengths.last() != Some(&prefix) {
+            lengths.push(prefix);
+        }
+        out.push((Value::Net { v6, addr, prefix }, min));
+    }
+    out
+}
+
+/// Shorter prefixes first (the ancestor walk needs them), then by address or value.
+fn sort_key(v: &Value) -> (u8, [u8; 16]) {
+    match *v {
+        Value::Net { prefix, addr, .. } => (prefix, addr),
+        Value::Int { lo, .. } => (0, u128::from(lo).to_be_bytes()),
+    }
+}
+
+fn canonical(v: Value) -> Value {
+    match v {
+        Value::Net { v6, addr, prefix } => Value::Net {
+            v6,
+            addr: mask(addr, prefix),
+            prefix,
+        },
+        other => other,
+    }
+}
+
+fn mask(addr: [u8; 16], prefix: u8) -> [u8; 16] {
+    let mut a = addr;
+    for (i, b) in a.iter_mut().enumerate() {
+        let bits = (prefix as usize).saturating_sub(i * 8).min(8);
+        *b &= if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver;
+
+    fn filter(src: &str) -> Filter {
+        let (_, hir, diags) = driver::front(src);
+        assert!(diags.is_empty(), "{diags:?}");
+        hir.expect("checks").filters.remove(0)
+    }
+
+    fn rules(lines: &[&str]) -> String {
+        format!(
+            "filter f on xdp(\"eth0\") {{\n{}\n    default pass\n}}\n",
+            lines.join("\n")
+        )
+    }
+
+    #[test]
+    fn runs_of_keys_go_to_maps_and_the_rest_stays_code() {
+        let mut lines: Vec<String> = (1..=10)
+            .map(|i| format!("    drop ip.src == 192.0.2.{i}"))
+            .collect();
+        lines.insert(3, "    pass tcp.dport == 22 and ip.src == 10.0.0.1".into());
+        lines.push("    drop tcp.dport < 1024".into());
+        let f = filter(&rules(
+            &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
+        let p = plan(&f);
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.groups[0].keys.len(), 10);
+        assert!(p.groups[0].exact());
+        assert!(matches!(&p.placement[3], Placement::Code(why) if why.contains("`and`")));
+        assert!(matches!(&p.placement[11], Placement::Code(why) if why.contains("order")));
+        assert_eq!(
+            p.placement
+                .iter()
+                .filter(|x| matches!(x, Placement::Map(_)))
+                .count(),
+            10
+        );
+    }
+
+    #[test]
+    fn few_keys_stay_code() {
+        let f = filter(&rules(&[
+            "    drop tcp.dport == 23",
+            "    drop tcp.dport == 25",
+        ]));
+        let p = plan(&f);
+        assert!(p.groups.is_empty());
+        assert!(matches!(&p.placement[0], Placement::Code(why) if why.contains("only 2 keys")));
+    }
+
+    #[test]
+    fn a_prefix_carries_the_first_rule_of_its_ancestors() {
+        let net = |a: [u8; 4], p: u8| {
+            let mut addr = [0; 16];
+            addr[..4].copy_from_slice(&a);
+            Value::Net {
+                v6: false,
+                addr,
+                prefix: p,
+            }
+        };
+        let g = Group {
+            space: Space::Addr { off: 20, v6: false },
+            field: crate::hir::fields::lookup("ip.src").expect("field"),
+            keys: vec![
+                (net([10, 1, 0, 0], 16), 5),
+                (net([10, 0, 0, 0], 8), 2),
+                (net([10, 1, 2, 0], 24), 1),
+                (net([10, 1, 3, 0], 24), 9),
+                (net([10, 1, 3, 0], 24), 7),
+                (net([192, 168, 0, 0], 16), 4),
+            ],
+        };
+        let r: HashMap<Value, u32> = resolve(&g).into_iter().collect();
+        assert_eq!(r.len(), 5, "the duplicate /24 is one entry");
+        assert_eq!(r[&net([10, 0, 0, 0], 8)], 2);
+        assert_eq!(r[&net([10, 1, 0, 0], 16)], 2, "rule 2's /8 comes first");
+        assert_eq!(
+            r[&net([10, 1, 2, 0], 24)],
+            1,
+            "its own rule comes before the /8"
+        );
+        assert_eq!(
+            r[&net([10, 1, 3, 0], 24)],
+            2,
+            "first of 7, 9 and the /8's 2"
+        );
+        assert_eq!(r[&net([192, 168, 0, 0], 16)], 4);
+    }
+}
