@@ -88,7 +88,12 @@ impl Loaded {
     /// Loads an ELF object: creates its maps, then loads each program (XDP, TC classifier,
     /// tracepoint, raw tracepoint, socket filter). Stops at the first program that fails.
     pub fn from_bytes(elf: &[u8]) -> Result<Loaded, LoadError> {
-        let mut ebpf = Ebpf::load(elf).map_err(|e| LoadError::Object { message: chain(&e) })?;
+        // No kernel BTF: pol objects need no CO-RE relocations, and parsing vmlinux BTF
+        // costs ~20 ms of every start.
+        let mut ebpf = aya::EbpfLoader::new()
+            .btf(None)
+            .load(elf)
+            .map_err(|e| LoadError::Object { message: chain(&e) })?;
         for (name, program) in ebpf.programs_mut() {
             let result = match program {
                 Program::Xdp(p) => p.load(),

@@ -125,10 +125,14 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
     for r in &filter.rules {
         net_tests(&r.cond, &mut tests);
     }
-    let wide: Vec<(i16, bool)> = tests
-        .iter()
-        .copied()
-        .filter(|k| tests.iter().filter(|t| *t == k).count() >= GROUP_MIN)
+    let mut per_slot: std::collections::HashMap<(i16, bool), usize> = Default::default();
+    for t in &tests {
+        *per_slot.entry(*t).or_default() += 1;
+    }
+    let wide: Vec<(i16, bool)> = per_slot
+        .into_iter()
+        .filter(|&(_, n)| n >= GROUP_MIN)
+        .map(|(k, _)| k)
         .collect();
     let cx = Cx { hir, wide: &wide };
     let rules: Vec<(Tree, u64)> = filter

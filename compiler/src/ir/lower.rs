@@ -764,7 +764,8 @@ impl Lower<'_> {
                 key: count_key_ty(f),
                 value: BtfTy::U64,
                 max_entries: COUNT_MAX_ENTRIES,
-                flags: 0,
+                // BPF_F_NO_PREALLOC: memory as keys arrive, not 65536 elements at load.
+                flags: 1,
             },
         };
         self.add_map(MapDef {
