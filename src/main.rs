@@ -74,7 +74,13 @@ fn read(path: &Path) -> Result<String> {
 fn compile(path: &Path) -> Result<Option<driver::Compiled>> {
     let src = read(path)?;
     let name = path.display().to_string();
-    match driver::compile(&src) {
+    // `file("NAME")` sets are read relative to the .pol file's directory.
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let files = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    match driver::compile_with(&src, &files) {
         Ok(c) => {
             eprint!("{}", render_all(&c.warnings, &name, &src));
             Ok(Some(c))

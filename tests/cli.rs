@@ -148,3 +148,57 @@ fn test_command_reports_like_cargo_test() {
     assert!(o.status.success(), "{out}{err}");
     assert!(out.trim_end().ends_with("6 passed, 0 failed"), "{out}");
 }
+
+#[test]
+fn sets_read_from_files_with_line_precise_errors() {
+    let dir = common::TempDir::new("pol_cli_fileset");
+    let pol_file = dir.path().join("f.pol");
+    std::fs::write(
+        &pol_file,
+        "set blocked: cidr = file(\"lists/block.txt\")\nfilter f on xdp(\"eth0\") {\n    drop ip.src in blocked\n    default pass\n}\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(dir.path().join("lists")).expect("mkdir");
+    let list: String = (0..2000)
+        .map(|i| format!("10.{}.{}.0/24 # entry {i}\n", i / 256, i % 256))
+        .collect();
+    std::fs::write(
+        dir.path().join("lists/block.txt"),
+        format!("# blocklist\n{list}\n2001:db8::/32\n"),
+    )
+    .expect("write");
+    let o = pol(&[
+        "build",
+        pol_file.to_str().expect("utf-8"),
+        "-o",
+        dir.path().join("f.o").to_str().expect("utf-8"),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("blocked_v4") && out.contains("2000 entries"),
+        "{out}"
+    );
+    let layout = std::fs::read_to_string(dir.path().join("f.layout.json")).expect("layout");
+    assert!(
+        layout.contains("\"max_entries\": 2000"),
+        "the map fits the data"
+    );
+
+    std::fs::write(
+        dir.path().join("lists/block.txt"),
+        "192.0.2.1\n\n  300.1.1.1\n10.0.0.0/8\n",
+    )
+    .expect("write");
+    let o = pol(&["check", pol_file.to_str().expect("utf-8")]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("lists/block.txt:3:3: `300.1.1.1` is not an IPv4 or IPv6 address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("set blocked: cidr = file(\"lists/block.txt\")"),
+        "{err}"
+    );
+}

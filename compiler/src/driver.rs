@@ -9,6 +9,7 @@ use crate::bpf::select::{self, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use crate::bpf::Insn;
 use crate::check::{self, Resources};
 use crate::diag::{has_errors, Diagnostic};
+use crate::hir::check::FileReader;
 use crate::hir::{self, Hir, Hook};
 use crate::ir::{self, cfg, lower::MapDef};
 use crate::obj::{
@@ -45,11 +46,19 @@ pub const LICENSE: &str = "GPL";
 
 /// Parses and checks only (what an editor wants on every keystroke).
 pub fn front(source: &str) -> (ast::File, Option<Hir>, Vec<Diagnostic>) {
+    front_with(source, &hir::check::no_files)
+}
+
+/// `front`, with a reader for the files `file(..)` sets name.
+pub fn front_with(
+    source: &str,
+    files: FileReader<'_>,
+) -> (ast::File, Option<Hir>, Vec<Diagnostic>) {
     let (file, mut diags) = syntax::parse(source);
     if has_errors(&diags) {
         return (file, None, diags);
     }
-    let (hir, more) = hir::check::check(&file, source);
+    let (hir, more) = hir::check::check_with(&file, source, files);
     diags.extend(more);
     let hir = (!has_errors(&diags)).then_some(hir);
     (file, hir, diags)
@@ -58,7 +67,13 @@ pub fn front(source: &str) -> (ast::File, Option<Hir>, Vec<Diagnostic>) {
 /// Runs the whole pipeline. On failure, returns every diagnostic of the failing stage
 /// (and the warnings before it).
 pub fn compile(source: &str) -> Result<Compiled, Vec<Diagnostic>> {
-    let (file, hir, mut diags) = front(source);
+    compile_with(source, &hir::check::no_files)
+}
+
+/// `compile`, with a reader for the files `file(..)` sets name (the CLI reads them
+/// relative to the .pol file; the compiler does no IO of its own).
+pub fn compile_with(source: &str, files: FileReader<'_>) -> Result<Compiled, Vec<Diagnostic>> {
+    let (file, hir, mut diags) = front_with(source, files);
     let Some(hir) = hir else { return Err(diags) };
 
     let (funcs, maps) = ir::lower::lower(&hir);

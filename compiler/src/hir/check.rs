@@ -29,8 +29,20 @@ enum Decl {
     Poisoned,
 }
 
+/// Reads a file named in the source (`file("blocklist.txt")`); the caller decides where
+/// names are resolved. The compiler itself never touches the file system.
+pub type FileReader<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+/// A reader for callers that have no files: every `file(..)` is an error.
+pub fn no_files(name: &str) -> Result<String, String> {
+    Err(format!(
+        "this compilation has no access to files (reading `{name}`)"
+    ))
+}
+
 struct Checker<'a> {
     source: &'a str,
+    files: FileReader<'a>,
     /// Byte offset of the start of each line, for rule line numbers.
     line_starts: Vec<usize>,
     names: HashMap<String, (Decl, Span)>,
@@ -40,8 +52,14 @@ struct Checker<'a> {
 
 /// Checks a parsed file. Never fails: returns the HIR of what checked and every error.
 pub fn check(file: &ast::File, source: &str) -> (Hir, Vec<Diagnostic>) {
+    check_with(file, source, &no_files)
+}
+
+/// `check`, with a reader for the files that `file(..)` sets name.
+pub fn check_with(file: &ast::File, source: &str, files: FileReader<'_>) -> (Hir, Vec<Diagnostic>) {
     let mut c = Checker {
         source,
+        files,
         line_starts: line_starts(source),
         names: HashMap::new(),
         hir: Hir::default(),
@@ -131,6 +149,7 @@ impl Checker<'_> {
         let short = path.rsplit('.').next().unwrap_or(&path).to_string();
         let mut sub = Checker {
             source: src,
+            files: &no_files,
             line_starts: line_starts(src),
             names: HashMap::new(),
             hir: Hir::default(),
@@ -238,17 +257,11 @@ impl Checker<'_> {
             return self.declare(&s.name, Decl::Poisoned);
         };
         let values = match &s.value.kind {
-            ExprKind::Call(p, _) if p.dotted() == "file" => {
-                self.diags.push(
-                    Diagnostic::error(
-                        "L0501",
-                        "sets read from files are not supported yet",
-                        s.value.span.clone(),
-                    )
-                    .with_label("`file(..)` is parsed but not loaded yet")
-                    .with_help("list the elements inline: `{ 192.0.2.1, 198.51.100.0/24 }`"),
-                );
-                return self.declare(&s.name, Decl::Poisoned);
+            ExprKind::Call(p, args) if p.dotted() == "file" => {
+                match self.file_set(&s.value, args, elem) {
+                    Some(v) => v,
+                    None => return self.declare(&s.name, Decl::Poisoned),
+                }
             }
             _ => match self.values(&s.value, elem, true) {
                 Some(v) => v,
@@ -389,6 +402,75 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// The values of `file("NAME")`: one element per line, `#` starts a comment.
+    fn file_set(&mut self, call: &Expr, args: &[Expr], elem: Ty) -> Option<Vec<Value>> {
+        let name = match args {
+            [Expr {
+                kind: ExprKind::Str(n),
+                ..
+            }] => n.clone(),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0408",
+                        "`file` takes one string: the file's name",
+                        call.span.clone(),
+                    )
+                    .with_label("expected `file(\"NAME\")`"),
+                );
+                return None;
+            }
+        };
+        let text = match (self.files)(&name) {
+            Ok(t) => t,
+            Err(why) => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0408",
+                        format!("cannot read `{name}`: {why}"),
+                        call.span.clone(),
+                    )
+                    .with_label("the set's elements come from here")
+                    .with_help("the name is relative to the directory of the .pol file"),
+                );
+                return None;
+            }
+        };
+        let mut values = Vec::new();
+        let mut bad = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            match parse_element(entry, elem) {
+                Ok(v) => values.push(v),
+                Err(why) => {
+                    let col = line.find(entry).unwrap_or(0) + 1;
+                    bad.push(format!("{name}:{}:{col}: `{entry}` {why}", n + 1));
+                }
+            }
+        }
+        if let Some(first) = bad.first() {
+            let more = match bad.len() {
+                1 => String::new(),
+                n => format!(
+                    " (and {} more bad line{})",
+                    n - 1,
+                    if n == 2 { "" } else { "s" }
+                ),
+            };
+            let mut d = Diagnostic::error("E0407", format!("{first}{more}"), call.span.clone())
+                .with_label(format!("read as a set of {elem} from here"));
+            if bad.len() > 1 {
+                d = d.with_help(bad.iter().take(10).cloned().collect::<Vec<_>>().join("\n"));
+            }
+            self.diags.push(d);
+            return None;
+        }
+        Some(values)
     }
 
     fn prefix_in_addr(&mut self, e: &Expr, ty: Ty) -> Option<Vec<Value>> {
@@ -1140,4 +1222,72 @@ fn valid_iface(s: &str) -> bool {
         && !s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
         && s != "."
         && s != ".."
+}
+
+/// One element of a set file, in the set's element type.
+fn parse_element(text: &str, elem: Ty) -> Result<Value, String> {
+    use std::net::IpAddr;
+    if elem.is_int() {
+        let max = elem.int_max().unwrap_or(u64::MAX);
+        let int = |t: &str| -> Result<u64, String> {
+            let v: u64 = t
+                .trim()
+                .parse()
+                .map_err(|_| format!("is not a {elem} value"))?;
+            if v > max {
+                return Err(format!("does not fit in {elem} (at most {max})"));
+            }
+            Ok(v)
+        };
+        let (lo, hi) = match text.split_once("..").or_else(|| text.split_once('-')) {
+            Some((a, b)) => (int(a)?, int(b)?),
+            None => {
+                let v = int(text)?;
+                (v, v)
+            }
+        };
+        if lo > hi {
+            return Err(format!("is an empty range ({lo} > {hi})"));
+        }
+        return Ok(Value::Int { lo, hi });
+    }
+    if !elem.is_addr() {
+        return Err(format!(
+            "cannot be read from a file: sets of {elem} are written inline"
+        ));
+    }
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (
+            a,
+            Some(
+                p.parse::<u8>()
+                    .map_err(|_| format!("has a bad prefix length `{p}`"))?,
+            ),
+        ),
+        None => (text, None),
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| "is not an IPv4 or IPv6 address".to_string())?;
+    let (v6, full, bytes) = match ip {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (false, 32, b)
+        }
+        IpAddr::V6(a) => (true, 128, a.octets()),
+    };
+    let prefix = prefix.unwrap_or(full);
+    if prefix > full {
+        return Err(format!("has a prefix longer than {full} bits"));
+    }
+    match (elem, v6) {
+        (Ty::Ip4, true) => return Err("is an IPv6 address in a set of ip4".into()),
+        (Ty::Ip6, false) => return Err("is an IPv4 address in a set of ip6".into()),
+        (Ty::Ip4 | Ty::Ip6 | Ty::Ip, _) if prefix != full => {
+            return Err("is a prefix; declare the set as `cidr` to hold prefixes".into())
+        }
+        _ => {}
+    }
+    Ok(net(v6, bytes, prefix))
 }
