@@ -35,6 +35,9 @@ enum Cmd {
         /// Output object; defaults to the source name with `.o`.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Say which rules became map entries and which stayed code, and why.
+        #[arg(long)]
+        explain: bool,
     },
     /// List the generated instructions of a `.pol` file or a compiled `.o`.
     Disasm { file: PathBuf },
@@ -51,7 +54,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Check { files } => check(&files),
-        Cmd::Build { file, output } => build(&file, output),
+        Cmd::Build {
+            file,
+            output,
+            explain,
+        } => build(&file, output, explain),
         Cmd::Disasm { file } => disasm(&file),
         Cmd::Run(args) => run::run(args),
         Cmd::Test { files } => test_cmd::run(&files),
@@ -124,7 +131,7 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn build(file: &Path, output: Option<PathBuf>) -> Result<bool> {
+fn build(file: &Path, output: Option<PathBuf>, explain: bool) -> Result<bool> {
     let Some(c) = compile(file)? else {
         return Ok(false);
     };
@@ -136,6 +143,9 @@ fn build(file: &Path, output: Option<PathBuf>) -> Result<bool> {
     std::fs::write(&layout_path, json)
         .with_context(|| format!("cannot write {}", layout_path.display()))?;
     print!("{}", report::resources(&c));
+    if explain {
+        print!("{}", report::explain(&c));
+    }
     println!(
         "wrote {} ({} bytes) and {}",
         out.display(),

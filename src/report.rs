@@ -83,6 +83,55 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// Where each rule of each filter went: into a rule map (one lookup for all its keys) or
+/// into code (tested in order), with the reason.
+pub fn explain(c: &Compiled) -> String {
+    use pol_compiler::ir::groups::{self, Placement};
+    let mut s = String::new();
+    for f in &c.hir.filters {
+        let plan = groups::plan(f);
+        let in_maps = plan
+            .placement
+            .iter()
+            .filter(|p| matches!(p, Placement::Map(_)))
+            .count();
+        let _ = writeln!(
+            s,
+            "filter {}: {} rule{} in {} map{} (one lookup each), {} as code",
+            f.name,
+            in_maps,
+            if in_maps == 1 { "" } else { "s" },
+            plan.groups.len(),
+            if plan.groups.len() == 1 { "" } else { "s" },
+            f.rules.len() - in_maps
+        );
+        for g in &plan.groups {
+            let kind = if g.exact() { "hash" } else { "lpm_trie" };
+            let _ = writeln!(
+                s,
+                "  map {} ({kind}): {} keys of `{}`",
+                groups::map_name(&f.name, g),
+                g.keys.len(),
+                g.field.name
+            );
+        }
+        for (r, p) in f.rules.iter().zip(&plan.placement) {
+            let place = match p {
+                Placement::Map(gs) => {
+                    let names: Vec<String> = gs
+                        .iter()
+                        .map(|&g| groups::map_name(&f.name, &plan.groups[g]))
+                        .collect();
+                    format!("map {}", names.join(", "))
+                }
+                Placement::Code(why) => format!("code: {why}"),
+            };
+            let _ = writeln!(s, "  line {:>4}: {:<48} -> {place}", r.line, r.text);
+        }
+    }
+    s
+}
+
 /// Lists every program of a compiled object, with map relocations by name.
 pub fn disasm_object(bytes: &[u8]) -> Result<String, String> {
     let file = object::File::parse(bytes).map_err(|e| format!("not an ELF object: {e}"))?;

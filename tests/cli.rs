@@ -202,3 +202,40 @@ fn sets_read_from_files_with_line_precise_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn build_explain_says_where_each_rule_went() {
+    let dir = common::TempDir::new("pol_cli_explain");
+    let file = dir.path().join("x.pol");
+    let mut src = String::from("filter x on xdp(\"eth0\") {\n");
+    for i in 1..=9 {
+        src.push_str(&format!("    drop ip.src == 192.0.2.{i}\n"));
+    }
+    src.push_str("    pass tcp.dport == 22 and ip.src in 10.0.0.0/8\n    drop udp.dport < 1024\n    default pass\n}\n");
+    std::fs::write(&file, src).expect("write");
+    let o = pol(&[
+        "build",
+        file.to_str().expect("utf-8"),
+        "-o",
+        dir.path().join("x.o").to_str().expect("utf-8"),
+        "--explain",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("filter x: 9 rules in 1 map (one lookup each), 2 as code"),
+        "{out}"
+    );
+    assert!(
+        out.contains("map x_ip_src_v4 (hash): 9 keys of `ip.src`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-> code: it tests several conditions together (`and`)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-> code: `udp.dport` is compared with an order"),
+        "{out}"
+    );
+}
