@@ -569,7 +569,6 @@ impl Checker<'_> {
         let mut rules = Vec::new();
         let mut default: Option<(Action, Span)> = None;
         let mut malformed = None;
-        let mut needs = (false, false);
         for r in &f.rules {
             match r {
                 FilterRule::Match {
@@ -593,8 +592,8 @@ impl Checker<'_> {
                         );
                         continue;
                     }
-                    let c = self.cond(cond, &mut needs);
-                    let a = self.action(action.verdict, counts, &mut needs, false);
+                    let c = self.cond(cond);
+                    let a = self.action(action.verdict, counts, false);
                     if let (Some(cond), Some(action)) = (c, a) {
                         let line = self.line_starts.partition_point(|&s| s <= span.start) as u32;
                         let text = self
@@ -627,12 +626,12 @@ impl Checker<'_> {
                         );
                         continue;
                     }
-                    if let Some(a) = self.action(action.verdict, counts, &mut needs, false) {
+                    if let Some(a) = self.action(action.verdict, counts, false) {
                         default = Some((a, span.clone()));
                     }
                 }
                 FilterRule::Malformed { action, counts, .. } => {
-                    malformed = self.action(action.verdict, counts, &mut needs, true);
+                    malformed = self.action(action.verdict, counts, true);
                 }
                 FilterRule::Error(_) => {}
             }
@@ -659,8 +658,6 @@ impl Checker<'_> {
                 verdict: Verdict::Drop,
                 counts: vec![],
             }),
-            needs_ip6: needs.0,
-            needs_l4: needs.1,
             span: f.span.clone(),
         });
     }
@@ -766,7 +763,6 @@ impl Checker<'_> {
         &mut self,
         verdict: Verdict,
         counts: &[ast::CountClause],
-        needs: &mut (bool, bool),
         malformed: bool,
     ) -> Option<Action> {
         let mut out = Vec::new();
@@ -794,7 +790,6 @@ impl Checker<'_> {
                             continue;
                         }
                         Some(f) if matches!(f.slot, Slot::Int { .. } | Slot::Addr { .. }) => {
-                            self.need(f, needs);
                             Some(f)
                         }
                         Some(f) => {
@@ -913,16 +908,10 @@ impl Checker<'_> {
         None
     }
 
-    fn need(&self, f: &Field, needs: &mut (bool, bool)) {
-        let (ip6, l4) = f.needs();
-        needs.0 |= ip6;
-        needs.1 |= l4;
-    }
-
-    fn cond(&mut self, e: &Expr, needs: &mut (bool, bool)) -> Option<Cond> {
+    fn cond(&mut self, e: &Expr) -> Option<Cond> {
         match &e.kind {
             ExprKind::Binary(BinOp::And, a, b) | ExprKind::Binary(BinOp::Or, a, b) => {
-                let (x, y) = (self.cond(a, needs), self.cond(b, needs));
+                let (x, y) = (self.cond(a), self.cond(b));
                 let (x, y) = (x?, y?);
                 Some(if matches!(e.kind, ExprKind::Binary(BinOp::And, ..)) {
                     Cond::And(vec![x, y])
@@ -930,7 +919,7 @@ impl Checker<'_> {
                     Cond::Or(vec![x, y])
                 })
             }
-            ExprKind::Not(a) => Some(Cond::Not(Box::new(self.cond(a, needs)?))),
+            ExprKind::Not(a) => Some(Cond::Not(Box::new(self.cond(a)?))),
             ExprKind::Bool(b) => Some(Cond::Const(*b)),
             ExprKind::Path(p) => {
                 if let Some((Decl::Const(Ty::Bool, v), _)) = self.names.get(&p.dotted()) {
@@ -940,7 +929,6 @@ impl Checker<'_> {
                     )));
                 }
                 let f = self.field(p)?;
-                self.need(f, needs);
                 match f.slot {
                     Slot::Flag(bit) => Some(Cond::Test(Test::Layer(bit))),
                     Slot::Bits { mask, .. } => Some(Cond::Test(Test::Bits { field: f, mask })),
@@ -957,7 +945,7 @@ impl Checker<'_> {
                     }
                 }
             }
-            ExprKind::Binary(op, lhs, rhs) => self.compare(e, *op, lhs, rhs, needs),
+            ExprKind::Binary(op, lhs, rhs) => self.compare(e, *op, lhs, rhs),
             ExprKind::Error => None,
             _ => {
                 self.diags.push(
@@ -969,14 +957,7 @@ impl Checker<'_> {
         }
     }
 
-    fn compare(
-        &mut self,
-        e: &Expr,
-        op: BinOp,
-        lhs: &Expr,
-        rhs: &Expr,
-        needs: &mut (bool, bool),
-    ) -> Option<Cond> {
+    fn compare(&mut self, e: &Expr, op: BinOp, lhs: &Expr, rhs: &Expr) -> Option<Cond> {
         if op == BinOp::Match {
             self.diags.push(
                 Diagnostic::error(
@@ -1002,7 +983,6 @@ impl Checker<'_> {
             return None;
         };
         let f = self.field(p)?;
-        self.need(f, needs);
         let ty = f.ty;
         if op == BinOp::In {
             return self.membership(f, rhs);
@@ -1052,7 +1032,7 @@ impl Checker<'_> {
                 );
                 return None;
             }
-            let t = self.cond(lhs, needs)?;
+            let t = self.cond(lhs)?;
             return Some(if want { t } else { negate_in_layer(f, t) });
         }
         let v = self.int_lit(rhs, ty)?;

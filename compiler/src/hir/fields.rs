@@ -362,16 +362,6 @@ impl Field {
     pub fn always_present(&self) -> bool {
         self.layer == ETH
     }
-
-    /// Whether reading the field needs the IPv6 parser / the L4 parser.
-    pub fn needs(&self) -> (bool, bool) {
-        let ip6 = self.layer & F_IP6 != 0
-            || matches!(self.slot, Slot::Flag(f) if f & (F_IP6 | F_ICMP6 | F_TCP | F_UDP) != 0)
-            || self.layer & (F_TCP | F_UDP | F_ICMP6) != 0;
-        let l4 = self.layer & (F_TCP | F_UDP | F_ICMP | F_ICMP6) != 0
-            || matches!(self.slot, Slot::Flag(f) if f & (F_TCP | F_UDP | F_ICMP | F_ICMP6) != 0);
-        (ip6, l4)
-    }
 }
 
 /// Names that are close to `name`, for "did you mean" help.

@@ -72,9 +72,6 @@ pub struct Filter {
     pub rules: Vec<Rule>,
     pub default: Action,
     pub malformed: Action,
-    /// Whether the packet parser must handle IPv6 / L4 headers for these rules.
-    pub needs_ip6: bool,
-    pub needs_l4: bool,
     pub span: Span,
 }
 

@@ -29,10 +29,28 @@ pub fn dump(hir: &Hir) -> String {
                 if *ingress { "ingress" } else { "egress" }
             ),
         };
+        let n = super::needs::needs(hir, f);
+        let parsed: Vec<&str> = [
+            ("ip4", n.ip4),
+            ("ip6", n.ip6),
+            ("frag4", n.frag4),
+            ("frag6", n.frag6),
+            ("tcp4", n.tcp4),
+            ("tcp6", n.tcp6),
+            ("udp4", n.udp4),
+            ("udp6", n.udp6),
+            ("icmp", n.icmp),
+            ("icmp6", n.icmp6),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| name)
+        .collect();
         let _ = writeln!(
             s,
-            "filter {} on {hook} (parse ip6: {}, l4: {})",
-            f.name, f.needs_ip6, f.needs_l4
+            "filter {} on {hook} (parser reads: eth vlan {})",
+            f.name,
+            parsed.join(" ")
         );
         for r in &f.rules {
             let _ = writeln!(
