@@ -1,13 +1,13 @@
 //! Instruction selection: IR blocks in layout order become eBPF instructions.
 //!
-//! Fixed registers: r9 holds the record's layer flags for the whole rule section (loaded
-//! once after the packet parser; callee-saved, so helper calls keep it), r10 the frame.
+//! Fixed registers: r9 holds the record's layer flags for the whole rule section (the
+//! packet parser leaves them there; callee-saved, so helper calls keep it), r10 the frame.
 //! Virtual registers get physical ones from `regalloc`. Helper calls take r1–r5.
 
 use super::asm::{Asm, AsmError, Assembled, Label};
 use super::insn::{self as i, Reg, Size, R0, R1, R10, R2, R3, R4, R9};
 use super::parser::{self, Needs, ParserHook};
-use super::record::{OFF_FLAGS, RECORD_BASE, SCRATCH_BASE, SCRATCH_BEST_ACTION, SCRATCH_BEST_RULE};
+use super::record::{RECORD_BASE, SCRATCH_BASE, SCRATCH_BEST_ACTION, SCRATCH_BEST_RULE};
 use super::regalloc;
 use crate::ir::{cfg, BrOp, Function, Inst, Term};
 
@@ -26,7 +26,7 @@ pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembl
     let labels: Vec<Label> = func.blocks.iter().map(|_| asm.new_label()).collect();
     asm.mark(SRC_PARSER);
     parser::emit_packet_parser(&mut asm, hook, needs, labels[func.malformed.0 as usize]);
-    asm.emit(i::ldx(Size::W, R9, R10, RECORD_BASE + OFF_FLAGS));
+    // The parser leaves the layer flags in r9 (and in the record).
 
     let order = cfg::layout(func);
     let mut last_src = None;

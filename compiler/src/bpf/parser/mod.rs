@@ -167,7 +167,8 @@ struct L4Labels {
 }
 
 /// Emits the parser. On fall-through the record at `r10 + RECORD_BASE` holds every byte of
-/// `needs.reads` and every register but r10 is free; a bad packet jumps to `malformed`
+/// `needs.reads`, r9 holds the layer flags (`bpf::select` relies on it) and every other
+/// register but r10 is free; a bad packet jumps to `malformed`
 /// with the record partly set.
 pub fn emit_packet_parser(a: &mut Asm, hook: ParserHook, needs: Needs, malformed: Label) {
     let mut p = Em::new(a, needs, malformed);
