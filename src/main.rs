@@ -2,6 +2,7 @@
 
 mod report;
 mod run;
+mod set_cmd;
 mod test_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -43,6 +44,11 @@ enum Cmd {
     Disasm { file: PathBuf },
     /// Compile, load and attach a `.pol` file; show live counters until Ctrl-C, then detach.
     Run(run::RunArgs),
+    /// Change a named set of a running `pol run` in place: add, del, list.
+    Set {
+        #[command(subcommand)]
+        op: set_cmd::SetOp,
+    },
     /// Run the `test` blocks of `.pol` files through the kernel (needs root).
     Test {
         #[arg(required = true)]
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         } => build(&file, output, explain),
         Cmd::Disasm { file } => disasm(&file),
         Cmd::Run(args) => run::run(args),
+        Cmd::Set { op } => set_cmd::run(op),
         Cmd::Test { files } => test_cmd::run(&files),
     };
     match result {

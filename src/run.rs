@@ -20,6 +20,7 @@ use pol_compiler::driver::Compiled;
 use pol_runtime::attach::{self, AttachOptions, Attachment, TcMode, XdpMode};
 use pol_runtime::live::Snapshot;
 use pol_runtime::load::{LoadError, Loaded};
+use pol_runtime::sets::{self, Pins};
 use serde_json::json;
 
 #[derive(clap::Args, Debug)]
@@ -108,12 +109,14 @@ pub fn run(args: RunArgs) -> Result<bool> {
         Ok(l) => l,
         Err(e) => bail!(load_error(&compiled, &e)),
     };
+    let pins = pin_sets(&args.file, &compiled, &loaded);
     let t_loaded = t0.elapsed();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         live(
             &args,
             &compiled,
             &mut loaded,
+            pins,
             &opts,
             &stop,
             t0,
@@ -133,6 +136,7 @@ fn live(
     args: &RunArgs,
     c: &Compiled,
     loaded: &mut Loaded,
+    pins: Option<Pins>,
     opts: &AttachOptions,
     stop: &AtomicBool,
     t0: Instant,
@@ -207,7 +211,8 @@ fn live(
         }
         prev = Some((snap, now));
     }
-    let problems = att.detach();
+    let mut problems = att.detach();
+    problems.extend(pins.map(Pins::remove).unwrap_or_default());
     for p in &problems {
         eprintln!("warning: {p}");
     }
@@ -259,8 +264,45 @@ fn check_privileges() -> Result<()> {
     )
 }
 
-/// pol pins nothing, so bpffs is not required; mount it when missing (bpftool and other
-/// tools expect it) and say so, or say how.
+/// Pins the maps of the file's named sets under /sys/fs/bpf/pol/<stem>-<pid>/ for `pol set`
+/// (after removing the pins of runs killed before they could). Not being able to pin is a
+/// warning: the filter works, only `pol set` cannot reach it.
+fn pin_sets(file: &std::path::Path, c: &Compiled, loaded: &Loaded) -> Option<Pins> {
+    let root = std::path::Path::new(sets::PIN_ROOT);
+    for note in sets::sweep_stale(root) {
+        eprintln!("note: {note}");
+    }
+    let mut fds = Vec::new();
+    for m in sets::all_set_maps(c) {
+        match loaded.map_fd(&m.name) {
+            Ok(fd) => fds.push((m.name, fd)),
+            Err(e) => {
+                eprintln!(
+                    "warning: cannot pin set map `{}` ({e}); `pol set` cannot change it",
+                    m.name
+                );
+            }
+        }
+    }
+    match Pins::create(root, &sets::stem_of(file), &fds) {
+        Ok(Some(p)) => {
+            eprintln!(
+                "set maps pinned under {} (change them with `pol set add|del|list {}`)",
+                p.dir().display(),
+                file.display()
+            );
+            Some(p)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("warning: {e}; the filter runs, but `pol set` cannot change its sets");
+            None
+        }
+    }
+}
+
+/// bpffs is needed only to pin set maps for `pol set`; mount it when missing (bpftool and
+/// other tools expect it too) and say so, or say how.
 fn bpffs_note() {
     let mounted = pol_runtime::sys::bpffs_mounted(pol_runtime::BPFFS).unwrap_or(true);
     if mounted {
@@ -269,8 +311,8 @@ fn bpffs_note() {
     match pol_runtime::ensure_bpffs() {
         Ok(()) => eprintln!("note: mounted the BPF filesystem at {}", pol_runtime::BPFFS),
         Err(e) => eprintln!(
-            "warning: the BPF filesystem is not mounted ({e}); pol run does not need it, \
-             but bpftool does: `mount -t bpf bpf {}`",
+            "warning: the BPF filesystem is not mounted ({e}); pol run needs it only for \
+             `pol set` (and bpftool): `mount -t bpf bpf {}`",
             pol_runtime::BPFFS
         ),
     }

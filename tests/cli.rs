@@ -181,7 +181,7 @@ fn sets_read_from_files_with_line_precise_errors() {
     );
     let layout = std::fs::read_to_string(dir.path().join("f.layout.json")).expect("layout");
     assert!(
-        layout.contains("\"max_entries\": 2000"),
+        layout.contains("\"max_entries\": 2500"),
         "the map fits the data"
     );
 

@@ -13,11 +13,14 @@ use common::{kernel_available, TempDir};
 use run_support::*;
 
 const POLICY: &str = r#"
+set never: ip4 = { 192.0.2.1, 192.0.2.2, 192.0.2.3, 192.0.2.4, 192.0.2.5, 192.0.2.6,
+                   192.0.2.7, 192.0.2.8, 192.0.2.9 }
 filter e2e_sigint on xdp("eth0") {
     drop udp.dport == 9999                 count udp9999_by_src[ip.src]
     drop tcp.dport == 23                   count telnet
     drop icmp
     drop vlan.id == 100 and udp
+    drop ip.src in never
     default pass
 }
 "#;
@@ -127,7 +130,9 @@ fn sigint_counts_real_traffic_and_leaves_nothing() {
     }
     let net = NetPair::new("pr");
     let dir = TempDir::new("pol_run_e2e");
-    let file = dir.path().join("e2e.pol");
+    // Named after the program, so the pin directory (e2e_sigint-PID) is one assert_clean
+    // looks for.
+    let file = dir.path().join("e2e_sigint.pol");
     std::fs::write(&file, POLICY).expect("write policy");
     let file = file.to_str().expect("utf-8 path");
     let mut pol = PolRun::start(
@@ -138,6 +143,11 @@ fn sigint_counts_real_traffic_and_leaves_nothing() {
     ready(&mut pol);
     let (_, shown) = ip(&["-n", &net.a, "link", "show", "va"]);
     assert!(shown.contains("prog/xdp"), "no XDP program on va: {shown}");
+    let pins = format!("/sys/fs/bpf/pol/e2e_sigint-{}", pol.child.id());
+    assert!(
+        std::path::Path::new(&pins).join("never_v4").exists(),
+        "the set map is pinned under {pins} while pol runs"
+    );
 
     let py = python();
     let stop = dir.path().join("stop");
@@ -214,11 +224,18 @@ fn sigint_counts_real_traffic_and_leaves_nothing() {
     // The per-interval objects came too, and counters only grow.
     let intervals = lines.iter().filter(|l| l.contains("\"counters\"")).count();
     assert!(intervals >= 1, "{lines:?}");
+    assert!(!std::path::Path::new(&pins).exists(), "{pins} is removed");
     assert_clean(&net.a, "e2e_sigint");
 }
 
+/// A filter with a named set of more than 8 elements, so `pol run` pins its map.
 fn policy(name: &str, hook: &str) -> String {
-    format!("filter {name} on {hook} {{\n    drop udp.dport == 9999\n    default pass\n}}\n")
+    format!(
+        "set never_{name}: ip4 = {{ 192.0.2.1, 192.0.2.2, 192.0.2.3, 192.0.2.4, 192.0.2.5, \
+         192.0.2.6, 192.0.2.7, 192.0.2.8, 192.0.2.9 }}\n\
+         filter {name} on {hook} {{\n    drop udp.dport == 9999\n    \
+         drop ip.src in never_{name}\n    default pass\n}}\n"
+    )
 }
 
 #[test]
@@ -228,7 +245,7 @@ fn sigterm_on_tc_removes_the_qdisc_it_created() {
     }
     let net = NetPair::new("pt");
     let dir = TempDir::new("pol_run_tc");
-    let file = dir.path().join("tc.pol");
+    let file = dir.path().join("e2e_sigterm.pol");
     std::fs::write(&file, policy("e2e_sigterm", "tc(\"va\", ingress)")).expect("write");
     let file = file.to_str().expect("utf-8 path");
     for mode in ["netlink", "auto"] {
@@ -272,7 +289,7 @@ fn a_panic_leaves_nothing() {
     }
     let net = NetPair::new("pp");
     let dir = TempDir::new("pol_run_panic");
-    let file = dir.path().join("p.pol");
+    let file = dir.path().join("e2e_panic.pol");
     std::fs::write(&file, policy("e2e_panic", "xdp(\"va\")")).expect("write");
     let file = file.to_str().expect("utf-8 path");
     let pol = PolRun::start(
@@ -298,12 +315,12 @@ fn a_failed_attach_half_way_rolls_back() {
     let net = NetPair::new("ph");
     let dir = TempDir::new("pol_run_half");
     // First run holds the XDP hook of va.
-    let holder = dir.path().join("holder.pol");
+    let holder = dir.path().join("e2e_holder.pol");
     std::fs::write(&holder, policy("e2e_holder", "xdp(\"va\")")).expect("write");
     let mut first = PolRun::start(&net.a, &[holder.to_str().expect("path"), "--json"], &[]);
     ready(&mut first);
     // Second run: its TC filter attaches (adding clsact), then its XDP filter is refused.
-    let two = dir.path().join("two.pol");
+    let two = dir.path().join("e2e_half.pol");
     let src = policy("e2e_half", "tc(\"va\", ingress)") + &policy("e2e_half_x", "xdp(\"va\")");
     std::fs::write(&two, src).expect("write");
     let second = PolRun::start(

@@ -7,6 +7,7 @@ pub mod attach;
 pub mod live;
 pub mod load;
 pub mod packet;
+pub mod sets;
 pub mod sys;
 pub mod testcase;
 pub mod testrun;

@@ -220,7 +220,8 @@ impl Drop for PolRun {
 }
 
 /// Asserts that nothing of pol's is left: no XDP program or clsact qdisc on `va` in `ns`,
-/// no program named `prog` in the kernel, nothing named after it in /sys/fs/bpf.
+/// no program named `prog` in the kernel, nothing named after it in /sys/fs/bpf (set maps
+/// are pinned under /sys/fs/bpf/pol/<file stem>-<pid>: tests name files after programs).
 /// Freeing a program after its last fd closes is deferred, so this polls for a while.
 pub fn assert_clean(ns: &str, prog: &str) {
     let mut last = String::new();

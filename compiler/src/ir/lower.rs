@@ -652,6 +652,8 @@ impl Lower<'_> {
     /// The map of one family of an address set: hash when every entry is a full address
     /// (`true`), else an LPM trie keyed `{prefixlen, addr}`.
     fn addr_set_map(&mut self, set: &SetDef, v6: bool) -> (String, bool) {
+        // Room to grow at run time (`pol set add`): count + max(count / 4, 64).
+        let set_capacity = |n: usize| (n + (n / 4).max(64)).min(u32::MAX as usize) as u32;
         let full = if v6 { 128 } else { 32 };
         let len = if v6 { 16 } else { 4 };
         let vals: Vec<(&[u8; 16], u8)> = set
@@ -689,7 +691,7 @@ impl Lower<'_> {
                 kind: MapKind::Hash,
                 key: addr_ty,
                 value: BtfTy::U8,
-                max_entries: entries.len().max(1) as u32,
+                max_entries: set_capacity(entries.len()),
                 flags: 0,
             }
         } else {
@@ -706,7 +708,7 @@ impl Lower<'_> {
                 kind: MapKind::LpmTrie,
                 key,
                 value: BtfTy::U8,
-                max_entries: entries.len().max(1) as u32,
+                max_entries: set_capacity(entries.len()),
                 flags: 1,
             }
         };
@@ -714,6 +716,8 @@ impl Lower<'_> {
     }
 
     fn int_set_map(&mut self, set: &SetDef, size: u8) -> String {
+        // Room to grow at run time (`pol set add`): count + max(count / 4, 64).
+        let set_capacity = |n: usize| (n + (n / 4).max(64)).min(u32::MAX as usize) as u32;
         let mut entries: Vec<(Vec<u8>, Vec<u8>)> = set
             .values
             .iter()
@@ -741,7 +745,7 @@ impl Lower<'_> {
             kind: MapKind::Hash,
             key,
             value: BtfTy::U8,
-            max_entries: entries.len().max(1) as u32,
+            max_entries: set_capacity(entries.len()),
             flags: 0,
         };
         self.add_map(MapDef { spec, entries })

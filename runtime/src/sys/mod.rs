@@ -7,6 +7,7 @@
 mod fs;
 mod map;
 pub mod netlink;
+pub mod pin;
 mod prog;
 
 use std::os::fd::{FromRawFd, OwnedFd};
