@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The compiler benchmark (docs/benchmarks.md): pol's figures and the clang-compiled peer
+# baselines of ../shared/bench, measured in ONE run on this machine, side by side.
+#
+#   bench/run.sh              full run: N = 10, 1000, 10000 (+ 100000 for the set forms),
+#                             5 runs per figure, 1e6 test-run repeats
+#   QUICK=1 bench/run.sh      smoke run: N = 10, 1000 (+ 10000 for set forms), 2 runs,
+#                             1e5 repeats; a few minutes
+#   SKIP_BASELINE=1 ...       pol only (the table then has no clang column)
+#   BASELINE_DIR=/path ...    where the peer scripts are (default: ../shared/bench)
+#   BASELINE_CACHE=1 ...      full run: reuse clang objects (and their compile times) from an
+#                             earlier run instead of recompiling (QUICK always reuses them;
+#                             the table marks reused compile times "cached")
+#
+# Needs root (bpf(), BPF_PROG_TEST_RUN). Installs clang, llvm, libbpf-dev, linux-headers,
+# bpftool with apt when missing. Writes only bench/out/ (git-ignored), /tmp and the
+# baseline's pins under /sys/fs/bpf/baseline_* (removed by its script). No network traffic:
+# packets only go through BPF_PROG_TEST_RUN.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+OUT=$HERE/out
+QUICK=${QUICK:-0}
+SKIP_BASELINE=${SKIP_BASELINE:-0}
+BASELINE_DIR=${BASELINE_DIR:-$ROOT/../shared/bench}
+[ "$(id -u)" = 0 ] || { echo "run as root (bpf() and BPF_PROG_TEST_RUN)" >&2; exit 1; }
+
+started=$(date +%s)
+log() { echo "[$(( $(date +%s) - started ))s] $*"; }
+
+# ---------------------------------------------------------------- tools (idempotent)
+need=()
+command -v python3 >/dev/null || need+=(python3)
+command -v bpftool >/dev/null || need+=(bpftool)
+if [ "$SKIP_BASELINE" != 1 ]; then
+  command -v clang >/dev/null || need+=(clang)
+  command -v llvm-objdump >/dev/null || need+=(llvm)
+  command -v cc >/dev/null || need+=(gcc)
+  [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+  [ -f /usr/include/x86_64-linux-gnu/asm/types.h ] || need+=(linux-libc-dev)
+  ls -d /usr/src/linux-headers-* >/dev/null 2>&1 || need+=(linux-headers-amd64)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+# ---------------------------------------------------------------- parameters
+if [ "$QUICK" = 1 ]; then
+  RUNS=2 REPEAT=100000 CACHE_ARGS=()
+  POL_SIZES=10,1000 POL_SET_SIZES=10000
+  # kind:sizes groups for bench_xdp.py (one invocation per group)
+  BL_GROUPS=("base:0" "linear,rawlinear,hash,lpm:10,1000" "hash,lpm,rawlinear:10000")
+else
+  RUNS=5 REPEAT=1000000
+  # clang compile times are figures of this run too: recompile unless asked not to
+  if [ "${BASELINE_CACHE:-0}" = 1 ]; then CACHE_ARGS=(); else CACHE_ARGS=(--no-cache); fi
+  POL_SIZES=10,1000,10000 POL_SET_SIZES=100000
+  # no rawlinear at 100000: ~10 min of test runs (0.8 ms per miss) and pol's linear form
+  # has no 100000 case to set beside it
+  BL_GROUPS=("base:0" "linear,linear_chunked,ifchain,rawlinear:10,1000,10000"
+             "hash,lpm:10,1000,10000,100000")
+fi
+mkdir -p "$OUT"
+MODE=$([ "$QUICK" = 1 ] && echo quick || echo full)
+date -u +%Y-%m-%dT%H:%M:%SZ >"$OUT/started"
+
+# ---------------------------------------------------------------- pol (release build)
+log "building polbench (release; pol_compiler + pol_runtime)"
+(cd "$ROOT" && cargo build --release -q -p polbench)
+POLBENCH=$ROOT/target/release/polbench
+
+# ---------------------------------------------------------------- baseline (same run)
+BL_JSON=()
+if [ "$SKIP_BASELINE" != 1 ]; then
+  [ -f "$BASELINE_DIR/xdp/bench_xdp.py" ] || { echo "no baseline at $BASELINE_DIR" >&2; exit 1; }
+  # The peer scripts write into their own folder (build/): run a copy in bench/out, keeping
+  # its build/ (the clang compile cache) from earlier runs.
+  BL=$OUT/baseline
+  mkdir -p "$BL"
+  (cd "$BASELINE_DIR" && tar --exclude=./build --exclude='./results*' -cf - .) | (cd "$BL" && tar -xf -)
+  log "building the baseline tools"
+  (cd "$BL" && ./build.sh >/dev/null)
+  i=0
+  for g in "${BL_GROUPS[@]}"; do
+    kinds=${g%%:*} sizes=${g##*:}
+    out=$BL/build/xdp_${MODE}_$i.json
+    log "baseline: kinds=$kinds sizes=$sizes"
+    # bench_xdp.py writes partial results as it goes; keep whatever it got if a case dies
+    python3 "$BL/xdp/bench_xdp.py" --kinds "$kinds" --sizes "$sizes" --runs "$RUNS" \
+      --repeat "$REPEAT" --out "$out" ${CACHE_ARGS[@]+"${CACHE_ARGS[@]}"} || log "baseline group $g failed (partial results kept)"
+    [ -f "$out" ] && BL_JSON+=("$out")
+    i=$((i + 1))
+  done
+fi
+
+# ---------------------------------------------------------------- pol figures
+log "pol: forms base,set,linear,lpm sizes $POL_SIZES (+$POL_SET_SIZES for set forms)"
+mkdir -p "$OUT/src"
+"$POLBENCH" --forms base,set,linear,lpm --sizes "$POL_SIZES" --set-sizes "$POL_SET_SIZES" \
+  --runs "$RUNS" --repeat "$REPEAT" --out "$OUT/pol.json" --write-sources "$OUT/src"
+
+# ---------------------------------------------------------------- table
+log "report"
+python3 "$HERE/report.py" --pol "$OUT/pol.json" --mode "$MODE" --started "$(cat "$OUT/started")" \
+  --wall-s "$(( $(date +%s) - started ))" --md "$OUT/results.md" --json "$OUT/results.json" \
+  ${BL_JSON[@]+"${BL_JSON[@]}"}
+log "done: $OUT/results.md, $OUT/results.json"
