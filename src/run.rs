@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Result};
 use pol_compiler::bpf::select::{SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use pol_compiler::driver::Compiled;
 use pol_runtime::attach::{self, AttachOptions, Attachment, TcMode, XdpMode};
+use pol_runtime::direct::{Direct, Object};
 use pol_runtime::live::Snapshot;
 use pol_runtime::load::{LoadError, Loaded};
 use pol_runtime::sets::{self, Pins};
@@ -105,11 +106,20 @@ pub fn run(args: RunArgs) -> Result<bool> {
         }
     }
     bpffs_note();
-    let mut loaded = match pol_runtime::testrun::load(&compiled) {
+    // The direct path (no ELF, no aya) for XDP and TCX; aya for clsact TC filters.
+    // POL_LOADER=aya forces aya (for comparing the two in bench/startup).
+    let direct = attach::fds_can_attach(&compiled.spec, &opts)
+        && std::env::var("POL_LOADER").map_or(true, |v| v != "aya");
+    let loaded = if direct {
+        pol_runtime::testrun::load_direct(&compiled).map(Obj::Direct)
+    } else {
+        pol_runtime::testrun::load(&compiled).map(Obj::Aya)
+    };
+    let mut loaded = match loaded {
         Ok(l) => l,
         Err(e) => bail!(load_error(&compiled, &e)),
     };
-    let pins = pin_sets(&args.file, &compiled, &loaded);
+    let pins = pin_sets(&args.file, &compiled, loaded.object());
     let t_loaded = t0.elapsed();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         live(
@@ -130,12 +140,27 @@ pub fn run(args: RunArgs) -> Result<bool> {
     }
 }
 
+/// A file loaded on the direct path or through aya.
+enum Obj {
+    Direct(Direct),
+    Aya(Loaded),
+}
+
+impl Obj {
+    fn object(&self) -> &dyn Object {
+        match self {
+            Obj::Direct(d) => d,
+            Obj::Aya(l) => l,
+        }
+    }
+}
+
 /// Attach, show counters until stopped, detach, print the final counts.
 #[allow(clippy::too_many_arguments)]
 fn live(
     args: &RunArgs,
     c: &Compiled,
-    loaded: &mut Loaded,
+    loaded: &mut Obj,
     pins: Option<Pins>,
     opts: &AttachOptions,
     stop: &AtomicBool,
@@ -143,7 +168,12 @@ fn live(
     t_compiled: Duration,
     t_loaded: Duration,
 ) -> Result<bool> {
-    let att: Attachment = attach::attach_all(loaded, &c.spec, opts).map_err(|e| anyhow!("{e}"))?;
+    let att: Attachment = match loaded {
+        Obj::Direct(d) => attach::attach_all_fds(d, &c.spec, opts),
+        Obj::Aya(l) => attach::attach_all(l, &c.spec, opts),
+    }
+    .map_err(|e| anyhow!("{e}"))?;
+    let loaded = loaded.object();
     let t_attached = t0.elapsed();
     for a in &att.attached {
         eprintln!("attached {} to {} ({})", a.program, a.iface, a.how);
@@ -267,7 +297,7 @@ fn check_privileges() -> Result<()> {
 /// Pins the maps of the file's named sets under /sys/fs/bpf/pol/<stem>-<pid>/ for `pol set`
 /// (after removing the pins of runs killed before they could). Not being able to pin is a
 /// warning: the filter works, only `pol set` cannot reach it.
-fn pin_sets(file: &std::path::Path, c: &Compiled, loaded: &Loaded) -> Option<Pins> {
+fn pin_sets(file: &std::path::Path, c: &Compiled, loaded: &dyn Object) -> Option<Pins> {
     let root = std::path::Path::new(sets::PIN_ROOT);
     for note in sets::sweep_stale(root) {
         eprintln!("note: {note}");

@@ -20,3 +20,8 @@ ip -n "$NS" link set v1 up
 mkdir -p target/bench
 python3 bench/startup/measure.py --pol target/release/pol --file examples/edge.pol \
     --netns "$NS" --iface v0 --runs "$RUNS" --json-out target/bench/startup.json
+# The same with the aya loader (ELF + BTF parsing, one map update per key), for comparison
+# with the direct path `pol run` uses by default.
+echo "--- with POL_LOADER=aya (the former load path) ---"
+POL_LOADER=aya python3 bench/startup/measure.py --pol target/release/pol --file examples/edge.pol \
+    --netns "$NS" --iface v0 --runs "$RUNS" --json-out target/bench/startup_aya.json

@@ -12,6 +12,10 @@
 //!   [`TcMode::Netlink`] or on older kernels, a cls_bpf filter under a clsact qdisc, which is
 //!   created when missing and deleted on detach only if it was created here (through raw
 //!   rtnetlink in [`crate::sys::netlink`], since aya 0.13 cannot delete qdiscs).
+//!
+//! [`attach_all`] attaches programs loaded through aya ([`Loaded`]); [`attach_all_fds`]
+//! attaches programs loaded by [`crate::direct`] by their fds, with BPF_LINK_CREATE (XDP
+//! links and TCX links), under the same rules, rollback and detach-on-drop.
 
 use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
 use aya::programs::xdp::XdpLink;
@@ -19,8 +23,13 @@ use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpFlags};
 use aya::util::KernelVersion;
 use pol_compiler::obj::{AttachSpec, ObjectSpec, TcDirection};
 
+use std::os::fd::OwnedFd;
+
+use crate::direct::Object;
 use crate::load::Loaded;
+use crate::sys::link::{self, AttachType};
 use crate::sys::netlink::{self, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+use crate::sys::SysError;
 
 /// Which XDP mode to attach in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,6 +112,8 @@ pub enum AttachError {
 enum Link {
     Xdp(#[allow(dead_code)] XdpLink),
     Tc(#[allow(dead_code)] SchedClassifierLink),
+    /// A BPF link created on a program fd; closing it detaches.
+    Fd(#[allow(dead_code)] OwnedFd),
 }
 
 /// Everything attached; dropping it detaches all programs, then deletes the qdiscs it added.
@@ -248,14 +259,14 @@ fn message(e: &ProgramError) -> String {
     text
 }
 
-fn attach_xdp(
-    att: &mut Attachment,
-    xdp: &mut Xdp,
-    program: &str,
+/// Before attaching an XDP program: refuses an interface that already has one, unless
+/// `replace`, in which case the old one is detached (a program held by another process's
+/// BPF link cannot be). Returns the note to show about a replaced program.
+fn xdp_prepare(
     iface: &str,
     ifindex: u32,
     opts: &AttachOptions,
-) -> Result<(), AttachError> {
+) -> Result<Option<String>, AttachError> {
     let mut note = None;
     if let Ok(Some(cur)) = netlink::xdp_query(ifindex) {
         let name = prog_name(cur.prog_id);
@@ -287,6 +298,18 @@ fn attach_xdp(
             cur.prog_id
         ));
     }
+    Ok(note)
+}
+
+fn attach_xdp(
+    att: &mut Attachment,
+    xdp: &mut Xdp,
+    program: &str,
+    iface: &str,
+    ifindex: u32,
+    opts: &AttachOptions,
+) -> Result<(), AttachError> {
+    let mut note = xdp_prepare(iface, ifindex, opts)?;
     let tries: &[(XdpFlags, &str)] = match opts.xdp_mode {
         XdpMode::Auto => &[
             (XdpFlags::DRV_MODE, "xdp native"),
@@ -398,4 +421,142 @@ fn attach_tc(
         note: None,
     });
     Ok(())
+}
+
+/// The XDP modes to try, in order, with how each is shown.
+fn xdp_tries(mode: XdpMode) -> &'static [(u32, &'static str)] {
+    match mode {
+        XdpMode::Auto => &[
+            (XDP_FLAGS_DRV_MODE, "xdp native"),
+            (XDP_FLAGS_SKB_MODE, "xdp generic"),
+        ],
+        XdpMode::Native => &[(XDP_FLAGS_DRV_MODE, "xdp native")],
+        XdpMode::Generic => &[(XDP_FLAGS_SKB_MODE, "xdp generic")],
+    }
+}
+
+fn link_err(program: &str, iface: &str, how: &str, e: &SysError) -> AttachError {
+    let hint = match e.errno() {
+        Some(libc::EPERM) | Some(libc::EACCES) => "; attaching needs root (CAP_NET_ADMIN)",
+        Some(libc::EOPNOTSUPP) | Some(524) if how.contains("native") => {
+            "; the driver has no native XDP: use --xdp-mode generic"
+        }
+        _ => "",
+    };
+    AttachError::Attach {
+        program: program.into(),
+        iface: iface.into(),
+        how: how.into(),
+        message: e.to_string(),
+        hint: hint.into(),
+    }
+}
+
+/// Whether [`attach_all_fds`] can attach every program of `spec` with `opts`: XDP always,
+/// TC only as TCX links (`TcMode::Auto` on kernel 6.6+); clsact filters need [`attach_all`].
+pub fn fds_can_attach(spec: &ObjectSpec, opts: &AttachOptions) -> bool {
+    let tcx = opts.tc_mode == TcMode::Auto
+        && KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    spec.programs.iter().all(|p| match p.attach {
+        AttachSpec::Xdp { .. } => true,
+        AttachSpec::Tc { .. } => tcx,
+        AttachSpec::Tracepoint { .. } => false,
+    })
+}
+
+/// Attaches every program of `spec`, loaded in `obj`, through BPF links on the program
+/// fds: XDP links (native, falling back to generic) and TCX links. On error nothing stays
+/// attached. Programs [`fds_can_attach`] rejects are refused with [`AttachError::Unsupported`].
+pub fn attach_all_fds(
+    obj: &dyn Object,
+    spec: &ObjectSpec,
+    opts: &AttachOptions,
+) -> Result<Attachment, AttachError> {
+    let mut att = Attachment::default();
+    let tcx = fds_can_attach(spec, opts);
+    for p in &spec.programs {
+        let iface = match &p.attach {
+            AttachSpec::Xdp { iface } | AttachSpec::Tc { iface, .. } => {
+                opts.iface.clone().unwrap_or_else(|| iface.clone())
+            }
+            AttachSpec::Tracepoint { .. } => {
+                return Err(AttachError::Unsupported {
+                    program: p.name.clone(),
+                    kind: "tracepoint".into(),
+                })
+            }
+        };
+        let Some(ifindex) = netlink::ifindex(&iface) else {
+            return Err(AttachError::NoInterface {
+                iface,
+                program: p.name.clone(),
+            });
+        };
+        let fd = obj
+            .program_fd(&p.name)
+            .map_err(|_| AttachError::NoProgram(p.name.clone()))?;
+        match &p.attach {
+            AttachSpec::Xdp { .. } => {
+                let mut note = xdp_prepare(&iface, ifindex, opts)?;
+                let mut last = None;
+                for (i, (flags, how)) in xdp_tries(opts.xdp_mode).iter().enumerate() {
+                    match link::link_create(fd, ifindex, AttachType::Xdp, *flags) {
+                        Ok(l) => {
+                            att.links.push(Link::Fd(l));
+                            if i > 0 && note.is_none() {
+                                note = Some(format!(
+                                    "the driver of `{iface}` has no native XDP; using generic (skb) mode"
+                                ));
+                            }
+                            att.attached.push(Attached {
+                                program: p.name.clone(),
+                                iface: iface.clone(),
+                                how: how.to_string(),
+                                note: note.take(),
+                            });
+                            last = None;
+                            break;
+                        }
+                        Err(e) => {
+                            if matches!(e.errno(), Some(libc::EBUSY | libc::EEXIST)) {
+                                return Err(AttachError::XdpBusy {
+                                    iface,
+                                    prog_id: 0,
+                                    name: " attached meanwhile".into(),
+                                });
+                            }
+                            last = Some(link_err(&p.name, &iface, how, &e));
+                        }
+                    }
+                }
+                if let Some(e) = last {
+                    return Err(e);
+                }
+            }
+            AttachSpec::Tc { direction, .. } => {
+                let (ty, dir) = match direction {
+                    TcDirection::Ingress => (AttachType::TcxIngress, "ingress"),
+                    TcDirection::Egress => (AttachType::TcxEgress, "egress"),
+                };
+                let how = format!("tc {dir} (tcx)");
+                if !tcx {
+                    return Err(AttachError::Unsupported {
+                        program: p.name.clone(),
+                        kind: "clsact (netlink) TC".into(),
+                    });
+                }
+                let l = link::link_create(fd, ifindex, ty, 0)
+                    .map_err(|e| link_err(&p.name, &iface, &how, &e))?;
+                att.links.push(Link::Fd(l));
+                att.attached.push(Attached {
+                    program: p.name.clone(),
+                    iface: iface.clone(),
+                    how,
+                    note: None,
+                });
+            }
+            AttachSpec::Tracepoint { .. } => {}
+        }
+    }
+    Ok(att)
 }

@@ -4,6 +4,7 @@
 //! ELF objects through aya and reads their maps; `packet` builds test packets.
 
 pub mod attach;
+pub mod direct;
 pub mod live;
 pub mod load;
 pub mod packet;

@@ -11,7 +11,8 @@ use pol_compiler::hir::types::Ty;
 use pol_compiler::obj::BtfTy;
 use serde_json::{json, Value};
 
-use crate::load::{LoadError, Loaded};
+use crate::direct::Object;
+use crate::load::LoadError;
 
 /// How many keys of a keyed counter the table shows (JSON has them all).
 pub const TABLE_TOP: usize = 5;
@@ -62,8 +63,8 @@ fn u64_le(b: &[u8]) -> u64 {
 }
 
 impl Snapshot {
-    /// Reads every statistics and count map of `c` from `loaded`.
-    pub fn read(c: &Compiled, loaded: &Loaded) -> Result<Snapshot, LoadError> {
+    /// Reads every statistics and count map of `c` from `loaded` (loaded either way).
+    pub fn read(c: &Compiled, loaded: &dyn Object) -> Result<Snapshot, LoadError> {
         let mut programs = Vec::new();
         for p in &c.spec.programs {
             let Some(stats) = &p.stats else { continue };

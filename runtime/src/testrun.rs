@@ -1,5 +1,7 @@
 //! Running a file's `test` blocks: each packet through its filter with BPF_PROG_TEST_RUN.
+//! [`load`] goes through aya and the ELF object; [`load_direct`] is the direct path.
 
+use crate::direct::{Direct, Object};
 use crate::load::{LoadError, Loaded};
 use crate::testcase::{self, CaseError};
 use pol_compiler::driver::Compiled;
@@ -7,7 +9,14 @@ use pol_compiler::hir::Hook;
 use pol_compiler::ir::lower::verdict_code;
 use pol_compiler::syntax::ast::{Item, Span, TestCase, Verdict};
 
-/// Loads a compiled file and puts the contents of its set maps in place.
+/// Loads a compiled file on the direct path (no ELF, no aya: see [`crate::direct`]), set
+/// and rule maps filled in batches. What `pol run` uses.
+pub fn load_direct(c: &Compiled) -> Result<Direct, LoadError> {
+    Direct::load(c)
+}
+
+/// Loads a compiled file's ELF object through aya and puts the contents of its set and
+/// rule maps in place, one update per key.
 pub fn load(c: &Compiled) -> Result<Loaded, LoadError> {
     let loaded = Loaded::from_bytes(&c.object)?;
     for m in &c.maps {
@@ -42,7 +51,7 @@ impl CaseOutcome {
 }
 
 /// Runs every packet of every `test` block of the file.
-pub fn run_tests(c: &Compiled, loaded: &Loaded) -> Vec<CaseOutcome> {
+pub fn run_tests(c: &Compiled, loaded: &dyn Object) -> Vec<CaseOutcome> {
     let mut out = Vec::new();
     for item in &c.ast.items {
         let Item::Test(t) = item else { continue };

@@ -4,7 +4,10 @@
 //! attribute structs declared in the submodules. Errors carry the errno and a sentence
 //! saying what it most likely means; verifier rejections carry the log word for word.
 
+pub mod batch;
+pub mod create;
 mod fs;
+pub mod link;
 mod map;
 pub mod netlink;
 pub mod pin;

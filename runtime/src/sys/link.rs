@@ -1,0 +1,63 @@
+//! BPF links (BPF_LINK_CREATE): attaching a program fd to an interface's XDP hook or to
+//! TCX ingress/egress. The link lives as long as its fd: closing it detaches the program,
+//! so a process that dies (even by SIGKILL) leaves nothing attached.
+
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+
+use super::{bpf_call, owned_fd, BpfAttr, SysError};
+
+const BPF_LINK_CREATE: u32 = 28;
+
+/// `enum bpf_attach_type` values pol attaches with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum AttachType {
+    Xdp = 37,
+    TcxIngress = 46,
+    TcxEgress = 47,
+}
+
+/// `union bpf_attr` for BPF_LINK_CREATE (the common part and the tcx member).
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+    relative_fd: u32,
+    _pad: u32,
+    expected_revision: u64,
+    _rest: [u64; 2],
+}
+// SAFETY: plain repr(C) integers, no pointers.
+unsafe impl BpfAttr for LinkCreateAttr {}
+
+/// Attaches `prog` at `ifindex`. `flags`: for XDP the `XDP_FLAGS_*_MODE` bits, for TCX 0.
+/// The errno stays available through [`SysError::errno`] (EBUSY/EEXIST: the hook is taken,
+/// EOPNOTSUPP: the driver has no native XDP).
+pub fn link_create(
+    prog: BorrowedFd<'_>,
+    ifindex: u32,
+    attach_type: AttachType,
+    flags: u32,
+) -> Result<OwnedFd, SysError> {
+    let mut attr = LinkCreateAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_ifindex: ifindex,
+        attach_type: attach_type as u32,
+        flags,
+        ..Default::default()
+    };
+    let fd = bpf_call(BPF_LINK_CREATE, &mut attr).map_err(|e| {
+        let why = match e {
+            libc::EBUSY | libc::EEXIST => "another program holds this hook".to_string(),
+            libc::EOPNOTSUPP | 524 => "the driver does not support this attach mode".to_string(),
+            libc::EINVAL => "this kernel does not accept this link (too old for it?)".to_string(),
+            libc::EPERM => "attaching needs root (CAP_NET_ADMIN)".to_string(),
+            _ => "the kernel refused the link".to_string(),
+        };
+        SysError::syscall_with("BPF_LINK_CREATE", e, why)
+    })?;
+    owned_fd(fd)
+}
