@@ -164,7 +164,7 @@ def main():
                 "pol_load_ms": (p or {}).get("load_ms_median"),
                 "clang_load_ms": (b or {}).get("lib_load_ms_median"),
                 "pol_fill_ms": ((p or {}).get("fill") or {}).get("ms"),
-                "clang_fill_ms": ((b or {}).get("fill") or {}).get("ms") if isinstance((b or {}).get("fill"), dict) else None,
+                "clang_fill_ms": ((b or {}).get("fill") or {}).get("fill_ms") if isinstance((b or {}).get("fill"), dict) else None,
                 "pol_miss_ns": pm, "clang_miss_ns": bm, "miss_ratio": ratio(pm, bm),
                 "pol_hit_ns": ph, "clang_hit_ns": bh, "hit_ratio": ratio(ph, bh),
                 "pol_object_bytes": (p or {}).get("object_bytes"),

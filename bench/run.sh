@@ -5,7 +5,8 @@
 #   bench/run.sh              full run: N = 10, 1000, 10000 (+ 100000 for the set forms),
 #                             5 runs per figure, 1e6 test-run repeats
 #   QUICK=1 bench/run.sh      smoke run: N = 10, 1000 (+ 10000 for set forms), 2 runs,
-#                             1e5 repeats; a few minutes
+#                             1e5 repeats, clang objects reused; about 1.5 min; writes
+#                             results-quick.{md,json}
 #   SKIP_BASELINE=1 ...       pol only (the table then has no clang column)
 #   BASELINE_DIR=/path ...    where the peer scripts are (default: ../shared/bench)
 #   BASELINE_CACHE=1 ...      full run: reuse clang objects (and their compile times) from an
@@ -65,6 +66,9 @@ else
 fi
 mkdir -p "$OUT"
 MODE=$([ "$QUICK" = 1 ] && echo quick || echo full)
+# a quick run leaves the full run's results alone
+RES=$([ "$QUICK" = 1 ] && echo results-quick || echo results)
+POLJSON=$([ "$QUICK" = 1 ] && echo pol-quick.json || echo pol.json)
 date -u +%Y-%m-%dT%H:%M:%SZ >"$OUT/started"
 
 # ---------------------------------------------------------------- pol (release build)
@@ -100,11 +104,11 @@ fi
 log "pol: forms base,set,linear,lpm sizes $POL_SIZES (+$POL_SET_SIZES for set forms)"
 mkdir -p "$OUT/src"
 "$POLBENCH" --forms base,set,linear,lpm --sizes "$POL_SIZES" --set-sizes "$POL_SET_SIZES" \
-  --runs "$RUNS" --repeat "$REPEAT" --out "$OUT/pol.json" --write-sources "$OUT/src"
+  --runs "$RUNS" --repeat "$REPEAT" --out "$OUT/$POLJSON" --write-sources "$OUT/src"
 
 # ---------------------------------------------------------------- table
 log "report"
-python3 "$HERE/report.py" --pol "$OUT/pol.json" --mode "$MODE" --started "$(cat "$OUT/started")" \
-  --wall-s "$(( $(date +%s) - started ))" --md "$OUT/results.md" --json "$OUT/results.json" \
+python3 "$HERE/report.py" --pol "$OUT/$POLJSON" --mode "$MODE" --started "$(cat "$OUT/started")" \
+  --wall-s "$(( $(date +%s) - started ))" --md "$OUT/$RES.md" --json "$OUT/$RES.json" \
   ${BL_JSON[@]+"${BL_JSON[@]}"}
-log "done: $OUT/results.md, $OUT/results.json"
+log "done: $OUT/$RES.md, $OUT/$RES.json"
