@@ -566,6 +566,196 @@ fn ipv6_and_extension_headers() {
     assert_eq!((r.flags, r.proto, r.ip_len), (F_IP6, 59, 48));
 }
 
+// ---- Headers behind the IP header must lie inside the IP packet, not just the frame ----
+
+/// Frames whose IP length field (IPv4 total length, IPv6 payload length) ends `k` bytes
+/// into the L4 header while the frame carries the whole header and more (Ethernet padding,
+/// or bytes an attacker appends to a tiny first fragment): (IPv6, layer bit, frame). All
+/// are malformed for a parser that reads that L4 header, whatever the frame holds.
+fn l4_past_the_ip_end() -> Vec<(bool, u32, Vec<u8>)> {
+    let t = tcp(40000, 23, 0x10);
+    let u = udp(53, 5353);
+    let echo = [8u8, 0, 0, 0, 0, 1, 0, 1];
+    let echo6 = [128u8, 0, 0, 0, 0, 0, 0, 0];
+    // (IPv6, protocol, layer bit, header, the bytes pol reads: TCP 20, UDP 8, ICMP 4).
+    let l4s: [(bool, u8, u32, &[u8], u16); 6] = [
+        (false, 6, F_TCP, &t, 20),
+        (true, 6, F_TCP, &t, 20),
+        (false, 17, F_UDP, &u, 8),
+        (true, 17, F_UDP, &u, 8),
+        (false, 1, F_ICMP, &echo, 4),
+        (true, 58, F_ICMP6, &echo6, 4),
+    ];
+    let mut v = Vec::new();
+    for (v6, proto, bit, hdr, need) in l4s {
+        for k in [0, 1, 3, need - 1] {
+            for tags in [&[][..], &[(0x8100, 5)][..]] {
+                let l3 = 14 + 4 * tags.len();
+                if v6 {
+                    let mut f = eth(tags, 0x86dd, &ip6(&[], proto, hdr));
+                    f[l3 + 4..l3 + 6].copy_from_slice(&k.to_be_bytes());
+                    v.push((v6, bit, pad(f, 100)));
+                } else {
+                    // Also as a first fragment (MF set): the tiny-fragment attack.
+                    for frag in [0, 0x2000] {
+                        let mut f = eth(tags, 0x0800, &ip4(proto, frag, &[], hdr));
+                        f[l3 + 2..l3 + 4].copy_from_slice(&(20 + k).to_be_bytes());
+                        v.push((v6, bit, pad(f, 80)));
+                    }
+                }
+            }
+        }
+        // Behind IPv4 options and IPv6 extension headers too: one byte short.
+        let f = if v6 {
+            let mut f = eth(&[], 0x86dd, &ip6(&[(0, opts(1)), (51, ah(1))], proto, hdr));
+            f[18..20].copy_from_slice(&(8 + 12 + need - 1).to_be_bytes());
+            f
+        } else {
+            let mut f = eth(&[], 0x0800, &ip4(proto, 0, &[1; 8], hdr));
+            f[16..18].copy_from_slice(&(28 + need - 1).to_be_bytes());
+            f
+        };
+        v.push((v6, bit, pad(f, 100)));
+    }
+    v
+}
+
+/// IPv6 frames whose payload length ends inside an extension header while the frame goes
+/// on: malformed for a parser that walks the chain.
+fn ext_past_the_ip_end() -> Vec<Vec<u8>> {
+    let t = tcp(1234, 443, 0x10);
+    let mut v = Vec::new();
+    for (exts, proto, plen) in [
+        // Inside the first 8 bytes of a hop-by-hop header, TCP behind it.
+        (vec![(0, opts(1))], 6, 4u16),
+        // Inside the second 8 bytes of a 16-byte destination options header.
+        (vec![(60, opts(2))], 6, 12),
+        // Inside an AH header, behind a fragment header (a first fragment).
+        (vec![(44, frag6(0, true)), (51, ah(4))], 17, 20),
+        // Past the end of the last header, with no L4 header behind it ("no next header").
+        (vec![(0, opts(1)), (60, opts(2))], 59, 16),
+        // Inside a later fragment's header (the walk ends there), and wholly before it.
+        (vec![(0, opts(1)), (44, frag6(3, false))], 6, 12),
+        (vec![(0, opts(1)), (44, frag6(3, false))], 6, 8),
+        (vec![(44, frag6(3, true))], 6, 0),
+    ] {
+        let mut f = eth(&[], 0x86dd, &ip6(&exts, proto, &t));
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+        v.push(pad(f, 120));
+    }
+    v
+}
+
+/// Whether variant `n` reads the L4 header `bit` behind IPv4 (or IPv6).
+fn parses_l4(n: &Needs, v6: bool, bit: u32) -> bool {
+    match (v6, bit) {
+        (false, F_TCP) => n.ip4 && n.tcp4,
+        (false, F_UDP) => n.ip4 && n.udp4,
+        (false, F_ICMP) => n.ip4 && n.icmp,
+        (true, F_TCP) => n.ip6 && n.tcp6,
+        (true, F_UDP) => n.ip6 && n.udp6,
+        (true, F_ICMP6) => n.ip6 && n.icmp6,
+        _ => false,
+    }
+}
+
+#[test]
+fn l4_header_must_lie_inside_the_ip_packet() {
+    if !kernel() {
+        return;
+    }
+    // The full parser, XDP and TC.
+    for (_, _, f) in l4_past_the_ip_end() {
+        malformed(&f);
+    }
+    for f in ext_past_the_ip_end() {
+        malformed(&f);
+    }
+    // The same headers with the length field covering them exactly, and padding after the
+    // IP packet: fine.
+    let r = ok(&pad(
+        eth(&[], 0x0800, &ip4(6, 0x2000, &[], &tcp(5, 23, 0x10))),
+        90,
+    ));
+    assert_eq!(
+        (r.flags, r.ip_len, r.dport),
+        (F_IP4 | F_FRAG | F_TCP, 40, 23)
+    );
+    let r = ok(&pad(
+        eth(&[], 0x86dd, &ip6(&[(0, opts(1))], 17, &udp(9, 10))),
+        120,
+    ));
+    assert_eq!((r.flags, r.ip_len, r.dport), (F_IP6 | F_UDP, 56, 10));
+    let r = ok(&pad(eth(&[], 0x0800, &ip4(1, 0, &[], &[8, 0, 0, 0])), 60));
+    assert_eq!((r.flags, r.icmp), (F_IP4 | F_ICMP, (8, 0)));
+    // Every variant that reads the L4 header (or walks the IPv6 chain) finds it malformed;
+    // a variant that does not read it does not (a layer not parsed cannot be malformed).
+    let mut variants: Vec<(String, Needs)> = vec![("default".into(), Needs::default())];
+    variants.extend(systematic().into_iter().map(|n| (format!("{n:?}"), n)));
+    variants.extend(from_sources());
+    let frames = l4_past_the_ip_end();
+    let exts = ext_past_the_ip_end();
+    for hook in [ParserHook::Xdp, ParserHook::Tc] {
+        for (what, n) in &variants {
+            let d = Dumper::new(hook, *n);
+            for (v6, bit, f) in &frames {
+                let got = d.run(f).unwrap_or_else(|e| panic!("{hook:?} {what}: {e}"));
+                assert_eq!(
+                    got.is_none(),
+                    parses_l4(n, *v6, *bit),
+                    "{hook:?} {what}: malformed?\npacket {f:02x?}"
+                );
+            }
+            for f in &exts {
+                let got = d.run(f).unwrap_or_else(|e| panic!("{hook:?} {what}: {e}"));
+                assert_eq!(
+                    got.is_none(),
+                    n.ip6_walk(),
+                    "{hook:?} {what}: malformed?\npacket {f:02x?}"
+                );
+            }
+        }
+    }
+}
+
+/// The whole program: `pass tcp.ack` must not pass an ACK whose IPv4 total length ends
+/// before the TCP header, however many bytes follow in the frame.
+#[test]
+fn tiny_first_fragment_cannot_fake_tcp_flags() {
+    if !kernel() {
+        return;
+    }
+    for hook in ["xdp(\"eth0\")", "tc(\"eth0\", ingress)"] {
+        let src = format!("filter f on {hook} {{\n pass tcp.ack\n default drop\n}}\n");
+        let compiled =
+            pol_compiler::driver::compile(&src).unwrap_or_else(|d| panic!("{src}: {d:?}"));
+        let loaded = pol_runtime::testrun::load(&compiled).expect("loads");
+        let h = &compiled.hir.filters[0].hook;
+        let verdict = |pkt: &[u8]| {
+            let run = loaded.test_run("f", pkt, 1).expect("test run");
+            pol_runtime::testrun::verdict_of(h, run.retval).expect("a verdict")
+        };
+        use pol_compiler::syntax::ast::Verdict;
+        for frag in [0, 0x2000] {
+            let good = pad(
+                eth(&[], 0x0800, &ip4(6, frag, &[], &tcp(80, 1234, 0x10))),
+                60,
+            );
+            assert_eq!(verdict(&good), Verdict::Pass, "{hook}");
+            for total in [20u16, 28, 39] {
+                let mut bad = good.clone();
+                bad[16..18].copy_from_slice(&total.to_be_bytes());
+                assert_eq!(verdict(&bad), Verdict::Drop, "{hook}: total length {total}");
+            }
+        }
+        let good = eth(&[], 0x86dd, &ip6(&[], 6, &tcp(80, 1234, 0x10)));
+        assert_eq!(verdict(&good), Verdict::Pass, "{hook}");
+        let mut bad = good.clone();
+        bad[18..20].copy_from_slice(&8u16.to_be_bytes());
+        assert_eq!(verdict(&bad), Verdict::Drop, "{hook}: payload length 8");
+    }
+}
+
 // ---- Variants: every Needs must agree with the full parser on what it parses ----
 
 /// Frames that exercise every path of the parser, good and bad.
@@ -818,6 +1008,17 @@ fn parser_sizes() {
         }
     }
     assert!(parser_len(ParserHook::Xdp, Needs::default()) < parser_len(ParserHook::Xdp, ALL));
+    // What the verifier goes through for the full parser (the IPv6 walk dominates).
+    if kernel() {
+        for hook in [ParserHook::Xdp, ParserHook::Tc] {
+            let (fd, _) = load(hook, ALL, &reads_program(hook, ALL));
+            let info = sys::prog_info(fd.as_fd()).expect("prog info");
+            println!(
+                "{hook:?} full parser: verifier processed {} insns",
+                info.verified_insns
+            );
+        }
+    }
 }
 
 // ---- hir::needs over small filters ----

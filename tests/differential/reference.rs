@@ -1,9 +1,13 @@
 //! The reference: what docs/packet-parsing.md says a packet's fields are, computed from the
 //! packet description, and the generated rules evaluated on them in plain Rust, first
-//! match wins. Nothing here comes from the compiler.
+//! match wins. Nothing here comes from the compiler but which layers each filter's parser
+//! reads (`hir::needs`): the documented malformed rule depends on it (a layer that is not
+//! parsed cannot be malformed). Whether leaving those layers out is sound is still tested:
+//! a packet well-formed in every layer gets all its fields here, parsed or not.
 
-use crate::packets::{ext_number, Bad, Body, Pkt, L4};
+use crate::packets::{ext_number, Bad, Body, Ip, Pkt, L4};
 use crate::rules::*;
+use pol_compiler::bpf::parser::Needs;
 use pol_runtime::packet::Ext;
 use std::net::IpAddr;
 
@@ -36,8 +40,37 @@ pub enum L4Rec {
     Icmp6 { ty: u8 },
 }
 
-/// The fields, or why the packet is malformed. `frame` is the length of the built frame.
-pub fn parse(p: &Pkt, frame: usize) -> Result<Rec, &'static str> {
+/// Which layers a filter's parser reads, for a mismatch report.
+pub fn describe(n: &Needs) -> String {
+    let on: Vec<&str> = [
+        (n.ip4, "ip4"),
+        (n.ip6, "ip6"),
+        (n.ip6_walk(), "ip6 extension headers"),
+        (n.frag4, "frag4"),
+        (n.frag6, "frag6"),
+        (n.tcp4, "tcp4"),
+        (n.tcp6, "tcp6"),
+        (n.udp4, "udp4"),
+        (n.udp6, "udp6"),
+        (n.icmp, "icmp"),
+        (n.icmp6, "icmp6"),
+    ]
+    .into_iter()
+    .filter_map(|(b, name)| b.then_some(name))
+    .collect();
+    format!("parser reads: Ethernet, VLAN, {}", on.join(", "))
+}
+
+/// The fields of `p` for a filter whose parser reads the layers `n` says, or why the
+/// packet is malformed for it. `frame` is the length of the built frame.
+///
+/// docs/packet-parsing.md: a header that is parsed is validated; a layer that is not parsed
+/// cannot be malformed (Ethernet and the VLAN look-through are always parsed). So a packet
+/// malformed in a layer `n` skips is, for this filter, a packet without that layer: its
+/// fields end before it. A packet well-formed in every layer gets all its fields, parsed
+/// or not: leaving a layer out must not change what any rule sees (`hir::needs` promises
+/// it; the comparison with the kernel checks it).
+pub fn parse(p: &Pkt, frame: usize, n: &Needs) -> Result<Rec, &'static str> {
     if p.tags.len() > 2 {
         return Err("a third VLAN tag");
     }
@@ -56,10 +89,70 @@ pub fn parse(p: &Pkt, frame: usize) -> Result<Rec, &'static str> {
     let Body::Ip(ip) = &p.body else {
         return Ok(r);
     };
+    // The IP header: malformed only when this family is parsed; else, malformed or not,
+    // the packet is not IP for this filter (well-formed, it keeps its fields).
+    let parsed = if ip.v6() { n.ip6 } else { n.ip4 };
+    let (ip_rec, walk) = match ip_layer(p, frame) {
+        Ok(x) => x,
+        Err(why) if parsed => return Err(why),
+        Err(_) => return Ok(r),
+    };
+    // IPv6 extension headers are walked only when something behind them is needed; a
+    // chain too long to walk then cannot be malformed, and nothing behind it is seen.
+    let walked = !ip.v6() || n.ip6_walk();
+    let (frag, later, proto) = match walk {
+        Ok(x) => x,
+        Err(why) if parsed && walked => return Err(why),
+        Err(_) => {
+            r.ip = Some(IpRec {
+                proto: ip.exts.first().map_or(ip.proto(), ext_number),
+                ..ip_rec
+            });
+            return Ok(r);
+        }
+    };
+    r.ip = Some(IpRec { proto, ..ip_rec });
+    r.frag = frag;
+    r.later = later;
+    if later {
+        return Ok(r);
+    }
+    // The L4 header: malformed only when parsed behind this family.
+    let l4_parsed = match (ip.l4, ip.v6()) {
+        (L4::Tcp { .. }, false) => n.tcp4,
+        (L4::Tcp { .. }, true) => n.tcp6,
+        (L4::Udp { .. }, false) => n.udp4,
+        (L4::Udp { .. }, true) => n.udp6,
+        (L4::Icmp { .. }, false) => n.icmp,
+        (L4::Icmp { .. }, true) => n.icmp6,
+        (L4::Raw(_), _) => false,
+    };
+    r.l4 = match l4_layer(p, ip) {
+        Ok(l4) => l4,
+        Err(why) if parsed && walked && l4_parsed => return Err(why),
+        Err(_) => None,
+    };
+    Ok(r)
+}
+
+/// What the walk of the IPv6 extension headers (none for IPv4) gives: (fragment, later
+/// fragment, protocol), or why the chain is malformed.
+type Walk = Result<(bool, bool, u8), &'static str>;
+
+/// The IP header's fields, and the walk behind it; `Err` when the IP header is malformed.
+fn ip_layer(p: &Pkt, frame: usize) -> Result<(IpRec, Walk), &'static str> {
+    let Body::Ip(ip) = &p.body else {
+        unreachable!("an IP packet")
+    };
+    let l3 = p.l3_off();
     let len = ip.len_field(p.bad);
-    let mut proto = ip.proto();
-    // Bytes of the L4 header and payload inside the IP packet.
-    let l4_bytes;
+    let rec = IpRec {
+        v6: ip.v6(),
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto(),
+        ttl: ip.ttl,
+    };
     if !ip.v6() {
         if frame < l3 + 20 {
             return Err("IPv4 header cut short");
@@ -78,45 +171,51 @@ pub fn parse(p: &Pkt, frame: usize) -> Result<Rec, &'static str> {
         if l3 + len > frame {
             return Err("IPv4 total length past the frame");
         }
-        if let Some((offset, more)) = ip.frag4 {
-            r.frag = offset != 0 || more;
-            r.later = offset != 0;
+        let (frag, later) = ip.frag4.map_or((false, false), |(offset, more)| {
+            (offset != 0 || more, offset != 0)
+        });
+        return Ok((rec, Ok((frag, later, ip.proto()))));
+    }
+    if frame < l3 + 40 {
+        return Err("IPv6 header cut short");
+    }
+    if l3 + 40 + len > frame {
+        return Err("IPv6 payload length past the frame");
+    }
+    let mut frag = false;
+    for (i, e) in ip.exts.iter().enumerate() {
+        if i == 6 {
+            return Ok((rec, Err("a seventh IPv6 extension header")));
         }
-        l4_bytes = len - ihl * 4;
+        if let Ext::Fragment { offset, .. } = e {
+            frag = true;
+            if *offset != 0 {
+                // Nothing after a later fragment's header is read.
+                let proto = ip.exts.get(i + 1).map_or(ip.proto(), ext_number);
+                return Ok((rec, Ok((true, true, proto))));
+            }
+        }
+    }
+    // The generator's extension headers always lie inside the payload length (a frame cut
+    // short fails the payload-length test first; a short L4 keeps the chain whole).
+    assert!(
+        ip.ext_len() <= len,
+        "an extension header past the IPv6 payload"
+    );
+    Ok((rec, Ok((frag, false, ip.proto()))))
+}
+
+/// The L4 header, or why it is malformed: it must lie inside the IP packet as its length
+/// field says (which lies inside the frame), whatever follows the IP packet in the frame.
+fn l4_layer(p: &Pkt, ip: &Ip) -> Result<Option<L4Rec>, &'static str> {
+    let len = ip.len_field(p.bad);
+    // Bytes of the L4 header and payload inside the IP packet.
+    let l4_bytes = if ip.v6() {
+        len - ip.ext_len()
     } else {
-        if frame < l3 + 40 {
-            return Err("IPv6 header cut short");
-        }
-        if l3 + 40 + len > frame {
-            return Err("IPv6 payload length past the frame");
-        }
-        for (i, e) in ip.exts.iter().enumerate() {
-            if i == 6 {
-                return Err("a seventh IPv6 extension header");
-            }
-            if let Ext::Fragment { offset, .. } = e {
-                r.frag = true;
-                if *offset != 0 {
-                    // Nothing after a later fragment's header is read.
-                    r.later = true;
-                    proto = ip.exts.get(i + 1).map_or(ip.proto(), ext_number);
-                    break;
-                }
-            }
-        }
-        l4_bytes = len - ip.ext_len();
-    }
-    r.ip = Some(IpRec {
-        v6: ip.v6(),
-        src: ip.src,
-        dst: ip.dst,
-        proto,
-        ttl: ip.ttl,
-    });
-    if r.later {
-        return Ok(r);
-    }
-    r.l4 = match ip.l4 {
+        len - ip.hdr_len()
+    };
+    Ok(match ip.l4 {
         L4::Tcp {
             sport,
             dport,
@@ -151,8 +250,7 @@ pub fn parse(p: &Pkt, frame: usize) -> Result<Rec, &'static str> {
             })
         }
         L4::Raw(_) => None,
-    };
-    Ok(r)
+    })
 }
 
 /// The decision: the statistics slot (rule index, then default, then malformed) and

@@ -121,6 +121,16 @@ impl<'a> Em<'a> {
         self.jmp_reg(BPF_JGT, R0, R3, malformed);
     }
 
+    /// `check`, and also `if r0 > r7 goto malformed`: `base .. base + n` lies inside the IP
+    /// packet, whose end (`IP_END`) the IPv4/IPv6 code computed from its length field. The
+    /// data_end test stays: at run time it follows from this one (the IP end was checked
+    /// against data_end), but only a test against data_end gives the verifier a range.
+    pub fn check_ip(&mut self, base: Reg, n: i32) {
+        self.check(base, n);
+        let malformed = self.malformed;
+        self.jmp_reg(BPF_JGT, R0, super::IP_END, malformed);
+    }
+
     /// `dst = be16 *(u16 *)(base + off)`: a network-order field in host order.
     pub fn load_be16(&mut self, dst: Reg, base: Reg, off: i16) {
         self.emit(ldx(Size::H, dst, base, off));

@@ -2,12 +2,15 @@
 //! and the dispatch to TCP/UDP/ICMP.
 
 use super::emit::Em;
-use super::{dispatch, has, rec, Deferred, L4Labels, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use super::{
+    dispatch, has, rec, Deferred, L4Labels, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IP_END,
+};
 use crate::bpf::asm::Label;
 use crate::bpf::insn::*;
 use crate::bpf::record::*;
 
-/// IPv4 at r4. Leaves r8 = L4 header, r1 = protocol, and dispatches to the L4 blocks.
+/// IPv4 at r4. Leaves r7 = end of the IP packet, r8 = L4 header, r1 = protocol, and
+/// dispatches to the L4 blocks.
 pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<Deferred>) {
     let n = p.needs;
     let malformed = p.malformed;
@@ -19,16 +22,16 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<De
     p.jmp_imm(BPF_JGT, R6, 0x4f, malformed);
     p.emit(alu64_imm(BPF_AND, R6, 0xf));
     p.emit(alu64_imm(BPF_LSH, R6, 2));
-    p.load_be16(R7, R4, 2);
-    p.jmp_reg(BPF_JLT, R7, R6, malformed);
+    // The total length, then (scalar += packet pointer) the end of the IP packet.
+    p.load_be16(IP_END, R4, 2);
+    p.jmp_reg(BPF_JLT, IP_END, R6, malformed);
     if has(s, OFF_IP_LEN, 2) {
-        p.emit(stx(Size::H, R10, R7, rec(OFF_IP_LEN)));
+        p.emit(stx(Size::H, R10, IP_END, rec(OFF_IP_LEN)));
     }
     // Total length within the frame; with total length >= IHL * 4 this also puts the
-    // options inside the frame.
-    p.emit(mov64_reg(R0, R4));
-    p.emit(alu64_reg(BPF_ADD, R0, R7));
-    p.jmp_reg(BPF_JGT, R0, R3, malformed);
+    // options inside the frame. The L4 header is checked against IP_END.
+    p.emit(alu64_reg(BPF_ADD, IP_END, R4));
+    p.jmp_reg(BPF_JGT, IP_END, R3, malformed);
     if has(s, OFF_IP_TTL, 1) {
         p.emit(ldx(Size::B, R0, R4, 8));
         p.emit(stx(Size::B, R10, R0, rec(OFF_IP_TTL)));

@@ -3,7 +3,8 @@
 
 use super::emit::Em;
 use super::{
-    dispatch, has, rec, Deferred, L4Labels, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_EXT_HDRS,
+    dispatch, has, rec, Deferred, L4Labels, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IP_END,
+    MAX_EXT_HDRS,
 };
 use crate::bpf::asm::Label;
 use crate::bpf::insn::*;
@@ -21,14 +22,15 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<De
     let malformed = p.malformed;
     let s = n.store6;
     p.check(R4, 40);
-    p.load_be16(R7, R4, 4);
-    p.emit(alu64_imm(BPF_ADD, R7, 40));
+    // Payload length + 40, then (scalar += packet pointer) the end of the IP packet:
+    // within the frame; extension headers and L4 are checked against it.
+    p.load_be16(IP_END, R4, 4);
+    p.emit(alu64_imm(BPF_ADD, IP_END, 40));
     if has(s, OFF_IP_LEN, 2) {
-        p.emit(stx(Size::H, R10, R7, rec(OFF_IP_LEN)));
+        p.emit(stx(Size::H, R10, IP_END, rec(OFF_IP_LEN)));
     }
-    p.emit(mov64_reg(R0, R4));
-    p.emit(alu64_reg(BPF_ADD, R0, R7));
-    p.jmp_reg(BPF_JGT, R0, R3, malformed);
+    p.emit(alu64_reg(BPF_ADD, IP_END, R4));
+    p.jmp_reg(BPF_JGT, IP_END, R3, malformed);
     if has(s, OFF_IP_TTL, 1) {
         p.emit(ldx(Size::B, R0, R4, 7));
         p.emit(stx(Size::B, R10, R0, rec(OFF_IP_TTL)));
@@ -63,6 +65,11 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<De
 
     // Extension headers: r1 = next header, r8 = its start. Unrolled: each header is
     // checked, then r8 moves past it (a variable amount, hence a fresh check each time).
+    // The checks are against the frame only: r8 only grows, so a header that ends past
+    // the IP packet leaves r8 past IP_END for good, and both ways out of the walk (the end
+    // of the chain, a later fragment) test r8 against IP_END once instead of every step
+    // testing it. (A header wholly past the IP end may steer the walk, but only towards
+    // `malformed`.)
     let end_of_chain = p.new_label();
     let later = p.new_label();
     let mut steps = Vec::new();
@@ -107,6 +114,9 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<De
         p.jmp_imm(BPF_JEQ, R1, proto, malformed);
     }
     p.bind(end_of_chain);
+    // Every extension header ends inside the IP packet. (No read of r8 follows here: no
+    // test against data_end is needed.)
+    p.jmp_reg(BPF_JGT, R8, IP_END, malformed);
     if has(s, OFF_IP_PROTO, 1) {
         p.emit(stx(Size::B, R10, R1, rec(OFF_IP_PROTO)));
     }
@@ -127,7 +137,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<De
 
 /// Fragment headers (8 bytes; the length byte is reserved and ignored, as the kernel
 /// does): r0 = next header, offset and M flag in the u16 at +2, as loaded. A first
-/// fragment goes on walking; a later one carries no L4 header.
+/// fragment goes on walking; a later one carries no L4 header, and ends the walk.
 pub(super) fn emit_frags(p: &mut Em, steps: Vec<(Label, Label)>, later: Label, done: Label) {
     let n = p.needs;
     for (frag, adv) in steps {
@@ -141,6 +151,10 @@ pub(super) fn emit_frags(p: &mut Em, steps: Vec<(Label, Label)>, later: Label, d
         p.goto(adv);
     }
     p.bind(later);
+    // The fragment header, and every header before it, ends inside the IP packet.
+    let malformed = p.malformed;
+    p.emit(alu64_imm(BPF_ADD, R8, 8));
+    p.jmp_reg(BPF_JGT, R8, IP_END, malformed);
     if n.frag6 {
         p.emit(alu64_imm(BPF_OR, R9, F_FRAG_LATER as i32));
     }

@@ -1,5 +1,6 @@
 //! L4 headers at r8: TCP, UDP, ICMP and ICMPv6, each only when some family dispatches to
-//! it, laid out so the last dispatch test can fall through into the first block.
+//! it, laid out so the last dispatch test can fall through into the first block. Each
+//! header must end inside the IP packet (r7), not only inside the frame.
 
 use super::emit::Em;
 use super::{has, rec, L4Labels};
@@ -58,7 +59,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
             Kind::Tcp | Kind::Udp => {
                 let tcp = k == Kind::Tcp;
                 if tcp {
-                    p.check(R8, 20);
+                    p.check_ip(R8, 20);
                     // Data offset (high nibble of byte 12) >= 5.
                     p.emit(ldx(Size::B, R1, R8, 12));
                     p.jmp_imm(BPF_JLT, R1, 0x50, malformed);
@@ -68,7 +69,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
                     }
                     p.emit(alu64_imm(BPF_OR, R9, F_TCP as i32));
                 } else {
-                    p.check(R8, 8);
+                    p.check_ip(R8, 8);
                     p.emit(alu64_imm(BPF_OR, R9, F_UDP as i32));
                 }
                 let other = if tcp { Kind::Udp } else { Kind::Tcp };
@@ -96,7 +97,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
                 if both_icmp {
                     p.bind(icmp_common);
                 }
-                p.check(R8, 4);
+                p.check_ip(R8, 4);
                 for (off, from) in [(OFF_ICMP_TYPE, 0), (OFF_ICMP_CODE, 1)] {
                     if has(n.store_icmp, off, 1) {
                         p.emit(ldx(Size::B, R0, R8, from));

@@ -6,16 +6,27 @@
 //!
 //! Fail-closed: a truncated or inconsistent header, a third VLAN tag, more than
 //! `MAX_EXT_HDRS` IPv6 extension headers or a first fragment too short for its L4 header
-//! jumps to `malformed`. Unknown EtherTypes and L4 protocols are not malformed: the record
-//! then has no IP (or no L4) bits. A layer that is not parsed is never malformed.
+//! jumps to `malformed`. Headers behind the IP header (IPv6 extension headers, TCP, UDP,
+//! ICMP) must lie inside the IP packet as its length field gives it, not just inside the
+//! frame: bytes after the IP packet (Ethernet padding, or trailing bytes an attacker
+//! appends to a tiny first fragment) are not part of it and must not supply ports or
+//! flags. Unknown EtherTypes and L4 protocols are not malformed: the record then has no
+//! IP (or no L4) bits. A layer that is not parsed is never malformed.
 //!
 //! Registers while parsing: r2 = data, r3 = data_end, r4 = L3 header, r5 = EtherType,
-//! r8 = L4 header, r1 = L4 protocol, r9 = layer flags (stored once at the end), r0/r6/r7
-//! scratch.
+//! r7 = end of the IP packet (`IP_END`, computed once from the length field and checked
+//! against data_end), r8 = L4 header, r1 = L4 protocol, r9 = layer flags (stored once at
+//! the end), r0/r6 scratch.
 //!
 //! Verifier notes, in one place. Every packet read is preceded by
 //! `r0 = base + N; if r0 > r3 goto malformed` covering all reads up to `base + N`; without
 //! it the load fails with `invalid access to packet, off=14 size=2, R2(id=0,off=14,r=0)`.
+//! An L4 header gets a second test, `if r0 > r7 goto malformed`, bounding it by the IP
+//! packet (the IPv6 walk tests r8 against r7 where it ends instead, see `ipv6.rs`); it
+//! cannot replace the first: only a comparison with data_end (r3) gives the verifier a
+//! readable range, a comparison with another packet pointer gives none (and is allowed
+//! only to a loader with CAP_PERFMON or CAP_SYS_ADMIN, as root has; pol's programs already
+//! need that for other pointer arithmetic).
 //! Adding a variable (the IPv4 header length, an extension header length) to a packet
 //! pointer gives a pointer with a new id and range 0, so each such base gets its own check
 //! before its first read (`invalid access to packet, off=0 size=1, R8(id=2,off=0,r=0)`).
@@ -137,6 +148,9 @@ const SKB_VLAN_PRESENT: i16 = 20;
 const SKB_VLAN_TCI: i16 = 24;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
+
+/// The end of the IP packet while parsing behind the IP header (see the module comment).
+const IP_END: Reg = R7;
 
 const ETH_P_IP: i32 = 0x0800;
 const ETH_P_IPV6: i32 = 0x86dd;
