@@ -151,3 +151,36 @@ fn a_hundred_thousand_rules_load_and_decide() {
         "drop"
     );
 }
+
+#[test]
+fn long_lists_of_code_rules_pass_the_verifier() {
+    if !common::kernel_available() {
+        return;
+    }
+    // Rules that combine two fields stay code. 1,400 of them used to exhaust the verifier
+    // (a rule's `==` pinned the record slot for every later rule) or overflow 16-bit jumps
+    // once the kernel inlined the map lookups.
+    let dst = |i: u32| format!("10.{}.{}.1", i / 250, i % 250);
+    let mut src = String::from("filter f on xdp(\"eth0\") {\n");
+    for i in 0..1400 {
+        src.push_str(&format!(
+            "    drop ip.dst == {} and tcp.dport == 80\n",
+            dst(i)
+        ));
+    }
+    src.push_str("    default pass\n}\n");
+    let c = compile(&src);
+    let l = testrun::load(&c).expect("the verifier accepts 1,400 code rules");
+    assert_eq!(
+        verdict(&c, &l, Packet::tcp().dst(dst(1399).as_str()).dport(80)),
+        "drop"
+    );
+    assert_eq!(
+        verdict(&c, &l, Packet::tcp().dst(dst(1399).as_str()).dport(81)),
+        "pass"
+    );
+    assert_eq!(
+        verdict(&c, &l, Packet::tcp().dst(dst(3).as_str()).dport(80)),
+        "drop"
+    );
+}

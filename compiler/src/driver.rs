@@ -5,7 +5,7 @@
 
 use crate::bpf::disasm;
 use crate::bpf::parser::ParserHook;
-use crate::bpf::select::{self, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
+use crate::bpf::select::{self, SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use crate::bpf::Insn;
 use crate::check::{self, Resources};
 use crate::diag::{has_errors, Diagnostic};
@@ -99,17 +99,24 @@ pub fn compile_with(source: &str, files: FileReader<'_>) -> Result<Compiled, Vec
                     Diagnostic::error(
                         "L0601",
                         format!("filter `{}` cannot be encoded: {e}", filter.name),
-                        filter.span.clone(),
+                        header_span(source, &filter.span),
                     )
-                    .with_help("move addresses and ports into named sets: large sets become maps"),
+                    .with_label("this filter is too long for eBPF's 16-bit jumps")
+                    .with_help("rules that stay code make it long: put their values in named sets (more than 8 elements become a map), or split the filter; `pol build --explain` shows which rules stay code"),
                 );
                 continue;
             }
         };
-        let resources = check::measure(&asm.insns);
+        let resources = check::measure(&asm.insns, &asm.marks);
         if let Err(limit) = check::check(&resources) {
+            // Point at the rule when one rule is the cause, else at the filter's header.
+            let span = match filter.rules.get(resources.most_jumps.0 as usize) {
+                Some(rule) if limit.message.starts_with("this rule") => rule.span.clone(),
+                _ => header_span(source, &filter.span),
+            };
             diags.push(
-                Diagnostic::error("L0602", limit.message, filter.span.clone())
+                Diagnostic::error("L0602", limit.message, span)
+                    .with_label("beyond what the kernel verifier accepts")
                     .with_help(limit.help),
             );
             continue;
@@ -215,6 +222,16 @@ fn object_spec(hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {
     }
 }
 
+/// `filter NAME on HOOK`: the part of a filter before its `{`, for diagnostics about the
+/// whole filter.
+fn header_span(source: &str, span: &std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let body = source
+        .get(span.clone())
+        .and_then(|s| s.find('{'))
+        .unwrap_or(0);
+    span.start..span.start + body.max(1)
+}
+
 pub fn verdict_word(v: ast::Verdict) -> &'static str {
     match v {
         ast::Verdict::Pass => "pass",
@@ -240,6 +257,9 @@ impl Compiled {
                 SRC_PARSER => "packet parser".to_string(),
                 SRC_DEFAULT => "default".to_string(),
                 SRC_MALFORMED => "malformed packet".to_string(),
+                SRC_DECIDE => {
+                    "count the decision in the statistics map, return the verdict".to_string()
+                }
                 ir::groups::RULE_MAPS => {
                     "rule maps: one lookup per key space, the first matching rule wins".to_string()
                 }

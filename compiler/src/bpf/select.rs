@@ -5,7 +5,7 @@
 //! Virtual registers get physical ones from `regalloc`. Helper calls take r1–r5.
 
 use super::asm::{Asm, AsmError, Assembled, Label};
-use super::insn::{self as i, Reg, Size, R0, R1, R10, R2, R3, R4, R9};
+use super::insn::{self as i, Reg, Size, R0, R1, R10, R2, R3, R4, R6, R9};
 use super::parser::{self, Needs, ParserHook};
 use super::record::{RECORD_BASE, SCRATCH_BASE, SCRATCH_BEST_ACTION, SCRATCH_BEST_RULE};
 use super::regalloc;
@@ -13,12 +13,16 @@ use crate::ir::{cfg, BrOp, Function, Inst, Term};
 
 /// Source ids for instructions that come from no rule (see `Asm::mark`).
 pub const SRC_PARSER: u32 = u32::MAX - 2;
+/// The shared tail of every action: count the decision, return the verdict.
+pub const SRC_DECIDE: u32 = u32::MAX - 4;
 pub const SRC_DEFAULT: u32 = u32::MAX - 1;
 pub const SRC_MALFORMED: u32 = u32::MAX;
 
 const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
 const HELPER_MAP_UPDATE_ELEM: i32 = 2;
 const BPF_NOEXIST: i32 = 1;
+/// An unaligned scratch slot, free between the parser and the rules.
+const FORGET_FLAGS: i16 = SCRATCH_BASE + 2;
 
 /// Selects instructions for one program: packet parser, then the rule blocks.
 pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembled, AsmError> {
@@ -26,9 +30,19 @@ pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembl
     let labels: Vec<Label> = func.blocks.iter().map(|_| asm.new_label()).collect();
     asm.mark(SRC_PARSER);
     parser::emit_packet_parser(&mut asm, hook, needs, labels[func.malformed.0 as usize]);
-    // The parser leaves the layer flags in r9 (and in the record).
+    // The parser leaves the layer flags in r9 (and in the record), a constant on each of its
+    // paths. Left so, the verifier walks the whole rule section once per kind of packet
+    // the parser can tell apart (IPv4/TCP, IPv6/UDP, tagged, ...) and a few thousand rules
+    // exhaust its budget ("processed 1000001 insns (limit 1000000)"). Passing the flags
+    // through an unaligned 2-byte stack slot, which the verifier does not track, makes
+    // them one unknown value, so all parser paths meet in one state at the first rule.
+    asm.emit(i::stx(Size::H, R10, R9, FORGET_FLAGS));
+    asm.emit(i::ldx(Size::H, R9, R10, FORGET_FLAGS));
 
     let order = cfg::layout(func);
+    // One shared copy of "count the decision, return": every action stores its statistics
+    // slot and return code and jumps here (3 instructions instead of 12 per action).
+    let mut tail: Option<(Label, String)> = None;
     let mut last_src = None;
     for (pos, &b) in order.iter().enumerate() {
         let block = &func.blocks[b.0 as usize];
@@ -45,10 +59,32 @@ pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembl
         asm.bind(labels[b.0 as usize]);
         let regs = regalloc::allocate(block);
         let reg = |v| regs.get(&v).copied().unwrap_or(R0);
-        for inst in &block.insts {
+        // `Stat` right before `Return`: hand both to the shared tail.
+        let shared = match (block.insts.last(), &block.term) {
+            (Some(Inst::Stat { map, .. } | Inst::StatBest { map }), Term::Return(_)) => {
+                Some(map.clone())
+            }
+            _ => None,
+        };
+        let body = if shared.is_some() {
+            &block.insts[..block.insts.len() - 1]
+        } else {
+            &block.insts[..]
+        };
+        for inst in body {
             match inst {
                 Inst::LoadRecord { dst, off, size } => {
-                    asm.emit(i::ldx(size_of(*size), reg(*dst), R10, RECORD_BASE + off));
+                    let at = RECORD_BASE + off;
+                    asm.emit(i::ldx(size_of(*size), reg(*dst), R10, at));
+                    // The verifier tracks a register the parser stored at an 8-aligned
+                    // slot and links it to what is loaded back: a rule's `==` then pins
+                    // the slot to a constant for every later rule, each rule's match is
+                    // a new state, and a few hundred `ip.dst ==` rules exhaust the
+                    // verifier ("BPF program is too large. Processed 1000001 insn").
+                    // An ALU op gives the loaded value an identity of its own.
+                    if at % 8 == 0 {
+                        asm.emit(i::alu32_imm(i::BPF_XOR, reg(*dst), 0));
+                    }
                 }
                 Inst::AndImm { dst, src, imm } => {
                     if reg(*dst) != reg(*src) {
@@ -65,8 +101,8 @@ pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembl
                     }
                 }
                 Inst::Count { map, key_off } => count(&mut asm, map, *key_off),
-                Inst::Stat { map, index } => stat(&mut asm, map, Some(*index)),
-                Inst::StatBest { map } => stat(&mut asm, map, None),
+                Inst::Stat { map, index } => stat(&mut asm, map, Some(*index), SCRATCH_BASE),
+                Inst::StatBest { map } => stat(&mut asm, map, None, SCRATCH_BEST_RULE),
                 Inst::InitBest { rule, action } => {
                     asm.emit(i::st_imm(Size::W, R10, SCRATCH_BEST_RULE, *rule as i32));
                     asm.emit(i::st_imm(Size::W, R10, SCRATCH_BEST_ACTION, *action as i32));
@@ -86,10 +122,41 @@ pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembl
         }
         let is_next = |t: crate::ir::BlockId| Some(t) == next;
         match &block.term {
-            Term::Return(code) => {
-                asm.emit(i::mov64_imm(R0, *code as i32));
-                asm.emit(i::exit());
-            }
+            Term::Return(code) => match (&shared, block.insts.last()) {
+                (Some(map), Some(last)) => {
+                    match last {
+                        Inst::Stat { index, .. } => {
+                            asm.emit(i::st_imm(Size::W, R10, SCRATCH_BASE, *index as i32))
+                        }
+                        _ => {
+                            asm.emit(i::ldx(Size::W, R1, R10, SCRATCH_BEST_RULE));
+                            asm.emit(i::stx(Size::W, R10, R1, SCRATCH_BASE));
+                        }
+                    }
+                    asm.emit(i::mov64_imm(R6, *code as i32));
+                    if next.is_none() {
+                        // The tail is emitted right after the last block.
+                        if tail.is_none() {
+                            let l = asm.new_label();
+                            tail = Some((l, map.clone()));
+                        }
+                        continue;
+                    }
+                    let label = match &tail {
+                        Some((l, _)) => *l,
+                        None => {
+                            let l = asm.new_label();
+                            tail = Some((l, map.clone()));
+                            l
+                        }
+                    };
+                    asm.ja_to(label);
+                }
+                _ => {
+                    asm.emit(i::mov64_imm(R0, *code as i32));
+                    asm.emit(i::exit());
+                }
+            },
             Term::Jump(t) => {
                 if !is_next(*t) {
                     asm.ja_to(labels[t.0 as usize]);
@@ -125,6 +192,13 @@ pub fn select(func: &Function, hook: ParserHook, needs: Needs) -> Result<Assembl
                 );
             }
         }
+    }
+    if let Some((label, map)) = tail {
+        asm.mark(SRC_DECIDE);
+        asm.bind(label);
+        stat(&mut asm, &map, None, SCRATCH_BASE);
+        asm.emit(i::mov64_reg(R0, R6));
+        asm.emit(i::exit());
     }
     asm.finish()
 }
@@ -236,16 +310,12 @@ fn count(asm: &mut Asm, map: &str, key_off: Option<i16>) {
 }
 
 /// `map[index] += 1` on a per-CPU array: no other CPU writes this slot, so no atomic.
-/// `None` counts the best rule found by the rule maps (its index is already on the stack).
-fn stat(asm: &mut Asm, map: &str, index: Option<u32>) {
+/// With `index` `None`, the index is already on the stack at `key`.
+fn stat(asm: &mut Asm, map: &str, index: Option<u32>, key: i16) {
     let done = asm.new_label();
-    let key = match index {
-        Some(index) => {
-            asm.emit(i::st_imm(Size::W, R10, SCRATCH_BASE, index as i32));
-            SCRATCH_BASE
-        }
-        None => SCRATCH_BEST_RULE,
-    };
+    if let Some(index) = index {
+        asm.emit(i::st_imm(Size::W, R10, key, index as i32));
+    }
     asm.ld_map(R1, map);
     key_ptr(asm, R2, key);
     asm.emit(i::call(HELPER_MAP_LOOKUP_ELEM));

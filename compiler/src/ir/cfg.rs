@@ -5,7 +5,6 @@
 //! a bounded program), and every virtual register is defined before use in its own block.
 
 use super::{BlockId, Function};
-use petgraph::algo::is_cyclic_directed;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::HashSet;
 
@@ -58,7 +57,28 @@ pub fn verify(func: &Function) -> Result<(), String> {
             return Err(format!("entry block {e} is missing"));
         }
     }
-    if is_cyclic_directed(&graph(func)) {
+    // Kahn's algorithm over every block: a cycle leaves blocks with inbound edges.
+    // (petgraph's `is_cyclic_directed` recurses once per block on the path and overflows
+    // a thread's stack on a rule with thousands of alternatives.)
+    let g = graph(func);
+    let mut indeg = vec![0usize; n];
+    for e in g.edge_indices() {
+        if let Some((_, b)) = g.edge_endpoints(e) {
+            indeg[b.index()] += 1;
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|&b| indeg[b] == 0).collect();
+    let mut seen = 0;
+    while let Some(b) = ready.pop() {
+        seen += 1;
+        for s in g.neighbors(NodeIndex::new(b)) {
+            indeg[s.index()] -= 1;
+            if indeg[s.index()] == 0 {
+                ready.push(s.index());
+            }
+        }
+    }
+    if seen != n {
         return Err("the CFG has a cycle".into());
     }
     Ok(())
@@ -103,4 +123,70 @@ pub fn layout(func: &Function) -> Vec<BlockId> {
         }
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Block, Inst, Term, VReg};
+
+    fn func(blocks: Vec<Block>) -> Function {
+        Function {
+            name: "t".into(),
+            blocks,
+            entry: BlockId(0),
+            malformed: BlockId(0),
+            vregs: 1,
+        }
+    }
+
+    fn block(insts: Vec<Inst>, term: Term) -> Block {
+        Block {
+            insts,
+            term,
+            rule: None,
+        }
+    }
+
+    #[test]
+    fn verify_finds_cycles_missing_blocks_and_undefined_registers() {
+        let ok = func(vec![
+            block(vec![], Term::Jump(BlockId(1))),
+            block(vec![], Term::Return(2)),
+        ]);
+        assert_eq!(verify(&ok), Ok(()));
+        let cycle = func(vec![
+            block(vec![], Term::Jump(BlockId(1))),
+            block(vec![], Term::Jump(BlockId(0))),
+        ]);
+        assert_eq!(verify(&cycle), Err("the CFG has a cycle".into()));
+        let missing = func(vec![block(vec![], Term::Jump(BlockId(7)))]);
+        assert!(verify(&missing).is_err_and(|e| e.contains("missing block")));
+        let undefined = func(vec![block(
+            vec![Inst::AndImm {
+                dst: VReg(1),
+                src: VReg(0),
+                imm: 1,
+            }],
+            Term::Return(0),
+        )]);
+        assert!(verify(&undefined).is_err_and(|e| e.contains("before defining")));
+    }
+
+    #[test]
+    fn long_chains_do_not_exhaust_the_stack() {
+        let n = 200_000;
+        let blocks = (0..n)
+            .map(|i| {
+                if i + 1 == n {
+                    block(vec![], Term::Return(0))
+                } else {
+                    block(vec![], Term::Jump(BlockId(i + 1)))
+                }
+            })
+            .collect();
+        let f = func(blocks);
+        assert_eq!(verify(&f), Ok(()));
+        assert_eq!(layout(&f).len(), n as usize);
+    }
 }

@@ -187,8 +187,6 @@ impl Lower<'_> {
         }
         self.rule = Some(groups::RULE_MAPS);
         self.set_term(cur, Term::Jump(apply));
-        let map = self.stats.clone();
-        self.push(apply, Inst::StatBest { map });
         let mut at = apply;
         for (id, kind) in kinds.iter().enumerate() {
             let block = self.action(&filter.hook, kind, None);
@@ -324,19 +322,22 @@ impl Lower<'_> {
         self.blocks[b.0 as usize].term = t;
     }
 
-    /// A block that counts and returns; `stat` is its slot in the statistics map (`None`
-    /// when the rule maps' dispatch already counted it).
+    /// A block that counts and returns; `stat` is its slot in the statistics map (`None`:
+    /// the slot of the best rule the rule maps found).
     fn action(&mut self, hook: &Hook, a: &Action, stat: Option<u32>) -> BlockId {
         let b = self.new_block();
-        if let Some(index) = stat {
-            let map = self.stats.clone();
-            self.push(b, Inst::Stat { map, index });
-        }
         for &c in &a.counts {
             let counter = &self.hir.counters[c];
             let map = self.counter_map(c);
             let key_off = counter.key.map(count_key_off);
             self.push(b, Inst::Count { map, key_off });
+        }
+        // The statistics update comes last, right before the return, so that instruction
+        // selection can share one copy of it among all actions (see `bpf::select`).
+        let map = self.stats.clone();
+        match stat {
+            Some(index) => self.push(b, Inst::Stat { map, index }),
+            None => self.push(b, Inst::StatBest { map }),
         }
         self.set_term(b, Term::Return(verdict_code(hook, a.verdict)));
         b
