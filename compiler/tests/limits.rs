@@ -20,7 +20,7 @@ fn code_rules(n: u32) -> String {
 #[test]
 fn too_many_code_rules_is_a_compile_error_at_the_filter() {
     let src = code_rules(4000);
-    let diags = driver::compile(&src).err().expect("refused");
+    let diags = driver::compile(&src).expect_err("refused");
     let text = render_all(&diags, "f.pol", &src);
     assert!(text.contains("[L0601]"), "{text}");
     assert!(text.contains("16-bit"), "{text}");
@@ -37,7 +37,7 @@ fn one_rule_with_too_many_jumps_is_a_compile_error_at_the_rule() {
         "filter f on xdp(\"eth0\") {{\n    pass tcp.dport == 1 and tcp.sport in {{ {} }}\n    default drop\n}}\n",
         set.join(", ")
     );
-    let diags = driver::compile(&src).err().expect("refused");
+    let diags = driver::compile(&src).expect_err("refused");
     let text = render_all(&diags, "f.pol", &src);
     assert!(
         text.contains("[L0601]") || text.contains("[L0602]"),
