@@ -122,8 +122,9 @@ fn test_command_reports_like_cargo_test() {
     let file = dir.path().join("t.pol");
     std::fs::write(
         &file,
-        "filter f on xdp(\"eth0\") {\n    drop tcp.dport == 23\n    default pass\n}\n\
-         test \"telnet\" on f {\n    packet tcp { dport: 23 } => drop\n    packet tcp { dport: 24 } => drop\n}\n",
+        "filter f on xdp(\"eth0\") {\n    drop tcp.dport == 23 count telnet\n    default pass count other\n}\n\
+         test \"telnet\" on f {\n    packet tcp { dport: 23 } => drop\n    packet tcp { dport: 24 } => drop\n\
+             packet tcp { dport: 23 } => drop count telnet\n    packet tcp { dport: 23 } => drop count other\n}\n",
     )
     .expect("write");
     let o = pol(&["test", file.to_str().expect("utf-8")]);
@@ -138,7 +139,19 @@ fn test_command_reports_like_cargo_test() {
         "{out}"
     );
     assert!(err.contains("expected drop, got pass"), "{err}");
-    assert!(out.trim_end().ends_with("1 passed, 1 failed"), "{out}");
+    assert!(
+        out.contains("#3: packet tcp { dport: 23 } => drop count telnet ... ok"),
+        "{out}"
+    );
+    assert!(
+        out.contains("#4: packet tcp { dport: 23 } => drop count other ... FAILED"),
+        "{out}"
+    );
+    assert!(
+        err.contains("counter `other` went from 1 to 1, not up by one"),
+        "{err}"
+    );
+    assert!(out.trim_end().ends_with("2 passed, 2 failed"), "{out}");
 
     let o = pol(&[
         "test",

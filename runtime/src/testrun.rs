@@ -59,20 +59,39 @@ pub fn run_tests(c: &Compiled, loaded: &dyn Object) -> Vec<CaseOutcome> {
             continue;
         };
         for (i, case) in t.cases.iter().enumerate() {
-            let TestCase::Packet { expect, span, .. } = case else {
+            let TestCase::Packet {
+                expect,
+                span,
+                counts,
+                ..
+            } = case
+            else {
                 continue;
             };
-            let result = testcase::build(case)
-                .map_err(|CaseError { message, .. }| message)
-                .and_then(|pkt| {
-                    loaded
-                        .test_run(&filter.name, &pkt, 1)
-                        .map_err(|e| e.to_string())
-                })
-                .and_then(|run| {
-                    verdict_of(&filter.hook, run.retval)
-                        .ok_or(format!("the program returned {}", run.retval))
-                });
+            let expected_counts: Result<Vec<ExpectedCount>, String> =
+                counts.iter().map(|k| expected_count(c, k)).collect();
+            let result = expected_counts.and_then(|wanted| {
+                let before = read_counts(loaded, &wanted)?;
+                let pkt = testcase::build(case).map_err(|CaseError { message, .. }| message)?;
+                let run = loaded
+                    .test_run(&filter.name, &pkt, 1)
+                    .map_err(|e| e.to_string())?;
+                let verdict = verdict_of(&filter.hook, run.retval)
+                    .ok_or(format!("the program returned {}", run.retval))?;
+                if verdict != expect.verdict {
+                    return Ok(verdict);
+                }
+                let after = read_counts(loaded, &wanted)?;
+                for ((name, key), (b, a)) in wanted.iter().zip(before.iter().zip(&after)) {
+                    if a.wrapping_sub(*b) != 1 {
+                        let which = key.as_ref().map(|_| " (that key)").unwrap_or("");
+                        return Err(format!(
+                            "the verdict was right, but counter `{name}`{which} went from {b} to {a}, not up by one"
+                        ));
+                    }
+                }
+                Ok(verdict)
+            });
             out.push(CaseOutcome {
                 test: t.name.clone(),
                 index: i + 1,
@@ -83,4 +102,68 @@ pub fn run_tests(c: &Compiled, loaded: &dyn Object) -> Vec<CaseOutcome> {
         }
     }
     out
+}
+
+/// A counter a test case expects to go up: its map, and the key bytes for keyed ones.
+type ExpectedCount = (String, Option<Vec<u8>>);
+
+/// A `count NAME[KEY]` of a test case: the counter's map and the key bytes, encoded as the
+/// program keys it (see `ir::lower::count_key_off`).
+fn expected_count(
+    c: &Compiled,
+    k: &pol_compiler::syntax::ast::CountClause,
+) -> Result<ExpectedCount, String> {
+    use pol_compiler::hir::fields::Slot;
+    use pol_compiler::hir::Ty;
+    use pol_compiler::syntax::ast::ExprKind;
+    let counter = c
+        .hir
+        .counters
+        .iter()
+        .find(|x| x.name == k.map.name)
+        .ok_or(format!("no counter `{}`", k.map.name))?;
+    let (Some(field), Some(key)) = (counter.key, &k.key) else {
+        return Ok((counter.name.clone(), None));
+    };
+    let bytes = match (&key.kind, field.ty, field.slot) {
+        (ExprKind::Ip4(a), Ty::Ip, _) => {
+            [32u32.to_le_bytes().to_vec(), a.to_vec(), vec![0; 12]].concat()
+        }
+        (ExprKind::Ip6(a), Ty::Ip, _) => [128u32.to_le_bytes().to_vec(), a.to_vec()].concat(),
+        (ExprKind::Ip4(a), Ty::Ip4, _) => a.to_vec(),
+        (ExprKind::Ip6(a), Ty::Ip6, _) => a.to_vec(),
+        (ExprKind::Int(v), _, Slot::Int { size, .. }) => v.to_le_bytes()[..size as usize].to_vec(),
+        _ => {
+            return Err(format!(
+                "`{}`: this key does not fit the counter",
+                k.map.name
+            ))
+        }
+    };
+    Ok((counter.name.clone(), Some(bytes)))
+}
+
+/// The current value of each expected counter (0 for a key not yet in the map).
+fn read_counts(
+    loaded: &dyn Object,
+    wanted: &[ExpectedCount],
+) -> Result<Vec<u64>, String> {
+    wanted
+        .iter()
+        .map(|(name, key)| {
+            let entries = loaded.map_entries(name).map_err(|e| e.to_string())?;
+            let value = |v: &[u8]| {
+                let mut b = [0u8; 8];
+                b[..v.len().min(8)].copy_from_slice(&v[..v.len().min(8)]);
+                u64::from_le_bytes(b)
+            };
+            Ok(match key {
+                None => entries.iter().map(|(_, v)| value(v)).sum(),
+                Some(key) => entries
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or(0, |(_, v)| value(v)),
+            })
+        })
+        .collect()
 }

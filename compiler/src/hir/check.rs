@@ -7,6 +7,7 @@
 //! E0501 unknown hook, E0502 bad hook argument, E0503 missing default,
 //! E0504 duplicate default, E0505 rule after default, E0506 count key unusable,
 //! E0507 count map used with different keys, E0508 duplicate filter, E0509 test on unknown filter,
+//! E0510 a test's expected count names no counter or does not fit its key,
 //! L0501 construct not supported yet (probe, rule, regex, L7 fields, set files).
 
 use super::fields::{self, Field, Slot};
@@ -101,6 +102,13 @@ pub fn check_with(file: &ast::File, source: &str, files: FileReader<'_>) -> (Hir
                     )
                     .with_label("no filter of that name"),
                 );
+            }
+            for case in &t.cases {
+                if let ast::TestCase::Packet { counts, .. } = case {
+                    for count in counts {
+                        c.test_count(count);
+                    }
+                }
             }
         }
     }
@@ -401,6 +409,70 @@ impl Checker<'_> {
                 }
                 None
             }
+        }
+    }
+
+    /// `=> drop count NAME[KEY]` in a test: the counter exists and the key fits it.
+    fn test_count(&mut self, count: &ast::CountClause) {
+        let Some(counter) = self.hir.counters.iter().find(|k| k.name == count.map.name) else {
+            let mut d = Diagnostic::error(
+                "E0510",
+                format!("no filter of this file counts into `{}`", count.map.name),
+                count.map.span.clone(),
+            )
+            .with_label("unknown counter");
+            if let Some(k) = self
+                .hir
+                .counters
+                .iter()
+                .find(|k| fields::edit_distance(&k.name, &count.map.name) <= 2)
+            {
+                d = d.with_help(format!("did you mean `{}`?", k.name));
+            }
+            self.diags.push(d);
+            return;
+        };
+        match (counter.key, &count.key) {
+            (None, None) => {}
+            (Some(f), Some(k)) => {
+                let ty = if f.ty.is_addr() { Ty::Ip } else { f.ty };
+                if self.values(k, ty, false).is_none() {
+                    return;
+                }
+                let fam_ok = !matches!(
+                    (f.ty, &k.kind),
+                    (Ty::Ip4, ExprKind::Ip6(_)) | (Ty::Ip6, ExprKind::Ip4(_))
+                );
+                if !fam_ok {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0510",
+                            format!("`{}` is keyed by `{}` ({})", count.map.name, f.name, f.ty),
+                            k.span.clone(),
+                        )
+                        .with_label("wrong address family"),
+                    );
+                }
+            }
+            (Some(f), None) => self.diags.push(
+                Diagnostic::error(
+                    "E0510",
+                    format!(
+                        "`{}` counts per `{}`: say which entry",
+                        count.map.name, f.name
+                    ),
+                    count.span.clone(),
+                )
+                .with_label(format!("write `count {}[VALUE]`", count.map.name)),
+            ),
+            (None, Some(k)) => self.diags.push(
+                Diagnostic::error(
+                    "E0510",
+                    format!("`{}` is a plain counter, without keys", count.map.name),
+                    k.span.clone(),
+                )
+                .with_label("remove the key"),
+            ),
         }
     }
 

@@ -247,7 +247,7 @@ pub struct TestBlock {
     pub span: Span,
 }
 
-/// `packet tcp { src: 192.0.2.1, dport: 23, vlan: [100] } => drop`
+/// `packet tcp { src: 192.0.2.1, dport: 23, vlan: [100] } => drop count telnet`
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum TestCase {
     Packet {
@@ -255,6 +255,9 @@ pub enum TestCase {
         layers: Vec<Ident>,
         fields: Vec<(Ident, Expr)>,
         expect: Action,
+        /// `=> drop count telnet count by_src[192.0.2.1]`: counters this packet must
+        /// increase by exactly one (the entry of that key, for keyed counters).
+        counts: Vec<CountClause>,
         span: Span,
     },
     Error(Span),

@@ -197,6 +197,7 @@ impl Printer {
                 layers,
                 fields,
                 expect,
+                counts,
                 span: s,
             } => {
                 let layers: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
@@ -211,6 +212,7 @@ impl Printer {
                         p.line(format!("Field {} {}", name.name, span(&name.span)));
                         p.nested(|p| p.expr(value));
                     }
+                    p.counts(counts);
                 });
             }
             TestCase::Error(s) => self.line(format!("ErrorCase {}", span(s))),
