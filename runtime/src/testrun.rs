@@ -144,10 +144,7 @@ fn expected_count(
 }
 
 /// The current value of each expected counter (0 for a key not yet in the map).
-fn read_counts(
-    loaded: &dyn Object,
-    wanted: &[ExpectedCount],
-) -> Result<Vec<u64>, String> {
+fn read_counts(loaded: &dyn Object, wanted: &[ExpectedCount]) -> Result<Vec<u64>, String> {
     wanted
         .iter()
         .map(|(name, key)| {
