@@ -368,31 +368,23 @@ impl Checker<'_> {
                 lo: *b as u64,
                 hi: *b as u64,
             }]),
-            ExprKind::Ip4(a) | ExprKind::Cidr4(a, _)
-                if matches!(ty, Ty::Ip4 | Ty::Ip | Ty::Cidr) =>
+            ExprKind::Ip4(_) | ExprKind::Cidr4(..) | ExprKind::Ip6(_) | ExprKind::Cidr6(..)
+                if address_fits(&e.kind, ty) =>
             {
-                let prefix = match e.kind {
-                    ExprKind::Cidr4(_, p) => p,
-                    _ => 32,
+                let (v6, addr, prefix) = match e.kind {
+                    ExprKind::Ip4(a) => (false, a.to_vec(), 32),
+                    ExprKind::Cidr4(a, p) => (false, a.to_vec(), p),
+                    ExprKind::Ip6(a) => (true, a.to_vec(), 128),
+                    ExprKind::Cidr6(a, p) => (true, a.to_vec(), p),
+                    _ => return None,
                 };
-                if prefix != 32 && ty != Ty::Cidr {
+                let full = if v6 { 128 } else { 32 };
+                if prefix != full && ty != Ty::Cidr {
                     return self.prefix_in_addr(e, ty);
                 }
-                let mut addr = [0u8; 16];
-                addr[..4].copy_from_slice(a);
-                Some(vec![net(false, addr, prefix)])
-            }
-            ExprKind::Ip6(a) | ExprKind::Cidr6(a, _)
-                if matches!(ty, Ty::Ip6 | Ty::Ip | Ty::Cidr) =>
-            {
-                let prefix = match e.kind {
-                    ExprKind::Cidr6(_, p) => p,
-                    _ => 128,
-                };
-                if prefix != 128 && ty != Ty::Cidr {
-                    return self.prefix_in_addr(e, ty);
-                }
-                Some(vec![net(true, *a, prefix)])
+                let mut bytes = [0u8; 16];
+                bytes[..addr.len()].copy_from_slice(&addr);
+                Some(vec![net(v6, bytes, prefix)])
             }
             ExprKind::Error => None,
             _ => {
@@ -1240,6 +1232,14 @@ fn net(v6: bool, addr: [u8; 16], prefix: u8) -> Value {
         v6,
         addr: a,
         prefix,
+    }
+}
+
+/// Whether an address literal of this kind can be a value of type `ty`.
+fn address_fits(kind: &ExprKind, ty: Ty) -> bool {
+    match kind {
+        ExprKind::Ip4(_) | ExprKind::Cidr4(..) => matches!(ty, Ty::Ip4 | Ty::Ip | Ty::Cidr),
+        _ => matches!(ty, Ty::Ip6 | Ty::Ip | Ty::Cidr),
     }
 }
 

@@ -353,26 +353,18 @@ impl Lower<'_> {
                 let v = matches!(cond, Cond::And(_));
                 self.cond(at, &Cond::Const(v), t, f)
             }
-            Cond::And(cs) => {
+            // Short circuit: each part but the last goes on to the next part when it
+            // decides nothing (true for `and`, false for `or`).
+            Cond::And(cs) | Cond::Or(cs) => {
+                let and = matches!(cond, Cond::And(_));
                 let mut cur = at;
                 for (i, c) in cs.iter().enumerate() {
                     if i + 1 == cs.len() {
                         self.cond(cur, c, t, f);
                     } else {
                         let next = self.new_block();
-                        self.cond(cur, c, next, f);
-                        cur = next;
-                    }
-                }
-            }
-            Cond::Or(cs) => {
-                let mut cur = at;
-                for (i, c) in cs.iter().enumerate() {
-                    if i + 1 == cs.len() {
-                        self.cond(cur, c, t, f);
-                    } else {
-                        let next = self.new_block();
-                        self.cond(cur, c, t, next);
+                        let (ct, cf) = if and { (next, f) } else { (t, next) };
+                        self.cond(cur, c, ct, cf);
                         cur = next;
                     }
                 }
