@@ -118,7 +118,7 @@ impl Direct {
             } else {
                 (spec.key.size(), spec.value.size())
             };
-            let fd = sys::create::map_create_named(
+            let fd = sys::map_create_named(
                 &spec.name,
                 map_type,
                 key_size,
@@ -170,8 +170,8 @@ impl Direct {
             } else {
                 &c.spec.license
             };
-            let fd = sys::create::prog_load_named(&p.name, prog_type, expected, &bytes, license)
-                .map_err(|e| match e {
+            let fd = sys::prog_load_named(&p.name, prog_type, expected, &bytes, license).map_err(
+                |e| match e {
                     SysError::Rejected { errno, log } => LoadError::Verifier {
                         program: p.name.clone(),
                         io_error: std::io::Error::from_raw_os_error(errno),
@@ -181,7 +181,8 @@ impl Direct {
                         program: p.name.clone(),
                         message: other.to_string(),
                     },
-                })?;
+                },
+            )?;
             d.progs.push(DirectProg {
                 name: p.name.clone(),
                 fd,
@@ -245,7 +246,7 @@ impl Direct {
             }
         }
         for (i, (k, v)) in entries.iter().enumerate().skip(start) {
-            sys::create::map_update_sized(m.fd.as_fd(), k, v, 0).map_err(|e| {
+            sys::map_update_sized(m.fd.as_fd(), k, v, 0).map_err(|e| {
                 if matches!(e.errno(), Some(libc::E2BIG | libc::ENOSPC)) {
                     full(i)
                 } else {

@@ -6,7 +6,7 @@
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use super::prog::{InfoAttr, OBJ_GET_INFO_BY_FD};
-use super::{bpf_call, owned_fd, ptr_u64, BpfAttr, SysError};
+use super::{bpf_call, obj_name, owned_fd, ptr_u64, BpfAttr, SysError};
 
 const BPF_MAP_CREATE: u32 = 0;
 const BPF_MAP_LOOKUP_ELEM: u32 = 1;
@@ -79,17 +79,62 @@ pub fn map_create(
     max_entries: u32,
     flags: u32,
 ) -> Result<OwnedFd, SysError> {
+    let fd = create(
+        "",
+        map_type as u32,
+        key_size,
+        value_size,
+        max_entries,
+        flags,
+    )
+    .map_err(|e| SysError::syscall("BPF_MAP_CREATE", e))?;
+    owned_fd(fd)
+}
+
+/// Creates a map named `name` (without BTF; truncated to the kernel's 15 bytes), for the
+/// direct load path (`crate::direct`). `map_type` is the raw `enum bpf_map_type`. Errors
+/// name the map and say what the errno most likely means for it.
+pub fn map_create_named(
+    name: &str,
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+) -> Result<OwnedFd, SysError> {
+    let fd = create(name, map_type, key_size, value_size, max_entries, flags).map_err(|e| {
+        let why = match e {
+            libc::ENOMEM | libc::E2BIG => format!(
+                "cannot allocate map `{name}` ({max_entries} entries of {key_size}+{value_size} bytes): \
+                 the kernel ran out of memory or hit the locked-memory limit"
+            ),
+            libc::EPERM => "creating maps needs root (CAP_BPF)".to_string(),
+            _ => format!("the kernel refused map `{name}` (type {map_type}, flags {flags:#x})"),
+        };
+        SysError::syscall_with("BPF_MAP_CREATE", e, why)
+    })?;
+    owned_fd(fd)
+}
+
+/// BPF_MAP_CREATE behind [`map_create`] and [`map_create_named`]: the raw result or errno.
+fn create(
+    name: &str,
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+) -> Result<i64, i32> {
     let mut attr = MapCreateAttr {
-        map_type: map_type as u32,
+        map_type,
         key_size,
         value_size,
         max_entries,
         map_flags: flags,
+        map_name: obj_name(name),
         ..Default::default()
     };
-    let fd =
-        bpf_call(BPF_MAP_CREATE, &mut attr).map_err(|e| SysError::syscall("BPF_MAP_CREATE", e))?;
-    owned_fd(fd)
+    bpf_call(BPF_MAP_CREATE, &mut attr)
 }
 
 /// `struct bpf_map_info` (88 bytes on kernel 6.x).
@@ -206,6 +251,17 @@ pub fn map_update(
     let info = map_info(fd)?;
     check_len("key", key.len(), info.key_size as usize)?;
     check_len("value", value.len(), value_buf_len(&info)?)?;
+    map_update_sized(fd, key, value, flags)
+}
+
+/// BPF_MAP_UPDATE_ELEM without first asking the kernel for the map's sizes: the caller
+/// created the map and passes `key`/`value` of exactly its key and value sizes.
+pub fn map_update_sized(
+    fd: BorrowedFd<'_>,
+    key: &[u8],
+    value: &[u8],
+    flags: u64,
+) -> Result<(), SysError> {
     let mut attr = MapElemAttr {
         map_fd: fd.as_raw_fd() as u32,
         key: ptr_u64(key.as_ptr()),

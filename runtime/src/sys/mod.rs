@@ -5,7 +5,6 @@
 //! saying what it most likely means; verifier rejections carry the log word for word.
 
 pub mod batch;
-pub mod create;
 mod fs;
 pub mod link;
 mod map;
@@ -17,10 +16,18 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 pub use fs::{bpffs_mounted, mount_bpffs};
 pub use map::{
-    map_create, map_delete, map_info, map_lookup, map_next_key, map_update, possible_cpus,
-    value_buf_len, MapInfo, MapType,
+    map_create, map_create_named, map_delete, map_info, map_lookup, map_next_key, map_update,
+    map_update_sized, possible_cpus, value_buf_len, MapInfo, MapType,
 };
-pub use prog::{prog_info, prog_load_raw, test_run, ProgInfo, ProgType, TestRun};
+pub use prog::{prog_info, prog_load_named, prog_load_raw, test_run, ProgInfo, ProgType, TestRun};
+
+/// Maps and programs *with names* (and programs with an expected attach type), for the
+/// direct load path; the same functions as at the top of this module, under the path
+/// callers outside the runtime use.
+pub mod create {
+    pub use super::map::{map_create_named, map_update_sized};
+    pub use super::prog::prog_load_named;
+}
 
 /// An error from a `bpf()` call or from input that cannot be passed to one.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +165,22 @@ pub(crate) fn owned_fd(raw: i64) -> Result<OwnedFd, SysError> {
         .map_err(|_| SysError::BadInput(format!("bpf() returned {raw}, not a file descriptor")))?;
     // SAFETY: the kernel just created this descriptor for us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The kernel's object name: at most 15 bytes of `[A-Za-z0-9_.]`, NUL-padded.
+pub(crate) fn obj_name(name: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (o, b) in out
+        .iter_mut()
+        .zip(
+            name.bytes()
+                .filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.'),
+        )
+        .take(15)
+    {
+        *o = b;
+    }
+    out
 }
 
 /// A pointer as the kernel's `__aligned_u64`.

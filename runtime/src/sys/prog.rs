@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use super::{bpf_call, owned_fd, ptr_u64, BpfAttr, SysError};
+use super::{bpf_call, obj_name, owned_fd, ptr_u64, BpfAttr, SysError};
 
 const BPF_PROG_LOAD: u32 = 5;
 const BPF_PROG_TEST_RUN: u32 = 10;
@@ -54,7 +54,7 @@ struct ProgLoadAttr {
     core_relo_rec_size: u32,
     log_true_size: u32,
 }
-// SAFETY: plain repr(C) integers; pointers are set from live buffers in `prog_load_raw`.
+// SAFETY: plain repr(C) integers; pointers are set from live buffers in `prog_load`.
 unsafe impl BpfAttr for ProgLoadAttr {}
 
 /// First verifier log buffer size; it grows on ENOSPC.
@@ -68,6 +68,31 @@ const LOG_MAX: usize = (u32::MAX >> 2) as usize;
 /// full log; with `log_level` 0 the load is retried at level 1 to obtain it.
 pub fn prog_load_raw(
     prog_type: ProgType,
+    insns: &[u8],
+    license: &str,
+    log_level: u32,
+) -> Result<(OwnedFd, String), SysError> {
+    prog_load("", prog_type, 0, insns, license, log_level)
+}
+
+/// Loads a program named `name` (truncated to the kernel's 15 bytes) with
+/// `expected_attach_type`, for the direct load path (`crate::direct`). Loads without a log
+/// first; a rejection is retried with one, as in [`prog_load_raw`].
+pub fn prog_load_named(
+    name: &str,
+    prog_type: ProgType,
+    expected_attach_type: u32,
+    insns: &[u8],
+    license: &str,
+) -> Result<OwnedFd, SysError> {
+    prog_load(name, prog_type, expected_attach_type, insns, license, 0).map(|(fd, _)| fd)
+}
+
+/// BPF_PROG_LOAD behind [`prog_load_raw`] and [`prog_load_named`].
+fn prog_load(
+    name: &str,
+    prog_type: ProgType,
+    expected_attach_type: u32,
     insns: &[u8],
     license: &str,
     log_level: u32,
@@ -102,6 +127,8 @@ pub fn prog_load_raw(
             } else {
                 ptr_u64(log.as_mut_ptr())
             },
+            prog_name: obj_name(name),
+            expected_attach_type,
             ..Default::default()
         };
         match bpf_call(BPF_PROG_LOAD, &mut attr) {
