@@ -16,8 +16,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use pol_compiler::driver::{Compiled, LICENSE};
 use pol_compiler::obj::{AttachSpec, MapKind, MapSpec};
 
-use crate::load::{sum_per_cpu, Entry, LoadError, Loaded, PerCpuEntry};
-use crate::sys::{self, MapInfo, MapType, ProgInfo, ProgType, SysError, TestRun};
+use crate::load::{self, Entry, LoadError, Loaded, PerCpuEntry};
+use crate::sys::{self, MapInfo, ProgInfo, ProgType, SysError, TestRun};
 
 /// BPF_PSEUDO_MAP_FD: the `ld_imm64` immediate is a map fd.
 const BPF_PSEUDO_MAP_FD: u8 = 1;
@@ -64,6 +64,21 @@ struct DirectMap {
     key_size: u32,
     value_size: u32,
     max_entries: u32,
+}
+
+impl DirectMap {
+    /// What the kernel would report about the map, from what it was created with.
+    fn info(&self) -> MapInfo {
+        MapInfo {
+            id: 0,
+            name: self.name.clone(),
+            map_type: self.map_type,
+            key_size: self.key_size,
+            value_size: self.value_size,
+            max_entries: self.max_entries,
+            flags: 0,
+        }
+    }
 }
 
 struct DirectProg {
@@ -318,85 +333,13 @@ impl Direct {
     /// per-CPU values summed as u64s.
     pub fn map_entries(&self, name: &str) -> Result<Vec<Entry>, LoadError> {
         let m = self.map(name)?;
-        if !MapType::is_per_cpu(m.map_type) {
-            return self.raw_entries(m);
-        }
-        let cpus = sys::possible_cpus()?;
-        self.raw_entries(m)?
-            .into_iter()
-            .map(|(k, v)| {
-                let sum = sum_per_cpu(&v, m.value_size as usize, cpus).ok_or_else(|| {
-                    LoadError::UnsupportedMap {
-                        map: name.to_string(),
-                        reason: format!(
-                            "per-CPU values of {} bytes cannot be summed as u64s",
-                            m.value_size
-                        ),
-                    }
-                })?;
-                Ok((k, sum))
-            })
-            .collect()
+        load::map_entries(name, m.fd.as_fd(), &m.info())
     }
 
     /// Every entry of a per-CPU map with one value per possible CPU (unpadded).
     pub fn map_entries_per_cpu(&self, name: &str) -> Result<Vec<PerCpuEntry>, LoadError> {
         let m = self.map(name)?;
-        if !MapType::is_per_cpu(m.map_type) {
-            return Err(LoadError::UnsupportedMap {
-                map: name.to_string(),
-                reason: "it is not a per-CPU map".to_string(),
-            });
-        }
-        let size = m.value_size as usize;
-        let stride = size.div_ceil(8) * 8;
-        Ok(self
-            .raw_entries(m)?
-            .into_iter()
-            .map(|(k, v)| {
-                let values = v
-                    .chunks(stride.max(1))
-                    .map(|c| c.iter().take(size).copied().collect())
-                    .collect();
-                (k, values)
-            })
-            .collect())
-    }
-
-    fn raw_entries(&self, m: &DirectMap) -> Result<Vec<Entry>, LoadError> {
-        if m.map_type == MapType::RingBuf as u32 || m.key_size == 0 {
-            return Err(LoadError::UnsupportedMap {
-                map: m.name.clone(),
-                reason: "it has no keys (ring buffer or queue)".to_string(),
-            });
-        }
-        let info = MapInfo {
-            id: 0,
-            name: m.name.clone(),
-            map_type: m.map_type,
-            key_size: m.key_size,
-            value_size: m.value_size,
-            max_entries: m.max_entries,
-            flags: 0,
-        };
-        let value_len = sys::value_buf_len(&info)?;
-        let fd = m.fd.as_fd();
-        let mut entries = Vec::new();
-        let mut key: Option<Vec<u8>> = None;
-        // Bounded: iteration may restart when entries are deleted concurrently.
-        for _ in 0..=m.max_entries {
-            let Some(next) = sys::map_next_key(fd, key.as_deref())? else {
-                break;
-            };
-            if let Some(value) = sys::map_lookup(fd, &next, value_len)? {
-                entries.push((next.clone(), value));
-            }
-            key = Some(next);
-        }
-        if m.map_type != MapType::Array as u32 && m.map_type != MapType::PerCpuArray as u32 {
-            entries.sort();
-        }
-        Ok(entries)
+        load::map_entries_per_cpu(name, m.fd.as_fd(), &m.info())
     }
 }
 

@@ -168,90 +168,17 @@ impl Loaded {
         Ok(sys::map_update(self.map_fd(name)?, key, value, 0)?)
     }
 
-    /// Every entry of a hash, array, LPM trie or per-CPU map as (key bytes, value bytes).
-    /// Arrays come in index order, other maps sorted by key bytes. Per-CPU values are summed
-    /// over CPUs: values of 1, 2, 4 or 8 bytes become one u64 (8 bytes, little-endian);
-    /// values whose size is a multiple of 8 are summed lane by lane as u64s.
+    /// Every entry of a hash, array, LPM trie or per-CPU map as (key bytes, value bytes),
+    /// as [`map_entries`] reads them.
     pub fn map_entries(&self, name: &str) -> Result<Vec<Entry>, LoadError> {
         let fd = self.map_fd(name)?;
-        let info = sys::map_info(fd)?;
-        if !MapType::is_per_cpu(info.map_type) {
-            return self.raw_entries(name, fd, &info);
-        }
-        let cpus = sys::possible_cpus()?;
-        self.raw_entries(name, fd, &info)?
-            .into_iter()
-            .map(|(k, v)| {
-                let sum = sum_per_cpu(&v, info.value_size as usize, cpus).ok_or_else(|| {
-                    LoadError::UnsupportedMap {
-                        map: name.to_string(),
-                        reason: format!(
-                            "per-CPU values of {} bytes cannot be summed as u64s",
-                            info.value_size
-                        ),
-                    }
-                })?;
-                Ok((k, sum))
-            })
-            .collect()
+        map_entries(name, fd, &sys::map_info(fd)?)
     }
 
     /// Every entry of a per-CPU map with one value per possible CPU (unpadded).
     pub fn map_entries_per_cpu(&self, name: &str) -> Result<Vec<PerCpuEntry>, LoadError> {
         let fd = self.map_fd(name)?;
-        let info = sys::map_info(fd)?;
-        if !MapType::is_per_cpu(info.map_type) {
-            return Err(LoadError::UnsupportedMap {
-                map: name.to_string(),
-                reason: "it is not a per-CPU map".to_string(),
-            });
-        }
-        let size = info.value_size as usize;
-        let stride = size.div_ceil(8) * 8;
-        Ok(self
-            .raw_entries(name, fd, &info)?
-            .into_iter()
-            .map(|(k, v)| {
-                let values = v
-                    .chunks(stride.max(1))
-                    .map(|c| c.iter().take(size).copied().collect())
-                    .collect();
-                (k, values)
-            })
-            .collect())
-    }
-
-    fn raw_entries(
-        &self,
-        name: &str,
-        fd: BorrowedFd<'_>,
-        info: &MapInfo,
-    ) -> Result<Vec<Entry>, LoadError> {
-        if info.map_type == MapType::RingBuf as u32 || info.key_size == 0 {
-            return Err(LoadError::UnsupportedMap {
-                map: name.to_string(),
-                reason: "it has no keys (ring buffer or queue)".to_string(),
-            });
-        }
-        let value_len = sys::value_buf_len(info)?;
-        let mut entries = Vec::new();
-        let mut key: Option<Vec<u8>> = None;
-        // Bounded: a map never holds more than max_entries keys; the bound guards against
-        // iteration restarting when entries are deleted concurrently.
-        for _ in 0..=info.max_entries {
-            let Some(next) = sys::map_next_key(fd, key.as_deref())? else {
-                break;
-            };
-            // A key deleted between GET_NEXT_KEY and LOOKUP is skipped.
-            if let Some(value) = sys::map_lookup(fd, &next, value_len)? {
-                entries.push((next.clone(), value));
-            }
-            key = Some(next);
-        }
-        if info.map_type != MapType::Array as u32 && info.map_type != MapType::PerCpuArray as u32 {
-            entries.sort();
-        }
-        Ok(entries)
+        map_entries_per_cpu(name, fd, &sys::map_info(fd)?)
     }
 
     fn map_data(&self, name: &str) -> Result<&MapData, LoadError> {
@@ -287,6 +214,92 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// One key of a per-CPU map and its value on each possible CPU.
 pub type PerCpuEntry = (Vec<u8>, Vec<Vec<u8>>);
+
+/// Every entry of map `name` (open as `fd`, described by `info`) as (key bytes, value
+/// bytes). Arrays come in index order, other maps sorted by key bytes. Per-CPU values are
+/// summed over CPUs: values of 1, 2, 4 or 8 bytes become one u64 (8 bytes, little-endian);
+/// values whose size is a multiple of 8 are summed lane by lane as u64s.
+pub fn map_entries(
+    name: &str,
+    fd: BorrowedFd<'_>,
+    info: &MapInfo,
+) -> Result<Vec<Entry>, LoadError> {
+    if !MapType::is_per_cpu(info.map_type) {
+        return raw_entries(name, fd, info);
+    }
+    let cpus = sys::possible_cpus()?;
+    raw_entries(name, fd, info)?
+        .into_iter()
+        .map(|(k, v)| {
+            let sum = sum_per_cpu(&v, info.value_size as usize, cpus).ok_or_else(|| {
+                LoadError::UnsupportedMap {
+                    map: name.to_string(),
+                    reason: format!(
+                        "per-CPU values of {} bytes cannot be summed as u64s",
+                        info.value_size
+                    ),
+                }
+            })?;
+            Ok((k, sum))
+        })
+        .collect()
+}
+
+/// Every entry of per-CPU map `name` with one value per possible CPU (unpadded).
+pub fn map_entries_per_cpu(
+    name: &str,
+    fd: BorrowedFd<'_>,
+    info: &MapInfo,
+) -> Result<Vec<PerCpuEntry>, LoadError> {
+    if !MapType::is_per_cpu(info.map_type) {
+        return Err(LoadError::UnsupportedMap {
+            map: name.to_string(),
+            reason: "it is not a per-CPU map".to_string(),
+        });
+    }
+    let size = info.value_size as usize;
+    let stride = size.div_ceil(8) * 8;
+    Ok(raw_entries(name, fd, info)?
+        .into_iter()
+        .map(|(k, v)| {
+            let values = v
+                .chunks(stride.max(1))
+                .map(|c| c.iter().take(size).copied().collect())
+                .collect();
+            (k, values)
+        })
+        .collect())
+}
+
+/// Every (key, whole value) pair of a map that has keys; arrays in index order, other
+/// maps sorted by key.
+fn raw_entries(name: &str, fd: BorrowedFd<'_>, info: &MapInfo) -> Result<Vec<Entry>, LoadError> {
+    if info.map_type == MapType::RingBuf as u32 || info.key_size == 0 {
+        return Err(LoadError::UnsupportedMap {
+            map: name.to_string(),
+            reason: "it has no keys (ring buffer or queue)".to_string(),
+        });
+    }
+    let value_len = sys::value_buf_len(info)?;
+    let mut entries = Vec::new();
+    let mut key: Option<Vec<u8>> = None;
+    // Bounded: a map never holds more than max_entries keys; the bound guards against
+    // iteration restarting when entries are deleted concurrently.
+    for _ in 0..=info.max_entries {
+        let Some(next) = sys::map_next_key(fd, key.as_deref())? else {
+            break;
+        };
+        // A key deleted between GET_NEXT_KEY and LOOKUP is skipped.
+        if let Some(value) = sys::map_lookup(fd, &next, value_len)? {
+            entries.push((next.clone(), value));
+        }
+        key = Some(next);
+    }
+    if info.map_type != MapType::Array as u32 && info.map_type != MapType::PerCpuArray as u32 {
+        entries.sort();
+    }
+    Ok(entries)
+}
 
 fn program_error(name: &str, e: ProgramError) -> LoadError {
     match e {
