@@ -11,12 +11,14 @@
 //! the code. Every value is `1u8`.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use pol_compiler::driver::Compiled;
+use pol_compiler::hir::fields::edit_distance;
 use pol_compiler::hir::types::Ty;
+use pol_compiler::hir::values::parse_element;
 use pol_compiler::hir::{SetDef, Value};
 use pol_compiler::ir::lower::INLINE_SET_MAX;
 use pol_compiler::obj::{BtfTy, MapKind};
@@ -154,20 +156,6 @@ pub enum SetError {
     Io(String),
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// The set maps of a compiled file: (map name, set name), for pinning.
 pub fn all_set_maps(c: &Compiled) -> Vec<SetMap> {
     c.hir
@@ -277,80 +265,13 @@ fn maps_of(c: &Compiled, def: &SetDef) -> Result<SetMaps, SetError> {
     })
 }
 
-/// Clears the host bits of a prefix, as the compiler does.
-fn canonical(v6: bool, addr: [u8; 16], prefix: u8) -> Value {
-    let mut a = addr;
-    let len = if v6 { 16 } else { 4 };
-    for (i, byte) in a.iter_mut().enumerate().take(len) {
-        let bits = (prefix as usize).saturating_sub(i * 8).min(8);
-        *byte &= if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
-    }
-    Value::Net {
-        v6,
-        addr: a,
-        prefix,
-    }
-}
-
-/// Parses one value as written on the command line, in the set's element type.
+/// Parses one value as written on the command line, in the set's element type, as the
+/// compiler parses the lines of a `file("...")` set.
 pub fn parse_value(text: &str, elem: Ty) -> Result<Value, String> {
-    let text = text.trim();
-    if let Some(max) = elem.int_max() {
-        let int = |t: &str| -> Result<u64, String> {
-            let v: u64 = t
-                .trim()
-                .parse()
-                .map_err(|_| format!("is not a {elem} value (a whole number)"))?;
-            if v > max {
-                return Err(format!("does not fit in {elem} (at most {max})"));
-            }
-            Ok(v)
-        };
-        return match text.split_once("..") {
-            Some((a, b)) => Ok(Value::Int {
-                lo: int(a)?,
-                hi: int(b)?,
-            }),
-            None => int(text).map(|v| Value::Int { lo: v, hi: v }),
-        };
-    }
-    if !elem.is_addr() {
+    if !elem.is_addr() && !elem.is_int() {
         return Err(format!("is not changeable: sets of {elem} are not maps"));
     }
-    let (addr, prefix) = match text.split_once('/') {
-        Some((a, p)) => (
-            a,
-            Some(
-                p.parse::<u8>()
-                    .map_err(|_| format!("has a bad prefix length `{p}`"))?,
-            ),
-        ),
-        None => (text, None),
-    };
-    let ip: IpAddr = addr
-        .parse()
-        .map_err(|_| "is not an IPv4 or IPv6 address".to_string())?;
-    let (v6, full, bytes) = match ip {
-        IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            (false, 32, b)
-        }
-        IpAddr::V6(a) => (true, 128, a.octets()),
-    };
-    let prefix = prefix.unwrap_or(full);
-    if prefix > full {
-        return Err(format!("has a prefix longer than {full} bits"));
-    }
-    match (elem, v6) {
-        (Ty::Ip4, true) => return Err("is an IPv6 address; the set holds IPv4 (ip4)".into()),
-        (Ty::Ip6, false) => return Err("is an IPv4 address; the set holds IPv6 (ip6)".into()),
-        (Ty::Ip4 | Ty::Ip6 | Ty::Ip, _) if prefix != full => {
-            return Err("is a prefix; the set holds single addresses".into())
-        }
-        _ => {}
-    }
-    Ok(canonical(v6, bytes, prefix))
+    parse_element(text.trim(), elem)
 }
 
 /// A value as the user writes it (`192.0.2.0/24`, `2001:db8::1`, `22`).

@@ -9,6 +9,7 @@ pub mod needs;
 pub mod print;
 pub mod stdlib;
 pub mod types;
+pub mod values;
 
 use crate::syntax::ast::{Span, Verdict};
 use fields::Field;
