@@ -79,7 +79,8 @@ pub fn map_create(
     max_entries: u32,
     flags: u32,
 ) -> Result<OwnedFd, SysError> {
-    let fd = create(
+    // Scratch maps keep the errno's generic explanation.
+    map_create_named(
         "",
         map_type as u32,
         key_size,
@@ -87,8 +88,10 @@ pub fn map_create(
         max_entries,
         flags,
     )
-    .map_err(|e| SysError::syscall("BPF_MAP_CREATE", e))?;
-    owned_fd(fd)
+    .map_err(|e| match e.errno() {
+        Some(errno) => SysError::syscall("BPF_MAP_CREATE", errno),
+        None => e,
+    })
 }
 
 /// Creates a map named `name` (without BTF; truncated to the kernel's 15 bytes), for the
@@ -102,7 +105,16 @@ pub fn map_create_named(
     max_entries: u32,
     flags: u32,
 ) -> Result<OwnedFd, SysError> {
-    let fd = create(name, map_type, key_size, value_size, max_entries, flags).map_err(|e| {
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags: flags,
+        map_name: obj_name(name),
+        ..Default::default()
+    };
+    let fd = bpf_call(BPF_MAP_CREATE, &mut attr).map_err(|e| {
         let why = match e {
             libc::ENOMEM | libc::E2BIG => format!(
                 "cannot allocate map `{name}` ({max_entries} entries of {key_size}+{value_size} bytes): \
@@ -114,27 +126,6 @@ pub fn map_create_named(
         SysError::syscall_with("BPF_MAP_CREATE", e, why)
     })?;
     owned_fd(fd)
-}
-
-/// BPF_MAP_CREATE behind [`map_create`] and [`map_create_named`]: the raw result or errno.
-fn create(
-    name: &str,
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    flags: u32,
-) -> Result<i64, i32> {
-    let mut attr = MapCreateAttr {
-        map_type,
-        key_size,
-        value_size,
-        max_entries,
-        map_flags: flags,
-        map_name: obj_name(name),
-        ..Default::default()
-    };
-    bpf_call(BPF_MAP_CREATE, &mut attr)
 }
 
 /// `struct bpf_map_info` (88 bytes on kernel 6.x).
