@@ -21,7 +21,7 @@ use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpFlags};
 use aya::util::KernelVersion;
-use pol_compiler::obj::{AttachSpec, ObjectSpec, TcDirection};
+use pol_compiler::obj::{AttachSpec, ObjectSpec, ProgramSpec, TcDirection};
 
 use std::os::fd::OwnedFd;
 
@@ -185,6 +185,29 @@ pub fn targets(spec: &ObjectSpec, opts: &AttachOptions) -> Vec<(String, Option<S
         .collect()
 }
 
+/// The interface program `p` goes to (after `--iface`) and its index; tracepoints are
+/// refused, as is an interface that does not exist.
+fn program_iface(p: &ProgramSpec, opts: &AttachOptions) -> Result<(String, u32), AttachError> {
+    let iface = match &p.attach {
+        AttachSpec::Xdp { iface } | AttachSpec::Tc { iface, .. } => {
+            opts.iface.clone().unwrap_or_else(|| iface.clone())
+        }
+        AttachSpec::Tracepoint { .. } => {
+            return Err(AttachError::Unsupported {
+                program: p.name.clone(),
+                kind: "tracepoint".into(),
+            })
+        }
+    };
+    let Some(ifindex) = netlink::ifindex(&iface) else {
+        return Err(AttachError::NoInterface {
+            iface,
+            program: p.name.clone(),
+        });
+    };
+    Ok((iface, ifindex))
+}
+
 /// Attaches every program of `spec` (already loaded in `loaded`). On error nothing stays
 /// attached.
 pub fn attach_all(
@@ -194,23 +217,7 @@ pub fn attach_all(
 ) -> Result<Attachment, AttachError> {
     let mut att = Attachment::default();
     for p in &spec.programs {
-        let iface = match &p.attach {
-            AttachSpec::Xdp { iface } | AttachSpec::Tc { iface, .. } => {
-                opts.iface.clone().unwrap_or_else(|| iface.clone())
-            }
-            AttachSpec::Tracepoint { .. } => {
-                return Err(AttachError::Unsupported {
-                    program: p.name.clone(),
-                    kind: "tracepoint".into(),
-                })
-            }
-        };
-        let Some(ifindex) = netlink::ifindex(&iface) else {
-            return Err(AttachError::NoInterface {
-                iface,
-                program: p.name.clone(),
-            });
-        };
+        let (iface, ifindex) = program_iface(p, opts)?;
         let program = loaded
             .ebpf_mut()
             .program_mut(&p.name)
@@ -475,23 +482,7 @@ pub fn attach_all_fds(
     let mut att = Attachment::default();
     let tcx = fds_can_attach(spec, opts);
     for p in &spec.programs {
-        let iface = match &p.attach {
-            AttachSpec::Xdp { iface } | AttachSpec::Tc { iface, .. } => {
-                opts.iface.clone().unwrap_or_else(|| iface.clone())
-            }
-            AttachSpec::Tracepoint { .. } => {
-                return Err(AttachError::Unsupported {
-                    program: p.name.clone(),
-                    kind: "tracepoint".into(),
-                })
-            }
-        };
-        let Some(ifindex) = netlink::ifindex(&iface) else {
-            return Err(AttachError::NoInterface {
-                iface,
-                program: p.name.clone(),
-            });
-        };
+        let (iface, ifindex) = program_iface(p, opts)?;
         let fd = obj
             .program_fd(&p.name)
             .map_err(|_| AttachError::NoProgram(p.name.clone()))?;
