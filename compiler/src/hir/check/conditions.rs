@@ -1,0 +1,294 @@
+//! Conditions of rules: packet fields, comparisons, set membership and address tests.
+
+use super::{compatible, Checker, Decl};
+use crate::bpf::record::{F_IP4, F_IP6};
+use crate::diag::Diagnostic;
+use crate::hir::fields::{self, Field, Slot};
+use crate::hir::{CmpOp, Cond, Test, Ty, Value};
+use crate::syntax::ast::{self, BinOp, Expr, ExprKind};
+
+impl Checker<'_> {
+    pub(super) fn field(&mut self, p: &ast::Path) -> Option<&'static Field> {
+        let name = p.dotted();
+        if let Some(f) = fields::lookup(&name) {
+            return Some(f);
+        }
+        if self.names.contains_key(&name) {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0302",
+                    format!("`{name}` is a set or constant, not a packet field"),
+                    p.span.clone(),
+                )
+                .with_label("expected a field such as `ip.src` or `tcp.dport`"),
+            );
+            return None;
+        }
+        let head = p.segments.first().map(|s| s.name.as_str()).unwrap_or("");
+        if matches!(head, "http" | "dns" | "tls") {
+            self.diags.push(
+                Diagnostic::error(
+                    "L0501",
+                    format!("L7 fields (`{head}.*`) are not supported yet"),
+                    p.span.clone(),
+                )
+                .with_label("filters test L2–L4 fields today"),
+            );
+            return None;
+        }
+        let mut d = Diagnostic::error("E0302", format!("unknown field `{name}`"), p.span.clone())
+            .with_label("no such packet field");
+        if let Some(s) = fields::suggest(&name) {
+            d = d.with_help(format!("did you mean `{s}`?"));
+        }
+        self.diags.push(d);
+        None
+    }
+
+    pub(super) fn cond(&mut self, e: &Expr) -> Option<Cond> {
+        match &e.kind {
+            ExprKind::Binary(BinOp::And, a, b) | ExprKind::Binary(BinOp::Or, a, b) => {
+                let (x, y) = (self.cond(a), self.cond(b));
+                let (x, y) = (x?, y?);
+                Some(if matches!(e.kind, ExprKind::Binary(BinOp::And, ..)) {
+                    Cond::And(vec![x, y])
+                } else {
+                    Cond::Or(vec![x, y])
+                })
+            }
+            ExprKind::Not(a) => Some(Cond::Not(Box::new(self.cond(a)?))),
+            ExprKind::Bool(b) => Some(Cond::Const(*b)),
+            ExprKind::Path(p) => {
+                if let Some((Decl::Const(Ty::Bool, v), _)) = self.names.get(&p.dotted()) {
+                    return Some(Cond::Const(matches!(
+                        v.first(),
+                        Some(Value::Int { lo: 1, .. })
+                    )));
+                }
+                let f = self.field(p)?;
+                match f.slot {
+                    Slot::Flag(bit) => Some(Cond::Test(Test::Layer(bit))),
+                    Slot::Bits { mask, .. } => Some(Cond::Test(Test::Bits { field: f, mask })),
+                    _ => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0404",
+                                format!("`{}` is a {}, not a condition", f.name, f.ty),
+                                e.span.clone(),
+                            )
+                            .with_label("compare it: `==`, `!=`, `<`, `in`"),
+                        );
+                        None
+                    }
+                }
+            }
+            ExprKind::Binary(op, lhs, rhs) => self.compare(e, *op, lhs, rhs),
+            ExprKind::Error => None,
+            _ => {
+                self.diags.push(
+                    Diagnostic::error("E0404", "this is not a condition", e.span.clone())
+                        .with_label("expected a test of a packet field, e.g. `tcp.dport == 22`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn compare(&mut self, e: &Expr, op: BinOp, lhs: &Expr, rhs: &Expr) -> Option<Cond> {
+        if op == BinOp::Match {
+            self.diags.push(
+                Diagnostic::error(
+                    "L0501",
+                    "regular-expression matches (`~`) are not supported yet",
+                    e.span.clone(),
+                )
+                .with_label("needs L7 parsing"),
+            );
+            return None;
+        }
+        let ExprKind::Path(p) = &lhs.kind else {
+            let mut d = Diagnostic::error(
+                "E0403",
+                "a comparison starts with a packet field",
+                lhs.span.clone(),
+            )
+            .with_label("expected a field such as `tcp.dport`");
+            if matches!(rhs.kind, ExprKind::Path(_)) {
+                d = d.with_help("swap the two sides: `FIELD == VALUE`");
+            }
+            self.diags.push(d);
+            return None;
+        };
+        let f = self.field(p)?;
+        let ty = f.ty;
+        if op == BinOp::In {
+            return self.membership(f, rhs);
+        }
+        let cmp = match op {
+            BinOp::Eq => CmpOp::Eq,
+            BinOp::Ne => CmpOp::Ne,
+            BinOp::Lt => CmpOp::Lt,
+            BinOp::Le => CmpOp::Le,
+            BinOp::Gt => CmpOp::Gt,
+            _ => CmpOp::Ge,
+        };
+        if ty.is_addr() {
+            if !matches!(cmp, CmpOp::Eq | CmpOp::Ne) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0403",
+                        format!(
+                            "addresses are not ordered: `{}` cannot be compared with `<` or `>`",
+                            f.name
+                        ),
+                        e.span.clone(),
+                    )
+                    .with_label("use `==`, `!=` or `in PREFIX`"),
+                );
+                return None;
+            }
+            let vals = self.values(rhs, Ty::Cidr, false)?;
+            let c = self.net_tests(f, &vals, rhs)?;
+            return Some(if cmp == CmpOp::Ne {
+                negate_in_layer(f, c)
+            } else {
+                c
+            });
+        }
+        if ty == Ty::Bool {
+            let v = self.values(rhs, Ty::Bool, false)?;
+            let want = matches!(v.first(), Some(Value::Int { lo: 1, .. })) == (cmp == CmpOp::Eq);
+            if !matches!(cmp, CmpOp::Eq | CmpOp::Ne) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0403",
+                        "booleans are compared with `==` or `!=`",
+                        e.span.clone(),
+                    )
+                    .with_label("not ordered"),
+                );
+                return None;
+            }
+            let t = self.cond(lhs)?;
+            return Some(if want { t } else { negate_in_layer(f, t) });
+        }
+        let v = self.int_lit(rhs, ty)?;
+        Some(Cond::Test(Test::Int {
+            field: f,
+            op: cmp,
+            value: v,
+        }))
+    }
+
+    fn membership(&mut self, f: &'static Field, rhs: &Expr) -> Option<Cond> {
+        let elem = if f.ty.is_addr() { Ty::Cidr } else { f.ty };
+        if let ExprKind::Path(p) = &rhs.kind {
+            if let Some((Decl::Poisoned, _)) = self.names.get(&p.dotted()) {
+                return None;
+            }
+            if let Some((Decl::Set(i), _)) = self.names.get(&p.dotted()).cloned() {
+                let set_elem = self.hir.sets[i].elem;
+                if !compatible(elem, set_elem) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0401",
+                            format!(
+                                "`{}` is {}, but set `{}` holds {}",
+                                f.name,
+                                f.ty,
+                                p.dotted(),
+                                set_elem
+                            ),
+                            rhs.span.clone(),
+                        )
+                        .with_label(format!("a set of {set_elem}")),
+                    );
+                    return None;
+                }
+                return Some(Cond::Test(Test::InSet { field: f, set: i }));
+            }
+        }
+        if f.ty == Ty::Bool {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0403",
+                    format!("`in` is not defined for {}", f.ty),
+                    rhs.span.clone(),
+                )
+                .with_label("not a set of booleans"),
+            );
+            return None;
+        }
+        let many = matches!(rhs.kind, ExprKind::SetLit(_));
+        let vals = self.values(rhs, elem, many)?;
+        if f.ty.is_addr() {
+            return self.net_tests(f, &vals, rhs);
+        }
+        let tests = vals
+            .iter()
+            .map(|v| match *v {
+                Value::Int { lo, hi } if lo == hi => Cond::Test(Test::Int {
+                    field: f,
+                    op: CmpOp::Eq,
+                    value: lo,
+                }),
+                Value::Int { lo, hi } => Cond::And(vec![
+                    Cond::Test(Test::Int {
+                        field: f,
+                        op: CmpOp::Ge,
+                        value: lo,
+                    }),
+                    Cond::Test(Test::Int {
+                        field: f,
+                        op: CmpOp::Le,
+                        value: hi,
+                    }),
+                ]),
+                Value::Net { .. } => Cond::Const(false),
+            })
+            .collect();
+        Some(Cond::Or(tests))
+    }
+
+    /// Tests of an address field against prefixes; prefixes of a family the field cannot
+    /// hold are an error when none fits, else silently never match.
+    fn net_tests(&mut self, f: &'static Field, vals: &[Value], at: &Expr) -> Option<Cond> {
+        let fits = |v: &Value| match (v, f.layer) {
+            (Value::Net { v6: true, .. }, l) => l & F_IP6 != 0,
+            (Value::Net { v6: false, .. }, l) => l & F_IP4 != 0,
+            _ => false,
+        };
+        if !vals.is_empty() && !vals.iter().any(fits) {
+            let fam = if f.layer & F_IP4 != 0 { "IPv4" } else { "IPv6" };
+            self.diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    format!(
+                        "`{}` is an {fam} address; nothing here can match it",
+                        f.name
+                    ),
+                    at.span.clone(),
+                )
+                .with_label("wrong address family"),
+            );
+            return None;
+        }
+        Some(Cond::Or(
+            vals.iter()
+                .filter(|v| fits(v))
+                .map(|v| Cond::Test(Test::Net { field: f, net: *v }))
+                .collect(),
+        ))
+    }
+}
+
+/// `not (field test)` that still requires the field's layer: `tcp.dport != 22` is false for
+/// UDP, as in nftables.
+fn negate_in_layer(f: &Field, c: Cond) -> Cond {
+    let not = Cond::Not(Box::new(c));
+    if f.always_present() {
+        not
+    } else {
+        Cond::And(vec![Cond::Test(Test::Layer(f.layer)), not])
+    }
+}

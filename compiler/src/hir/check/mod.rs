@@ -1,0 +1,184 @@
+//! Name resolution and type checking of a parsed file into the HIR.
+//!
+//! Error codes (E03xx names, E04xx types, E05xx filters, L05xx limits):
+//! E0301 unknown name, E0302 unknown field, E0303 unknown module, E0304 duplicate name,
+//! E0401 type mismatch, E0402 integer out of range, E0403 operator not defined for type,
+//! E0404 condition is not a boolean, E0405 bad set element, E0406 unknown type,
+//! E0501 unknown hook, E0502 bad hook argument, E0503 missing default,
+//! E0504 duplicate default, E0505 rule after default, E0506 count key unusable,
+//! E0507 count map used with different keys, E0508 duplicate filter, E0509 test on unknown filter,
+//! E0510 a test's expected count names no counter or does not fit its key,
+//! L0501 construct not supported yet (probe, rule, regex, L7 fields, set files).
+
+mod conditions;
+mod consts;
+mod counts;
+mod decls;
+mod filters;
+
+use super::fields;
+use super::{stdlib, Hir, Ty, Value};
+use crate::diag::Diagnostic;
+use crate::syntax::ast::{self, Expr, ExprKind, Item, Span};
+use std::collections::HashMap;
+
+/// What a name stands for.
+#[derive(Debug, Clone)]
+enum Decl {
+    /// A constant: its type and value(s).
+    Const(Ty, Vec<Value>),
+    /// A named set: index into `Hir::sets`.
+    Set(usize),
+    /// A declaration that had errors: uses of it report nothing more.
+    Poisoned,
+}
+
+/// Reads a file named in the source (`file("blocklist.txt")`); the caller decides where
+/// names are resolved. The compiler itself never touches the file system.
+pub type FileReader<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+/// A reader for callers that have no files: every `file(..)` is an error.
+pub fn no_files(name: &str) -> Result<String, String> {
+    Err(format!(
+        "this compilation has no access to files (reading `{name}`)"
+    ))
+}
+
+struct Checker<'a> {
+    source: &'a str,
+    files: FileReader<'a>,
+    /// Byte offset of the start of each line, for rule line numbers.
+    line_starts: Vec<usize>,
+    names: HashMap<String, (Decl, Span)>,
+    hir: Hir,
+    diags: Vec<Diagnostic>,
+}
+
+/// Checks a parsed file. Never fails: returns the HIR of what checked and every error.
+pub fn check(file: &ast::File, source: &str) -> (Hir, Vec<Diagnostic>) {
+    check_with(file, source, &no_files)
+}
+
+/// `check`, with a reader for the files that `file(..)` sets name.
+pub fn check_with(file: &ast::File, source: &str, files: FileReader<'_>) -> (Hir, Vec<Diagnostic>) {
+    let mut c = Checker {
+        source,
+        files,
+        line_starts: line_starts(source),
+        names: HashMap::new(),
+        hir: Hir::default(),
+        diags: Vec::new(),
+    };
+    // Imports and declarations first, so filters may use names declared after them.
+    for item in &file.items {
+        match item {
+            Item::Import(imp) => c.import(imp),
+            Item::Const(k) => c.constant(k, ""),
+            Item::Set(s) => c.set(s, ""),
+            _ => {}
+        }
+    }
+    for item in &file.items {
+        match item {
+            Item::Filter(f) => c.filter(f),
+            Item::Probe(p) => c.diags.push(not_yet(p.span.clone(), "probes")),
+            Item::Rule(r) => c.diags.push(not_yet(r.span.clone(), "security rules")),
+            // Test blocks are run by `pol test`; they need no code.
+            Item::Test(_) | Item::Import(_) | Item::Const(_) | Item::Set(_) => {}
+        }
+    }
+    for item in &file.items {
+        if let Item::Test(t) = item {
+            let known = file
+                .items
+                .iter()
+                .any(|i| matches!(i, Item::Filter(f) if f.name.name == t.target.name));
+            if !known {
+                c.diags.push(
+                    Diagnostic::error(
+                        "E0509",
+                        format!(
+                            "test `{}` is on `{}`, which is not a filter of this file",
+                            t.name, t.target.name
+                        ),
+                        t.target.span.clone(),
+                    )
+                    .with_label("no filter of that name"),
+                );
+            }
+            for case in &t.cases {
+                if let ast::TestCase::Packet { counts, .. } = case {
+                    for count in counts {
+                        c.test_count(count);
+                    }
+                }
+            }
+        }
+    }
+    (c.hir, c.diags)
+}
+
+fn line_starts(source: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+fn not_yet(span: Span, what: &str) -> Diagnostic {
+    Diagnostic::error("L0501", format!("{what} are not supported yet"), span)
+        .with_label("parsed, but this compiler cannot lower it yet")
+        .with_help("filters (`filter NAME on xdp(..)` / `tc(..)`) are supported today")
+}
+
+impl Checker<'_> {
+    fn mismatch(&mut self, e: &Expr, expected: Ty, found: Ty) {
+        self.diags.push(
+            Diagnostic::error(
+                "E0401",
+                format!("expected {expected}, found {found}"),
+                e.span.clone(),
+            )
+            .with_label(format!("this is {found}")),
+        );
+    }
+
+    fn unknown_name(&mut self, p: &ast::Path) {
+        let name = p.dotted();
+        let mut d = Diagnostic::error("E0301", format!("unknown name `{name}`"), p.span.clone())
+            .with_label("not declared");
+        if let Some(m) = stdlib::MODULES.iter().find(|m| {
+            name.starts_with(&format!("{m}."))
+                || name.starts_with(&format!("{}.", m.rsplit('.').next().unwrap_or(m)))
+        }) {
+            d = d.with_help(format!("add `import {m}` at the top of the file"));
+        } else if let Some(f) = fields::suggest(&name) {
+            d = d.with_help(format!("did you mean the field `{f}`?"));
+        }
+        self.diags.push(d);
+    }
+}
+
+/// Whether a value of type `have` may be used where `want` is expected.
+fn compatible(want: Ty, have: Ty) -> bool {
+    want == have
+        || (want.is_int() && have.is_int() && have.int_max() <= want.int_max())
+        || matches!(
+            (want, have),
+            (Ty::Cidr, Ty::Ip4 | Ty::Ip6 | Ty::Ip) | (Ty::Ip, Ty::Ip4 | Ty::Ip6)
+        )
+}
+
+/// The type of a literal, where it has one of its own.
+fn infer(e: &Expr) -> Option<Ty> {
+    Some(match &e.kind {
+        ExprKind::Int(v) if *v <= u16::MAX as u64 => Ty::U16,
+        ExprKind::Int(v) if *v <= u32::MAX as u64 => Ty::U32,
+        ExprKind::Int(_) => Ty::U64,
+        ExprKind::Bool(_) => Ty::Bool,
+        ExprKind::Ip4(_) => Ty::Ip4,
+        ExprKind::Ip6(_) => Ty::Ip6,
+        ExprKind::Cidr4(..) | ExprKind::Cidr6(..) => Ty::Cidr,
+        ExprKind::Str(s) => Ty::Str(s.len() as u32),
+        _ => return None,
+    })
+}
