@@ -1,0 +1,277 @@
+//! Lowering: a typed filter becomes a CFG of tests, first match wins.
+//!
+//! Each rule's condition is lowered with short-circuit jumps: on success to the rule's
+//! action block (counts, then return), on failure to the next rule. Every field test first
+//! tests the field's layer bit, so a test of an absent header is false. Large named sets
+//! become maps (hash for exact keys, LPM trie for prefixes); small ones are inlined.
+
+mod conds;
+mod maps;
+
+use super::groups::{self, Placement, Plan};
+use super::{Block, BlockId, BrOp, Function, Inst, Term, VReg};
+use crate::hir::{Action, Filter, Hir, Hook};
+use crate::obj::{BtfTy, MapKind, MapSpec};
+use crate::syntax::ast::Verdict;
+use std::collections::HashMap;
+
+use maps::count_key_off;
+pub use maps::{stats_map_name, MapDef, COUNT_MAX_ENTRIES};
+
+/// Sets with more values than this become maps.
+pub const INLINE_SET_MAX: usize = 8;
+
+struct Lower<'a> {
+    hir: &'a Hir,
+    /// The per-CPU array of decision counts of this program.
+    stats: String,
+    blocks: Vec<Block>,
+    vregs: u32,
+    rule: Option<u32>,
+    maps: &'a mut Vec<MapDef>,
+}
+
+/// Return codes per hook.
+pub fn verdict_code(hook: &Hook, v: Verdict) -> u32 {
+    match (hook, v) {
+        (Hook::Xdp { .. }, Verdict::Drop) => 1, // XDP_DROP
+        (Hook::Xdp { .. }, Verdict::Pass) => 2, // XDP_PASS
+        (Hook::Tc { .. }, Verdict::Pass) => 0,  // TC_ACT_OK
+        (Hook::Tc { .. }, Verdict::Drop) => 2,  // TC_ACT_SHOT
+    }
+}
+
+/// Lowers one filter. `maps` is shared by all filters of a file (sets and counters are
+/// file-wide), so a map is emitted once however many programs use it.
+pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Function {
+    let stats = stats_map_name(&filter.name);
+    let n = filter.rules.len() as u32;
+    maps.push(MapDef {
+        spec: MapSpec {
+            name: stats.clone(),
+            kind: MapKind::PercpuArray,
+            key: BtfTy::U32,
+            value: BtfTy::U64,
+            max_entries: n + 2,
+            flags: 0,
+        },
+        entries: vec![],
+    });
+    let mut l = Lower {
+        hir,
+        stats,
+        blocks: Vec::new(),
+        vregs: 0,
+        rule: None,
+        maps,
+    };
+    let plan = groups::plan(filter);
+    if !plan.groups.is_empty() {
+        return l.grouped(filter, &plan);
+    }
+    let entry = l.new_block();
+    let mut next = entry;
+    for rule in &filter.rules {
+        l.rule = Some(rule.index);
+        let body = next;
+        l.blocks[body.0 as usize].rule = Some(rule.index);
+        // Created before `next` so that the layout puts a rule's action right after its
+        // tests: the verifier then follows the short matched path first (see ir::cfg).
+        let action = l.action(&filter.hook, &rule.action, Some(rule.index));
+        next = l.new_block();
+        l.cond(body, &rule.cond, action, next);
+    }
+    l.rule = None;
+    let default = l.action(&filter.hook, &filter.default, Some(n));
+    l.blocks[next.0 as usize].term = Term::Jump(default);
+    let malformed = l.action(&filter.hook, &filter.malformed, Some(n + 1));
+    Function {
+        name: filter.name.clone(),
+        blocks: l.blocks,
+        entry,
+        malformed,
+        vregs: l.vregs,
+    }
+}
+
+impl Lower<'_> {
+    /// Lowering with rule maps: look every key space up once, then test the rules that
+    /// stayed code, each only while no map hit with a smaller index was found, then act
+    /// on the best rule (which is the default when nothing matched).
+    fn grouped(mut self, filter: &Filter, plan: &Plan) -> Function {
+        let n = filter.rules.len() as u32;
+        // Action ids: 0 is the default; then each distinct action of a map rule.
+        let mut kinds: Vec<&Action> = vec![&filter.default];
+        let mut action_of: HashMap<u32, u32> = HashMap::new();
+        for (rule, place) in filter.rules.iter().zip(&plan.placement) {
+            if let Placement::Map(_) = place {
+                let id = match kinds.iter().position(|k| **k == rule.action) {
+                    Some(i) => i,
+                    None => {
+                        kinds.push(&rule.action);
+                        kinds.len() - 1
+                    }
+                };
+                action_of.insert(rule.index, id as u32);
+            }
+        }
+        self.rule = Some(groups::RULE_MAPS);
+        let entry = self.new_block();
+        self.push(entry, Inst::InitBest { rule: n, action: 0 });
+        let mut cur = entry;
+        for g in &plan.groups {
+            let (map, key_off) = self.group_map(filter, g, &action_of);
+            let look = self.new_block();
+            let next = self.new_block();
+            match g.space.guard() {
+                0 => self.set_term(cur, Term::Jump(look)),
+                mask => self.set_term(
+                    cur,
+                    Term::Flags {
+                        mask,
+                        t: look,
+                        f: next,
+                    },
+                ),
+            }
+            self.push(look, Inst::GroupLookup { map, key_off });
+            self.set_term(look, Term::Jump(next));
+            cur = next;
+        }
+        let apply = self.new_block();
+        self.rule = None;
+        let mut checked = 0u32;
+        for (rule, place) in filter.rules.iter().zip(&plan.placement) {
+            if let Placement::Map(_) = place {
+                continue;
+            }
+            self.rule = Some(rule.index);
+            // A map rule before this one may already have matched.
+            let earlier = (checked..rule.index)
+                .any(|i| matches!(plan.placement[i as usize], Placement::Map(_)));
+            checked = rule.index;
+            let body = self.new_block();
+            if earlier {
+                let v = self.vreg();
+                self.push(
+                    cur,
+                    Inst::LoadBest {
+                        dst: v,
+                        action: false,
+                    },
+                );
+                self.set_term(
+                    cur,
+                    Term::Branch {
+                        op: BrOp::Lt,
+                        wide: false,
+                        lhs: v,
+                        imm: rule.index,
+                        t: apply,
+                        f: body,
+                    },
+                );
+            } else {
+                self.set_term(cur, Term::Jump(body));
+            }
+            let action = self.action(&filter.hook, &rule.action, Some(rule.index));
+            let next = self.new_block();
+            self.cond(body, &rule.cond, action, next);
+            cur = next;
+        }
+        self.rule = Some(groups::RULE_MAPS);
+        self.set_term(cur, Term::Jump(apply));
+        let mut at = apply;
+        for (id, kind) in kinds.iter().enumerate() {
+            let block = self.action(&filter.hook, kind, None);
+            if id + 1 == kinds.len() {
+                self.set_term(at, Term::Jump(block));
+            } else {
+                let v = self.vreg();
+                self.push(
+                    at,
+                    Inst::LoadBest {
+                        dst: v,
+                        action: true,
+                    },
+                );
+                let next = self.new_block();
+                self.set_term(
+                    at,
+                    Term::Branch {
+                        op: BrOp::Eq,
+                        wide: false,
+                        lhs: v,
+                        imm: id as u32,
+                        t: block,
+                        f: next,
+                    },
+                );
+                at = next;
+            }
+        }
+        self.rule = None;
+        let malformed = self.action(&filter.hook, &filter.malformed, Some(n + 1));
+        Function {
+            name: filter.name.clone(),
+            blocks: self.blocks,
+            entry,
+            malformed,
+            vregs: self.vregs,
+        }
+    }
+
+    fn new_block(&mut self) -> BlockId {
+        self.blocks.push(Block {
+            insts: vec![],
+            term: Term::Return(0),
+            rule: self.rule,
+        });
+        BlockId(self.blocks.len() as u32 - 1)
+    }
+
+    fn vreg(&mut self) -> VReg {
+        self.vregs += 1;
+        VReg(self.vregs - 1)
+    }
+
+    fn push(&mut self, b: BlockId, i: Inst) {
+        self.blocks[b.0 as usize].insts.push(i);
+    }
+
+    fn set_term(&mut self, b: BlockId, t: Term) {
+        self.blocks[b.0 as usize].term = t;
+    }
+
+    /// A block that counts and returns; `stat` is its slot in the statistics map (`None`:
+    /// the slot of the best rule the rule maps found).
+    fn action(&mut self, hook: &Hook, a: &Action, stat: Option<u32>) -> BlockId {
+        let b = self.new_block();
+        for &c in &a.counts {
+            let counter = &self.hir.counters[c];
+            let map = self.counter_map(c);
+            let key_off = counter.key.map(count_key_off);
+            self.push(b, Inst::Count { map, key_off });
+        }
+        // The statistics update comes last, right before the return, so that instruction
+        // selection can share one copy of it among all actions (see `bpf::select`).
+        let map = self.stats.clone();
+        match stat {
+            Some(index) => self.push(b, Inst::Stat { map, index }),
+            None => self.push(b, Inst::StatBest { map }),
+        }
+        self.set_term(b, Term::Return(verdict_code(hook, a.verdict)));
+        b
+    }
+}
+
+/// Lowers every filter of a file.
+pub fn lower(hir: &Hir) -> (Vec<Function>, Vec<MapDef>) {
+    let mut maps = Vec::new();
+    let funcs = hir
+        .filters
+        .iter()
+        .map(|f| lower_filter(hir, f, &mut maps))
+        .collect();
+    (funcs, maps)
+}
