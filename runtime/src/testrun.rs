@@ -108,7 +108,7 @@ pub fn run_tests(c: &Compiled, loaded: &dyn Object) -> Vec<CaseOutcome> {
 type ExpectedCount = (String, Option<Vec<u8>>);
 
 /// A `count NAME[KEY]` of a test case: the counter's map and the key bytes, encoded as the
-/// program keys it (see `ir::lower::count_key_off`).
+/// program keys it (see `ir::lower::maps::count_key_off`).
 fn expected_count(
     c: &Compiled,
     k: &pol_compiler::syntax::ast::CountClause,

@@ -244,7 +244,7 @@ fn keys(hir: &Hir, a: &Action) -> u64 {
         .fold(0, |acc, b| acc | b)
 }
 
-/// As `ir::lower::count_key_off` and `count_key_ty`.
+/// As `ir::lower::maps::count_key_off` and `count_key_ty`.
 fn key_bytes(f: &Field) -> u64 {
     match (f.slot, f.ty) {
         (Slot::Addr { off }, Ty::Ip) => span(off - 4, 20),
