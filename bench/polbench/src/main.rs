@@ -10,6 +10,12 @@
 //! the baseline's packets with BPF_PROG_TEST_RUN. Everything goes to a JSON file; a
 //! one-line summary per case goes to stdout. Needs root for the load and test-run part
 //! (`--no-load` skips it).
+//!
+//! `--interleave CLANG_DIR` instead times pol's map forms against the baseline's clang
+//! objects in alternation (module `interleave`): the figure issue 4's "no slower than
+//! clang's map version" goal is judged on.
+
+mod interleave;
 
 use std::net::Ipv4Addr;
 use std::time::Instant;
@@ -46,13 +52,19 @@ struct Args {
     /// Load through aya (`Loaded`, ELF + BTF) instead of the direct path.
     aya: bool,
     write_sources: Option<String>,
+    /// `--interleave DIR`: the interleaved comparison against the clang objects in DIR.
+    interleave: Option<String>,
+    /// Rounds of the interleaved comparison.
+    rounds: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: polbench [--forms base,set,lpm,linear,prefix] [--sizes 10,1000,10000,100000] \
          [--set-sizes N,..] [--runs 5] [--repeat 1000000] [--out FILE.json] [--no-load] \
-         [--aya] [--write-sources DIR]"
+         [--aya] [--write-sources DIR]\n       \
+         polbench --interleave CLANG_XDP_DIR [--sizes 10,1000,10000,100000] [--rounds 9] \
+         [--repeat 1000000] [--out FILE.json]"
     );
     std::process::exit(2)
 }
@@ -75,6 +87,8 @@ fn parse_args() -> Args {
         load: true,
         aya: false,
         write_sources: None,
+        interleave: None,
+        rounds: 9,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -89,10 +103,13 @@ fn parse_args() -> Args {
             "--no-load" => a.load = false,
             "--aya" => a.aya = true,
             "--write-sources" => a.write_sources = Some(val()),
+            "--interleave" => a.interleave = Some(val()),
+            "--rounds" => a.rounds = val().parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
     }
     a.runs = a.runs.max(1);
+    a.rounds = a.rounds.max(1);
     a
 }
 
@@ -665,6 +682,16 @@ fn summary(r: &Value) -> String {
 
 fn main() {
     let a = parse_args();
+    if let Some(dir) = &a.interleave {
+        interleave::run(&interleave::Opts {
+            clang_dir: dir.clone(),
+            sizes: a.sizes.clone(),
+            rounds: a.rounds,
+            repeat: a.repeat,
+            out: a.out.clone(),
+        });
+        return;
+    }
     let mut results = Vec::new();
     for form in &a.forms {
         let mut sizes = if form == "base" {
