@@ -18,9 +18,9 @@ use anyhow::{anyhow, bail, Result};
 use pol_compiler::bpf::select::{SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use pol_compiler::driver::Compiled;
 use pol_runtime::attach::{self, AttachOptions, Attachment, TcMode, XdpMode};
-use pol_runtime::direct::{Direct, Object};
+use pol_runtime::direct::{AnyLoaded, Object};
 use pol_runtime::live::Snapshot;
-use pol_runtime::load::{LoadError, Loaded};
+use pol_runtime::load::LoadError;
 use pol_runtime::sets::{self, Pins};
 use serde_json::json;
 
@@ -111,9 +111,9 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let direct = attach::fds_can_attach(&compiled.spec, &opts)
         && std::env::var("POL_LOADER").map_or(true, |v| v != "aya");
     let loaded = if direct {
-        pol_runtime::testrun::load_direct(&compiled).map(Obj::Direct)
+        pol_runtime::testrun::load_direct(&compiled).map(AnyLoaded::Direct)
     } else {
-        pol_runtime::testrun::load(&compiled).map(Obj::Aya)
+        pol_runtime::testrun::load(&compiled).map(AnyLoaded::Aya)
     };
     let mut loaded = match loaded {
         Ok(l) => l,
@@ -140,27 +140,12 @@ pub fn run(args: RunArgs) -> Result<bool> {
     }
 }
 
-/// A file loaded on the direct path or through aya.
-enum Obj {
-    Direct(Direct),
-    Aya(Loaded),
-}
-
-impl Obj {
-    fn object(&self) -> &dyn Object {
-        match self {
-            Obj::Direct(d) => d,
-            Obj::Aya(l) => l,
-        }
-    }
-}
-
 /// Attach, show counters until stopped, detach, print the final counts.
 #[allow(clippy::too_many_arguments)]
 fn live(
     args: &RunArgs,
     c: &Compiled,
-    loaded: &mut Obj,
+    loaded: &mut AnyLoaded,
     pins: Option<Pins>,
     opts: &AttachOptions,
     stop: &AtomicBool,
@@ -169,8 +154,8 @@ fn live(
     t_loaded: Duration,
 ) -> Result<bool> {
     let att: Attachment = match loaded {
-        Obj::Direct(d) => attach::attach_all_fds(d, &c.spec, opts),
-        Obj::Aya(l) => attach::attach_all(l, &c.spec, opts),
+        AnyLoaded::Direct(d) => attach::attach_all_fds(d, &c.spec, opts),
+        AnyLoaded::Aya(l) => attach::attach_all(l, &c.spec, opts),
     }
     .map_err(|e| anyhow!("{e}"))?;
     let loaded = loaded.object();

@@ -363,14 +363,19 @@ fn attach_xdp(
     Err(attach_err(program, iface, how, &e))
 }
 
-fn attach_err(program: &str, iface: &str, how: &str, e: &ProgramError) -> AttachError {
-    let hint = match errno(e) {
+/// What to do about a failed attach, by its errno.
+fn attach_hint(errno: Option<i32>, how: &str) -> &'static str {
+    match errno {
         Some(libc::EPERM) | Some(libc::EACCES) => "; attaching needs root (CAP_NET_ADMIN)",
         Some(libc::EOPNOTSUPP) | Some(524) if how.contains("native") => {
             "; the driver has no native XDP: use --xdp-mode generic"
         }
         _ => "",
-    };
+    }
+}
+
+fn attach_err(program: &str, iface: &str, how: &str, e: &ProgramError) -> AttachError {
+    let hint = attach_hint(errno(e), how);
     AttachError::Attach {
         program: program.into(),
         iface: iface.into(),
@@ -443,13 +448,7 @@ fn xdp_tries(mode: XdpMode) -> &'static [(u32, &'static str)] {
 }
 
 fn link_err(program: &str, iface: &str, how: &str, e: &SysError) -> AttachError {
-    let hint = match e.errno() {
-        Some(libc::EPERM) | Some(libc::EACCES) => "; attaching needs root (CAP_NET_ADMIN)",
-        Some(libc::EOPNOTSUPP) | Some(524) if how.contains("native") => {
-            "; the driver has no native XDP: use --xdp-mode generic"
-        }
-        _ => "",
-    };
+    let hint = attach_hint(e.errno(), how);
     AttachError::Attach {
         program: program.into(),
         iface: iface.into(),

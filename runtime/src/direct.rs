@@ -32,6 +32,22 @@ const BPF_XDP: u32 = 37;
 
 /// What `pol run`, `pol test` and the counters need of a loaded object, whichever way it
 /// was loaded.
+/// A compiled file loaded on either path: directly (what `pol run` uses) or through aya
+/// (clsact TC filters, `POL_LOADER=aya`).
+pub enum AnyLoaded {
+    Direct(Direct),
+    Aya(Loaded),
+}
+
+impl AnyLoaded {
+    pub fn object(&self) -> &dyn Object {
+        match self {
+            AnyLoaded::Direct(d) => d,
+            AnyLoaded::Aya(l) => l,
+        }
+    }
+}
+
 pub trait Object {
     /// The fd of a loaded program, by name.
     fn program_fd(&self, name: &str) -> Result<BorrowedFd<'_>, LoadError>;

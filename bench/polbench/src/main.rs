@@ -26,7 +26,7 @@ use pol_compiler::bpf::select::{SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use pol_compiler::diag::Severity;
 use pol_compiler::driver::{self, Compiled, LICENSE};
 use pol_compiler::obj::{AttachSpec, MapKind};
-use pol_runtime::direct::{Direct, Object};
+use pol_runtime::direct::{AnyLoaded, Direct};
 use pol_runtime::load::Loaded;
 use pol_runtime::packet::Packet;
 use pol_runtime::sys::{self, ProgInfo, ProgType};
@@ -347,26 +347,13 @@ fn compile_case(
     }
 }
 
-/// What the program was loaded as: the direct path (what `pol run` uses) or aya.
-enum Obj {
-    Direct(Direct),
-    Aya(Loaded),
-}
-
-impl Obj {
-    fn object(&self) -> &dyn Object {
-        match self {
-            Obj::Direct(d) => d,
-            Obj::Aya(l) => l,
-        }
+/// The benchmarked program's info, on either load path.
+fn prog_info(o: &AnyLoaded) -> Result<ProgInfo, String> {
+    match o {
+        AnyLoaded::Direct(d) => d.prog_info(PROGRAM),
+        AnyLoaded::Aya(l) => l.prog_info(PROGRAM),
     }
-    fn prog_info(&self) -> Result<ProgInfo, String> {
-        match self {
-            Obj::Direct(d) => d.prog_info(PROGRAM),
-            Obj::Aya(l) => l.prog_info(PROGRAM),
-        }
-        .map_err(|e| e.to_string())
-    }
+    .map_err(|e| e.to_string())
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -463,7 +450,7 @@ fn load_runs(
     c: &Compiled,
     a: &Args,
     res: &mut serde_json::Map<String, Value>,
-) -> Result<Obj, String> {
+) -> Result<AnyLoaded, String> {
     let entries: usize = c.maps.iter().map(|m| m.entries.len()).sum();
     let mut total = Vec::new();
     let (mut maps_ms, mut fill_ms, mut prog_ms) = (Vec::new(), Vec::new(), Vec::new());
@@ -484,13 +471,13 @@ fn load_runs(
             prog_ms.push(t1.duration_since(t0).as_secs_f64() * 1e3);
             fill_ms.push(ms_since(t1));
             total.push(ms_since(t0));
-            last = Some(Obj::Aya(l));
+            last = Some(AnyLoaded::Aya(l));
         } else {
             let t0 = Instant::now();
             let d = Direct::load(c)
                 .map_err(|e| e.to_string().chars().take(2000).collect::<String>())?;
             total.push(ms_since(t0));
-            last = Some(Obj::Direct(d));
+            last = Some(AnyLoaded::Direct(d));
         }
     }
     if !a.aya {
@@ -502,7 +489,9 @@ fn load_runs(
             fill_ms.push(f);
             prog_ms.push(p);
         }
-        last = Some(Obj::Direct(Direct::load(c).map_err(|e| e.to_string())?));
+        last = Some(AnyLoaded::Direct(
+            Direct::load(c).map_err(|e| e.to_string())?,
+        ));
     }
     res.insert("loaded".into(), json!(true));
     res.insert(
@@ -544,7 +533,7 @@ fn load_case(
     res: &mut serde_json::Map<String, Value>,
 ) -> Result<(), String> {
     let loaded = load_runs(c, a, res)?;
-    let info = loaded.prog_info()?;
+    let info = prog_info(&loaded)?;
     res.insert("verified_insns".into(), json!(info.verified_insns));
     res.insert("xlated_insns".into(), json!(info.xlated_insns));
     res.insert("jited_bytes".into(), json!(info.jited_len));
