@@ -16,24 +16,37 @@ pub fn resources(c: &Compiled) -> String {
             p.name, p.resources.insns, p.resources.conditional_jumps, p.resources.stack_bytes
         );
     }
-    let mut total = 0u64;
+    // Maps created with BPF_F_NO_PREALLOC (LPM tries, keyed counters) take memory as
+    // entries arrive: their figure is a ceiling, the others are taken at load.
+    let (mut at_load, mut ceiling) = (0u64, 0u64);
     for m in &c.maps {
         let mem = map_memory(&m.spec);
-        total += mem;
+        let lazy = m.spec.effective_flags() & 1 != 0;
+        if lazy {
+            ceiling += mem;
+        } else {
+            at_load += mem;
+        }
         let _ = writeln!(
             s,
-            "map     {:<16} {:<9} key {:>2} B  value {:>2} B  max {:>6}  {:>4} entries  ~{}",
+            "map     {:<16} {:<9} key {:>2} B  value {:>2} B  max {:>6}  {:>4} entries  {}{}",
             m.spec.name,
             kind_name(&m.spec.kind),
             m.spec.key.size(),
             m.spec.value.size(),
             m.spec.max_entries,
             m.entries.len(),
+            if lazy { "up to " } else { "~" },
             human(mem)
         );
     }
     if !c.maps.is_empty() {
-        let _ = writeln!(s, "maps take ~{} of kernel memory", human(total));
+        let _ = writeln!(
+            s,
+            "maps take ~{} of kernel memory at load, and up to {} more as entries arrive",
+            human(at_load),
+            human(ceiling)
+        );
     }
     s
 }
