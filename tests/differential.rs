@@ -19,6 +19,7 @@ mod rules;
 use pol_compiler::diag::Severity;
 use pol_compiler::driver;
 use pol_compiler::hir::Hook;
+use pol_runtime::direct::Object as _;
 use pol_runtime::testrun;
 use std::collections::BTreeMap;
 use std::time::Instant;

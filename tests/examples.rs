@@ -6,6 +6,7 @@ mod common;
 
 use common::{kernel_available, snapshot_settings};
 use pol_compiler::driver::{self, Compiled};
+use pol_runtime::direct::Object as _;
 use pol_runtime::packet::{Ext, Packet, ACK, SYN};
 use pol_runtime::testrun;
 use std::path::{Path, PathBuf};

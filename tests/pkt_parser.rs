@@ -17,6 +17,7 @@ use pol_compiler::bpf::insn::{self, encode, Size, R0, R1, R10, R2, R3, R4};
 use pol_compiler::bpf::parser::{emit_packet_parser, span, Needs, ParserHook};
 use pol_compiler::bpf::record::*;
 use pol_compiler::bpf::Asm;
+use pol_runtime::direct::Object as _;
 use pol_runtime::sys::{self, MapType, ProgType};
 
 const MALFORMED: u32 = 0xBAD;

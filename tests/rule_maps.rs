@@ -4,6 +4,7 @@
 mod common;
 
 use pol_compiler::driver;
+use pol_runtime::direct::Object as _;
 use pol_runtime::packet::Packet;
 use pol_runtime::testrun;
 

@@ -59,6 +59,23 @@ pub trait Object {
     fn test_run(&self, name: &str, data: &[u8], repeat: u32) -> Result<TestRun, LoadError> {
         Ok(sys::test_run(self.program_fd(name)?, data, repeat)?)
     }
+    /// What the kernel reports about a program.
+    fn prog_info(&self, name: &str) -> Result<ProgInfo, LoadError> {
+        Ok(sys::prog_info(self.program_fd(name)?)?)
+    }
+    /// Instructions the verifier processed for this program.
+    fn verified_insns(&self, name: &str) -> Result<u32, LoadError> {
+        Ok(self.prog_info(name)?.verified_insns)
+    }
+    /// What the kernel reports about a map.
+    fn map_info(&self, name: &str) -> Result<MapInfo, LoadError> {
+        Ok(sys::map_info(self.map_fd(name)?)?)
+    }
+    /// Sets one entry. For per-CPU maps `value` holds one value per possible CPU, each
+    /// padded to 8 bytes.
+    fn map_update(&self, name: &str, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        Ok(sys::map_update(self.map_fd(name)?, key, value, 0)?)
+    }
 }
 
 impl Object for Loaded {
@@ -316,32 +333,6 @@ impl Direct {
     /// The fd of a map, by name.
     pub fn map_fd(&self, name: &str) -> Result<BorrowedFd<'_>, LoadError> {
         Ok(self.map(name)?.fd.as_fd())
-    }
-
-    /// Runs one packet through a program `repeat` times (BPF_PROG_TEST_RUN).
-    pub fn test_run(&self, name: &str, data: &[u8], repeat: u32) -> Result<TestRun, LoadError> {
-        Ok(sys::test_run(self.program_fd(name)?, data, repeat)?)
-    }
-
-    /// What the kernel reports about a program.
-    pub fn prog_info(&self, name: &str) -> Result<ProgInfo, LoadError> {
-        Ok(sys::prog_info(self.program_fd(name)?)?)
-    }
-
-    /// Instructions the verifier processed for this program.
-    pub fn verified_insns(&self, name: &str) -> Result<u32, LoadError> {
-        Ok(self.prog_info(name)?.verified_insns)
-    }
-
-    /// What the kernel reports about a map.
-    pub fn map_info(&self, name: &str) -> Result<MapInfo, LoadError> {
-        Ok(sys::map_info(self.map_fd(name)?)?)
-    }
-
-    /// Sets one entry. For per-CPU maps `value` holds one value per possible CPU, each
-    /// padded to 8 bytes.
-    pub fn map_update(&self, name: &str, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
-        Ok(sys::map_update(self.map_fd(name)?, key, value, 0)?)
     }
 
     /// Every entry of a hash, array, LPM trie or per-CPU map as (key bytes, value bytes),

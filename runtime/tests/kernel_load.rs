@@ -9,6 +9,7 @@ use pol_compiler::obj::{
     write_object, AttachSpec, BtfTy, MapKind, MapReloc, MapSpec, ObjectSpec, ProgramSpec,
     TcDirection,
 };
+use pol_runtime::direct::Object as _;
 use pol_runtime::load::{LoadError, Loaded};
 
 const XDP_DROP: i32 = 1;

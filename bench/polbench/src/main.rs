@@ -26,6 +26,7 @@ use pol_compiler::bpf::select::{SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use pol_compiler::diag::Severity;
 use pol_compiler::driver::{self, Compiled, LICENSE};
 use pol_compiler::obj::{AttachSpec, MapKind};
+use pol_runtime::direct::Object as _;
 use pol_runtime::direct::{AnyLoaded, Direct};
 use pol_runtime::load::Loaded;
 use pol_runtime::packet::Packet;
@@ -349,11 +350,7 @@ fn compile_case(
 
 /// The benchmarked program's info, on either load path.
 fn prog_info(o: &AnyLoaded) -> Result<ProgInfo, String> {
-    match o {
-        AnyLoaded::Direct(d) => d.prog_info(PROGRAM),
-        AnyLoaded::Aya(l) => l.prog_info(PROGRAM),
-    }
-    .map_err(|e| e.to_string())
+    o.object().prog_info(PROGRAM).map_err(|e| e.to_string())
 }
 
 fn ms_since(t: Instant) -> f64 {

@@ -110,17 +110,7 @@ impl Checker<'_> {
             }
             ExprKind::Error => None,
             _ => {
-                match infer(e) {
-                    Some(found) => self.mismatch(e, ty, found),
-                    None => self.diags.push(
-                        Diagnostic::error(
-                            "E0405",
-                            format!("expected a {ty} value here"),
-                            e.span.clone(),
-                        )
-                        .with_label("not a constant value"),
-                    ),
-                }
+                self.not_a_value(e, ty);
                 None
             }
         }
@@ -139,6 +129,21 @@ impl Checker<'_> {
         None
     }
 
+    /// `e` cannot be a value of type `ty`: a type mismatch when `e` has a type of its own.
+    fn not_a_value(&mut self, e: &Expr, ty: Ty) {
+        match infer(e) {
+            Some(found) => self.mismatch(e, ty, found),
+            None => self.diags.push(
+                Diagnostic::error(
+                    "E0405",
+                    format!("expected a {ty} value here"),
+                    e.span.clone(),
+                )
+                .with_label("not a constant value"),
+            ),
+        }
+    }
+
     pub(super) fn int_lit(&mut self, e: &Expr, ty: Ty) -> Option<u64> {
         let v = match &e.kind {
             ExprKind::Int(v) => *v,
@@ -154,18 +159,7 @@ impl Checker<'_> {
             },
             ExprKind::Error => return None,
             _ => {
-                let found = infer(e);
-                match found {
-                    Some(f) => self.mismatch(e, ty, f),
-                    None => self.diags.push(
-                        Diagnostic::error(
-                            "E0405",
-                            format!("expected a {ty} value here"),
-                            e.span.clone(),
-                        )
-                        .with_label("not a constant value"),
-                    ),
-                }
+                self.not_a_value(e, ty);
                 return None;
             }
         };
