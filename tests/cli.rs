@@ -121,10 +121,12 @@ fn build_writes_object_layout_and_report() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn test_command_reports_like_cargo_test() {
-    if !common::kernel_available() {
-        return;
-    }
+    common::require_kernel();
     let dir = common::TempDir::new("pol_cli_test");
     let file = dir.path().join("t.pol");
     std::fs::write(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{kernel_available, snapshot_settings};
+use common::{require_kernel, snapshot_settings};
 use pol_compiler::driver::{self, Compiled};
 use pol_runtime::direct::Object as _;
 use pol_runtime::packet::{Ext, Packet, ACK, SYN};
@@ -64,10 +64,12 @@ fn examples_golden_files() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn examples_pass_their_own_tests_in_the_kernel() {
-    if !kernel_available() {
-        return;
-    }
+    require_kernel();
     for path in examples() {
         let (_, c) = compile(&path);
         let loaded = testrun::load(&c).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -88,14 +90,13 @@ fn examples_pass_their_own_tests_in_the_kernel() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpftool,
+    ignore = "kernel test: needs root, bpf() and bpftool, unavailable at build time (CI=true runs it)"
+)]
 fn examples_load_with_bpftool() {
-    if !kernel_available() {
-        return;
-    }
-    if !common::have("bpftool") {
-        common::skip_or_fail("bpftool is not installed (apt-get install bpftool)");
-        return;
-    }
+    require_kernel();
+    common::require_tool("bpftool");
     for path in examples() {
         let (_, c) = compile(&path);
         let dir = common::TempDir::new("pol_examples");
@@ -146,10 +147,12 @@ fn example(name: &str) -> Compiled {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn edge_cannot_be_evaded() {
-    if !kernel_available() {
-        return;
-    }
+    require_kernel();
     let c = example("edge");
     let l = testrun::load(&c).expect("load edge");
     let telnet = || Packet::tcp().src("192.0.2.1").dst("198.51.100.1").dport(23);
@@ -295,10 +298,12 @@ fn edge_cannot_be_evaded() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn tc_ipv6_filter_verdicts() {
-    if !kernel_available() {
-        return;
-    }
+    require_kernel();
     let c = example("ipv6");
     let l = testrun::load(&c).expect("load ipv6");
     let h = || Packet::tcp().src("2001:db8:9::1").dst("2001:db8::2");
@@ -346,10 +351,12 @@ fn tc_ipv6_filter_verdicts() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn vlan_and_counting_verdicts() {
-    if !kernel_available() {
-        return;
-    }
+    require_kernel();
     let c = example("vlan");
     let l = testrun::load(&c).expect("load vlan");
     let cases: Vec<(&str, Packet, &str)> = vec![
@@ -466,14 +473,14 @@ impl Drop for Netns {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn examples_attach_with_iproute2() {
-    if !kernel_available() {
-        return;
-    }
-    if !common::have("ip") || !common::have("tc") {
-        common::skip_or_fail("ip/tc are not installed (apt-get install iproute2)");
-        return;
-    }
+    require_kernel();
+    common::require_tool("ip");
+    common::require_tool("tc");
     for path in examples() {
         let (_, c) = compile(&path);
         let dir = common::TempDir::new("pol_iproute2");

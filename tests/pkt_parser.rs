@@ -129,16 +129,12 @@ impl Dumper {
     }
 }
 
-/// Whether the kernel can run the tests; without it the tests pass vacuously, except in CI.
-fn kernel() -> bool {
+/// Fails the test unless the kernel can run it (tests that cannot run here are compiled
+/// ignored, see build.rs); the probe runs once.
+fn require_kernel() {
     static OK: OnceLock<Result<(), String>> = OnceLock::new();
-    match OK.get_or_init(sys::bpf_available) {
-        Ok(()) => true,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{why}"),
-        Err(why) => {
-            eprintln!("skipping kernel test: {why}");
-            false
-        }
+    if let Err(why) = OK.get_or_init(sys::bpf_available) {
+        panic!("kernel test cannot run: {why}");
     }
 }
 
@@ -327,10 +323,12 @@ fn v4_tcp(dport: u16) -> Vec<u8> {
 // ---- Tests ----
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn ipv4_tcp() {
-    if !kernel() {
-        return;
-    }
+    require_kernel();
     let r = ok(&v4_tcp(23));
     let mut src = [0u8; 16];
     src[..4].copy_from_slice(&SRC4);
@@ -358,10 +356,12 @@ fn ipv4_tcp() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn vlan_and_qinq() {
-    if !kernel() {
-        return;
-    }
+    require_kernel();
     let inner = ip4(17, 0, &[], &udp(53, 5353));
     let r = ok(&eth(&[(0x8100, 100)], 0x0800, &inner));
     assert_eq!(
@@ -395,10 +395,12 @@ fn vlan_and_qinq() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn other_ethertypes_and_short_frames() {
-    if !kernel() {
-        return;
-    }
+    require_kernel();
     let r = ok(&pad(eth(&[], 0x0806, &[0; 28]), 60));
     assert_eq!(
         r,
@@ -413,10 +415,12 @@ fn other_ethertypes_and_short_frames() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn ipv4_header_checks() {
-    if !kernel() {
-        return;
-    }
+    require_kernel();
     // Options honoured: 8 bytes of options (IHL 7), TCP behind them.
     let r = ok(&eth(&[], 0x0800, &ip4(6, 0, &[1; 8], &tcp(1, 22, 0x12))));
     assert_eq!(
@@ -463,10 +467,12 @@ fn ipv4_header_checks() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn ipv4_fragments() {
-    if !kernel() {
-        return;
-    }
+    require_kernel();
     // First fragment (MF, offset 0): L4 parsed.
     let r = ok(&eth(&[], 0x0800, &ip4(6, 0x2000, &[], &tcp(5, 23, 2))));
     assert_eq!((r.flags, r.dport), (F_IP4 | F_FRAG | F_TCP, 23));
@@ -486,10 +492,12 @@ fn ipv4_fragments() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn ipv6_and_extension_headers() {
-    if !kernel() {
-        return;
-    }
+    require_kernel();
     let t = tcp(1234, 443, 0x10);
     let r = ok(&eth(&[], 0x86dd, &ip6(&[], 6, &t)));
     let want = Rec {
@@ -661,10 +669,12 @@ fn parses_l4(n: &Needs, v6: bool, bit: u32) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn l4_header_must_lie_inside_the_ip_packet() {
-    if !kernel() {
-        return;
-    }
+    require_kernel();
     // The full parser, XDP and TC.
     for (_, _, f) in l4_past_the_ip_end() {
         malformed(&f);
@@ -722,10 +732,12 @@ fn l4_header_must_lie_inside_the_ip_packet() {
 /// The whole program: `pass tcp.ack` must not pass an ACK whose IPv4 total length ends
 /// before the TCP header, however many bytes follow in the frame.
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn tiny_first_fragment_cannot_fake_tcp_flags() {
-    if !kernel() {
-        return;
-    }
+    require_kernel();
     for hook in ["xdp(\"eth0\")", "tc(\"eth0\", ingress)"] {
         let src = format!("filter f on {hook} {{\n pass tcp.ack\n default drop\n}}\n");
         let compiled =
@@ -954,10 +966,12 @@ fn from_sources() -> Vec<(String, Needs)> {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn every_variant_agrees_with_the_full_parser() {
-    if !kernel() {
-        return;
-    }
+    require_kernel();
     let frames = frames();
     let mut variants: Vec<(String, Needs)> = vec![("default".into(), Needs::default())];
     variants.extend(systematic().into_iter().map(|n| (format!("{n:?}"), n)));
@@ -1010,7 +1024,8 @@ fn parser_sizes() {
     }
     assert!(parser_len(ParserHook::Xdp, Needs::default()) < parser_len(ParserHook::Xdp, ALL));
     // What the verifier goes through for the full parser (the IPv6 walk dominates).
-    if kernel() {
+    if cfg!(not(pol_no_bpf)) {
+        require_kernel();
         for hook in [ParserHook::Xdp, ParserHook::Tc] {
             let (fd, _) = load(hook, ALL, &reads_program(hook, ALL));
             let info = sys::prog_info(fd.as_fd()).expect("prog info");

@@ -24,10 +24,12 @@ fn verdict(c: &driver::Compiled, l: &pol_runtime::load::Loaded, p: Packet) -> &'
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn first_match_survives_maps() {
-    if !common::kernel_available() {
-        return;
-    }
+    common::require_kernel();
     let mut src = String::from("set admin: cidr = { 10.20.0.0/16 }\nfilter g on xdp(\"eth0\") {\n");
     // Rule 0..: a run of exact addresses, a code rule in the middle, overlapping prefixes.
     for i in 1..=20 {
@@ -110,10 +112,12 @@ fn first_match_survives_maps() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn a_hundred_thousand_rules_load_and_decide() {
-    if !common::kernel_available() {
-        return;
-    }
+    common::require_kernel();
     let addr = |i: u32| {
         let a = (10u32 << 24) | (i * 7 + 1);
         format!(
@@ -154,10 +158,12 @@ fn a_hundred_thousand_rules_load_and_decide() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn long_lists_of_code_rules_pass_the_verifier() {
-    if !common::kernel_available() {
-        return;
-    }
+    common::require_kernel();
     // Rules that combine two fields stay code. 1,400 of them used to exhaust the verifier
     // (a rule's `==` pinned the record slot for every later rule) or overflow 16-bit jumps
     // once the kernel inlined the map lookups.

@@ -9,7 +9,7 @@ mod run_support;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{kernel_available, TempDir};
+use common::{require_kernel, TempDir};
 use run_support::*;
 
 fn policy(name: &str, iface: &str) -> String {
@@ -35,10 +35,14 @@ fn pol(wrapper: &[&str], args: &[&str]) -> (bool, String) {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn not_root_and_no_cap_bpf() {
-    if !kernel_available() || !tools_available() || !common::have("setpriv") {
-        return;
-    }
+    require_kernel();
+    require_tools();
+    common::require_tool("setpriv");
     let dir = TempDir::new("pol_run_root");
     let file = dir.path().join("f.pol");
     std::fs::write(&file, policy("err_root", "lo")).expect("write");
@@ -65,10 +69,13 @@ fn not_root_and_no_cap_bpf() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn no_such_interface() {
-    if !kernel_available() || !tools_available() {
-        return;
-    }
+    require_kernel();
+    require_tools();
     let dir = TempDir::new("pol_run_noif");
     let file = dir.path().join("f.pol");
     std::fs::write(&file, policy("err_noif", "eth9pol")).expect("write");
@@ -85,10 +92,14 @@ fn no_such_interface() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn bpffs_not_mounted_is_mounted() {
-    if !kernel_available() || !tools_available() || !common::have("unshare") {
-        return;
-    }
+    require_kernel();
+    require_tools();
+    common::require_tool("unshare");
     let net = NetPair::new("pb");
     let dir = TempDir::new("pol_run_bpffs");
     let file = dir.path().join("f.pol");
@@ -110,8 +121,7 @@ fn bpffs_not_mounted_is_mounted() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stdout.contains("STILL-MOUNTED") {
-        common::skip_or_fail("cannot unmount bpffs in a private mount namespace");
-        return;
+        common::cannot_run("cannot unmount bpffs in a private mount namespace");
     }
     assert!(
         stderr.contains("mounted the BPF filesystem at /sys/fs/bpf"),
@@ -130,10 +140,13 @@ fn bpffs_not_mounted_is_mounted() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn another_xdp_program_is_refused_unless_replace() {
-    if !kernel_available() || !tools_available() {
-        return;
-    }
+    require_kernel();
+    require_tools();
     let net = NetPair::new("px");
     let dir = TempDir::new("pol_run_busy");
     // Someone else's program, attached through netlink by iproute2.

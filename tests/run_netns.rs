@@ -9,7 +9,7 @@ mod run_support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{kernel_available, TempDir};
+use common::{require_kernel, TempDir};
 use run_support::*;
 
 const POLICY: &str = r#"
@@ -124,10 +124,13 @@ fn dummy() -> PolRun {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn sigint_counts_real_traffic_and_leaves_nothing() {
-    if !kernel_available() || !tools_available() {
-        return;
-    }
+    require_kernel();
+    require_tools();
     let net = NetPair::new("pr");
     let dir = TempDir::new("pol_run_e2e");
     // Named after the program, so the pin directory (e2e_sigint-PID) is one assert_clean
@@ -239,10 +242,13 @@ fn policy(name: &str, hook: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn sigterm_on_tc_removes_the_qdisc_it_created() {
-    if !kernel_available() || !tools_available() {
-        return;
-    }
+    require_kernel();
+    require_tools();
     let net = NetPair::new("pt");
     let dir = TempDir::new("pol_run_tc");
     let file = dir.path().join("e2e_sigterm.pol");
@@ -283,10 +289,13 @@ fn sigterm_on_tc_removes_the_qdisc_it_created() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn a_panic_leaves_nothing() {
-    if !kernel_available() || !tools_available() {
-        return;
-    }
+    require_kernel();
+    require_tools();
     let net = NetPair::new("pp");
     let dir = TempDir::new("pol_run_panic");
     let file = dir.path().join("e2e_panic.pol");
@@ -308,10 +317,13 @@ fn a_panic_leaves_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn a_failed_attach_half_way_rolls_back() {
-    if !kernel_available() || !tools_available() {
-        return;
-    }
+    require_kernel();
+    require_tools();
     let net = NetPair::new("ph");
     let dir = TempDir::new("pol_run_half");
     // First run holds the XDP hook of va.

@@ -9,7 +9,7 @@ mod run_support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kernel_available, TempDir};
+use common::{require_kernel, TempDir};
 use run_support::*;
 
 const POLICY: &str = r#"
@@ -105,10 +105,13 @@ fn wait_rule(pol: &mut PolRun, index: u64, want: u64) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn set_add_del_list_change_a_running_filter() {
-    if !kernel_available() || !tools_available() {
-        return;
-    }
+    require_kernel();
+    require_tools();
     let net = NetPair::new("ps");
     let dir = TempDir::new("pol_set_e2e");
     let file = dir.path().join("set_e2e.pol");
@@ -259,10 +262,13 @@ fn set_add_del_list_change_a_running_filter() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
 fn a_killed_run_leaves_pins_the_next_run_removes() {
-    if !kernel_available() || !tools_available() {
-        return;
-    }
+    require_kernel();
+    require_tools();
     let net = NetPair::new("pk");
     let dir = TempDir::new("pol_set_kill");
     let file = dir.path().join("set_kill.pol");

@@ -5,7 +5,7 @@ mod common;
 
 use std::os::fd::AsFd;
 
-use common::{exit, insn, kernel_or_skip, mov64_imm, program};
+use common::{exit, insn, mov64_imm, program, require_kernel};
 use pol_runtime::sys::{self, MapType, ProgType, SysError};
 
 const XDP_DROP: u32 = 1;
@@ -36,10 +36,12 @@ fn longer_than_60() -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn xdp_drop_returns_drop() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     let prog = program(&[mov64_imm(0, XDP_DROP as i32), exit()]);
     let (fd, log) = sys::prog_load_raw(ProgType::Xdp, &prog, "GPL", 0).expect("load");
     assert!(log.is_empty(), "log level 0 gives no log: {log}");
@@ -56,10 +58,12 @@ fn xdp_drop_returns_drop() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn bounds_checked_read_passes_long_frames() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     let (fd, _) = sys::prog_load_raw(ProgType::Xdp, &longer_than_60(), "GPL", 0).expect("load");
     for (len, want) in [
         (14, XDP_DROP),
@@ -74,10 +78,12 @@ fn bounds_checked_read_passes_long_frames() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn stats_log_level_reports_processed_insns() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     let (fd, log) = sys::prog_load_raw(ProgType::Xdp, &longer_than_60(), "GPL", 4).expect("load");
     assert!(log.contains("processed"), "log: {log}");
     let info = sys::prog_info(fd.as_fd()).expect("prog info");
@@ -88,10 +94,12 @@ fn stats_log_level_reports_processed_insns() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn sched_cls_program_runs() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     const TC_ACT_SHOT: i32 = 2;
     let prog = program(&[mov64_imm(0, TC_ACT_SHOT), exit()]);
     let (fd, _) = sys::prog_load_raw(ProgType::SchedCls, &prog, "GPL", 0).expect("load");
@@ -100,10 +108,12 @@ fn sched_cls_program_runs() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn uninitialised_register_is_rejected_with_log() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     // r0 = r2; exit   (r2 was never written)
     let prog = program(&[insn(0xbf, 0, 2, 0, 0), exit()]);
     let err = sys::prog_load_raw(ProgType::Xdp, &prog, "GPL", 0).expect_err("must be rejected");
@@ -118,10 +128,12 @@ fn uninitialised_register_is_rejected_with_log() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn unchecked_packet_read_is_rejected() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     // r2 = ctx->data; r0 = *(u8 *)(r2 + 0); exit    (no data_end check)
     let prog = program(&[insn(0x61, 2, 1, 0, 0), insn(0x71, 0, 2, 0, 0), exit()]);
     let err = sys::prog_load_raw(ProgType::Xdp, &prog, "GPL", 1).expect_err("must be rejected");
@@ -146,10 +158,12 @@ fn bad_input_is_an_error_not_a_panic() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn short_test_packet_is_explained() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     let prog = program(&[mov64_imm(0, XDP_DROP as i32), exit()]);
     let (fd, _) = sys::prog_load_raw(ProgType::Xdp, &prog, "GPL", 0).expect("load");
     let err = sys::test_run(fd.as_fd(), &[0u8; 4], 1).expect_err("too short");
@@ -157,10 +171,12 @@ fn short_test_packet_is_explained() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn raw_maps_round_trip() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     let map = sys::map_create(MapType::Hash, 4, 8, 16, 0).expect("create");
     let fd = map.as_fd();
     for k in 1u32..=3 {
@@ -214,19 +230,23 @@ fn raw_maps_round_trip() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn bpffs_is_mounted_after_ensure() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     pol_runtime::ensure_bpffs().expect("bpffs");
     assert!(sys::bpffs_mounted(pol_runtime::BPFFS).expect("mounts"));
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn long_verifier_log_grows_the_buffer() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     // 6000 instructions at log level 2 write well over the first 64 KiB of log.
     let mut insns = vec![mov64_imm(0, XDP_PASS as i32); 6000];
     insns.push(exit());
@@ -240,10 +260,12 @@ fn long_verifier_log_grows_the_buffer() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn built_packets_run_through_xdp() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     use pol_runtime::packet::Packet;
     let (fd, _) = sys::prog_load_raw(ProgType::Xdp, &longer_than_60(), "GPL", 0).expect("load");
     let cases = [
@@ -260,10 +282,12 @@ fn built_packets_run_through_xdp() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
 fn jumbo_frames_round_trip() {
-    if !kernel_or_skip() {
-        return;
-    }
+    require_kernel();
     let prog = program(&[mov64_imm(0, XDP_PASS as i32), exit()]);
     let (fd, _) = sys::prog_load_raw(ProgType::Xdp, &prog, "GPL", 0).expect("load");
     for len in [1500, 4000, 9000] {

@@ -3,34 +3,35 @@
 
 use std::path::{Path, PathBuf};
 
-/// Whether kernel tests can run here. Prints why not; under `CI=true` a skip is a failure.
-pub fn kernel_available() -> bool {
-    match pol_runtime::sys::bpf_available() {
-        Ok(()) => {
-            // Best effort: tests that pin need bpffs.
-            let _ = pol_runtime::ensure_bpffs();
-            true
-        }
-        Err(why) => {
-            skip_or_fail(&why);
-            false
-        }
+/// Fails the test unless this process can load BPF programs (and mounts bpffs for the
+/// tests that pin). Kernel tests that cannot run here are compiled with `#[ignore =
+/// "reason"]` (build.rs, runtime/build_probe.rs), so one that runs and cannot is a failure
+/// with its reason, never a silent pass.
+pub fn require_kernel() {
+    if let Err(why) = pol_runtime::sys::bpf_available() {
+        cannot_run(&why);
+    }
+    let _ = pol_runtime::ensure_bpffs();
+}
+
+/// Fails the test unless `cmd` is installed.
+pub fn require_tool(cmd: &str) {
+    if !have(cmd) {
+        cannot_run(&format!("`{cmd}` is not installed"));
     }
 }
 
-/// Prints why a kernel test is skipped, or fails it under `CI=true`.
-pub fn skip_or_fail(why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("kernel test cannot run under CI=true: {why}");
-    }
-    eprintln!("skipping kernel test: {why}");
-}
-
+/// Whether `cmd` is on PATH.
 pub fn have(cmd: &str) -> bool {
     std::process::Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Fails a kernel test that cannot run, saying why.
+pub fn cannot_run(why: &str) -> ! {
+    panic!("kernel test cannot run: {why}");
 }
 
 /// Insta settings: snapshots in tests/snapshots, the source shown above each one.

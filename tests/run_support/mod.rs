@@ -256,23 +256,16 @@ pub fn assert_clean(ns: &str, prog: &str) {
     panic!("pol left something behind:\n{last}");
 }
 
-/// Whether the tools these tests drive are here; prints why not (fails under CI=true).
-pub fn tools_available() -> bool {
+/// Fails the test unless the tools these tests drive are installed (see
+/// `common::require_kernel` for why a missing tool fails rather than skips).
+pub fn require_tools() {
     for t in ["ip", "tc", "nsenter", "bpftool", "python3", "kill"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {t}")])
             .output()
             .is_ok_and(|o| o.status.success());
-        if !found {
-            let why = format!("`{t}` is not installed");
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("pol run test cannot run under CI=true: {why}");
-            }
-            eprintln!("skipping pol run test: {why}");
-            return false;
-        }
+        assert!(found, "pol run test cannot run: `{t}` is not installed");
     }
-    true
 }
 
 /// The python3 interpreter itself (not a pyenv shim), so `ip netns exec` starts it fast.
