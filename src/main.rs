@@ -3,6 +3,7 @@
 mod report;
 mod run;
 mod set_cmd;
+mod set_files;
 mod test_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -92,7 +93,7 @@ fn compile(path: &Path) -> Result<Option<driver::Compiled>> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let files = |name: &str| {
         let p = dir.join(name);
-        std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))
+        set_files::read(&p).map_err(|e| format!("{}: {e}", p.display()))
     };
     match driver::compile_with(&src, &files) {
         Ok(c) => {

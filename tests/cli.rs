@@ -229,7 +229,7 @@ fn sets_read_from_files_with_line_precise_errors() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err.contains("lists/block.txt:3:3: `300.1.1.1` is not an IPv4 or IPv6 address"),
+        err.contains("lists/block.txt:3:3: expected an address or prefix such as 192.0.2.0/24"),
         "{err}"
     );
     assert!(

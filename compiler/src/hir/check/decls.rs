@@ -201,6 +201,8 @@ impl Checker<'_> {
             }
         };
         let mut values = Vec::new();
+        // Bad lines as (line, column), never their text: the file may be anything
+        // (`/etc/shadow`), and a diagnostic must not print its secrets.
         let mut bad = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let entry = line.split('#').next().unwrap_or("").trim();
@@ -209,13 +211,10 @@ impl Checker<'_> {
             }
             match parse_element(entry, elem) {
                 Ok(v) => values.push(v),
-                Err(why) => {
-                    let col = line.find(entry).unwrap_or(0) + 1;
-                    bad.push(format!("{name}:{}:{col}: `{entry}` {why}", n + 1));
-                }
+                Err(_) => bad.push((n + 1, line.find(entry).unwrap_or(0) + 1)),
             }
         }
-        if let Some(first) = bad.first() {
+        if let Some((line, col)) = bad.first() {
             let more = match bad.len() {
                 1 => String::new(),
                 n => format!(
@@ -224,14 +223,39 @@ impl Checker<'_> {
                     if n == 2 { "" } else { "s" }
                 ),
             };
-            let mut d = Diagnostic::error("E0407", format!("{first}{more}"), call.span.clone())
-                .with_label(format!("read as a set of {elem} from here"));
+            let mut help =
+                "the lines themselves are not shown: the file may not be a list".to_string();
             if bad.len() > 1 {
-                d = d.with_help(bad.iter().take(10).cloned().collect::<Vec<_>>().join("\n"));
+                let lines: Vec<String> = bad.iter().take(10).map(|(l, _)| l.to_string()).collect();
+                help = format!(
+                    "bad lines: {}{}; {help}",
+                    lines.join(", "),
+                    if bad.len() > 10 { ", ..." } else { "" }
+                );
             }
+            let d = Diagnostic::error(
+                "E0407",
+                format!("{name}:{line}:{col}: expected {}{more}", expected(elem)),
+                call.span.clone(),
+            )
+            .with_label(format!("read as a set of {elem} from here"))
+            .with_help(help);
             self.diags.push(d);
             return None;
         }
         Some(values)
     }
+}
+
+/// What a line of a `file(..)` set of `elem` must hold, with an example.
+fn expected(elem: Ty) -> String {
+    let what = match elem {
+        Ty::Ip4 => "an IPv4 address such as 192.0.2.1",
+        Ty::Ip6 => "an IPv6 address such as 2001:db8::1",
+        Ty::Ip => "an IPv4 or IPv6 address such as 192.0.2.1",
+        Ty::Cidr => "an address or prefix such as 192.0.2.0/24 or 2001:db8::/32",
+        Ty::Port => "a port (0..65535) or a range such as 8000..8080",
+        _ => return format!("one {elem} value per line"),
+    };
+    format!("{what}, one per line")
 }
