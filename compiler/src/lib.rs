@@ -8,9 +8,11 @@
 
 pub mod bpf;
 pub mod check;
+pub mod codegen;
 pub mod diag;
 pub mod driver;
 pub mod hir;
 pub mod ir;
+pub mod mir;
 pub mod obj;
 pub mod syntax;

@@ -1,0 +1,154 @@
+//! MIR filetests, in the manner of Cranelift's: each `tests/mir/**/*.mir` file holds a
+//! module, `test PASS` lines naming what to run (`print`, `verify`, `regalloc`, `codegen`)
+//! and, after `; expect:`, the expected output as comments. One test runs them all;
+//! `POL_BLESS=1 cargo test --test mir_filetests` rewrites the expectations.
+
+use std::path::{Path, PathBuf};
+
+use pol_compiler::codegen;
+use pol_compiler::mir::{self, parse_module, print, verify};
+
+const EXPECT: &str = "; expect:";
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "mir") {
+            out.push(p);
+        }
+    }
+}
+
+/// Runs the passes a file names on its module; the output it should match.
+fn run(passes: &[String], input: &str) -> String {
+    let module = match parse_module(input) {
+        Ok(m) => m,
+        Err(e) => return format!("parse error: {e}\n"),
+    };
+    let mut out = String::new();
+    for pass in passes {
+        if passes.len() > 1 {
+            out.push_str(&format!("== {pass} ==\n"));
+        }
+        let text = match pass.as_str() {
+            "print" => print::module(&module),
+            "verify" => match mir::verify_module(&module) {
+                Ok(()) => "ok\n".to_string(),
+                Err(errors) => verify::render(&errors),
+            },
+            "regalloc" => codegen::filetest_regalloc(&module),
+            "codegen" => codegen::filetest_codegen(&module),
+            other => format!("unknown pass {other:?}\n"),
+        };
+        out.push_str(&text);
+    }
+    out
+}
+
+/// The text before `; expect:`, the `test` lines, and the expectation.
+fn split(text: &str) -> (String, Vec<String>, Option<String>) {
+    let mut input = String::new();
+    let mut passes = Vec::new();
+    let mut expected: Option<String> = None;
+    for line in text.lines() {
+        if let Some(exp) = &mut expected {
+            let l = line.strip_prefix(';').unwrap_or(line);
+            exp.push_str(l.strip_prefix(' ').unwrap_or(l));
+            exp.push('\n');
+        } else if line.trim_end() == EXPECT {
+            expected = Some(String::new());
+        } else if let Some(p) = line.strip_prefix("test ") {
+            passes.extend(p.split_whitespace().map(str::to_owned));
+            input.push_str(&format!("; {line}\n"));
+        } else {
+            input.push_str(line);
+            input.push('\n');
+        }
+    }
+    (input, passes, expected)
+}
+
+fn bless(path: &Path, text: &str, actual: &str) {
+    let head = match text.find(EXPECT) {
+        Some(i) => text.get(..i).unwrap_or(text).trim_end().to_string(),
+        None => text.trim_end().to_string(),
+    };
+    let mut out = format!("{head}\n\n{EXPECT}\n");
+    for line in actual.lines() {
+        if line.is_empty() {
+            out.push_str(";\n");
+        } else {
+            out.push_str(&format!("; {line}\n"));
+        }
+    }
+    std::fs::write(path, out).expect("write blessed file");
+}
+
+#[test]
+fn mir_filetests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mir");
+    let mut all = Vec::new();
+    files(&root, &mut all);
+    assert!(
+        all.len() >= 10,
+        "expected the filetests under {}",
+        root.display()
+    );
+    let blessing = std::env::var("POL_BLESS").as_deref() == Ok("1");
+    let mut failures = Vec::new();
+    for path in &all {
+        let text = std::fs::read_to_string(path).expect("read filetest");
+        let (input, passes, expected) = split(&text);
+        let name = path
+            .strip_prefix(&root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        if passes.is_empty() {
+            failures.push(format!("{name}: no `test` line"));
+            continue;
+        }
+        let actual = run(&passes, &input);
+        if expected.as_deref().map(str::trim_end) != Some(actual.trim_end()) {
+            if blessing {
+                bless(path, &text, &actual);
+            } else {
+                failures.push(format!(
+                    "{name}: output differs\n--- expected\n{}\n--- actual\n{actual}",
+                    expected.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} filetest(s) failed (POL_BLESS=1 to accept):\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Printing then parsing gives back the same module, for every filetest that parses.
+#[test]
+fn text_form_round_trips() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mir");
+    let mut all = Vec::new();
+    files(&root, &mut all);
+    for path in &all {
+        let text = std::fs::read_to_string(path).expect("read filetest");
+        let (input, _, _) = split(&text);
+        let Ok(m) = parse_module(&input) else {
+            continue;
+        };
+        let printed = print::module(&m);
+        let again = parse_module(&printed)
+            .unwrap_or_else(|e| panic!("{}: reparse: {e}\n{printed}", path.display()));
+        assert_eq!(again, m, "{}: parse(print(m)) != m", path.display());
+    }
+}
