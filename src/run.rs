@@ -1,12 +1,15 @@
-//! `pol run FILE.pol`: compile, load, attach, show live counters until SIGINT/SIGTERM, then
-//! detach everything and print the final counts.
+//! `pol run FILE.pol`: compile, load, attach, show live counters until a signal ends it
+//! (INT, TERM, HUP, QUIT or PIPE), then detach everything and print the final counts.
 //!
 //! Human messages go to stderr (`attached edge to veth0 (xdp native)`, `ready in 9.1 ms`);
 //! stdout carries the counters: a table refreshed in place on a terminal, one line per
 //! interval otherwise, or with `--json` one JSON object per line — `{"event":"attached"}`
 //! once, `{"event":"counters"}` per interval and `{"event":"final"}` after detaching.
 //! Cleanup does not depend on reaching the end: the [`Attachment`] guard detaches on drop,
-//! also while a panic unwinds, and signals only set a flag that ends the loop.
+//! also while a panic unwinds, and signals only set a flag that ends the loop. Output that
+//! can no longer be written (a closed pipe, a hung-up terminal) ends the run the same way.
+//! Each hook is claimed first ([`pol_runtime::hooks`]): a hook another `pol run` holds is
+//! refused, and what a killed run left on it is removed.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -17,12 +20,22 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use pol_compiler::bpf::select::{SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use pol_compiler::driver::Compiled;
+use pol_compiler::obj::{AttachSpec, TcDirection};
 use pol_runtime::attach::{self, AttachOptions, Attachment, TcMode, XdpMode};
 use pol_runtime::direct::{AnyLoaded, Object};
+use pol_runtime::hooks::{self, Claim, ClaimRecord, Hook};
 use pol_runtime::live::Snapshot;
 use pol_runtime::load::LoadError;
 use pol_runtime::sets::{self, Pins};
 use serde_json::json;
+
+/// `eprintln!` that cannot panic: after SIGHUP the terminal may be gone, and a panic
+/// while detaching would abort.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -45,7 +58,8 @@ pub struct RunArgs {
     /// TC attachment: TCX links where the kernel has them, or a filter under clsact.
     #[arg(long, value_enum, default_value_t = TcModeArg::Auto)]
     tc_mode: TcModeArg,
-    /// Detach an XDP program already on the interface instead of refusing.
+    /// Detach an XDP program already on the interface instead of refusing; it is put back
+    /// on exit.
     #[arg(long)]
     replace: bool,
 }
@@ -69,7 +83,10 @@ pub fn run(args: RunArgs) -> Result<bool> {
         bail!("--interval must be at least 0.01 seconds");
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // Every signal that ends a process by default and can be caught: detach, then exit.
+    // (SIGPIPE too: Rust ignores it, but a `kill -PIPE` or a closed pipe should end the run.)
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
     let Some(compiled) = crate::compile(&args.file)? else {
@@ -119,6 +136,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
         Ok(l) => l,
         Err(e) => bail!(load_error(&compiled, &e)),
     };
+    let claims = claim_hooks(&args.file, &compiled, &opts)?;
     let pins = pin_sets(&args.file, &compiled, loaded.object());
     let t_loaded = t0.elapsed();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -127,6 +145,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
             &compiled,
             &mut loaded,
             pins,
+            claims,
             &opts,
             &stop,
             t0,
@@ -147,6 +166,8 @@ fn live(
     c: &Compiled,
     loaded: &mut AnyLoaded,
     pins: Option<Pins>,
+    // Dropped after `att` (parameters outlive locals): claims go once the hooks are free.
+    mut claims: Vec<Claim>,
     opts: &AttachOptions,
     stop: &AtomicBool,
     t0: Instant,
@@ -161,12 +182,18 @@ fn live(
     let loaded = loaded.object();
     let t_attached = t0.elapsed();
     for a in &att.attached {
-        eprintln!("attached {} to {} ({})", a.program, a.iface, a.how);
+        say!("attached {} to {} ({})", a.program, a.iface, a.how);
         if let Some(n) = &a.note {
-            eprintln!("note: {n}");
+            say!("note: {n}");
+        }
+        for c in claims.iter_mut().filter(|c| c.record.program == a.program) {
+            let created = att.qdisc_created(c.record.ifindex);
+            if let Err(e) = c.attached(&a.how, created) {
+                say!("warning: cannot record the attachment of `{}` ({e}); should this run be killed, the next one cannot clean up after it", a.program);
+            }
         }
     }
-    eprintln!(
+    say!(
         "ready in {:.1} ms (compile {:.1} ms, load {:.1} ms, attach {:.1} ms); Ctrl-C to stop",
         ms(t_attached),
         ms(t_compiled),
@@ -203,16 +230,56 @@ fn live(
         next += interval;
         let snap = Snapshot::read(c, loaded)?;
         let now = Instant::now();
+        if let Err(e) = show(
+            args,
+            tty,
+            &mut out,
+            &snap,
+            prev.as_ref(),
+            now,
+            start,
+            &mut shown_lines,
+        ) {
+            say!("stopping: cannot write the counters ({e})");
+            break;
+        }
+        prev = Some((snap, now));
+    }
+    let mut problems = att.detach();
+    problems.extend(pins.map(Pins::remove).unwrap_or_default());
+    for p in &problems {
+        say!("warning: {p}");
+    }
+    say!("detached");
+    let snap = Snapshot::read(c, loaded)?;
+    // The final counts are best effort: stdout may be what went away.
+    let _ = show_final(args, tty, &mut out, &snap, start, shown_lines);
+    Ok(problems.is_empty())
+}
+
+/// One interval's counters: a JSON line, the table redrawn in place, or a plain line.
+#[allow(clippy::too_many_arguments)]
+fn show(
+    args: &RunArgs,
+    tty: bool,
+    out: &mut std::io::Stdout,
+    snap: &Snapshot,
+    prev: Option<&(Snapshot, Instant)>,
+    now: Instant,
+    start: Instant,
+    shown_lines: &mut usize,
+) -> std::io::Result<()> {
+    {
         if args.json {
             let mut v = snap.to_json();
             v["event"] = json!("counters");
             v["t"] = json!(round3((now - start).as_secs_f64()));
             writeln!(out, "{v}")?;
         } else if tty {
-            let prev_ref = prev.as_ref().map(|(s, t)| (s, (now - *t).as_secs_f64()));
+            let prev_ref = prev.map(|(s, t)| (s, (now - *t).as_secs_f64()));
             let table = snap.table(prev_ref);
             // Move up over the previous table, rewrite it line by line, clear the rest.
-            if shown_lines > 0 {
+            if *shown_lines > 0 {
                 write!(out, "\x1b[{shown_lines}F")?;
             }
             for line in table.lines() {
@@ -220,19 +287,23 @@ fn live(
             }
             write!(out, "\x1b[J")?;
             out.flush()?;
-            shown_lines = table.lines().count();
+            *shown_lines = table.lines().count();
         } else {
             writeln!(out, "{:.1}s {}", (now - start).as_secs_f64(), snap.line())?;
         }
-        prev = Some((snap, now));
     }
-    let mut problems = att.detach();
-    problems.extend(pins.map(Pins::remove).unwrap_or_default());
-    for p in &problems {
-        eprintln!("warning: {p}");
-    }
-    eprintln!("detached");
-    let snap = Snapshot::read(c, loaded)?;
+    out.flush()
+}
+
+/// The final counts, after detaching.
+fn show_final(
+    args: &RunArgs,
+    tty: bool,
+    out: &mut std::io::Stdout,
+    snap: &Snapshot,
+    start: Instant,
+    shown_lines: usize,
+) -> std::io::Result<()> {
     if args.json {
         let mut v = snap.to_json();
         v["event"] = json!("final");
@@ -245,7 +316,48 @@ fn live(
         writeln!(out, "final counts:")?;
         write!(out, "{}", snap.table(None))?;
     }
-    Ok(problems.is_empty())
+    out.flush()
+}
+
+/// Claims the hook of every program (refusing one another `pol run` holds) and reports
+/// what killed runs left there and was removed.
+fn claim_hooks(file: &std::path::Path, c: &Compiled, opts: &AttachOptions) -> Result<Vec<Claim>> {
+    let mut claims = Vec::new();
+    for (p, (name, iface)) in c.spec.programs.iter().zip(attach::targets(&c.spec, opts)) {
+        let hook = match &p.attach {
+            AttachSpec::Xdp { .. } => Hook::Xdp,
+            AttachSpec::Tc {
+                direction: TcDirection::Ingress,
+                ..
+            } => Hook::TcIngress,
+            AttachSpec::Tc {
+                direction: TcDirection::Egress,
+                ..
+            } => Hook::TcEgress,
+            AttachSpec::Tracepoint { .. } => continue,
+        };
+        let Some(iface) = iface else { continue };
+        let Some(ifindex) = pol_runtime::sys::netlink::ifindex(&iface) else {
+            continue; // attach says so
+        };
+        let record = ClaimRecord {
+            pid: 0,
+            file: file.display().to_string(),
+            program: name,
+            iface,
+            ifindex,
+            hook,
+            how: String::new(),
+            qdisc_created: false,
+        };
+        let (claim, notes) = hooks::claim(std::path::Path::new(hooks::CLAIM_ROOT), record)
+            .map_err(|e| anyhow!("{e}"))?;
+        for n in notes {
+            say!("note: {n}");
+        }
+        claims.push(claim);
+    }
+    Ok(claims)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -185,10 +185,35 @@ fn another_xdp_program_is_refused_unless_replace() {
         "the other program stays: {shown}"
     );
 
+    let id = |shown: &str| {
+        shown
+            .split_whitespace()
+            .skip_while(|w| *w != "id")
+            .nth(1)
+            .map(str::to_string)
+    };
+    let before = id(&shown);
     let (ok, err) = pol(&["nsenter", &ns], &[file, "--duration", "0.2", "--replace"]);
     assert!(ok, "--replace must work: {err}");
-    assert!(err.contains("note: replaced XDP program"), "{err}");
+    assert!(
+        err.contains("note: replaced XDP program") && err.contains("it is put back on exit"),
+        "{err}"
+    );
     assert!(err.contains("attached err_busy to va"), "{err}");
+    // The replaced program is back, the same one (same id).
+    let (_, shown) = ip(&["-n", &net.a, "link", "show", "va"]);
+    assert!(before.is_some() && id(&shown) == before, "{shown}");
+    let (ok, out) = ip(&[
+        "-n",
+        &net.a,
+        "link",
+        "set",
+        "dev",
+        "va",
+        "xdpgeneric",
+        "off",
+    ]);
+    assert!(ok, "{out}");
     assert_clean(&net.a, "err_busy");
 
     // Held by another pol run (a BPF link): refused with or without --replace.
@@ -197,7 +222,10 @@ fn another_xdp_program_is_refused_unless_replace() {
         .wait_for("\"attached\"", Duration::from_secs(30))
         .is_some());
     let (ok, err) = pol(&["nsenter", &ns], &[file, "--duration", "0.2"]);
-    assert!(!ok && err.contains("already has an XDP program"), "{err}");
+    assert!(
+        !ok && err.contains("XDP of `va` is already filtered by `pol run` (pid "),
+        "{err}"
+    );
     holder.signal("INT");
     let (ok, _, err) = holder.finish(Duration::from_secs(10));
     assert!(ok, "{err}");

@@ -11,7 +11,11 @@
 //! - TC: a TCX link (kernel 6.6+, no qdisc needed, dies with the process) or, with
 //!   [`TcMode::Netlink`] or on older kernels, a cls_bpf filter under a clsact qdisc, which is
 //!   created when missing and deleted on detach only if it was created here (through raw
-//!   rtnetlink in [`crate::sys::netlink`], since aya 0.13 cannot delete qdiscs).
+//!   rtnetlink in [`crate::sys::netlink`], since aya 0.13 cannot delete qdiscs). The filter
+//!   carries pol's tag, priority [`TC_PRIO`] and handle [`TC_HANDLE`], so what a killed run
+//!   leaves is recognisable ([`crate::hooks`]).
+//! - `replace` detaches another XDP program but keeps an fd of it, and puts it back on
+//!   detach.
 //!
 //! [`attach_all`] attaches programs loaded through aya ([`Loaded`]); [`attach_all_fds`]
 //! attaches programs loaded by [`crate::direct`] by their fds, with BPF_LINK_CREATE (XDP
@@ -23,13 +27,19 @@ use aya::programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpFlags};
 use aya::util::KernelVersion;
 use pol_compiler::obj::{AttachSpec, ObjectSpec, ProgramSpec, TcDirection};
 
-use std::os::fd::OwnedFd;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::direct::Object;
 use crate::load::Loaded;
 use crate::sys::link::{self, AttachType};
 use crate::sys::netlink::{self, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 use crate::sys::SysError;
+
+/// The priority (`tc filter show`: `pref`) of pol's cls_bpf filters: "po".
+pub const TC_PRIO: u16 = 0x706f;
+/// The handle of pol's cls_bpf filters: "pol".
+pub const TC_HANDLE: u32 = 0x0070_6f6c;
 
 /// Which XDP mode to attach in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,12 +126,23 @@ enum Link {
     Fd(#[allow(dead_code)] OwnedFd),
 }
 
-/// Everything attached; dropping it detaches all programs, then deletes the qdiscs it added.
+/// An XDP program `replace` detached, to put back on detach.
+struct Replaced {
+    iface: String,
+    ifindex: u32,
+    mode: u32,
+    prog_id: u32,
+    prog: OwnedFd,
+}
+
+/// Everything attached; dropping it detaches all programs, deletes the qdiscs it added and
+/// puts back the XDP programs it replaced.
 #[derive(Default)]
 pub struct Attachment {
     links: Vec<Link>,
     /// clsact qdiscs created here: (interface, ifindex).
     qdiscs: Vec<(String, u32)>,
+    replaced: Vec<Replaced>,
     pub attached: Vec<Attached>,
 }
 
@@ -140,6 +161,19 @@ impl Attachment {
         self.cleanup()
     }
 
+    /// Whether the clsact qdisc of `ifindex` was created by this attachment.
+    pub fn qdisc_created(&self, ifindex: u32) -> bool {
+        self.qdiscs.iter().any(|(_, i)| *i == ifindex)
+    }
+
+    /// The programs it will put back on detach: (interface, program id).
+    pub fn to_restore(&self) -> Vec<(String, u32)> {
+        self.replaced
+            .iter()
+            .map(|r| (r.iface.clone(), r.prog_id))
+            .collect()
+    }
+
     fn cleanup(&mut self) -> Vec<String> {
         // Links first (their drop detaches), newest first, then the qdiscs under them.
         while self.links.pop().is_some() {}
@@ -155,6 +189,14 @@ impl Attachment {
                 )),
             }
         }
+        for r in self.replaced.drain(..).rev() {
+            if let Err(e) = netlink::xdp_attach(r.ifindex, r.prog.as_fd(), r.mode) {
+                problems.push(format!(
+                    "could not put back XDP program {} on `{}` ({e})",
+                    r.prog_id, r.iface
+                ));
+            }
+        }
         problems
     }
 }
@@ -162,7 +204,8 @@ impl Attachment {
 impl Drop for Attachment {
     fn drop(&mut self) {
         for p in self.cleanup() {
-            eprintln!("warning: {p}");
+            // Not eprintln!: after SIGHUP stderr may be gone, and a panic here would abort.
+            let _ = writeln!(std::io::stderr(), "warning: {p}");
         }
     }
 }
@@ -270,6 +313,7 @@ fn message(e: &ProgramError) -> String {
 /// `replace`, in which case the old one is detached (a program held by another process's
 /// BPF link cannot be). Returns the note to show about a replaced program.
 fn xdp_prepare(
+    att: &mut Attachment,
     iface: &str,
     ifindex: u32,
     opts: &AttachOptions,
@@ -289,6 +333,8 @@ fn xdp_prepare(
         } else {
             vec![cur.mode]
         };
+        // An fd keeps the program loaded once detached, to put it back on exit.
+        let keep = link::prog_fd_by_id(cur.prog_id).ok();
         for mode in modes {
             if let Err(e) = netlink::xdp_detach(ifindex, mode) {
                 if e.raw_os_error() == Some(libc::EBUSY) {
@@ -300,8 +346,25 @@ fn xdp_prepare(
                 }
             }
         }
+        let back = match keep {
+            Some(prog) => {
+                att.replaced.push(Replaced {
+                    iface: iface.into(),
+                    ifindex,
+                    mode: if cur.mode == 0 {
+                        XDP_FLAGS_SKB_MODE
+                    } else {
+                        cur.mode
+                    },
+                    prog_id: cur.prog_id,
+                    prog,
+                });
+                "it is put back on exit"
+            }
+            None => "it cannot be put back on exit (no access to it by id)",
+        };
         note = Some(format!(
-            "replaced XDP program {}{name} on `{iface}`; it is not restored on exit",
+            "replaced XDP program {}{name} on `{iface}`; {back}",
             cur.prog_id
         ));
     }
@@ -316,7 +379,7 @@ fn attach_xdp(
     ifindex: u32,
     opts: &AttachOptions,
 ) -> Result<(), AttachError> {
-    let mut note = xdp_prepare(iface, ifindex, opts)?;
+    let mut note = xdp_prepare(att, iface, ifindex, opts)?;
     let tries: &[(XdpFlags, &str)] = match opts.xdp_mode {
         XdpMode::Auto => &[
             (XdpFlags::DRV_MODE, "xdp native"),
@@ -415,7 +478,11 @@ fn attach_tc(
                 })
             }
         }
-        let options = TcAttachOptions::Netlink(NlOptions::default());
+        // pol's tag: what a SIGKILLed run leaves is found by it (crate::hooks).
+        let options = TcAttachOptions::Netlink(NlOptions {
+            priority: TC_PRIO,
+            handle: TC_HANDLE,
+        });
         (
             cls.attach_with_options(iface, ty, options),
             format!("tc {dir} (clsact)"),
@@ -487,7 +554,7 @@ pub fn attach_all_fds(
             .map_err(|_| AttachError::NoProgram(p.name.clone()))?;
         match &p.attach {
             AttachSpec::Xdp { .. } => {
-                let mut note = xdp_prepare(&iface, ifindex, opts)?;
+                let mut note = xdp_prepare(&mut att, &iface, ifindex, opts)?;
                 let mut last = None;
                 for (i, (flags, how)) in xdp_tries(opts.xdp_mode).iter().enumerate() {
                     match link::link_create(fd, ifindex, AttachType::Xdp, *flags) {

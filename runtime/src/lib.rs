@@ -5,6 +5,7 @@
 
 pub mod attach;
 pub mod direct;
+pub mod hooks;
 pub mod live;
 pub mod load;
 pub mod packet;

@@ -220,7 +220,7 @@ impl Drop for PolRun {
 }
 
 /// Asserts that nothing of pol's is left: no XDP program or clsact qdisc on `va` in `ns`,
-/// no program named `prog` in the kernel, nothing named after it in /sys/fs/bpf (set maps
+/// no program named `prog` in the kernel, no hook claim of it, nothing named after it in /sys/fs/bpf (set maps
 /// are pinned under /sys/fs/bpf/pol/<file stem>-<pid>: tests name files after programs).
 /// Freeing a program after its last fd closes is deferred, so this polls for a while.
 pub fn assert_clean(ns: &str, prog: &str) {
@@ -247,6 +247,9 @@ pub fn assert_clean(ns: &str, prog: &str) {
         if pins.contains(prog) {
             bad.push(format!("pins left under /sys/fs/bpf: {pins}"));
         }
+        for claim in claims_of(prog) {
+            bad.push(format!("hook claim left: {claim}"));
+        }
         if bad.is_empty() {
             return;
         }
@@ -254,6 +257,17 @@ pub fn assert_clean(ns: &str, prog: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("pol left something behind:\n{last}");
+}
+
+/// The hook claims (/run/pol/hooks, `pol_runtime::hooks`) naming program `prog`.
+pub fn claims_of(prog: &str) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(pol_runtime::hooks::CLAIM_ROOT) else {
+        return vec![];
+    };
+    rd.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|t| t.contains(&format!("\"program\":\"{prog}\"")))
+        .collect()
 }
 
 /// Fails the test unless the tools these tests drive are installed (see

@@ -1,6 +1,6 @@
 //! BPF links (BPF_LINK_CREATE): attaching a program fd to an interface's XDP hook or to
 //! TCX ingress/egress. The link lives as long as its fd: closing it detaches the program,
-//! so a process that dies (even by SIGKILL) leaves nothing attached.
+//! so a process that dies (even by SIGKILL) leaves nothing attached. Also programs by id.
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
@@ -59,5 +59,30 @@ pub fn link_create(
         };
         SysError::syscall_with("BPF_LINK_CREATE", e, why)
     })?;
+    owned_fd(fd)
+}
+
+const BPF_PROG_GET_FD_BY_ID: u32 = 13;
+
+/// `union bpf_attr` for BPF_PROG_GET_FD_BY_ID.
+#[repr(C)]
+#[derive(Default)]
+struct GetFdByIdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+// SAFETY: plain repr(C) integers, no pointers.
+unsafe impl BpfAttr for GetFdByIdAttr {}
+
+/// An fd of the loaded program `id`: holding it keeps the program alive after it is
+/// detached (how `pol run --replace` can put back what it replaced).
+pub fn prog_fd_by_id(id: u32) -> Result<OwnedFd, SysError> {
+    let mut attr = GetFdByIdAttr {
+        id,
+        ..Default::default()
+    };
+    let fd = bpf_call(BPF_PROG_GET_FD_BY_ID, &mut attr)
+        .map_err(|e| SysError::syscall("BPF_PROG_GET_FD_BY_ID", e))?;
     owned_fd(fd)
 }

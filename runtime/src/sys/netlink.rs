@@ -1,16 +1,26 @@
 //! Interfaces and rtnetlink: interface indices, the XDP program on an interface, detaching
-//! an XDP program, deleting a clsact qdisc (aya 0.13 can add one but not remove it).
+//! and re-attaching an XDP program, deleting a clsact qdisc (aya 0.13 can add one but not
+//! remove it), listing and deleting the tc filters under clsact.
 //!
 //! Requests are built by hand (nlmsghdr + ifinfomsg/tcmsg + rtattrs) and sent on a fresh
 //! `NETLINK_ROUTE` socket in the caller's network namespace; every request asks for an ack.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_SETLINK: u16 = 19;
 const RTM_DELQDISC: u16 = 37;
+const RTM_NEWTFILTER: u16 = 44;
+const RTM_DELTFILTER: u16 = 45;
+const RTM_GETTFILTER: u16 = 46;
+const NLM_F_DUMP: u16 = 0x300;
+const TCA_OPTIONS: u16 = 2;
+const TCA_BPF_NAME: u16 = 7;
+const TC_H_MIN_INGRESS: u32 = 0xFFF2;
+const TC_H_MIN_EGRESS: u32 = 0xFFF3;
+const ETH_P_ALL: u16 = 3;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
@@ -84,13 +94,114 @@ pub fn xdp_query(ifindex: u32) -> std::io::Result<Option<XdpAttached>> {
 /// Detaches the XDP program attached in `mode` (`XDP_FLAGS_*_MODE`) from `ifindex`.
 /// Fails with EBUSY when it is held by a BPF link (only its owner can remove it).
 pub fn xdp_detach(ifindex: u32, mode: u32) -> std::io::Result<()> {
+    xdp_set(ifindex, -1, mode)
+}
+
+/// Attaches program `prog_fd` to `ifindex` through netlink (not a link), in `mode`, only
+/// if the interface has no XDP program then (`XDP_FLAGS_UPDATE_IF_NOEXIST`): how `pol run
+/// --replace` puts back the program it replaced.
+pub fn xdp_attach(ifindex: u32, prog_fd: BorrowedFd<'_>, mode: u32) -> std::io::Result<()> {
+    const XDP_FLAGS_UPDATE_IF_NOEXIST: u32 = 1;
+    xdp_set(
+        ifindex,
+        prog_fd.as_raw_fd(),
+        mode | XDP_FLAGS_UPDATE_IF_NOEXIST,
+    )
+}
+
+fn xdp_set(ifindex: u32, fd: i32, flags: u32) -> std::io::Result<()> {
     let mut msg = header(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK);
     ifinfomsg(&mut msg, ifindex);
     let mut nested = Vec::new();
-    attr(&mut nested, IFLA_XDP_FD, &(-1i32).to_ne_bytes());
-    attr(&mut nested, IFLA_XDP_FLAGS, &mode.to_ne_bytes());
+    attr(&mut nested, IFLA_XDP_FD, &fd.to_ne_bytes());
+    attr(&mut nested, IFLA_XDP_FLAGS, &flags.to_ne_bytes());
     attr(&mut msg, IFLA_XDP | NLA_F_NESTED, &nested);
     request(&msg).map(|_| ())
+}
+
+/// One tc filter under the clsact qdisc of an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcFilter {
+    pub prio: u16,
+    pub handle: u32,
+    /// `bpf`, `u32`, `flower`, ...
+    pub kind: String,
+    /// The program name of a cls_bpf filter (`TCA_BPF_NAME`), else empty.
+    pub name: String,
+}
+
+fn clsact_parent(egress: bool) -> u32 {
+    TC_H_CLSACT & 0xFFFF_0000
+        | if egress {
+            TC_H_MIN_EGRESS
+        } else {
+            TC_H_MIN_INGRESS
+        }
+}
+
+fn tcmsg(m: &mut Vec<u8>, ifindex: u32, handle: u32, parent: u32, info: u32) {
+    m.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    m.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+    m.extend_from_slice(&handle.to_ne_bytes());
+    m.extend_from_slice(&parent.to_ne_bytes());
+    m.extend_from_slice(&info.to_ne_bytes());
+}
+
+/// The filters under clsact ingress (or egress) of `ifindex`; none when there is no clsact.
+pub fn tc_filters(ifindex: u32, egress: bool) -> std::io::Result<Vec<TcFilter>> {
+    let mut msg = header(RTM_GETTFILTER, NLM_F_REQUEST | NLM_F_DUMP);
+    tcmsg(&mut msg, ifindex, 0, clsact_parent(egress), 0);
+    let replies = match request(&msg) {
+        Ok(r) => r,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => vec![],
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for (ty, body) in replies {
+        if ty != RTM_NEWTFILTER || body.len() < 20 {
+            continue;
+        }
+        let handle = read_u32(&body[8..]).unwrap_or(0);
+        let info = read_u32(&body[16..]).unwrap_or(0);
+        if handle == 0 {
+            continue; // the chain head of a priority, not a filter
+        }
+        let mut f = TcFilter {
+            prio: (info >> 16) as u16,
+            handle,
+            kind: String::new(),
+            name: String::new(),
+        };
+        for (aty, data) in attrs(&body[20..]) {
+            match aty {
+                TCA_KIND => f.kind = c_string(data),
+                TCA_OPTIONS => {
+                    for (oty, odata) in attrs(data) {
+                        if oty == TCA_BPF_NAME {
+                            f.name = c_string(odata);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(f);
+    }
+    Ok(out)
+}
+
+/// Deletes the cls_bpf filter `prio`/`handle` under clsact ingress (or egress) of `ifindex`.
+pub fn tc_filter_del(ifindex: u32, egress: bool, prio: u16, handle: u32) -> std::io::Result<()> {
+    let mut msg = header(RTM_DELTFILTER, NLM_F_REQUEST | NLM_F_ACK);
+    let info = (u32::from(prio) << 16) | u32::from(ETH_P_ALL.to_be());
+    tcmsg(&mut msg, ifindex, handle, clsact_parent(egress), info);
+    attr(&mut msg, TCA_KIND, b"bpf\0");
+    request(&msg).map(|_| ())
+}
+
+fn c_string(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// Deletes the clsact qdisc of `ifindex` (and with it every tc filter on it).

@@ -1,0 +1,298 @@
+//! Hook claims: which `pol run` owns which hook (network namespace, interface, XDP or tc
+//! ingress/egress), so that two runs never share one silently, and so that what a run
+//! killed by SIGKILL left on its hook is found and removed by the next run on that hook.
+//!
+//! A claim is a file `/run/pol/hooks/net<netns inode>-if<ifindex>-<hook>` holding a JSON
+//! [`ClaimRecord`], locked (`flock`) by its owner for as long as it runs. The kernel drops
+//! the lock when the owner dies, however it dies, so a locked claim is a live run and an
+//! unlocked one that still exists is what a killed run left: its record says what to
+//! remove. /run is shared by the mount namespaces `ip netns exec` creates, unlike
+//! /sys/fs/bpf.
+//!
+//! What a SIGKILL leaves: BPF links (XDP, TCX) die with their process, so only a cls_bpf
+//! filter (tagged with [`attach::TC_PRIO`]/[`attach::TC_HANDLE`]), a clsact qdisc pol
+//! created, and pins (swept by [`crate::sets::sweep_stale`]) can outlive it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::attach;
+use crate::sys::netlink;
+
+/// Where claims live.
+pub const CLAIM_ROOT: &str = "/run/pol/hooks";
+
+/// A hook of an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hook {
+    Xdp,
+    TcIngress,
+    TcEgress,
+}
+
+impl Hook {
+    fn key(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::TcIngress => "tc-ingress",
+            Hook::TcEgress => "tc-egress",
+        }
+    }
+    fn show(self) -> &'static str {
+        match self {
+            Hook::Xdp => "XDP",
+            Hook::TcIngress => "tc ingress",
+            Hook::TcEgress => "tc egress",
+        }
+    }
+}
+
+/// What a claim file says about its owner and what it attached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub pid: u32,
+    /// The `.pol` file of the run.
+    pub file: String,
+    pub program: String,
+    pub iface: String,
+    pub ifindex: u32,
+    pub hook: Hook,
+    /// `tc ingress (clsact)`, `xdp native`, ... once attached; empty before.
+    #[serde(default)]
+    pub how: String,
+    /// Whether the run created the clsact qdisc (and so should remove it).
+    #[serde(default)]
+    pub qdisc_created: bool,
+}
+
+/// Why a hook cannot be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error("{hook} of `{iface}` is already filtered by `pol run` (pid {pid}, {file}, filter `{program}`); two runs on one hook would each decide only part of the traffic: stop that run first (kill {pid})")]
+    Busy {
+        hook: &'static str,
+        iface: String,
+        pid: u32,
+        file: String,
+        program: String,
+    },
+    #[error("cannot claim {hook} of `{iface}` in {dir}: {error}")]
+    Io {
+        hook: &'static str,
+        iface: String,
+        dir: String,
+        error: std::io::Error,
+    },
+}
+
+/// A hook this process owns; dropping it removes the claim (after the attachment it guards
+/// has been detached, so claims are dropped after [`attach::Attachment`]).
+#[derive(Debug)]
+pub struct Claim {
+    path: PathBuf,
+    file: File,
+    pub record: ClaimRecord,
+}
+
+/// The network namespace of this process, as the inode of /proc/self/ns/net.
+fn netns_inode() -> u64 {
+    std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino())
+}
+
+/// Claims `record.hook` of `record.iface` for this process in `root` (normally
+/// [`CLAIM_ROOT`]). Refuses a hook a live `pol run` holds. Removes what a killed run left
+/// there and returns a sentence for each thing removed or that could not be.
+pub fn claim(root: &Path, mut record: ClaimRecord) -> Result<(Claim, Vec<String>), ClaimError> {
+    let io = |error: std::io::Error, r: &ClaimRecord| ClaimError::Io {
+        hook: r.hook.show(),
+        iface: r.iface.clone(),
+        dir: root.display().to_string(),
+        error,
+    };
+    record.pid = std::process::id();
+    std::fs::create_dir_all(root).map_err(|e| io(e, &record))?;
+    let path = root.join(format!(
+        "net{}-if{}-{}",
+        netns_inode(),
+        record.ifindex,
+        record.hook.key()
+    ));
+    let mut notes = sweep(root, &path);
+    // Lock, then check that the locked file is still the one at `path`: its previous owner
+    // may have removed it between our open and our lock.
+    let mut tries = 0;
+    let mut file = loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io(e, &record))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                // A claim being created (or swept) by another run has no record yet.
+                if read_record(&file).is_none() && tries < 20 {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+                let other = read_record(&file).unwrap_or_else(|| ClaimRecord {
+                    pid: 0,
+                    file: "?".into(),
+                    program: "?".into(),
+                    ..record.clone()
+                });
+                return Err(ClaimError::Busy {
+                    hook: record.hook.show(),
+                    iface: record.iface.clone(),
+                    pid: other.pid,
+                    file: other.file,
+                    program: other.program,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e, &record)),
+        }
+        let same = match (file.metadata(), std::fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            break file;
+        }
+    };
+    if let Some(stale) = read_record(&file).filter(|r| r.pid != record.pid) {
+        notes.extend(remove_leftovers(&stale));
+    }
+    write_record(&mut file, &record).map_err(|e| io(e, &record))?;
+    Ok((Claim { path, file, record }, notes))
+}
+
+impl Claim {
+    /// Records how the program was attached (for the next run, should this one be killed).
+    pub fn attached(&mut self, how: &str, qdisc_created: bool) -> std::io::Result<()> {
+        self.record.how = how.to_string();
+        self.record.qdisc_created = qdisc_created;
+        write_record(&mut self.file, &self.record)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // Unlink while locked; the lock goes with the fd.
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir); // only when empty
+        }
+    }
+}
+
+/// Removes the claims under `root` (except `mine`) that no live run holds and that need no
+/// cleanup, or whose cleanup can be done from here (this network namespace); returns notes.
+/// A netlink claim of another namespace waits for a run there.
+fn sweep(root: &Path, mine: &Path) -> Vec<String> {
+    let mut notes = Vec::new();
+    let here = format!("net{}-", netns_inode());
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return notes;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        if path == mine {
+            continue;
+        }
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue; // a live run
+        }
+        let Some(stale) = read_record(&file) else {
+            continue; // being created: its creator holds no lock for a moment
+        };
+        let local = e.file_name().to_string_lossy().starts_with(&here);
+        let needs_cleanup = stale.how.contains("clsact");
+        if local {
+            notes.extend(remove_leftovers(&stale));
+        } else if needs_cleanup {
+            continue;
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    notes
+}
+
+fn read_record(mut file: &File) -> Option<ClaimRecord> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_record(file: &mut File, r: &ClaimRecord) -> std::io::Result<()> {
+    let text = serde_json::to_string(r).map_err(std::io::Error::other)?;
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(text.as_bytes())?;
+    file.flush()
+}
+
+/// Removes what the killed run of `stale` left on its hook: its tagged cls_bpf filter, and
+/// the clsact qdisc it created once no filter is left under it.
+fn remove_leftovers(stale: &ClaimRecord) -> Vec<String> {
+    let mut notes = Vec::new();
+    let who = format!("a killed `pol run` of {} (pid {})", stale.file, stale.pid);
+    if stale.hook == Hook::Xdp || !stale.how.contains("clsact") {
+        // BPF links die with their process: nothing of it is attached any more.
+        return notes;
+    }
+    let egress = stale.hook == Hook::TcEgress;
+    let ours = |f: &netlink::TcFilter| {
+        f.prio == attach::TC_PRIO && f.handle == attach::TC_HANDLE && f.kind == "bpf"
+    };
+    match netlink::tc_filters(stale.ifindex, egress) {
+        Ok(fs) if fs.iter().any(ours) => {
+            match netlink::tc_filter_del(stale.ifindex, egress, attach::TC_PRIO, attach::TC_HANDLE)
+            {
+                Ok(()) => notes.push(format!(
+                    "removed the tc filter `{}` that {who} left on {} of `{}`",
+                    stale.program,
+                    stale.hook.show(),
+                    stale.iface
+                )),
+                Err(e) => notes.push(format!(
+                    "{who} left its tc filter `{}` on {} of `{}` and it cannot be removed \
+                     ({e}): `tc filter del dev {} {} pref {}`",
+                    stale.program,
+                    stale.hook.show(),
+                    stale.iface,
+                    stale.iface,
+                    if egress { "egress" } else { "ingress" },
+                    attach::TC_PRIO
+                )),
+            }
+        }
+        Ok(_) => {}
+        Err(e) => notes.push(format!(
+            "cannot list the tc filters of `{}` to remove what {who} left: {e}",
+            stale.iface
+        )),
+    }
+    if stale.qdisc_created {
+        let empty = |eg| netlink::tc_filters(stale.ifindex, eg).is_ok_and(|f| f.is_empty());
+        if empty(false) && empty(true) && netlink::qdisc_del_clsact(stale.ifindex).is_ok() {
+            notes.push(format!(
+                "removed the clsact qdisc that {who} added to `{}`",
+                stale.iface
+            ));
+        }
+    }
+    notes
+}
