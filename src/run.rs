@@ -350,8 +350,8 @@ fn claim_hooks(file: &std::path::Path, c: &Compiled, opts: &AttachOptions) -> Re
             how: String::new(),
             qdisc_created: false,
         };
-        let (claim, notes) = hooks::claim(std::path::Path::new(hooks::CLAIM_ROOT), record)
-            .map_err(|e| anyhow!("{e}"))?;
+        let (claim, notes) =
+            hooks::claim(&hooks::claim_root(), record).map_err(|e| anyhow!("{e}"))?;
         for n in notes {
             say!("note: {n}");
         }

@@ -326,10 +326,17 @@ fn a_failed_attach_half_way_rolls_back() {
     require_tools();
     let net = NetPair::new("ph");
     let dir = TempDir::new("pol_run_half");
-    // First run holds the XDP hook of va.
+    // First run holds the XDP hook of va. Its hook claim goes elsewhere, so the second
+    // run gets as far as the kernel's refusal (a claim would refuse it before attaching).
     let holder = dir.path().join("e2e_holder.pol");
     std::fs::write(&holder, policy("e2e_holder", "xdp(\"va\")")).expect("write");
-    let mut first = PolRun::start(&net.a, &[holder.to_str().expect("path"), "--json"], &[]);
+    let claims = dir.path().join("claims");
+    let claims = claims.to_str().expect("path");
+    let mut first = PolRun::start(
+        &net.a,
+        &[holder.to_str().expect("path"), "--json"],
+        &[("POL_CLAIM_DIR", claims)],
+    );
     ready(&mut first);
     // Second run: its TC filter attaches (adding clsact), then its XDP filter is refused.
     let two = dir.path().join("e2e_half.pol");

@@ -26,6 +26,11 @@ use crate::sys::netlink;
 /// Where claims live.
 pub const CLAIM_ROOT: &str = "/run/pol/hooks";
 
+/// [`CLAIM_ROOT`], or `$POL_CLAIM_DIR` (for systems without /run, and tests).
+pub fn claim_root() -> PathBuf {
+    std::env::var_os("POL_CLAIM_DIR").map_or_else(|| PathBuf::from(CLAIM_ROOT), PathBuf::from)
+}
+
 /// A hook of an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
