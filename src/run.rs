@@ -26,6 +26,7 @@ use pol_runtime::direct::{AnyLoaded, Object};
 use pol_runtime::hooks::{self, Claim, ClaimRecord, Hook};
 use pol_runtime::live::Snapshot;
 use pol_runtime::load::LoadError;
+use pol_runtime::pinroot::{self, PinRoot};
 use pol_runtime::sets::{self, Pins};
 use serde_json::json;
 
@@ -122,7 +123,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
             );
         }
     }
-    bpffs_note();
+    let pin_root = pin_root_note();
     // The direct path (no ELF, no aya) for XDP and TCX; aya for clsact TC filters.
     // POL_LOADER=aya forces aya (for comparing the two in bench/startup).
     let direct = attach::fds_can_attach(&compiled.spec, &opts)
@@ -137,7 +138,9 @@ pub fn run(args: RunArgs) -> Result<bool> {
         Err(e) => bail!(load_error(&compiled, &e)),
     };
     let claims = claim_hooks(&args.file, &compiled, &opts)?;
-    let pins = pin_sets(&args.file, &compiled, loaded.object());
+    let pins = pin_root
+        .as_ref()
+        .and_then(|r| pin_sets(r, &args.file, &compiled, loaded.object()));
     let t_loaded = t0.elapsed();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         live(
@@ -394,8 +397,13 @@ fn check_privileges() -> Result<()> {
 /// Pins the maps of the file's named sets under /sys/fs/bpf/pol/<stem>-<pid>/ for `pol set`
 /// (after removing the pins of runs killed before they could). Not being able to pin is a
 /// warning: the filter works, only `pol set` cannot reach it.
-fn pin_sets(file: &std::path::Path, c: &Compiled, loaded: &dyn Object) -> Option<Pins> {
-    let root = std::path::Path::new(sets::PIN_ROOT);
+fn pin_sets(
+    pin_root: &PinRoot,
+    file: &std::path::Path,
+    c: &Compiled,
+    loaded: &dyn Object,
+) -> Option<Pins> {
+    let root = &pin_root.path().join(sets::PIN_DIR);
     for note in sets::sweep_stale(root) {
         eprintln!("note: {note}");
     }
@@ -415,7 +423,7 @@ fn pin_sets(file: &std::path::Path, c: &Compiled, loaded: &dyn Object) -> Option
         Ok(Some(p)) => {
             eprintln!(
                 "set maps pinned under {} (change them with `pol set add|del|list {}`)",
-                p.dir().display(),
+                pin_root.show(p.dir()),
                 file.display()
             );
             Some(p)
@@ -428,20 +436,25 @@ fn pin_sets(file: &std::path::Path, c: &Compiled, loaded: &dyn Object) -> Option
     }
 }
 
-/// bpffs is needed only to pin set maps for `pol set`; mount it when missing (bpftool and
-/// other tools expect it too) and say so, or say how.
-fn bpffs_note() {
-    let mounted = pol_runtime::sys::bpffs_mounted(pol_runtime::BPFFS).unwrap_or(true);
-    if mounted {
-        return;
-    }
-    match pol_runtime::ensure_bpffs() {
-        Ok(()) => eprintln!("note: mounted the BPF filesystem at {}", pol_runtime::BPFFS),
-        Err(e) => eprintln!(
-            "warning: the BPF filesystem is not mounted ({e}); pol run needs it only for \
-             `pol set` (and bpftool): `mount -t bpf bpf {}`",
-            pol_runtime::BPFFS
-        ),
+/// The bpffs to pin set maps in, for `pol set`: the host's even under `ip netns exec`
+/// (`pol_runtime::pinroot`), mounted only when there is none. Without one the filter still
+/// runs; only `pol set` cannot reach it.
+fn pin_root_note() -> Option<PinRoot> {
+    match pinroot::pin_root() {
+        Ok(r) => {
+            if let Some(n) = &r.note {
+                eprintln!("note: {n}");
+            }
+            Some(r)
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: the BPF filesystem is not mounted ({e}); pol run needs it only for \
+                 `pol set` (and bpftool): `mount -t bpf bpf {}`",
+                pol_runtime::BPFFS
+            );
+            None
+        }
     }
 }
 

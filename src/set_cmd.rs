@@ -65,8 +65,10 @@ fn open(file: &Path, set: &str, pid: Option<u32>) -> Result<Option<LiveSet>> {
     };
     let name = file.display().to_string();
     let maps = sets::lookup(&c, &name, set).map_err(sentence)?;
-    let root = Path::new(sets::PIN_ROOT);
-    let dir = sets::find_run(root, &name, &sets::stem_of(file), pid).map_err(sentence)?;
+    // The host's bpffs even under `ip netns exec`, where `pol run` pinned too.
+    let pin_root = pol_runtime::pinroot::pin_root().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let root = pin_root.path().join(sets::PIN_DIR);
+    let dir = sets::find_run(&root, &name, &sets::stem_of(file), pid).map_err(sentence)?;
     Ok(Some(LiveSet::open(&dir, maps).map_err(sentence)?))
 }
 

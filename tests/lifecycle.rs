@@ -181,3 +181,68 @@ fn two_runs_never_share_a_hook() {
         assert_clean(&net.a, &name);
     }
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn ip_netns_exec_pins_where_pol_set_finds_them() {
+    require_kernel();
+    require_tools();
+    let net = NetPair::new("le");
+    let dir = TempDir::new("pol_lifecycle_netns_exec");
+    let name = "lc_exec";
+    let file = dir.path().join(format!("{name}.pol"));
+    std::fs::write(&file, policy(name, "xdp(\"va\")")).expect("write");
+    let file = file.to_str().expect("utf-8 path");
+    // `ip netns exec` remounts /sys in a private mount namespace: no bpffs there.
+    let child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.a,
+            env!("CARGO_BIN_EXE_pol"),
+            "run",
+            file,
+        ])
+        .args(["--duration", "20", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ip netns exec pol run");
+    let pid = child.id();
+    let pins = format!("/sys/fs/bpf/pol/{name}-{pid}");
+    let mut seen = false;
+    for _ in 0..200 {
+        if std::path::Path::new(&pins).exists() {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // From outside that namespace, `pol set` finds the run and its set.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pol"))
+        .args(["set", "list", file, &format!("s_{name}")])
+        .output()
+        .expect("pol set");
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let done = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(seen, "no pins at {pins} in the host's bpffs: {err}");
+    assert!(
+        err.contains("this mount namespace has no BPF filesystem at /sys/fs/bpf")
+            && err.contains(&format!("set maps pinned under {pins}")),
+        "{err}"
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.lines().count() == 9,
+        "{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(done.status.success(), "{err}");
+    assert_clean(&net.a, name);
+}

@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod live;
 pub mod load;
 pub mod packet;
+pub mod pinroot;
 pub mod sets;
 pub mod sys;
 pub mod testcase;

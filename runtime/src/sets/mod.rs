@@ -31,6 +31,8 @@ pub use values::{decode, encode, parse_value, show, Keys};
 
 /// Where `pol run` pins the maps of named sets: `<PIN_ROOT>/<file stem>-<pid>/<map>` (bpffs allows no dots in names).
 pub const PIN_ROOT: &str = "/sys/fs/bpf/pol";
+/// [`PIN_ROOT`] relative to the bpffs (`pol_runtime::pinroot` says which bpffs).
+pub const PIN_DIR: &str = "pol";
 
 /// The value of every set map entry (`PRESENT` in the compiler).
 const PRESENT: u8 = 1;
