@@ -1,5 +1,6 @@
 //! `pol`: compile, check and disassemble `.pol` policies.
 
+mod policy_cmd;
 mod report;
 mod run;
 mod set_cmd;
@@ -45,6 +46,13 @@ enum Cmd {
     Disasm { file: PathBuf },
     /// Compile, load and attach a `.pol` file; show live counters until Ctrl-C, then detach.
     Run(run::RunArgs),
+    /// Load a policy for good: attached through pinned BPF links until `pol unload`;
+    /// loading the same name again replaces it in place, without a gap.
+    Load(policy_cmd::LoadArgs),
+    /// Detach and remove a loaded policy.
+    Unload { name: String },
+    /// Loaded policies: hooks, program ids, map sizes, live counters.
+    Status(policy_cmd::StatusArgs),
     /// Change a named set of a running `pol run` in place: add, del, list.
     Set {
         #[command(subcommand)]
@@ -69,6 +77,9 @@ fn main() -> ExitCode {
         Cmd::Disasm { file } => disasm(&file),
         Cmd::Run(args) => run::run(args),
         Cmd::Set { op } => set_cmd::run(op),
+        Cmd::Load(args) => policy_cmd::load(args),
+        Cmd::Unload { name } => policy_cmd::unload(&name),
+        Cmd::Status(args) => policy_cmd::status(args),
         Cmd::Test { files } => test_cmd::run(&files),
     };
     match result {
@@ -87,18 +98,39 @@ fn read(path: &Path) -> Result<String> {
 
 /// Compiles one file, printing its diagnostics; `None` when it has errors.
 fn compile(path: &Path) -> Result<Option<driver::Compiled>> {
+    Ok(compile_keeping_sources(path)?.map(|(c, _)| c))
+}
+
+/// What a compilation read: the source and the `file(..)` sets, by the name the source
+/// gives (`pol load` keeps them so `pol status` can compile the same policy again).
+pub struct Sources {
+    pub source: String,
+    pub files: std::collections::BTreeMap<String, String>,
+}
+
+/// [`compile`], also returning what it read.
+fn compile_keeping_sources(path: &Path) -> Result<Option<(driver::Compiled, Sources)>> {
     let src = read(path)?;
     let name = path.display().to_string();
     // `file("NAME")` sets are read relative to the .pol file's directory.
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let read_files = std::cell::RefCell::new(std::collections::BTreeMap::new());
     let files = |name: &str| {
         let p = dir.join(name);
-        set_files::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+        let text = set_files::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        read_files
+            .borrow_mut()
+            .insert(name.to_string(), text.clone());
+        Ok(text)
     };
     match driver::compile_with(&src, &files) {
         Ok(c) => {
             eprint!("{}", render_all(&c.warnings, &name, &src));
-            Ok(Some(c))
+            let sources = Sources {
+                source: src,
+                files: read_files.into_inner(),
+            };
+            Ok(Some((c, sources)))
         }
         Err(diags) => {
             eprint!("{}", render_all(&diags, &name, &src));

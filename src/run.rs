@@ -137,7 +137,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
         Ok(l) => l,
         Err(e) => bail!(load_error(&compiled, &e)),
     };
-    let claims = claim_hooks(&args.file, &compiled, &opts)?;
+    let claims = claim_hooks(&args.file, &compiled, &opts, None)?;
     let pins = pin_root
         .as_ref()
         .and_then(|r| pin_sets(r, &args.file, &compiled, loaded.object()));
@@ -322,9 +322,15 @@ fn show_final(
     out.flush()
 }
 
-/// Claims the hook of every program (refusing one another `pol run` holds) and reports
-/// what killed runs left there and was removed.
-fn claim_hooks(file: &std::path::Path, c: &Compiled, opts: &AttachOptions) -> Result<Vec<Claim>> {
+/// Claims the hook of every program (refusing one another `pol run` or another loaded
+/// policy holds) for this run, or for loaded policy `policy`, and reports what killed runs
+/// left there and was removed.
+pub fn claim_hooks(
+    file: &std::path::Path,
+    c: &Compiled,
+    opts: &AttachOptions,
+    policy: Option<&str>,
+) -> Result<Vec<Claim>> {
     let mut claims = Vec::new();
     for (p, (name, iface)) in c.spec.programs.iter().zip(attach::targets(&c.spec, opts)) {
         let hook = match &p.attach {
@@ -352,6 +358,7 @@ fn claim_hooks(file: &std::path::Path, c: &Compiled, opts: &AttachOptions) -> Re
             hook,
             how: String::new(),
             qdisc_created: false,
+            policy: policy.map(str::to_string),
         };
         let (claim, notes) =
             hooks::claim(&hooks::claim_root(), record).map_err(|e| anyhow!("{e}"))?;
@@ -372,7 +379,7 @@ fn round3(x: f64) -> f64 {
 }
 
 /// Root, or CAP_BPF (or CAP_SYS_ADMIN) plus CAP_NET_ADMIN, from /proc/self/status.
-fn check_privileges() -> Result<()> {
+pub fn check_privileges() -> Result<()> {
     const CAP_NET_ADMIN: u32 = 12;
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_BPF: u32 = 39;
@@ -459,7 +466,7 @@ fn pin_root_note() -> Option<PinRoot> {
 }
 
 /// A load error as a sentence; a verifier rejection names the `.pol` rule it comes from.
-fn load_error(c: &Compiled, e: &LoadError) -> String {
+pub fn load_error(c: &Compiled, e: &LoadError) -> String {
     match e {
         LoadError::Verifier { program, log, .. } => verifier_report(c, program, log),
         LoadError::Object { message } if message.contains("EPERM") => format!(

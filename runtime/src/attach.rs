@@ -28,7 +28,7 @@ use aya::util::KernelVersion;
 use pol_compiler::obj::{AttachSpec, ObjectSpec, ProgramSpec, TcDirection};
 
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::direct::Object;
 use crate::load::Loaded;
@@ -159,6 +159,19 @@ impl Attachment {
     /// Detaches everything now. Returns what could not be cleaned up, as sentences.
     pub fn detach(mut self) -> Vec<String> {
         self.cleanup()
+    }
+
+    /// The BPF link of each attached program, by program name (XDP and TCX links made by
+    /// [`attach_all_fds`]), to pin them.
+    pub fn link_fds(&self) -> Vec<(&str, BorrowedFd<'_>)> {
+        self.attached
+            .iter()
+            .zip(&self.links)
+            .filter_map(|(a, l)| match l {
+                Link::Fd(fd) => Some((a.program.as_str(), fd.as_fd())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether the clsact qdisc of `ifindex` was created by this attachment.

@@ -73,6 +73,20 @@ pub struct ClaimRecord {
     /// Whether the run created the clsact qdisc (and so should remove it).
     #[serde(default)]
     pub qdisc_created: bool,
+    /// Set when the hook belongs to a policy loaded for good (`pol load`), which no
+    /// process holds: the claim stays unlocked, and counts as long as the policy's record
+    /// exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+/// Whether loaded policy `name` still exists (its record; see `crate::policies`).
+fn policy_loaded(name: &str) -> bool {
+    let dir = std::env::var_os("POL_POLICY_DIR").map_or_else(
+        || PathBuf::from(crate::policies::RECORD_ROOT),
+        PathBuf::from,
+    );
+    dir.join(format!("{name}.json")).exists()
 }
 
 /// Why a hook cannot be claimed.
@@ -85,6 +99,12 @@ pub enum ClaimError {
         pid: u32,
         file: String,
         program: String,
+    },
+    #[error("{hook} of `{iface}` is used by the loaded policy `{policy}`; two filters on one hook would each decide only part of the traffic: `pol unload {policy}` first, or load this file with `pol load --name {policy}` to replace it")]
+    Policy {
+        hook: &'static str,
+        iface: String,
+        policy: String,
     },
     #[error("cannot claim {hook} of `{iface}` in {dir}: {error}")]
     Io {
@@ -102,6 +122,9 @@ pub struct Claim {
     path: PathBuf,
     file: File,
     pub record: ClaimRecord,
+    /// A loaded policy's claim (`record.policy`): not removed on drop, only by
+    /// [`release_policy`]; dropping it unlocks it.
+    keep: bool,
 }
 
 /// The network namespace of this process, as the inode of /proc/self/ns/net.
@@ -174,10 +197,29 @@ pub fn claim(root: &Path, mut record: ClaimRecord) -> Result<(Claim, Vec<String>
         }
     };
     if let Some(stale) = read_record(&file).filter(|r| r.pid != record.pid) {
-        notes.extend(remove_leftovers(&stale));
+        match &stale.policy {
+            // The same policy claiming again (a replacement) keeps its claim.
+            Some(p) if policy_loaded(p) && record.policy.as_ref() != Some(p) => {
+                return Err(ClaimError::Policy {
+                    hook: record.hook.show(),
+                    iface: record.iface.clone(),
+                    policy: p.clone(),
+                });
+            }
+            Some(_) => {}
+            None => notes.extend(remove_leftovers(&stale)),
+        }
     }
     write_record(&mut file, &record).map_err(|e| io(e, &record))?;
-    Ok((Claim { path, file, record }, notes))
+    Ok((
+        Claim {
+            path,
+            file,
+            keep: record.policy.is_some(),
+            record,
+        },
+        notes,
+    ))
 }
 
 impl Claim {
@@ -191,6 +233,9 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         // Unlink while locked; the lock goes with the fd.
         let _ = std::fs::remove_file(&self.path);
         if let Some(dir) = self.path.parent() {
@@ -222,9 +267,12 @@ fn sweep(root: &Path, mine: &Path) -> Vec<String> {
         let Some(stale) = read_record(&file) else {
             continue; // being created: its creator holds no lock for a moment
         };
+        if stale.policy.as_deref().is_some_and(policy_loaded) {
+            continue; // held by a loaded policy, not by a process
+        }
         let local = e.file_name().to_string_lossy().starts_with(&here);
-        let needs_cleanup = stale.how.contains("clsact");
-        if local {
+        let needs_cleanup = stale.how.contains("clsact") && stale.policy.is_none();
+        if local && stale.policy.is_none() {
             notes.extend(remove_leftovers(&stale));
         } else if needs_cleanup {
             continue;
@@ -232,6 +280,22 @@ fn sweep(root: &Path, mine: &Path) -> Vec<String> {
         let _ = std::fs::remove_file(&path);
     }
     notes
+}
+
+/// Removes the claims of loaded policy `policy` (on `pol unload`).
+pub fn release_policy(root: &Path, policy: &str) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(file) = File::open(e.path()) else {
+            continue;
+        };
+        if read_record(&file).is_some_and(|r| r.policy.as_deref() == Some(policy)) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(root);
 }
 
 fn read_record(mut file: &File) -> Option<ClaimRecord> {

@@ -10,6 +10,7 @@ pub mod live;
 pub mod load;
 pub mod packet;
 pub mod pinroot;
+pub mod policies;
 pub mod sets;
 pub mod sys;
 pub mod testcase;

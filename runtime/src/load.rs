@@ -246,8 +246,13 @@ pub fn map_entries_per_cpu(
 }
 
 /// Every (key, whole value) pair of a map that has keys; arrays in index order, other
-/// maps sorted by key.
-fn raw_entries(name: &str, fd: BorrowedFd<'_>, info: &MapInfo) -> Result<Vec<Entry>, LoadError> {
+/// maps sorted by key. Per-CPU values stay as the kernel gives them (one 8-byte-aligned
+/// value per possible CPU), ready to be written back with `sys::map_update`.
+pub fn raw_entries(
+    name: &str,
+    fd: BorrowedFd<'_>,
+    info: &MapInfo,
+) -> Result<Vec<Entry>, LoadError> {
     if info.map_type == MapType::RingBuf as u32 || info.key_size == 0 {
         return Err(LoadError::UnsupportedMap {
             map: name.to_string(),

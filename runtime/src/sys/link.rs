@@ -86,3 +86,38 @@ pub fn prog_fd_by_id(id: u32) -> Result<OwnedFd, SysError> {
         .map_err(|e| SysError::syscall("BPF_PROG_GET_FD_BY_ID", e))?;
     owned_fd(fd)
 }
+
+const BPF_LINK_UPDATE: u32 = 29;
+/// `BPF_F_REPLACE`: update only if the link still runs `old_prog_fd`.
+const BPF_F_REPLACE: u32 = 1 << 2;
+
+/// `union bpf_attr` for BPF_LINK_UPDATE.
+#[repr(C)]
+#[derive(Default)]
+struct LinkUpdateAttr {
+    link_fd: u32,
+    new_prog_fd: u32,
+    flags: u32,
+    old_prog_fd: u32,
+}
+// SAFETY: plain repr(C) integers, no pointers.
+unsafe impl BpfAttr for LinkUpdateAttr {}
+
+/// Switches `link` to program `new` in one step: packets see either the old program or the
+/// new one, never neither or both. With `old`, only if the link still runs `old` (EPERM
+/// otherwise: someone else switched it).
+pub fn link_update(
+    link: BorrowedFd<'_>,
+    new: BorrowedFd<'_>,
+    old: Option<BorrowedFd<'_>>,
+) -> Result<(), SysError> {
+    let mut attr = LinkUpdateAttr {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: new.as_raw_fd() as u32,
+        flags: if old.is_some() { BPF_F_REPLACE } else { 0 },
+        old_prog_fd: old.map_or(0, |o| o.as_raw_fd() as u32),
+    };
+    bpf_call(BPF_LINK_UPDATE, &mut attr)
+        .map(|_| ())
+        .map_err(|e| SysError::syscall("BPF_LINK_UPDATE", e))
+}

@@ -1,0 +1,480 @@
+//! Policies loaded for good (`pol load`): programs attached through BPF links that are
+//! pinned, so they keep filtering after the loading process exits, until `pol unload`.
+//!
+//! A policy named `NAME` is two things:
+//! - its pins, `<bpffs>/pol/NAME/`: `link_<program>` (what keeps it attached),
+//!   `prog_<program>` and `map_<map>`; the bpffs is the host's ([`crate::pinroot`]);
+//! - its record, `/run/pol/policies/NAME.json` ([`PolicyRecord`]): the source and the
+//!   `file(..)` sets it was compiled from (so `pol status` can name rules and decode
+//!   counters), where each program is attached, and when.
+//!
+//! Loading a name again replaces the policy in place ([`replace`]): the new programs are
+//! loaded and verified first, counters are carried over where their layout is unchanged,
+//! then each link switches program with one `BPF_LINK_UPDATE` (guarded by the program it
+//! expects to replace), so every packet sees exactly one version. A failure switches the
+//! links already switched back.
+//!
+//! Names are `[A-Za-z0-9_]`, so they never look like a `pol run`'s `<stem>-<pid>` pins.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::direct::{Direct, Object};
+use crate::load::{self, Entry, LoadError};
+use crate::sys::{self, link, MapInfo};
+
+/// Where policy records live.
+pub const RECORD_ROOT: &str = "/run/pol/policies";
+
+/// Where one attached program of a policy is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyProgram {
+    pub name: String,
+    pub iface: String,
+    pub ifindex: u32,
+    /// `xdp native`, `tc ingress (tcx)`, ...
+    pub how: String,
+}
+
+/// What `/run/pol/policies/NAME.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub name: String,
+    /// The `.pol` file it was loaded from.
+    pub file: String,
+    pub source: String,
+    /// The contents of the `file(..)` sets, by the name the source gives.
+    pub files: BTreeMap<String, String>,
+    pub programs: Vec<PolicyProgram>,
+    pub maps: Vec<String>,
+    /// Seconds since the epoch of the first load, and of the last replacement.
+    pub loaded_at: u64,
+    pub replaced_at: Option<u64>,
+    /// How many times it was replaced.
+    pub generation: u64,
+}
+
+/// Why a policy operation failed, as a sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("`{0}` is not a policy name: use letters, digits and `_` (it names a directory under /sys/fs/bpf/pol)")]
+    BadName(String),
+    #[error("no policy `{0}` is loaded (`pol status` lists them)")]
+    NotLoaded(String),
+    #[error("policy `{name}`: {message}")]
+    Failed { name: String, message: String },
+}
+
+fn failed(name: &str, message: impl std::fmt::Display) -> PolicyError {
+    PolicyError::Failed {
+        name: name.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Checks a policy name.
+pub fn check_name(name: &str) -> Result<(), PolicyError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(PolicyError::BadName(name.to_string()))
+    }
+}
+
+/// A policy name from a file name: its stem with anything else than `[A-Za-z0-9_]` as `_`.
+pub fn name_of(file: &Path) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "policy".into());
+    let n: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(64)
+        .collect();
+    if n.is_empty() {
+        "policy".into()
+    } else {
+        n
+    }
+}
+
+/// Where the policies' pins and records are: the pin directory of all policies
+/// (`<bpffs>/pol`) and the record directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub pins: PathBuf,
+    pub records: PathBuf,
+}
+
+impl Store {
+    pub fn new(bpffs: &Path) -> Store {
+        Store {
+            pins: bpffs.join(crate::sets::PIN_DIR),
+            records: PathBuf::from(
+                std::env::var_os("POL_POLICY_DIR").unwrap_or_else(|| RECORD_ROOT.into()),
+            ),
+        }
+    }
+
+    pub fn dir(&self, name: &str) -> PathBuf {
+        self.pins.join(name)
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.records.join(format!("{name}.json"))
+    }
+
+    /// The record of `name`, if it is loaded.
+    pub fn record(&self, name: &str) -> Result<Option<PolicyRecord>, PolicyError> {
+        let text = match std::fs::read_to_string(self.record_path(name)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(failed(name, format!("cannot read its record: {e}"))),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| failed(name, format!("its record is damaged ({e})")))
+    }
+
+    /// Every loaded policy's name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(&self.records)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_suffix(".json").map(str::to_string)
+            })
+            .filter(|n| check_name(n).is_ok())
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn write_record(&self, r: &PolicyRecord) -> Result<(), PolicyError> {
+        std::fs::create_dir_all(&self.records).map_err(|e| {
+            failed(
+                &r.name,
+                format!("cannot create {}: {e}", self.records.display()),
+            )
+        })?;
+        let text = serde_json::to_string_pretty(r).map_err(|e| failed(&r.name, e))?;
+        // Write then rename: a reader never sees half a record.
+        let tmp = self.records.join(format!(".{}.json.tmp", r.name));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, self.record_path(&r.name)))
+            .map_err(|e| failed(&r.name, format!("cannot write its record: {e}")))
+    }
+
+    /// Removes a policy: its pins (the links with them, which detaches its programs) and
+    /// its record. Returns what could not be removed.
+    pub fn remove(&self, name: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let dir = self.dir(name);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            // Links first: from then on nothing of it filters.
+            let mut pins: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+            pins.sort_by_key(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("link_"))
+            });
+            for p in pins {
+                if let Err(e) = std::fs::remove_file(&p) {
+                    problems.push(format!("cannot remove the pin {}: {e}", p.display()));
+                }
+            }
+        }
+        if let Err(e) = std::fs::remove_dir(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                problems.push(format!("cannot remove {}: {e}", dir.display()));
+            }
+        }
+        let _ = std::fs::remove_dir(&self.pins); // only when empty
+        if let Err(e) = std::fs::remove_file(self.record_path(name)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                problems.push(format!("cannot remove the record of `{name}`: {e}"));
+            }
+        }
+        problems
+    }
+}
+
+/// A loaded policy's programs and maps, opened from its pins.
+pub struct Pinned {
+    progs: BTreeMap<String, OwnedFd>,
+    maps: BTreeMap<String, (OwnedFd, MapInfo)>,
+    links: BTreeMap<String, OwnedFd>,
+}
+
+impl Pinned {
+    /// Opens every pin of the policy in `dir`.
+    pub fn open(dir: &Path, name: &str) -> Result<Pinned, PolicyError> {
+        let rd = std::fs::read_dir(dir).map_err(|e| {
+            failed(
+                name,
+                format!("its pins at {} cannot be read ({e})", dir.display()),
+            )
+        })?;
+        let mut p = Pinned {
+            progs: BTreeMap::new(),
+            maps: BTreeMap::new(),
+            links: BTreeMap::new(),
+        };
+        for e in rd.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let fd = sys::pin::obj_get(&e.path()).map_err(|err| failed(name, err))?;
+            if let Some(m) = file.strip_prefix("map_") {
+                let info = sys::map_info(fd.as_fd()).map_err(|err| failed(name, err))?;
+                p.maps.insert(m.to_string(), (fd, info));
+            } else if let Some(prog) = file.strip_prefix("prog_") {
+                p.progs.insert(prog.to_string(), fd);
+            } else if let Some(l) = file.strip_prefix("link_") {
+                p.links.insert(l.to_string(), fd);
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn link_fd(&self, program: &str) -> Option<BorrowedFd<'_>> {
+        self.links.get(program).map(|f| f.as_fd())
+    }
+
+    /// Each map's name, kernel description and number of entries.
+    pub fn map_sizes(&self) -> Vec<(String, MapInfo, usize)> {
+        self.maps
+            .iter()
+            .map(|(n, (fd, info))| {
+                let used = load::raw_entries(n, fd.as_fd(), info).map_or(0, |e| e.len());
+                (n.clone(), info.clone(), used)
+            })
+            .collect()
+    }
+}
+
+impl Object for Pinned {
+    fn program_fd(&self, name: &str) -> Result<BorrowedFd<'_>, LoadError> {
+        self.progs
+            .get(name)
+            .map(|f| f.as_fd())
+            .ok_or_else(|| LoadError::Object {
+                message: format!("no pinned program `{name}`"),
+            })
+    }
+    fn map_fd(&self, name: &str) -> Result<BorrowedFd<'_>, LoadError> {
+        self.maps
+            .get(name)
+            .map(|(f, _)| f.as_fd())
+            .ok_or_else(|| LoadError::Object {
+                message: format!("no pinned map `{name}`"),
+            })
+    }
+    fn map_entries(&self, name: &str) -> Result<Vec<Entry>, LoadError> {
+        let (fd, info) = self.maps.get(name).ok_or_else(|| LoadError::Object {
+            message: format!("no pinned map `{name}`"),
+        })?;
+        load::map_entries(name, fd.as_fd(), info)
+    }
+}
+
+/// Pins a freshly loaded and attached policy: links, programs, maps. On error everything
+/// pinned so far is removed (and the caller's attachment, dropped, detaches).
+pub fn pin_new(
+    store: &Store,
+    name: &str,
+    new: &Direct,
+    links: &[(&str, BorrowedFd<'_>)],
+) -> Result<(), PolicyError> {
+    let dir = store.dir(name);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| failed(name, format!("cannot create {}: {e}", dir.display())))?;
+    let pin_all = || -> Result<(), PolicyError> {
+        for (prog, fd) in links {
+            sys::pin::obj_pin(*fd, &dir.join(format!("link_{prog}")))
+                .map_err(|e| failed(name, e))?;
+        }
+        pin_objects(&dir, name, new)
+    };
+    pin_all().inspect_err(|_| {
+        let _ = store.remove(name);
+    })
+}
+
+/// Pins the programs and maps of `new` in `dir` (not the links).
+fn pin_objects(dir: &Path, name: &str, new: &Direct) -> Result<(), PolicyError> {
+    for p in new.program_names() {
+        let fd = new.program_fd(&p).map_err(|e| failed(name, e))?;
+        sys::pin::obj_pin(fd, &dir.join(format!("prog_{p}"))).map_err(|e| failed(name, e))?;
+    }
+    for m in new.map_names() {
+        let fd = new.map_fd(&m).map_err(|e| failed(name, e))?;
+        sys::pin::obj_pin(fd, &dir.join(format!("map_{m}"))).map_err(|e| failed(name, e))?;
+    }
+    Ok(())
+}
+
+/// What [`carry_state`] copied, to add what the old programs counted after the copy once
+/// the links are switched ([`carry_rest`]).
+#[derive(Debug, Default)]
+pub struct Carried {
+    maps: Vec<(String, Vec<Entry>)>,
+}
+
+/// Copies the entries of the maps named in `carry` from `old` into `new` where both have
+/// the same type, key and value sizes and `new` has room; returns what was copied and a
+/// note per map skipped.
+pub fn carry_state(old: &Pinned, new: &Direct, carry: &[String]) -> (Carried, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut carried = Carried::default();
+    for m in carry {
+        let (Some((ofd, oinfo)), Ok(nfd)) = (old.maps.get(m), new.map_fd(m)) else {
+            continue;
+        };
+        let Ok(ninfo) = sys::map_info(nfd) else {
+            continue;
+        };
+        let same = oinfo.map_type == ninfo.map_type
+            && oinfo.key_size == ninfo.key_size
+            && oinfo.value_size == ninfo.value_size;
+        if !same {
+            notes.push(format!("`{m}` starts from zero: its layout changed"));
+            continue;
+        }
+        let Ok(entries) = load::raw_entries(m, ofd.as_fd(), oinfo) else {
+            notes.push(format!("`{m}` starts from zero: it cannot be read"));
+            continue;
+        };
+        let mut lost = 0;
+        for (k, v) in &entries {
+            if sys::map_update(nfd, k, v, 0).is_err() {
+                lost += 1;
+            }
+        }
+        if lost > 0 {
+            notes.push(format!(
+                "`{m}`: {lost} of {} entries did not fit",
+                entries.len()
+            ));
+        }
+        carried.maps.push((m.clone(), entries));
+    }
+    (carried, notes)
+}
+
+/// After [`switch`]: adds to `new` what the old programs counted between [`carry_state`]
+/// and the switch (values as u64 lanes, per CPU for per-CPU maps), so no count is lost to
+/// the switch. What an old program still counts while finishing a packet during the
+/// switch itself (microseconds) is the only thing not carried.
+pub fn carry_rest(old: &Pinned, new: &Direct, carried: &Carried) {
+    for (m, before) in &carried.maps {
+        let (Some((ofd, oinfo)), Ok(nfd)) = (old.maps.get(m), new.map_fd(m)) else {
+            continue;
+        };
+        let Ok(now) = load::raw_entries(m, ofd.as_fd(), oinfo) else {
+            continue;
+        };
+        for (k, v) in now {
+            let was = before
+                .iter()
+                .find(|(bk, _)| *bk == k)
+                .map(|(_, bv)| bv.as_slice());
+            let delta = lanes_sub(&v, was.unwrap_or(&[]));
+            if delta.iter().all(|&d| d == 0) {
+                continue;
+            }
+            let cur = sys::map_lookup(nfd, &k, v.len())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| vec![0; v.len()]);
+            let _ = sys::map_update(nfd, &k, &lanes_add(&cur, &delta), 0);
+        }
+    }
+}
+
+fn lanes(b: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    b.chunks(8).map(|c| {
+        let mut x = [0u8; 8];
+        x[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(x)
+    })
+}
+
+fn lanes_sub(a: &[u8], b: &[u8]) -> Vec<u64> {
+    let mut bl = lanes(b);
+    lanes(a)
+        .map(|x| x.saturating_sub(bl.next().unwrap_or(0)))
+        .collect()
+}
+
+fn lanes_add(cur: &[u8], delta: &[u64]) -> Vec<u8> {
+    let mut out: Vec<u8> = lanes(cur)
+        .zip(delta.iter().chain(std::iter::repeat(&0)))
+        .flat_map(|(c, d)| c.wrapping_add(*d).to_le_bytes())
+        .collect();
+    out.truncate(cur.len());
+    out
+}
+
+/// Switches every link of `old` to the program of the same name in `new`, each guarded by
+/// the program it replaces. On failure, the links already switched go back to their old
+/// program and the error says which link failed.
+pub fn switch(old: &Pinned, new: &Direct, name: &str) -> Result<(), PolicyError> {
+    let mut done: Vec<&str> = Vec::new();
+    for (prog, link_fd) in &old.links {
+        let (Some(old_prog), Ok(new_prog)) = (old.progs.get(prog), new.program_fd(prog)) else {
+            continue;
+        };
+        if let Err(e) = link::link_update(link_fd.as_fd(), new_prog, Some(old_prog.as_fd())) {
+            let mut rollback = Vec::new();
+            for p in done.iter().rev() {
+                if let (Some(l), Some(o), Ok(n)) =
+                    (old.links.get(*p), old.progs.get(*p), new.program_fd(p))
+                {
+                    if let Err(e) = link::link_update(l.as_fd(), o.as_fd(), Some(n)) {
+                        rollback.push(format!("`{p}` could not be switched back ({e})"));
+                    }
+                }
+            }
+            let back = if rollback.is_empty() {
+                "the programs already switched were switched back".to_string()
+            } else {
+                rollback.join("; ")
+            };
+            return Err(failed(
+                name,
+                format!("cannot switch filter `{prog}` to its new version ({e}); {back}"),
+            ));
+        }
+        done.push(prog);
+    }
+    Ok(())
+}
+
+/// After [`switch`]: replaces the program and map pins of the policy with those of `new`
+/// (the link pins stay: they are the same links).
+pub fn repin(store: &Store, name: &str, new: &Direct) -> Result<(), PolicyError> {
+    let dir = store.dir(name);
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            if f.starts_with("prog_") || f.starts_with("map_") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    pin_objects(&dir, name, new)
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
