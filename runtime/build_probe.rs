@@ -3,14 +3,20 @@
 //! `#[ignore = "reason"]` and `cargo test` reports them as ignored, never as passed.
 //!
 //! Each `cfg` names what is missing; a test carries
-//! `#[cfg_attr(pol_no_bpf, ignore = "...")]` (or `pol_no_bpftool`, `pol_no_netns`).
+//! `#[cfg_attr(pol_no_bpf, ignore = "...")]` (or `pol_no_bpftool`, `pol_no_netns`,
+//! `pol_no_prometheus`).
 //! Under `CI=true` no cfg is set: every kernel test runs and fails if it cannot.
 //! The concrete reason (uid, errno, missing tool) is printed as a cargo warning.
 
 use std::path::Path;
 
 /// The cfgs this probe may set, declared for `unexpected_cfgs`.
-const CFGS: [&str; 3] = ["pol_no_bpf", "pol_no_bpftool", "pol_no_netns"];
+const CFGS: [&str; 4] = [
+    "pol_no_bpf",
+    "pol_no_bpftool",
+    "pol_no_netns",
+    "pol_no_prometheus",
+];
 
 /// Tools the `pol run` netns tests drive (iproute2, util-linux, bpftool, python3).
 const NETNS_TOOLS: [&str; 9] = [
@@ -63,6 +69,9 @@ pub fn probe() {
     };
     skip("pol_no_bpftool", with_tools(&["bpftool"]));
     skip("pol_no_netns", with_tools(&NETNS_TOOLS));
+    let mut prom = NETNS_TOOLS.to_vec();
+    prom.push("prometheus");
+    skip("pol_no_prometheus", with_tools(&prom));
 }
 
 fn on_path(tool: &str) -> bool {

@@ -10,6 +10,7 @@ use pol_compiler::driver::{self, Compiled};
 use pol_runtime::attach::{self, AttachOptions, TcMode, XdpMode};
 use pol_runtime::direct::Object;
 use pol_runtime::live::Snapshot;
+use pol_runtime::metrics::{self, PolicyReading, ProgramLabel};
 use pol_runtime::pinroot;
 use pol_runtime::policies::{self, Pinned, PolicyProgram, PolicyRecord, Store};
 use serde_json::json;
@@ -35,6 +36,10 @@ pub struct StatusArgs {
     /// One JSON object on stdout: `{"policies": [...]}`.
     #[arg(long)]
     json: bool,
+    /// Keep running and serve every loaded policy's metrics at http://ADDR/metrics
+    /// (Prometheus text format), until a signal ends it.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
 }
 
 fn store() -> Result<(pinroot::PinRoot, Store)> {
@@ -260,6 +265,9 @@ fn compile_record(r: &PolicyRecord) -> Option<Compiled> {
 pub fn status(args: StatusArgs) -> Result<bool> {
     crate::run::check_privileges()?;
     let (_root, store) = store()?;
+    if let Some(addr) = &args.metrics {
+        return serve_metrics(store, args.name.clone(), addr);
+    }
     let names = match &args.name {
         Some(n) => {
             policies::check_name(n).map_err(|e| anyhow!("{e}"))?;
@@ -284,6 +292,60 @@ pub fn status(args: StatusArgs) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// `pol status --metrics ADDR`: serves the loaded policies' metrics, read at each scrape,
+/// until INT, TERM, HUP or QUIT.
+fn serve_metrics(store: Store, only: Option<String>, addr: &str) -> Result<bool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))?;
+    }
+    let server = metrics::Server::start(addr, move || {
+        let t = Instant::now();
+        let names = match &only {
+            Some(n) => vec![n.clone()],
+            None => store.names(),
+        };
+        let readings: Vec<PolicyReading> = names
+            .iter()
+            .filter_map(|n| store.record(n).ok().flatten())
+            .map(|r| policy_reading(&store, &r))
+            .collect();
+        metrics::render(&readings, t.elapsed())
+    })
+    .map_err(|e| anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    eprintln!("serving metrics on http://{}/metrics", server.addr());
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(true)
+}
+
+/// One loaded policy's metrics reading; `snapshot` is `None` when its pins cannot be read.
+fn policy_reading(store: &Store, r: &PolicyRecord) -> PolicyReading {
+    let mut out = PolicyReading {
+        policy: r.name.clone(),
+        ..Default::default()
+    };
+    let Ok(pinned) = Pinned::open(&store.dir(&r.name), &r.name) else {
+        return out;
+    };
+    out.maps = pinned.map_sizes();
+    out.programs = r
+        .programs
+        .iter()
+        .map(|p| ProgramLabel {
+            filter: p.name.clone(),
+            iface: p.iface.clone(),
+            attach: p.how.clone(),
+            prog_id: pinned.prog_info(&p.name).map_or(0, |i| i.id),
+        })
+        .collect();
+    out.snapshot = compile_record(r).and_then(|c| Snapshot::read(&c, &pinned).ok());
+    out
 }
 
 /// One policy's state as JSON: record, program ids, map sizes, counters.

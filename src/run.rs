@@ -13,8 +13,8 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -26,6 +26,7 @@ use pol_runtime::direct::{AnyLoaded, Object};
 use pol_runtime::hooks::{self, Claim, ClaimRecord, Hook};
 use pol_runtime::live::Snapshot;
 use pol_runtime::load::LoadError;
+use pol_runtime::metrics::{self, PolicyReading, ProgramLabel};
 use pol_runtime::pinroot::{self, PinRoot};
 use pol_runtime::sets::{self, Pins};
 use serde_json::json;
@@ -59,6 +60,9 @@ pub struct RunArgs {
     /// TC attachment: TCX links where the kernel has them, or a filter under clsact.
     #[arg(long, value_enum, default_value_t = TcModeArg::Auto)]
     tc_mode: TcModeArg,
+    /// Serve Prometheus metrics at http://ADDR/metrics (`127.0.0.1:9464`; port 0: any).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Detach an XDP program already on the interface instead of refusing; it is put back
     /// on exit.
     #[arg(long)]
@@ -203,6 +207,15 @@ fn live(
         ms(t_loaded - t_compiled),
         ms(t_attached - t_loaded)
     );
+    let feed = match &args.metrics {
+        Some(addr) => {
+            let f = MetricsFeed::start(addr)
+                .map_err(|e| anyhow!("cannot serve metrics on {addr}: {e}"))?;
+            say!("serving metrics on http://{}/metrics", f.server.addr());
+            Some(f)
+        }
+        None => None,
+    };
     let mut out = std::io::stdout();
     if args.json {
         let attached: Vec<_> = att
@@ -210,7 +223,10 @@ fn live(
             .iter()
             .map(|a| json!({"program": a.program, "iface": a.iface, "how": a.how}))
             .collect();
-        let ev = json!({"event": "attached", "ready_ms": ms(t_attached), "attached": attached});
+        let mut ev = json!({"event": "attached", "ready_ms": ms(t_attached), "attached": attached});
+        if let Some(f) = &feed {
+            ev["metrics"] = json!(f.server.addr().to_string());
+        }
         writeln!(out, "{ev}")?;
     }
     if std::env::var("POL_RUN_TEST_PANIC").is_ok_and(|v| v == "after-attach") {
@@ -227,6 +243,11 @@ fn live(
     let mut next = Instant::now() + interval;
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(20).min(interval));
+        if let Some(f) = &feed {
+            if f.want.load(Ordering::Relaxed) {
+                f.publish(&reading(&args.file, c, loaded, &att));
+            }
+        }
         if Instant::now() < next {
             continue;
         }
@@ -258,6 +279,85 @@ fn live(
     // The final counts are best effort: stdout may be what went away.
     let _ = show_final(args, tty, &mut out, &snap, start, shown_lines);
     Ok(problems.is_empty())
+}
+
+/// The metrics server of `--metrics` and what it serves: the server thread asks (`want`),
+/// the run loop, which owns the maps, answers within one tick (`gen` counts answers).
+struct MetricsFeed {
+    want: Arc<AtomicBool>,
+    gen: Arc<AtomicU64>,
+    text: Arc<Mutex<String>>,
+    server: metrics::Server,
+}
+
+impl MetricsFeed {
+    fn start(addr: &str) -> std::io::Result<MetricsFeed> {
+        let want = Arc::new(AtomicBool::new(false));
+        let gen = Arc::new(AtomicU64::new(0));
+        let text = Arc::new(Mutex::new(String::from("pol_up 0\n")));
+        let (w, g, t) = (Arc::clone(&want), Arc::clone(&gen), Arc::clone(&text));
+        let server = metrics::Server::start(addr, move || {
+            let before = g.load(Ordering::Acquire);
+            w.store(true, Ordering::Release);
+            let end = Instant::now() + Duration::from_secs(2);
+            while g.load(Ordering::Acquire) == before && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            t.lock().map(|s| s.clone()).unwrap_or_default()
+        })?;
+        Ok(MetricsFeed {
+            want,
+            gen,
+            text,
+            server,
+        })
+    }
+
+    fn publish(&self, r: &(PolicyReading, Duration)) {
+        let body = metrics::render(std::slice::from_ref(&r.0), r.1);
+        if let Ok(mut t) = self.text.lock() {
+            *t = body;
+        }
+        self.want.store(false, Ordering::Release);
+        self.gen.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// What `--metrics` exports about this run, and how long reading it took.
+fn reading(
+    file: &std::path::Path,
+    c: &Compiled,
+    loaded: &dyn Object,
+    att: &Attachment,
+) -> (PolicyReading, Duration) {
+    let t = Instant::now();
+    let maps = c
+        .spec
+        .maps
+        .iter()
+        .filter_map(|m| {
+            let info = loaded.map_info(&m.name).ok()?;
+            let used = loaded.map_entries(&m.name).map_or(0, |e| e.len());
+            Some((m.name.clone(), info, used))
+        })
+        .collect();
+    let programs = att
+        .attached
+        .iter()
+        .map(|a| ProgramLabel {
+            filter: a.program.clone(),
+            iface: a.iface.clone(),
+            attach: a.how.clone(),
+            prog_id: loaded.prog_info(&a.program).map_or(0, |i| i.id),
+        })
+        .collect();
+    let r = PolicyReading {
+        policy: pol_runtime::sets::stem_of(file),
+        snapshot: Snapshot::read(c, loaded).ok(),
+        maps,
+        programs,
+    };
+    (r, t.elapsed())
 }
 
 /// One interval's counters: a JSON line, the table redrawn in place, or a plain line.

@@ -8,6 +8,7 @@ pub mod direct;
 pub mod hooks;
 pub mod live;
 pub mod load;
+pub mod metrics;
 pub mod packet;
 pub mod pinroot;
 pub mod policies;
