@@ -14,8 +14,11 @@ use std::sync::{Mutex, OnceLock};
 
 use pol_compiler::bpf::disasm::disassemble;
 use pol_compiler::bpf::insn::{self, encode, Size, R0, R1, R10, R2, R3, R4};
-use pol_compiler::bpf::parser::{emit_packet_parser, span, Needs, ParserHook};
+use pol_compiler::bpf::parser::{emit_packet_parser, span, ByteMask, Needs, ParserHook};
 use pol_compiler::bpf::record::*;
+
+/// The record's size in bytes.
+const REC: usize = RECORD_SIZE as usize;
 use pol_compiler::bpf::Asm;
 use pol_runtime::direct::Object as _;
 use pol_runtime::sys::{self, MapType, ProgType};
@@ -117,15 +120,16 @@ impl Dumper {
     }
 
     /// The record after parsing `pkt`, `Ok(None)` when malformed.
-    fn run(&self, pkt: &[u8]) -> Result<Option<[u8; 64]>, sys::SysError> {
+    fn run(&self, pkt: &[u8]) -> Result<Option<[u8; REC]>, sys::SysError> {
         // One map per program, but tests run in parallel threads: one packet at a time.
         static LOCK: Mutex<()> = Mutex::new(());
         let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if sys::test_run(self.prog.as_fd(), pkt, 1)?.retval == MALFORMED {
             return Ok(None);
         }
-        let v = sys::map_lookup(self.map.as_fd(), &0u32.to_ne_bytes(), 64)?.expect("array entry 0");
-        Ok(Some(v.try_into().expect("64 bytes")))
+        let v =
+            sys::map_lookup(self.map.as_fd(), &0u32.to_ne_bytes(), REC)?.expect("array entry 0");
+        Ok(Some(v.try_into().expect("a whole record")))
     }
 }
 
@@ -157,7 +161,7 @@ struct Rec {
     proto: u8,
     ttl: u8,
     version: u8,
-    ip_len: u16,
+    ip_len: u32,
     src_plen: u32,
     src: [u8; 16],
     dst_plen: u32,
@@ -168,7 +172,7 @@ struct Rec {
     icmp: (u8, u8),
 }
 
-fn decode(b: &[u8; 64]) -> Rec {
+fn decode(b: &[u8; REC]) -> Rec {
     let u16_at = |o: i16| u16::from_ne_bytes([b[o as usize], b[o as usize + 1]]);
     let u32_at =
         |o: i16| u32::from_ne_bytes(b[o as usize..o as usize + 4].try_into().unwrap_or_default());
@@ -185,7 +189,7 @@ fn decode(b: &[u8; 64]) -> Rec {
         proto: b[OFF_IP_PROTO as usize],
         ttl: b[OFF_IP_TTL as usize],
         version: b[OFF_IP_VERSION as usize],
-        ip_len: u16_at(OFF_IP_LEN),
+        ip_len: u32_at(OFF_IP_LEN),
         src_plen: u32_at(OFF_SRC_PREFIXLEN),
         src: addr(OFF_SRC),
         dst_plen: u32_at(OFF_DST_PREFIXLEN),
@@ -840,10 +844,10 @@ fn frames() -> Vec<Vec<u8>> {
 
 /// What variant `n` must leave in the record of a packet the full parser read as `f`:
 /// the fields of the layers it parses and the stores it makes, zeros elsewhere.
-fn expected(n: &Needs, f: &[u8; 64]) -> [u8; 64] {
+fn expected(n: &Needs, f: &[u8; REC]) -> [u8; REC] {
     let flags = u32::from_ne_bytes(f[0..4].try_into().expect("4 bytes"));
-    let mut want = [0u8; 64];
-    let mut copy = |mask: u64, off: i16, len: i16| {
+    let mut want = [0u8; REC];
+    let mut copy = |mask: ByteMask, off: i16, len: i16| {
         if mask & span(off, len) != 0 {
             let r = off as usize..(off + len) as usize;
             want[r.clone()].copy_from_slice(&f[r]);
@@ -876,7 +880,7 @@ fn expected(n: &Needs, f: &[u8; 64]) -> [u8; 64] {
         if walk {
             copy(stores, OFF_IP_PROTO, 1);
         }
-        for (off, len) in [(OFF_IP_TTL, 1), (OFF_IP_VERSION, 1), (OFF_IP_LEN, 2)] {
+        for (off, len) in [(OFF_IP_TTL, 1), (OFF_IP_VERSION, 1), (OFF_IP_LEN, 4)] {
             copy(stores, off, len);
         }
         for (plen, addr) in [(OFF_SRC_PREFIXLEN, OFF_SRC), (OFF_DST_PREFIXLEN, OFF_DST)] {
@@ -889,7 +893,7 @@ fn expected(n: &Needs, f: &[u8; 64]) -> [u8; 64] {
     for (parsed, bit) in l4 {
         if parsed && flags & bit != 0 {
             out |= bit;
-            let (mask, fields): (u64, &[(i16, i16)]) = match bit {
+            let (mask, fields): (ByteMask, &[(i16, i16)]) = match bit {
                 F_TCP => (
                     n.store_tcp,
                     &[(OFF_SPORT, 2), (OFF_DPORT, 2), (OFF_TCP_FLAGS, 1)],
@@ -977,7 +981,7 @@ fn every_variant_agrees_with_the_full_parser() {
     variants.extend(systematic().into_iter().map(|n| (format!("{n:?}"), n)));
     variants.extend(from_sources());
     for hook in [ParserHook::Xdp, ParserHook::Tc] {
-        let reference: Vec<Option<Result<Option<[u8; 64]>, sys::SysError>>> =
+        let reference: Vec<Option<Result<Option<[u8; REC]>, sys::SysError>>> =
             frames.iter().map(|p| Some(full(hook).run(p))).collect();
         for (what, n) in &variants {
             let d = Dumper::new(hook, *n);
@@ -994,7 +998,7 @@ fn every_variant_agrees_with_the_full_parser() {
                     (None, Some(_)) => {} // malformed in a layer this variant skips
                     (Some(f), Some(got)) => {
                         let exp = expected(n, f);
-                        for b in 0..64 {
+                        for b in 0..REC {
                             assert!(
                                 n.reads & span(b as i16, 1) == 0 || got[b] == exp[b],
                                 "{hook:?} {what}: record byte {b} is {:#x}, want {:#x}\n\

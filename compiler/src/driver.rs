@@ -41,6 +41,9 @@ pub struct Program {
     pub resources: Resources,
 }
 
+/// The section of XDP programs.
+pub const XDP_SECTION: &str = "xdp.frags";
+
 /// The license the programs are under (GPL-compatible, so every helper is usable).
 pub const LICENSE: &str = "GPL";
 
@@ -165,8 +168,11 @@ fn object_spec(hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {
         .zip(programs)
         .map(|(f, p)| {
             let (section, attach) = match &f.hook {
+                // Multi-buffer aware (the parser measures frames with
+                // `bpf_xdp_get_buff_len`), so it attaches natively to devices whose MTU
+                // exceeds a page; libbpf, aya and iproute2 set the load flag for it.
                 Hook::Xdp { iface } => (
-                    "xdp",
+                    XDP_SECTION,
                     AttachSpec::Xdp {
                         iface: iface.clone(),
                     },
@@ -245,7 +251,7 @@ impl Compiled {
         let mut out = String::new();
         for (p, f) in self.programs.iter().zip(&self.hir.filters) {
             let section = match f.hook {
-                Hook::Xdp { .. } => "xdp",
+                Hook::Xdp { .. } => XDP_SECTION,
                 Hook::Tc { .. } => "classifier",
             };
             out.push_str(&format!(

@@ -195,6 +195,12 @@ impl Direct {
                 AttachSpec::Tc { .. } => (ProgType::SchedCls, 0),
                 AttachSpec::Tracepoint { .. } => (ProgType::TracePoint, 0),
             };
+            // As libbpf and aya do for the section name.
+            let flags = if p.section == "xdp.frags" {
+                sys::BPF_F_XDP_HAS_FRAGS
+            } else {
+                0
+            };
             let mut insns = p.insns.clone();
             for r in &p.map_relocs {
                 let fd = d.map_fd(&r.map)?;
@@ -218,8 +224,8 @@ impl Direct {
             } else {
                 &c.spec.license
             };
-            let fd = sys::prog_load_named(&p.name, prog_type, expected, &bytes, license).map_err(
-                |e| match e {
+            let fd = sys::prog_load_named(&p.name, prog_type, expected, flags, &bytes, license)
+                .map_err(|e| match e {
                     SysError::Rejected { errno, log } => LoadError::Verifier {
                         program: p.name.clone(),
                         io_error: std::io::Error::from_raw_os_error(errno),
@@ -229,8 +235,7 @@ impl Direct {
                         program: p.name.clone(),
                         message: other.to_string(),
                     },
-                },
-            )?;
+                })?;
             d.progs.push(DirectProg {
                 name: p.name.clone(),
                 fd,

@@ -423,7 +423,12 @@ fn direct_phases(c: &Compiled) -> Result<[f64; 3], String> {
             insns[r.insn_index].imm = fd.1.as_raw_fd();
         }
         let bytes = pol_compiler::bpf::insn::encode(&insns);
-        let fd = sys::create::prog_load_named(&p.name, prog_type, expected, &bytes, LICENSE)
+        let flags = if p.section == "xdp.frags" {
+            sys::BPF_F_XDP_HAS_FRAGS
+        } else {
+            0
+        };
+        let fd = sys::create::prog_load_named(&p.name, prog_type, expected, flags, &bytes, LICENSE)
             .map_err(|e| format!("program {}: {e}", p.name))?;
         progs.push(fd);
     }

@@ -8,7 +8,7 @@
 //! in host byte order (so `<` and ranges work).
 
 /// Size of the record in bytes (a multiple of 8).
-pub const RECORD_SIZE: i16 = 64;
+pub const RECORD_SIZE: i16 = 72;
 
 /// Frame offset of the record: field `off` is at `r10 + RECORD_BASE + off`.
 pub const RECORD_BASE: i16 = -RECORD_SIZE;
@@ -42,8 +42,7 @@ pub const OFF_IP_PROTO: i16 = 11;
 pub const OFF_IP_TTL: i16 = 12;
 /// u8: IP version (4 or 6), 0 when not IP.
 pub const OFF_IP_VERSION: i16 = 13;
-/// u16, host order: IPv4 total length, or IPv6 payload length + 40.
-pub const OFF_IP_LEN: i16 = 14;
+// Bytes 14..16 are free.
 /// u32: 32 for IPv4, 128 for IPv6; with the address after it, an LPM-trie key.
 pub const OFF_SRC_PREFIXLEN: i16 = 16;
 /// 16 bytes, network order; IPv4 uses the first 4 (the rest stay zero).
@@ -62,6 +61,9 @@ pub const OFF_TCP_FLAGS: i16 = 60;
 pub const OFF_ICMP_TYPE: i16 = 61;
 /// u8: ICMP or ICMPv6 code.
 pub const OFF_ICMP_CODE: i16 = 62;
+/// u32, host order: IPv4 total length, or IPv6 payload length + 40 (32 bits, so an IPv6
+/// jumbo payload or a GSO packet's length does not wrap).
+pub const OFF_IP_LEN: i16 = 64;
 
 /// Scratch stack below the record, for map keys and values the rules build
 /// (e.g. the constant 1 for a new counter): `r10 + SCRATCH_BASE .. r10 + RECORD_BASE`.

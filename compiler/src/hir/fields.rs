@@ -106,9 +106,9 @@ pub const FIELDS: &[Field] = &[
     },
     Field {
         name: "ip.len",
-        ty: Ty::U16,
+        ty: Ty::U32,
         layer: IP,
-        slot: int(OFF_IP_LEN, 2),
+        slot: int(OFF_IP_LEN, 4),
         doc: "total length of the IP packet",
     },
     Field {

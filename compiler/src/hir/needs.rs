@@ -33,7 +33,7 @@
 
 use super::fields::{Field, Slot};
 use super::{Action, Cond, Filter, Hir, Test, Ty, Value};
-use crate::bpf::parser::{span, Needs};
+use crate::bpf::parser::{span, ByteMask, Needs};
 use crate::bpf::record::*;
 
 /// Sets with more values than this become maps (as `ir::lower::INLINE_SET_MAX`).
@@ -49,15 +49,15 @@ struct Class {
     /// Layer bits the left-out part would set.
     bits: u32,
     /// Record bytes the left-out part would write.
-    bytes: u64,
+    bytes: ByteMask,
 }
 
 const V4: u32 = F_VLAN | F_IP4 | F_TCP | F_UDP | F_ICMP | FRAGS;
 const V6: u32 = F_VLAN | F_IP6 | F_TCP | F_UDP | F_ICMP6 | FRAGS;
 /// Every record byte the IP layers and L4 write.
-const IP_BYTES: u64 = !0u64 << OFF_IP_PROTO;
+const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO;
 
-const fn class(compat: u32, bits: u32, bytes: u64) -> Class {
+const fn class(compat: u32, bits: u32, bytes: ByteMask) -> Class {
     Class {
         compat,
         bits,
@@ -69,12 +69,12 @@ const IP4: Class = class(V4, V4 & !F_VLAN, IP_BYTES);
 const IP6: Class = class(V6, V6 & !F_VLAN, IP_BYTES);
 const FRAG4: Class = class(V4, FRAGS, 0);
 const FRAG6: Class = class(V6, FRAGS, 0);
-const fn l4(fam: u32, layer: u32, bytes: u64) -> Class {
+const fn l4(fam: u32, layer: u32, bytes: ByteMask) -> Class {
     class(F_VLAN | fam | layer | F_FRAG, layer, bytes)
 }
-const PORTS: u64 = span(OFF_SPORT, 4);
-const ICMP_BYTES: u64 = span(OFF_ICMP_TYPE, 2);
-const TCP_BYTES: u64 = PORTS | span(OFF_TCP_FLAGS, 1);
+const PORTS: ByteMask = span(OFF_SPORT, 4);
+const ICMP_BYTES: ByteMask = span(OFF_ICMP_TYPE, 2);
+const TCP_BYTES: ByteMask = PORTS | span(OFF_TCP_FLAGS, 1);
 
 /// The pieces the IPv4/IPv6 header code stores, as (offset, length): each field, and the
 /// addresses in the 4-byte pieces the IPv6 code copies (IPv4 writes the first only).
@@ -82,7 +82,7 @@ const IP_PIECES: [(i16, i16); 14] = [
     (OFF_IP_PROTO, 1),
     (OFF_IP_TTL, 1),
     (OFF_IP_VERSION, 1),
-    (OFF_IP_LEN, 2),
+    (OFF_IP_LEN, 4),
     (OFF_SRC_PREFIXLEN, 4),
     (OFF_SRC, 4),
     (OFF_SRC + 4, 4),
@@ -100,7 +100,7 @@ const IP_PIECES: [(i16, i16); 14] = [
 #[derive(Clone, Copy)]
 struct Look {
     guard: Option<u32>,
-    reads: u64,
+    reads: ByteMask,
 }
 
 /// A condition with `in SET` expanded the way lowering expands it, so every leaf is a
@@ -135,7 +135,7 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         .map(|(k, _)| k)
         .collect();
     let cx = Cx { hir, wide: &wide };
-    let rules: Vec<(Tree, u64)> = filter
+    let rules: Vec<(Tree, ByteMask)> = filter
         .rules
         .iter()
         .map(|r| (cx.tree(&r.cond), keys(hir, &r.action)))
@@ -147,7 +147,7 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
                 .iter()
                 .any(|(t, k)| !same(t, c) || (!excl(t, c.compat) && k & c.bytes != 0))
     };
-    let store = |compat: u32, bytes: u64| needed(class(compat, 0, bytes));
+    let store = |compat: u32, bytes: ByteMask| needed(class(compat, 0, bytes));
     let mut reads = default_keys | keys(hir, &filter.malformed);
     let mut vlan_flag = false;
     for (t, k) in &rules {
@@ -164,7 +164,7 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
             .filter(|&b| store(compat, b))
             .fold(0, |acc, b| acc | b)
     };
-    let l4_stores = |compat: u32, bytes: u64| {
+    let l4_stores = |compat: u32, bytes: ByteMask| {
         (OFF_SPORT..OFF_ICMP_CODE + 1)
             .map(|b| span(b, 1))
             .filter(|&b| b & bytes != 0 && store(compat, b))
@@ -236,7 +236,7 @@ fn walk(t: &Tree, f: &mut impl FnMut(Look)) {
 }
 
 /// The record bytes the count keys of an action read (whatever the packet).
-fn keys(hir: &Hir, a: &Action) -> u64 {
+fn keys(hir: &Hir, a: &Action) -> ByteMask {
     a.counts
         .iter()
         .filter_map(|&c| hir.counters[c].key)
@@ -245,7 +245,7 @@ fn keys(hir: &Hir, a: &Action) -> u64 {
 }
 
 /// As `ir::lower::maps::count_key_off` and `count_key_ty`.
-fn key_bytes(f: &Field) -> u64 {
+fn key_bytes(f: &Field) -> ByteMask {
     match (f.slot, f.ty) {
         (Slot::Addr { off }, Ty::Ip) => span(off - 4, 20),
         (Slot::Addr { off }, Ty::Ip6) => span(off, 16),
@@ -259,14 +259,14 @@ fn guard(f: &Field) -> Option<u32> {
     (!f.always_present()).then_some(f.layer)
 }
 
-fn slot_bytes(f: &Field) -> u64 {
+fn slot_bytes(f: &Field) -> ByteMask {
     match f.slot {
         Slot::Int { off, size } | Slot::Bits { off, size, .. } => span(off, size as i16),
         Slot::Addr { .. } | Slot::Flag(_) => 0,
     }
 }
 
-fn leaf(guard: Option<u32>, reads: u64) -> Tree {
+fn leaf(guard: Option<u32>, reads: ByteMask) -> Tree {
     Tree::Leaf(Look { guard, reads })
 }
 

@@ -19,7 +19,10 @@ pub use map::{
     map_create, map_create_named, map_delete, map_info, map_lookup, map_next_key, map_update,
     map_update_sized, possible_cpus, value_buf_len, MapInfo, MapType,
 };
-pub use prog::{prog_info, prog_load_named, prog_load_raw, test_run, ProgInfo, ProgType, TestRun};
+pub use prog::{
+    prog_info, prog_load_named, prog_load_raw, test_run, ProgInfo, ProgType, TestRun,
+    BPF_F_XDP_HAS_FRAGS,
+};
 
 /// Maps and programs *with names* (and programs with an expected attach type), for the
 /// direct load path; the same functions as at the top of this module, under the path

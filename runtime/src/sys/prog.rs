@@ -72,27 +72,50 @@ pub fn prog_load_raw(
     license: &str,
     log_level: u32,
 ) -> Result<(OwnedFd, String), SysError> {
-    prog_load("", prog_type, 0, insns, license, log_level)
+    let load = Load {
+        name: "",
+        prog_type,
+        expected_attach_type: 0,
+        prog_flags: 0,
+    };
+    prog_load(&load, insns, license, log_level)
 }
 
+/// `prog_flags` bit: an XDP program that handles multi-buffer frames (section
+/// `xdp.frags`), as a device with an MTU beyond one page needs.
+pub const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
 /// Loads a program named `name` (truncated to the kernel's 15 bytes) with
-/// `expected_attach_type`, for the direct load path (`crate::direct`). Loads without a log
-/// first; a rejection is retried with one, as in [`prog_load_raw`].
+/// `expected_attach_type` and `prog_flags`, for the direct load path (`crate::direct`).
+/// Loads without a log first; a rejection is retried with one, as in [`prog_load_raw`].
 pub fn prog_load_named(
     name: &str,
     prog_type: ProgType,
     expected_attach_type: u32,
+    prog_flags: u32,
     insns: &[u8],
     license: &str,
 ) -> Result<OwnedFd, SysError> {
-    prog_load(name, prog_type, expected_attach_type, insns, license, 0).map(|(fd, _)| fd)
+    let load = Load {
+        name,
+        prog_type,
+        expected_attach_type,
+        prog_flags,
+    };
+    prog_load(&load, insns, license, 0).map(|(fd, _)| fd)
+}
+
+/// What BPF_PROG_LOAD is asked for besides the instructions.
+struct Load<'a> {
+    name: &'a str,
+    prog_type: ProgType,
+    expected_attach_type: u32,
+    prog_flags: u32,
 }
 
 /// BPF_PROG_LOAD behind [`prog_load_raw`] and [`prog_load_named`].
 fn prog_load(
-    name: &str,
-    prog_type: ProgType,
-    expected_attach_type: u32,
+    load: &Load,
     insns: &[u8],
     license: &str,
     log_level: u32,
@@ -116,7 +139,8 @@ fn prog_load(
     };
     loop {
         let mut attr = ProgLoadAttr {
-            prog_type: prog_type as u32,
+            prog_type: load.prog_type as u32,
+            prog_flags: load.prog_flags,
             insn_cnt,
             insns: ptr_u64(insns.as_ptr()),
             license: ptr_u64(license.as_ptr()),
@@ -127,8 +151,8 @@ fn prog_load(
             } else {
                 ptr_u64(log.as_mut_ptr())
             },
-            prog_name: obj_name(name),
-            expected_attach_type,
+            prog_name: obj_name(load.name),
+            expected_attach_type: load.expected_attach_type,
             ..Default::default()
         };
         match bpf_call(BPF_PROG_LOAD, &mut attr) {

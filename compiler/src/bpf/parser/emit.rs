@@ -2,7 +2,7 @@
 //! can end with "go to X" and the jump disappears (or a two-way branch becomes one
 //! conditional jump) when X turns out to come next.
 
-use super::Needs;
+use super::{Needs, ParserHook};
 use crate::bpf::asm::{Asm, Label};
 use crate::bpf::insn::*;
 use crate::bpf::record::SCRATCH_BASE;
@@ -22,8 +22,18 @@ enum Pending {
 pub(super) struct Em<'a> {
     a: &'a mut Asm,
     pub needs: Needs,
+    pub hook: ParserHook,
+    /// Where an inconsistent packet goes.
     pub malformed: Label,
+    /// Where a read past `data_end` goes: `malformed` on XDP; on TC the linear head may
+    /// end before the packet does, so first a pull of the headers and one more parse.
+    pub truncated: Label,
+    /// Whether any test jumps to `truncated` (else its code would be unreachable, which
+    /// the verifier refuses).
+    pub truncated_used: bool,
     pending: Option<Pending>,
+    /// Code placed after the L4 blocks (fragments, slow paths).
+    pub deferred: Vec<super::Deferred>,
 }
 
 /// Scratch slot for `forget_value`: 2-aligned but not 8-aligned, so the verifier keeps no
@@ -31,13 +41,35 @@ pub(super) struct Em<'a> {
 const FORGET_SLOT: i16 = SCRATCH_BASE + 2;
 
 impl<'a> Em<'a> {
-    pub fn new(a: &'a mut Asm, needs: Needs, malformed: Label) -> Self {
+    pub fn new(a: &'a mut Asm, hook: ParserHook, needs: Needs, malformed: Label) -> Self {
         Em {
             a,
             needs,
+            hook,
             malformed,
+            truncated: malformed,
+            truncated_used: false,
             pending: None,
+            deferred: Vec::new(),
         }
+    }
+
+    /// Jumps to the slow path `what` when `op` holds, which resumes right after.
+    pub fn slow_path(&mut self, op: u8, dst: Reg, src: Reg, what: super::Slow) {
+        let at = self.new_label();
+        let back = self.new_label();
+        self.jmp_reg(op, dst, src, at);
+        self.bind(back);
+        self.deferred.push(super::Deferred::Slow { at, back, what });
+    }
+
+    /// `slow_path` on a test against an immediate.
+    pub fn slow_path_imm(&mut self, op: u8, dst: Reg, imm: i32, what: super::Slow) {
+        let at = self.new_label();
+        let back = self.new_label();
+        self.jmp_imm(op, dst, imm, at);
+        self.bind(back);
+        self.deferred.push(super::Deferred::Slow { at, back, what });
     }
 
     pub fn new_label(&mut self) -> Label {
@@ -74,6 +106,14 @@ impl<'a> Em<'a> {
     pub fn goto(&mut self, l: Label) {
         self.flush();
         self.pending = Some(Pending::Goto(l));
+    }
+
+    /// Goes to `l` if the code so far can fall through to here (no pending jump: the
+    /// parser emits no `exit` and no jump but through `flush`).
+    pub fn end_block(&mut self, l: Label) {
+        if self.pending.is_none() {
+            self.goto(l);
+        }
     }
 
     /// Ends the current block with a two-way branch (`op` is JEQ or JNE).
@@ -113,12 +153,22 @@ impl<'a> Em<'a> {
         self.flush();
     }
 
-    /// `r0 = base + n; if r0 > data_end goto malformed`: makes `base .. base + n` readable.
+    /// `r0 = base + n; if r0 > data_end goto truncated`: makes `base .. base + n`
+    /// readable. (`truncated` finds r0 there: how far the parser wanted to read.)
     pub fn check(&mut self, base: Reg, n: i32) {
         self.emit(mov64_reg(R0, base));
         self.emit(alu64_imm(BPF_ADD, R0, n));
-        let malformed = self.malformed;
-        self.jmp_reg(BPF_JGT, R0, R3, malformed);
+        let truncated = self.truncated;
+        self.truncated_used = true;
+        self.jmp_reg(BPF_JGT, R0, R3, truncated);
+    }
+
+    /// The IP packet (up to `IP_END`) lies inside the frame. The fast test is against
+    /// data_end; past it, the packet may still go on outside the linear part (a TC socket
+    /// buffer's paged data, a multi-buffer XDP frame's fragments), which the slow path
+    /// measures.
+    pub fn ip_end_in_frame(&mut self) {
+        self.slow_path(BPF_JGT, super::IP_END, R3, super::Slow::LongIp);
     }
 
     /// `check`, and also `if r0 > r7 goto malformed`: `base .. base + n` lies inside the IP

@@ -3,7 +3,8 @@
 
 use super::emit::Em;
 use super::{
-    dispatch, has, rec, Deferred, L4Labels, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IP_END,
+    dispatch, has, rec, Deferred, L4Labels, ParserHook, Slow, IPPROTO_ICMP, IPPROTO_TCP,
+    IPPROTO_UDP, IP_END,
 };
 use crate::bpf::asm::Label;
 use crate::bpf::insn::*;
@@ -11,7 +12,7 @@ use crate::bpf::record::*;
 
 /// IPv4 at r4. Leaves r7 = end of the IP packet, r8 = L4 header, r1 = protocol, and
 /// dispatches to the L4 blocks.
-pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<Deferred>) {
+pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
     let n = p.needs;
     let malformed = p.malformed;
     let s = n.store4;
@@ -22,16 +23,21 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<De
     p.jmp_imm(BPF_JGT, R6, 0x4f, malformed);
     p.emit(alu64_imm(BPF_AND, R6, 0xf));
     p.emit(alu64_imm(BPF_LSH, R6, 2));
-    // The total length, then (scalar += packet pointer) the end of the IP packet.
+    // The total length, then (scalar += packet pointer) the end of the IP packet. On TC
+    // a GSO packet may say 0 (BIG TCP): its length is then the rest of the frame.
     p.load_be16(IP_END, R4, 2);
-    p.jmp_reg(BPF_JLT, IP_END, R6, malformed);
-    if has(s, OFF_IP_LEN, 2) {
-        p.emit(stx(Size::H, R10, IP_END, rec(OFF_IP_LEN)));
+    if p.hook == ParserHook::Tc {
+        p.slow_path(BPF_JLT, IP_END, R6, Slow::GsoLength { v6: false });
+    } else {
+        p.jmp_reg(BPF_JLT, IP_END, R6, malformed);
+    }
+    if has(s, OFF_IP_LEN, 4) {
+        p.emit(stx(Size::W, R10, IP_END, rec(OFF_IP_LEN)));
     }
     // Total length within the frame; with total length >= IHL * 4 this also puts the
     // options inside the frame. The L4 header is checked against IP_END.
     p.emit(alu64_reg(BPF_ADD, IP_END, R4));
-    p.jmp_reg(BPF_JGT, IP_END, R3, malformed);
+    p.ip_end_in_frame();
     if has(s, OFF_IP_TTL, 1) {
         p.emit(ldx(Size::B, R0, R4, 8));
         p.emit(stx(Size::B, R10, R0, rec(OFF_IP_TTL)));
@@ -67,7 +73,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<De
         let frag = p.new_label();
         p.emit(ldx(Size::H, R0, R4, 6));
         p.jmp_imm(BPF_JSET, R0, net16(0x3fff), frag);
-        deferred.push(Deferred::Frag4 {
+        p.deferred.push(Deferred::Frag4 {
             at: frag,
             l4: if l4_needed { l4_start } else { done },
         });

@@ -3,8 +3,8 @@
 
 use super::emit::Em;
 use super::{
-    dispatch, has, rec, Deferred, L4Labels, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IP_END,
-    MAX_EXT_HDRS,
+    dispatch, has, rec, Deferred, L4Labels, ParserHook, Slow, IPPROTO_ICMPV6, IPPROTO_TCP,
+    IPPROTO_UDP, IP_END, MAX_EXT_HDRS,
 };
 use crate::bpf::asm::Label;
 use crate::bpf::insn::*;
@@ -17,20 +17,28 @@ const IPPROTO_AH: i32 = 51;
 const IPPROTO_DSTOPTS: i32 = 60;
 
 /// IPv6 at r4, then up to `MAX_EXT_HDRS` extension headers, fully unrolled.
-pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<Deferred>) {
+pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
     let n = p.needs;
     let malformed = p.malformed;
     let s = n.store6;
     p.check(R4, 40);
-    // Payload length + 40, then (scalar += packet pointer) the end of the IP packet:
-    // within the frame; extension headers and L4 are checked against it.
+    // Version 6 in the first nibble: anything else behind EtherType 0x86dd is malformed.
+    p.emit(ldx(Size::B, R0, R4, 0));
+    p.emit(alu64_imm(BPF_AND, R0, 0xf0));
+    p.jmp_imm(BPF_JNE, R0, 0x60, malformed);
+    // Payload length + 40 (on 32 bits: it does not wrap), then (scalar += packet pointer)
+    // the end of the IP packet: within the frame; extension headers and L4 are checked
+    // against it. On TC a GSO packet may say 0 (BIG TCP): then the rest of the frame.
     p.load_be16(IP_END, R4, 4);
+    if p.hook == ParserHook::Tc {
+        p.slow_path_imm(BPF_JEQ, IP_END, 0, Slow::GsoLength { v6: true });
+    }
     p.emit(alu64_imm(BPF_ADD, IP_END, 40));
-    if has(s, OFF_IP_LEN, 2) {
-        p.emit(stx(Size::H, R10, IP_END, rec(OFF_IP_LEN)));
+    if has(s, OFF_IP_LEN, 4) {
+        p.emit(stx(Size::W, R10, IP_END, rec(OFF_IP_LEN)));
     }
     p.emit(alu64_reg(BPF_ADD, IP_END, R4));
-    p.jmp_reg(BPF_JGT, IP_END, R3, malformed);
+    p.ip_end_in_frame();
     if has(s, OFF_IP_TTL, 1) {
         p.emit(ldx(Size::B, R0, R4, 7));
         p.emit(stx(Size::B, R10, R0, rec(OFF_IP_TTL)));
@@ -132,7 +140,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label, deferred: &mut Vec<De
     if !n.l4_6() {
         p.goto(done);
     }
-    deferred.push(Deferred::Frag6 { steps, later });
+    p.deferred.push(Deferred::Frag6 { steps, later });
 }
 
 /// Fragment headers (8 bytes; the length byte is reserved and ignored, as the kernel

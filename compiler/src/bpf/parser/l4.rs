@@ -3,7 +3,7 @@
 //! header must end inside the IP packet (r7), not only inside the frame.
 
 use super::emit::Em;
-use super::{has, rec, L4Labels};
+use super::{has, rec, ByteMask, L4Labels};
 use crate::bpf::asm::Label;
 use crate::bpf::insn::*;
 use crate::bpf::record::*;
@@ -43,7 +43,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
         }
     }
     let pos = |k: Kind| order.iter().position(|&o| o == k);
-    let ports_of = |m: u64| m & span_ports();
+    let ports_of = |m: ByteMask| m & span_ports();
     // TCP and UDP share the port stores when they store the same ones: the block laid
     // out second holds them.
     let share = pos(Kind::Tcp).is_some()
@@ -110,12 +110,12 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
     }
 }
 
-const fn span_ports() -> u64 {
+const fn span_ports() -> ByteMask {
     super::span(OFF_SPORT, 4)
 }
 
 /// Stores the ports in `mask` (host order).
-fn emit_ports(p: &mut Em, mask: u64) {
+fn emit_ports(p: &mut Em, mask: ByteMask) {
     match (has(mask, OFF_SPORT, 2), has(mask, OFF_DPORT, 2)) {
         (true, true) => {
             // Both ports in one load: be32 gives sport << 16 | dport.

@@ -78,21 +78,24 @@ pub struct Needs {
     /// Set `F_VLAN` for tagged frames.
     pub vlan_flag: bool,
     /// Every record byte the rules or count keys may read (the flags word always).
-    pub reads: u64,
+    pub reads: ByteMask,
     /// Bytes stored by the Ethernet/VLAN code (EtherType, VLAN IDs, tag count).
-    pub store_link: u64,
+    pub store_link: ByteMask,
     /// Bytes stored from the IPv4 / IPv6 header.
-    pub store4: u64,
-    pub store6: u64,
+    pub store4: ByteMask,
+    pub store6: ByteMask,
     /// Bytes stored from the TCP, UDP and ICMP/ICMPv6 headers.
-    pub store_tcp: u64,
-    pub store_udp: u64,
-    pub store_icmp: u64,
+    pub store_tcp: ByteMask,
+    pub store_udp: ByteMask,
+    pub store_icmp: ByteMask,
 }
 
+/// One bit per record byte (`RECORD_SIZE` <= 128).
+pub type ByteMask = u128;
+
 /// Record bytes `off .. off + len` as a `Needs` byte mask.
-pub const fn span(off: i16, len: i16) -> u64 {
-    let bits = if len >= 64 { !0 } else { (1u64 << len) - 1 };
+pub const fn span(off: i16, len: i16) -> ByteMask {
+    let bits = if len >= 128 { !0 } else { (1u128 << len) - 1 };
     bits << off
 }
 
@@ -135,7 +138,7 @@ impl Needs {
 
     /// Bytes zeroed before parsing: read bytes that not every path writes (the flags word
     /// and, when stored, the EtherType are written on every path that reaches the rules).
-    pub fn zeroed(&self) -> u64 {
+    pub fn zeroed(&self) -> ByteMask {
         let always = span(OFF_FLAGS, 4) | (self.store_link & span(OFF_ETH_TYPE, 2));
         self.reads & !always
     }
@@ -168,7 +171,7 @@ const fn rec(off: i16) -> i16 {
 }
 
 /// Whether any byte of the field at `off .. off + len` is in `mask`.
-const fn has(mask: u64, off: i16, len: i16) -> bool {
+const fn has(mask: ByteMask, off: i16, len: i16) -> bool {
     mask & span(off, len) != 0
 }
 
@@ -185,8 +188,15 @@ struct L4Labels {
 /// register but r10 is free; a bad packet jumps to `malformed`
 /// with the record partly set.
 pub fn emit_packet_parser(a: &mut Asm, hook: ParserHook, needs: Needs, malformed: Label) {
-    let mut p = Em::new(a, needs, malformed);
+    let mut p = Em::new(a, hook, needs, malformed);
     let done = p.new_label();
+    let restart = p.new_label();
+    if hook == ParserHook::Tc {
+        // The context, kept for the pull (see `Slow::Pull`); 0 once pulled.
+        p.emit(stx(Size::DW, R10, R1, SLOT_CTX));
+        p.truncated = p.new_label();
+        p.bind(restart);
+    }
     let l4 = L4Labels {
         tcp: p.new_label(),
         udp: p.new_label(),
@@ -228,7 +238,6 @@ pub fn emit_packet_parser(a: &mut Asm, hook: ParserHook, needs: Needs, malformed
     if fams.len() == 2 && needs.l4_4() && !needs.l4_6() {
         fams.reverse();
     }
-    let mut deferred = Vec::new();
     for (i, &v6) in fams.iter().enumerate() {
         let next = if i + 1 == fams.len() {
             done
@@ -237,17 +246,25 @@ pub fn emit_packet_parser(a: &mut Asm, hook: ParserHook, needs: Needs, malformed
         };
         p.jmp_imm(BPF_JNE, R5, if v6 { ETH_P_IPV6 } else { ETH_P_IP }, next);
         if v6 {
-            ipv6::emit(&mut p, &l4, done, &mut deferred);
+            ipv6::emit(&mut p, &l4, done);
         } else {
-            ipv4::emit(&mut p, &l4, done, &mut deferred);
+            ipv4::emit(&mut p, &l4, done);
         }
         if next != done {
             p.bind(next);
         }
     }
     l4::emit(&mut p, &l4, done);
-    for d in deferred {
-        d.emit(&mut p, done);
+    // Nothing below is fallen into: with no IP family parsed, the VLAN code ends here.
+    p.end_block(done);
+    // Deferred code may defer more (none does today); drain until empty.
+    while !p.deferred.is_empty() {
+        for d in std::mem::take(&mut p.deferred) {
+            d.emit(&mut p, done);
+        }
+    }
+    if hook == ParserHook::Tc && p.truncated_used {
+        emit_pull(&mut p, restart);
     }
     p.bind(done);
     p.emit(stx(Size::W, R10, R9, rec(OFF_FLAGS)));
@@ -314,7 +331,7 @@ fn emit_vlan(p: &mut Em, hook: ParserHook) {
 
 /// Code placed after the L4 blocks (so the dispatch before them can fall through), and
 /// jumped to from inside a family's block.
-enum Deferred {
+pub(super) enum Deferred {
     /// IPv4 fragment: r0 = flags and offset as loaded; `l4` is where L4 parsing resumes.
     Frag4 { at: Label, l4: Label },
     /// IPv6 fragment headers: one entry and resume label per unrolled step, and the
@@ -323,6 +340,20 @@ enum Deferred {
         steps: Vec<(Label, Label)>,
         later: Label,
     },
+    /// A slow path entered at `at` that resumes at `back`.
+    Slow { at: Label, back: Label, what: Slow },
+}
+
+/// The slow paths: what a packet that is not plain and linear takes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Slow {
+    /// The IP packet ends past data_end (`IP_END` > r3): it may go on outside the linear
+    /// part, so compare its end with the whole frame's length.
+    LongIp,
+    /// TC only: the IP length field is below the header size (IPv4) or zero (IPv6). A
+    /// GSO packet over 64 KiB (BIG TCP) says 0 there: its IP packet is the rest of the
+    /// frame. Anything else is malformed (IPv4) or an empty payload (IPv6).
+    GsoLength { v6: bool },
 }
 
 impl Deferred {
@@ -330,8 +361,118 @@ impl Deferred {
         match self {
             Deferred::Frag4 { at, l4 } => ipv4::emit_frag(p, at, l4, done),
             Deferred::Frag6 { steps, later } => ipv6::emit_frags(p, steps, later, done),
+            Deferred::Slow { at, back, what } => {
+                p.bind(at);
+                match what {
+                    Slow::LongIp => emit_long_ip(p),
+                    Slow::GsoLength { v6 } => emit_gso_length(p, v6),
+                }
+                p.goto(back);
+            }
         }
     }
+}
+
+/// Stack slots the parser's slow paths use (in the scratch area, free until the rules run).
+const SLOT_CTX: i16 = SCRATCH_BASE + 8;
+const SLOT_L3: i16 = SCRATCH_BASE + 24;
+
+const HELPER_SKB_PULL_DATA: i32 = 39;
+const HELPER_XDP_GET_BUFF_LEN: i32 = 188;
+const SKB_LEN: i16 = 0;
+const SKB_GSO_SIZE: i16 = 176;
+/// A GSO packet's IP length, computed from the frame, is at most this (BIG TCP's limit
+/// is 512 KiB); the bound also keeps the verifier's packet-pointer arithmetic in range.
+const MAX_GSO_LEN: i32 = 1 << 20;
+/// A TC pull linearises at least this much (or the whole packet when shorter), so one
+/// pull covers every header a rule can read but the longest IPv6 extension chains.
+const PULL_MIN: i32 = 256;
+
+/// `Slow::LongIp`, entered with r1 = context, r2 = data, r4 = L3 header, r7 = IP end.
+/// TC: the frame is the whole socket buffer (`skb->len`), not its linear head. XDP: a
+/// multi-buffer frame (xdp.frags) goes on in fragments; `bpf_xdp_get_buff_len` gives its
+/// length (the call clobbers r1-r5, so the L3 pointer and context are kept on the stack;
+/// spilled packet pointers keep their verified range, and this helper moves no packet
+/// data, so they stay valid).
+fn emit_long_ip(p: &mut Em) {
+    let malformed = p.malformed;
+    match p.hook {
+        ParserHook::Tc => {
+            p.emit(mov64_reg(R0, IP_END));
+            p.emit(alu64_reg(BPF_SUB, R0, R2));
+            p.emit(ldx(Size::W, R8, R1, SKB_LEN));
+            p.jmp_reg(BPF_JGT, R0, R8, malformed);
+        }
+        ParserHook::Xdp => {
+            p.emit(stx(Size::DW, R10, R1, SLOT_CTX));
+            p.emit(stx(Size::DW, R10, R4, SLOT_L3));
+            p.emit(mov64_reg(R8, IP_END));
+            p.emit(alu64_reg(BPF_SUB, R8, R2));
+            p.emit(call(HELPER_XDP_GET_BUFF_LEN));
+            p.jmp_reg(BPF_JGT, R8, R0, malformed);
+            p.emit(ldx(Size::DW, R1, R10, SLOT_CTX));
+            p.emit(ldx(Size::W, R2, R1, 0));
+            p.emit(ldx(Size::W, R3, R1, 4));
+            p.emit(ldx(Size::DW, R4, R10, SLOT_L3));
+        }
+    }
+}
+
+/// `Slow::GsoLength` (TC), entered with r1 = context, r2 = data, r4 = L3 header, r7 = the
+/// length field (IPv4: total length, below IHL * 4 in r6; IPv6: payload length 0).
+fn emit_gso_length(p: &mut Em, v6: bool) {
+    let malformed = p.malformed;
+    let plain = p.new_label();
+    if !v6 {
+        p.jmp_imm(BPF_JNE, IP_END, 0, malformed);
+    }
+    p.emit(ldx(Size::W, R0, R1, SKB_GSO_SIZE));
+    p.jmp_imm(BPF_JEQ, R0, 0, if v6 { plain } else { malformed });
+    // Length = skb->len - (L3 offset) [- 40 for the IPv6 payload].
+    p.emit(mov64_reg(R0, R4));
+    p.emit(alu64_reg(BPF_SUB, R0, R2));
+    p.emit(ldx(Size::W, IP_END, R1, SKB_LEN));
+    p.emit(alu64_reg(BPF_SUB, IP_END, R0));
+    if v6 {
+        p.emit(alu64_imm(BPF_SUB, IP_END, 40));
+    }
+    p.jmp_imm(BPF_JGT, IP_END, MAX_GSO_LEN, malformed);
+    if !v6 {
+        p.jmp_reg(BPF_JLT, IP_END, R6, malformed);
+    }
+    p.bind(plain);
+}
+
+/// TC's `truncated`: a read past data_end, with r0 = how far it wanted to read. The
+/// linear head of a socket buffer can end anywhere (a GRO packet's head held 66 bytes),
+/// so pull the headers into it (`bpf_skb_pull_data`: at least `PULL_MIN` bytes, at most
+/// the packet) and parse again from the start, once: the helper invalidates every packet
+/// pointer. Reads past the packet's end, or a second truncation, are malformed. The
+/// context slot doubles as the "not pulled yet" mark, so the verifier sees the loop end:
+/// it holds the context pointer (never 0) on the first pass and 0 on the second.
+fn emit_pull(p: &mut Em, restart: Label) {
+    let malformed = p.malformed;
+    let truncated = p.truncated;
+    let keep = p.new_label();
+    let fits = p.new_label();
+    p.bind(truncated);
+    p.emit(alu64_reg(BPF_SUB, R0, R2));
+    p.emit(ldx(Size::DW, R1, R10, SLOT_CTX));
+    p.jmp_imm(BPF_JEQ, R1, 0, malformed);
+    p.emit(st_imm(Size::DW, R10, SLOT_CTX, 0));
+    p.emit(mov64_reg(R6, R1));
+    p.emit(ldx(Size::W, R2, R1, SKB_LEN));
+    p.jmp_reg(BPF_JGT, R0, R2, malformed);
+    p.jmp_imm(BPF_JGT, R0, PULL_MIN, keep);
+    p.emit(mov64_imm(R0, PULL_MIN));
+    p.bind(keep);
+    p.jmp_reg(BPF_JLE, R0, R2, fits);
+    p.emit(mov64_reg(R0, R2));
+    p.bind(fits);
+    p.emit(mov64_reg(R2, R0));
+    p.emit(call(HELPER_SKB_PULL_DATA));
+    p.emit(mov64_reg(R1, R6));
+    p.goto(restart);
 }
 
 /// Jumps to the L4 block of protocol r1 among `protos`; anything else goes to `done`.

@@ -44,7 +44,8 @@ fn full_tc_parser_size() {
 fn spans() {
     assert_eq!(span(0, 4), 0xf);
     assert_eq!(span(60, 4), 0xf << 60);
-    assert_eq!(span(0, 64), !0);
+    assert_eq!(span(64, 4), 0xf << 64);
+    assert_eq!(span(0, 128), !0);
     assert_eq!(Needs::default().zeroed(), 0);
     assert_eq!(Needs::ALL.zeroed(), !0x3f);
 }
