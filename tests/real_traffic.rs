@@ -155,7 +155,14 @@ fn offloads(ns: &str, dev: &str, on: bool) {
 }
 
 fn ready() -> bool {
-    kernel_available() && tools_available() && common::have("ethtool")
+    if !(kernel_available() && tools_available()) {
+        return false;
+    }
+    if !common::have("ethtool") {
+        common::skip_or_fail("`ethtool` is not installed (apt-get install ethtool)");
+        return false;
+    }
+    true
 }
 
 /// TCP from `from` to `to` (BULK bytes, over IPv4 and IPv6): every byte arrives.
