@@ -18,8 +18,10 @@ const CFGS: [&str; 4] = [
     "pol_no_prometheus",
 ];
 
-/// Tools the `pol run` netns tests drive (iproute2, util-linux, bpftool, python3).
-const NETNS_TOOLS: [&str; 9] = [
+/// Tools the `pol run` netns tests drive (iproute2, util-linux, bpftool, python3, and
+/// ethtool for the real-traffic tests' offloads).
+const NETNS_TOOLS: [&str; 10] = [
+    "ethtool",
     "ip",
     "tc",
     "nsenter",

@@ -10,9 +10,9 @@
 mod common;
 mod run_support;
 
-use common::{kernel_available, TempDir};
+use common::{require_kernel, TempDir};
 use run_support::{
-    assert_clean, ip, json, python, rule_packets, sh, tools_available, NetPair, PolRun,
+    assert_clean, ip, json, python, require_tools, rule_packets, sh, NetPair, PolRun,
 };
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -154,15 +154,10 @@ fn offloads(ns: &str, dev: &str, on: bool) {
     );
 }
 
-fn ready() -> bool {
-    if !(kernel_available() && tools_available()) {
-        return false;
-    }
-    if !common::have("ethtool") {
-        common::skip_or_fail("`ethtool` is not installed (apt-get install ethtool)");
-        return false;
-    }
-    true
+fn ready() {
+    require_kernel();
+    require_tools();
+    common::require_tool("ethtool");
 }
 
 /// TCP from `from` to `to` (BULK bytes, over IPv4 and IPv6): every byte arrives.
@@ -216,10 +211,12 @@ fn telnet_dropped(from: &str, to: &str, addr: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
+)]
 fn tc_ingress_with_gro_carries_http_bulk_tcp_and_udp_gso() {
-    if !ready() {
-        return;
-    }
+    ready();
     let net = NetPair::new("rti");
     offloads(&net.a, "va", true);
     offloads(&net.b, "vb", true);
@@ -236,10 +233,12 @@ fn tc_ingress_with_gro_carries_http_bulk_tcp_and_udp_gso() {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
+)]
 fn tc_egress_with_tso_carries_http_bulk_tcp_and_udp_gso() {
-    if !ready() {
-        return;
-    }
+    ready();
     let net = NetPair::new("rte");
     offloads(&net.a, "va", true);
     offloads(&net.b, "vb", true);
@@ -260,10 +259,12 @@ fn tc_egress_with_tso_carries_http_bulk_tcp_and_udp_gso() {
 /// header in the socket buffer's linear part: the `tc` egress filter must pull the IP and
 /// UDP headers in to read them, and still drop what it must.
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
+)]
 fn tc_egress_pulls_headers_outside_the_linear_head() {
-    if !ready() {
-        return;
-    }
+    ready();
     let net = NetPair::new("rtp");
     for (ns, dev) in [(&net.a, "va"), (&net.b, "vb")] {
         let (ok, out) = ip(&["-n", ns, "link", "set", dev, "mtu", "9000"]);
@@ -297,9 +298,7 @@ fn tc_egress_pulls_headers_outside_the_linear_head() {
 
 /// XDP on an MTU-9000 veth, in the given mode: a multi-buffer program.
 fn xdp_jumbo(tag: &str, name: &str, mode: &str) {
-    if !ready() {
-        return;
-    }
+    ready();
     let net = NetPair::new(tag);
     for (ns, dev) in [(&net.a, "va"), (&net.b, "vb")] {
         let (ok, out) = ip(&["-n", ns, "link", "set", dev, "mtu", "9000"]);
@@ -316,11 +315,19 @@ fn xdp_jumbo(tag: &str, name: &str, mode: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
+)]
 fn xdp_native_on_mtu_9000_carries_bulk_tcp() {
     xdp_jumbo("rtn", "rt_xdp_native", "native");
 }
 
 #[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
+)]
 fn xdp_generic_on_mtu_9000_carries_bulk_tcp() {
     xdp_jumbo("rtg", "rt_xdp_generic", "generic");
 }

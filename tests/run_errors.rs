@@ -167,7 +167,7 @@ fn another_xdp_program_is_refused_unless_replace() {
         "obj",
         obj.to_str().expect("path"),
         "sec",
-        "xdp",
+        pol_compiler::driver::XDP_SECTION,
     ]);
     assert!(ok, "ip link set xdpgeneric: {out}");
     let file = dir.path().join("f.pol");
