@@ -126,6 +126,13 @@ fn compile_keeping_sources(path: &Path) -> Result<Option<(driver::Compiled, Sour
     match driver::compile_with(&src, &files) {
         Ok(c) => {
             eprint!("{}", render_all(&c.warnings, &name, &src));
+            let bad_tests = pol_runtime::testcase::check(&c.ast);
+            if !bad_tests.is_empty() {
+                eprint!("{}", render_all(&bad_tests, &name, &src));
+                let n = bad_tests.len();
+                eprintln!("{name}: {n} error{}", if n == 1 { "" } else { "s" });
+                return Ok(None);
+            }
             let sources = Sources {
                 source: src,
                 files: read_files.into_inner(),

@@ -230,16 +230,32 @@ fn mutated_inputs_never_panic() {
 fn deep_nesting_is_refused_not_overflowed() {
     let n = 100_000;
     let inputs = [
-        format!("const x = {}1{}", "(".repeat(n), ")".repeat(n)),
-        format!("const x = {}a", "not ".repeat(n)),
-        format!("const x = a{}", " or a".repeat(n)),
-        format!("const x = {}", "[".repeat(n)),
+        (
+            format!("const x = {}1{}", "(".repeat(n), ")".repeat(n)),
+            "E0205",
+        ),
+        (format!("const x = {}a", "not ".repeat(n)), "E0205"),
+        // A flat chain is not deep, but it has a length limit of its own.
+        (format!("const x = a{}", " or a == 1".repeat(n)), "L0201"),
+        (format!("const x = {}", "[".repeat(n)), "E0205"),
     ];
-    for src in &inputs {
+    for (src, code) in &inputs {
         let (file, diags) = parse(src);
         assert!(file.items.is_empty());
         assert_eq!(diags.len(), 1, "{:?}", diags);
-        assert_eq!(diags[0].code, "E0205");
+        assert_eq!(diags[0].code, *code);
+    }
+    // A flat chain of 129 (or 2000) comparisons is not nested at all.
+    for terms in [129, 2000] {
+        let chain = (0..terms)
+            .map(|i| format!("tcp.dport == {i}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let (file, diags) = parse(&format!(
+            "filter f on xdp(\"e\") {{ drop {chain} default pass }}"
+        ));
+        assert!(diags.is_empty(), "{terms} terms: {diags:?}");
+        assert_eq!(file.items.len(), 1);
     }
     // Wide is fine: a set of many elements, a long chain of rules.
     let set = (0..n)

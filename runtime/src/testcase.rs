@@ -5,6 +5,7 @@
 //! truncate: 30 } => drop`. A field the description cannot use is an error with its span.
 
 use crate::packet::{self, Ext, Packet};
+use pol_compiler::diag::Diagnostic;
 use pol_compiler::syntax::ast::{Expr, ExprKind, Ident, Span, TestCase};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -24,6 +25,27 @@ fn err<T>(span: &Span, message: impl Into<String>) -> Result<T, CaseError> {
 
 /// The fields a packet description may set, for the error message.
 pub const FIELDS: &str = "src, dst, sport, dport, flags, ttl, type, code, vlan, qinq, ext, frag, more, ihl, options, payload_len, truncate";
+
+/// Every packet description of the file's `test` blocks that cannot be built, as
+/// diagnostics (`pol check` reports them, not only `pol test`).
+pub fn check(file: &pol_compiler::syntax::ast::File) -> Vec<Diagnostic> {
+    use pol_compiler::syntax::ast::Item;
+    let mut out = Vec::new();
+    for item in &file.items {
+        let Item::Test(t) = item else { continue };
+        for case in &t.cases {
+            if let TestCase::Packet { .. } = case {
+                if let Err(e) = build(case) {
+                    out.push(
+                        Diagnostic::error("E0701", e.message, e.span)
+                            .with_label("this packet cannot be built"),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
 
 /// Builds the frame a test case describes.
 pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {

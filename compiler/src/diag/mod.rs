@@ -5,6 +5,7 @@
 //! internal bugs are told apart by `Severity` and the code's letter (E, L, I).
 
 mod render;
+pub mod suggest;
 
 pub use render::{render, render_all};
 

@@ -1,7 +1,19 @@
 //! Renders diagnostics with ariadne, without colour, so output is stable for golden files.
+//!
+//! Rendering takes time and output bounded by a small window around each label, whatever
+//! the source: ariadne is given an excerpt of the source (lines without labels left
+//! empty, so line numbers stay right; long lines cut to a window around their labels;
+//! labels longer than a window shortened; control characters shown as `�`), and the
+//! location in the header is set back to the real column.
 
 use super::{Diagnostic, Severity};
 use ariadne::{Config, IndexType, Label, Report, ReportKind, Source};
+use std::ops::Range;
+
+/// Bytes of context kept on each side of the labels of a line.
+const CONTEXT: usize = 60;
+/// A label underlines at most this many bytes.
+const MAX_LABEL: usize = 80;
 
 /// Renders one diagnostic against the source text of `file_name`.
 pub fn render(diag: &Diagnostic, file_name: &str, source: &str) -> String {
@@ -9,39 +21,50 @@ pub fn render(diag: &Diagnostic, file_name: &str, source: &str) -> String {
         Severity::Error => ReportKind::Error,
         Severity::Warning => ReportKind::Warning,
     };
-    let clamp = |s: &std::ops::Range<usize>| {
-        let end = s.end.min(source.len());
-        s.start.min(end)..end
+    let clamp = |s: &Range<usize>| {
+        let end = floor_char(source, s.end.min(source.len()));
+        floor_char(source, s.start.min(end))..end
     };
-    let primary = diag.primary_span();
-    let mut report = Report::build(kind, (file_name, clamp(&primary)))
+    let primary = clamp(&diag.primary_span());
+    let labels: Vec<(Range<usize>, &str)> = diag
+        .labels
+        .iter()
+        .map(|l| (clamp(&l.span), l.message.as_str()))
+        .collect();
+    let spans: Vec<Range<usize>> = std::iter::once(primary.clone())
+        .chain(labels.iter().map(|l| l.0.clone()))
+        .collect();
+    let ex = Excerpt::new(source, &spans);
+
+    let mut report = Report::build(kind, (file_name, ex.map(&primary)))
         .with_config(
             Config::default()
                 .with_color(false)
                 .with_index_type(IndexType::Byte),
         )
         .with_code(diag.code)
-        .with_message(&diag.message);
-    for label in &diag.labels {
-        let mut l = Label::new((file_name, clamp(&label.span)));
-        if !label.message.is_empty() {
-            l = l.with_message(&label.message);
+        .with_message(shorten(&diag.message));
+    for (span, message) in &labels {
+        let mut l = Label::new((file_name, ex.map(span)));
+        if !message.is_empty() {
+            l = l.with_message(shorten(message));
         }
         report = report.with_label(l);
     }
     if let Some(help) = &diag.help {
-        report = report.with_help(help);
+        report = report.with_help(shorten(help));
     }
     let mut out = Vec::new();
     // Writing into a Vec cannot fail; fall back to the bare message if ariadne ever does.
     if report
         .finish()
-        .write((file_name, Source::from(source)), &mut out)
+        .write((file_name, Source::from(ex.text.as_str())), &mut out)
         .is_err()
     {
         return format!("error[{}]: {}\n", diag.code, diag.message);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let text = String::from_utf8_lossy(&out).into_owned();
+    fix_column(text, file_name, column(source, primary.start))
 }
 
 /// Renders several diagnostics, one after another.
@@ -51,4 +74,188 @@ pub fn render_all(diags: &[Diagnostic], file_name: &str, source: &str) -> String
         .map(|d| render(d, file_name, source))
         .collect::<Vec<_>>()
         .join("")
+}
+
+/// The source as ariadne sees it, and where each kept byte of the real source went.
+struct Excerpt {
+    text: String,
+    /// (real offset, excerpt offset) at the start of every kept piece and character.
+    marks: Vec<(usize, usize)>,
+}
+
+impl Excerpt {
+    fn new(source: &str, spans: &[Range<usize>]) -> Excerpt {
+        // Per line with a label: the byte range to keep.
+        let mut keep: Vec<(usize, Range<usize>)> = Vec::new();
+        for s in spans {
+            // A label over several lines is shown on its first line.
+            let (line, start) = line_of(source, s.start);
+            let line_end = source[start..]
+                .find('\n')
+                .map_or(source.len(), |i| start + i);
+            let end = s.end.min(line_end).min(s.start + MAX_LABEL);
+            let lo = floor_char(source, s.start.saturating_sub(CONTEXT).max(start));
+            let hi = floor_char(source, (end + CONTEXT).min(line_end));
+            match keep.iter_mut().find(|k| k.0 == line) {
+                Some(k) => k.1 = k.1.start.min(lo)..k.1.end.max(hi),
+                None => keep.push((line, lo..hi)),
+            }
+        }
+        keep.sort_by_key(|k| k.0);
+        let mut ex = Excerpt {
+            text: String::new(),
+            marks: Vec::new(),
+        };
+        let mut line = 0;
+        for (l, range) in keep {
+            while line < l {
+                ex.text.push('\n');
+                line += 1;
+            }
+            let (_, start) = line_of(source, range.start);
+            let line_end = source[start..]
+                .find('\n')
+                .map_or(source.len(), |i| start + i);
+            if range.start > start {
+                ex.text.push('…');
+            }
+            for (i, c) in source[range.clone()].char_indices() {
+                ex.marks.push((range.start + i, ex.text.len()));
+                ex.text.push(if c.is_control() && c != '\t' {
+                    '�'
+                } else {
+                    c
+                });
+            }
+            ex.marks.push((range.end, ex.text.len()));
+            if range.end < line_end {
+                ex.text.push('…');
+            }
+        }
+        ex
+    }
+
+    /// Where real offset `at` is in the excerpt (the nearest kept byte before it).
+    fn offset(&self, at: usize) -> usize {
+        match self.marks.binary_search_by_key(&at, |m| m.0) {
+            Ok(i) => self.marks[i].1,
+            Err(0) => 0,
+            Err(i) => self.marks[i - 1].1,
+        }
+    }
+
+    fn map(&self, s: &Range<usize>) -> Range<usize> {
+        let start = self.offset(s.start);
+        let end = self.offset(s.end.min(s.start + MAX_LABEL)).max(start);
+        start..end
+    }
+}
+
+/// Text of a message (which may quote a name from the source) cut to a few lines' worth,
+/// with control characters shown as `�`.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 300;
+    let mut out: String = text
+        .chars()
+        .take(MAX)
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '�'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// The 0-based line of `at` and where that line starts.
+fn line_of(source: &str, at: usize) -> (usize, usize) {
+    let before = &source.as_bytes()[..at];
+    let line = before.iter().filter(|&&b| b == b'\n').count();
+    let start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    (line, start)
+}
+
+/// The 1-based column (in characters) of `at`.
+fn column(source: &str, at: usize) -> usize {
+    let (_, start) = line_of(source, at);
+    source[start..at].chars().count() + 1
+}
+
+/// `at`, moved back to a character boundary.
+fn floor_char(s: &str, mut at: usize) -> usize {
+    while at > 0 && !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// Puts the real column into the header's `file:line:col`.
+fn fix_column(text: String, file_name: &str, col: usize) -> String {
+    let Some(at) = text.find(&format!("[ {file_name}:")) else {
+        return text;
+    };
+    let from = at + file_name.len() + 3;
+    let Some(len) = text[from..].find(" ]") else {
+        return text;
+    };
+    let loc = &text[from..from + len];
+    match loc.split_once(':') {
+        Some((line, _)) => format!("{}{line}:{col}{}", &text[..from], &text[from + len..]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn diag(span: Range<usize>) -> Diagnostic {
+        Diagnostic::error("E0000", "m", span).with_label("here")
+    }
+
+    #[test]
+    fn a_long_line_is_cut_to_a_window_and_keeps_its_column() {
+        let src = format!("x = {}bad{}\n", "a ".repeat(50_000), " b".repeat(50_000));
+        let at = src.find("bad").expect("bad");
+        let t0 = Instant::now();
+        let out = render(&diag(at..at + 3), "f.pol", &src);
+        assert!(t0.elapsed().as_secs() < 2, "bounded time");
+        assert!(out.len() < 2_000, "bounded output: {} bytes", out.len());
+        assert!(out.contains(&format!("f.pol:1:{}", at + 1)), "{out}");
+        assert!(
+            out.contains(" 1 │ …a a ") && out.contains("a a bad b b"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_huge_label_is_shortened_and_control_characters_are_not_echoed() {
+        let src = format!("{}\0\x1b[2J", "i".repeat(10 << 20));
+        let out = render(&diag(0..src.len()), "f.pol", &src);
+        assert!(out.len() < 2_000, "{} bytes", out.len());
+        assert!(!out.contains('\0') && !out.contains('\x1b'), "{out:?}");
+        let tail = render(&diag(src.len() - 5..src.len()), "f.pol", &src);
+        assert!(tail.contains("�[2J"), "{tail}");
+    }
+
+    #[test]
+    fn lines_without_labels_keep_their_numbers() {
+        let src = "a\nb\nc\nfilter x\n";
+        let out = render(
+            &diag(src.find('x').expect("x")..src.len() - 1),
+            "f.pol",
+            src,
+        );
+        assert!(out.contains("f.pol:4:8"), "{out}");
+        assert!(out.contains(" 4 │ filter x"), "{out}");
+    }
 }

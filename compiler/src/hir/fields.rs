@@ -3,6 +3,7 @@
 
 use super::types::Ty;
 use crate::bpf::record::*;
+use crate::diag::suggest;
 use serde::Serialize;
 
 /// How a field's value is stored in the record.
@@ -364,25 +365,24 @@ impl Field {
     }
 }
 
-/// Names that are close to `name`, for "did you mean" help.
-pub fn suggest(name: &str) -> Option<&'static str> {
-    let (prefix, last) = name.rsplit_once('.').unwrap_or(("", name));
-    FIELDS.iter().map(|f| f.name).find(|f| {
-        let (p, l) = f.rsplit_once('.').unwrap_or(("", f));
-        (p == prefix && edit_distance(l, last) <= 2) || (l == last && !prefix.is_empty())
-    })
+/// The fields nearest to `name` (`tcp.dprt` → `tcp.dport`), for "did you mean" help; a
+/// field of the same last part on another layer (`udp.flags` → `tcp.flags`) when nothing
+/// is near.
+pub fn suggestions(name: &str) -> Vec<&'static str> {
+    let near = suggest::nearest(name, FIELDS.iter().map(|f| f.name), 2);
+    if !near.is_empty() {
+        return near;
+    }
+    let last = name.rsplit_once('.').map_or(name, |(_, l)| l);
+    FIELDS
+        .iter()
+        .map(|f| f.name)
+        .filter(|f| name.contains('.') && f.rsplit_once('.').is_some_and(|(_, l)| l == last))
+        .take(3)
+        .collect()
 }
 
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+/// The first of [`suggestions`].
+pub fn suggest(name: &str) -> Option<&'static str> {
+    suggestions(name).first().copied()
 }

@@ -103,16 +103,25 @@ pub const CODES: &[(&str, &str, &str)] = &[
 /// Never fails: returns the tree and every error found, in source order.
 pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
     let (tokens, mut diags) = lexer::lex(source);
-    if let Some(span) = too_deep(&tokens) {
+    if let Some((span, why)) = too_deep(&tokens) {
         // Every later stage (and dropping the tree) recurses over expressions; refuse
         // instead of overflowing the stack.
-        diags.push(
-            Diagnostic::error("E0205", "expression nested too deeply", span)
+        diags.push(match why {
+            TooDeep::Nesting => Diagnostic::error("E0205", "expression nested too deeply", span)
                 .with_label(format!(
-                    "more than {MAX_DEPTH} levels of operators and brackets"
+                    "more than {MAX_DEPTH} levels of operators and brackets here"
                 ))
                 .with_help("split the condition, or put the values in a `set`"),
-        );
+            TooDeep::Chain => Diagnostic::error(
+                "L0201",
+                format!("more than {MAX_CHAIN} terms joined by one operator"),
+                span,
+            )
+            .with_label(format!("term {MAX_CHAIN} starts here"))
+            .with_help(
+                "put the values in a `set` (`ip.src in blocked`): a set of any size is one test",
+            ),
+        });
         return (ast::File { items: Vec::new() }, diags);
     }
     // A syntax error right after a bad literal is almost always its echo (an unterminated
@@ -156,34 +165,65 @@ pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
 /// How deep an expression may nest (operators plus brackets) before `parse` refuses it.
 pub const MAX_DEPTH: usize = 256;
 
-/// The span of the first token at which the expression tree would exceed `MAX_DEPTH`.
+/// How many terms one flat `a or b or ...` (or `and`) chain may have. The chain is not
+/// deep for the user, but it is a left-leaning tree for the compiler's recursive stages,
+/// so it has a bound of its own, far above what a hand-written rule needs.
+pub const MAX_CHAIN: usize = 2048;
+
+/// The span of the first token at which the expression tree would exceed `MAX_DEPTH` or
+/// a chain `MAX_CHAIN`, and which.
 ///
 /// An upper bound on the tree's depth, computed on tokens: each operator adds a level,
-/// each bracket a level for what is inside it, a comma restarts at the bracket's level,
-/// and item, rule and statement keywords start over from zero.
-fn too_deep(tokens: &[lexer::Spanned]) -> Option<ast::Span> {
+/// except that `a or b or c` is one level of `or` (the comparisons inside its terms each
+/// start again from it); each bracket adds a level for what is inside it, a comma
+/// restarts at the bracket's level, and item, rule and statement keywords start over.
+fn too_deep(tokens: &[lexer::Spanned]) -> Option<(ast::Span, TooDeep)> {
     use lexer::Tok::*;
-    let mut entry: Vec<usize> = Vec::new();
-    let mut depth = 0usize;
+    /// A run of one chain operator: the operator, the depth it sits at, its terms.
+    type Chain = Option<(lexer::Tok, usize, usize)>;
+    let mut entry: Vec<(usize, Chain)> = Vec::new();
+    let (mut depth, mut chain): (usize, Chain) = (0, None);
     for (l, tok, r) in tokens {
         match tok {
             Import | Const | Set | Filter | Probe | Rule | Test | Default | Malformed | Pass
             | Drop | Count | Where | When | Emit | Action | Packet => {
                 entry.clear();
-                depth = 0;
+                (depth, chain) = (0, None);
             }
             LParen | LBracket | LBrace => {
-                entry.push(depth);
+                entry.push((depth, chain.take()));
                 depth += 1;
             }
-            RParen | RBracket | RBrace => depth = entry.pop().unwrap_or(0),
-            Comma => depth = entry.last().map_or(0, |d| d + 1),
-            And | Or | Not | EqEq | NotEq | Lt | Le | Gt | Ge | In | Tilde => depth += 1,
+            RParen | RBracket | RBrace => (depth, chain) = entry.pop().unwrap_or((0, None)),
+            Comma => {
+                depth = entry.last().map_or(0, |e| e.0 + 1);
+                chain = None;
+            }
+            And | Or => match &mut chain {
+                Some((op, at, terms)) if op == tok => {
+                    depth = *at;
+                    *terms += 1;
+                    if *terms >= MAX_CHAIN {
+                        return Some((*l..*r, TooDeep::Chain));
+                    }
+                }
+                _ => {
+                    depth += 1;
+                    chain = Some((tok.clone(), depth, 1));
+                }
+            },
+            Not | EqEq | NotEq | Lt | Le | Gt | Ge | In | Tilde => depth += 1,
             _ => {}
         }
         if depth > MAX_DEPTH {
-            return Some(*l..*r);
+            return Some((*l..*r, TooDeep::Nesting));
         }
     }
     None
+}
+
+/// What `too_deep` found.
+enum TooDeep {
+    Nesting,
+    Chain,
 }

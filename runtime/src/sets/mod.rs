@@ -16,8 +16,8 @@ mod pins;
 mod tests;
 mod values;
 
+use pol_compiler::diag::suggest;
 use pol_compiler::driver::Compiled;
-use pol_compiler::hir::fields::edit_distance;
 use pol_compiler::hir::types::Ty;
 use pol_compiler::hir::{SetDef, Value};
 use pol_compiler::ir::lower::INLINE_SET_MAX;
@@ -176,15 +176,11 @@ pub fn all_set_maps(c: &Compiled) -> Vec<SetMap> {
 pub fn lookup(c: &Compiled, file: &str, set: &str) -> Result<SetMaps, SetError> {
     let Some(def) = c.hir.sets.iter().find(|s| s.name == set) else {
         let names: Vec<&str> = c.hir.sets.iter().map(|s| s.name.as_str()).collect();
-        let close = names
-            .iter()
-            .map(|n| (edit_distance(n, set), *n))
-            .filter(|(d, n)| *d <= 2.max(n.len() / 3))
-            .min();
-        let hint = match (close, names.is_empty()) {
-            (Some((_, n)), _) => format!("; did you mean `{n}`?"),
-            (None, true) => "; it declares no sets".to_string(),
-            (None, false) => format!("; its sets are: {}", names.join(", ")),
+        let close = suggest::nearest(set, names.iter().copied(), 2.max(set.len() / 3));
+        let hint = match (close.is_empty(), names.is_empty()) {
+            (false, _) => format!("; did you mean {}?", suggest::one_of(&close)),
+            (true, true) => "; it declares no sets".to_string(),
+            (true, false) => format!("; its sets are: {}", names.join(", ")),
         };
         return Err(SetError::UnknownSet {
             file: file.to_string(),

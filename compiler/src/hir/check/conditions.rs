@@ -2,7 +2,7 @@
 
 use super::{compatible, Checker, Decl};
 use crate::bpf::record::{F_IP4, F_IP6};
-use crate::diag::Diagnostic;
+use crate::diag::{suggest, Diagnostic};
 use crate::hir::fields::{self, Field, Slot};
 use crate::hir::{CmpOp, Cond, Test, Ty, Value};
 use crate::syntax::ast::{self, BinOp, Expr, ExprKind};
@@ -38,8 +38,9 @@ impl Checker<'_> {
         }
         let mut d = Diagnostic::error("E0302", format!("unknown field `{name}`"), p.span.clone())
             .with_label("no such packet field");
-        if let Some(s) = fields::suggest(&name) {
-            d = d.with_help(format!("did you mean `{s}`?"));
+        let near = fields::suggestions(&name);
+        if !near.is_empty() {
+            d = d.with_help(format!("did you mean {}?", suggest::one_of(&near)));
         }
         self.diags.push(d);
         None

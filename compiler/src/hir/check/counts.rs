@@ -1,8 +1,8 @@
 //! Actions and their counts: count keys and counter maps, and the counts a test case expects.
 
 use super::Checker;
-use crate::diag::Diagnostic;
-use crate::hir::fields::{self, Field, Slot};
+use crate::diag::{suggest, Diagnostic};
+use crate::hir::fields::{Field, Slot};
 use crate::hir::{Action, CounterDef, Ty};
 use crate::syntax::ast::{self, ExprKind, Verdict};
 
@@ -128,13 +128,13 @@ impl Checker<'_> {
                 count.map.span.clone(),
             )
             .with_label("unknown counter");
-            if let Some(k) = self
-                .hir
-                .counters
-                .iter()
-                .find(|k| fields::edit_distance(&k.name, &count.map.name) <= 2)
-            {
-                d = d.with_help(format!("did you mean `{}`?", k.name));
+            let near = suggest::nearest(
+                &count.map.name,
+                self.hir.counters.iter().map(|k| k.name.as_str()),
+                2,
+            );
+            if !near.is_empty() {
+                d = d.with_help(format!("did you mean {}?", suggest::one_of(&near)));
             }
             self.diags.push(d);
             return;

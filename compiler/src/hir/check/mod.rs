@@ -18,7 +18,7 @@ mod filters;
 
 use super::fields;
 use super::{stdlib, Hir, Ty, Value};
-use crate::diag::Diagnostic;
+use crate::diag::{suggest, Diagnostic};
 use crate::syntax::ast::{self, Expr, ExprKind, Item, Span};
 use std::collections::HashMap;
 
@@ -151,8 +151,14 @@ impl Checker<'_> {
                 || name.starts_with(&format!("{}.", m.rsplit('.').next().unwrap_or(m)))
         }) {
             d = d.with_help(format!("add `import {m}` at the top of the file"));
-        } else if let Some(f) = fields::suggest(&name) {
-            d = d.with_help(format!("did you mean the field `{f}`?"));
+        } else {
+            let near = fields::suggestions(&name);
+            if !near.is_empty() {
+                d = d.with_help(format!(
+                    "did you mean the field {}?",
+                    suggest::one_of(&near)
+                ));
+            }
         }
         self.diags.push(d);
     }
