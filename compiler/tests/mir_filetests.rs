@@ -44,9 +44,85 @@ fn run(passes: &[String], input: &str) -> String {
             },
             "regalloc" => codegen::filetest_regalloc(&module),
             "codegen" => codegen::filetest_codegen(&module),
+            "object" => object_listing(&module),
             other => format!("unknown pass {other:?}\n"),
         };
         out.push_str(&text);
+    }
+    out
+}
+
+/// Sections, symbols, relocations and BTF of the module's object, and what aya-obj
+/// makes of it.
+fn object_listing(m: &mir::Module) -> String {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    let bytes = match codegen::object::object(m) {
+        Ok((b, _)) => b,
+        Err(e) => return format!("{e}\n"),
+    };
+    let mut out = String::new();
+    let Ok(file) = object::File::parse(&*bytes) else {
+        return "unparsable ELF\n".into();
+    };
+    out.push_str("sections:\n");
+    for s in file.sections() {
+        out.push_str(&format!(
+            "  {} ({} bytes)\n",
+            s.name().unwrap_or("?"),
+            s.size()
+        ));
+        for (off, r) in s.relocations() {
+            let target = match r.target() {
+                object::RelocationTarget::Symbol(i) => file
+                    .symbol_by_index(i)
+                    .ok()
+                    .and_then(|s| s.name().ok().map(str::to_owned)),
+                _ => None,
+            };
+            let kind = match r.flags() {
+                object::RelocationFlags::Elf { r_type } => r_type,
+                _ => 0,
+            };
+            out.push_str(&format!(
+                "    reloc @{off} type {kind} -> {}\n",
+                target.unwrap_or_default()
+            ));
+        }
+    }
+    out.push_str("symbols:\n");
+    for s in file.symbols() {
+        let sec = s
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+            .and_then(|s| s.name().ok().map(str::to_owned));
+        out.push_str(&format!(
+            "  {} {:?} {} @{} size {}\n",
+            s.name().unwrap_or("?"),
+            s.kind(),
+            if s.is_global() { "global" } else { "local" },
+            sec.unwrap_or_default(),
+            s.size()
+        ));
+    }
+    if let Some(btf) = pol_compiler::obj::btf_section(&bytes) {
+        out.push_str("btf:\n");
+        for line in pol_compiler::obj::dump_btf(btf)
+            .lines()
+            .filter(|l| l.contains("FUNC"))
+        {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    match aya_obj::Object::parse(&bytes) {
+        Ok(o) => {
+            let mut names: Vec<&String> = o.programs.keys().collect();
+            names.sort();
+            out.push_str(&format!(
+                "aya-obj: programs {names:?}, maps {}\n",
+                o.maps.len()
+            ));
+        }
+        Err(e) => out.push_str(&format!("aya-obj: {e}\n")),
     }
     out
 }

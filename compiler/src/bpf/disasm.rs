@@ -39,6 +39,8 @@ fn helper_name(id: i32) -> Option<&'static str> {
         132 => "ringbuf_submit",
         133 => "ringbuf_discard",
         158 => "get_current_task_btf",
+        181 => "loop",
+        188 => "xdp_get_buff_len",
         189 => "xdp_load_bytes",
         _ => return None,
     })
@@ -133,6 +135,8 @@ fn render(i: &Insn, next: Option<&Insn>, map: Option<&str>, target: String) -> S
                     format!("r{d} = {kind}{} r{d}", i.imm)
                 }
                 _ if alu_op(op).is_empty() => format!("<unknown code {:#04x}>", i.code),
+                // Signed division and modulo (cpu v4): offset 1.
+                BPF_DIV | BPF_MOD if i.off == 1 => format!("{r}{d} s{} {src}", alu_op(op)),
                 _ => format!("{r}{d} {} {src}", alu_op(op)),
             }
         }

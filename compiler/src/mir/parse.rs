@@ -1,6 +1,7 @@
 //! Parser of the MIR text form written by [`super::print`]. Ids are kept as written
 //! (`v7` is value 7, `block2` block 2), so a pass's output reads like its input; blocks
-//! and slots must be numbered densely, values may skip numbers. `;` starts a comment.
+//! and slots must be numbered densely, values may skip numbers. `;` starts a comment;
+//! top-level `test ...` lines (filetest directives) are skipped.
 
 use std::collections::HashMap;
 
@@ -208,7 +209,11 @@ pub fn parse_module(text: &str) -> Result<Module, ParseError> {
             let (f, next) = parse_function(&names, &lines, n)?;
             module.funcs.push(f);
             n = next;
-        } else if t.is_empty() || t.starts_with(';') || t.starts_with("map ") {
+        } else if t.is_empty()
+            || t.starts_with(';')
+            || t.starts_with("map ")
+            || t.starts_with("test ")
+        {
             n += 1;
         } else {
             return Err(err(n, format!("expected `map` or `func`, found {t:?}")));

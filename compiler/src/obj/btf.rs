@@ -172,6 +172,17 @@ impl Builder {
 /// Builds `.BTF` for `maps` (already validated).
 pub(crate) fn maps_btf(maps: &[MapSpec]) -> MapsBtf {
     let mut b = Builder::new();
+    let (defs, maps_size) = add_maps(&mut b, maps);
+    MapsBtf {
+        bytes: b.finish(),
+        defs,
+        maps_size,
+    }
+}
+
+/// Adds the map definitions and the `.maps` DATASEC to `b`; returns where each map sits
+/// in `.maps` and the section's size.
+fn add_maps(b: &mut Builder, maps: &[MapSpec]) -> (Vec<(u32, u32)>, u32) {
     b.c_int();
     let mut vars = Vec::with_capacity(maps.len());
     let mut defs = Vec::with_capacity(maps.len());
@@ -202,12 +213,102 @@ pub(crate) fn maps_btf(maps: &[MapSpec]) -> MapsBtf {
         defs.push((offset, size));
         offset += size;
     }
-    let entries: Vec<u32> = vars.iter().flat_map(|&(v, o, s)| [v, o, s]).collect();
-    b.push(".maps", KIND_DATASEC, vars.len() as u32, offset, &entries);
-    MapsBtf {
-        bytes: b.finish(),
-        defs,
-        maps_size: offset,
+    if !maps.is_empty() {
+        let entries: Vec<u32> = vars.iter().flat_map(|&(v, o, s)| [v, o, s]).collect();
+        b.push(".maps", KIND_DATASEC, vars.len() as u32, offset, &entries);
+    }
+    (defs, offset)
+}
+
+/// A function's BTF signature: parameter types, named `a0`, `a1`, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BtfParam {
+    /// `void *` (the context, stack and map value pointers).
+    Ptr,
+    /// An integer of this many bytes.
+    Int { bytes: u32, signed: bool },
+}
+
+/// `.BTF` for maps and functions, and the `.BTF.ext` listing every function.
+pub(crate) struct ModuleBtf {
+    pub maps: MapsBtf,
+    pub ext: Vec<u8>,
+}
+
+/// One function for `.BTF` and `.BTF.ext`: name, section, instruction byte offset in the
+/// section, signature, linkage.
+pub(crate) struct FuncBtf<'a> {
+    pub name: &'a str,
+    pub section: &'a str,
+    pub byte_off: u32,
+    pub params: &'a [BtfParam],
+    pub ret: BtfParam,
+    pub global: bool,
+}
+
+const KIND_FUNC: u32 = 12;
+const KIND_FUNC_PROTO: u32 = 13;
+
+/// Builds `.BTF` with maps, then a FUNC_PROTO and FUNC per function, and `.BTF.ext` with
+/// func_info grouped by section (no line_info: MIR carries no source lines yet).
+pub(crate) fn module_btf(maps: &[MapSpec], funcs: &[FuncBtf<'_>]) -> ModuleBtf {
+    let mut b = Builder::new();
+    let (defs, maps_size) = add_maps(&mut b, maps);
+    let mut records: Vec<(&str, u32, u32)> = Vec::new();
+    for f in funcs {
+        let ty = |b: &mut Builder, p: BtfParam| match p {
+            BtfParam::Ptr => b.ptr(0),
+            BtfParam::Int {
+                bytes: 8,
+                signed: true,
+            } => b.int("long long", 8, true),
+            BtfParam::Int { bytes: 8, .. } => b.int("unsigned long long", 8, false),
+            BtfParam::Int { signed: true, .. } => b.c_int(),
+            BtfParam::Int { .. } => b.int("unsigned int", 4, false),
+        };
+        let ret = ty(&mut b, f.ret);
+        let mut data = Vec::with_capacity(f.params.len() * 2);
+        for (i, p) in f.params.iter().enumerate() {
+            let t = ty(&mut b, *p);
+            data.extend([b.string(&format!("a{i}")), t]);
+        }
+        let proto = b.push("", KIND_FUNC_PROTO, f.params.len() as u32, ret, &data);
+        let func = b.push(f.name, KIND_FUNC, u32::from(f.global), proto, &[]);
+        records.push((f.section, f.byte_off, func));
+    }
+    // func_info: rec_size, then per section {name, count, {insn byte offset, type}...}.
+    let mut info: Vec<u32> = vec![8];
+    let mut sections: Vec<&str> = Vec::new();
+    for &(sec, _, _) in &records {
+        if !sections.contains(&sec) {
+            sections.push(sec);
+        }
+    }
+    for sec in sections {
+        let recs: Vec<&(&str, u32, u32)> = records.iter().filter(|r| r.0 == sec).collect();
+        info.extend([b.string(sec), recs.len() as u32]);
+        for r in recs {
+            info.extend([r.1, r.2]);
+        }
+    }
+    let func_len = 4 * info.len() as u32;
+    let mut ext = Vec::with_capacity(32 + func_len as usize);
+    ext.extend_from_slice(&0xeb9f_u16.to_le_bytes());
+    ext.extend_from_slice(&[1, 0]);
+    // hdr_len, func_info off/len, line_info off/len, core_relo off/len.
+    for w in [32, 0, func_len, func_len, 0, func_len, 0] {
+        ext.extend_from_slice(&w.to_le_bytes());
+    }
+    for w in info {
+        ext.extend_from_slice(&w.to_le_bytes());
+    }
+    ModuleBtf {
+        maps: MapsBtf {
+            bytes: b.finish(),
+            defs,
+            maps_size,
+        },
+        ext,
     }
 }
 
@@ -315,6 +416,22 @@ fn dump_into(btf: &[u8], out: &mut String) -> Result<(), &'static str> {
                     let _ = writeln!(out, "\ttype_id={t} offset={o} size={s}");
                 }
                 3 + 3 * vlen
+            }
+            KIND_FUNC => {
+                let linkage = ["static", "global", "extern"]
+                    .get(vlen)
+                    .copied()
+                    .unwrap_or("?");
+                let _ = writeln!(out, "FUNC '{n}' type_id={size} linkage={linkage}");
+                3
+            }
+            KIND_FUNC_PROTO => {
+                let _ = writeln!(out, "FUNC_PROTO '{n}' ret_type_id={size} vlen={vlen}");
+                for p in 0..vlen {
+                    let (pn, pt) = (w(3 + 2 * p)?, w(4 + 2 * p)?);
+                    let _ = writeln!(out, "\t'{}' type_id={pt}", name(pn));
+                }
+                3 + 2 * vlen
             }
             _ => return Err("kind not emitted by pol"),
         };

@@ -10,10 +10,12 @@
 pub mod btf;
 mod elf;
 mod layout;
+mod module;
 mod validate;
 
-pub use btf::{btf_section, dump as dump_btf};
+pub use btf::{btf_section, dump as dump_btf, BtfParam};
 pub use layout::{FieldLayout, Layout, MapLayout, ProgramLayout, TypeLayout, SCHEMA};
+pub use module::{write_module, FuncSpec, ModuleSpec};
 pub use validate::{is_c_ident, is_known_section};
 
 use serde::Serialize;

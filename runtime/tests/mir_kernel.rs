@@ -1,0 +1,194 @@
+//! Kernel tests for the general back end (issue 8 §7): the MIR proof programs in
+//! `compiler/tests/mir/proof/` compiled by `pol_compiler::codegen` into ELF objects,
+//! loaded through aya into the real verifier; the ring buffer program attached to
+//! `syscalls/sys_enter_openat` and its event read back; the bpf_loop and per-CPU hash
+//! programs attached and their maps read.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aya::maps::{Array, PerCpuHashMap, RingBuf};
+use aya::programs::{TracePoint, Xdp};
+use aya::{Ebpf, EbpfLoader, VerifierLogLevel};
+use common::require_kernel;
+use pol_compiler::codegen::object::object;
+use pol_compiler::mir::{self, Hook};
+
+fn proof(name: &str) -> (mir::Module, Vec<u8>) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../compiler/tests/mir/proof")
+        .join(name);
+    let text = std::fs::read_to_string(&path).expect("read proof program");
+    let m = mir::parse_module(&text).expect("parse");
+    let (bytes, _) = object(&m).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (m, bytes)
+}
+
+fn load(bytes: &[u8]) -> Ebpf {
+    EbpfLoader::new()
+        .verifier_log_level(VerifierLogLevel::STATS)
+        .load(bytes)
+        .expect("aya loads the object")
+}
+
+/// Loads every program of the module; returns (name, verified instructions).
+fn load_programs(m: &mir::Module, bpf: &mut Ebpf) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for f in &m.funcs {
+        let Some(hook) = &f.hook else { continue };
+        let prog = bpf
+            .program_mut(&f.name)
+            .unwrap_or_else(|| panic!("program {}", f.name));
+        let info = match hook {
+            Hook::Xdp => {
+                let p: &mut Xdp = prog.try_into().expect("xdp");
+                p.load().unwrap_or_else(|e| panic!("{}: {e:?}", f.name));
+                p.info()
+            }
+            _ => {
+                let p: &mut TracePoint = prog.try_into().expect("tracepoint");
+                p.load().unwrap_or_else(|e| panic!("{}: {e:?}", f.name));
+                p.info()
+            }
+        };
+        let n = info
+            .expect("info")
+            .verified_instruction_count()
+            .unwrap_or(0);
+        out.push((f.name.clone(), n));
+    }
+    out
+}
+
+fn attach_openat(bpf: &mut Ebpf, name: &str) -> aya::programs::trace_point::TracePointLinkId {
+    let p: &mut TracePoint = bpf
+        .program_mut(name)
+        .expect("program")
+        .try_into()
+        .expect("tracepoint");
+    p.attach("syscalls", "sys_enter_openat").expect("attach")
+}
+
+fn unique_path(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!("pol-mir-{tag}-{}-{nanos}", std::process::id()))
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn every_proof_program_passes_the_kernel_verifier() {
+    require_kernel();
+    for name in [
+        "openat_event.mir",
+        "openat_stats.mir",
+        "loop_callback.mir",
+        "xdp_bounds.mir",
+    ] {
+        let (m, bytes) = proof(name);
+        let mut bpf = load(&bytes);
+        for (prog, n) in load_programs(&m, &mut bpf) {
+            eprintln!("{name}: {prog}: {n} instructions processed by the verifier");
+            assert!(n > 0, "{prog}: verifier statistics missing");
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn openat_event_is_read_back_from_the_ring_buffer() {
+    require_kernel();
+    let (m, bytes) = proof("openat_event.mir");
+    let mut bpf = load(&bytes);
+    load_programs(&m, &mut bpf);
+    let _link = attach_openat(&mut bpf, "openat_event");
+    let path = unique_path("event");
+    let _ = std::fs::File::create(&path);
+    let _ = std::fs::remove_file(&path);
+    let want = path.to_string_lossy().into_owned();
+    let mut ring =
+        RingBuf::try_from(bpf.map_mut("events").expect("events map")).expect("ring buffer");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut found = None;
+    while found.is_none() && Instant::now() < deadline {
+        while let Some(item) = ring.next() {
+            let rec: &[u8] = &item;
+            assert_eq!(rec.len(), 288, "record size");
+            let tgid = u32::from_le_bytes(rec[0..4].try_into().expect("4 bytes"));
+            let len = i64::from_le_bytes(rec[8..16].try_into().expect("8 bytes"));
+            let name = &rec[32..];
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            if name[..end] == *want.as_bytes() {
+                found = Some((tgid, len));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (tgid, len) = found.unwrap_or_else(|| panic!("no event for {want}"));
+    assert_eq!(tgid, std::process::id(), "tgid of the opening process");
+    assert_eq!(
+        len,
+        want.len() as i64 + 1,
+        "probe_read_user_str length counts the NUL"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn bpf_loop_callback_and_percpu_hash_run_on_the_tracepoint() {
+    require_kernel();
+    let (m, bytes) = proof("loop_callback.mir");
+    let mut bpf = load(&bytes);
+    load_programs(&m, &mut bpf);
+    let link = attach_openat(&mut bpf, "loop_sum");
+    let path = unique_path("loop");
+    let _ = std::fs::File::open(&path);
+    let sums: Array<_, u64> = Array::try_from(bpf.map("sums").expect("sums")).expect("array");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sums.get(&0, 0).unwrap_or(0) == 0 && Instant::now() < deadline {
+        let _ = std::fs::File::open(&path);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 0 + 1 + ... + 99, summed by 100 calls of the callback.
+    assert_eq!(sums.get(&0, 0).expect("sums[0]"), 4950);
+    let p: &mut TracePoint = bpf
+        .program_mut("loop_sum")
+        .expect("program")
+        .try_into()
+        .expect("tp");
+    p.detach(link).expect("detach");
+
+    let (m, bytes) = proof("openat_stats.mir");
+    let mut bpf = load(&bytes);
+    load_programs(&m, &mut bpf);
+    let _link = attach_openat(&mut bpf, "openat_stats");
+    let comm = std::fs::read_to_string("/proc/thread-self/comm").expect("comm");
+    let mut key = [0u8; 16];
+    for (k, b) in key.iter_mut().zip(comm.trim_end().bytes().take(15)) {
+        *k = b;
+    }
+    let counts: PerCpuHashMap<_, [u8; 16], u64> =
+        PerCpuHashMap::try_from(bpf.map("counts").expect("counts")).expect("percpu hash");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut total = 0;
+    while total < 3 && Instant::now() < deadline {
+        let _ = std::fs::File::open(&path);
+        total = counts
+            .get(&key, 0)
+            .map(|v| v.iter().sum::<u64>())
+            .unwrap_or(0);
+    }
+    assert!(total >= 3, "opens counted for comm {comm:?}: {total}");
+}
