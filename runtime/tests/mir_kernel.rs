@@ -92,6 +92,9 @@ fn every_proof_program_passes_the_kernel_verifier() {
         "xdp_bounds.mir",
     ] {
         let (m, bytes) = proof(name);
+        if let Ok(c) = pol_compiler::codegen::compile(&m) {
+            eprint!("{}", pol_compiler::codegen::report(&m, &c));
+        }
         let mut bpf = load(&bytes);
         for (prog, n) in load_programs(&m, &mut bpf) {
             eprintln!("{name}: {prog}: {n} instructions processed by the verifier");
@@ -191,4 +194,63 @@ fn bpf_loop_callback_and_percpu_hash_run_on_the_tracepoint() {
             .unwrap_or(0);
     }
     assert!(total >= 3, "opens counted for comm {comm:?}: {total}");
+}
+
+/// Issue 8 §8: every random module the MIR verifier accepts also passes the kernel
+/// verifier. A few hundred per run, bounded to about a minute.
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn random_modules_the_mir_verifier_accepts_load_in_the_kernel() {
+    use pol_compiler::mir::gen;
+    require_kernel();
+    let start = Instant::now();
+    let (mut loaded, mut rejected_by_mir, mut failures) = (0, 0, Vec::new());
+    let mut total_insns = 0u64;
+    for seed in 0..300u64 {
+        if start.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        let m = gen::module(&mut gen::Rng::new(seed));
+        if mir::verify_module(&m).is_err() {
+            rejected_by_mir += 1;
+            continue;
+        }
+        let (bytes, _) = object(&m).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let result = EbpfLoader::new()
+            .load(&bytes)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|mut bpf| {
+                let p: &mut TracePoint = bpf
+                    .program_mut("prog")
+                    .ok_or("no prog")?
+                    .try_into()
+                    .map_err(|e| format!("{e:?}"))?;
+                p.load().map_err(|e| format!("{e:?}"))?;
+                Ok(p.info()
+                    .ok()
+                    .and_then(|i| i.verified_instruction_count())
+                    .unwrap_or(0))
+            });
+        match result {
+            Ok(n) => {
+                loaded += 1;
+                total_insns += u64::from(n);
+            }
+            Err(e) => failures.push(format!("seed {seed}: {e}\n{}", mir::print::module(&m))),
+        }
+    }
+    eprintln!("{loaded} random modules loaded ({total_insns} insns processed in all), {rejected_by_mir} rejected by the MIR verifier");
+    assert!(
+        failures.is_empty(),
+        "{} accepted by MIR, refused by the kernel:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        loaded >= 50,
+        "too few modules loaded in the time allowed: {loaded}"
+    );
 }

@@ -40,7 +40,6 @@ fn helper_name(id: i32) -> Option<&'static str> {
         133 => "ringbuf_discard",
         158 => "get_current_task_btf",
         181 => "loop",
-        188 => "xdp_get_buff_len",
         189 => "xdp_load_bytes",
         _ => return None,
     })

@@ -243,7 +243,18 @@ impl Lower<'_> {
                 let ity = f.ty(*a).int().unwrap_or(IntTy::U64);
                 let w32 = ity.bits <= 32;
                 let lhs = self.use_reg(*a)?;
-                let rhs = self.src(b, w32)?;
+                let mut rhs = self.src(b, w32)?;
+                if rhs == Src::Imm(0) && matches!(op, BinOp::Div | BinOp::Mod) {
+                    // "div by zero": the kernel refuses a constant 0 divisor, while a
+                    // register holding 0 is defined (x / 0 = 0, x % 0 = x).
+                    let t = self.vc.new_vreg(true);
+                    self.emit(VInst::MovImm {
+                        dst: t,
+                        imm: 0,
+                        w32,
+                    });
+                    rhs = Src::Reg(t);
+                }
                 let sdiv = ity.signed && matches!(op, BinOp::Div | BinOp::Mod);
                 self.emit(VInst::Alu {
                     op: alu_op(*op),

@@ -191,6 +191,28 @@ fn chain_stacks(m: &Module, funcs: &[CompiledFunc]) -> Result<Vec<u32>, CodegenE
     Ok(out)
 }
 
+/// The resource report `pol build` prints, per function: instructions, frame bytes (MIR
+/// slots and spills) and, for programs, the deepest call chain's stack against 512.
+pub fn report(m: &Module, c: &Compiled) -> String {
+    let mut out = String::new();
+    for ((f, cf), chain) in m.funcs.iter().zip(&c.funcs).zip(&c.chain_stack) {
+        let _ = write!(
+            out,
+            "{}: {} insns, stack {} bytes (slots {}, spills {})",
+            f.name,
+            cf.code.insns.len(),
+            cf.frame.size,
+            cf.frame.slot_bytes,
+            cf.frame.spill_bytes
+        );
+        if f.hook.is_some() {
+            let _ = write!(out, ", call chain {chain} of {MAX_STACK} bytes");
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Filetest output of `test regalloc`: each function's VCode with registers assigned.
 pub fn filetest_regalloc(m: &Module) -> String {
     if let Err(e) = mir::verify_module(m) {

@@ -12,6 +12,7 @@
 
 pub mod entities;
 pub mod func;
+pub mod gen;
 pub mod helpers;
 pub mod parse;
 pub mod print;
