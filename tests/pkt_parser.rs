@@ -158,6 +158,7 @@ struct Rec {
     eth_type: u16,
     vlan: [u16; 2],
     vlan_count: u8,
+    tpid: u16,
     proto: u8,
     ttl: u8,
     version: u8,
@@ -186,6 +187,7 @@ fn decode(b: &[u8; REC]) -> Rec {
         eth_type: u16_at(OFF_ETH_TYPE),
         vlan: [u16_at(OFF_VLAN_OUTER), u16_at(OFF_VLAN_INNER)],
         vlan_count: b[OFF_VLAN_COUNT as usize],
+        tpid: u16_at(OFF_VLAN_TPID),
         proto: b[OFF_IP_PROTO as usize],
         ttl: b[OFF_IP_TTL as usize],
         version: b[OFF_IP_VERSION as usize],
@@ -390,6 +392,21 @@ fn vlan_and_qinq() {
     for len in [15, 17, 19, 21] {
         malformed(&two[..len]);
     }
+    // Pre-standard QinQ TPIDs are tags too, outer and inner; `vlan.tpid` is the outer's.
+    for outer in [0x9100, 0x9200] {
+        let r = ok(&eth(&[(outer, 5), (0x8100, 6)], 0x0800, &inner));
+        assert_eq!(
+            (r.flags, r.vlan, r.vlan_count, r.tpid, r.dport),
+            (F_VLAN | F_IP4 | F_UDP, [5, 6], 2, outer, 5353)
+        );
+        malformed(&eth(
+            &[(0x88a8, 1), (0x8100, 2), (outer, 3)],
+            0x0800,
+            &inner,
+        ));
+    }
+    let r = ok(&eth(&[(0x8100, 5), (0x9100, 6)], 0x0800, &inner));
+    assert_eq!((r.vlan, r.tpid, r.dport), ([5, 6], 0x8100, 5353));
     // ARP (or any other EtherType) behind tags: no IP, just the tags.
     let r = ok(&pad(eth(&[(0x8100, 9)], 0x0806, &[0; 28]), 60));
     assert_eq!(
@@ -797,6 +814,8 @@ fn frames() -> Vec<Vec<u8>> {
         eth(&[], 0x0800, &ip4(17, 0, &[], &u[..5])),
         eth(&[(0x8100, 100)], 0x0800, &ip4(17, 0, &[], &u)),
         eth(&[(0x88a8, 7), (0x8100, 4095)], 0x0800, &ip4(6, 0, &[], &t)),
+        eth(&[(0x9100, 7), (0x8100, 8)], 0x0800, &ip4(6, 0, &[], &t)),
+        eth(&[(0x9200, 7)], 0x86dd, &ip6(&[], 17, &u)),
         eth(
             &[(0x88a8, 1), (0x8100, 2), (0x8100, 3)],
             0x0800,
@@ -859,6 +878,7 @@ fn expected(n: &Needs, f: &[u8; REC]) -> [u8; REC] {
         (OFF_VLAN_OUTER, 2),
         (OFF_VLAN_INNER, 2),
         (OFF_VLAN_COUNT, 1),
+        (OFF_VLAN_TPID, 2),
     ] {
         copy(n.store_link, off, len);
     }

@@ -42,7 +42,6 @@ pub const OFF_IP_PROTO: i16 = 11;
 pub const OFF_IP_TTL: i16 = 12;
 /// u8: IP version (4 or 6), 0 when not IP.
 pub const OFF_IP_VERSION: i16 = 13;
-// Bytes 14..16 are free.
 /// u32: 32 for IPv4, 128 for IPv6; with the address after it, an LPM-trie key.
 pub const OFF_SRC_PREFIXLEN: i16 = 16;
 /// 16 bytes, network order; IPv4 uses the first 4 (the rest stay zero).
@@ -61,6 +60,8 @@ pub const OFF_TCP_FLAGS: i16 = 60;
 pub const OFF_ICMP_TYPE: i16 = 61;
 /// u8: ICMP or ICMPv6 code.
 pub const OFF_ICMP_CODE: i16 = 62;
+/// u16, host order: the TPID of the outer VLAN tag (0x8100, 0x88a8, 0x9100 or 0x9200).
+pub const OFF_VLAN_TPID: i16 = 14;
 /// u32, host order: IPv4 total length, or IPv6 payload length + 40 (32 bits, so an IPv6
 /// jumbo payload or a GSO packet's length does not wrap).
 pub const OFF_IP_LEN: i16 = 64;

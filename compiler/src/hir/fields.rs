@@ -64,6 +64,13 @@ pub const FIELDS: &[Field] = &[
         doc: "VLAN ID of the inner (QinQ) tag, 0 if none",
     },
     Field {
+        name: "vlan.tpid",
+        ty: Ty::U16,
+        layer: F_VLAN,
+        slot: int(OFF_VLAN_TPID, 2),
+        doc: "TPID of the outer tag: 0x8100 (802.1Q), 0x88a8 (802.1ad), 0x9100 or 0x9200 (pre-standard QinQ)",
+    },
+    Field {
         name: "vlan.depth",
         ty: Ty::U8,
         layer: ETH,

@@ -54,8 +54,9 @@ struct Class {
 
 const V4: u32 = F_VLAN | F_IP4 | F_TCP | F_UDP | F_ICMP | FRAGS;
 const V6: u32 = F_VLAN | F_IP6 | F_TCP | F_UDP | F_ICMP6 | FRAGS;
-/// Every record byte the IP layers and L4 write.
-const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO;
+/// Every record byte the IP layers and L4 write (all from `ip.proto` on but the link
+/// layer's).
+const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO & !span(OFF_VLAN_TPID, 2);
 
 const fn class(compat: u32, bits: u32, bytes: ByteMask) -> Class {
     Class {
@@ -187,7 +188,8 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         vlan_flag,
         reads: reads | span(OFF_FLAGS, 4),
         // Ethernet and VLAN fields are the same for every packet class: stored when read.
-        store_link: reads & span(OFF_ETH_TYPE, OFF_IP_PROTO - OFF_ETH_TYPE),
+        store_link: reads
+            & (span(OFF_ETH_TYPE, OFF_IP_PROTO - OFF_ETH_TYPE) | span(OFF_VLAN_TPID, 2)),
         // IPv4 writes the first 4 bytes of each address only.
         store4: fam_stores(V4) & !span(OFF_SRC + 4, 12) & !span(OFF_DST + 4, 12),
         store6: fam_stores(V6),

@@ -60,7 +60,12 @@ pub(super) fn build(p: &Packet) -> Result<Vec<u8>, PacketError> {
     let mut frame = Vec::with_capacity(18 + 4 * p.tags.len() + body.len());
     frame.extend_from_slice(&p.eth_dst);
     frame.extend_from_slice(&p.eth_src);
-    for (tpid, tci) in &p.tags {
+    for (i, (tpid, tci)) in p.tags.iter().enumerate() {
+        let tpid = if i == 0 {
+            p.outer_tpid.unwrap_or(*tpid)
+        } else {
+            *tpid
+        };
         frame.extend_from_slice(&tpid.to_be_bytes());
         frame.extend_from_slice(&tci.to_be_bytes());
     }

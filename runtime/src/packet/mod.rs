@@ -76,6 +76,8 @@ pub struct Packet {
     ethertype: Option<u16>,
     /// (TPID, TCI), outermost first.
     tags: Vec<(u16, u16)>,
+    /// The outermost tag's TPID instead of its own.
+    outer_tpid: Option<u16>,
     src: Option<IpAddr>,
     dst: Option<IpAddr>,
     force_v6: bool,
@@ -157,6 +159,7 @@ impl Packet {
             eth_src: [0x02, 0, 0, 0, 0, 0x01],
             ethertype: None,
             tags: Vec::new(),
+            outer_tpid: None,
             src: None,
             dst: None,
             force_v6: false,
@@ -348,6 +351,12 @@ impl Packet {
     /// Pushes an 802.1ad service tag (TPID 0x88a8), normally the outer one.
     pub fn qinq(self, vid: u16) -> Packet {
         self.push_tag(0x88a8, vid)
+    }
+    /// Sets the TPID of the outermost tag (pushed before or after): `vlan(100)` with
+    /// `outer_tpid(0x9100)` is a pre-standard QinQ tag.
+    pub fn outer_tpid(mut self, tpid: u16) -> Packet {
+        self.outer_tpid = Some(tpid);
+        self
     }
     /// Pushes a tag with any TPID and TCI (priority, DEI and VID as given).
     pub fn tag(mut self, tpid: u16, tci: u16) -> Packet {

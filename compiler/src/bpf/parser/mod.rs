@@ -149,6 +149,7 @@ pub const MAX_EXT_HDRS: usize = 6;
 
 const SKB_VLAN_PRESENT: i16 = 20;
 const SKB_VLAN_TCI: i16 = 24;
+const SKB_VLAN_PROTO: i16 = 28;
 const SKB_DATA: i16 = 76;
 const SKB_DATA_END: i16 = 80;
 
@@ -159,6 +160,9 @@ const ETH_P_IP: i32 = 0x0800;
 const ETH_P_IPV6: i32 = 0x86dd;
 const ETH_P_8021Q: i32 = 0x8100;
 const ETH_P_8021AD: i32 = 0x88a8;
+/// Pre-standard QinQ service tags, still sent by older switches.
+const ETH_P_QINQ1: i32 = 0x9100;
+const ETH_P_QINQ2: i32 = 0x9200;
 
 const IPPROTO_ICMP: i32 = 1;
 const IPPROTO_TCP: i32 = 6;
@@ -271,6 +275,17 @@ pub fn emit_packet_parser(a: &mut Asm, hook: ParserHook, needs: Needs, malformed
     p.finish();
 }
 
+/// `if r5 is a tag TPID goto tag else goto l3`: 0x8100, 0x88a8, 0x9100 or 0x9200 (every
+/// TPID in use; docs/packet-parsing.md). IPv4, IPv6 and ARP leave after two tests, as
+/// with two TPIDs: all are below 0x88a8.
+fn is_tag(p: &mut Em, tag: Label, l3: Label) {
+    p.jmp_imm(BPF_JEQ, R5, ETH_P_8021Q, tag);
+    p.jmp_imm(BPF_JLT, R5, ETH_P_8021AD, l3);
+    p.jmp_imm(BPF_JEQ, R5, ETH_P_8021AD, tag);
+    p.jmp_imm(BPF_JEQ, R5, ETH_P_QINQ1, tag);
+    p.branch(BPF_JEQ, R5, ETH_P_QINQ2, tag, l3);
+}
+
 /// VLAN tags: r4 points past the 14-byte Ethernet header and r5 holds its EtherType; on
 /// exit r4 points to the L3 header and r5 holds the EtherType after the tags. Always
 /// emitted (a rule must see through tags); only the stores follow `Needs`.
@@ -297,16 +312,22 @@ fn emit_vlan(p: &mut Em, hook: ParserHook) {
             p.emit(alu64_imm(BPF_AND, R0, 0xfff));
             p.emit(stx(Size::H, R10, R0, rec(OFF_VLAN_OUTER)));
         }
+        if has(needs.store_link, OFF_VLAN_TPID, 2) {
+            // Network order in the context, as in the frame.
+            p.emit(ldx(Size::W, R0, R1, SKB_VLAN_PROTO));
+            p.emit(be16(R0));
+            p.emit(stx(Size::H, R10, R0, rec(OFF_VLAN_TPID)));
+        }
         store_count(p, 1);
-        p.jmp_imm(BPF_JEQ, R5, ETH_P_8021Q, tags[1]);
-        p.jmp_imm(BPF_JEQ, R5, ETH_P_8021AD, tags[1]);
-        p.goto(l3);
+        is_tag(p, tags[1], l3);
         p.bind(no_meta);
     }
-    p.jmp_imm(BPF_JEQ, R5, ETH_P_8021Q, tags[0]);
-    p.jmp_imm(BPF_JNE, R5, ETH_P_8021AD, l3);
+    is_tag(p, tags[0], l3);
     for (slot, &tag) in tags.iter().enumerate() {
         p.bind(tag);
+        if slot == 0 && has(needs.store_link, OFF_VLAN_TPID, 2) {
+            p.emit(stx(Size::H, R10, R5, rec(OFF_VLAN_TPID)));
+        }
         p.check(R4, 4);
         let id = OFF_VLAN_OUTER + 2 * slot as i16;
         if has(needs.store_link, id, 2) {
@@ -318,12 +339,10 @@ fn emit_vlan(p: &mut Em, hook: ParserHook) {
         p.emit(mov64_reg(R4, R0));
         store_count(p, slot as i32 + 1);
         if slot == 0 {
-            p.jmp_imm(BPF_JEQ, R5, ETH_P_8021Q, tags[1]);
-            p.jmp_imm(BPF_JNE, R5, ETH_P_8021AD, l3);
+            is_tag(p, tags[1], l3);
         } else {
             // A third tag: we would not see the payload, so fail closed.
-            p.jmp_imm(BPF_JEQ, R5, ETH_P_8021Q, malformed);
-            p.jmp_imm(BPF_JEQ, R5, ETH_P_8021AD, malformed);
+            is_tag(p, malformed, l3);
         }
     }
     p.bind(l3);
