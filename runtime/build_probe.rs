@@ -4,18 +4,19 @@
 //!
 //! Each `cfg` names what is missing; a test carries
 //! `#[cfg_attr(pol_no_bpf, ignore = "...")]` (or `pol_no_bpftool`, `pol_no_netns`,
-//! `pol_no_prometheus`).
+//! `pol_no_prometheus`, and `pol_no_kubernetes_validate` for the manifests' schema check).
 //! Under `CI=true` no cfg is set: every kernel test runs and fails if it cannot.
 //! The concrete reason (uid, errno, missing tool) is printed as a cargo warning.
 
 use std::path::Path;
 
 /// The cfgs this probe may set, declared for `unexpected_cfgs`.
-const CFGS: [&str; 4] = [
+const CFGS: [&str; 5] = [
     "pol_no_bpf",
     "pol_no_bpftool",
     "pol_no_netns",
     "pol_no_prometheus",
+    "pol_no_kubernetes_validate",
 ];
 
 /// Tools the `pol run` netns tests drive (iproute2, util-linux, bpftool, python3, and
@@ -74,6 +75,10 @@ pub fn probe() {
     let mut prom = NETNS_TOOLS.to_vec();
     prom.push("prometheus");
     skip("pol_no_prometheus", with_tools(&prom));
+    // Not a kernel test, but the same rule: a check that cannot run is ignored, not passed.
+    if !on_path("kubernetes-validate") {
+        println!("cargo::rustc-cfg=pol_no_kubernetes_validate");
+    }
 }
 
 fn on_path(tool: &str) -> bool {

@@ -1,5 +1,6 @@
 //! `pol`: compile, check and disassemble `.pol` policies.
 
+mod agent;
 mod policy_cmd;
 mod report;
 mod run;
@@ -49,6 +50,9 @@ enum Cmd {
     /// Load a policy for good: attached through pinned BPF links until `pol unload`;
     /// loading the same name again replaces it in place, without a gap.
     Load(policy_cmd::LoadArgs),
+    /// Keep the `.pol` files of a directory loaded: load what changes, keep the last good
+    /// version when a file fails, unload what is removed.
+    Agent(agent::AgentArgs),
     /// Detach and remove a loaded policy.
     Unload { name: String },
     /// Loaded policies: hooks, program ids, map sizes, live counters.
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run::run(args),
         Cmd::Set { op } => set_cmd::run(op),
         Cmd::Load(args) => policy_cmd::load(args),
+        Cmd::Agent(args) => agent::run(args),
         Cmd::Unload { name } => policy_cmd::unload(&name),
         Cmd::Status(args) => policy_cmd::status(args),
         Cmd::Test { files } => test_cmd::run(&files),

@@ -17,16 +17,16 @@ use serde_json::json;
 
 #[derive(clap::Args, Debug)]
 pub struct LoadArgs {
-    file: PathBuf,
+    pub file: PathBuf,
     /// The policy's name (letters, digits, `_`); defaults to the file's stem.
     #[arg(long)]
-    name: Option<String>,
+    pub name: Option<String>,
     /// Attach every filter to this interface instead of the one named in the file.
     #[arg(long, value_name = "IF")]
-    iface: Option<String>,
+    pub iface: Option<String>,
     /// Attach XDP filters in generic (skb) mode instead of native-then-generic.
     #[arg(long)]
-    xdp_generic: bool,
+    pub xdp_generic: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -42,7 +42,7 @@ pub struct StatusArgs {
     metrics: Option<String>,
 }
 
-fn store() -> Result<(pinroot::PinRoot, Store)> {
+pub fn store() -> Result<(pinroot::PinRoot, Store)> {
     let root = pinroot::pin_root().map_err(|e| anyhow!("{e}"))?;
     if let Some(n) = &root.note {
         eprintln!("note: {n}");
@@ -132,6 +132,7 @@ pub fn load(args: LoadArgs) -> Result<bool> {
                 loaded_at: policies::now(),
                 replaced_at: None,
                 generation: 0,
+                last_error: None,
             };
             if let Err(e) = store.write_record(&record) {
                 let _ = store.remove(&name);
@@ -211,6 +212,7 @@ pub fn load(args: LoadArgs) -> Result<bool> {
                 loaded_at: old_rec.loaded_at,
                 replaced_at: Some(policies::now()),
                 generation: old_rec.generation + 1,
+                last_error: None,
             };
             store.write_record(&record).map_err(|e| anyhow!("{e}"))?;
             for n in notes {
@@ -325,7 +327,7 @@ fn serve_metrics(store: Store, only: Option<String>, addr: &str) -> Result<bool>
 }
 
 /// One loaded policy's metrics reading; `snapshot` is `None` when its pins cannot be read.
-fn policy_reading(store: &Store, r: &PolicyRecord) -> PolicyReading {
+pub fn policy_reading(store: &Store, r: &PolicyRecord) -> PolicyReading {
     let mut out = PolicyReading {
         policy: r.name.clone(),
         ..Default::default()
@@ -375,7 +377,7 @@ fn policy_status(store: &Store, r: &PolicyRecord) -> Result<serde_json::Value> {
         None => json!({ "error": "the kept source no longer compiles with this pol" }),
     };
     Ok(json!({
-        "name": r.name, "file": r.file, "generation": r.generation,
+        "name": r.name, "file": r.file, "generation": r.generation, "last_error": r.last_error,
         "loaded_at": r.loaded_at, "replaced_at": r.replaced_at,
         "programs": programs, "maps": maps, "counters": counters,
     }))
@@ -393,6 +395,9 @@ fn show(p: &serde_json::Value) -> String {
         p["file"].as_str().unwrap_or("?"),
         p["generation"]
     );
+    if let Some(e) = p["last_error"].as_str() {
+        let _ = writeln!(s, "  last update FAILED, this version stays: {e}");
+    }
     for prog in p["programs"].as_array().into_iter().flatten() {
         let _ = writeln!(
             s,

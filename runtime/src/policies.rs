@@ -55,6 +55,9 @@ pub struct PolicyRecord {
     pub replaced_at: Option<u64>,
     /// How many times it was replaced.
     pub generation: u64,
+    /// Why the last attempt to replace it failed (`pol agent`), while this version stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Why a policy operation failed, as a sentence.

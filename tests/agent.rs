@@ -1,0 +1,170 @@
+//! `pol agent --policies DIR`: two agents in two network namespaces ("nodes") fed from one
+//! directory load it, follow a change, keep the last good version through a broken file
+//! (reporting it), take the fix, and unload a removed file.
+
+mod common;
+mod run_support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{require_kernel, TempDir};
+use run_support::*;
+
+fn send(net: &NetPair, port: u16, n: u32) {
+    let script = format!(
+        "import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for i in range({n}):\n    u.sendto(b'x' * 32, ('10.99.0.1', {port}))\n"
+    );
+    let ok = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", net.b))
+        .args([&python(), "-c", &script])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "send from B");
+}
+
+fn version(port: u16) -> String {
+    format!(
+        "filter agent_edge on xdp(\"va\") {{\n    drop udp.dport == {port} count dropped\n    default pass\n}}\n"
+    )
+}
+
+/// The status of policy `name` (None when it is not loaded), from the host namespace:
+/// policies are host-wide.
+fn status(name: &str) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_pol"))
+        .args(["status", "--json"])
+        .output()
+        .expect("pol status");
+    if !out.status.success() {
+        return None;
+    }
+    json(&String::from_utf8_lossy(&out.stdout))["policies"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+}
+
+/// Waits until `pred` holds for both nodes' policies; returns how long it took.
+fn converge(what: &str, pred: impl Fn(Option<&serde_json::Value>) -> bool) -> Duration {
+    let t = Instant::now();
+    let mut last = (None, None);
+    while t.elapsed() < Duration::from_secs(30) {
+        let a = status("n1_agent_edge");
+        let b = status("n2_agent_edge");
+        if pred(a.as_ref()) && pred(b.as_ref()) {
+            return t.elapsed();
+        }
+        last = (a, b);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the nodes did not converge ({what}): {last:?}");
+}
+
+fn dropped_by_rule(p: Option<&serde_json::Value>) -> u64 {
+    p.and_then(|p| p["counters"]["programs"][0]["rules"][0]["packets"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn agents_on_two_nodes_follow_one_directory() {
+    require_kernel();
+    require_tools();
+    let n1 = NetPair::new("g1");
+    let n2 = NetPair::new("g2");
+    let dir = TempDir::new("pol_agent");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("mkdir");
+    let file = policies.join("agent_edge.pol");
+    std::fs::write(&file, version(7001)).expect("write");
+    std::fs::write(policies.join("README"), "not a policy\n").expect("write");
+    let dir_s = policies.to_str().expect("utf-8");
+    let start = |net: &NetPair, prefix: &str| {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", net.a))
+            .arg(env!("CARGO_BIN_EXE_pol"))
+            .args([
+                "agent",
+                "--policies",
+                dir_s,
+                "--interval",
+                "0.1",
+                "--prefix",
+                prefix,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pol agent")
+    };
+    let a1 = start(&n1, "n1_");
+    let a2 = start(&n2, "n2_");
+    let loaded = converge("first load", |p| p.is_some_and(|p| p["generation"] == 0));
+    send(&n1, 7001, 3);
+    send(&n2, 7001, 3);
+    converge("v1 drops 7001", |p| dropped_by_rule(p) == 3);
+
+    // A change reaches both nodes, and the new version filters.
+    std::thread::sleep(Duration::from_millis(20)); // a distinct mtime
+    let changed = Instant::now();
+    std::fs::write(&file, version(7002)).expect("write");
+    converge("v2", |p| p.is_some_and(|p| p["generation"] == 1));
+    let to_new = changed.elapsed();
+    send(&n1, 7002, 4);
+    send(&n2, 7002, 4);
+    converge("v2 drops 7002", |p| dropped_by_rule(p) == 4);
+
+    // A broken file: the loaded version stays, and says why.
+    std::fs::write(
+        &file,
+        "filter agent_edge on xdp(\"va\") {\n    drop udp.dprt == 1\n",
+    )
+    .expect("write");
+    converge("failure reported", |p| {
+        p.is_some_and(|p| p["generation"] == 1 && p["last_error"].is_string())
+    });
+    send(&n1, 7002, 2);
+    converge("v2 still filters on n1", |p| {
+        p.is_none_or(|p| p["name"] == "n2_agent_edge") || dropped_by_rule(p) == 6
+    });
+
+    // Fixed: both take it.
+    std::fs::write(&file, version(7003)).expect("write");
+    converge("v3", |p| {
+        p.is_some_and(|p| p["generation"] == 2 && p["last_error"].is_null())
+    });
+
+    // Removed: both unload.
+    std::fs::remove_file(&file).expect("rm");
+    converge("unloaded", |p| p.is_none());
+    for a in [a1, a2] {
+        let _ = Command::new("kill")
+            .args(["-INT", &a.id().to_string()])
+            .status();
+        let out = a.wait_with_output().expect("agent");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("update FAILED, the loaded version (if any) stays"),
+            "{err}"
+        );
+        assert!(err.contains("its file is gone; unloaded"), "{err}");
+    }
+    assert_clean(&n1.a, "agent_edge");
+    assert_clean(&n2.a, "agent_edge");
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!(
+            "agent: first load on both nodes {:.0} ms, change to new version filtering {:.0} ms\n",
+            loaded.as_secs_f64() * 1000.0,
+            to_new.as_secs_f64() * 1000.0
+        )
+        .as_bytes(),
+    );
+}
