@@ -180,6 +180,7 @@ fn sync(args: &AgentArgs, listing: u64, tracked: &Mutex<BTreeMap<String, Tracked
             name: Some(name.clone()),
             iface: args.iface.clone(),
             xdp_generic: false,
+            no_carry: false,
         };
         let outcome = match policy_cmd::load(load) {
             Ok(true) => Ok(()),

@@ -27,6 +27,9 @@ pub struct LoadArgs {
     /// Attach XDP filters in generic (skb) mode instead of native-then-generic.
     #[arg(long)]
     pub xdp_generic: bool,
+    /// When replacing: start counters and statistics from zero instead of carrying them.
+    #[arg(long)]
+    pub no_carry: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,6 +90,21 @@ pub fn load(args: LoadArgs) -> Result<bool> {
             }
         }
     }
+    // A loaded version whose interface (or network namespace) is gone filters nothing and
+    // cannot be switched: remove it and load afresh.
+    if store.record(&name).ok().flatten().is_some() {
+        if let Ok(old) = Pinned::open(&store.dir(&name), &name) {
+            if policies::severed(&old) {
+                eprintln!(
+                    "note: the loaded `{name}` lost its interface (the kernel detached it); \
+                     removing it and loading afresh"
+                );
+                drop(old);
+                let _ = store.remove(&name);
+                pol_runtime::hooks::release_policy(&pol_runtime::hooks::claim_root(), &name);
+            }
+        }
+    }
     // One filter per hook: refuse a hook a `pol run` or another policy holds.
     let mut claims = crate::run::claim_hooks(&args.file, &c, &opts, Some(&name))?;
     let new = pol_runtime::testrun::load_direct(&c)
@@ -110,6 +128,15 @@ pub fn load(args: LoadArgs) -> Result<bool> {
         })
         .collect();
     let maps = new.map_names();
+    let digests: std::collections::BTreeMap<String, u64> = c
+        .spec
+        .programs
+        .iter()
+        .map(|p| {
+            let d = policies::rule_digest(p.rules.iter().map(|r| r.text.as_str()));
+            (p.name.clone(), d)
+        })
+        .collect();
     match store.record(&name).map_err(|e| anyhow!("{e}"))? {
         None => {
             // Pins without a record: a load that died half-way; start afresh.
@@ -132,6 +159,7 @@ pub fn load(args: LoadArgs) -> Result<bool> {
                 loaded_at: policies::now(),
                 replaced_at: None,
                 generation: 0,
+                rule_digests: digests,
                 last_error: None,
             };
             if let Err(e) = store.write_record(&record) {
@@ -180,14 +208,12 @@ pub fn load(args: LoadArgs) -> Result<bool> {
             // Counters always carry over; per-rule statistics only when the rules are
             // the same (slot i is rule i). Sets come from the new file.
             let mut carry: Vec<String> = c.hir.counters.iter().map(|k| k.name.clone()).collect();
-            if let Some(old_c) = compile_record(&old_rec) {
-                for (o, n) in old_c.spec.programs.iter().zip(&c.spec.programs) {
-                    let same = o
-                        .rules
-                        .iter()
-                        .map(|r| &r.text)
-                        .eq(n.rules.iter().map(|r| &r.text));
-                    if let (true, Some(s)) = (same, &n.stats) {
+            if args.no_carry {
+                carry.clear();
+            } else {
+                for p in &c.spec.programs {
+                    let same = old_rec.rule_digests.get(&p.name) == digests.get(&p.name);
+                    if let (true, Some(s)) = (same, &p.stats) {
                         carry.push(s.map.clone());
                     }
                 }
@@ -212,6 +238,7 @@ pub fn load(args: LoadArgs) -> Result<bool> {
                 loaded_at: old_rec.loaded_at,
                 replaced_at: Some(policies::now()),
                 generation: old_rec.generation + 1,
+                rule_digests: digests,
                 last_error: None,
             };
             store.write_record(&record).map_err(|e| anyhow!("{e}"))?;

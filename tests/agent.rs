@@ -47,8 +47,13 @@ fn status(name: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
-/// Waits until `pred` holds for both nodes' policies; returns how long it took.
-fn converge(what: &str, pred: impl Fn(Option<&serde_json::Value>) -> bool) -> Duration {
+/// Waits until `pred` holds for both nodes' policies; returns how long it took. On
+/// failure the agents' logs (`logs`) are in the message.
+fn converge(
+    what: &str,
+    logs: &std::path::Path,
+    pred: impl Fn(Option<&serde_json::Value>) -> bool,
+) -> Duration {
     let t = Instant::now();
     let mut last = (None, None);
     while t.elapsed() < Duration::from_secs(30) {
@@ -60,7 +65,12 @@ fn converge(what: &str, pred: impl Fn(Option<&serde_json::Value>) -> bool) -> Du
         last = (a, b);
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("the nodes did not converge ({what}): {last:?}");
+    let log = |n: &str| std::fs::read_to_string(logs.join(n)).unwrap_or_default();
+    panic!(
+        "the nodes did not converge ({what}): {last:?}\nagent n1:\n{}\nagent n2:\n{}",
+        log("n1_log"),
+        log("n2_log")
+    );
 }
 
 fn dropped_by_rule(p: Option<&serde_json::Value>) -> u64 {
@@ -76,6 +86,7 @@ fn dropped_by_rule(p: Option<&serde_json::Value>) -> u64 {
 fn agents_on_two_nodes_follow_one_directory() {
     require_kernel();
     require_tools();
+    let _unload = Unload::new(&["n1_agent_edge", "n2_agent_edge"]);
     let n1 = NetPair::new("g1");
     let n2 = NetPair::new("g2");
     let dir = TempDir::new("pol_agent");
@@ -99,26 +110,29 @@ fn agents_on_two_nodes_follow_one_directory() {
                 prefix,
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join(format!("{prefix}log"))).expect("log"))
             .spawn()
             .expect("pol agent")
     };
+    let logs = dir.path();
     let a1 = start(&n1, "n1_");
     let a2 = start(&n2, "n2_");
-    let loaded = converge("first load", |p| p.is_some_and(|p| p["generation"] == 0));
+    let loaded = converge("first load", logs, |p| {
+        p.is_some_and(|p| p["generation"] == 0)
+    });
     send(&n1, 7001, 3);
     send(&n2, 7001, 3);
-    converge("v1 drops 7001", |p| dropped_by_rule(p) == 3);
+    converge("v1 drops 7001", logs, |p| dropped_by_rule(p) == 3);
 
     // A change reaches both nodes, and the new version filters.
     std::thread::sleep(Duration::from_millis(20)); // a distinct mtime
     let changed = Instant::now();
     std::fs::write(&file, version(7002)).expect("write");
-    converge("v2", |p| p.is_some_and(|p| p["generation"] == 1));
+    converge("v2", logs, |p| p.is_some_and(|p| p["generation"] == 1));
     let to_new = changed.elapsed();
     send(&n1, 7002, 4);
     send(&n2, 7002, 4);
-    converge("v2 drops 7002", |p| dropped_by_rule(p) == 4);
+    converge("v2 drops 7002", logs, |p| dropped_by_rule(p) == 4);
 
     // A broken file: the loaded version stays, and says why.
     std::fs::write(
@@ -126,30 +140,30 @@ fn agents_on_two_nodes_follow_one_directory() {
         "filter agent_edge on xdp(\"va\") {\n    drop udp.dprt == 1\n",
     )
     .expect("write");
-    converge("failure reported", |p| {
+    converge("failure reported", logs, |p| {
         p.is_some_and(|p| p["generation"] == 1 && p["last_error"].is_string())
     });
     send(&n1, 7002, 2);
-    converge("v2 still filters on n1", |p| {
+    converge("v2 still filters on n1", logs, |p| {
         p.is_none_or(|p| p["name"] == "n2_agent_edge") || dropped_by_rule(p) == 6
     });
 
     // Fixed: both take it.
     std::fs::write(&file, version(7003)).expect("write");
-    converge("v3", |p| {
+    converge("v3", logs, |p| {
         p.is_some_and(|p| p["generation"] == 2 && p["last_error"].is_null())
     });
 
     // Removed: both unload.
     std::fs::remove_file(&file).expect("rm");
-    converge("unloaded", |p| p.is_none());
-    for a in [a1, a2] {
+    converge("unloaded", logs, |p| p.is_none());
+    for (mut a, log) in [(a1, "n1_log"), (a2, "n2_log")] {
         let _ = Command::new("kill")
             .args(["-INT", &a.id().to_string()])
             .status();
-        let out = a.wait_with_output().expect("agent");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{err}");
+        let status = a.wait().expect("agent");
+        let err = std::fs::read_to_string(logs.join(log)).unwrap_or_default();
+        assert!(status.success(), "{err}");
         assert!(
             err.contains("update FAILED, the loaded version (if any) stays"),
             "{err}"

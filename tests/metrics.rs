@@ -176,6 +176,7 @@ fn a_real_prometheus_scrapes_pol_status() {
     require_kernel();
     require_tools();
     common::require_tool("prometheus");
+    let _unload = Unload::new(&["met_prom"]);
     let net = NetPair::new("mp");
     let dir = TempDir::new("pol_metrics_prom");
     let file = dir.path().join("met_prom.pol");

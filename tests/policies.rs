@@ -55,6 +55,7 @@ fn status(ns: &str, name: &str) -> serde_json::Value {
 fn a_loaded_policy_filters_after_its_loader_exits_and_unload_leaves_nothing() {
     require_kernel();
     require_tools();
+    let _unload = Unload::new(&["pol_ld", "other_name"]);
     let net = NetPair::new("pl");
     let dir = TempDir::new("pol_policy_load");
     let file = dir.path().join("pol_ld.pol");
@@ -200,6 +201,7 @@ fn counts(mut c: std::process::Child) -> std::collections::BTreeMap<u16, u64> {
 fn replacing_under_traffic_a_hundred_times_leaks_nothing() {
     require_kernel();
     require_tools();
+    let _unload = Unload::new(&["pol_rp"]);
     let net = NetPair::new("pr");
     let dir = TempDir::new("pol_policy_replace");
     // Both versions drop 7001 and pass 7004; they disagree on 7002 and 7003.

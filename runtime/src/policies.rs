@@ -55,6 +55,10 @@ pub struct PolicyRecord {
     pub replaced_at: Option<u64>,
     /// How many times it was replaced.
     pub generation: u64,
+    /// A digest of each filter's rule texts: per-rule statistics carry over a replacement
+    /// only when they are equal (slot i is rule i), without compiling the old source again.
+    #[serde(default)]
+    pub rule_digests: BTreeMap<String, u64>,
     /// Why the last attempt to replace it failed (`pol agent`), while this version stays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -355,7 +359,9 @@ pub fn carry_state(old: &Pinned, new: &Direct, carry: &[String]) -> (Carried, Ve
             continue;
         };
         let mut lost = 0;
-        for (k, v) in &entries {
+        // New maps start at zero: only counts that are not zero need copying (most slots
+        // of a 100,000-rule statistics array are).
+        for (k, v) in entries.iter().filter(|(_, v)| v.iter().any(|&b| b != 0)) {
             if sys::map_update(nfd, k, v, 0).is_err() {
                 lost += 1;
             }
@@ -383,11 +389,12 @@ pub fn carry_rest(old: &Pinned, new: &Direct, carried: &Carried) {
         let Ok(now) = load::raw_entries(m, ofd.as_fd(), oinfo) else {
             continue;
         };
+        let before: std::collections::HashMap<&[u8], &[u8]> = before
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
         for (k, v) in now {
-            let was = before
-                .iter()
-                .find(|(bk, _)| *bk == k)
-                .map(|(_, bv)| bv.as_slice());
+            let was = before.get(k.as_slice()).copied();
             let delta = lanes_sub(&v, was.unwrap_or(&[]));
             if delta.iter().all(|&d| d == 0) {
                 continue;
@@ -460,6 +467,17 @@ pub fn switch(old: &Pinned, new: &Direct, name: &str) -> Result<(), PolicyError>
     Ok(())
 }
 
+/// Whether a link of the policy has been severed (its interface or network namespace is
+/// gone: the kernel detached it): probed by switching each link to the program it runs.
+pub fn severed(old: &Pinned) -> bool {
+    old.links.iter().any(|(prog, l)| {
+        old.progs.get(prog).is_some_and(|p| {
+            link::link_update(l.as_fd(), p.as_fd(), Some(p.as_fd()))
+                .is_err_and(|e| e.errno() == Some(libc::ENOLINK))
+        })
+    })
+}
+
 /// After [`switch`]: replaces the program and map pins of the policy with those of `new`
 /// (the link pins stay: they are the same links).
 pub fn repin(store: &Store, name: &str, new: &Direct) -> Result<(), PolicyError> {
@@ -473,6 +491,16 @@ pub fn repin(store: &Store, name: &str, new: &Direct) -> Result<(), PolicyError>
         }
     }
     pin_objects(&dir, name, new)
+}
+
+/// The digest of a filter's rules, for [`PolicyRecord::rule_digests`].
+pub fn rule_digest<'a>(texts: impl Iterator<Item = &'a str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for t in texts {
+        t.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Seconds since the epoch.

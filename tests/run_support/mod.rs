@@ -314,3 +314,29 @@ pub fn count<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .and_then(|cs| cs.iter().find(|c| c["name"] == name))
         .unwrap_or_else(|| panic!("no count {name} in {v}"))
 }
+
+/// Unloads the named `pol load` policies on drop, also when the test fails, so a failed
+/// run leaves no policy behind for the next (policies outlive their namespaces' links).
+pub struct Unload(pub Vec<&'static str>);
+
+impl Unload {
+    /// Also unloads them now: left over by an earlier, interrupted run.
+    pub fn new(names: &[&'static str]) -> Unload {
+        let u = Unload(names.to_vec());
+        u.unload();
+        u
+    }
+    fn unload(&self) {
+        for n in &self.0 {
+            let _ = Command::new(env!("CARGO_BIN_EXE_pol"))
+                .args(["unload", n])
+                .output();
+        }
+    }
+}
+
+impl Drop for Unload {
+    fn drop(&mut self) {
+        self.unload();
+    }
+}
