@@ -304,6 +304,17 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), SysError> {
 /// Number of possible CPUs (the length of a per-CPU map value), from
 /// `/sys/devices/system/cpu/possible` ("0-3", "0,2-5", ...).
 pub fn possible_cpus() -> Result<usize, SysError> {
+    // Read once: it cannot change while the system runs, and per-CPU lookups ask for it
+    // on every call (reading the file each time made a 100,000-slot read take seconds).
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if let Some(&n) = CPUS.get() {
+        return Ok(n);
+    }
+    let n = read_possible_cpus()?;
+    Ok(*CPUS.get_or_init(|| n))
+}
+
+fn read_possible_cpus() -> Result<usize, SysError> {
     const PATH: &str = "/sys/devices/system/cpu/possible";
     let text = std::fs::read_to_string(PATH).map_err(|e| {
         SysError::BadInput(format!(
