@@ -879,6 +879,7 @@ fn expected(n: &Needs, f: &[u8; REC]) -> [u8; REC] {
         (OFF_VLAN_INNER, 2),
         (OFF_VLAN_COUNT, 1),
         (OFF_VLAN_TPID, 2),
+        (OFF_FRAME_LEN, 4),
     ] {
         copy(n.store_link, off, len);
     }
@@ -900,7 +901,18 @@ fn expected(n: &Needs, f: &[u8; REC]) -> [u8; REC] {
         if walk {
             copy(stores, OFF_IP_PROTO, 1);
         }
-        for (off, len) in [(OFF_IP_TTL, 1), (OFF_IP_VERSION, 1), (OFF_IP_LEN, 4)] {
+        for (off, len) in [
+            (OFF_IP_TTL, 1),
+            (OFF_IP_VERSION, 1),
+            (OFF_IP_LEN, 4),
+            (OFF_IP6_NEXTHDR, 1),
+            (OFF_IP4_DSCP, 1),
+            (OFF_IP4_ECN, 1),
+            (OFF_IP4_ID, 2),
+            (OFF_IP4_FRAG, 2),
+            (OFF_IP4_FRAG_OFFSET, 2),
+            (OFF_IP4_IHL, 1),
+        ] {
             copy(stores, off, len);
         }
         for (plen, addr) in [(OFF_SRC_PREFIXLEN, OFF_SRC), (OFF_DST_PREFIXLEN, OFF_DST)] {

@@ -24,7 +24,7 @@ fn err<T>(span: &Span, message: impl Into<String>) -> Result<T, CaseError> {
 }
 
 /// The fields a packet description may set, for the error message.
-pub const FIELDS: &str = "src, dst, sport, dport, flags, ttl, type, code, vlan, qinq, tpid, ext, frag, more, ihl, options, payload_len, truncate";
+pub const FIELDS: &str = "src, dst, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, ext, frag, more, ihl, options, payload_len, truncate";
 
 /// Every packet description of the file's `test` blocks that cannot be built, as
 /// diagnostics (`pol check` reports them, not only `pol test`).
@@ -96,6 +96,13 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
             "type" => p.icmp_type(int(value, 255)? as u8),
             "code" => p.icmp_code(int(value, 255)? as u8),
             "ihl" => p.ihl(int(value, 15)? as u8),
+            "tos" => p.tos(int(value, 255)? as u8),
+            "id" => p.ip_id(int(value, 0xffff)? as u16),
+            "df" => match value.kind {
+                ExprKind::Bool(true) => p.dont_fragment(),
+                ExprKind::Bool(false) => p,
+                _ => return err(&value.span, "`df` is `true` or `false`"),
+            },
             "flags" => p.flags(tcp_flags(value)?),
             "vlan" => list(value)?
                 .iter()

@@ -8,7 +8,7 @@
 //! in host byte order (so `<` and ranges work).
 
 /// Size of the record in bytes (a multiple of 8).
-pub const RECORD_SIZE: i16 = 72;
+pub const RECORD_SIZE: i16 = 88;
 
 /// Frame offset of the record: field `off` is at `r10 + RECORD_BASE + off`.
 pub const RECORD_BASE: i16 = -RECORD_SIZE;
@@ -62,9 +62,25 @@ pub const OFF_ICMP_TYPE: i16 = 61;
 pub const OFF_ICMP_CODE: i16 = 62;
 /// u16, host order: the TPID of the outer VLAN tag (0x8100, 0x88a8, 0x9100 or 0x9200).
 pub const OFF_VLAN_TPID: i16 = 14;
+/// u8: the first IPv6 next header (before any extension header).
+pub const OFF_IP6_NEXTHDR: i16 = 63;
 /// u32, host order: IPv4 total length, or IPv6 payload length + 40 (32 bits, so an IPv6
 /// jumbo payload or a GSO packet's length does not wrap).
 pub const OFF_IP_LEN: i16 = 64;
+/// u8: the IPv4 DSCP (TOS >> 2).
+pub const OFF_IP4_DSCP: i16 = 68;
+/// u8: the IPv4 ECN bits (TOS & 3).
+pub const OFF_IP4_ECN: i16 = 69;
+/// u16, host order: the IPv4 identification.
+pub const OFF_IP4_ID: i16 = 70;
+/// u16, host order: the IPv4 flags and fragment offset word (DF 0x4000, MF 0x2000).
+pub const OFF_IP4_FRAG: i16 = 72;
+/// u16, host order: the IPv4 fragment offset, in 8-byte units.
+pub const OFF_IP4_FRAG_OFFSET: i16 = 74;
+/// u8: the IPv4 header length in 32-bit words.
+pub const OFF_IP4_IHL: i16 = 76;
+/// u32, host order: the length of the whole frame as it arrived (all its buffers).
+pub const OFF_FRAME_LEN: i16 = 80;
 
 /// Scratch stack below the record, for map keys and values the rules build
 /// (e.g. the constant 1 for a new counter): `r10 + SCRATCH_BASE .. r10 + RECORD_BASE`.

@@ -56,7 +56,11 @@ const V4: u32 = F_VLAN | F_IP4 | F_TCP | F_UDP | F_ICMP | FRAGS;
 const V6: u32 = F_VLAN | F_IP6 | F_TCP | F_UDP | F_ICMP6 | FRAGS;
 /// Every record byte the IP layers and L4 write (all from `ip.proto` on but the link
 /// layer's).
-const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO & !span(OFF_VLAN_TPID, 2);
+const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO & !LINK_BYTES;
+/// Record bytes the Ethernet/VLAN code writes.
+const LINK_BYTES: ByteMask = span(OFF_ETH_TYPE, OFF_IP_PROTO - OFF_ETH_TYPE)
+    | span(OFF_VLAN_TPID, 2)
+    | span(OFF_FRAME_LEN, 4);
 
 const fn class(compat: u32, bits: u32, bytes: ByteMask) -> Class {
     Class {
@@ -79,8 +83,15 @@ const TCP_BYTES: ByteMask = PORTS | span(OFF_TCP_FLAGS, 1);
 
 /// The pieces the IPv4/IPv6 header code stores, as (offset, length): each field, and the
 /// addresses in the 4-byte pieces the IPv6 code copies (IPv4 writes the first only).
-const IP_PIECES: [(i16, i16); 14] = [
+const IP_PIECES: [(i16, i16); 21] = [
     (OFF_IP_PROTO, 1),
+    (OFF_IP6_NEXTHDR, 1),
+    (OFF_IP4_DSCP, 1),
+    (OFF_IP4_ECN, 1),
+    (OFF_IP4_ID, 2),
+    (OFF_IP4_FRAG, 2),
+    (OFF_IP4_FRAG_OFFSET, 2),
+    (OFF_IP4_IHL, 1),
     (OFF_IP_TTL, 1),
     (OFF_IP_VERSION, 1),
     (OFF_IP_LEN, 4),
@@ -188,8 +199,7 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         vlan_flag,
         reads: reads | span(OFF_FLAGS, 4),
         // Ethernet and VLAN fields are the same for every packet class: stored when read.
-        store_link: reads
-            & (span(OFF_ETH_TYPE, OFF_IP_PROTO - OFF_ETH_TYPE) | span(OFF_VLAN_TPID, 2)),
+        store_link: reads & LINK_BYTES,
         // IPv4 writes the first 4 bytes of each address only.
         store4: fam_stores(V4) & !span(OFF_SRC + 4, 12) & !span(OFF_DST + 4, 12),
         store6: fam_stores(V6),

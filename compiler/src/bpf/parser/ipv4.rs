@@ -22,6 +22,9 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
     p.jmp_imm(BPF_JLT, R6, 0x45, malformed);
     p.jmp_imm(BPF_JGT, R6, 0x4f, malformed);
     p.emit(alu64_imm(BPF_AND, R6, 0xf));
+    if has(s, OFF_IP4_IHL, 1) {
+        p.emit(stx(Size::B, R10, R6, rec(OFF_IP4_IHL)));
+    }
     p.emit(alu64_imm(BPF_LSH, R6, 2));
     // The total length, then (scalar += packet pointer) the end of the IP packet. On TC
     // a GSO packet may say 0 (BIG TCP): its length is then the rest of the frame.
@@ -41,6 +44,32 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
     if has(s, OFF_IP_TTL, 1) {
         p.emit(ldx(Size::B, R0, R4, 8));
         p.emit(stx(Size::B, R10, R0, rec(OFF_IP_TTL)));
+    }
+    if has(s, OFF_IP4_DSCP, 2) {
+        p.emit(ldx(Size::B, R0, R4, 1));
+        if has(s, OFF_IP4_ECN, 1) {
+            p.emit(mov64_reg(R8, R0));
+            p.emit(alu64_imm(BPF_AND, R8, 3));
+            p.emit(stx(Size::B, R10, R8, rec(OFF_IP4_ECN)));
+        }
+        if has(s, OFF_IP4_DSCP, 1) {
+            p.emit(alu64_imm(BPF_RSH, R0, 2));
+            p.emit(stx(Size::B, R10, R0, rec(OFF_IP4_DSCP)));
+        }
+    }
+    if has(s, OFF_IP4_ID, 2) {
+        p.load_be16(R0, R4, 4);
+        p.emit(stx(Size::H, R10, R0, rec(OFF_IP4_ID)));
+    }
+    if has(s, OFF_IP4_FRAG, 2) || has(s, OFF_IP4_FRAG_OFFSET, 2) {
+        p.load_be16(R0, R4, 6);
+        if has(s, OFF_IP4_FRAG, 2) {
+            p.emit(stx(Size::H, R10, R0, rec(OFF_IP4_FRAG)));
+        }
+        if has(s, OFF_IP4_FRAG_OFFSET, 2) {
+            p.emit(alu64_imm(BPF_AND, R0, 0x1fff));
+            p.emit(stx(Size::H, R10, R0, rec(OFF_IP4_FRAG_OFFSET)));
+        }
     }
     let l4_needed = n.l4_4();
     let store_proto = has(s, OFF_IP_PROTO, 1);

@@ -43,6 +43,10 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
         p.emit(ldx(Size::B, R0, R4, 7));
         p.emit(stx(Size::B, R10, R0, rec(OFF_IP_TTL)));
     }
+    if has(s, OFF_IP6_NEXTHDR, 1) {
+        p.emit(ldx(Size::B, R0, R4, 6));
+        p.emit(stx(Size::B, R10, R0, rec(OFF_IP6_NEXTHDR)));
+    }
     // The record's addresses are at offsets 20 and 40 (4-aligned only): 4-byte pieces,
     // each stored only when read.
     for (plen, addr, from) in [

@@ -219,6 +219,9 @@ pub fn emit_packet_parser(a: &mut Asm, hook: ParserHook, needs: Needs, malformed
         ParserHook::Xdp => (0, 4),
         ParserHook::Tc => (SKB_DATA, SKB_DATA_END),
     };
+    if has(needs.store_link, OFF_FRAME_LEN, 4) {
+        emit_frame_len(&mut p, hook);
+    }
     p.emit(ldx(Size::W, R2, R1, data));
     p.emit(ldx(Size::W, R3, R1, data_end));
     p.emit(mov64_reg(R4, R2));
@@ -406,6 +409,21 @@ const MAX_GSO_LEN: i32 = 1 << 20;
 /// A TC pull linearises at least this much (or the whole packet when shorter), so one
 /// pull covers every header a rule can read but the longest IPv6 extension chains.
 const PULL_MIN: i32 = 256;
+
+/// `frame.len`, with r1 = context (kept): `skb->len` on TC; on XDP the length of every
+/// buffer of the frame (`bpf_xdp_get_buff_len`, which clobbers r1-r5: the context waits
+/// in r6).
+fn emit_frame_len(p: &mut Em, hook: ParserHook) {
+    match hook {
+        ParserHook::Tc => p.emit(ldx(Size::W, R0, R1, SKB_LEN)),
+        ParserHook::Xdp => {
+            p.emit(mov64_reg(R6, R1));
+            p.emit(call(HELPER_XDP_GET_BUFF_LEN));
+            p.emit(mov64_reg(R1, R6));
+        }
+    }
+    p.emit(stx(Size::W, R10, R0, rec(OFF_FRAME_LEN)));
+}
 
 /// `Slow::LongIp`, entered with r1 = context, r2 = data, r4 = L3 header, r7 = IP end.
 /// TC: the frame is the whole socket buffer (`skb->len`), not its linear head. XDP: a
