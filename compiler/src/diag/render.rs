@@ -17,6 +17,49 @@ const MAX_LABEL: usize = 80;
 
 /// Renders one diagnostic against the source text of `file_name`.
 pub fn render(diag: &Diagnostic, file_name: &str, source: &str) -> String {
+    render_with(diag, file_name, source, &Lines::new(source))
+}
+
+/// At most this many diagnostics are rendered by [`render_all`]; the rest are counted.
+pub const MAX_RENDERED: usize = 200;
+
+/// Renders several diagnostics, one after another (at most [`MAX_RENDERED`]: garbage input
+/// can give one per token, and nobody reads the ten-thousandth).
+pub fn render_all(diags: &[Diagnostic], file_name: &str, source: &str) -> String {
+    let lines = Lines::new(source);
+    let mut out: String = diags
+        .iter()
+        .take(MAX_RENDERED)
+        .map(|d| render_with(d, file_name, source, &lines))
+        .collect();
+    if diags.len() > MAX_RENDERED {
+        out.push_str(&format!(
+            "... and {} more diagnostics not shown\n",
+            diags.len() - MAX_RENDERED
+        ));
+    }
+    out
+}
+
+/// Where each line of a source starts, so a position's line is a binary search.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(source: &str) -> Lines {
+        let starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Lines(starts)
+    }
+
+    /// The 0-based line of `at` and where that line starts.
+    fn of(&self, at: usize) -> (usize, usize) {
+        let line = self.0.partition_point(|&s| s <= at).saturating_sub(1);
+        (line, self.0.get(line).copied().unwrap_or(0))
+    }
+}
+
+fn render_with(diag: &Diagnostic, file_name: &str, source: &str, lines: &Lines) -> String {
     let kind = match diag.severity {
         Severity::Error => ReportKind::Error,
         Severity::Warning => ReportKind::Warning,
@@ -34,7 +77,7 @@ pub fn render(diag: &Diagnostic, file_name: &str, source: &str) -> String {
     let spans: Vec<Range<usize>> = std::iter::once(primary.clone())
         .chain(labels.iter().map(|l| l.0.clone()))
         .collect();
-    let ex = Excerpt::new(source, &spans);
+    let ex = Excerpt::new(source, lines, &spans);
 
     let mut report = Report::build(kind, (file_name, ex.map(&primary)))
         .with_config(
@@ -64,16 +107,7 @@ pub fn render(diag: &Diagnostic, file_name: &str, source: &str) -> String {
         return format!("error[{}]: {}\n", diag.code, diag.message);
     }
     let text = String::from_utf8_lossy(&out).into_owned();
-    fix_column(text, file_name, column(source, primary.start))
-}
-
-/// Renders several diagnostics, one after another.
-pub fn render_all(diags: &[Diagnostic], file_name: &str, source: &str) -> String {
-    diags
-        .iter()
-        .map(|d| render(d, file_name, source))
-        .collect::<Vec<_>>()
-        .join("")
+    fix_column(text, file_name, column(source, lines, primary.start))
 }
 
 /// The source as ariadne sees it, and where each kept byte of the real source went.
@@ -84,12 +118,12 @@ struct Excerpt {
 }
 
 impl Excerpt {
-    fn new(source: &str, spans: &[Range<usize>]) -> Excerpt {
+    fn new(source: &str, lines: &Lines, spans: &[Range<usize>]) -> Excerpt {
         // Per line with a label: the byte range to keep.
         let mut keep: Vec<(usize, Range<usize>)> = Vec::new();
         for s in spans {
             // A label over several lines is shown on its first line.
-            let (line, start) = line_of(source, s.start);
+            let (line, start) = lines.of(s.start);
             let line_end = source[start..]
                 .find('\n')
                 .map_or(source.len(), |i| start + i);
@@ -106,13 +140,16 @@ impl Excerpt {
             text: String::new(),
             marks: Vec::new(),
         };
+        // Lines without labels stay, empty, so labelled ones keep their numbers. (ariadne
+        // 0.5.1's `with_display_line_offset` numbers the header but not the margin.) This
+        // is linear in the line number: `render_all` renders at most `MAX_RENDERED`.
         let mut line = 0;
         for (l, range) in keep {
             while line < l {
                 ex.text.push('\n');
                 line += 1;
             }
-            let (_, start) = line_of(source, range.start);
+            let (_, start) = lines.of(range.start);
             let line_end = source[start..]
                 .find('\n')
                 .map_or(source.len(), |i| start + i);
@@ -172,20 +209,9 @@ fn shorten(text: &str) -> String {
     out
 }
 
-/// The 0-based line of `at` and where that line starts.
-fn line_of(source: &str, at: usize) -> (usize, usize) {
-    let before = &source.as_bytes()[..at];
-    let line = before.iter().filter(|&&b| b == b'\n').count();
-    let start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    (line, start)
-}
-
 /// The 1-based column (in characters) of `at`.
-fn column(source: &str, at: usize) -> usize {
-    let (_, start) = line_of(source, at);
+fn column(source: &str, lines: &Lines, at: usize) -> usize {
+    let (_, start) = lines.of(at);
     source[start..at].chars().count() + 1
 }
 
@@ -245,6 +271,20 @@ mod tests {
         assert!(!out.contains('\0') && !out.contains('\x1b'), "{out:?}");
         let tail = render(&diag(src.len() - 5..src.len()), "f.pol", &src);
         assert!(tail.contains("�[2J"), "{tail}");
+    }
+
+    #[test]
+    fn many_diagnostics_on_a_big_file_take_bounded_time() {
+        let src = "drop $$ \"x\n".repeat(100_000);
+        let diags: Vec<Diagnostic> = (0..100_000).map(|i| diag(i * 11..i * 11 + 2)).collect();
+        let t0 = Instant::now();
+        let out = render_all(&diags, "f.pol", &src);
+        assert!(t0.elapsed().as_secs() < 5, "{:?}", t0.elapsed());
+        assert!(
+            out.contains("f.pol:200:1"),
+            "the 200th is shown with its line"
+        );
+        assert!(out.ends_with("... and 99800 more diagnostics not shown\n"));
     }
 
     #[test]
