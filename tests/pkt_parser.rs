@@ -793,6 +793,17 @@ fn tiny_first_fragment_cannot_fake_tcp_flags() {
 // ---- Variants: every Needs must agree with the full parser on what it parses ----
 
 /// Frames that exercise every path of the parser, good and bad.
+/// An ARP packet for IPv4 over Ethernet.
+fn arp(op: u16, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut a = vec![0, 1, 8, 0, 6, 4];
+    a.extend(op.to_be_bytes());
+    a.extend([2, 0, 0, 0, 0, 1]);
+    a.extend(spa);
+    a.extend([0; 6]);
+    a.extend(tpa);
+    a
+}
+
 fn frames() -> Vec<Vec<u8>> {
     let t = tcp(1234, 443, 0x12);
     let u = udp(53, 5353);
@@ -822,6 +833,16 @@ fn frames() -> Vec<Vec<u8>> {
             &ip4(6, 0, &[], &t),
         ),
         pad(eth(&[(0x8100, 9)], 0x0806, &[0; 28]), 60),
+        pad(
+            eth(&[], 0x0806, &arp(2, [192, 0, 2, 1], [192, 0, 2, 9])),
+            60,
+        ),
+        eth(
+            &[(0x8100, 9)],
+            0x0806,
+            &arp(1, [10, 0, 0, 1], [10, 0, 0, 2]),
+        ),
+        eth(&[], 0x0806, &arp(1, [10, 0, 0, 1], [10, 0, 0, 2])[..20]),
         pad(eth(&[], 0x0806, &[0; 28]), 60),
         eth(&[], 0x88cc, &[]),
         eth(&[], 0x86dd, &ip6(&[], 6, &t)),
@@ -938,6 +959,18 @@ fn expected(n: &Needs, f: &[u8; REC]) -> [u8; REC] {
             }
         }
     }
+    if n.arp && flags & F_ARP != 0 {
+        out |= F_ARP;
+        for (off, len) in [
+            (OFF_ARP_OP, 2),
+            (OFF_ARP_SPA_PREFIXLEN, 4),
+            (OFF_ARP_SPA, 4),
+            (OFF_ARP_TPA_PREFIXLEN, 4),
+            (OFF_ARP_TPA, 4),
+        ] {
+            copy(n.store_arp, off, len);
+        }
+    }
     want[0..4].copy_from_slice(&out.to_ne_bytes());
     want
 }
@@ -961,6 +994,8 @@ fn systematic() -> Vec<Needs> {
                 udp6: ip6 && udp && !tcp,
                 icmp: ip4 && icmp,
                 icmp6: ip6 && icmp,
+                // ARP rides with the fragment bit: it is one more layer on or off.
+                arp: frag,
                 vlan_flag: stores,
                 reads: if stores { !0 } else { span(OFF_FLAGS, 4) },
                 store_link: all,
@@ -973,6 +1008,7 @@ fn systematic() -> Vec<Needs> {
                 store_tcp: if stores { span(OFF_DPORT, 2) } else { 0 },
                 store_udp: all,
                 store_icmp: if stores { span(OFF_ICMP_CODE, 1) } else { 0 },
+                store_arp: if stores { span(OFF_ARP_TPA, 4) } else { 0 },
             });
         }
     }

@@ -24,7 +24,7 @@ fn err<T>(span: &Span, message: impl Into<String>) -> Result<T, CaseError> {
 }
 
 /// The fields a packet description may set, for the error message.
-pub const FIELDS: &str = "src, dst, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, ext, frag, more, ihl, options, payload_len, truncate";
+pub const FIELDS: &str = "src, dst, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, op, ext, frag, more, ihl, options, payload_len, truncate";
 
 /// Every packet description of the file's `test` blocks that cannot be built, as
 /// diagnostics (`pol check` reports them, not only `pol test`).
@@ -109,6 +109,7 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
                 .try_fold(p, |p, e| Ok::<_, CaseError>(p.vlan(int(e, 4095)? as u16)))?,
             "qinq" => p.qinq(int(value, 4095)? as u16),
             "tpid" => p.outer_tpid(int(value, 0xffff)? as u16),
+            "op" => p.arp_op(int(value, 0xffff)? as u16),
             "ext" => {
                 let mut p = p;
                 for e in list(value)? {

@@ -8,7 +8,7 @@
 //! in host byte order (so `<` and ranges work).
 
 /// Size of the record in bytes (a multiple of 8).
-pub const RECORD_SIZE: i16 = 88;
+pub const RECORD_SIZE: i16 = 112;
 
 /// Frame offset of the record: field `off` is at `r10 + RECORD_BASE + off`.
 pub const RECORD_BASE: i16 = -RECORD_SIZE;
@@ -25,6 +25,8 @@ pub const F_ICMP6: u32 = 1 << 6;
 pub const F_FRAG: u32 = 1 << 7;
 /// A fragment with a non-zero offset: it carries no L4 header, so no L4 bit is set.
 pub const F_FRAG_LATER: u32 = 1 << 8;
+/// An ARP packet for IPv4 over Ethernet (hardware type 1, protocol 0x0800).
+pub const F_ARP: u32 = 1 << 9;
 
 /// u32 layer bits (above).
 pub const OFF_FLAGS: i16 = 0;
@@ -81,6 +83,14 @@ pub const OFF_IP4_FRAG_OFFSET: i16 = 74;
 pub const OFF_IP4_IHL: i16 = 76;
 /// u32, host order: the length of the whole frame as it arrived (all its buffers).
 pub const OFF_FRAME_LEN: i16 = 80;
+/// u32: 32, then the ARP sender protocol address (network order): an LPM-trie key.
+pub const OFF_ARP_SPA_PREFIXLEN: i16 = 88;
+pub const OFF_ARP_SPA: i16 = 92;
+/// u32: 32, then the ARP target protocol address.
+pub const OFF_ARP_TPA_PREFIXLEN: i16 = 96;
+pub const OFF_ARP_TPA: i16 = 100;
+/// u16, host order: the ARP operation (1 request, 2 reply).
+pub const OFF_ARP_OP: i16 = 104;
 
 /// Scratch stack below the record, for map keys and values the rules build
 /// (e.g. the constant 1 for a new counter): `r10 + SCRATCH_BASE .. r10 + RECORD_BASE`.

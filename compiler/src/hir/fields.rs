@@ -371,7 +371,35 @@ pub const FIELDS: &[Field] = &[
         slot: int(OFF_ICMP_CODE, 1),
         doc: "ICMPv6 code",
     },
+    Field {
+        name: "arp.op",
+        ty: Ty::U16,
+        layer: F_ARP,
+        slot: int(OFF_ARP_OP, 2),
+        doc: "ARP operation: 1 request, 2 reply",
+    },
+    Field {
+        name: "arp.spa",
+        ty: Ty::Ip4,
+        layer: F_ARP,
+        slot: Slot::Addr { off: OFF_ARP_SPA },
+        doc: "ARP sender protocol (IPv4) address",
+    },
+    Field {
+        name: "arp.tpa",
+        ty: Ty::Ip4,
+        layer: F_ARP,
+        slot: Slot::Addr { off: OFF_ARP_TPA },
+        doc: "ARP target protocol (IPv4) address",
+    },
     // Layer presence as booleans: `drop icmp6`, `pass tcp and tcp.dport == 22`.
+    Field {
+        name: "arp",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_ARP),
+        doc: "an ARP packet (IPv4 over Ethernet)",
+    },
     Field {
         name: "vlan",
         ty: Ty::Bool,
@@ -429,6 +457,19 @@ pub fn lookup(name: &str) -> Option<&'static Field> {
 }
 
 impl Field {
+    /// For an address field, the layer bit that says a packet carries an address of this
+    /// family in it: `ip.src` has IPv4 ones under `ip4` and IPv6 ones under `ip6`;
+    /// `ip4.src` and `arp.spa` only IPv4 ones, under their own layer. `None`: no address
+    /// of that family can be there.
+    pub fn family_layer(&self, v6: bool) -> Option<u32> {
+        match (self.ty, v6) {
+            (Ty::Ip, false) => Some(F_IP4),
+            (Ty::Ip, true) => Some(F_IP6),
+            (Ty::Ip4, false) | (Ty::Ip6, true) => Some(self.layer),
+            _ => None,
+        }
+    }
+
     /// True when the field needs no layer check (always present).
     pub fn always_present(&self) -> bool {
         self.layer == ETH

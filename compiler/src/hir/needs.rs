@@ -56,7 +56,20 @@ const V4: u32 = F_VLAN | F_IP4 | F_TCP | F_UDP | F_ICMP | FRAGS;
 const V6: u32 = F_VLAN | F_IP6 | F_TCP | F_UDP | F_ICMP6 | FRAGS;
 /// Every record byte the IP layers and L4 write (all from `ip.proto` on but the link
 /// layer's).
-const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO & !LINK_BYTES;
+const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO & !LINK_BYTES & !ARP_BYTES;
+/// Record bytes the ARP code writes.
+const ARP_BYTES: ByteMask = span(
+    OFF_ARP_SPA_PREFIXLEN,
+    OFF_ARP_OP + 2 - OFF_ARP_SPA_PREFIXLEN,
+);
+const ARP: Class = class(F_VLAN | F_ARP, F_ARP, ARP_BYTES);
+const ARP_PIECES: [(i16, i16); 5] = [
+    (OFF_ARP_OP, 2),
+    (OFF_ARP_SPA_PREFIXLEN, 4),
+    (OFF_ARP_SPA, 4),
+    (OFF_ARP_TPA_PREFIXLEN, 4),
+    (OFF_ARP_TPA, 4),
+];
 /// Record bytes the Ethernet/VLAN code writes.
 const LINK_BYTES: ByteMask = span(OFF_ETH_TYPE, OFF_IP_PROTO - OFF_ETH_TYPE)
     | span(OFF_VLAN_TPID, 2)
@@ -196,6 +209,12 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         udp6: needed(l4(F_IP6, F_UDP, PORTS)),
         icmp: needed(l4(F_IP4, F_ICMP, ICMP_BYTES)),
         icmp6: needed(l4(F_IP6, F_ICMP6, ICMP_BYTES)),
+        arp: needed(ARP),
+        store_arp: ARP_PIECES
+            .iter()
+            .map(|&(off, len)| span(off, len))
+            .filter(|&b| store(F_VLAN | F_ARP, b))
+            .fold(0, |acc, b| acc | b),
         vlan_flag,
         reads: reads | span(OFF_FLAGS, 4),
         // Ethernet and VLAN fields are the same for every packet class: stored when read.
@@ -353,10 +372,10 @@ fn test(hir: &Hir, t: &Test) -> Tree {
                 // One lookup per family the set holds: exact keys are the address, prefix
                 // keys `{prefixlen, address}`.
                 Slot::Addr { off } => Tree::Or(
-                    [(false, F_IP4), (true, F_IP6)]
+                    [false, true]
                         .into_iter()
-                        .filter(|&(_, fam)| field.layer & fam != 0)
-                        .filter_map(|(v6, fam)| {
+                        .filter_map(|v6| {
+                            let fam = field.family_layer(v6)?;
                             let (full, len) = if v6 { (128, 16) } else { (32, 4) };
                             let mut prefixes = def.values.iter().filter_map(|v| match v {
                                 Value::Net { v6: w, prefix, .. } if *w == v6 => Some(*prefix),
@@ -386,10 +405,9 @@ fn net_test(field: &Field, net: &Value) -> Tree {
     let (Value::Net { v6, prefix, .. }, Slot::Addr { off }) = (*net, field.slot) else {
         return Tree::Const(false);
     };
-    let fam = if v6 { F_IP6 } else { F_IP4 };
-    if field.layer & fam == 0 {
+    let Some(fam) = field.family_layer(v6) else {
         return Tree::Const(false);
-    }
+    };
     let chunks = (prefix as i16 + 31) / 32;
     leaf(Some(fam), span(off, 4 * chunks))
 }

@@ -10,7 +10,6 @@
 //! rules. Rules that do not fit stay as code, tested in order between the lookups'
 //! result and the default.
 
-use crate::bpf::record::{F_IP4, F_IP6};
 use crate::hir::fields::{Field, Slot};
 use crate::hir::{CmpOp, Cond, Filter, Test, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -23,8 +22,8 @@ pub const GROUP_MIN: usize = 8;
 pub enum Space {
     /// An integer slot of the record (host order), present when `layer` is set.
     Int { off: i16, size: u8, layer: u32 },
-    /// An address slot; `v6` picks the family (and the guard bit).
-    Addr { off: i16, v6: bool },
+    /// An address slot of family `v6`, present when `layer` is set.
+    Addr { off: i16, v6: bool, layer: u32 },
 }
 
 impl Space {
@@ -33,8 +32,7 @@ impl Space {
         match *self {
             Space::Int { layer, .. } if layer == u32::MAX => 0,
             Space::Int { layer, .. } => layer,
-            Space::Addr { v6: true, .. } => F_IP6,
-            Space::Addr { v6: false, .. } => F_IP4,
+            Space::Addr { layer, .. } => layer,
         }
     }
 }
@@ -166,9 +164,10 @@ fn keys(cond: &Cond) -> Result<Vec<Key>, String> {
                 field.name
             )),
             Test::Net { field, net } => match (field.slot, net) {
-                (Slot::Addr { off }, Value::Net { v6, .. }) => {
-                    Ok(vec![(Space::Addr { off, v6 }, field, net)])
-                }
+                (Slot::Addr { off }, Value::Net { v6, .. }) => match field.family_layer(v6) {
+                    Some(layer) => Ok(vec![(Space::Addr { off, v6, layer }, field, net)]),
+                    None => Err(format!("`{}` never holds this address family", field.name)),
+                },
                 _ => Err(format!("`{}` is not an address field", field.name)),
             },
             Test::InSet { field, .. } => Err(format!(
@@ -330,7 +329,11 @@ mod tests {
             }
         };
         let g = Group {
-            space: Space::Addr { off: 20, v6: false },
+            space: Space::Addr {
+                off: 20,
+                v6: false,
+                layer: crate::bpf::record::F_IP4,
+            },
             field: crate::hir::fields::lookup("ip.src").expect("field"),
             keys: vec![
                 (net([10, 1, 0, 0], 16), 5),

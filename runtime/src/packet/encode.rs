@@ -85,7 +85,8 @@ fn arp(p: &Packet) -> Result<Vec<u8>, PacketError> {
         Addrs::V6(..) => return Err(invalid("ARP carries IPv4 addresses only")),
     };
     let mut b = Vec::with_capacity(28);
-    b.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]); // Ethernet, IPv4, request
+    b.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]); // Ethernet, IPv4
+    b.extend_from_slice(&p.arp_op.to_be_bytes());
     b.extend_from_slice(&p.eth_src);
     b.extend_from_slice(&src.octets());
     b.extend_from_slice(&[0; 6]);

@@ -78,6 +78,7 @@ pub struct Packet {
     tags: Vec<(u16, u16)>,
     /// The outermost tag's TPID instead of its own.
     outer_tpid: Option<u16>,
+    arp_op: u16,
     src: Option<IpAddr>,
     dst: Option<IpAddr>,
     force_v6: bool,
@@ -160,6 +161,7 @@ impl Packet {
             ethertype: None,
             tags: Vec::new(),
             outer_tpid: None,
+            arp_op: 1,
             src: None,
             dst: None,
             force_v6: false,
@@ -217,6 +219,12 @@ impl Packet {
         let mut p = Packet::new(Kind::Arp);
         p.eth_dst = [0xff; 6];
         p
+    }
+
+    /// The ARP operation (1 request, the default; 2 reply).
+    pub fn arp_op(mut self, op: u16) -> Packet {
+        self.arp_op = op;
+        self
     }
 
     fn fail(mut self, e: PacketError) -> Packet {

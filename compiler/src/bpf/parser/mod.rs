@@ -75,6 +75,8 @@ pub struct Needs {
     pub udp6: bool,
     pub icmp: bool,
     pub icmp6: bool,
+    /// Parse ARP (IPv4 over Ethernet).
+    pub arp: bool,
     /// Set `F_VLAN` for tagged frames.
     pub vlan_flag: bool,
     /// Every record byte the rules or count keys may read (the flags word always).
@@ -84,6 +86,8 @@ pub struct Needs {
     /// Bytes stored from the IPv4 / IPv6 header.
     pub store4: ByteMask,
     pub store6: ByteMask,
+    /// Bytes stored from the ARP header.
+    pub store_arp: ByteMask,
     /// Bytes stored from the TCP, UDP and ICMP/ICMPv6 headers.
     pub store_tcp: ByteMask,
     pub store_udp: ByteMask,
@@ -112,11 +116,13 @@ impl Needs {
         udp6: true,
         icmp: true,
         icmp6: true,
+        arp: true,
         vlan_flag: true,
         reads: !0,
         store_link: !0,
         store4: !0,
         store6: !0,
+        store_arp: !0,
         store_tcp: !0,
         store_udp: !0,
         store_icmp: !0,
@@ -158,6 +164,7 @@ const IP_END: Reg = R7;
 
 const ETH_P_IP: i32 = 0x0800;
 const ETH_P_IPV6: i32 = 0x86dd;
+const ETH_P_ARP: i32 = 0x0806;
 const ETH_P_8021Q: i32 = 0x8100;
 const ETH_P_8021AD: i32 = 0x88a8;
 /// Pre-standard QinQ service tags, still sent by older switches.
@@ -231,6 +238,13 @@ pub fn emit_packet_parser(a: &mut Asm, hook: ParserHook, needs: Needs, malformed
     emit_vlan(&mut p, hook);
     if has(needs.store_link, OFF_ETH_TYPE, 2) {
         p.emit(stx(Size::H, R10, R5, rec(OFF_ETH_TYPE)));
+    }
+
+    if needs.arp {
+        let not_arp = p.new_label();
+        p.jmp_imm(BPF_JNE, R5, ETH_P_ARP, not_arp);
+        emit_arp(&mut p, done);
+        p.bind(not_arp);
     }
 
     // The family that dispatches to L4 goes last, so its last test can fall through into
@@ -409,6 +423,38 @@ const MAX_GSO_LEN: i32 = 1 << 20;
 /// A TC pull linearises at least this much (or the whole packet when shorter), so one
 /// pull covers every header a rule can read but the longest IPv6 extension chains.
 const PULL_MIN: i32 = 256;
+
+/// ARP at r4: for IPv4 over Ethernet (the only kind rules can test), the operation and
+/// the sender and target protocol addresses; any other ARP has no `arp.*` fields. An ARP
+/// header cut short is malformed.
+fn emit_arp(p: &mut Em, done: Label) {
+    let s = p.needs.store_arp;
+    p.check(R4, 8);
+    // Hardware type 1, protocol 0x0800; lengths 6 and 4: as loaded, in network order.
+    p.emit(ldx(Size::W, R0, R4, 0));
+    p.jmp_imm(BPF_JNE, R0, i32::from_le_bytes([0, 1, 8, 0]), done);
+    p.emit(ldx(Size::H, R0, R4, 4));
+    p.jmp_imm(BPF_JNE, R0, i32::from(u16::from_le_bytes([6, 4])), done);
+    p.check(R4, 28);
+    if has(s, OFF_ARP_OP, 2) {
+        p.load_be16(R0, R4, 6);
+        p.emit(stx(Size::H, R10, R0, rec(OFF_ARP_OP)));
+    }
+    for (plen, addr, from) in [
+        (OFF_ARP_SPA_PREFIXLEN, OFF_ARP_SPA, 14),
+        (OFF_ARP_TPA_PREFIXLEN, OFF_ARP_TPA, 24),
+    ] {
+        if has(s, addr, 4) {
+            p.emit(ldx(Size::W, R0, R4, from));
+            p.emit(stx(Size::W, R10, R0, rec(addr)));
+        }
+        if has(s, plen, 4) {
+            p.emit(st_imm(Size::W, R10, rec(plen), 32));
+        }
+    }
+    p.emit(alu64_imm(BPF_OR, R9, F_ARP as i32));
+    p.goto(done);
+}
 
 /// `frame.len`, with r1 = context (kept): `skb->len` on TC; on XDP the length of every
 /// buffer of the frame (`bpf_xdp_get_buff_len`, which clobbers r1-r5: the context waits

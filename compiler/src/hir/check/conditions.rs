@@ -1,7 +1,6 @@
 //! Conditions of rules: packet fields, comparisons, set membership and address tests.
 
 use super::{compatible, Checker, Decl};
-use crate::bpf::record::{F_IP4, F_IP6};
 use crate::diag::{suggest, Diagnostic};
 use crate::hir::fields::{self, Field, Slot};
 use crate::hir::{CmpOp, Cond, Test, Ty, Value};
@@ -254,13 +253,15 @@ impl Checker<'_> {
     /// Tests of an address field against prefixes; prefixes of a family the field cannot
     /// hold are an error when none fits, else silently never match.
     fn net_tests(&mut self, f: &'static Field, vals: &[Value], at: &Expr) -> Option<Cond> {
-        let fits = |v: &Value| match (v, f.layer) {
-            (Value::Net { v6: true, .. }, l) => l & F_IP6 != 0,
-            (Value::Net { v6: false, .. }, l) => l & F_IP4 != 0,
+        // The family is the field's type (`arp.spa` is IPv4 without the IPv4 layer).
+        let fits = |v: &Value| match (v, f.ty) {
+            (Value::Net { .. }, Ty::Ip) => true,
+            (Value::Net { v6, .. }, Ty::Ip6) => *v6,
+            (Value::Net { v6, .. }, Ty::Ip4) => !*v6,
             _ => false,
         };
         if !vals.is_empty() && !vals.iter().any(fits) {
-            let fam = if f.layer & F_IP4 != 0 { "IPv4" } else { "IPv6" };
+            let fam = if f.ty == Ty::Ip4 { "IPv4" } else { "IPv6" };
             self.diags.push(
                 Diagnostic::error(
                     "E0401",

@@ -2,7 +2,6 @@
 //! membership, inline or through set maps.
 
 use super::{Lower, INLINE_SET_MAX};
-use crate::bpf::record::{F_IP4, F_IP6};
 use crate::hir::fields::{Field, Slot};
 use crate::hir::{CmpOp, Cond, SetDef, Test, Value};
 use crate::ir::{BlockId, BrOp, Inst, Term, VReg};
@@ -121,7 +120,9 @@ impl Lower<'_> {
         let Slot::Addr { off } = field.slot else {
             return self.set_term(at, Term::Jump(f));
         };
-        let fam = if v6 { F_IP6 } else { F_IP4 };
+        let Some(fam) = field.family_layer(v6) else {
+            return self.set_term(at, Term::Jump(f));
+        };
         let mut cur = if field.layer == fam {
             self.layer(at, field, fam, f)
         } else {
@@ -207,7 +208,7 @@ impl Lower<'_> {
                 let mut cur = at;
                 let fams: Vec<bool> = [false, true]
                     .into_iter()
-                    .filter(|&v6| field.layer & if v6 { F_IP6 } else { F_IP4 } != 0)
+                    .filter(|&v6| field.family_layer(v6).is_some())
                     .filter(|&v6| {
                         def.values
                             .iter()
@@ -223,7 +224,7 @@ impl Lower<'_> {
                     } else {
                         self.new_block()
                     };
-                    let fam = if v6 { F_IP6 } else { F_IP4 };
+                    let fam = field.family_layer(v6).unwrap_or(0);
                     let b = self.new_block();
                     self.set_term(
                         cur,
@@ -320,8 +321,7 @@ fn value_test(field: &'static Field, v: &Value) -> Cond {
             }),
         ]),
         net @ Value::Net { v6, .. } => {
-            let fam = if v6 { F_IP6 } else { F_IP4 };
-            if field.layer & fam == 0 {
+            if field.family_layer(v6).is_none() {
                 Cond::Const(false)
             } else {
                 Cond::Test(Test::Net { field, net })

@@ -91,7 +91,7 @@ impl Lower<'_> {
         };
         let base = format!("{}_{}", filter.name, g.field.name.replace('.', "_"));
         let (name, key, kind, key_off) = match g.space {
-            Space::Addr { off, v6 } => {
+            Space::Addr { off, v6, .. } => {
                 let fam = if v6 { "v6" } else { "v4" };
                 let addr = if v6 { BtfTy::Bytes(16) } else { BtfTy::U32 };
                 if exact {
