@@ -257,3 +257,40 @@ fn replacing_under_traffic_a_hundred_times_leaks_nothing() {
     // Counters carried over every replacement: `both` saw every 7001 datagram.
     assert_eq!(s["counters"]["counts"][0]["total"], sent[&7001], "{s}");
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn a_policy_whose_interface_is_gone_is_loaded_afresh() {
+    require_kernel();
+    require_tools();
+    let _unload = Unload::new(&["pol_gone"]);
+    let dir = TempDir::new("pol_policy_gone");
+    let file = dir.path().join("pol_gone.pol");
+    std::fs::write(
+        &file,
+        "filter pol_gone on xdp(\"va\") {\n    drop udp.dport == 9999\n    default pass\n}\n",
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8 path");
+    {
+        let first = NetPair::new("pg");
+        let (ok, _, err) = pol_in(&first.a, &["load", file]);
+        assert!(ok, "{err}");
+    } // its namespaces are deleted: the kernel severs the policy's link
+    let net = NetPair::new("ph");
+    let (ok, _, err) = pol_in(&net.a, &["load", file]);
+    assert!(
+        ok && err.contains("lost its interface") && err.contains("loaded policy `pol_gone`"),
+        "{err}"
+    );
+    let s = status(&net.a, "pol_gone");
+    assert_eq!(s["generation"], 0, "{s}");
+    let (_, link) = ip(&["-n", &net.a, "link", "show", "va"]);
+    assert!(link.contains("prog/xdp"), "{link}");
+    let (ok, _, err) = pol_in(&net.a, &["unload", "pol_gone"]);
+    assert!(ok, "{err}");
+    assert_clean(&net.a, "pol_gone");
+}
