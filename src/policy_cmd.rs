@@ -311,15 +311,16 @@ pub fn status(args: StatusArgs) -> Result<bool> {
         };
         out.push(policy_status(&store, &r)?);
     }
-    if args.json {
-        println!("{}", json!({ "policies": out }));
+    // A closed stdout (`pol status | head`) ends the output, not in a panic.
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = if args.json {
+        writeln!(stdout, "{}", json!({ "policies": out }))
     } else if out.is_empty() {
-        println!("no policy is loaded (`pol load FILE` loads one)");
+        writeln!(stdout, "no policy is loaded (`pol load FILE` loads one)")
     } else {
-        for p in &out {
-            print!("{}", show(p));
-        }
-    }
+        out.iter().try_for_each(|p| write!(stdout, "{}", show(p)))
+    };
     Ok(true)
 }
 

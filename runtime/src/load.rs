@@ -260,6 +260,26 @@ pub fn raw_entries(
         });
     }
     let value_len = sys::value_buf_len(info)?;
+    // Arrays and hash maps in batches: one call per 4,096 entries instead of four per key
+    // (a 100,000-slot statistics array took ~1 s key by key). LPM tries have no batch
+    // lookup: key by key.
+    let batched = [
+        MapType::Array as u32,
+        MapType::PerCpuArray as u32,
+        MapType::Hash as u32,
+        MapType::PerCpuHash as u32,
+    ];
+    if batched.contains(&info.map_type) {
+        if let Ok(mut entries) =
+            sys::batch::map_lookup_batch(fd, info.key_size as usize, value_len, 4096)
+        {
+            if info.map_type == MapType::Hash as u32 || info.map_type == MapType::PerCpuHash as u32
+            {
+                entries.sort();
+            }
+            return Ok(entries);
+        }
+    }
     let mut entries = Vec::new();
     let mut key: Option<Vec<u8>> = None;
     // Bounded: a map never holds more than max_entries keys; the bound guards against

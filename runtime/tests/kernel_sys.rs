@@ -296,3 +296,55 @@ fn jumbo_frames_round_trip() {
         assert_eq!(run.data_out, pkt, "{len} bytes come back unchanged");
     }
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn batch_reads_equal_key_by_key_reads() {
+    require_kernel();
+    let cpus = sys::possible_cpus().expect("cpus");
+    for (ty, n) in [
+        (MapType::PerCpuArray, 10_000u32),
+        (MapType::Array, 5000),
+        (MapType::Hash, 5000),
+    ] {
+        let map = sys::map_create(ty, 4, 8, n, 0).expect("create");
+        let info = sys::map_info(map.as_fd()).expect("info");
+        let per_cpu = ty == MapType::PerCpuArray;
+        for k in (0..n).step_by(7) {
+            let v: Vec<u8> = if per_cpu {
+                (0..cpus)
+                    .flat_map(|c| (u64::from(k) * 10 + c as u64).to_le_bytes())
+                    .collect()
+            } else {
+                u64::from(k).to_le_bytes().to_vec()
+            };
+            sys::map_update(map.as_fd(), &k.to_ne_bytes(), &v, 0).expect("update");
+        }
+        let len = sys::value_buf_len(&info).expect("len");
+        let batched = sys::batch::map_lookup_batch(map.as_fd(), 4, len, 4096).expect("batch");
+        let all = pol_runtime::load::raw_entries("m", map.as_fd(), &info).expect("entries");
+        // Key by key, as raw_entries did before batches.
+        let mut one_by_one = Vec::new();
+        let mut key: Option<Vec<u8>> = None;
+        while let Some(next) = sys::map_next_key(map.as_fd(), key.as_deref()).expect("next") {
+            if let Some(v) = sys::map_lookup(map.as_fd(), &next, len).expect("lookup") {
+                one_by_one.push((next.clone(), v));
+            }
+            key = Some(next);
+        }
+        let mut sorted = batched.clone();
+        sorted.sort();
+        one_by_one.sort();
+        assert_eq!(sorted, one_by_one, "{ty:?}");
+        assert_eq!(all.len(), one_by_one.len(), "{ty:?}");
+        let expect = if ty == MapType::Hash {
+            n.div_ceil(7)
+        } else {
+            n
+        } as usize;
+        assert_eq!(one_by_one.len(), expect, "{ty:?}");
+    }
+}

@@ -75,3 +75,63 @@ pub fn map_update_batch(
         )),
     }
 }
+
+const BPF_MAP_LOOKUP_BATCH: u32 = 24;
+
+/// A key and its whole value, as the kernel gives them.
+pub type RawEntry = (Vec<u8>, Vec<u8>);
+
+/// Reads every entry of a map in batches of `batch` (BPF_MAP_LOOKUP_BATCH, kernel 5.6+):
+/// (key, whole value) pairs, values of `value_len` bytes (for per-CPU maps, one padded
+/// value per possible CPU). Maps without batch lookups (LPM tries) fail with EINVAL or
+/// ENOTSUPP before returning anything; the caller reads them key by key.
+pub fn map_lookup_batch(
+    fd: BorrowedFd<'_>,
+    key_size: usize,
+    value_len: usize,
+    batch: usize,
+) -> Result<Vec<RawEntry>, SysError> {
+    if key_size == 0 || value_len == 0 || batch == 0 {
+        return Err(SysError::BadInput("empty keys, values or batch".into()));
+    }
+    let batch32 = u32::try_from(batch)
+        .map_err(|_| SysError::BadInput("too many entries for one batch".into()))?;
+    // Batch tokens: a bucket number (hash maps) or a key (arrays); room for either.
+    let tok_len = key_size.max(8);
+    let mut in_tok = vec![0u8; tok_len];
+    let mut out_tok = vec![0u8; tok_len];
+    let mut keys = vec![0u8; batch * key_size];
+    let mut values = vec![0u8; batch * value_len];
+    let mut out = Vec::new();
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { ptr_u64(in_tok.as_ptr()) },
+            out_batch: ptr_u64(out_tok.as_mut_ptr()),
+            keys: ptr_u64(keys.as_mut_ptr()),
+            values: ptr_u64(values.as_mut_ptr()),
+            count: batch32,
+            map_fd: fd.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        let r = bpf_call(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let n = (attr.count as usize).min(batch);
+        if let Err(e) = r {
+            if e != libc::ENOENT {
+                return Err(SysError::syscall("BPF_MAP_LOOKUP_BATCH", e));
+            }
+        }
+        for i in 0..n {
+            out.push((
+                keys[i * key_size..(i + 1) * key_size].to_vec(),
+                values[i * value_len..(i + 1) * value_len].to_vec(),
+            ));
+        }
+        // ENOENT: no entries after this batch.
+        if r.is_err() {
+            return Ok(out);
+        }
+        in_tok.copy_from_slice(&out_tok);
+        first = false;
+    }
+}
