@@ -1,5 +1,5 @@
 //! Register allocation over whole functions: liveness across blocks (loops included),
-//! one live interval per virtual register over the linear layout, a linear scan that
+//! live segments per virtual register over the linear layout (holes included), a linear scan that
 //! respects fixed registers (arguments r1–r5, results r0, r1–r5 clobbered by calls), and
 //! spilling to 8-byte stack slots when registers run out. Spilled values are reloaded
 //! into short-lived temporaries; the scan repeats until everything fits. There is no
@@ -83,8 +83,10 @@ pub fn live_out(vc: &VCode, live_in: &[BTreeSet<u32>]) -> Vec<BTreeSet<u32>> {
 }
 
 struct Intervals {
-    /// `(start, end)` per virtual register.
-    range: Vec<Option<(u32, u32)>>,
+    /// Live segments `(from, to)` of each virtual register, sorted and disjoint: a value
+    /// is not live in the holes (e.g. between its last use in a loop body and the back
+    /// edge redefining it), so other values may use its register there.
+    segs: Vec<Vec<(u32, u32)>>,
     /// Occupied ranges of each physical register.
     fixed: Vec<Vec<(u32, u32)>>,
     /// A physical register a virtual one is moved from or to.
@@ -94,34 +96,62 @@ struct Intervals {
 fn intervals(vc: &VCode) -> Intervals {
     let live_in = liveness(vc);
     let out = live_out(vc, &live_in);
-    let mut range: Vec<Option<(u32, u32)>> = vec![None; vc.nvregs as usize];
+    let mut segs: Vec<Vec<(u32, u32)>> = vec![Vec::new(); vc.nvregs as usize];
     let mut fixed = vec![Vec::new(); 11];
     let mut hint = HashMap::new();
-    let mut extend = |v: u32, p: u32| {
-        if let Some(slot) = range.get_mut(v as usize) {
-            *slot = Some(match *slot {
-                None => (p, p),
-                Some((s, e)) => (s.min(p), e.max(p)),
-            });
+    let push = |segs: &mut Vec<Vec<(u32, u32)>>, v: u32, s: u32, e: u32| {
+        if let Some(list) = segs.get_mut(v as usize) {
+            list.push((s, e));
         }
     };
-    let mut g: u32 = 0;
+    let mut g0: u32 = 0;
     for (b, data) in vc.blocks.iter().enumerate() {
-        let start = 2 * g;
-        let end = 2 * (g + data.insts.len().max(1) as u32) - 1;
-        for &v in &live_in[b] {
-            extend(v, start);
-        }
-        for &v in &out[b] {
-            extend(v, end);
-        }
-        let mut open: [Option<u32>; 11] = [None; 11];
-        if b == 0 {
-            for k in 1..=vc.nparams.min(5) {
-                open[k as usize] = Some(0);
+        let n = data.insts.len().max(1) as u32;
+        let start = 2 * g0;
+        let end = 2 * (g0 + n) - 1;
+        // Backwards: a segment ends at the last use (or the block end if live out) and
+        // starts at the definition (or the block start if live in).
+        let mut open: HashMap<u32, u32> = out[b].iter().map(|&v| (v, end)).collect();
+        for (k, inst) in data.insts.iter().enumerate().rev() {
+            let g = g0 + k as u32;
+            let ops = inst.operands();
+            for &(r, role) in &ops {
+                let Reg::V(v) = r else { continue };
+                match role {
+                    Role::Def | Role::Clobber => {
+                        let e = open.remove(&v).unwrap_or(2 * g + 1);
+                        push(&mut segs, v, 2 * g + 1, e.max(2 * g + 1));
+                    }
+                    Role::Scratch => {
+                        open.remove(&v);
+                        push(&mut segs, v, 2 * g, 2 * g + 1);
+                    }
+                    _ => {}
+                }
+            }
+            for &(r, role) in &ops {
+                let Reg::V(v) = r else { continue };
+                let p = match role {
+                    Role::Use => 2 * g,
+                    Role::LateUse => 2 * g + 1,
+                    _ => continue,
+                };
+                let e = open.entry(v).or_insert(p);
+                *e = (*e).max(p);
             }
         }
-        for inst in &data.insts {
+        for (v, e) in open {
+            push(&mut segs, v, start, e);
+        }
+        // Fixed registers, forwards: from their definition to their use, within the block.
+        let mut fopen: [Option<u32>; 11] = [None; 11];
+        if b == 0 {
+            for k in 1..=vc.nparams.min(5) {
+                fopen[k as usize] = Some(0);
+            }
+        }
+        for (k, inst) in data.insts.iter().enumerate() {
+            let g = g0 + k as u32;
             if let VInst::Mov {
                 dst: Reg::V(v),
                 src: Reg::P(p),
@@ -135,40 +165,51 @@ fn intervals(vc: &VCode) -> Intervals {
             }
             let ops = inst.operands();
             for &(r, role) in &ops {
-                match (r, role) {
-                    (Reg::V(v), Role::Use) => extend(v, 2 * g),
-                    (Reg::V(v), Role::Scratch) => {
-                        extend(v, 2 * g);
-                        extend(v, 2 * g + 1);
+                if let (Reg::P(p), Role::Use | Role::LateUse) = (r, role) {
+                    if let Some(s) = fopen.get_mut(p as usize).and_then(Option::take) {
+                        fixed[p as usize].push((s, 2 * g));
                     }
-                    (Reg::V(v), _) => extend(v, 2 * g + 1),
-                    (Reg::P(p), Role::Use | Role::LateUse) => {
-                        if let Some(s) = open.get_mut(p as usize).and_then(Option::take) {
-                            fixed[p as usize].push((s, 2 * g));
-                        }
-                    }
-                    _ => {}
                 }
             }
             for &(r, role) in &ops {
                 if let (Reg::P(p), Role::Def | Role::Clobber) = (r, role) {
                     fixed[p as usize].push((2 * g + 1, 2 * g + 1));
                     if role == Role::Def {
-                        open[p as usize] = Some(2 * g + 1);
+                        fopen[p as usize] = Some(2 * g + 1);
                     }
                 }
             }
-            g += 1;
         }
-        if data.insts.is_empty() {
-            g += 1;
-        }
+        g0 += n;
     }
-    Intervals { range, fixed, hint }
+    for list in &mut segs {
+        list.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(list.len());
+        for &(s, e) in list.iter() {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 + 1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        *list = merged;
+    }
+    Intervals { segs, fixed, hint }
 }
 
-fn overlaps(a: (u32, u32), b: (u32, u32)) -> bool {
-    a.0 <= b.1 && b.0 <= a.1
+/// Whether two sorted segment lists overlap.
+fn overlap(a: &[(u32, u32)], b: &[(u32, u32)]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        if x.0 <= y.1 && y.0 <= x.1 {
+            return true;
+        }
+        if x.1 < y.1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    false
 }
 
 /// Allocates registers, spilling as needed; rewrites `vc` with spill code.
@@ -209,52 +250,68 @@ pub fn allocate(vc: &mut VCode) -> Result<Allocation, String> {
     Err("register allocation did not converge".into())
 }
 
-/// One linear scan: a register per interval, or the set of registers to spill.
+/// One linear scan over segments: a register per virtual register, or the set to spill.
 fn scan(vc: &VCode, iv: &Intervals, spilled: &HashMap<u32, u32>) -> Result<Vec<Option<u8>>, Fail> {
-    let mut order: Vec<(u32, u32, u32)> = iv
-        .range
+    let mut order: Vec<(u32, u32)> = iv
+        .segs
         .iter()
         .enumerate()
         .filter(|(v, _)| !spilled.contains_key(&(*v as u32)))
-        .filter_map(|(v, r)| r.map(|(s, e)| (s, e, v as u32)))
+        .filter_map(|(v, s)| s.first().map(|f| (f.0, v as u32)))
         .collect();
     order.sort();
+    let segs = |v: u32| {
+        iv.segs
+            .get(v as usize)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
+    let last = |v: u32| segs(v).last().map_or(0, |s| s.1);
     let mut assigned: Vec<Option<u8>> = vec![None; vc.nvregs as usize];
-    // (end, vreg, reg)
-    let mut active: Vec<(u32, u32, u8)> = Vec::new();
+    let mut on_reg: Vec<Vec<u32>> = vec![Vec::new(); 11];
     let mut to_spill = Vec::new();
     let mut stuck: Option<u32> = None;
     let is_temp = |v: u32| vc.temps.get(v as usize).copied().unwrap_or(false);
-    let free_of_fixed =
-        |r: u8, span: (u32, u32)| iv.fixed[r as usize].iter().all(|&f| !overlaps(f, span));
-    for (s, e, v) in order {
-        active.retain(|&(end, _, _)| end >= s);
-        let busy = |r: u8, active: &[(u32, u32, u8)]| active.iter().any(|&(_, _, ar)| ar == r);
+    for (_, v) in order {
+        let mine = segs(v);
+        let fixed_ok = |r: u8| !overlap(&iv.fixed[r as usize], mine);
+        let conflicts = |r: u8, on_reg: &[Vec<u32>]| -> Vec<u32> {
+            on_reg[r as usize]
+                .iter()
+                .copied()
+                .filter(|&w| overlap(segs(w), mine))
+                .collect()
+        };
         let hint = iv.hint.get(&v).copied();
         let pick = hint
             .into_iter()
             .chain(ORDER)
-            .find(|&r| !busy(r, &active) && free_of_fixed(r, (s, e)));
+            .find(|&r| fixed_ok(r) && conflicts(r, &on_reg).is_empty());
         if let Some(r) = pick {
             assigned[v as usize] = Some(r);
-            active.push((e, v, r));
+            on_reg[r as usize].push(v);
             continue;
         }
-        // Spill whichever of this interval and the spillable active ones ends last.
-        let victim = active
+        // Evict the values of the register whose conflicting values live longest, if
+        // they outlive this one (or this one is a temporary that must have a register).
+        let victim = ORDER
             .iter()
-            .enumerate()
-            .filter(|(_, &(_, av, ar))| !is_temp(av) && free_of_fixed(ar, (s, e)))
-            .max_by_key(|(_, &(end, _, _))| end)
-            .map(|(i, &a)| (i, a));
+            .filter(|&&r| fixed_ok(r))
+            .filter_map(|&r| {
+                let c = conflicts(r, &on_reg);
+                (!c.iter().any(|&w| is_temp(w)))
+                    .then(|| (c.iter().map(|&w| last(w)).min().unwrap_or(0), r, c))
+            })
+            .max_by_key(|(end, _, _)| *end);
         match victim {
-            Some((i, (end, av, ar))) if is_temp(v) || end > e => {
-                active.remove(i);
-                assigned[av as usize] = None;
-                to_spill.push(av);
-                assigned[v as usize] = Some(ar);
-                active.push((e, v, ar));
-                continue;
+            Some((end, r, c)) if is_temp(v) || end > last(v) => {
+                for w in c {
+                    assigned[w as usize] = None;
+                    on_reg[r as usize].retain(|&x| x != w);
+                    to_spill.push(w);
+                }
+                assigned[v as usize] = Some(r);
+                on_reg[r as usize].push(v);
             }
             _ if !is_temp(v) => to_spill.push(v),
             _ => {
