@@ -254,3 +254,61 @@ fn random_modules_the_mir_verifier_accepts_load_in_the_kernel() {
         "too few modules loaded in the time allowed: {loaded}"
     );
 }
+
+/// Differential: random integer programs (arithmetic on 32 and 64 bits, signed division,
+/// extensions, diamonds, counted loops, subprogram calls, spills) give the same result
+/// in MIR's reference interpreter and in the kernel (XDP, BPF_PROG_TEST_RUN).
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn random_integer_programs_compute_what_the_interpreter_computes() {
+    use std::os::fd::AsFd as _;
+
+    use pol_compiler::mir::{gen, interp};
+    require_kernel();
+    let start = Instant::now();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for seed in 0..300u64 {
+        if start.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        let m = gen::pure_module(&mut gen::Rng::new(seed));
+        mir::verify_module(&m)
+            .unwrap_or_else(|e| panic!("seed {seed}: {}", mir::verify::render(&e)));
+        let prog = m.func_by_name("prog").expect("prog");
+        let want = interp::run(&m, prog, &[0]).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let (bytes, _) = object(&m).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let mut bpf = load(&bytes);
+        let p: &mut Xdp = bpf
+            .program_mut("prog")
+            .expect("prog")
+            .try_into()
+            .expect("xdp");
+        p.load().unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
+        let fd = p.fd().expect("fd");
+        let run = pol_runtime::sys::test_run(fd.as_fd(), &[0u8; 64], 1).expect("test run");
+        if run.retval != want as u32 {
+            failures.push(format!(
+                "seed {seed}: kernel {:#x}, interpreter {:#x}\n{}",
+                run.retval,
+                want as u32,
+                mir::print::module(&m)
+            ));
+        }
+        checked += 1;
+    }
+    eprintln!("{checked} random integer programs agree with the interpreter");
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        checked >= 50,
+        "too few programs run in the time allowed: {checked}"
+    );
+}

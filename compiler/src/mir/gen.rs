@@ -57,6 +57,8 @@ struct Gen<'a> {
     hash: MapId,
     ring: MapId,
     budget: u32,
+    /// Integers only: no memory, helpers or maps (for the differential test).
+    pure: bool,
 }
 
 /// A random module: two maps, a ring buffer, up to two subprograms and one program.
@@ -106,9 +108,61 @@ pub fn module(rng: &mut Rng) -> Module {
         hash,
         ring,
         budget: 40,
+        pure: false,
     };
     g.seq(3);
     g.finish_program();
+    m.add_func(g.f);
+    m
+}
+
+/// A random integer-only module for the differential test: subprograms and an XDP
+/// program computing a value from constants (arithmetic, diamonds, counted loops, calls)
+/// and returning it, its high half folded into the low one (XDP returns 32 bits).
+pub fn pure_module(rng: &mut Rng) -> Module {
+    let mut m = Module::default();
+    let mut subs = Vec::new();
+    for k in 0..rng.below(3) {
+        let f = subprogram(rng, &format!("sub{k}"));
+        subs.push(m.add_func(f));
+    }
+    let f = Function::new(
+        "prog",
+        Some(Hook::Xdp),
+        vec![Type::Ptr(PtrKind::Ctx)],
+        IntTy::I64,
+    );
+    let ctx = f.block(Block(0)).params[0];
+    let mut g = Gen {
+        rng,
+        f,
+        cur: Block(0),
+        pool: Vec::new(),
+        ctx,
+        init: Vec::new(),
+        subs,
+        hash: MapId(0),
+        ring: MapId(0),
+        budget: 40,
+        pure: true,
+    };
+    g.seq(3);
+    let vals: Vec<Value> = g
+        .pool
+        .iter()
+        .filter(|p| p.1 == IntTy::U64)
+        .map(|p| p.0)
+        .collect();
+    let mut acc = g.push(Op::Iconst(0x1234_5678_9abc_def0), IntTy::U64);
+    for v in vals {
+        let k = g.rng.below(63) as i64 + 1;
+        let rot = g.push(Op::Binary(BinOp::Shl, acc, Operand::Imm(k)), IntTy::U64);
+        acc = g.push(Op::Binary(BinOp::Xor, rot, Operand::Value(v)), IntTy::U64);
+    }
+    let hi = g.push(Op::Binary(BinOp::Lshr, acc, Operand::Imm(32)), IntTy::U64);
+    let r = g.push(Op::Binary(BinOp::Xor, acc, Operand::Value(hi)), IntTy::U64);
+    let cur = g.cur;
+    g.f.set_term(cur, Term::Return(r));
     m.add_func(g.f);
     m
 }
@@ -128,6 +182,7 @@ fn subprogram(rng: &mut Rng, name: &str) -> Function {
         hash: MapId(0),
         ring: MapId(0),
         budget: 12,
+        pure: true,
     };
     for _ in 0..4 {
         g.arith();
@@ -224,7 +279,12 @@ impl Gen<'_> {
                 return;
             }
             self.budget -= 1;
-            match self.rng.below(11) {
+            let kind = self.rng.below(11);
+            if self.pure && matches!(kind, 3 | 4 | 5 | 8 | 9) {
+                self.arith();
+                continue;
+            }
+            match kind {
                 0..=2 => self.arith(),
                 3 => self.ctx_load(),
                 4 => self.helper(),
@@ -365,7 +425,7 @@ impl Gen<'_> {
             .pick(&[BinOp::Add, BinOp::Xor, BinOp::Mul, BinOp::Sub])
             .unwrap_or(BinOp::Add);
         let t = self.push(Op::Binary(op, acc, Operand::Value(i)), IntTy::U64);
-        if self.rng.chance(40) {
+        if self.rng.chance(40) && !self.pure {
             self.helper();
         }
         let k = self.konst(IntTy::U64);

@@ -14,6 +14,7 @@ pub mod entities;
 pub mod func;
 pub mod gen;
 pub mod helpers;
+pub mod interp;
 pub mod parse;
 pub mod print;
 pub mod types;
