@@ -90,7 +90,7 @@ pub fn module_spec(m: &Module, c: &Compiled) -> ModuleSpec {
                 .collect(),
             params: f.params.iter().map(|&t| param(t)).collect(),
             ret: param(Type::Int(f.ret)),
-            global: false,
+            global: f.global,
         })
         .collect();
     ModuleSpec {

@@ -66,6 +66,9 @@ pub struct Function {
     pub name: String,
     /// `Some` for a program entry, `None` for a subprogram.
     pub hook: Option<Hook>,
+    /// A global subprogram: the kernel verifies it once, on its own, for any integer
+    /// arguments, instead of at every call (integer parameters and result only).
+    pub global: bool,
     pub params: Vec<Type>,
     /// Always an integer: the kernel refuses pointers returned from programs and subprograms.
     pub ret: IntTy,
@@ -237,6 +240,7 @@ impl Function {
         let mut f = Function {
             name: name.to_owned(),
             hook,
+            global: false,
             params: params.clone(),
             ret,
             slots: Vec::new(),

@@ -375,7 +375,12 @@ fn parse_function(
             "expected `{` at the end of the function header".into(),
         )
     })?;
-    let mut words = rest.split_whitespace();
+    let mut words: Vec<&str> = rest.split_whitespace().collect();
+    let global = words.last() == Some(&"global");
+    if global {
+        words.pop();
+    }
+    let mut words = words.into_iter();
     let ret_word = words.next().unwrap_or_default();
     let ret = IntTy::parse(ret_word)
         .ok_or_else(|| err(start, format!("return type {ret_word:?} is not an integer")))?;
@@ -407,6 +412,7 @@ fn parse_function(
         f: Function {
             name,
             hook,
+            global,
             params,
             ret,
             slots: Vec::new(),

@@ -107,6 +107,9 @@ pub fn function(m: &Module, f: &Function) -> String {
     if let Some(h) = &f.hook {
         let _ = write!(out, " {}", hook(h));
     }
+    if f.global {
+        out.push_str(" global");
+    }
     out.push_str(" {\n");
     for (i, s) in f.slots.iter().enumerate() {
         let _ = writeln!(out, "    ss{i} = slot {}, align {}", s.size, s.align);

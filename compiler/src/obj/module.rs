@@ -7,7 +7,8 @@
 //! Sections: NULL, program sections (in order of first use), `.text`, `license`, `.maps`
 //! (if any map), `.BTF`, `.BTF.ext`, `.rel<section>` for each code section with
 //! relocations, `.symtab`, `.strtab`, `.shstrtab`. Symbols: NULL, LOCAL `STT_FUNC` for
-//! each `.text` function (they cover `.text` exactly), GLOBAL `STT_FUNC` for programs,
+//! each static `.text` function (with the global ones they cover `.text` exactly), GLOBAL
+//! `STT_FUNC` for programs and global functions,
 //! GLOBAL `STT_OBJECT` for maps.
 
 use object::elf;
@@ -268,13 +269,15 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
     }
     let mut syms: Vec<S> = Vec::new();
     let mut func_sym: Vec<(&str, u32)> = Vec::new();
+    // Static subprograms are LOCAL (listed first, as ELF wants); global subprograms are
+    // GLOBAL, else libbpf marks their BTF static again.
     for pass_local in [true, false] {
         for (c, &(_, sec)) in code.iter().zip(&code_secs) {
-            if (c.name == ".text") != pass_local {
-                continue;
-            }
             for &(i, off) in &c.funcs {
                 let Some(f) = spec.funcs.get(i) else { continue };
+                if (c.name == ".text" && !f.global) != pass_local {
+                    continue;
+                }
                 let name = w.add_string(f.name.as_bytes());
                 let index = w.reserve_symbol_index(Some(sec)).0;
                 func_sym.push((&f.name, index));
@@ -293,11 +296,11 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
             }
         }
     }
-    let locals = code
+    let locals = spec
+        .funcs
         .iter()
-        .filter(|c| c.name == ".text")
-        .map(|c| c.funcs.len())
-        .sum::<usize>();
+        .filter(|f| f.section.is_none() && !f.global)
+        .count();
     let mut map_sym: Vec<(&str, u32)> = Vec::new();
     if let Some((_, maps_idx)) = maps_sec {
         for (m, &(offset, size)) in spec.maps.iter().zip(&mbtf.maps.defs) {

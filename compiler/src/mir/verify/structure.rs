@@ -161,6 +161,20 @@ pub(super) fn check_structure(cx: &mut Cx<'_>) {
             ErrorKind::Malformed("a program takes exactly one parameter, `ctx`".into()),
         );
     }
+    if f.global && (f.hook.is_some() || f.params.iter().any(|t| t.int().is_none())) {
+        cx.err(
+            Loc::Func,
+            ErrorKind::Malformed(
+                "a global function is a subprogram with integer parameters only".into(),
+            ),
+        );
+    }
+    if f.global && cx.ctx.is_callback {
+        cx.err(
+            Loc::Func,
+            ErrorKind::Malformed("a bpf_loop callback must be static, not global".into()),
+        );
+    }
     if f.params.len() > 5 {
         cx.err(
             Loc::Func,
