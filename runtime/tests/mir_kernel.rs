@@ -47,6 +47,18 @@ fn load_programs(m: &mir::Module, bpf: &mut Ebpf) -> Vec<(String, u32)> {
                 p.load().unwrap_or_else(|e| panic!("{}: {e:?}", f.name));
                 p.info()
             }
+            Hook::RawTp(_) => {
+                let p: &mut aya::programs::RawTracePoint = prog.try_into().expect("raw_tp");
+                p.load().unwrap_or_else(|e| panic!("{}: {e:?}", f.name));
+                p.info()
+            }
+            Hook::TpBtf(name) => {
+                let btf = aya::Btf::from_sys_fs().expect("kernel BTF");
+                let p: &mut aya::programs::BtfTracePoint = prog.try_into().expect("tp_btf");
+                p.load(name, &btf)
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", f.name));
+                p.info()
+            }
             _ => {
                 let p: &mut TracePoint = prog.try_into().expect("tracepoint");
                 p.load().unwrap_or_else(|e| panic!("{}: {e:?}", f.name));
@@ -310,5 +322,58 @@ fn random_integer_programs_compute_what_the_interpreter_computes() {
     assert!(
         checked >= 50,
         "too few programs run in the time allowed: {checked}"
+    );
+}
+
+/// The other tracing hooks: a raw tracepoint and a BTF-typed one on `sys_enter`, each
+/// counting openat calls by the syscall number in their context's second argument.
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn raw_tp_and_tp_btf_programs_count_openat() {
+    use aya::programs::{BtfTracePoint, RawTracePoint};
+    use aya::Btf;
+    require_kernel();
+    let path = unique_path("rawtp");
+    let opens_after_some_openat = |bpf: &Ebpf| {
+        let opens: Array<_, u64> =
+            Array::try_from(bpf.map("opens").expect("opens")).expect("array");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while opens.get(&0, 0).unwrap_or(0) == 0 && Instant::now() < deadline {
+            let _ = std::fs::File::open(&path);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        opens.get(&0, 0).unwrap_or(0)
+    };
+
+    let (_, bytes) = proof("raw_tp_count.mir");
+    let mut bpf = load(&bytes);
+    let p: &mut RawTracePoint = bpf
+        .program_mut("count_openat")
+        .expect("program")
+        .try_into()
+        .expect("raw_tp");
+    p.load().expect("load raw_tp");
+    let _link = p.attach("sys_enter").expect("attach raw_tp");
+    assert!(
+        opens_after_some_openat(&bpf) > 0,
+        "raw_tp counted no openat"
+    );
+
+    let (_, bytes) = proof("tp_btf_count.mir");
+    let mut bpf = load(&bytes);
+    let btf = Btf::from_sys_fs().expect("kernel BTF");
+    let p: &mut BtfTracePoint = bpf
+        .program_mut("btf_count_openat")
+        .expect("program")
+        .try_into()
+        .expect("tp_btf");
+    p.load("sys_enter", &btf).expect("load tp_btf");
+    let _link = p.attach().expect("attach tp_btf");
+    assert!(
+        opens_after_some_openat(&bpf) > 0,
+        "tp_btf counted no openat"
     );
 }
