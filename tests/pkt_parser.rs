@@ -807,6 +807,7 @@ fn arp(op: u16, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
 fn frames() -> Vec<Vec<u8>> {
     let t = tcp(1234, 443, 0x12);
     let u = udp(53, 5353);
+    let sctp = [0x0e, 0x1c, 0x0f, 0x1c, 1, 2, 3, 4, 0, 0, 0, 0];
     let echo = [8u8, 0, 0, 0, 0, 1, 0, 1];
     let echo6 = [128u8, 0, 0, 0, 0, 0, 0, 0];
     let mut v = vec![
@@ -843,6 +844,9 @@ fn frames() -> Vec<Vec<u8>> {
             &arp(1, [10, 0, 0, 1], [10, 0, 0, 2]),
         ),
         eth(&[], 0x0806, &arp(1, [10, 0, 0, 1], [10, 0, 0, 2])[..20]),
+        eth(&[], 0x0800, &ip4(132, 0, &[], &sctp)),
+        eth(&[], 0x0800, &ip4(132, 0, &[], &sctp[..10])),
+        eth(&[(0x8100, 3)], 0x86dd, &ip6(&[], 132, &sctp)),
         pad(eth(&[], 0x0806, &[0; 28]), 60),
         eth(&[], 0x88cc, &[]),
         eth(&[], 0x86dd, &ip6(&[], 6, &t)),
@@ -907,14 +911,24 @@ fn expected(n: &Needs, f: &[u8; REC]) -> [u8; REC] {
     let frags = F_FRAG | F_FRAG_LATER;
     let (fam, stores, l4) = if flags & F_IP4 != 0 && n.ip4 {
         out |= F_IP4 | if n.frag4 { flags & frags } else { 0 };
-        let l4 = [(n.tcp4, F_TCP), (n.udp4, F_UDP), (n.icmp, F_ICMP)];
+        let l4 = [
+            (n.tcp4, F_TCP),
+            (n.udp4, F_UDP),
+            (n.sctp4, F_SCTP),
+            (n.icmp, F_ICMP),
+        ];
         (Some(false), n.store4, l4)
     } else if flags & F_IP6 != 0 && n.ip6 {
         out |= F_IP6 | if n.frag6 { flags & frags } else { 0 };
-        let l4 = [(n.tcp6, F_TCP), (n.udp6, F_UDP), (n.icmp6, F_ICMP6)];
+        let l4 = [
+            (n.tcp6, F_TCP),
+            (n.udp6, F_UDP),
+            (n.sctp6, F_SCTP),
+            (n.icmp6, F_ICMP6),
+        ];
         (Some(true), n.store6, l4)
     } else {
-        (None, 0, [(false, 0); 3])
+        (None, 0, [(false, 0); 4])
     };
     if let Some(v6) = fam {
         let addr_pieces = if v6 { 4 } else { 1 };
@@ -952,6 +966,7 @@ fn expected(n: &Needs, f: &[u8; REC]) -> [u8; REC] {
                     &[(OFF_SPORT, 2), (OFF_DPORT, 2), (OFF_TCP_FLAGS, 1)],
                 ),
                 F_UDP => (n.store_udp, &[(OFF_SPORT, 2), (OFF_DPORT, 2)]),
+                F_SCTP => (n.store_sctp, &[(OFF_SPORT, 2), (OFF_DPORT, 2)]),
                 _ => (n.store_icmp, &[(OFF_ICMP_TYPE, 1), (OFF_ICMP_CODE, 1)]),
             };
             for &(off, len) in fields {
@@ -992,6 +1007,9 @@ fn systematic() -> Vec<Needs> {
                 tcp6: ip6 && tcp,
                 udp4: ip4 && udp,
                 udp6: ip6 && udp && !tcp,
+                // SCTP rides with UDP (on IPv4 only, so the two differ).
+                sctp4: ip4 && udp,
+                sctp6: false,
                 icmp: ip4 && icmp,
                 icmp6: ip6 && icmp,
                 // ARP rides with the fragment bit: it is one more layer on or off.
@@ -1007,6 +1025,7 @@ fn systematic() -> Vec<Needs> {
                 },
                 store_tcp: if stores { span(OFF_DPORT, 2) } else { 0 },
                 store_udp: all,
+                store_sctp: if stores { span(OFF_SPORT, 2) } else { 0 },
                 store_icmp: if stores { span(OFF_ICMP_CODE, 1) } else { 0 },
                 store_arp: if stores { span(OFF_ARP_TPA, 4) } else { 0 },
             });

@@ -64,19 +64,20 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
         match l.name.as_str() {
             "ip6" => v6 = true,
             "ip4" | "ip" => {}
-            "tcp" | "udp" | "icmp" | "icmp6" | "arp" => kind = Some(l),
-            other => return err(&l.span, format!("unknown packet kind `{other}`; use tcp, udp, icmp, icmp6 or arp, after ip4 or ip6")),
+            "tcp" | "udp" | "sctp" | "icmp" | "icmp6" | "arp" => kind = Some(l),
+            other => return err(&l.span, format!("unknown packet kind `{other}`; use tcp, udp, sctp, icmp, icmp6 or arp, after ip4 or ip6")),
         }
     }
     let Some(kind) = kind else {
         return err(
             span,
-            "say what the packet is: `packet tcp`, `udp`, `icmp`, `icmp6` or `arp`",
+            "say what the packet is: `packet tcp`, `udp`, `sctp`, `icmp`, `icmp6` or `arp`",
         );
     };
     let mut p = match kind.name.as_str() {
         "tcp" => Packet::tcp(),
         "udp" => Packet::udp(),
+        "sctp" => Packet::sctp(),
         "icmp" => Packet::icmp(),
         "icmp6" => Packet::icmp6(),
         _ => Packet::arp(),

@@ -27,6 +27,7 @@ pub const F_FRAG: u32 = 1 << 7;
 pub const F_FRAG_LATER: u32 = 1 << 8;
 /// An ARP packet for IPv4 over Ethernet (hardware type 1, protocol 0x0800).
 pub const F_ARP: u32 = 1 << 9;
+pub const F_SCTP: u32 = 1 << 10;
 
 /// u32 layer bits (above).
 pub const OFF_FLAGS: i16 = 0;
@@ -52,9 +53,9 @@ pub const OFF_SRC: i16 = 20;
 pub const OFF_DST_PREFIXLEN: i16 = 36;
 /// 16 bytes, network order; IPv4 uses the first 4.
 pub const OFF_DST: i16 = 40;
-/// u16, host order: TCP or UDP source port.
+/// u16, host order: TCP, UDP or SCTP source port.
 pub const OFF_SPORT: i16 = 56;
-/// u16, host order: TCP or UDP destination port.
+/// u16, host order: TCP, UDP or SCTP destination port.
 pub const OFF_DPORT: i16 = 58;
 /// u8: TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE, CWR).
 pub const OFF_TCP_FLAGS: i16 = 60;

@@ -31,7 +31,7 @@ pub struct Field {
 }
 
 const IP: u32 = F_IP4 | F_IP6;
-const L4: u32 = F_TCP | F_UDP;
+const L4: u32 = F_TCP | F_UDP | F_SCTP;
 const fn int(off: i16, size: u8) -> Slot {
     Slot::Int { off, size }
 }
@@ -334,14 +334,14 @@ pub const FIELDS: &[Field] = &[
         ty: Ty::Port,
         layer: L4,
         slot: int(OFF_SPORT, 2),
-        doc: "TCP or UDP source port",
+        doc: "TCP, UDP or SCTP source port",
     },
     Field {
         name: "l4.dport",
         ty: Ty::Port,
         layer: L4,
         slot: int(OFF_DPORT, 2),
-        doc: "TCP or UDP destination port",
+        doc: "TCP, UDP or SCTP destination port",
     },
     Field {
         name: "icmp.type",
@@ -372,6 +372,20 @@ pub const FIELDS: &[Field] = &[
         doc: "ICMPv6 code",
     },
     Field {
+        name: "sctp.sport",
+        ty: Ty::Port,
+        layer: F_SCTP,
+        slot: int(OFF_SPORT, 2),
+        doc: "SCTP source port",
+    },
+    Field {
+        name: "sctp.dport",
+        ty: Ty::Port,
+        layer: F_SCTP,
+        slot: int(OFF_DPORT, 2),
+        doc: "SCTP destination port",
+    },
+    Field {
         name: "arp.op",
         ty: Ty::U16,
         layer: F_ARP,
@@ -393,6 +407,13 @@ pub const FIELDS: &[Field] = &[
         doc: "ARP target protocol (IPv4) address",
     },
     // Layer presence as booleans: `drop icmp6`, `pass tcp and tcp.dport == 22`.
+    Field {
+        name: "sctp",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_SCTP),
+        doc: "an SCTP packet",
+    },
     Field {
         name: "arp",
         ty: Ty::Bool,

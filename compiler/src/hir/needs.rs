@@ -52,8 +52,8 @@ struct Class {
     bytes: ByteMask,
 }
 
-const V4: u32 = F_VLAN | F_IP4 | F_TCP | F_UDP | F_ICMP | FRAGS;
-const V6: u32 = F_VLAN | F_IP6 | F_TCP | F_UDP | F_ICMP6 | FRAGS;
+const V4: u32 = F_VLAN | F_IP4 | F_TCP | F_UDP | F_SCTP | F_ICMP | FRAGS;
+const V6: u32 = F_VLAN | F_IP6 | F_TCP | F_UDP | F_SCTP | F_ICMP6 | FRAGS;
 /// Every record byte the IP layers and L4 write (all from `ip.proto` on but the link
 /// layer's).
 const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO & !LINK_BYTES & !ARP_BYTES;
@@ -197,6 +197,7 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
     };
     let tcp = F_VLAN | F_IP4 | F_IP6 | F_TCP | F_FRAG;
     let udp = F_VLAN | F_IP4 | F_IP6 | F_UDP | F_FRAG;
+    let sctp = F_VLAN | F_IP4 | F_IP6 | F_SCTP | F_FRAG;
     let icmp = F_VLAN | F_IP4 | F_IP6 | F_ICMP | F_ICMP6 | F_FRAG;
     Needs {
         ip4: needed(IP4),
@@ -207,6 +208,8 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         tcp6: needed(l4(F_IP6, F_TCP, TCP_BYTES)),
         udp4: needed(l4(F_IP4, F_UDP, PORTS)),
         udp6: needed(l4(F_IP6, F_UDP, PORTS)),
+        sctp4: needed(l4(F_IP4, F_SCTP, PORTS)),
+        sctp6: needed(l4(F_IP6, F_SCTP, PORTS)),
         icmp: needed(l4(F_IP4, F_ICMP, ICMP_BYTES)),
         icmp6: needed(l4(F_IP6, F_ICMP6, ICMP_BYTES)),
         arp: needed(ARP),
@@ -224,6 +227,7 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         store6: fam_stores(V6),
         store_tcp: l4_stores(tcp, TCP_BYTES),
         store_udp: l4_stores(udp, PORTS),
+        store_sctp: l4_stores(sctp, PORTS),
         store_icmp: l4_stores(icmp, ICMP_BYTES),
     }
 }

@@ -135,6 +135,14 @@ fn l4(p: &Packet, v6: bool) -> Result<(u8, Vec<u8>, Option<usize>), PacketError>
             b.extend_from_slice(&p.payload);
             Ok((17, b, Some(6)))
         }
+        Kind::Sctp => {
+            let mut b = Vec::with_capacity(12 + p.payload.len());
+            b.extend_from_slice(&p.sport.to_be_bytes());
+            b.extend_from_slice(&p.dport.to_be_bytes());
+            b.extend_from_slice(&[0; 8]); // verification tag, CRC32c (not checked by filters)
+            b.extend_from_slice(&p.payload);
+            Ok((132, b, None))
+        }
         Kind::Icmp => {
             let (proto, default_ty) = if v6 { (58, 128) } else { (1, 8) };
             let mut b = vec![p.icmp_type.unwrap_or(default_ty), p.icmp_code, 0, 0];

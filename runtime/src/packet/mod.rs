@@ -59,6 +59,7 @@ pub enum PacketError {
 enum Kind {
     Tcp,
     Udp,
+    Sctp,
     Icmp,
     /// An IP header with this protocol number, then the payload.
     IpRaw(u8),
@@ -197,6 +198,10 @@ impl Packet {
     /// A UDP datagram (default ports 40000 → 80).
     pub fn udp() -> Packet {
         Packet::new(Kind::Udp)
+    }
+    /// An SCTP packet: the common header (ports, verification tag, checksum left 0).
+    pub fn sctp() -> Packet {
+        Packet::new(Kind::Sctp)
     }
     /// An ICMP echo request (ICMPv6 echo request, type 128, over IPv6).
     pub fn icmp() -> Packet {

@@ -3,8 +3,8 @@
 
 use super::emit::Em;
 use super::{
-    dispatch, has, rec, Deferred, L4Labels, ParserHook, Slow, IPPROTO_ICMP, IPPROTO_TCP,
-    IPPROTO_UDP, IP_END,
+    dispatch, has, rec, Deferred, L4Labels, ParserHook, Slow, IPPROTO_ICMP, IPPROTO_SCTP,
+    IPPROTO_TCP, IPPROTO_UDP, IP_END,
 };
 use crate::bpf::asm::Label;
 use crate::bpf::insn::*;
@@ -120,6 +120,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
             &[
                 (n.tcp4, IPPROTO_TCP, l4.tcp),
                 (n.udp4, IPPROTO_UDP, l4.udp),
+                (n.sctp4, IPPROTO_SCTP, l4.sctp),
                 (n.icmp, IPPROTO_ICMP, l4.icmp),
             ],
             done,

@@ -3,8 +3,8 @@
 
 use super::emit::Em;
 use super::{
-    dispatch, has, rec, Deferred, L4Labels, ParserHook, Slow, IPPROTO_ICMPV6, IPPROTO_TCP,
-    IPPROTO_UDP, IP_END, MAX_EXT_HDRS,
+    dispatch, has, rec, Deferred, L4Labels, ParserHook, Slow, IPPROTO_ICMPV6, IPPROTO_SCTP,
+    IPPROTO_TCP, IPPROTO_UDP, IP_END, MAX_EXT_HDRS,
 };
 use crate::bpf::asm::Label;
 use crate::bpf::insn::*;
@@ -137,6 +137,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
         &[
             (n.tcp6, IPPROTO_TCP, l4.tcp),
             (n.udp6, IPPROTO_UDP, l4.udp),
+            (n.sctp6, IPPROTO_SCTP, l4.sctp),
             (n.icmp6, IPPROTO_ICMPV6, l4.icmp6),
         ],
         done,

@@ -1,4 +1,4 @@
-//! L4 headers at r8: TCP, UDP, ICMP and ICMPv6, each only when some family dispatches to
+//! L4 headers at r8: TCP, UDP, SCTP, ICMP and ICMPv6, each only when some family dispatches to
 //! it, laid out so the last dispatch test can fall through into the first block. Each
 //! header must end inside the IP packet (r7), not only inside the frame.
 
@@ -12,6 +12,7 @@ use crate::bpf::record::*;
 enum Kind {
     Tcp,
     Udp,
+    Sctp,
     Icmp6,
     Icmp,
 }
@@ -23,12 +24,14 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
     let label = |k: Kind| match k {
         Kind::Tcp => l4.tcp,
         Kind::Udp => l4.udp,
+        Kind::Sctp => l4.sctp,
         Kind::Icmp6 => l4.icmp6,
         Kind::Icmp => l4.icmp,
     };
     let mut order: Vec<Kind> = [
         (n.tcp4 || n.tcp6, Kind::Tcp),
         (n.udp4 || n.udp6, Kind::Udp),
+        (n.sctp4 || n.sctp6, Kind::Sctp),
         (n.icmp6, Kind::Icmp6),
         (n.icmp, Kind::Icmp),
     ]
@@ -81,6 +84,12 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
                     p.bind(ports);
                 }
                 emit_ports(p, ports_of(if tcp { n.store_tcp } else { n.store_udp }));
+            }
+            Kind::Sctp => {
+                // The common header: ports, verification tag, checksum.
+                p.check_ip(R8, 12);
+                p.emit(alu64_imm(BPF_OR, R9, F_SCTP as i32));
+                emit_ports(p, ports_of(n.store_sctp));
             }
             Kind::Icmp | Kind::Icmp6 => {
                 let flag = if k == Kind::Icmp { F_ICMP } else { F_ICMP6 };

@@ -73,6 +73,8 @@ pub struct Needs {
     pub tcp6: bool,
     pub udp4: bool,
     pub udp6: bool,
+    pub sctp4: bool,
+    pub sctp6: bool,
     pub icmp: bool,
     pub icmp6: bool,
     /// Parse ARP (IPv4 over Ethernet).
@@ -91,6 +93,7 @@ pub struct Needs {
     /// Bytes stored from the TCP, UDP and ICMP/ICMPv6 headers.
     pub store_tcp: ByteMask,
     pub store_udp: ByteMask,
+    pub store_sctp: ByteMask,
     pub store_icmp: ByteMask,
 }
 
@@ -114,6 +117,8 @@ impl Needs {
         tcp6: true,
         udp4: true,
         udp6: true,
+        sctp4: true,
+        sctp6: true,
         icmp: true,
         icmp6: true,
         arp: true,
@@ -125,15 +130,16 @@ impl Needs {
         store_arp: !0,
         store_tcp: !0,
         store_udp: !0,
+        store_sctp: !0,
         store_icmp: !0,
     };
 
     /// Whether an L4 header is parsed behind IPv4 / IPv6.
     pub fn l4_4(&self) -> bool {
-        self.tcp4 || self.udp4 || self.icmp
+        self.tcp4 || self.udp4 || self.sctp4 || self.icmp
     }
     pub fn l4_6(&self) -> bool {
-        self.tcp6 || self.udp6 || self.icmp6
+        self.tcp6 || self.udp6 || self.sctp6 || self.icmp6
     }
 
     /// Whether the IPv6 extension-header chain is walked: for the protocol, fragments and
@@ -175,6 +181,7 @@ const IPPROTO_ICMP: i32 = 1;
 const IPPROTO_TCP: i32 = 6;
 const IPPROTO_UDP: i32 = 17;
 const IPPROTO_ICMPV6: i32 = 58;
+const IPPROTO_SCTP: i32 = 132;
 
 /// Frame offset of a record field.
 const fn rec(off: i16) -> i16 {
@@ -190,6 +197,7 @@ const fn has(mask: ByteMask, off: i16, len: i16) -> bool {
 struct L4Labels {
     tcp: Label,
     udp: Label,
+    sctp: Label,
     icmp: Label,
     icmp6: Label,
 }
@@ -211,6 +219,7 @@ pub fn emit_packet_parser(a: &mut Asm, hook: ParserHook, needs: Needs, malformed
     let l4 = L4Labels {
         tcp: p.new_label(),
         udp: p.new_label(),
+        sctp: p.new_label(),
         icmp: p.new_label(),
         icmp6: p.new_label(),
     };
