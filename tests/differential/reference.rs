@@ -36,6 +36,7 @@ pub struct IpRec {
 pub enum L4Rec {
     Tcp { sport: u16, dport: u16, flags: u8 },
     Udp { sport: u16, dport: u16 },
+    Sctp { sport: u16, dport: u16 },
     Icmp { ty: u8 },
     Icmp6 { ty: u8 },
 }
@@ -52,8 +53,11 @@ pub fn describe(n: &Needs) -> String {
         (n.tcp6, "tcp6"),
         (n.udp4, "udp4"),
         (n.udp6, "udp6"),
+        (n.sctp4, "sctp4"),
+        (n.sctp6, "sctp6"),
         (n.icmp, "icmp"),
         (n.icmp6, "icmp6"),
+        (n.arp, "arp"),
     ]
     .into_iter()
     .filter_map(|(b, name)| b.then_some(name))
@@ -125,6 +129,8 @@ pub fn parse(p: &Pkt, frame: usize, n: &Needs) -> Result<Rec, &'static str> {
         (L4::Udp { .. }, true) => n.udp6,
         (L4::Icmp { .. }, false) => n.icmp,
         (L4::Icmp { .. }, true) => n.icmp6,
+        (L4::Raw(SCTP), false) => n.sctp4,
+        (L4::Raw(SCTP), true) => n.sctp6,
         (L4::Raw(_), _) => false,
     };
     r.l4 = match l4_layer(p, ip) {
@@ -249,9 +255,22 @@ fn l4_layer(p: &Pkt, ip: &Ip) -> Result<Option<L4Rec>, &'static str> {
                 L4Rec::Icmp { ty }
             })
         }
+        // SCTP: the 12-byte common header; the generator fills IP payloads with 0xab.
+        L4::Raw(SCTP) => {
+            if l4_bytes < 12 {
+                return Err("SCTP header cut short");
+            }
+            Some(L4Rec::Sctp {
+                sport: 0xabab,
+                dport: 0xabab,
+            })
+        }
         L4::Raw(_) => None,
     })
 }
+
+/// The IP protocol number of SCTP, which the generator sends as a raw L4 protocol.
+const SCTP: u8 = 132;
 
 /// The decision: the statistics slot (rule index, then default, then malformed) and
 /// whether the packet passes.
@@ -315,6 +334,8 @@ fn int_value(f: IntField, r: &Rec) -> Option<u64> {
         (TcpDport | L4Dport, Some(L4Rec::Tcp { dport, .. })) => dport,
         (UdpSport | L4Sport, Some(L4Rec::Udp { sport, .. })) => sport,
         (UdpDport | L4Dport, Some(L4Rec::Udp { dport, .. })) => dport,
+        (L4Sport, Some(L4Rec::Sctp { sport, .. })) => sport,
+        (L4Dport, Some(L4Rec::Sctp { dport, .. })) => dport,
         (IcmpType, Some(L4Rec::Icmp { ty })) | (Icmp6Type, Some(L4Rec::Icmp6 { ty })) => {
             u16::from(ty)
         }

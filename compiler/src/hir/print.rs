@@ -39,8 +39,11 @@ pub fn dump(hir: &Hir) -> String {
             ("tcp6", n.tcp6),
             ("udp4", n.udp4),
             ("udp6", n.udp6),
+            ("sctp4", n.sctp4),
+            ("sctp6", n.sctp6),
             ("icmp", n.icmp),
             ("icmp6", n.icmp6),
+            ("arp", n.arp),
         ]
         .into_iter()
         .filter(|(_, on)| *on)
@@ -103,10 +106,12 @@ fn layers(mask: u32) -> String {
         (F_IP6, "ip6"),
         (F_TCP, "tcp"),
         (F_UDP, "udp"),
+        (F_SCTP, "sctp"),
         (F_ICMP, "icmp"),
         (F_ICMP6, "icmp6"),
         (F_FRAG, "fragment"),
         (F_FRAG_LATER, "later_fragment"),
+        (F_ARP, "arp"),
     ];
     let v: Vec<&str> = names
         .iter()
