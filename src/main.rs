@@ -1,6 +1,7 @@
 //! `pol`: compile, check and disassemble `.pol` policies.
 
 mod agent;
+mod fmt_cmd;
 mod policy_cmd;
 mod report;
 mod run;
@@ -62,6 +63,10 @@ enum Cmd {
         #[command(subcommand)]
         op: set_cmd::SetOp,
     },
+    /// Format files in pol's one style (`--check`: only say which files would change).
+    Fmt(fmt_cmd::FmtArgs),
+    /// Run the language server on stdin/stdout (editors start it).
+    Lsp,
     /// Run the `test` blocks of `.pol` files through the kernel (needs root).
     Test {
         #[arg(required = true)]
@@ -86,6 +91,8 @@ fn main() -> ExitCode {
         Cmd::Unload { name } => policy_cmd::unload(&name),
         Cmd::Status(args) => policy_cmd::status(args),
         Cmd::Test { files } => test_cmd::run(&files),
+        Cmd::Fmt(args) => fmt_cmd::run(args),
+        Cmd::Lsp => pol_lsp::run_stdio().map(|()| true).map_err(Into::into),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

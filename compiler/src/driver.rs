@@ -9,7 +9,7 @@ use crate::bpf::select::{self, SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSE
 use crate::bpf::Insn;
 use crate::check::{self, Resources};
 use crate::diag::{has_errors, Diagnostic};
-use crate::hir::check::FileReader;
+use crate::hir::check::{FileReader, Names};
 use crate::hir::{self, Hir, Hook};
 use crate::ir::{self, cfg, lower::MapDef};
 use crate::obj::{
@@ -65,6 +65,37 @@ pub fn front_with(
     diags.extend(more);
     let hir = (!has_errors(&diags)).then_some(hir);
     (file, hir, diags)
+}
+
+/// What the front end knows of a file, errors or not: what editors work from.
+#[derive(Debug, Clone)]
+pub struct Front {
+    pub ast: ast::File,
+    /// The HIR of everything that checked; items with errors are left out of it.
+    pub hir: Hir,
+    /// Every declared name: its kind, type and defining file and span.
+    pub names: Names,
+    /// Syntax and check diagnostics, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses and checks without stopping at errors: the checker runs on the recovered tree
+/// (error nodes are skipped without new errors), and the HIR and name table are kept. The
+/// CLI uses `front_with`, which stops at syntax errors so the user sees no echo of them.
+pub fn front_full(source: &str, files: FileReader<'_>) -> Front {
+    let (ast, mut diagnostics) = syntax::parse(source);
+    let (hir, more, names) = hir::check::check_names(&ast, source, files);
+    diagnostics.extend(more);
+    diagnostics.sort_by_key(|d| {
+        let s = d.primary_span();
+        (s.start, s.end)
+    });
+    Front {
+        ast,
+        hir,
+        names,
+        diagnostics,
+    }
 }
 
 /// Runs the whole pipeline. On failure, returns every diagnostic of the failing stage

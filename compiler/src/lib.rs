@@ -6,11 +6,13 @@
 //! selection, registers, encoding, disassembly), `check` (verifier limits), `obj` (ELF,
 //! BTF, layout.json); `driver` runs them in order.
 
+pub mod analysis;
 pub mod bpf;
 pub mod check;
 pub mod codegen;
 pub mod diag;
 pub mod driver;
+pub mod fmt;
 pub mod hir;
 pub mod ir;
 pub mod mir;

@@ -9,6 +9,14 @@ use serde::Serialize;
 /// Byte offsets into the source file, half-open.
 pub type Span = std::ops::Range<usize>;
 
+/// Which source a span is in: the file being compiled, or a standard-library module
+/// (by its dotted path, `std.net`), so that a name can lead to its definition there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum FileId {
+    Main,
+    Std(&'static str),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ident {
     pub name: String,

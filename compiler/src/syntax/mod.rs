@@ -38,6 +38,7 @@ mod errors;
 mod glue;
 pub mod lexer;
 pub mod print;
+pub mod trivia;
 
 lalrpop_util::lalrpop_mod!(
     #[allow(
@@ -152,7 +153,8 @@ pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
         ctx.errors
             .iter()
             .filter_map(|e| errors::parse_error(e, source))
-            .filter(|d| !after_bad.contains(&d.primary_span().start)),
+            // `after_bad` is in source order: a binary search keeps huge files linear.
+            .filter(|d| after_bad.binary_search(&d.primary_span().start).is_err()),
     );
     diags.extend(ctx.diags);
     diags.sort_by_key(|d| {

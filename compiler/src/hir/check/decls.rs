@@ -1,10 +1,10 @@
 //! Declarations: imports of standard-library modules, constants, sets and `file(..)` sets.
 
-use super::{infer, line_starts, no_files, Checker, Decl};
+use super::{infer, line_starts, no_files, Checker, Decl, NameDef, NameKind, Names};
 use crate::diag::Diagnostic;
 use crate::hir::values::parse_element;
 use crate::hir::{stdlib, Hir, SetDef, Ty, Value};
-use crate::syntax::ast::{self, Expr, ExprKind, Item};
+use crate::syntax::ast::{self, Expr, ExprKind, FileId, Item};
 use std::collections::HashMap;
 
 impl Checker<'_> {
@@ -35,11 +35,17 @@ impl Checker<'_> {
         }
         // Declarations of a module are checked against its own text, then renamed.
         let short = path.rsplit('.').next().unwrap_or(&path).to_string();
+        let file = stdlib::MODULES
+            .iter()
+            .find(|m| **m == path)
+            .map_or(FileId::Main, |m| FileId::Std(m));
         let mut sub = Checker {
             source: src,
             files: &no_files,
             line_starts: line_starts(src),
             names: HashMap::new(),
+            file,
+            defs: Names::new(),
             hir: Hir::default(),
             diags: Vec::new(),
         };
@@ -62,6 +68,10 @@ impl Checker<'_> {
         let mut decls: Vec<_> = sub.names.into_iter().collect();
         decls.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, (decl, _)) in decls {
+            if let Some(def) = sub.defs.get(&name) {
+                self.defs.insert(format!("{path}.{name}"), def.clone());
+                self.defs.insert(format!("{short}.{name}"), def.clone());
+            }
             let decl = match decl {
                 Decl::Set(i) => {
                     let mut set = sub.hir.sets[i].clone();
@@ -91,6 +101,23 @@ impl Checker<'_> {
             self.diags.push(d);
             return;
         }
+        let kind = match &decl {
+            Decl::Const(ty, _) => NameKind::Const(*ty),
+            Decl::Set(i) => self
+                .hir
+                .sets
+                .get(*i)
+                .map_or(NameKind::Poisoned, |s| NameKind::Set(s.elem)),
+            Decl::Poisoned => NameKind::Poisoned,
+        };
+        self.defs.insert(
+            name.name.clone(),
+            NameDef {
+                kind,
+                file: self.file,
+                span: name.span.clone(),
+            },
+        );
         self.names
             .insert(name.name.clone(), (decl, name.span.clone()));
     }

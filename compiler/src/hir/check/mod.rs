@@ -19,8 +19,8 @@ mod filters;
 use super::fields;
 use super::{stdlib, Hir, Ty, Value};
 use crate::diag::{suggest, Diagnostic};
-use crate::syntax::ast::{self, Expr, ExprKind, Item, Span};
-use std::collections::HashMap;
+use crate::syntax::ast::{self, Expr, ExprKind, FileId, Item, Span};
+use std::collections::{BTreeMap, HashMap};
 
 /// What a name stands for.
 #[derive(Debug, Clone)]
@@ -32,6 +32,28 @@ enum Decl {
     /// A declaration that had errors: uses of it report nothing more.
     Poisoned,
 }
+
+/// A name the checker declared: what it is, and the file and span of its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameDef {
+    pub kind: NameKind,
+    pub file: FileId,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// A constant of this type.
+    Const(Ty),
+    /// A named set of elements of this type.
+    Set(Ty),
+    /// A declaration that had errors.
+    Poisoned,
+}
+
+/// The checker's name table, keyed by the name as a use site writes it: `blocked`,
+/// `std.net.rfc1918`, `net.rfc1918`. Editors resolve names through it.
+pub type Names = BTreeMap<String, NameDef>;
 
 /// Reads a file named in the source (`file("blocklist.txt")`); the caller decides where
 /// names are resolved. The compiler itself never touches the file system.
@@ -50,6 +72,10 @@ struct Checker<'a> {
     /// Byte offset of the start of each line, for rule line numbers.
     line_starts: Vec<usize>,
     names: HashMap<String, (Decl, Span)>,
+    /// Which file this checker reads (`Main`, or a stdlib module for imports).
+    file: FileId,
+    /// `names` as the public table (kinds and defining files), for `check_names`.
+    defs: Names,
     hir: Hir,
     diags: Vec<Diagnostic>,
 }
@@ -61,11 +87,23 @@ pub fn check(file: &ast::File, source: &str) -> (Hir, Vec<Diagnostic>) {
 
 /// `check`, with a reader for the files that `file(..)` sets name.
 pub fn check_with(file: &ast::File, source: &str, files: FileReader<'_>) -> (Hir, Vec<Diagnostic>) {
+    let (hir, diags, _) = check_names(file, source, files);
+    (hir, diags)
+}
+
+/// `check_with`, also returning the name table (what editors resolve names with).
+pub fn check_names(
+    file: &ast::File,
+    source: &str,
+    files: FileReader<'_>,
+) -> (Hir, Vec<Diagnostic>, Names) {
     let mut c = Checker {
         source,
         files,
         line_starts: line_starts(source),
         names: HashMap::new(),
+        file: FileId::Main,
+        defs: Names::new(),
         hir: Hir::default(),
         diags: Vec::new(),
     };
@@ -115,7 +153,7 @@ pub fn check_with(file: &ast::File, source: &str, files: FileReader<'_>) -> (Hir
             }
         }
     }
-    (c.hir, c.diags)
+    (c.hir, c.diags, c.defs)
 }
 
 fn line_starts(source: &str) -> Vec<usize> {
