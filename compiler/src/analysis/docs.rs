@@ -114,7 +114,8 @@ pub(super) fn doc_comment(source: &str, comments: &[Span], start: usize) -> Opti
     let line_start = source.get(..start)?.rfind('\n').map_or(0, |i| i + 1);
     let mut lines = Vec::new();
     let mut next = line_start;
-    for c in comments.iter().rev().filter(|c| c.end <= line_start) {
+    let before = comments.partition_point(|c| c.end <= line_start);
+    for c in comments.get(..before).unwrap_or(&[]).iter().rev() {
         // The comment must fill its line and end right before `next`.
         let own_line = source.get(..c.start)?.rfind('\n').map_or(0, |i| i + 1);
         let before = source.get(own_line..c.start)?;

@@ -19,6 +19,7 @@ mod symbols;
 mod tests;
 
 pub use complete::{CompletionItem, CompletionKind};
+pub use docs::{HOOKS, KEYWORDS, TYPES};
 pub use edit::{Fix, RenameError, TextEdit};
 pub use symbols::{SemanticKind, SemanticToken, Symbol, SymbolKind};
 

@@ -18,6 +18,7 @@ pub(super) fn resolve(a: &mut Analysis) {
         defs: Vec::new(),
         occ: Vec::new(),
         by_site: HashMap::new(),
+        local: HashMap::new(),
         counters: HashMap::new(),
         filters: HashMap::new(),
     };
@@ -38,6 +39,8 @@ struct Resolver {
     occ: Vec<Occurrence>,
     /// (file, start of the name) → def, to map the checker's table onto `defs`.
     by_site: HashMap<(FileId, usize), usize>,
+    /// Sets and constants of this file by name (the first of each).
+    local: HashMap<String, usize>,
     /// The first `count NAME` of each counter is its declaration.
     counters: HashMap<String, usize>,
     filters: HashMap<String, usize>,
@@ -104,8 +107,14 @@ impl Resolver {
                 detail,
                 doc,
             });
-            if kind == DefKind::Filter {
-                self.filters.entry(name.clone()).or_insert(i);
+            match kind {
+                DefKind::Filter => {
+                    self.filters.entry(name.clone()).or_insert(i);
+                }
+                DefKind::Set | DefKind::Const => {
+                    self.local.entry(name.clone()).or_insert(i);
+                }
+                _ => {}
             }
         }
     }
@@ -320,11 +329,7 @@ impl Resolver {
             }
         }
         // A declaration the checker rejected is still where the name leads.
-        if let Some(i) = self.defs.iter().position(|d| {
-            d.file == FileId::Main
-                && matches!(d.kind, DefKind::Set | DefKind::Const)
-                && d.name == name
-        }) {
+        if let Some(&i) = self.local.get(&name) {
             return self.at(p.span.clone(), Target::Def(i), false);
         }
         if let Some(f) = fields::lookup(&name) {

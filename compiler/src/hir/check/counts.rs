@@ -70,7 +70,7 @@ impl Checker<'_> {
                     }
                 }
             };
-            match self.hir.counters.iter().position(|d| d.name == c.map.name) {
+            match self.counter_index.get(&c.map.name).copied() {
                 Some(i)
                     if self.hir.counters[i].key.map(|f| f.slot) != key.map(|f| f.slot)
                         || self.hir.counters[i].key.map(|f| f.ty) != key.map(|f| f.ty) =>
@@ -110,6 +110,8 @@ impl Checker<'_> {
                         span: c.span.clone(),
                     });
                     out.push(self.hir.counters.len() - 1);
+                    self.counter_index
+                        .insert(c.map.name.clone(), self.hir.counters.len() - 1);
                 }
             }
         }

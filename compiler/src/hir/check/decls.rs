@@ -46,6 +46,8 @@ impl Checker<'_> {
             names: HashMap::new(),
             file,
             defs: Names::new(),
+            counter_index: HashMap::new(),
+            filter_names: Default::default(),
             hir: Hir::default(),
             diags: Vec::new(),
         };

@@ -7,7 +7,7 @@ use crate::syntax::ast::{self, ExprKind, FilterRule, Span, Verdict};
 
 impl Checker<'_> {
     pub(super) fn filter(&mut self, f: &ast::Filter) {
-        if self.hir.filters.iter().any(|g| g.name == f.name.name) {
+        if self.filter_names.contains(&f.name.name) {
             self.diags.push(
                 Diagnostic::error(
                     "E0508",
@@ -102,6 +102,7 @@ impl Checker<'_> {
             return;
         };
         let Some(hook) = hook else { return };
+        self.filter_names.insert(f.name.name.clone());
         self.hir.filters.push(Filter {
             name: f.name.name.clone(),
             hook,

@@ -20,7 +20,7 @@ use super::fields;
 use super::{stdlib, Hir, Ty, Value};
 use crate::diag::{suggest, Diagnostic};
 use crate::syntax::ast::{self, Expr, ExprKind, FileId, Item, Span};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What a name stands for.
 #[derive(Debug, Clone)]
@@ -76,6 +76,10 @@ struct Checker<'a> {
     file: FileId,
     /// `names` as the public table (kinds and defining files), for `check_names`.
     defs: Names,
+    /// Index of each counter in `hir.counters`, and the filter names seen: lookups by
+    /// name stay constant-time in files of thousands of filters.
+    counter_index: HashMap<String, usize>,
+    filter_names: HashSet<String>,
     hir: Hir,
     diags: Vec<Diagnostic>,
 }
@@ -104,6 +108,8 @@ pub fn check_names(
         names: HashMap::new(),
         file: FileId::Main,
         defs: Names::new(),
+        counter_index: HashMap::new(),
+        filter_names: HashSet::new(),
         hir: Hir::default(),
         diags: Vec::new(),
     };
