@@ -1,8 +1,11 @@
 //! `pol fmt`'s style on every example and on messy inputs (golden files), and its
 //! idempotence: formatting its own output changes nothing.
 
+mod common;
+
 use pol_compiler::fmt::{format, FormatError};
 use std::path::Path;
+use std::process::Command;
 
 /// Formats `src` and checks that formatting the result again changes nothing.
 fn fmt_twice(src: &str) -> String {
@@ -51,5 +54,49 @@ fn refuses_files_with_syntax_errors() {
     assert_eq!(
         format("filter f on xdp(\"e\") { drop tcp.dport == }"),
         Err(FormatError::Syntax { errors: 1 })
+    );
+}
+
+#[test]
+fn pol_fmt_rewrites_and_check_reports() {
+    let dir = common::TempDir::new("pol_fmt_cli");
+    let messy = dir.path().join("messy.pol");
+    let broken = dir.path().join("broken.pol");
+    let src = "filter f on xdp(\"e\") {drop tcp.dport==1 # why\n default pass}\n";
+    std::fs::write(&messy, src).expect("write");
+    std::fs::write(&broken, "filter f on xdp(\"e\") { drop tcp.dport == }\n").expect("write");
+    let pol = |args: &[&Path]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_pol"))
+            .arg("fmt")
+            .args(args)
+            .output()
+            .expect("run pol fmt");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        (o.status.success(), out, err)
+    };
+    let check = Path::new("--check");
+
+    let (ok, out, _) = pol(&[check, &messy]);
+    assert!(!ok && out.contains("messy.pol: not formatted"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&messy).expect("read"),
+        src,
+        "--check wrote"
+    );
+
+    let (ok, out, err) = pol(&[&messy]);
+    assert!(ok && out.contains("formatted"), "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(&messy).expect("read"),
+        "filter f on xdp(\"e\") {\n    drop tcp.dport == 1 # why\n    default pass\n}\n"
+    );
+    let (ok, out, _) = pol(&[check, &messy]);
+    assert!(ok && out.is_empty(), "{out}");
+
+    let (ok, _, err) = pol(&[check, &messy, &broken]);
+    assert!(
+        !ok && err.contains("broken.pol: the file has 1 syntax error"),
+        "{err}"
     );
 }
