@@ -377,3 +377,30 @@ fn raw_tp_and_tp_btf_programs_count_openat() {
         "tp_btf counted no openat"
     );
 }
+
+/// A shared counter: inserted once, then added to atomically on every openat.
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn atomic_add_counts_in_a_shared_hash() {
+    use aya::maps::HashMap;
+    require_kernel();
+    let (m, bytes) = proof("atomic_count.mir");
+    let mut bpf = load(&bytes);
+    load_programs(&m, &mut bpf);
+    let _link = attach_openat(&mut bpf, "atomic_count");
+    let path = unique_path("atomic");
+    let hits: HashMap<_, u32, u64> =
+        HashMap::try_from(bpf.map("hits").expect("hits")).expect("hash");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hits.get(&0, 0).unwrap_or(0) < 5 && Instant::now() < deadline {
+        let _ = std::fs::File::open(&path);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        hits.get(&0, 0).unwrap_or(0) >= 5,
+        "the counter grew past its insertion"
+    );
+}

@@ -244,6 +244,22 @@ impl Em<'_> {
                     Src::Imm(k) => self.e(bi::st_imm(*size, b, o, *k)),
                 }
             }
+            VInst::AtomicAdd {
+                size,
+                base,
+                off,
+                src,
+            } => {
+                let (b, o) = self.base(base, *off)?;
+                let s = self.reg(*src)?;
+                self.e(Insn {
+                    code: bi::BPF_STX | bi::BPF_ATOMIC | size.code(),
+                    dst: b.0,
+                    src: s.0,
+                    off: o,
+                    imm: i32::from(bi::BPF_ADD),
+                });
+            }
             VInst::Call { helper, .. } => self.e(bi::call(*helper)),
             VInst::CallFn { func, .. } => {
                 self.calls.push((self.asm.len(), *func));

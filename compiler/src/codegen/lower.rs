@@ -324,6 +324,16 @@ impl Lower<'_> {
                     src,
                 });
             }
+            Op::AtomicAdd { ty, ptr, off, val } => {
+                let base = self.base(*ptr)?;
+                let src = self.use_reg(*val)?;
+                self.emit(VInst::AtomicAdd {
+                    size: size_of(ty.bytes()),
+                    base,
+                    off: *off,
+                    src,
+                });
+            }
             Op::PtrAdd(p, o) => {
                 let lhs = self.use_reg(*p)?;
                 let rhs = self.src(o, false)?;

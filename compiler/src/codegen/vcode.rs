@@ -124,6 +124,13 @@ pub enum VInst {
         off: i16,
         src: Src,
     },
+    /// `lock *(size *)(base + off) += src`.
+    AtomicAdd {
+        size: Size,
+        base: Base,
+        off: i16,
+        src: Reg,
+    },
     /// Helper call: reads r1..=r`nargs`, writes r0, clobbers r1–r5.
     Call {
         helper: i32,
@@ -213,6 +220,11 @@ impl VInst {
                 v.push((*dst, Def));
                 v
             }
+            VInst::AtomicAdd { base: b, src, .. } => {
+                let mut v = base(b);
+                v.push((*src, Use));
+                v
+            }
             VInst::Store { base: b, src, .. } => {
                 let mut v = base(b);
                 if let Src::Reg(r) = src {
@@ -288,6 +300,12 @@ impl VInst {
                 src(s, &mut f, Role::Use);
             }
             VInst::Spill { src: s, .. } => *s = f(*s, Role::Use),
+            VInst::AtomicAdd {
+                base: b, src: s, ..
+            } => {
+                base(b, &mut f);
+                *s = f(*s, Role::Use);
+            }
             VInst::ParMove { moves, tmp } => {
                 for (_, s) in moves.iter_mut() {
                     *s = f(*s, Role::Use);
@@ -425,6 +443,19 @@ pub fn listing(vc: &VCode, alloc: &super::regalloc::Allocation) -> String {
                     off,
                     src: s,
                 } => format!("store.{} {}, {}", size.bytes(), base(b, *off), src(s)),
+                VInst::AtomicAdd {
+                    size,
+                    base: b,
+                    off,
+                    src: s,
+                } => {
+                    format!(
+                        "atomic_add.{} {}, {}",
+                        size.bytes(),
+                        base(b, *off),
+                        name(*s)
+                    )
+                }
                 VInst::Call { helper, nargs } => match crate::mir::helpers::by_id(*helper as u32) {
                     Some(h) => format!("call {} ({nargs} args)", h.name),
                     None => format!("call #{helper} ({nargs} args)"),

@@ -146,6 +146,13 @@ pub enum Op {
         off: i16,
         val: Operand,
     },
+    /// `*(ty *)(ptr + off) += val`, atomically (`lock xadd`): counters in shared maps.
+    AtomicAdd {
+        ty: IntTy,
+        ptr: Value,
+        off: i16,
+        val: Value,
+    },
     /// The address of a stack slot.
     SlotAddr(Slot),
     /// A pointer plus a byte offset; the result is never null.
@@ -173,6 +180,7 @@ impl Op {
             Op::Neg(a) | Op::Ext(_, a) => vec![*a],
             Op::Load { ptr, .. } => vec![*ptr],
             Op::Store { ptr, val, .. } => std::iter::once(*ptr).chain(op(val)).collect(),
+            Op::AtomicAdd { ptr, val, .. } => vec![*ptr, *val],
             Op::Call(_, args) | Op::CallFn(_, args) => args.clone(),
         }
     }

@@ -505,6 +505,18 @@ impl Gen<'_> {
                 val: Operand::Value(new),
             },
         );
+        if self.rng.chance(30) {
+            let by = self.value(IntTy::U64);
+            self.f.push_void(
+                self.cur,
+                Op::AtomicAdd {
+                    ty: IntTy::U64,
+                    ptr: found,
+                    off,
+                    val: by,
+                },
+            );
+        }
         self.f
             .set_term(nn, Term::Jump(BlockCall::new(join, vec![new])));
         self.pool = saved;

@@ -714,6 +714,22 @@ impl Body<'_> {
                 },
             ));
         }
+        if let Some(tyname) = opw.strip_prefix("atomic_add.") {
+            let ity = IntTy::parse(tyname).ok_or_else(|| format!("bad atomic type {tyname:?}"))?;
+            let (ptr, off) = self.addr(c)?;
+            c.punct(',')?;
+            let val = self.use_value(c)?;
+            return Ok((
+                result,
+                ty,
+                Op::AtomicAdd {
+                    ty: ity,
+                    ptr,
+                    off,
+                    val,
+                },
+            ));
+        }
         let op = match opw.as_str() {
             "iconst" => Op::Iconst(c.num()?),
             "neg" => Op::Neg(self.use_value(c)?),

@@ -177,6 +177,9 @@ pub fn inst(m: &Module, f: &Function, d: &InstData) -> String {
                 operand(Some(*ty), val)
             )
         }
+        Op::AtomicAdd { ty, ptr, off, val } => {
+            format!("atomic_add.{ty} {}, {val}", addr(*ptr, *off))
+        }
         Op::SlotAddr(s) => format!("addr {s}"),
         Op::PtrAdd(p, o) => format!("ptradd {p}, {}", operand(None, o)),
         Op::MapRef(id) => format!(

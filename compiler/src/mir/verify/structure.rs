@@ -454,6 +454,21 @@ fn inst_type(cx: &Cx<'_>, op: &Op, rt: Option<Type>) -> Result<(), String> {
                 return Err("a store has no result".into());
             }
         }
+        Op::AtomicAdd { ty, ptr, val, .. } => {
+            if !ty.is_alu() {
+                return Err("atomic add is 32 or 64 bits wide".into());
+            }
+            match f.ty(*ptr).ptr() {
+                Some(PtrKind::Stack | PtrKind::MapValue(_) | PtrKind::MapValueOrNull(_)) => {}
+                _ => return Err(format!("no atomic add through {}", cx.ty_name(*ptr))),
+            }
+            if f.ty(*val).int().is_none() {
+                return Err(format!("{val} is not an integer"));
+            }
+            if rt.is_some() {
+                return Err("an atomic add has no result".into());
+            }
+        }
         Op::SlotAddr(_) => {
             if need_result()? != Type::Ptr(PtrKind::Stack) {
                 return Err("`addr` yields `stack`".into());

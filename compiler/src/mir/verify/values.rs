@@ -310,6 +310,16 @@ pub(super) fn accesses(
             len: Len::Const(u64::from(ty.bytes())),
             write: true,
         }],
+        // Reads, then writes, the same bytes.
+        Op::AtomicAdd { ty, ptr, off, .. } => [false, true]
+            .into_iter()
+            .map(|write| Access {
+                ptr: *ptr,
+                off: i64::from(*off),
+                len: Len::Const(u64::from(ty.bytes())),
+                write,
+            })
+            .collect(),
         Op::Call(id, args) => {
             let Some(h) = helpers::by_id(*id) else {
                 return vec![];
