@@ -119,6 +119,13 @@ pub enum Test {
     },
     /// Any bit of `mask` is set in the field (TCP flags).
     Bits { field: &'static Field, mask: u32 },
+    /// `field & mask OP value` over an integer field.
+    Masked {
+        field: &'static Field,
+        mask: u32,
+        op: CmpOp,
+        value: u64,
+    },
     /// The address field lies in the prefix (both of the prefix's family).
     Net { field: &'static Field, net: Value },
     /// The field's value is in the named set (`Hir::sets[set]`).

@@ -357,7 +357,9 @@ impl Cx<'_> {
 fn test(hir: &Hir, t: &Test) -> Tree {
     match *t {
         Test::Layer(mask) => leaf(Some(mask), 0),
-        Test::Int { field, .. } | Test::Bits { field, .. } => leaf(guard(field), slot_bytes(field)),
+        Test::Int { field, .. } | Test::Masked { field, .. } | Test::Bits { field, .. } => {
+            leaf(guard(field), slot_bytes(field))
+        }
         Test::Net { field, net } => net_test(field, &net),
         Test::InSet { field, set } => {
             let def = &hir.sets[set];

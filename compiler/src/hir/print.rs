@@ -136,20 +136,27 @@ pub fn cond(hir: &Hir, c: &Cond) -> String {
         Cond::Not(c) => format!("not {}", cond(hir, c)),
         Cond::Test(t) => match t {
             Test::Layer(m) => format!("layer {}", layers(*m)),
-            Test::Int { field, op, value } => {
-                let op = match op {
-                    CmpOp::Eq => "==",
-                    CmpOp::Ne => "!=",
-                    CmpOp::Lt => "<",
-                    CmpOp::Le => "<=",
-                    CmpOp::Gt => ">",
-                    CmpOp::Ge => ">=",
-                };
-                format!("{} {op} {value}", field.name)
-            }
+            Test::Int { field, op, value } => format!("{} {} {value}", field.name, op_text(*op)),
+            Test::Masked {
+                field,
+                mask,
+                op,
+                value,
+            } => format!("{} & {mask:#x} {} {value}", field.name, op_text(*op)),
             Test::Bits { field, mask } => format!("{} (bits {mask:#x})", field.name),
             Test::Net { field, net } => format!("{} in {}", field.name, value(net)),
             Test::InSet { field, set } => format!("{} in set {}", field.name, hir.sets[*set].name),
         },
+    }
+}
+
+fn op_text(op: CmpOp) -> &'static str {
+    match op {
+        CmpOp::Eq => "==",
+        CmpOp::Ne => "!=",
+        CmpOp::Lt => "<",
+        CmpOp::Le => "<=",
+        CmpOp::Gt => ">",
+        CmpOp::Ge => ">=",
     }
 }

@@ -176,6 +176,10 @@ fn keys(cond: &Cond) -> Result<Vec<Key>, String> {
             )),
             Test::Layer(_) => Err("it tests a layer, not a value".into()),
             Test::Bits { field, .. } => Err(format!("`{}` is a flag, not a key", field.name)),
+            Test::Masked { field, .. } => Err(format!(
+                "`{}` is masked (`&`), not an exact key",
+                field.name
+            )),
         },
     }
 }

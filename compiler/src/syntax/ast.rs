@@ -172,6 +172,8 @@ pub enum BinOp {
     In,
     /// `~`: regular-expression match (parsed; not lowered yet).
     Match,
+    /// `&`: bitwise and of an integer field and a mask (`tcp.flags & 0x12 == 0x02`).
+    BitAnd,
     And,
     Or,
 }

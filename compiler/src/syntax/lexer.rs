@@ -130,6 +130,8 @@ pub enum Tok {
     Ge,
     #[token("~")]
     Tilde,
+    #[token("&")]
+    Amp,
 
     #[regex("[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice().to_owned())]
     Ident(String),

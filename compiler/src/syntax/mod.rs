@@ -214,7 +214,7 @@ fn too_deep(tokens: &[lexer::Spanned]) -> Option<(ast::Span, TooDeep)> {
                     chain = Some((tok.clone(), depth, 1));
                 }
             },
-            Not | EqEq | NotEq | Lt | Le | Gt | Ge | In | Tilde => depth += 1,
+            Not | EqEq | NotEq | Lt | Le | Gt | Ge | In | Tilde | Amp => depth += 1,
             _ => {}
         }
         if depth > MAX_DEPTH {

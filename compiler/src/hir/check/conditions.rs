@@ -82,6 +82,15 @@ impl Checker<'_> {
                     }
                 }
             }
+            ExprKind::Binary(BinOp::BitAnd, ..) => {
+                self.diags.push(
+                    Diagnostic::error("E0404", "a masked field is not a condition", e.span.clone())
+                        .with_label(
+                            "compare it: `tcp.flags & 0x12 == 0x02`, or `!= 0` for any bit",
+                        ),
+                );
+                None
+            }
             ExprKind::Binary(op, lhs, rhs) => self.compare(e, *op, lhs, rhs),
             ExprKind::Error => None,
             _ => {
@@ -105,6 +114,9 @@ impl Checker<'_> {
                 .with_label("needs L7 parsing"),
             );
             return None;
+        }
+        if let ExprKind::Binary(BinOp::BitAnd, field, mask) = &lhs.kind {
+            return self.masked(op, field, mask, rhs);
         }
         let ExprKind::Path(p) = &lhs.kind else {
             let mut d = Diagnostic::error(
@@ -177,6 +189,59 @@ impl Checker<'_> {
             field: f,
             op: cmp,
             value: v,
+        }))
+    }
+
+    /// `field & mask OP value`: an integer field, a mask and a value that fit it.
+    fn masked(&mut self, op: BinOp, field: &Expr, mask: &Expr, rhs: &Expr) -> Option<Cond> {
+        let ExprKind::Path(p) = &field.kind else {
+            self.diags.push(
+                Diagnostic::error("E0403", "`&` applies to a packet field", field.span.clone())
+                    .with_label("expected a field such as `tcp.flags`"),
+            );
+            return None;
+        };
+        let f = self.field(p)?;
+        if !matches!(f.slot, Slot::Int { .. }) || f.ty == Ty::Bool {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0403",
+                    format!(
+                        "`{}` (type `{}`) is not an integer field: only integers can be masked",
+                        f.name, f.ty
+                    ),
+                    field.span.clone(),
+                )
+                .with_label("not an integer field"),
+            );
+            return None;
+        }
+        let cmp = match op {
+            BinOp::Eq => CmpOp::Eq,
+            BinOp::Ne => CmpOp::Ne,
+            BinOp::Lt => CmpOp::Lt,
+            BinOp::Le => CmpOp::Le,
+            BinOp::Gt => CmpOp::Gt,
+            BinOp::Ge => CmpOp::Ge,
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0403",
+                        "a masked field is compared with `==`, `!=`, `<`, `<=`, `>` or `>=`",
+                        rhs.span.clone(),
+                    )
+                    .with_label("compare with one value"),
+                );
+                return None;
+            }
+        };
+        let mask = self.int_lit(mask, f.ty)?;
+        let value = self.int_lit(rhs, f.ty)?;
+        Some(Cond::Test(Test::Masked {
+            field: f,
+            mask: mask as u32,
+            op: cmp,
+            value,
         }))
     }
 

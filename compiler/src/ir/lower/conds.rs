@@ -47,35 +47,66 @@ impl Lower<'_> {
         then
     }
 
+    /// `field [& mask] OP value` over an integer slot.
+    #[allow(clippy::too_many_arguments)]
+    fn int(
+        &mut self,
+        at: BlockId,
+        field: &Field,
+        mask: Option<u32>,
+        op: CmpOp,
+        value: u64,
+        t: BlockId,
+        f: BlockId,
+    ) {
+        let b = self.layer(at, field, field.layer, f);
+        let Slot::Int { off, size } = field.slot else {
+            return self.set_term(b, Term::Jump(f));
+        };
+        let mut v = self.load(b, off, size);
+        if let Some(imm) = mask {
+            let masked = self.vreg();
+            self.push(
+                b,
+                Inst::AndImm {
+                    dst: masked,
+                    src: v,
+                    imm,
+                },
+            );
+            v = masked;
+        }
+        let op = match op {
+            CmpOp::Eq => BrOp::Eq,
+            CmpOp::Ne => BrOp::Ne,
+            CmpOp::Lt => BrOp::Lt,
+            CmpOp::Le => BrOp::Le,
+            CmpOp::Gt => BrOp::Gt,
+            CmpOp::Ge => BrOp::Ge,
+        };
+        self.set_term(
+            b,
+            Term::Branch {
+                op,
+                wide: false,
+                lhs: v,
+                imm: value as u32,
+                t,
+                f,
+            },
+        );
+    }
+
     fn test(&mut self, at: BlockId, test: &Test, t: BlockId, f: BlockId) {
         match *test {
             Test::Layer(mask) => self.set_term(at, Term::Flags { mask, t, f }),
-            Test::Int { field, op, value } => {
-                let b = self.layer(at, field, field.layer, f);
-                let Slot::Int { off, size } = field.slot else {
-                    return self.set_term(b, Term::Jump(f));
-                };
-                let v = self.load(b, off, size);
-                let op = match op {
-                    CmpOp::Eq => BrOp::Eq,
-                    CmpOp::Ne => BrOp::Ne,
-                    CmpOp::Lt => BrOp::Lt,
-                    CmpOp::Le => BrOp::Le,
-                    CmpOp::Gt => BrOp::Gt,
-                    CmpOp::Ge => BrOp::Ge,
-                };
-                self.set_term(
-                    b,
-                    Term::Branch {
-                        op,
-                        wide: false,
-                        lhs: v,
-                        imm: value as u32,
-                        t,
-                        f,
-                    },
-                );
-            }
+            Test::Int { field, op, value } => self.int(at, field, None, op, value, t, f),
+            Test::Masked {
+                field,
+                mask,
+                op,
+                value,
+            } => self.int(at, field, Some(mask), op, value, t, f),
             Test::Bits { field, mask } => {
                 let b = self.layer(at, field, field.layer, f);
                 let Slot::Bits { off, size, .. } = field.slot else {
