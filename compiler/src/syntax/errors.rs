@@ -46,6 +46,7 @@ const ORDER: &[&str] = &[
     "an expression",
     "a comparison operator",
     "\"..\"",
+    "\"&\"",
     "\"and\"",
     "\"or\"",
     "\".\"",
