@@ -562,6 +562,7 @@ fn binop(op: BinOp) -> &'static str {
         BinOp::Ge => ">=",
         BinOp::In => "in",
         BinOp::Match => "~",
+        BinOp::BitAnd => "&",
         BinOp::And => "and",
         BinOp::Or => "or",
     }
