@@ -210,26 +210,46 @@ fn telnet_dropped(from: &str, to: &str, addr: &str) {
     assert_eq!(c["connect"], "ok", "{addr}:2323 connects: {c}");
 }
 
+/// A `tc` filter on `va` in direction `ingress` or `egress`, offloads on: HTTP between the
+/// two namespaces (requests come in through va, responses leave through it), then TCP
+/// bulk, UDP with GSO and a telnet attempt towards the filter's side (ingress) or away from
+/// it (egress), over IPv4 and IPv6.
+fn tc_traffic(tag: &str, name: &str, direction: &str) {
+    ready();
+    let net = NetPair::new(tag);
+    offloads(&net.a, "va", true);
+    offloads(&net.b, "vb", true);
+    let dir = TempDir::new(name);
+    let pol = start_pol(&net, &dir, name, &format!("tc(\"va\", {direction})"), &[]);
+    http(&net.b, &net.a, run_support::A_ADDR);
+    http(&net.b, &net.a, "fd99::1");
+    let (from, to, v4, v6) = if direction == "ingress" {
+        (&net.b, &net.a, run_support::A_ADDR, "fd99::1")
+    } else {
+        (&net.a, &net.b, run_support::B_ADDR, "fd99::2")
+    };
+    bulk(from, to, [v4, v6], 5001);
+    udp_gso(from, to, v4);
+    udp_gso(from, to, v6);
+    telnet_dropped(from, to, v4);
+    finish(pol, &net, name);
+}
+
+/// Sets the MTU of both ends of the veth pair.
+fn mtu(net: &NetPair, mtu: &str) {
+    for (ns, dev) in [(&net.a, "va"), (&net.b, "vb")] {
+        let (ok, out) = ip(&["-n", ns, "link", "set", dev, "mtu", mtu]);
+        assert!(ok, "mtu {mtu} on {dev}: {out}");
+    }
+}
+
 #[test]
 #[cfg_attr(
     pol_no_netns,
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn tc_ingress_with_gro_carries_http_bulk_tcp_and_udp_gso() {
-    ready();
-    let net = NetPair::new("rti");
-    offloads(&net.a, "va", true);
-    offloads(&net.b, "vb", true);
-    let dir = TempDir::new("pol_rt_ingress");
-    let name = "rt_ingress";
-    let pol = start_pol(&net, &dir, name, "tc(\"va\", ingress)", &[]);
-    http(&net.b, &net.a, run_support::A_ADDR);
-    http(&net.b, &net.a, "fd99::1");
-    bulk(&net.b, &net.a, [run_support::A_ADDR, "fd99::1"], 5001);
-    udp_gso(&net.b, &net.a, run_support::A_ADDR);
-    udp_gso(&net.b, &net.a, "fd99::1");
-    telnet_dropped(&net.b, &net.a, run_support::A_ADDR);
-    finish(pol, &net, name);
+    tc_traffic("rti", "rt_ingress", "ingress");
 }
 
 #[test]
@@ -238,21 +258,7 @@ fn tc_ingress_with_gro_carries_http_bulk_tcp_and_udp_gso() {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn tc_egress_with_tso_carries_http_bulk_tcp_and_udp_gso() {
-    ready();
-    let net = NetPair::new("rte");
-    offloads(&net.a, "va", true);
-    offloads(&net.b, "vb", true);
-    let dir = TempDir::new("pol_rt_egress");
-    let name = "rt_egress";
-    let pol = start_pol(&net, &dir, name, "tc(\"va\", egress)", &[]);
-    // Responses leave through va's egress.
-    http(&net.b, &net.a, run_support::A_ADDR);
-    http(&net.b, &net.a, "fd99::1");
-    bulk(&net.a, &net.b, [run_support::B_ADDR, "fd99::2"], 5001);
-    udp_gso(&net.a, &net.b, run_support::B_ADDR);
-    udp_gso(&net.a, &net.b, "fd99::2");
-    telnet_dropped(&net.a, &net.b, run_support::B_ADDR);
-    finish(pol, &net, name);
+    tc_traffic("rte", "rt_egress", "egress");
 }
 
 /// Frames of 5000 bytes sent through an AF_PACKET socket leave with only their Ethernet
@@ -266,10 +272,7 @@ fn tc_egress_with_tso_carries_http_bulk_tcp_and_udp_gso() {
 fn tc_egress_pulls_headers_outside_the_linear_head() {
     ready();
     let net = NetPair::new("rtp");
-    for (ns, dev) in [(&net.a, "va"), (&net.b, "vb")] {
-        let (ok, out) = ip(&["-n", ns, "link", "set", dev, "mtu", "9000"]);
-        assert!(ok, "mtu 9000 on {dev}: {out}");
-    }
+    mtu(&net, "9000");
     let dir = TempDir::new("pol_rt_pull");
     let name = "rt_pull";
     let pol = start_pol(&net, &dir, name, "tc(\"va\", egress)", &[]);
@@ -300,10 +303,7 @@ fn tc_egress_pulls_headers_outside_the_linear_head() {
 fn xdp_jumbo(tag: &str, name: &str, mode: &str) {
     ready();
     let net = NetPair::new(tag);
-    for (ns, dev) in [(&net.a, "va"), (&net.b, "vb")] {
-        let (ok, out) = ip(&["-n", ns, "link", "set", dev, "mtu", "9000"]);
-        assert!(ok, "mtu 9000 on {dev}: {out}");
-    }
+    mtu(&net, "9000");
     offloads(&net.a, "va", true);
     offloads(&net.b, "vb", true);
     let dir = TempDir::new(name);

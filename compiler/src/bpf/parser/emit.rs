@@ -2,7 +2,7 @@
 //! can end with "go to X" and the jump disappears (or a two-way branch becomes one
 //! conditional jump) when X turns out to come next.
 
-use super::{Needs, ParserHook};
+use super::{ByteMask, Needs, ParserHook};
 use crate::bpf::asm::{Asm, Label};
 use crate::bpf::insn::*;
 use crate::bpf::record::SCRATCH_BASE;
@@ -179,6 +179,20 @@ impl<'a> Em<'a> {
         self.check(base, n);
         let malformed = self.malformed;
         self.jmp_reg(BPF_JGT, R0, super::IP_END, malformed);
+    }
+
+    /// Copies IPv4 addresses from r4 + `from` to record slot `addr` (network order), and
+    /// writes 32 into the prefix length before each, as far as `mask` asks for them.
+    pub fn store_ip4_addrs(&mut self, mask: ByteMask, addrs: &[(i16, i16)]) {
+        for &(addr, from) in addrs {
+            if super::has(mask, addr, 4) {
+                self.emit(ldx(Size::W, R0, R4, from));
+                self.emit(stx(Size::W, R10, R0, super::rec(addr)));
+            }
+            if super::has(mask, addr - 4, 4) {
+                self.emit(st_imm(Size::W, R10, super::rec(addr - 4), 32));
+            }
+        }
     }
 
     /// `dst = be16 *(u16 *)(base + off)`: a network-order field in host order.

@@ -79,18 +79,7 @@ pub(super) fn emit(p: &mut Em, l4: &L4Labels, done: Label) {
     if store_proto {
         p.emit(stx(Size::B, R10, R1, rec(OFF_IP_PROTO)));
     }
-    for (plen, addr, from) in [
-        (OFF_SRC_PREFIXLEN, OFF_SRC, 12),
-        (OFF_DST_PREFIXLEN, OFF_DST, 16),
-    ] {
-        if has(s, addr, 4) {
-            p.emit(ldx(Size::W, R0, R4, from));
-            p.emit(stx(Size::W, R10, R0, rec(addr)));
-        }
-        if has(s, plen, 4) {
-            p.emit(st_imm(Size::W, R10, rec(plen), 32));
-        }
-    }
+    p.store_ip4_addrs(s, &[(OFF_SRC, 12), (OFF_DST, 16)]);
     if has(s, OFF_IP_VERSION, 1) {
         p.emit(st_imm(Size::B, R10, rec(OFF_IP_VERSION), 4));
     }

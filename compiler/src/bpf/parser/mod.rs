@@ -449,18 +449,7 @@ fn emit_arp(p: &mut Em, done: Label) {
         p.load_be16(R0, R4, 6);
         p.emit(stx(Size::H, R10, R0, rec(OFF_ARP_OP)));
     }
-    for (plen, addr, from) in [
-        (OFF_ARP_SPA_PREFIXLEN, OFF_ARP_SPA, 14),
-        (OFF_ARP_TPA_PREFIXLEN, OFF_ARP_TPA, 24),
-    ] {
-        if has(s, addr, 4) {
-            p.emit(ldx(Size::W, R0, R4, from));
-            p.emit(stx(Size::W, R10, R0, rec(addr)));
-        }
-        if has(s, plen, 4) {
-            p.emit(st_imm(Size::W, R10, rec(plen), 32));
-        }
-    }
+    p.store_ip4_addrs(s, &[(OFF_ARP_SPA, 14), (OFF_ARP_TPA, 24)]);
     p.emit(alu64_imm(BPF_OR, R9, F_ARP as i32));
     p.goto(done);
 }
