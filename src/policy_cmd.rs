@@ -309,7 +309,14 @@ pub fn status(args: StatusArgs) -> Result<bool> {
         let Some(r) = store.record(&name).map_err(|e| anyhow!("{e}"))? else {
             bail!("{}", policies::PolicyError::NotLoaded(name));
         };
-        out.push(policy_status(&store, &r)?);
+        // One broken policy does not hide the others: it is listed with its error.
+        match policy_status(&store, &r) {
+            Ok(v) => out.push(v),
+            Err(e) if args.name.is_none() => {
+                out.push(json!({"name": r.name, "file": r.file, "error": format!("{e:#}")}))
+            }
+            Err(e) => return Err(e),
+        }
     }
     // A closed stdout (`pol status | head`) ends the output, not in a panic.
     use std::io::Write as _;
@@ -415,6 +422,15 @@ fn policy_status(store: &Store, r: &PolicyRecord) -> Result<serde_json::Value> {
 fn show(p: &serde_json::Value) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
+    if let Some(e) = p["error"].as_str() {
+        let _ = writeln!(
+            s,
+            "policy {} (from {}): {e}",
+            p["name"].as_str().unwrap_or("?"),
+            p["file"].as_str().unwrap_or("?")
+        );
+        return s;
+    }
     let ago = policies::now().saturating_sub(p["loaded_at"].as_u64().unwrap_or(0));
     let _ = writeln!(
         s,

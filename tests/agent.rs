@@ -57,19 +57,21 @@ fn converge(
     let t = Instant::now();
     let mut last = (None, None);
     while t.elapsed() < Duration::from_secs(30) {
-        let a = status("n1_agent_edge");
-        let b = status("n2_agent_edge");
+        let id = std::process::id();
+        let a = status(&format!("n1_{id}_agent_edge"));
+        let b = status(&format!("n2_{id}_agent_edge"));
         if pred(a.as_ref()) && pred(b.as_ref()) {
             return t.elapsed();
         }
         last = (a, b);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let log = |n: &str| std::fs::read_to_string(logs.join(n)).unwrap_or_default();
+    let id = std::process::id();
+    let log = |n: String| std::fs::read_to_string(logs.join(n)).unwrap_or_default();
     panic!(
         "the nodes did not converge ({what}): {last:?}\nagent n1:\n{}\nagent n2:\n{}",
-        log("n1_log"),
-        log("n2_log")
+        log(format!("n1_{id}_log")),
+        log(format!("n2_{id}_log"))
     );
 }
 
@@ -86,7 +88,10 @@ fn dropped_by_rule(p: Option<&serde_json::Value>) -> u64 {
 fn agents_on_two_nodes_follow_one_directory() {
     require_kernel();
     require_tools();
-    let _unload = Unload::new(&["n1_agent_edge", "n2_agent_edge"]);
+    // Policy names are host-wide: unique per test process (prefixes n1_PID_, n2_PID_).
+    let id = std::process::id();
+    let (p1, p2) = (format!("n1_{id}_"), format!("n2_{id}_"));
+    let _unload = Unload::new(&[&format!("{p1}agent_edge"), &format!("{p2}agent_edge")]);
     let n1 = NetPair::new("g1");
     let n2 = NetPair::new("g2");
     let dir = TempDir::new("pol_agent");
@@ -115,8 +120,8 @@ fn agents_on_two_nodes_follow_one_directory() {
             .expect("pol agent")
     };
     let logs = dir.path();
-    let a1 = start(&n1, "n1_");
-    let a2 = start(&n2, "n2_");
+    let a1 = start(&n1, &p1);
+    let a2 = start(&n2, &p2);
     let loaded = converge("first load", logs, |p| {
         p.is_some_and(|p| p["generation"] == 0)
     });
@@ -145,7 +150,7 @@ fn agents_on_two_nodes_follow_one_directory() {
     });
     send(&n1, 7002, 2);
     converge("v2 still filters on n1", logs, |p| {
-        p.is_none_or(|p| p["name"] == "n2_agent_edge") || dropped_by_rule(p) == 6
+        p.is_none_or(|p| p["name"] == format!("{p2}agent_edge").as_str()) || dropped_by_rule(p) == 6
     });
 
     // Fixed: both take it.
@@ -157,12 +162,12 @@ fn agents_on_two_nodes_follow_one_directory() {
     // Removed: both unload.
     std::fs::remove_file(&file).expect("rm");
     converge("unloaded", logs, |p| p.is_none());
-    for (mut a, log) in [(a1, "n1_log"), (a2, "n2_log")] {
+    for (mut a, log) in [(a1, format!("{p1}log")), (a2, format!("{p2}log"))] {
         let _ = Command::new("kill")
             .args(["-INT", &a.id().to_string()])
             .status();
         let status = a.wait().expect("agent");
-        let err = std::fs::read_to_string(logs.join(log)).unwrap_or_default();
+        let err = std::fs::read_to_string(logs.join(&log)).unwrap_or_default();
         assert!(status.success(), "{err}");
         assert!(
             err.contains("update FAILED, the loaded version (if any) stays"),

@@ -176,7 +176,8 @@ fn a_real_prometheus_scrapes_pol_status() {
     require_kernel();
     require_tools();
     common::require_tool("prometheus");
-    let _unload = Unload::new(&["met_prom"]);
+    let name = format!("met_prom_{}", std::process::id());
+    let _unload = Unload::new(&[&name]);
     let net = NetPair::new("mp");
     let dir = TempDir::new("pol_metrics_prom");
     let file = dir.path().join("met_prom.pol");
@@ -190,7 +191,7 @@ fn a_real_prometheus_scrapes_pol_status() {
             .output()
             .expect("pol")
     };
-    let out = pol(&["load", file]);
+    let out = pol(&["load", file, "--name", &name]);
     assert!(
         out.status.success(),
         "{}",
@@ -201,7 +202,7 @@ fn a_real_prometheus_scrapes_pol_status() {
     let mut status = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", net.a))
         .arg(env!("CARGO_BIN_EXE_pol"))
-        .args(["status", "--metrics", "127.0.0.1:19464"])
+        .args(["status", &name, "--metrics", "127.0.0.1:19464"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("pol status --metrics");
@@ -254,10 +255,10 @@ fn a_real_prometheus_scrapes_pol_status() {
         .args(["-INT", &status.id().to_string()])
         .status();
     let _ = status.wait();
-    let out = pol(&["unload", "met_prom"]);
+    let out = pol(&["unload", &name]);
     assert!(out.status.success());
     let r = found.unwrap_or_else(|| panic!("Prometheus never got the series: {last}"));
-    assert_eq!(r["metric"]["policy"], "met_prom", "{r}");
+    assert_eq!(r["metric"]["policy"], name.as_str(), "{r}");
     assert_eq!(r["metric"]["job"], "pol", "{r}");
     assert_eq!(r["value"][1], "4", "{r}");
     assert_clean(&net.a, "met_prom");

@@ -55,7 +55,11 @@ fn status(ns: &str, name: &str) -> serde_json::Value {
 fn a_loaded_policy_filters_after_its_loader_exits_and_unload_leaves_nothing() {
     require_kernel();
     require_tools();
-    let _unload = Unload::new(&["pol_ld", "other_name"]);
+    // Policy names are host-wide: unique per test process, so concurrent test runs (other
+    // worktrees) never touch each other's policies.
+    let name = format!("pol_ld_{}", std::process::id());
+    let other = format!("other_{}", std::process::id());
+    let _unload = Unload::new(&[&name, &other]);
     let net = NetPair::new("pl");
     let dir = TempDir::new("pol_policy_load");
     let file = dir.path().join("pol_ld.pol");
@@ -65,15 +69,15 @@ fn a_loaded_policy_filters_after_its_loader_exits_and_unload_leaves_nothing() {
     )
     .expect("write");
     let file = file.to_str().expect("utf-8 path");
-    let (ok, _, err) = pol_in(&net.a, &["load", file]);
+    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &name]);
     assert!(ok, "{err}");
-    assert!(err.contains("loaded policy `pol_ld`"), "{err}");
+    assert!(err.contains(&format!("loaded policy `{name}`")), "{err}");
     // The loading process is gone; the program stays attached through its pinned link.
     let (_, link) = ip(&["-n", &net.a, "link", "show", "va"]);
     assert!(link.contains("prog/xdp"), "{link}");
     send(&net, 9999, 5);
     send(&net, 5555, 2);
-    let s = status(&net.a, "pol_ld");
+    let s = status(&net.a, &name);
     assert_eq!(
         s["counters"]["programs"][0]["rules"][0]["packets"], 5,
         "{s}"
@@ -88,33 +92,41 @@ fn a_loaded_policy_filters_after_its_loader_exits_and_unload_leaves_nothing() {
     assert!(s["maps"].as_array().is_some_and(|m| m.len() == 2), "{s}");
     // Counters keep moving with later traffic, read by a later process.
     send(&net, 9999, 3);
-    let s = status(&net.a, "pol_ld");
+    let s = status(&net.a, &name);
     assert_eq!(s["counters"]["counts"][0]["total"], 8, "{s}");
     // Text form too, from another network namespace (policies are host-wide).
     let (ok, out, err) = pol_in(&net.b, &["status"]);
     assert!(
-        ok && out.contains("policy pol_ld") && out.contains("pol_ld on va"),
+        ok && out.contains(&format!("policy {name}")) && out.contains("pol_ld on va"),
         "{out}{err}"
     );
 
     // Its hook is taken: neither a `pol run` nor another policy may share it.
     let (ok, _, err) = pol_in(&net.a, &["run", file, "--duration", "0.1"]);
     assert!(
-        !ok && err.contains("XDP of `va` is used by the loaded policy `pol_ld`"),
+        !ok && err.contains(&format!(
+            "XDP of `va` is used by the loaded policy `{name}`"
+        )),
         "{err}"
     );
-    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", "other_name"]);
+    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &other]);
     assert!(
-        !ok && err.contains("used by the loaded policy `pol_ld`"),
+        !ok && err.contains(&format!("used by the loaded policy `{name}`")),
         "{err}"
     );
 
-    let (ok, _, err) = pol_in(&net.a, &["unload", "pol_ld"]);
-    assert!(ok && err.contains("unloaded policy `pol_ld`"), "{err}");
+    let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
+    assert!(
+        ok && err.contains(&format!("unloaded policy `{name}`")),
+        "{err}"
+    );
     assert_clean(&net.a, "pol_ld");
-    assert!(!std::path::Path::new("/run/pol/policies/pol_ld.json").exists());
-    let (ok, _, err) = pol_in(&net.a, &["unload", "pol_ld"]);
-    assert!(!ok && err.contains("no policy `pol_ld` is loaded"), "{err}");
+    assert!(!std::path::Path::new(&format!("/run/pol/policies/{name}.json")).exists());
+    let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
+    assert!(
+        !ok && err.contains(&format!("no policy `{name}` is loaded")),
+        "{err}"
+    );
     // The hook is free again.
     let (ok, _, err) = pol_in(&net.a, &["run", file, "--duration", "0.1"]);
     assert!(ok, "{err}");
@@ -201,7 +213,8 @@ fn counts(mut c: std::process::Child) -> std::collections::BTreeMap<u16, u64> {
 fn replacing_under_traffic_a_hundred_times_leaks_nothing() {
     require_kernel();
     require_tools();
-    let _unload = Unload::new(&["pol_rp"]);
+    let name = format!("pol_rp_{}", std::process::id());
+    let _unload = Unload::new(&[&name]);
     let net = NetPair::new("pr");
     let dir = TempDir::new("pol_policy_replace");
     // Both versions drop 7001 and pass 7004; they disagree on 7002 and 7003.
@@ -215,14 +228,14 @@ fn replacing_under_traffic_a_hundred_times_leaks_nothing() {
     std::fs::write(&v1, v(7002)).expect("write");
     std::fs::write(&v2, v(7003)).expect("write");
     let (v1, v2) = (v1.to_str().expect("utf-8"), v2.to_str().expect("utf-8"));
-    let (ok, _, err) = pol_in(&net.a, &["load", v1, "--name", "pol_rp"]);
+    let (ok, _, err) = pol_in(&net.a, &["load", v1, "--name", &name]);
     assert!(ok, "{err}");
     let counter = helper(&net.a, COUNTER);
     let sender = helper(&net.b, SENDER);
     let mut switch_ms = Vec::new();
     for i in 0..100 {
         let file = if i % 2 == 0 { v2 } else { v1 };
-        let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", "pol_rp"]);
+        let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &name]);
         assert!(ok, "replacement {i}: {err}");
         assert!(err.contains("counters carried: both"), "{err}");
         if let Some(ms) = err
@@ -237,9 +250,9 @@ fn replacing_under_traffic_a_hundred_times_leaks_nothing() {
     let sent = counts(sender);
     std::thread::sleep(Duration::from_millis(200));
     let got = counts(counter);
-    let s = status(&net.a, "pol_rp");
+    let s = status(&net.a, &name);
     assert_eq!(s["generation"], 100, "{s}");
-    let (ok, _, err) = pol_in(&net.a, &["unload", "pol_rp"]);
+    let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
     assert!(ok, "{err}");
     assert_clean(&net.a, "pol_rp");
     switch_ms.sort_by(f64::total_cmp);
@@ -266,7 +279,8 @@ fn replacing_under_traffic_a_hundred_times_leaks_nothing() {
 fn a_policy_whose_interface_is_gone_is_loaded_afresh() {
     require_kernel();
     require_tools();
-    let _unload = Unload::new(&["pol_gone"]);
+    let name = format!("pol_gone_{}", std::process::id());
+    let _unload = Unload::new(&[&name]);
     let dir = TempDir::new("pol_policy_gone");
     let file = dir.path().join("pol_gone.pol");
     std::fs::write(
@@ -277,20 +291,21 @@ fn a_policy_whose_interface_is_gone_is_loaded_afresh() {
     let file = file.to_str().expect("utf-8 path");
     {
         let first = NetPair::new("pg");
-        let (ok, _, err) = pol_in(&first.a, &["load", file]);
+        let (ok, _, err) = pol_in(&first.a, &["load", file, "--name", &name]);
         assert!(ok, "{err}");
     } // its namespaces are deleted: the kernel severs the policy's link
     let net = NetPair::new("ph");
-    let (ok, _, err) = pol_in(&net.a, &["load", file]);
+    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &name]);
     assert!(
-        ok && err.contains("lost its interface") && err.contains("loaded policy `pol_gone`"),
+        ok && err.contains("lost its interface")
+            && err.contains(&format!("loaded policy `{name}`")),
         "{err}"
     );
-    let s = status(&net.a, "pol_gone");
+    let s = status(&net.a, &name);
     assert_eq!(s["generation"], 0, "{s}");
     let (_, link) = ip(&["-n", &net.a, "link", "show", "va"]);
     assert!(link.contains("prog/xdp"), "{link}");
-    let (ok, _, err) = pol_in(&net.a, &["unload", "pol_gone"]);
+    let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
     assert!(ok, "{err}");
     assert_clean(&net.a, "pol_gone");
 }

@@ -317,12 +317,12 @@ pub fn count<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
 
 /// Unloads the named `pol load` policies on drop, also when the test fails, so a failed
 /// run leaves no policy behind for the next (policies outlive their namespaces' links).
-pub struct Unload(pub Vec<&'static str>);
+pub struct Unload(pub Vec<String>);
 
 impl Unload {
     /// Also unloads them now: left over by an earlier, interrupted run.
-    pub fn new(names: &[&'static str]) -> Unload {
-        let u = Unload(names.to_vec());
+    pub fn new(names: &[&str]) -> Unload {
+        let u = Unload(names.iter().map(|n| n.to_string()).collect());
         u.unload();
         u
     }
