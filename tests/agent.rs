@@ -11,19 +11,6 @@ use std::time::{Duration, Instant};
 use common::{require_kernel, TempDir};
 use run_support::*;
 
-fn send(net: &NetPair, port: u16, n: u32) {
-    let script = format!(
-        "import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         for i in range({n}):\n    u.sendto(b'x' * 32, ('10.99.0.1', {port}))\n"
-    );
-    let ok = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", net.b))
-        .args([&python(), "-c", &script])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "send from B");
-}
-
 fn version(port: u16) -> String {
     format!(
         "filter agent_edge on xdp(\"va\") {{\n    drop udp.dport == {port} count dropped\n    default pass\n}}\n"
@@ -125,8 +112,8 @@ fn agents_on_two_nodes_follow_one_directory() {
     let loaded = converge("first load", logs, |p| {
         p.is_some_and(|p| p["generation"] == 0)
     });
-    send(&n1, 7001, 3);
-    send(&n2, 7001, 3);
+    send_udp(&n1, 7001, 3);
+    send_udp(&n2, 7001, 3);
     converge("v1 drops 7001", logs, |p| dropped_by_rule(p) == 3);
 
     // A change reaches both nodes, and the new version filters.
@@ -135,8 +122,8 @@ fn agents_on_two_nodes_follow_one_directory() {
     std::fs::write(&file, version(7002)).expect("write");
     converge("v2", logs, |p| p.is_some_and(|p| p["generation"] == 1));
     let to_new = changed.elapsed();
-    send(&n1, 7002, 4);
-    send(&n2, 7002, 4);
+    send_udp(&n1, 7002, 4);
+    send_udp(&n2, 7002, 4);
     converge("v2 drops 7002", logs, |p| dropped_by_rule(p) == 4);
 
     // A broken file: the loaded version stays, and says why.
@@ -148,7 +135,7 @@ fn agents_on_two_nodes_follow_one_directory() {
     converge("failure reported", logs, |p| {
         p.is_some_and(|p| p["generation"] == 1 && p["last_error"].is_string())
     });
-    send(&n1, 7002, 2);
+    send_udp(&n1, 7002, 2);
     converge("v2 still filters on n1", logs, |p| {
         p.is_none_or(|p| p["name"] == format!("{p2}agent_edge").as_str()) || dropped_by_rule(p) == 6
     });

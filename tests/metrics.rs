@@ -29,19 +29,6 @@ fn get_in(ns: &str, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn send(net: &NetPair, port: u16, n: u32) {
-    let script = format!(
-        "import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         for i in range({n}):\n    u.sendto(b'x' * 32, ('10.99.0.1', {port}))\n"
-    );
-    let ok = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", net.b))
-        .args([&python(), "-c", &script])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "send from B");
-}
-
 fn policy(name: &str) -> String {
     format!(
         "filter {name} on xdp(\"va\") {{\n    drop udp.dport == 9999   count dropped\n    \
@@ -88,8 +75,8 @@ fn pol_run_serves_per_rule_and_count_metrics() {
         .as_str()
         .expect("metrics address")
         .to_string();
-    send(&net, 9999, 5);
-    send(&net, 5353, 3);
+    send_udp(&net, 9999, 5);
+    send_udp(&net, 5353, 3);
     let text = get_in(&net.a, &format!("http://{addr}/metrics"));
     let p = "{policy=\"met_run\"";
     assert_eq!(
@@ -128,7 +115,7 @@ fn pol_run_serves_per_rule_and_count_metrics() {
         "{text}"
     );
     // Scrapes read the maps afresh.
-    send(&net, 9999, 2);
+    send_udp(&net, 9999, 2);
     let text = get_in(&net.a, &format!("http://{addr}/metrics"));
     assert_eq!(
         value(
@@ -197,7 +184,7 @@ fn a_real_prometheus_scrapes_pol_status() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    send(&net, 9999, 4);
+    send_udp(&net, 9999, 4);
     // `pol status --metrics` inside A, on a fixed port of A's loopback.
     let mut status = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", net.a))

@@ -27,20 +27,6 @@ fn pol_in(ns: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// Sends `n` UDP datagrams from B to 10.99.0.1:`port`.
-fn send(net: &NetPair, port: u16, n: u32) {
-    let script = format!(
-        "import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         for i in range({n}):\n    u.sendto(b'x' * 32, ('10.99.0.1', {port}))\n"
-    );
-    let ok = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", net.b))
-        .args([&python(), "-c", &script])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "send from B");
-}
-
 fn status(ns: &str, name: &str) -> serde_json::Value {
     let (ok, out, err) = pol_in(ns, &["status", name, "--json"]);
     assert!(ok, "pol status: {err}");
@@ -75,8 +61,8 @@ fn a_loaded_policy_filters_after_its_loader_exits_and_unload_leaves_nothing() {
     // The loading process is gone; the program stays attached through its pinned link.
     let (_, link) = ip(&["-n", &net.a, "link", "show", "va"]);
     assert!(link.contains("prog/xdp"), "{link}");
-    send(&net, 9999, 5);
-    send(&net, 5555, 2);
+    send_udp(&net, 9999, 5);
+    send_udp(&net, 5555, 2);
     let s = status(&net.a, &name);
     assert_eq!(
         s["counters"]["programs"][0]["rules"][0]["packets"], 5,
@@ -91,7 +77,7 @@ fn a_loaded_policy_filters_after_its_loader_exits_and_unload_leaves_nothing() {
     );
     assert!(s["maps"].as_array().is_some_and(|m| m.len() == 2), "{s}");
     // Counters keep moving with later traffic, read by a later process.
-    send(&net, 9999, 3);
+    send_udp(&net, 9999, 3);
     let s = status(&net.a, &name);
     assert_eq!(s["counters"]["counts"][0]["total"], 8, "{s}");
     // Text form too, from another network namespace (policies are host-wide).

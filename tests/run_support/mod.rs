@@ -293,6 +293,20 @@ pub fn python() -> String {
     }
 }
 
+/// Sends `n` 32-byte UDP datagrams from B to A (10.99.0.1) port `port`.
+pub fn send_udp(net: &NetPair, port: u16, n: u32) {
+    let script = format!(
+        "import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for i in range({n}):\n    u.sendto(b'x' * 32, ('10.99.0.1', {port}))\n"
+    );
+    let ok = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", net.b))
+        .args([&python(), "-c", &script])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "send from B");
+}
+
 /// Parses the JSON object of a stdout line.
 pub fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))

@@ -136,14 +136,8 @@ impl Checker<'_> {
         if op == BinOp::In {
             return self.membership(f, rhs);
         }
-        let cmp = match op {
-            BinOp::Eq => CmpOp::Eq,
-            BinOp::Ne => CmpOp::Ne,
-            BinOp::Lt => CmpOp::Lt,
-            BinOp::Le => CmpOp::Le,
-            BinOp::Gt => CmpOp::Gt,
-            _ => CmpOp::Ge,
-        };
+        // `in` was handled above, `~` at the start: the rest are orderings.
+        let cmp = cmp_op(op).unwrap_or(CmpOp::Ge);
         if ty.is_addr() {
             if !matches!(cmp, CmpOp::Eq | CmpOp::Ne) {
                 self.diags.push(
@@ -216,24 +210,16 @@ impl Checker<'_> {
             );
             return None;
         }
-        let cmp = match op {
-            BinOp::Eq => CmpOp::Eq,
-            BinOp::Ne => CmpOp::Ne,
-            BinOp::Lt => CmpOp::Lt,
-            BinOp::Le => CmpOp::Le,
-            BinOp::Gt => CmpOp::Gt,
-            BinOp::Ge => CmpOp::Ge,
-            _ => {
-                self.diags.push(
-                    Diagnostic::error(
-                        "E0403",
-                        "a masked field is compared with `==`, `!=`, `<`, `<=`, `>` or `>=`",
-                        rhs.span.clone(),
-                    )
-                    .with_label("compare with one value"),
-                );
-                return None;
-            }
+        let Some(cmp) = cmp_op(op) else {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0403",
+                    "a masked field is compared with `==`, `!=`, `<`, `<=`, `>` or `>=`",
+                    rhs.span.clone(),
+                )
+                .with_label("compare with one value"),
+            );
+            return None;
         };
         let mask = self.int_lit(mask, f.ty)?;
         let value = self.int_lit(rhs, f.ty)?;
@@ -358,4 +344,17 @@ fn negate_in_layer(f: &Field, c: Cond) -> Cond {
     } else {
         Cond::And(vec![Cond::Test(Test::Layer(f.layer)), not])
     }
+}
+
+/// The comparison a binary operator is, if it is one (`in`, `~`, `and`, `or`, `&` are not).
+fn cmp_op(op: BinOp) -> Option<CmpOp> {
+    Some(match op {
+        BinOp::Eq => CmpOp::Eq,
+        BinOp::Ne => CmpOp::Ne,
+        BinOp::Lt => CmpOp::Lt,
+        BinOp::Le => CmpOp::Le,
+        BinOp::Gt => CmpOp::Gt,
+        BinOp::Ge => CmpOp::Ge,
+        _ => return None,
+    })
 }
