@@ -13,6 +13,7 @@
 
 use object::elf;
 use object::write::elf::{FileHeader, Rel, SectionHeader, SectionIndex, Sym, Writer};
+use object::write::StringId;
 use object::Endianness;
 
 use super::btf::MapsBtf;
@@ -31,6 +32,28 @@ struct Group<'s> {
     code: Vec<u8>,
     /// `(byte offset in section, map index)`.
     relocs: Vec<(u64, usize)>,
+}
+
+/// The header of a `SHT_PROGBITS` section (code, `.maps`, license, BTF), for both writers.
+pub(super) fn progbits(
+    name: StringId,
+    flags: u32,
+    offset: usize,
+    size: usize,
+    align: u64,
+) -> SectionHeader {
+    SectionHeader {
+        name: Some(name),
+        sh_type: elf::SHT_PROGBITS,
+        sh_flags: flags.into(),
+        sh_addr: 0,
+        sh_offset: offset as u64,
+        sh_size: size as u64,
+        sh_link: 0,
+        sh_info: 0,
+        sh_addralign: align,
+        sh_entsize: 0,
+    }
 }
 
 fn groups(spec: &ObjectSpec) -> Vec<Group<'_>> {
@@ -201,18 +224,6 @@ pub(crate) fn write(spec: &ObjectSpec, btf: Option<&MapsBtf>) -> Result<Vec<u8>,
 
     // Section headers.
     w.write_null_section_header();
-    let progbits = |name, flags: u32, offset: usize, size: usize, align| SectionHeader {
-        name: Some(name),
-        sh_type: elf::SHT_PROGBITS,
-        sh_flags: flags.into(),
-        sh_addr: 0,
-        sh_offset: offset as u64,
-        sh_size: size as u64,
-        sh_link: 0,
-        sh_info: 0,
-        sh_addralign: align,
-        sh_entsize: 0,
-    };
     for ((g, &(name, _)), &offset) in groups.iter().zip(&prog_secs).zip(&prog_offsets) {
         let flags = elf::SHF_ALLOC | elf::SHF_EXECINSTR;
         w.write_section_header(&progbits(name, flags, offset, g.code.len(), 8));

@@ -12,10 +12,11 @@
 //! GLOBAL `STT_OBJECT` for maps.
 
 use object::elf;
-use object::write::elf::{FileHeader, Rel, SectionHeader, SectionIndex, Sym, Writer};
+use object::write::elf::{FileHeader, Rel, SectionIndex, Sym, Writer};
 use object::Endianness;
 
 use super::btf::{self, BtfParam, FuncBtf};
+use super::elf::progbits;
 use super::{is_c_ident, is_known_section, MapReloc, MapSpec, ObjError, ObjectSpec, LD_IMM64};
 use crate::bpf::Insn;
 
@@ -396,18 +397,6 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
     w.write_shstrtab();
 
     w.write_null_section_header();
-    let progbits = |name, flags: u32, offset: usize, size: usize, align| SectionHeader {
-        name: Some(name),
-        sh_type: elf::SHT_PROGBITS,
-        sh_flags: flags.into(),
-        sh_addr: 0,
-        sh_offset: offset as u64,
-        sh_size: size as u64,
-        sh_link: 0,
-        sh_info: 0,
-        sh_addralign: align,
-        sh_entsize: 0,
-    };
     for ((c, &(name, _)), &offset) in code.iter().zip(&code_secs).zip(&code_offsets) {
         w.write_section_header(&progbits(
             name,
