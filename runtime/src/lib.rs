@@ -16,6 +16,7 @@ pub mod sets;
 pub mod sys;
 pub mod testcase;
 pub mod testrun;
+pub mod trace;
 
 /// Where pol pins maps and expects the BPF filesystem.
 pub const BPFFS: &str = "/sys/fs/bpf";

@@ -343,6 +343,9 @@ fn parse_hook(words: &[&str]) -> Result<Option<Hook>, String> {
         Some(&"raw_tp") => Hook::RawTp(arg()?),
         Some(&"tp_btf") => Hook::TpBtf(arg()?),
         Some(&"uprobe") => Hook::Uprobe(words.get(1).map(|s| s.to_string()).unwrap_or_default()),
+        Some(&"uretprobe") => {
+            Hook::Uretprobe(words.get(1).map(|s| s.to_string()).unwrap_or_default())
+        }
         Some(w) => return Err(format!("unknown hook {w:?}")),
     };
     if words.len() > 2 {

@@ -85,7 +85,9 @@ pub fn hook(h: &Hook) -> String {
         Hook::Tracepoint { category, name } => format!("tracepoint {category}/{name}"),
         Hook::RawTp(n) => format!("raw_tp {n}"),
         Hook::TpBtf(n) => format!("tp_btf {n}"),
+        Hook::Uprobe(t) | Hook::Uretprobe(t) if t.is_empty() => h.section(),
         Hook::Uprobe(t) => format!("uprobe {t}"),
+        Hook::Uretprobe(t) => format!("uretprobe {t}"),
         Hook::PerfEvent => "perf_event".into(),
     }
 }

@@ -310,6 +310,8 @@ pub enum Hook {
     TpBtf(String),
     /// `uprobe/...`; the target is resolved at attach time.
     Uprobe(String),
+    /// `uretprobe/...`: the same context (`struct pt_regs`), run when the function returns.
+    Uretprobe(String),
     PerfEvent,
 }
 
@@ -343,7 +345,7 @@ impl Hook {
             Hook::Tracepoint { .. } => HookKind::Tracepoint,
             Hook::RawTp(_) => HookKind::RawTp,
             Hook::TpBtf(_) => HookKind::TpBtf,
-            Hook::Uprobe(_) => HookKind::Uprobe,
+            Hook::Uprobe(_) | Hook::Uretprobe(_) => HookKind::Uprobe,
             Hook::PerfEvent => HookKind::PerfEvent,
         }
     }
@@ -358,6 +360,8 @@ impl Hook {
             Hook::TpBtf(n) => format!("tp_btf/{n}"),
             Hook::Uprobe(t) if t.is_empty() => "uprobe".into(),
             Hook::Uprobe(t) => format!("uprobe/{t}"),
+            Hook::Uretprobe(t) if t.is_empty() => "uretprobe".into(),
+            Hook::Uretprobe(t) => format!("uretprobe/{t}"),
             Hook::PerfEvent => "perf_event".into(),
         }
     }

@@ -79,7 +79,9 @@ fn validate(spec: &ModuleSpec) -> Result<(), ObjError> {
             let ok = is_known_section(sec)
                 || sec.starts_with("tp_btf/")
                 || sec == "uprobe"
-                || sec.starts_with("uprobe/");
+                || sec.starts_with("uprobe/")
+                || sec == "uretprobe"
+                || sec.starts_with("uretprobe/");
             if !ok {
                 return Err(ObjError::BadSection {
                     program: program(),

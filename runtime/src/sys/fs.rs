@@ -1,4 +1,4 @@
-//! The BPF filesystem: is it mounted, and mounting it at /sys/fs/bpf.
+//! The BPF filesystem (is it mounted, mounting it at /sys/fs/bpf) and tracefs.
 
 use std::ffi::CString;
 
@@ -41,4 +41,33 @@ pub fn mount_bpffs(path: &str) -> Result<(), String> {
         _ => "the kernel refused the mount",
     };
     Err(format!("cannot mount bpffs at {path}: {why} ({err})"))
+}
+
+/// Mounts a `tracefs` filesystem at `path` (which must exist), for tracepoint ids and
+/// format files, and the uprobe events aya may create there.
+pub fn mount_tracefs(path: &str) -> Result<(), String> {
+    let target =
+        CString::new(path).map_err(|_| format!("mount path {path:?} contains a NUL byte"))?;
+    let fstype = c"tracefs";
+    // SAFETY: all pointers are NUL-terminated strings that live across the call; data is null.
+    let ret = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    let why = match err.raw_os_error() {
+        Some(libc::EPERM) => "mounting needs root (CAP_SYS_ADMIN)",
+        Some(libc::ENOENT) => "the mount point does not exist",
+        Some(libc::ENODEV) => "this kernel has no tracefs (CONFIG_TRACING is off)",
+        _ => "the kernel refused the mount",
+    };
+    Err(format!("cannot mount tracefs at {path}: {why} ({err})"))
 }

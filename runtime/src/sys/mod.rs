@@ -14,14 +14,14 @@ mod prog;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
-pub use fs::{bpffs_mounted, mount_bpffs};
+pub use fs::{bpffs_mounted, mount_bpffs, mount_tracefs};
 pub use map::{
     map_create, map_create_named, map_delete, map_info, map_lookup, map_next_key, map_update,
     map_update_sized, possible_cpus, value_buf_len, MapInfo, MapType,
 };
 pub use prog::{
-    prog_info, prog_load_named, prog_load_raw, test_run, ProgInfo, ProgType, TestRun,
-    BPF_F_XDP_HAS_FRAGS,
+    prog_info, prog_load_btf_probe, prog_load_named, prog_load_raw, test_run, ProgInfo, ProgType,
+    TestRun, BPF_F_XDP_HAS_FRAGS,
 };
 
 /// Maps and programs *with names* (and programs with an expected attach type), for the

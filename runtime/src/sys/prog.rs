@@ -21,6 +21,8 @@ pub enum ProgType {
     CgroupSkb = 8,
     RawTracepoint = 17,
     CgroupSockAddr = 18,
+    Tracing = 26,
+    Lsm = 29,
 }
 
 /// `union bpf_attr` for BPF_PROG_LOAD, up to `log_true_size` (kernel 6.4+).
@@ -77,8 +79,28 @@ pub fn prog_load_raw(
         prog_type,
         expected_attach_type: 0,
         prog_flags: 0,
+        attach_btf_id: 0,
     };
     prog_load(&load, insns, license, log_level)
+}
+
+/// Loads `r0 = 0; exit` as a program of `prog_type` attached (at load time, as fentry
+/// and LSM programs are) to the kernel BTF type `attach_btf_id`: whether this kernel
+/// takes such programs at all. The program is closed at once.
+pub fn prog_load_btf_probe(
+    prog_type: ProgType,
+    expected_attach_type: u32,
+    attach_btf_id: u32,
+) -> Result<(), SysError> {
+    const RETURN_0: [u8; 16] = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    let load = Load {
+        name: "pol_probe",
+        prog_type,
+        expected_attach_type,
+        prog_flags: 0,
+        attach_btf_id,
+    };
+    prog_load(&load, &RETURN_0, "GPL", 0).map(drop)
 }
 
 /// `prog_flags` bit: an XDP program that handles multi-buffer frames (section
@@ -101,6 +123,7 @@ pub fn prog_load_named(
         prog_type,
         expected_attach_type,
         prog_flags,
+        attach_btf_id: 0,
     };
     prog_load(&load, insns, license, 0).map(|(fd, _)| fd)
 }
@@ -111,6 +134,7 @@ struct Load<'a> {
     prog_type: ProgType,
     expected_attach_type: u32,
     prog_flags: u32,
+    attach_btf_id: u32,
 }
 
 /// BPF_PROG_LOAD behind [`prog_load_raw`] and [`prog_load_named`].
@@ -153,6 +177,7 @@ fn prog_load(
             },
             prog_name: obj_name(load.name),
             expected_attach_type: load.expected_attach_type,
+            attach_btf_id: load.attach_btf_id,
             ..Default::default()
         };
         match bpf_call(BPF_PROG_LOAD, &mut attr) {
