@@ -1,6 +1,7 @@
 //! pol compiler: `.pol` source to eBPF ELF objects with BTF and a layout description.
 //!
-//! This crate does no IO: sources come in as strings, objects go out as bytes. The stages,
+//! This crate does no IO: sources come in as strings, objects go out as bytes (the probe
+//! `catalog`'s host and directory catalogs read files, and callers choose to pass them). The stages,
 //! in pipeline order, are `syntax` (tokens, parser, AST), `hir` (names, types, the packet
 //! field catalog), `ir` (CFG over virtual registers), `bpf` (packet parser, instruction
 //! selection, registers, encoding, disassembly), `check` (verifier limits), `obj` (ELF,
@@ -8,6 +9,7 @@
 
 pub mod analysis;
 pub mod bpf;
+pub mod catalog;
 pub mod check;
 pub mod codegen;
 pub mod diag;
