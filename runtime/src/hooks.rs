@@ -132,6 +132,11 @@ fn netns_inode() -> u64 {
     std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino())
 }
 
+/// The claim file of `hook` of interface `ifindex` in this network namespace.
+fn claim_path(root: &Path, ifindex: u32, hook: Hook) -> PathBuf {
+    root.join(format!("net{}-if{ifindex}-{}", netns_inode(), hook.key()))
+}
+
 /// Claims `record.hook` of `record.iface` for this process in `root` (normally
 /// [`CLAIM_ROOT`]). Refuses a hook a live `pol run` holds. Removes what a killed run left
 /// there and returns a sentence for each thing removed or that could not be.
@@ -144,12 +149,7 @@ pub fn claim(root: &Path, mut record: ClaimRecord) -> Result<(Claim, Vec<String>
     };
     record.pid = std::process::id();
     std::fs::create_dir_all(root).map_err(|e| io(e, &record))?;
-    let path = root.join(format!(
-        "net{}-if{}-{}",
-        netns_inode(),
-        record.ifindex,
-        record.hook.key()
-    ));
+    let path = claim_path(root, record.ifindex, record.hook);
     let mut notes = sweep(root, &path);
     // Lock, then check that the locked file is still the one at `path`: its previous owner
     // may have removed it between our open and our lock.
@@ -166,8 +166,10 @@ pub fn claim(root: &Path, mut record: ClaimRecord) -> Result<(Claim, Vec<String>
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                // A claim being created (or swept) by another run has no record yet.
-                if read_record(&file).is_none() && tries < 20 {
+                // A live run holds its lock for as long as it runs, but other runs' sweeps
+                // and claims (and a claim being created, with no record yet) hold it only
+                // for a moment: wait that out before calling the hook busy.
+                if tries < 20 {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     continue;
@@ -176,8 +178,18 @@ pub fn claim(root: &Path, mut record: ClaimRecord) -> Result<(Claim, Vec<String>
                     pid: 0,
                     file: "?".into(),
                     program: "?".into(),
+                    policy: None,
                     ..record.clone()
                 });
+                if let Some(p) = other.policy.filter(|p| policy_loaded(p)) {
+                    if record.policy.as_ref() != Some(&p) {
+                        return Err(ClaimError::Policy {
+                            hook: record.hook.show(),
+                            iface: record.iface.clone(),
+                            policy: p,
+                        });
+                    }
+                }
                 return Err(ClaimError::Busy {
                     hook: record.hook.show(),
                     iface: record.iface.clone(),
@@ -261,6 +273,14 @@ fn sweep(root: &Path, mine: &Path) -> Vec<String> {
         let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
             continue;
         };
+        // A loaded policy's claim is unlocked for good: leave it without locking it, so a
+        // claimer never finds it locked by this sweep.
+        if read_record(&file)
+            .and_then(|r| r.policy)
+            .is_some_and(|p| policy_loaded(&p))
+        {
+            continue;
+        }
         if file.try_lock().is_err() {
             continue; // a live run
         }
@@ -364,4 +384,73 @@ fn remove_leftovers(stale: &ClaimRecord) -> Vec<String> {
         }
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(pid: u32) -> ClaimRecord {
+        ClaimRecord {
+            pid,
+            file: "a.pol".into(),
+            program: "f".into(),
+            iface: "va".into(),
+            ifindex: 4242,
+            hook: Hook::Xdp,
+            how: "xdp native".into(),
+            qdisc_created: false,
+            policy: None,
+        }
+    }
+
+    /// A claim file as another run left it, locked (through its own open file, as another
+    /// process would) for `hold`.
+    fn locked_by_other(
+        root: &Path,
+        pid: u32,
+        hold: std::time::Duration,
+    ) -> std::thread::JoinHandle<()> {
+        std::fs::create_dir_all(root).expect("root");
+        let path = claim_path(root, 4242, Hook::Xdp);
+        let mut file = File::create(&path).expect("claim file");
+        write_record(&mut file, &record(pid)).expect("record");
+        file.lock().expect("lock");
+        std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            drop(file);
+        })
+    }
+
+    fn temp_root(tag: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("pol-hooks-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        root
+    }
+
+    /// Other runs' sweeps lock every claim for a moment; that is not a busy hook (it made
+    /// `pol load` refuse a free hook under parallel tests).
+    #[test]
+    fn a_claim_locked_for_a_moment_is_claimed_once_released() {
+        let root = temp_root("moment");
+        let t = locked_by_other(&root, 1, std::time::Duration::from_millis(40));
+        let (claim, _) = claim(&root, record(0)).expect("claimed after the sweep let go");
+        assert_eq!(claim.record.pid, std::process::id());
+        t.join().expect("thread");
+        drop(claim);
+        assert!(
+            !root.exists(),
+            "the claim and its empty root are removed on drop"
+        );
+    }
+
+    #[test]
+    fn a_claim_held_by_a_live_run_is_busy_and_names_it() {
+        let root = temp_root("live");
+        let t = locked_by_other(&root, 77, std::time::Duration::from_millis(600));
+        let err = claim(&root, record(0)).expect_err("busy");
+        assert!(matches!(&err, ClaimError::Busy { pid: 77, .. }), "{err}");
+        t.join().expect("thread");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
