@@ -181,6 +181,7 @@ fn sync(args: &AgentArgs, listing: u64, tracked: &Mutex<BTreeMap<String, Tracked
             iface: args.iface.clone(),
             xdp_generic: false,
             no_carry: false,
+            reset_sets: false,
         };
         let outcome = match policy_cmd::load(load) {
             Ok(true) => Ok(()),
@@ -229,6 +230,9 @@ fn sync(args: &AgentArgs, listing: u64, tracked: &Mutex<BTreeMap<String, Tracked
 /// Writes why an update failed into the loaded policy's record, for `pol status`.
 fn record_failure(name: &str, why: &str) {
     let Ok((_root, store)) = policy_cmd::store() else {
+        return;
+    };
+    let Ok(_lock) = policy_cmd::lock(&store, name) else {
         return;
     };
     if let Ok(Some(mut r)) = store.record(name) {

@@ -30,6 +30,10 @@ pub struct LoadArgs {
     /// When replacing: start counters and statistics from zero instead of carrying them.
     #[arg(long)]
     pub no_carry: bool,
+    /// When replacing: drop what `pol set` added to or deleted from the sets since the
+    /// policy was loaded (by default it is replayed on the new version).
+    #[arg(long)]
+    pub reset_sets: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -66,6 +70,7 @@ pub fn load(args: LoadArgs) -> Result<bool> {
     };
     crate::run::check_privileges()?;
     let (_root, store) = store()?;
+    let _lock = lock(&store, &name)?;
     let opts = AttachOptions {
         iface: args.iface.clone(),
         xdp_mode: if args.xdp_generic {
@@ -161,6 +166,7 @@ pub fn load(args: LoadArgs) -> Result<bool> {
                 generation: 0,
                 rule_digests: digests,
                 last_error: None,
+                set_edits: Default::default(),
             };
             if let Err(e) = store.write_record(&record) {
                 let _ = store.remove(&name);
@@ -218,7 +224,16 @@ pub fn load(args: LoadArgs) -> Result<bool> {
                     }
                 }
             }
-            let (carried, notes) = policies::carry_state(&old, &new, &carry);
+            let (carried, mut notes) = policies::carry_state(&old, &new, &carry);
+            // What `pol set` changed is part of the policy, not a counter: replayed before
+            // the switch, so a value blocked at run time stays blocked across it.
+            let set_edits = if args.reset_sets {
+                Default::default()
+            } else {
+                let (kept, more) = policies::replay_set_edits(&c, &new, &old_rec.set_edits);
+                notes.extend(more);
+                kept
+            };
             let t_switch = Instant::now();
             policies::switch(&old, &new, &name).map_err(|e| anyhow!("{e}"))?;
             let switched = t_switch.elapsed();
@@ -240,6 +255,7 @@ pub fn load(args: LoadArgs) -> Result<bool> {
                 generation: old_rec.generation + 1,
                 rule_digests: digests,
                 last_error: None,
+                set_edits,
             };
             store.write_record(&record).map_err(|e| anyhow!("{e}"))?;
             for n in notes {
@@ -247,7 +263,7 @@ pub fn load(args: LoadArgs) -> Result<bool> {
             }
             eprintln!(
                 "replaced policy `{name}` (generation {}) in {:.1} ms (load {:.1} ms, \
-                 switch {:.3} ms); counters carried: {}",
+                 switch {:.3} ms); counters carried: {}{}",
                 record.generation,
                 ms(t0.elapsed()),
                 ms(t_loaded),
@@ -256,7 +272,8 @@ pub fn load(args: LoadArgs) -> Result<bool> {
                     "none".to_string()
                 } else {
                     carry.join(", ")
-                }
+                },
+                replayed(&record.set_edits)
             );
         }
     }
@@ -267,6 +284,7 @@ pub fn unload(name: &str) -> Result<bool> {
     policies::check_name(name).map_err(|e| anyhow!("{e}"))?;
     crate::run::check_privileges()?;
     let (_root, store) = store()?;
+    let _lock = lock(&store, name)?;
     let known = store.record(name).map_err(|e| anyhow!("{e}"))?.is_some();
     if !known && !store.dir(name).exists() {
         bail!("{}", policies::PolicyError::NotLoaded(name.to_string()));
@@ -280,8 +298,35 @@ pub fn unload(name: &str) -> Result<bool> {
     Ok(problems.is_empty())
 }
 
+/// `; pol set changes replayed: blocked (2 added, 1 deleted)`, or nothing.
+fn replayed(edits: &std::collections::BTreeMap<String, policies::SetEdits>) -> String {
+    if edits.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = edits
+        .iter()
+        .map(|(set, e)| {
+            format!(
+                "{set} ({} added, {} deleted)",
+                e.added.len(),
+                e.deleted.len()
+            )
+        })
+        .collect();
+    format!("; `pol set` changes replayed: {}", each.join(", "))
+}
+
+/// The operation lock of policy `name`, saying so when another command holds it.
+pub fn lock(store: &Store, name: &str) -> Result<policies::PolicyLock> {
+    store
+        .lock(name, || {
+            eprintln!("waiting for another pol command working on policy `{name}`...")
+        })
+        .map_err(|e| anyhow!("{e}"))
+}
+
 /// Compiles a loaded policy's source again, from what its record kept.
-fn compile_record(r: &PolicyRecord) -> Option<Compiled> {
+pub fn compile_record(r: &PolicyRecord) -> Option<Compiled> {
     let files = |n: &str| {
         r.files
             .get(n)

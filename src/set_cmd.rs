@@ -1,19 +1,24 @@
-//! `pol set add|del|list FILE.pol SET [VALUE...]`: change the contents of a named set of a
-//! running `pol run` of FILE.pol in place, through the maps it pins under /sys/fs/bpf/pol.
+//! `pol set add|del|list TARGET SET [VALUE...]`: change the contents of a named set in
+//! place, through the pinned maps under /sys/fs/bpf/pol, of a running `pol run` of a file
+//! or of a loaded policy (TARGET is the `.pol` file, or the policy's name).
 //!
-//! The file is compiled again to learn the set's type and maps; values are encoded as the
-//! compiler encodes them (`pol_runtime::sets`). Changes go to stdout, one line per value;
-//! the set's size and room left to stderr.
+//! The file (a policy: the source its record kept) is compiled again to learn the set's
+//! type and maps; values are encoded as the compiler encodes them (`pol_runtime::sets`).
+//! Changes go to stdout, one line per value; the set's size and room left to stderr. A
+//! policy's record notes each change, so that replacing the policy replays it.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
+use pol_runtime::policies::{self, PolicyLock, Store};
 use pol_runtime::sets::{self, Change, LiveSet, SetError};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum SetOp {
     /// Add values to a set while the filter runs.
     Add {
+        /// The `.pol` file of a running `pol run`, or the name of a loaded policy.
+        #[arg(value_name = "FILE|POLICY")]
         file: PathBuf,
         set: String,
         #[arg(required = true, value_name = "VALUE")]
@@ -24,6 +29,8 @@ pub enum SetOp {
     },
     /// Delete values from a set while the filter runs.
     Del {
+        /// The `.pol` file of a running `pol run`, or the name of a loaded policy.
+        #[arg(value_name = "FILE|POLICY")]
         file: PathBuf,
         set: String,
         #[arg(required = true, value_name = "VALUE")]
@@ -33,6 +40,8 @@ pub enum SetOp {
     },
     /// Print what a set holds now, one value per line.
     List {
+        /// The `.pol` file of a running `pol run`, or the name of a loaded policy.
+        #[arg(value_name = "FILE|POLICY")]
         file: PathBuf,
         set: String,
         #[arg(long)]
@@ -58,18 +67,105 @@ pub fn run(op: SetOp) -> Result<bool> {
     }
 }
 
-/// Compiles the file, finds the set and the running filter, opens the set's pinned maps.
-fn open(file: &Path, set: &str, pid: Option<u32>) -> Result<Option<LiveSet>> {
-    let Some(c) = crate::compile(file)? else {
+/// A set opened for a change, and where it lives.
+struct Opened {
+    live: LiveSet,
+    /// A loaded policy: its store, name and operation lock (held while the change and its
+    /// note in the record are made).
+    policy: Option<(Store, String, PolicyLock)>,
+}
+
+/// Finds the set and what runs it: the `pol run` of the file (with `--pid`, or the only
+/// one), else the policy loaded from that file or of that name; opens the set's maps.
+fn open(target: &Path, set: &str, pid: Option<u32>) -> Result<Option<Opened>> {
+    let (_root, store) = crate::policy_cmd::store()?;
+    if !target.exists() {
+        let name = target.display().to_string();
+        if policies::check_name(&name).is_ok() && store.record(&name).ok().flatten().is_some() {
+            return open_policy(store, &name, set).map(Some);
+        }
+        bail!(
+            "`{name}` is neither a .pol file nor a loaded policy (`pol status` lists the loaded policies)"
+        );
+    }
+    let Some(c) = crate::compile(target)? else {
         return Ok(None);
     };
-    let name = file.display().to_string();
+    let name = target.display().to_string();
     let maps = sets::lookup(&c, &name, set).map_err(sentence)?;
     // The host's bpffs even under `ip netns exec`, where `pol run` pinned too.
-    let pin_root = pol_runtime::pinroot::pin_root().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pin_root = pol_runtime::pinroot::pin_root().map_err(|e| anyhow!("{e}"))?;
     let root = pin_root.path().join(sets::PIN_DIR);
-    let dir = sets::find_run(&root, &name, &sets::stem_of(file), pid).map_err(sentence)?;
-    Ok(Some(LiveSet::open(&dir, maps).map_err(sentence)?))
+    match sets::find_run(&root, &name, &sets::stem_of(target), pid) {
+        Ok(dir) => Ok(Some(Opened {
+            live: LiveSet::open(&dir, maps).map_err(sentence)?,
+            policy: None,
+        })),
+        Err(e @ SetError::NotRunning { .. }) if pid.is_none() => {
+            // No run of the file: a policy loaded from it.
+            let canonical = std::fs::canonicalize(target).unwrap_or_else(|_| target.into());
+            let from_it: Vec<String> = store
+                .names()
+                .into_iter()
+                .filter(|n| {
+                    store
+                        .record(n)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|r| Path::new(&r.file) == canonical)
+                })
+                .collect();
+            match from_it.as_slice() {
+                [one] => open_policy(store, one, set).map(Some),
+                [] => bail!("{e}; nor is a policy loaded from it (`pol load {name}`)"),
+                many => bail!(
+                    "no `pol run` of {name} is running, and {} policies were loaded from it ({}): name one instead of the file",
+                    many.len(),
+                    many.join(", ")
+                ),
+            }
+        }
+        Err(e) => Err(sentence(e)),
+    }
+}
+
+/// Opens set `set` of loaded policy `name` through its pins, compiling the source its
+/// record kept (the version that runs, whatever the file says now).
+fn open_policy(store: Store, name: &str, set: &str) -> Result<Opened> {
+    let lock = crate::policy_cmd::lock(&store, name)?;
+    let record = store
+        .record(name)
+        .map_err(|e| anyhow!("{e}"))?
+        .ok_or_else(|| anyhow!("{}", policies::PolicyError::NotLoaded(name.to_string())))?;
+    let Some(c) = crate::policy_cmd::compile_record(&record) else {
+        bail!("policy `{name}`: the source its record kept no longer compiles with this pol; load it again");
+    };
+    let maps = sets::lookup(&c, &format!("policy `{name}`"), set).map_err(sentence)?;
+    let dir = store.dir(name);
+    let live = LiveSet::open_with(maps, |m| dir.join(format!("map_{m}"))).map_err(sentence)?;
+    Ok(Opened {
+        live,
+        policy: Some((store, name.to_string(), lock)),
+    })
+}
+
+/// Notes the changes made to a loaded policy's set in its record, for replacements.
+fn note_changes(opened: &Opened, set: &str, changes: &[Change]) -> Result<()> {
+    let Some((store, name, _lock)) = &opened.policy else {
+        return Ok(());
+    };
+    let mut record = store
+        .record(name)
+        .map_err(|e| anyhow!("{e}"))?
+        .ok_or_else(|| anyhow!("{}", policies::PolicyError::NotLoaded(name.clone())))?;
+    let edits = record.set_edits.entry(set.to_string()).or_default();
+    for ch in changes {
+        match ch {
+            Change::Added(v) | Change::AlreadyThere(v) => edits.note(v, true),
+            Change::Deleted(v) | Change::NotThere(v) => edits.note(v, false),
+        }
+    }
+    store.write_record(&record).map_err(|e| anyhow!("{e}"))
 }
 
 fn sentence(e: SetError) -> anyhow::Error {
@@ -77,9 +173,10 @@ fn sentence(e: SetError) -> anyhow::Error {
 }
 
 fn change(file: &Path, set: &str, values: &[String], pid: Option<u32>, add: bool) -> Result<bool> {
-    let Some(live) = open(file, set, pid)? else {
+    let Some(opened) = open(file, set, pid)? else {
         return Ok(false);
     };
+    let live = &opened.live;
     let mut parsed = Vec::new();
     for v in values {
         match sets::parse_value(v, live.maps.elem) {
@@ -99,6 +196,7 @@ fn change(file: &Path, set: &str, values: &[String], pid: Option<u32>, add: bool
         live.delete(&parsed)
     }
     .map_err(sentence)?;
+    note_changes(&opened, set, &changes)?;
     for ch in &changes {
         match ch {
             Change::Added(v) => println!("added {v} to {set}"),
@@ -107,18 +205,19 @@ fn change(file: &Path, set: &str, values: &[String], pid: Option<u32>, add: bool
             Change::NotThere(v) => println!("{v} was not in {set}"),
         }
     }
-    summary(&live)?;
+    summary(live)?;
     Ok(true)
 }
 
 fn list(file: &Path, set: &str, pid: Option<u32>) -> Result<bool> {
-    let Some(live) = open(file, set, pid)? else {
+    let Some(opened) = open(file, set, pid)? else {
         return Ok(false);
     };
+    let live = &opened.live;
     for v in live.list().map_err(sentence)? {
         println!("{}", sets::show(&v));
     }
-    summary(&live)?;
+    summary(live)?;
     if live.maps.ranges > 0 {
         eprintln!(
             "note: set `{set}` also has {} range{} in the file, compiled into the code (not listed)",

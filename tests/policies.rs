@@ -295,3 +295,81 @@ fn a_policy_whose_interface_is_gone_is_loaded_afresh() {
     assert!(ok, "{err}");
     assert_clean(&net.a, "pol_gone");
 }
+
+/// A policy's set changed with `pol set` (by policy name and by file) keeps those changes
+/// across a replacement by a new version of its file; `--reset-sets` drops them.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn set_changes_to_a_loaded_policy_survive_its_replacement() {
+    require_kernel();
+    require_tools();
+    let name = format!("pol_sets_{}", std::process::id());
+    let _unload = Unload::new(&[&name]);
+    let net = NetPair::new("ps");
+    let dir = TempDir::new("pol_policy_sets");
+    let file = dir.path().join("pol_sets.pol");
+    let v1 = "set ports: port = { 9001, 9002, 9003, 9004, 9005, 9006, 9007, 9008, 9009 }\n\n\
+              filter pol_sets on xdp(\"va\") {\n    drop udp.dport in ports   count dropped\n    default pass\n}\n";
+    std::fs::write(&file, v1).expect("write");
+    let file = file.to_str().expect("utf-8 path");
+    let dropped = |ns: &str| status(ns, &name)["counters"]["counts"][0]["total"].clone();
+    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &name]);
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = pol_in(&net.a, &["set", "add", &name, "ports", "7001"]);
+    assert!(ok && out.contains("added 7001 to ports"), "{out}{err}");
+    let (ok, out, err) = pol_in(&net.a, &["set", "del", file, "ports", "9001"]);
+    assert!(ok && out.contains("deleted 9001 from ports"), "{out}{err}");
+    send_udp(&net, 7001, 3);
+    send_udp(&net, 9001, 2);
+    assert_eq!(dropped(&net.a), 3);
+
+    // A new version of the file (one more rule): the changes are replayed before it filters.
+    let v2 = v1.replace(
+        "    default pass",
+        "    drop udp.dport == 5555\n    default pass",
+    );
+    std::fs::write(file, &v2).expect("write v2");
+    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &name]);
+    assert!(
+        ok && err.contains("`pol set` changes replayed: ports (1 added, 1 deleted)"),
+        "{err}"
+    );
+    send_udp(&net, 7001, 2);
+    send_udp(&net, 9001, 2);
+    assert_eq!(dropped(&net.a), 5, "7001 still dropped, 9001 still passes");
+    let (ok, out, err) = pol_in(&net.a, &["set", "list", &name, "ports"]);
+    assert!(
+        ok && out.lines().any(|l| l == "7001") && !out.lines().any(|l| l == "9001"),
+        "{out}{err}"
+    );
+
+    // `--reset-sets`: the sets as the file says.
+    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &name, "--reset-sets"]);
+    assert!(ok && !err.contains("replayed"), "{err}");
+    send_udp(&net, 7001, 2);
+    send_udp(&net, 9001, 1);
+    assert_eq!(
+        dropped(&net.a),
+        6,
+        "7001 passes again, 9001 is dropped again"
+    );
+    let (ok, out, err) = pol_in(&net.a, &["set", "list", &name, "ports"]);
+    assert!(
+        ok && !out.lines().any(|l| l == "7001") && out.lines().any(|l| l == "9001"),
+        "{out}{err}"
+    );
+
+    // Neither a file nor a policy: one sentence.
+    let (ok, _, err) = pol_in(&net.a, &["set", "list", "no_such_policy_here", "ports"]);
+    assert!(
+        !ok && err.contains("is neither a .pol file nor a loaded policy"),
+        "{err}"
+    );
+    let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
+    assert!(ok, "{err}");
+    assert_clean(&net.a, "pol_sets");
+}

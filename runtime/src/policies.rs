@@ -62,6 +62,43 @@ pub struct PolicyRecord {
     /// Why the last attempt to replace it failed (`pol agent`), while this version stays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What `pol set` changed in its sets since it was loaded, by set name: replayed on
+    /// every replacement, so a value added at run time is not lost when the file changes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set_edits: BTreeMap<String, SetEdits>,
+}
+
+/// The values `pol set` added to and deleted from one set of a loaded policy (as
+/// `pol set list` shows them); the last change of a value wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetEdits {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
+}
+
+impl SetEdits {
+    pub fn note(&mut self, value: &str, added: bool) {
+        self.added.retain(|v| v != value);
+        self.deleted.retain(|v| v != value);
+        if added {
+            self.added.push(value.to_string());
+        } else {
+            self.deleted.push(value.to_string());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.deleted.is_empty()
+    }
+}
+
+/// The operation lock of one policy: `pol load`, `pol unload`, `pol set` and the agent
+/// take it, so two of them never interleave their steps on one policy. Unlocked on drop.
+#[derive(Debug)]
+pub struct PolicyLock {
+    _file: std::fs::File,
 }
 
 /// Why a policy operation failed, as a sentence.
@@ -164,6 +201,37 @@ impl Store {
             .collect();
         out.sort();
         out
+    }
+
+    /// Takes the operation lock of policy `name`, waiting for another command that holds
+    /// it (`waiting` is called once first if so).
+    pub fn lock(&self, name: &str, waiting: impl FnOnce()) -> Result<PolicyLock, PolicyError> {
+        std::fs::create_dir_all(&self.records).map_err(|e| {
+            failed(
+                name,
+                format!("cannot create {}: {e}", self.records.display()),
+            )
+        })?;
+        let path = self.records.join(format!(".{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| failed(name, format!("cannot open {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                waiting();
+                file.lock()
+                    .map_err(|e| failed(name, format!("cannot lock {}: {e}", path.display())))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(failed(name, format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+        Ok(PolicyLock { _file: file })
     }
 
     pub fn write_record(&self, r: &PolicyRecord) -> Result<(), PolicyError> {
@@ -508,4 +576,71 @@ pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Replays what `pol set` changed in the old version's sets (`edits`) on the sets of the
+/// new version `new`, compiled as `c`, before the switch: deletions first, then additions.
+/// Returns the edits kept for the new record and a note per edit that no longer applies
+/// (its set is gone, holds another type, or is full).
+pub fn replay_set_edits(
+    c: &pol_compiler::driver::Compiled,
+    new: &Direct,
+    edits: &BTreeMap<String, SetEdits>,
+) -> (BTreeMap<String, SetEdits>, Vec<String>) {
+    use crate::sets::{self, LiveSet};
+    let mut kept = BTreeMap::new();
+    let mut notes = Vec::new();
+    for (set, e) in edits.iter().filter(|(_, e)| !e.is_empty()) {
+        let n = e.added.len() + e.deleted.len();
+        let dropped =
+            |why: String| format!("{n} `pol set` change(s) of set `{set}` dropped: {why}");
+        let live = sets::lookup(c, "the new version", set).and_then(|maps| {
+            let mut fds = Vec::new();
+            for m in &maps.maps {
+                let fd = new
+                    .map_fd(&m.name)
+                    .ok()
+                    .and_then(|fd| fd.try_clone_to_owned().ok());
+                match fd {
+                    Some(fd) => fds.push((fd, format!("the new version's `{}`", m.name))),
+                    None => {
+                        return Err(sets::SetError::Mismatch {
+                            map: m.name.clone(),
+                            path: "the new version".into(),
+                            why: "it has no such map".into(),
+                        })
+                    }
+                }
+            }
+            LiveSet::from_fds(maps, fds)
+        });
+        let live = match live {
+            Ok(l) => l,
+            Err(why) => {
+                notes.push(dropped(why.to_string()));
+                continue;
+            }
+        };
+        let parse = |vs: &[String]| -> Result<Vec<pol_compiler::hir::Value>, String> {
+            vs.iter()
+                .map(|v| sets::parse_value(v, live.maps.elem).map_err(|w| format!("{v}: {w}")))
+                .collect()
+        };
+        let (deleted, added) = match (parse(&e.deleted), parse(&e.added)) {
+            (Ok(d), Ok(a)) => (d, a),
+            (Err(why), _) | (_, Err(why)) => {
+                notes.push(dropped(format!(
+                    "the set now holds {} ({why})",
+                    live.maps.elem
+                )));
+                continue;
+            }
+        };
+        let outcome = live.delete(&deleted).and_then(|_| live.add(&added));
+        if let Err(why) = outcome {
+            notes.push(format!("set `{set}`: replaying `pol set` changes: {why}"));
+        }
+        kept.insert(set.clone(), e.clone());
+    }
+    (kept, notes)
 }

@@ -42,11 +42,21 @@ fn sys_err(what: String) -> impl FnOnce(SysError) -> SetError {
 }
 
 impl LiveSet {
-    /// Opens the pinned maps of `maps` in `dir`, checking they are what the file says.
+    /// Opens the pinned maps of `maps` in `dir` (a `pol run`'s pins, named after the maps),
+    /// checking they are what the file says.
     pub fn open(dir: &Path, maps: SetMaps) -> Result<LiveSet, SetError> {
+        LiveSet::open_with(maps, |m| dir.join(m))
+    }
+
+    /// [`LiveSet::open`] with the pin of each map where `pin_of(map name)` says (a loaded
+    /// policy pins its maps as `map_NAME`).
+    pub fn open_with(
+        maps: SetMaps,
+        pin_of: impl Fn(&str) -> std::path::PathBuf,
+    ) -> Result<LiveSet, SetError> {
         let mut fds = Vec::new();
         for m in &maps.maps {
-            let path = dir.join(&m.name);
+            let path = pin_of(&m.name);
             if !path.exists() {
                 return Err(SetError::Mismatch {
                     map: m.name.clone(),
@@ -56,6 +66,15 @@ impl LiveSet {
             }
             let fd = sys::pin::obj_get(&path)
                 .map_err(sys_err(format!("cannot open set map `{}`", m.name)))?;
+            fds.push((fd, path.display().to_string()));
+        }
+        LiveSet::from_fds(maps, fds)
+    }
+
+    /// The set whose maps are `fds` (in the order of `maps.maps`, each with where it is
+    /// pinned, for errors), checking they are what the file says.
+    pub fn from_fds(maps: SetMaps, fds: Vec<(OwnedFd, String)>) -> Result<LiveSet, SetError> {
+        for (m, (fd, path)) in maps.maps.iter().zip(&fds) {
             let info = sys::map_info(fd.as_fd())
                 .map_err(sys_err(format!("cannot read set map `{}`", m.name)))?;
             let want_type = match m.kind {
@@ -65,7 +84,7 @@ impl LiveSet {
             if info.key_size != m.key_size() || info.map_type != want_type {
                 return Err(SetError::Mismatch {
                     map: m.name.clone(),
-                    path: path.display().to_string(),
+                    path: path.clone(),
                     why: format!(
                         "map type {} with {}-byte keys, expected type {want_type} with {}-byte keys",
                         info.map_type,
@@ -74,8 +93,15 @@ impl LiveSet {
                     ),
                 });
             }
-            fds.push(fd);
         }
+        if fds.len() != maps.maps.len() {
+            return Err(SetError::Mismatch {
+                map: maps.set.clone(),
+                path: fds.first().map(|f| f.1.clone()).unwrap_or_default(),
+                why: format!("{} maps, expected {}", fds.len(), maps.maps.len()),
+            });
+        }
+        let fds: Vec<OwnedFd> = fds.into_iter().map(|(fd, _)| fd).collect();
         let mut maps = maps;
         // The running map's size, whatever the file says now.
         for (m, fd) in maps.maps.iter_mut().zip(&fds) {
