@@ -373,3 +373,84 @@ fn set_changes_to_a_loaded_policy_survive_its_replacement() {
     assert!(ok, "{err}");
     assert_clean(&net.a, "pol_sets");
 }
+
+/// A replacement whose second link cannot switch puts the first back: the old version
+/// keeps filtering on both interfaces, and its record is unchanged. The failure is forced
+/// by re-pinning the second filter's program pin to another program, so the guarded
+/// `BPF_LINK_UPDATE` (expected old program) is refused by the kernel.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn a_replacement_that_cannot_switch_every_link_rolls_back() {
+    require_kernel();
+    require_tools();
+    let name = format!("pol_rb_{}", std::process::id());
+    let _unload = Unload::new(&[&name]);
+    let net = NetPair::new("pr");
+    // A second interface in A (a veth pair inside it: this kernel has no dummy driver).
+    let (ok, out) = ip(&[
+        "-n", &net.a, "link", "add", "dm0", "type", "veth", "peer", "name", "dm1",
+    ]);
+    assert!(ok, "{out}");
+    for i in ["dm0", "dm1"] {
+        let (ok, out) = ip(&["-n", &net.a, "link", "set", i, "up"]);
+        assert!(ok, "{out}");
+    }
+    let dir = TempDir::new("pol_policy_rb");
+    let file = dir.path().join("pol_rb.pol");
+    let v1 = "filter rb_a on xdp(\"va\") {\n    drop udp.dport == 9999   count dropped\n    default pass\n}\n\n\
+              filter rb_b on xdp(\"dm0\") {\n    drop udp.dport == 9999\n    default pass\n}\n";
+    std::fs::write(&file, v1).expect("write");
+    let file = file.to_str().expect("utf-8 path");
+    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &name]);
+    assert!(ok, "{err}");
+    let before = status(&net.a, &name);
+    let prog_id = |s: &serde_json::Value, p: &str| {
+        s["programs"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|x| x["name"] == p))
+            .and_then(|x| x["prog_id"].as_u64())
+            .unwrap_or_else(|| panic!("no program {p} in {s}"))
+    };
+    let (a_id, b_id) = (prog_id(&before, "rb_a"), prog_id(&before, "rb_b"));
+
+    // rb_b's program pin now names rb_a's program: the switch of rb_b, guarded by the
+    // program the pin names, must fail; rb_a (switched first) must be switched back.
+    let pin = format!("/sys/fs/bpf/pol/{name}/prog_rb_b");
+    std::fs::remove_file(&pin).expect("remove pin");
+    let out = sh("bpftool", &["prog", "pin", "id", &a_id.to_string(), &pin]);
+    assert!(
+        std::path::Path::new(&pin).exists(),
+        "bpftool prog pin: {out}"
+    );
+
+    std::fs::write(file, v1.replace("9999", "8888")).expect("write v2");
+    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &name]);
+    assert!(
+        !ok && err.contains("cannot switch filter `rb_b`")
+            && err.contains("the programs already switched were switched back"),
+        "{err}"
+    );
+    let after = status(&net.a, &name);
+    assert_eq!(after["generation"], 0, "{after}");
+    let (_, link) = ip(&["-n", &net.a, "link", "show", "va"]);
+    assert!(
+        link.contains(&format!("prog/xdp id {a_id}")),
+        "va runs the old rb_a: {link}"
+    );
+    let (_, link) = ip(&["-n", &net.a, "link", "show", "dm0"]);
+    assert!(
+        link.contains(&format!("id {b_id}")),
+        "dm0 runs the old rb_b: {link}"
+    );
+    // The old version decides: 9999 is dropped and counted, 8888 is not.
+    send_udp(&net, 9999, 3);
+    send_udp(&net, 8888, 2);
+    assert_eq!(status(&net.a, &name)["counters"]["counts"][0]["total"], 3);
+
+    let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
+    assert!(ok, "{err}");
+    assert_clean(&net.a, "rb_a");
+}
