@@ -1,14 +1,18 @@
 //! `pol agent --policies DIR`: keeps the policies of a directory loaded (what a Kubernetes
 //! ConfigMap mount gives: `*.pol` files, and the lists their `file(..)` sets read).
 //!
-//! Every `--interval` it looks at the directory; when anything in it changed, each `.pol`
+//! It watches the directory (inotify, through the `notify` crate) and also looks at it
+//! every `--interval` (a fallback, and what catches a watch that failed); when anything in
+//! it changed, each `.pol`
 //! whose source or directory changed is loaded (`pol load`, named PREFIX + the file's stem),
 //! which replaces a loaded version in place. A file that fails (it does not compile, the
 //! kernel refuses it) leaves the loaded version filtering: the failure is logged, counted
 //! (`pol_agent_updates_total{result="failed"}`), and written to the policy's record, where
 //! `pol status` shows it; the agent keeps running. A `.pol` file removed from the
-//! directory is unloaded. Stopping the agent leaves its policies loaded: a restarted agent
-//! (a new pod) takes them over without a gap.
+//! directory is unloaded, also when it was removed while no agent ran: at start, the
+//! agent takes over the loaded policies it would have loaded from this directory (their
+//! record's file is in it and their name is PREFIX + its stem). Stopping the agent leaves
+//! its policies loaded: a restarted agent (a new pod) takes them over without a gap.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -28,7 +32,7 @@ pub struct AgentArgs {
     /// The directory of `.pol` files to keep loaded.
     #[arg(long, value_name = "DIR")]
     policies: PathBuf,
-    /// Seconds between looks at the directory.
+    /// Seconds between looks at the directory when no change was notified.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     interval: f64,
     /// Prefix of the policy names (several agents on one host, as in tests).
@@ -139,11 +143,25 @@ pub fn run(args: AgentArgs) -> Result<bool> {
         }
         None => None,
     };
+    // Changes wake the loop at once; the interval is the fallback.
+    let (tx, changed) = std::sync::mpsc::channel::<()>();
+    let watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = tx.send(());
+    })
+    .and_then(|mut w| {
+        use notify::Watcher;
+        w.watch(&args.policies, notify::RecursiveMode::NonRecursive)
+            .map(|()| w)
+    });
+    let how = match &watcher {
+        Ok(_) => format!("watching it, and looking every {} s", args.interval),
+        Err(e) => format!("looking every {} s (cannot watch it: {e})", args.interval),
+    };
     eprintln!(
-        "agent: keeping the policies of {} loaded (every {} s)",
-        args.policies.display(),
-        args.interval
+        "agent: keeping the policies of {} loaded ({how})",
+        args.policies.display()
     );
+    adopt(&args, &tracked);
     let mut last_listing = None;
     while !stop.load(Ordering::Relaxed) {
         match listing(&args.policies) {
@@ -156,11 +174,42 @@ pub fn run(args: AgentArgs) -> Result<bool> {
         }
         let until = Instant::now() + Duration::from_secs_f64(args.interval);
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(20));
+            if changed.recv_timeout(Duration::from_millis(20)).is_ok() {
+                // One update is several events (a ConfigMap swaps a link): let it settle.
+                std::thread::sleep(Duration::from_millis(20));
+                while changed.try_recv().is_ok() {}
+                break;
+            }
         }
     }
+    drop(watcher);
     eprintln!("agent: stopped; its policies stay loaded (`pol status`, `pol unload`)");
     Ok(true)
+}
+
+/// Tracks the loaded policies this agent would have loaded from its directory (record's
+/// file in it, name = prefix + the file's stem), so that the first [`sync`] unloads those
+/// whose file was removed while no agent ran.
+fn adopt(args: &AgentArgs, tracked: &Mutex<BTreeMap<String, Tracked>>) {
+    let Ok((_root, store)) = policy_cmd::store() else {
+        return;
+    };
+    let dir = std::fs::canonicalize(&args.policies).unwrap_or_else(|_| args.policies.clone());
+    let mut state = tracked.lock().map(|m| m.clone()).unwrap_or_default();
+    for name in store.names() {
+        let Ok(Some(r)) = store.record(&name) else {
+            continue;
+        };
+        let file = Path::new(&r.file);
+        let ours =
+            file.starts_with(&dir) && name == format!("{}{}", args.prefix, policies::name_of(file));
+        if ours {
+            state.entry(name).or_default();
+        }
+    }
+    if let Ok(mut m) = tracked.lock() {
+        *m = state;
+    }
 }
 
 /// Loads what changed, unloads what is gone.

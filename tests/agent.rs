@@ -174,3 +174,92 @@ fn agents_on_two_nodes_follow_one_directory() {
         .as_bytes(),
     );
 }
+
+/// Waits up to `secs` for `pred` on the status of policy `name`.
+fn wait_for(name: &str, secs: u64, pred: impl Fn(Option<&serde_json::Value>) -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if pred(status(name).as_ref()) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A policy whose file was removed while no agent ran is unloaded by the next agent; and
+/// a change reaches the policy at once (the directory is watched), long before the
+/// agent's 60 s fallback look.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn a_restarted_agent_unloads_files_removed_while_it_was_down_and_sees_changes_at_once() {
+    require_kernel();
+    require_tools();
+    let id = std::process::id();
+    let prefix = format!("r{id}_");
+    let (keep, gone) = (format!("{prefix}agent_keep"), format!("{prefix}agent_gone"));
+    let _unload = Unload::new(&[&keep, &gone]);
+    let net = NetPair::new("gr");
+    // A second interface for the second policy (one filter per hook).
+    let (ok, out) = ip(&[
+        "-n", &net.a, "link", "add", "dm0", "type", "veth", "peer", "name", "dm1",
+    ]);
+    assert!(ok, "{out}");
+    let dir = TempDir::new("pol_agent_restart");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("mkdir");
+    let keep_file = policies.join("agent_keep.pol");
+    std::fs::write(&keep_file, version(7001)).expect("write");
+    std::fs::write(
+        policies.join("agent_gone.pol"),
+        "filter agent_gone on xdp(\"dm0\") {\n    drop udp.dport == 7009\n    default pass\n}\n",
+    )
+    .expect("write");
+    let log = dir.path().join("log");
+    let start = || {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", net.a))
+            .arg(env!("CARGO_BIN_EXE_pol"))
+            .args(["agent", "--policies"])
+            .arg(&policies)
+            .args(["--interval", "60", "--prefix", &prefix])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("pol agent")
+    };
+    let stop = |mut a: std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-INT", &a.id().to_string()])
+            .status();
+        assert!(a.wait().expect("agent").success());
+        std::fs::read_to_string(&log).unwrap_or_default()
+    };
+    let a = start();
+    let both = wait_for(&keep, 20, |p| p.is_some()) && wait_for(&gone, 20, |p| p.is_some());
+    let err = stop(a);
+    assert!(both, "both loaded: {err}");
+
+    std::fs::remove_file(policies.join("agent_gone.pol")).expect("rm");
+    let a = start();
+    let unloaded = wait_for(&gone, 20, |p| p.is_none());
+    let kept = status(&keep).is_some();
+    std::thread::sleep(Duration::from_millis(20)); // a distinct mtime
+    std::fs::write(&keep_file, version(7002)).expect("write");
+    let changed = wait_for(&keep, 20, |p| p.is_some_and(|p| p["generation"] == 1));
+    let err = stop(a);
+    assert!(
+        unloaded,
+        "the file removed while no agent ran is unloaded: {err}"
+    );
+    assert!(kept, "the file still there stays loaded: {err}");
+    assert!(changed, "the change is seen at once, not after 60 s: {err}");
+    assert!(err.contains("watching it"), "{err}");
+    assert!(
+        err.contains("agent_gone: its file is gone; unloaded"),
+        "{err}"
+    );
+}
