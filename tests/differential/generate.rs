@@ -161,7 +161,8 @@ impl Gen<'_> {
             .filter(|&i| match self.sets[i].kind {
                 SetKind::Cidr => false,
                 SetKind::U8 => true,
-                SetKind::Port | SetKind::U16 => f.max() > 255,
+                // Lengths (u32) take no port or u16 sets.
+                SetKind::Port | SetKind::U16 => f.max() == 65535,
             })
             .collect();
         let test = match self.rng.range(0, 9) {
@@ -189,6 +190,20 @@ impl Gen<'_> {
                 IntTest::Lit(elems)
             }
             7 | 8 if !eligible.is_empty() => IntTest::Set(self.rng.pick(&eligible)),
+            9 => {
+                // A mask: one to a few bits of the field, compared with a masked value.
+                let bits = 64 - f.max().leading_zeros() as u64;
+                let mut mask = 0;
+                for _ in 0..self.rng.range(1, 4) {
+                    mask |= 1 << self.rng.range(0, bits - 1);
+                }
+                if self.rng.chance(20) {
+                    mask = f.max() & !(1 << self.rng.range(0, bits - 1));
+                }
+                let v = f.value(self.rng, self.hints)
+                    & if self.rng.chance(80) { mask } else { f.max() };
+                IntTest::Masked(mask, self.rng.pick(&OPS), v)
+            }
             _ => IntTest::Cmp(self.rng.pick(&OPS), f.value(self.rng, self.hints)),
         };
         Cond::Int(f, test)
@@ -392,6 +407,9 @@ fn cond(out: &mut String, c: &Cond, min: u8, sets: &[SetDecl]) {
                     write!(out, "{} in {{ {} }}", f.name(), es.join(", "))
                 }
                 IntTest::Set(i) => write!(out, "{} in {}", f.name(), sets[*i].name),
+                IntTest::Masked(m, op, v) => {
+                    write!(out, "{} & {m:#x} {} {v:#x}", f.name(), op.text())
+                }
             };
         }
         Cond::Addr(f, t) => {

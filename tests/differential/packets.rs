@@ -27,6 +27,10 @@ pub struct Ip {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub ttl: u8,
+    /// IPv4 TOS byte (DSCP and ECN), identification and don't-fragment flag.
+    pub tos: u8,
+    pub id: u16,
+    pub df: bool,
     pub l4: L4,
     /// IPv4 fragment: offset (8-byte units), more fragments.
     pub frag4: Option<(u16, bool)>,
@@ -46,6 +50,10 @@ pub enum L4 {
         flags: u8,
     },
     Udp {
+        sport: u16,
+        dport: u16,
+    },
+    Sctp {
         sport: u16,
         dport: u16,
     },
@@ -122,6 +130,7 @@ impl Ip {
         match self.l4 {
             L4::Tcp { .. } => 20,
             L4::Udp { .. } | L4::Icmp { .. } => 8,
+            L4::Sctp { .. } => 12,
             L4::Raw(_) => 0,
         }
     }
@@ -141,6 +150,7 @@ impl Ip {
         match self.l4 {
             L4::Tcp { .. } => 6,
             L4::Udp { .. } => 17,
+            L4::Sctp { .. } => 132,
             L4::Icmp { .. } if self.v6() => 58,
             L4::Icmp { .. } => 1,
             L4::Raw(p) => p,
@@ -171,6 +181,7 @@ pub fn build(p: &Pkt) -> Vec<u8> {
                     flags,
                 } => Packet::tcp().sport(sport).dport(dport).flags(flags),
                 L4::Udp { sport, dport } => Packet::udp().sport(sport).dport(dport),
+                L4::Sctp { sport, dport } => Packet::sctp().sport(sport).dport(dport),
                 L4::Icmp { ty, code } => Packet::icmp().icmp_type(ty).icmp_code(code),
                 L4::Raw(proto) => Packet::ip_raw(proto),
             };
@@ -179,6 +190,12 @@ pub fn build(p: &Pkt) -> Vec<u8> {
                 .dst(ip.dst)
                 .ttl(ip.ttl)
                 .payload(&vec![0xab; ip.payload]);
+            if !ip.v6() {
+                b = b.tos(ip.tos).ip_id(ip.id);
+                if ip.df {
+                    b = b.dont_fragment();
+                }
+            }
             if ip.opts > 0 {
                 b = b.ip4_options(&vec![1; ip.opts]); // NOPs
             }
@@ -226,7 +243,9 @@ pub fn packet(rng: &mut Rng, hints: &Hints, malformed: bool) -> Pkt {
     let tags = (0..ntags)
         .map(|i| {
             let tpid = if i == 0 && ntags > 1 && rng.chance(50) {
-                0x88a8
+                rng.pick(&[0x88a8, 0x88a8, 0x9100, 0x9200])
+            } else if rng.chance(10) {
+                rng.pick(&[0x88a8, 0x9100])
             } else {
                 0x8100
             };
@@ -350,7 +369,11 @@ fn ip(rng: &mut Rng, hints: &Hints) -> Ip {
         },
         7..=8 => L4::Icmp {
             ty: small(rng, hints, &ICMP_TYPES),
-            code: rng.range(0, 3) as u8,
+            code: rng.range(0, 4) as u8,
+        },
+        _ if rng.chance(50) => L4::Sctp {
+            sport: port(rng, hints),
+            dport: port(rng, hints),
         },
         _ => L4::Raw(rng.pick(&[47, 50, 132])),
     };
@@ -358,6 +381,9 @@ fn ip(rng: &mut Rng, hints: &Hints) -> Ip {
         src: addr(rng, hints, v6),
         dst: addr(rng, hints, v6),
         ttl: small(rng, hints, &TTLS),
+        tos: rng.pick(&TOS),
+        id: rng.pick(&IDS),
+        df: rng.chance(30),
         l4,
         frag4: None,
         opts: 0,

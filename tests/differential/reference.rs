@@ -16,7 +16,11 @@ use std::net::IpAddr;
 pub struct Rec {
     /// Outer and inner VLAN id (inner 0 with one tag).
     pub vlan: Option<(u16, u16)>,
+    /// The outer tag's TPID.
+    pub tpid: Option<u16>,
     pub depth: u8,
+    /// The frame's length in bytes.
+    pub frame_len: u32,
     pub ip: Option<IpRec>,
     pub frag: bool,
     pub later: bool,
@@ -30,6 +34,17 @@ pub struct IpRec {
     pub dst: IpAddr,
     pub proto: u8,
     pub ttl: u8,
+    /// IPv4 total length; IPv6 payload length + 40.
+    pub len: u32,
+    /// The next header of the IPv6 header itself (IPv6 only).
+    pub first_next: u8,
+    /// IPv4 only: header length in words, TOS, identification, DF, MF, fragment offset.
+    pub ihl: u8,
+    pub tos: u8,
+    pub id: u16,
+    pub df: bool,
+    pub mf: bool,
+    pub frag_offset: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -37,8 +52,8 @@ pub enum L4Rec {
     Tcp { sport: u16, dport: u16, flags: u8 },
     Udp { sport: u16, dport: u16 },
     Sctp { sport: u16, dport: u16 },
-    Icmp { ty: u8 },
-    Icmp6 { ty: u8 },
+    Icmp { ty: u8, code: u8 },
+    Icmp6 { ty: u8, code: u8 },
 }
 
 /// Which layers a filter's parser reads, for a mismatch report.
@@ -87,7 +102,9 @@ pub fn parse(p: &Pkt, frame: usize, n: &Needs) -> Result<Rec, &'static str> {
             .tags
             .first()
             .map(|t| (t.1 & 0xfff, p.tags.get(1).map_or(0, |t| t.1 & 0xfff))),
+        tpid: p.tags.first().map(|t| t.0),
         depth: p.tags.len() as u8,
+        frame_len: frame as u32,
         ..Rec::default()
     };
     let Body::Ip(ip) = &p.body else {
@@ -129,8 +146,8 @@ pub fn parse(p: &Pkt, frame: usize, n: &Needs) -> Result<Rec, &'static str> {
         (L4::Udp { .. }, true) => n.udp6,
         (L4::Icmp { .. }, false) => n.icmp,
         (L4::Icmp { .. }, true) => n.icmp6,
-        (L4::Raw(SCTP), false) => n.sctp4,
-        (L4::Raw(SCTP), true) => n.sctp6,
+        (L4::Sctp { .. }, false) | (L4::Raw(SCTP), false) => n.sctp4,
+        (L4::Sctp { .. }, true) | (L4::Raw(SCTP), true) => n.sctp6,
         (L4::Raw(_), _) => false,
     };
     r.l4 = match l4_layer(p, ip) {
@@ -152,12 +169,21 @@ fn ip_layer(p: &Pkt, frame: usize) -> Result<(IpRec, Walk), &'static str> {
     };
     let l3 = p.l3_off();
     let len = ip.len_field(p.bad);
+    let (frag_offset, mf) = ip.frag4.unwrap_or((0, false));
     let rec = IpRec {
         v6: ip.v6(),
         src: ip.src,
         dst: ip.dst,
         proto: ip.proto(),
         ttl: ip.ttl,
+        len: (len + if ip.v6() { 40 } else { 0 }) as u32,
+        first_next: ip.exts.first().map_or(ip.proto(), ext_number),
+        ihl: (ip.hdr_len() / 4) as u8,
+        tos: ip.tos,
+        id: ip.id,
+        df: ip.df,
+        mf,
+        frag_offset,
     };
     if !ip.v6() {
         if frame < l3 + 20 {
@@ -245,15 +271,21 @@ fn l4_layer(p: &Pkt, ip: &Ip) -> Result<Option<L4Rec>, &'static str> {
             }
             Some(L4Rec::Udp { sport, dport })
         }
-        L4::Icmp { ty, .. } => {
+        L4::Icmp { ty, code } => {
             if l4_bytes < 4 {
                 return Err("ICMP header cut short");
             }
             Some(if ip.v6() {
-                L4Rec::Icmp6 { ty }
+                L4Rec::Icmp6 { ty, code }
             } else {
-                L4Rec::Icmp { ty }
+                L4Rec::Icmp { ty, code }
             })
+        }
+        L4::Sctp { sport, dport } => {
+            if l4_bytes < 12 {
+                return Err("SCTP header cut short");
+            }
+            Some(L4Rec::Sctp { sport, dport })
         }
         // SCTP: the 12-byte common header; the generator fills IP payloads with 0xab.
         L4::Raw(SCTP) => {
@@ -311,6 +343,17 @@ pub fn eval(c: &Cond, r: &Rec, sets: &[SetDecl]) -> bool {
                 IntTest::Range(lo, hi) => within(&(*lo, *hi)),
                 IntTest::Lit(es) => es.iter().any(within),
                 IntTest::Set(i) => sets[*i].ints.iter().any(within),
+                IntTest::Masked(m, op, x) => {
+                    let v = v & m;
+                    match op {
+                        Op::Eq => v == *x,
+                        Op::Ne => v != *x,
+                        Op::Lt => v < *x,
+                        Op::Le => v <= *x,
+                        Op::Gt => v > *x,
+                        Op::Ge => v >= *x,
+                    }
+                }
             }
         }),
         Cond::Addr(f, t) => addr_value(*f, r).is_some_and(|a| match t {
@@ -329,28 +372,42 @@ pub fn eval(c: &Cond, r: &Rec, sets: &[SetDecl]) -> bool {
 fn int_value(f: IntField, r: &Rec) -> Option<u64> {
     use IntField::*;
     let ip = r.ip.as_ref();
-    let v = match (f, r.l4) {
-        (TcpSport | L4Sport, Some(L4Rec::Tcp { sport, .. })) => sport,
-        (TcpDport | L4Dport, Some(L4Rec::Tcp { dport, .. })) => dport,
-        (UdpSport | L4Sport, Some(L4Rec::Udp { sport, .. })) => sport,
-        (UdpDport | L4Dport, Some(L4Rec::Udp { dport, .. })) => dport,
-        (L4Sport, Some(L4Rec::Sctp { sport, .. })) => sport,
-        (L4Dport, Some(L4Rec::Sctp { dport, .. })) => dport,
-        (IcmpType, Some(L4Rec::Icmp { ty })) | (Icmp6Type, Some(L4Rec::Icmp6 { ty })) => {
-            u16::from(ty)
+    let ip4 = ip.filter(|i| !i.v6);
+    let ip6 = ip.filter(|i| i.v6);
+    let v: u64 = match (f, r.l4) {
+        (TcpSport | L4Sport, Some(L4Rec::Tcp { sport, .. })) => sport.into(),
+        (TcpDport | L4Dport, Some(L4Rec::Tcp { dport, .. })) => dport.into(),
+        (TcpFlags, Some(L4Rec::Tcp { flags, .. })) => flags.into(),
+        (UdpSport | L4Sport, Some(L4Rec::Udp { sport, .. })) => sport.into(),
+        (UdpDport | L4Dport, Some(L4Rec::Udp { dport, .. })) => dport.into(),
+        (SctpSport | L4Sport, Some(L4Rec::Sctp { sport, .. })) => sport.into(),
+        (SctpDport | L4Dport, Some(L4Rec::Sctp { dport, .. })) => dport.into(),
+        (IcmpType, Some(L4Rec::Icmp { ty, .. })) | (Icmp6Type, Some(L4Rec::Icmp6 { ty, .. })) => {
+            ty.into()
         }
-        (IpProto, _) => u16::from(ip?.proto),
-        (Ip4Proto, _) => u16::from(ip.filter(|i| !i.v6)?.proto),
-        (Ip6Next, _) => u16::from(ip.filter(|i| i.v6)?.proto),
-        (IpTtl, _) => u16::from(ip?.ttl),
-        (Ip4Ttl, _) => u16::from(ip.filter(|i| !i.v6)?.ttl),
-        (Ip6Hoplimit, _) => u16::from(ip.filter(|i| i.v6)?.ttl),
-        (VlanId, _) => r.vlan?.0,
-        (VlanInner, _) => r.vlan?.1,
-        (VlanDepth, _) => u16::from(r.depth),
+        (IcmpCode, Some(L4Rec::Icmp { code, .. }))
+        | (Icmp6Code, Some(L4Rec::Icmp6 { code, .. })) => code.into(),
+        (IpProto, _) => ip?.proto.into(),
+        (Ip4Proto, _) => ip4?.proto.into(),
+        (Ip6Next, _) => ip6?.proto.into(),
+        (Ip6FirstNext, _) => ip6?.first_next.into(),
+        (IpTtl, _) => ip?.ttl.into(),
+        (Ip4Ttl, _) => ip4?.ttl.into(),
+        (Ip6Hoplimit, _) => ip6?.ttl.into(),
+        (IpLen, _) => ip?.len.into(),
+        (Ip4Ihl, _) => ip4?.ihl.into(),
+        (Ip4Dscp, _) => (ip4?.tos >> 2).into(),
+        (Ip4Ecn, _) => (ip4?.tos & 3).into(),
+        (Ip4Id, _) => ip4?.id.into(),
+        (Ip4FragOffset, _) => ip4?.frag_offset.into(),
+        (VlanId, _) => r.vlan?.0.into(),
+        (VlanInner, _) => r.vlan?.1.into(),
+        (VlanDepth, _) => r.depth.into(),
+        (VlanTpid, _) => r.tpid?.into(),
+        (FrameLen, _) => r.frame_len.into(),
         _ => return None,
     };
-    Some(u64::from(v))
+    Some(v)
 }
 
 fn addr_value(f: AddrField, r: &Rec) -> Option<IpAddr> {
@@ -384,5 +441,8 @@ fn flag_value(f: Flag, r: &Rec) -> Option<bool> {
         Ip4 => ip.is_some_and(|i| !i.v6),
         Ip6 => ip.is_some_and(|i| i.v6),
         Vlan => r.vlan.is_some(),
+        Sctp => matches!(r.l4, Some(L4Rec::Sctp { .. })),
+        Ip4Df => ip.filter(|i| !i.v6)?.df,
+        Ip4Mf => ip.filter(|i| !i.v6)?.mf,
     })
 }

@@ -155,43 +155,78 @@ pub enum IntField {
     TcpDport,
     UdpSport,
     UdpDport,
+    SctpSport,
+    SctpDport,
     L4Sport,
     L4Dport,
+    TcpFlags,
     IpProto,
     Ip4Proto,
     Ip6Next,
+    Ip6FirstNext,
     IpTtl,
     Ip4Ttl,
     Ip6Hoplimit,
+    IpLen,
+    Ip4Ihl,
+    Ip4Dscp,
+    Ip4Ecn,
+    Ip4Id,
+    Ip4FragOffset,
     IcmpType,
+    IcmpCode,
     Icmp6Type,
+    Icmp6Code,
     VlanId,
     VlanInner,
     VlanDepth,
+    VlanTpid,
+    FrameLen,
 }
 
-pub const INT_FIELDS: [IntField; 17] = {
+pub const INT_FIELDS: [IntField; 31] = {
     use IntField::*;
     [
         TcpSport,
         TcpDport,
         UdpSport,
         UdpDport,
+        SctpSport,
+        SctpDport,
         L4Sport,
         L4Dport,
+        TcpFlags,
         IpProto,
         Ip4Proto,
         Ip6Next,
+        Ip6FirstNext,
         IpTtl,
         Ip4Ttl,
         Ip6Hoplimit,
+        IpLen,
+        Ip4Ihl,
+        Ip4Dscp,
+        Ip4Ecn,
+        Ip4Id,
+        Ip4FragOffset,
         IcmpType,
+        IcmpCode,
         Icmp6Type,
+        Icmp6Code,
         VlanId,
         VlanInner,
         VlanDepth,
+        VlanTpid,
+        FrameLen,
     ]
 };
+
+/// Values of the fields with pools of their own (lengths, header fields the packets vary).
+pub const LENGTHS: [u16; 14] = [0, 14, 20, 28, 34, 40, 48, 54, 60, 64, 68, 80, 100, 1500];
+pub const TPIDS: [u16; 5] = [0x8100, 0x88a8, 0x9100, 0x9200, 0];
+pub const IDS: [u16; 5] = [0, 1, 0x1234, 0x8000, 0xffff];
+pub const TCP_FLAGS: [u8; 8] = [0, 0x02, 0x12, 0x10, 0x11, 0x04, 0x18, 0xff];
+pub const TOS: [u8; 6] = [0, 1, 2, 3, 0xb8, 0x28];
 
 impl IntField {
     pub fn name(self) -> &'static str {
@@ -201,35 +236,50 @@ impl IntField {
             TcpDport => "tcp.dport",
             UdpSport => "udp.sport",
             UdpDport => "udp.dport",
+            SctpSport => "sctp.sport",
+            SctpDport => "sctp.dport",
             L4Sport => "l4.sport",
             L4Dport => "l4.dport",
+            TcpFlags => "tcp.flags",
             IpProto => "ip.proto",
             Ip4Proto => "ip4.proto",
             Ip6Next => "ip6.next",
+            Ip6FirstNext => "ip6.first_next",
             IpTtl => "ip.ttl",
             Ip4Ttl => "ip4.ttl",
             Ip6Hoplimit => "ip6.hoplimit",
+            IpLen => "ip.len",
+            Ip4Ihl => "ip4.ihl",
+            Ip4Dscp => "ip4.dscp",
+            Ip4Ecn => "ip4.ecn",
+            Ip4Id => "ip4.id",
+            Ip4FragOffset => "ip4.frag_offset",
             IcmpType => "icmp.type",
+            IcmpCode => "icmp.code",
             Icmp6Type => "icmp6.type",
+            Icmp6Code => "icmp6.code",
             VlanId => "vlan.id",
             VlanInner => "vlan.inner",
             VlanDepth => "vlan.depth",
+            VlanTpid => "vlan.tpid",
+            FrameLen => "frame.len",
         }
     }
     /// The largest value of the field's type.
     pub fn max(self) -> u64 {
         use IntField::*;
         match self {
-            TcpSport | TcpDport | UdpSport | UdpDport | L4Sport | L4Dport | VlanId | VlanInner => {
-                65535
-            }
+            IpLen | FrameLen => u64::from(u32::MAX),
+            TcpSport | TcpDport | UdpSport | UdpDport | SctpSport | SctpDport | L4Sport
+            | L4Dport | VlanId | VlanInner | VlanTpid | Ip4Id | Ip4FragOffset => 65535,
             _ => 255,
         }
     }
     pub fn value(self, rng: &mut Rng, hints: &mut Hints) -> u64 {
         use IntField::*;
         let v = match self {
-            TcpSport | TcpDport | UdpSport | UdpDport | L4Sport | L4Dport => {
+            TcpSport | TcpDport | UdpSport | UdpDport | SctpSport | SctpDport | L4Sport
+            | L4Dport => {
                 let p = if rng.chance(10) {
                     rng.range(0, 65535) as u16
                 } else {
@@ -243,6 +293,24 @@ impl IntField {
                 hints.vlans.push(v);
                 return u64::from(v);
             }
+            // Lengths near what the generator builds, and some far from it.
+            IpLen | FrameLen => {
+                let v = u64::from(rng.pick(&LENGTHS));
+                return if rng.chance(30) {
+                    v + rng.range(0, 40)
+                } else {
+                    v
+                };
+            }
+            VlanTpid => return u64::from(rng.pick(&TPIDS)),
+            Ip4Id => return u64::from(rng.pick(&IDS)),
+            Ip4FragOffset => return rng.pick(&[0, 1, 100, 200, 8191]),
+            TcpFlags => rng.pick(&TCP_FLAGS),
+            Ip4Ihl => rng.pick(&[0, 4, 5, 6, 7, 15]),
+            Ip4Dscp => rng.pick(&TOS) >> 2,
+            Ip4Ecn => rng.range(0, 3) as u8,
+            IcmpCode | Icmp6Code => rng.range(0, 4) as u8,
+            Ip6FirstNext => rng.pick(&[0, 6, 17, 43, 44, 51, 58, 60, 132]),
             VlanDepth => rng.range(0, 3) as u8,
             IpProto | Ip4Proto | Ip6Next => rng.pick(&PROTOS),
             IpTtl | Ip4Ttl | Ip6Hoplimit => rng.pick(&TTLS),
@@ -307,9 +375,12 @@ pub enum Flag {
     Ip4,
     Ip6,
     Vlan,
+    Sctp,
+    Ip4Df,
+    Ip4Mf,
 }
 
-pub const FLAGS: [Flag; 13] = {
+pub const FLAGS: [Flag; 16] = {
     use Flag::*;
     [
         TcpSyn,
@@ -325,6 +396,9 @@ pub const FLAGS: [Flag; 13] = {
         Ip4,
         Ip6,
         Vlan,
+        Sctp,
+        Ip4Df,
+        Ip4Mf,
     ]
 };
 
@@ -345,6 +419,9 @@ impl Flag {
             Ip4 => "ip4",
             Ip6 => "ip6",
             Vlan => "vlan",
+            Sctp => "sctp",
+            Ip4Df => "ip4.df",
+            Ip4Mf => "ip4.mf",
         }
     }
 }
@@ -383,6 +460,8 @@ pub enum IntTest {
     Lit(Vec<(u64, u64)>),
     /// `in NAME`: index into `File::sets`.
     Set(usize),
+    /// `FIELD & MASK OP VALUE`
+    Masked(u64, Op, u64),
 }
 
 #[derive(Debug, Clone, PartialEq)]
