@@ -2,6 +2,7 @@
 
 mod agent;
 mod fmt_cmd;
+mod list_cmd;
 mod policy_cmd;
 mod report;
 mod run;
@@ -63,6 +64,9 @@ enum Cmd {
         #[command(subcommand)]
         op: set_cmd::SetOp,
     },
+    /// List probes (`syscalls:*open*`, `raw_tracepoint:sched_*`, `uprobe:/bin/bash:read*`)
+    /// and, for one probe or with `-v`, its typed arguments.
+    List(list_cmd::ListArgs),
     /// Format files in pol's one style (`--check`: only say which files would change).
     Fmt(fmt_cmd::FmtArgs),
     /// Run the language server on stdin/stdout (editors start it).
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Cmd::Status(args) => policy_cmd::status(args),
         Cmd::Test { files } => test_cmd::run(&files),
         Cmd::Fmt(args) => fmt_cmd::run(args),
+        Cmd::List(args) => list_cmd::run(args),
         Cmd::Lsp => pol_lsp::run_stdio().map(|()| true).map_err(Into::into),
     };
     match result {
