@@ -76,6 +76,7 @@ impl Resolver {
                     let detail = format!("set {}: {ty}", s.name.name);
                     (&s.name.name, &s.name.span, DefKind::Set, &s.span, detail)
                 }
+                Item::Filter(f) if !f.header_parsed => continue,
                 Item::Filter(f) => {
                     let hook = squeeze(src.get(f.hook.span.clone()).unwrap_or(""));
                     let detail = format!("filter {} on {hook}", f.name.name);

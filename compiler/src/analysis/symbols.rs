@@ -78,12 +78,13 @@ impl Analysis {
                 ),
                 Item::Set(s) => leaf(s.name.name.clone(), SymbolKind::Set, &s.span, &s.name.span),
                 Item::Filter(f) => {
-                    let mut s = leaf(
-                        f.name.name.clone(),
-                        SymbolKind::Filter,
-                        &f.span,
-                        &f.name.span,
-                    );
+                    // Editors refuse symbols without a name.
+                    let name = if f.header_parsed {
+                        f.name.name.clone()
+                    } else {
+                        "filter (its header does not parse)".to_string()
+                    };
+                    let mut s = leaf(name, SymbolKind::Filter, &f.span, &f.name.span);
                     s.detail = Some(text(&f.hook.span));
                     s.children = f
                         .rules

@@ -277,3 +277,43 @@ fn survives_garbage() {
     let a = analyze("set s: port = { 1 }");
     assert_eq!(a.defs.iter().filter(|d| d.kind == DefKind::Set).count(), 1);
 }
+
+/// A filter whose header does not parse keeps its body: the rules are checked (their own
+/// errors reported, names resolved) and outlined, and later items are untouched.
+#[test]
+fn a_filter_with_a_broken_header_keeps_its_rules() {
+    for header in [
+        "filter on xdp(\"e\") {",
+        "filter f xdp(\"e\") {",
+        "filter f on {",
+        "filter f on xdp(\"e\" {",
+    ] {
+        let src = format!(
+            "set s: port = {{ 22 }}\n{header}\n    drop tcp.dport in s\n    drop tcp.dprt == 1\n    default pass\n}}\nconst after = 1\n"
+        );
+        let a = analyze(&src);
+        let codes: Vec<&str> = a.diagnostics.iter().map(|d| d.code).collect();
+        assert!(
+            codes.contains(&"E0201"),
+            "{header}: the header's syntax error: {codes:?}"
+        );
+        assert!(
+            codes.contains(&"E0302"),
+            "{header}: the misspelt field in its body is reported too: {codes:?}"
+        );
+        let (_, span) = a
+            .definition(at(&src, "in s", 0) + 3)
+            .unwrap_or_else(|| panic!("{header}: `s` in the body resolves"));
+        assert_eq!(span, 4..5);
+        let syms = a.document_symbols();
+        let filter = syms
+            .iter()
+            .find(|s| s.kind == SymbolKind::Filter)
+            .unwrap_or_else(|| panic!("{header}: the filter is outlined"));
+        assert_eq!(filter.children.len(), 3, "{header}");
+        assert!(
+            syms.iter().any(|s| s.name == "after"),
+            "{header}: the next item is kept"
+        );
+    }
+}

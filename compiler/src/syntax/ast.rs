@@ -106,7 +106,31 @@ pub struct Filter {
     pub name: Ident,
     pub hook: Hook,
     pub rules: Vec<FilterRule>,
+    /// False when the header did not parse (its error is reported): `name` and `hook` are
+    /// then empty placeholders and only the rules mean something.
+    pub header_parsed: bool,
     pub span: Span,
+}
+
+impl Filter {
+    /// A filter whose header did not parse, starting at `at`.
+    pub fn recovered(at: usize, rules: Vec<FilterRule>, span: Span) -> Filter {
+        let empty = Ident {
+            name: String::new(),
+            span: at..at,
+        };
+        Filter {
+            hook: Hook {
+                kind: empty.clone(),
+                args: None,
+                span: at..at,
+            },
+            name: empty,
+            rules,
+            header_parsed: false,
+            span,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -84,6 +84,10 @@ impl Printer {
                 ));
                 self.nested(|p| p.expr(&s.value));
             }
+            Item::Filter(f) if !f.header_parsed => {
+                self.line(format!("Filter (header did not parse) {}", span(&f.span)));
+                self.nested(|p| f.rules.iter().for_each(|r| p.rule(r)));
+            }
             Item::Filter(f) => {
                 self.line(format!("Filter {} {}", f.name.name, span(&f.span)));
                 self.nested(|p| {

@@ -7,6 +7,31 @@ use crate::syntax::ast::{self, ExprKind, FilterRule, Span, Verdict};
 
 impl Checker<'_> {
     pub(super) fn filter(&mut self, f: &ast::Filter) {
+        if !f.header_parsed {
+            // The header's error is reported; the rules are still checked, so an editor
+            // shows their errors too. Nothing of it reaches the HIR.
+            for r in &f.rules {
+                match r {
+                    FilterRule::Match {
+                        action,
+                        cond,
+                        counts,
+                        ..
+                    } => {
+                        self.cond(cond);
+                        self.action(action.verdict, counts, false);
+                    }
+                    FilterRule::Default { action, counts, .. } => {
+                        self.action(action.verdict, counts, false);
+                    }
+                    FilterRule::Malformed { action, counts, .. } => {
+                        self.action(action.verdict, counts, true);
+                    }
+                    FilterRule::Error(_) => {}
+                }
+            }
+            return;
+        }
         if self.filter_names.contains(&f.name.name) {
             self.diags.push(
                 Diagnostic::error(
