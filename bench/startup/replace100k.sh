@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS="${1:-3}"
 NS="polrepl$$"
+command -v nft >/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables
+} || echo "(could not install nftables: no peer figures)"
 cargo build --release --quiet --bin pol
 cleanup() { ip netns del "$NS" 2>/dev/null || true; }
 trap cleanup EXIT
