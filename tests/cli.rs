@@ -274,3 +274,61 @@ fn build_explain_says_where_each_rule_went() {
         "{out}"
     );
 }
+
+/// `packet raw { bytes: "..." }`: a frame given as hex bytes (white space as tcpdump -xx
+/// prints it), decided like any other; bad hex is an error at its span.
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn raw_frames_in_test_blocks() {
+    common::require_kernel();
+    let dir = common::TempDir::new("pol_cli_raw");
+    let file = dir.path().join("raw.pol");
+    // Ethernet, IPv4 (20 bytes, UDP), UDP 4660 -> 23; the same behind a 0x9300 tag (not
+    // a TPID pol looks through: not IP); an ARP request.
+    let udp = "ffffffffffff 020000000001 0800 \
+               4500 001c 0000 0000 4011 0000 c0000201 c0000202 \
+               1234 0017 0008 0000";
+    let tagged = "ffffffffffff 020000000001 9300 0064 0800 \
+                  4500 001c 0000 0000 4011 0000 c0000201 c0000202 \
+                  1234 0017 0008 0000";
+    let arp = "ffffffffffff 020000000001 0806 0001 0800 06 04 0001 \
+               020000000001 c0000201 000000000000 c0000202";
+    std::fs::write(
+        &file,
+        format!(
+            "filter f on xdp(\"eth0\") {{\n    drop udp.dport == 23\n    drop arp.op == 1\n    default pass\n}}\n\
+             test \"raw\" on f {{\n    packet raw {{ bytes: \"{udp}\" }} => drop\n    \
+             packet raw {{ bytes: \"{tagged}\" }} => pass\n    packet raw {{ bytes: \"0x{}\" }} => drop\n}}\n",
+            arp.replace(' ', "")
+        ),
+    )
+    .expect("write");
+    let o = pol(&["test", file.to_str().expect("utf-8")]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.trim_end().ends_with("3 passed, 0 failed"), "{out}");
+
+    let bad = dir.path().join("bad.pol");
+    std::fs::write(
+        &bad,
+        "filter f on xdp(\"eth0\") {\n    default pass\n}\n\
+         test \"bad\" on f {\n    packet raw { bytes: \"ffff ffff fff\" } => pass\n    \
+         packet raw { bytes: \"ffff zz\" } => pass\n    packet raw { bytes: \"0800\" } => pass\n    \
+         packet raw { src: 10.0.0.1 } => pass\n}\n",
+    )
+    .expect("write");
+    let o = pol(&["check", bad.to_str().expect("utf-8")]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}{err}");
+    for want in [
+        "11 hex digits: a byte is two, so one is missing",
+        "`z` is not a hex digit",
+        "2 bytes are not a frame: an Ethernet header alone is 14",
+        "a raw packet has one field, `bytes`, not `src`",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

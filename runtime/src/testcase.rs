@@ -3,6 +3,8 @@
 //! `packet ip6 tcp { src: 2001:db8::1, dport: 22, flags: [syn, ack], vlan: [100],
 //! ext: [hop, routing, dest, ah, frag], frag: 0, more: true, ttl: 1, payload_len: 400,
 //! truncate: 30 } => drop`. A field the description cannot use is an error with its span.
+//! `packet raw { bytes: "ffff ffff ffff 0200 0000 0001 0806 ..." }` gives the frame as hex
+//! bytes (white space ignored, as tcpdump -xx prints them), for what the others cannot say.
 
 use crate::packet::{self, Ext, Packet};
 use pol_compiler::diag::Diagnostic;
@@ -58,6 +60,11 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
     else {
         return err(&(0..0), "this test case did not parse");
     };
+    if let [l] = layers.as_slice() {
+        if l.name == "raw" {
+            return raw_frame(fields, span);
+        }
+    }
     let mut v6 = false;
     let mut kind: Option<&Ident> = None;
     for l in layers {
@@ -65,7 +72,8 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
             "ip6" => v6 = true,
             "ip4" | "ip" => {}
             "tcp" | "udp" | "sctp" | "icmp" | "icmp6" | "arp" => kind = Some(l),
-            other => return err(&l.span, format!("unknown packet kind `{other}`; use tcp, udp, sctp, icmp, icmp6 or arp, after ip4 or ip6")),
+            "raw" => return err(&l.span, "`raw` stands alone: `packet raw { bytes: \"...\" }`"),
+            other => return err(&l.span, format!("unknown packet kind `{other}`; use tcp, udp, sctp, icmp, icmp6 or arp, after ip4 or ip6, or raw")),
         }
     }
     let Some(kind) = kind else {
@@ -174,6 +182,76 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
         span: span.clone(),
         message: e.to_string(),
     })
+}
+
+/// The largest raw frame (a jumbo frame).
+const RAW_MAX: usize = 9018;
+
+/// `packet raw { bytes: "..." }`: the frame's bytes in hex.
+fn raw_frame(fields: &[(Ident, Expr)], span: &Span) -> Result<Vec<u8>, CaseError> {
+    let mut frame = None;
+    for (name, value) in fields {
+        if name.name != "bytes" {
+            return err(
+                &name.span,
+                format!("a raw packet has one field, `bytes`, not `{}`", name.name),
+            );
+        }
+        let ExprKind::Str(text) = &value.kind else {
+            return err(
+                &value.span,
+                "the frame's bytes as a string of hex digits: \"ffff ffff ffff 0200 ...\"",
+            );
+        };
+        frame = Some(hex_bytes(text).map_err(|message| CaseError {
+            span: value.span.clone(),
+            message,
+        })?);
+    }
+    let Some(frame) = frame else {
+        return err(span, "a raw packet needs its `bytes: \"...\"`");
+    };
+    if frame.len() < 14 {
+        return err(
+            span,
+            format!(
+                "{} bytes are not a frame: an Ethernet header alone is 14",
+                frame.len()
+            ),
+        );
+    }
+    Ok(frame)
+}
+
+/// Hex digits (pairs), with white space anywhere and an optional `0x` in front.
+fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+    let body = text.trim_start().strip_prefix("0x").unwrap_or(text);
+    let digits: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if let Some(bad) = digits.iter().find(|b| !b.is_ascii_hexdigit()) {
+        let shown = if bad.is_ascii_graphic() {
+            format!("`{}`", *bad as char)
+        } else {
+            format!("byte {bad:#04x}")
+        };
+        return Err(format!("{shown} is not a hex digit"));
+    }
+    if digits.len() % 2 == 1 {
+        return Err(format!(
+            "{} hex digits: a byte is two, so one is missing",
+            digits.len()
+        ));
+    }
+    if digits.len() / 2 > RAW_MAX {
+        return Err(format!(
+            "{} bytes: a frame is at most {RAW_MAX}",
+            digits.len() / 2
+        ));
+    }
+    let nibble = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+    Ok(digits
+        .chunks(2)
+        .map(|p| nibble(p[0]) << 4 | nibble(p[1]))
+        .collect())
 }
 
 fn addr(e: &Expr) -> Result<IpAddr, CaseError> {
