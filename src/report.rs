@@ -60,6 +60,7 @@ fn kind_name(k: &MapKind) -> &'static str {
         MapKind::LruHash => "lru_hash",
         MapKind::LpmTrie => "lpm_trie",
         MapKind::RingBuf => "ringbuf",
+        MapKind::StackTrace => "stack_trace",
     }
 }
 
@@ -79,6 +80,8 @@ fn map_memory(m: &MapSpec) -> u64 {
         MapKind::PercpuHash => (48 + round8(k) + 8) * n + round8(v) * n * cpus(),
         MapKind::LpmTrie => (40 + k + v) * n,
         MapKind::RingBuf => n,
+        // A bucket pointer per entry, plus each stored trace.
+        MapKind::StackTrace => (8 + 16 + round8(v)) * n,
     }
 }
 

@@ -24,6 +24,7 @@ fn helper_name(id: i32) -> Option<&'static str> {
         23 => "redirect",
         25 => "perf_event_output",
         26 => "skb_load_bytes",
+        27 => "get_stackid",
         35 => "get_current_task",
         39 => "skb_pull_data",
         51 => "redirect_map",

@@ -21,6 +21,7 @@ fn map_spec(d: &mir::MapDef) -> MapSpec {
         mir::MapKind::LruHash => MapKind::LruHash,
         mir::MapKind::LpmTrie => MapKind::LpmTrie,
         mir::MapKind::RingBuf => MapKind::RingBuf,
+        mir::MapKind::StackTrace => MapKind::StackTrace,
     };
     let key = match d.kind {
         mir::MapKind::RingBuf => BtfTy::U32,

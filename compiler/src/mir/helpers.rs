@@ -10,6 +10,8 @@ pub enum Arg {
     Map,
     /// A ring buffer map handle.
     RingMap,
+    /// A stack trace map handle.
+    StackMap,
     /// A readable pointer to `key_size` bytes of the map in argument 0.
     Key,
     /// A readable pointer to `value_size` bytes of the map in argument 0.
@@ -92,6 +94,8 @@ pub const HELPERS: &[Helper] = &[
     h(5, "ktime_get_ns", &[], U64, ALL),
     h(8, "get_smp_processor_id", &[], Ret::Int(IntTy::U32), ALL),
     h(14, "get_current_pid_tgid", &[], U64, TRACING),
+    // flags: the low 8 bits skip frames; BPF_F_USER_STACK (1 << 8) for the user stack.
+    h(27, "get_stackid", &[Ctx, StackMap, Scalar], I64, TRACING),
     h(15, "get_current_uid_gid", &[], U64, TRACING),
     h(
         16,

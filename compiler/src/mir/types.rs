@@ -428,10 +428,12 @@ pub enum MapKind {
     LruHash,
     LpmTrie,
     RingBuf,
+    /// Stack traces by id, filled by `get_stackid`: key 4 bytes, value 8 per frame.
+    StackTrace,
 }
 
 impl MapKind {
-    pub const ALL: [MapKind; 7] = [
+    pub const ALL: [MapKind; 8] = [
         MapKind::Hash,
         MapKind::PercpuHash,
         MapKind::Array,
@@ -439,6 +441,7 @@ impl MapKind {
         MapKind::LruHash,
         MapKind::LpmTrie,
         MapKind::RingBuf,
+        MapKind::StackTrace,
     ];
 
     pub fn name(self) -> &'static str {
@@ -450,6 +453,7 @@ impl MapKind {
             MapKind::LruHash => "lru_hash",
             MapKind::LpmTrie => "lpm_trie",
             MapKind::RingBuf => "ringbuf",
+            MapKind::StackTrace => "stack_trace",
         }
     }
 }

@@ -189,7 +189,10 @@ fn add_maps(b: &mut Builder, maps: &[MapSpec]) -> (Vec<(u32, u32)>, u32) {
     let mut offset = 0;
     for m in maps {
         let mut members: Vec<(&str, u32)> = vec![("type", b.attr(m.kind.bpf_type()))];
-        if m.kind != MapKind::RingBuf {
+        if m.kind == MapKind::StackTrace {
+            members.push(("key_size", b.attr(m.key.size())));
+            members.push(("value_size", b.attr(m.value.size())));
+        } else if m.kind != MapKind::RingBuf {
             let key = b.ty(&m.key);
             members.push(("key", b.ptr(key)));
             let value = b.ty(&m.value);

@@ -126,6 +126,9 @@ pub enum MapKind {
     /// `"ringbuf"` in layout.json, as bpftool spells it.
     #[serde(rename = "ringbuf")]
     RingBuf,
+    /// Stack traces by id (`get_stackid`); BTF gives its sizes, not key/value types,
+    /// which the kernel refuses for this map type.
+    StackTrace,
 }
 
 impl MapKind {
@@ -139,6 +142,7 @@ impl MapKind {
             MapKind::LruHash => 9,
             MapKind::LpmTrie => 11,
             MapKind::RingBuf => 27,
+            MapKind::StackTrace => 7,
         }
     }
 }

@@ -113,6 +113,15 @@ fn check_map(m: &MapSpec) -> Result<(), ObjError> {
             }
             return Ok(());
         }
+        MapKind::StackTrace
+            if m.key.size() != 4
+                || !m.value.size().is_multiple_of(8)
+                || m.value.size() > 127 * 8 =>
+        {
+            return Err(bad(
+                "stack trace maps need a 4-byte key and 8 bytes per frame, at most 127 frames",
+            ));
+        }
         MapKind::Array | MapKind::PercpuArray if m.key != BtfTy::U32 => {
             return Err(bad("array maps need a u32 key"));
         }

@@ -45,6 +45,17 @@ pub(super) fn check_maps(m: &Module, errors: &mut Vec<VerifyError>) {
                 if matches!(kind, MapKind::Array | MapKind::PercpuArray) && map.key_size != 4 {
                     err(&map.name, "array maps have 4-byte keys".into());
                 }
+                // The kernel's limit is sysctl kernel.perf_event_max_stack (127 by default).
+                if kind == MapKind::StackTrace
+                    && (map.key_size != 4
+                        || !map.value_size.is_multiple_of(8)
+                        || map.value_size > 127 * 8)
+                {
+                    err(
+                        &map.name,
+                        "stack trace maps have 4-byte keys and values of 8 bytes per frame, at most 127 frames".into(),
+                    );
+                }
             }
         }
     }
@@ -599,8 +610,14 @@ fn arg_type(cx: &Cx<'_>, a: Value, kind: Arg) -> Result<(), String> {
     let t = cx.f.ty(a);
     let is_ptr = |ok: &dyn Fn(PtrKind) -> bool| matches!(t, Type::Ptr(k) if ok(k));
     let ok = match kind {
-        Arg::Map => is_ptr(
-            &|k| matches!(k, PtrKind::Map(m) if cx.m.map(m).is_some_and(|d| d.kind != MapKind::RingBuf)),
+        // The kernel lets only get_stackid use a stack trace map.
+        Arg::Map => is_ptr(&|k| {
+            matches!(k, PtrKind::Map(m) if cx.m.map(m).is_some_and(|d| {
+                !matches!(d.kind, MapKind::RingBuf | MapKind::StackTrace)
+            }))
+        }),
+        Arg::StackMap => is_ptr(
+            &|k| matches!(k, PtrKind::Map(m) if cx.m.map(m).is_some_and(|d| d.kind == MapKind::StackTrace)),
         ),
         Arg::RingMap => is_ptr(
             &|k| matches!(k, PtrKind::Map(m) if cx.m.map(m).is_some_and(|d| d.kind == MapKind::RingBuf)),
