@@ -9,6 +9,7 @@ mod run;
 mod set_cmd;
 mod set_files;
 mod test_cmd;
+mod trace_run;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -48,6 +49,7 @@ enum Cmd {
     /// List the generated instructions of a `.pol` file or a compiled `.o`.
     Disasm { file: PathBuf },
     /// Compile, load and attach a `.pol` file; show live counters until Ctrl-C, then detach.
+    /// For probes: print their maps at the end, as bpftrace does.
     Run(run::RunArgs),
     /// Load a policy for good: attached through pinned BPF links until `pol unload`;
     /// loading the same name again replaces it in place, without a gap.
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
             explain,
         } => build(&file, output, explain),
         Cmd::Disasm { file } => disasm(&file),
+        Cmd::Run(args) if trace_run::wants(&args) => trace_run::run(args),
         Cmd::Run(args) => run::run(args),
         Cmd::Set { op } => set_cmd::run(op),
         Cmd::Load(args) => policy_cmd::load(args),
@@ -169,6 +172,10 @@ fn check(files: &[PathBuf]) -> Result<bool> {
     let mut ok = true;
     for f in files {
         match compile(f)? {
+            Some(c) if c.probes.is_some() => {
+                let n = c.probes.as_ref().map_or(0, |p| p.layout.probes.len());
+                println!("{}: ok ({n} probe{})", f.display(), plural(n));
+            }
             Some(c) => {
                 let insns: usize = c.programs.iter().map(|p| p.insns.len()).sum();
                 println!(
@@ -202,11 +209,17 @@ fn build(file: &Path, output: Option<PathBuf>, explain: bool) -> Result<bool> {
     let out = output.unwrap_or_else(|| file.with_extension("o"));
     let layout_path = out.with_extension("layout.json");
     std::fs::write(&out, &c.object).with_context(|| format!("cannot write {}", out.display()))?;
-    let layout = pol_compiler::obj::layout(&c.spec);
+    let layout = match &c.probes {
+        Some(p) => p.layout.clone(),
+        None => pol_compiler::obj::layout(&c.spec),
+    };
     let json = serde_json::to_string_pretty(&layout)? + "\n";
     std::fs::write(&layout_path, json)
         .with_context(|| format!("cannot write {}", layout_path.display()))?;
-    print!("{}", report::resources(&c));
+    match &c.probes {
+        Some(p) => print!("{}", report::probes(p)),
+        None => print!("{}", report::resources(&c)),
+    }
     if explain {
         print!("{}", report::explain(&c));
     }

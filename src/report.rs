@@ -51,6 +51,47 @@ pub fn resources(c: &Compiled) -> String {
     s
 }
 
+/// Instructions and stack of every probe program, and its aggregation maps.
+pub fn probes(out: &pol_compiler::probe::Output) -> String {
+    let mut s = String::new();
+    for p in &out.layout.probes {
+        let pol_compiler::obj::ProbeAttach::Tracepoint { category, name } = &p.attach;
+        let _ = writeln!(
+            s,
+            "probe {:<16} {:>6} instructions  {:>3} B stack of 512  (tracepoint {category}:{name})",
+            if p.name.is_empty() {
+                &p.program
+            } else {
+                &p.name
+            },
+            p.insns,
+            p.stack,
+        );
+    }
+    for (a, m) in out.layout.aggregations.iter().zip(&out.layout.maps) {
+        let keys: Vec<&str> = a.key.iter().map(|k| k.name.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "map   {:<16} per-CPU hash  key {:>2} B  value {:>2} B  max {:>6}  {} {}{}",
+            m.name,
+            m.key_size,
+            m.value_size,
+            m.max_entries,
+            a.display,
+            serde_json::to_value(a.function)
+                .ok()
+                .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(String::from))
+                .unwrap_or_default(),
+            if keys.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", keys.join(", "))
+            }
+        );
+    }
+    s
+}
+
 fn kind_name(k: &MapKind) -> &'static str {
     match k {
         MapKind::Hash => "hash",

@@ -41,19 +41,26 @@ macro_rules! say {
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    file: PathBuf,
+    /// The `.pol` file (filters or probes).
+    #[arg(required_unless_present = "program")]
+    pub(crate) file: Option<PathBuf>,
+    /// A probe program given on the command line instead of a file, as `bpftrace -e`:
+    /// `pol run -e 'probe tracepoint(syscalls.sys_enter_openat) { count by comm }'`.
+    #[arg(short = 'e', value_name = "PROGRAM", conflicts_with = "file")]
+    pub(crate) program: Option<String>,
     /// Attach every filter to this interface instead of the one named in the file.
     #[arg(long, value_name = "IF")]
     iface: Option<String>,
-    /// Print one JSON object per interval on stdout (and a final one at exit).
+    /// Print one JSON object per interval on stdout (and a final one at exit); for
+    /// probes, one JSON object per map at exit.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Seconds between counter readings.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     interval: f64,
     /// Stop by itself after this many seconds.
     #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     /// XDP mode: native (driver) falling back to generic (skb), or force one.
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     xdp_mode: XdpModeArg,
@@ -94,7 +101,10 @@ pub fn run(args: RunArgs) -> Result<bool> {
     for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
-    let Some(compiled) = crate::compile(&args.file)? else {
+    let Some(file) = args.file.clone() else {
+        bail!("`pol run -e` takes probes only");
+    };
+    let Some(compiled) = crate::compile(&file)? else {
         return Ok(false);
     };
     let t_compiled = t0.elapsed();
@@ -141,10 +151,10 @@ pub fn run(args: RunArgs) -> Result<bool> {
         Ok(l) => l,
         Err(e) => bail!(load_error(&compiled, &e)),
     };
-    let claims = claim_hooks(&args.file, &compiled, &opts, None)?;
+    let claims = claim_hooks(&file, &compiled, &opts, None)?;
     let pins = pin_root
         .as_ref()
-        .and_then(|r| pin_sets(r, &args.file, &compiled, loaded.object()));
+        .and_then(|r| pin_sets(r, &file, &compiled, loaded.object()));
     let t_loaded = t0.elapsed();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         live(
@@ -245,7 +255,12 @@ fn live(
         std::thread::sleep(Duration::from_millis(20).min(interval));
         if let Some(f) = &feed {
             if f.want.load(Ordering::Relaxed) {
-                f.publish(&reading(&args.file, c, loaded, &att));
+                f.publish(&reading(
+                    args.file.as_deref().unwrap_or(std::path::Path::new("-")),
+                    c,
+                    loaded,
+                    &att,
+                ));
             }
         }
         if Instant::now() < next {

@@ -29,6 +29,9 @@ pub struct Compiled {
     pub object: Vec<u8>,
     /// Warnings (errors stop the pipeline).
     pub warnings: Vec<Diagnostic>,
+    /// A file of probes: its MIR, code and layout (`object` is its ELF; `programs`,
+    /// `maps` and `spec` are empty).
+    pub probes: Option<crate::probe::Output>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +112,28 @@ pub fn compile(source: &str) -> Result<Compiled, Vec<Diagnostic>> {
 pub fn compile_with(source: &str, files: FileReader<'_>) -> Result<Compiled, Vec<Diagnostic>> {
     let (file, hir, mut diags) = front_with(source, files);
     let Some(hir) = hir else { return Err(diags) };
+    if !hir.probes.is_empty() {
+        return match crate::probe::compile(&hir.probes, source) {
+            Ok(out) => Ok(Compiled {
+                ast: file,
+                hir,
+                programs: Vec::new(),
+                maps: Vec::new(),
+                spec: ObjectSpec {
+                    license: LICENSE.into(),
+                    programs: Vec::new(),
+                    maps: Vec::new(),
+                },
+                object: out.object.clone(),
+                warnings: diags,
+                probes: Some(out),
+            }),
+            Err(more) => {
+                diags.extend(more);
+                Err(diags)
+            }
+        };
+    }
 
     let (funcs, maps) = ir::lower::lower(&hir);
     let mut programs = Vec::new();
@@ -189,6 +214,7 @@ pub fn compile_with(source: &str, files: FileReader<'_>) -> Result<Compiled, Vec
         spec,
         object,
         warnings: diags,
+        probes: None,
     })
 }
 

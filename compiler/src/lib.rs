@@ -19,4 +19,5 @@ pub mod hir;
 pub mod ir;
 pub mod mir;
 pub mod obj;
+pub mod probe;
 pub mod syntax;

@@ -82,6 +82,8 @@ impl Resolver {
                     let detail = format!("filter {} on {hook}", f.name.name);
                     (&f.name.name, &f.name.span, DefKind::Filter, &f.span, detail)
                 }
+                // An anonymous probe defines no name.
+                Item::Probe(p) if p.name.name.is_empty() => continue,
                 Item::Probe(p) => {
                     let hook = squeeze(src.get(p.hook.span.clone()).unwrap_or(""));
                     let detail = format!("probe {} on {hook}", p.name.name);
@@ -231,6 +233,9 @@ impl Resolver {
                     match s {
                         Stmt::Where(e, _) | Stmt::When(e, _) | Stmt::Emit(e, _) => self.expr(a, e),
                         Stmt::Count { by, .. } => by.iter().for_each(|e| self.expr(a, e)),
+                        Stmt::Aggregate { args, by, .. } => {
+                            args.iter().chain(by).for_each(|e| self.expr(a, e))
+                        }
                         Stmt::Action(es, _) => es.iter().for_each(|e| self.expr(a, e)),
                         Stmt::Error(_) => {}
                     }

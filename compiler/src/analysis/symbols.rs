@@ -101,12 +101,13 @@ impl Analysis {
                     s
                 }
                 Item::Probe(p) => {
-                    let mut s = leaf(
-                        p.name.name.clone(),
-                        SymbolKind::Probe,
-                        &p.span,
-                        &p.name.span,
-                    );
+                    // An anonymous probe is listed by its hook.
+                    let name = if p.name.name.is_empty() {
+                        text(&p.hook.span)
+                    } else {
+                        p.name.name.clone()
+                    };
+                    let mut s = leaf(name, SymbolKind::Probe, &p.span, &p.name.span);
                     s.detail = Some(text(&p.hook.span));
                     s.children = stmts(&p.body, &text);
                     s
@@ -235,7 +236,8 @@ fn stmts(body: &[Stmt], text: &dyn Fn(&Span) -> String) -> Vec<Symbol> {
             | Stmt::When(_, span)
             | Stmt::Emit(_, span)
             | Stmt::Action(_, span)
-            | Stmt::Count { span, .. } => Some(leaf(text(span), SymbolKind::Rule, span, span)),
+            | Stmt::Count { span, .. }
+            | Stmt::Aggregate { span, .. } => Some(leaf(text(span), SymbolKind::Rule, span, span)),
             Stmt::Error(_) => None,
         })
         .collect()

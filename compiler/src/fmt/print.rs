@@ -234,7 +234,12 @@ impl<'a> Printer<'a> {
                 } else {
                     "rule"
                 };
-                let head = format!("{word} {} on {}", name.name, self.hook(hook));
+                // An anonymous probe (`probe tracepoint(..) { .. }`) has an empty name.
+                let head = if name.name.is_empty() {
+                    format!("{word} {}", self.hook(hook))
+                } else {
+                    format!("{word} {} on {}", name.name, self.hook(hook))
+                };
                 let spans: Vec<Span> = body.iter().map(stmt_span).collect();
                 self.block(head, &hook.span, &spans, span, |p, i| {
                     if let Some(s) = body.get(i) {
@@ -406,15 +411,34 @@ impl<'a> Printer<'a> {
             .join(" ")
     }
 
+    /// ` by a, b into name` of an aggregation, each part only when written.
+    fn by_into(&self, by: &[Expr], into: &Option<Ident>) -> String {
+        let mut out = String::new();
+        if !by.is_empty() {
+            out.push_str(&format!(" by {}", self.list(by)));
+        }
+        if let Some(into) = into {
+            out.push_str(&format!(" into {}", into.name));
+        }
+        out
+    }
+
     fn stmt(&mut self, s: &Stmt) {
         let line = match s {
             Stmt::Where(e, _) => format!("where {}", self.expr(e)),
             Stmt::When(e, _) => format!("when {}", self.expr(e)),
             Stmt::Emit(e, _) => format!("emit {}", self.expr(e)),
             Stmt::Action(es, _) => format!("action {}", self.list(es)),
-            Stmt::Count { by, into, .. } if by.is_empty() => format!("count into {}", into.name),
-            Stmt::Count { by, into, .. } => {
-                format!("count by {} into {}", self.list(by), into.name)
+            Stmt::Count { by, into, .. } => format!("count{}", self.by_into(by, into)),
+            Stmt::Aggregate {
+                func,
+                args,
+                by,
+                into,
+                ..
+            } => {
+                let tail = self.by_into(by, into);
+                format!("{}({}){tail}", func.name, self.list(args))
             }
             Stmt::Error(span) => self.text(span).trim().to_string(),
         };
@@ -584,6 +608,7 @@ fn stmt_span(s: &Stmt) -> Span {
         | Stmt::Emit(_, span)
         | Stmt::Action(_, span)
         | Stmt::Count { span, .. }
+        | Stmt::Aggregate { span, .. }
         | Stmt::Error(span) => span.clone(),
     }
 }

@@ -22,6 +22,8 @@ pub struct Hir {
     pub sets: Vec<SetDef>,
     /// Counter maps, in order of first use.
     pub counters: Vec<CounterDef>,
+    /// Tracing probes and their aggregation maps.
+    pub probes: crate::probe::hir::Probes,
 }
 
 /// A value of a set or a literal: an integer range or a network prefix.

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{AttachSpec, BtfTy, MapKind, ObjectSpec, RuleInfo, StatsInfo};
+use super::{AttachSpec, BtfTy, MapKind, MapSpec, ObjectSpec, RuleInfo, StatsInfo};
 
 /// Version of the layout.json format.
 pub const SCHEMA: u32 = 1;
@@ -15,6 +15,88 @@ pub struct Layout {
     pub license: String,
     pub programs: Vec<ProgramLayout>,
     pub maps: Vec<MapLayout>,
+    /// Tracing probes: each program's attach point (objects of `probe` blocks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbeLayout>,
+    /// How to read and print each aggregation map, from its own key and value schema.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aggregations: Vec<AggregationLayout>,
+}
+
+/// One probe program and where it attaches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeLayout {
+    /// As written in the source; empty for an anonymous probe.
+    pub name: String,
+    /// The program's symbol in the object.
+    pub program: String,
+    pub section: String,
+    pub attach: ProbeAttach,
+    /// Instruction slots (`ld_imm64` counts twice).
+    pub insns: usize,
+    /// Stack bytes of the program's frame.
+    pub stack: u32,
+}
+
+/// Where a probe attaches (`kind` names the variant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProbeAttach {
+    Tracepoint { category: String, name: String },
+}
+
+/// An aggregation map: what it computes, its key fields and value words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AggregationLayout {
+    /// The map's name in `maps` and in the object.
+    pub map: String,
+    /// How it is printed: `@opens`, `@` for an anonymous one.
+    pub display: String,
+    pub function: AggFunction,
+    /// Per-CPU map: each CPU's copy of a value is merged as its word's `merge` says.
+    pub per_cpu: bool,
+    /// Key fields in order; histograms end with the `bucket` index.
+    pub key: Vec<KeyFieldLayout>,
+    pub value: Vec<ValueWordLayout>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AggFunction {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    Stats,
+    /// Bucket 0 holds 0, bucket k ≥ 1 holds [2^(k-1), 2^k).
+    Hist,
+    /// Bucket 0 holds values below `min`, bucket k ≥ 1 [min + (k-1)·step, min + k·step),
+    /// the last values from `max` up.
+    Lhist {
+        min: u64,
+        max: u64,
+        step: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyFieldLayout {
+    pub name: String,
+    /// `u64` (little-endian), `string` (NUL-padded bytes) or `bucket` (u64 index).
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub offset: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValueWordLayout {
+    pub name: &'static str,
+    /// A little-endian u64 at this offset of the value.
+    pub offset: u32,
+    /// `sum`, `min` or `max` over CPUs (`min`/`max` only over CPUs whose `count` is not 0).
+    pub merge: &'static str,
 }
 
 impl Layout {
@@ -125,29 +207,30 @@ pub(crate) fn build(spec: &ObjectSpec) -> Layout {
             stats: p.stats.clone(),
         })
         .collect();
-    let maps = spec
-        .maps
-        .iter()
-        .map(|m| {
-            let ring = m.kind == MapKind::RingBuf;
-            let (key_size, value_size) = m.key_value_size();
-            MapLayout {
-                name: m.name.clone(),
-                kind: m.kind,
-                key: (!ring).then(|| TypeLayout::of(&m.key)),
-                value: (!ring).then(|| TypeLayout::of(&m.value)),
-                record: ring.then(|| TypeLayout::of(&m.value)),
-                max_entries: m.max_entries,
-                flags: m.effective_flags(),
-                key_size,
-                value_size,
-            }
-        })
-        .collect();
+    let maps = spec.maps.iter().map(map_layout).collect();
     Layout {
         schema: SCHEMA,
         license: spec.license.clone(),
         programs,
         maps,
+        probes: Vec::new(),
+        aggregations: Vec::new(),
+    }
+}
+
+/// The layout of one map as the object declares it.
+pub fn map_layout(m: &MapSpec) -> MapLayout {
+    let ring = m.kind == MapKind::RingBuf;
+    let (key_size, value_size) = m.key_value_size();
+    MapLayout {
+        name: m.name.clone(),
+        kind: m.kind,
+        key: (!ring).then(|| TypeLayout::of(&m.key)),
+        value: (!ring).then(|| TypeLayout::of(&m.value)),
+        record: ring.then(|| TypeLayout::of(&m.value)),
+        max_entries: m.max_entries,
+        flags: m.effective_flags(),
+        key_size,
+        value_size,
     }
 }

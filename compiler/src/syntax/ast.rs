@@ -233,7 +233,8 @@ pub enum ExprKind {
     Error,
 }
 
-/// `probe NAME on HOOK { stmts }`
+/// `probe NAME on HOOK { stmts }`, or `probe HOOK { stmts }` (anonymous: `name` is
+/// empty, with an empty span at the start of the probe).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Probe {
     pub name: Ident,
@@ -258,10 +259,19 @@ pub enum Stmt {
     Where(Expr, Span),
     /// `when EXPR`
     When(Expr, Span),
-    /// `count by EXPR, EXPR into NAME` (`by` part optional)
+    /// `count by EXPR, EXPR into NAME` (`by` and `into` parts optional)
     Count {
         by: Vec<Expr>,
-        into: Ident,
+        into: Option<Ident>,
+        span: Span,
+    },
+    /// `FUNC(ARGS) by EXPR, .. into NAME`: `sum`, `min`, `max`, `avg`, `stats`, `hist`,
+    /// `lhist` (`by` and `into` optional).
+    Aggregate {
+        func: Ident,
+        args: Vec<Expr>,
+        by: Vec<Expr>,
+        into: Option<Ident>,
         span: Span,
     },
     /// `emit EXPR`

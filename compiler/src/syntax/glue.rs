@@ -194,7 +194,8 @@ fn stmt_span(s: &Stmt) -> (Span, bool) {
         | Stmt::When(_, span)
         | Stmt::Emit(_, span)
         | Stmt::Action(_, span)
-        | Stmt::Count { span, .. } => (span.clone(), false),
+        | Stmt::Count { span, .. }
+        | Stmt::Aggregate { span, .. } => (span.clone(), false),
         Stmt::Error(span) => (span.clone(), true),
     }
 }

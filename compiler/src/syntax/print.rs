@@ -184,8 +184,22 @@ impl Printer {
                 self.nested(|p| p.expr(e));
             }
             Stmt::Count { by, into, span: sp } => {
-                self.line(format!("CountInto {} {}", into.name, span(sp)));
+                match into {
+                    Some(into) => self.line(format!("CountInto {} {}", into.name, span(sp))),
+                    None => self.line(format!("Count {}", span(sp))),
+                }
                 self.nested(|p| by.iter().for_each(|e| p.expr(e)));
+            }
+            Stmt::Aggregate {
+                func,
+                args,
+                by,
+                into,
+                span: sp,
+            } => {
+                let into = into.as_ref().map_or("", |i| i.name.as_str());
+                self.line(format!("Aggregate {} {into} {}", func.name, span(sp)));
+                self.nested(|p| args.iter().chain(by).for_each(|e| p.expr(e)));
             }
             Stmt::Action(es, sp) => {
                 self.line(format!("Action {}", span(sp)));

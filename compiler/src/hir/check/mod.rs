@@ -125,10 +125,38 @@ pub fn check_names(
     for item in &file.items {
         match item {
             Item::Filter(f) => c.filter(f),
-            Item::Probe(p) => c.diags.push(not_yet(p.span.clone(), "probes")),
+            // Probes are checked together below: they share their maps.
+            Item::Probe(_) => {}
             Item::Rule(r) => c.diags.push(not_yet(r.span.clone(), "security rules")),
             // Test blocks are run by `pol test`; they need no code.
             Item::Test(_) | Item::Import(_) | Item::Const(_) | Item::Set(_) => {}
+        }
+    }
+    let probes: Vec<&ast::Probe> = file
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Probe(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    if !probes.is_empty() {
+        let (hir, diags) = crate::probe::check::check(&probes);
+        c.hir.probes = hir;
+        c.diags.extend(diags);
+        if let Some(f) = file.items.iter().find_map(|i| match i {
+            Item::Filter(f) => Some(f),
+            _ => None,
+        }) {
+            c.diags.push(
+                Diagnostic::error(
+                    "L0501",
+                    "a file with probes cannot hold filters yet",
+                    f.name.span.clone(),
+                )
+                .with_label("a filter beside probes")
+                .with_help("put filters and probes in separate files"),
+            );
         }
     }
     for item in &file.items {

@@ -1,0 +1,595 @@
+//! Checks `probe` blocks into the probe HIR: hooks, builtins, `where` guards and
+//! aggregations, each error with the span of what is wrong.
+//!
+//! Codes: E0301 unknown name, E0304 duplicate name, E0401 type mismatch, E0403 operator
+//! not defined for a type, E0501 unknown hook, E0502 bad hook argument, E0511 a map used
+//! with two aggregations or key types, E0512 bad aggregation call, L0501 not supported yet.
+
+use std::collections::HashMap;
+
+use super::hir::{AggFunc, AggMap, Builtin, CmpOp, Expr, ExprKind, KeyField, Probe, ProbeHook};
+use super::hir::{Probes, Step, Ty};
+use crate::diag::{suggest, Diagnostic};
+use crate::obj::is_c_ident;
+use crate::syntax::ast::{self, BinOp, Span};
+
+/// Checks every probe of a file; never fails: returns what checked and every error.
+pub fn check(probes: &[&ast::Probe]) -> (Probes, Vec<Diagnostic>) {
+    let mut c = Checker {
+        out: Probes::default(),
+        diags: Vec::new(),
+        map_index: HashMap::new(),
+        symbols: HashMap::new(),
+        anon_maps: 0,
+    };
+    for (i, p) in probes.iter().enumerate() {
+        c.probe(p, i);
+    }
+    (c.out, c.diags)
+}
+
+struct Checker {
+    out: Probes,
+    diags: Vec<Diagnostic>,
+    /// Maps by the name a statement gives (`@count`, `@hist`, .. for anonymous ones).
+    map_index: HashMap<String, usize>,
+    /// Symbols taken by probes and maps, with the span that took them.
+    symbols: HashMap<String, Span>,
+    anon_maps: usize,
+}
+
+impl Checker {
+    fn probe(&mut self, p: &ast::Probe, index: usize) {
+        let Some(hook) = self.hook(&p.hook) else {
+            return;
+        };
+        // Programs are `probe_NAME` (`probe_N` when anonymous) so that a probe and the
+        // map it counts into may share a name (`probe opens .. into opens`).
+        let (symbol, at) = if p.name.name.is_empty() {
+            (format!("probe_{index}"), p.hook.span.clone())
+        } else {
+            (format!("probe_{}", p.name.name), p.name.span.clone())
+        };
+        if !self.claim(&symbol, &at) {
+            return;
+        }
+        let mut steps = Vec::new();
+        for s in &p.body {
+            match s {
+                ast::Stmt::Where(e, _) => {
+                    if let Some(e) = self.expr(e) {
+                        if self.want(&e, Ty::Bool) {
+                            steps.push(Step::Where(e));
+                        }
+                    }
+                }
+                ast::Stmt::Count { by, into, span } => {
+                    if let Some(step) = self.aggregate(AggFunc::Count, None, by, into, span) {
+                        steps.push(step);
+                    }
+                }
+                ast::Stmt::Aggregate {
+                    func,
+                    args,
+                    by,
+                    into,
+                    span,
+                } => {
+                    if let Some((f, value)) = self.agg_call(func, args, span) {
+                        if let Some(step) = self.aggregate(f, Some(value), by, into, span) {
+                            steps.push(step);
+                        }
+                    }
+                }
+                ast::Stmt::Emit(_, span) => self.not_yet(span, "`emit` in probes"),
+                ast::Stmt::When(_, span) | ast::Stmt::Action(_, span) => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0512",
+                            "`when` and `action` belong to security rules, not probes",
+                            span.clone(),
+                        )
+                        .with_label("not a probe statement")
+                        .with_help("a probe filters with `where EXPR`"),
+                    );
+                }
+                ast::Stmt::Error(_) => {}
+            }
+        }
+        self.out.probes.push(Probe {
+            name: p.name.name.clone(),
+            symbol,
+            hook,
+            steps,
+            span: p.span.clone(),
+        });
+    }
+
+    /// Takes `name` as an object symbol; false (and an error) when it is taken.
+    fn claim(&mut self, name: &str, span: &Span) -> bool {
+        if let Some(first) = self.symbols.get(name) {
+            let shown = name.strip_prefix("probe_").unwrap_or(name);
+            self.diags.push(
+                Diagnostic::error("E0304", format!("`{shown}` is defined twice"), span.clone())
+                    .with_label("second definition")
+                    .with_secondary(first.clone(), "first defined here")
+                    .with_help("rename one of them"),
+            );
+            return false;
+        }
+        if !is_c_ident(name) {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0502",
+                    format!("`{name}` cannot name a probe or map"),
+                    span.clone(),
+                )
+                .with_label("letters, digits and `_` only, not starting with a digit"),
+            );
+            return false;
+        }
+        self.symbols.insert(name.to_string(), span.clone());
+        true
+    }
+
+    fn not_yet(&mut self, span: &Span, what: &str) {
+        self.diags.push(
+            Diagnostic::error(
+                "L0501",
+                format!("{what} are not supported yet"),
+                span.clone(),
+            )
+            .with_label("parsed, but this compiler cannot lower it yet"),
+        );
+    }
+
+    fn hook(&mut self, h: &ast::Hook) -> Option<ProbeHook> {
+        match h.kind.name.as_str() {
+            "tracepoint" => {
+                let arg = match h.args.as_deref() {
+                    Some([a]) => a,
+                    _ => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0502",
+                                "`tracepoint` takes one argument, `CATEGORY.NAME`",
+                                h.span.clone(),
+                            )
+                            .with_label("expected `tracepoint(syscalls.sys_enter_openat)`"),
+                        );
+                        return None;
+                    }
+                };
+                match &arg.kind {
+                    ast::ExprKind::Path(p) if p.segments.len() == 2 => {
+                        Some(ProbeHook::Tracepoint {
+                            category: p.segments[0].name.clone(),
+                            name: p.segments[1].name.clone(),
+                        })
+                    }
+                    _ => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0502",
+                                "a tracepoint is named `CATEGORY.NAME`",
+                                arg.span.clone(),
+                            )
+                            .with_label("expected a name such as `syscalls.sys_enter_openat`"),
+                        );
+                        None
+                    }
+                }
+            }
+            "raw_tracepoint" | "tp_btf" | "uprobe" | "uretprobe" | "profile" | "interval"
+            | "begin" | "end" | "kprobe" | "kretprobe" | "fentry" | "fexit" | "lsm" => {
+                self.not_yet(&h.kind.span, &format!("`{}` probes", h.kind.name));
+                None
+            }
+            other => {
+                const HOOKS: &[&str] = &[
+                    "tracepoint",
+                    "raw_tracepoint",
+                    "tp_btf",
+                    "uprobe",
+                    "uretprobe",
+                    "profile",
+                    "interval",
+                    "begin",
+                    "end",
+                    "kprobe",
+                    "fentry",
+                    "lsm",
+                ];
+                let mut d = Diagnostic::error(
+                    "E0501",
+                    format!("unknown probe hook `{other}`"),
+                    h.kind.span.clone(),
+                )
+                .with_label("not a probe hook");
+                let near = suggest::nearest(other, HOOKS.iter().copied(), 3);
+                if !near.is_empty() {
+                    d = d.with_help(format!("did you mean {}?", suggest::one_of(&near)));
+                }
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    /// `sum(x)`, `hist(x)`, `lhist(x, MIN, MAX, STEP)`, ...: the function and its value.
+    fn agg_call(
+        &mut self,
+        func: &ast::Ident,
+        args: &[ast::Expr],
+        span: &Span,
+    ) -> Option<(AggFunc, Expr)> {
+        let f = match func.name.as_str() {
+            "sum" => AggFunc::Sum,
+            "min" => AggFunc::Min,
+            "max" => AggFunc::Max,
+            "avg" => AggFunc::Avg,
+            "stats" => AggFunc::Stats,
+            "hist" => AggFunc::Hist,
+            "lhist" => AggFunc::Lhist {
+                min: 0,
+                max: 0,
+                step: 0,
+            },
+            other => {
+                const FUNCS: &[&str] = &["sum", "min", "max", "avg", "stats", "hist", "lhist"];
+                let mut d = Diagnostic::error(
+                    "E0512",
+                    format!("unknown aggregation `{other}`"),
+                    func.span.clone(),
+                )
+                .with_label("not an aggregation")
+                .with_help(format!(
+                    "aggregations are `count`, {}",
+                    suggest::one_of(FUNCS)
+                ));
+                let near = suggest::nearest(other, FUNCS.iter().copied(), 2);
+                if !near.is_empty() {
+                    d = d.with_help(format!("did you mean {}?", suggest::one_of(&near)));
+                }
+                self.diags.push(d);
+                return None;
+            }
+        };
+        let want = if matches!(f, AggFunc::Lhist { .. }) {
+            4
+        } else {
+            1
+        };
+        if args.len() != want {
+            let shape = if want == 4 {
+                "lhist(VALUE, MIN, MAX, STEP)".to_string()
+            } else {
+                format!("{}(VALUE)", func.name)
+            };
+            self.diags.push(
+                Diagnostic::error(
+                    "E0512",
+                    format!(
+                        "`{}` takes {want} argument{}",
+                        func.name,
+                        if want == 1 { "" } else { "s" }
+                    ),
+                    span.clone(),
+                )
+                .with_label(format!("written as `{shape}`")),
+            );
+            return None;
+        }
+        let value = self.expr(&args[0])?;
+        if !self.want(&value, Ty::Int) {
+            return None;
+        }
+        if want == 1 {
+            return Some((f, value));
+        }
+        let mut consts = [0u64; 3];
+        for (slot, a) in consts.iter_mut().zip(&args[1..]) {
+            match a.kind {
+                ast::ExprKind::Int(n) => *slot = n,
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0512",
+                            "lhist bounds must be integer literals",
+                            a.span.clone(),
+                        )
+                        .with_label("not a constant"),
+                    );
+                    return None;
+                }
+            }
+        }
+        let [min, max, step] = consts;
+        if step == 0 || max <= min || (max - min) / step > 1000 {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0512",
+                    "lhist needs MIN < MAX and a STEP of at least 1, with at most 1000 buckets",
+                    args[1].span.start..args[3].span.end,
+                )
+                .with_label(format!("min {min}, max {max}, step {step}")),
+            );
+            return None;
+        }
+        Some((AggFunc::Lhist { min, max, step }, value))
+    }
+
+    fn aggregate(
+        &mut self,
+        func: AggFunc,
+        value: Option<Expr>,
+        by: &[ast::Expr],
+        into: &Option<ast::Ident>,
+        span: &Span,
+    ) -> Option<Step> {
+        let mut keys = Vec::new();
+        for e in by {
+            let e = self.expr(e)?;
+            if e.ty == Ty::Bool {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0401",
+                        "a map key must be an integer or a string",
+                        e.span.clone(),
+                    )
+                    .with_label("this is a boolean"),
+                );
+                return None;
+            }
+            keys.push(e);
+        }
+        let fields: Vec<KeyField> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, e)| KeyField {
+                name: match &e.kind {
+                    ExprKind::Builtin(b) => b.name().to_string(),
+                    _ => format!("key{i}"),
+                },
+                ty: e.ty,
+            })
+            .collect();
+        let name = into.as_ref().map_or("", |i| i.name.as_str());
+        let at = into.as_ref().map_or(span.clone(), |i| i.span.clone());
+        // Anonymous statements of one aggregation share a map, as bpftrace's `@` does.
+        let index_key = if name.is_empty() {
+            format!("@{}", func.name())
+        } else {
+            name.to_string()
+        };
+        let map = match self.map_index.get(&index_key) {
+            Some(&m) => {
+                let def = &self.out.maps[m];
+                let types = |f: &[KeyField]| f.iter().map(|k| k.ty).collect::<Vec<_>>();
+                if def.func != func {
+                    let d = Diagnostic::error(
+                        "E0511",
+                        format!(
+                            "map `{}` holds `{}` values but is updated with `{}` here",
+                            def.display,
+                            def.func.name(),
+                            func.name()
+                        ),
+                        at,
+                    )
+                    .with_label("a different aggregation")
+                    .with_secondary(def.span.clone(), "first used here")
+                    .with_help("one map holds one kind of aggregation: use another map name");
+                    self.diags.push(d);
+                    return None;
+                }
+                if types(&def.keys) != types(&fields) {
+                    let show = |f: &[KeyField]| {
+                        let t: Vec<String> = f
+                            .iter()
+                            .map(|k| match k.ty {
+                                Ty::Str(_) => "string".to_string(),
+                                _ => "integer".to_string(),
+                            })
+                            .collect();
+                        format!("({})", t.join(", "))
+                    };
+                    let d = Diagnostic::error(
+                        "E0511",
+                        format!(
+                            "map `{}` is keyed by {} here but by {} where it was first used",
+                            def.display,
+                            show(&fields),
+                            show(&def.keys)
+                        ),
+                        at,
+                    )
+                    .with_label("different key types")
+                    .with_secondary(def.span.clone(), "first used here")
+                    .with_help("a map has one key type: use another map name");
+                    self.diags.push(d);
+                    return None;
+                }
+                m
+            }
+            None => {
+                let (symbol, display) = if name.is_empty() {
+                    let n = self.anon_maps;
+                    self.anon_maps += 1;
+                    let display = if n == 0 {
+                        "@".to_string()
+                    } else {
+                        format!("@{n}")
+                    };
+                    (format!("anon_{n}"), display)
+                } else {
+                    if !self.claim(name, &at) {
+                        return None;
+                    }
+                    (name.to_string(), format!("@{name}"))
+                };
+                self.map_index.insert(index_key, self.out.maps.len());
+                self.out.maps.push(AggMap {
+                    symbol,
+                    display,
+                    func,
+                    keys: fields,
+                    span: at,
+                });
+                self.out.maps.len() - 1
+            }
+        };
+        Some(Step::Aggregate { map, keys, value })
+    }
+
+    fn want(&mut self, e: &Expr, want: Ty) -> bool {
+        let ok = match (want, e.ty) {
+            (Ty::Str(_), Ty::Str(_)) => true,
+            (a, b) => a == b,
+        };
+        if !ok {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    format!("expected {want}, found {}", e.ty),
+                    e.span.clone(),
+                )
+                .with_label(format!("this is {}", e.ty)),
+            );
+        }
+        ok
+    }
+
+    fn expr(&mut self, e: &ast::Expr) -> Option<Expr> {
+        let span = e.span.clone();
+        let (kind, ty) = match &e.kind {
+            ast::ExprKind::Int(n) => (ExprKind::Int(*n), Ty::Int),
+            ast::ExprKind::Str(s) => (ExprKind::Str(s.clone()), Ty::Str(s.len() as u32 + 1)),
+            ast::ExprKind::Bool(b) => (ExprKind::Bool(*b), Ty::Bool),
+            ast::ExprKind::Path(p) => {
+                let name = p.dotted();
+                if p.segments.len() > 1 && p.segments[0].name == "args" {
+                    self.not_yet(&span, "tracepoint arguments (`args.NAME`)");
+                    return None;
+                }
+                match Builtin::ALL.iter().find(|(n, _)| *n == name) {
+                    Some((_, b)) => (ExprKind::Builtin(*b), b.ty()),
+                    None => {
+                        let mut d = Diagnostic::error(
+                            "E0301",
+                            format!("unknown name `{name}`"),
+                            span.clone(),
+                        )
+                        .with_label("not a builtin of probes");
+                        let near = suggest::nearest(&name, Builtin::ALL.iter().map(|(n, _)| *n), 2);
+                        if !near.is_empty() {
+                            d = d.with_help(format!("did you mean {}?", suggest::one_of(&near)));
+                        } else {
+                            let all: Vec<&str> = Builtin::ALL.iter().map(|(n, _)| *n).collect();
+                            d = d.with_help(format!("probes know {}", suggest::one_of(&all)));
+                        }
+                        self.diags.push(d);
+                        return None;
+                    }
+                }
+            }
+            ast::ExprKind::Not(a) => {
+                let a = self.expr(a)?;
+                if !self.want(&a, Ty::Bool) {
+                    return None;
+                }
+                (ExprKind::Not(Box::new(a)), Ty::Bool)
+            }
+            ast::ExprKind::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
+                let a = self.expr(a);
+                let b = self.expr(b);
+                let (a, b) = (a?, b?);
+                if !(self.want(&a, Ty::Bool) & self.want(&b, Ty::Bool)) {
+                    return None;
+                }
+                let (a, b) = (Box::new(a), Box::new(b));
+                let kind = if *op == BinOp::And {
+                    ExprKind::And(a, b)
+                } else {
+                    ExprKind::Or(a, b)
+                };
+                (kind, Ty::Bool)
+            }
+            ast::ExprKind::Binary(op, a, b) => {
+                let cmp = match op {
+                    BinOp::Eq => CmpOp::Eq,
+                    BinOp::Ne => CmpOp::Ne,
+                    BinOp::Lt => CmpOp::Lt,
+                    BinOp::Le => CmpOp::Le,
+                    BinOp::Gt => CmpOp::Gt,
+                    BinOp::Ge => CmpOp::Ge,
+                    _ => {
+                        self.not_yet(&span, "this operator in probes");
+                        return None;
+                    }
+                };
+                let a = self.expr(a);
+                let b = self.expr(b);
+                let (a, b) = (a?, b?);
+                match (a.ty, b.ty) {
+                    (Ty::Int, Ty::Int) => {}
+                    (Ty::Str(_), Ty::Str(_)) if matches!(cmp, CmpOp::Eq | CmpOp::Ne) => {
+                        let literal_len = |e: &Expr| match &e.kind {
+                            ExprKind::Str(s) => Some(s.len()),
+                            _ => None,
+                        };
+                        if literal_len(&a).is_some() && literal_len(&b).is_some() {
+                            self.not_yet(&span, "comparisons of two string literals");
+                            return None;
+                        }
+                    }
+                    (Ty::Str(_), Ty::Str(_)) => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0403",
+                                "strings are compared with `==` and `!=` only",
+                                span.clone(),
+                            )
+                            .with_label("an ordering of strings"),
+                        );
+                        return None;
+                    }
+                    (x, y) => {
+                        // Blame a boolean, else a literal compared with a value, else
+                        // the right-hand side.
+                        let literal = |e: &Expr| {
+                            matches!(
+                                e.kind,
+                                ExprKind::Int(_) | ExprKind::Str(_) | ExprKind::Bool(_)
+                            )
+                        };
+                        let blame_left =
+                            x == Ty::Bool || (y != Ty::Bool && literal(&a) && !literal(&b));
+                        let (bad, found, expected) =
+                            if blame_left { (&a, x, y) } else { (&b, y, x) };
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0401",
+                                format!("expected {expected}, found {found}"),
+                                bad.span.clone(),
+                            )
+                            .with_label(format!("this is {found}")),
+                        );
+                        return None;
+                    }
+                }
+                (ExprKind::Cmp(cmp, Box::new(a), Box::new(b)), Ty::Bool)
+            }
+            ast::ExprKind::Call(p, _) => {
+                self.not_yet(&span, &format!("`{}(..)` calls in probes", p.dotted()));
+                return None;
+            }
+            ast::ExprKind::Error => return None,
+            _ => {
+                self.not_yet(&span, "expressions of this kind in probes");
+                return None;
+            }
+        };
+        Some(Expr { kind, ty, span })
+    }
+}

@@ -1,0 +1,259 @@
+//! The typed HIR of probes: hooks, `where` guards and aggregations over typed
+//! expressions, and the aggregation maps they update. Lowering (`probe::lower`) reads it.
+
+use crate::syntax::ast::Span;
+use serde::Serialize;
+
+/// Every probe of a file and the aggregation maps they share.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Probes {
+    pub probes: Vec<Probe>,
+    pub maps: Vec<AggMap>,
+}
+
+impl Probes {
+    pub fn is_empty(&self) -> bool {
+        self.probes.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Probe {
+    /// The name as written; empty for an anonymous probe.
+    pub name: String,
+    /// The program's symbol: `probe_NAME`, or `probe_N` for the N-th probe if anonymous.
+    pub symbol: String,
+    pub hook: ProbeHook,
+    /// In source order: a `where` guards every step after it.
+    pub steps: Vec<Step>,
+    pub span: Span,
+}
+
+/// Where a probe attaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ProbeHook {
+    Tracepoint { category: String, name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Step {
+    /// The steps after it run only when this holds.
+    Where(Expr),
+    /// Update `maps[map]` at the key made of `keys` (one per key field, in order) with
+    /// `value` (absent for `count`).
+    Aggregate {
+        map: usize,
+        keys: Vec<Expr>,
+        value: Option<Expr>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub ty: Ty,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ExprKind {
+    Int(u64),
+    Str(String),
+    Bool(bool),
+    Builtin(Builtin),
+    Cmp(CmpOp, Box<Expr>, Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// Types of probe expressions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Ty {
+    /// An unsigned 64-bit integer (narrower values are widened).
+    Int,
+    /// A NUL-padded string of at most this many bytes (the NUL included).
+    Str(u32),
+    Bool,
+}
+
+impl std::fmt::Display for Ty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ty::Int => write!(f, "an integer"),
+            Ty::Str(_) => write!(f, "a string"),
+            Ty::Bool => write!(f, "a boolean"),
+        }
+    }
+}
+
+/// Values every probe can read about the current task and moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Builtin {
+    /// Process id (the kernel's tgid).
+    Pid,
+    /// Thread id (the kernel's pid).
+    Tid,
+    Uid,
+    Gid,
+    /// The task's command name (16 bytes).
+    Comm,
+    /// The cgroup v2 id.
+    Cgroup,
+    Cpu,
+    /// Monotonic time in nanoseconds.
+    Nsecs,
+}
+
+impl Builtin {
+    pub const ALL: [(&'static str, Builtin); 8] = [
+        ("pid", Builtin::Pid),
+        ("tid", Builtin::Tid),
+        ("uid", Builtin::Uid),
+        ("gid", Builtin::Gid),
+        ("comm", Builtin::Comm),
+        ("cgroup", Builtin::Cgroup),
+        ("cpu", Builtin::Cpu),
+        ("nsecs", Builtin::Nsecs),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Builtin::ALL
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    pub fn ty(self) -> Ty {
+        match self {
+            Builtin::Comm => Ty::Str(COMM_LEN),
+            _ => Ty::Int,
+        }
+    }
+}
+
+/// `TASK_COMM_LEN`.
+pub const COMM_LEN: u32 = 16;
+
+/// An aggregation map: one entry per distinct key, updated by every statement naming it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AggMap {
+    /// The map's symbol in the object.
+    pub symbol: String,
+    /// As printed: `@opens`, or `@` for an anonymous one.
+    pub display: String,
+    pub func: AggFunc,
+    pub keys: Vec<KeyField>,
+    /// The first statement that named it.
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AggFunc {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    Stats,
+    /// Power-of-two buckets.
+    Hist,
+    /// Linear buckets of `step` from `min` to `max`.
+    Lhist {
+        min: u64,
+        max: u64,
+        step: u64,
+    },
+}
+
+impl AggFunc {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunc::Count => "count",
+            AggFunc::Sum => "sum",
+            AggFunc::Min => "min",
+            AggFunc::Max => "max",
+            AggFunc::Avg => "avg",
+            AggFunc::Stats => "stats",
+            AggFunc::Hist => "hist",
+            AggFunc::Lhist { .. } => "lhist",
+        }
+    }
+
+    /// Whether the map's key ends with a bucket index.
+    pub fn bucketed(self) -> bool {
+        matches!(self, AggFunc::Hist | AggFunc::Lhist { .. })
+    }
+
+    /// The value's u64 words: name and how per-CPU copies merge.
+    pub fn value_words(self) -> &'static [(&'static str, Merge)] {
+        match self {
+            AggFunc::Count | AggFunc::Hist | AggFunc::Lhist { .. } => &[("count", Merge::Sum)],
+            AggFunc::Sum => &[("sum", Merge::Sum)],
+            AggFunc::Min | AggFunc::Max | AggFunc::Avg | AggFunc::Stats => &[
+                ("count", Merge::Sum),
+                ("sum", Merge::Sum),
+                ("min", Merge::Min),
+                ("max", Merge::Max),
+            ],
+        }
+    }
+}
+
+/// How the per-CPU copies of a value word combine when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Merge {
+    Sum,
+    /// The least over CPUs whose `count` is not zero.
+    Min,
+    Max,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyField {
+    /// As printed in JSON: the builtin's name, or `key0`, `key1`, ...
+    pub name: String,
+    pub ty: Ty,
+}
+
+impl KeyField {
+    /// Bytes in the key: integers take 8, strings their length rounded to 8.
+    pub fn size(&self) -> u32 {
+        match self.ty {
+            Ty::Str(n) => n.div_ceil(8) * 8,
+            Ty::Int | Ty::Bool => 8,
+        }
+    }
+}
+
+impl AggMap {
+    /// Offsets of the key fields (then the bucket, for histograms) and the key's size.
+    pub fn key_layout(&self) -> (Vec<u32>, u32) {
+        let mut off = 0;
+        let mut offs = Vec::new();
+        for k in &self.keys {
+            offs.push(off);
+            off += k.size();
+        }
+        if self.func.bucketed() {
+            offs.push(off);
+            off += 8;
+        }
+        // A map key cannot be empty: a plain `count` is keyed by one zero word.
+        (offs, off.max(8))
+    }
+
+    pub fn value_size(&self) -> u32 {
+        self.func.value_words().len() as u32 * 8
+    }
+}

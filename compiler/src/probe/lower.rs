@@ -1,0 +1,531 @@
+//! Probe HIR to MIR: one tracing program per probe, one per-CPU hash per aggregation map.
+//!
+//! A program runs its steps in order: a `where` branches to the exit when false; an
+//! aggregation fills a zeroed key on the stack (so padding and short strings hash the
+//! same), looks it up, and updates the value in place (per-CPU: no other CPU writes it)
+//! or inserts the first value. Values are u64 words as `AggFunc::value_words` lists them;
+//! histograms add a bucket index to the key.
+
+use super::hir::{AggFunc, Builtin, CmpOp, Expr, ExprKind, ProbeHook, Probes, Step, Ty};
+use super::hir::{Probe, COMM_LEN};
+use crate::mir::{
+    helpers, BinOp, Block, BlockCall, Cond, ExtOp, Function, Hook, IntTy, MapDef, MapId, MapKind,
+    Module, Op, Operand, PtrKind, Term, Type, Value,
+};
+
+/// Entries per aggregation map (bpftrace's default is 4096; distinct keys beyond this
+/// are not counted).
+pub const MAX_ENTRIES: u32 = 10240;
+
+/// The MIR module of a file's probes: maps in `Probes::maps` order, then one program per
+/// probe.
+pub fn lower(p: &Probes) -> Module {
+    let mut m = Module::default();
+    for map in &p.maps {
+        let (_, key_size) = map.key_layout();
+        m.add_map(MapDef {
+            name: map.symbol.clone(),
+            kind: MapKind::PercpuHash,
+            key_size,
+            value_size: map.value_size(),
+            max_entries: MAX_ENTRIES,
+            flags: 0,
+        });
+    }
+    for probe in &p.probes {
+        let f = Lower::program(p, probe);
+        m.add_func(f);
+    }
+    m
+}
+
+/// The MIR hook of a probe.
+pub fn mir_hook(h: &ProbeHook) -> Hook {
+    match h {
+        ProbeHook::Tracepoint { category, name } => Hook::Tracepoint {
+            category: category.clone(),
+            name: name.clone(),
+        },
+    }
+}
+
+struct Lower<'a> {
+    probes: &'a Probes,
+    f: Function,
+}
+
+fn helper(name: &str) -> u32 {
+    helpers::by_name(name).map_or(0, |h| h.id)
+}
+
+impl<'a> Lower<'a> {
+    fn program(probes: &'a Probes, probe: &Probe) -> Function {
+        let mut f = Function::new(
+            &probe.symbol,
+            Some(mir_hook(&probe.hook)),
+            vec![Type::Ptr(PtrKind::Ctx)],
+            IntTy::I64,
+        );
+        let exit = f.add_block();
+        let zero = f.iconst(exit, IntTy::I64, 0);
+        f.set_term(exit, Term::Return(zero));
+        let mut l = Lower { probes, f };
+        let mut cur = l.f.entry();
+        for step in &probe.steps {
+            match step {
+                Step::Where(e) => {
+                    let next = l.f.add_block();
+                    l.cond(cur, e, next, exit);
+                    cur = next;
+                }
+                Step::Aggregate { map, keys, value } => {
+                    cur = l.aggregate(cur, *map, keys, value.as_ref());
+                }
+            }
+        }
+        l.jump(cur, exit, vec![]);
+        l.f
+    }
+
+    fn jump(&mut self, from: Block, to: Block, args: Vec<Value>) {
+        self.f.set_term(from, Term::Jump(BlockCall::new(to, args)));
+    }
+
+    fn br(&mut self, from: Block, cond: Cond, a: Value, b: Operand, t: BlockCall, e: BlockCall) {
+        self.f.set_term(
+            from,
+            Term::Br {
+                cond,
+                a,
+                b,
+                then: t,
+                els: e,
+            },
+        );
+    }
+
+    fn u64c(&mut self, b: Block, c: u64) -> Value {
+        self.f.iconst(b, IntTy::U64, c as i64)
+    }
+
+    fn call(&mut self, b: Block, name: &str, args: Vec<Value>, ty: Type) -> Value {
+        self.f.push(b, Op::Call(helper(name), args), ty)
+    }
+
+    fn bin(&mut self, b: Block, op: BinOp, x: Value, y: impl Into<Operand>) -> Value {
+        self.f.push(b, Op::Binary(op, x, y.into()), Type::U64)
+    }
+
+    fn load(&mut self, b: Block, ptr: Value, off: i16) -> Value {
+        self.f.push(b, Op::Load { ptr, off }, Type::U64)
+    }
+
+    fn store(&mut self, b: Block, ptr: Value, off: i16, val: impl Into<Operand>) {
+        self.f.push_void(
+            b,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr,
+                off,
+                val: val.into(),
+            },
+        );
+    }
+
+    /// Branches to `t` when the boolean `e` holds, else to `f`.
+    fn cond(&mut self, cur: Block, e: &Expr, t: Block, f: Block) {
+        let to = |b: Block| BlockCall::new(b, vec![]);
+        match &e.kind {
+            ExprKind::Not(a) => self.cond(cur, a, f, t),
+            ExprKind::And(a, b) => {
+                let mid = self.f.add_block();
+                self.cond(cur, a, mid, f);
+                self.cond(mid, b, t, f);
+            }
+            ExprKind::Or(a, b) => {
+                let mid = self.f.add_block();
+                self.cond(cur, a, t, mid);
+                self.cond(mid, b, t, f);
+            }
+            ExprKind::Cmp(op, a, b) if matches!(a.ty, Ty::Str(_)) => {
+                let (t, f) = if *op == CmpOp::Ne { (f, t) } else { (t, f) };
+                self.str_eq(cur, a, b, t, f);
+            }
+            ExprKind::Cmp(op, a, b) => {
+                let x = self.int(cur, a);
+                let y = self.int(cur, b);
+                let c = match op {
+                    CmpOp::Eq => Cond::Eq,
+                    CmpOp::Ne => Cond::Ne,
+                    CmpOp::Lt => Cond::Ult,
+                    CmpOp::Le => Cond::Ule,
+                    CmpOp::Gt => Cond::Ugt,
+                    CmpOp::Ge => Cond::Uge,
+                };
+                self.br(cur, c, x, y.into(), to(t), to(f));
+            }
+            // A constant (or anything else boolean): a branch on it keeps both targets
+            // reachable, as the MIR verifier wants.
+            _ => {
+                let v = match e.kind {
+                    ExprKind::Bool(b) => b as u64,
+                    _ => 0,
+                };
+                let v = self.u64c(cur, v);
+                self.br(cur, Cond::Ne, v, Operand::Imm(0), to(t), to(f));
+            }
+        }
+    }
+
+    /// The 16 bytes of a string operand as two u64 words: `comm` read into a stack
+    /// slot, a literal NUL-padded. `None` for a literal too long to equal any comm.
+    fn str_words(&mut self, cur: Block, e: &Expr) -> Option<[Operand; 2]> {
+        match &e.kind {
+            ExprKind::Str(s) => {
+                let bytes = s.as_bytes();
+                if bytes.len() >= COMM_LEN as usize {
+                    return None;
+                }
+                let mut buf = [0u8; 16];
+                buf[..bytes.len()].copy_from_slice(bytes);
+                let w = |i: usize| {
+                    let mut b8 = [0u8; 8];
+                    b8.copy_from_slice(&buf[i * 8..i * 8 + 8]);
+                    u64::from_le_bytes(b8)
+                };
+                let (w0, w1) = (w(0), w(1));
+                Some([self.u64c(cur, w0).into(), self.u64c(cur, w1).into()])
+            }
+            _ => {
+                let slot = self.f.add_slot(COMM_LEN, 8);
+                let p = self
+                    .f
+                    .push(cur, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+                let n = self.u64c(cur, COMM_LEN as u64);
+                self.call(cur, "get_current_comm", vec![p, n], Type::I64);
+                let w0 = self.load(cur, p, 0);
+                let w1 = self.load(cur, p, 8);
+                Some([w0.into(), w1.into()])
+            }
+        }
+    }
+
+    fn str_eq(&mut self, cur: Block, a: &Expr, b: &Expr, t: Block, f: Block) {
+        let to = |b: Block| BlockCall::new(b, vec![]);
+        let (Some(x), Some(y)) = (self.str_words(cur, a), self.str_words(cur, b)) else {
+            let never = self.u64c(cur, 0);
+            self.br(cur, Cond::Ne, never, Operand::Imm(0), to(t), to(f));
+            return;
+        };
+        let val = |o: Operand, l: &mut Self, b: Block| match o {
+            Operand::Value(v) => v,
+            Operand::Imm(i) => l.f.iconst(b, IntTy::U64, i),
+        };
+        let x0 = val(x[0], self, cur);
+        let mid = self.f.add_block();
+        self.br(cur, Cond::Eq, x0, y[0], to(mid), to(f));
+        let x1 = val(x[1], self, cur);
+        self.br(mid, Cond::Eq, x1, y[1], to(t), to(f));
+    }
+
+    /// An integer expression as a u64 value computed in `cur`.
+    fn int(&mut self, cur: Block, e: &Expr) -> Value {
+        match &e.kind {
+            ExprKind::Int(n) => self.u64c(cur, *n),
+            ExprKind::Builtin(b) => self.builtin(cur, *b),
+            // The checker lets only integers through here.
+            _ => self.u64c(cur, 0),
+        }
+    }
+
+    fn low32(&mut self, cur: Block, v: Value) -> Value {
+        let t = self.f.push(cur, Op::Ext(ExtOp::Trunc, v), Type::U32);
+        self.f.push(cur, Op::Ext(ExtOp::Zext, t), Type::U64)
+    }
+
+    fn builtin(&mut self, cur: Block, b: Builtin) -> Value {
+        match b {
+            Builtin::Pid | Builtin::Tid => {
+                let v = self.call(cur, "get_current_pid_tgid", vec![], Type::U64);
+                if b == Builtin::Pid {
+                    self.bin(cur, BinOp::Lshr, v, Operand::Imm(32))
+                } else {
+                    self.low32(cur, v)
+                }
+            }
+            Builtin::Uid | Builtin::Gid => {
+                let v = self.call(cur, "get_current_uid_gid", vec![], Type::U64);
+                if b == Builtin::Gid {
+                    self.bin(cur, BinOp::Lshr, v, Operand::Imm(32))
+                } else {
+                    self.low32(cur, v)
+                }
+            }
+            Builtin::Cgroup => self.call(cur, "get_current_cgroup_id", vec![], Type::U64),
+            Builtin::Nsecs => self.call(cur, "ktime_get_ns", vec![], Type::U64),
+            Builtin::Cpu => {
+                let v = self.call(cur, "get_smp_processor_id", vec![], Type::U32);
+                self.f.push(cur, Op::Ext(ExtOp::Zext, v), Type::U64)
+            }
+            // `comm` is a string: only keys and string compares read it.
+            Builtin::Comm => self.u64c(cur, 0),
+        }
+    }
+
+    /// The power-of-two bucket of `x`: 0 for 0, else floor(log2 x) + 1. Six halving
+    /// steps leave `v` at 1 (or 0 for 0) and `n` at floor(log2 x).
+    fn hist_bucket(&mut self, mut cur: Block, x: Value) -> (Block, Value) {
+        let mut v = x;
+        let mut n = self.u64c(cur, 0);
+        for k in [32u32, 16, 8, 4, 2, 1] {
+            let limit = self.u64c(cur, 1u64 << k);
+            let shift = self.f.add_block();
+            let next = self.f.add_block();
+            let nv = self.f.add_block_param(next, Type::U64);
+            let nn = self.f.add_block_param(next, Type::U64);
+            self.br(
+                cur,
+                Cond::Uge,
+                v,
+                limit.into(),
+                BlockCall::new(shift, vec![]),
+                BlockCall::new(next, vec![v, n]),
+            );
+            let sv = self.bin(shift, BinOp::Lshr, v, Operand::Imm(k as i64));
+            let sn = self.bin(shift, BinOp::Add, n, Operand::Imm(k as i64));
+            self.jump(shift, next, vec![sv, sn]);
+            cur = next;
+            v = nv;
+            n = nn;
+        }
+        let bucket = self.bin(cur, BinOp::Add, n, v);
+        (cur, bucket)
+    }
+
+    /// The linear bucket of `x`: 0 below `min`, `1 + (x - min) / step` inside, and one
+    /// past the last for `max` and above.
+    fn lhist_bucket(
+        &mut self,
+        cur: Block,
+        x: Value,
+        min: u64,
+        max: u64,
+        step: u64,
+    ) -> (Block, Value) {
+        let buckets = (max - min).div_ceil(step);
+        let join = self.f.add_block();
+        let out = self.f.add_block_param(join, Type::U64);
+        let check_max = self.f.add_block();
+        let inside = self.f.add_block();
+        let vmin = self.u64c(cur, min);
+        let zero = self.u64c(cur, 0);
+        self.br(
+            cur,
+            Cond::Ult,
+            x,
+            vmin.into(),
+            BlockCall::new(join, vec![zero]),
+            BlockCall::new(check_max, vec![]),
+        );
+        let vmax = self.u64c(check_max, max);
+        let last = self.u64c(check_max, buckets + 1);
+        self.br(
+            check_max,
+            Cond::Uge,
+            x,
+            vmax.into(),
+            BlockCall::new(join, vec![last]),
+            BlockCall::new(inside, vec![]),
+        );
+        let d = self.bin(inside, BinOp::Sub, x, vmin);
+        let vstep = self.u64c(inside, step);
+        let q = self.bin(inside, BinOp::Div, d, vstep);
+        let b = self.bin(inside, BinOp::Add, q, Operand::Imm(1));
+        self.jump(inside, join, vec![b]);
+        (join, out)
+    }
+
+    /// One aggregation statement; returns the block where the probe continues.
+    fn aggregate(
+        &mut self,
+        mut cur: Block,
+        map: usize,
+        keys: &[Expr],
+        value: Option<&Expr>,
+    ) -> Block {
+        let def = &self.probes.maps[map];
+        let func = def.func;
+        let (offs, key_size) = def.key_layout();
+        let id = MapId::from_index(map);
+        let kslot = self.f.add_slot(key_size, 8);
+        let kp = self
+            .f
+            .push(cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        for off in (0..key_size).step_by(8) {
+            self.store(cur, kp, off as i16, Operand::Imm(0));
+        }
+        for ((k, &off), field) in keys.iter().zip(&offs).zip(&def.keys) {
+            match &k.kind {
+                ExprKind::Builtin(Builtin::Comm) => {
+                    let p = if off == 0 {
+                        kp
+                    } else {
+                        self.f.push(
+                            cur,
+                            Op::PtrAdd(kp, Operand::Imm(off as i64)),
+                            Type::Ptr(PtrKind::Stack),
+                        )
+                    };
+                    let n = self.u64c(cur, COMM_LEN as u64);
+                    self.call(cur, "get_current_comm", vec![p, n], Type::I64);
+                }
+                ExprKind::Str(s) => {
+                    // A literal key: its bytes, NUL-padded, word by word.
+                    let size = field.size();
+                    let mut bytes = s.as_bytes().to_vec();
+                    bytes.resize(size as usize, 0);
+                    for (i, chunk) in bytes.chunks(8).enumerate() {
+                        let mut w = [0u8; 8];
+                        w[..chunk.len()].copy_from_slice(chunk);
+                        let v = self.u64c(cur, u64::from_le_bytes(w));
+                        self.store(cur, kp, (off as usize + i * 8) as i16, v);
+                    }
+                }
+                _ => {
+                    let v = self.int(cur, k);
+                    self.store(cur, kp, off as i16, v);
+                }
+            }
+        }
+        let x = value.map(|e| self.int(cur, e));
+        let xv = x.unwrap_or_else(|| self.u64c(cur, 0));
+        if let Some(x) = x {
+            let bucket = match func {
+                AggFunc::Hist => Some(self.hist_bucket(cur, x)),
+                AggFunc::Lhist { min, max, step } => {
+                    Some(self.lhist_bucket(cur, x, min, max, step))
+                }
+                _ => None,
+            };
+            if let Some((next, b)) = bucket {
+                cur = next;
+                let off = offs.last().copied().unwrap_or(0);
+                let kp2 = self
+                    .f
+                    .push(cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+                self.store(cur, kp2, off as i16, b);
+            }
+        }
+        let kp = self
+            .f
+            .push(cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        let mref = self
+            .f
+            .push(cur, Op::MapRef(id), Type::Ptr(PtrKind::Map(id)));
+        let r = self.call(
+            cur,
+            "map_lookup_elem",
+            vec![mref, kp],
+            Type::Ptr(PtrKind::MapValueOrNull(id)),
+        );
+        let update = self.f.add_block();
+        let insert = self.f.add_block();
+        let join = self.f.add_block();
+        self.br(
+            cur,
+            Cond::Eq,
+            r,
+            Operand::Imm(0),
+            BlockCall::new(insert, vec![]),
+            BlockCall::new(update, vec![]),
+        );
+
+        // Update in place.
+        let one = Operand::Imm(1);
+        match func {
+            AggFunc::Count | AggFunc::Hist | AggFunc::Lhist { .. } | AggFunc::Sum => {
+                let add: Operand = if func == AggFunc::Sum {
+                    x.map_or(one, Operand::Value)
+                } else {
+                    one
+                };
+                let c = self.load(update, r, 0);
+                let c1 = self.bin(update, BinOp::Add, c, add);
+                self.store(update, r, 0, c1);
+                self.jump(update, join, vec![]);
+            }
+            AggFunc::Min | AggFunc::Max | AggFunc::Avg | AggFunc::Stats => {
+                let x = xv;
+                let c = self.load(update, r, 0);
+                let c1 = self.bin(update, BinOp::Add, c, one);
+                self.store(update, r, 0, c1);
+                let s = self.load(update, r, 8);
+                let s1 = self.bin(update, BinOp::Add, s, x);
+                self.store(update, r, 8, s1);
+                // This CPU's first value (the entry may have been made on another CPU,
+                // leaving this CPU's copy zeroed) sets min and max.
+                let first = self.f.add_block();
+                let check_min = self.f.add_block();
+                let set_min = self.f.add_block();
+                let check_max = self.f.add_block();
+                let set_max = self.f.add_block();
+                let to = |b: Block| BlockCall::new(b, vec![]);
+                self.br(
+                    update,
+                    Cond::Eq,
+                    c,
+                    Operand::Imm(0),
+                    to(first),
+                    to(check_min),
+                );
+                self.store(first, r, 16, x);
+                self.store(first, r, 24, x);
+                self.jump(first, join, vec![]);
+                let mn = self.load(check_min, r, 16);
+                self.br(
+                    check_min,
+                    Cond::Ult,
+                    x,
+                    mn.into(),
+                    to(set_min),
+                    to(check_max),
+                );
+                self.store(set_min, r, 16, x);
+                self.jump(set_min, check_max, vec![]);
+                let mx = self.load(check_max, r, 24);
+                self.br(check_max, Cond::Ugt, x, mx.into(), to(set_max), to(join));
+                self.store(set_max, r, 24, x);
+                self.jump(set_max, join, vec![]);
+            }
+        }
+
+        // Insert the first value.
+        let vslot = self.f.add_slot(def.value_size(), 8);
+        let vp = self
+            .f
+            .push(insert, Op::SlotAddr(vslot), Type::Ptr(PtrKind::Stack));
+        let first: Vec<Operand> = match func {
+            AggFunc::Count | AggFunc::Hist | AggFunc::Lhist { .. } => vec![one],
+            AggFunc::Sum => vec![x.map_or(one, Operand::Value)],
+            _ => {
+                let x = Operand::Value(xv);
+                vec![one, x, x, x]
+            }
+        };
+        for (i, v) in first.into_iter().enumerate() {
+            self.store(insert, vp, (i * 8) as i16, v);
+        }
+        let kp = self
+            .f
+            .push(insert, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        let flags = self.u64c(insert, 0);
+        self.call(
+            insert,
+            "map_update_elem",
+            vec![mref, kp, vp, flags],
+            Type::I64,
+        );
+        self.jump(insert, join, vec![]);
+        join
+    }
+}

@@ -1,0 +1,187 @@
+//! Tracing probes (issue 9): `probe NAME on HOOK { .. }` blocks checked into their own
+//! HIR ([`hir`], [`check`]), lowered onto MIR ([`lower`]), compiled by `codegen` into one
+//! object, and described in layout.json (attach points, aggregation schemas) so the
+//! runtime reads and prints the maps without the compiler's types.
+
+pub mod check;
+pub mod hir;
+pub mod lower;
+
+use crate::codegen::{self, CodegenError, MAX_STACK};
+use crate::diag::Diagnostic;
+use crate::mir::Module;
+use crate::obj::{
+    self, AggFunction, AggregationLayout, KeyFieldLayout, Layout, ProbeAttach, ProbeLayout,
+    ValueWordLayout,
+};
+use hir::{AggFunc, Merge, ProbeHook, Probes, Ty};
+
+/// A compiled probe file: its MIR, code, object and layout.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub module: Module,
+    pub code: codegen::Compiled,
+    pub object: Vec<u8>,
+    pub layout: Layout,
+}
+
+/// Lowers, compiles and describes the probes; a program that does not fit the kernel's
+/// limits is an error at its probe.
+pub fn compile(probes: &Probes, source: &str) -> Result<Output, Vec<Diagnostic>> {
+    let module = lower::lower(probes);
+    let (object, code) =
+        codegen::object::object(&module).map_err(|e| vec![diagnostic(probes, source, e)])?;
+    let layout = layout(probes, &module, &code);
+    Ok(Output {
+        module,
+        code,
+        object,
+        layout,
+    })
+}
+
+fn header(source: &str, span: &std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let body = source
+        .get(span.clone())
+        .and_then(|s| s.find('{'))
+        .unwrap_or(1);
+    span.start..span.start + body.max(1)
+}
+
+fn diagnostic(probes: &Probes, source: &str, e: CodegenError) -> Diagnostic {
+    let at = |func: &str| {
+        probes
+            .probes
+            .iter()
+            .find(|p| p.symbol == func)
+            .map_or(0..0, |p| header(source, &p.span))
+    };
+    match e {
+        CodegenError::StackTooLarge { func, bytes } => Diagnostic::error(
+            "L0603",
+            format!("this probe needs {bytes} bytes of stack, more than the kernel's {MAX_STACK}"),
+            at(&func),
+        )
+        .with_label("its keys and values do not fit the stack")
+        .with_help("each aggregation takes its key and value on the stack (strings 16 bytes each): split the probe or use fewer string keys"),
+        CodegenError::CallChainStack { chain, bytes } => Diagnostic::error(
+            "L0603",
+            format!("call chain {chain} needs {bytes} bytes of stack, more than the kernel's {MAX_STACK}"),
+            probes.probes.first().map_or(0..0, |p| header(source, &p.span)),
+        ),
+        other => {
+            let func = match &other {
+                CodegenError::Internal { func, .. } => func.clone(),
+                _ => String::new(),
+            };
+            Diagnostic::error(
+                "I0004",
+                format!("internal error compiling probes: {other}"),
+                probes
+                    .probes
+                    .iter()
+                    .find(|p| p.symbol == func)
+                    .or(probes.probes.first())
+                    .map_or(0..0, |p| header(source, &p.span)),
+            )
+        }
+    }
+}
+
+/// layout.json of a probe object.
+pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
+    let spec = codegen::object::module_spec(m, code);
+    let programs = probes
+        .probes
+        .iter()
+        .map(|p| {
+            let i = m.func_by_name(&p.symbol).map_or(0, |f| f.index());
+            let (insns, stack) = code
+                .funcs
+                .get(i)
+                .map_or((0, 0), |f| (f.code.insns.len(), f.frame.size));
+            ProbeLayout {
+                name: p.name.clone(),
+                program: p.symbol.clone(),
+                section: lower::mir_hook(&p.hook).section(),
+                attach: match &p.hook {
+                    ProbeHook::Tracepoint { category, name } => ProbeAttach::Tracepoint {
+                        category: category.clone(),
+                        name: name.clone(),
+                    },
+                },
+                insns,
+                stack,
+            }
+        })
+        .collect();
+    let aggregations = probes
+        .maps
+        .iter()
+        .map(|a| {
+            let (offs, _) = a.key_layout();
+            let mut key: Vec<KeyFieldLayout> = a
+                .keys
+                .iter()
+                .zip(&offs)
+                .map(|(k, &offset)| KeyFieldLayout {
+                    name: k.name.clone(),
+                    ty: match k.ty {
+                        Ty::Str(_) => "string",
+                        _ => "u64",
+                    },
+                    offset,
+                    size: k.size(),
+                })
+                .collect();
+            if a.func.bucketed() {
+                key.push(KeyFieldLayout {
+                    name: "bucket".into(),
+                    ty: "bucket",
+                    offset: offs.last().copied().unwrap_or(0),
+                    size: 8,
+                });
+            }
+            let value = a
+                .func
+                .value_words()
+                .iter()
+                .enumerate()
+                .map(|(i, (name, merge))| ValueWordLayout {
+                    name,
+                    offset: i as u32 * 8,
+                    merge: match merge {
+                        Merge::Sum => "sum",
+                        Merge::Min => "min",
+                        Merge::Max => "max",
+                    },
+                })
+                .collect();
+            AggregationLayout {
+                map: a.symbol.clone(),
+                display: a.display.clone(),
+                function: match a.func {
+                    AggFunc::Count => AggFunction::Count,
+                    AggFunc::Sum => AggFunction::Sum,
+                    AggFunc::Min => AggFunction::Min,
+                    AggFunc::Max => AggFunction::Max,
+                    AggFunc::Avg => AggFunction::Avg,
+                    AggFunc::Stats => AggFunction::Stats,
+                    AggFunc::Hist => AggFunction::Hist,
+                    AggFunc::Lhist { min, max, step } => AggFunction::Lhist { min, max, step },
+                },
+                per_cpu: true,
+                key,
+                value,
+            }
+        })
+        .collect();
+    Layout {
+        schema: obj::SCHEMA,
+        license: spec.license.clone(),
+        programs: Vec::new(),
+        maps: spec.maps.iter().map(obj::map_layout).collect(),
+        probes: programs,
+        aggregations,
+    }
+}

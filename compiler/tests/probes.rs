@@ -1,0 +1,129 @@
+//! Probe files through the front end and the back end: what compiles (and its layout),
+//! and each mistake as a diagnostic with its code on the exact text at fault.
+
+use pol_compiler::driver;
+
+/// The code and the source text under the primary span of each error.
+fn errors(src: &str) -> Vec<(String, String)> {
+    match driver::compile(src) {
+        Ok(_) => Vec::new(),
+        Err(diags) => diags
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| (d.code.to_string(), src[d.primary_span()].to_string()))
+            .collect(),
+    }
+}
+
+fn one_error(src: &str) -> (String, String) {
+    let e = errors(src);
+    assert_eq!(e.len(), 1, "{e:?}");
+    e[0].clone()
+}
+
+#[test]
+fn a_probe_compiles_to_an_object_and_a_layout() {
+    let c = driver::compile(
+        "probe opens on tracepoint(syscalls.sys_enter_openat) {\n    where uid != 0 and comm == \"bash\"\n    count by comm into opens\n    hist(nsecs) by pid into h\n}\n",
+    )
+    .expect("compiles");
+    let out = c.probes.expect("a probe object");
+    assert!(out.object.starts_with(b"\x7fELF"));
+    let j = serde_json::to_value(&out.layout).expect("json");
+    assert_eq!(j["probes"][0]["program"], "probe_opens");
+    assert_eq!(j["probes"][0]["attach"]["kind"], "tracepoint");
+    assert_eq!(j["probes"][0]["attach"]["name"], "sys_enter_openat");
+    assert_eq!(j["aggregations"][0]["display"], "@opens");
+    assert_eq!(j["aggregations"][0]["key"][0]["type"], "string");
+    assert_eq!(j["aggregations"][1]["function"]["kind"], "hist");
+    assert_eq!(j["aggregations"][1]["key"][1]["type"], "bucket");
+    assert_eq!(j["maps"][1]["kind"], "percpu_hash");
+    assert!(j["probes"][0]["stack"]
+        .as_u64()
+        .is_some_and(|s| s > 0 && s <= 512));
+}
+
+#[test]
+fn every_aggregation_compiles() {
+    for stmt in [
+        "count",
+        "count by pid, tid, uid, gid, cgroup, cpu",
+        "sum(nsecs) by comm",
+        "min(pid)",
+        "max(pid) by cpu",
+        "avg(tid)",
+        "stats(uid) by comm, pid",
+        "hist(nsecs)",
+        "lhist(cpu, 0, 64, 4) by comm",
+    ] {
+        let src = format!("probe tracepoint(sched.sched_process_exec) {{\n    {stmt}\n}}\n");
+        assert!(errors(&src).is_empty(), "{stmt}: {:?}", errors(&src));
+    }
+}
+
+#[test]
+fn an_unknown_builtin_is_named_with_a_suggestion() {
+    let src = "probe p on tracepoint(syscalls.sys_enter_openat) {\n    count by comn into m\n}\n";
+    assert_eq!(one_error(src), ("E0301".into(), "comn".into()));
+    let d = driver::compile(src).expect_err("error");
+    assert!(
+        d[0].help.as_deref().is_some_and(|h| h.contains("`comm`")),
+        "{:?}",
+        d[0]
+    );
+}
+
+#[test]
+fn a_map_used_with_two_key_types_is_an_error_at_the_second_use() {
+    let src = "probe a on tracepoint(syscalls.sys_enter_openat) {\n    count by comm into m\n}\nprobe b on tracepoint(syscalls.sys_enter_close) {\n    count by pid into m\n}\n";
+    let (code, text) = one_error(src);
+    assert_eq!(code, "E0511");
+    assert_eq!(text, "m");
+    let d = driver::compile(src).expect_err("error");
+    assert!(d[0].message.contains("(integer)") && d[0].message.contains("(string)"));
+}
+
+#[test]
+fn type_mismatches_and_unknown_hooks_point_at_the_culprit() {
+    let p = |body: &str| {
+        format!("probe p on tracepoint(syscalls.sys_enter_openat) {{\n    {body}\n}}\n")
+    };
+    assert_eq!(
+        one_error(&p("where comm == 3")),
+        ("E0401".into(), "3".into())
+    );
+    assert_eq!(one_error(&p("where pid")), ("E0401".into(), "pid".into()));
+    assert_eq!(
+        one_error(&p("where comm < \"a\"")),
+        ("E0403".into(), "comm < \"a\"".into())
+    );
+    assert_eq!(one_error(&p("sum(comm)")), ("E0401".into(), "comm".into()));
+    assert_eq!(
+        one_error(&p("lhist(pid, 10, 5, 1)")),
+        ("E0512".into(), "10, 5, 1".into())
+    );
+    assert_eq!(
+        one_error(&p("total(pid)")),
+        ("E0512".into(), "total".into())
+    );
+    assert_eq!(
+        one_error("probe p on tracepont(syscalls.sys_enter_openat) {\n    count\n}\n"),
+        ("E0501".into(), "tracepont".into())
+    );
+    assert_eq!(
+        one_error("probe p on tracepoint(\"x\") {\n    count\n}\n"),
+        ("E0502".into(), "\"x\"".into())
+    );
+}
+
+#[test]
+fn a_probe_whose_stack_exceeds_512_bytes_is_refused_at_the_probe() {
+    // Each string-keyed aggregation takes its own key and value slots.
+    let stmts: String = (0..12)
+        .map(|i| format!("    stats(pid) by comm, comm, comm into m{i}\n"))
+        .collect();
+    let src = format!("probe big on tracepoint(syscalls.sys_enter_openat) {{\n{stmts}}}\n");
+    let (code, text) = one_error(&src);
+    assert_eq!(code, "L0603");
+    assert!(text.starts_with("probe big on tracepoint"), "{text}");
+}

@@ -1,0 +1,211 @@
+//! `pol run` of a file of probes (or `pol run -e 'probe ...'`): compile, load every probe
+//! program, attach them all or none, wait for Ctrl-C / SIGTERM / `--duration`, then print
+//! every aggregation map as bpftrace does (or one JSON object per map with `--json`).
+//!
+//! The maps are read through the layout.json the compiler wrote (parsed back into
+//! `pol_runtime::trace::layout`), never through the compiler's own types. Everything
+//! attached belongs to the `aya::Ebpf` value: dropping it, on any error or at the end,
+//! detaches every probe.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::maps::Map;
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+use pol_compiler::diag::render_all;
+use pol_compiler::driver;
+use pol_compiler::syntax::{self, ast::Item};
+use pol_runtime::trace::aggregate;
+use pol_runtime::trace::layout::{Attach, TraceLayout};
+
+use crate::run::RunArgs;
+
+/// `eprintln!` that cannot panic (a closed terminal must not abort the detach).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// Whether this run is of probes: `-e`, or a file whose items include a probe.
+pub fn wants(args: &RunArgs) -> bool {
+    if args.program.is_some() {
+        return true;
+    }
+    let Some(file) = &args.file else { return false };
+    let Ok(src) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    let (ast, _) = syntax::parse(&src);
+    ast.items.iter().any(|i| matches!(i, Item::Probe(_)))
+}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+pub fn run(args: RunArgs) -> Result<bool> {
+    let t0 = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    let (name, src) = match (&args.program, &args.file) {
+        (Some(p), _) => ("-e".to_string(), p.clone()),
+        (None, Some(f)) => (
+            f.display().to_string(),
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        ),
+        (None, None) => bail!("pol run needs a FILE or -e PROGRAM"),
+    };
+    let c = match driver::compile(&src) {
+        Ok(c) => {
+            eprint!("{}", render_all(&c.warnings, &name, &src));
+            c
+        }
+        Err(diags) => {
+            eprint!("{}", render_all(&diags, &name, &src));
+            let n = diags.iter().filter(|d| d.is_error()).count();
+            say!("{name}: {n} error{}", if n == 1 { "" } else { "s" });
+            return Ok(false);
+        }
+    };
+    let Some(out) = &c.probes else {
+        bail!("{name} has no probes");
+    };
+    // The runtime's view of the object: layout.json as any consumer would read it.
+    let layout = TraceLayout::parse(&serde_json::to_string(&out.layout)?)
+        .context("internal error: the layout does not read back")?;
+    check_privileges()?;
+    let bpf = load_and_attach(&c.object, &layout)?;
+    say!(
+        "attached {} probe{} in {:.1} ms; Ctrl-C to stop and print the maps",
+        layout.probes.len(),
+        if layout.probes.len() == 1 { "" } else { "s" },
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut text = String::new();
+    for a in &layout.aggregations {
+        let map = bpf
+            .map(&a.map)
+            .ok_or_else(|| anyhow!("internal error: map `{}` is not in the object", a.map))?;
+        let fd = match map {
+            Map::PerCpuHashMap(m) | Map::HashMap(m) => m.fd().as_fd(),
+            _ => bail!("internal error: map `{}` is not a hash map", a.map),
+        };
+        let entries = aggregate::read(fd, a)?;
+        if args.json {
+            text.push_str(&aggregate::to_json(a, &entries).to_string());
+            text.push('\n');
+        } else {
+            text.push_str(&aggregate::format(a, &entries));
+        }
+    }
+    // Detach before printing: the maps are read, nothing more is counted.
+    drop(bpf);
+    let mut stdout = std::io::stdout().lock();
+    if !args.json {
+        let _ = writeln!(stdout);
+    }
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    Ok(true)
+}
+
+/// Root, or CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN), from /proc/self/status.
+fn check_privileges() -> Result<()> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Ok(()); // no procfs: let the kernel say no
+    };
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(u64::MAX);
+    let has = |c: u32| caps & (1u64 << c) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    bail!("pol run needs root to trace: it loads BPF programs and attaches them to kernel tracepoints (CAP_BPF and CAP_PERFMON); run it with sudo")
+}
+
+/// Loads the object and attaches every probe; on any failure nothing stays attached
+/// (the partly attached `Ebpf` is dropped) and the error names the probe.
+fn load_and_attach(object: &[u8], layout: &TraceLayout) -> Result<Ebpf> {
+    let mut bpf = EbpfLoader::new()
+        .load(object)
+        .map_err(|e| anyhow!("cannot load the probes' object: {e}"))?;
+    for p in &layout.probes {
+        let shown = if p.name.is_empty() {
+            &p.program
+        } else {
+            &p.name
+        };
+        match &p.attach {
+            Attach::Tracepoint { category, name } => {
+                let events = Path::new(TRACEFS).join("events");
+                if !events.is_dir() {
+                    bail!("tracefs is not mounted at {TRACEFS}: mount it with `mount -t tracefs none {TRACEFS}`");
+                }
+                if !events.join(category).join(name).is_dir() {
+                    bail!("probe `{shown}`: tracepoint {category}:{name} does not exist on this kernel");
+                }
+                let prog: &mut TracePoint = bpf
+                    .program_mut(&p.program)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "internal error: program `{}` is not in the object",
+                            p.program
+                        )
+                    })?
+                    .try_into()
+                    .map_err(|e| anyhow!("internal error: program `{}`: {e}", p.program))?;
+                prog.load().map_err(|e| load_error(shown, e))?;
+                prog.attach(category, name).map_err(|e| {
+                    anyhow!("probe `{shown}`: cannot attach to tracepoint {category}:{name}: {e}")
+                })?;
+            }
+        }
+    }
+    Ok(bpf)
+}
+
+/// A program the kernel refused: a compiler bug (what `pol check` accepts must load), so
+/// the verifier's last lines are shown for the report.
+fn load_error(probe: &str, e: aya::programs::ProgramError) -> anyhow::Error {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .take(12)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            anyhow!(
+                "internal error: the kernel refused probe `{probe}` ({io_error}); please report it with the verifier's words:\n{}",
+                tail.join("\n")
+            )
+        }
+        other => anyhow!("probe `{probe}`: cannot load: {other}"),
+    }
+}

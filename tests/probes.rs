@@ -1,0 +1,161 @@
+//! `pol run` of probes as a user runs it: a file or a `-e` one-liner is compiled, attached
+//! to the kernel, and prints its maps when stopped; the test generates the workload (a
+//! command under a name of its own, so its counts can be asserted exactly) and checks the
+//! printed table and the JSON.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{require_kernel, TempDir};
+
+/// A command named `name` (a symlink to cat, so its comm is `name`) in `dir`.
+fn workload(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::os::unix::fs::symlink("/bin/cat", &p).expect("symlink cat");
+    p
+}
+
+/// Runs the workload `n` times; each run opens /etc/hostname (and its libraries).
+fn run_workload(cmd: &Path, n: usize) {
+    for _ in 0..n {
+        let st = Command::new(cmd)
+            .arg("/etc/hostname")
+            .stdout(Stdio::null())
+            .status()
+            .expect("run workload");
+        assert!(st.success());
+    }
+}
+
+/// Starts `pol run ARGS` and waits until it says its probes are attached.
+fn start(args: &[&str]) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pol"))
+        .arg("run")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pol run");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    loop {
+        assert!(Instant::now() < deadline, "pol run did not attach: {seen}");
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("attached") => break,
+            Some(Ok(l)) => seen.push_str(&(l + "\n")),
+            _ => {
+                let _ = child.wait();
+                panic!("pol run ended before attaching: {seen}");
+            }
+        }
+    }
+    // Keep draining stderr so pol never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+/// Stops `pol run` with SIGINT (as Ctrl-C does) and returns its stdout.
+fn stop(mut child: Child) -> String {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read stdout");
+    let st = child.wait().expect("wait");
+    assert!(st.success(), "pol run failed: {st}\n{out}");
+    out
+}
+
+/// A comm no other process on the machine has: `pw` and this test's pid.
+fn unique_comm(tag: &str) -> String {
+    format!("pw{tag}{}", std::process::id() % 100_000)
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn counting_opens_by_comm_prints_the_workload() {
+    require_kernel();
+    let dir = TempDir::new("pol_probe_opens");
+    let comm = unique_comm("o");
+    let cmd = workload(dir.path(), &comm);
+    let file = dir.path().join("opens.pol");
+    std::fs::write(
+        &file,
+        "probe opens on tracepoint(syscalls.sys_enter_openat) {\n    count by comm into opens\n}\n",
+    )
+    .expect("write");
+    let child = start(&[file.to_str().expect("path")]);
+    run_workload(&cmd, 20);
+    let out = stop(child);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("@opens[{comm}]: ")))
+        .unwrap_or_else(|| panic!("no line for {comm} in:\n{out}"));
+    let n: u64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("count");
+    assert!(
+        n >= 20,
+        "{line}: each of 20 runs opens at least /etc/hostname"
+    );
+    // Sorted by value, as bpftrace prints: counts never decrease down the table.
+    let counts: Vec<u64> = out
+        .lines()
+        .filter(|l| l.starts_with("@opens["))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]),
+        "not sorted:\n{out}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn one_liner_with_a_predicate_prints_json() {
+    require_kernel();
+    let dir = TempDir::new("pol_probe_json");
+    let comm = unique_comm("j");
+    let cmd = workload(dir.path(), &comm);
+    let program = format!(
+        "probe tracepoint(syscalls.sys_enter_openat) {{ where comm == \"{comm}\" and pid > 0 count by comm, pid }}"
+    );
+    let child = start(&["--json", "-e", &program]);
+    run_workload(&cmd, 5);
+    let out = stop(child);
+    let maps: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(maps.len(), 1, "{out}");
+    assert_eq!(maps[0]["map"], "@");
+    assert_eq!(maps[0]["function"], "count");
+    let entries = maps[0]["entries"].as_array().expect("entries");
+    // One entry per run of the workload (each its own pid), and no other comm.
+    assert_eq!(entries.len(), 5, "{out}");
+    for e in entries {
+        assert_eq!(e["key"]["comm"], comm.as_str());
+        assert!(e["key"]["pid"].as_u64().is_some_and(|p| p > 0));
+        assert!(e["value"].as_u64().is_some_and(|v| v >= 1));
+    }
+}
