@@ -9,19 +9,18 @@
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::Map;
-use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 use pol_compiler::diag::render_all;
 use pol_compiler::driver;
 use pol_compiler::syntax::{self, ast::Item};
 use pol_runtime::trace::aggregate;
+use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
 use pol_runtime::trace::layout::{Attach, TraceLayout};
 
 use crate::run::RunArgs;
@@ -45,8 +44,6 @@ pub fn wants(args: &RunArgs) -> bool {
     let (ast, _) = syntax::parse(&src);
     ast.items.iter().any(|i| matches!(i, Item::Probe(_)))
 }
-
-const TRACEFS: &str = "/sys/kernel/tracing";
 
 pub fn run(args: RunArgs) -> Result<bool> {
     let t0 = Instant::now();
@@ -82,7 +79,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let layout = TraceLayout::parse(&serde_json::to_string(&out.layout)?)
         .context("internal error: the layout does not read back")?;
     check_privileges()?;
-    let bpf = load_and_attach(&c.object, &layout)?;
+    let (bpf, attached) = load_and_attach(&c.object, &layout)?;
     say!(
         "attached {} probe{} in {:.1} ms; Ctrl-C to stop and print the maps",
         layout.probes.len(),
@@ -113,6 +110,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
         }
     }
     // Detach before printing: the maps are read, nothing more is counted.
+    drop(attached);
     drop(bpf);
     let mut stdout = std::io::stdout().lock();
     if !args.json {
@@ -143,45 +141,50 @@ fn check_privileges() -> Result<()> {
     bail!("pol run needs root to trace: it loads BPF programs and attaches them to kernel tracepoints (CAP_BPF and CAP_PERFMON); run it with sudo")
 }
 
-/// Loads the object and attaches every probe; on any failure nothing stays attached
-/// (the partly attached `Ebpf` is dropped) and the error names the probe.
-fn load_and_attach(object: &[u8], layout: &TraceLayout) -> Result<Ebpf> {
+/// Loads the object and attaches every probe through `trace::attach` (all or nothing);
+/// the returned attachments detach when dropped, before the object is.
+fn load_and_attach(object: &[u8], layout: &TraceLayout) -> Result<(Ebpf, Vec<Attached>)> {
+    let list: Vec<(String, ProbeAttach)> = layout
+        .probes
+        .iter()
+        .map(|p| {
+            let how = match &p.attach {
+                Attach::Tracepoint { category, name } => ProbeAttach::Tracepoint {
+                    category: category.clone(),
+                    name: name.clone(),
+                },
+            };
+            (p.program.clone(), how)
+        })
+        .collect();
+    // Refuse what this kernel lacks before loading anything.
+    for (program, how) in &list {
+        attach::supported(how).map_err(|e| anyhow!("probe `{}`: {e}", shown(layout, program)))?;
+    }
     let mut bpf = EbpfLoader::new()
         .load(object)
         .map_err(|e| anyhow!("cannot load the probes' object: {e}"))?;
-    for p in &layout.probes {
-        let shown = if p.name.is_empty() {
-            &p.program
-        } else {
-            &p.name
-        };
-        match &p.attach {
-            Attach::Tracepoint { category, name } => {
-                let events = Path::new(TRACEFS).join("events");
-                if !events.is_dir() {
-                    bail!("tracefs is not mounted at {TRACEFS}: mount it with `mount -t tracefs none {TRACEFS}`");
-                }
-                if !events.join(category).join(name).is_dir() {
-                    bail!("probe `{shown}`: tracepoint {category}:{name} does not exist on this kernel");
-                }
-                let prog: &mut TracePoint = bpf
-                    .program_mut(&p.program)
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "internal error: program `{}` is not in the object",
-                            p.program
-                        )
-                    })?
-                    .try_into()
-                    .map_err(|e| anyhow!("internal error: program `{}`: {e}", p.program))?;
-                prog.load().map_err(|e| load_error(shown, e))?;
-                prog.attach(category, name).map_err(|e| {
-                    anyhow!("probe `{shown}`: cannot attach to tracepoint {category}:{name}: {e}")
-                })?;
-            }
+    // Load each program first, so a verifier refusal names its probe with the log.
+    for (program, _) in &list {
+        let prog = bpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("internal error: program `{program}` is not in the object"))?;
+        if let aya::programs::Program::TracePoint(tp) = prog {
+            tp.load()
+                .map_err(|e| load_error(shown(layout, program), e))?;
         }
     }
-    Ok(bpf)
+    let attached = attach::attach_all(&mut bpf, &list).map_err(|e| anyhow!("{e}"))?;
+    Ok((bpf, attached))
+}
+
+/// How a probe is named in messages: as written, or by its program if anonymous.
+fn shown<'a>(layout: &'a TraceLayout, program: &'a str) -> &'a str {
+    layout
+        .probes
+        .iter()
+        .find(|p| p.program == program && !p.name.is_empty())
+        .map_or(program, |p| p.name.as_str())
 }
 
 /// A program the kernel refused: a compiler bug (what `pol check` accepts must load), so

@@ -159,3 +159,31 @@ fn one_liner_with_a_predicate_prints_json() {
         assert!(e["value"].as_u64().is_some_and(|v| v >= 1));
     }
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn a_missing_tracepoint_is_named_and_nothing_stays_attached() {
+    require_kernel();
+    let dir = TempDir::new("pol_probe_missing");
+    let file = dir.path().join("missing.pol");
+    std::fs::write(
+        &file,
+        "probe good on tracepoint(syscalls.sys_enter_openat) {\n    count\n}\nprobe gone on tracepoint(syscalls.sys_enter_opnat) {\n    count\n}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_pol"))
+        .args(["run", "--duration", "5", file.to_str().expect("path")])
+        .output()
+        .expect("run pol");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("tracepoint syscalls:sys_enter_opnat does not exist on this kernel"),
+        "{err}"
+    );
+    assert!(!err.contains("attached"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+}
