@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use aya::maps::Map;
+use aya::maps::{Map, RingBuf};
 use aya::{Ebpf, EbpfLoader};
 use pol_compiler::diag::render_all;
 use pol_compiler::driver;
 use pol_compiler::syntax::{self, ast::Item};
-use pol_runtime::trace::aggregate;
 use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
 use pol_runtime::trace::layout::{Attach, TraceLayout};
+use pol_runtime::trace::{aggregate, events};
 
 use crate::run::RunArgs;
 
@@ -89,8 +89,30 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let deadline = args
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut bpf = bpf;
+    let mut events = match &layout.events {
+        Some(ev) => Some(EventStream::open(&mut bpf, ev)?),
+        None => None,
+    };
+    let mut next_lost_check = Instant::now() + Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        std::thread::sleep(Duration::from_millis(20));
+        if let Some(ev) = events.as_mut() {
+            if !ev.drain(args.json) {
+                break; // stdout is gone: nobody reads what we print
+            }
+            if Instant::now() >= next_lost_check {
+                ev.report_lost(false);
+                next_lost_check = Instant::now() + Duration::from_secs(1);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Some(ev) = events.as_mut() {
+        ev.drain(args.json);
+        ev.report_lost(true);
+        if args.json && ev.lost > 0 {
+            println!("{}", serde_json::json!({"type": "lost", "count": ev.lost}));
+        }
     }
     let mut text = String::new();
     for a in &layout.aggregations {
@@ -113,12 +135,93 @@ pub fn run(args: RunArgs) -> Result<bool> {
     drop(attached);
     drop(bpf);
     let mut stdout = std::io::stdout().lock();
-    if !args.json {
+    if !args.json && !layout.aggregations.is_empty() {
         let _ = writeln!(stdout);
     }
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
     Ok(true)
+}
+
+/// The ring buffer of `emit` records and its lost-record counter.
+struct EventStream {
+    layout: pol_runtime::trace::layout::Events,
+    ring: RingBuf<aya::maps::MapData>,
+    lost_map: aya::maps::MapData,
+    /// Records lost so far, as last reported.
+    lost: u64,
+    /// The kind of the last record printed (a header is printed when it changes).
+    last_kind: Option<usize>,
+}
+
+impl EventStream {
+    fn open(bpf: &mut Ebpf, ev: &pol_runtime::trace::layout::Events) -> Result<EventStream> {
+        let ring = bpf
+            .take_map(&ev.ring)
+            .ok_or_else(|| anyhow!("internal error: no ring buffer `{}`", ev.ring))?;
+        let ring =
+            RingBuf::try_from(ring).map_err(|e| anyhow!("ring buffer `{}`: {e}", ev.ring))?;
+        let lost_map = match bpf.take_map(&ev.lost) {
+            Some(Map::PerCpuArray(m)) => m,
+            _ => bail!("internal error: no per-CPU array `{}`", ev.lost),
+        };
+        Ok(EventStream {
+            layout: ev.clone(),
+            ring,
+            lost_map,
+            lost: 0,
+            last_kind: None,
+        })
+    }
+
+    /// Prints every record waiting in the ring buffer; false once stdout is gone.
+    fn drain(&mut self, json: bool) -> bool {
+        let mut out = String::new();
+        while let Some(item) = self.ring.next() {
+            let Some(e) = events::decode(&self.layout, &item) else {
+                continue;
+            };
+            if json {
+                out.push_str(&events::to_json(&e).to_string());
+            } else {
+                if self.last_kind != Some(e.kind) {
+                    out.push_str(&events::header(e.record));
+                    out.push('\n');
+                    self.last_kind = Some(e.kind);
+                }
+                out.push_str(&events::line(&e));
+            }
+            out.push('\n');
+        }
+        if out.is_empty() {
+            return true;
+        }
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(out.as_bytes()).is_ok() && stdout.flush().is_ok()
+    }
+
+    /// Says on stderr how many records the full ring buffer dropped, when that grew
+    /// (or, at the end, when any were).
+    fn report_lost(&mut self, at_end: bool) {
+        let fd = self.lost_map.fd().as_fd();
+        let total = pol_runtime::sys::map_info(fd)
+            .and_then(|info| pol_runtime::sys::value_buf_len(&info))
+            .and_then(|len| pol_runtime::sys::map_lookup(fd, &0u32.to_le_bytes(), len))
+            .ok()
+            .flatten()
+            .map_or(0, |v| {
+                v.chunks(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                    .fold(0u64, u64::wrapping_add)
+            });
+        if total > self.lost || (at_end && total > 0) {
+            say!(
+                "{total} event{} lost: the ring buffer was full (records come faster than they are printed)",
+                if total == 1 { "" } else { "s" }
+            );
+        }
+        self.lost = total;
+    }
 }
 
 /// Root, or CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN), from /proc/self/status.

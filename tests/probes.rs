@@ -187,3 +187,57 @@ fn a_missing_tracepoint_is_named_and_nothing_stays_attached() {
     assert!(!err.contains("attached"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn emitted_records_print_as_columns_and_json_lines() {
+    require_kernel();
+    let dir = TempDir::new("pol_probe_emit");
+    let comm = unique_comm("e");
+    let cmd = workload(dir.path(), &comm);
+    let file = dir.path().join("execs.pol");
+    std::fs::write(
+        &file,
+        format!(
+            "probe execs on tracepoint(sched.sched_process_exec) {{\n    where comm == \"{comm}\"\n    emit {{ pid, comm, tag: 7 }}\n}}\n"
+        ),
+    )
+    .expect("write");
+    for json in [false, true] {
+        let mut args = vec![file.to_str().expect("path")];
+        if json {
+            args.insert(0, "--json");
+        }
+        let child = start(&args);
+        run_workload(&cmd, 3);
+        let out = stop(child);
+        let lines: Vec<&str> = out.lines().collect();
+        if json {
+            assert_eq!(lines.len(), 3, "{out}");
+            for l in lines {
+                let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+                assert_eq!(v["type"], "event");
+                assert_eq!(v["probe"], "execs");
+                assert_eq!(v["comm"], comm.as_str());
+                assert_eq!(v["tag"], 7);
+                assert!(v["pid"].as_u64().is_some_and(|p| p > 0));
+            }
+        } else {
+            assert_eq!(lines.len(), 4, "a header and 3 records: {out}");
+            assert_eq!(
+                lines[0].split_whitespace().collect::<Vec<_>>(),
+                ["PID", "COMM", "TAG"]
+            );
+            for l in &lines[1..] {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                assert_eq!(cols[1], comm, "{l}");
+                assert_eq!(cols[2], "7", "{l}");
+                // Aligned: every column starts where its header does.
+                assert_eq!(l.find(&comm), lines[0].find("COMM"), "{out}");
+            }
+        }
+    }
+}

@@ -21,6 +21,29 @@ pub struct Layout {
     /// How to read and print each aggregation map, from its own key and value schema.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aggregations: Vec<AggregationLayout>,
+    /// The records `emit` statements send through the ring buffer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsLayout>,
+}
+
+/// The ring buffer of `emit` records and how to decode each.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventsLayout {
+    /// The ring buffer map.
+    pub ring: String,
+    /// A per-CPU array (one u64 at key 0) counting records the buffer had no room for.
+    pub lost: String,
+    /// Record kinds: a record's first u64 (little-endian) is its index in this list.
+    pub records: Vec<RecordLayout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordLayout {
+    /// The probe that emits it (empty if anonymous).
+    pub probe: String,
+    pub size: u32,
+    /// Fields as key fields are: `u64` or `string`, with offsets in the record.
+    pub fields: Vec<KeyFieldLayout>,
 }
 
 /// One probe program and where it attaches.
@@ -215,6 +238,7 @@ pub(crate) fn build(spec: &ObjectSpec) -> Layout {
         maps,
         probes: Vec::new(),
         aggregations: Vec::new(),
+        events: None,
     }
 }
 

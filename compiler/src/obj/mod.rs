@@ -15,8 +15,9 @@ mod validate;
 
 pub use btf::{btf_section, dump as dump_btf, BtfParam};
 pub use layout::{
-    map_layout, AggFunction, AggregationLayout, FieldLayout, KeyFieldLayout, Layout, MapLayout,
-    ProbeAttach, ProbeLayout, ProgramLayout, TypeLayout, ValueWordLayout, SCHEMA,
+    map_layout, AggFunction, AggregationLayout, EventsLayout, FieldLayout, KeyFieldLayout, Layout,
+    MapLayout, ProbeAttach, ProbeLayout, ProgramLayout, RecordLayout, TypeLayout, ValueWordLayout,
+    SCHEMA,
 };
 pub use module::{write_module, FuncSpec, ModuleSpec};
 pub use validate::{is_c_ident, is_known_section};

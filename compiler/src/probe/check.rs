@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::hir::{AggFunc, AggMap, Builtin, CmpOp, Expr, ExprKind, KeyField, Probe, ProbeHook};
-use super::hir::{Probes, Step, Ty};
+use super::hir::{EventDef, Probes, Step, Ty};
 use crate::diag::{suggest, Diagnostic};
 use crate::obj::is_c_ident;
 use crate::syntax::ast::{self, BinOp, Span};
@@ -81,7 +81,11 @@ impl Checker {
                         }
                     }
                 }
-                ast::Stmt::Emit(_, span) => self.not_yet(span, "`emit` in probes"),
+                ast::Stmt::Emit(e, _) => {
+                    if let Some(step) = self.emit(e, &p.name.name) {
+                        steps.push(step);
+                    }
+                }
                 ast::Stmt::When(_, span) | ast::Stmt::Action(_, span) => {
                     self.diags.push(
                         Diagnostic::error(
@@ -440,6 +444,86 @@ impl Checker {
             }
         };
         Some(Step::Aggregate { map, keys, value })
+    }
+
+    /// `emit { field: expr, name, .. }`: a record of integers and strings.
+    fn emit(&mut self, e: &ast::Expr, probe: &str) -> Option<Step> {
+        let ast::ExprKind::Record(fields) = &e.kind else {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0512",
+                    "`emit` sends a record: `emit { pid, comm, n: EXPR }`",
+                    e.span.clone(),
+                )
+                .with_label("not a record"),
+            );
+            return None;
+        };
+        let mut defs: Vec<KeyField> = Vec::new();
+        let mut values = Vec::new();
+        let mut ok = true;
+        for (name, value) in fields {
+            if defs.iter().any(|d| d.name == name.name) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0304",
+                        format!("field `{}` is emitted twice", name.name),
+                        name.span.clone(),
+                    )
+                    .with_label("second field of this name"),
+                );
+                ok = false;
+                continue;
+            }
+            // `{ pid }` is `{ pid: pid }`.
+            let implied;
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    implied = ast::Expr {
+                        kind: ast::ExprKind::Path(ast::Path {
+                            segments: vec![name.clone()],
+                            span: name.span.clone(),
+                        }),
+                        span: name.span.clone(),
+                    };
+                    &implied
+                }
+            };
+            let Some(v) = self.expr(value) else {
+                ok = false;
+                continue;
+            };
+            if v.ty == Ty::Bool {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0401",
+                        "an emitted field must be an integer or a string",
+                        v.span.clone(),
+                    )
+                    .with_label("this is a boolean"),
+                );
+                ok = false;
+                continue;
+            }
+            defs.push(KeyField {
+                name: name.name.clone(),
+                ty: v.ty,
+            });
+            values.push(v);
+        }
+        if !ok {
+            return None;
+        }
+        self.out.events.push(EventDef {
+            probe: probe.to_string(),
+            fields: defs,
+            span: e.span.clone(),
+        });
+        Some(Step::Emit {
+            event: self.out.events.len() - 1,
+            fields: values,
+        })
     }
 
     fn want(&mut self, e: &Expr, want: Ty) -> bool {

@@ -9,6 +9,31 @@ use serde::Serialize;
 pub struct Probes {
     pub probes: Vec<Probe>,
     pub maps: Vec<AggMap>,
+    /// Record kinds `emit` sends through the ring buffer; a record's first word is its
+    /// index here.
+    pub events: Vec<EventDef>,
+}
+
+/// The record one `emit` statement sends: an id word, then its fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventDef {
+    /// The probe's name as written (empty if anonymous).
+    pub probe: String,
+    pub fields: Vec<KeyField>,
+    pub span: Span,
+}
+
+impl EventDef {
+    /// Offsets of the fields (after the 8-byte id) and the record's size.
+    pub fn layout(&self) -> (Vec<u32>, u32) {
+        let mut off = 8;
+        let mut offs = Vec::new();
+        for f in &self.fields {
+            offs.push(off);
+            off += f.size();
+        }
+        (offs, off)
+    }
 }
 
 impl Probes {
@@ -46,6 +71,8 @@ pub enum Step {
         keys: Vec<Expr>,
         value: Option<Expr>,
     },
+    /// Send `events[event]` with these field values through the ring buffer.
+    Emit { event: usize, fields: Vec<Expr> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -32,12 +32,37 @@ pub fn lower(p: &Probes) -> Module {
             flags: 0,
         });
     }
+    let ring = (!p.events.is_empty()).then(|| {
+        let ring = m.add_map(MapDef {
+            name: EVENTS_MAP.into(),
+            kind: MapKind::RingBuf,
+            key_size: 0,
+            value_size: 0,
+            max_entries: RING_BYTES,
+            flags: 0,
+        });
+        let lost = m.add_map(MapDef {
+            name: LOST_MAP.into(),
+            kind: MapKind::PercpuArray,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 1,
+            flags: 0,
+        });
+        (ring, lost)
+    });
     for probe in &p.probes {
-        let f = Lower::program(p, probe);
+        let f = Lower::program(p, probe, ring);
         m.add_func(f);
     }
     m
 }
+
+/// The ring buffer `emit` writes to, and the per-CPU count of records it had no room for.
+pub const EVENTS_MAP: &str = "pol_events";
+pub const LOST_MAP: &str = "pol_lost";
+/// Ring buffer size: 256 KiB (a power of two of pages, as the kernel requires).
+pub const RING_BYTES: u32 = 256 * 1024;
 
 /// The MIR hook of a probe.
 pub fn mir_hook(h: &ProbeHook) -> Hook {
@@ -52,6 +77,8 @@ pub fn mir_hook(h: &ProbeHook) -> Hook {
 struct Lower<'a> {
     probes: &'a Probes,
     f: Function,
+    /// The ring buffer and lost-record maps, when the file emits.
+    ring: Option<(MapId, MapId)>,
 }
 
 fn helper(name: &str) -> u32 {
@@ -59,7 +86,7 @@ fn helper(name: &str) -> u32 {
 }
 
 impl<'a> Lower<'a> {
-    fn program(probes: &'a Probes, probe: &Probe) -> Function {
+    fn program(probes: &'a Probes, probe: &Probe, ring: Option<(MapId, MapId)>) -> Function {
         let mut f = Function::new(
             &probe.symbol,
             Some(mir_hook(&probe.hook)),
@@ -69,7 +96,7 @@ impl<'a> Lower<'a> {
         let exit = f.add_block();
         let zero = f.iconst(exit, IntTy::I64, 0);
         f.set_term(exit, Term::Return(zero));
-        let mut l = Lower { probes, f };
+        let mut l = Lower { probes, f, ring };
         let mut cur = l.f.entry();
         for step in &probe.steps {
             match step {
@@ -81,6 +108,7 @@ impl<'a> Lower<'a> {
                 Step::Aggregate { map, keys, value } => {
                     cur = l.aggregate(cur, *map, keys, value.as_ref());
                 }
+                Step::Emit { event, fields } => cur = l.emit(cur, *event, fields),
             }
         }
         l.jump(cur, exit, vec![]);
@@ -343,6 +371,121 @@ impl<'a> Lower<'a> {
         let b = self.bin(inside, BinOp::Add, q, Operand::Imm(1));
         self.jump(inside, join, vec![b]);
         (join, out)
+    }
+
+    /// Writes a string expression's bytes (NUL-padded to `size`) at `ptr + off`.
+    fn put_str(&mut self, cur: Block, e: &Expr, ptr: Value, off: u32, size: u32, ptr_ty: Type) {
+        match &e.kind {
+            ExprKind::Builtin(Builtin::Comm) => {
+                let p = if off == 0 {
+                    ptr
+                } else {
+                    self.f
+                        .push(cur, Op::PtrAdd(ptr, Operand::Imm(off as i64)), ptr_ty)
+                };
+                let n = self.u64c(cur, COMM_LEN as u64);
+                self.call(cur, "get_current_comm", vec![p, n], Type::I64);
+            }
+            ExprKind::Str(s) => {
+                let mut bytes = s.as_bytes().to_vec();
+                bytes.resize(size as usize, 0);
+                for (i, chunk) in bytes.chunks(8).enumerate() {
+                    let mut w = [0u8; 8];
+                    w[..chunk.len()].copy_from_slice(chunk);
+                    let v = self.u64c(cur, u64::from_le_bytes(w));
+                    self.store(cur, ptr, (off as usize + i * 8) as i16, v);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `emit`: reserve a record in the ring buffer, fill it, submit it; when the buffer
+    /// is full, count the lost record instead.
+    fn emit(&mut self, cur: Block, event: usize, fields: &[Expr]) -> Block {
+        let Some((ring, lost)) = self.ring else {
+            return cur;
+        };
+        let def = &self.probes.events[event];
+        let (offs, size) = def.layout();
+        let sizes: Vec<u32> = def.fields.iter().map(|f| f.size()).collect();
+        // Integer fields are computed before the reservation: between reserve and submit
+        // nothing may fail to reach the submit.
+        let ints: Vec<Option<Value>> = fields
+            .iter()
+            .map(|e| (e.ty == Ty::Int).then(|| self.int(cur, e)))
+            .collect();
+        let mref = self
+            .f
+            .push(cur, Op::MapRef(ring), Type::Ptr(PtrKind::Map(ring)));
+        let n = self.u64c(cur, size as u64);
+        let flags = self.u64c(cur, 0);
+        let r = self.call(
+            cur,
+            "ringbuf_reserve",
+            vec![mref, n, flags],
+            Type::Ptr(PtrKind::MemOrNull(size)),
+        );
+        let fill = self.f.add_block();
+        let full = self.f.add_block();
+        let join = self.f.add_block();
+        self.br(
+            cur,
+            Cond::Eq,
+            r,
+            Operand::Imm(0),
+            BlockCall::new(full, vec![]),
+            BlockCall::new(fill, vec![]),
+        );
+        self.store(fill, r, 0, Operand::Imm(event as i64));
+        for (((e, &off), &fsize), int) in fields.iter().zip(&offs).zip(&sizes).zip(ints) {
+            match int {
+                Some(v) => self.store(fill, r, off as i16, v),
+                None => self.put_str(fill, e, r, off, fsize, Type::Ptr(PtrKind::Mem(size))),
+            }
+        }
+        let zero = self.u64c(fill, 0);
+        self.f
+            .push_void(fill, Op::Call(helper("ringbuf_submit"), vec![r, zero]));
+        self.jump(fill, join, vec![]);
+
+        // No room: count it, so the user is told how many records were lost.
+        let kslot = self.f.add_slot(4, 4);
+        let kp = self
+            .f
+            .push(full, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        self.f.push_void(
+            full,
+            Op::Store {
+                ty: IntTy::U32,
+                ptr: kp,
+                off: 0,
+                val: Operand::Imm(0),
+            },
+        );
+        let lref = self
+            .f
+            .push(full, Op::MapRef(lost), Type::Ptr(PtrKind::Map(lost)));
+        let c = self.call(
+            full,
+            "map_lookup_elem",
+            vec![lref, kp],
+            Type::Ptr(PtrKind::MapValueOrNull(lost)),
+        );
+        let bump = self.f.add_block();
+        self.br(
+            full,
+            Cond::Eq,
+            c,
+            Operand::Imm(0),
+            BlockCall::new(join, vec![]),
+            BlockCall::new(bump, vec![]),
+        );
+        let old = self.load(bump, c, 0);
+        let new = self.bin(bump, BinOp::Add, old, Operand::Imm(1));
+        self.store(bump, c, 0, new);
+        self.jump(bump, join, vec![]);
+        join
     }
 
     /// One aggregation statement; returns the block where the probe continues.

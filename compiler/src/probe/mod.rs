@@ -11,8 +11,8 @@ use crate::codegen::{self, CodegenError, MAX_STACK};
 use crate::diag::Diagnostic;
 use crate::mir::Module;
 use crate::obj::{
-    self, AggFunction, AggregationLayout, KeyFieldLayout, Layout, ProbeAttach, ProbeLayout,
-    ValueWordLayout,
+    self, AggFunction, AggregationLayout, EventsLayout, KeyFieldLayout, Layout, ProbeAttach,
+    ProbeLayout, RecordLayout, ValueWordLayout,
 };
 use hir::{AggFunc, Merge, ProbeHook, Probes, Ty};
 
@@ -176,6 +176,35 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
             }
         })
         .collect();
+    let events = (!probes.events.is_empty()).then(|| EventsLayout {
+        ring: lower::EVENTS_MAP.into(),
+        lost: lower::LOST_MAP.into(),
+        records: probes
+            .events
+            .iter()
+            .map(|e| {
+                let (offs, size) = e.layout();
+                RecordLayout {
+                    probe: e.probe.clone(),
+                    size,
+                    fields: e
+                        .fields
+                        .iter()
+                        .zip(offs)
+                        .map(|(f, offset)| KeyFieldLayout {
+                            name: f.name.clone(),
+                            ty: match f.ty {
+                                Ty::Str(_) => "string",
+                                _ => "u64",
+                            },
+                            offset,
+                            size: f.size(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+    });
     Layout {
         schema: obj::SCHEMA,
         license: spec.license.clone(),
@@ -183,5 +212,6 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
         maps: spec.maps.iter().map(obj::map_layout).collect(),
         probes: programs,
         aggregations,
+        events,
     }
 }

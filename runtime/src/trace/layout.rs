@@ -9,6 +9,24 @@ pub struct TraceLayout {
     pub probes: Vec<Probe>,
     #[serde(default)]
     pub aggregations: Vec<Aggregation>,
+    #[serde(default)]
+    pub events: Option<Events>,
+}
+
+/// The ring buffer of `emit` records.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Events {
+    pub ring: String,
+    pub lost: String,
+    /// A record's first u64 is its index here.
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Record {
+    pub probe: String,
+    pub size: u32,
+    pub fields: Vec<KeyField>,
 }
 
 impl TraceLayout {
