@@ -55,10 +55,24 @@ pub fn resources(c: &Compiled) -> String {
 pub fn probes(out: &pol_compiler::probe::Output) -> String {
     let mut s = String::new();
     for p in &out.layout.probes {
-        let pol_compiler::obj::ProbeAttach::Tracepoint { category, name } = &p.attach;
+        use pol_compiler::obj::ProbeAttach as A;
+        let hook = match &p.attach {
+            A::Tracepoint { category, name } => format!("tracepoint {category}:{name}"),
+            A::RawTracepoint { name } => format!("raw_tracepoint {name}"),
+            A::BtfTracepoint { name } => format!("tp_btf {name}"),
+            A::Uprobe {
+                binary,
+                function,
+                ret,
+            } => format!(
+                "{} {binary}:{function}",
+                if *ret { "uretprobe" } else { "uprobe" }
+            ),
+            A::Profile { hz } => format!("profile {hz} Hz"),
+        };
         let _ = writeln!(
             s,
-            "probe {:<16} {:>6} instructions  {:>3} B stack of 512  (tracepoint {category}:{name})",
+            "probe {:<16} {:>6} instructions  {:>3} B stack of 512  ({hook})",
             if p.name.is_empty() {
                 &p.program
             } else {

@@ -60,6 +60,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
         ),
         (None, None) => bail!("pol run needs a FILE or -e PROGRAM"),
     };
+    refuse_unsupported(&src)?;
     let c = match driver::compile(&src) {
         Ok(c) => {
             eprint!("{}", render_all(&c.warnings, &name, &src));
@@ -141,6 +142,39 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
     Ok(true)
+}
+
+/// Hooks the language names but this kernel may lack (kprobe, fentry, LSM): refused in
+/// the attach layer's one sentence before anything is compiled or loaded.
+fn refuse_unsupported(src: &str) -> Result<()> {
+    let (ast, _) = syntax::parse(src);
+    for item in &ast.items {
+        let Item::Probe(p) = item else { continue };
+        let arg = p
+            .hook
+            .args
+            .as_deref()
+            .and_then(|a| a.first())
+            .and_then(|e| match &e.kind {
+                pol_compiler::syntax::ast::ExprKind::Path(p) => Some(p.dotted()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let how = match p.hook.kind.name.as_str() {
+            k @ ("kprobe" | "kretprobe") => ProbeAttach::Kprobe {
+                function: arg,
+                ret: k == "kretprobe",
+            },
+            k @ ("fentry" | "fexit") => ProbeAttach::Fentry {
+                function: arg,
+                ret: k == "fexit",
+            },
+            "lsm" => ProbeAttach::Lsm { hook: arg },
+            _ => continue,
+        };
+        attach::supported(&how).map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok(())
 }
 
 /// The ring buffer of `emit` records and its lost-record counter.
@@ -256,6 +290,20 @@ fn load_and_attach(object: &[u8], layout: &TraceLayout) -> Result<(Ebpf, Vec<Att
                     category: category.clone(),
                     name: name.clone(),
                 },
+                Attach::RawTracepoint { name } => ProbeAttach::RawTracepoint { name: name.clone() },
+                Attach::BtfTracepoint { name } => ProbeAttach::BtfTracepoint { name: name.clone() },
+                Attach::Uprobe {
+                    binary,
+                    function,
+                    ret,
+                } => ProbeAttach::Uprobe {
+                    binary: binary.into(),
+                    function: function.clone(),
+                    offset: 0,
+                    ret: *ret,
+                    pid: None,
+                },
+                Attach::Profile { hz } => ProbeAttach::Profile { hz: *hz },
             };
             (p.program.clone(), how)
         })

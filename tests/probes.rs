@@ -241,3 +241,102 @@ fn emitted_records_print_as_columns_and_json_lines() {
         }
     }
 }
+
+/// `pol run --duration SECS ARGS`: (success, stdout, stderr).
+fn run_for(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pol"))
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("run pol");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn raw_and_btf_tracepoints_uprobes_and_profile_attach_and_count() {
+    require_kernel();
+    let dir = TempDir::new("pol_probe_hooks");
+    let comm = unique_comm("h");
+    let cmd = workload(dir.path(), &comm);
+    // raw_tracepoint and tp_btf on syscall entry / exec, filtered to the workload; a
+    // uretprobe on libc's malloc (the libc this test runs on), which cat calls.
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let libc = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+        .expect("this test runs on a shared libc");
+    let program = format!(
+        "probe raw_tracepoint(sys_enter) {{ where comm == \"{comm}\" count into raw }}\n\
+         probe tp_btf(sched_process_exec) {{ where comm == \"{comm}\" count into btf }}\n\
+         probe uretprobe(\"{libc}\", malloc) {{ where comm == \"{comm}\" count into up }}"
+    );
+    let child = start(&["-e", &program]);
+    run_workload(&cmd, 4);
+    let out = stop(child);
+    let value = |map: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("@{map}: ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no @{map} in:\n{out}"))
+    };
+    assert!(
+        value("raw") >= 4 * 3,
+        "every run makes several syscalls:\n{out}"
+    );
+    assert_eq!(value("btf"), 4, "one exec per run:\n{out}");
+    assert!(value("up") >= 4, "every run allocates:\n{out}");
+
+    // profile(hz): every CPU sampled for half a second.
+    let (ok, out, err) = run_for(&[
+        "--duration",
+        "0.5",
+        "-e",
+        "probe profile(50) { count by cpu }",
+    ]);
+    assert!(ok, "{err}");
+    let total: u64 = out
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("@[")?
+                .split(": ")
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(total >= 10, "50 Hz on every CPU for 0.5 s:\n{out}");
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn kprobes_fentry_and_lsm_are_refused_in_one_sentence_on_this_kernel() {
+    require_kernel();
+    for (program, lacks) in [
+        ("probe kprobe(do_sys_openat2) { count }", "kprobe"),
+        ("probe fentry(do_sys_openat2) { count }", "fentry"),
+        ("probe lsm(file_open) { count }", "LSM"),
+    ] {
+        let (ok, _, err) = run_for(&["--duration", "0.1", "-e", program]);
+        if ok {
+            // A kernel that has them: then the language says they are not compiled yet.
+            continue;
+        }
+        assert!(
+            err.contains("this kernel has no") && err.contains(lacks),
+            "{program}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    }
+}

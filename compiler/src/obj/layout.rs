@@ -65,7 +65,26 @@ pub struct ProbeLayout {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProbeAttach {
-    Tracepoint { category: String, name: String },
+    Tracepoint {
+        category: String,
+        name: String,
+    },
+    RawTracepoint {
+        name: String,
+    },
+    BtfTracepoint {
+        name: String,
+    },
+    /// `function` in `binary`; `ret` for a uretprobe.
+    Uprobe {
+        binary: String,
+        function: String,
+        ret: bool,
+    },
+    /// A software cpu-clock perf event at `hz` on every online CPU.
+    Profile {
+        hz: u64,
+    },
 }
 
 /// An aggregation map: what it computes, its key fields and value words.

@@ -184,8 +184,82 @@ impl Checker {
                     }
                 }
             }
-            "raw_tracepoint" | "tp_btf" | "uprobe" | "uretprobe" | "profile" | "interval"
-            | "begin" | "end" | "kprobe" | "kretprobe" | "fentry" | "fexit" | "lsm" => {
+            "raw_tracepoint" | "tp_btf" => {
+                let name = self.one_name(h, "a kernel tracepoint name such as `sched_switch`")?;
+                Some(if h.kind.name == "tp_btf" {
+                    ProbeHook::BtfTracepoint { name }
+                } else {
+                    ProbeHook::RawTracepoint { name }
+                })
+            }
+            "uprobe" | "uretprobe" => {
+                let shape = format!("expected `{}(\"/path/to/binary\", function)`", h.kind.name);
+                let (binary, function) = match h.args.as_deref() {
+                    Some([b, f]) => (b, f),
+                    _ => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0502",
+                                format!("`{}` takes a binary and a function", h.kind.name),
+                                h.span.clone(),
+                            )
+                            .with_label(shape),
+                        );
+                        return None;
+                    }
+                };
+                let ast::ExprKind::Str(binary) = &binary.kind else {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0502",
+                            "the binary is a path in quotes",
+                            binary.span.clone(),
+                        )
+                        .with_label(shape),
+                    );
+                    return None;
+                };
+                let function = match &function.kind {
+                    ast::ExprKind::Path(p) if p.segments.len() == 1 => p.dotted(),
+                    ast::ExprKind::Str(s) if !s.is_empty() => s.clone(),
+                    _ => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "E0502",
+                                "the function is a symbol name",
+                                function.span.clone(),
+                            )
+                            .with_label(shape),
+                        );
+                        return None;
+                    }
+                };
+                Some(ProbeHook::Uprobe {
+                    binary: binary.clone(),
+                    function,
+                    ret: h.kind.name == "uretprobe",
+                })
+            }
+            "profile" => match h.args.as_deref() {
+                Some([a]) if matches!(a.kind, ast::ExprKind::Int(1..=100_000)) => {
+                    let ast::ExprKind::Int(hz) = a.kind else {
+                        return None;
+                    };
+                    Some(ProbeHook::Profile { hz })
+                }
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0502",
+                            "`profile` takes a frequency in Hz, 1 to 100000",
+                            h.span.clone(),
+                        )
+                        .with_label("expected `profile(99)`"),
+                    );
+                    None
+                }
+            },
+            "interval" | "begin" | "end" | "kprobe" | "kretprobe" | "fentry" | "fexit" | "lsm" => {
                 self.not_yet(&h.kind.span, &format!("`{}` probes", h.kind.name));
                 None
             }
@@ -215,6 +289,37 @@ impl Checker {
                     d = d.with_help(format!("did you mean {}?", suggest::one_of(&near)));
                 }
                 self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    /// The single name argument of `raw_tracepoint(NAME)` / `tp_btf(NAME)`.
+    fn one_name(&mut self, h: &ast::Hook, what: &str) -> Option<String> {
+        match h.args.as_deref() {
+            Some([a]) => match &a.kind {
+                ast::ExprKind::Path(p) if p.segments.len() == 1 => Some(p.dotted()),
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0502",
+                            format!("`{}` takes {what}", h.kind.name),
+                            a.span.clone(),
+                        )
+                        .with_label("not a name"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0502",
+                        format!("`{}` takes one argument, {what}", h.kind.name),
+                        h.span.clone(),
+                    )
+                    .with_label("one argument expected"),
+                );
                 None
             }
         }

@@ -57,7 +57,28 @@ pub struct Probe {
 /// Where a probe attaches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum ProbeHook {
-    Tracepoint { category: String, name: String },
+    Tracepoint {
+        category: String,
+        name: String,
+    },
+    /// A raw tracepoint (arguments as an array of u64).
+    RawTracepoint {
+        name: String,
+    },
+    /// A BTF-typed raw tracepoint.
+    BtfTracepoint {
+        name: String,
+    },
+    /// A function of a user-space binary; `ret`: when it returns.
+    Uprobe {
+        binary: String,
+        function: String,
+        ret: bool,
+    },
+    /// CPU sampling: a software cpu-clock event `hz` times a second on every CPU.
+    Profile {
+        hz: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

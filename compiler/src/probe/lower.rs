@@ -71,6 +71,12 @@ pub fn mir_hook(h: &ProbeHook) -> Hook {
             category: category.clone(),
             name: name.clone(),
         },
+        ProbeHook::RawTracepoint { name } => Hook::RawTp(name.clone()),
+        ProbeHook::BtfTracepoint { name } => Hook::TpBtf(name.clone()),
+        // The target is given at attach time (layout.json), so the section stays plain.
+        ProbeHook::Uprobe { ret: false, .. } => Hook::Uprobe(String::new()),
+        ProbeHook::Uprobe { ret: true, .. } => Hook::Uretprobe(String::new()),
+        ProbeHook::Profile { .. } => Hook::PerfEvent,
     }
 }
 

@@ -109,6 +109,22 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                         category: category.clone(),
                         name: name.clone(),
                     },
+                    ProbeHook::RawTracepoint { name } => {
+                        ProbeAttach::RawTracepoint { name: name.clone() }
+                    }
+                    ProbeHook::BtfTracepoint { name } => {
+                        ProbeAttach::BtfTracepoint { name: name.clone() }
+                    }
+                    ProbeHook::Uprobe {
+                        binary,
+                        function,
+                        ret,
+                    } => ProbeAttach::Uprobe {
+                        binary: binary.clone(),
+                        function: function.clone(),
+                        ret: *ret,
+                    },
+                    ProbeHook::Profile { hz } => ProbeAttach::Profile { hz: *hz },
                 },
                 insns,
                 stack,

@@ -45,7 +45,24 @@ pub struct Probe {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Attach {
-    Tracepoint { category: String, name: String },
+    Tracepoint {
+        category: String,
+        name: String,
+    },
+    RawTracepoint {
+        name: String,
+    },
+    BtfTracepoint {
+        name: String,
+    },
+    Uprobe {
+        binary: String,
+        function: String,
+        ret: bool,
+    },
+    Profile {
+        hz: u64,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
