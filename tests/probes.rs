@@ -340,3 +340,161 @@ fn kprobes_fentry_and_lsm_are_refused_in_one_sentence_on_this_kernel() {
         assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
     }
 }
+
+/// examples/probes/NAME.pol, checked to be in `pol fmt`'s style.
+fn example(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/probes")
+        .join(name);
+    let src = std::fs::read_to_string(&p).expect("read example");
+    let formatted = pol_compiler::fmt::format(&src).expect("formats");
+    assert_eq!(formatted, src, "{name} is not in pol fmt's style");
+    p
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn example_syscount_counts_the_workloads_syscalls() {
+    require_kernel();
+    let dir = TempDir::new("pol_ex_syscount");
+    let comm = unique_comm("s");
+    let cmd = workload(dir.path(), &comm);
+    let file = example("syscount.pol");
+    let path = file.to_str().expect("path");
+    for json in [false, true] {
+        let args: Vec<&str> = if json {
+            vec!["--json", path]
+        } else {
+            vec![path]
+        };
+        let child = start(&args);
+        run_workload(&cmd, 3);
+        let out = stop(child);
+        let n = if json {
+            let map: serde_json::Value =
+                serde_json::from_str(out.lines().next().expect("a line")).expect("JSON");
+            assert_eq!(map["map"], "@syscalls");
+            map["entries"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .find(|e| e["key"]["comm"] == comm.as_str())
+                .and_then(|e| e["value"].as_u64())
+                .unwrap_or_else(|| panic!("{comm} missing: {out}"))
+        } else {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("@syscalls[{comm}]: ")))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{comm} missing:\n{out}"))
+        };
+        // execve, mmaps, openat, read, write, close, exit_group: dozens per run.
+        assert!(n >= 3 * 20, "{n} syscalls for 3 runs");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn example_execsnoop_prints_each_exec() {
+    require_kernel();
+    let dir = TempDir::new("pol_ex_execsnoop");
+    let comm = unique_comm("x");
+    let cmd = workload(dir.path(), &comm);
+    let file = example("execsnoop.pol");
+    let child = start(&["--json", file.to_str().expect("path")]);
+    run_workload(&cmd, 3);
+    let out = stop(child);
+    let mine: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .filter(|v: &serde_json::Value| v["comm"] == comm.as_str())
+        .collect();
+    assert_eq!(mine.len(), 3, "{out}");
+    let uid = unsafe { libc::getuid() } as u64;
+    for v in &mine {
+        assert_eq!(v["probe"], "execs");
+        assert_eq!(v["uid"], uid);
+    }
+    // Three runs, three processes.
+    let mut pids: Vec<u64> = mine.iter().filter_map(|v| v["pid"].as_u64()).collect();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "{out}");
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn example_readlatency_histograms_the_workloads_reads() {
+    require_kernel();
+    let dir = TempDir::new("pol_ex_readlat");
+    let comm = unique_comm("r");
+    let cmd = workload(dir.path(), &comm);
+    let file = example("readlatency.pol");
+    let child = start(&["--json", file.to_str().expect("path")]);
+    run_workload(&cmd, 5);
+    let out = stop(child);
+    let map: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("a line")).expect("JSON");
+    assert_eq!(map["map"], "@latency");
+    assert_eq!(map["function"], "hist");
+    let mine = map["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["key"]["comm"] == comm.as_str())
+        .unwrap_or_else(|| panic!("{comm} missing: {out}"));
+    let buckets = mine["buckets"].as_array().expect("buckets");
+    let reads: u64 = buckets.iter().filter_map(|b| b["count"].as_u64()).sum();
+    // cat reads the file and then its end, at least twice per run.
+    assert!(reads >= 10, "{reads} reads: {out}");
+    // A read takes more than a nanosecond and less than a second.
+    for b in buckets {
+        let lo = b["min"].as_u64().expect("min");
+        assert!((1..1_000_000_000).contains(&lo), "bucket {b}");
+    }
+    // The text form: a histogram under the process's key.
+    let child = start(&[file.to_str().expect("path")]);
+    run_workload(&cmd, 2);
+    let out = stop(child);
+    assert!(out.contains(&format!("@latency[{comm}]:\n")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with('[') && l.contains(" |@")),
+        "{out}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn example_profile_samples_a_busy_process() {
+    require_kernel();
+    let file = example("profile.pol");
+    let child = start(&[file.to_str().expect("path")]);
+    // Keep one CPU busy for a while under a name of our own (a shell counting).
+    let dir = TempDir::new("pol_ex_profile");
+    let comm = unique_comm("p");
+    let sh = dir.path().join(&comm);
+    std::os::unix::fs::symlink("/bin/sh", &sh).expect("symlink sh");
+    let st = Command::new(&sh)
+        .args(["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done"])
+        .status()
+        .expect("busy loop");
+    assert!(st.success());
+    let out = stop(child);
+    let n: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("@samples[{comm}]: ")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{comm} missing:\n{out}"));
+    // 99 Hz on the CPU it runs on, for the fraction of a second the loop takes.
+    assert!(n >= 5, "{n} samples");
+}

@@ -127,3 +127,25 @@ fn a_probe_whose_stack_exceeds_512_bytes_is_refused_at_the_probe() {
     assert_eq!(code, "L0603");
     assert!(text.starts_with("probe big on tracepoint"), "{text}");
 }
+
+#[test]
+fn variables_are_set_before_they_are_read_with_one_key_type() {
+    let p = |body: &str| format!("probe p on tracepoint(syscalls.sys_enter_read) {{\n{body}\n}}\n");
+    assert_eq!(
+        one_error(&p("    hist(nsecs - start[tid])")),
+        ("E0301".into(), "start".into())
+    );
+    assert_eq!(
+        one_error(&p("    start[comm] = nsecs\n    delete start[tid]")),
+        ("E0511".into(), "start".into())
+    );
+    assert_eq!(
+        one_error(&p("    start[tid] = comm")),
+        ("E0401".into(), "comm".into())
+    );
+    assert_eq!(
+        one_error(&p("    count by comm into seen\n    seen[tid] = 1")),
+        ("E0511".into(), "seen".into())
+    );
+    assert!(errors(&p("    start[tid] = nsecs\n    sum(nsecs - start[tid] * 2 / 3 + 1) by comm\n    delete start[tid]")).is_empty());
+}

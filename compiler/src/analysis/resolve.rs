@@ -236,6 +236,10 @@ impl Resolver {
                         Stmt::Aggregate { args, by, .. } => {
                             args.iter().chain(by).for_each(|e| self.expr(a, e))
                         }
+                        Stmt::Assign { keys, value, .. } => {
+                            keys.iter().chain([value]).for_each(|e| self.expr(a, e))
+                        }
+                        Stmt::Delete { keys, .. } => keys.iter().for_each(|e| self.expr(a, e)),
                         Stmt::Action(es, _) => es.iter().for_each(|e| self.expr(a, e)),
                         Stmt::Error(_) => {}
                     }
@@ -352,7 +356,9 @@ impl Resolver {
             }
             ExprKind::Not(x) => self.expr(a, x),
             ExprKind::SetLit(es) | ExprKind::List(es) => es.iter().for_each(|x| self.expr(a, x)),
-            ExprKind::Call(_, args) => args.iter().for_each(|x| self.expr(a, x)),
+            ExprKind::Call(_, args) | ExprKind::Index(_, args) => {
+                args.iter().for_each(|x| self.expr(a, x))
+            }
             ExprKind::Record(fs) => fs
                 .iter()
                 .filter_map(|(_, v)| v.as_ref())

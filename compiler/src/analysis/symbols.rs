@@ -237,7 +237,9 @@ fn stmts(body: &[Stmt], text: &dyn Fn(&Span) -> String) -> Vec<Symbol> {
             | Stmt::Emit(_, span)
             | Stmt::Action(_, span)
             | Stmt::Count { span, .. }
-            | Stmt::Aggregate { span, .. } => Some(leaf(text(span), SymbolKind::Rule, span, span)),
+            | Stmt::Aggregate { span, .. }
+            | Stmt::Assign { span, .. }
+            | Stmt::Delete { span, .. } => Some(leaf(text(span), SymbolKind::Rule, span, span)),
             Stmt::Error(_) => None,
         })
         .collect()

@@ -440,6 +440,10 @@ impl<'a> Printer<'a> {
                 let tail = self.by_into(by, into);
                 format!("{}({}){tail}", func.name, self.list(args))
             }
+            Stmt::Assign {
+                map, keys, value, ..
+            } => format!("{}[{}] = {}", map.name, self.list(keys), self.expr(value)),
+            Stmt::Delete { map, keys, .. } => format!("delete {}[{}]", map.name, self.list(keys)),
             Stmt::Error(span) => self.text(span).trim().to_string(),
         };
         self.push(line);
@@ -507,6 +511,7 @@ impl<'a> Printer<'a> {
             }
             ExprKind::Not(a) => format!("not {}", self.expr(a)),
             ExprKind::Call(p, args) => format!("{}({})", p.dotted(), self.list(args)),
+            ExprKind::Index(p, keys) => format!("{}[{}]", p.dotted(), self.list(keys)),
             ExprKind::Record(fields) => {
                 let fs: Vec<String> = fields
                     .iter()
@@ -543,7 +548,7 @@ impl<'a> Printer<'a> {
     fn parens(&self, e: &Expr) -> usize {
         let natural = match &e.kind {
             ExprKind::Binary(_, a, _) | ExprKind::Range(a, _) => a.span.start,
-            ExprKind::Path(p) | ExprKind::Call(p, _) => p.span.start,
+            ExprKind::Path(p) | ExprKind::Call(p, _) | ExprKind::Index(p, _) => p.span.start,
             _ => {
                 let t = self.text(&e.span);
                 e.span.start + (t.len() - t.trim_start_matches(['(', ' ', '\t', '\n', '\r']).len())
@@ -587,6 +592,10 @@ fn binop(op: BinOp) -> &'static str {
         BinOp::In => "in",
         BinOp::Match => "~",
         BinOp::BitAnd => "&",
+        BinOp::Add => "+",
+        BinOp::Sub => "-",
+        BinOp::Mul => "*",
+        BinOp::Div => "/",
         BinOp::And => "and",
         BinOp::Or => "or",
     }
@@ -609,6 +618,8 @@ fn stmt_span(s: &Stmt) -> Span {
         | Stmt::Action(_, span)
         | Stmt::Count { span, .. }
         | Stmt::Aggregate { span, .. }
+        | Stmt::Assign { span, .. }
+        | Stmt::Delete { span, .. }
         | Stmt::Error(span) => span.clone(),
     }
 }

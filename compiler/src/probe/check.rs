@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::hir::{AggFunc, AggMap, Builtin, CmpOp, Expr, ExprKind, KeyField, Probe, ProbeHook};
-use super::hir::{EventDef, Probes, Step, Ty};
+use super::hir::{ArithOp, EventDef, Probes, Step, Ty};
 use crate::diag::{suggest, Diagnostic};
 use crate::obj::is_c_ident;
 use crate::syntax::ast::{self, BinOp, Span};
@@ -19,6 +19,7 @@ pub fn check(probes: &[&ast::Probe]) -> (Probes, Vec<Diagnostic>) {
         out: Probes::default(),
         diags: Vec::new(),
         map_index: HashMap::new(),
+        var_index: HashMap::new(),
         symbols: HashMap::new(),
         anon_maps: 0,
     };
@@ -33,6 +34,8 @@ struct Checker {
     diags: Vec<Diagnostic>,
     /// Maps by the name a statement gives (`@count`, `@hist`, .. for anonymous ones).
     map_index: HashMap<String, usize>,
+    /// Variable maps by name.
+    var_index: HashMap<String, usize>,
     /// Symbols taken by probes and maps, with the span that took them.
     symbols: HashMap<String, Span>,
     anon_maps: usize,
@@ -79,6 +82,18 @@ impl Checker {
                         if let Some(step) = self.aggregate(f, Some(value), by, into, span) {
                             steps.push(step);
                         }
+                    }
+                }
+                ast::Stmt::Assign {
+                    map, keys, value, ..
+                } => {
+                    if let Some(step) = self.assign(map, keys, value) {
+                        steps.push(step);
+                    }
+                }
+                ast::Stmt::Delete { map, keys, .. } => {
+                    if let Some((var, keys)) = self.var_ref(map, keys) {
+                        steps.push(Step::Delete { var, keys });
                     }
                 }
                 ast::Stmt::Emit(e, _) => {
@@ -551,6 +566,145 @@ impl Checker {
         Some(Step::Aggregate { map, keys, value })
     }
 
+    /// Checks key expressions: integers or strings.
+    fn keys(&mut self, keys: &[ast::Expr]) -> Option<Vec<Expr>> {
+        let mut out = Vec::new();
+        for e in keys {
+            let e = self.expr(e)?;
+            if e.ty == Ty::Bool {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0401",
+                        "a map key must be an integer or a string",
+                        e.span.clone(),
+                    )
+                    .with_label("this is a boolean"),
+                );
+                return None;
+            }
+            out.push(e);
+        }
+        Some(out)
+    }
+
+    /// `NAME[KEYS] = VALUE`: the first assignment makes the map and fixes its key types.
+    fn assign(&mut self, map: &ast::Ident, keys: &[ast::Expr], value: &ast::Expr) -> Option<Step> {
+        let keys = self.keys(keys)?;
+        let value = self.expr(value)?;
+        if !self.want(&value, Ty::Int) {
+            return None;
+        }
+        let var = match self.var_index.get(&map.name) {
+            Some(&v) => {
+                self.same_keys(map, v, &keys)?;
+                v
+            }
+            None => {
+                if self.map_index.contains_key(&map.name) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0511",
+                            format!(
+                                "`{}` is an aggregation map: it cannot also be set",
+                                map.name
+                            ),
+                            map.span.clone(),
+                        )
+                        .with_label("set here")
+                        .with_help("use another name for the variable"),
+                    );
+                    return None;
+                }
+                if !self.claim(&map.name, &map.span) {
+                    return None;
+                }
+                self.out.vars.push(super::hir::VarMap {
+                    symbol: map.name.clone(),
+                    keys: keys
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| KeyField {
+                            name: format!("key{i}"),
+                            ty: e.ty,
+                        })
+                        .collect(),
+                    span: map.span.clone(),
+                });
+                let v = self.out.vars.len() - 1;
+                self.var_index.insert(map.name.clone(), v);
+                v
+            }
+        };
+        Some(Step::Assign { var, keys, value })
+    }
+
+    fn same_keys(&mut self, map: &ast::Ident, v: usize, keys: &[Expr]) -> Option<()> {
+        let def = &self.out.vars[v];
+        let want: Vec<Ty> = def.keys.iter().map(|k| k.ty).collect();
+        let have: Vec<Ty> = keys.iter().map(|k| k.ty).collect();
+        let same = want.len() == have.len()
+            && want
+                .iter()
+                .zip(&have)
+                .all(|(a, b)| matches!((a, b), (Ty::Str(_), Ty::Str(_))) || a == b);
+        if same {
+            return Some(());
+        }
+        let show = |t: &[Ty]| {
+            let names: Vec<&str> = t
+                .iter()
+                .map(|t| {
+                    if matches!(t, Ty::Str(_)) {
+                        "string"
+                    } else {
+                        "integer"
+                    }
+                })
+                .collect();
+            format!("({})", names.join(", "))
+        };
+        let d = Diagnostic::error(
+            "E0511",
+            format!(
+                "`{}` is keyed by {} here but by {} where it was first set",
+                map.name,
+                show(&have),
+                show(&want)
+            ),
+            map.span.clone(),
+        )
+        .with_label("different key types")
+        .with_secondary(def.span.clone(), "first set here")
+        .with_help("a map has one key type: use another name");
+        self.diags.push(d);
+        None
+    }
+
+    /// `NAME[KEYS]` of a variable map set somewhere before.
+    fn var_ref(&mut self, map: &ast::Ident, keys: &[ast::Expr]) -> Option<(usize, Vec<Expr>)> {
+        let keys = self.keys(keys)?;
+        let Some(&v) = self.var_index.get(&map.name) else {
+            let mut d = Diagnostic::error(
+                "E0301",
+                format!("unknown map `{}`", map.name),
+                map.span.clone(),
+            )
+            .with_label("never set before this");
+            if self.map_index.contains_key(&map.name) {
+                d = d.with_help("aggregation maps are printed, not read: set a variable with `NAME[KEY] = VALUE`");
+            } else {
+                d = d.with_help(format!(
+                    "set it first (earlier in the file): `{}[KEY] = VALUE`",
+                    map.name
+                ));
+            }
+            self.diags.push(d);
+            return None;
+        };
+        self.same_keys(map, v, &keys)?;
+        Some((v, keys))
+    }
+
     /// `emit { field: expr, name, .. }`: a record of integers and strings.
     fn emit(&mut self, e: &ast::Expr, probe: &str) -> Option<Step> {
         let ast::ExprKind::Record(fields) = &e.kind else {
@@ -688,6 +842,33 @@ impl Checker {
                     return None;
                 }
                 (ExprKind::Not(Box::new(a)), Ty::Bool)
+            }
+            ast::ExprKind::Index(p, keys) => {
+                let name = ast::Ident {
+                    name: p.dotted(),
+                    span: p.span.clone(),
+                };
+                let (var, keys) = self.var_ref(&name, keys)?;
+                (ExprKind::Var { var, keys }, Ty::Int)
+            }
+            ast::ExprKind::Binary(
+                op @ (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div),
+                a,
+                b,
+            ) => {
+                let a = self.expr(a);
+                let b = self.expr(b);
+                let (a, b) = (a?, b?);
+                if !(self.want(&a, Ty::Int) & self.want(&b, Ty::Int)) {
+                    return None;
+                }
+                let op = match op {
+                    BinOp::Add => ArithOp::Add,
+                    BinOp::Sub => ArithOp::Sub,
+                    BinOp::Mul => ArithOp::Mul,
+                    _ => ArithOp::Div,
+                };
+                (ExprKind::Arith(op, Box::new(a), Box::new(b)), Ty::Int)
             }
             ast::ExprKind::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
                 let a = self.expr(a);

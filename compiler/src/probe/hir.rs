@@ -12,6 +12,29 @@ pub struct Probes {
     /// Record kinds `emit` sends through the ring buffer; a record's first word is its
     /// index here.
     pub events: Vec<EventDef>,
+    /// Maps set by `NAME[KEYS] = VALUE` (per-thread variables are keyed by `tid`).
+    pub vars: Vec<VarMap>,
+}
+
+/// A map of u64 values set, read and deleted by statements (not printed at the end).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VarMap {
+    pub symbol: String,
+    pub keys: Vec<KeyField>,
+    /// The first assignment.
+    pub span: Span,
+}
+
+impl VarMap {
+    pub fn key_layout(&self) -> (Vec<u32>, u32) {
+        let mut off = 0;
+        let mut offs = Vec::new();
+        for k in &self.keys {
+            offs.push(off);
+            off += k.size();
+        }
+        (offs, off.max(8))
+    }
 }
 
 /// The record one `emit` statement sends: an id word, then its fields.
@@ -94,6 +117,14 @@ pub enum Step {
     },
     /// Send `events[event]` with these field values through the ring buffer.
     Emit { event: usize, fields: Vec<Expr> },
+    /// `vars[var][keys] = value`.
+    Assign {
+        var: usize,
+        keys: Vec<Expr>,
+        value: Expr,
+    },
+    /// Remove `vars[var][keys]`.
+    Delete { var: usize, keys: Vec<Expr> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -113,6 +144,21 @@ pub enum ExprKind {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
+    /// `vars[var][keys]`; when the entry is absent the probe stops here.
+    Var {
+        var: usize,
+        keys: Vec<Expr>,
+    },
+    /// Wrapping u64 arithmetic; `x / 0` is 0 (eBPF's rule).
+    Arith(ArithOp, Box<Expr>, Box<Expr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@
 //! or inserts the first value. Values are u64 words as `AggFunc::value_words` lists them;
 //! histograms add a bucket index to the key.
 
-use super::hir::{AggFunc, Builtin, CmpOp, Expr, ExprKind, ProbeHook, Probes, Step, Ty};
+use super::hir::{AggFunc, ArithOp, Builtin, CmpOp, Expr, ExprKind, ProbeHook, Probes, Step, Ty};
 use super::hir::{Probe, COMM_LEN};
 use crate::mir::{
     helpers, BinOp, Block, BlockCall, Cond, ExtOp, Function, Hook, IntTy, MapDef, MapId, MapKind,
@@ -28,6 +28,17 @@ pub fn lower(p: &Probes) -> Module {
             kind: MapKind::PercpuHash,
             key_size,
             value_size: map.value_size(),
+            max_entries: MAX_ENTRIES,
+            flags: 0,
+        });
+    }
+    for v in &p.vars {
+        let (_, key_size) = v.key_layout();
+        m.add_map(MapDef {
+            name: v.symbol.clone(),
+            kind: MapKind::Hash,
+            key_size,
+            value_size: 8,
             max_entries: MAX_ENTRIES,
             flags: 0,
         });
@@ -85,6 +96,10 @@ struct Lower<'a> {
     f: Function,
     /// The ring buffer and lost-record maps, when the file emits.
     ring: Option<(MapId, MapId)>,
+    /// Where the probe returns (reading an absent variable jumps here).
+    exit: Block,
+    /// The MapId of the first variable map.
+    var_base: usize,
 }
 
 fn helper(name: &str) -> u32 {
@@ -102,7 +117,13 @@ impl<'a> Lower<'a> {
         let exit = f.add_block();
         let zero = f.iconst(exit, IntTy::I64, 0);
         f.set_term(exit, Term::Return(zero));
-        let mut l = Lower { probes, f, ring };
+        let mut l = Lower {
+            probes,
+            f,
+            ring,
+            exit,
+            var_base: probes.maps.len(),
+        };
         let mut cur = l.f.entry();
         for step in &probe.steps {
             match step {
@@ -115,6 +136,8 @@ impl<'a> Lower<'a> {
                     cur = l.aggregate(cur, *map, keys, value.as_ref());
                 }
                 Step::Emit { event, fields } => cur = l.emit(cur, *event, fields),
+                Step::Assign { var, keys, value } => cur = l.assign(cur, *var, keys, value),
+                Step::Delete { var, keys } => cur = l.delete(cur, *var, keys),
             }
         }
         l.jump(cur, exit, vec![]);
@@ -167,7 +190,7 @@ impl<'a> Lower<'a> {
     }
 
     /// Branches to `t` when the boolean `e` holds, else to `f`.
-    fn cond(&mut self, cur: Block, e: &Expr, t: Block, f: Block) {
+    fn cond(&mut self, mut cur: Block, e: &Expr, t: Block, f: Block) {
         let to = |b: Block| BlockCall::new(b, vec![]);
         match &e.kind {
             ExprKind::Not(a) => self.cond(cur, a, f, t),
@@ -186,8 +209,8 @@ impl<'a> Lower<'a> {
                 self.str_eq(cur, a, b, t, f);
             }
             ExprKind::Cmp(op, a, b) => {
-                let x = self.int(cur, a);
-                let y = self.int(cur, b);
+                let x = self.int(&mut cur, a);
+                let y = self.int(&mut cur, b);
                 let c = match op {
                     CmpOp::Eq => Cond::Eq,
                     CmpOp::Ne => Cond::Ne,
@@ -262,14 +285,127 @@ impl<'a> Lower<'a> {
         self.br(mid, Cond::Eq, x1, y[1], to(t), to(f));
     }
 
-    /// An integer expression as a u64 value computed in `cur`.
-    fn int(&mut self, cur: Block, e: &Expr) -> Value {
+    /// An integer expression as a u64 value; `cur` moves on when reading a variable
+    /// needs a branch (an absent entry ends the probe).
+    fn int(&mut self, cur: &mut Block, e: &Expr) -> Value {
         match &e.kind {
-            ExprKind::Int(n) => self.u64c(cur, *n),
-            ExprKind::Builtin(b) => self.builtin(cur, *b),
+            ExprKind::Int(n) => self.u64c(*cur, *n),
+            ExprKind::Builtin(b) => self.builtin(*cur, *b),
+            ExprKind::Arith(op, a, b) => {
+                let x = self.int(cur, a);
+                let y = self.int(cur, b);
+                let op = match op {
+                    ArithOp::Add => BinOp::Add,
+                    ArithOp::Sub => BinOp::Sub,
+                    ArithOp::Mul => BinOp::Mul,
+                    ArithOp::Div => BinOp::Div,
+                };
+                self.bin(*cur, op, x, y)
+            }
+            ExprKind::Var { var, keys } => {
+                let (id, kslot) = self.var_key(cur, *var, keys);
+                let kp = self
+                    .f
+                    .push(*cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+                let mref = self
+                    .f
+                    .push(*cur, Op::MapRef(id), Type::Ptr(PtrKind::Map(id)));
+                let r = self.call(
+                    *cur,
+                    "map_lookup_elem",
+                    vec![mref, kp],
+                    Type::Ptr(PtrKind::MapValueOrNull(id)),
+                );
+                let found = self.f.add_block();
+                self.br(
+                    *cur,
+                    Cond::Eq,
+                    r,
+                    Operand::Imm(0),
+                    BlockCall::new(self.exit, vec![]),
+                    BlockCall::new(found, vec![]),
+                );
+                *cur = found;
+                self.load(found, r, 0)
+            }
             // The checker lets only integers through here.
-            _ => self.u64c(cur, 0),
+            _ => self.u64c(*cur, 0),
         }
+    }
+
+    /// The map of variable `var` and a stack slot holding the key made of `keys`.
+    fn var_key(&mut self, cur: &mut Block, var: usize, keys: &[Expr]) -> (MapId, crate::mir::Slot) {
+        let def = &self.probes.vars[var];
+        let fields = def.keys.clone();
+        let (offs, size) = def.key_layout();
+        let slot = self.fill_key(cur, keys, &fields, &offs, size);
+        (MapId::from_index(self.var_base + var), slot)
+    }
+
+    /// A zeroed stack slot of `size` bytes holding `keys` at `offs`.
+    fn fill_key(
+        &mut self,
+        cur: &mut Block,
+        keys: &[Expr],
+        fields: &[super::hir::KeyField],
+        offs: &[u32],
+        size: u32,
+    ) -> crate::mir::Slot {
+        let kslot = self.f.add_slot(size, 8);
+        let kp = self
+            .f
+            .push(*cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        for off in (0..size).step_by(8) {
+            self.store(*cur, kp, off as i16, Operand::Imm(0));
+        }
+        for ((k, &off), field) in keys.iter().zip(offs).zip(fields) {
+            if matches!(k.ty, Ty::Str(_)) {
+                let kp = self
+                    .f
+                    .push(*cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+                self.put_str(*cur, k, kp, off, field.size(), Type::Ptr(PtrKind::Stack));
+            } else {
+                let v = self.int(cur, k);
+                let kp = self
+                    .f
+                    .push(*cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+                self.store(*cur, kp, off as i16, v);
+            }
+        }
+        kslot
+    }
+
+    /// `NAME[KEYS] = VALUE`.
+    fn assign(&mut self, mut cur: Block, var: usize, keys: &[Expr], value: &Expr) -> Block {
+        let x = self.int(&mut cur, value);
+        let (id, kslot) = self.var_key(&mut cur, var, keys);
+        let vslot = self.f.add_slot(8, 8);
+        let vp = self
+            .f
+            .push(cur, Op::SlotAddr(vslot), Type::Ptr(PtrKind::Stack));
+        self.store(cur, vp, 0, x);
+        let kp = self
+            .f
+            .push(cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        let mref = self
+            .f
+            .push(cur, Op::MapRef(id), Type::Ptr(PtrKind::Map(id)));
+        let flags = self.u64c(cur, 0);
+        self.call(cur, "map_update_elem", vec![mref, kp, vp, flags], Type::I64);
+        cur
+    }
+
+    /// `delete NAME[KEYS]`.
+    fn delete(&mut self, mut cur: Block, var: usize, keys: &[Expr]) -> Block {
+        let (id, kslot) = self.var_key(&mut cur, var, keys);
+        let kp = self
+            .f
+            .push(cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        let mref = self
+            .f
+            .push(cur, Op::MapRef(id), Type::Ptr(PtrKind::Map(id)));
+        self.call(cur, "map_delete_elem", vec![mref, kp], Type::I64);
+        cur
     }
 
     fn low32(&mut self, cur: Block, v: Value) -> Value {
@@ -408,7 +544,7 @@ impl<'a> Lower<'a> {
 
     /// `emit`: reserve a record in the ring buffer, fill it, submit it; when the buffer
     /// is full, count the lost record instead.
-    fn emit(&mut self, cur: Block, event: usize, fields: &[Expr]) -> Block {
+    fn emit(&mut self, mut cur: Block, event: usize, fields: &[Expr]) -> Block {
         let Some((ring, lost)) = self.ring else {
             return cur;
         };
@@ -417,10 +553,10 @@ impl<'a> Lower<'a> {
         let sizes: Vec<u32> = def.fields.iter().map(|f| f.size()).collect();
         // Integer fields are computed before the reservation: between reserve and submit
         // nothing may fail to reach the submit.
-        let ints: Vec<Option<Value>> = fields
-            .iter()
-            .map(|e| (e.ty == Ty::Int).then(|| self.int(cur, e)))
-            .collect();
+        let mut ints: Vec<Option<Value>> = Vec::new();
+        for e in fields {
+            ints.push((e.ty == Ty::Int).then(|| self.int(&mut cur, e)));
+        }
         let mref = self
             .f
             .push(cur, Op::MapRef(ring), Type::Ptr(PtrKind::Map(ring)));
@@ -506,47 +642,9 @@ impl<'a> Lower<'a> {
         let func = def.func;
         let (offs, key_size) = def.key_layout();
         let id = MapId::from_index(map);
-        let kslot = self.f.add_slot(key_size, 8);
-        let kp = self
-            .f
-            .push(cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
-        for off in (0..key_size).step_by(8) {
-            self.store(cur, kp, off as i16, Operand::Imm(0));
-        }
-        for ((k, &off), field) in keys.iter().zip(&offs).zip(&def.keys) {
-            match &k.kind {
-                ExprKind::Builtin(Builtin::Comm) => {
-                    let p = if off == 0 {
-                        kp
-                    } else {
-                        self.f.push(
-                            cur,
-                            Op::PtrAdd(kp, Operand::Imm(off as i64)),
-                            Type::Ptr(PtrKind::Stack),
-                        )
-                    };
-                    let n = self.u64c(cur, COMM_LEN as u64);
-                    self.call(cur, "get_current_comm", vec![p, n], Type::I64);
-                }
-                ExprKind::Str(s) => {
-                    // A literal key: its bytes, NUL-padded, word by word.
-                    let size = field.size();
-                    let mut bytes = s.as_bytes().to_vec();
-                    bytes.resize(size as usize, 0);
-                    for (i, chunk) in bytes.chunks(8).enumerate() {
-                        let mut w = [0u8; 8];
-                        w[..chunk.len()].copy_from_slice(chunk);
-                        let v = self.u64c(cur, u64::from_le_bytes(w));
-                        self.store(cur, kp, (off as usize + i * 8) as i16, v);
-                    }
-                }
-                _ => {
-                    let v = self.int(cur, k);
-                    self.store(cur, kp, off as i16, v);
-                }
-            }
-        }
-        let x = value.map(|e| self.int(cur, e));
+        let fields = def.keys.clone();
+        let kslot = self.fill_key(&mut cur, keys, &fields, &offs, key_size);
+        let x = value.map(|e| self.int(&mut cur, e));
         let xv = x.unwrap_or_else(|| self.u64c(cur, 0));
         if let Some(x) = x {
             let bucket = match func {

@@ -198,6 +198,11 @@ pub enum BinOp {
     Match,
     /// `&`: bitwise and of an integer field and a mask (`tcp.flags & 0x12 == 0x02`).
     BitAnd,
+    /// `+`, `-`, `*`, `/`: integer arithmetic (probes).
+    Add,
+    Sub,
+    Mul,
+    Div,
     And,
     Or,
 }
@@ -227,6 +232,8 @@ pub enum ExprKind {
     Not(Box<Expr>),
     /// `str(args.filename)`, `file("blocklist.txt")`, `alert("…")`.
     Call(Path, Vec<Expr>),
+    /// A map entry: `start[tid]`.
+    Index(Path, Vec<Expr>),
     /// `{ pid, comm, file: str(args.filename) }`: a field written alone is `(name, None)`.
     Record(Vec<(Ident, Option<Expr>)>),
     /// Did not parse; its error is already reported.
@@ -278,6 +285,19 @@ pub enum Stmt {
     Emit(Expr, Span),
     /// `action kill, alert("…")`
     Action(Vec<Expr>, Span),
+    /// `start[tid] = nsecs`
+    Assign {
+        map: Ident,
+        keys: Vec<Expr>,
+        value: Expr,
+        span: Span,
+    },
+    /// `delete start[tid]`
+    Delete {
+        map: Ident,
+        keys: Vec<Expr>,
+        span: Span,
+    },
     Error(Span),
 }
 

@@ -30,6 +30,10 @@ const CMP_OPS: &[&str] = &[
     "\"==\"", "\"!=\"", "\"<\"", "\"<=\"", "\">\"", "\">=\"", "\"in\"", "\"~\"",
 ];
 
+/// Arithmetic operators (probes), collapsed into "an arithmetic operator" when all are
+/// expected, and listed last: rarely what a filter's author meant.
+const ARITH_OPS: &[&str] = &["\"+\"", "\"-\"", "\"*\"", "\"/\""];
+
 /// Item keywords, collapsed into "an item" when all are expected.
 const ITEM_START: &[&str] = &[
     "\"import\"",
@@ -77,6 +81,7 @@ const ORDER: &[&str] = &[
     "\"]\"",
     "\"}\"",
     "an item",
+    "an arithmetic operator",
 ];
 
 /// The diagnostic for one parse error, or `None` when it only echoes a lexical error
@@ -195,6 +200,10 @@ fn expected_list(expected: &[String]) -> String {
     if ITEM_START.iter().all(|t| has(t)) {
         names.retain(|n| !ITEM_START.contains(n));
         names.push("an item");
+    }
+    if ARITH_OPS.iter().all(|t| has(t)) {
+        names.retain(|n| !ARITH_OPS.contains(n));
+        names.push("an arithmetic operator");
     }
     names.retain(|n| *n != "Bad");
     names.sort_by_key(|n| ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len()));

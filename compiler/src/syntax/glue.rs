@@ -195,7 +195,9 @@ fn stmt_span(s: &Stmt) -> (Span, bool) {
         | Stmt::Emit(_, span)
         | Stmt::Action(_, span)
         | Stmt::Count { span, .. }
-        | Stmt::Aggregate { span, .. } => (span.clone(), false),
+        | Stmt::Aggregate { span, .. }
+        | Stmt::Assign { span, .. }
+        | Stmt::Delete { span, .. } => (span.clone(), false),
         Stmt::Error(span) => (span.clone(), true),
     }
 }
@@ -214,7 +216,7 @@ pub fn starts_rule(t: &Tok) -> bool {
 pub fn starts_stmt(t: &Tok) -> bool {
     matches!(
         t,
-        Tok::Where | Tok::When | Tok::Count | Tok::Emit | Tok::Action
+        Tok::Where | Tok::When | Tok::Count | Tok::Emit | Tok::Action | Tok::Delete
     )
 }
 

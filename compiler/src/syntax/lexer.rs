@@ -73,6 +73,8 @@ pub enum Tok {
     Where,
     #[token("when")]
     When,
+    #[token("delete")]
+    Delete,
     #[token("emit")]
     Emit,
     #[token("action")]
@@ -132,6 +134,14 @@ pub enum Tok {
     Tilde,
     #[token("&")]
     Amp,
+    #[token("+")]
+    Plus,
+    #[token("-")]
+    Minus,
+    #[token("*")]
+    Star,
+    #[token("/")]
+    Slash,
 
     #[regex("[A-Za-z_][A-Za-z0-9_]*", |lex| lex.slice().to_owned())]
     Ident(String),

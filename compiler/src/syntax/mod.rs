@@ -188,7 +188,7 @@ fn too_deep(tokens: &[lexer::Spanned]) -> Option<(ast::Span, TooDeep)> {
     for (l, tok, r) in tokens {
         match tok {
             Import | Const | Set | Filter | Probe | Rule | Test | Default | Malformed | Pass
-            | Drop | Count | Where | When | Emit | Action | Packet => {
+            | Drop | Count | Where | When | Emit | Action | Packet | Delete => {
                 entry.clear();
                 (depth, chain) = (0, None);
             }
@@ -214,7 +214,8 @@ fn too_deep(tokens: &[lexer::Spanned]) -> Option<(ast::Span, TooDeep)> {
                     chain = Some((tok.clone(), depth, 1));
                 }
             },
-            Not | EqEq | NotEq | Lt | Le | Gt | Ge | In | Tilde | Amp => depth += 1,
+            Not | EqEq | NotEq | Lt | Le | Gt | Ge | In | Tilde | Amp | Plus | Minus | Star
+            | Slash => depth += 1,
             _ => {}
         }
         if depth > MAX_DEPTH {

@@ -205,6 +205,23 @@ impl Printer {
                 self.line(format!("Action {}", span(sp)));
                 self.nested(|p| es.iter().for_each(|e| p.expr(e)));
             }
+            Stmt::Assign {
+                map,
+                keys,
+                value,
+                span: sp,
+            } => {
+                self.line(format!("Assign {} {}", map.name, span(sp)));
+                self.nested(|p| keys.iter().chain([value]).for_each(|e| p.expr(e)));
+            }
+            Stmt::Delete {
+                map,
+                keys,
+                span: sp,
+            } => {
+                self.line(format!("Delete {} {}", map.name, span(sp)));
+                self.nested(|p| keys.iter().for_each(|e| p.expr(e)));
+            }
             Stmt::Error(sp) => self.line(format!("ErrorStmt {}", span(sp))),
         }
     }
@@ -289,6 +306,10 @@ impl Printer {
             ExprKind::Call(f, args) => {
                 self.line(format!("Call {} {at}", f.dotted()));
                 self.nested(|p| args.iter().for_each(|e| p.expr(e)));
+            }
+            ExprKind::Index(m, keys) => {
+                self.line(format!("Index {} {at}", m.dotted()));
+                self.nested(|p| keys.iter().for_each(|e| p.expr(e)));
             }
             ExprKind::Record(fields) => {
                 self.line(format!("Record {at}"));

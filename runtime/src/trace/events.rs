@@ -129,8 +129,8 @@ mod tests {
         assert_eq!(header(e.record), "    PID COMM");
         assert_eq!(line(&e), "     42 cat");
         assert_eq!(
-            to_json(&e).to_string(),
-            r#"{"type":"event","probe":"opens","pid":42,"comm":"cat"}"#
+            to_json(&e),
+            serde_json::json!({"type": "event", "probe": "opens", "pid": 42, "comm": "cat"})
         );
         rec[0] = 1;
         assert!(decode(&ev, &rec).is_none(), "an unknown kind");
