@@ -143,7 +143,7 @@ fn compile_keeping_sources(path: &Path) -> Result<Option<(driver::Compiled, Sour
             .insert(name.to_string(), text.clone());
         Ok(text)
     };
-    match driver::compile_with(&src, &files) {
+    match driver::compile_with_catalog(&src, &files, &pol_compiler::catalog::HostCatalog) {
         Ok(c) => {
             eprint!("{}", render_all(&c.warnings, &name, &src));
             let bad_tests = pol_runtime::testcase::check(&c.ast);

@@ -61,7 +61,11 @@ pub fn run(args: RunArgs) -> Result<bool> {
         (None, None) => bail!("pol run needs a FILE or -e PROGRAM"),
     };
     refuse_unsupported(&src)?;
-    let c = match driver::compile(&src) {
+    // The catalog reads tracefs: mount it first where it is missing.
+    let _ = attach::ensure_tracefs();
+    let no_files = pol_compiler::hir::check::no_files;
+    let c = match driver::compile_with_catalog(&src, &no_files, &pol_compiler::catalog::HostCatalog)
+    {
         Ok(c) => {
             eprint!("{}", render_all(&c.warnings, &name, &src));
             c

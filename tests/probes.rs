@@ -409,21 +409,145 @@ fn example_execsnoop_prints_each_exec() {
     let child = start(&["--json", file.to_str().expect("path")]);
     run_workload(&cmd, 3);
     let out = stop(child);
+    let path = cmd.to_str().expect("path");
     let mine: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .filter(|v: &serde_json::Value| v["comm"] == comm.as_str())
+        .filter(|v: &serde_json::Value| v["file"] == path)
         .collect();
-    assert_eq!(mine.len(), 3, "{out}");
+    assert_eq!(mine.len(), 3, "three execs of {path}: {out}");
     let uid = unsafe { libc::getuid() } as u64;
     for v in &mine {
         assert_eq!(v["probe"], "execs");
         assert_eq!(v["uid"], uid);
+        // The process asking is this test (its threads' comm is the test's name).
+        assert!(v["pid"].as_u64().is_some_and(|p| p > 0));
     }
-    // Three runs, three processes.
-    let mut pids: Vec<u64> = mine.iter().filter_map(|v| v["pid"].as_u64()).collect();
-    pids.dedup();
-    assert_eq!(pids.len(), 3, "{out}");
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn example_opensnoop_prints_the_files_each_process_opens() {
+    require_kernel();
+    let dir = TempDir::new("pol_ex_opensnoop");
+    let comm = unique_comm("f");
+    let cmd = workload(dir.path(), &comm);
+    let file = example("opensnoop.pol");
+    for json in [false, true] {
+        let mut args = vec![file.to_str().expect("path")];
+        if json {
+            args.insert(0, "--json");
+        }
+        let child = start(&args);
+        run_workload(&cmd, 2);
+        let out = stop(child);
+        if json {
+            let hits = out
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+                .filter(|v| v["comm"] == comm.as_str() && v["file"] == "/etc/hostname")
+                .count();
+            assert_eq!(hits, 2, "{out}");
+        } else {
+            assert!(out.starts_with("    PID COMM"), "a header first: {out}");
+            let hits = out
+                .lines()
+                .filter(|l| l.contains(&comm) && l.trim_end().ends_with(" /etc/hostname"))
+                .count();
+            assert_eq!(hits, 2, "{out}");
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn example_tcpstates_follows_a_loopback_connection() {
+    require_kernel();
+    let file = example("tcpstates.pol");
+    let child = start(&["--json", file.to_str().expect("path")]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    drop(client);
+    drop(server);
+    drop(listener);
+    std::thread::sleep(Duration::from_millis(200));
+    let out = stop(child);
+    let changes: Vec<(u64, u64)> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter(|v| v["dport"] == port || v["sport"] == port)
+        .map(|v| {
+            (
+                v["old"].as_u64().unwrap_or(0),
+                v["new"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    // The client: CLOSE -> SYN_SENT -> ESTABLISHED; the server's child: SYN_RECV ->
+    // ESTABLISHED; both end in CLOSE.
+    for want in [(7, 2), (2, 1), (3, 1)] {
+        assert!(
+            changes.contains(&want),
+            "{want:?} missing from {changes:?}\n{out}"
+        );
+    }
+    assert!(changes.iter().any(|&(_, new)| new == 7), "{changes:?}");
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn example_biosizes_histograms_direct_writes() {
+    require_kernel();
+    let file = example("biosizes.pol");
+    let child = start(&["--json", file.to_str().expect("path")]);
+    // 16 direct 64 KiB writes under a name of our own: each one block request.
+    let dir = TempDir::new("pol_ex_bio");
+    let comm = unique_comm("b");
+    let dd = dir.path().join(&comm);
+    std::os::unix::fs::symlink("/bin/dd", &dd).expect("symlink dd");
+    let target = std::path::PathBuf::from("/var/tmp").join(format!("{comm}.data"));
+    let st = Command::new(&dd)
+        .args([
+            "if=/dev/zero".to_string(),
+            format!("of={}", target.display()),
+            "bs=64k".into(),
+            "count=16".into(),
+            "oflag=direct".into(),
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .expect("dd");
+    let _ = std::fs::remove_file(&target);
+    assert!(st.success());
+    let out = stop(child);
+    let map: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("a line")).expect("JSON");
+    let mine = map["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["key"]["comm"] == comm.as_str())
+        .unwrap_or_else(|| panic!("{comm} missing: {out}"));
+    let big: u64 = mine["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .filter(|b| b["min"].as_u64().is_some_and(|m| m >= 32 * 1024))
+        .filter_map(|b| b["count"].as_u64())
+        .sum();
+    // The filesystem may split or merge requests, but most bytes go in large ones.
+    assert!(big >= 4, "{out}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use crate::bpf::disasm;
 use crate::bpf::parser::ParserHook;
 use crate::bpf::select::{self, SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use crate::bpf::Insn;
+use crate::catalog::{Catalog, NoCatalog};
 use crate::check::{self, Resources};
 use crate::diag::{has_errors, Diagnostic};
 use crate::hir::check::{FileReader, Names};
@@ -60,11 +61,21 @@ pub fn front_with(
     source: &str,
     files: FileReader<'_>,
 ) -> (ast::File, Option<Hir>, Vec<Diagnostic>) {
+    front_with_catalog(source, files, &NoCatalog)
+}
+
+/// `front_with`, checking probes against a catalog of the kernel's events (without one,
+/// hooks are not looked up and `args.NAME` is an error).
+pub fn front_with_catalog(
+    source: &str,
+    files: FileReader<'_>,
+    catalog: &dyn Catalog,
+) -> (ast::File, Option<Hir>, Vec<Diagnostic>) {
     let (file, mut diags) = syntax::parse(source);
     if has_errors(&diags) {
         return (file, None, diags);
     }
-    let (hir, more) = hir::check::check_with(&file, source, files);
+    let (hir, more, _) = hir::check::check_names_with(&file, source, files, catalog);
     diags.extend(more);
     let hir = (!has_errors(&diags)).then_some(hir);
     (file, hir, diags)
@@ -87,7 +98,9 @@ pub struct Front {
 /// CLI uses `front_with`, which stops at syntax errors so the user sees no echo of them.
 pub fn front_full(source: &str, files: FileReader<'_>) -> Front {
     let (ast, mut diagnostics) = syntax::parse(source);
-    let (hir, more, names) = hir::check::check_names(&ast, source, files);
+    // Editors run on the host whose kernel the probes are for.
+    let (hir, more, names) =
+        hir::check::check_names_with(&ast, source, files, &crate::catalog::HostCatalog);
     diagnostics.extend(more);
     diagnostics.sort_by_key(|d| {
         let s = d.primary_span();
@@ -110,7 +123,17 @@ pub fn compile(source: &str) -> Result<Compiled, Vec<Diagnostic>> {
 /// `compile`, with a reader for the files `file(..)` sets name (the CLI reads them
 /// relative to the .pol file; the compiler does no IO of its own).
 pub fn compile_with(source: &str, files: FileReader<'_>) -> Result<Compiled, Vec<Diagnostic>> {
-    let (file, hir, mut diags) = front_with(source, files);
+    compile_with_catalog(source, files, &NoCatalog)
+}
+
+/// `compile_with`, checking probes against `catalog` (the CLI passes the running
+/// kernel's, `catalog::HostCatalog`).
+pub fn compile_with_catalog(
+    source: &str,
+    files: FileReader<'_>,
+    catalog: &dyn Catalog,
+) -> Result<Compiled, Vec<Diagnostic>> {
+    let (file, hir, mut diags) = front_with_catalog(source, files, catalog);
     let Some(hir) = hir else { return Err(diags) };
     if !hir.probes.is_empty() {
         return match crate::probe::compile(&hir.probes, source) {

@@ -149,3 +149,76 @@ fn variables_are_set_before_they_are_read_with_one_key_type() {
     );
     assert!(errors(&p("    start[tid] = nsecs\n    sum(nsecs - start[tid] * 2 / 3 + 1) by comm\n    delete start[tid]")).is_empty());
 }
+
+/// Errors compiling `src` against the fixture catalog in tests/catalog.
+fn errors_with_catalog(src: &str) -> Vec<(String, String, Option<String>)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/catalog");
+    let cat = pol_compiler::catalog::DirCatalog::new(dir).expect("fixture catalog");
+    let files = pol_compiler::hir::check::no_files;
+    match driver::compile_with_catalog(src, &files, &cat) {
+        Ok(_) => Vec::new(),
+        Err(diags) => diags
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| {
+                (
+                    d.code.to_string(),
+                    src[d.primary_span()].to_string(),
+                    d.help.clone(),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn tracepoint_arguments_are_typed_from_the_catalog() {
+    let p = |body: &str| {
+        format!("probe p on tracepoint(syscalls.sys_enter_openat) {{\n    {body}\n}}\n")
+    };
+    // What works: integers, pointers read as strings, bounded.
+    assert!(errors_with_catalog(&p("where args.flags > 0 and str(args.filename) == \"/etc/passwd\"\n    emit { file: str(args.filename, 200), mode: args.mode }")).is_empty());
+    let one = |body: &str| {
+        let e = errors_with_catalog(&p(body));
+        assert_eq!(e.len(), 1, "{body}: {e:?}");
+        e[0].clone()
+    };
+    // A misspelt argument: at the name, with the nearest.
+    let (code, text, help) = one("count by args.filname");
+    assert_eq!((code.as_str(), text.as_str()), ("E0302", "filname"));
+    assert_eq!(help.as_deref(), Some("did you mean `args.filename`?"));
+    // A pointer compared with an integer, or used as a number or a key.
+    assert_eq!(one("where args.filename == 0").0, "E0401");
+    assert_eq!(one("where args.filename == 0").1, "args.filename");
+    assert_eq!(one("sum(args.filename)").1, "args.filename");
+    assert_eq!(one("count by args.filename").1, "args.filename");
+    // A string used as a number.
+    assert_eq!(one("sum(str(args.filename))").1, "str(args.filename)");
+    // An integer read as a string; a string read without a bound the stack can hold.
+    assert_eq!(one("count by str(args.flags)").1, "args.flags");
+    let (code, text, _) = one("count by str(args.filename, 4096)");
+    assert_eq!((code.as_str(), text.as_str()), ("E0514", "4096"));
+    assert_eq!(one("count by str(args.filename, n)").0, "E0514");
+}
+
+#[test]
+fn an_unknown_tracepoint_is_named_with_the_nearest() {
+    let e =
+        errors_with_catalog("probe p on tracepoint(syscalls.sys_enter_opnat) {\n    count\n}\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "E0513");
+    assert_eq!(e[0].1, "syscalls.sys_enter_opnat");
+    assert_eq!(
+        e[0].2.as_deref(),
+        Some("did you mean `syscalls.sys_enter_openat`?")
+    );
+    // Raw tracepoints come from BTF.
+    let e = errors_with_catalog("probe p on raw_tracepoint(sys_entr) {\n    count\n}\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].0.as_str(), e[0].1.as_str()), ("E0513", "sys_entr"));
+    // Without a catalog, `args` cannot be typed: said, not guessed.
+    let (code, text) = one_error(
+        "probe p on tracepoint(syscalls.sys_enter_openat) {\n    count by args.flags\n}\n",
+    );
+    assert_eq!((code.as_str(), text.as_str()), ("E0513", "args.flags"));
+}

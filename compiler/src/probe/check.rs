@@ -9,13 +9,22 @@ use std::collections::HashMap;
 
 use super::hir::{AggFunc, AggMap, Builtin, CmpOp, Expr, ExprKind, KeyField, Probe, ProbeHook};
 use super::hir::{ArithOp, EventDef, Probes, Step, Ty};
+use crate::catalog::{ArgTy, Catalog, CatalogError, TraceArg};
 use crate::diag::{suggest, Diagnostic};
+
+/// `str(PTR)` reads up to this many bytes (bpftrace's default), `str(PTR, N)` up to N, at
+/// most [`MAX_STR`]: the read lands on the 512-byte stack or in a ring buffer record.
+pub const DEFAULT_STR: u32 = 64;
+pub const MAX_STR: u32 = 256;
+const MAX_STR_U64: u64 = MAX_STR as u64;
 use crate::obj::is_c_ident;
 use crate::syntax::ast::{self, BinOp, Span};
 
 /// Checks every probe of a file; never fails: returns what checked and every error.
-pub fn check(probes: &[&ast::Probe]) -> (Probes, Vec<Diagnostic>) {
+pub fn check(probes: &[&ast::Probe], catalog: &dyn Catalog) -> (Probes, Vec<Diagnostic>) {
     let mut c = Checker {
+        catalog,
+        args: None,
         out: Probes::default(),
         diags: Vec::new(),
         map_index: HashMap::new(),
@@ -29,7 +38,11 @@ pub fn check(probes: &[&ast::Probe]) -> (Probes, Vec<Diagnostic>) {
     (c.out, c.diags)
 }
 
-struct Checker {
+struct Checker<'c> {
+    catalog: &'c dyn Catalog,
+    /// The typed arguments of the probe being checked (`None`: no catalog to ask), and
+    /// the probe's name for messages.
+    args: Option<(String, Vec<TraceArg>)>,
     out: Probes,
     diags: Vec<Diagnostic>,
     /// Maps by the name a statement gives (`@count`, `@hist`, .. for anonymous ones).
@@ -41,11 +54,15 @@ struct Checker {
     anon_maps: usize,
 }
 
-impl Checker {
+impl Checker<'_> {
     fn probe(&mut self, p: &ast::Probe, index: usize) {
         let Some(hook) = self.hook(&p.hook) else {
             return;
         };
+        let Some(args) = self.event_args(&hook, &p.hook) else {
+            return;
+        };
+        self.args = args;
         // Programs are `probe_NAME` (`probe_N` when anonymous) so that a probe and the
         // map it counts into may share a name (`probe opens .. into opens`).
         let (symbol, at) = if p.name.name.is_empty() {
@@ -309,6 +326,189 @@ impl Checker {
         }
     }
 
+    /// The typed arguments of the hook's event from the catalog: `Some(None)` when there
+    /// is no catalog to ask, `None` (after an error) when the event does not exist.
+    fn event_args(
+        &mut self,
+        hook: &ProbeHook,
+        h: &ast::Hook,
+    ) -> Option<Option<(String, Vec<TraceArg>)>> {
+        let (shown, found) = match hook {
+            ProbeHook::Tracepoint { category, name } => (
+                format!("tracepoint {category}:{name}"),
+                self.catalog.tracepoint(category, name),
+            ),
+            ProbeHook::RawTracepoint { name } | ProbeHook::BtfTracepoint { name } => (
+                format!("raw tracepoint {name}"),
+                self.catalog.raw_tracepoint(name),
+            ),
+            ProbeHook::Uprobe { .. } | ProbeHook::Profile { .. } => {
+                return Some(Some((format!("this {} probe", h.kind.name), Vec::new())))
+            }
+        };
+        match found {
+            Ok(args) => Some(Some((shown, args))),
+            Err(CatalogError::Unavailable) => Some(None),
+            Err(e) => {
+                let at = h
+                    .args
+                    .as_deref()
+                    .and_then(|a| a.first())
+                    .map_or(h.span.clone(), |a| a.span.clone());
+                let mut d = Diagnostic::error("E0513", e.to_string(), at)
+                    .with_label("no such probe on this kernel");
+                if let Some(near) = e.nearest() {
+                    // `CATEGORY:NAME` as the language writes it.
+                    d = d.with_help(format!("did you mean `{}`?", near.replacen(':', ".", 1)));
+                } else {
+                    d = d.with_help("`pol list PATTERN` lists the probes of this kernel");
+                }
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    /// `args.NAME`: the argument's type and where it is read from.
+    fn arg(&mut self, p: &ast::Path, span: &Span) -> Option<(ExprKind, Ty)> {
+        let Some((shown, args)) = &self.args else {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0513",
+                    "typed arguments need the probe catalog, which this compilation has not",
+                    span.clone(),
+                )
+                .with_label("`args` comes from the kernel's tracepoint formats and BTF")
+                .with_help(
+                    "`pol check`, `pol build` and `pol run` read the running kernel's catalog",
+                ),
+            );
+            return None;
+        };
+        let name = p.segments.get(1).map_or("", |s| s.name.as_str());
+        if p.segments.len() != 2 {
+            self.diags.push(
+                Diagnostic::error("E0302", "an argument is named `args.NAME`", span.clone())
+                    .with_label("fields of arguments are not supported yet"),
+            );
+            return None;
+        }
+        let Some(a) = args.iter().find(|a| a.name == name) else {
+            let mut d = Diagnostic::error(
+                "E0302",
+                format!("{shown} has no argument `{name}`"),
+                p.segments[1].span.clone(),
+            )
+            .with_label("no such argument");
+            let names: Vec<&str> = args.iter().map(|a| a.name.as_str()).collect();
+            let near = suggest::nearest(name, names.iter().copied(), 3);
+            d = if !near.is_empty() {
+                d.with_help(format!("did you mean `args.{}`?", near[0]))
+            } else if names.is_empty() {
+                d.with_help(format!("{shown} has no arguments"))
+            } else {
+                d.with_help(format!("its arguments are {}", suggest::one_of(&names)))
+            };
+            self.diags.push(d);
+            return None;
+        };
+        let unusable = |what: &str| {
+            Diagnostic::error(
+                "L0501",
+                format!("`args.{name}` ({}) is {what}, not usable yet", a.c_type),
+                span.clone(),
+            )
+            .with_label("integers and pointers are")
+        };
+        match a.ty {
+            ArgTy::Int { bytes, signed } if matches!(bytes, 1 | 2 | 4 | 8) => Some((
+                ExprKind::Arg {
+                    offset: a.offset,
+                    bytes,
+                    signed,
+                },
+                Ty::Int,
+            )),
+            ArgTy::Ptr { user, .. } => Some((
+                ExprKind::Arg {
+                    offset: a.offset,
+                    bytes: 8,
+                    signed: false,
+                },
+                Ty::Ptr { user },
+            )),
+            ArgTy::Array { string: true, .. } => {
+                self.diags.push(unusable("a character array in the record"));
+                None
+            }
+            ArgTy::DataLoc { .. } => {
+                self.diags.push(unusable("a `__data_loc` field"));
+                None
+            }
+            _ => {
+                self.diags.push(unusable("a structure"));
+                None
+            }
+        }
+    }
+
+    /// `str(PTR)` / `str(PTR, N)`: a bounded string read.
+    fn str_call(&mut self, args: &[ast::Expr], span: &Span) -> Option<(ExprKind, Ty)> {
+        let (ptr, len) = match args {
+            [p] => (p, None),
+            [p, n] => (p, Some(n)),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0512",
+                        "`str` takes a pointer and an optional bound",
+                        span.clone(),
+                    )
+                    .with_label("written as `str(args.filename)` or `str(args.filename, 128)`"),
+                );
+                return None;
+            }
+        };
+        let len = match len {
+            None => DEFAULT_STR,
+            Some(n) => match n.kind {
+                ast::ExprKind::Int(v @ 1..=MAX_STR_U64) => v as u32,
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0514",
+                            format!("a string read is bounded: its length must be an integer from 1 to {MAX_STR}"),
+                            n.span.clone(),
+                        )
+                        .with_label("not a bound the stack can hold")
+                        .with_help(format!("`str(PTR)` reads up to {DEFAULT_STR} bytes; `str(PTR, N)` up to N")),
+                    );
+                    return None;
+                }
+            },
+        };
+        let p = self.expr(ptr)?;
+        let Ty::Ptr { user } = p.ty else {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    format!("expected a pointer, found {}", p.ty),
+                    p.span.clone(),
+                )
+                .with_label(format!("`str` reads through a pointer; this is {}", p.ty)),
+            );
+            return None;
+        };
+        Some((
+            ExprKind::StrRead {
+                ptr: Box::new(p),
+                user,
+                len,
+            },
+            Ty::Str(len),
+        ))
+    }
+
     /// The single name argument of `raw_tracepoint(NAME)` / `tp_btf(NAME)`.
     fn one_name(&mut self, h: &ast::Hook, what: &str) -> Option<String> {
         match h.args.as_deref() {
@@ -451,22 +651,7 @@ impl Checker {
         into: &Option<ast::Ident>,
         span: &Span,
     ) -> Option<Step> {
-        let mut keys = Vec::new();
-        for e in by {
-            let e = self.expr(e)?;
-            if e.ty == Ty::Bool {
-                self.diags.push(
-                    Diagnostic::error(
-                        "E0401",
-                        "a map key must be an integer or a string",
-                        e.span.clone(),
-                    )
-                    .with_label("this is a boolean"),
-                );
-                return None;
-            }
-            keys.push(e);
-        }
+        let keys = self.keys(by)?;
         let fields: Vec<KeyField> = keys
             .iter()
             .enumerate()
@@ -571,14 +756,15 @@ impl Checker {
         let mut out = Vec::new();
         for e in keys {
             let e = self.expr(e)?;
-            if e.ty == Ty::Bool {
+            if matches!(e.ty, Ty::Bool | Ty::Ptr { .. }) {
                 self.diags.push(
                     Diagnostic::error(
                         "E0401",
                         "a map key must be an integer or a string",
                         e.span.clone(),
                     )
-                    .with_label("this is a boolean"),
+                    .with_label(format!("this is {}", e.ty))
+                    .with_help("a pointer's string is `str(PTR)`"),
                 );
                 return None;
             }
@@ -753,14 +939,15 @@ impl Checker {
                 ok = false;
                 continue;
             };
-            if v.ty == Ty::Bool {
+            if matches!(v.ty, Ty::Bool | Ty::Ptr { .. }) {
                 self.diags.push(
                     Diagnostic::error(
                         "E0401",
                         "an emitted field must be an integer or a string",
                         v.span.clone(),
                     )
-                    .with_label("this is a boolean"),
+                    .with_label(format!("this is {}", v.ty))
+                    .with_help("a pointer's string is `str(PTR)`"),
                 );
                 ok = false;
                 continue;
@@ -812,8 +999,8 @@ impl Checker {
             ast::ExprKind::Path(p) => {
                 let name = p.dotted();
                 if p.segments.len() > 1 && p.segments[0].name == "args" {
-                    self.not_yet(&span, "tracepoint arguments (`args.NAME`)");
-                    return None;
+                    let (kind, ty) = self.arg(p, &span)?;
+                    return Some(Expr { kind, ty, span });
                 }
                 match Builtin::ALL.iter().find(|(n, _)| *n == name) {
                     Some((_, b)) => (ExprKind::Builtin(*b), b.ty()),
@@ -901,6 +1088,21 @@ impl Checker {
                 let a = self.expr(a);
                 let b = self.expr(b);
                 let (a, b) = (a?, b?);
+                if let Some(ptr) = [&a, &b]
+                    .into_iter()
+                    .find(|e| matches!(e.ty, Ty::Ptr { .. }))
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0401",
+                            "a pointer cannot be compared",
+                            ptr.span.clone(),
+                        )
+                        .with_label("this is a pointer")
+                        .with_help("compare the string it points to: `str(PTR) == \"...\"`"),
+                    );
+                    return None;
+                }
                 match (a.ty, b.ty) {
                     (Ty::Int, Ty::Int) => {}
                     (Ty::Str(_), Ty::Str(_)) if matches!(cmp, CmpOp::Eq | CmpOp::Ne) => {
@@ -908,8 +1110,8 @@ impl Checker {
                             ExprKind::Str(s) => Some(s.len()),
                             _ => None,
                         };
-                        if literal_len(&a).is_some() && literal_len(&b).is_some() {
-                            self.not_yet(&span, "comparisons of two string literals");
+                        if literal_len(&a).is_some() == literal_len(&b).is_some() {
+                            self.not_yet(&span, "comparisons of two strings that are not both a literal and a value");
                             return None;
                         }
                     }
@@ -950,8 +1152,17 @@ impl Checker {
                 }
                 (ExprKind::Cmp(cmp, Box::new(a), Box::new(b)), Ty::Bool)
             }
+            ast::ExprKind::Call(p, args) if p.dotted() == "str" => self.str_call(args, &span)?,
             ast::ExprKind::Call(p, _) => {
-                self.not_yet(&span, &format!("`{}(..)` calls in probes", p.dotted()));
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0301",
+                        format!("unknown function `{}`", p.dotted()),
+                        p.span.clone(),
+                    )
+                    .with_label("not a function of probes")
+                    .with_help("probes call `str(PTR)` and `str(PTR, N)`"),
+                );
                 return None;
             }
             ast::ExprKind::Error => return None,

@@ -149,6 +149,20 @@ pub enum ExprKind {
         var: usize,
         keys: Vec<Expr>,
     },
+    /// An argument of the probe's event: `bytes` at `offset` of the context (a tracepoint
+    /// record, or a raw tracepoint's u64 array), widened to u64.
+    Arg {
+        offset: u32,
+        bytes: u8,
+        signed: bool,
+    },
+    /// `str(ptr, len)`: the NUL-terminated string `ptr` points at, at most `len` bytes
+    /// with the NUL, from user or kernel memory.
+    StrRead {
+        ptr: Box<Expr>,
+        user: bool,
+        len: u32,
+    },
     /// Wrapping u64 arithmetic; `x / 0` is 0 (eBPF's rule).
     Arith(ArithOp, Box<Expr>, Box<Expr>),
 }
@@ -179,6 +193,10 @@ pub enum Ty {
     /// A NUL-padded string of at most this many bytes (the NUL included).
     Str(u32),
     Bool,
+    /// A pointer argument: only `str(..)` reads through it.
+    Ptr {
+        user: bool,
+    },
 }
 
 impl std::fmt::Display for Ty {
@@ -187,6 +205,7 @@ impl std::fmt::Display for Ty {
             Ty::Int => write!(f, "an integer"),
             Ty::Str(_) => write!(f, "a string"),
             Ty::Bool => write!(f, "a boolean"),
+            Ty::Ptr { .. } => write!(f, "a pointer"),
         }
     }
 }
@@ -325,7 +344,7 @@ impl KeyField {
     pub fn size(&self) -> u32 {
         match self.ty {
             Ty::Str(n) => n.div_ceil(8) * 8,
-            Ty::Int | Ty::Bool => 8,
+            Ty::Int | Ty::Bool | Ty::Ptr { .. } => 8,
         }
     }
 }

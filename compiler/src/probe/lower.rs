@@ -100,6 +100,8 @@ struct Lower<'a> {
     exit: Block,
     /// The MapId of the first variable map.
     var_base: usize,
+    /// The program's context (tracepoint record, raw tracepoint arguments).
+    ctx: Value,
 }
 
 fn helper(name: &str) -> u32 {
@@ -123,7 +125,9 @@ impl<'a> Lower<'a> {
             ring,
             exit,
             var_base: probes.maps.len(),
+            ctx: Value(0),
         };
+        l.ctx = l.f.block(l.f.entry()).params[0];
         let mut cur = l.f.entry();
         for step in &probe.steps {
             match step {
@@ -234,55 +238,54 @@ impl<'a> Lower<'a> {
         }
     }
 
-    /// The 16 bytes of a string operand as two u64 words: `comm` read into a stack
-    /// slot, a literal NUL-padded. `None` for a literal too long to equal any comm.
-    fn str_words(&mut self, cur: Block, e: &Expr) -> Option<[Operand; 2]> {
-        match &e.kind {
-            ExprKind::Str(s) => {
-                let bytes = s.as_bytes();
-                if bytes.len() >= COMM_LEN as usize {
-                    return None;
-                }
-                let mut buf = [0u8; 16];
-                buf[..bytes.len()].copy_from_slice(bytes);
-                let w = |i: usize| {
-                    let mut b8 = [0u8; 8];
-                    b8.copy_from_slice(&buf[i * 8..i * 8 + 8]);
-                    u64::from_le_bytes(b8)
-                };
-                let (w0, w1) = (w(0), w(1));
-                Some([self.u64c(cur, w0).into(), self.u64c(cur, w1).into()])
-            }
-            _ => {
-                let slot = self.f.add_slot(COMM_LEN, 8);
-                let p = self
-                    .f
-                    .push(cur, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
-                let n = self.u64c(cur, COMM_LEN as u64);
-                self.call(cur, "get_current_comm", vec![p, n], Type::I64);
-                let w0 = self.load(cur, p, 0);
-                let w1 = self.load(cur, p, 8);
-                Some([w0.into(), w1.into()])
-            }
-        }
-    }
-
+    /// `value == "literal"` (the checker lets only that shape through): the value read
+    /// into a zeroed stack slot, compared word by word up to and including the literal's
+    /// NUL. A literal longer than the value can hold never equals it.
     fn str_eq(&mut self, cur: Block, a: &Expr, b: &Expr, t: Block, f: Block) {
         let to = |b: Block| BlockCall::new(b, vec![]);
-        let (Some(x), Some(y)) = (self.str_words(cur, a), self.str_words(cur, b)) else {
+        let (lit, val) = match (&a.kind, &b.kind) {
+            (ExprKind::Str(s), _) => (s.clone(), b),
+            (_, ExprKind::Str(s)) => (s.clone(), a),
+            _ => (String::new(), a),
+        };
+        let cap = match val.ty {
+            Ty::Str(n) => n,
+            _ => 0,
+        };
+        if lit.len() + 1 > cap as usize || matches!(val.kind, ExprKind::Str(_)) {
             let never = self.u64c(cur, 0);
             self.br(cur, Cond::Ne, never, Operand::Imm(0), to(t), to(f));
             return;
-        };
-        let val = |o: Operand, l: &mut Self, b: Block| match o {
-            Operand::Value(v) => v,
-            Operand::Imm(i) => l.f.iconst(b, IntTy::U64, i),
-        };
-        let x0 = val(x[0], self, cur);
-        let mid = self.f.add_block();
-        self.br(cur, Cond::Eq, x0, y[0], to(mid), to(f));
-        let x1 = val(x[1], self, cur);
-        self.br(mid, Cond::Eq, x1, y[1], to(t), to(f));
+        }
+        let size = cap.div_ceil(8) * 8;
+        let slot = self.f.add_slot(size, 8);
+        let p = self
+            .f
+            .push(cur, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+        for off in (0..size).step_by(8) {
+            self.store(cur, p, off as i16, Operand::Imm(0));
+        }
+        self.put_str(cur, val, p, 0, size, Type::Ptr(PtrKind::Stack));
+        let mut bytes = lit.into_bytes();
+        let words = (bytes.len() + 1).div_ceil(8);
+        bytes.resize(words * 8, 0);
+        let mut at = cur;
+        for (i, chunk) in bytes.chunks(8).enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            let p = self
+                .f
+                .push(at, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+            let have = self.load(at, p, (i * 8) as i16);
+            let want = self.u64c(at, u64::from_le_bytes(w));
+            let next = if i + 1 == words {
+                t
+            } else {
+                self.f.add_block()
+            };
+            self.br(at, Cond::Eq, have, want.into(), to(next), to(f));
+            at = next;
+        }
     }
 
     /// An integer expression as a u64 value; `cur` moves on when reading a variable
@@ -291,6 +294,29 @@ impl<'a> Lower<'a> {
         match &e.kind {
             ExprKind::Int(n) => self.u64c(*cur, *n),
             ExprKind::Builtin(b) => self.builtin(*cur, *b),
+            ExprKind::Arg {
+                offset,
+                bytes,
+                signed,
+            } => {
+                // Loads zero-extend (the kernel's rule): narrow signed ones are
+                // sign-extended after; every value is then a u64 (compares unsigned).
+                let ty = IntTy::new(bytes * 8, false);
+                let v = self.f.push(
+                    *cur,
+                    Op::Load {
+                        ptr: self.ctx,
+                        off: *offset as i16,
+                    },
+                    Type::Int(ty),
+                );
+                if *bytes == 8 {
+                    v
+                } else {
+                    let ext = if *signed { ExtOp::Sext } else { ExtOp::Zext };
+                    self.f.push(*cur, Op::Ext(ext, v), Type::U64)
+                }
+            }
             ExprKind::Arith(op, a, b) => {
                 let x = self.int(cur, a);
                 let y = self.int(cur, b);
@@ -527,6 +553,27 @@ impl<'a> Lower<'a> {
                 };
                 let n = self.u64c(cur, COMM_LEN as u64);
                 self.call(cur, "get_current_comm", vec![p, n], Type::I64);
+            }
+            ExprKind::StrRead {
+                ptr: src,
+                user,
+                len,
+            } => {
+                let mut c = cur;
+                let from = self.int(&mut c, src);
+                let p = if off == 0 {
+                    ptr
+                } else {
+                    self.f
+                        .push(c, Op::PtrAdd(ptr, Operand::Imm(off as i64)), ptr_ty)
+                };
+                let n = self.u64c(c, (*len).min(size) as u64);
+                let helper = if *user {
+                    "probe_read_user_str"
+                } else {
+                    "probe_read_kernel_str"
+                };
+                self.call(c, helper, vec![p, n, from], Type::I64);
             }
             ExprKind::Str(s) => {
                 let mut bytes = s.as_bytes().to_vec();

@@ -101,6 +101,16 @@ pub fn check_names(
     source: &str,
     files: FileReader<'_>,
 ) -> (Hir, Vec<Diagnostic>, Names) {
+    check_names_with(file, source, files, &crate::catalog::NoCatalog)
+}
+
+/// `check_names`, with the probe catalog `args.NAME` and hooks are checked against.
+pub fn check_names_with(
+    file: &ast::File,
+    source: &str,
+    files: FileReader<'_>,
+    catalog: &dyn crate::catalog::Catalog,
+) -> (Hir, Vec<Diagnostic>, Names) {
     let mut c = Checker {
         source,
         files,
@@ -141,7 +151,7 @@ pub fn check_names(
         })
         .collect();
     if !probes.is_empty() {
-        let (hir, diags) = crate::probe::check::check(&probes);
+        let (hir, diags) = crate::probe::check::check(&probes, catalog);
         c.hir.probes = hir;
         c.diags.extend(diags);
         if let Some(f) = file.items.iter().find_map(|i| match i {
