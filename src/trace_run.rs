@@ -100,6 +100,18 @@ pub fn run(args: RunArgs) -> Result<bool> {
         None => None,
     };
     let mut next_lost_check = Instant::now() + Duration::from_secs(1);
+    // `begin` probes now; `interval` ones when due; `end` ones (or every map) at the end.
+    let mut timers: Vec<(Instant, Duration, &pol_runtime::trace::layout::Schedule)> = Vec::new();
+    for s in &layout.schedule {
+        match (s.when.as_str(), s.every_ns) {
+            ("begin", _) => run_actions(&bpf, &layout, &s.actions, args.json)?,
+            ("interval", Some(ns)) => {
+                let every = Duration::from_nanos(ns);
+                timers.push((Instant::now() + every, every, s));
+            }
+            _ => {}
+        }
+    }
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         if let Some(ev) = events.as_mut() {
             if !ev.drain(args.json) {
@@ -108,6 +120,12 @@ pub fn run(args: RunArgs) -> Result<bool> {
             if Instant::now() >= next_lost_check {
                 ev.report_lost(false);
                 next_lost_check = Instant::now() + Duration::from_secs(1);
+            }
+        }
+        for (due, every, s) in timers.iter_mut() {
+            if Instant::now() >= *due {
+                run_actions(&bpf, &layout, &s.actions, args.json)?;
+                *due += *every;
             }
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -119,33 +137,81 @@ pub fn run(args: RunArgs) -> Result<bool> {
             println!("{}", serde_json::json!({"type": "lost", "count": ev.lost}));
         }
     }
+    let ends: Vec<&pol_runtime::trace::layout::MapAction> = layout
+        .schedule
+        .iter()
+        .filter(|s| s.when == "end")
+        .flat_map(|s| &s.actions)
+        .collect();
     let mut text = String::new();
-    for a in &layout.aggregations {
-        let map = bpf
-            .map(&a.map)
-            .ok_or_else(|| anyhow!("internal error: map `{}` is not in the object", a.map))?;
-        let fd = match map {
-            Map::PerCpuHashMap(m) | Map::HashMap(m) => m.fd().as_fd(),
-            _ => bail!("internal error: map `{}` is not a hash map", a.map),
-        };
-        let entries = aggregate::read(fd, a)?;
-        if args.json {
-            text.push_str(&aggregate::to_json(a, &entries).to_string());
-            text.push('\n');
-        } else {
-            text.push_str(&aggregate::format(a, &entries));
+    if layout.schedule.iter().any(|s| s.when == "end") {
+        for act in ends.iter().filter(|a| a.op == "print") {
+            if let Some(a) = layout.aggregations.iter().find(|a| a.map == act.map) {
+                text.push_str(&map_text(&bpf, a, args.json)?);
+            }
+        }
+    } else {
+        for a in &layout.aggregations {
+            text.push_str(&map_text(&bpf, a, args.json)?);
         }
     }
     // Detach before printing: the maps are read, nothing more is counted.
     drop(attached);
     drop(bpf);
     let mut stdout = std::io::stdout().lock();
-    if !args.json && !layout.aggregations.is_empty() {
+    if !args.json && !text.is_empty() {
         let _ = writeln!(stdout);
     }
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
     Ok(true)
+}
+
+/// The fd of aggregation map `name`.
+fn map_fd<'a>(bpf: &'a Ebpf, name: &str) -> Result<std::os::fd::BorrowedFd<'a>> {
+    let map = bpf
+        .map(name)
+        .ok_or_else(|| anyhow!("internal error: map `{name}` is not in the object"))?;
+    match map {
+        Map::PerCpuHashMap(m) | Map::HashMap(m) => Ok(m.fd().as_fd()),
+        _ => bail!("internal error: map `{name}` is not a hash map"),
+    }
+}
+
+/// One map as printed: bpftrace's text, or one JSON line.
+fn map_text(bpf: &Ebpf, a: &pol_runtime::trace::layout::Aggregation, json: bool) -> Result<String> {
+    let entries = aggregate::read(map_fd(bpf, &a.map)?, a)?;
+    Ok(if json {
+        aggregate::to_json(a, &entries).to_string() + "\n"
+    } else {
+        aggregate::format(a, &entries)
+    })
+}
+
+/// `print` and `clear` of an `interval` or `begin` probe, in order.
+fn run_actions(
+    bpf: &Ebpf,
+    layout: &TraceLayout,
+    actions: &[pol_runtime::trace::layout::MapAction],
+    json: bool,
+) -> Result<()> {
+    let mut text = String::new();
+    for act in actions {
+        let Some(a) = layout.aggregations.iter().find(|a| a.map == act.map) else {
+            continue;
+        };
+        if act.op == "clear" {
+            aggregate::clear(map_fd(bpf, &a.map)?, a)?;
+        } else {
+            text.push_str(&map_text(bpf, a, json)?);
+        }
+    }
+    if !text.is_empty() {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+    }
+    Ok(())
 }
 
 /// Hooks the language names but this kernel may lack (kprobe, fentry, LSM): refused in

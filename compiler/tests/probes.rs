@@ -222,3 +222,28 @@ fn an_unknown_tracepoint_is_named_with_the_nearest() {
     );
     assert_eq!((code.as_str(), text.as_str()), ("E0513", "args.flags"));
 }
+
+#[test]
+fn the_editor_analysis_answers_on_every_probe_example() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/probes");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).expect("examples/probes") {
+        let path = e.expect("entry").path();
+        let src = std::fs::read_to_string(&path).expect("read");
+        let a = pol_compiler::analysis::analyze(&src);
+        // Every position: hover, completion, definition, references, rename; none panics.
+        for offset in (0..=src.len()).filter(|&i| src.is_char_boundary(i)) {
+            let _ = a.hover(offset);
+            let _ = a.completions(offset);
+            let _ = a.definition(offset);
+            let _ = a.references(offset, true);
+            let _ = a.prepare_rename(offset);
+        }
+        let symbols = a.document_symbols();
+        assert!(!symbols.is_empty(), "{}: no outline", path.display());
+        assert!(!a.semantic_tokens().is_empty());
+        let _ = a.fixes();
+        n += 1;
+    }
+    assert!(n >= 7, "{n} probe examples");
+}

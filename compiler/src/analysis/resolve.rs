@@ -240,6 +240,7 @@ impl Resolver {
                             keys.iter().chain([value]).for_each(|e| self.expr(a, e))
                         }
                         Stmt::Delete { keys, .. } => keys.iter().for_each(|e| self.expr(a, e)),
+                        Stmt::Command { .. } => {}
                         Stmt::Action(es, _) => es.iter().for_each(|e| self.expr(a, e)),
                         Stmt::Error(_) => {}
                     }
@@ -364,6 +365,7 @@ impl Resolver {
                 .filter_map(|(_, v)| v.as_ref())
                 .for_each(|x| self.expr(a, x)),
             ExprKind::Int(_)
+            | ExprKind::Duration(_)
             | ExprKind::Str(_)
             | ExprKind::Bool(_)
             | ExprKind::Ip4(_)

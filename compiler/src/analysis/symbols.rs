@@ -239,7 +239,8 @@ fn stmts(body: &[Stmt], text: &dyn Fn(&Span) -> String) -> Vec<Symbol> {
             | Stmt::Count { span, .. }
             | Stmt::Aggregate { span, .. }
             | Stmt::Assign { span, .. }
-            | Stmt::Delete { span, .. } => Some(leaf(text(span), SymbolKind::Rule, span, span)),
+            | Stmt::Delete { span, .. }
+            | Stmt::Command { span, .. } => Some(leaf(text(span), SymbolKind::Rule, span, span)),
             Stmt::Error(_) => None,
         })
         .collect()

@@ -444,6 +444,10 @@ impl<'a> Printer<'a> {
                 map, keys, value, ..
             } => format!("{}[{}] = {}", map.name, self.list(keys), self.expr(value)),
             Stmt::Delete { map, keys, .. } => format!("delete {}[{}]", map.name, self.list(keys)),
+            Stmt::Command { verb, maps, .. } => {
+                let names: Vec<&str> = maps.iter().map(|m| m.name.as_str()).collect();
+                format!("{} {}", verb.name, names.join(", "))
+            }
             Stmt::Error(span) => self.text(span).trim().to_string(),
         };
         self.push(line);
@@ -524,6 +528,7 @@ impl<'a> Printer<'a> {
             }
             // Literals as written: hex stays hex, escapes stay escapes.
             ExprKind::Int(_)
+            | ExprKind::Duration(_)
             | ExprKind::Str(_)
             | ExprKind::Bool(_)
             | ExprKind::Ip4(_)
@@ -620,6 +625,7 @@ fn stmt_span(s: &Stmt) -> Span {
         | Stmt::Aggregate { span, .. }
         | Stmt::Assign { span, .. }
         | Stmt::Delete { span, .. }
+        | Stmt::Command { span, .. }
         | Stmt::Error(span) => span.clone(),
     }
 }

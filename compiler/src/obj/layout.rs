@@ -21,9 +21,30 @@ pub struct Layout {
     /// How to read and print each aggregation map, from its own key and value schema.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aggregations: Vec<AggregationLayout>,
+    /// What `pol run` does with maps at start, at intervals and at the end.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduleLayout>,
     /// The records `emit` statements send through the ring buffer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsLayout>,
+}
+
+/// An `interval`, `begin` or `end` probe.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScheduleLayout {
+    /// `begin`, `end` or `interval`.
+    pub when: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every_ns: Option<u64>,
+    pub actions: Vec<MapActionLayout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MapActionLayout {
+    /// `print` or `clear`.
+    pub op: &'static str,
+    /// The aggregation map (its `map` name).
+    pub map: String,
 }
 
 /// The ring buffer of `emit` records and how to decode each.
@@ -257,6 +278,7 @@ pub(crate) fn build(spec: &ObjectSpec) -> Layout {
         maps,
         probes: Vec::new(),
         aggregations: Vec::new(),
+        schedule: Vec::new(),
         events: None,
     }
 }

@@ -16,8 +16,8 @@ mod validate;
 pub use btf::{btf_section, dump as dump_btf, BtfParam};
 pub use layout::{
     map_layout, AggFunction, AggregationLayout, EventsLayout, FieldLayout, KeyFieldLayout, Layout,
-    MapLayout, ProbeAttach, ProbeLayout, ProgramLayout, RecordLayout, TypeLayout, ValueWordLayout,
-    SCHEMA,
+    MapActionLayout, MapLayout, ProbeAttach, ProbeLayout, ProgramLayout, RecordLayout,
+    ScheduleLayout, TypeLayout, ValueWordLayout, SCHEMA,
 };
 pub use module::{write_module, FuncSpec, ModuleSpec};
 pub use validate::{is_c_ident, is_known_section};

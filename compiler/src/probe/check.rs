@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::hir::{AggFunc, AggMap, Builtin, CmpOp, Expr, ExprKind, KeyField, Probe, ProbeHook};
-use super::hir::{ArithOp, EventDef, Probes, Step, Ty};
+use super::hir::{ArithOp, EventDef, MapAction, Probes, Scheduled, Step, Ty, When};
 use crate::catalog::{ArgTy, Catalog, CatalogError, TraceArg};
 use crate::diag::{suggest, Diagnostic};
 
@@ -32,8 +32,25 @@ pub fn check(probes: &[&ast::Probe], catalog: &dyn Catalog) -> (Probes, Vec<Diag
         symbols: HashMap::new(),
         anon_maps: 0,
     };
+    // `interval`, `begin` and `end` probes name maps the others define: checked last.
+    let mut scheduled = Vec::new();
     for (i, p) in probes.iter().enumerate() {
-        c.probe(p, i);
+        if matches!(p.hook.kind.name.as_str(), "interval" | "begin" | "end") {
+            scheduled.push(*p);
+        } else {
+            c.probe(p, i);
+        }
+    }
+    for p in scheduled {
+        c.scheduled(p);
+    }
+    if c.out.probes.is_empty() && !c.out.schedule.is_empty() && c.diags.is_empty() {
+        let span = probes.first().map_or(0..0, |p| p.hook.span.clone());
+        c.diags.push(
+            Diagnostic::error("E0515", "nothing to trace: no probe attaches to the kernel", span)
+                .with_label("this probe runs in `pol run` only")
+                .with_help("`interval`, `begin` and `end` print maps that tracepoint, uprobe or profile probes fill"),
+        );
     }
     (c.out, c.diags)
 }
@@ -117,6 +134,17 @@ impl Checker<'_> {
                     if let Some(step) = self.emit(e, &p.name.name) {
                         steps.push(step);
                     }
+                }
+                ast::Stmt::Command { span, .. } => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0515",
+                            "`print` and `clear` belong to `interval`, `begin` and `end` probes",
+                            span.clone(),
+                        )
+                        .with_label("this probe runs in the kernel")
+                        .with_help("add `probe every on interval(1s) { print MAP }`"),
+                    );
                 }
                 ast::Stmt::When(_, span) | ast::Stmt::Action(_, span) => {
                     self.diags.push(
@@ -324,6 +352,124 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// An `interval(DURATION)`, `begin` or `end` probe: `print` and `clear` of maps.
+    fn scheduled(&mut self, p: &ast::Probe) {
+        let h = &p.hook;
+        let when = match (h.kind.name.as_str(), h.args.as_deref()) {
+            ("begin", None) => When::Begin,
+            ("end", None) => When::End,
+            ("interval", Some([a])) => match a.kind {
+                ast::ExprKind::Duration(ns) if ns >= 10_000_000 => When::Interval(ns),
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0502",
+                            "`interval` takes a duration of at least 10ms",
+                            a.span.clone(),
+                        )
+                        .with_label("expected `1s`, `500ms`, `2m`, ..."),
+                    );
+                    return;
+                }
+            },
+            (kind, _) => {
+                let shape = if kind == "interval" {
+                    "`interval(1s)`"
+                } else {
+                    "no arguments"
+                };
+                self.diags.push(
+                    Diagnostic::error("E0502", format!("`{kind}` takes {shape}"), h.span.clone())
+                        .with_label("written as `interval(1s)`, `begin`, `end`"),
+                );
+                return;
+            }
+        };
+        let mut actions = Vec::new();
+        for s in &p.body {
+            match s {
+                ast::Stmt::Command { verb, maps, .. } => {
+                    let act = match verb.name.as_str() {
+                        "print" => MapAction::Print,
+                        "clear" => MapAction::Clear,
+                        other => {
+                            let mut d = Diagnostic::error(
+                                "E0512",
+                                format!("unknown statement `{other}`"),
+                                verb.span.clone(),
+                            )
+                            .with_label("not a statement");
+                            let near = suggest::nearest(other, ["print", "clear"], 2);
+                            if !near.is_empty() {
+                                d = d
+                                    .with_help(format!("did you mean {}?", suggest::one_of(&near)));
+                            }
+                            self.diags.push(d);
+                            continue;
+                        }
+                    };
+                    for m in maps {
+                        match self.map_index.get(&m.name) {
+                            Some(&i) => actions.push((act, i)),
+                            None => {
+                                let names: Vec<&str> = self
+                                    .map_index
+                                    .keys()
+                                    .filter(|k| !k.starts_with('@'))
+                                    .map(String::as_str)
+                                    .collect();
+                                let mut d = Diagnostic::error(
+                                    "E0301",
+                                    format!("unknown map `{}`", m.name),
+                                    m.span.clone(),
+                                )
+                                .with_label("no aggregation fills a map of this name");
+                                let near = suggest::nearest(&m.name, names.iter().copied(), 2);
+                                if !near.is_empty() {
+                                    d = d.with_help(format!(
+                                        "did you mean {}?",
+                                        suggest::one_of(&near)
+                                    ));
+                                }
+                                self.diags.push(d);
+                            }
+                        }
+                    }
+                }
+                ast::Stmt::Error(_) => {}
+                other => {
+                    let span = match other {
+                        ast::Stmt::Where(_, s)
+                        | ast::Stmt::When(_, s)
+                        | ast::Stmt::Emit(_, s)
+                        | ast::Stmt::Action(_, s) => s.clone(),
+                        ast::Stmt::Count { span, .. }
+                        | ast::Stmt::Aggregate { span, .. }
+                        | ast::Stmt::Assign { span, .. }
+                        | ast::Stmt::Delete { span, .. } => span.clone(),
+                        _ => h.span.clone(),
+                    };
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0515",
+                            format!(
+                                "a `{}` probe runs in `pol run`, not in the kernel",
+                                h.kind.name
+                            ),
+                            span,
+                        )
+                        .with_label("only `print MAP` and `clear MAP` here"),
+                    );
+                }
+            }
+        }
+        self.out.schedule.push(Scheduled {
+            when,
+            actions,
+            span: p.span.clone(),
+        });
     }
 
     /// The typed arguments of the hook's event from the catalog: `Some(None)` when there

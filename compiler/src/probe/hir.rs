@@ -14,6 +14,31 @@ pub struct Probes {
     pub events: Vec<EventDef>,
     /// Maps set by `NAME[KEYS] = VALUE` (per-thread variables are keyed by `tid`).
     pub vars: Vec<VarMap>,
+    /// `interval`, `begin` and `end` probes: run by `pol run` itself, not the kernel.
+    pub schedule: Vec<Scheduled>,
+}
+
+/// A probe `pol run` runs in user space: when, and what it does with which maps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scheduled {
+    pub when: When,
+    /// In order: print or clear the aggregation map `maps[map]`.
+    pub actions: Vec<(MapAction, usize)>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum When {
+    Begin,
+    End,
+    /// Every this many nanoseconds.
+    Interval(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MapAction {
+    Print,
+    Clear,
 }
 
 /// A map of u64 values set, read and deleted by statements (not printed at the end).
@@ -61,7 +86,7 @@ impl EventDef {
 
 impl Probes {
     pub fn is_empty(&self) -> bool {
-        self.probes.is_empty()
+        self.probes.is_empty() && self.schedule.is_empty()
     }
 }
 

@@ -11,8 +11,8 @@ use crate::codegen::{self, CodegenError, MAX_STACK};
 use crate::diag::Diagnostic;
 use crate::mir::Module;
 use crate::obj::{
-    self, AggFunction, AggregationLayout, EventsLayout, KeyFieldLayout, Layout, ProbeAttach,
-    ProbeLayout, RecordLayout, ValueWordLayout,
+    self, AggFunction, AggregationLayout, EventsLayout, KeyFieldLayout, Layout, MapActionLayout,
+    ProbeAttach, ProbeLayout, RecordLayout, ScheduleLayout, ValueWordLayout,
 };
 use hir::{AggFunc, Merge, ProbeHook, Probes, Ty};
 
@@ -228,6 +228,35 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
         maps: spec.maps.iter().map(obj::map_layout).collect(),
         probes: programs,
         aggregations,
+        schedule: probes
+            .schedule
+            .iter()
+            .map(|s| ScheduleLayout {
+                when: match s.when {
+                    hir::When::Begin => "begin",
+                    hir::When::End => "end",
+                    hir::When::Interval(_) => "interval",
+                },
+                every_ns: match s.when {
+                    hir::When::Interval(ns) => Some(ns),
+                    _ => None,
+                },
+                actions: s
+                    .actions
+                    .iter()
+                    .map(|(a, m)| MapActionLayout {
+                        op: match a {
+                            hir::MapAction::Print => "print",
+                            hir::MapAction::Clear => "clear",
+                        },
+                        map: probes
+                            .maps
+                            .get(*m)
+                            .map_or(String::new(), |d| d.symbol.clone()),
+                    })
+                    .collect(),
+            })
+            .collect(),
         events,
     }
 }

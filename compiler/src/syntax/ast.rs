@@ -210,6 +210,8 @@ pub enum BinOp {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum ExprKind {
     Int(u64),
+    /// `500ms`, `1s`: nanoseconds.
+    Duration(u64),
     Str(String),
     Bool(bool),
     /// `192.0.2.1`
@@ -290,6 +292,13 @@ pub enum Stmt {
         map: Ident,
         keys: Vec<Expr>,
         value: Expr,
+        span: Span,
+    },
+    /// `print opens, bytes`, `clear opens`: what `pol run` does with maps in
+    /// `interval`, `begin` and `end` probes.
+    Command {
+        verb: Ident,
+        maps: Vec<Ident>,
         span: Span,
     },
     /// `delete start[tid]`

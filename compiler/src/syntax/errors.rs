@@ -13,6 +13,7 @@ use lalrpop_util::ParseError;
 const EXPR_START: &[&str] = &[
     "Ident",
     "Int",
+    "Duration",
     "Str",
     "Ip4",
     "Ip6",
@@ -216,6 +217,7 @@ fn human_name(terminal: &str) -> String {
     match terminal {
         "Ident" => "a name".to_owned(),
         "Int" => "an integer".to_owned(),
+        "Duration" => "a duration".to_owned(),
         "Str" => "a string".to_owned(),
         "Ip4" => "an IPv4 address".to_owned(),
         "Ip6" => "an IPv6 address".to_owned(),

@@ -197,7 +197,8 @@ fn stmt_span(s: &Stmt) -> (Span, bool) {
         | Stmt::Count { span, .. }
         | Stmt::Aggregate { span, .. }
         | Stmt::Assign { span, .. }
-        | Stmt::Delete { span, .. } => (span.clone(), false),
+        | Stmt::Delete { span, .. }
+        | Stmt::Command { span, .. } => (span.clone(), false),
         Stmt::Error(span) => (span.clone(), true),
     }
 }

@@ -151,6 +151,9 @@ pub enum Tok {
     RawDec,
     #[regex("0[xX][0-9a-fA-F]+")]
     RawHex,
+    /// `500ms`, `1s`: a duration (probes' `interval(..)`).
+    #[regex("[0-9]+(ns|us|ms|s|m|h)")]
+    RawDuration,
     #[regex(r#""([^"\\\n]|\\[^\n])*""#)]
     RawStr,
     #[regex(r#""([^"\\\n]|\\[^\n])*\\?"#)]
@@ -162,6 +165,8 @@ pub enum Tok {
 
     // Parser-facing literal tokens, produced by `lex`.
     Int(u64),
+    /// A duration in nanoseconds.
+    Duration(u64),
     Str(String),
     Ip4(Ip4Lit),
     Ip6(Ip6Lit),
@@ -214,6 +219,7 @@ pub fn lex(source: &str) -> (Vec<Spanned>, Vec<Diagnostic>) {
         let tok = match tok {
             Tok::RawDec => decode_int(text, 10, &span, &mut diags),
             Tok::RawHex => decode_int(&text[2..], 16, &span, &mut diags),
+            Tok::RawDuration => decode_duration(text, &span, &mut diags),
             Tok::RawStr => decode_str(text, span.start, &mut diags),
             Tok::RawUnterminated => {
                 diags.push(
@@ -233,6 +239,29 @@ pub fn lex(source: &str) -> (Vec<Spanned>, Vec<Diagnostic>) {
         diags.push(unexpected_chars(source, run));
     }
     (toks, diags)
+}
+
+/// `500ms` as nanoseconds; one that overflows u64 is an error.
+fn decode_duration(text: &str, span: &Span, diags: &mut Vec<Diagnostic>) -> Tok {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match &text[digits.len()..] {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        _ => 3_600_000_000_000,
+    };
+    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(unit)) {
+        Some(ns) => Tok::Duration(ns),
+        None => {
+            diags.push(
+                Diagnostic::error("E0103", "duration out of range", span.clone())
+                    .with_label("more nanoseconds than 64 bits hold"),
+            );
+            Tok::Bad
+        }
+    }
 }
 
 /// Where an IPv6 literal starting at `start` ends, if one does: it must start with a hex

@@ -214,6 +214,19 @@ impl Printer {
                 self.line(format!("Assign {} {}", map.name, span(sp)));
                 self.nested(|p| keys.iter().chain([value]).for_each(|e| p.expr(e)));
             }
+            Stmt::Command {
+                verb,
+                maps,
+                span: sp,
+            } => {
+                let names: Vec<&str> = maps.iter().map(|m| m.name.as_str()).collect();
+                self.line(format!(
+                    "Command {} {} {}",
+                    verb.name,
+                    names.join(","),
+                    span(sp)
+                ));
+            }
             Stmt::Delete {
                 map,
                 keys,
@@ -258,6 +271,7 @@ impl Printer {
         let at = span(&e.span);
         match &e.kind {
             ExprKind::Int(n) => self.line(format!("Int {n} {at}")),
+            ExprKind::Duration(ns) => self.line(format!("Duration {ns}ns {at}")),
             ExprKind::Str(s) => self.line(format!("Str {s:?} {at}")),
             ExprKind::Bool(b) => self.line(format!("Bool {b} {at}")),
             ExprKind::Ip4(a) => {

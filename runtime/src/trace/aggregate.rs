@@ -72,6 +72,28 @@ pub fn read(fd: BorrowedFd<'_>, a: &Aggregation) -> Result<Vec<Entry>, ReadError
     Ok(out)
 }
 
+/// Removes every entry of the map behind `fd` (`clear MAP`).
+pub fn clear(fd: BorrowedFd<'_>, a: &Aggregation) -> Result<(), ReadError> {
+    let err = |source| ReadError::Sys {
+        map: a.map.clone(),
+        source,
+    };
+    let info = sys::map_info(fd).map_err(err)?;
+    let mut keys = Vec::new();
+    let mut key: Option<Vec<u8>> = None;
+    for _ in 0..=info.max_entries {
+        let Some(next) = sys::map_next_key(fd, key.as_deref()).map_err(err)? else {
+            break;
+        };
+        keys.push(next.clone());
+        key = Some(next);
+    }
+    for k in keys {
+        sys::map_delete(fd, &k).map_err(err)?;
+    }
+    Ok(())
+}
+
 fn u64_at(bytes: &[u8], off: usize) -> u64 {
     let mut w = [0u8; 8];
     if let Some(b) = bytes.get(off..off + 8) {

@@ -11,6 +11,25 @@ pub struct TraceLayout {
     pub aggregations: Vec<Aggregation>,
     #[serde(default)]
     pub events: Option<Events>,
+    #[serde(default)]
+    pub schedule: Vec<Schedule>,
+}
+
+/// An `interval`, `begin` or `end` probe: what to do with which maps.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Schedule {
+    /// `begin`, `end` or `interval`.
+    pub when: String,
+    #[serde(default)]
+    pub every_ns: Option<u64>,
+    pub actions: Vec<MapAction>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MapAction {
+    /// `print` or `clear`.
+    pub op: String,
+    pub map: String,
 }
 
 /// The ring buffer of `emit` records.
