@@ -58,6 +58,9 @@ pub struct RunArgs {
     /// Seconds between counter readings.
     #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     interval: f64,
+    /// Probes: write a flame graph (SVG) of the map keyed by `kstack` at the end.
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) flamegraph: Option<PathBuf>,
     /// Stop by itself after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub(crate) duration: Option<f64>,

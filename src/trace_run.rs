@@ -21,6 +21,7 @@ use pol_compiler::driver;
 use pol_compiler::syntax::{self, ast::Item};
 use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
 use pol_runtime::trace::layout::{Attach, TraceLayout};
+use pol_runtime::trace::symbols::{write_flamegraph, KernelSymbols, Stack};
 use pol_runtime::trace::{aggregate, events};
 
 use crate::run::RunArgs;
@@ -147,13 +148,16 @@ pub fn run(args: RunArgs) -> Result<bool> {
     if layout.schedule.iter().any(|s| s.when == "end") {
         for act in ends.iter().filter(|a| a.op == "print") {
             if let Some(a) = layout.aggregations.iter().find(|a| a.map == act.map) {
-                text.push_str(&map_text(&bpf, a, args.json)?);
+                text.push_str(&map_text(&bpf, &layout, a, args.json)?);
             }
         }
     } else {
         for a in &layout.aggregations {
-            text.push_str(&map_text(&bpf, a, args.json)?);
+            text.push_str(&map_text(&bpf, &layout, a, args.json)?);
         }
+    }
+    if let Some(path) = &args.flamegraph {
+        flamegraph(&bpf, &layout, path)?;
     }
     // Detach before printing: the maps are read, nothing more is counted.
     drop(attached);
@@ -178,14 +182,91 @@ fn map_fd<'a>(bpf: &'a Ebpf, name: &str) -> Result<std::os::fd::BorrowedFd<'a>> 
     }
 }
 
+/// The entries of a map, `kstack` keys resolved to kernel function names.
+fn entries(
+    bpf: &Ebpf,
+    layout: &TraceLayout,
+    a: &pol_runtime::trace::layout::Aggregation,
+) -> Result<Vec<aggregate::Entry>> {
+    let mut entries = aggregate::read(map_fd(bpf, &a.map)?, a)?;
+    if let Some(stacks) = a
+        .key
+        .iter()
+        .any(|k| k.ty == "kstack")
+        .then_some(())
+        .and(layout.stacks.as_ref())
+    {
+        let fd = match bpf.map(stacks) {
+            Some(Map::StackTraceMap(m)) => m.fd().as_fd(),
+            _ => bail!("internal error: no stack trace map `{stacks}`"),
+        };
+        let syms =
+            KernelSymbols::load().map_err(|e| anyhow!("kernel stacks cannot be named: {e}"))?;
+        let len = pol_runtime::sys::map_info(fd)
+            .map(|i| i.value_size as usize)
+            .unwrap_or(0);
+        aggregate::resolve_stacks(&mut entries, |id| {
+            let key = u32::try_from(id).ok()?.to_le_bytes();
+            let raw = pol_runtime::sys::map_lookup(fd, &key, len).ok()??;
+            let frames = raw
+                .chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .take_while(|&a| a != 0)
+                .map(|a| syms.name(a))
+                .collect();
+            Some(frames)
+        });
+    }
+    Ok(entries)
+}
+
 /// One map as printed: bpftrace's text, or one JSON line.
-fn map_text(bpf: &Ebpf, a: &pol_runtime::trace::layout::Aggregation, json: bool) -> Result<String> {
-    let entries = aggregate::read(map_fd(bpf, &a.map)?, a)?;
+fn map_text(
+    bpf: &Ebpf,
+    layout: &TraceLayout,
+    a: &pol_runtime::trace::layout::Aggregation,
+    json: bool,
+) -> Result<String> {
+    let entries = entries(bpf, layout, a)?;
     Ok(if json {
         aggregate::to_json(a, &entries).to_string() + "\n"
     } else {
         aggregate::format(a, &entries)
     })
+}
+
+/// `--flamegraph FILE.svg`: the first map keyed by `kstack`, drawn (inferno).
+fn flamegraph(bpf: &Ebpf, layout: &TraceLayout, path: &std::path::Path) -> Result<()> {
+    let Some(a) = layout
+        .aggregations
+        .iter()
+        .find(|a| a.key.iter().any(|k| k.ty == "kstack"))
+    else {
+        bail!("--flamegraph draws a map keyed by `kstack` (`count by kstack`), and this program has none");
+    };
+    let stacks: Vec<Stack> = entries(bpf, layout, a)?
+        .into_iter()
+        .map(|e| Stack {
+            frames: e
+                .key
+                .iter()
+                .find_map(|k| match k {
+                    aggregate::KeyValue::Frames(f) => Some(f.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            count: e.words.get("count").copied().unwrap_or(0),
+        })
+        .collect();
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    write_flamegraph(&stacks, &a.display, std::io::BufWriter::new(file))?;
+    say!(
+        "wrote the flame graph of {} to {}",
+        a.display,
+        path.display()
+    );
+    Ok(())
 }
 
 /// `print` and `clear` of an `interval` or `begin` probe, in order.
@@ -203,7 +284,7 @@ fn run_actions(
         if act.op == "clear" {
             aggregate::clear(map_fd(bpf, &a.map)?, a)?;
         } else {
-            text.push_str(&map_text(bpf, a, json)?);
+            text.push_str(&map_text(bpf, layout, a, json)?);
         }
     }
     if !text.is_empty() {

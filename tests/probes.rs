@@ -698,3 +698,47 @@ fn interval_probes_print_and_clear_and_end_chooses_what_is_printed() {
     assert_eq!(last["map"], "@total", "{out}");
     assert_eq!(last["entries"][0]["value"].as_u64(), Some(total), "{out}");
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn example_kprofile_names_kernel_stacks_and_draws_a_flame_graph() {
+    require_kernel();
+    let dir = TempDir::new("pol_ex_kprofile");
+    let svg = dir.path().join("cpu.svg");
+    let file = example("kprofile.pol");
+    let child = start(&[
+        "--flamegraph",
+        svg.to_str().expect("path"),
+        file.to_str().expect("path"),
+    ]);
+    // Time in the kernel: zeroing and copying 1 GiB through read(2)/write(2).
+    let st = Command::new("dd")
+        .args(["if=/dev/zero", "of=/dev/null", "bs=1M", "count=1024"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("dd");
+    assert!(st.success());
+    let out = stop(child);
+    // bpftrace's layout: `@stacks[`, a frame a line, `]: N`.
+    assert!(out.contains("@stacks[\n        "), "{out}");
+    let frames: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("        "))
+        .map(str::trim)
+        .collect();
+    assert!(
+        frames.iter().any(|f| f
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')),
+        "frames are named from /proc/kallsyms: {out}"
+    );
+    let graph = std::fs::read_to_string(&svg).expect("the flame graph was written");
+    assert!(
+        graph.contains("<svg") && graph.contains("@stacks"),
+        "an SVG titled by the map"
+    );
+}

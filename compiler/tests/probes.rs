@@ -247,3 +247,20 @@ fn the_editor_analysis_answers_on_every_probe_example() {
     }
     assert!(n >= 7, "{n} probe examples");
 }
+
+#[test]
+fn kstack_is_a_key_only() {
+    let p = |body: &str| format!("probe p on profile(99) {{\n    {body}\n}}\n");
+    let c = driver::compile(&p("count by kstack, comm into s")).expect("compiles");
+    let j = serde_json::to_value(&c.probes.expect("probes").layout).expect("json");
+    assert_eq!(j["stacks"], "pol_stacks");
+    assert_eq!(j["aggregations"][0]["key"][0]["type"], "kstack");
+    assert_eq!(
+        one_error(&p("emit { kstack }")),
+        ("E0401".into(), "kstack".into())
+    );
+    assert_eq!(
+        one_error(&p("sum(kstack)")),
+        ("E0401".into(), "kstack".into())
+    );
+}

@@ -21,6 +21,10 @@ pub struct Layout {
     /// How to read and print each aggregation map, from its own key and value schema.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aggregations: Vec<AggregationLayout>,
+    /// The stack trace map `kstack` keys are ids in (u32 id -> u64 return addresses,
+    /// innermost first, 0 after the last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<String>,
     /// What `pol run` does with maps at start, at intervals and at the end.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schedule: Vec<ScheduleLayout>,
@@ -279,6 +283,7 @@ pub(crate) fn build(spec: &ObjectSpec) -> Layout {
         probes: Vec::new(),
         aggregations: Vec::new(),
         schedule: Vec::new(),
+        stacks: None,
         events: None,
     }
 }

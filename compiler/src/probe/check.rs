@@ -1085,7 +1085,7 @@ impl Checker<'_> {
                 ok = false;
                 continue;
             };
-            if matches!(v.ty, Ty::Bool | Ty::Ptr { .. }) {
+            if matches!(v.ty, Ty::Bool | Ty::Ptr { .. } | Ty::Stack) {
                 self.diags.push(
                     Diagnostic::error(
                         "E0401",

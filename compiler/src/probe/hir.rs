@@ -222,6 +222,8 @@ pub enum Ty {
     Ptr {
         user: bool,
     },
+    /// `kstack`: the kernel stack, a map key only (an id in the stack map).
+    Stack,
 }
 
 impl std::fmt::Display for Ty {
@@ -231,6 +233,7 @@ impl std::fmt::Display for Ty {
             Ty::Str(_) => write!(f, "a string"),
             Ty::Bool => write!(f, "a boolean"),
             Ty::Ptr { .. } => write!(f, "a pointer"),
+            Ty::Stack => write!(f, "a stack"),
         }
     }
 }
@@ -251,10 +254,12 @@ pub enum Builtin {
     Cpu,
     /// Monotonic time in nanoseconds.
     Nsecs,
+    /// The kernel stack (a map key: `count by kstack`).
+    Kstack,
 }
 
 impl Builtin {
-    pub const ALL: [(&'static str, Builtin); 8] = [
+    pub const ALL: [(&'static str, Builtin); 9] = [
         ("pid", Builtin::Pid),
         ("tid", Builtin::Tid),
         ("uid", Builtin::Uid),
@@ -263,6 +268,7 @@ impl Builtin {
         ("cgroup", Builtin::Cgroup),
         ("cpu", Builtin::Cpu),
         ("nsecs", Builtin::Nsecs),
+        ("kstack", Builtin::Kstack),
     ];
 
     pub fn name(self) -> &'static str {
@@ -275,6 +281,7 @@ impl Builtin {
     pub fn ty(self) -> Ty {
         match self {
             Builtin::Comm => Ty::Str(COMM_LEN),
+            Builtin::Kstack => Ty::Stack,
             _ => Ty::Int,
         }
     }
@@ -369,7 +376,7 @@ impl KeyField {
     pub fn size(&self) -> u32 {
         match self.ty {
             Ty::Str(n) => n.div_ceil(8) * 8,
-            Ty::Int | Ty::Bool | Ty::Ptr { .. } => 8,
+            Ty::Int | Ty::Bool | Ty::Ptr { .. } | Ty::Stack => 8,
         }
     }
 }

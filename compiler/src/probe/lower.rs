@@ -43,6 +43,20 @@ pub fn lower(p: &Probes) -> Module {
             flags: 0,
         });
     }
+    let stacks = p
+        .maps
+        .iter()
+        .any(|m| m.keys.iter().any(|k| k.ty == Ty::Stack))
+        .then(|| {
+            m.add_map(MapDef {
+                name: STACKS_MAP.into(),
+                kind: MapKind::StackTrace,
+                key_size: 4,
+                value_size: STACK_DEPTH * 8,
+                max_entries: MAX_STACKS,
+                flags: 0,
+            })
+        });
     let ring = (!p.events.is_empty()).then(|| {
         let ring = m.add_map(MapDef {
             name: EVENTS_MAP.into(),
@@ -63,7 +77,7 @@ pub fn lower(p: &Probes) -> Module {
         (ring, lost)
     });
     for probe in &p.probes {
-        let f = Lower::program(p, probe, ring);
+        let f = Lower::program(p, probe, ring, stacks);
         m.add_func(f);
     }
     m
@@ -71,6 +85,11 @@ pub fn lower(p: &Probes) -> Module {
 
 /// The ring buffer `emit` writes to, and the per-CPU count of records it had no room for.
 pub const EVENTS_MAP: &str = "pol_events";
+/// The stack trace map `kstack` keys refer to: up to 127 frames (the kernel's default
+/// `perf_event_max_stack`) per stack.
+pub const STACKS_MAP: &str = "pol_stacks";
+pub const STACK_DEPTH: u32 = 127;
+pub const MAX_STACKS: u32 = 4096;
 pub const LOST_MAP: &str = "pol_lost";
 /// Ring buffer size: 256 KiB (a power of two of pages, as the kernel requires).
 pub const RING_BYTES: u32 = 256 * 1024;
@@ -102,6 +121,8 @@ struct Lower<'a> {
     var_base: usize,
     /// The program's context (tracepoint record, raw tracepoint arguments).
     ctx: Value,
+    /// The stack trace map, when a key is `kstack`.
+    stacks: Option<MapId>,
 }
 
 fn helper(name: &str) -> u32 {
@@ -109,7 +130,12 @@ fn helper(name: &str) -> u32 {
 }
 
 impl<'a> Lower<'a> {
-    fn program(probes: &'a Probes, probe: &Probe, ring: Option<(MapId, MapId)>) -> Function {
+    fn program(
+        probes: &'a Probes,
+        probe: &Probe,
+        ring: Option<(MapId, MapId)>,
+        stacks: Option<MapId>,
+    ) -> Function {
         let mut f = Function::new(
             &probe.symbol,
             Some(mir_hook(&probe.hook)),
@@ -126,6 +152,7 @@ impl<'a> Lower<'a> {
             exit,
             var_base: probes.maps.len(),
             ctx: Value(0),
+            stacks,
         };
         l.ctx = l.f.block(l.f.entry()).params[0];
         let mut cur = l.f.entry();
@@ -385,7 +412,18 @@ impl<'a> Lower<'a> {
             self.store(*cur, kp, off as i16, Operand::Imm(0));
         }
         for ((k, &off), field) in keys.iter().zip(offs).zip(fields) {
-            if matches!(k.ty, Ty::Str(_)) {
+            if let (Ty::Stack, Some(sm)) = (k.ty, self.stacks) {
+                // The stack's id (negative when there is none, e.g. a sample in user mode).
+                let mref = self
+                    .f
+                    .push(*cur, Op::MapRef(sm), Type::Ptr(PtrKind::Map(sm)));
+                let flags = self.u64c(*cur, 0);
+                let id = self.call(*cur, "get_stackid", vec![self.ctx, mref, flags], Type::I64);
+                let kp = self
+                    .f
+                    .push(*cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+                self.store(*cur, kp, off as i16, id);
+            } else if matches!(k.ty, Ty::Str(_)) {
                 let kp = self
                     .f
                     .push(*cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
@@ -463,8 +501,8 @@ impl<'a> Lower<'a> {
                 let v = self.call(cur, "get_smp_processor_id", vec![], Type::U32);
                 self.f.push(cur, Op::Ext(ExtOp::Zext, v), Type::U64)
             }
-            // `comm` is a string: only keys and string compares read it.
-            Builtin::Comm => self.u64c(cur, 0),
+            // `comm` is a string, `kstack` a key: only keys and compares read them.
+            Builtin::Comm | Builtin::Kstack => self.u64c(cur, 0),
         }
     }
 

@@ -144,6 +144,7 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                     name: k.name.clone(),
                     ty: match k.ty {
                         Ty::Str(_) => "string",
+                        Ty::Stack => "kstack",
                         _ => "u64",
                     },
                     offset,
@@ -221,9 +222,13 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
             })
             .collect(),
     });
+    let stacks = m
+        .map_by_name(lower::STACKS_MAP)
+        .map(|_| lower::STACKS_MAP.to_string());
     Layout {
         schema: obj::SCHEMA,
         license: spec.license.clone(),
+        stacks,
         programs: Vec::new(),
         maps: spec.maps.iter().map(obj::map_layout).collect(),
         probes: programs,

@@ -22,6 +22,10 @@ pub enum ReadError {
 pub enum KeyValue {
     Int(u64),
     Str(String),
+    /// A `kstack` key as read: the id in the stack map (negative: no stack).
+    StackId(i64),
+    /// A stack resolved to its frames, innermost first.
+    Frames(Vec<String>),
 }
 
 impl std::fmt::Display for KeyValue {
@@ -29,6 +33,15 @@ impl std::fmt::Display for KeyValue {
         match self {
             KeyValue::Int(n) => write!(f, "{n}"),
             KeyValue::Str(s) => write!(f, "{s}"),
+            KeyValue::StackId(id) => write!(f, "stack {id}"),
+            // As bpftrace prints stacks: a frame a line, indented, inside the brackets.
+            KeyValue::Frames(frames) => {
+                writeln!(f)?;
+                for fr in frames {
+                    writeln!(f, "        {fr}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -70,6 +83,47 @@ pub fn read(fd: BorrowedFd<'_>, a: &Aggregation) -> Result<Vec<Entry>, ReadError
         key = Some(next);
     }
     Ok(out)
+}
+
+/// Replaces `kstack` ids by their frames: `frames(id)` reads and names one stack
+/// (`None`: the id is gone from the map).
+pub fn resolve_stacks(
+    entries: &mut Vec<Entry>,
+    mut frames: impl FnMut(i64) -> Option<Vec<String>>,
+) {
+    for e in entries.iter_mut() {
+        for k in &mut e.key {
+            if let KeyValue::StackId(id) = *k {
+                *k = KeyValue::Frames(match id {
+                    id if id < 0 => vec!["[no kernel stack]".to_string()],
+                    id => frames(id).unwrap_or_else(|| vec![format!("[stack {id} lost]")]),
+                });
+            }
+        }
+    }
+    // Every "no stack" error code reads the same: one entry for them.
+    let mut merged: BTreeMap<(Vec<KeyValue>, Option<u64>), Entry> = BTreeMap::new();
+    for e in entries.drain(..) {
+        match merged.get_mut(&(e.key.clone(), e.bucket)) {
+            Some(m) => {
+                for (name, v) in e.words {
+                    match m.words.get_mut(&name) {
+                        Some(w) if name == "min" => *w = (*w).min(v),
+                        Some(w) if name == "max" => *w = (*w).max(v),
+                        Some(w) => *w = w.wrapping_add(v),
+                        None => {
+                            m.words.insert(name, v);
+                        }
+                    }
+                }
+            }
+            None => {
+                merged.insert((e.key.clone(), e.bucket), e);
+            }
+        }
+    }
+    let merged: Vec<Entry> = merged.into_values().collect();
+    *entries = merged;
 }
 
 /// Removes every entry of the map behind `fd` (`clear MAP`).
@@ -117,6 +171,7 @@ pub fn decode(a: &Aggregation, key: &[u8], value: &[u8], value_size: usize) -> E
                 fields.push(KeyValue::Str(text.into_owned()));
             }
             "bucket" => bucket = Some(u64_at(key, off)),
+            "kstack" => fields.push(KeyValue::StackId(u64_at(key, off) as i64)),
             _ => fields.push(KeyValue::Int(u64_at(key, off))),
         }
     }
@@ -314,6 +369,8 @@ fn key_json(a: &Aggregation, key: &[KeyValue]) -> Json {
             let v = match k {
                 KeyValue::Int(i) => json!(i),
                 KeyValue::Str(s) => json!(s),
+                KeyValue::StackId(id) => json!(id),
+                KeyValue::Frames(frames) => json!(frames),
             };
             (n.to_string(), v)
         })
@@ -479,6 +536,30 @@ mod tests {
                 3
             ),
             "[10, ...)"
+        );
+    }
+
+    #[test]
+    fn stacks_resolve_to_frames_and_no_stack_errors_merge() {
+        let a = agg(
+            r#"{"kind": "count"}"#,
+            r#"{"name": "kstack", "type": "kstack", "offset": 0, "size": 8}"#,
+            COUNT,
+        );
+        let e = |id: i64, n: u64| decode(&a, &id.to_le_bytes(), &words(&[n]), 8);
+        let mut entries = vec![e(3, 5), e(-14, 2), e(-17, 1)];
+        resolve_stacks(&mut entries, |id| {
+            (id == 3).then(|| vec!["f".into(), "g".into()])
+        });
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        let text = format(&a, &entries);
+        assert_eq!(
+            text,
+            "@m[\n        [no kernel stack]\n]: 3\n@m[\n        f\n        g\n]: 5\n\n"
+        );
+        assert_eq!(
+            to_json(&a, &entries)["entries"][1]["key"]["kstack"],
+            json!(["f", "g"])
         );
     }
 }

@@ -88,6 +88,7 @@ pub fn line(e: &Event<'_>) -> String {
         .map(|(v, w)| match v {
             KeyValue::Str(s) => format!("{s:<w$}"),
             KeyValue::Int(n) => format!("{n:>w$}"),
+            other => format!("{other:<w$}"),
         })
         .collect();
     cols.join(" ").trim_end().to_string()
@@ -102,6 +103,7 @@ pub fn to_json(e: &Event<'_>) -> Json {
         let v = match v {
             KeyValue::Int(n) => json!(n),
             KeyValue::Str(s) => json!(s),
+            other => json!(other.to_string()),
         };
         obj.insert(f.name.clone(), v);
     }

@@ -13,6 +13,9 @@ pub struct TraceLayout {
     pub events: Option<Events>,
     #[serde(default)]
     pub schedule: Vec<Schedule>,
+    /// The stack trace map of `kstack` keys.
+    #[serde(default)]
+    pub stacks: Option<String>,
 }
 
 /// An `interval`, `begin` or `end` probe: what to do with which maps.
