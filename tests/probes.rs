@@ -742,3 +742,44 @@ fn example_kprofile_names_kernel_stacks_and_draws_a_flame_graph() {
         "an SVG titled by the map"
     );
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn cgroup_ids_are_shown_as_the_cgroups_paths() {
+    require_kernel();
+    let Some(root) = pol_runtime::trace::cgroups::cgroup2_root() else {
+        common::cannot_run("no cgroup2 file system is mounted");
+    };
+    let dir = TempDir::new("pol_probe_cgroup");
+    let comm = unique_comm("c");
+    let cmd = workload(dir.path(), &comm);
+    let name = format!("pol_test_{}", std::process::id());
+    let cg = root.join(&name);
+    std::fs::create_dir(&cg).expect("create a cgroup");
+    let program = format!(
+        "probe tracepoint(syscalls.sys_enter_openat) {{ where comm == \"{comm}\" count by cgroup, comm }}"
+    );
+    let child = start(&["--json", "-e", &program]);
+    // The workload moves itself into the new cgroup, then becomes the command.
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec {} /etc/hostname",
+        cg.display(),
+        cmd.display()
+    );
+    let st = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run in the cgroup");
+    let out = stop(child);
+    let _ = std::fs::remove_dir(&cg);
+    assert!(st.success());
+    let map: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("a line")).expect("JSON");
+    let e = &map["entries"][0];
+    assert_eq!(e["key"]["cgroup"], format!("/{name}"), "{out}");
+    assert_eq!(e["key"]["comm"], comm.as_str());
+}

@@ -807,6 +807,7 @@ impl Checker<'_> {
                     _ => format!("key{i}"),
                 },
                 ty: e.ty,
+                cgroup: e.is_cgroup(),
             })
             .collect();
         let name = into.as_ref().map_or("", |i| i.name.as_str());
@@ -958,6 +959,7 @@ impl Checker<'_> {
                         .map(|(i, e)| KeyField {
                             name: format!("key{i}"),
                             ty: e.ty,
+                            cgroup: false,
                         })
                         .collect(),
                     span: map.span.clone(),
@@ -1101,6 +1103,7 @@ impl Checker<'_> {
             defs.push(KeyField {
                 name: name.name.clone(),
                 ty: v.ty,
+                cgroup: v.is_cgroup(),
             });
             values.push(v);
         }

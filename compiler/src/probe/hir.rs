@@ -369,6 +369,15 @@ pub struct KeyField {
     /// As printed in JSON: the builtin's name, or `key0`, `key1`, ...
     pub name: String,
     pub ty: Ty,
+    /// The `cgroup` builtin: user space shows the cgroup's path, not its id.
+    pub cgroup: bool,
+}
+
+impl Expr {
+    /// Whether this is the `cgroup` builtin.
+    pub fn is_cgroup(&self) -> bool {
+        matches!(self.kind, ExprKind::Builtin(Builtin::Cgroup))
+    }
 }
 
 impl KeyField {

@@ -145,6 +145,7 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                     ty: match k.ty {
                         Ty::Str(_) => "string",
                         Ty::Stack => "kstack",
+                        _ if k.cgroup => "cgroup",
                         _ => "u64",
                     },
                     offset,
@@ -212,6 +213,7 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                             name: f.name.clone(),
                             ty: match f.ty {
                                 Ty::Str(_) => "string",
+                                _ if f.cgroup => "cgroup",
                                 _ => "u64",
                             },
                             offset,

@@ -22,6 +22,8 @@ pub enum ReadError {
 pub enum KeyValue {
     Int(u64),
     Str(String),
+    /// A cgroup v2 id, shown as the cgroup's path.
+    Cgroup(u64),
     /// A `kstack` key as read: the id in the stack map (negative: no stack).
     StackId(i64),
     /// A stack resolved to its frames, innermost first.
@@ -33,6 +35,10 @@ impl std::fmt::Display for KeyValue {
         match self {
             KeyValue::Int(n) => write!(f, "{n}"),
             KeyValue::Str(s) => write!(f, "{s}"),
+            KeyValue::Cgroup(id) => match super::cgroups::path(*id) {
+                Some(p) => write!(f, "{p}"),
+                None => write!(f, "cgroup {id}"),
+            },
             KeyValue::StackId(id) => write!(f, "stack {id}"),
             // As bpftrace prints stacks: a frame a line, indented, inside the brackets.
             KeyValue::Frames(frames) => {
@@ -83,6 +89,11 @@ pub fn read(fd: BorrowedFd<'_>, a: &Aggregation) -> Result<Vec<Entry>, ReadError
         key = Some(next);
     }
     Ok(out)
+}
+
+/// A cgroup in JSON: its path, or its id when no cgroup has it any more.
+pub fn cgroup_json(id: u64) -> Json {
+    super::cgroups::path(id).map_or(json!(id), |p| json!(p))
 }
 
 /// Replaces `kstack` ids by their frames: `frames(id)` reads and names one stack
@@ -172,6 +183,7 @@ pub fn decode(a: &Aggregation, key: &[u8], value: &[u8], value_size: usize) -> E
             }
             "bucket" => bucket = Some(u64_at(key, off)),
             "kstack" => fields.push(KeyValue::StackId(u64_at(key, off) as i64)),
+            "cgroup" => fields.push(KeyValue::Cgroup(u64_at(key, off))),
             _ => fields.push(KeyValue::Int(u64_at(key, off))),
         }
     }
@@ -371,6 +383,7 @@ fn key_json(a: &Aggregation, key: &[KeyValue]) -> Json {
                 KeyValue::Str(s) => json!(s),
                 KeyValue::StackId(id) => json!(id),
                 KeyValue::Frames(frames) => json!(frames),
+                KeyValue::Cgroup(id) => cgroup_json(*id),
             };
             (n.to_string(), v)
         })

@@ -42,6 +42,7 @@ pub fn decode<'a>(events: &'a Events, bytes: &[u8]) -> Option<Event<'a>> {
                         String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned(),
                     )
                 }
+                "cgroup" => KeyValue::Cgroup(u64_at(bytes, off)),
                 _ => KeyValue::Int(u64_at(bytes, off)),
             }
         })
@@ -103,6 +104,7 @@ pub fn to_json(e: &Event<'_>) -> Json {
         let v = match v {
             KeyValue::Int(n) => json!(n),
             KeyValue::Str(s) => json!(s),
+            KeyValue::Cgroup(id) => super::aggregate::cgroup_json(*id),
             other => json!(other.to_string()),
         };
         obj.insert(f.name.clone(), v);
