@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod bpf;
 pub mod catalog;
 pub mod check;
+pub mod classify;
 pub mod codegen;
 pub mod diag;
 pub mod driver;

@@ -1,0 +1,314 @@
+//! The classifier's data path as MIR: the search [`super::maps::Maps::lookup`] mirrors.
+//!
+//! `classify(stack(48)) -> u64` takes the parsed header in the key layout of
+//! [`super::maps`] on the caller's stack and returns the index of the first matching rule
+//! (`NO_MATCH` when none). `bpf_loop` walks the table descriptors (`max_tables` calls of
+//! `classify_table`, which stops the loop at the first table whose best rule cannot beat
+//! what was found); each call masks the header into a key with the table id, makes one
+//! hash lookup, and a counted loop (`bucket_max`) scans the bucket's entries (ascending
+//! rule index: the first that matches is the bucket's best; an entry no better than the
+//! best found ends the scan).
+//!
+//! Why `bpf_loop` outside: unrolled, the verifier walks every table's every entry test on
+//! one path and refused it ("The sequence of 8193 jumps is too complex", 64 tables × 16
+//! entries); a callback is verified once, whatever the table count.
+
+use std::fmt::Write as _;
+
+use super::maps::{
+    DESC_BEST, DESC_BYTES, ENTRY_BYTES, ENTRY_DPORT, ENTRY_DST, ENTRY_FAMILY, ENTRY_PROTO,
+    ENTRY_RULE, ENTRY_SPORT, ENTRY_SRC, ENTRY_VLAN, KEY_BYTES,
+};
+use super::tuplemerge::Config;
+use super::NO_MATCH;
+
+/// Map names in the module.
+pub const DESCS: &str = "cls_descs";
+pub const BUCKETS: &str = "cls_buckets";
+pub const ENTRIES: &str = "cls_entries";
+/// The function's name.
+pub const FUNC: &str = "classify";
+
+/// Sizes of the maps a module is generated for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub buckets: usize,
+    pub entries: usize,
+}
+
+/// The maps and the `classify` subprogram, as MIR text.
+pub fn text(cfg: &Config, sizes: Sizes) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "map {DESCS}: array, key 4, value {DESC_BYTES}, max {}",
+        cfg.max_tables.max(1)
+    );
+    let _ = writeln!(
+        s,
+        "map {BUCKETS}: hash, key {KEY_BYTES}, value 8, max {}",
+        sizes.buckets.max(1)
+    );
+    let _ = writeln!(
+        s,
+        "map {ENTRIES}: array, key 4, value {ENTRY_BYTES}, max {}",
+        sizes.entries.max(1)
+    );
+    s.push('\n');
+    s.push_str(&function(cfg));
+    s
+}
+
+/// Value numbering for the text.
+struct W {
+    s: String,
+    next: u32,
+}
+
+impl W {
+    fn val(&mut self, ty: &str, rhs: &str) -> String {
+        let v = format!("v{}", self.next);
+        self.next += 1;
+        let _ = writeln!(self.s, "    {v}: {ty} = {rhs}");
+        v
+    }
+    fn line(&mut self, l: &str) {
+        let _ = writeln!(self.s, "    {l}");
+    }
+    fn block(&mut self, header: &str) {
+        let _ = writeln!(self.s, "{header}:");
+    }
+    /// A zero-extended load of `bits` from `ptr + off`.
+    fn load(&mut self, bits: u8, ptr: &str, off: usize) -> String {
+        let x = self.val(&format!("u{bits}"), &format!("load [{ptr}+{off}]"));
+        if bits == 64 {
+            x
+        } else {
+            self.val("u64", &format!("zext {x}"))
+        }
+    }
+}
+
+/// Bytes of the search state on `classify`'s stack: the header, then the best rule (u64).
+const STATE_BYTES: usize = KEY_BYTES + 8;
+
+fn function(cfg: &Config) -> String {
+    let mut s = table_callback(cfg);
+    s.push('\n');
+    // `classify`: the header and the best rule so far in one stack slot, which bpf_loop
+    // hands to the callback once per table.
+    let tmax = cfg.max_tables.max(1);
+    let mut w = W {
+        s: String::new(),
+        next: 1,
+    };
+    let _ = writeln!(w.s, "func {FUNC}(stack({KEY_BYTES})) -> u64 {{");
+    w.line(&format!("ss0 = slot {STATE_BYTES}, align 8"));
+    w.block(&format!("block0(v0: stack({KEY_BYTES}))"));
+    let st = w.val("stack", "addr ss0");
+    for off in (0..KEY_BYTES).step_by(8) {
+        let x = w.load(64, "v0", off);
+        w.line(&format!("store.u64 [{st}+{off}], {x}"));
+    }
+    let none = w.val("u64", &format!("iconst {NO_MATCH}"));
+    w.line(&format!("store.u64 [{st}+{KEY_BYTES}], {none}"));
+    let cb = w.val(&format!("fn({CALLBACK})"), &format!("funcref {CALLBACK}"));
+    let n = w.val("u32", &format!("iconst {tmax}"));
+    let flags = w.val("u64", "iconst 0");
+    w.val("i64", &format!("call loop({n}, {cb}, {st}, {flags})"));
+    let best = w.load(64, &st, KEY_BYTES);
+    w.line(&format!("return {best}"));
+    w.s.push_str("}\n");
+    s.push_str(&w.s);
+    s
+}
+
+/// The callback's name: one table per call.
+pub const CALLBACK: &str = "classify_table";
+
+/// `classify_table(t, state) -> 0 (next table) | 1 (stop)`: the descriptor of table `t`,
+/// the early stop, the masked key, one hash lookup, the bucket's scan.
+fn table_callback(cfg: &Config) -> String {
+    let bmax = cfg.bucket_max.max(1);
+    // Blocks: 0 descriptor, 1 early stop, 2 key + bucket lookup, 3 bucket, 4 entry loop
+    // header (k), 5 entry lookup, 6 entry's rule, 7 the tests, then the entry loop latch,
+    // "next table", "stop" and "found (rule)".
+    let ranges: [(usize, u8, usize); 5] = [
+        (4, 8, ENTRY_FAMILY),
+        (5, 8, ENTRY_PROTO),
+        (6, 16, ENTRY_VLAN),
+        (8, 16, ENTRY_SPORT),
+        (10, 16, ENTRY_DPORT),
+    ];
+    // (header offset, entry value offset) of each 8-byte address word; the mask follows
+    // the value at +16.
+    let words: [(usize, usize); 4] = [
+        (16, ENTRY_SRC),
+        (24, ENTRY_SRC + 8),
+        (32, ENTRY_DST),
+        (40, ENTRY_DST + 8),
+    ];
+    let first_test = 7;
+    let latch = first_test + 1;
+    let next = latch + 1;
+    let stop = next + 1;
+    let found = stop + 1;
+
+    let mut w = W {
+        s: String::new(),
+        next: 2,
+    };
+    let _ = writeln!(w.s, "func {CALLBACK}(u64, stack({STATE_BYTES})) -> i64 {{");
+    w.line(&format!("ss0 = slot {KEY_BYTES}, align 8"));
+    w.line("ss1 = slot 4, align 4");
+    w.block(&format!("block0(v0: u64, v1: stack({STATE_BYTES}))"));
+    let idx = w.val("stack", "addr ss1");
+    w.line(&format!("store.u32 [{idx}+0], v0"));
+    let dm = w.val(&format!("map({DESCS})"), &format!("mapref {DESCS}"));
+    let d = w.val(
+        &format!("val?({DESCS})"),
+        &format!("call map_lookup_elem({dm}, {idx})"),
+    );
+    w.line(&format!("br eq {d}, 0, block{stop}, block1"));
+
+    // Tables come sorted by their best rule: once it cannot beat the best found, no
+    // later table can either.
+    w.block("block1");
+    let tbest = w.load(32, &d, DESC_BEST);
+    let best = w.load(64, "v1", KEY_BYTES);
+    w.line(&format!("br uge {tbest}, {best}, block{stop}, block2"));
+
+    w.block("block2");
+    let key = w.val("stack", "addr ss0");
+    for off in (0..KEY_BYTES).step_by(8) {
+        let h = w.load(64, "v1", off);
+        let m = w.load(64, &d, off);
+        let x = w.val("u64", &format!("and {h}, {m}"));
+        w.line(&format!("store.u64 [{key}+{off}], {x}"));
+    }
+    w.line(&format!("store.u32 [{key}+0], v0"));
+    let bm = w.val(&format!("map({BUCKETS})"), &format!("mapref {BUCKETS}"));
+    let b = w.val(
+        &format!("val?({BUCKETS})"),
+        &format!("call map_lookup_elem({bm}, {key})"),
+    );
+    w.line(&format!("br eq {b}, 0, block{next}, block3"));
+
+    w.block("block3");
+    let start = w.load(32, &b, 0);
+    let count = w.load(32, &b, 4);
+    let k0 = w.val("u64", "iconst 0");
+    w.line(&format!("jump block4({k0})"));
+
+    let k = format!("v{}", w.next);
+    w.next += 1;
+    w.block(&format!("block4({k}: u64)"));
+    w.line(&format!("br uge {k}, {count}, block{next}, block5"));
+
+    w.block("block5");
+    let i = w.val("u64", &format!("add {start}, {k}"));
+    let slot = w.val("stack", "addr ss1");
+    w.line(&format!("store.u32 [{slot}+0], {i}"));
+    let em = w.val(&format!("map({ENTRIES})"), &format!("mapref {ENTRIES}"));
+    let e = w.val(
+        &format!("val?({ENTRIES})"),
+        &format!("call map_lookup_elem({em}, {slot})"),
+    );
+    w.line(&format!("br eq {e}, 0, block{next}, block6"));
+
+    // Entries are by ascending rule: one no better than the best found ends the scan.
+    w.block("block6");
+    let rule = w.load(32, &e, ENTRY_RULE);
+    let best = w.load(64, "v1", KEY_BYTES);
+    w.line(&format!(
+        "br uge {rule}, {best}, block{next}, block{first_test}"
+    ));
+
+    // All tests in one block without branches (a branch per test made the verifier's
+    // states multiply across the scan's iterations): a range test fails when `h - lo`
+    // or `hi - h` wraps (values are at most 16 bits, so bit 63 tells), an address word
+    // when `h & mask ^ value` is not zero; the failures are or-ed.
+    w.block(&format!("block{first_test}"));
+    let mut acc: Option<String> = None;
+    let or = |w: &mut W, x: String, acc: &mut Option<String>| {
+        *acc = Some(match acc.take() {
+            None => x,
+            Some(a) => w.val("u64", &format!("or {a}, {x}")),
+        });
+    };
+    for (hoff, bits, eoff) in ranges {
+        let step = usize::from(bits / 8);
+        let h = w.load(bits, "v1", hoff);
+        let lo = w.load(bits, &e, eoff);
+        let hi = w.load(bits, &e, eoff + step);
+        let below = w.val("u64", &format!("sub {h}, {lo}"));
+        let above = w.val("u64", &format!("sub {hi}, {h}"));
+        let out = w.val("u64", &format!("or {below}, {above}"));
+        let bit = w.val("u64", &format!("lshr {out}, 63"));
+        or(&mut w, bit, &mut acc);
+    }
+    for (hoff, eoff) in words {
+        let h = w.load(64, "v1", hoff);
+        let m = w.load(64, &e, eoff + 16);
+        let v = w.load(64, &e, eoff);
+        let x = w.val("u64", &format!("and {h}, {m}"));
+        let d = w.val("u64", &format!("xor {x}, {v}"));
+        or(&mut w, d, &mut acc);
+    }
+    let acc = acc.unwrap_or_default();
+    w.line(&format!(
+        "br ne {acc}, 0, block{latch}, block{found}({rule})"
+    ));
+
+    w.block(&format!("block{latch}"));
+    let k2 = w.val("u64", &format!("add {k}, 1"));
+    w.line(&format!("br ult {k2}, {bmax}, block4({k2}), block{next}"));
+
+    w.block(&format!("block{next}"));
+    let zero = w.val("i64", "iconst 0");
+    w.line(&format!("return {zero}"));
+
+    w.block(&format!("block{stop}"));
+    let one = w.val("i64", "iconst 1");
+    w.line(&format!("return {one}"));
+
+    let r = format!("v{}", w.next);
+    w.next += 1;
+    w.block(&format!("block{found}({r}: u64)"));
+    w.line(&format!("store.u64 [v1+{KEY_BYTES}], {r}"));
+    let zero = w.val("i64", "iconst 0");
+    w.line(&format!("return {zero}"));
+    w.s.push_str("}\n");
+    w.s
+}
+
+/// The XDP program of the kernel test and the benchmark: the packet is one header in the
+/// key layout; `classify`'s result overwrites its first 4 bytes (test-run data out) and
+/// the verdict is XDP_PASS.
+pub fn harness() -> String {
+    let mut s = format!(
+        "func classify_xdp(ctx) -> i64 xdp {{\n    ss0 = slot {KEY_BYTES}, align 8\n\
+         block0(v0: ctx):\n    v1: pkt = load [v0+0]\n    v2: pkt_end = load [v0+4]\n    \
+         v3: pkt = ptradd v1, {KEY_BYTES}\n    br ugt v3, v2, block2, block1\nblock1:\n    \
+         v4: stack = addr ss0\n"
+    );
+    let mut v = 5;
+    for off in (0..KEY_BYTES).step_by(8) {
+        let _ = writeln!(s, "    v{v}: u64 = load [v1+{off}]");
+        let _ = writeln!(s, "    store.u64 [v4+{off}], v{v}");
+        v += 1;
+    }
+    let _ = write!(
+        s,
+        "    v{v}: u64 = callfn {FUNC}(v4)\n    store.u32 [v1+0], v{v}\n    jump block2\n\
+         block2:\n    v{}: i64 = iconst 2\n    return v{}\n}}\n",
+        v + 1,
+        v + 1
+    );
+    s
+}
+
+/// The data path and the test harness as a module.
+pub fn module(cfg: &Config, sizes: Sizes) -> Result<crate::mir::Module, crate::mir::ParseError> {
+    crate::mir::parse_module(&format!("{}\n{}", text(cfg, sizes), harness()))
+}

@@ -1,0 +1,201 @@
+//! The classifier as map contents (bytes, little-endian host order) and the lookup that
+//! walks those bytes exactly as the data path does.
+//!
+//! Three maps:
+//!
+//! - `descs`, ARRAY of `max_tables` entries, key u32 table id, value [`DESC_BYTES`]:
+//!   `mask[48]` (the key layout below, table id bytes 0) then `u32 best_rule` at 48 and
+//!   4 bytes of padding. Unused slots have `best_rule = NO_MATCH`, which stops the search.
+//! - `buckets`, HASH, key [`KEY_BYTES`], value [`BUCKET_BYTES`]: `u32 start` (index of
+//!   the bucket's first entry in `entries`), `u32 count` (at most `bucket_max`).
+//! - `entries`, ARRAY, key u32, value [`ENTRY_BYTES`], a bucket's rules consecutive and
+//!   by ascending rule index: `u32 rule` at 0, `u32 action` at 4, inclusive ranges
+//!   `u8 family lo, hi` at 8, `u8 proto lo, hi` at 10, `u16 vlan lo, hi` at 12,
+//!   `u16 sport lo, hi` at 16, `u16 dport lo, hi` at 20, then `src[16]` at 24,
+//!   `src_mask[16]` at 40, `dst[16]` at 56, `dst_mask[16]` at 72 (an address matches when
+//!   `addr & mask == value`).
+//!
+//! The key (and the parsed header the data path starts from, with table id 0):
+//! `u32 table` at 0, `u8 family` at 4, `u8 proto` at 5, `u16 vlan` at 6, `u16 sport` at
+//! 8, `u16 dport` at 10, 4 zero bytes, `src[16]` at 16, `dst[16]` at 32 (addresses in
+//! network order, IPv4 in the first 4 bytes). A table's key is the header AND its mask
+//! with the table id stored over bytes 0..4.
+
+use std::collections::HashMap;
+
+use super::tuplemerge::{self, Classifier, Key};
+use super::{mask16, Header, NO_MATCH};
+
+pub const KEY_BYTES: usize = 48;
+pub const DESC_BYTES: usize = 56;
+pub const BUCKET_BYTES: usize = 8;
+pub const ENTRY_BYTES: usize = 88;
+
+/// Offsets inside a descriptor and an entry (shared with [`super::datapath`]).
+pub const DESC_BEST: usize = 48;
+pub const ENTRY_RULE: usize = 0;
+pub const ENTRY_ACTION: usize = 4;
+pub const ENTRY_FAMILY: usize = 8;
+pub const ENTRY_PROTO: usize = 10;
+pub const ENTRY_VLAN: usize = 12;
+pub const ENTRY_SPORT: usize = 16;
+pub const ENTRY_DPORT: usize = 20;
+pub const ENTRY_SRC: usize = 24;
+pub const ENTRY_DST: usize = 56;
+
+/// The contents of the three maps.
+#[derive(Debug, Clone)]
+pub struct Maps {
+    /// `max_tables` descriptors (unused ones stop the search).
+    pub descs: Vec<[u8; DESC_BYTES]>,
+    /// Sorted by key, so fills are reproducible.
+    pub buckets: Vec<(Key, [u8; BUCKET_BYTES])>,
+    pub entries: Vec<[u8; ENTRY_BYTES]>,
+}
+
+impl Maps {
+    pub fn of(c: &Classifier) -> Maps {
+        let mut descs = Vec::with_capacity(c.config.max_tables);
+        for t in &c.tables {
+            let mut d = [0u8; DESC_BYTES];
+            d[..KEY_BYTES].copy_from_slice(&tuplemerge::mask(&t.lens));
+            d[DESC_BEST..DESC_BEST + 4].copy_from_slice(&t.min_rule.to_le_bytes());
+            descs.push(d);
+        }
+        while descs.len() < c.config.max_tables {
+            let mut d = [0u8; DESC_BYTES];
+            d[DESC_BEST..DESC_BEST + 4].copy_from_slice(&NO_MATCH.to_le_bytes());
+            descs.push(d);
+        }
+        let mut keys: Vec<&Key> = c.buckets.keys().collect();
+        keys.sort_unstable();
+        let mut buckets = Vec::with_capacity(keys.len());
+        let mut entries = Vec::with_capacity(c.rules.len());
+        for k in keys {
+            let rules = &c.buckets[k];
+            let mut v = [0u8; BUCKET_BYTES];
+            v[..4].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+            v[4..].copy_from_slice(&(rules.len() as u32).to_le_bytes());
+            buckets.push((*k, v));
+            for &i in rules {
+                entries.push(entry(i, &c.rules[i as usize]));
+            }
+        }
+        Maps {
+            descs,
+            buckets,
+            entries,
+        }
+    }
+
+    /// Bytes of keys and values held (what the maps store, before kernel overhead).
+    pub fn bytes(&self) -> usize {
+        self.descs.len() * (4 + DESC_BYTES)
+            + self.buckets.len() * (KEY_BYTES + BUCKET_BYTES)
+            + self.entries.len() * (4 + ENTRY_BYTES)
+    }
+
+    /// The search over these bytes, step for step as [`super::datapath`] does it.
+    pub fn lookup(&self, index: &Index<'_>, h: &Header) -> Lookup {
+        let bytes = tuplemerge::header_bytes(h);
+        let mut best = NO_MATCH;
+        let mut probes = 0;
+        for (t, d) in self.descs.iter().enumerate() {
+            if u32_at(d, DESC_BEST) >= best {
+                break;
+            }
+            let mut m = [0u8; KEY_BYTES];
+            m.copy_from_slice(&d[..KEY_BYTES]);
+            probes += 1;
+            let Some(v) = index.buckets.get(&tuplemerge::key(&bytes, &m, t as u32)) else {
+                continue;
+            };
+            let (start, count) = (u32_at(&v[..], 0), u32_at(&v[..], 4));
+            for k in 0..count.min(index.bucket_max) {
+                let Some(e) = self.entries.get((start + k) as usize) else {
+                    break;
+                };
+                let rule = u32_at(e, ENTRY_RULE);
+                if rule >= best {
+                    break;
+                }
+                if entry_matches(e, &bytes) {
+                    best = rule;
+                    break;
+                }
+            }
+        }
+        Lookup {
+            rule: (best != NO_MATCH).then_some(best as usize),
+            probes,
+        }
+    }
+
+    /// The bucket map as a hash map, for [`Maps::lookup`].
+    pub fn index(&self, bucket_max: usize) -> Index<'_> {
+        Index {
+            buckets: self.buckets.iter().map(|(k, v)| (*k, v)).collect(),
+            bucket_max: bucket_max as u32,
+        }
+    }
+}
+
+/// The bucket map keyed for lookups.
+pub struct Index<'a> {
+    buckets: HashMap<Key, &'a [u8; BUCKET_BYTES]>,
+    bucket_max: u32,
+}
+
+/// A search's result and how many hash lookups it made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookup {
+    pub rule: Option<usize>,
+    pub probes: usize,
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
+fn entry(index: u32, r: &super::Rule) -> [u8; ENTRY_BYTES] {
+    let mut e = [0u8; ENTRY_BYTES];
+    e[ENTRY_RULE..4].copy_from_slice(&index.to_le_bytes());
+    e[ENTRY_ACTION..8].copy_from_slice(&r.action.to_le_bytes());
+    e[ENTRY_FAMILY] = r.family.lo;
+    e[ENTRY_FAMILY + 1] = r.family.hi;
+    e[ENTRY_PROTO] = r.proto.lo;
+    e[ENTRY_PROTO + 1] = r.proto.hi;
+    for (off, rg) in [
+        (ENTRY_VLAN, r.vlan),
+        (ENTRY_SPORT, r.sport),
+        (ENTRY_DPORT, r.dport),
+    ] {
+        e[off..off + 2].copy_from_slice(&rg.lo.to_le_bytes());
+        e[off + 2..off + 4].copy_from_slice(&rg.hi.to_le_bytes());
+    }
+    for (off, p) in [(ENTRY_SRC, r.src), (ENTRY_DST, r.dst)] {
+        e[off..off + 16].copy_from_slice(&p.canonical().addr);
+        e[off + 16..off + 32].copy_from_slice(&mask16(p.len));
+    }
+    e
+}
+
+/// An entry's tests against a header in the key layout.
+fn entry_matches(e: &[u8; ENTRY_BYTES], h: &Key) -> bool {
+    let in8 = |off: usize, v: u8| e[off] <= v && v <= e[off + 1];
+    let in16 = |off: usize, v: u16| u16_at(e, off) <= v && v <= u16_at(e, off + 2);
+    let addr = |off: usize, at: usize| (0..16).all(|i| h[at + i] & e[off + 16 + i] == e[off + i]);
+    in8(ENTRY_FAMILY, h[4])
+        && in8(ENTRY_PROTO, h[5])
+        && in16(ENTRY_VLAN, u16_at(h, 6))
+        && in16(ENTRY_SPORT, u16_at(h, 8))
+        && in16(ENTRY_DPORT, u16_at(h, 10))
+        && addr(ENTRY_SRC, 16)
+        && addr(ENTRY_DST, 32)
+}
