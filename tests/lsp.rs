@@ -282,3 +282,55 @@ fn bad_input_never_brings_it_down() {
     c.close_and_wait();
     assert!(!c.alive(), "pol lsp kept running after stdin closed");
 }
+
+/// In a probe, completion knows this kernel's tracepoints and the typed arguments of the
+/// probe's own tracepoint (the host's tracefs, as `pol run` reads it), and the server's
+/// diagnostics check probes against it too.
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and the kernel's tracefs, unavailable at build time (CI=true runs it)"
+)]
+fn probes_complete_from_this_kernel() {
+    common::require_kernel();
+    let cache = TempDir::new("pol_lsp_probes");
+    let (mut c, _) = Client::start(cache.path());
+    let uri = "file:///work/opens.pol";
+    let text = "probe opens on tracepoint(syscalls.sys_enter_openat) {\n    where args.\n}\n";
+    c.open(uri, text);
+    assert_eq!(c.diagnostics(uri).len(), 1, "the half-typed `args.`");
+    let labels = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|i| i["label"].as_str().map(str::to_string))
+            .collect()
+    };
+    let args = labels(c.request("textDocument/completion", pos(uri, 1, 15)));
+    assert!(
+        args.contains(&"filename".to_string()) && args.contains(&"dfd".to_string()),
+        "{args:?}"
+    );
+    let names = labels(c.request("textDocument/completion", pos(uri, 0, 35)));
+    assert!(
+        names.contains(&"sys_enter_openat".to_string())
+            && names.contains(&"sys_exit_read".to_string()),
+        "{names:?}"
+    );
+    // Finished, then a misspelt tracepoint: a diagnostic with the nearest name.
+    c.edit(uri, 2, [(1, 15), (1, 15)], "flags == 0");
+    assert_eq!(c.diagnostics(uri), Vec::<serde_json::Value>::new());
+    c.edit(uri, 3, [(0, 35), (0, 51)], "sys_enter_opnat");
+    let diags = c.diagnostics(uri);
+    assert!(
+        diags.iter().any(|d| d["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("sys_enter_opnat")),
+        "{diags:?}"
+    );
+    let shutdown = c.request("shutdown", json!(null));
+    assert!(shutdown.is_null());
+    c.notify("exit", json!(null));
+    assert!(c.close_and_wait());
+}

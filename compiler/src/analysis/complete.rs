@@ -6,6 +6,7 @@
 
 use super::docs::{HOOKS, KEYWORDS, TYPES};
 use super::{Analysis, DefKind};
+use crate::catalog::{Catalog, HostCatalog};
 use crate::hir::check::NameKind;
 use crate::hir::fields::FIELDS;
 use crate::hir::stdlib;
@@ -49,8 +50,14 @@ const RULE_KEYWORDS: &[&str] = &[
 ];
 
 impl Analysis {
-    /// What may be written at `offset`.
+    /// What may be written at `offset`, with probe names and arguments from this host's
+    /// kernel ([`HostCatalog`]).
     pub fn completions(&self, offset: usize) -> Vec<CompletionItem> {
+        self.completions_in(offset, &HostCatalog)
+    }
+
+    /// [`Analysis::completions`] with probe names and arguments from `catalog`.
+    pub fn completions_in(&self, offset: usize, catalog: &dyn Catalog) -> Vec<CompletionItem> {
         let offset = floor_boundary(&self.source, offset);
         let before = self.source.get(..offset).unwrap_or("");
         let typed_len = before
@@ -66,6 +73,9 @@ impl Analysis {
             .any(|c| c.start < offset && offset <= c.end)
         {
             return Vec::new();
+        }
+        if let Some(items) = self.probe_completions(start, typed, catalog) {
+            return items;
         }
         // The dotted name so far: complete its next segment.
         if let Some((qualifier, _)) = typed.rsplit_once('.') {
@@ -220,7 +230,7 @@ impl Analysis {
     }
 }
 
-fn item(
+pub(super) fn item(
     label: &str,
     kind: CompletionKind,
     detail: Option<&str>,

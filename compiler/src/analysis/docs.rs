@@ -22,6 +22,110 @@ pub const HOOKS: &[(&str, &str)] = &[
     ("egress", "Packets the interface sends."),
 ];
 
+/// Hooks of probes, with their documentation.
+pub const PROBE_HOOKS: &[(&str, &str)] = &[
+    (
+        "tracepoint",
+        "`tracepoint(CATEGORY.NAME)`: a kernel tracepoint (`pol list 'syscalls:*'`); its \
+         arguments are `args.NAME`, typed from its format file.",
+    ),
+    (
+        "raw_tracepoint",
+        "`raw_tracepoint(NAME)`: a raw tracepoint, arguments typed from the kernel's BTF.",
+    ),
+    (
+        "tp_btf",
+        "`tp_btf(NAME)`: a BTF-typed raw tracepoint, arguments typed from the kernel's BTF.",
+    ),
+    (
+        "uprobe",
+        "`uprobe(\"BINARY\", FUNCTION)`: entry of a function of a user-space binary.",
+    ),
+    (
+        "uretprobe",
+        "`uretprobe(\"BINARY\", FUNCTION)`: return of a function of a user-space binary.",
+    ),
+    (
+        "profile",
+        "`profile(HZ)`: samples every CPU HZ times a second (software cpu-clock).",
+    ),
+    (
+        "interval",
+        "`interval(1s)`: runs in `pol run` every period, to `print` or `clear` maps.",
+    ),
+    (
+        "begin",
+        "`begin`: once, when `pol run` has attached every probe.",
+    ),
+    (
+        "end",
+        "`end`: once, when `pol run` stops; chooses what is printed.",
+    ),
+    (
+        "kprobe",
+        "`kprobe(FUNCTION)`: a kernel function's entry. Needs a kernel with kprobes.",
+    ),
+    (
+        "fentry",
+        "`fentry(FUNCTION)`: a kernel function's entry through BTF. Needs a kernel with fentry.",
+    ),
+    (
+        "lsm",
+        "`lsm(HOOK)`: a Linux security module hook. Needs a kernel with BPF LSM.",
+    ),
+];
+
+/// Statements and functions of a probe body, with their documentation.
+pub const PROBE_WORDS: &[(&str, &str)] = &[
+    (
+        "where",
+        "`where EXPR`: the statements after it run only when EXPR holds.",
+    ),
+    (
+        "count",
+        "`count by KEY, ... into MAP`: counts events per key.",
+    ),
+    ("sum", "`sum(EXPR) by KEY into MAP`: adds up EXPR per key."),
+    (
+        "min",
+        "`min(EXPR) by KEY into MAP`: the smallest EXPR per key.",
+    ),
+    (
+        "max",
+        "`max(EXPR) by KEY into MAP`: the largest EXPR per key.",
+    ),
+    (
+        "avg",
+        "`avg(EXPR) by KEY into MAP`: the average of EXPR per key.",
+    ),
+    (
+        "stats",
+        "`stats(EXPR) by KEY into MAP`: count, average and total per key.",
+    ),
+    (
+        "hist",
+        "`hist(EXPR) by KEY into MAP`: a power-of-two histogram of EXPR.",
+    ),
+    (
+        "lhist",
+        "`lhist(EXPR, MIN, MAX, STEP) by KEY into MAP`: a linear histogram of EXPR.",
+    ),
+    (
+        "emit",
+        "`emit { field: EXPR, ... }`: sends a record to `pol run`, which prints it.",
+    ),
+    ("delete", "`delete MAP[KEY]`: removes a map entry."),
+    (
+        "str",
+        "`str(PTR)`, `str(PTR, N)`: the string PTR points to, at most N bytes.",
+    ),
+    ("by", "`... by KEY, KEY`: the key of an aggregation."),
+    ("into", "`... into MAP`: the map an aggregation fills."),
+    ("and", "Both conditions."),
+    ("or", "Either condition."),
+    ("not", "The condition does not hold."),
+];
+
 /// Type names, with their documentation.
 pub const TYPES: &[(&str, &str)] = &[
     ("bool", "`true` or `false`."),

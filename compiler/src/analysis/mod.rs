@@ -13,13 +13,14 @@
 mod complete;
 mod docs;
 mod edit;
+mod probes;
 mod resolve;
 mod symbols;
 #[cfg(test)]
 mod tests;
 
 pub use complete::{CompletionItem, CompletionKind};
-pub use docs::{HOOKS, KEYWORDS, TYPES};
+pub use docs::{HOOKS, KEYWORDS, PROBE_HOOKS, PROBE_WORDS, TYPES};
 pub use edit::{Fix, RenameError, TextEdit};
 pub use symbols::{SemanticKind, SemanticToken, Symbol, SymbolKind};
 

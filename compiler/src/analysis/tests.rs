@@ -317,3 +317,65 @@ fn a_filter_with_a_broken_header_keeps_its_rules() {
         );
     }
 }
+
+fn probe_completions(fixture: &str) -> Vec<String> {
+    let (src, at) = cursor(fixture);
+    let catalog = crate::catalog::DirCatalog::new(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/catalog"),
+    )
+    .expect("fixture catalog");
+    let mut labels: Vec<String> = analyze(&src)
+        .completions_in(at, &catalog)
+        .into_iter()
+        .map(|c| c.label)
+        .collect();
+    labels.sort();
+    labels
+}
+
+/// Probes complete from the catalog: hooks, tracepoint categories and names, the typed
+/// arguments of the probe's own tracepoint, and the words of a probe body.
+#[test]
+fn completes_probe_hooks_tracepoints_and_arguments() {
+    let hooks = probe_completions("probe p on $0");
+    assert!(
+        hooks.contains(&"tracepoint".to_string()) && !hooks.contains(&"xdp".to_string()),
+        "{hooks:?}"
+    );
+    assert!(probe_completions("probe $0").contains(&"uprobe".to_string()));
+    let cats = probe_completions("probe p on tracepoint($0");
+    assert!(
+        cats.contains(&"syscalls".to_string()) && cats.contains(&"sched".to_string()),
+        "{cats:?}"
+    );
+    let names = probe_completions("probe p on tracepoint(syscalls.sys_enter_$0");
+    assert!(
+        names.contains(&"sys_enter_openat".to_string())
+            && names.contains(&"sys_exit_read".to_string())
+            && !names.contains(&"sched_switch".to_string()),
+        "{names:?}"
+    );
+    let raw = probe_completions("probe p on raw_tracepoint($0");
+    assert!(raw.contains(&"inet_sock_set_state".to_string()), "{raw:?}");
+    // `args.` of the probe's tracepoint, also while the body does not parse yet.
+    let args = probe_completions(
+        "probe p on tracepoint(syscalls.sys_enter_openat) {\n    where args.$0\n}",
+    );
+    assert!(
+        args.contains(&"filename".to_string()) && args.contains(&"flags".to_string()),
+        "{args:?}"
+    );
+    let args =
+        probe_completions("probe p on tracepoint(syscalls.sys_enter_read) {\n    sum(args.$0");
+    assert!(args.contains(&"count".to_string()), "{args:?}");
+    let body = probe_completions("probe p on tracepoint(syscalls.sys_enter_read) {\n    $0\n}");
+    for w in ["count", "hist", "where", "comm", "pid", "args"] {
+        assert!(body.contains(&w.to_string()), "{w}: {body:?}");
+    }
+    assert!(!body.contains(&"drop".to_string()), "{body:?}");
+    // A filter after a probe completes as a filter again.
+    let rule = completions(
+        "probe p on tracepoint(syscalls.sys_enter_read) { count }\nfilter f on xdp(\"e\") { $0 }",
+    );
+    assert!(rule.contains(&"drop".to_string()), "{rule:?}");
+}
