@@ -133,12 +133,18 @@ pub struct Stack {
 }
 
 /// Folded stacks, one `outer;...;inner COUNT` line per stack (the input of flame graph
-/// tools), sorted; equal stacks are merged.
+/// tools), sorted; frames are taken without their `+0xOFF` offsets and equal stacks are
+/// merged.
 pub fn folded(stacks: &[Stack]) -> String {
     let mut lines: std::collections::BTreeMap<String, u64> = Default::default();
     for s in stacks.iter().filter(|s| s.count > 0) {
         // `;` separates frames in this format: a name containing one would split.
-        let key: Vec<String> = s.frames.iter().rev().map(|f| f.replace(';', ":")).collect();
+        let key: Vec<String> = s
+            .frames
+            .iter()
+            .rev()
+            .map(|f| function_of(f).replace(';', ":"))
+            .collect();
         let key = if key.is_empty() {
             "[unknown]".to_string()
         } else {
@@ -150,6 +156,14 @@ pub fn folded(stacks: &[Stack]) -> String {
         .into_iter()
         .map(|(k, n)| format!("{k} {n}\n"))
         .collect()
+}
+
+/// A frame without its `+0xOFF` offset: a flame graph merges samples by function.
+fn function_of(frame: &str) -> &str {
+    match frame.rsplit_once("+0x") {
+        Some((name, off)) if !name.is_empty() && off.bytes().all(|b| b.is_ascii_hexdigit()) => name,
+        _ => frame,
+    }
 }
 
 /// Writes `stacks` as a flame graph SVG titled `title` (no stacks: [`SymbolError::NoSamples`]).
@@ -201,11 +215,15 @@ ffffffffc0000000 t mod_func\t[somemod]
         let text = folded(&[
             st(&["leaf", "mid", "main"], 3),
             st(&["other;weird", "main"], 1),
-            st(&["leaf", "mid", "main"], 2),
+            st(&["leaf+0x10", "mid+0x1f", "main"], 2),
+            st(&["0x7f00aa", "main"], 1),
             st(&[], 4),
             st(&["never"], 0),
         ]);
-        assert_eq!(text, "[unknown] 4\nmain;mid;leaf 5\nmain;other:weird 1\n");
+        assert_eq!(
+            text,
+            "[unknown] 4\nmain;0x7f00aa 1\nmain;mid;leaf 5\nmain;other:weird 1\n"
+        );
     }
 
     #[test]
