@@ -20,10 +20,15 @@ use pol_compiler::bpf::record::*;
 /// The record's size in bytes.
 const REC: usize = RECORD_SIZE as usize;
 use pol_compiler::bpf::Asm;
+use pol_compiler::driver::Backend;
+use pol_compiler::ir::to_mir::{parser_probe, Probe};
 use pol_runtime::direct::Object as _;
 use pol_runtime::sys::{self, MapType, ProgType};
 
 const MALFORMED: u32 = 0xBAD;
+/// The MIR dump program's malformed return: MIR refuses constants outside the hook's
+/// return codes, and 3 is one for XDP (XDP_TX) and TC (TC_ACT_PIPE) alike.
+const MIR_MALFORMED: u32 = 3;
 const EINVAL: i32 = 22;
 const ALL: Needs = Needs::ALL;
 /// Where the dump program keeps the map key (below the parser's scratch slot).
@@ -87,6 +92,42 @@ fn parser_len(hook: ParserHook, needs: Needs) -> usize {
     a.finish().expect("parser assembles").insns.len() - 1
 }
 
+/// The MIR back end's parser (`ir::to_mir`) as a probe program, compiled by `codegen`,
+/// with map `dump` pointing at `map_fd`.
+fn mir_program(hook: ParserHook, needs: Needs, probe: Probe, map_fd: i32) -> Vec<insn::Insn> {
+    let m = parser_probe(hook, needs, probe).unwrap_or_else(|e| panic!("{hook:?} {needs:?}: {e}"));
+    let c =
+        pol_compiler::codegen::compile(&m).unwrap_or_else(|e| panic!("{hook:?} {needs:?}: {e}"));
+    let code = &c.funcs[0].code;
+    let mut insns = code.insns.clone();
+    for (slot, _) in &code.map_relocs {
+        insns[*slot].imm = map_fd;
+    }
+    insns
+}
+
+fn dump_insns(backend: Backend, hook: ParserHook, needs: Needs, map_fd: i32) -> Vec<insn::Insn> {
+    match backend {
+        Backend::Classic => dump_program(hook, needs, map_fd),
+        Backend::Mir => mir_program(
+            hook,
+            needs,
+            Probe::Dump {
+                fill: i64::from(0xa5a5_a5a5_u32 as i32),
+                malformed: i64::from(MIR_MALFORMED),
+            },
+            map_fd,
+        ),
+    }
+}
+
+fn reads_insns(backend: Backend, hook: ParserHook, needs: Needs) -> Vec<insn::Insn> {
+    match backend {
+        Backend::Classic => reads_program(hook, needs),
+        Backend::Mir => mir_program(hook, needs, Probe::Reads, -1),
+    }
+}
+
 fn prog_type(hook: ParserHook) -> ProgType {
     match hook {
         ParserHook::Xdp => ProgType::Xdp,
@@ -107,16 +148,25 @@ fn load(hook: ParserHook, needs: Needs, insns: &[insn::Insn]) -> (OwnedFd, Strin
 struct Dumper {
     prog: OwnedFd,
     map: OwnedFd,
+    malformed: u32,
 }
 
 impl Dumper {
-    fn new(hook: ParserHook, needs: Needs) -> Dumper {
+    fn new(backend: Backend, hook: ParserHook, needs: Needs) -> Dumper {
         let map = sys::map_create(MapType::Array, 4, RECORD_SIZE as u32, 1, 0)
             .unwrap_or_else(|e| panic!("array map: {e}"));
-        let insns = dump_program(hook, needs, map.as_raw_fd());
+        let insns = dump_insns(backend, hook, needs, map.as_raw_fd());
         let (prog, _) = load(hook, needs, &insns);
-        let (_fd, _) = load(hook, needs, &reads_program(hook, needs));
-        Dumper { prog, map }
+        let (_fd, _) = load(hook, needs, &reads_insns(backend, hook, needs));
+        let malformed = match backend {
+            Backend::Classic => MALFORMED,
+            Backend::Mir => MIR_MALFORMED,
+        };
+        Dumper {
+            prog,
+            map,
+            malformed,
+        }
     }
 
     /// The record after parsing `pkt`, `Ok(None)` when malformed.
@@ -124,7 +174,7 @@ impl Dumper {
         // One map per program, but tests run in parallel threads: one packet at a time.
         static LOCK: Mutex<()> = Mutex::new(());
         let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        if sys::test_run(self.prog.as_fd(), pkt, 1)?.retval == MALFORMED {
+        if sys::test_run(self.prog.as_fd(), pkt, 1)?.retval == self.malformed {
             return Ok(None);
         }
         let v =
@@ -143,12 +193,21 @@ fn require_kernel() {
 }
 
 fn full(hook: ParserHook) -> &'static Dumper {
+    full_on(Backend::Classic, hook)
+}
+
+fn full_on(backend: Backend, hook: ParserHook) -> &'static Dumper {
     static XDP: OnceLock<Dumper> = OnceLock::new();
     static TC: OnceLock<Dumper> = OnceLock::new();
-    match hook {
-        ParserHook::Xdp => XDP.get_or_init(|| Dumper::new(hook, ALL)),
-        ParserHook::Tc => TC.get_or_init(|| Dumper::new(hook, ALL)),
-    }
+    static MIR_XDP: OnceLock<Dumper> = OnceLock::new();
+    static MIR_TC: OnceLock<Dumper> = OnceLock::new();
+    let cell = match (backend, hook) {
+        (Backend::Classic, ParserHook::Xdp) => &XDP,
+        (Backend::Classic, ParserHook::Tc) => &TC,
+        (Backend::Mir, ParserHook::Xdp) => &MIR_XDP,
+        (Backend::Mir, ParserHook::Tc) => &MIR_TC,
+    };
+    cell.get_or_init(|| Dumper::new(backend, hook, ALL))
 }
 
 /// The record as the parser left it, decoded.
@@ -203,8 +262,15 @@ fn decode(b: &[u8; REC]) -> Rec {
     }
 }
 
+/// The full parser of both back ends on `pkt`: they must leave the same record.
 fn run(hook: ParserHook, pkt: &[u8]) -> Result<Option<Rec>, sys::SysError> {
-    Ok(full(hook).run(pkt)?.map(|r| decode(&r)))
+    let classic = full(hook).run(pkt)?;
+    let mir = full_on(Backend::Mir, hook).run(pkt)?;
+    assert_eq!(
+        classic, mir,
+        "{hook:?}: the MIR back end's parser differs from the classic one on {pkt:02x?}"
+    );
+    Ok(classic.map(|r| decode(&r)))
 }
 
 /// Parses `pkt` as XDP and as TC (which must agree); `None` means malformed. The TC test
@@ -727,9 +793,13 @@ fn l4_header_must_lie_inside_the_ip_packet() {
     variants.extend(from_sources());
     let frames = l4_past_the_ip_end();
     let exts = ext_past_the_ip_end();
-    for hook in [ParserHook::Xdp, ParserHook::Tc] {
+    for (backend, hook) in Backend::ALL
+        .into_iter()
+        .flat_map(|b| [(b, ParserHook::Xdp), (b, ParserHook::Tc)])
+    {
         for (what, n) in &variants {
-            let d = Dumper::new(hook, *n);
+            let what = format!("{backend:?} {what}");
+            let d = Dumper::new(backend, hook, *n);
             for (v6, bit, f) in &frames {
                 let got = d.run(f).unwrap_or_else(|e| panic!("{hook:?} {what}: {e}"));
                 assert_eq!(
@@ -1071,11 +1141,15 @@ fn every_variant_agrees_with_the_full_parser() {
     let mut variants: Vec<(String, Needs)> = vec![("default".into(), Needs::default())];
     variants.extend(systematic().into_iter().map(|n| (format!("{n:?}"), n)));
     variants.extend(from_sources());
-    for hook in [ParserHook::Xdp, ParserHook::Tc] {
+    for (backend, hook) in Backend::ALL
+        .into_iter()
+        .flat_map(|b| [(b, ParserHook::Xdp), (b, ParserHook::Tc)])
+    {
         let reference: Vec<Option<Result<Option<[u8; REC]>, sys::SysError>>> =
             frames.iter().map(|p| Some(full(hook).run(p))).collect();
         for (what, n) in &variants {
-            let d = Dumper::new(hook, *n);
+            let what = format!("{backend:?} {what}");
+            let d = Dumper::new(backend, hook, *n);
             for (pkt, want) in frames.iter().zip(&reference) {
                 let Some(Ok(want)) = want else { continue };
                 let got = d
@@ -1121,13 +1195,17 @@ fn parser_sizes() {
     // What the verifier goes through for the full parser (the IPv6 walk dominates).
     if cfg!(not(pol_no_bpf)) {
         require_kernel();
-        for hook in [ParserHook::Xdp, ParserHook::Tc] {
-            let (fd, _) = load(hook, ALL, &reads_program(hook, ALL));
-            let info = sys::prog_info(fd.as_fd()).expect("prog info");
-            println!(
-                "{hook:?} full parser: verifier processed {} insns",
-                info.verified_insns
-            );
+        for backend in Backend::ALL {
+            for hook in [ParserHook::Xdp, ParserHook::Tc] {
+                let insns = reads_insns(backend, hook, ALL);
+                let (fd, _) = load(hook, ALL, &insns);
+                let info = sys::prog_info(fd.as_fd()).expect("prog info");
+                println!(
+                    "{backend:?} {hook:?} full parser: {} insns, verifier processed {}",
+                    insns.len(),
+                    info.verified_insns
+                );
+            }
         }
     }
 }

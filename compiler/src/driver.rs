@@ -120,6 +120,36 @@ pub fn compile(source: &str) -> Result<Compiled, Vec<Diagnostic>> {
     compile_with(source, &hir::check::no_files)
 }
 
+/// Which back end turns the rule IR into instructions (an internal switch while the MIR
+/// path replaces the filter-shaped one; not a user option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// `bpf::select`: the packet parser emitted as instructions, rules selected per block.
+    #[default]
+    Classic,
+    /// `ir::to_mir` then `codegen`: parser and rules as MIR, verified, allocated, emitted.
+    Mir,
+}
+
+impl Backend {
+    /// Both, for tests that compare them.
+    pub const ALL: [Backend; 2] = [Backend::Classic, Backend::Mir];
+
+    /// `POL_BACKEND=mir` selects the MIR path (for running whole suites on it).
+    pub fn from_env() -> Backend {
+        match std::env::var("POL_BACKEND").as_deref() {
+            Ok("mir") => Backend::Mir,
+            _ => Backend::Classic,
+        }
+    }
+}
+
+/// Internal compiler options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompileOptions {
+    pub backend: Backend,
+}
+
 /// `compile`, with a reader for the files `file(..)` sets name (the CLI reads them
 /// relative to the .pol file; the compiler does no IO of its own).
 pub fn compile_with(source: &str, files: FileReader<'_>) -> Result<Compiled, Vec<Diagnostic>> {
@@ -132,6 +162,29 @@ pub fn compile_with_catalog(
     source: &str,
     files: FileReader<'_>,
     catalog: &dyn Catalog,
+) -> Result<Compiled, Vec<Diagnostic>> {
+    let opts = CompileOptions {
+        backend: Backend::from_env(),
+    };
+    compile_opts(source, files, catalog, opts)
+}
+
+/// `compile` on the given back end.
+pub fn compile_backend(source: &str, backend: Backend) -> Result<Compiled, Vec<Diagnostic>> {
+    compile_opts(
+        source,
+        &hir::check::no_files,
+        &NoCatalog,
+        CompileOptions { backend },
+    )
+}
+
+/// The whole pipeline with explicit options.
+pub fn compile_opts(
+    source: &str,
+    files: FileReader<'_>,
+    catalog: &dyn Catalog,
+    opts: CompileOptions,
 ) -> Result<Compiled, Vec<Diagnostic>> {
     let (file, hir, mut diags) = front_with_catalog(source, files, catalog);
     let Some(hir) = hir else { return Err(diags) };
@@ -160,7 +213,18 @@ pub fn compile_with_catalog(
 
     let (funcs, maps) = ir::lower::lower(&hir);
     let mut programs = Vec::new();
-    for (filter, func) in hir.filters.iter().zip(funcs) {
+    if opts.backend == Backend::Mir {
+        programs = mir_programs(source, &hir, &funcs, &maps, &mut diags);
+        if has_errors(&diags) {
+            return Err(diags);
+        }
+    }
+    let classic = if opts.backend == Backend::Classic {
+        funcs
+    } else {
+        Vec::new()
+    };
+    for (filter, func) in hir.filters.iter().zip(classic) {
         if let Err(e) = cfg::verify(&func) {
             diags.push(Diagnostic::error(
                 "I0002",
@@ -239,6 +303,107 @@ pub fn compile_with_catalog(
         warnings: diags,
         probes: None,
     })
+}
+
+/// The MIR back end: every filter lowered onto MIR, compiled by `codegen`, measured and
+/// limited as the classic path does.
+fn mir_programs(
+    source: &str,
+    hir: &Hir,
+    funcs: &[ir::Function],
+    maps: &[MapDef],
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Program> {
+    let span = || hir.filters.first().map(|f| f.span.clone()).unwrap_or(0..0);
+    for (filter, func) in hir.filters.iter().zip(funcs) {
+        if let Err(e) = cfg::verify(func) {
+            diags.push(Diagnostic::error(
+                "I0002",
+                format!("internal error: invalid IR for `{}`: {e}", filter.name),
+                filter.span.clone(),
+            ));
+            return Vec::new();
+        }
+    }
+    let filters: Vec<&hir::Filter> = hir.filters.iter().collect();
+    let needs: Vec<_> = hir
+        .filters
+        .iter()
+        .map(|f| hir::needs::needs(hir, f))
+        .collect();
+    let fm = match ir::to_mir::lower(&filters, funcs, maps, &needs) {
+        Ok(m) => m,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                "I0004",
+                format!("internal error: lowering onto MIR: {e}"),
+                span(),
+            ));
+            return Vec::new();
+        }
+    };
+    let compiled = match crate::codegen::compile(&fm.module) {
+        Ok(c) => c,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                "I0005",
+                format!("internal error: MIR code generation: {e}"),
+                span(),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut programs = Vec::new();
+    for (((filter, func), cf), tags) in hir
+        .filters
+        .iter()
+        .zip(funcs)
+        .zip(compiled.funcs)
+        .zip(&fm.tags)
+    {
+        // A mark where the source changes, at the first slot of each MIR block.
+        let mut starts: Vec<(usize, u32)> = cf
+            .code
+            .block_starts
+            .iter()
+            .zip(&tags.0)
+            .map(|(&s, &t)| (s, t))
+            .collect();
+        starts.sort_by_key(|&(s, _)| s);
+        let mut marks: Vec<(usize, u32)> = Vec::new();
+        for (s, t) in starts {
+            if s >= cf.code.insns.len() {
+                continue;
+            }
+            match marks.last_mut() {
+                Some(last) if last.0 == s => last.1 = t,
+                Some(last) if last.1 == t => {}
+                _ => marks.push((s, t)),
+            }
+        }
+        let resources = check::measure(&cf.code.insns, &marks);
+        if let Err(limit) = check::check(&resources) {
+            let span = match filter.rules.get(resources.most_jumps.0 as usize) {
+                Some(rule) if limit.message.starts_with("this rule") => rule.span.clone(),
+                _ => header_span(source, &filter.span),
+            };
+            diags.push(
+                Diagnostic::error("L0602", limit.message, span)
+                    .with_label("beyond what the kernel verifier accepts")
+                    .with_help(limit.help),
+            );
+            continue;
+        }
+        programs.push(Program {
+            name: filter.name.clone(),
+            ir: func.clone(),
+            insns: cf.code.insns,
+            map_relocs: cf.code.map_relocs,
+            marks,
+            resources,
+        });
+    }
+    programs
 }
 
 fn object_spec(hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {

@@ -275,6 +275,11 @@ pub fn be16(dst: Reg) -> Insn {
     insn(BPF_ALU | BPF_END | BPF_TO_BE, dst, R0, 0, 16)
 }
 
+/// `dst = be{bits} dst` (16, 32 or 64).
+pub fn bswap_be(dst: Reg, bits: i32) -> Insn {
+    insn(BPF_ALU | BPF_END | BPF_TO_BE, dst, R0, 0, bits)
+}
+
 /// `dst = be32 dst`: network to host order, keeping the low 32 bits.
 pub fn be32(dst: Reg) -> Insn {
     insn(BPF_ALU | BPF_END | BPF_TO_BE, dst, R0, 0, 32)

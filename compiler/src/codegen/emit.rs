@@ -21,6 +21,8 @@ pub struct Emitted {
     pub calls: Vec<(usize, FuncId)>,
     /// `(slot of the ld_imm64, function)`: a callback's address.
     pub func_addrs: Vec<(usize, FuncId)>,
+    /// The first slot of each block, in VCode block order (MIR blocks first).
+    pub block_starts: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +53,11 @@ pub fn emit(m: &Module, vc: &VCode, alloc: &Allocation, frame: &Frame) -> Result
         calls: Vec::new(),
         func_addrs: Vec::new(),
     };
+    let mut block_starts = Vec::with_capacity(vc.blocks.len());
     for (b, data) in vc.blocks.iter().enumerate() {
         let label = em.label(VBlock(b as u32))?;
         em.asm.bind(label);
+        block_starts.push(em.asm.len());
         let next = VBlock(b as u32 + 1);
         for inst in &data.insts {
             em.inst(inst, next)?;
@@ -66,6 +70,7 @@ pub fn emit(m: &Module, vc: &VCode, alloc: &Allocation, frame: &Frame) -> Result
         map_relocs: done.map_relocs,
         calls: em.calls,
         func_addrs: em.func_addrs,
+        block_starts,
     })
 }
 
@@ -208,6 +213,11 @@ impl Em<'_> {
                 if *w32 {
                     self.e(bi::mov32_reg(d, d));
                 }
+            }
+            VInst::Bswap { dst, src, bits } => {
+                let (d, s) = (self.reg(*dst)?, self.reg(*src)?);
+                self.mov(d, s);
+                self.e(bi::bswap_be(d, i32::from(*bits)));
             }
             VInst::Mov32 { dst, src } => {
                 let (d, s) = (self.reg(*dst)?, self.reg(*src)?);

@@ -274,6 +274,15 @@ impl Lower<'_> {
                     src,
                 });
             }
+            Op::Bswap(a) => {
+                let bits = f.ty(*a).int().map_or(64, |i| i.bits);
+                let src = self.use_reg(*a)?;
+                self.emit(VInst::Bswap {
+                    dst: need()?,
+                    src,
+                    bits,
+                });
+            }
             Op::Ext(e, a) => {
                 let from = f.ty(*a).int().unwrap_or(IntTy::U64);
                 let to = rty.and_then(Type::int).unwrap_or(IntTy::U64);

@@ -196,9 +196,15 @@ fn intervals(vc: &VCode) -> Intervals {
     Intervals { segs, fixed, hint }
 }
 
-/// Whether two sorted segment lists overlap.
+/// Whether two sorted segment lists overlap. Starts each list at the first segment that
+/// can reach the other's start (fixed-register lists span the whole function: a plain
+/// merge would make the scan quadratic).
 fn overlap(a: &[(u32, u32)], b: &[(u32, u32)]) -> bool {
-    let (mut i, mut j) = (0, 0);
+    let (Some(a0), Some(b0)) = (a.first(), b.first()) else {
+        return false;
+    };
+    let mut i = a.partition_point(|s| s.1 < b0.0);
+    let mut j = b.partition_point(|s| s.1 < a0.0);
     while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
         if x.0 <= y.1 && y.0 <= x.1 {
             return true;
@@ -272,7 +278,13 @@ fn scan(vc: &VCode, iv: &Intervals, spilled: &HashMap<u32, u32>) -> Result<Vec<O
     let mut to_spill = Vec::new();
     let mut stuck: Option<u32> = None;
     let is_temp = |v: u32| vc.temps.get(v as usize).copied().unwrap_or(false);
-    for (_, v) in order {
+    for (start, v) in order {
+        // Values that ended before this one starts conflict with nothing from here on.
+        for list in on_reg.iter_mut() {
+            if list.len() > 8 {
+                list.retain(|&w| last(w) >= start);
+            }
+        }
         let mine = segs(v);
         let fixed_ok = |r: u8| !overlap(&iv.fixed[r as usize], mine);
         let conflicts = |r: u8, on_reg: &[Vec<u32>]| -> Vec<u32> {

@@ -95,6 +95,12 @@ pub enum VInst {
         dst: Reg,
         src: Reg,
     },
+    /// `dst = src` in network byte order swapped to host order (`be16/32/64`).
+    Bswap {
+        dst: Reg,
+        src: Reg,
+        bits: u8,
+    },
     /// `dst = src` sign-extended from `from` bits to 64 (then truncated to 32 if `w32`).
     Sext {
         dst: Reg,
@@ -212,7 +218,9 @@ impl VInst {
                 }
                 v
             }
-            VInst::Neg { dst, src, .. } | VInst::Sext { dst, src, .. } => {
+            VInst::Neg { dst, src, .. }
+            | VInst::Sext { dst, src, .. }
+            | VInst::Bswap { dst, src, .. } => {
                 vec![(*src, Use), (*dst, Def)]
             }
             VInst::Load { dst, base: b, .. } => {
@@ -274,7 +282,8 @@ impl VInst {
             VInst::Mov { dst, src: s }
             | VInst::Mov32 { dst, src: s }
             | VInst::Neg { dst, src: s, .. }
-            | VInst::Sext { dst, src: s, .. } => {
+            | VInst::Sext { dst, src: s, .. }
+            | VInst::Bswap { dst, src: s, .. } => {
                 *s = f(*s, Role::Use);
                 *dst = f(*dst, Role::Def);
             }
@@ -426,6 +435,9 @@ pub fn listing(vc: &VCode, alloc: &super::regalloc::Allocation) -> String {
                     src(rhs)
                 ),
                 VInst::Neg { dst, src: s, .. } => format!("{} = -{}", name(*dst), name(*s)),
+                VInst::Bswap { dst, src: s, bits } => {
+                    format!("{} = be{bits} {}", name(*dst), name(*s))
+                }
                 VInst::Sext {
                     dst, src: s, from, ..
                 } => format!("{} = sext{from} {}", name(*dst), name(*s)),

@@ -8,6 +8,7 @@
 pub mod cfg;
 pub mod groups;
 pub mod lower;
+pub mod to_mir;
 
 use serde::Serialize;
 use std::fmt::{self, Write as _};

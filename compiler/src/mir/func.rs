@@ -132,6 +132,9 @@ pub enum Op {
     Iconst(i64),
     Binary(BinOp, Value, Operand),
     Neg(Value),
+    /// Network (big-endian) to host order, in the operand's width (16, 32 or 64 bits);
+    /// the result has the operand's type.
+    Bswap(Value),
     /// Widen or narrow to the result type.
     Ext(ExtOp, Value),
     /// Load the result type's width from `ptr + off`.
@@ -177,7 +180,7 @@ impl Op {
         match self {
             Op::Iconst(_) | Op::SlotAddr(_) | Op::MapRef(_) | Op::FuncRef(_) => vec![],
             Op::Binary(_, a, b) | Op::PtrAdd(a, b) => std::iter::once(*a).chain(op(b)).collect(),
-            Op::Neg(a) | Op::Ext(_, a) => vec![*a],
+            Op::Neg(a) | Op::Bswap(a) | Op::Ext(_, a) => vec![*a],
             Op::Load { ptr, .. } => vec![*ptr],
             Op::Store { ptr, val, .. } => std::iter::once(*ptr).chain(op(val)).collect(),
             Op::AtomicAdd { ptr, val, .. } => vec![*ptr, *val],

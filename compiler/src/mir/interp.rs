@@ -233,6 +233,14 @@ fn eval(
             let t = int(Some(f.ty(*a)))?;
             alu(BinOp::Sub, t, 0, get(a))
         }
+        Op::Bswap(a) => {
+            let t = int(Some(f.ty(*a)))?;
+            match t.bits {
+                16 => u64::from((get(a) as u16).swap_bytes()),
+                32 => u64::from((get(a) as u32).swap_bytes()),
+                _ => get(a).swap_bytes(),
+            }
+        }
         Op::Ext(e, a) => {
             let from = int(Some(f.ty(*a)))?;
             let to = int(rt)?;

@@ -10,6 +10,7 @@
 //! verifier's rules on it between passes; `crate::codegen` turns it into instructions.
 //! Nothing here knows about ELF or the kernel's instruction encoding.
 
+pub mod build;
 pub mod entities;
 pub mod func;
 pub mod gen;

@@ -736,6 +736,7 @@ impl Body<'_> {
         let op = match opw.as_str() {
             "iconst" => Op::Iconst(c.num()?),
             "neg" => Op::Neg(self.use_value(c)?),
+            "bswap" => Op::Bswap(self.use_value(c)?),
             "load" => {
                 let (ptr, off) = self.addr(c)?;
                 Op::Load { ptr, off }

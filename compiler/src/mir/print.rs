@@ -170,6 +170,7 @@ pub fn inst(m: &Module, f: &Function, d: &InstData) -> String {
         Op::Iconst(c) => format!("iconst {}", imm(int, *c)),
         Op::Binary(op, a, b) => format!("{} {a}, {}", op.name(), operand(int, b)),
         Op::Neg(a) => format!("neg {a}"),
+        Op::Bswap(a) => format!("bswap {a}"),
         Op::Ext(op, a) => format!("{} {a}", op.name()),
         Op::Load { ptr, off } => format!("load {}", addr(*ptr, *off)),
         Op::Store { ty, ptr, off, val } => {

@@ -396,7 +396,8 @@ pub fn ctx_load(kind: HookKind, off: i64, bytes: u32) -> Option<CtxField> {
         HookKind::Tc => match (off, bytes) {
             (76, 4) => Some(CtxField::Ptr(PtrKind::Packet)),
             (80, 4) => Some(CtxField::Ptr(PtrKind::PacketEnd)),
-            (0..=72, 4) => Some(CtxField::Int),
+            // `gso_size` (176): a GSO packet's IP length may read 0 (BIG TCP).
+            (0..=72 | 176, 4) => Some(CtxField::Int),
             _ => None,
         },
         // PERF_MAX_TRACE_SIZE; the kernel checks nothing finer.

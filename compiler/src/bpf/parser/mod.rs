@@ -189,7 +189,7 @@ const fn rec(off: i16) -> i16 {
 }
 
 /// Whether any byte of the field at `off .. off + len` is in `mask`.
-const fn has(mask: ByteMask, off: i16, len: i16) -> bool {
+pub const fn has(mask: ByteMask, off: i16, len: i16) -> bool {
     mask & span(off, len) != 0
 }
 

@@ -3,6 +3,8 @@
 //! not null, that a packet pointer is below `pkt_end`, or that an integer is below a
 //! bound. Every access and helper argument is checked against those facts.
 
+use std::collections::HashMap;
+
 use super::values::{accesses, Access, ValueInfo};
 use super::{Cfg, Cx, ErrorKind, Loc};
 use crate::mir::func::{Op, Operand, Term};
@@ -10,38 +12,101 @@ use crate::mir::helpers::{self, Arg};
 use crate::mir::types::{Cond, PtrKind, Type};
 use crate::mir::{Block, Value};
 
+/// What the dominating branches prove, kept as one set while the dominator tree is
+/// walked depth first: entering a block adds its edge's facts, leaving it undoes them
+/// (a clone per block would make deep rule chains quadratic).
 #[derive(Debug, Clone, Default)]
 struct Facts {
     /// Roots known non-null.
-    nonnull: Vec<Value>,
-    /// `(root, k)`: packet bytes `root .. root + k` are in bounds.
-    pkt: Vec<(Value, i64)>,
-    /// `(v, n)`: `v <= n`.
-    umax: Vec<(Value, u64)>,
+    nonnull: HashMap<Value, u32>,
+    /// `root -> k`: packet bytes `root .. root + k` are in bounds.
+    pkt: HashMap<Value, Vec<i64>>,
+    /// `v -> n`: `v <= n`.
+    umax: HashMap<Value, Vec<u64>>,
+    /// What was added, in order, to undo it.
+    log: Vec<Added>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Added {
+    NonNull(Value),
+    Pkt(Value),
+    Umax(Value),
 }
 
 impl Facts {
     fn pkt_range(&self, root: Value) -> Option<i64> {
-        self.pkt
-            .iter()
-            .filter(|(r, _)| *r == root)
-            .map(|&(_, k)| k)
-            .max()
+        self.pkt.get(&root).and_then(|v| v.iter().copied().max())
+    }
+
+    fn is_nonnull(&self, root: Value) -> bool {
+        self.nonnull.get(&root).is_some_and(|&n| n > 0)
+    }
+
+    fn add_nonnull(&mut self, root: Value) {
+        *self.nonnull.entry(root).or_default() += 1;
+        self.log.push(Added::NonNull(root));
+    }
+
+    fn add_pkt(&mut self, root: Value, k: i64) {
+        self.pkt.entry(root).or_default().push(k);
+        self.log.push(Added::Pkt(root));
+    }
+
+    fn add_umax(&mut self, v: Value, m: u64) {
+        self.umax.entry(v).or_default().push(m);
+        self.log.push(Added::Umax(v));
+    }
+
+    fn flow_umax(&self, v: Value) -> Option<u64> {
+        self.umax.get(&v).and_then(|x| x.iter().copied().min())
+    }
+
+    /// Undoes everything added after the log had `len` entries.
+    fn undo_to(&mut self, len: usize) {
+        while self.log.len() > len {
+            match self.log.pop() {
+                Some(Added::NonNull(r)) => {
+                    if let Some(n) = self.nonnull.get_mut(&r) {
+                        *n -= 1;
+                    }
+                }
+                Some(Added::Pkt(r)) => {
+                    if let Some(v) = self.pkt.get_mut(&r) {
+                        v.pop();
+                    }
+                }
+                Some(Added::Umax(r)) => {
+                    if let Some(v) = self.umax.get_mut(&r) {
+                        v.pop();
+                    }
+                }
+                None => {}
+            }
+        }
     }
 }
 
 pub(super) fn check(cx: &mut Cx<'_>, cfg: &Cfg, info: &ValueInfo) {
     let children = cfg.dom_children();
-    let mut stack = vec![(Block(0), Facts::default())];
-    while let Some((b, mut facts)) = stack.pop() {
+    let mut facts = Facts::default();
+    // (block, Some(log length to undo to on leaving) once entered).
+    let mut stack: Vec<(Block, Option<usize>)> = vec![(Block(0), None)];
+    while let Some((b, entered)) = stack.pop() {
+        if let Some(len) = entered {
+            facts.undo_to(len);
+            continue;
+        }
+        let len = facts.log.len();
         edge_facts(cx, cfg, info, b, &mut facts);
         check_block(cx, info, b, &facts);
+        stack.push((b, Some(len)));
         for &c in children
             .get(b.index())
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
-            stack.push((c, facts.clone()));
+            stack.push((c, None));
         }
     }
     check_packet_changes(cx, info);
@@ -80,16 +145,16 @@ fn edge_facts(cx: &Cx<'_>, cfg: &Cfg, info: &ValueInfo, b: Block, facts: &mut Fa
     match (f.ty(*a), rhs) {
         (Type::Ptr(k), Operand::Imm(0)) if k.is_nullable() && cond == Cond::Ne => {
             let root = info.region(*a).map_or(*a, |r| r.0);
-            facts.nonnull.push(root);
+            facts.add_nonnull(root);
         }
         (Type::Ptr(PtrKind::Packet), Operand::Value(_)) if cond == Cond::Ule => {
             if let Some((root, lo, _)) = info.region(*a) {
-                facts.pkt.push((root, lo));
+                facts.add_pkt(root, lo);
             }
         }
         (Type::Ptr(PtrKind::PacketEnd), Operand::Value(q)) if cond == Cond::Uge => {
             if let Some((root, lo, _)) = info.region(*q) {
-                facts.pkt.push((root, lo));
+                facts.add_pkt(root, lo);
             }
         }
         (Type::Int(_), Operand::Imm(n)) => {
@@ -100,7 +165,7 @@ fn edge_facts(cx: &Cx<'_>, cfg: &Cfg, info: &ValueInfo, b: Block, facts: &mut Fa
                 _ => None,
             };
             if let Some(m) = bound {
-                facts.umax.push((*a, m));
+                facts.add_umax(*a, m);
             }
         }
         _ => {}
@@ -108,12 +173,7 @@ fn edge_facts(cx: &Cx<'_>, cfg: &Cfg, info: &ValueInfo, b: Block, facts: &mut Fa
 }
 
 fn umax(info: &ValueInfo, facts: &Facts, v: Value) -> Option<u64> {
-    let flow = facts
-        .umax
-        .iter()
-        .filter(|(x, _)| *x == v)
-        .map(|&(_, m)| m)
-        .min();
+    let flow = facts.flow_umax(v);
     match (info.umax(v), flow) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -189,7 +249,7 @@ fn null_use(info: &ValueInfo, facts: &Facts, t: Type, v: Value) -> Option<ErrorK
     match t {
         Type::Ptr(k) if k.is_nullable() => {
             let root = info.region(v).map_or(v, |r| r.0);
-            (!facts.nonnull.contains(&root)).then(|| ErrorKind::NullUnchecked(v.to_string()))
+            (!facts.is_nonnull(root)).then(|| ErrorKind::NullUnchecked(v.to_string()))
         }
         _ => None,
     }
@@ -275,7 +335,7 @@ fn check_access(
         }
         PtrKind::MapValue(m) | PtrKind::MapValueOrNull(m) => {
             let (root, lo, hi) = info.region(acc.ptr).unwrap_or((acc.ptr, 0, 0));
-            if kind.is_nullable() && !facts.nonnull.contains(&root) {
+            if kind.is_nullable() && !facts.is_nonnull(root) {
                 return Err(ErrorKind::NullUnchecked(acc.ptr.to_string()));
             }
             let size = cx.m.map(m).map_or(0, |d| i64::from(d.value_size));
@@ -286,7 +346,7 @@ fn check_access(
         }
         PtrKind::Mem(n) | PtrKind::MemOrNull(n) => {
             let (root, lo, hi) = info.region(acc.ptr).unwrap_or((acc.ptr, 0, 0));
-            if kind.is_nullable() && !facts.nonnull.contains(&root) {
+            if kind.is_nullable() && !facts.is_nonnull(root) {
                 return Err(ErrorKind::NullUnchecked(acc.ptr.to_string()));
             }
             within(lo, hi, i64::from(n), "the record")
@@ -370,42 +430,97 @@ fn check_helper(
     out
 }
 
-/// After a helper that changes packet data, the kernel forgets every packet pointer. Such
-/// calls must come first: in the entry block, before any packet pointer is loaded.
+/// After a helper that changes packet data (`skb_pull_data`), the kernel forgets every
+/// packet pointer. So no packet pointer may be used on a path from such a call that does
+/// not pass its definition again: a parser may pull and then parse afresh (a loop back to
+/// its start, or a second copy of it), but never keep a pointer across the pull.
 fn check_packet_changes(cx: &mut Cx<'_>, _info: &ValueInfo) {
     let f = cx.f;
     let changes = |op: &Op| matches!(op, Op::Call(id, _) if helpers::by_id(*id).is_some_and(|h| h.changes_packet));
-    let mut last_change: Option<usize> = None;
+    let mut calls = Vec::new();
     for b in f.block_ids() {
         for (idx, &i) in f.block(b).insts.iter().enumerate() {
             if changes(&f.inst(i).op) {
-                if b != Block(0) {
-                    let loc = cx.inst_loc(b, idx);
-                    cx.err(
-                        loc,
-                        ErrorKind::Helper {
-                            helper: "skb_pull_data".into(),
-                            reason: "must be called in the entry block".into(),
-                        },
-                    );
-                }
-                last_change = Some(idx);
+                calls.push((b, idx));
             }
         }
     }
-    let Some(last) = last_change else { return };
-    for (idx, &i) in f.block(Block(0)).insts.iter().enumerate().take(last) {
-        if let Some(r) = f.inst(i).result {
-            if matches!(f.ty(r), Type::Ptr(PtrKind::Packet | PtrKind::PacketEnd)) {
-                let loc = cx.inst_loc(Block(0), idx);
+    if calls.is_empty() {
+        return;
+    }
+    let is_pkt = |v: Value| matches!(f.ty(v), Type::Ptr(PtrKind::Packet | PtrKind::PacketEnd));
+    // Where each value is defined: (block, index of its instruction, or None for a parameter).
+    let mut def_at: Vec<Option<(Block, Option<usize>)>> = vec![None; f.values.len()];
+    for b in f.block_ids() {
+        for &p in &f.block(b).params {
+            if let Some(d) = def_at.get_mut(p.index()) {
+                *d = Some((b, None));
+            }
+        }
+        for (idx, &i) in f.block(b).insts.iter().enumerate() {
+            if let Some(r) = f.inst(i).result {
+                if let Some(d) = def_at.get_mut(r.index()) {
+                    *d = Some((b, Some(idx)));
+                }
+            }
+        }
+    }
+    for &(cb, ci) in &calls {
+        // Walk forward from just after the call; a value is stale until its definition.
+        for v in (0..f.values.len()).map(Value::from_index) {
+            if !is_pkt(v) {
+                continue;
+            }
+            let Some((db, di)) = def_at[v.index()] else {
+                continue;
+            };
+            let mut seen = vec![false; f.blocks.len()];
+            let mut work = vec![(cb, ci + 1)];
+            let mut bad = None;
+            while let Some((b, from)) = work.pop() {
+                if from == 0 {
+                    if seen[b.index()] {
+                        continue;
+                    }
+                    seen[b.index()] = true;
+                    if b == db && di.is_none() {
+                        continue;
+                    }
+                }
+                let insts = &f.block(b).insts;
+                let mut redefined = false;
+                for (idx, &i) in insts.iter().enumerate().skip(from) {
+                    if b == db && di == Some(idx) {
+                        redefined = true;
+                        break;
+                    }
+                    if f.inst(i).op.args().contains(&v) {
+                        bad = Some(cx.inst_loc(b, idx));
+                        break;
+                    }
+                }
+                if bad.is_some() {
+                    break;
+                }
+                if redefined {
+                    continue;
+                }
+                if f.block(b).term.args().contains(&v) {
+                    bad = Some(Loc::Block(b));
+                    break;
+                }
+                for s in f.succs(b) {
+                    work.push((s, 0));
+                }
+            }
+            if let Some(loc) = bad {
                 cx.err(
                     loc,
-                    ErrorKind::PacketUnchecked(
-                        "packet pointer loaded before skb_pull_data, which invalidates it".into(),
-                    ),
+                    ErrorKind::PacketUnchecked(format!(
+                        "{v} is a packet pointer from before skb_pull_data, which invalidates it"
+                    )),
                 );
             }
         }
     }
-    let _ = Loc::Func;
 }

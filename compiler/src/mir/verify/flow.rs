@@ -63,40 +63,43 @@ impl State {
 pub(super) fn check(cx: &mut Cx<'_>, cfg: &Cfg, info: &ValueInfo) {
     let n = cx.f.blocks.len();
     let mut inputs: Vec<Option<State>> = vec![None; n];
-    inputs[0] = Some(State::entry(cx));
+    let mut outs: Vec<Vec<(Block, State)>> = vec![Vec::new(); n];
     let mut mismatch: Vec<Block> = Vec::new();
-    // Iterate to a fixpoint without reporting, then once more reporting.
+    // Iterate to a fixpoint without reporting (in reverse post-order, each block sees its
+    // forward predecessors' fresh results: one pass for an acyclic CFG, plus one to see
+    // nothing change), then once more reporting.
     for round in 0..=n + 1 {
         let mut changed = false;
-        let mut outs: Vec<Vec<(Block, State)>> = vec![Vec::new(); n];
         for &b in &cfg.rpo {
-            let Some(state) = inputs[b.index()].clone() else {
-                continue;
-            };
-            outs[b.index()] = transfer(cx, info, b, state, false);
-        }
-        for &b in cfg.rpo.iter().skip(1) {
-            let mut acc: Option<State> = None;
-            for &p in &cfg.preds[b.index()] {
-                for (to, s) in &outs[p.index()] {
-                    if *to != b {
-                        continue;
-                    }
-                    match &mut acc {
-                        None => acc = Some(s.clone()),
-                        Some(a) => {
-                            if a.refs != s.refs && !mismatch.contains(&b) {
-                                mismatch.push(b);
+            let input = if b == Block(0) {
+                Some(State::entry(cx))
+            } else {
+                let mut acc: Option<State> = None;
+                for &p in &cfg.preds[b.index()] {
+                    for (to, s) in &outs[p.index()] {
+                        if *to != b {
+                            continue;
+                        }
+                        match &mut acc {
+                            None => acc = Some(s.clone()),
+                            Some(a) => {
+                                if a.refs != s.refs && !mismatch.contains(&b) {
+                                    mismatch.push(b);
+                                }
+                                a.meet(s);
                             }
-                            a.meet(s);
                         }
                     }
                 }
+                acc
+            };
+            let Some(input) = input else { continue };
+            if inputs[b.index()].as_ref() == Some(&input) && round > 0 {
+                continue;
             }
-            if acc.is_some() && acc != inputs[b.index()] {
-                inputs[b.index()] = acc;
-                changed = true;
-            }
+            changed = true;
+            outs[b.index()] = transfer(cx, info, b, input.clone(), false);
+            inputs[b.index()] = Some(input);
         }
         if !changed || round == n + 1 {
             break;

@@ -345,6 +345,14 @@ fn inst_type(cx: &Cx<'_>, op: &Op, rt: Option<Type>) -> Result<(), String> {
                 return Err(format!("{c} is not a value of the result type"));
             }
         }
+        // The distance between two packet pointers (how far a parser has read).
+        Op::Binary(BinOp::Sub, a, Operand::Value(b))
+            if f.ty(*a) == Type::Ptr(PtrKind::Packet) && f.ty(*b) == Type::Ptr(PtrKind::Packet) =>
+        {
+            if need_result()? != Type::U64 {
+                return Err("the difference of two packet pointers is u64".into());
+            }
+        }
         Op::Binary(op, a, b) => {
             let ia = alu(*a)?;
             match b {
@@ -366,6 +374,18 @@ fn inst_type(cx: &Cx<'_>, op: &Op, rt: Option<Type>) -> Result<(), String> {
             }
             if need_result()? != Type::Int(ia) {
                 return Err("result type differs from the operands'".into());
+            }
+        }
+        Op::Bswap(a) => {
+            let t = f.ty(*a);
+            if !matches!(t.int(), Some(i) if i.bits >= 16) {
+                return Err(format!(
+                    "{a} is {}: bswap takes u16, u32 or u64",
+                    cx.ty_name(*a)
+                ));
+            }
+            if need_result()? != t {
+                return Err("result type differs from the operand's".into());
             }
         }
         Op::Neg(a) => {
@@ -694,6 +714,7 @@ fn term_type(cx: &Cx<'_>, b: Block) -> Result<(), String> {
                         (ta, f.ty(*v)),
                         (Type::Ptr(PtrKind::Packet), Type::Ptr(PtrKind::PacketEnd))
                             | (Type::Ptr(PtrKind::PacketEnd), Type::Ptr(PtrKind::Packet))
+                            | (Type::Ptr(PtrKind::Packet), Type::Ptr(PtrKind::Packet))
                     ) && matches!(cond, Cond::Ugt | Cond::Uge | Cond::Ult | Cond::Ule) =>
                 {
                     Ok(())

@@ -1,0 +1,248 @@
+//! Filters lowered onto MIR (issue 8 §5): the packet parser built as MIR
+//! ([`parser`]), then the rule CFG of `ir::lower`, whose pseudo-ops (`Count`, `Stat`,
+//! `GroupLookup`, ...) become MIR sequences here ([`rules`]): map lookups with their null
+//! checks, per-CPU statistics, atomic counters. One module per file: every map of the
+//! file, one program per filter. `codegen` then selects, allocates and emits.
+
+mod parser;
+mod rules;
+
+use crate::bpf::parser::{Needs, ParserHook};
+use crate::bpf::record::RECORD_SIZE;
+use crate::bpf::select::SRC_PARSER;
+use crate::hir::{Filter, Hook};
+use crate::ir::{self, lower::MapDef};
+use crate::mir::build::Builder;
+use crate::mir::{self, Block, BlockCall, IntTy, PtrKind, Term, Type};
+use crate::obj::MapKind;
+
+/// The source of each MIR block (a rule index or one of `bpf::select`'s `SRC_*`), for
+/// listings and per-rule limits.
+#[derive(Debug, Clone, Default)]
+pub struct Tags(pub Vec<u32>);
+
+impl Tags {
+    fn set(&mut self, b: Block, src: u32) {
+        if self.0.len() <= b.index() {
+            self.0.resize(b.index() + 1, SRC_PARSER);
+        }
+        self.0[b.index()] = src;
+    }
+}
+
+/// A file's filters as one MIR module, with the source of every block of every function.
+#[derive(Debug, Clone)]
+pub struct FilterModule {
+    pub module: mir::Module,
+    pub tags: Vec<Tags>,
+}
+
+/// The MIR of one map of `ir::lower`.
+pub fn map_def(m: &MapDef) -> mir::MapDef {
+    let s = &m.spec;
+    mir::MapDef {
+        name: s.name.clone(),
+        kind: match s.kind {
+            MapKind::Hash => mir::MapKind::Hash,
+            MapKind::Array => mir::MapKind::Array,
+            MapKind::PercpuArray => mir::MapKind::PercpuArray,
+            MapKind::PercpuHash => mir::MapKind::PercpuHash,
+            MapKind::LruHash => mir::MapKind::LruHash,
+            MapKind::LpmTrie => mir::MapKind::LpmTrie,
+            MapKind::RingBuf => mir::MapKind::RingBuf,
+        },
+        key_size: s.key.size(),
+        value_size: s.value.size(),
+        max_entries: s.max_entries,
+        flags: s.flags,
+    }
+}
+
+/// Lowers every filter (`funcs` from `ir::lower`, `needs` from `hir::needs`) onto MIR.
+/// An error is a bug in this lowering (the builder's), with what went wrong.
+pub fn lower(
+    filters: &[&Filter],
+    funcs: &[ir::Function],
+    maps: &[MapDef],
+    needs: &[Needs],
+) -> Result<FilterModule, String> {
+    let mut module = mir::Module::default();
+    for m in maps {
+        module.add_map(map_def(m));
+    }
+    let mut tags = Vec::new();
+    for ((filter, func), needs) in filters.iter().zip(funcs).zip(needs) {
+        let (f, t) = lower_filter(&module, filter, func, *needs)?;
+        module.add_func(f);
+        tags.push(t);
+    }
+    Ok(FilterModule { module, tags })
+}
+
+fn lower_filter(
+    module: &mir::Module,
+    filter: &Filter,
+    func: &ir::Function,
+    needs: Needs,
+) -> Result<(mir::Function, Tags), String> {
+    let (hook, phook) = match filter.hook {
+        Hook::Xdp { .. } => (mir::Hook::Xdp, ParserHook::Xdp),
+        Hook::Tc { .. } => (mir::Hook::Tc, ParserHook::Tc),
+    };
+    let f = mir::Function::new(
+        &filter.name,
+        Some(hook),
+        vec![Type::Ptr(PtrKind::Ctx)],
+        IntTy::I64,
+    );
+    let mut b = Builder::new(f);
+    let ctx = b.f.block(b.f.entry()).params[0];
+    let slots = rules::Slots {
+        rec: b.f.add_slot(RECORD_SIZE as u32, 8),
+        forget: b.f.add_slot(8, 8),
+        key: b.f.add_slot(8, 8),
+        one: b.f.add_slot(8, 8),
+        best: b.f.add_slot(8, 8),
+    };
+    let mut tags = Tags::default();
+    tags.set(b.f.entry(), SRC_PARSER);
+    // The rule blocks in the layout the old back end used (a rule's action right after
+    // its tests: the verifier follows the short matched path first).
+    let order = ir::cfg::layout(func);
+    let mut map = vec![None; func.blocks.len()];
+    // The malformed block first: the parser jumps to it.
+    let malformed = b.add_block();
+    map[func.malformed.0 as usize] = Some(malformed);
+    let out = parser::build(
+        &mut b,
+        &mut tags,
+        phook,
+        needs,
+        ctx,
+        slots.rec,
+        slots.forget,
+        malformed,
+    );
+    for &ib in &order {
+        if map[ib.0 as usize].is_none() {
+            map[ib.0 as usize] = Some(b.add_block());
+        }
+    }
+    let rules_entry = map[func.entry.0 as usize].ok_or("rule entry block missing")?;
+    b.set_term(out.rules, Term::Jump(BlockCall::new(rules_entry, vec![])));
+    let mut rl = rules::R {
+        b: &mut b,
+        module,
+        tags: &mut tags,
+        slots,
+        flags: out.flags,
+        decide: None,
+        targets: map.clone(),
+    };
+    for &ib in &order {
+        let blk = map[ib.0 as usize].ok_or("rule block missing")?;
+        rl.block(func, ib, blk)?;
+    }
+    let (f, bmap) = b.finish().map_err(|e| e.to_string())?;
+    let mut out_tags = Tags(vec![SRC_PARSER; f.blocks.len()]);
+    for (old, new) in bmap.iter().enumerate() {
+        if let Some(n) = new {
+            out_tags.0[n.index()] = tags.0.get(old).copied().unwrap_or(SRC_PARSER);
+        }
+    }
+    Ok((f, out_tags))
+}
+
+/// What a parser test program does after the parser (`tests/pkt_parser.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The record pre-filled with the 8-byte `fill`, the parser, then the record stored
+    /// in entry 0 of map `dump` (an array of records) and 0 returned; a malformed packet
+    /// returns `malformed`.
+    Dump { fill: i64, malformed: i64 },
+    /// The parser, then a load of every byte of `needs.reads`: verifies only if every
+    /// path writes (or zeroes) each of them.
+    Reads,
+}
+
+/// A program of the parser alone, for the parser's own tests.
+pub fn parser_probe(hook: ParserHook, needs: Needs, probe: Probe) -> Result<mir::Module, String> {
+    use crate::mir::{Op, Operand};
+    let mut module = mir::Module::default();
+    let dump = module.add_map(mir::MapDef {
+        name: "dump".into(),
+        kind: mir::MapKind::Array,
+        key_size: 4,
+        value_size: RECORD_SIZE as u32,
+        max_entries: 1,
+        flags: 0,
+    });
+    let (mhook, name) = match hook {
+        ParserHook::Xdp => (mir::Hook::Xdp, "parser_xdp"),
+        ParserHook::Tc => (mir::Hook::Tc, "parser_tc"),
+    };
+    let f = mir::Function::new(name, Some(mhook), vec![Type::Ptr(PtrKind::Ctx)], IntTy::I64);
+    let mut b = Builder::new(f);
+    let entry = b.f.entry();
+    let ctx = b.f.block(entry).params[0];
+    let rec = b.f.add_slot(RECORD_SIZE as u32, 8);
+    let forget = b.f.add_slot(8, 8);
+    let key = b.f.add_slot(8, 8);
+    let stack = Type::Ptr(PtrKind::Stack);
+    if let Probe::Dump { fill, .. } = probe {
+        let at = b.f.push(entry, Op::SlotAddr(rec), stack);
+        for k in 0..RECORD_SIZE / 8 {
+            b.f.push_void(
+                entry,
+                Op::Store {
+                    ty: IntTy::U64,
+                    ptr: at,
+                    off: 8 * k,
+                    val: Operand::Imm(fill),
+                },
+            );
+        }
+    }
+    let malformed = b.add_block();
+    let code = match probe {
+        Probe::Dump { malformed, .. } => malformed,
+        Probe::Reads => 0,
+    };
+    let c = b.f.iconst(malformed, IntTy::I64, code);
+    b.set_term(malformed, Term::Return(c));
+    let mut tags = Tags::default();
+    let out = parser::build(&mut b, &mut tags, hook, needs, ctx, rec, forget, malformed);
+    let cur = out.rules;
+    let at = b.f.push(cur, Op::SlotAddr(rec), stack);
+    match probe {
+        Probe::Dump { .. } => {
+            let k = b.f.push(cur, Op::SlotAddr(key), stack);
+            b.f.push_void(
+                cur,
+                Op::Store {
+                    ty: IntTy::U32,
+                    ptr: k,
+                    off: 0,
+                    val: Operand::Imm(0),
+                },
+            );
+            let m =
+                b.f.push(cur, Op::MapRef(dump), Type::Ptr(PtrKind::Map(dump)));
+            let flags = b.f.iconst(cur, IntTy::U64, 0);
+            let id = mir::helpers::by_name("map_update_elem").map_or(2, |h| h.id);
+            b.f.push(cur, Op::Call(id, vec![m, k, at, flags]), Type::I64);
+        }
+        Probe::Reads => {
+            for byte in 0..RECORD_SIZE {
+                if needs.reads & crate::bpf::parser::span(byte, 1) != 0 {
+                    b.f.push(cur, Op::Load { ptr: at, off: byte }, Type::Int(IntTy::U8));
+                }
+            }
+        }
+    }
+    let zero = b.f.iconst(cur, IntTy::I64, 0);
+    b.set_term(cur, Term::Return(zero));
+    let (f, _) = b.finish().map_err(|e| e.to_string())?;
+    module.add_func(f);
+    Ok(module)
+}

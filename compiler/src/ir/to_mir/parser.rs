@@ -1,0 +1,1005 @@
+//! The packet parser as MIR: the same parser as `bpf::parser` (docs/packet-parsing.md),
+//! built with variables ("the L3 header", "the end of the IP packet") that the builder
+//! turns into block parameters. Every packet read follows a compare against `pkt_end`
+//! that the MIR verifier proves covers it; TC's pull-and-parse-again is a counted loop
+//! of two passes whose back edge is the pull.
+
+use super::Tags;
+use crate::bpf::parser::{has, ByteMask, Needs, ParserHook, MAX_EXT_HDRS};
+use crate::bpf::record::*;
+use crate::mir::build::{Builder, Var};
+use crate::mir::{
+    helpers, BinOp, Block, BlockCall, Cond, ExtOp, IntTy, Op, Operand, PtrKind, Slot, Term, Type,
+    Value,
+};
+
+const SKB_LEN: i16 = 0;
+const SKB_VLAN_PRESENT: i16 = 20;
+const SKB_VLAN_TCI: i16 = 24;
+const SKB_VLAN_PROTO: i16 = 28;
+const SKB_DATA: i16 = 76;
+const SKB_DATA_END: i16 = 80;
+const SKB_GSO_SIZE: i16 = 176;
+const MAX_GSO_LEN: i64 = 1 << 20;
+const PULL_MIN: i64 = 256;
+
+const ETH_P_IP: i64 = 0x0800;
+const ETH_P_IPV6: i64 = 0x86dd;
+const ETH_P_ARP: i64 = 0x0806;
+const ETH_P_8021Q: i64 = 0x8100;
+const ETH_P_8021AD: i64 = 0x88a8;
+const ETH_P_QINQ1: i64 = 0x9100;
+const ETH_P_QINQ2: i64 = 0x9200;
+
+const IPPROTO_ICMP: i64 = 1;
+const IPPROTO_TCP: i64 = 6;
+const IPPROTO_UDP: i64 = 17;
+const IPPROTO_ICMPV6: i64 = 58;
+const IPPROTO_SCTP: i64 = 132;
+const IPPROTO_HOPOPTS: i64 = 0;
+const IPPROTO_ROUTING: i64 = 43;
+const IPPROTO_FRAGMENT: i64 = 44;
+const IPPROTO_AH: i64 = 51;
+const IPPROTO_DSTOPTS: i64 = 60;
+
+/// A 16-bit constant as a `load.u16` of network-order bytes reads it on a little-endian host.
+const fn net16(x: u16) -> i64 {
+    x.swap_bytes() as i64
+}
+
+/// The variables of the parser: what the hand-written parser kept in registers.
+struct Vars {
+    data: Var,
+    data_end: Var,
+    l3: Var,
+    etype: Var,
+    ip_len: Var,
+    ip_end: Var,
+    l4: Var,
+    proto: Var,
+    flags: Var,
+    /// How far a failed bounds check wanted to read (TC's pull).
+    want: Var,
+    ext_len: Var,
+    next: Var,
+}
+
+struct L4Blocks {
+    tcp: Block,
+    udp: Block,
+    sctp: Block,
+    icmp: Block,
+    icmp6: Block,
+}
+
+pub(super) struct P<'a> {
+    pub b: &'a mut Builder,
+    pub cur: Block,
+    needs: Needs,
+    hook: ParserHook,
+    ctx: Value,
+    rec: Slot,
+    forget: Slot,
+    malformed: Block,
+    truncated: Block,
+    v: Vars,
+    tags: &'a mut Tags,
+}
+
+/// What the parser leaves for the rules: where it goes on a parsed packet (with the layer
+/// flags as the block's parameter) is the `done` block passed in.
+pub(super) struct ParserOut {
+    /// The flags value the rules test (already passed through the forget slot).
+    pub flags: Value,
+    /// The block the rules continue in.
+    pub rules: Block,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn build(
+    b: &mut Builder,
+    tags: &mut Tags,
+    hook: ParserHook,
+    needs: Needs,
+    ctx: Value,
+    rec: Slot,
+    forget: Slot,
+    malformed: Block,
+) -> ParserOut {
+    let u32t = Type::U32;
+    let v = Vars {
+        data: b.var(Type::Ptr(PtrKind::Packet)),
+        data_end: b.var(Type::Ptr(PtrKind::PacketEnd)),
+        l3: b.var(Type::Ptr(PtrKind::Packet)),
+        etype: b.var(u32t),
+        ip_len: b.var(u32t),
+        ip_end: b.var(Type::Ptr(PtrKind::Packet)),
+        l4: b.var(Type::Ptr(PtrKind::Packet)),
+        proto: b.var(u32t),
+        flags: b.var(u32t),
+        want: b.var(Type::Ptr(PtrKind::Packet)),
+        ext_len: b.var(u32t),
+        next: b.var(u32t),
+    };
+    let entry = b.f.entry();
+    let start = b.add_block();
+    tags.set(start, crate::bpf::select::SRC_PARSER);
+    let mut pass = None;
+    let truncated = if hook == ParserHook::Tc {
+        // Pass 0, then pass 1 after a pull (see `pull`).
+        let i = b.f.add_block_param(start, Type::U32);
+        pass = Some(i);
+        let zero = b.f.iconst(entry, IntTy::U32, 0);
+        b.set_term(entry, Term::Jump(BlockCall::new(start, vec![zero])));
+        b.add_block()
+    } else {
+        b.set_term(entry, Term::Jump(BlockCall::new(start, vec![])));
+        malformed
+    };
+    let done = b.add_block();
+    let mut p = P {
+        b,
+        cur: start,
+        needs,
+        hook,
+        ctx,
+        rec,
+        forget,
+        malformed,
+        truncated,
+        v,
+        tags,
+    };
+    p.parse(done);
+    if let Some(i) = pass {
+        p.cur = truncated;
+        p.pull(i, start);
+    }
+    // Done: store the flags, then hand them to the rules through an untracked slot (see
+    // `forget`): left a constant per parser path, the verifier would walk the whole rule
+    // section once per kind of packet, and a few thousand rules exhaust its budget.
+    p.cur = done;
+    let flags = p.get(p.v.flags);
+    p.st(IntTy::U32, OFF_FLAGS, flags.into());
+    let flags = p.forget(flags);
+    ParserOut {
+        flags,
+        rules: p.cur,
+    }
+}
+
+impl P<'_> {
+    fn get(&mut self, var: Var) -> Value {
+        self.b.get(self.cur, var)
+    }
+
+    fn set(&mut self, var: Var, v: Value) {
+        self.b.def(self.cur, var, v);
+    }
+
+    fn push(&mut self, op: Op, ty: Type) -> Value {
+        self.b.f.push(self.cur, op, ty)
+    }
+
+    fn iconst(&mut self, ty: IntTy, c: i64) -> Value {
+        self.b.f.iconst(self.cur, ty, c)
+    }
+
+    fn new_block(&mut self) -> Block {
+        let blk = self.b.add_block();
+        self.tags.set(blk, crate::bpf::select::SRC_PARSER);
+        blk
+    }
+
+    fn bin(&mut self, op: BinOp, a: Value, b: impl Into<Operand>) -> Value {
+        let ty = self.b.f.ty(a);
+        self.push(Op::Binary(op, a, b.into()), ty)
+    }
+
+    fn zext(&mut self, v: Value, to: IntTy) -> Value {
+        self.push(Op::Ext(ExtOp::Zext, v), Type::Int(to))
+    }
+
+    fn load(&mut self, ty: IntTy, ptr: Value, off: i16) -> Value {
+        self.push(Op::Load { ptr, off }, Type::Int(ty))
+    }
+
+    /// A byte of the packet as u32.
+    fn ld8(&mut self, ptr: Value, off: i16) -> Value {
+        let v = self.load(IntTy::U8, ptr, off);
+        self.zext(v, IntTy::U32)
+    }
+
+    /// A network-order u16 of the packet in host order, as u32.
+    fn be16(&mut self, ptr: Value, off: i16) -> Value {
+        let v = self.load(IntTy::U16, ptr, off);
+        let v = self.push(Op::Bswap(v), Type::Int(IntTy::U16));
+        self.zext(v, IntTy::U32)
+    }
+
+    /// A u16 as loaded (network order), as u32.
+    fn raw16(&mut self, ptr: Value, off: i16) -> Value {
+        let v = self.load(IntTy::U16, ptr, off);
+        self.zext(v, IntTy::U32)
+    }
+
+    /// Stores into the record.
+    fn st(&mut self, ty: IntTy, off: i16, val: Operand) {
+        let at = self.push(Op::SlotAddr(self.rec), Type::Ptr(PtrKind::Stack));
+        self.b.f.push_void(
+            self.cur,
+            Op::Store {
+                ty,
+                ptr: at,
+                off,
+                val,
+            },
+        );
+    }
+
+    fn ptr_add(&mut self, p: Value, o: impl Into<Operand>) -> Value {
+        let ty = self.b.f.ty(p);
+        self.push(Op::PtrAdd(p, o.into()), ty)
+    }
+
+    fn or_flags(&mut self, bits: u32) {
+        let f = self.get(self.v.flags);
+        let f = self.bin(BinOp::Or, f, Operand::Imm(i64::from(bits)));
+        self.set(self.v.flags, f);
+    }
+
+    fn set_flags(&mut self, bits: u32) {
+        let f = self.iconst(IntTy::U32, i64::from(bits));
+        self.set(self.v.flags, f);
+    }
+
+    fn term(&mut self, t: Term) {
+        self.b.set_term(self.cur, t);
+    }
+
+    fn goto(&mut self, target: Block) {
+        self.term(Term::Jump(BlockCall::new(target, vec![])));
+    }
+
+    fn br(&mut self, cond: Cond, a: Value, b: impl Into<Operand>, then: Block, els: Block) {
+        self.term(Term::Br {
+            cond,
+            a,
+            b: b.into(),
+            then: BlockCall::new(then, vec![]),
+            els: BlockCall::new(els, vec![]),
+        });
+    }
+
+    /// `if a cond b goto target`, continuing in a new block otherwise.
+    fn exit_if(&mut self, cond: Cond, a: Value, b: impl Into<Operand>, target: Block) {
+        let cont = self.new_block();
+        self.br(cond, a, b, target, cont);
+        self.cur = cont;
+    }
+
+    /// `base .. base + n` readable, else `truncated`; returns `base + n`.
+    fn check(&mut self, base: Value, n: i64) -> Value {
+        let end = self.ptr_add(base, Operand::Imm(n));
+        if self.hook == ParserHook::Tc {
+            self.set(self.v.want, end);
+        }
+        let data_end = self.get(self.v.data_end);
+        let t = self.truncated;
+        self.exit_if(Cond::Ugt, end, data_end, t);
+        end
+    }
+
+    /// `check`, and the bytes lie inside the IP packet.
+    fn check_ip(&mut self, base: Value, n: i64) {
+        let end = self.check(base, n);
+        let ip_end = self.get(self.v.ip_end);
+        let m = self.malformed;
+        self.exit_if(Cond::Ugt, end, ip_end, m);
+    }
+
+    /// Makes the kernel verifier forget what it knows of `v` (a 16-bit value): a spill and
+    /// fill through a 2-aligned, not 8-aligned, slot it does not track.
+    fn forget(&mut self, v: Value) -> Value {
+        let at = self.push(Op::SlotAddr(self.forget), Type::Ptr(PtrKind::Stack));
+        self.b.f.push_void(
+            self.cur,
+            Op::Store {
+                ty: IntTy::U16,
+                ptr: at,
+                off: 2,
+                val: v.into(),
+            },
+        );
+        let w = self.load(IntTy::U16, at, 2);
+        self.zext(w, IntTy::U32)
+    }
+
+    fn parse(&mut self, done: Block) {
+        let n = self.needs;
+        let zeroed = n.zeroed();
+        for k in 0..RECORD_SIZE / 8 {
+            if has(zeroed, 8 * k, 8) {
+                self.st(IntTy::U64, 8 * k, Operand::Imm(0));
+            }
+        }
+        self.set_flags(0);
+        let (data_off, end_off) = match self.hook {
+            ParserHook::Xdp => (0, 4),
+            ParserHook::Tc => (SKB_DATA, SKB_DATA_END),
+        };
+        if has(n.store_link, OFF_FRAME_LEN, 4) {
+            let len = match self.hook {
+                ParserHook::Tc => self.load(IntTy::U32, self.ctx, SKB_LEN),
+                ParserHook::Xdp => self.frame_len(),
+            };
+            self.st(IntTy::U32, OFF_FRAME_LEN, len.into());
+        }
+        let data = self.push(
+            Op::Load {
+                ptr: self.ctx,
+                off: data_off,
+            },
+            Type::Ptr(PtrKind::Packet),
+        );
+        let data_end = self.push(
+            Op::Load {
+                ptr: self.ctx,
+                off: end_off,
+            },
+            Type::Ptr(PtrKind::PacketEnd),
+        );
+        self.set(self.v.data, data);
+        self.set(self.v.data_end, data_end);
+        // The Ethernet header is always in the linear part: no pull for it.
+        let l3 = self.ptr_add(data, Operand::Imm(14));
+        let m = self.malformed;
+        self.exit_if(Cond::Ugt, l3, data_end, m);
+        let et = self.be16(data, 12);
+        self.set(self.v.l3, l3);
+        self.set(self.v.etype, et);
+        self.vlan();
+        if has(n.store_link, OFF_ETH_TYPE, 2) {
+            let et = self.get(self.v.etype);
+            self.st(IntTy::U16, OFF_ETH_TYPE, et.into());
+        }
+        let l4 = L4Blocks {
+            tcp: self.new_block(),
+            udp: self.new_block(),
+            sctp: self.new_block(),
+            icmp: self.new_block(),
+            icmp6: self.new_block(),
+        };
+        if n.arp {
+            let not_arp = self.new_block();
+            let et = self.get(self.v.etype);
+            let arp = self.new_block();
+            self.br(Cond::Ne, et, Operand::Imm(ETH_P_ARP), not_arp, arp);
+            self.cur = arp;
+            self.arp(done);
+            self.cur = not_arp;
+        }
+        let mut fams = Vec::new();
+        if n.ip4 {
+            fams.push(false);
+        }
+        if n.ip6 {
+            fams.push(true);
+        }
+        for &v6 in &fams {
+            let next = self.new_block();
+            let body = self.new_block();
+            let et = self.get(self.v.etype);
+            let want = if v6 { ETH_P_IPV6 } else { ETH_P_IP };
+            self.br(Cond::Ne, et, Operand::Imm(want), next, body);
+            self.cur = body;
+            if v6 {
+                self.ipv6(&l4, done);
+            } else {
+                self.ipv4(&l4, done);
+            }
+            self.cur = next;
+        }
+        self.goto(done);
+        self.l4(&l4, done);
+    }
+
+    /// `bpf_xdp_get_buff_len`: every buffer of a multi-buffer frame.
+    fn frame_len(&mut self) -> Value {
+        let id = helpers::by_name("xdp_get_buff_len").map_or(188, |h| h.id);
+        let len = self.push(Op::Call(id, vec![self.ctx]), Type::U64);
+        self.push(Op::Ext(ExtOp::Trunc, len), Type::U32)
+    }
+
+    /// Goes to `tag` for a VLAN TPID in `etype`, else to `l3`.
+    fn is_tag(&mut self, tag: Block, l3: Block) {
+        let et = self.get(self.v.etype);
+        self.exit_if(Cond::Eq, et, Operand::Imm(ETH_P_8021Q), tag);
+        self.exit_if(Cond::Ult, et, Operand::Imm(ETH_P_8021AD), l3);
+        self.exit_if(Cond::Eq, et, Operand::Imm(ETH_P_8021AD), tag);
+        self.exit_if(Cond::Eq, et, Operand::Imm(ETH_P_QINQ1), tag);
+        self.br(Cond::Eq, et, Operand::Imm(ETH_P_QINQ2), tag, l3);
+    }
+
+    fn store_count(&mut self, n: i64) {
+        if has(self.needs.store_link, OFF_VLAN_COUNT, 1) {
+            self.st(IntTy::U8, OFF_VLAN_COUNT, Operand::Imm(n));
+        }
+        if n == 1 && self.needs.vlan_flag {
+            self.set_flags(F_VLAN);
+        }
+    }
+
+    fn vlan(&mut self) {
+        let s = self.needs.store_link;
+        let l3 = self.new_block();
+        let tags = [self.new_block(), self.new_block()];
+        if self.hook == ParserHook::Tc {
+            let no_meta = self.new_block();
+            let present = self.load(IntTy::U32, self.ctx, SKB_VLAN_PRESENT);
+            self.exit_if(Cond::Eq, present, Operand::Imm(0), no_meta);
+            if has(s, OFF_VLAN_OUTER, 2) {
+                let tci = self.load(IntTy::U32, self.ctx, SKB_VLAN_TCI);
+                let id = self.bin(BinOp::And, tci, Operand::Imm(0xfff));
+                self.st(IntTy::U16, OFF_VLAN_OUTER, id.into());
+            }
+            if has(s, OFF_VLAN_TPID, 2) {
+                // Network order in the context, as in the frame.
+                let proto = self.load(IntTy::U32, self.ctx, SKB_VLAN_PROTO);
+                let p16 = self.push(Op::Ext(ExtOp::Trunc, proto), Type::Int(IntTy::U16));
+                let host = self.push(Op::Bswap(p16), Type::Int(IntTy::U16));
+                self.st(IntTy::U16, OFF_VLAN_TPID, host.into());
+            }
+            self.store_count(1);
+            self.is_tag(tags[1], l3);
+            self.cur = no_meta;
+        }
+        self.is_tag(tags[0], l3);
+        for (slot, &tag) in tags.iter().enumerate() {
+            self.cur = tag;
+            if slot == 0 && has(s, OFF_VLAN_TPID, 2) {
+                let et = self.get(self.v.etype);
+                self.st(IntTy::U16, OFF_VLAN_TPID, et.into());
+            }
+            let base = self.get(self.v.l3);
+            let end = self.check(base, 4);
+            let id_off = OFF_VLAN_OUTER + 2 * slot as i16;
+            if has(s, id_off, 2) {
+                let id = self.be16(base, 0);
+                let id = self.bin(BinOp::And, id, Operand::Imm(0xfff));
+                self.st(IntTy::U16, id_off, id.into());
+            }
+            let et = self.be16(base, 2);
+            self.set(self.v.etype, et);
+            self.set(self.v.l3, end);
+            self.store_count(slot as i64 + 1);
+            if slot == 0 {
+                self.is_tag(tags[1], l3);
+            } else {
+                // A third tag: we would not see the payload, so fail closed.
+                let m = self.malformed;
+                self.is_tag(m, l3);
+            }
+        }
+        self.cur = l3;
+    }
+
+    fn store_ip4_addrs(&mut self, base: Value, mask: ByteMask, addrs: &[(i16, i16)]) {
+        for &(addr, from) in addrs {
+            if has(mask, addr, 4) {
+                let a = self.load(IntTy::U32, base, from);
+                self.st(IntTy::U32, addr, a.into());
+            }
+            if has(mask, addr - 4, 4) {
+                self.st(IntTy::U32, addr - 4, Operand::Imm(32));
+            }
+        }
+    }
+
+    fn arp(&mut self, done: Block) {
+        let s = self.needs.store_arp;
+        let l3 = self.get(self.v.l3);
+        self.check(l3, 8);
+        // Hardware type 1, protocol 0x0800; lengths 6 and 4: as loaded, in network order.
+        let w = self.load(IntTy::U32, l3, 0);
+        self.exit_if(
+            Cond::Ne,
+            w,
+            Operand::Imm(i64::from(u32::from_le_bytes([0, 1, 8, 0]))),
+            done,
+        );
+        let h = self.raw16(l3, 4);
+        self.exit_if(
+            Cond::Ne,
+            h,
+            Operand::Imm(i64::from(u16::from_le_bytes([6, 4]))),
+            done,
+        );
+        self.check(l3, 28);
+        if has(s, OFF_ARP_OP, 2) {
+            let op = self.be16(l3, 6);
+            self.st(IntTy::U16, OFF_ARP_OP, op.into());
+        }
+        self.store_ip4_addrs(l3, s, &[(OFF_ARP_SPA, 14), (OFF_ARP_TPA, 24)]);
+        self.or_flags(F_ARP);
+        self.goto(done);
+    }
+
+    /// A slow path: `if a cond b` goes to a block built by `body`, which comes back.
+    fn slow(&mut self, cond: Cond, a: Value, b: impl Into<Operand>, body: impl FnOnce(&mut Self)) {
+        let slow = self.new_block();
+        let back = self.new_block();
+        self.br(cond, a, b, slow, back);
+        self.cur = slow;
+        body(self);
+        self.goto(back);
+        self.cur = back;
+    }
+
+    /// The IP packet ends past data_end: compare its end with the whole frame's length.
+    fn long_ip(&mut self) {
+        let ip_end = self.get(self.v.ip_end);
+        let data = self.get(self.v.data);
+        let want = self.push(Op::Binary(BinOp::Sub, ip_end, data.into()), Type::U64);
+        let len = match self.hook {
+            ParserHook::Tc => {
+                let l = self.load(IntTy::U32, self.ctx, SKB_LEN);
+                self.zext(l, IntTy::U64)
+            }
+            ParserHook::Xdp => {
+                let id = helpers::by_name("xdp_get_buff_len").map_or(188, |h| h.id);
+                self.push(Op::Call(id, vec![self.ctx]), Type::U64)
+            }
+        };
+        let m = self.malformed;
+        self.exit_if(Cond::Ugt, want, len, m);
+    }
+
+    /// TC: the IP length field says less than the header (IPv4) or 0 (IPv6). A GSO packet
+    /// over 64 KiB says 0: its IP packet is the rest of the frame.
+    fn gso_length(&mut self, v6: bool, hl: Option<Value>) {
+        let m = self.malformed;
+        let back = self.new_block();
+        if !v6 {
+            let len = self.get(self.v.ip_len);
+            self.exit_if(Cond::Ne, len, Operand::Imm(0), m);
+        }
+        let gso = self.load(IntTy::U32, self.ctx, SKB_GSO_SIZE);
+        self.exit_if(Cond::Eq, gso, Operand::Imm(0), if v6 { back } else { m });
+        let l3 = self.get(self.v.l3);
+        let data = self.get(self.v.data);
+        let off = self.push(Op::Binary(BinOp::Sub, l3, data.into()), Type::U64);
+        let skb = self.load(IntTy::U32, self.ctx, SKB_LEN);
+        let skb = self.zext(skb, IntTy::U64);
+        let mut len = self.bin(BinOp::Sub, skb, off);
+        if v6 {
+            len = self.bin(BinOp::Sub, len, Operand::Imm(40));
+        }
+        self.exit_if(Cond::Ugt, len, Operand::Imm(MAX_GSO_LEN), m);
+        let len = self.push(Op::Ext(ExtOp::Trunc, len), Type::U32);
+        if let Some(hl) = hl {
+            self.exit_if(Cond::Ult, len, hl, m);
+        }
+        self.set(self.v.ip_len, len);
+        self.goto(back);
+        self.cur = back;
+    }
+
+    fn dispatch(&mut self, protos: &[(bool, i64, Block)], done: Block) {
+        let protos: Vec<_> = protos.iter().filter(|t| t.0).collect();
+        let proto = self.get(self.v.proto);
+        for (i, &&(_, p, target)) in protos.iter().enumerate() {
+            if i + 1 == protos.len() {
+                self.br(Cond::Eq, proto, Operand::Imm(p), target, done);
+                return;
+            }
+            self.exit_if(Cond::Eq, proto, Operand::Imm(p), target);
+        }
+        self.goto(done);
+    }
+
+    fn ipv4(&mut self, l4: &L4Blocks, done: Block) {
+        let n = self.needs;
+        let s = n.store4;
+        let m = self.malformed;
+        let l3 = self.get(self.v.l3);
+        self.check(l3, 20);
+        // Version 4 and IHL >= 5 in one range test of the first byte: 0x45 ..= 0x4f.
+        let b0 = self.ld8(l3, 0);
+        self.exit_if(Cond::Ult, b0, Operand::Imm(0x45), m);
+        self.exit_if(Cond::Ugt, b0, Operand::Imm(0x4f), m);
+        let ihl = self.bin(BinOp::And, b0, Operand::Imm(0xf));
+        if has(s, OFF_IP4_IHL, 1) {
+            self.st(IntTy::U8, OFF_IP4_IHL, ihl.into());
+        }
+        let hl = self.bin(BinOp::Shl, ihl, Operand::Imm(2));
+        let tot = self.be16(l3, 2);
+        self.set(self.v.ip_len, tot);
+        if self.hook == ParserHook::Tc {
+            self.slow(Cond::Ult, tot, hl, |p| p.gso_length(false, Some(hl)));
+        } else {
+            self.exit_if(Cond::Ult, tot, hl, m);
+        }
+        let tot = self.get(self.v.ip_len);
+        if has(s, OFF_IP_LEN, 4) {
+            self.st(IntTy::U32, OFF_IP_LEN, tot.into());
+        }
+        let tot64 = self.zext(tot, IntTy::U64);
+        let ip_end = self.ptr_add(l3, tot64);
+        self.set(self.v.ip_end, ip_end);
+        let data_end = self.get(self.v.data_end);
+        self.slow(Cond::Ugt, ip_end, data_end, |p| p.long_ip());
+        if has(s, OFF_IP_TTL, 1) {
+            let ttl = self.load(IntTy::U8, l3, 8);
+            self.st(IntTy::U8, OFF_IP_TTL, ttl.into());
+        }
+        if has(s, OFF_IP4_DSCP, 2) {
+            let tos = self.ld8(l3, 1);
+            if has(s, OFF_IP4_ECN, 1) {
+                let ecn = self.bin(BinOp::And, tos, Operand::Imm(3));
+                self.st(IntTy::U8, OFF_IP4_ECN, ecn.into());
+            }
+            if has(s, OFF_IP4_DSCP, 1) {
+                let dscp = self.bin(BinOp::Lshr, tos, Operand::Imm(2));
+                self.st(IntTy::U8, OFF_IP4_DSCP, dscp.into());
+            }
+        }
+        if has(s, OFF_IP4_ID, 2) {
+            let id = self.be16(l3, 4);
+            self.st(IntTy::U16, OFF_IP4_ID, id.into());
+        }
+        if has(s, OFF_IP4_FRAG, 2) || has(s, OFF_IP4_FRAG_OFFSET, 2) {
+            let fw = self.be16(l3, 6);
+            if has(s, OFF_IP4_FRAG, 2) {
+                self.st(IntTy::U16, OFF_IP4_FRAG, fw.into());
+            }
+            if has(s, OFF_IP4_FRAG_OFFSET, 2) {
+                let fo = self.bin(BinOp::And, fw, Operand::Imm(0x1fff));
+                self.st(IntTy::U16, OFF_IP4_FRAG_OFFSET, fo.into());
+            }
+        }
+        let l4_needed = n.l4_4();
+        let store_proto = has(s, OFF_IP_PROTO, 1);
+        if l4_needed || store_proto {
+            let proto = self.ld8(l3, 9);
+            self.set(self.v.proto, proto);
+            if store_proto {
+                self.st(IntTy::U8, OFF_IP_PROTO, proto.into());
+            }
+        }
+        self.store_ip4_addrs(l3, s, &[(OFF_SRC, 12), (OFF_DST, 16)]);
+        if has(s, OFF_IP_VERSION, 1) {
+            self.st(IntTy::U8, OFF_IP_VERSION, Operand::Imm(4));
+        }
+        self.or_flags(F_IP4);
+        // Flags and fragment offset, tested as loaded (network order): MF | offset.
+        let l4_start = self.new_block();
+        if n.frag4 {
+            let raw = self.raw16(l3, 6);
+            let any = self.bin(BinOp::And, raw, Operand::Imm(net16(0x3fff)));
+            let frag = self.new_block();
+            self.br(Cond::Ne, any, Operand::Imm(0), frag, l4_start);
+            self.cur = frag;
+            self.or_flags(F_FRAG);
+            let off = self.bin(BinOp::And, raw, Operand::Imm(net16(0x1fff)));
+            let later = self.new_block();
+            self.br(
+                Cond::Eq,
+                off,
+                Operand::Imm(0),
+                if l4_needed { l4_start } else { done },
+                later,
+            );
+            self.cur = later;
+            self.or_flags(F_FRAG_LATER);
+            self.goto(done);
+        } else {
+            if l4_needed {
+                // Only whether it is a later fragment (no L4 header) matters.
+                let raw = self.raw16(l3, 6);
+                let off = self.bin(BinOp::And, raw, Operand::Imm(net16(0x1fff)));
+                self.exit_if(Cond::Ne, off, Operand::Imm(0), done);
+            }
+            self.goto(l4_start);
+        }
+        self.cur = l4_start;
+        if l4_needed {
+            let l3 = self.get(self.v.l3);
+            let hl64 = self.zext(hl, IntTy::U64);
+            let l4p = self.ptr_add(l3, hl64);
+            self.set(self.v.l4, l4p);
+            self.dispatch(
+                &[
+                    (n.tcp4, IPPROTO_TCP, l4.tcp),
+                    (n.udp4, IPPROTO_UDP, l4.udp),
+                    (n.sctp4, IPPROTO_SCTP, l4.sctp),
+                    (n.icmp, IPPROTO_ICMP, l4.icmp),
+                ],
+                done,
+            );
+        } else {
+            self.goto(done);
+        }
+    }
+
+    fn ipv6(&mut self, l4: &L4Blocks, done: Block) {
+        let n = self.needs;
+        let s = n.store6;
+        let m = self.malformed;
+        let l3 = self.get(self.v.l3);
+        self.check(l3, 40);
+        let b0 = self.ld8(l3, 0);
+        let ver = self.bin(BinOp::And, b0, Operand::Imm(0xf0));
+        self.exit_if(Cond::Ne, ver, Operand::Imm(0x60), m);
+        let pl = self.be16(l3, 4);
+        self.set(self.v.ip_len, pl);
+        if self.hook == ParserHook::Tc {
+            self.slow(Cond::Eq, pl, Operand::Imm(0), |p| p.gso_length(true, None));
+        }
+        let pl = self.get(self.v.ip_len);
+        let tot = self.bin(BinOp::Add, pl, Operand::Imm(40));
+        if has(s, OFF_IP_LEN, 4) {
+            self.st(IntTy::U32, OFF_IP_LEN, tot.into());
+        }
+        let tot64 = self.zext(tot, IntTy::U64);
+        let ip_end = self.ptr_add(l3, tot64);
+        self.set(self.v.ip_end, ip_end);
+        let data_end = self.get(self.v.data_end);
+        self.slow(Cond::Ugt, ip_end, data_end, |p| p.long_ip());
+        if has(s, OFF_IP_TTL, 1) {
+            let v = self.load(IntTy::U8, l3, 7);
+            self.st(IntTy::U8, OFF_IP_TTL, v.into());
+        }
+        if has(s, OFF_IP6_NEXTHDR, 1) {
+            let v = self.load(IntTy::U8, l3, 6);
+            self.st(IntTy::U8, OFF_IP6_NEXTHDR, v.into());
+        }
+        for (plen, addr, from) in [
+            (OFF_SRC_PREFIXLEN, OFF_SRC, 8),
+            (OFF_DST_PREFIXLEN, OFF_DST, 24),
+        ] {
+            for k in 0..4 {
+                if has(s, addr + 4 * k, 4) {
+                    let w = self.load(IntTy::U32, l3, from + 4 * k);
+                    self.st(IntTy::U32, addr + 4 * k, w.into());
+                }
+            }
+            if has(s, plen, 4) {
+                self.st(IntTy::U32, plen, Operand::Imm(128));
+            }
+        }
+        if has(s, OFF_IP_VERSION, 1) {
+            self.st(IntTy::U8, OFF_IP_VERSION, Operand::Imm(6));
+        }
+        self.or_flags(F_IP6);
+        if !n.ip6_walk() {
+            self.goto(done);
+            return;
+        }
+        let nh = self.ld8(l3, 6);
+        self.set(self.v.proto, nh);
+        let first = self.ptr_add(l3, Operand::Imm(40));
+        self.set(self.v.l4, first);
+        // Extension headers, unrolled: each is checked, then the L4 pointer moves past it.
+        // The checks are against the frame only; both ways out of the walk test the
+        // pointer against the IP end once (see bpf/parser/ipv6.rs).
+        let end_of_chain = self.new_block();
+        let later = self.new_block();
+        for _ in 0..MAX_EXT_HDRS {
+            let hdr = self.new_block();
+            let adv = self.new_block();
+            let frag = self.new_block();
+            let nh = self.get(self.v.proto);
+            for proto in [
+                IPPROTO_HOPOPTS,
+                IPPROTO_ROUTING,
+                IPPROTO_DSTOPTS,
+                IPPROTO_FRAGMENT,
+            ] {
+                self.exit_if(Cond::Eq, nh, Operand::Imm(proto), hdr);
+            }
+            self.br(Cond::Ne, nh, Operand::Imm(IPPROTO_AH), end_of_chain, hdr);
+            self.cur = hdr;
+            let at = self.get(self.v.l4);
+            self.check(at, 8);
+            let len = self.ld8(at, 1);
+            let next = self.ld8(at, 0);
+            self.set(self.v.next, next);
+            self.exit_if(Cond::Eq, nh, Operand::Imm(IPPROTO_FRAGMENT), frag);
+            // Options headers: (hdrlen + 1) * 8 bytes; AH: (hdrlen + 2) * 4 = that / 2 + 4.
+            let len = self.bin(BinOp::Add, len, Operand::Imm(1));
+            let len = self.bin(BinOp::Shl, len, Operand::Imm(3));
+            self.set(self.v.ext_len, len);
+            self.exit_if(Cond::Ne, nh, Operand::Imm(IPPROTO_AH), adv);
+            let half = self.bin(BinOp::Lshr, len, Operand::Imm(1));
+            let ah = self.bin(BinOp::Add, half, Operand::Imm(4));
+            self.set(self.v.ext_len, ah);
+            self.goto(adv);
+            // A fragment header (8 bytes; its length byte is reserved): a first fragment
+            // goes on walking, a later one carries no L4 header.
+            self.cur = frag;
+            if n.frag6 {
+                self.or_flags(F_FRAG);
+            }
+            let fo = self.raw16(at, 2);
+            let off = self.bin(BinOp::And, fo, Operand::Imm(net16(0xfff8)));
+            self.exit_if(Cond::Ne, off, Operand::Imm(0), later);
+            let eight = self.iconst(IntTy::U32, 8);
+            self.set(self.v.ext_len, eight);
+            self.goto(adv);
+            self.cur = adv;
+            let len = self.get(self.v.ext_len);
+            let len = self.forget(len);
+            self.exit_if(Cond::Ugt, len, Operand::Imm(2048), m);
+            let next = self.get(self.v.next);
+            self.set(self.v.proto, next);
+            let at = self.get(self.v.l4);
+            let len64 = self.zext(len, IntTy::U64);
+            let moved = self.ptr_add(at, len64);
+            self.set(self.v.l4, moved);
+        }
+        // Still an extension header after MAX_EXT_HDRS of them: fail closed.
+        let nh = self.get(self.v.proto);
+        for proto in [
+            IPPROTO_HOPOPTS,
+            IPPROTO_ROUTING,
+            IPPROTO_DSTOPTS,
+            IPPROTO_FRAGMENT,
+            IPPROTO_AH,
+        ] {
+            self.exit_if(Cond::Eq, nh, Operand::Imm(proto), m);
+        }
+        self.goto(end_of_chain);
+        self.cur = end_of_chain;
+        let at = self.get(self.v.l4);
+        let ip_end = self.get(self.v.ip_end);
+        self.exit_if(Cond::Ugt, at, ip_end, m);
+        if has(s, OFF_IP_PROTO, 1) {
+            let nh = self.get(self.v.proto);
+            self.st(IntTy::U8, OFF_IP_PROTO, nh.into());
+        }
+        self.dispatch(
+            &[
+                (n.tcp6, IPPROTO_TCP, l4.tcp),
+                (n.udp6, IPPROTO_UDP, l4.udp),
+                (n.sctp6, IPPROTO_SCTP, l4.sctp),
+                (n.icmp6, IPPROTO_ICMPV6, l4.icmp6),
+            ],
+            done,
+        );
+        // A later fragment: the fragment header, and every header before it, ends inside
+        // the IP packet.
+        self.cur = later;
+        let at = self.get(self.v.l4);
+        let end = self.ptr_add(at, Operand::Imm(8));
+        let ip_end = self.get(self.v.ip_end);
+        self.exit_if(Cond::Ugt, end, ip_end, m);
+        if n.frag6 {
+            self.or_flags(F_FRAG_LATER);
+        }
+        if has(s, OFF_IP_PROTO, 1) {
+            let next = self.get(self.v.next);
+            self.st(IntTy::U8, OFF_IP_PROTO, next.into());
+        }
+        self.goto(done);
+    }
+
+    fn ports(&mut self, at: Value, mask: ByteMask) {
+        match (has(mask, OFF_SPORT, 2), has(mask, OFF_DPORT, 2)) {
+            (true, true) => {
+                // Both ports in one load: swapped, sport << 16 | dport.
+                let w = self.load(IntTy::U32, at, 0);
+                let w = self.push(Op::Bswap(w), Type::U32);
+                self.st(IntTy::U16, OFF_DPORT, w.into());
+                let sp = self.bin(BinOp::Lshr, w, Operand::Imm(16));
+                self.st(IntTy::U16, OFF_SPORT, sp.into());
+            }
+            (sport, true) | (sport @ true, false) => {
+                let (off, from) = if sport {
+                    (OFF_SPORT, 0)
+                } else {
+                    (OFF_DPORT, 2)
+                };
+                let v = self.be16(at, from);
+                self.st(IntTy::U16, off, v.into());
+            }
+            (false, false) => {}
+        }
+    }
+
+    fn l4(&mut self, l4: &L4Blocks, done: Block) {
+        let n = self.needs;
+        let m = self.malformed;
+        let ports = crate::bpf::parser::span(OFF_SPORT, 4);
+        let kinds = [
+            (n.tcp4 || n.tcp6, l4.tcp),
+            (n.udp4 || n.udp6, l4.udp),
+            (n.sctp4 || n.sctp6, l4.sctp),
+            (n.icmp6, l4.icmp6),
+            (n.icmp, l4.icmp),
+        ];
+        for (on, blk) in kinds {
+            if !on {
+                continue;
+            }
+            self.cur = blk;
+            let at = self.get(self.v.l4);
+            if blk == l4.tcp {
+                self.check_ip(at, 20);
+                // Data offset (high nibble of byte 12) >= 5.
+                let off = self.ld8(at, 12);
+                self.exit_if(Cond::Ult, off, Operand::Imm(0x50), m);
+                if has(n.store_tcp, OFF_TCP_FLAGS, 1) {
+                    let fl = self.load(IntTy::U8, at, 13);
+                    self.st(IntTy::U8, OFF_TCP_FLAGS, fl.into());
+                }
+                self.or_flags(F_TCP);
+                self.ports(at, n.store_tcp & ports);
+            } else if blk == l4.udp {
+                self.check_ip(at, 8);
+                self.or_flags(F_UDP);
+                self.ports(at, n.store_udp & ports);
+            } else if blk == l4.sctp {
+                self.check_ip(at, 12);
+                self.or_flags(F_SCTP);
+                self.ports(at, n.store_sctp & ports);
+            } else {
+                self.or_flags(if blk == l4.icmp { F_ICMP } else { F_ICMP6 });
+                self.check_ip(at, 4);
+                for (off, from) in [(OFF_ICMP_TYPE, 0), (OFF_ICMP_CODE, 1)] {
+                    if has(n.store_icmp, off, 1) {
+                        let v = self.load(IntTy::U8, at, from);
+                        self.st(IntTy::U8, off, v.into());
+                    }
+                }
+            }
+            self.goto(done);
+        }
+    }
+
+    /// TC's `truncated`: a read past data_end. The linear head of a socket buffer can end
+    /// anywhere, so pull the headers into it (at least `PULL_MIN` bytes, at most the
+    /// packet) and parse again from the start, once: the helper invalidates every packet
+    /// pointer, and the loop's second pass defines them afresh. A read past the packet's
+    /// end, or a second truncation, is malformed.
+    fn pull(&mut self, pass: Value, start: Block) {
+        let m = self.malformed;
+        self.exit_if(Cond::Ne, pass, Operand::Imm(0), m);
+        let want = self.get(self.v.want);
+        let data = self.get(self.v.data);
+        let want = self.push(Op::Binary(BinOp::Sub, want, data.into()), Type::U64);
+        let len = self.load(IntTy::U32, self.ctx, SKB_LEN);
+        let len = self.zext(len, IntTy::U64);
+        self.exit_if(Cond::Ugt, want, len, m);
+        // max(want, PULL_MIN), then min(that, len).
+        let amount = self.b.var(Type::U64);
+        self.set(amount, want);
+        let grow = self.new_block();
+        let keep = self.new_block();
+        self.br(Cond::Ugt, want, Operand::Imm(PULL_MIN), keep, grow);
+        self.cur = grow;
+        let min = self.iconst(IntTy::U64, PULL_MIN);
+        self.set(amount, min);
+        self.goto(keep);
+        self.cur = keep;
+        let a = self.get(amount);
+        let clip = self.new_block();
+        let fits = self.new_block();
+        self.br(Cond::Ule, a, len, fits, clip);
+        self.cur = clip;
+        self.set(amount, len);
+        self.goto(fits);
+        self.cur = fits;
+        let a = self.get(amount);
+        let id = helpers::by_name("skb_pull_data").map_or(39, |h| h.id);
+        self.push(Op::Call(id, vec![self.ctx, a]), Type::I64);
+        let next = self.bin(BinOp::Add, pass, Operand::Imm(1));
+        self.term(Term::Br {
+            cond: Cond::Ult,
+            a: next,
+            b: Operand::Imm(2),
+            then: BlockCall::new(start, vec![next]),
+            els: BlockCall::new(m, vec![]),
+        });
+    }
+}

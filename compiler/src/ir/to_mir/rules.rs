@@ -1,0 +1,470 @@
+//! The rule CFG as MIR: each IR block becomes MIR blocks, each filter pseudo-op a short
+//! sequence (a lookup, its null check, an add). Every action ends in one shared "count
+//! the decision, return the verdict" block whose parameters are the statistics slot and
+//! the return code.
+
+use std::collections::HashMap;
+
+use super::Tags;
+use crate::bpf::select::{SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED};
+use crate::ir::{self, BrOp, Inst, VReg};
+use crate::mir::build::Builder;
+use crate::mir::{
+    helpers, BinOp, Block, BlockCall, Cond, ExtOp, IntTy, MapId, Op, Operand, PtrKind, Slot, Term,
+    Type, Value,
+};
+
+/// BPF_NOEXIST: a new keyed counter is inserted only if no other CPU inserted it first.
+const BPF_NOEXIST: i64 = 1;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slots {
+    /// The packet record.
+    pub rec: Slot,
+    /// See `parser::P::forget`.
+    pub forget: Slot,
+    /// A u32 map key (array index).
+    pub key: Slot,
+    /// The u64 constant 1, the value of a new keyed counter.
+    pub one: Slot,
+    /// The best rule found by the rule maps: u32 rule index, u32 action id.
+    pub best: Slot,
+}
+
+pub(super) struct R<'a> {
+    pub b: &'a mut Builder,
+    pub module: &'a crate::mir::Module,
+    pub tags: &'a mut Tags,
+    pub slots: Slots,
+    pub flags: Value,
+    /// The shared tail: `decide(slot: u32, code: i64)`.
+    pub decide: Option<Block>,
+    /// The MIR block of each IR block.
+    pub targets: Vec<Option<Block>>,
+}
+
+impl R<'_> {
+    fn map(&self, name: &str) -> Result<MapId, String> {
+        self.module
+            .map_by_name(name)
+            .ok_or_else(|| format!("map {name} is not in the module"))
+    }
+
+    fn lookup_id() -> u32 {
+        helpers::by_name("map_lookup_elem").map_or(1, |h| h.id)
+    }
+
+    fn slot_addr(&mut self, cur: Block, s: Slot, off: i64) -> Value {
+        let a = self
+            .b
+            .f
+            .push(cur, Op::SlotAddr(s), Type::Ptr(PtrKind::Stack));
+        if off == 0 {
+            a
+        } else {
+            self.b.f.push(
+                cur,
+                Op::PtrAdd(a, Operand::Imm(off)),
+                Type::Ptr(PtrKind::Stack),
+            )
+        }
+    }
+
+    fn store(&mut self, cur: Block, ty: IntTy, s: Slot, off: i16, val: Operand) {
+        let at = self.slot_addr(cur, s, 0);
+        self.b.f.push_void(
+            cur,
+            Op::Store {
+                ty,
+                ptr: at,
+                off,
+                val,
+            },
+        );
+    }
+
+    fn load(&mut self, cur: Block, ty: IntTy, ptr: Value, off: i16) -> Value {
+        self.b.f.push(cur, Op::Load { ptr, off }, Type::Int(ty))
+    }
+
+    /// `map_lookup_elem(map, key)`: a value pointer or null.
+    fn lookup(&mut self, cur: Block, map: MapId, key: Value) -> Value {
+        let m = self
+            .b
+            .f
+            .push(cur, Op::MapRef(map), Type::Ptr(PtrKind::Map(map)));
+        self.b.f.push(
+            cur,
+            Op::Call(Self::lookup_id(), vec![m, key]),
+            Type::Ptr(PtrKind::MapValueOrNull(map)),
+        )
+    }
+
+    fn new_block(&mut self, src: u32) -> Block {
+        let b = self.b.add_block();
+        self.tags.set(b, src);
+        b
+    }
+
+    fn jump(&mut self, from: Block, to: Block, args: Vec<Value>) {
+        self.b.set_term(from, Term::Jump(BlockCall::new(to, args)));
+    }
+
+    /// Looks `key` up; continues in the returned block with the non-null pointer, or in
+    /// `miss` when absent.
+    fn lookup_hit(
+        &mut self,
+        cur: Block,
+        map: MapId,
+        key: Value,
+        miss: Block,
+        src: u32,
+    ) -> (Block, Value) {
+        let p = self.lookup(cur, map, key);
+        let hit = self.new_block(src);
+        self.b.set_term(
+            cur,
+            Term::Br {
+                cond: Cond::Eq,
+                a: p,
+                b: Operand::Imm(0),
+                then: BlockCall::new(miss, vec![]),
+                els: BlockCall::new(hit, vec![]),
+            },
+        );
+        (hit, p)
+    }
+
+    /// One IR block into MIR block `blk` (and the blocks its pseudo-ops need).
+    pub fn block(
+        &mut self,
+        func: &ir::Function,
+        ib: ir::BlockId,
+        blk: Block,
+    ) -> Result<(), String> {
+        let data = &func.blocks[ib.0 as usize];
+        let src = match data.rule {
+            Some(r) => r,
+            None if ib == func.malformed => SRC_MALFORMED,
+            None => SRC_DEFAULT,
+        };
+        self.tags.set(blk, src);
+        let mut vals: HashMap<VReg, Value> = HashMap::new();
+        let get = |vals: &HashMap<VReg, Value>, v: &VReg| {
+            vals.get(v)
+                .copied()
+                .ok_or_else(|| format!("{v} used before its definition"))
+        };
+        let mut cur = blk;
+        // `Stat` right before `Return`: the shared tail does it.
+        let shared = matches!(
+            (data.insts.last(), &data.term),
+            (
+                Some(Inst::Stat { .. } | Inst::StatBest { .. }),
+                ir::Term::Return(_)
+            )
+        );
+        let body = if shared {
+            &data.insts[..data.insts.len() - 1]
+        } else {
+            &data.insts[..]
+        };
+        for inst in body {
+            match inst {
+                Inst::LoadRecord { dst, off, size } => {
+                    let rec = self.slot_addr(cur, self.slots.rec, 0);
+                    let ty = match size {
+                        1 => IntTy::U8,
+                        2 => IntTy::U16,
+                        4 => IntTy::U32,
+                        _ => IntTy::U64,
+                    };
+                    let mut v = self.load(cur, ty, rec, *off);
+                    if ty.bits < 32 {
+                        v = self.b.f.push(cur, Op::Ext(ExtOp::Zext, v), Type::U32);
+                    }
+                    // The record is 8-aligned: the verifier links a load from an 8-aligned
+                    // slot to the register the parser stored there, and a rule's `==`
+                    // then pins it for every later rule (each match a new state: a few
+                    // hundred rules exhaust its budget). An ALU op gives the value an
+                    // identity of its own.
+                    if off % 8 == 0 {
+                        let ty = self.b.f.ty(v);
+                        v = self
+                            .b
+                            .f
+                            .push(cur, Op::Binary(BinOp::Xor, v, Operand::Imm(0)), ty);
+                    }
+                    vals.insert(*dst, v);
+                }
+                Inst::AndImm { dst, src: s, imm } => {
+                    let a = get(&vals, s)?;
+                    let ty = self.b.f.ty(a);
+                    let v = self.b.f.push(
+                        cur,
+                        Op::Binary(BinOp::And, a, Operand::Imm(i64::from(*imm))),
+                        ty,
+                    );
+                    vals.insert(*dst, v);
+                }
+                Inst::Lookup { dst, map, key_off } => {
+                    let map = self.map(map)?;
+                    let key = self.slot_addr(cur, self.slots.rec, i64::from(*key_off));
+                    let p = self.lookup(cur, map, key);
+                    vals.insert(*dst, p);
+                }
+                Inst::Count { map, key_off } => {
+                    let map = self.map(map)?;
+                    let done = self.new_block(src);
+                    let key = match key_off {
+                        Some(k) => self.slot_addr(cur, self.slots.rec, i64::from(*k)),
+                        None => {
+                            self.store(cur, IntTy::U32, self.slots.key, 0, Operand::Imm(0));
+                            self.slot_addr(cur, self.slots.key, 0)
+                        }
+                    };
+                    let miss = if key_off.is_some() {
+                        self.new_block(src)
+                    } else {
+                        done
+                    };
+                    let (hit, p) = self.lookup_hit(cur, map, key, miss, src);
+                    let one = self.b.f.iconst(hit, IntTy::U64, 1);
+                    self.b.f.push_void(
+                        hit,
+                        Op::AtomicAdd {
+                            ty: IntTy::U64,
+                            ptr: p,
+                            off: 0,
+                            val: one,
+                        },
+                    );
+                    self.jump(hit, done, vec![]);
+                    if key_off.is_some() {
+                        // Absent: insert 1 (if another CPU won the race, this packet's
+                        // count is lost, which a counter may tolerate).
+                        self.store(miss, IntTy::U64, self.slots.one, 0, Operand::Imm(1));
+                        let m = self
+                            .b
+                            .f
+                            .push(miss, Op::MapRef(map), Type::Ptr(PtrKind::Map(map)));
+                        let key = match key_off {
+                            Some(k) => self.slot_addr(miss, self.slots.rec, i64::from(*k)),
+                            None => self.slot_addr(miss, self.slots.key, 0),
+                        };
+                        let val = self.slot_addr(miss, self.slots.one, 0);
+                        let flags = self.b.f.iconst(miss, IntTy::U64, BPF_NOEXIST);
+                        let id = helpers::by_name("map_update_elem").map_or(2, |h| h.id);
+                        self.b
+                            .f
+                            .push(miss, Op::Call(id, vec![m, key, val, flags]), Type::I64);
+                        self.jump(miss, done, vec![]);
+                    }
+                    cur = done;
+                }
+                Inst::Stat { map, index } => {
+                    let map = self.map(map)?;
+                    let idx = self.b.f.iconst(cur, IntTy::U32, i64::from(*index));
+                    cur = self.stat(cur, map, idx, src);
+                }
+                Inst::StatBest { map } => {
+                    let map = self.map(map)?;
+                    let best = self.slot_addr(cur, self.slots.best, 0);
+                    let idx = self.load(cur, IntTy::U32, best, 0);
+                    cur = self.stat(cur, map, idx, src);
+                }
+                Inst::InitBest { rule, action } => {
+                    self.store(
+                        cur,
+                        IntTy::U32,
+                        self.slots.best,
+                        0,
+                        Operand::Imm(i64::from(*rule)),
+                    );
+                    self.store(
+                        cur,
+                        IntTy::U32,
+                        self.slots.best,
+                        4,
+                        Operand::Imm(i64::from(*action)),
+                    );
+                }
+                Inst::GroupLookup { map, key_off } => {
+                    let map = self.map(map)?;
+                    let done = self.new_block(src);
+                    let key = self.slot_addr(cur, self.slots.rec, i64::from(*key_off));
+                    let (hit, p) = self.lookup_hit(cur, map, key, done, src);
+                    let rule = self.load(hit, IntTy::U32, p, 0);
+                    let best = self.slot_addr(hit, self.slots.best, 0);
+                    let cur_best = self.load(hit, IntTy::U32, best, 0);
+                    let better = self.new_block(src);
+                    self.b.set_term(
+                        hit,
+                        Term::Br {
+                            cond: Cond::Uge,
+                            a: rule,
+                            b: cur_best.into(),
+                            then: BlockCall::new(done, vec![]),
+                            els: BlockCall::new(better, vec![]),
+                        },
+                    );
+                    self.store(better, IntTy::U32, self.slots.best, 0, rule.into());
+                    let action = self.load(better, IntTy::U32, p, 4);
+                    self.store(better, IntTy::U32, self.slots.best, 4, action.into());
+                    self.jump(better, done, vec![]);
+                    cur = done;
+                }
+                Inst::LoadBest { dst, action } => {
+                    let best = self.slot_addr(cur, self.slots.best, 0);
+                    let v = self.load(cur, IntTy::U32, best, if *action { 4 } else { 0 });
+                    vals.insert(*dst, v);
+                }
+            }
+        }
+        match &data.term {
+            ir::Term::Return(code) => {
+                let code_v = self.b.f.iconst(cur, IntTy::I64, i64::from(*code));
+                if shared {
+                    let idx = match data.insts.last() {
+                        Some(Inst::Stat { index, .. }) => {
+                            self.b.f.iconst(cur, IntTy::U32, i64::from(*index))
+                        }
+                        _ => {
+                            let best = self.slot_addr(cur, self.slots.best, 0);
+                            self.load(cur, IntTy::U32, best, 0)
+                        }
+                    };
+                    let map = match data.insts.last() {
+                        Some(Inst::Stat { map, .. } | Inst::StatBest { map }) => self.map(map)?,
+                        _ => return Err("shared tail without a statistics map".into()),
+                    };
+                    let decide = self.decide(map);
+                    self.jump(cur, decide, vec![idx, code_v]);
+                } else {
+                    self.b.set_term(cur, Term::Return(code_v));
+                }
+            }
+            ir::Term::Jump(t) => {
+                let t = self.target(*t)?;
+                self.jump(cur, t, vec![]);
+            }
+            ir::Term::Branch {
+                op,
+                wide,
+                lhs,
+                imm,
+                t,
+                f,
+            } => {
+                let (t, f) = (self.target(*t)?, self.target(*f)?);
+                let mut a = get(&vals, lhs)?;
+                let mut imm = i64::from(*imm);
+                let is_ptr = self.b.f.ty(a).ptr().is_some();
+                if !is_ptr {
+                    let ty = self.b.f.ty(a).int().unwrap_or(IntTy::U32);
+                    if *wide && ty.bits < 64 {
+                        a = self.b.f.push(cur, Op::Ext(ExtOp::Zext, a), Type::U64);
+                    } else if !*wide && ty.bits > 32 {
+                        a = self.b.f.push(cur, Op::Ext(ExtOp::Trunc, a), Type::U32);
+                    }
+                }
+                let cond = match op {
+                    BrOp::Eq => Cond::Eq,
+                    BrOp::Ne => Cond::Ne,
+                    BrOp::Lt => Cond::Ult,
+                    BrOp::Le => Cond::Ule,
+                    BrOp::Gt => Cond::Ugt,
+                    BrOp::Ge => Cond::Uge,
+                    BrOp::Set => {
+                        let ty = self.b.f.ty(a);
+                        a = self
+                            .b
+                            .f
+                            .push(cur, Op::Binary(BinOp::And, a, Operand::Imm(imm)), ty);
+                        imm = 0;
+                        Cond::Ne
+                    }
+                };
+                self.br(cur, cond, a, imm, t, f);
+            }
+            ir::Term::Flags { mask, t, f } => {
+                let (t, f) = (self.target(*t)?, self.target(*f)?);
+                let bits = self.b.f.push(
+                    cur,
+                    Op::Binary(BinOp::And, self.flags, Operand::Imm(i64::from(*mask))),
+                    Type::U32,
+                );
+                self.br(cur, Cond::Ne, bits, 0, t, f);
+            }
+        }
+        Ok(())
+    }
+
+    fn br(&mut self, cur: Block, cond: Cond, a: Value, imm: i64, t: Block, f: Block) {
+        self.b.set_term(
+            cur,
+            Term::Br {
+                cond,
+                a,
+                b: Operand::Imm(imm),
+                then: BlockCall::new(t, vec![]),
+                els: BlockCall::new(f, vec![]),
+            },
+        );
+    }
+
+    fn target(&self, t: ir::BlockId) -> Result<Block, String> {
+        self.targets
+            .get(t.0 as usize)
+            .copied()
+            .flatten()
+            .ok_or_else(|| format!("jump to unknown block {t}"))
+    }
+
+    /// `map[idx] += 1` on a per-CPU array (no other CPU writes the slot: no atomic);
+    /// returns the block that continues.
+    fn stat(&mut self, cur: Block, map: MapId, idx: Value, src: u32) -> Block {
+        let done = self.new_block(src);
+        let key = self.slot_addr(cur, self.slots.key, 0);
+        self.b.f.push_void(
+            cur,
+            Op::Store {
+                ty: IntTy::U32,
+                ptr: key,
+                off: 0,
+                val: idx.into(),
+            },
+        );
+        let (hit, p) = self.lookup_hit(cur, map, key, done, src);
+        let v = self.load(hit, IntTy::U64, p, 0);
+        let v = self
+            .b
+            .f
+            .push(hit, Op::Binary(BinOp::Add, v, Operand::Imm(1)), Type::U64);
+        self.b.f.push_void(
+            hit,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: p,
+                off: 0,
+                val: v.into(),
+            },
+        );
+        self.jump(hit, done, vec![]);
+        done
+    }
+
+    /// The shared tail, made on first use: count the decision, return the verdict.
+    fn decide(&mut self, map: MapId) -> Block {
+        if let Some(d) = self.decide {
+            return d;
+        }
+        let d = self.new_block(SRC_DECIDE);
+        let idx = self.b.f.add_block_param(d, Type::U32);
+        let code = self.b.f.add_block_param(d, Type::I64);
+        let done = self.stat(d, map, idx, SRC_DECIDE);
+        self.b.set_term(done, Term::Return(code));
+        self.decide = Some(d);
+        d
+    }
+}
