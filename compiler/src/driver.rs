@@ -331,7 +331,7 @@ fn mir_programs(
         .iter()
         .map(|f| hir::needs::needs(hir, f))
         .collect();
-    let fm = match ir::to_mir::lower(&filters, funcs, maps, &needs) {
+    let mut fm = match ir::to_mir::lower(&filters, funcs, maps, &needs) {
         Ok(m) => m,
         Err(e) => {
             diags.push(Diagnostic::error(
@@ -342,6 +342,18 @@ fn mir_programs(
             return Vec::new();
         }
     };
+    let moved = crate::mir::opt::optimize(&mut fm.module);
+    for (tags, map) in fm.tags.iter_mut().zip(moved) {
+        let mut new = vec![SRC_PARSER; map.iter().flatten().count()];
+        for (old, b) in map.iter().enumerate() {
+            if let Some(b) = b {
+                if let Some(slot) = new.get_mut(b.index()) {
+                    *slot = tags.0.get(old).copied().unwrap_or(SRC_PARSER);
+                }
+            }
+        }
+        tags.0 = new;
+    }
     let compiled = match crate::codegen::compile(&fm.module) {
         Ok(c) => c,
         Err(e) => {

@@ -1,5 +1,6 @@
 //! MIR filetests, in the manner of Cranelift's: each `tests/mir/**/*.mir` file holds a
-//! module, `test PASS` lines naming what to run (`print`, `verify`, `regalloc`, `codegen`)
+//! module, `test PASS` lines naming what to run (`print`, `verify`, `regalloc`, `codegen`,
+//! and the optimisation passes `fold`, `thread`, `layout`, `opt`, which transform it)
 //! and, after `; expect:`, the expected output as comments. One test runs them all;
 //! `POL_BLESS=1 cargo test --test mir_filetests` rewrites the expectations.
 
@@ -27,7 +28,7 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Runs the passes a file names on its module; the output it should match.
 fn run(passes: &[String], input: &str) -> String {
-    let module = match parse_module(input) {
+    let mut module = match parse_module(input) {
         Ok(m) => m,
         Err(e) => return format!("parse error: {e}\n"),
     };
@@ -45,6 +46,22 @@ fn run(passes: &[String], input: &str) -> String {
             "regalloc" => codegen::filetest_regalloc(&module),
             "codegen" => codegen::filetest_codegen(&module),
             "object" => object_listing(&module),
+            // Transforming passes print the module they leave (and verify it).
+            "fold" | "thread" | "layout" | "opt" => {
+                for f in &mut module.funcs {
+                    match pass.as_str() {
+                        "fold" => drop(mir::opt::fold(f)),
+                        "thread" => drop(mir::opt::thread(f)),
+                        "layout" => drop(mir::opt::layout(f)),
+                        _ => drop(mir::opt::optimize_function(f)),
+                    }
+                }
+                let mut text = print::module(&module);
+                if let Err(e) = mir::verify_module(&module) {
+                    text.push_str(&verify::render(&e));
+                }
+                text
+            }
             other => format!("unknown pass {other:?}\n"),
         };
         out.push_str(&text);

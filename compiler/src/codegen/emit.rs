@@ -305,7 +305,7 @@ impl Em<'_> {
                 let ra = self.reg(*a)?;
                 let (op, target, fall) = if *els == next {
                     (*op, *then, None)
-                } else if *then == next {
+                } else if *then == next && *op != bi::BPF_JSET {
                     (negate(*op), *els, None)
                 } else {
                     (*op, *then, Some(*els))

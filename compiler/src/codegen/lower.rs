@@ -26,6 +26,8 @@ struct Lower<'a> {
     vreg: Vec<Option<Reg>>,
     remat: Vec<Option<Remat>>,
     cur: usize,
+    /// `and x, MASK` values whose one use is a compare with 0 that becomes `jset`.
+    fused: Vec<bool>,
 }
 
 /// Lowers one verified function.
@@ -41,7 +43,9 @@ pub fn lower(_m: &Module, f: &Function) -> Result<VCode, String> {
         vreg: vec![None; n],
         remat: vec![None; n],
         cur: 0,
+        fused: vec![false; n],
     };
+    lw.fused = fusable_tests(f);
     lw.vc.blocks = vec![VBlockData::default(); f.blocks.len()];
     // Rematerialisable values, in definition order (a stack address may build on another).
     for b in f.block_ids() {
@@ -67,9 +71,35 @@ pub fn lower(_m: &Module, f: &Function) -> Result<VCode, String> {
             lw.remat[r.index()] = rm;
         }
     }
-    for v in 0..n {
-        if lw.remat[v].is_none() {
+    // A zero extension (values are kept zero-extended) is the same register as its
+    // operand: no move.
+    let mut alias: Vec<Option<Value>> = vec![None; n];
+    for b in f.block_ids() {
+        for &i in &f.block(b).insts {
+            let d = f.inst(i);
+            if let (Some(r), Op::Ext(ExtOp::Zext, a)) = (d.result, &d.op) {
+                if lw.remat[a.index()].is_none() {
+                    alias[r.index()] = Some(*a);
+                }
+            }
+        }
+    }
+    for (v, a) in alias.iter().enumerate() {
+        if lw.remat[v].is_none() && a.is_none() {
             lw.vreg[v] = Some(lw.vc.new_vreg(false));
+        }
+    }
+    for v in 0..n {
+        // SSA: a chain of extensions ends at a value that is no extension.
+        let mut root = v;
+        for _ in 0..n {
+            match alias[root] {
+                Some(a) => root = a.index(),
+                None => break,
+            }
+        }
+        if root != v {
+            lw.vreg[v] = lw.vreg[root];
         }
     }
     for b in f.block_ids() {
@@ -90,6 +120,68 @@ pub fn lower(_m: &Module, f: &Function) -> Result<VCode, String> {
         lw.term(&f.block(b).term)?;
     }
     Ok(lw.vc)
+}
+
+/// `v = and x, MASK` used once, by `br eq|ne v, 0` of its own block, becomes a `jset`
+/// of `x` and needs no instruction of its own. (`jset` has no negation: when the set
+/// side comes next, emission adds a jump to the clear side, still no more than the
+/// `and` and compare.)
+fn fusable_tests(f: &Function) -> Vec<bool> {
+    let mut uses = vec![0u32; f.values.len()];
+    for d in &f.insts {
+        for a in d.op.args() {
+            if let Some(u) = uses.get_mut(a.index()) {
+                *u += 1;
+            }
+        }
+    }
+    for b in f.block_ids() {
+        for a in f.block(b).term.args() {
+            if let Some(u) = uses.get_mut(a.index()) {
+                *u += 1;
+            }
+        }
+    }
+    let mut out = vec![false; f.values.len()];
+    for b in f.block_ids() {
+        if let Some((v, _, _)) = jset_of(f, b) {
+            if uses.get(v.index()) == Some(&1) {
+                out[v.index()] = true;
+            }
+        }
+    }
+    out
+}
+
+/// For a block ending in `br eq|ne v, 0` with `v = and x, MASK` defined in it:
+/// `(v, x, MASK)`.
+fn jset_of(f: &Function, b: Block) -> Option<(Value, Value, i64)> {
+    let Term::Br {
+        cond,
+        a,
+        b: Operand::Imm(0),
+        then,
+        els,
+    } = &f.block(b).term
+    else {
+        return None;
+    };
+    let _ = (then, els);
+    if !matches!(cond, Cond::Ne | Cond::Eq)
+        || !f
+            .block(b)
+            .insts
+            .iter()
+            .any(|&i| f.inst(i).result == Some(*a))
+    {
+        return None;
+    }
+    match f.def_op(*a)? {
+        Op::Binary(BinOp::And, x, Operand::Imm(m)) if f.ty(*x).int().is_some() => {
+            Some((*a, *x, *m))
+        }
+        _ => None,
+    }
 }
 
 fn size_of(bytes: u32) -> Size {
@@ -230,7 +322,9 @@ impl Lower<'_> {
     fn inst(&mut self, op: &Op, result: Option<Value>) -> Result<(), String> {
         let f = self.f;
         if let Some(r) = result {
-            if self.remat.get(r.index()).copied().flatten().is_some() {
+            if self.remat.get(r.index()).copied().flatten().is_some()
+                || self.fused.get(r.index()) == Some(&true)
+            {
                 return Ok(());
             }
         }
@@ -289,6 +383,9 @@ impl Lower<'_> {
                 let src = self.use_reg(*a)?;
                 let dst = need()?;
                 // Values of up to 32 bits are kept zero-extended in their registers.
+                if *e == ExtOp::Zext && dst == src {
+                    return Ok(());
+                }
                 let i = match e {
                     ExtOp::Zext => VInst::Mov { dst, src },
                     ExtOp::Sext if from.bits == to.bits => VInst::Mov { dst, src },
@@ -381,19 +478,32 @@ impl Lower<'_> {
         Ok(())
     }
 
-    /// A parallel move into `target`'s parameters, in the current block.
+    /// A parallel move into `target`'s parameters, in the current block. Constants and
+    /// other rematerialised values go straight into their parameter after the move (they
+    /// read no register the move could overwrite).
     fn block_args(&mut self, target: Block, args: &[Value]) -> Result<(), String> {
         if args.is_empty() {
             return Ok(());
         }
         let params = self.f.block(target).params.clone();
         let mut moves = Vec::with_capacity(args.len());
+        let mut later = Vec::new();
         for (&a, &p) in args.iter().zip(&params) {
-            let src = self.use_reg(a)?;
-            moves.push((self.reg_of(p)?, src));
+            match self.remat.get(a.index()).copied().flatten() {
+                Some(rm) => later.push((self.reg_of(p)?, rm)),
+                None => {
+                    let src = self.use_reg(a)?;
+                    moves.push((self.reg_of(p)?, src));
+                }
+            }
         }
-        let tmp = self.vc.new_vreg(true);
-        self.emit(VInst::ParMove { moves, tmp });
+        if !moves.is_empty() {
+            let tmp = self.vc.new_vreg(true);
+            self.emit(VInst::ParMove { moves, tmp });
+        }
+        for (dst, rm) in later {
+            self.materialize(dst, rm);
+        }
         Ok(())
     }
 
@@ -435,6 +545,29 @@ impl Lower<'_> {
                 els,
             } => {
                 let w32 = self.f.ty(*a).is_32();
+                if let Some((v, x, mask)) = jset_of(self.f, Block::from_index(self.cur)) {
+                    if self.fused.get(v.index()) == Some(&true) {
+                        let rx = self.use_reg(x)?;
+                        let m = self.src(&Operand::Imm(mask), w32)?;
+                        // `ne` jumps to `then` when a bit is set; `eq` to `els`.
+                        let (set, clear) = if *cond == Cond::Ne {
+                            (then, els)
+                        } else {
+                            (els, then)
+                        };
+                        let sb = self.edge(set.block, &set.args)?;
+                        let cb = self.edge(clear.block, &clear.args)?;
+                        self.emit(VInst::Branch {
+                            op: bi::BPF_JSET,
+                            w32,
+                            a: rx,
+                            b: m,
+                            then: sb,
+                            els: cb,
+                        });
+                        return Ok(());
+                    }
+                }
                 let ra = self.use_reg(*a)?;
                 let rb = self.src(b, w32)?;
                 let tb = self.edge(then.block, &then.args)?;

@@ -278,6 +278,38 @@ fn scan(vc: &VCode, iv: &Intervals, spilled: &HashMap<u32, u32>) -> Result<Vec<O
     let mut to_spill = Vec::new();
     let mut stuck: Option<u32> = None;
     let is_temp = |v: u32| vc.temps.get(v as usize).copied().unwrap_or(false);
+    // What spilling a value costs: a reload per use, a store per definition.
+    let mut occ = vec![0u32; vc.nvregs as usize];
+    for b in &vc.blocks {
+        for inst in &b.insts {
+            for (r, _) in inst.operands() {
+                if let Reg::V(v) = r {
+                    if let Some(o) = occ.get_mut(v as usize) {
+                        *o += 1;
+                    }
+                }
+            }
+        }
+    }
+    let cost = |v: u32| occ.get(v as usize).copied().unwrap_or(0);
+    // Values moved into or from each other (block parameters and their arguments, copies):
+    // the same register makes the move disappear.
+    let mut partners: HashMap<u32, Vec<u32>> = HashMap::new();
+    for b in &vc.blocks {
+        for inst in &b.insts {
+            let pairs: Vec<(Reg, Reg)> = match inst {
+                VInst::Mov { dst, src } => vec![(*dst, *src)],
+                VInst::ParMove { moves, .. } => moves.clone(),
+                _ => vec![],
+            };
+            for (d, s) in pairs {
+                if let (Reg::V(d), Reg::V(s)) = (d, s) {
+                    partners.entry(d).or_default().push(s);
+                    partners.entry(s).or_default().push(d);
+                }
+            }
+        }
+    }
     for (start, v) in order {
         // Values that ended before this one starts conflict with nothing from here on.
         for list in on_reg.iter_mut() {
@@ -295,8 +327,17 @@ fn scan(vc: &VCode, iv: &Intervals, spilled: &HashMap<u32, u32>) -> Result<Vec<O
                 .collect()
         };
         let hint = iv.hint.get(&v).copied();
+        let copies: Vec<u8> = partners
+            .get(&v)
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|&w| assigned.get(w as usize).copied().flatten())
+                    .collect()
+            })
+            .unwrap_or_default();
         let pick = hint
             .into_iter()
+            .chain(copies)
             .chain(ORDER)
             .find(|&r| fixed_ok(r) && conflicts(r, &on_reg).is_empty());
         if let Some(r) = pick {
@@ -304,19 +345,26 @@ fn scan(vc: &VCode, iv: &Intervals, spilled: &HashMap<u32, u32>) -> Result<Vec<O
             on_reg[r as usize].push(v);
             continue;
         }
-        // Evict the values of the register whose conflicting values live longest, if
-        // they outlive this one (or this one is a temporary that must have a register).
+        // Evict the values of the register that are cheapest to spill (fewest uses and
+        // definitions; then the longest-lived), if they cost less than this one (or this
+        // one is a temporary that must have a register).
         let victim = ORDER
             .iter()
             .filter(|&&r| fixed_ok(r))
             .filter_map(|&r| {
                 let c = conflicts(r, &on_reg);
-                (!c.iter().any(|&w| is_temp(w)))
-                    .then(|| (c.iter().map(|&w| last(w)).min().unwrap_or(0), r, c))
+                (!c.iter().any(|&w| is_temp(w))).then(|| {
+                    let spill: u32 = c.iter().map(|&w| cost(w)).sum();
+                    let end = c.iter().map(|&w| last(w)).min().unwrap_or(0);
+                    (spill, end, r, c)
+                })
             })
-            .max_by_key(|(end, _, _)| *end);
+            .min_by_key(|(spill, end, _, _)| (*spill, std::cmp::Reverse(*end)));
+        let mine = (cost(v), last(v));
         match victim {
-            Some((end, r, c)) if is_temp(v) || end > last(v) => {
+            Some((spill, end, r, c))
+                if is_temp(v) || spill < mine.0 || (spill == mine.0 && end > mine.1) =>
+            {
                 for w in c {
                     assigned[w as usize] = None;
                     on_reg[r as usize].retain(|&x| x != w);

@@ -277,6 +277,13 @@ pub fn map_term(t: &mut Term, mut m: impl FnMut(Value) -> Value) {
 /// A copy of `f` with only the `keep` blocks (in order) and the values they define,
 /// numbered densely, and the new id of every block.
 pub fn compact(f: &Function, keep: &[bool]) -> (Function, Vec<Option<Block>>) {
+    let order: Vec<Block> = f.block_ids().filter(|b| keep[b.index()]).collect();
+    rebuild(f, &order)
+}
+
+/// A copy of `f` with the blocks of `order`, in that order (the entry first), and the
+/// values they define, numbered densely; and the new id of every old block.
+pub fn rebuild(f: &Function, order: &[Block]) -> (Function, Vec<Option<Block>>) {
     let mut out = Function {
         name: f.name.clone(),
         hook: f.hook.clone(),
@@ -289,8 +296,8 @@ pub fn compact(f: &Function, keep: &[bool]) -> (Function, Vec<Option<Block>>) {
         values: Vec::new(),
     };
     let mut bmap = vec![None; f.blocks.len()];
-    for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
-        bmap[i] = Some(Block::from_index(out.blocks.len()));
+    for &b in order {
+        bmap[b.index()] = Some(Block::from_index(out.blocks.len()));
         out.blocks.push(BlockData {
             params: Vec::new(),
             insts: Vec::new(),
@@ -298,7 +305,8 @@ pub fn compact(f: &Function, keep: &[bool]) -> (Function, Vec<Option<Block>>) {
         });
     }
     let mut vmap: Vec<Value> = vec![Value(u32::MAX); f.values.len()];
-    for (i, bd) in f.blocks.iter().enumerate() {
+    for &ob in order {
+        let (i, bd) = (ob.index(), f.block(ob));
         let Some(nb) = bmap[i] else { continue };
         for (n, &p) in bd.params.iter().enumerate() {
             let v = Value::from_index(out.values.len());
@@ -331,7 +339,8 @@ pub fn compact(f: &Function, keep: &[bool]) -> (Function, Vec<Option<Block>>) {
     for d in &mut out.insts {
         map_op(&mut d.op, |v| vmap.get(v.index()).copied().unwrap_or(v));
     }
-    for (i, bd) in f.blocks.iter().enumerate() {
+    for &ob in order {
+        let (i, bd) = (ob.index(), f.block(ob));
         let Some(nb) = bmap[i] else { continue };
         let mut t = bd.term.clone();
         map_term(&mut t, |v| vmap.get(v.index()).copied().unwrap_or(v));

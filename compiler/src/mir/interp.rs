@@ -103,7 +103,7 @@ fn set(vals: &mut [u64], v: Value, x: u64) {
     }
 }
 
-fn compare(c: Cond, w32: bool, x: u64, y: u64) -> bool {
+pub(crate) fn compare(c: Cond, w32: bool, x: u64, y: u64) -> bool {
     let (ux, uy, sx, sy) = if w32 {
         (
             x & 0xffff_ffff,
@@ -128,7 +128,7 @@ fn compare(c: Cond, w32: bool, x: u64, y: u64) -> bool {
     }
 }
 
-fn alu(op: BinOp, t: IntTy, x: u64, y: u64) -> u64 {
+pub(crate) fn alu(op: BinOp, t: IntTy, x: u64, y: u64) -> u64 {
     if t.bits <= 32 {
         let (a, b) = (x as u32, y as u32);
         let (sa, sb) = (a as i32, b as i32);

@@ -16,6 +16,7 @@ pub mod func;
 pub mod gen;
 pub mod helpers;
 pub mod interp;
+pub mod opt;
 pub mod parse;
 pub mod print;
 pub mod types;

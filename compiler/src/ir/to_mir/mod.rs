@@ -50,6 +50,7 @@ pub fn map_def(m: &MapDef) -> mir::MapDef {
             MapKind::LruHash => mir::MapKind::LruHash,
             MapKind::LpmTrie => mir::MapKind::LpmTrie,
             MapKind::RingBuf => mir::MapKind::RingBuf,
+            MapKind::StackTrace => mir::MapKind::StackTrace,
         },
         key_size: s.key.size(),
         value_size: s.value.size(),

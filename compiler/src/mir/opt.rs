@@ -1,0 +1,241 @@
+//! Optimisation passes on MIR (issue 8 §6), each keeping a verified function verified:
+//!
+//! - [`fold`]: constant folding (an ALU op or extension of constants becomes a constant)
+//!   and branch folding (a compare of constants, or a branch whose two edges are the
+//!   same, becomes a jump); blocks no longer reached are dropped.
+//! - [`thread`]: jump threading: an edge into an empty block that only jumps on goes
+//!   straight to where it goes.
+//! - [`layout`]: block order for fall-through: each block is followed, where it can be,
+//!   by its successor with the fewest predecessors (the "continue" side of a bounds
+//!   check rather than the shared exit), so most edges cost no jump.
+//!
+//! Identities such as `xor x, 0` are deliberately left alone: lowering uses them to give
+//! a value a fresh identity for the kernel verifier (see `ir::to_mir::rules`).
+
+use super::build::{compact, rebuild};
+use super::func::{BlockCall, Function, Op, Operand, Term};
+use super::interp::{alu, compare};
+use super::types::{ExtOp, Type};
+use super::{Block, Module};
+
+/// Where each block went: `map[old] = Some(new)`, `None` when it was dropped.
+pub type BlockMap = Vec<Option<Block>>;
+
+/// The passes in the order the filter pipeline runs them, on every function; per
+/// function, where each of its original blocks went.
+pub fn optimize(m: &mut Module) -> Vec<BlockMap> {
+    m.funcs.iter_mut().map(optimize_function).collect()
+}
+
+pub fn optimize_function(f: &mut Function) -> BlockMap {
+    let mut map: BlockMap = f.block_ids().map(Some).collect();
+    for pass in [fold, thread, layout] {
+        if let Some(step) = pass(f) {
+            for m in map.iter_mut() {
+                *m = m.and_then(|b| step.get(b.index()).copied().flatten());
+            }
+        }
+    }
+    map
+}
+
+/// Constant and branch folding; the block map when blocks were dropped.
+pub fn fold(f: &mut Function) -> Option<BlockMap> {
+    // Instructions are visited in block order; an operand defined later (in a block laid
+    // out after this one) is simply not folded this time.
+    for b in 0..f.blocks.len() {
+        let insts = f.blocks[b].insts.clone();
+        for i in insts {
+            let d = f.inst(i);
+            let Some(r) = d.result else { continue };
+            let Some(t) = f.ty(r).int() else { continue };
+            let folded = match &d.op {
+                Op::Binary(op, a, bo) => {
+                    let x = f.const_value(*a);
+                    let y = match bo {
+                        Operand::Imm(c) => Some(*c),
+                        Operand::Value(v) => f.const_value(*v),
+                    };
+                    match (x, y, f.ty(*a).int()) {
+                        (Some(x), Some(y), Some(ta)) if ta == t => {
+                            Some(alu(*op, t, x as u64, y as u64) as i64)
+                        }
+                        _ => None,
+                    }
+                }
+                Op::Ext(ExtOp::Zext, a) => f.const_value(*a).and_then(|x| {
+                    let from = f.ty(*a).int()?;
+                    Some((x as u64 & from.umax()) as i64)
+                }),
+                _ => None,
+            };
+            if let Some(c) = folded {
+                // Keep the constant in the result type's spelling (u32 bit patterns as
+                // non-negative numbers).
+                let c = if t.bits < 64 {
+                    (c as u64 & t.umax()) as i64
+                } else {
+                    c
+                };
+                f.insts[i.index()].op = Op::Iconst(c);
+            }
+        }
+    }
+    let mut changed = false;
+    for b in 0..f.blocks.len() {
+        let Term::Br {
+            cond,
+            a,
+            b: rhs,
+            then,
+            els,
+        } = &f.blocks[b].term
+        else {
+            continue;
+        };
+        let taken = if then == els {
+            Some(then.clone())
+        } else {
+            let x = f.const_value(*a);
+            let y = match rhs {
+                Operand::Imm(c) => Some(*c),
+                Operand::Value(v) => f.const_value(*v),
+            };
+            match (x, y, f.ty(*a)) {
+                (Some(x), Some(y), Type::Int(_)) => {
+                    let w32 = f.ty(*a).is_32();
+                    Some(if compare(*cond, w32, x as u64, y as u64) {
+                        then.clone()
+                    } else {
+                        els.clone()
+                    })
+                }
+                _ => None,
+            }
+        };
+        if let Some(t) = taken {
+            f.blocks[b].term = Term::Jump(t);
+            changed = true;
+        }
+    }
+    if changed {
+        return drop_unreachable(f);
+    }
+    None
+}
+
+/// Jump threading over empty blocks that jump on without arguments.
+pub fn thread(f: &mut Function) -> Option<BlockMap> {
+    let n = f.blocks.len();
+    // Where an edge into each block really goes.
+    let forward = |f: &Function, b: Block| -> Option<Block> {
+        let d = f.block(b);
+        match &d.term {
+            Term::Jump(t) if b != Block(0) && d.params.is_empty() && d.insts.is_empty() => {
+                t.args.is_empty().then_some(t.block)
+            }
+            _ => None,
+        }
+    };
+    let resolve = |f: &Function, mut b: Block| {
+        // Bounded: a cycle of empty blocks (never built) stops after n steps.
+        for _ in 0..n {
+            match forward(f, b) {
+                Some(t) if t != b => b = t,
+                _ => break,
+            }
+        }
+        b
+    };
+    let mut changed = false;
+    for b in 0..n {
+        let mut term = f.blocks[b].term.clone();
+        let mut redirect = |bc: &mut BlockCall| {
+            if bc.args.is_empty() {
+                let t = resolve(f, bc.block);
+                if t != bc.block {
+                    bc.block = t;
+                    changed = true;
+                }
+            }
+        };
+        match &mut term {
+            Term::Jump(t) => redirect(t),
+            Term::Br { then, els, .. } => {
+                redirect(then);
+                redirect(els);
+            }
+            Term::Return(_) => {}
+        }
+        if let Term::Br { then, els, .. } = &term {
+            if then == els {
+                term = Term::Jump(then.clone());
+            }
+        }
+        f.blocks[b].term = term;
+    }
+    if changed {
+        return drop_unreachable(f);
+    }
+    None
+}
+
+/// Reorders blocks for fall-through (the entry stays first).
+pub fn layout(f: &mut Function) -> Option<BlockMap> {
+    let n = f.blocks.len();
+    let mut npreds = vec![0usize; n];
+    for b in f.block_ids() {
+        for s in f.succs(b) {
+            npreds[s.index()] += 1;
+        }
+    }
+    let mut placed = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    for start in 0..n {
+        if placed[start] {
+            continue;
+        }
+        let mut b = Block::from_index(start);
+        loop {
+            placed[b.index()] = true;
+            order.push(b);
+            // Successors, the "continue" edge of a branch first.
+            let succs: Vec<Block> = match &f.block(b).term {
+                Term::Jump(t) => vec![t.block],
+                Term::Br { then, els, .. } => vec![els.block, then.block],
+                Term::Return(_) => vec![],
+            };
+            let next = succs
+                .into_iter()
+                .filter(|s| !placed[s.index()])
+                .min_by_key(|s| (npreds[s.index()], s.index()));
+            match next {
+                Some(s) => b = s,
+                None => break,
+            }
+        }
+    }
+    if order.iter().enumerate().all(|(i, b)| b.index() == i) {
+        return None;
+    }
+    let (g, map) = rebuild(f, &order);
+    *f = g;
+    Some(map)
+}
+
+fn drop_unreachable(f: &mut Function) -> Option<BlockMap> {
+    let mut seen = vec![false; f.blocks.len()];
+    let mut work = vec![Block(0)];
+    while let Some(b) = work.pop() {
+        if std::mem::replace(&mut seen[b.index()], true) {
+            continue;
+        }
+        work.extend(f.succs(b));
+    }
+    if seen.iter().all(|&s| s) {
+        return None;
+    }
+    let (g, map) = compact(f, &seen);
+    *f = g;
+    Some(map)
+}
