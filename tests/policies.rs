@@ -388,7 +388,7 @@ fn a_replacement_that_cannot_switch_every_link_rolls_back() {
     require_tools();
     let name = format!("pol_rb_{}", std::process::id());
     let _unload = Unload::new(&[&name]);
-    let net = NetPair::new("pr");
+    let net = NetPair::new("pb");
     // A second interface in A (a veth pair inside it: this kernel has no dummy driver).
     let (ok, out) = ip(&[
         "-n", &net.a, "link", "add", "dm0", "type", "veth", "peer", "name", "dm1",
