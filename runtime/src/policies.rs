@@ -447,9 +447,10 @@ pub fn carry_state(old: &Pinned, new: &Direct, carry: &[String]) -> (Carried, Ve
 
 /// After [`switch`]: adds to `new` what the old programs counted between [`carry_state`]
 /// and the switch (values as u64 lanes, per CPU for per-CPU maps), so no count is lost to
-/// the switch. What an old program still counts while finishing a packet during the
-/// switch itself (microseconds) is the only thing not carried.
+/// the switch. It first waits until every run of an old program that started before the
+/// switch has finished, so what those runs count is carried too.
 pub fn carry_rest(old: &Pinned, new: &Direct, carried: &Carried) {
+    sys::wait_for_running_programs();
     for (m, before) in &carried.maps {
         let (Some((ofd, oinfo)), Ok(nfd)) = (old.maps.get(m), new.map_fd(m)) else {
             continue;

@@ -191,6 +191,19 @@ pub(crate) fn ptr_u64<T>(p: *const T) -> u64 {
     p as usize as u64
 }
 
+/// Waits until every BPF program run that started before now has finished. Programs run
+/// inside RCU read-side sections, and `membarrier(MEMBARRIER_CMD_GLOBAL)` returns after an
+/// RCU grace period (`synchronize_rcu`); where it is unavailable, a pause long enough for a
+/// packet's run on a loaded machine.
+pub fn wait_for_running_programs() {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes no pointers; a failure only means we pause instead.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if r != 0 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Checks that this process can load BPF programs by loading `r0 = 0; exit` as XDP.
 /// On failure, the error is a sentence saying why and what to do.
 pub fn bpf_available() -> Result<(), String> {
