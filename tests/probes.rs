@@ -783,3 +783,36 @@ fn cgroup_ids_are_shown_as_the_cgroups_paths() {
     assert_eq!(e["key"]["cgroup"], format!("/{name}"), "{out}");
     assert_eq!(e["key"]["comm"], comm.as_str());
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn signed_arguments_compare_and_print_signed() {
+    require_kernel();
+    let dir = TempDir::new("pol_probe_signed");
+    let comm = unique_comm("n");
+    let cmd = workload(dir.path(), &comm);
+    // openat returns -ENOENT (-2) for a file that is not there.
+    let program = format!(
+        "probe tracepoint(syscalls.sys_exit_openat) {{ where comm == \"{comm}\" and args.ret < 0 emit {{ ret: args.ret }} }}"
+    );
+    let child = start(&["--json", "-e", &program]);
+    let _ = Command::new(&cmd)
+        .arg(dir.path().join("no such file"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("run workload");
+    let out = stop(child);
+    let rets: Vec<i64> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .filter_map(|v| v["ret"].as_i64())
+        .collect();
+    assert!(rets.contains(&-2), "{out}");
+    assert!(
+        rets.iter().all(|&r| r < 0),
+        "only failures pass `args.ret < 0`: {out}"
+    );
+}

@@ -150,7 +150,8 @@ pub enum AggFunction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyFieldLayout {
     pub name: String,
-    /// `u64` (little-endian), `string` (NUL-padded bytes), `bucket` (u64 index),
+    /// `u64` (little-endian), `i64` (the same, signed), `string` (NUL-padded bytes),
+    /// `bucket` (u64 index),
     /// `kstack` (an id in the `stacks` map) or `cgroup` (a u64 cgroup v2 id, which
     /// consumers show as the cgroup's path).
     #[serde(rename = "type")]

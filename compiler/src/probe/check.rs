@@ -808,6 +808,7 @@ impl Checker<'_> {
                 },
                 ty: e.ty,
                 cgroup: e.is_cgroup(),
+                signed: e.is_signed(),
             })
             .collect();
         let name = into.as_ref().map_or("", |i| i.name.as_str());
@@ -960,6 +961,7 @@ impl Checker<'_> {
                             name: format!("key{i}"),
                             ty: e.ty,
                             cgroup: false,
+                            signed: e.is_signed(),
                         })
                         .collect(),
                     span: map.span.clone(),
@@ -1104,6 +1106,7 @@ impl Checker<'_> {
                 name: name.name.clone(),
                 ty: v.ty,
                 cgroup: v.is_cgroup(),
+                signed: v.is_signed(),
             });
             values.push(v);
         }

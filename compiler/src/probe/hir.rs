@@ -371,9 +371,21 @@ pub struct KeyField {
     pub ty: Ty,
     /// The `cgroup` builtin: user space shows the cgroup's path, not its id.
     pub cgroup: bool,
+    /// A signed argument (or arithmetic on one): shown as a signed number.
+    pub signed: bool,
 }
 
 impl Expr {
+    /// Whether the value is signed: a signed argument, or arithmetic on one. Comparisons
+    /// of signed values are signed (`args.ret < 0`).
+    pub fn is_signed(&self) -> bool {
+        match &self.kind {
+            ExprKind::Arg { signed, .. } => *signed,
+            ExprKind::Arith(_, a, b) => a.is_signed() || b.is_signed(),
+            _ => false,
+        }
+    }
+
     /// Whether this is the `cgroup` builtin.
     pub fn is_cgroup(&self) -> bool {
         matches!(self.kind, ExprKind::Builtin(Builtin::Cgroup))

@@ -242,13 +242,18 @@ impl<'a> Lower<'a> {
             ExprKind::Cmp(op, a, b) => {
                 let x = self.int(&mut cur, a);
                 let y = self.int(&mut cur, b);
-                let c = match op {
-                    CmpOp::Eq => Cond::Eq,
-                    CmpOp::Ne => Cond::Ne,
-                    CmpOp::Lt => Cond::Ult,
-                    CmpOp::Le => Cond::Ule,
-                    CmpOp::Gt => Cond::Ugt,
-                    CmpOp::Ge => Cond::Uge,
+                let signed = a.is_signed() || b.is_signed();
+                let c = match (op, signed) {
+                    (CmpOp::Eq, _) => Cond::Eq,
+                    (CmpOp::Ne, _) => Cond::Ne,
+                    (CmpOp::Lt, false) => Cond::Ult,
+                    (CmpOp::Le, false) => Cond::Ule,
+                    (CmpOp::Gt, false) => Cond::Ugt,
+                    (CmpOp::Ge, false) => Cond::Uge,
+                    (CmpOp::Lt, true) => Cond::Slt,
+                    (CmpOp::Le, true) => Cond::Sle,
+                    (CmpOp::Gt, true) => Cond::Sgt,
+                    (CmpOp::Ge, true) => Cond::Sge,
                 };
                 self.br(cur, c, x, y.into(), to(t), to(f));
             }

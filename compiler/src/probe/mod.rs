@@ -146,6 +146,7 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                         Ty::Str(_) => "string",
                         Ty::Stack => "kstack",
                         _ if k.cgroup => "cgroup",
+                        _ if k.signed => "i64",
                         _ => "u64",
                     },
                     offset,
@@ -214,6 +215,7 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                             ty: match f.ty {
                                 Ty::Str(_) => "string",
                                 _ if f.cgroup => "cgroup",
+                                _ if f.signed => "i64",
                                 _ => "u64",
                             },
                             offset,

@@ -22,6 +22,8 @@ pub enum ReadError {
 pub enum KeyValue {
     Int(u64),
     Str(String),
+    /// A signed integer.
+    Signed(i64),
     /// A cgroup v2 id, shown as the cgroup's path.
     Cgroup(u64),
     /// A `kstack` key as read: the id in the stack map (negative: no stack).
@@ -35,6 +37,7 @@ impl std::fmt::Display for KeyValue {
         match self {
             KeyValue::Int(n) => write!(f, "{n}"),
             KeyValue::Str(s) => write!(f, "{s}"),
+            KeyValue::Signed(n) => write!(f, "{n}"),
             KeyValue::Cgroup(id) => match super::cgroups::path(*id) {
                 Some(p) => write!(f, "{p}"),
                 None => write!(f, "cgroup {id}"),
@@ -184,6 +187,7 @@ pub fn decode(a: &Aggregation, key: &[u8], value: &[u8], value_size: usize) -> E
             "bucket" => bucket = Some(u64_at(key, off)),
             "kstack" => fields.push(KeyValue::StackId(u64_at(key, off) as i64)),
             "cgroup" => fields.push(KeyValue::Cgroup(u64_at(key, off))),
+            "i64" => fields.push(KeyValue::Signed(u64_at(key, off) as i64)),
             _ => fields.push(KeyValue::Int(u64_at(key, off))),
         }
     }
@@ -384,6 +388,7 @@ fn key_json(a: &Aggregation, key: &[KeyValue]) -> Json {
                 KeyValue::StackId(id) => json!(id),
                 KeyValue::Frames(frames) => json!(frames),
                 KeyValue::Cgroup(id) => cgroup_json(*id),
+                KeyValue::Signed(n) => json!(n),
             };
             (n.to_string(), v)
         })

@@ -43,6 +43,7 @@ pub fn decode<'a>(events: &'a Events, bytes: &[u8]) -> Option<Event<'a>> {
                     )
                 }
                 "cgroup" => KeyValue::Cgroup(u64_at(bytes, off)),
+                "i64" => KeyValue::Signed(u64_at(bytes, off) as i64),
                 _ => KeyValue::Int(u64_at(bytes, off)),
             }
         })
@@ -89,6 +90,7 @@ pub fn line(e: &Event<'_>) -> String {
         .map(|(v, w)| match v {
             KeyValue::Str(s) => format!("{s:<w$}"),
             KeyValue::Int(n) => format!("{n:>w$}"),
+            KeyValue::Signed(n) => format!("{n:>w$}"),
             other => format!("{other:<w$}"),
         })
         .collect();
@@ -105,6 +107,7 @@ pub fn to_json(e: &Event<'_>) -> Json {
             KeyValue::Int(n) => json!(n),
             KeyValue::Str(s) => json!(s),
             KeyValue::Cgroup(id) => super::aggregate::cgroup_json(*id),
+            KeyValue::Signed(n) => json!(n),
             other => json!(other.to_string()),
         };
         obj.insert(f.name.clone(), v);
