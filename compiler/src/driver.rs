@@ -254,17 +254,8 @@ pub fn compile_opts(
             }
         };
         let resources = check::measure(&asm.insns, &asm.marks);
-        if let Err(limit) = check::check(&resources) {
-            // Point at the rule when one rule is the cause, else at the filter's header.
-            let span = match filter.rules.get(resources.most_jumps.0 as usize) {
-                Some(rule) if limit.message.starts_with("this rule") => rule.span.clone(),
-                _ => header_span(source, &filter.span),
-            };
-            diags.push(
-                Diagnostic::error("L0602", limit.message, span)
-                    .with_label("beyond what the kernel verifier accepts")
-                    .with_help(limit.help),
-            );
+        if let Some(d) = over_limits(&resources, filter, source) {
+            diags.push(d);
             continue;
         }
         programs.push(Program {
@@ -394,16 +385,8 @@ fn mir_programs(
             }
         }
         let resources = check::measure(&cf.code.insns, &marks);
-        if let Err(limit) = check::check(&resources) {
-            let span = match filter.rules.get(resources.most_jumps.0 as usize) {
-                Some(rule) if limit.message.starts_with("this rule") => rule.span.clone(),
-                _ => header_span(source, &filter.span),
-            };
-            diags.push(
-                Diagnostic::error("L0602", limit.message, span)
-                    .with_label("beyond what the kernel verifier accepts")
-                    .with_help(limit.help),
-            );
+        if let Some(d) = over_limits(&resources, filter, source) {
+            diags.push(d);
             continue;
         }
         programs.push(Program {
@@ -542,4 +525,19 @@ impl Compiled {
         }
         out
     }
+}
+
+/// L0602 when a filter's program is beyond what the verifier accepts: at the rule when one
+/// rule is the cause, else at the filter's header.
+fn over_limits(resources: &Resources, filter: &hir::Filter, source: &str) -> Option<Diagnostic> {
+    let limit = check::check(resources).err()?;
+    let span = match filter.rules.get(resources.most_jumps.0 as usize) {
+        Some(rule) if limit.message.starts_with("this rule") => rule.span.clone(),
+        _ => header_span(source, &filter.span),
+    };
+    Some(
+        Diagnostic::error("L0602", limit.message, span)
+            .with_label("beyond what the kernel verifier accepts")
+            .with_help(limit.help),
+    )
 }
