@@ -82,8 +82,11 @@ impl Resolver {
                     let detail = format!("filter {} on {hook}", f.name.name);
                     (&f.name.name, &f.name.span, DefKind::Filter, &f.span, detail)
                 }
-                // An anonymous probe defines no name.
+                // An anonymous probe defines no name, nor does an item whose header did not
+                // parse.
                 Item::Probe(p) if p.name.name.is_empty() => continue,
+                Item::Rule(r) if !r.header_parsed => continue,
+                Item::Test(t) if !t.header_parsed => continue,
                 Item::Probe(p) => {
                     let hook = squeeze(src.get(p.hook.span.clone()).unwrap_or(""));
                     let detail = format!("probe {} on {hook}", p.name.name);
@@ -227,7 +230,9 @@ impl Resolver {
             | Item::Rule(ast::SecRule {
                 name, hook, body, ..
             }) => {
-                self.decl_name(&name.span);
+                if !name.name.is_empty() {
+                    self.decl_name(&name.span);
+                }
                 self.hook(a, hook);
                 for s in body {
                     match s {
@@ -247,7 +252,9 @@ impl Resolver {
                 }
             }
             Item::Test(t) => {
-                self.decl_name(&t.name_span);
+                if t.header_parsed {
+                    self.decl_name(&t.name_span);
+                }
                 if let Some(&f) = self.filters.get(&t.target.name) {
                     self.at(t.target.span.clone(), Target::Def(f), false);
                 }

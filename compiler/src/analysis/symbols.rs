@@ -102,7 +102,9 @@ impl Analysis {
                 }
                 Item::Probe(p) => {
                     // An anonymous probe is listed by its hook.
-                    let name = if p.name.name.is_empty() {
+                    let name = if !p.header_parsed {
+                        "probe (its header does not parse)".to_string()
+                    } else if p.name.name.is_empty() {
                         text(&p.hook.span)
                     } else {
                         p.name.name.clone()
@@ -113,18 +115,23 @@ impl Analysis {
                     s
                 }
                 Item::Rule(r) => {
-                    let mut s = leaf(
-                        r.name.name.clone(),
-                        SymbolKind::SecurityRule,
-                        &r.span,
-                        &r.name.span,
-                    );
+                    let name = if r.header_parsed {
+                        r.name.name.clone()
+                    } else {
+                        "rule (its header does not parse)".to_string()
+                    };
+                    let mut s = leaf(name, SymbolKind::SecurityRule, &r.span, &r.name.span);
                     s.detail = Some(text(&r.hook.span));
                     s.children = stmts(&r.body, &text);
                     s
                 }
                 Item::Test(t) => {
-                    let mut s = leaf(t.name.clone(), SymbolKind::Test, &t.span, &t.name_span);
+                    let name = if t.header_parsed {
+                        t.name.clone()
+                    } else {
+                        "test (its header does not parse)".to_string()
+                    };
+                    let mut s = leaf(name, SymbolKind::Test, &t.span, &t.name_span);
                     s.detail = Some(format!("on {}", t.target.name));
                     s.children = t
                         .cases

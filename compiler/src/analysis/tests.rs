@@ -318,6 +318,71 @@ fn a_filter_with_a_broken_header_keeps_its_rules() {
     }
 }
 
+/// Probes, security rules and test blocks whose header does not parse keep their body as
+/// filters do: outlined with their statements or cases, names in them resolved, and the
+/// items after them untouched.
+#[test]
+fn probes_rules_and_tests_with_a_broken_header_keep_their_body() {
+    for (header, kind, children) in [
+        (
+            "probe on tracepoint(syscalls.sys_enter_openat {",
+            SymbolKind::Probe,
+            2,
+        ),
+        (
+            "probe p tracepoint(syscalls.sys_enter_openat) {",
+            SymbolKind::Probe,
+            2,
+        ),
+        ("probe p on {", SymbolKind::Probe, 2),
+        ("rule r exec {", SymbolKind::SecurityRule, 2),
+        ("rule on exec( {", SymbolKind::SecurityRule, 2),
+        ("test on f {", SymbolKind::Test, 1),
+        ("test \"t\" f {", SymbolKind::Test, 1),
+    ] {
+        let body = if kind == SymbolKind::Test {
+            "    packet tcp { dport: 22 } => drop count hits\n"
+        } else {
+            "    where pid == k\n    count by comm\n"
+        };
+        let src = format!(
+            "const k = 1\nfilter f on xdp(\"e\") {{\n    drop tcp.dport == k count hits\n    default pass\n}}\n{header}\n{body}}}\nconst after = 1\n"
+        );
+        let a = analyze(&src);
+        let codes: Vec<&str> = a.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == "E0201").count(),
+            1,
+            "{header}: one syntax error, for the header: {codes:?}"
+        );
+        assert!(
+            !codes.contains(&"E0509") && !codes.contains(&"E0501"),
+            "{header}: no error about the missing target or hook: {codes:?}"
+        );
+        let syms = a.document_symbols();
+        let item = syms
+            .iter()
+            .find(|s| s.kind == kind)
+            .unwrap_or_else(|| panic!("{header}: the item is outlined: {syms:?}"));
+        assert!(
+            item.name.contains("does not parse"),
+            "{header}: {}",
+            item.name
+        );
+        assert_eq!(item.children.len(), children, "{header}");
+        assert!(
+            syms.iter().any(|s| s.name == "after"),
+            "{header}: the next item is kept"
+        );
+        if kind != SymbolKind::Test {
+            let (_, span) = a
+                .definition(at(&src, "== k\n    count", 0) + 3)
+                .unwrap_or_else(|| panic!("{header}: `k` in the body resolves"));
+            assert_eq!(span, 6..7);
+        }
+    }
+}
+
 fn probe_completions(fixture: &str) -> Vec<String> {
     let (src, at) = cursor(fixture);
     let catalog = crate::catalog::DirCatalog::new(

@@ -222,12 +222,14 @@ impl<'a> Printer<'a> {
                 hook,
                 body,
                 span,
+                ..
             })
             | Item::Rule(SecRule {
                 name,
                 hook,
                 body,
                 span,
+                ..
             }) => {
                 let word = if matches!(item, Item::Probe(_)) {
                     "probe"

@@ -112,21 +112,70 @@ pub struct Filter {
     pub span: Span,
 }
 
+/// The empty name of an item whose header did not parse, or of an anonymous probe.
+pub fn empty_ident(at: usize) -> Ident {
+    Ident {
+        name: String::new(),
+        span: at..at,
+    }
+}
+
+/// The empty hook of an item whose header did not parse.
+fn empty_hook(at: usize) -> Hook {
+    Hook {
+        kind: empty_ident(at),
+        args: None,
+        span: at..at,
+    }
+}
+
 impl Filter {
     /// A filter whose header did not parse, starting at `at`.
     pub fn recovered(at: usize, rules: Vec<FilterRule>, span: Span) -> Filter {
-        let empty = Ident {
-            name: String::new(),
-            span: at..at,
-        };
         Filter {
-            hook: Hook {
-                kind: empty.clone(),
-                args: None,
-                span: at..at,
-            },
-            name: empty,
+            hook: empty_hook(at),
+            name: empty_ident(at),
             rules,
+            header_parsed: false,
+            span,
+        }
+    }
+}
+
+impl Probe {
+    /// A probe whose header did not parse, starting at `at`.
+    pub fn recovered(at: usize, body: Vec<Stmt>, span: Span) -> Probe {
+        Probe {
+            name: empty_ident(at),
+            hook: empty_hook(at),
+            body,
+            header_parsed: false,
+            span,
+        }
+    }
+}
+
+impl SecRule {
+    /// A security rule whose header did not parse, starting at `at`.
+    pub fn recovered(at: usize, body: Vec<Stmt>, span: Span) -> SecRule {
+        SecRule {
+            name: empty_ident(at),
+            hook: empty_hook(at),
+            body,
+            header_parsed: false,
+            span,
+        }
+    }
+}
+
+impl TestBlock {
+    /// A test block whose header did not parse, starting at `at`.
+    pub fn recovered(at: usize, cases: Vec<TestCase>, span: Span) -> TestBlock {
+        TestBlock {
+            name: String::new(),
+            name_span: at..at,
+            target: empty_ident(at),
+            cases,
             header_parsed: false,
             span,
         }
@@ -249,6 +298,8 @@ pub struct Probe {
     pub name: Ident,
     pub hook: Hook,
     pub body: Vec<Stmt>,
+    /// False when the header did not parse (see [`Filter::header_parsed`]).
+    pub header_parsed: bool,
     pub span: Span,
 }
 
@@ -258,6 +309,8 @@ pub struct SecRule {
     pub name: Ident,
     pub hook: Hook,
     pub body: Vec<Stmt>,
+    /// False when the header did not parse (see [`Filter::header_parsed`]).
+    pub header_parsed: bool,
     pub span: Span,
 }
 
@@ -317,6 +370,8 @@ pub struct TestBlock {
     pub name_span: Span,
     pub target: Ident,
     pub cases: Vec<TestCase>,
+    /// False when the header did not parse (see [`Filter::header_parsed`]).
+    pub header_parsed: bool,
     pub span: Span,
 }
 

@@ -95,6 +95,18 @@ impl Printer {
                     f.rules.iter().for_each(|r| p.rule(r));
                 });
             }
+            Item::Probe(b) if !b.header_parsed => {
+                self.line(format!("Probe (header did not parse) {}", span(&b.span)));
+                self.nested(|p| b.body.iter().for_each(|s| p.stmt(s)));
+            }
+            Item::Rule(b) if !b.header_parsed => {
+                self.line(format!("Rule (header did not parse) {}", span(&b.span)));
+                self.nested(|p| b.body.iter().for_each(|s| p.stmt(s)));
+            }
+            Item::Test(t) if !t.header_parsed => {
+                self.line(format!("Test (header did not parse) {}", span(&t.span)));
+                self.nested(|p| t.cases.iter().for_each(|c| p.case(c)));
+            }
             Item::Probe(b) => {
                 self.line(format!("Probe {} {}", b.name.name, span(&b.span)));
                 self.nested(|p| {

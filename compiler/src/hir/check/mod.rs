@@ -146,7 +146,8 @@ pub fn check_names_with(
         .items
         .iter()
         .filter_map(|i| match i {
-            Item::Probe(p) => Some(p),
+            // A probe whose header did not parse has no hook to type its body against.
+            Item::Probe(p) if p.header_parsed => Some(p),
             _ => None,
         })
         .collect();
@@ -171,10 +172,11 @@ pub fn check_names_with(
     }
     for item in &file.items {
         if let Item::Test(t) = item {
-            let known = file
-                .items
-                .iter()
-                .any(|i| matches!(i, Item::Filter(f) if f.name.name == t.target.name));
+            let known = !t.header_parsed
+                || file
+                    .items
+                    .iter()
+                    .any(|i| matches!(i, Item::Filter(f) if f.name.name == t.target.name));
             if !known {
                 c.diags.push(
                     Diagnostic::error(
