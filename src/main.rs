@@ -80,8 +80,30 @@ enum Cmd {
     },
 }
 
+impl Cmd {
+    /// Commands that attach nothing and change no state: safe to end on a closed pipe.
+    fn prints_and_exits(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Check { .. }
+                | Cmd::Build { .. }
+                | Cmd::Disasm { .. }
+                | Cmd::Status(_)
+                | Cmd::List(_)
+                | Cmd::Test { .. }
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.cmd.prints_and_exits() {
+        // `pol build ... | head`: a closed pipe ends a short command quietly, as it ends
+        // `cat`, instead of a panic in `println!`. Long-running commands (run, agent,
+        // load, lsp) keep SIGPIPE ignored so they always reach their own cleanup.
+        // SAFETY: restoring a default disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.cmd {
         Cmd::Check { files } => check(&files),
         Cmd::Build {

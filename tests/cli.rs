@@ -332,3 +332,50 @@ fn raw_frames_in_test_blocks() {
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+/// `pol disasm big.pol | head -1`: the reader goes away early; pol must end quietly (as
+/// `cat` does, by SIGPIPE) rather than panic in `println!`.
+#[test]
+fn a_closed_pipe_ends_a_printing_command_without_a_panic() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+
+    let dir = common::TempDir::new("pol_cli_pipe");
+    let file = dir.path().join("big.pol");
+    // Enough rules that the listing is far larger than a pipe's 64 KiB buffer.
+    let rules: String = (1..=400)
+        .map(|i| {
+            format!(
+                "    drop tcp.dport == {i} and ip.src == 10.0.{}.{}\n",
+                i / 250,
+                i % 250
+            )
+        })
+        .collect();
+    std::fs::write(
+        &file,
+        format!("filter f on xdp(\"eth0\") {{\n{rules}    default pass\n}}\n"),
+    )
+    .expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pol"))
+        .args(["disasm", file.to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pol");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    // The reader is dropped here: the pipe is closed with most of the listing unwritten.
+    let o = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!first.is_empty(), "pol printed nothing: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        o.status.signal() == Some(libc::SIGPIPE) || o.status.success(),
+        "{:?}: {err}",
+        o.status
+    );
+}
