@@ -39,6 +39,8 @@ struct Em<'a> {
     labels: Vec<Label>,
     calls: Vec<(usize, FuncId)>,
     func_addrs: Vec<(usize, FuncId)>,
+    /// Where a jump to each block really goes (itself, or past idle edge blocks).
+    resolved: Vec<VBlock>,
 }
 
 pub fn emit(m: &Module, vc: &VCode, alloc: &Allocation, frame: &Frame) -> Result<Emitted, String> {
@@ -52,13 +54,53 @@ pub fn emit(m: &Module, vc: &VCode, alloc: &Allocation, frame: &Frame) -> Result
         labels,
         calls: Vec::new(),
         func_addrs: Vec::new(),
+        resolved: (0..vc.blocks.len() as u32).map(VBlock).collect(),
     };
-    let mut block_starts = Vec::with_capacity(vc.blocks.len());
+    // A block that, once allocated, only moves values onto themselves and jumps on (an
+    // edge block whose parameters landed where their arguments were) is skipped: jumps
+    // to it go where it goes.
+    let mut forward: Vec<Option<VBlock>> = vec![None; vc.blocks.len()];
     for (b, data) in vc.blocks.iter().enumerate() {
+        let Some((VInst::Jump { target }, rest)) = data.insts.split_last() else {
+            continue;
+        };
+        let idle = rest.iter().all(|i| match i {
+            VInst::ParMove { moves, .. } => moves
+                .iter()
+                .all(|&(d, s)| matches!((em.place(d), em.place(s)), (Ok(x), Ok(y)) if x == y)),
+            VInst::Mov { dst, src } => {
+                matches!((em.place(*dst), em.place(*src)), (Ok(x), Ok(y)) if x == y)
+            }
+            _ => false,
+        });
+        if idle && b > 0 && target.0 as usize != b {
+            forward[b] = Some(*target);
+        }
+    }
+    for b in 0..vc.blocks.len() {
+        // Follow chains (bounded: a cycle of idle blocks stops).
+        let mut t = VBlock(b as u32);
+        for _ in 0..vc.blocks.len() {
+            match forward.get(t.0 as usize).copied().flatten() {
+                Some(n) => t = n,
+                None => break,
+            }
+        }
+        em.resolved[b] = t;
+    }
+    let kept: Vec<usize> = (0..vc.blocks.len())
+        .filter(|&b| forward[b].is_none())
+        .collect();
+    let mut block_starts = vec![0; vc.blocks.len()];
+    for (k, &b) in kept.iter().enumerate() {
+        let data = &vc.blocks[b];
         let label = em.label(VBlock(b as u32))?;
         em.asm.bind(label);
-        block_starts.push(em.asm.len());
-        let next = VBlock(b as u32 + 1);
+        block_starts[b] = em.asm.len();
+        // The block emitted next (skipped blocks emit nothing).
+        let next = kept
+            .get(k + 1)
+            .map_or(VBlock(u32::MAX), |&n| VBlock(n as u32));
         for inst in &data.insts {
             em.inst(inst, next)?;
         }
@@ -91,6 +133,7 @@ fn negate(op: u8) -> u8 {
 
 impl Em<'_> {
     fn label(&self, b: VBlock) -> Result<Label, String> {
+        let b = self.resolved.get(b.0 as usize).copied().unwrap_or(b);
         self.labels
             .get(b.0 as usize)
             .copied()
@@ -289,6 +332,11 @@ impl Em<'_> {
             }
             VInst::ParMove { moves, tmp } => self.par_move(moves, *tmp)?,
             VInst::Jump { target } => {
+                let target = &self
+                    .resolved
+                    .get(target.0 as usize)
+                    .copied()
+                    .unwrap_or(*target);
                 if *target != next {
                     let l = self.label(*target)?;
                     self.asm.ja_to(l);
@@ -303,6 +351,8 @@ impl Em<'_> {
                 els,
             } => {
                 let ra = self.reg(*a)?;
+                let res = |b: &VBlock| self.resolved.get(b.0 as usize).copied().unwrap_or(*b);
+                let (then, els) = (&res(then), &res(els));
                 let (op, target, fall) = if *els == next {
                     (*op, *then, None)
                 } else if *then == next && *op != bi::BPF_JSET {

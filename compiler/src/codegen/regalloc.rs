@@ -300,6 +300,10 @@ fn scan(vc: &VCode, iv: &Intervals, spilled: &HashMap<u32, u32>) -> Result<Vec<O
             let pairs: Vec<(Reg, Reg)> = match inst {
                 VInst::Mov { dst, src } => vec![(*dst, *src)],
                 VInst::ParMove { moves, .. } => moves.clone(),
+                // Two-address ALU: `dst = lhs op rhs` is one instruction when they share.
+                VInst::Alu { dst, lhs, .. }
+                | VInst::Neg { dst, src: lhs, .. }
+                | VInst::Bswap { dst, src: lhs, .. } => vec![(*dst, *lhs)],
                 _ => vec![],
             };
             for (d, s) in pairs {
@@ -327,17 +331,21 @@ fn scan(vc: &VCode, iv: &Intervals, spilled: &HashMap<u32, u32>) -> Result<Vec<O
                 .collect()
         };
         let hint = iv.hint.get(&v).copied();
-        let copies: Vec<u8> = partners
-            .get(&v)
-            .map(|ps| {
-                ps.iter()
-                    .filter_map(|&w| assigned.get(w as usize).copied().flatten())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mine_partners = partners.get(&v).map(Vec::as_slice).unwrap_or_default();
+        let copies: Vec<u8> = mine_partners
+            .iter()
+            .filter_map(|&w| assigned.get(w as usize).copied().flatten())
+            .collect();
+        // A partner not allocated yet that lives across a call will take a callee-saved
+        // register: taking one too lets the move between them disappear.
+        let saved_partner = mine_partners
+            .iter()
+            .any(|&w| assigned[w as usize].is_none() && overlap(&iv.fixed[1], segs(w)));
+        let saved: &[u8] = if saved_partner { &[6, 7, 8, 9] } else { &[] };
         let pick = hint
             .into_iter()
             .chain(copies)
+            .chain(saved.iter().copied())
             .chain(ORDER)
             .find(|&r| fixed_ok(r) && conflicts(r, &on_reg).is_empty());
         if let Some(r) = pick {

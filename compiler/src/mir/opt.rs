@@ -6,8 +6,10 @@
 //! - [`thread`]: jump threading: an edge into an empty block that only jumps on goes
 //!   straight to where it goes.
 //! - [`layout`]: block order for fall-through: each block is followed, where it can be,
-//!   by its successor with the fewest predecessors (the "continue" side of a bounds
-//!   check rather than the shared exit), so most edges cost no jump.
+//!   by its `els` successor (lowering puts the way on there: the inside of a bounds
+//!   check, the next rule), so most edges on the common path cost no jump.
+//!
+//! - [`dead_stores`]: stores to stack bytes nothing ever reads are dropped.
 //!
 //! Identities such as `xor x, 0` are deliberately left alone: lowering uses them to give
 //! a value a fresh identity for the kernel verifier (see `ir::to_mir::rules`).
@@ -29,7 +31,7 @@ pub fn optimize(m: &mut Module) -> Vec<BlockMap> {
 
 pub fn optimize_function(f: &mut Function) -> BlockMap {
     let mut map: BlockMap = f.block_ids().map(Some).collect();
-    for pass in [fold, thread, layout] {
+    for pass in [fold, dead_stores, thread, layout] {
         if let Some(step) = pass(f) {
             for m in map.iter_mut() {
                 *m = m.and_then(|b| step.get(b.index()).copied().flatten());
@@ -183,12 +185,6 @@ pub fn thread(f: &mut Function) -> Option<BlockMap> {
 /// Reorders blocks for fall-through (the entry stays first).
 pub fn layout(f: &mut Function) -> Option<BlockMap> {
     let n = f.blocks.len();
-    let mut npreds = vec![0usize; n];
-    for b in f.block_ids() {
-        for s in f.succs(b) {
-            npreds[s.index()] += 1;
-        }
-    }
     let mut placed = vec![false; n];
     let mut order = Vec::with_capacity(n);
     for start in 0..n {
@@ -205,10 +201,7 @@ pub fn layout(f: &mut Function) -> Option<BlockMap> {
                 Term::Br { then, els, .. } => vec![els.block, then.block],
                 Term::Return(_) => vec![],
             };
-            let next = succs
-                .into_iter()
-                .filter(|s| !placed[s.index()])
-                .min_by_key(|s| (npreds[s.index()], s.index()));
+            let next = succs.into_iter().find(|s| !placed[s.index()]);
             match next {
                 Some(s) => b = s,
                 None => break,
@@ -238,4 +231,121 @@ fn drop_unreachable(f: &mut Function) -> Option<BlockMap> {
     let (g, map) = compact(f, &seen);
     *f = g;
     Some(map)
+}
+
+/// Dead-store elimination on the stack: a store to bytes of a slot that nothing in the
+/// function ever reads (no load, no helper or callee given a pointer that can reach
+/// them) is dropped. Flow-insensitive, so it only removes what is never read at all:
+/// the parser's record bytes no rule and no map key reads.
+pub fn dead_stores(f: &mut Function) -> Option<BlockMap> {
+    use super::types::PtrKind;
+    // The (slot, offset) a stack pointer value points at, when constant.
+    let mut at: Vec<Option<(usize, i64)>> = vec![None; f.values.len()];
+    for b in f.block_ids() {
+        for &i in &f.block(b).insts {
+            let d = f.inst(i);
+            let Some(r) = d.result else { continue };
+            at[r.index()] = match &d.op {
+                Op::SlotAddr(s) => Some((s.index(), 0)),
+                Op::PtrAdd(p, Operand::Imm(k)) => at[p.index()].map(|(s, o)| (s, o + k)),
+                _ => None,
+            };
+        }
+    }
+    // Bytes read per slot (one bit each; slots are at most 512 bytes).
+    let mut read: Vec<Vec<bool>> = f
+        .slots
+        .iter()
+        .map(|s| vec![false; s.size as usize])
+        .collect();
+    let mark = |read: &mut Vec<Vec<bool>>, (s, o): (usize, i64), len: Option<i64>| {
+        if let Some(bytes) = read.get_mut(s) {
+            let end = len.map_or(bytes.len() as i64, |l| o + l);
+            for k in o.max(0)..end.min(bytes.len() as i64) {
+                bytes[k as usize] = true;
+            }
+        }
+    };
+    let mut opaque = false;
+    for b in f.block_ids() {
+        for &i in &f.block(b).insts {
+            let d = f.inst(i);
+            match &d.op {
+                Op::Load { ptr, off } => {
+                    if let Some(p) = at[ptr.index()] {
+                        let len = d
+                            .result
+                            .and_then(|r| f.ty(r).int())
+                            .map(|t| i64::from(t.bytes()));
+                        mark(&mut read, (p.0, p.1 + i64::from(*off)), len.or(Some(8)));
+                    } else if f.ty(*ptr) == Type::Ptr(PtrKind::Stack) {
+                        opaque = true;
+                    }
+                }
+                Op::AtomicAdd { ptr, off, ty, .. } => {
+                    if let Some(p) = at[ptr.index()] {
+                        mark(
+                            &mut read,
+                            (p.0, p.1 + i64::from(*off)),
+                            Some(i64::from(ty.bytes())),
+                        );
+                    } else if f.ty(*ptr) == Type::Ptr(PtrKind::Stack) {
+                        opaque = true;
+                    }
+                }
+                // A pointer handed on: everything from it to the end of its slot.
+                Op::Call(_, args) | Op::CallFn(_, args) => {
+                    for a in args {
+                        if let Some(p) = at[a.index()] {
+                            mark(&mut read, p, None);
+                        } else if f.ty(*a) == Type::Ptr(PtrKind::Stack) {
+                            opaque = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Stack pointers passed to other blocks: give up on precision.
+        for a in f.block(b).term.args() {
+            if f.ty(a) == Type::Ptr(PtrKind::Stack) {
+                opaque = true;
+            }
+        }
+    }
+    if opaque {
+        return None;
+    }
+    let mut removed = false;
+    for b in 0..f.blocks.len() {
+        let insts = f.blocks[b].insts.clone();
+        let keep: Vec<_> = insts
+            .iter()
+            .copied()
+            .filter(|&i| match &f.inst(i).op {
+                Op::Store { ty, ptr, off, .. } => match at[ptr.index()] {
+                    Some((s, o)) => {
+                        let from = o + i64::from(*off);
+                        let bytes = &read[s];
+                        (from..from + i64::from(ty.bytes()))
+                            .any(|k| bytes.get(k as usize).copied().unwrap_or(true))
+                    }
+                    None => true,
+                },
+                _ => true,
+            })
+            .collect();
+        if keep.len() != insts.len() {
+            removed = true;
+            f.blocks[b].insts = keep;
+        }
+    }
+    // Dropped stores leave their instructions unreferenced: rebuild densely.
+    if removed {
+        let order: Vec<Block> = f.block_ids().collect();
+        let (g, map) = rebuild(f, &order);
+        *f = g;
+        return Some(map);
+    }
+    None
 }
