@@ -1,10 +1,8 @@
 #!/bin/sh
 # pol beside the same-semantics C peer (../shared/bench/samesem, see its README) in ONE
-# run, with pol's program compiled by BOTH back ends: the classic one (`bpf::select`) and
-# the MIR one (`ir::to_mir` + `codegen`, POL_BACKEND=mir). Copies the peer's scripts to
-# bench/out/samesem (they write into their own folder), adds the MIR build as program
-# `polmir` beside `pol`, then runs the peer's build (clang -O2), verdict checks,
-# interleaved timing and executed-instruction counts.
+# run. Copies the peer's scripts to bench/out/samesem (they write into their own folder),
+# then runs the peer's build (clang -O2, and `pol build`), verdict checks, interleaved
+# timing and executed-instruction counts.
 #   sudo bench/samesem.sh                      # N = 1000,100000, 9 rounds x 1e6
 #   ROUNDS=3 REPEAT=200000 SIZES=1000 sudo bench/samesem.sh   # quicker
 # Needs root. Pins under /sys/fs/bpf/samesem_bench are removed by the peer's script.
@@ -27,17 +25,9 @@ cd "$OUT"
 # pol's objects name their section xdp.frags (multi-buffer); the peer's readers look for `xdp`.
 sed -i 's/"--only-section=xdp",/"--only-section=xdp", "--only-section=xdp.frags",/' pathlen.py
 sed -i 's/f\[1\] == "xdp"/f[1] in ("xdp", "xdp.frags")/' bench.py
-# polmir: the same source through the MIR back end, beside pol everywhere.
-sed -i 's/^    ("pol", "pol", "blocked_v4", "pol (pol build)"),/&\n    ("polmir", "polmir", "blocked_v4", "pol, MIR back end"),/' bench.py
-sed -i 's/pairs = \[("pol", "ss"),/pairs = [("pol", "ss"), ("polmir", "ss"), ("polmir", "pol"),/' bench.py
-sed -i 's/progs = \["pol", "ss",/progs = ["pol", "polmir", "ss",/' pathlen.py
 SIZES=$(echo "${SIZES:-1000,100000}" | tr , ' ') POL=$POL ./build.sh
-for n in $(echo "${SIZES:-1000,100000}" | tr , ' '); do
-	POL_BACKEND=mir "$POL" build "build/pol_$n.pol" -o "build/polmir_$n.o" >/dev/null
-done
-POL_BACKEND=mir "$POL" disasm build/pol_1000.pol > build/polmir.disasm
+"$POL" disasm build/pol_1000.pol > build/pol.disasm
 "$POL" test semantics_test.pol | tail -1
-POL_BACKEND=mir "$POL" test semantics_test.pol | tail -1
 python3 bench.py --rounds "${ROUNDS:-9}" --repeat "${REPEAT:-1000000}" --slices 10 \
 	--sizes "${SIZES:-1000,100000}" --out results-sliced.json
 python3 pathlen.py

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use pol_compiler::bpf::select::{SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use pol_compiler::driver::Compiled;
+use pol_compiler::ir::{SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use pol_compiler::obj::{AttachSpec, TcDirection};
 use pol_runtime::attach::{self, AttachOptions, Attachment, TcMode, XdpMode};
 use pol_runtime::direct::{AnyLoaded, Object};
@@ -646,7 +646,9 @@ mod tests {
             .iter()
             .find(|(_, s)| *s == 1)
             .expect("a mark for rule 1");
-        let log = format!("0: (b7) r0 = 0\n{}: (61) r1 = *(u32 *)(r2 +0)\ninvalid access to packet\nprocessed 9 insns\n", at + 1);
+        // The mark's first instruction: the rule's code may be that one instruction, with
+        // the next source's code right after it.
+        let log = format!("0: (b7) r0 = 0\n{at}: (61) r1 = *(u32 *)(r2 +0)\ninvalid access to packet\nprocessed 9 insns\n");
         let text = verifier_report(&c, "f", &log);
         assert_eq!(rule, 1);
         assert!(text.contains("line 3: `drop udp`"), "{text}");

@@ -74,20 +74,6 @@ fn env_u64(name: &str) -> Option<u64> {
     ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
 )]
 fn compiled_filters_agree_with_the_reference() {
-    agree(driver::Backend::Classic);
-}
-
-/// The same files through the MIR back end (`ir::to_mir`, `codegen`).
-#[test]
-#[cfg_attr(
-    pol_no_bpf,
-    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
-)]
-fn mir_back_end_agrees_with_the_reference() {
-    agree(driver::Backend::Mir);
-}
-
-fn agree(backend: driver::Backend) {
     common::require_kernel();
     let seed = env_u64("POL_DIFF_SEED").unwrap_or(DEFAULT_SEED);
     let cases = env_u64("POL_DIFF_CASES").unwrap_or(DEFAULT_CASES);
@@ -98,12 +84,11 @@ fn agree(backend: driver::Backend) {
         run_case(
             seed.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             malformed,
-            backend,
             &mut t,
         );
     }
     eprintln!(
-        "differential ({backend:?}): seed {seed:#x}: {} files, {} filters ({} rules, {} runs of 200+), \
+        "differential: seed {seed:#x}: {} files, {} filters ({} rules, {} runs of 200+), \
          {} packets ({} malformed, {} malformed only in a layer the filter does not parse, \
          {} decided by a rule), {} skipped at a compile-time limit, \
          {} too short for a tc test run, {} mismatches, in {:.1?}",
@@ -136,12 +121,12 @@ fn agree(backend: driver::Backend) {
     }
 }
 
-fn run_case(seed: u64, malformed: bool, backend: driver::Backend, t: &mut Tally) {
+fn run_case(seed: u64, malformed: bool, t: &mut Tally) {
     let mut rng = rules::Rng::new(seed);
     let file = generate::file(&mut rng);
     let src = generate::render(&file);
     t.files += 1;
-    let compiled = match driver::compile_backend(&src, backend) {
+    let compiled = match driver::compile(&src) {
         Ok(c) => c,
         Err(diags) => {
             let errors: Vec<_> = diags

@@ -137,21 +137,17 @@ fn renumber(line: &str, base: usize, labels: &mut Vec<usize>) -> String {
 )]
 fn examples_pass_their_own_tests_in_the_kernel() {
     require_kernel();
-    for (path, backend) in examples()
-        .into_iter()
-        .flat_map(|p| driver::Backend::ALL.map(|b| (p.clone(), b)))
-    {
+    for path in examples() {
         let src = std::fs::read_to_string(&path).expect("readable example");
-        let c = driver::compile_backend(&src, backend)
-            .unwrap_or_else(|_| panic!("{}: {backend:?} does not compile", path.display()));
-        let loaded =
-            testrun::load(&c).unwrap_or_else(|e| panic!("{} ({backend:?}): {e}", path.display()));
+        let c =
+            driver::compile(&src).unwrap_or_else(|_| panic!("{} does not compile", path.display()));
+        let loaded = testrun::load(&c).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let outcomes = testrun::run_tests(&c, &loaded);
         assert!(!outcomes.is_empty(), "{} has no test cases", path.display());
         for o in &outcomes {
             assert!(
                 o.passed(),
-                "{} ({backend:?}): test {:?} case {}: expected {:?}, got {:?}",
+                "{}: test {:?} case {}: expected {:?}, got {:?}",
                 path.display(),
                 o.test,
                 o.index,

@@ -13,87 +13,24 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Mutex, OnceLock};
 
 use pol_compiler::bpf::disasm::disassemble;
-use pol_compiler::bpf::insn::{self, encode, Size, R0, R1, R10, R2, R3, R4};
-use pol_compiler::bpf::parser::{emit_packet_parser, span, ByteMask, Needs, ParserHook};
+use pol_compiler::bpf::insn::{self, encode};
+use pol_compiler::bpf::parser::{span, ByteMask, Needs, ParserHook};
 use pol_compiler::bpf::record::*;
 
 /// The record's size in bytes.
 const REC: usize = RECORD_SIZE as usize;
-use pol_compiler::bpf::Asm;
-use pol_compiler::driver::Backend;
 use pol_compiler::ir::to_mir::{parser_probe, Probe};
 use pol_runtime::direct::Object as _;
 use pol_runtime::sys::{self, MapType, ProgType};
 
-const MALFORMED: u32 = 0xBAD;
-/// The MIR dump program's malformed return: MIR refuses constants outside the hook's
-/// return codes, and 3 is one for XDP (XDP_TX) and TC (TC_ACT_PIPE) alike.
-const MIR_MALFORMED: u32 = 3;
+/// The dump program's malformed return: MIR refuses constants outside the hook's return
+/// codes, and 3 is one for XDP (XDP_TX) and TC (TC_ACT_PIPE) alike.
+const MALFORMED: u32 = 3;
 const EINVAL: i32 = 22;
 const ALL: Needs = Needs::ALL;
-/// Where the dump program keeps the map key (below the parser's scratch slot).
-const KEY_SLOT: i16 = SCRATCH_BASE + 8;
 
-/// `record = pattern; parser; map[0] = record; return 0`.
-fn dump_program(hook: ParserHook, needs: Needs, map_fd: i32) -> Vec<insn::Insn> {
-    let mut a = Asm::new();
-    let malformed = a.new_label();
-    for k in 0..RECORD_SIZE / 8 {
-        a.emit(insn::st_imm(
-            Size::DW,
-            R10,
-            RECORD_BASE + 8 * k,
-            0xa5a5_a5a5_u32 as i32,
-        ));
-    }
-    emit_packet_parser(&mut a, hook, needs, malformed);
-    a.emit(insn::st_imm(Size::W, R10, KEY_SLOT, 0));
-    let [mut lo, hi] = insn::ld_map_fd(R1);
-    lo.imm = map_fd;
-    a.emit_all([lo, hi]);
-    a.emit(insn::mov64_reg(R2, R10));
-    a.emit(insn::alu64_imm(insn::BPF_ADD, R2, KEY_SLOT as i32));
-    a.emit(insn::mov64_reg(R3, R10));
-    a.emit(insn::alu64_imm(insn::BPF_ADD, R3, RECORD_BASE as i32));
-    a.emit(insn::mov64_imm(R4, 0));
-    a.emit(insn::call(2)); // map_update_elem
-    a.emit(insn::mov64_imm(R0, 0));
-    a.emit(insn::exit());
-    a.bind(malformed);
-    a.emit(insn::mov64_imm(R0, MALFORMED as i32));
-    a.emit(insn::exit());
-    a.finish().expect("parser assembles").insns
-}
-
-/// `parser; read every byte of needs.reads; return 0`: the verifier rejects it if some
-/// path leaves one of those bytes unwritten.
-fn reads_program(hook: ParserHook, needs: Needs) -> Vec<insn::Insn> {
-    let mut a = Asm::new();
-    let malformed = a.new_label();
-    emit_packet_parser(&mut a, hook, needs, malformed);
-    for b in 0..RECORD_SIZE {
-        if needs.reads & span(b, 1) != 0 {
-            a.emit(insn::ldx(Size::B, R0, R10, RECORD_BASE + b));
-        }
-    }
-    a.bind(malformed);
-    a.emit(insn::mov64_imm(R0, 0));
-    a.emit(insn::exit());
-    a.finish().expect("parser assembles").insns
-}
-
-/// The size of the parser alone.
-fn parser_len(hook: ParserHook, needs: Needs) -> usize {
-    let mut a = Asm::new();
-    let malformed = a.new_label();
-    emit_packet_parser(&mut a, hook, needs, malformed);
-    a.bind(malformed);
-    a.emit(insn::exit());
-    a.finish().expect("parser assembles").insns.len() - 1
-}
-
-/// The MIR back end's parser (`ir::to_mir`) as a probe program, compiled by `codegen`,
-/// with map `dump` pointing at `map_fd`.
+/// The parser (`ir::to_mir`) as a probe program, compiled by `codegen`, with map `dump`
+/// pointing at `map_fd`.
 fn mir_program(hook: ParserHook, needs: Needs, probe: Probe, map_fd: i32) -> Vec<insn::Insn> {
     let m = parser_probe(hook, needs, probe).unwrap_or_else(|e| panic!("{hook:?} {needs:?}: {e}"));
     let c =
@@ -106,26 +43,29 @@ fn mir_program(hook: ParserHook, needs: Needs, probe: Probe, map_fd: i32) -> Vec
     insns
 }
 
-fn dump_insns(backend: Backend, hook: ParserHook, needs: Needs, map_fd: i32) -> Vec<insn::Insn> {
-    match backend {
-        Backend::Classic => dump_program(hook, needs, map_fd),
-        Backend::Mir => mir_program(
-            hook,
-            needs,
-            Probe::Dump {
-                fill: i64::from(0xa5a5_a5a5_u32 as i32),
-                malformed: i64::from(MIR_MALFORMED),
-            },
-            map_fd,
-        ),
-    }
+/// `record = pattern; parser; map[0] = record; return 0` (malformed: return `MALFORMED`).
+fn dump_insns(hook: ParserHook, needs: Needs, map_fd: i32) -> Vec<insn::Insn> {
+    mir_program(
+        hook,
+        needs,
+        Probe::Dump {
+            fill: i64::from(0xa5a5_a5a5_u32 as i32),
+            malformed: i64::from(MALFORMED),
+        },
+        map_fd,
+    )
 }
 
-fn reads_insns(backend: Backend, hook: ParserHook, needs: Needs) -> Vec<insn::Insn> {
-    match backend {
-        Backend::Classic => reads_program(hook, needs),
-        Backend::Mir => mir_program(hook, needs, Probe::Reads, -1),
-    }
+/// `parser; read every byte of needs.reads; return 0`: the verifier rejects it if some
+/// path leaves one of those bytes unwritten.
+fn reads_insns(hook: ParserHook, needs: Needs) -> Vec<insn::Insn> {
+    mir_program(hook, needs, Probe::Reads, -1)
+}
+
+/// The size of the parser's test program: the parser, a load of each byte it must fill,
+/// the return.
+fn parser_len(hook: ParserHook, needs: Needs) -> usize {
+    reads_insns(hook, needs).len()
 }
 
 fn prog_type(hook: ParserHook) -> ProgType {
@@ -148,25 +88,16 @@ fn load(hook: ParserHook, needs: Needs, insns: &[insn::Insn]) -> (OwnedFd, Strin
 struct Dumper {
     prog: OwnedFd,
     map: OwnedFd,
-    malformed: u32,
 }
 
 impl Dumper {
-    fn new(backend: Backend, hook: ParserHook, needs: Needs) -> Dumper {
+    fn new(hook: ParserHook, needs: Needs) -> Dumper {
         let map = sys::map_create(MapType::Array, 4, RECORD_SIZE as u32, 1, 0)
             .unwrap_or_else(|e| panic!("array map: {e}"));
-        let insns = dump_insns(backend, hook, needs, map.as_raw_fd());
+        let insns = dump_insns(hook, needs, map.as_raw_fd());
         let (prog, _) = load(hook, needs, &insns);
-        let (_fd, _) = load(hook, needs, &reads_insns(backend, hook, needs));
-        let malformed = match backend {
-            Backend::Classic => MALFORMED,
-            Backend::Mir => MIR_MALFORMED,
-        };
-        Dumper {
-            prog,
-            map,
-            malformed,
-        }
+        let (_fd, _) = load(hook, needs, &reads_insns(hook, needs));
+        Dumper { prog, map }
     }
 
     /// The record after parsing `pkt`, `Ok(None)` when malformed.
@@ -174,7 +105,7 @@ impl Dumper {
         // One map per program, but tests run in parallel threads: one packet at a time.
         static LOCK: Mutex<()> = Mutex::new(());
         let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        if sys::test_run(self.prog.as_fd(), pkt, 1)?.retval == self.malformed {
+        if sys::test_run(self.prog.as_fd(), pkt, 1)?.retval == MALFORMED {
             return Ok(None);
         }
         let v =
@@ -192,22 +123,15 @@ fn require_kernel() {
     }
 }
 
+/// The full parser of `hook`, loaded once.
 fn full(hook: ParserHook) -> &'static Dumper {
-    full_on(Backend::Classic, hook)
-}
-
-fn full_on(backend: Backend, hook: ParserHook) -> &'static Dumper {
     static XDP: OnceLock<Dumper> = OnceLock::new();
     static TC: OnceLock<Dumper> = OnceLock::new();
-    static MIR_XDP: OnceLock<Dumper> = OnceLock::new();
-    static MIR_TC: OnceLock<Dumper> = OnceLock::new();
-    let cell = match (backend, hook) {
-        (Backend::Classic, ParserHook::Xdp) => &XDP,
-        (Backend::Classic, ParserHook::Tc) => &TC,
-        (Backend::Mir, ParserHook::Xdp) => &MIR_XDP,
-        (Backend::Mir, ParserHook::Tc) => &MIR_TC,
+    let cell = match hook {
+        ParserHook::Xdp => &XDP,
+        ParserHook::Tc => &TC,
     };
-    cell.get_or_init(|| Dumper::new(backend, hook, ALL))
+    cell.get_or_init(|| Dumper::new(hook, ALL))
 }
 
 /// The record as the parser left it, decoded.
@@ -262,15 +186,9 @@ fn decode(b: &[u8; REC]) -> Rec {
     }
 }
 
-/// The full parser of both back ends on `pkt`: they must leave the same record.
+/// The full parser on `pkt`.
 fn run(hook: ParserHook, pkt: &[u8]) -> Result<Option<Rec>, sys::SysError> {
-    let classic = full(hook).run(pkt)?;
-    let mir = full_on(Backend::Mir, hook).run(pkt)?;
-    assert_eq!(
-        classic, mir,
-        "{hook:?}: the MIR back end's parser differs from the classic one on {pkt:02x?}"
-    );
-    Ok(classic.map(|r| decode(&r)))
+    Ok(full(hook).run(pkt)?.map(|r| decode(&r)))
 }
 
 /// Parses `pkt` as XDP and as TC (which must agree); `None` means malformed. The TC test
@@ -793,13 +711,9 @@ fn l4_header_must_lie_inside_the_ip_packet() {
     variants.extend(from_sources());
     let frames = l4_past_the_ip_end();
     let exts = ext_past_the_ip_end();
-    for (backend, hook) in Backend::ALL
-        .into_iter()
-        .flat_map(|b| [(b, ParserHook::Xdp), (b, ParserHook::Tc)])
-    {
+    for hook in [ParserHook::Xdp, ParserHook::Tc] {
         for (what, n) in &variants {
-            let what = format!("{backend:?} {what}");
-            let d = Dumper::new(backend, hook, *n);
+            let d = Dumper::new(hook, *n);
             for (v6, bit, f) in &frames {
                 let got = d.run(f).unwrap_or_else(|e| panic!("{hook:?} {what}: {e}"));
                 assert_eq!(
@@ -1141,15 +1055,11 @@ fn every_variant_agrees_with_the_full_parser() {
     let mut variants: Vec<(String, Needs)> = vec![("default".into(), Needs::default())];
     variants.extend(systematic().into_iter().map(|n| (format!("{n:?}"), n)));
     variants.extend(from_sources());
-    for (backend, hook) in Backend::ALL
-        .into_iter()
-        .flat_map(|b| [(b, ParserHook::Xdp), (b, ParserHook::Tc)])
-    {
+    for hook in [ParserHook::Xdp, ParserHook::Tc] {
         let reference: Vec<Option<Result<Option<[u8; REC]>, sys::SysError>>> =
             frames.iter().map(|p| Some(full(hook).run(p))).collect();
         for (what, n) in &variants {
-            let what = format!("{backend:?} {what}");
-            let d = Dumper::new(backend, hook, *n);
+            let d = Dumper::new(hook, *n);
             for (pkt, want) in frames.iter().zip(&reference) {
                 let Some(Ok(want)) = want else { continue };
                 let got = d
@@ -1195,17 +1105,15 @@ fn parser_sizes() {
     // What the verifier goes through for the full parser (the IPv6 walk dominates).
     if cfg!(not(pol_no_bpf)) {
         require_kernel();
-        for backend in Backend::ALL {
-            for hook in [ParserHook::Xdp, ParserHook::Tc] {
-                let insns = reads_insns(backend, hook, ALL);
-                let (fd, _) = load(hook, ALL, &insns);
-                let info = sys::prog_info(fd.as_fd()).expect("prog info");
-                println!(
-                    "{backend:?} {hook:?} full parser: {} insns, verifier processed {}",
-                    insns.len(),
-                    info.verified_insns
-                );
-            }
+        for hook in [ParserHook::Xdp, ParserHook::Tc] {
+            let insns = reads_insns(hook, ALL);
+            let (fd, _) = load(hook, ALL, &insns);
+            let info = sys::prog_info(fd.as_fd()).expect("prog info");
+            println!(
+                "{hook:?} full parser: {} insns, verifier processed {}",
+                insns.len(),
+                info.verified_insns
+            );
         }
     }
 }

@@ -83,21 +83,7 @@ impl Drop for Server {
     }
 }
 
-/// The compiler back end `pol run` uses (`POL_BACKEND`): every scenario runs on both.
-#[derive(Clone, Copy)]
-enum Backend {
-    Classic,
-    Mir,
-}
-
-fn start_pol(
-    net: &NetPair,
-    dir: &TempDir,
-    name: &str,
-    hook: &str,
-    extra: &[&str],
-    backend: Backend,
-) -> PolRun {
+fn start_pol(net: &NetPair, dir: &TempDir, name: &str, hook: &str, extra: &[&str]) -> PolRun {
     let file = dir.path().join(format!("{name}.pol"));
     let policy = format!(
         "filter {name} on {hook} {{\n    drop tcp.dport == 23\n    drop udp.dport == 9\n    default pass\n}}\n"
@@ -106,11 +92,7 @@ fn start_pol(
     let file = file.to_str().expect("utf-8 path");
     let mut args = vec![file, "--json", "--interval", "0.5"];
     args.extend_from_slice(extra);
-    let env: &[(&str, &str)] = match backend {
-        Backend::Classic => &[],
-        Backend::Mir => &[("POL_BACKEND", "mir")],
-    };
-    let mut pol = PolRun::start(&net.a, &args, env);
+    let mut pol = PolRun::start(&net.a, &args, &[]);
     if pol
         .wait_for("\"attached\"", Duration::from_secs(30))
         .is_none()
@@ -232,20 +214,13 @@ fn telnet_dropped(from: &str, to: &str, addr: &str) {
 /// two namespaces (requests come in through va, responses leave through it), then TCP
 /// bulk, UDP with GSO and a telnet attempt towards the filter's side (ingress) or away from
 /// it (egress), over IPv4 and IPv6.
-fn tc_traffic(tag: &str, name: &str, direction: &str, backend: Backend) {
+fn tc_traffic(tag: &str, name: &str, direction: &str) {
     ready();
     let net = NetPair::new(tag);
     offloads(&net.a, "va", true);
     offloads(&net.b, "vb", true);
     let dir = TempDir::new(name);
-    let pol = start_pol(
-        &net,
-        &dir,
-        name,
-        &format!("tc(\"va\", {direction})"),
-        &[],
-        backend,
-    );
+    let pol = start_pol(&net, &dir, name, &format!("tc(\"va\", {direction})"), &[]);
     http(&net.b, &net.a, run_support::A_ADDR);
     http(&net.b, &net.a, "fd99::1");
     let (from, to, v4, v6) = if direction == "ingress" {
@@ -274,16 +249,7 @@ fn mtu(net: &NetPair, mtu: &str) {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn tc_ingress_with_gro_carries_http_bulk_tcp_and_udp_gso() {
-    tc_traffic("rti", "rt_ingress", "ingress", Backend::Classic);
-}
-
-#[test]
-#[cfg_attr(
-    pol_no_netns,
-    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
-)]
-fn mir_tc_ingress_with_gro_carries_http_bulk_tcp_and_udp_gso() {
-    tc_traffic("mti", "mt_ingress", "ingress", Backend::Mir);
+    tc_traffic("rti", "rt_ingress", "ingress");
 }
 
 #[test]
@@ -292,16 +258,7 @@ fn mir_tc_ingress_with_gro_carries_http_bulk_tcp_and_udp_gso() {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn tc_egress_with_tso_carries_http_bulk_tcp_and_udp_gso() {
-    tc_traffic("rte", "rt_egress", "egress", Backend::Classic);
-}
-
-#[test]
-#[cfg_attr(
-    pol_no_netns,
-    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
-)]
-fn mir_tc_egress_with_tso_carries_http_bulk_tcp_and_udp_gso() {
-    tc_traffic("mte", "mt_egress", "egress", Backend::Mir);
+    tc_traffic("rte", "rt_egress", "egress");
 }
 
 /// Frames of 5000 bytes sent through an AF_PACKET socket leave with only their Ethernet
@@ -313,24 +270,15 @@ fn mir_tc_egress_with_tso_carries_http_bulk_tcp_and_udp_gso() {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn tc_egress_pulls_headers_outside_the_linear_head() {
-    pull_scenario("rtp", "rt_pull", Backend::Classic);
+    pull_scenario("rtp", "rt_pull");
 }
 
-#[test]
-#[cfg_attr(
-    pol_no_netns,
-    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
-)]
-fn mir_tc_egress_pulls_headers_outside_the_linear_head() {
-    pull_scenario("mtp", "mt_pull", Backend::Mir);
-}
-
-fn pull_scenario(tag: &str, name: &str, backend: Backend) {
+fn pull_scenario(tag: &str, name: &str) {
     ready();
     let net = NetPair::new(tag);
     mtu(&net, "9000");
     let dir = TempDir::new(&format!("pol_{name}"));
-    let pol = start_pol(&net, &dir, name, "tc(\"va\", egress)", &[], backend);
+    let pol = start_pol(&net, &dir, name, "tc(\"va\", egress)", &[]);
     let sink = Server::start(&net.b, &["sink", "5003", "--udp"]);
     let dst_mac = mac(&net.b, "vb");
     let (a, b) = (run_support::A_ADDR, run_support::B_ADDR);
@@ -355,21 +303,14 @@ fn pull_scenario(tag: &str, name: &str, backend: Backend) {
 }
 
 /// XDP on an MTU-9000 veth, in the given mode: a multi-buffer program.
-fn xdp_jumbo(tag: &str, name: &str, mode: &str, backend: Backend) {
+fn xdp_jumbo(tag: &str, name: &str, mode: &str) {
     ready();
     let net = NetPair::new(tag);
     mtu(&net, "9000");
     offloads(&net.a, "va", true);
     offloads(&net.b, "vb", true);
     let dir = TempDir::new(name);
-    let pol = start_pol(
-        &net,
-        &dir,
-        name,
-        "xdp(\"va\")",
-        &["--xdp-mode", mode],
-        backend,
-    );
+    let pol = start_pol(&net, &dir, name, "xdp(\"va\")", &["--xdp-mode", mode]);
     bulk(&net.b, &net.a, [run_support::A_ADDR, "fd99::1"], 5001);
     http(&net.b, &net.a, run_support::A_ADDR);
     telnet_dropped(&net.b, &net.a, run_support::A_ADDR);
@@ -382,16 +323,7 @@ fn xdp_jumbo(tag: &str, name: &str, mode: &str, backend: Backend) {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn xdp_native_on_mtu_9000_carries_bulk_tcp() {
-    xdp_jumbo("rtn", "rt_xdp_native", "native", Backend::Classic);
-}
-
-#[test]
-#[cfg_attr(
-    pol_no_netns,
-    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
-)]
-fn mir_xdp_native_on_mtu_9000_carries_bulk_tcp() {
-    xdp_jumbo("mtn", "mt_xdp_native", "native", Backend::Mir);
+    xdp_jumbo("rtn", "rt_xdp_native", "native");
 }
 
 #[test]
@@ -400,5 +332,5 @@ fn mir_xdp_native_on_mtu_9000_carries_bulk_tcp() {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn xdp_generic_on_mtu_9000_carries_bulk_tcp() {
-    xdp_jumbo("rtg", "rt_xdp_generic", "generic", Backend::Classic);
+    xdp_jumbo("rtg", "rt_xdp_generic", "generic");
 }

@@ -4,15 +4,15 @@
 //! half-checked program and the user never sees an error caused by an earlier one.
 
 use crate::bpf::disasm;
-use crate::bpf::parser::ParserHook;
-use crate::bpf::select::{self, SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use crate::bpf::Insn;
 use crate::catalog::{Catalog, NoCatalog};
 use crate::check::{self, Resources};
+use crate::codegen::CodegenError;
 use crate::diag::{has_errors, Diagnostic};
 use crate::hir::check::{FileReader, Names};
 use crate::hir::{self, Hir, Hook};
 use crate::ir::{self, cfg, lower::MapDef};
+use crate::ir::{SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use crate::obj::{
     self, AttachSpec, MapReloc, ObjectSpec, ProgramSpec, RuleInfo, StatsInfo, TcDirection,
 };
@@ -120,36 +120,6 @@ pub fn compile(source: &str) -> Result<Compiled, Vec<Diagnostic>> {
     compile_with(source, &hir::check::no_files)
 }
 
-/// Which back end turns the rule IR into instructions (an internal switch while the MIR
-/// path replaces the filter-shaped one; not a user option).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backend {
-    /// `bpf::select`: the packet parser emitted as instructions, rules selected per block.
-    #[default]
-    Classic,
-    /// `ir::to_mir` then `codegen`: parser and rules as MIR, verified, allocated, emitted.
-    Mir,
-}
-
-impl Backend {
-    /// Both, for tests that compare them.
-    pub const ALL: [Backend; 2] = [Backend::Classic, Backend::Mir];
-
-    /// `POL_BACKEND=mir` selects the MIR path (for running whole suites on it).
-    pub fn from_env() -> Backend {
-        match std::env::var("POL_BACKEND").as_deref() {
-            Ok("mir") => Backend::Mir,
-            _ => Backend::Classic,
-        }
-    }
-}
-
-/// Internal compiler options.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CompileOptions {
-    pub backend: Backend,
-}
-
 /// `compile`, with a reader for the files `file(..)` sets name (the CLI reads them
 /// relative to the .pol file; the compiler does no IO of its own).
 pub fn compile_with(source: &str, files: FileReader<'_>) -> Result<Compiled, Vec<Diagnostic>> {
@@ -162,29 +132,6 @@ pub fn compile_with_catalog(
     source: &str,
     files: FileReader<'_>,
     catalog: &dyn Catalog,
-) -> Result<Compiled, Vec<Diagnostic>> {
-    let opts = CompileOptions {
-        backend: Backend::from_env(),
-    };
-    compile_opts(source, files, catalog, opts)
-}
-
-/// `compile` on the given back end.
-pub fn compile_backend(source: &str, backend: Backend) -> Result<Compiled, Vec<Diagnostic>> {
-    compile_opts(
-        source,
-        &hir::check::no_files,
-        &NoCatalog,
-        CompileOptions { backend },
-    )
-}
-
-/// The whole pipeline with explicit options.
-pub fn compile_opts(
-    source: &str,
-    files: FileReader<'_>,
-    catalog: &dyn Catalog,
-    opts: CompileOptions,
 ) -> Result<Compiled, Vec<Diagnostic>> {
     let (file, hir, mut diags) = front_with_catalog(source, files, catalog);
     let Some(hir) = hir else { return Err(diags) };
@@ -212,61 +159,7 @@ pub fn compile_opts(
     }
 
     let (funcs, maps) = ir::lower::lower(&hir);
-    let mut programs = Vec::new();
-    if opts.backend == Backend::Mir {
-        programs = mir_programs(source, &hir, &funcs, &maps, &mut diags);
-        if has_errors(&diags) {
-            return Err(diags);
-        }
-    }
-    let classic = if opts.backend == Backend::Classic {
-        funcs
-    } else {
-        Vec::new()
-    };
-    for (filter, func) in hir.filters.iter().zip(classic) {
-        if let Err(e) = cfg::verify(&func) {
-            diags.push(Diagnostic::error(
-                "I0002",
-                format!("internal error: invalid IR for `{}`: {e}", filter.name),
-                filter.span.clone(),
-            ));
-            continue;
-        }
-        let hook = match filter.hook {
-            Hook::Xdp { .. } => ParserHook::Xdp,
-            Hook::Tc { .. } => ParserHook::Tc,
-        };
-        let needs = hir::needs::needs(&hir, filter);
-        let asm = match select::select(&func, hook, needs) {
-            Ok(a) => a,
-            Err(e) => {
-                diags.push(
-                    Diagnostic::error(
-                        "L0601",
-                        format!("filter `{}` cannot be encoded: {e}", filter.name),
-                        header_span(source, &filter.span),
-                    )
-                    .with_label("this filter is too long for eBPF's 16-bit jumps")
-                    .with_help("rules that stay code make it long: put their values in named sets (more than 8 elements become a map), or split the filter; `pol build --explain` shows which rules stay code"),
-                );
-                continue;
-            }
-        };
-        let resources = check::measure(&asm.insns, &asm.marks);
-        if let Some(d) = over_limits(&resources, filter, source) {
-            diags.push(d);
-            continue;
-        }
-        programs.push(Program {
-            name: filter.name.clone(),
-            ir: func,
-            insns: asm.insns,
-            map_relocs: asm.map_relocs,
-            marks: asm.marks,
-            resources,
-        });
-    }
+    let programs = mir_programs(source, &hir, &funcs, &maps, &mut diags);
     if has_errors(&diags) {
         return Err(diags);
     }
@@ -296,8 +189,8 @@ pub fn compile_opts(
     })
 }
 
-/// The MIR back end: every filter lowered onto MIR, compiled by `codegen`, measured and
-/// limited as the classic path does.
+/// The back end: every filter's rule IR lowered onto MIR (`ir::to_mir`), optimised,
+/// compiled by `codegen`, measured and limited.
 fn mir_programs(
     source: &str,
     hir: &Hir,
@@ -347,6 +240,21 @@ fn mir_programs(
     }
     let compiled = match crate::codegen::compile(&fm.module) {
         Ok(c) => c,
+        Err(CodegenError::JumpOutOfRange { func, from, to }) => {
+            // A filter whose code spans more than a 16-bit jump: the user's to fix.
+            let filter = hir.filters.iter().find(|f| f.name == func);
+            let span = filter.map_or_else(span, |f| header_span(source, &f.span));
+            diags.push(
+                Diagnostic::error(
+                    "L0601",
+                    format!("filter `{func}` cannot be encoded: a jump from instruction {from} to {to} is longer than eBPF's 16-bit jump offsets reach"),
+                    span,
+                )
+                .with_label("this filter is too long for eBPF's 16-bit jumps")
+                .with_help("rules that stay code make it long: put their values in named sets (more than 8 elements become a map), or split the filter; `pol build --explain` shows which rules stay code"),
+            );
+            return Vec::new();
+        }
         Err(e) => {
             diags.push(Diagnostic::error(
                 "I0005",
@@ -357,20 +265,22 @@ fn mir_programs(
         }
     };
     let mut programs = Vec::new();
-    for (((filter, func), cf), tags) in hir
+    for ((((filter, func), cf), tags), chain) in hir
         .filters
         .iter()
         .zip(funcs)
         .zip(compiled.funcs)
         .zip(&fm.tags)
+        .zip(&compiled.chain_stack)
     {
-        // A mark where the source changes, at the first slot of each MIR block.
+        // A mark where the source changes, at the first slot of each block (an edge
+        // block's source is that of the MIR block it leaves).
         let mut starts: Vec<(usize, u32)> = cf
             .code
             .block_starts
             .iter()
-            .zip(&tags.0)
-            .map(|(&s, &t)| (s, t))
+            .zip(&cf.code.block_mir)
+            .map(|(&s, &m)| (s, tags.0.get(m as usize).copied().unwrap_or(SRC_PARSER)))
             .collect();
         starts.sort_by_key(|&(s, _)| s);
         let mut marks: Vec<(usize, u32)> = Vec::new();
@@ -384,7 +294,8 @@ fn mir_programs(
                 _ => marks.push((s, t)),
             }
         }
-        let resources = check::measure(&cf.code.insns, &marks);
+        let stack = (*chain).max(cf.frame.size) as usize;
+        let resources = check::measure(&cf.code.insns, &marks, stack);
         if let Some(d) = over_limits(&resources, filter, source) {
             diags.push(d);
             continue;

@@ -22,9 +22,9 @@ use std::time::Instant;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use pol_compiler::bpf::select::{SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use pol_compiler::diag::Severity;
 use pol_compiler::driver::{self, Compiled, LICENSE};
+use pol_compiler::ir::{SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use pol_compiler::obj::{AttachSpec, MapKind};
 use pol_runtime::direct::Object as _;
 use pol_runtime::direct::{AnyLoaded, Direct};

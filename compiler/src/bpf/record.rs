@@ -1,17 +1,15 @@
 //! The packet record: the fixed stack area where the packet parser leaves every header
 //! field a filter can test, so rules read plain stack scalars and never touch packet memory.
 //!
-//! It lives at `r10 - RECORD_SIZE` (offsets below are from its start). The parser zeroes it
-//! first, so a field of an absent header reads as 0; rules test the `flags` bit of a layer
+//! It is one stack slot of the filter's MIR (offsets below are from its start). The parser
+//! zeroes what the rules read and not every path writes, so a field of an absent header
+//! reads as 0; rules test the `flags` bit of a layer
 //! before reading its fields. Addresses are kept in network byte order exactly as on the
 //! wire (so an LPM-trie key can point straight into the record); ports and other integers
 //! in host byte order (so `<` and ranges work).
 
 /// Size of the record in bytes (a multiple of 8).
 pub const RECORD_SIZE: i16 = 112;
-
-/// Frame offset of the record: field `off` is at `r10 + RECORD_BASE + off`.
-pub const RECORD_BASE: i16 = -RECORD_SIZE;
 
 // Layer bits in `flags` (u32 at offset 0): set only when the whole header was parsed.
 pub const F_VLAN: u32 = 1 << 0;
@@ -92,13 +90,3 @@ pub const OFF_ARP_TPA_PREFIXLEN: i16 = 96;
 pub const OFF_ARP_TPA: i16 = 100;
 /// u16, host order: the ARP operation (1 request, 2 reply).
 pub const OFF_ARP_OP: i16 = 104;
-
-/// Scratch stack below the record, for map keys and values the rules build
-/// (e.g. the constant 1 for a new counter): `r10 + SCRATCH_BASE .. r10 + RECORD_BASE`.
-pub const SCRATCH_BASE: i16 = RECORD_BASE - 32;
-
-/// u32 scratch slot: the smallest rule index the rule maps found for this packet so far
-/// (it starts as the default's index, so the default wins when nothing else does).
-pub const SCRATCH_BEST_RULE: i16 = SCRATCH_BASE + 16;
-/// u32 scratch slot: the action id of that rule.
-pub const SCRATCH_BEST_ACTION: i16 = SCRATCH_BASE + 20;

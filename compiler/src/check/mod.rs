@@ -1,13 +1,12 @@
-//! Verifier-friendliness rules checked on the selected instructions.
+//! Verifier-friendliness rules checked on the emitted instructions.
 //!
 //! The kernel verifier is the final judge; these checks make sure a program `pol check`
 //! accepts is one it will accept, and say so at compile time with a span when not.
 //! Bounds checks before packet reads, null checks after lookups and the absence of loops
-//! are guaranteed by construction (parser emitter, `bpf::select`, `ir::cfg::verify`);
+//! are guaranteed by construction (the MIR verifier, `ir::cfg::verify`);
 //! what depends on the size of the input is checked here.
 
 use crate::bpf::insn::{Insn, BPF_CALL, BPF_EXIT, BPF_JA, BPF_JMP, BPF_JMP32};
-use crate::bpf::record::SCRATCH_BASE;
 
 /// The kernel's limit on instructions per program (BPF_COMPLEXITY_LIMIT_INSNS).
 pub const MAX_INSNS: usize = 1_000_000;
@@ -33,7 +32,7 @@ pub const MAX_JUMP: usize = i16::MAX as usize;
 pub struct Resources {
     pub insns: usize,
     pub conditional_jumps: usize,
-    /// The source (rule index or `bpf::select::SRC_*`) with the most conditional jumps of
+    /// The source (rule index or `ir::SRC_*`) with the most conditional jumps of
     /// its own, and their number.
     pub most_jumps: (u32, usize),
     pub stack_bytes: usize,
@@ -55,8 +54,9 @@ fn is_conditional(i: &Insn) -> bool {
     (class == BPF_JMP || class == BPF_JMP32) && !matches!(op, BPF_JA | BPF_CALL | BPF_EXIT)
 }
 
-/// Measures a program; `marks` are `(first slot, source)` as `bpf::Asm` records them.
-pub fn measure(insns: &[Insn], marks: &[(usize, u32)]) -> Resources {
+/// Measures a program; `marks` are `(first slot, source)`; `stack_bytes` is what its
+/// frame (and the deepest call chain from it) takes, as `codegen::frame` measured it.
+pub fn measure(insns: &[Insn], marks: &[(usize, u32)], stack_bytes: usize) -> Resources {
     let conditional_jumps = insns.iter().filter(|i| is_conditional(i)).count();
     let mut per_source: std::collections::HashMap<u32, usize> = Default::default();
     for (k, &(start, src)) in marks.iter().enumerate() {
@@ -77,7 +77,7 @@ pub fn measure(insns: &[Insn], marks: &[(usize, u32)]) -> Resources {
         insns: insns.len(),
         conditional_jumps,
         most_jumps,
-        stack_bytes: (-(SCRATCH_BASE as i32)) as usize,
+        stack_bytes,
         longest_jump: longest_jump(insns),
     }
 }

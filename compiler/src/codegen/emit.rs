@@ -3,7 +3,7 @@
 //! still reads go first; a cycle is broken through the frame's scratch slot; a move
 //! between two spill slots goes through the move's free register.
 
-use crate::bpf::asm::{Asm, Label};
+use crate::bpf::asm::{Asm, AsmError, Label};
 use crate::bpf::insn::{self as bi, Insn, Reg as R, Size};
 use crate::mir::{FuncId, Module};
 
@@ -21,8 +21,25 @@ pub struct Emitted {
     pub calls: Vec<(usize, FuncId)>,
     /// `(slot of the ld_imm64, function)`: a callback's address.
     pub func_addrs: Vec<(usize, FuncId)>,
-    /// The first slot of each block, in VCode block order (MIR blocks first).
+    /// The first slot of each block, in VCode block order (MIR blocks first);
+    /// `usize::MAX` for a block emitted as nothing (its jumps go straight on).
     pub block_starts: Vec<usize>,
+    /// The MIR block each VCode block comes from (see `VBlockData::mir`).
+    pub block_mir: Vec<u32>,
+}
+
+/// Why emission failed: a function too long for 16-bit jumps (an implementation limit the
+/// user can act on), or a bug.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmitError {
+    JumpOutOfRange { from: usize, to: usize },
+    Internal(String),
+}
+
+impl From<String> for EmitError {
+    fn from(s: String) -> Self {
+        EmitError::Internal(s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +60,12 @@ struct Em<'a> {
     resolved: Vec<VBlock>,
 }
 
-pub fn emit(m: &Module, vc: &VCode, alloc: &Allocation, frame: &Frame) -> Result<Emitted, String> {
+pub fn emit(
+    m: &Module,
+    vc: &VCode,
+    alloc: &Allocation,
+    frame: &Frame,
+) -> Result<Emitted, EmitError> {
     let mut asm = Asm::new();
     let labels = (0..vc.blocks.len()).map(|_| asm.new_label()).collect();
     let mut em = Em {
@@ -91,7 +113,7 @@ pub fn emit(m: &Module, vc: &VCode, alloc: &Allocation, frame: &Frame) -> Result
     let kept: Vec<usize> = (0..vc.blocks.len())
         .filter(|&b| forward[b].is_none())
         .collect();
-    let mut block_starts = vec![0; vc.blocks.len()];
+    let mut block_starts = vec![usize::MAX; vc.blocks.len()];
     for (k, &b) in kept.iter().enumerate() {
         let data = &vc.blocks[b];
         let label = em.label(VBlock(b as u32))?;
@@ -106,13 +128,17 @@ pub fn emit(m: &Module, vc: &VCode, alloc: &Allocation, frame: &Frame) -> Result
         }
     }
     let asm = std::mem::take(&mut em.asm);
-    let done = asm.finish().map_err(|e| e.to_string())?;
+    let done = asm.finish().map_err(|e| match e {
+        AsmError::JumpOutOfRange { from, to } => EmitError::JumpOutOfRange { from, to },
+        e => EmitError::Internal(e.to_string()),
+    })?;
     Ok(Emitted {
         insns: done.insns,
         map_relocs: done.map_relocs,
         calls: em.calls,
         func_addrs: em.func_addrs,
         block_starts,
+        block_mir: vc.blocks.iter().map(|d| d.mir).collect(),
     })
 }
 

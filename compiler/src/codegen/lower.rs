@@ -46,7 +46,12 @@ pub fn lower(_m: &Module, f: &Function) -> Result<VCode, String> {
         fused: vec![false; n],
     };
     lw.fused = fusable_tests(f);
-    lw.vc.blocks = vec![VBlockData::default(); f.blocks.len()];
+    lw.vc.blocks = (0..f.blocks.len() as u32)
+        .map(|mir| VBlockData {
+            insts: Vec::new(),
+            mir,
+        })
+        .collect();
     // Rematerialisable values, in definition order (a stack address may build on another).
     for b in f.block_ids() {
         for &i in &f.block(b).insts {
@@ -514,7 +519,11 @@ impl Lower<'_> {
             return Ok(VBlock(target.0));
         }
         let saved = self.cur;
-        self.vc.blocks.push(VBlockData::default());
+        let mir = self.vc.blocks.get(saved).map_or(0, |d| d.mir);
+        self.vc.blocks.push(VBlockData {
+            insts: Vec::new(),
+            mir,
+        });
         self.cur = self.vc.blocks.len() - 1;
         let vb = VBlock(self.cur as u32);
         self.block_args(target, args)?;

@@ -38,6 +38,15 @@ pub enum CodegenError {
     StackTooLarge { func: String, bytes: u32 },
     #[error("call chain {chain}: combined stack of {bytes} bytes exceeds {MAX_STACK}")]
     CallChainStack { chain: String, bytes: u32 },
+    /// An implementation limit: a jump longer than eBPF's 16-bit offsets reach.
+    #[error(
+        "function {func}: the jump from instruction {from} to {to} is out of eBPF's 16-bit range"
+    )]
+    JumpOutOfRange {
+        func: String,
+        from: usize,
+        to: usize,
+    },
     /// A bug in the code generator, with the function's MIR.
     #[error("internal error in {stage} of {func}: {message}\n{ir}")]
     Internal {
@@ -106,8 +115,14 @@ pub fn allocate_function(m: &Module, f: &Function) -> Result<Allocated, CodegenE
 /// Passes 2–6 for one function of a verified module.
 pub fn compile_function(m: &Module, f: &Function) -> Result<CompiledFunc, CodegenError> {
     let a = allocate_function(m, f)?;
-    let code =
-        emit::emit(m, &a.vcode, &a.alloc, &a.frame).map_err(|e| internal(m, f, "emission", e))?;
+    let code = emit::emit(m, &a.vcode, &a.alloc, &a.frame).map_err(|e| match e {
+        emit::EmitError::JumpOutOfRange { from, to } => CodegenError::JumpOutOfRange {
+            func: f.name.clone(),
+            from,
+            to,
+        },
+        emit::EmitError::Internal(e) => internal(m, f, "emission", e),
+    })?;
     Ok(CompiledFunc {
         name: f.name.clone(),
         code,

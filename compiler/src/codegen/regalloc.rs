@@ -405,6 +405,7 @@ fn rewrite(vc: &mut VCode, new: &HashMap<u32, u32>) {
     let blocks = std::mem::take(&mut vc.blocks);
     let mut out_blocks = Vec::with_capacity(blocks.len());
     for data in blocks {
+        let mir = data.mir;
         let mut out = Vec::with_capacity(data.insts.len());
         for mut inst in data.insts {
             match inst {
@@ -477,7 +478,7 @@ fn rewrite(vc: &mut VCode, new: &HashMap<u32, u32>) {
             out.push(inst);
             out.extend(after);
         }
-        out_blocks.push(super::vcode::VBlockData { insts: out });
+        out_blocks.push(super::vcode::VBlockData { insts: out, mir });
     }
     vc.blocks = out_blocks;
 }

@@ -348,6 +348,9 @@ impl VInst {
 #[derive(Debug, Clone, Default)]
 pub struct VBlockData {
     pub insts: Vec<VInst>,
+    /// The MIR block this code comes from (for an edge block, the block the edge leaves),
+    /// so listings can say which source each instruction belongs to.
+    pub mir: u32,
 }
 
 /// One function's VCode: blocks in layout order (block 0 is the entry).

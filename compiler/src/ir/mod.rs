@@ -1,9 +1,10 @@
-//! The IR: per program, a control-flow graph of basic blocks over virtual registers.
+//! The rule IR: per filter, a control-flow graph of first-match tests over the packet
+//! record, which `to_mir` lowers onto MIR (its pseudo-ops become MIR sequences there).
 //!
 //! Plain data with `u32` ids. Virtual registers are local to the block that defines them
-//! (the only value that crosses blocks is the packet record on the stack and the layer
-//! flags, which the back end keeps in a fixed register). Blocks never form a loop. Both
-//! invariants are checked by `cfg::verify` between lowering and instruction selection.
+//! (the only values that cross blocks are the packet record on the stack and the layer
+//! flags). Blocks never form a loop. Both invariants are checked by `cfg::verify` before
+//! the lowering onto MIR.
 
 pub mod cfg;
 pub mod groups;
@@ -11,6 +12,14 @@ pub mod lower;
 pub mod to_mir;
 
 use serde::Serialize;
+
+/// Source ids of code that comes from no rule (rule indices are the others): for
+/// listings (`pol disasm`) and per-rule limits.
+pub const SRC_PARSER: u32 = u32::MAX - 2;
+/// The shared tail of every action: count the decision, return the verdict.
+pub const SRC_DECIDE: u32 = u32::MAX - 4;
+pub const SRC_DEFAULT: u32 = u32::MAX - 1;
+pub const SRC_MALFORMED: u32 = u32::MAX;
 use std::fmt::{self, Write as _};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -129,18 +138,6 @@ impl Inst {
             Inst::AndImm { src, .. } => vec![*src],
             _ => vec![],
         }
-    }
-
-    /// Whether the instruction calls a helper (and so clobbers r0–r5).
-    pub fn is_call(&self) -> bool {
-        matches!(
-            self,
-            Inst::Lookup { .. }
-                | Inst::Count { .. }
-                | Inst::Stat { .. }
-                | Inst::StatBest { .. }
-                | Inst::GroupLookup { .. }
-        )
     }
 }
 

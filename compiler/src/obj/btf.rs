@@ -169,17 +169,6 @@ impl Builder {
     }
 }
 
-/// Builds `.BTF` for `maps` (already validated).
-pub(crate) fn maps_btf(maps: &[MapSpec]) -> MapsBtf {
-    let mut b = Builder::new();
-    let (defs, maps_size) = add_maps(&mut b, maps);
-    MapsBtf {
-        bytes: b.finish(),
-        defs,
-        maps_size,
-    }
-}
-
 /// Adds the map definitions and the `.maps` DATASEC to `b`; returns where each map sits
 /// in `.maps` and the section's size.
 fn add_maps(b: &mut Builder, maps: &[MapSpec]) -> (Vec<(u32, u32)>, u32) {

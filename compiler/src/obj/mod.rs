@@ -3,12 +3,12 @@
 //! The object follows `shared/notes/elf-btf.md`, the tested checklist of what libbpf 1.1,
 //! iproute2 and aya 0.13 accept: one `ALLOC|EXECINSTR` section per program section name
 //! (programs sharing a name are laid out one after the other, each with its own `STT_FUNC`
-//! symbol), `.rel<section>` with `R_BPF_64_64` against each map's own `STT_OBJECT` symbol,
-//! `license`, `.maps` and BTF-defined maps in `.BTF`. Everything a loader would reject is
-//! rejected here first, as an [`ObjError`]. Nothing here does IO.
+//! symbol), subprograms in `.text`, `.rel<section>` with `R_BPF_64_64` against each map's
+//! own `STT_OBJECT` symbol, `license`, `.maps`, BTF-defined maps and functions in `.BTF`,
+//! func_info in `.BTF.ext`. One writer (`module.rs`) writes every object. Everything a
+//! loader would reject is rejected here first, as an [`ObjError`]. Nothing here does IO.
 
 pub mod btf;
-mod elf;
 mod layout;
 mod module;
 mod validate;
@@ -264,15 +264,34 @@ pub enum ObjError {
     Elf(String),
 }
 
-/// Writes the ELF object (ELF64 LE, `ET_REL`, `EM_BPF`) for `spec`.
+/// Writes the ELF object (ELF64 LE, `ET_REL`, `EM_BPF`) for `spec`: checked as a filter
+/// object (attach points, sections), then written by the one writer, [`write_module`],
+/// each program a function of its section that takes the context and returns its verdict.
 pub fn write_object(spec: &ObjectSpec) -> Result<Vec<u8>, ObjError> {
     validate::validate(spec)?;
-    let btf = if spec.maps.is_empty() {
-        None
-    } else {
-        Some(btf::maps_btf(&spec.maps))
-    };
-    elf::write(spec, btf.as_ref())
+    let funcs = spec
+        .programs
+        .iter()
+        .map(|p| FuncSpec {
+            name: p.name.clone(),
+            section: Some(p.section.clone()),
+            insns: p.insns.clone(),
+            map_relocs: p.map_relocs.clone(),
+            calls: Vec::new(),
+            func_addrs: Vec::new(),
+            params: vec![BtfParam::Ptr],
+            ret: BtfParam::Int {
+                bytes: 8,
+                signed: true,
+            },
+            global: false,
+        })
+        .collect();
+    write_module(&ModuleSpec {
+        license: spec.license.clone(),
+        funcs,
+        maps: spec.maps.clone(),
+    })
 }
 
 /// The machine-readable description of the object for the runtime (layout.json).

@@ -1,8 +1,9 @@
-//! Objects with subprograms, for the general back end (`codegen`): program sections and
-//! `.text`, BPF-to-BPF calls and callback addresses relocated against the callee's FUNC
-//! symbol, BTF FUNC/FUNC_PROTO for every function and `.BTF.ext` func_info
-//! (shared/notes/elf-btf.md §3, §5). The filter objects of [`super::write_object`] are
-//! written by `elf.rs`, unchanged.
+//! The ELF writer (the only one: filters come through [`super::write_object`]): program
+//! sections and `.text`, BPF-to-BPF calls and callback addresses relocated against the
+//! callee's FUNC symbol, BTF FUNC/FUNC_PROTO for every function and `.BTF.ext` func_info
+//! (shared/notes/elf-btf.md §3, §5). Written with `object`'s low-level `elf::Writer`, not
+//! `object::write::Object`: that one adds section symbols and chooses section flags and
+//! symbol order itself, which the loaders are picky about (checklist §1, §3).
 //!
 //! Sections: NULL, program sections (in order of first use), `.text`, `license`, `.maps`
 //! (if any map), `.BTF`, `.BTF.ext`, `.rel<section>` for each code section with
@@ -12,11 +13,11 @@
 //! GLOBAL `STT_OBJECT` for maps.
 
 use object::elf;
-use object::write::elf::{FileHeader, Rel, SectionIndex, Sym, Writer};
+use object::write::elf::{FileHeader, Rel, SectionHeader, SectionIndex, Sym, Writer};
+use object::write::StringId;
 use object::Endianness;
 
 use super::btf::{self, BtfParam, FuncBtf};
-use super::elf::progbits;
 use super::{is_c_ident, is_known_section, MapReloc, MapSpec, ObjError, ObjectSpec, LD_IMM64};
 use crate::bpf::Insn;
 
@@ -26,6 +27,22 @@ const R_BPF_64_64: u32 = 1;
 const R_BPF_64_32: u32 = 10;
 const INSN: usize = 8;
 const CALL: u8 = 0x85;
+
+/// The header of a `SHT_PROGBITS` section (code, `.maps`, license, BTF).
+fn progbits(name: StringId, flags: u32, offset: usize, size: usize, align: u64) -> SectionHeader {
+    SectionHeader {
+        name: Some(name),
+        sh_type: elf::SHT_PROGBITS,
+        sh_flags: flags.into(),
+        sh_addr: 0,
+        sh_offset: offset as u64,
+        sh_size: size as u64,
+        sh_link: 0,
+        sh_info: 0,
+        sh_addralign: align,
+        sh_entsize: 0,
+    }
+}
 
 /// A module's object: programs and subprograms, and maps.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,7 +258,13 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
     let maps_sec =
         (!spec.maps.is_empty()).then(|| (w.add_section_name(b".maps"), w.reserve_section_index()));
     let btf_sec = (w.add_section_name(b".BTF"), w.reserve_section_index());
-    let ext_sec = (w.add_section_name(b".BTF.ext"), w.reserve_section_index());
+    // func_info only where subprograms need it: without line_info beside it libbpf warns
+    // "missing .BTF.ext line info for the main program" about every program.
+    let ext_sec = spec
+        .funcs
+        .iter()
+        .any(|f| f.section.is_none())
+        .then(|| (w.add_section_name(b".BTF.ext"), w.reserve_section_index()));
     let rel_names: Vec<String> = code.iter().map(|c| format!(".rel{}", c.name)).collect();
     let rel_secs: Vec<(object::write::StringId, SectionIndex, SectionIndex, usize)> = code
         .iter()
@@ -334,7 +357,7 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
     let license_offset = w.reserve(license.len(), 1);
     let maps_offset = maps_sec.map(|_| w.reserve(mbtf.maps.maps_size as usize, 8));
     let btf_offset = w.reserve(mbtf.maps.bytes.len(), 4);
-    let ext_offset = w.reserve(mbtf.ext.len(), 4);
+    let ext_offset = ext_sec.map(|_| w.reserve(mbtf.ext.len(), 4));
     w.reserve_symtab();
     w.reserve_strtab();
     let rel_offsets: Vec<usize> = rel_secs
@@ -366,8 +389,10 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
     }
     w.write_align(4);
     w.write(&mbtf.maps.bytes);
-    w.write_align(4);
-    w.write(&mbtf.ext);
+    if ext_sec.is_some() {
+        w.write_align(4);
+        w.write(&mbtf.ext);
+    }
     w.write_null_symbol();
     for s in &syms {
         w.write_symbol(&Sym {
@@ -426,7 +451,9 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
         mbtf.maps.bytes.len(),
         4,
     ));
-    w.write_section_header(&progbits(ext_sec.0, 0, ext_offset, mbtf.ext.len(), 4));
+    if let (Some((name, _)), Some(off)) = (ext_sec, ext_offset) {
+        w.write_section_header(&progbits(name, 0, off, mbtf.ext.len(), 4));
+    }
     for (&(name, _, target, ci), &offset) in rel_secs.iter().zip(&rel_offsets) {
         let n = code.get(ci).map_or(0, |c| c.relocs.len());
         w.write_relocation_section_header(name, target, symtab, offset, n, false);

@@ -254,7 +254,7 @@ impl Lower<'_> {
             self.push(b, Inst::Count { map, key_off });
         }
         // The statistics update comes last, right before the return, so that instruction
-        // selection can share one copy of it among all actions (see `bpf::select`).
+        // the lowering onto MIR can share one copy of it among all actions (`to_mir::rules`).
         let map = self.stats.clone();
         match stat {
             Some(index) => self.push(b, Inst::Stat { map, index }),

@@ -9,14 +9,14 @@ mod rules;
 
 use crate::bpf::parser::{Needs, ParserHook};
 use crate::bpf::record::RECORD_SIZE;
-use crate::bpf::select::SRC_PARSER;
 use crate::hir::{Filter, Hook};
+use crate::ir::SRC_PARSER;
 use crate::ir::{self, lower::MapDef};
 use crate::mir::build::Builder;
 use crate::mir::{self, Block, BlockCall, IntTy, PtrKind, Term, Type};
 use crate::obj::MapKind;
 
-/// The source of each MIR block (a rule index or one of `bpf::select`'s `SRC_*`), for
+/// The source of each MIR block (a rule index or one of `ir::SRC_*`), for
 /// listings and per-rule limits.
 #[derive(Debug, Clone, Default)]
 pub struct Tags(pub Vec<u32>);

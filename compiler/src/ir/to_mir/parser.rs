@@ -123,7 +123,7 @@ pub(super) fn build(
     };
     let entry = b.f.entry();
     let start = b.add_block();
-    tags.set(start, crate::bpf::select::SRC_PARSER);
+    tags.set(start, crate::ir::SRC_PARSER);
     let mut pass = None;
     let truncated = if hook == ParserHook::Tc {
         // Pass 0, then pass 1 after a pull (see `pull`).
@@ -187,7 +187,7 @@ impl P<'_> {
 
     fn new_block(&mut self) -> Block {
         let blk = self.b.add_block();
-        self.tags.set(blk, crate::bpf::select::SRC_PARSER);
+        self.tags.set(blk, crate::ir::SRC_PARSER);
         blk
     }
 

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use super::Tags;
-use crate::bpf::select::{SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED};
 use crate::ir::{self, BrOp, Inst, VReg};
+use crate::ir::{SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED};
 use crate::mir::build::Builder;
 use crate::mir::{
     helpers, BinOp, Block, BlockCall, Cond, ExtOp, IntTy, MapId, Op, Operand, PtrKind, Slot, Term,

@@ -1,0 +1,135 @@
+//! What the packet parser must do: `Needs` (from `hir::needs`) says which layers to parse
+//! and which record bytes (`record.rs`) to zero and store. The parser itself is built as
+//! MIR in `ir/to_mir/parser.rs`; this module is its contract with the front end.
+//!
+//! Fail-closed: a truncated or inconsistent header, a third VLAN tag, more than
+//! `MAX_EXT_HDRS` IPv6 extension headers or a first fragment too short for its L4 header
+//! is malformed. Headers behind the IP header (IPv6 extension headers, TCP, UDP,
+//! ICMP) must lie inside the IP packet as its length field gives it, not just inside the
+//! frame: bytes after the IP packet (Ethernet padding, or trailing bytes an attacker
+//! appends to a tiny first fragment) are not part of it and must not supply ports or
+//! flags. Unknown EtherTypes and L4 protocols are not malformed: the record then has no
+//! IP (or no L4) bits. A layer that is not parsed is never malformed.
+//!
+//! The verifier rejects a read of stack never written on some path (`invalid read from
+//! stack`), even where the layer bits make that path impossible at run time, so every byte
+//! a rule may read (`Needs::reads`) is zeroed up front unless every path writes it.
+
+use super::record::*;
+
+/// Where the program runs: it fixes the context layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParserHook {
+    /// `struct xdp_md`: data at +0, data_end at +4.
+    Xdp,
+    /// `struct __sk_buff` (cls_bpf): data at +76, data_end at +80, and the VLAN tag the
+    /// kernel moved out of the frame in `vlan_present` (+20) and `vlan_tci` (+24).
+    Tc,
+}
+
+/// What the parser does. Byte masks have bit `b` for record byte `b` (see `span`); a
+/// store of a field happens when any of its bytes is in the mask. `Default` is the
+/// smallest parser: Ethernet and VLAN tags only, the flags word stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Needs {
+    /// Parse IPv4 / IPv6 headers (else such packets look like any other EtherType).
+    pub ip4: bool,
+    pub ip6: bool,
+    /// Set `F_FRAG`/`F_FRAG_LATER` for IPv4 / IPv6 fragments.
+    pub frag4: bool,
+    pub frag6: bool,
+    /// Parse this L4 header behind IPv4 / IPv6.
+    pub tcp4: bool,
+    pub tcp6: bool,
+    pub udp4: bool,
+    pub udp6: bool,
+    pub sctp4: bool,
+    pub sctp6: bool,
+    pub icmp: bool,
+    pub icmp6: bool,
+    /// Parse ARP (IPv4 over Ethernet).
+    pub arp: bool,
+    /// Set `F_VLAN` for tagged frames.
+    pub vlan_flag: bool,
+    /// Every record byte the rules or count keys may read (the flags word always).
+    pub reads: ByteMask,
+    /// Bytes stored by the Ethernet/VLAN code (EtherType, VLAN IDs, tag count).
+    pub store_link: ByteMask,
+    /// Bytes stored from the IPv4 / IPv6 header.
+    pub store4: ByteMask,
+    pub store6: ByteMask,
+    /// Bytes stored from the ARP header.
+    pub store_arp: ByteMask,
+    /// Bytes stored from the TCP, UDP and ICMP/ICMPv6 headers.
+    pub store_tcp: ByteMask,
+    pub store_udp: ByteMask,
+    pub store_sctp: ByteMask,
+    pub store_icmp: ByteMask,
+}
+
+/// One bit per record byte (`RECORD_SIZE` <= 128).
+pub type ByteMask = u128;
+
+/// Record bytes `off .. off + len` as a `Needs` byte mask.
+pub const fn span(off: i16, len: i16) -> ByteMask {
+    let bits = if len >= 128 { !0 } else { (1u128 << len) - 1 };
+    bits << off
+}
+
+impl Needs {
+    /// The full parser: every layer, every field.
+    pub const ALL: Needs = Needs {
+        ip4: true,
+        ip6: true,
+        frag4: true,
+        frag6: true,
+        tcp4: true,
+        tcp6: true,
+        udp4: true,
+        udp6: true,
+        sctp4: true,
+        sctp6: true,
+        icmp: true,
+        icmp6: true,
+        arp: true,
+        vlan_flag: true,
+        reads: !0,
+        store_link: !0,
+        store4: !0,
+        store6: !0,
+        store_arp: !0,
+        store_tcp: !0,
+        store_udp: !0,
+        store_sctp: !0,
+        store_icmp: !0,
+    };
+
+    /// Whether an L4 header is parsed behind IPv4 / IPv6.
+    pub fn l4_4(&self) -> bool {
+        self.tcp4 || self.udp4 || self.sctp4 || self.icmp
+    }
+    pub fn l4_6(&self) -> bool {
+        self.tcp6 || self.udp6 || self.sctp6 || self.icmp6
+    }
+
+    /// Whether the IPv6 extension-header chain is walked: for the protocol, fragments and
+    /// L4. Without it, an IPv6 packet has its base header fields only.
+    pub fn ip6_walk(&self) -> bool {
+        self.ip6 && (self.l4_6() || self.frag6 || self.store6 & span(OFF_IP_PROTO, 1) != 0)
+    }
+
+    /// Bytes zeroed before parsing: read bytes that not every path writes (the flags word
+    /// and, when stored, the EtherType are written on every path that reaches the rules).
+    pub fn zeroed(&self) -> ByteMask {
+        let always = span(OFF_FLAGS, 4) | (self.store_link & span(OFF_ETH_TYPE, 2));
+        self.reads & !always
+    }
+}
+
+/// At most this many IPv6 extension headers are walked; one more is malformed.
+pub const MAX_EXT_HDRS: usize = 6;
+
+/// Whether any byte of the field at `off .. off + len` is in `mask`.
+pub const fn has(mask: ByteMask, off: i16, len: i16) -> bool {
+    mask & span(off, len) != 0
+}
