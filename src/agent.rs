@@ -3,16 +3,17 @@
 //!
 //! It watches the directory (inotify, through the `notify` crate) and also looks at it
 //! every `--interval` (a fallback, and what catches a watch that failed); when anything in
-//! it changed, each `.pol`
-//! whose source or directory changed is loaded (`pol load`, named PREFIX + the file's stem),
-//! which replaces a loaded version in place. A file that fails (it does not compile, the
+//! it changed, each `.pol` whose source or `file(..)` lists changed is loaded (`pol load`,
+//! named PREFIX + the file's stem), which replaces a loaded version in place; the others
+//! are left alone, so one changed file does not replace every policy. A file that fails (it does not compile, the
 //! kernel refuses it) leaves the loaded version filtering: the failure is logged, counted
 //! (`pol_agent_updates_total{result="failed"}`), and written to the policy's record, where
 //! `pol status` shows it; the agent keeps running. A `.pol` file removed from the
 //! directory is unloaded, also when it was removed while no agent ran: at start, the
 //! agent takes over the loaded policies it would have loaded from this directory (their
-//! record's file is in it and their name is PREFIX + its stem). Stopping the agent leaves
-//! its policies loaded: a restarted agent (a new pod) takes them over without a gap.
+//! record's file is in it and their name is PREFIX + its stem), and replaces only those
+//! whose files differ from what was loaded. Stopping the agent leaves its policies loaded:
+//! a restarted agent (a new pod) takes them over without a gap and without a reload.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -49,8 +50,10 @@ pub struct AgentArgs {
 /// What the agent knows of one policy.
 #[derive(Debug, Default, Clone)]
 struct Tracked {
-    /// Fingerprint of the last attempt (successful or not).
+    /// Fingerprint of the inputs of the last attempt (successful or not).
     tried: u64,
+    /// The `file(..)` lists the loaded version read, by the name its source gives.
+    lists: Vec<String>,
     ok: bool,
     updates_ok: u64,
     updates_failed: u64,
@@ -94,11 +97,49 @@ fn pol_files(dir: &Path, prefix: &str) -> BTreeMap<String, PathBuf> {
     out
 }
 
-fn fingerprint(file: &Path, listing: u64) -> u64 {
+/// Fingerprint of what a load reads: the source and the `file(..)` lists it names
+/// (`lists`, as the loaded version read them; a new list comes with a source change).
+fn fingerprint<'a>(source: &str, lists: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::fs::read(file).unwrap_or_default().hash(&mut h);
-    listing.hash(&mut h);
+    source.hash(&mut h);
+    for (name, text) in lists {
+        name.hash(&mut h);
+        text.hash(&mut h);
+    }
     h.finish()
+}
+
+/// [`fingerprint`] of a `.pol` file and its lists as they are on disk now.
+fn fingerprint_on_disk(file: &Path, lists: &[String]) -> u64 {
+    let source = std::fs::read_to_string(file).unwrap_or_default();
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let texts: Vec<Option<String>> = lists
+        .iter()
+        .map(|n| crate::set_files::read(&dir.join(n)).ok())
+        .collect();
+    fingerprint(
+        &source,
+        lists
+            .iter()
+            .map(String::as_str)
+            .zip(texts.iter().map(Option::as_deref)),
+    )
+}
+
+/// The lists a loaded policy read and the [`fingerprint`] of what was loaded, from its
+/// record (not the disk, which may have changed again meanwhile).
+fn loaded(name: &str) -> Option<(Vec<String>, u64)> {
+    let (_root, store) = policy_cmd::store().ok()?;
+    let r = store.record(name).ok().flatten()?;
+    Some(loaded_of(&r))
+}
+
+fn loaded_of(r: &policies::PolicyRecord) -> (Vec<String>, u64) {
+    let fp = fingerprint(
+        &r.source,
+        r.files.iter().map(|(n, t)| (n.as_str(), Some(t.as_str()))),
+    );
+    (r.files.keys().cloned().collect(), fp)
 }
 
 pub fn run(args: AgentArgs) -> Result<bool> {
@@ -167,7 +208,7 @@ pub fn run(args: AgentArgs) -> Result<bool> {
         match listing(&args.policies) {
             Ok(l) if Some(l) != last_listing => {
                 last_listing = Some(l);
-                sync(&args, l, &tracked);
+                sync(&args, &tracked);
             }
             Ok(_) => {}
             Err(e) => eprintln!("agent: {e}; trying again"),
@@ -204,7 +245,19 @@ fn adopt(args: &AgentArgs, tracked: &Mutex<BTreeMap<String, Tracked>>) {
         let ours =
             file.starts_with(&dir) && name == format!("{}{}", args.prefix, policies::name_of(file));
         if ours {
-            state.entry(name).or_default();
+            // Up to date when the files are what was loaded (and on the interface asked
+            // for): the first sync then leaves it alone.
+            let on_iface = args
+                .iface
+                .as_ref()
+                .is_none_or(|i| r.programs.iter().all(|p| &p.iface == i));
+            let (lists, loaded) = loaded_of(&r);
+            let t = state.entry(name).or_default();
+            if on_iface && loaded == fingerprint_on_disk(file, &lists) {
+                t.tried = loaded;
+                t.ok = true;
+            }
+            t.lists = lists;
         }
     }
     if let Ok(mut m) = tracked.lock() {
@@ -213,13 +266,15 @@ fn adopt(args: &AgentArgs, tracked: &Mutex<BTreeMap<String, Tracked>>) {
 }
 
 /// Loads what changed, unloads what is gone.
-fn sync(args: &AgentArgs, listing: u64, tracked: &Mutex<BTreeMap<String, Tracked>>) {
+fn sync(args: &AgentArgs, tracked: &Mutex<BTreeMap<String, Tracked>>) {
     let files = pol_files(&args.policies, &args.prefix);
     let mut state = tracked.lock().map(|m| m.clone()).unwrap_or_default();
     for (name, file) in &files {
-        let fp = fingerprint(file, listing);
         let t = state.entry(name.clone()).or_default();
-        if t.tried == fp {
+        let fp = fingerprint_on_disk(file, &t.lists);
+        // A failed file is tried again on any change of the directory (what it lacked, a
+        // list say, may have arrived); a loaded one only when its own inputs changed.
+        if t.ok && t.tried == fp {
             continue;
         }
         t.tried = fp;
@@ -244,6 +299,10 @@ fn sync(args: &AgentArgs, listing: u64, tracked: &Mutex<BTreeMap<String, Tracked
             Ok(()) => {
                 t.ok = true;
                 t.updates_ok += 1;
+                if let Some((lists, fp)) = loaded(name) {
+                    t.lists = lists;
+                    t.tried = fp;
+                }
                 eprintln!(
                     "agent: {name} is up to date with {} ({:.1} ms)",
                     file.display(),

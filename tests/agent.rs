@@ -246,7 +246,8 @@ fn a_restarted_agent_unloads_files_removed_while_it_was_down_and_sees_changes_at
     std::fs::remove_file(policies.join("agent_gone.pol")).expect("rm");
     let a = start();
     let unloaded = wait_for(&gone, 20, |p| p.is_none());
-    let kept = status(&keep).is_some();
+    // The first look, which unloaded `gone`, left the unchanged `keep` alone: not replaced.
+    let kept = status(&keep).is_some_and(|p| p["generation"] == 0);
     std::thread::sleep(Duration::from_millis(20)); // a distinct mtime
     std::fs::write(&keep_file, version(7002)).expect("write");
     let changed = wait_for(&keep, 20, |p| p.is_some_and(|p| p["generation"] == 1));
@@ -255,11 +256,100 @@ fn a_restarted_agent_unloads_files_removed_while_it_was_down_and_sees_changes_at
         unloaded,
         "the file removed while no agent ran is unloaded: {err}"
     );
-    assert!(kept, "the file still there stays loaded: {err}");
+    assert!(
+        kept,
+        "the unchanged file stays loaded, not replaced by the restart: {err}"
+    );
     assert!(changed, "the change is seen at once, not after 60 s: {err}");
     assert!(err.contains("watching it"), "{err}");
     assert!(
         err.contains("agent_gone: its file is gone; unloaded"),
         "{err}"
     );
+}
+
+/// Only what changed is replaced: a changed `file(..)` list replaces the policy that reads
+/// it, and a changed `.pol` file only its own policy; the others of the directory keep
+/// their version (one edit in a ConfigMap of many policies is not a reload of them all).
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn a_change_replaces_only_the_policy_whose_files_changed() {
+    require_kernel();
+    require_tools();
+    let id = std::process::id();
+    let prefix = format!("l{id}_");
+    let (lists, other) = (
+        format!("{prefix}agent_lists"),
+        format!("{prefix}agent_other"),
+    );
+    let _unload = Unload::new(&[&lists, &other]);
+    let net = NetPair::new("gl");
+    let (ok, out) = ip(&[
+        "-n", &net.a, "link", "add", "dm0", "type", "veth", "peer", "name", "dm1",
+    ]);
+    assert!(ok, "{out}");
+    let dir = TempDir::new("pol_agent_lists");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("mkdir");
+    let blocked = policies.join("blocked.txt");
+    std::fs::write(&blocked, "192.0.2.0/24\n").expect("write");
+    std::fs::write(
+        policies.join("agent_lists.pol"),
+        "set blocked: cidr = file(\"blocked.txt\")\n\nfilter agent_lists on xdp(\"va\") {\n    drop ip.src in blocked\n    default pass\n}\n",
+    )
+    .expect("write");
+    let other_file = policies.join("agent_other.pol");
+    std::fs::write(
+        &other_file,
+        "filter agent_other on xdp(\"dm0\") {\n    drop udp.dport == 7009\n    default pass\n}\n",
+    )
+    .expect("write");
+    let log = dir.path().join("log");
+    let mut agent = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", net.a))
+        .arg(env!("CARGO_BIN_EXE_pol"))
+        .args(["agent", "--policies"])
+        .arg(&policies)
+        .args(["--interval", "0.1", "--prefix", &prefix])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("pol agent");
+    let gen = |n: u64| move |p: Option<&serde_json::Value>| p.is_some_and(|p| p["generation"] == n);
+    let first = wait_for(&lists, 20, gen(0)) && wait_for(&other, 20, gen(0));
+
+    // The list changes: its policy is replaced, the other is not.
+    std::thread::sleep(Duration::from_millis(20)); // a distinct mtime
+    std::fs::write(&blocked, "192.0.2.0/24\n198.51.100.0/24\n").expect("write");
+    let list_seen = wait_for(&lists, 20, gen(1));
+    let other_kept = status(&other).is_some_and(|p| p["generation"] == 0);
+
+    // The other file changes: only it is replaced.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(
+        &other_file,
+        "filter agent_other on xdp(\"dm0\") {\n    drop udp.dport == 7010\n    default pass\n}\n",
+    )
+    .expect("write");
+    let other_seen = wait_for(&other, 20, gen(1));
+    // A look at the directory after the change has passed (the interval is 0.1 s).
+    std::thread::sleep(Duration::from_millis(500));
+    let lists_kept = status(&lists).is_some_and(|p| p["generation"] == 1);
+
+    let _ = Command::new("kill")
+        .args(["-INT", &agent.id().to_string()])
+        .status();
+    assert!(agent.wait().expect("agent").success());
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(first, "both loaded: {err}");
+    assert!(list_seen, "a changed list replaces its policy: {err}");
+    assert!(
+        other_kept,
+        "a policy that does not read the list is left alone: {err}"
+    );
+    assert!(other_seen, "a changed .pol file replaces its policy: {err}");
+    assert!(lists_kept, "and only that one: {err}");
 }
