@@ -14,7 +14,8 @@ use crate::hir::{self, Hir, Hook};
 use crate::ir::{self, cfg, lower::MapDef};
 use crate::ir::{SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED, SRC_PARSER};
 use crate::obj::{
-    self, AttachSpec, MapReloc, ObjectSpec, ProgramSpec, RuleInfo, StatsInfo, TcDirection,
+    self, AttachSpec, MapReloc, ObjectSpec, ProgramSpec, RuleInfo, SourceLine, StatsInfo,
+    TcDirection,
 };
 use crate::syntax::{self, ast};
 
@@ -164,7 +165,7 @@ pub fn compile_with_catalog(
         return Err(diags);
     }
 
-    let spec = object_spec(&hir, &programs, &maps);
+    let spec = object_spec(source, &hir, &programs, &maps);
     let object = match obj::write_object(&spec) {
         Ok(o) => o,
         Err(e) => {
@@ -312,7 +313,7 @@ fn mir_programs(
     programs
 }
 
-fn object_spec(hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {
+fn object_spec(source: &str, hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {
     let programs = hir
         .filters
         .iter()
@@ -369,6 +370,7 @@ fn object_spec(hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {
                     default_index: f.rules.len() as u32,
                     malformed_index: f.rules.len() as u32 + 1,
                 }),
+                lines: source_lines(source, f, &p.marks),
             }
         })
         .collect();
@@ -377,6 +379,59 @@ fn object_spec(hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {
         programs,
         maps: maps.iter().map(|m| m.spec.clone()).collect(),
     }
+}
+
+/// The source line of every run of instructions (`.BTF.ext` line_info): a rule's own line;
+/// `default` and `malformed` their line in the filter when written, else the header's; the
+/// parser and the shared tail the filter's header.
+fn source_lines(source: &str, filter: &hir::Filter, marks: &[(usize, u32)]) -> Vec<SourceLine> {
+    let line_of = |at: usize| source.get(..at).map_or(0, |s| s.matches('\n').count()) + 1;
+    let text_of = |line: usize| {
+        source
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .trim()
+            .replace('\0', "")
+    };
+    let header = line_of(filter.span.start);
+    // The line of `default ...` / `malformed ...` inside the filter, if written.
+    let keyword_line = |word: &str| {
+        let body = source.get(filter.span.clone()).unwrap_or("");
+        let mut off = 0;
+        for l in body.split_inclusive('\n') {
+            if l.trim_start().starts_with(word) {
+                return line_of(filter.span.start + off);
+            }
+            off += l.len();
+        }
+        header
+    };
+    let mut out: Vec<SourceLine> = Vec::new();
+    for &(insn, src) in marks {
+        let line = match src {
+            SRC_DEFAULT => keyword_line("default"),
+            SRC_MALFORMED => keyword_line("malformed"),
+            r => match filter.rules.iter().find(|x| x.index == r) {
+                Some(rule) => rule.line as usize,
+                None => header,
+            },
+        };
+        if out.last().is_some_and(|l| l.line as usize == line) {
+            continue;
+        }
+        out.push(SourceLine {
+            insn,
+            line: line as u32,
+            col: 0,
+            text: text_of(line),
+        });
+    }
+    if let Some(first) = out.first_mut() {
+        // The kernel wants a line for the program's first instruction.
+        first.insn = 0;
+    }
+    out
 }
 
 /// `filter NAME on HOOK`: the part of a filter before its `{`, for diagnostics about the

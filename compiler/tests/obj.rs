@@ -83,6 +83,7 @@ fn xdp(name: &str, insns: Vec<Insn>, map_relocs: Vec<MapReloc>) -> ProgramSpec {
         },
         rules: vec![],
         stats: None,
+        lines: Vec::new(),
     }
 }
 
@@ -133,6 +134,7 @@ fn spec() -> ObjectSpec {
         },
         rules: vec![],
         stats: None,
+        lines: Vec::new(),
     };
 
     let mut insns = ld_map(1).to_vec(); // slot 0
@@ -158,6 +160,7 @@ fn spec() -> ObjectSpec {
         },
         rules: vec![],
         stats: None,
+        lines: Vec::new(),
     };
 
     let map = |name: &str, kind, key, value, max_entries| MapSpec {

@@ -43,6 +43,7 @@ fn xdp(name: &str, insns: Vec<Insn>, map_relocs: Vec<MapReloc>) -> ProgramSpec {
         },
         rules: vec![],
         stats: None,
+        lines: Vec::new(),
     }
 }
 
@@ -95,6 +96,7 @@ fn spec() -> ObjectSpec {
         },
         rules: vec![],
         stats: None,
+        lines: Vec::new(),
     };
     let lpm_key = BtfTy::Struct {
         name: "lpm4".into(),

@@ -92,6 +92,7 @@ pub fn module_spec(m: &Module, c: &Compiled) -> ModuleSpec {
             params: f.params.iter().map(|&t| param(t)).collect(),
             ret: param(Type::Int(f.ret)),
             global: f.global,
+            lines: Vec::new(),
         })
         .collect();
     ModuleSpec {

@@ -236,13 +236,14 @@ pub(crate) struct FuncBtf<'a> {
     pub params: &'a [BtfParam],
     pub ret: BtfParam,
     pub global: bool,
+    pub lines: &'a [super::SourceLine],
 }
 
 const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 
 /// Builds `.BTF` with maps, then a FUNC_PROTO and FUNC per function, and `.BTF.ext` with
-/// func_info grouped by section (no line_info: MIR carries no source lines yet).
+/// func_info and line_info grouped by section.
 pub(crate) fn module_btf(maps: &[MapSpec], funcs: &[FuncBtf<'_>]) -> ModuleBtf {
     let mut b = Builder::new();
     let (defs, maps_size) = add_maps(&mut b, maps);
@@ -283,16 +284,54 @@ pub(crate) fn module_btf(maps: &[MapSpec], funcs: &[FuncBtf<'_>]) -> ModuleBtf {
             info.extend([r.1, r.2]);
         }
     }
+    // line_info: rec_size, then per section {name, count, {insn byte offset, file name,
+    // line text, line << 10 | column}...}. The compiler sees source text, not paths: the
+    // file name is empty.
+    let mut lines: Vec<u32> = vec![16];
+    let mut line_secs: Vec<&str> = Vec::new();
+    for f in funcs.iter().filter(|f| !f.lines.is_empty()) {
+        if !line_secs.contains(&f.section) {
+            line_secs.push(f.section);
+        }
+    }
+    for sec in line_secs {
+        let mut recs: Vec<(u32, &super::SourceLine)> = funcs
+            .iter()
+            .filter(|f| f.section == sec)
+            .flat_map(|f| {
+                f.lines
+                    .iter()
+                    .map(move |l| (f.byte_off + 8 * l.insn as u32, l))
+            })
+            .collect();
+        recs.sort_by_key(|r| r.0);
+        lines.extend([b.string(sec), recs.len() as u32]);
+        for (off, l) in recs {
+            let text = b.string(&l.text);
+            lines.extend([off, 0, text, (l.line << 10) | (l.col & 0x3ff)]);
+        }
+    }
     let func_len = 4 * info.len() as u32;
-    let mut ext = Vec::with_capacity(32 + func_len as usize);
+    let line_len = if lines.len() > 1 {
+        4 * lines.len() as u32
+    } else {
+        0
+    };
+    let mut ext = Vec::with_capacity(32 + (func_len + line_len) as usize);
     ext.extend_from_slice(&0xeb9f_u16.to_le_bytes());
     ext.extend_from_slice(&[1, 0]);
     // hdr_len, func_info off/len, line_info off/len, core_relo off/len.
-    for w in [32, 0, func_len, func_len, 0, func_len, 0] {
+    let core = func_len + line_len;
+    for w in [32, 0, func_len, func_len, line_len, core, 0] {
         ext.extend_from_slice(&w.to_le_bytes());
     }
     for w in info {
         ext.extend_from_slice(&w.to_le_bytes());
+    }
+    if line_len > 0 {
+        for w in lines {
+            ext.extend_from_slice(&w.to_le_bytes());
+        }
     }
     ModuleBtf {
         maps: MapsBtf {

@@ -54,6 +54,20 @@ pub struct ProgramSpec {
     pub rules: Vec<RuleInfo>,
     /// The per-CPU array counting how often each rule decided (layout.json only).
     pub stats: Option<StatsInfo>,
+    /// Where the code comes from in the source (`.BTF.ext` line_info).
+    #[serde(skip)]
+    pub lines: Vec<SourceLine>,
+}
+
+/// One `.BTF.ext` line_info record: the instructions from slot `insn` on come from source
+/// line `line` (1-based), whose text is `text`. `bpftool prog dump xlated` and the
+/// verifier's log print that text above the instructions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceLine {
+    pub insn: usize,
+    pub line: u32,
+    pub col: u32,
+    pub text: String,
 }
 
 /// Where a program counts its decisions: `map[rule.index]` for each rule, then one slot for
@@ -251,6 +265,8 @@ pub enum ObjError {
     EmptyProgram { program: String },
     #[error("program {program:?}: relocation at slot {index} is not an ld_imm64 (0x18) with both slots present")]
     BadRelocSlot { program: String, index: usize },
+    #[error("program {program:?}: line info at slot {index} is out of order, out of range or inside an ld_imm64")]
+    BadLineInfo { program: String, index: usize },
     #[error("program {program:?}: two relocations at slot {index}")]
     DuplicateReloc { program: String, index: usize },
     #[error("program {program:?}: relocation against unknown map {map:?}")]
@@ -285,6 +301,7 @@ pub fn write_object(spec: &ObjectSpec) -> Result<Vec<u8>, ObjError> {
                 signed: true,
             },
             global: false,
+            lines: p.lines.clone(),
         })
         .collect();
     write_module(&ModuleSpec {

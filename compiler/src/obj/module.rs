@@ -68,6 +68,9 @@ pub struct FuncSpec {
     pub ret: BtfParam,
     /// BTF linkage global: verified on its own (subprograms only).
     pub global: bool,
+    /// Source lines of the code, by first slot, in order (`.BTF.ext` line_info); the
+    /// first at slot 0 when any.
+    pub lines: Vec<super::SourceLine>,
 }
 
 fn validate(spec: &ModuleSpec) -> Result<(), ObjError> {
@@ -125,6 +128,26 @@ fn validate(spec: &ModuleSpec) -> Result<(), ObjError> {
                     map: r.map.clone(),
                 });
             }
+        }
+        // The kernel refuses line_info out of order, past the end, or on the second
+        // half of an ld_imm64 ("Invalid insn code at line_info[N].insn_off").
+        let mut prev: Option<usize> = None;
+        for l in &f.lines {
+            // Only an ld_imm64's second half has opcode 0.
+            let second_half = f.insns.get(l.insn).is_some_and(|i| i.code == 0);
+            if l.insn >= f.insns.len() || prev.is_some_and(|p| p >= l.insn) || second_half {
+                return Err(ObjError::BadLineInfo {
+                    program: program(),
+                    index: l.insn,
+                });
+            }
+            prev = Some(l.insn);
+        }
+        if f.lines.first().is_some_and(|l| l.insn != 0) {
+            return Err(ObjError::BadLineInfo {
+                program: program(),
+                index: f.lines.first().map_or(0, |l| l.insn),
+            });
         }
         let subprogram = |name: &str| {
             spec.funcs
@@ -235,6 +258,7 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
                     params: &f.params,
                     ret: f.ret,
                     global: f.global,
+                    lines: &f.lines,
                 })
             })
         })
@@ -258,12 +282,13 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
     let maps_sec =
         (!spec.maps.is_empty()).then(|| (w.add_section_name(b".maps"), w.reserve_section_index()));
     let btf_sec = (w.add_section_name(b".BTF"), w.reserve_section_index());
-    // func_info only where subprograms need it: without line_info beside it libbpf warns
-    // "missing .BTF.ext line info for the main program" about every program.
+    // `.BTF.ext` where subprograms need func_info or there are source lines: func_info
+    // without line_info makes libbpf warn "missing .BTF.ext line info for the main
+    // program" about every program.
     let ext_sec = spec
         .funcs
         .iter()
-        .any(|f| f.section.is_none())
+        .any(|f| f.section.is_none() || !f.lines.is_empty())
         .then(|| (w.add_section_name(b".BTF.ext"), w.reserve_section_index()));
     let rel_names: Vec<String> = code.iter().map(|c| format!(".rel{}", c.name)).collect();
     let rel_secs: Vec<(object::write::StringId, SectionIndex, SectionIndex, usize)> = code
