@@ -187,6 +187,58 @@ fn wait_for(name: &str, secs: u64, pred: impl Fn(Option<&serde_json::Value>) -> 
     false
 }
 
+/// One network pair with a second interface (`dm0`) in its first namespace (one filter
+/// per hook, so two policies need two), and a policy directory: what the single-agent
+/// tests share.
+struct AgentSite {
+    net: NetPair,
+    dir: TempDir,
+    policies: std::path::PathBuf,
+}
+
+impl AgentSite {
+    fn new(tag: &str) -> AgentSite {
+        let net = NetPair::new(tag);
+        let (ok, out) = ip(&[
+            "-n", &net.a, "link", "add", "dm0", "type", "veth", "peer", "name", "dm1",
+        ]);
+        assert!(ok, "{out}");
+        let dir = TempDir::new(&format!("pol_agent_{tag}"));
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).expect("mkdir");
+        AgentSite { net, dir, policies }
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.path().join("log")
+    }
+
+    /// `pol agent` on the directory, inside the pair's first namespace; stderr to `log`.
+    fn start(&self, interval: &str, prefix: &str) -> std::process::Child {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.net.a))
+            .arg(env!("CARGO_BIN_EXE_pol"))
+            .args(["agent", "--policies"])
+            .arg(&self.policies)
+            .args(["--interval", interval, "--prefix", prefix])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.log()).expect("log"))
+            .spawn()
+            .expect("pol agent")
+    }
+
+    /// Stops an agent with SIGINT; asserts it exited cleanly; returns its log.
+    fn stop(&self, mut a: std::process::Child) -> String {
+        let _ = Command::new("kill")
+            .args(["-INT", &a.id().to_string()])
+            .status();
+        let ok = a.wait().expect("agent").success();
+        let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+        assert!(ok, "{log}");
+        log
+    }
+}
+
 /// A policy whose file was removed while no agent ran is unloaded by the next agent; and
 /// a change reaches the policy at once (the directory is watched), long before the
 /// agent's 60 s fallback look.
@@ -202,15 +254,8 @@ fn a_restarted_agent_unloads_files_removed_while_it_was_down_and_sees_changes_at
     let prefix = format!("r{id}_");
     let (keep, gone) = (format!("{prefix}agent_keep"), format!("{prefix}agent_gone"));
     let _unload = Unload::new(&[&keep, &gone]);
-    let net = NetPair::new("gr");
-    // A second interface for the second policy (one filter per hook).
-    let (ok, out) = ip(&[
-        "-n", &net.a, "link", "add", "dm0", "type", "veth", "peer", "name", "dm1",
-    ]);
-    assert!(ok, "{out}");
-    let dir = TempDir::new("pol_agent_restart");
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).expect("mkdir");
+    let site = AgentSite::new("gr");
+    let policies = &site.policies;
     let keep_file = policies.join("agent_keep.pol");
     std::fs::write(&keep_file, version(7001)).expect("write");
     std::fs::write(
@@ -218,26 +263,8 @@ fn a_restarted_agent_unloads_files_removed_while_it_was_down_and_sees_changes_at
         "filter agent_gone on xdp(\"dm0\") {\n    drop udp.dport == 7009\n    default pass\n}\n",
     )
     .expect("write");
-    let log = dir.path().join("log");
-    let start = || {
-        Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", net.a))
-            .arg(env!("CARGO_BIN_EXE_pol"))
-            .args(["agent", "--policies"])
-            .arg(&policies)
-            .args(["--interval", "60", "--prefix", &prefix])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("pol agent")
-    };
-    let stop = |mut a: std::process::Child| {
-        let _ = Command::new("kill")
-            .args(["-INT", &a.id().to_string()])
-            .status();
-        assert!(a.wait().expect("agent").success());
-        std::fs::read_to_string(&log).unwrap_or_default()
-    };
+    let start = || site.start("60", &prefix);
+    let stop = |a| site.stop(a);
     let a = start();
     let both = wait_for(&keep, 20, |p| p.is_some()) && wait_for(&gone, 20, |p| p.is_some());
     let err = stop(a);
@@ -286,14 +313,8 @@ fn a_change_replaces_only_the_policy_whose_files_changed() {
         format!("{prefix}agent_other"),
     );
     let _unload = Unload::new(&[&lists, &other]);
-    let net = NetPair::new("gl");
-    let (ok, out) = ip(&[
-        "-n", &net.a, "link", "add", "dm0", "type", "veth", "peer", "name", "dm1",
-    ]);
-    assert!(ok, "{out}");
-    let dir = TempDir::new("pol_agent_lists");
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).expect("mkdir");
+    let site = AgentSite::new("gl");
+    let policies = &site.policies;
     let blocked = policies.join("blocked.txt");
     std::fs::write(&blocked, "192.0.2.0/24\n").expect("write");
     std::fs::write(
@@ -307,17 +328,7 @@ fn a_change_replaces_only_the_policy_whose_files_changed() {
         "filter agent_other on xdp(\"dm0\") {\n    drop udp.dport == 7009\n    default pass\n}\n",
     )
     .expect("write");
-    let log = dir.path().join("log");
-    let mut agent = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", net.a))
-        .arg(env!("CARGO_BIN_EXE_pol"))
-        .args(["agent", "--policies"])
-        .arg(&policies)
-        .args(["--interval", "0.1", "--prefix", &prefix])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("pol agent");
+    let agent = site.start("0.1", &prefix);
     let gen = |n: u64| move |p: Option<&serde_json::Value>| p.is_some_and(|p| p["generation"] == n);
     let first = wait_for(&lists, 20, gen(0)) && wait_for(&other, 20, gen(0));
 
@@ -339,11 +350,7 @@ fn a_change_replaces_only_the_policy_whose_files_changed() {
     std::thread::sleep(Duration::from_millis(500));
     let lists_kept = status(&lists).is_some_and(|p| p["generation"] == 1);
 
-    let _ = Command::new("kill")
-        .args(["-INT", &agent.id().to_string()])
-        .status();
-    assert!(agent.wait().expect("agent").success());
-    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    let err = site.stop(agent);
     assert!(first, "both loaded: {err}");
     assert!(list_seen, "a changed list replaces its policy: {err}");
     assert!(
