@@ -256,7 +256,7 @@ fn run_filter(
         t.malformed += usize::from(parsed.is_err());
         t.not_parsed += usize::from(
             parsed.is_ok()
-                && reference::parse(&pkt, bytes.len(), &pol_compiler::bpf::parser::Needs::ALL)
+                && reference::parse(&pkt, bytes.len(), &pol_compiler::packet::needs::Needs::ALL)
                     .is_err(),
         );
         t.by_rule += usize::from(slot < n);

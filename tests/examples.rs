@@ -46,7 +46,9 @@ fn examples_golden_files() {
             .to_string();
         let (src, c) = compile(&path);
         let ir: String = c.programs.iter().map(|p| p.ir.to_string()).collect();
-        let layout = pol_compiler::obj::layout(&c.spec).to_json();
+        let layout = pol_compiler::obj::layout(&c.spec)
+            .to_json()
+            .expect("layout.json serializes");
         snapshot_settings(&src).bind(|| {
             insta::assert_snapshot!(
                 format!("example_{name}_ast"),

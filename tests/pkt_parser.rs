@@ -14,8 +14,8 @@ use std::sync::{Mutex, OnceLock};
 
 use pol_compiler::bpf::disasm::disassemble;
 use pol_compiler::bpf::insn::{self, encode};
-use pol_compiler::bpf::parser::{span, ByteMask, Needs, ParserHook};
-use pol_compiler::bpf::record::*;
+use pol_compiler::packet::needs::{span, ByteMask, Needs, ParserHook};
+use pol_compiler::packet::record::*;
 
 /// The record's size in bytes.
 const REC: usize = RECORD_SIZE as usize;

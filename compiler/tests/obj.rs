@@ -521,7 +521,7 @@ macro_rules! snapshot {
 
 #[test]
 fn layout_json_snapshot() {
-    let json = layout(&spec()).to_json();
+    let json = layout(&spec()).to_json().expect("layout.json serializes");
     snapshot!("obj_layout_json", json);
 }
 

@@ -7,7 +7,7 @@
 
 use crate::packets::{ext_number, Bad, Body, Ip, Pkt, L4};
 use crate::rules::*;
-use pol_compiler::bpf::parser::Needs;
+use pol_compiler::packet::needs::Needs;
 use pol_runtime::packet::Ext;
 use std::net::IpAddr;
 

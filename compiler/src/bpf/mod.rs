@@ -1,11 +1,8 @@
-//! eBPF instructions: encoding, assembly with labels, disassembly; the packet record and
-//! what the packet parser must fill in it.
+//! eBPF instructions: encoding, assembly with labels, disassembly.
 
 pub mod asm;
 pub mod disasm;
 pub mod insn;
-pub mod parser;
-pub mod record;
 
 pub use asm::{Asm, AsmError, Assembled, Label};
 pub use insn::Insn;

@@ -2,8 +2,8 @@
 //! present, and where the packet parser leaves the value in the packet record.
 
 use super::types::Ty;
-use crate::bpf::record::*;
 use crate::diag::suggest;
+use crate::packet::record::*;
 use serde::Serialize;
 
 /// How a field's value is stored in the record.

@@ -14,6 +14,11 @@ pub mod values;
 use crate::syntax::ast::{Span, Verdict};
 use fields::Field;
 use serde::Serialize;
+
+/// Sets with more values than this become maps (a language rule: it decides which sets
+/// `pol set` can change while a filter runs).
+pub const INLINE_SET_MAX: usize = 8;
+
 pub use types::Ty;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]

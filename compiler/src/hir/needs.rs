@@ -33,11 +33,10 @@
 
 use super::fields::{Field, Slot};
 use super::{Action, Cond, Filter, Hir, Test, Ty, Value};
-use crate::bpf::parser::{span, ByteMask, Needs};
-use crate::bpf::record::*;
+use crate::packet::needs::{span, ByteMask, Needs};
+use crate::packet::record::*;
 
-/// Sets with more values than this become maps (as `ir::lower::INLINE_SET_MAX`).
-const INLINE_SET_MAX: usize = crate::ir::lower::INLINE_SET_MAX;
+use super::INLINE_SET_MAX;
 
 const FRAGS: u32 = F_FRAG | F_FRAG_LATER;
 

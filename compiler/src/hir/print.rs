@@ -1,7 +1,7 @@
 //! The HIR as compact text, for golden files and `pol` debugging.
 
 use super::{Action, CmpOp, Cond, Hir, Hook, Test, Value};
-use crate::bpf::record::*;
+use crate::packet::record::*;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 

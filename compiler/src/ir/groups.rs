@@ -336,7 +336,7 @@ mod tests {
             space: Space::Addr {
                 off: 20,
                 v6: false,
-                layer: crate::bpf::record::F_IP4,
+                layer: crate::packet::record::F_IP4,
             },
             field: crate::hir::fields::lookup("ip.src").expect("field"),
             keys: vec![

@@ -170,10 +170,11 @@ pub struct ValueWordLayout {
 }
 
 impl Layout {
-    /// Pretty-printed layout.json, as written next to the object.
-    pub fn to_json(&self) -> String {
-        // Plain structs with string keys: serialization cannot fail.
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    /// Pretty-printed layout.json, as written next to the object. An error, not an empty
+    /// layout, if serialization fails (it cannot for these plain structs today, but a
+    /// runtime that loads an empty layout would see no maps and no programs).
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
     }
 }
 

@@ -1,11 +1,11 @@
 //! The maps a program needs: set maps, counter maps, rule-group maps, and their key layouts.
 
 use super::Lower;
-use crate::bpf::record::OFF_FLAGS;
 use crate::hir::fields::{Field, Slot};
 use crate::hir::{Filter, SetDef, Ty, Value};
 use crate::ir::groups::{self, Group, Space};
-use crate::obj::{BtfTy, MapKind, MapSpec};
+use crate::maps::{BtfTy, MapKind, MapSpec};
+use crate::packet::record::OFF_FLAGS;
 use std::collections::HashMap;
 
 /// Keys of hash maps built from sets hold this value.

@@ -11,15 +11,14 @@ mod maps;
 use super::groups::{self, Placement, Plan};
 use super::{Block, BlockId, BrOp, Function, Inst, Term, VReg};
 use crate::hir::{Action, Filter, Hir, Hook};
-use crate::obj::{BtfTy, MapKind, MapSpec};
+use crate::maps::{BtfTy, MapKind, MapSpec};
 use crate::syntax::ast::Verdict;
 use std::collections::HashMap;
 
 use maps::count_key_off;
 pub use maps::{stats_map_name, MapDef, COUNT_MAX_ENTRIES};
 
-/// Sets with more values than this become maps.
-pub const INLINE_SET_MAX: usize = 8;
+pub use crate::hir::INLINE_SET_MAX;
 
 struct Lower<'a> {
     hir: &'a Hir,

@@ -7,14 +7,14 @@
 mod parser;
 mod rules;
 
-use crate::bpf::parser::{Needs, ParserHook};
-use crate::bpf::record::RECORD_SIZE;
 use crate::hir::{Filter, Hook};
 use crate::ir::SRC_PARSER;
 use crate::ir::{self, lower::MapDef};
+use crate::maps::MapKind;
 use crate::mir::build::Builder;
 use crate::mir::{self, Block, BlockCall, IntTy, PtrKind, Term, Type};
-use crate::obj::MapKind;
+use crate::packet::needs::{Needs, ParserHook};
+use crate::packet::record::RECORD_SIZE;
 
 /// The source of each MIR block (a rule index or one of `ir::SRC_*`), for
 /// listings and per-rule limits.
@@ -235,7 +235,7 @@ pub fn parser_probe(hook: ParserHook, needs: Needs, probe: Probe) -> Result<mir:
         }
         Probe::Reads => {
             for byte in 0..RECORD_SIZE {
-                if needs.reads & crate::bpf::parser::span(byte, 1) != 0 {
+                if needs.reads & crate::packet::needs::span(byte, 1) != 0 {
                     b.f.push(cur, Op::Load { ptr: at, off: byte }, Type::Int(IntTy::U8));
                 }
             }

@@ -1,17 +1,17 @@
-//! The packet parser as MIR: the same parser as `bpf::parser` (docs/packet-parsing.md),
+//! The packet parser as MIR, to the contract of `packet::needs` (docs/packet-parsing.md),
 //! built with variables ("the L3 header", "the end of the IP packet") that the builder
 //! turns into block parameters. Every packet read follows a compare against `pkt_end`
 //! that the MIR verifier proves covers it; TC's pull-and-parse-again is a counted loop
 //! of two passes whose back edge is the pull.
 
 use super::Tags;
-use crate::bpf::parser::{has, ByteMask, Needs, ParserHook, MAX_EXT_HDRS};
-use crate::bpf::record::*;
 use crate::mir::build::{Builder, Var};
 use crate::mir::{
     helpers, BinOp, Block, BlockCall, Cond, ExtOp, IntTy, Op, Operand, PtrKind, Slot, Term, Type,
     Value,
 };
+use crate::packet::needs::{has, ByteMask, Needs, ParserHook, MAX_EXT_HDRS};
+use crate::packet::record::*;
 
 const SKB_LEN: i16 = 0;
 const SKB_VLAN_PRESENT: i16 = 20;
@@ -910,7 +910,7 @@ impl P<'_> {
     fn l4(&mut self, l4: &L4Blocks, done: Block) {
         let n = self.needs;
         let m = self.malformed;
-        let ports = crate::bpf::parser::span(OFF_SPORT, 4);
+        let ports = crate::packet::needs::span(OFF_SPORT, 4);
         let kinds = [
             (n.tcp4 || n.tcp6, l4.tcp),
             (n.udp4 || n.udp6, l4.udp),
