@@ -86,8 +86,12 @@ pub fn probes(out: &pol_compiler::probe::Output) -> String {
         let keys: Vec<&str> = a.key.iter().map(|k| k.name.as_str()).collect();
         let _ = writeln!(
             s,
-            "map   {:<16} per-CPU hash  key {:>2} B  value {:>2} B  max {:>6}  {} {}{}",
+            "map   {:<16} {:<13} key {:>2} B  value {:>2} B  max {:>6}  {} {}{}",
             m.name,
+            match m.kind {
+                MapKind::PercpuArray => "per-CPU array",
+                _ => "per-CPU hash",
+            },
             m.key_size,
             m.value_size,
             m.max_entries,

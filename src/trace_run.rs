@@ -3,9 +3,11 @@
 //! every aggregation map as bpftrace does (or one JSON object per map with `--json`).
 //!
 //! The maps are read through the layout.json the compiler wrote (parsed back into
-//! `pol_runtime::trace::layout`), never through the compiler's own types. Everything
-//! attached belongs to the `aya::Ebpf` value: dropping it, on any error or at the end,
-//! detaches every probe.
+//! `pol_runtime::trace::layout`), never through the compiler's own types. The probes are
+//! loaded from the compiler's module spec by pol's own loader (`trace::load`: no ELF or
+//! BTF parsing on the way, so start-up is the compile plus a few syscalls); every
+//! attachment is an fd in `Attached`: dropping them, on any error or at the end, detaches
+//! every probe.
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -14,13 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use aya::maps::{Map, RingBuf};
-use aya::{Ebpf, EbpfLoader};
+use aya::maps::{Map, MapData, RingBuf};
 use pol_compiler::diag::render_all;
 use pol_compiler::driver;
 use pol_compiler::syntax::{self, ast::Item};
 use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
 use pol_runtime::trace::layout::{Attach, TraceLayout};
+use pol_runtime::trace::load::{ProbeObject, TraceLoadError};
 use pol_runtime::trace::symbols::{write_flamegraph, KernelSymbols, Stack};
 use pol_runtime::trace::{aggregate, events};
 
@@ -85,7 +87,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let layout = TraceLayout::parse(&serde_json::to_string(&out.layout)?)
         .context("internal error: the layout does not read back")?;
     check_privileges()?;
-    let (bpf, attached) = load_and_attach(&c.object, &layout)?;
+    let (bpf, attached) = load_and_attach(&out.spec, &layout)?;
     say!(
         "attached {} probe{} in {:.1} ms; Ctrl-C to stop and print the maps",
         layout.probes.len(),
@@ -95,9 +97,8 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let deadline = args
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    let mut bpf = bpf;
     let mut events = match &layout.events {
-        Some(ev) => Some(EventStream::open(&mut bpf, ev)?),
+        Some(ev) => Some(EventStream::open(&bpf, ev)?),
         None => None,
     };
     let mut next_lost_check = Instant::now() + Duration::from_secs(1);
@@ -171,20 +172,15 @@ pub fn run(args: RunArgs) -> Result<bool> {
     Ok(true)
 }
 
-/// The fd of aggregation map `name`.
-fn map_fd<'a>(bpf: &'a Ebpf, name: &str) -> Result<std::os::fd::BorrowedFd<'a>> {
-    let map = bpf
-        .map(name)
-        .ok_or_else(|| anyhow!("internal error: map `{name}` is not in the object"))?;
-    match map {
-        Map::PerCpuHashMap(m) | Map::HashMap(m) => Ok(m.fd().as_fd()),
-        _ => bail!("internal error: map `{name}` is not a hash map"),
-    }
+/// The fd of map `name`.
+fn map_fd<'a>(bpf: &'a ProbeObject, name: &str) -> Result<std::os::fd::BorrowedFd<'a>> {
+    bpf.map_fd(name)
+        .map_err(|_| anyhow!("internal error: map `{name}` is not in the object"))
 }
 
 /// The entries of a map, `kstack` keys resolved to kernel function names.
 fn entries(
-    bpf: &Ebpf,
+    bpf: &ProbeObject,
     layout: &TraceLayout,
     a: &pol_runtime::trace::layout::Aggregation,
 ) -> Result<Vec<aggregate::Entry>> {
@@ -196,10 +192,7 @@ fn entries(
         .then_some(())
         .and(layout.stacks.as_ref())
     {
-        let fd = match bpf.map(stacks) {
-            Some(Map::StackTraceMap(m)) => m.fd().as_fd(),
-            _ => bail!("internal error: no stack trace map `{stacks}`"),
-        };
+        let fd = map_fd(bpf, stacks)?;
         let syms =
             KernelSymbols::load().map_err(|e| anyhow!("kernel stacks cannot be named: {e}"))?;
         let len = pol_runtime::sys::map_info(fd)
@@ -222,7 +215,7 @@ fn entries(
 
 /// One map as printed: bpftrace's text, or one JSON line.
 fn map_text(
-    bpf: &Ebpf,
+    bpf: &ProbeObject,
     layout: &TraceLayout,
     a: &pol_runtime::trace::layout::Aggregation,
     json: bool,
@@ -236,7 +229,7 @@ fn map_text(
 }
 
 /// `--flamegraph FILE.svg`: the first map keyed by `kstack`, drawn (inferno).
-fn flamegraph(bpf: &Ebpf, layout: &TraceLayout, path: &std::path::Path) -> Result<()> {
+fn flamegraph(bpf: &ProbeObject, layout: &TraceLayout, path: &std::path::Path) -> Result<()> {
     let Some(a) = layout
         .aggregations
         .iter()
@@ -271,7 +264,7 @@ fn flamegraph(bpf: &Ebpf, layout: &TraceLayout, path: &std::path::Path) -> Resul
 
 /// `print` and `clear` of an `interval` or `begin` probe, in order.
 fn run_actions(
-    bpf: &Ebpf,
+    bpf: &ProbeObject,
     layout: &TraceLayout,
     actions: &[pol_runtime::trace::layout::MapAction],
     json: bool,
@@ -331,8 +324,8 @@ fn refuse_unsupported(src: &str) -> Result<()> {
 /// The ring buffer of `emit` records and its lost-record counter.
 struct EventStream {
     layout: pol_runtime::trace::layout::Events,
-    ring: RingBuf<aya::maps::MapData>,
-    lost_map: aya::maps::MapData,
+    ring: RingBuf<MapData>,
+    lost_map: std::os::fd::OwnedFd,
     /// Records lost so far, as last reported.
     lost: u64,
     /// The kind of the last record printed (a header is printed when it changes).
@@ -340,16 +333,17 @@ struct EventStream {
 }
 
 impl EventStream {
-    fn open(bpf: &mut Ebpf, ev: &pol_runtime::trace::layout::Events) -> Result<EventStream> {
-        let ring = bpf
-            .take_map(&ev.ring)
-            .ok_or_else(|| anyhow!("internal error: no ring buffer `{}`", ev.ring))?;
-        let ring =
-            RingBuf::try_from(ring).map_err(|e| anyhow!("ring buffer `{}`: {e}", ev.ring))?;
-        let lost_map = match bpf.take_map(&ev.lost) {
-            Some(Map::PerCpuArray(m)) => m,
-            _ => bail!("internal error: no per-CPU array `{}`", ev.lost),
-        };
+    fn open(bpf: &ProbeObject, ev: &pol_runtime::trace::layout::Events) -> Result<EventStream> {
+        // aya's ring buffer reader (memory-mapped, as libbpf's) over the map pol created.
+        let ring = map_fd(bpf, &ev.ring)?
+            .try_clone_to_owned()
+            .context("cannot duplicate the ring buffer's fd")?;
+        let ring = MapData::from_fd(ring).map_err(|e| anyhow!("ring buffer `{}`: {e}", ev.ring))?;
+        let ring = RingBuf::try_from(Map::RingBuf(ring))
+            .map_err(|e| anyhow!("ring buffer `{}`: {e}", ev.ring))?;
+        let lost_map = map_fd(bpf, &ev.lost)?
+            .try_clone_to_owned()
+            .context("cannot duplicate the lost-record counter's fd")?;
         Ok(EventStream {
             layout: ev.clone(),
             ring,
@@ -388,7 +382,7 @@ impl EventStream {
     /// Says on stderr how many records the full ring buffer dropped, when that grew
     /// (or, at the end, when any were).
     fn report_lost(&mut self, at_end: bool) {
-        let fd = self.lost_map.fd().as_fd();
+        let fd = self.lost_map.as_fd();
         let total = pol_runtime::sys::map_info(fd)
             .and_then(|info| pol_runtime::sys::value_buf_len(&info))
             .and_then(|len| pol_runtime::sys::map_lookup(fd, &0u32.to_le_bytes(), len))
@@ -429,9 +423,12 @@ fn check_privileges() -> Result<()> {
     bail!("pol run needs root to trace: it loads BPF programs and attaches them to kernel tracepoints (CAP_BPF and CAP_PERFMON); run it with sudo")
 }
 
-/// Loads the object and attaches every probe through `trace::attach` (all or nothing);
-/// the returned attachments detach when dropped, before the object is.
-fn load_and_attach(object: &[u8], layout: &TraceLayout) -> Result<(Ebpf, Vec<Attached>)> {
+/// Loads the probes (pol's own loader) and attaches every one through `trace::attach`
+/// (all or nothing); the returned attachments detach when dropped, before the object is.
+fn load_and_attach(
+    spec: &pol_compiler::obj::ModuleSpec,
+    layout: &TraceLayout,
+) -> Result<(ProbeObject, Vec<Attached>)> {
     let list: Vec<(String, ProbeAttach)> = layout
         .probes
         .iter()
@@ -463,20 +460,8 @@ fn load_and_attach(object: &[u8], layout: &TraceLayout) -> Result<(Ebpf, Vec<Att
     for (program, how) in &list {
         attach::supported(how).map_err(|e| anyhow!("probe `{}`: {e}", shown(layout, program)))?;
     }
-    let mut bpf = EbpfLoader::new()
-        .load(object)
-        .map_err(|e| anyhow!("cannot load the probes' object: {e}"))?;
-    // Load each program first, so a verifier refusal names its probe with the log.
-    for (program, _) in &list {
-        let prog = bpf
-            .program_mut(program)
-            .ok_or_else(|| anyhow!("internal error: program `{program}` is not in the object"))?;
-        if let aya::programs::Program::TracePoint(tp) = prog {
-            tp.load()
-                .map_err(|e| load_error(shown(layout, program), e))?;
-        }
-    }
-    let attached = attach::attach_all(&mut bpf, &list).map_err(|e| anyhow!("{e}"))?;
+    let bpf = ProbeObject::load(spec).map_err(|e| load_error(layout, e))?;
+    let attached = attach::attach_all(&bpf, &list).map_err(|e| anyhow!("{e}"))?;
     Ok((bpf, attached))
 }
 
@@ -490,14 +475,15 @@ fn shown<'a>(layout: &'a TraceLayout, program: &'a str) -> &'a str {
 }
 
 /// A program the kernel refused: a compiler bug (what `pol check` accepts must load), so
-/// the verifier's last lines are shown for the report.
-fn load_error(probe: &str, e: aya::programs::ProgramError) -> anyhow::Error {
+/// the verifier's last lines are shown for the report. Other failures say what is missing.
+fn load_error(layout: &TraceLayout, e: TraceLoadError) -> anyhow::Error {
+    use pol_runtime::load::LoadError;
     match e {
-        aya::programs::ProgramError::LoadError {
+        TraceLoadError::Load(LoadError::Verifier {
+            program,
             io_error,
-            verifier_log,
-        } => {
-            let log = verifier_log.to_string();
+            log,
+        }) => {
             let tail: Vec<&str> = log
                 .lines()
                 .rev()
@@ -507,10 +493,11 @@ fn load_error(probe: &str, e: aya::programs::ProgramError) -> anyhow::Error {
                 .rev()
                 .collect();
             anyhow!(
-                "internal error: the kernel refused probe `{probe}` ({io_error}); please report it with the verifier's words:\n{}",
+                "internal error: the kernel refused probe `{}` ({io_error}); please report it with the verifier's words:\n{}",
+                shown(layout, &program),
                 tail.join("\n")
             )
         }
-        other => anyhow!("probe `{probe}`: cannot load: {other}"),
+        other => anyhow!("cannot load the probes: {other}"),
     }
 }

@@ -13,8 +13,9 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use pol_compiler::bpf::Insn;
 use pol_compiler::driver::{Compiled, LICENSE};
-use pol_compiler::obj::{AttachSpec, MapKind, MapSpec};
+use pol_compiler::obj::{AttachSpec, FuncSpec, MapKind, MapReloc, MapSpec, ModuleSpec};
 
 use crate::load::{self, Entry, LoadError, Loaded, PerCpuEntry};
 use crate::sys::{self, MapInfo, ProgInfo, ProgType, SysError, TestRun};
@@ -114,6 +115,74 @@ impl DirectMap {
     }
 }
 
+/// How one program is loaded: BPF_PROG_LOAD's type, expected attach type, flags and,
+/// for BTF-typed tracing programs, the vmlinux type id of the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgLoad {
+    pub prog_type: ProgType,
+    pub expected_attach_type: u32,
+    pub prog_flags: u32,
+    pub attach_btf_id: u32,
+}
+
+/// BPF_PSEUDO_CALL: a call whose immediate is the callee's offset in instructions.
+const BPF_PSEUDO_CALL: u8 = 1;
+
+/// Program `f` with every static subprogram it reaches appended (each once), its calls'
+/// immediates set to the callee's offset, and map relocations moved along. A global
+/// subprogram or a callback address needs BTF func_info, which this path does not write.
+fn link_calls(spec: &ModuleSpec, f: &FuncSpec) -> Result<(Vec<Insn>, Vec<MapReloc>), LoadError> {
+    let unsupported = |what: String| LoadError::Program {
+        program: f.name.clone(),
+        message: format!("{what}: the direct loader cannot link it (a bug in pol)"),
+    };
+    let mut insns = f.insns.clone();
+    let mut relocs = f.map_relocs.clone();
+    // (function, its first instruction in `insns`), in order of placement.
+    let mut placed: Vec<(&FuncSpec, usize)> = vec![(f, 0)];
+    let mut next = 0;
+    while let Some(&(g, base)) = placed.get(next) {
+        next += 1;
+        if !g.func_addrs.is_empty() {
+            return Err(unsupported(format!("`{}` passes a callback", g.name)));
+        }
+        for (slot, callee) in &g.calls {
+            let at = match placed.iter().find(|(p, _)| p.name == *callee) {
+                Some(&(_, at)) => at,
+                None => {
+                    let c = spec
+                        .funcs
+                        .iter()
+                        .find(|c| c.name == *callee && c.section.is_none())
+                        .ok_or_else(|| {
+                            unsupported(format!("`{}` calls unknown `{callee}`", g.name))
+                        })?;
+                    if c.global {
+                        return Err(unsupported(format!("`{callee}` is a global function")));
+                    }
+                    let at = insns.len();
+                    insns.extend(c.insns.iter().copied());
+                    relocs.extend(c.map_relocs.iter().map(|r| MapReloc {
+                        insn_index: r.insn_index + at,
+                        map: r.map.clone(),
+                    }));
+                    placed.push((c, at));
+                    at
+                }
+            };
+            let call = base + slot;
+            let off = i64::try_from(at).unwrap_or(0) - i64::try_from(call).unwrap_or(0) - 1;
+            let insn = insns
+                .get_mut(call)
+                .ok_or_else(|| unsupported(format!("a call of `{}` is out of range", g.name)))?;
+            insn.src = BPF_PSEUDO_CALL;
+            insn.imm =
+                i32::try_from(off).map_err(|_| unsupported(format!("`{}` is too long", g.name)))?;
+        }
+    }
+    Ok((insns, relocs))
+}
+
 struct DirectProg {
     name: String,
     fd: OwnedFd,
@@ -155,11 +224,71 @@ impl Direct {
     /// Creates the maps of `c`, fills them, and loads its programs. Stops at the first
     /// failure; everything created before it is closed (and so freed) on return.
     pub fn load(c: &Compiled) -> Result<Direct, LoadError> {
-        let mut d = Direct {
-            maps: Vec::with_capacity(c.spec.maps.len()),
-            progs: Vec::with_capacity(c.spec.programs.len()),
+        let mut d = Direct::with_maps(&c.spec.maps, c.spec.programs.len())?;
+        for def in &c.maps {
+            if !def.entries.is_empty() {
+                d.fill(&def.spec.name, &def.entries)?;
+            }
+        }
+        for p in &c.spec.programs {
+            let (prog_type, expected) = match &p.attach {
+                AttachSpec::Xdp { .. } => (ProgType::Xdp, BPF_XDP),
+                AttachSpec::Tc { .. } => (ProgType::SchedCls, 0),
+                AttachSpec::Tracepoint { .. } => (ProgType::TracePoint, 0),
+            };
+            // As libbpf and aya do for the section name.
+            let flags = if p.section == "xdp.frags" {
+                sys::BPF_F_XDP_HAS_FRAGS
+            } else {
+                0
+            };
+            let insns = d.relocate(&p.name, p.insns.clone(), &p.map_relocs)?;
+            let license = if c.spec.license.is_empty() {
+                LICENSE
+            } else {
+                &c.spec.license
+            };
+            let load = ProgLoad {
+                prog_type,
+                expected_attach_type: expected,
+                prog_flags: flags,
+                attach_btf_id: 0,
+            };
+            d.load_program(&p.name, &load, &insns, license)?;
+        }
+        Ok(d)
+    }
+
+    /// Loads a module (what MIR's code generator produces: the probes of a file): its maps
+    /// created empty, each program (a function with a section) loaded as `how` says, with
+    /// the static subprograms it calls appended and its calls pointed at them.
+    pub fn load_module(
+        spec: &ModuleSpec,
+        how: impl Fn(&FuncSpec) -> Result<ProgLoad, LoadError>,
+    ) -> Result<Direct, LoadError> {
+        let programs: Vec<&FuncSpec> = spec.funcs.iter().filter(|f| f.section.is_some()).collect();
+        let mut d = Direct::with_maps(&spec.maps, programs.len())?;
+        let license = if spec.license.is_empty() {
+            LICENSE
+        } else {
+            &spec.license
         };
-        for spec in &c.spec.maps {
+        for f in programs {
+            let load = how(f)?;
+            let (insns, relocs) = link_calls(spec, f)?;
+            let insns = d.relocate(&f.name, insns, &relocs)?;
+            d.load_program(&f.name, &load, &insns, license)?;
+        }
+        Ok(d)
+    }
+
+    /// Creates every map of `maps`, empty.
+    fn with_maps(maps: &[MapSpec], programs: usize) -> Result<Direct, LoadError> {
+        let mut d = Direct {
+            maps: Vec::with_capacity(maps.len()),
+            progs: Vec::with_capacity(programs),
+        };
+        for spec in maps {
             let (map_type, flags) = map_type_and_flags(spec);
             let (key_size, value_size) = if spec.kind == MapKind::RingBuf {
                 (0, 0)
@@ -184,64 +313,78 @@ impl Direct {
                 max_entries: spec.max_entries,
             });
         }
-        for def in &c.maps {
-            if !def.entries.is_empty() {
-                d.fill(&def.spec.name, &def.entries)?;
-            }
-        }
-        for p in &c.spec.programs {
-            let (prog_type, expected) = match &p.attach {
-                AttachSpec::Xdp { .. } => (ProgType::Xdp, BPF_XDP),
-                AttachSpec::Tc { .. } => (ProgType::SchedCls, 0),
-                AttachSpec::Tracepoint { .. } => (ProgType::TracePoint, 0),
-            };
-            // As libbpf and aya do for the section name.
-            let flags = if p.section == "xdp.frags" {
-                sys::BPF_F_XDP_HAS_FRAGS
-            } else {
-                0
-            };
-            let mut insns = p.insns.clone();
-            for r in &p.map_relocs {
-                let fd = d.map_fd(&r.map)?;
-                let slot = insns
-                    .get_mut(r.insn_index)
-                    .filter(|i| i.code == LD_IMM64)
-                    .ok_or_else(|| LoadError::Program {
-                        program: p.name.clone(),
-                        message: format!(
-                            "instruction {} should load map `{}` but is not an ld_imm64 \
-                             (a bug in pol)",
-                            r.insn_index, r.map
-                        ),
-                    })?;
-                slot.src = BPF_PSEUDO_MAP_FD;
-                slot.imm = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            }
-            let bytes = pol_compiler::bpf::insn::encode(&insns);
-            let license = if c.spec.license.is_empty() {
-                LICENSE
-            } else {
-                &c.spec.license
-            };
-            let fd = sys::prog_load_named(&p.name, prog_type, expected, flags, &bytes, license)
-                .map_err(|e| match e {
-                    SysError::Rejected { errno, log } => LoadError::Verifier {
-                        program: p.name.clone(),
-                        io_error: std::io::Error::from_raw_os_error(errno),
-                        log,
-                    },
-                    other => LoadError::Program {
-                        program: p.name.clone(),
-                        message: other.to_string(),
-                    },
-                })?;
-            d.progs.push(DirectProg {
-                name: p.name.clone(),
-                fd,
-            });
-        }
         Ok(d)
+    }
+
+    /// Points every `ld_imm64` of `relocs` at its map's fd.
+    fn relocate(
+        &self,
+        program: &str,
+        mut insns: Vec<Insn>,
+        relocs: &[MapReloc],
+    ) -> Result<Vec<Insn>, LoadError> {
+        for r in relocs {
+            let fd = self.map_fd(&r.map)?;
+            let slot = insns
+                .get_mut(r.insn_index)
+                .filter(|i| i.code == LD_IMM64)
+                .ok_or_else(|| LoadError::Program {
+                    program: program.to_string(),
+                    message: format!(
+                        "instruction {} should load map `{}` but is not an ld_imm64 \
+                         (a bug in pol)",
+                        r.insn_index, r.map
+                    ),
+                })?;
+            slot.src = BPF_PSEUDO_MAP_FD;
+            slot.imm = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        }
+        Ok(insns)
+    }
+
+    fn load_program(
+        &mut self,
+        name: &str,
+        load: &ProgLoad,
+        insns: &[Insn],
+        license: &str,
+    ) -> Result<(), LoadError> {
+        let bytes = pol_compiler::bpf::insn::encode(insns);
+        let fd = if load.attach_btf_id != 0 {
+            sys::prog_load_traced(
+                name,
+                load.prog_type,
+                load.expected_attach_type,
+                load.attach_btf_id,
+                &bytes,
+                license,
+            )
+        } else {
+            sys::prog_load_named(
+                name,
+                load.prog_type,
+                load.expected_attach_type,
+                load.prog_flags,
+                &bytes,
+                license,
+            )
+        }
+        .map_err(|e| match e {
+            SysError::Rejected { errno, log } => LoadError::Verifier {
+                program: name.to_string(),
+                io_error: std::io::Error::from_raw_os_error(errno),
+                log,
+            },
+            other => LoadError::Program {
+                program: name.to_string(),
+                message: other.to_string(),
+            },
+        })?;
+        self.progs.push(DirectProg {
+            name: name.to_string(),
+            fd,
+        });
+        Ok(())
     }
 
     fn map(&self, name: &str) -> Result<&DirectMap, LoadError> {

@@ -8,12 +8,13 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aya::maps::Array;
-use aya::{Ebpf, EbpfLoader};
+use aya::maps::{Array, Map, MapData};
 use common::require_kernel;
-use pol_compiler::codegen::object::object;
+use pol_compiler::codegen::compile;
+use pol_compiler::codegen::object::module_spec;
 use pol_compiler::mir;
 use pol_runtime::trace::attach::{attach, attach_all, supported, AttachError, ProbeAttach};
+use pol_runtime::trace::load::ProbeObject;
 
 /// A program `name` on `hook` (MIR text form) that adds 1 to `hits[0].count` and stores
 /// the context word at `ctx_off` in `hits[0].last`.
@@ -41,29 +42,33 @@ block2:
     )
 }
 
-/// Compiles programs (each from [`counter`]) sharing one `hits` array into an object
-/// aya opens; the programs are not loaded yet (attach loads them).
-fn open(programs: &[String]) -> Ebpf {
+/// Compiles programs (each from [`counter`]) sharing one `hits` array and loads them
+/// with pol's own loader (not attached).
+fn open(programs: &[String]) -> ProbeObject {
     let text = format!(
         "map hits: array, key 4, value 16, max 1\n\n{}",
         programs.join("\n")
     );
     let m = mir::parse_module(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let (bytes, _) = object(&m).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    EbpfLoader::new()
-        .load(&bytes)
-        .expect("aya opens the object")
+    let code = compile(&m).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    ProbeObject::load(&module_spec(&m, &code)).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 /// `hits[0]`: (count, last context word).
-fn hits(bpf: &Ebpf) -> (u64, u64) {
-    let a: Array<_, [u64; 2]> = Array::try_from(bpf.map("hits").expect("hits")).expect("array");
+fn hits(bpf: &ProbeObject) -> (u64, u64) {
+    let fd = bpf
+        .map_fd("hits")
+        .expect("hits")
+        .try_clone_to_owned()
+        .expect("dup");
+    let map = Map::Array(MapData::from_fd(fd).expect("map info"));
+    let a: Array<_, [u64; 2]> = Array::try_from(map).expect("array");
     let v = a.get(&0, 0).expect("hits[0]");
     (v[0], v[1])
 }
 
 /// Opens a missing file until the counter moves (or 5 s pass).
-fn open_until_counted(bpf: &Ebpf) -> u64 {
+fn open_until_counted(bpf: &ProbeObject) -> u64 {
     let path = std::env::temp_dir().join(format!("pol-trace-attach-{}", std::process::id()));
     let deadline = Instant::now() + Duration::from_secs(5);
     while hits(bpf).0 == 0 && Instant::now() < deadline {
@@ -109,8 +114,8 @@ fn tracepoint_raw_tracepoint_and_btf_tracepoint_count_openat() {
             8,
         ),
     ] {
-        let mut bpf = open(&[counter("prog", hook, nr_off)]);
-        let attached = attach(&mut bpf, "prog", &how).unwrap_or_else(|e| panic!("{how}: {e}"));
+        let bpf = open(&[counter("prog", hook, nr_off)]);
+        let attached = attach(&bpf, "prog", &how).unwrap_or_else(|e| panic!("{how}: {e}"));
         assert_eq!(attached.links(), 1, "{how}");
         assert!(attached.prog_id() > 0, "{how}: program id");
         assert!(open_until_counted(&bpf) > 0, "{how}: nothing counted");
@@ -145,7 +150,7 @@ fn uprobe_and_uretprobe_on_a_function_of_this_binary() {
         (false, "uprobe", 112, 41),
         (true, "uretprobe", 80, 41 * 3 + 1),
     ] {
-        let mut bpf = open(&[counter("prog", hook, off)]);
+        let bpf = open(&[counter("prog", hook, off)]);
         let how = ProbeAttach::Uprobe {
             binary: this_binary(),
             function: "pol_uprobe_target".into(),
@@ -153,7 +158,7 @@ fn uprobe_and_uretprobe_on_a_function_of_this_binary() {
             ret,
             pid: Some(std::process::id() as i32),
         };
-        let attached = attach(&mut bpf, "prog", &how).unwrap_or_else(|e| panic!("{how}: {e}"));
+        let attached = attach(&bpf, "prog", &how).unwrap_or_else(|e| panic!("{how}: {e}"));
         for i in 0..9 {
             pol_uprobe_target(std::hint::black_box(i + 33));
         }
@@ -171,7 +176,7 @@ fn uprobe_and_uretprobe_on_a_function_of_this_binary() {
 )]
 fn uprobe_on_a_missing_binary_or_symbol_is_one_sentence() {
     require_kernel();
-    let mut bpf = open(&[counter("prog", "uprobe", 112)]);
+    let bpf = open(&[counter("prog", "uprobe", 112)]);
     let mut how = ProbeAttach::Uprobe {
         binary: "/nonexistent/pol-test-bin".into(),
         function: "main".into(),
@@ -179,7 +184,7 @@ fn uprobe_on_a_missing_binary_or_symbol_is_one_sentence() {
         ret: false,
         pid: None,
     };
-    let e = attach(&mut bpf, "prog", &how).expect_err("missing binary");
+    let e = attach(&bpf, "prog", &how).expect_err("missing binary");
     assert_eq!(
         e.to_string(),
         "uprobe target /nonexistent/pol-test-bin does not exist"
@@ -191,7 +196,7 @@ fn uprobe_on_a_missing_binary_or_symbol_is_one_sentence() {
         *binary = this_binary();
         *function = "pol_no_such_function".into();
     }
-    let e = attach(&mut bpf, "prog", &how).expect_err("missing symbol");
+    let e = attach(&bpf, "prog", &how).expect_err("missing symbol");
     assert_eq!(
         e.to_string(),
         format!(
@@ -204,7 +209,7 @@ fn uprobe_on_a_missing_binary_or_symbol_is_one_sentence() {
         *function = "pol_uprobe_target".into();
         *ret = true;
     }
-    let e = attach(&mut bpf, "prog", &how).expect_err("wrong kind");
+    let e = attach(&bpf, "prog", &how).expect_err("wrong kind");
     assert!(
         matches!(
             e,
@@ -224,8 +229,8 @@ fn uprobe_on_a_missing_binary_or_symbol_is_one_sentence() {
 )]
 fn profile_samples_on_every_online_cpu() {
     require_kernel();
-    let mut bpf = open(&[counter("prog", "perf_event", 0)]);
-    let attached = attach(&mut bpf, "prog", &ProbeAttach::Profile { hz: 99 }).expect("profile");
+    let bpf = open(&[counter("prog", "perf_event", 0)]);
+    let attached = attach(&bpf, "prog", &ProbeAttach::Profile { hz: 99 }).expect("profile");
     let cpus = aya::util::online_cpus().expect("online cpus").len();
     assert_eq!(attached.links(), cpus, "one perf event per online CPU");
     // cpu-clock ticks whether the CPU is busy or idle: about 99 per CPU per second.
@@ -234,7 +239,7 @@ fn profile_samples_on_every_online_cpu() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(hits(&bpf).0 >= 20, "samples: {}", hits(&bpf).0);
-    let e = attach(&mut bpf, "prog", &ProbeAttach::Profile { hz: 0 }).expect_err("0 Hz");
+    let e = attach(&bpf, "prog", &ProbeAttach::Profile { hz: 0 }).expect_err("0 Hz");
     assert!(e
         .to_string()
         .starts_with("profile frequency 0 Hz is out of range"));
@@ -263,7 +268,7 @@ fn linked_prog_ids() -> Vec<u64> {
 )]
 fn attach_all_is_all_or_nothing() {
     require_kernel();
-    let mut bpf = open(&[
+    let bpf = open(&[
         counter("first", "tracepoint syscalls/sys_enter_openat", 8),
         counter("second", "tracepoint syscalls/sys_enter_openat", 8),
     ]);
@@ -277,7 +282,7 @@ fn attach_all_is_all_or_nothing() {
             tracepoint("syscalls", "sys_enter_close"),
         ),
     ];
-    let all = attach_all(&mut bpf, &good).expect("both attach");
+    let all = attach_all(&bpf, &good).expect("both attach");
     let ids: Vec<u64> = all.iter().map(|a| u64::from(a.prog_id())).collect();
     let linked = linked_prog_ids();
     assert!(
@@ -300,7 +305,7 @@ fn attach_all_is_all_or_nothing() {
             tracepoint("syscalls", "sys_enter_opnat"),
         ),
     ];
-    let e = attach_all(&mut bpf, &bad).expect_err("the second does not exist");
+    let e = attach_all(&bpf, &bad).expect_err("the second does not exist");
     assert_eq!(
         e.to_string(),
         "tracepoint syscalls:sys_enter_opnat does not exist on this kernel"
@@ -350,8 +355,8 @@ fn kinds_this_kernel_lacks_are_refused_in_one_sentence() {
             assert!(!text.contains('\n'), "one line: {text}");
             eprintln!("{how}: {text}");
             // attach refuses it the same way before looking at the object.
-            let mut bpf = open(&[counter("prog", "tracepoint syscalls/sys_enter_openat", 8)]);
-            let e = attach(&mut bpf, "prog", &how).expect_err("refused");
+            let bpf = open(&[counter("prog", "tracepoint syscalls/sys_enter_openat", 8)]);
+            let e = attach(&bpf, "prog", &how).expect_err("refused");
             assert_eq!(e.to_string(), text);
         }
     }

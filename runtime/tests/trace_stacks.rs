@@ -7,34 +7,43 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aya::maps::{HashMap, StackTraceMap};
-use aya::{Ebpf, EbpfLoader};
+use aya::maps::{HashMap, Map, MapData, StackTraceMap};
 use common::require_kernel;
-use pol_compiler::codegen::object::object;
+use pol_compiler::codegen::compile;
+use pol_compiler::codegen::object::module_spec;
 use pol_compiler::mir;
 use pol_runtime::trace::attach::{attach, ProbeAttach};
+use pol_runtime::trace::load::ProbeObject;
 use pol_runtime::trace::symbols::{folded, write_flamegraph, KernelSymbols, Stack, UserSymbols};
 
-fn open_proof() -> Ebpf {
+fn open_proof() -> ProbeObject {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../compiler/tests/mir/proof/stack_count.mir");
     let text = std::fs::read_to_string(path).expect("proof program");
     let m = mir::parse_module(&text).expect("parse");
-    let (bytes, _) = object(&m).expect("compile");
-    EbpfLoader::new()
-        .load(&bytes)
-        .expect("aya opens the object")
+    let code = compile(&m).expect("compile");
+    ProbeObject::load(&module_spec(&m, &code)).expect("pol loads the programs")
+}
+
+/// aya's view of map `name` (pol created it; aya reads it).
+fn map(bpf: &ProbeObject, name: &str) -> MapData {
+    let fd = bpf
+        .map_fd(name)
+        .expect(name)
+        .try_clone_to_owned()
+        .expect("dup");
+    MapData::from_fd(fd).expect("map info")
 }
 
 /// (stack id, count) of every counted stack.
-fn counted(bpf: &Ebpf) -> Vec<(u32, u64)> {
+fn counted(bpf: &ProbeObject) -> Vec<(u32, u64)> {
     let counts: HashMap<_, u32, u64> =
-        HashMap::try_from(bpf.map("counts").expect("counts")).expect("hash");
+        HashMap::try_from(Map::HashMap(map(bpf, "counts"))).expect("hash");
     counts.iter().filter_map(Result::ok).collect()
 }
 
-fn frames(bpf: &Ebpf, id: u32) -> Vec<u64> {
-    let stacks = StackTraceMap::try_from(bpf.map("stacks").expect("stacks")).expect("stacks");
+fn frames(bpf: &ProbeObject, id: u32) -> Vec<u64> {
+    let stacks = StackTraceMap::try_from(Map::StackTraceMap(map(bpf, "stacks"))).expect("stacks");
     let trace = stacks.get(&id, 0).expect("stack of a counted id");
     trace.frames().iter().map(|f| f.ip).collect()
 }
@@ -77,9 +86,8 @@ fn a_known_kernel_address_and_a_function_of_this_binary_are_named() {
 )]
 fn profile_kernel_stacks_are_counted_and_symbolised() {
     require_kernel();
-    let mut bpf = open_proof();
-    let attached =
-        attach(&mut bpf, "stack_count", &ProbeAttach::Profile { hz: 199 }).expect("profile");
+    let bpf = open_proof();
+    let attached = attach(&bpf, "stack_count", &ProbeAttach::Profile { hz: 199 }).expect("profile");
     // Kernel work to be sampled in: opens of a missing file.
     let path = std::env::temp_dir().join(format!("pol-stacks-{}", std::process::id()));
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -130,7 +138,7 @@ fn profile_kernel_stacks_are_counted_and_symbolised() {
 )]
 fn uprobe_user_stacks_name_the_probed_function() {
     require_kernel();
-    let mut bpf = open_proof();
+    let bpf = open_proof();
     let how = ProbeAttach::Uprobe {
         binary: std::env::current_exe().expect("test binary"),
         function: "pol_stack_target".into(),
@@ -138,7 +146,7 @@ fn uprobe_user_stacks_name_the_probed_function() {
         ret: false,
         pid: Some(std::process::id() as i32),
     };
-    let attached = attach(&mut bpf, "ustack_count", &how).expect("uprobe");
+    let attached = attach(&bpf, "ustack_count", &how).expect("uprobe");
     for i in 0..5 {
         pol_stack_target(i);
     }

@@ -217,6 +217,26 @@ impl KernelBtf {
         std::str::from_utf8(&rest[..end]).unwrap_or("")
     }
 
+    /// The type id of the typedef `btf_trace_NAME`: what a BTF-typed tracepoint program
+    /// on NAME is loaded against (BPF_PROG_LOAD's `attach_btf_id`).
+    pub fn raw_tracepoint_type_id(&self, name: &str) -> Option<u32> {
+        let want = format!("btf_trace_{name}");
+        self.type_id(&want, KIND_TYPEDEF)
+    }
+
+    /// The type id of the kernel function `name` (a FUNC), as fentry and LSM programs
+    /// name their target.
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        self.type_id(name, KIND_FUNC)
+    }
+
+    fn type_id(&self, name: &str, kind: u8) -> Option<u32> {
+        self.types
+            .iter()
+            .position(|t| t.kind == kind && self.str(t.name) == name)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
     /// Names of every raw tracepoint, unsorted.
     pub fn raw_tracepoints(&self) -> impl Iterator<Item = &str> {
         self.raw.keys().map(String::as_str)

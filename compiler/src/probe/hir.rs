@@ -422,4 +422,15 @@ impl AggMap {
     pub fn value_size(&self) -> u32 {
         self.func.value_words().len() as u32 * 8
     }
+
+    /// Whether the map is one per-CPU array slot rather than a per-CPU hash: no key, and
+    /// a value whose first word counts events, so a slot never written (all zeros) reads
+    /// as no entry. A lookup in an array is an index, not a hash and compare.
+    pub fn is_array(&self) -> bool {
+        self.keys.is_empty()
+            && matches!(
+                self.func,
+                AggFunc::Count | AggFunc::Min | AggFunc::Max | AggFunc::Avg | AggFunc::Stats
+            )
+    }
 }

@@ -23,12 +23,18 @@ pub fn lower(p: &Probes) -> Module {
     let mut m = Module::default();
     for map in &p.maps {
         let (_, key_size) = map.key_layout();
+        let (kind, key_size, max_entries) = if map.is_array() {
+            // Slot 0, indexed by the first 4 bytes of the zeroed key.
+            (MapKind::PercpuArray, 4, 1)
+        } else {
+            (MapKind::PercpuHash, key_size, MAX_ENTRIES)
+        };
         m.add_map(MapDef {
             name: map.symbol.clone(),
-            kind: MapKind::PercpuHash,
+            kind,
             key_size,
             value_size: map.value_size(),
-            max_entries: MAX_ENTRIES,
+            max_entries,
             flags: 0,
         });
     }
@@ -765,9 +771,11 @@ impl<'a> Lower<'a> {
             vec![mref, kp],
             Type::Ptr(PtrKind::MapValueOrNull(id)),
         );
+        let array = def.is_array();
         let update = self.f.add_block();
-        let insert = self.f.add_block();
         let join = self.f.add_block();
+        // An array's slot always exists (the check is for the verifier): nothing to insert.
+        let insert = if array { join } else { self.f.add_block() };
         self.br(
             cur,
             Cond::Eq,
@@ -836,6 +844,9 @@ impl<'a> Lower<'a> {
             }
         }
 
+        if array {
+            return join;
+        }
         // Insert the first value.
         let vslot = self.f.add_slot(def.value_size(), 8);
         let vp = self

@@ -22,6 +22,9 @@ pub struct Output {
     pub module: Module,
     pub code: codegen::Compiled,
     pub object: Vec<u8>,
+    /// What the object holds, as data: the runtime loads probes from this directly
+    /// (`pol_runtime::trace::load`), without parsing the ELF.
+    pub spec: obj::ModuleSpec,
     pub layout: Layout,
 }
 
@@ -32,10 +35,12 @@ pub fn compile(probes: &Probes, source: &str) -> Result<Output, Vec<Diagnostic>>
     let (object, code) =
         codegen::object::object(&module).map_err(|e| vec![diagnostic(probes, source, e)])?;
     let layout = layout(probes, &module, &code);
+    let spec = codegen::object::module_spec(&module, &code);
     Ok(Output {
         module,
         code,
         object,
+        spec,
         layout,
     })
 }

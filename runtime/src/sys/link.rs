@@ -15,6 +15,8 @@ pub enum AttachType {
     Xdp = 37,
     TcxIngress = 46,
     TcxEgress = 47,
+    /// A perf event (tracepoint, uprobe, sampling): the target is the event's fd.
+    PerfEvent = 41,
 }
 
 /// `union bpf_attr` for BPF_LINK_CREATE (the common part and the tcx member).
@@ -33,7 +35,8 @@ struct LinkCreateAttr {
 // SAFETY: plain repr(C) integers, no pointers.
 unsafe impl BpfAttr for LinkCreateAttr {}
 
-/// Attaches `prog` at `ifindex`. `flags`: for XDP the `XDP_FLAGS_*_MODE` bits, for TCX 0.
+/// Attaches `prog` at `ifindex` (for [`AttachType::PerfEvent`], the perf event's fd).
+/// `flags`: for XDP the `XDP_FLAGS_*_MODE` bits, otherwise 0.
 /// The errno stays available through [`SysError::errno`] (EBUSY/EEXIST: the hook is taken,
 /// EOPNOTSUPP: the driver has no native XDP).
 pub fn link_create(

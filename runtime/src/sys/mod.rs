@@ -9,6 +9,7 @@ mod fs;
 pub mod link;
 mod map;
 pub mod netlink;
+pub mod perf;
 pub mod pin;
 mod prog;
 
@@ -20,8 +21,8 @@ pub use map::{
     map_update_sized, possible_cpus, value_buf_len, MapInfo, MapType,
 };
 pub use prog::{
-    prog_info, prog_load_btf_probe, prog_load_named, prog_load_raw, test_run, ProgInfo, ProgType,
-    TestRun, BPF_F_XDP_HAS_FRAGS,
+    prog_info, prog_load_btf_probe, prog_load_named, prog_load_raw, prog_load_traced, test_run,
+    ProgInfo, ProgType, TestRun, BPF_F_XDP_HAS_FRAGS,
 };
 
 /// Maps and programs *with names* (and programs with an expected attach type), for the

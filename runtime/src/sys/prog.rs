@@ -16,8 +16,10 @@ pub enum ProgType {
     SocketFilter = 1,
     SchedCls = 3,
     SchedAct = 4,
+    Kprobe = 2,
     TracePoint = 5,
     Xdp = 6,
+    PerfEvent = 7,
     CgroupSkb = 8,
     RawTracepoint = 17,
     CgroupSockAddr = 18,
@@ -124,6 +126,26 @@ pub fn prog_load_named(
         expected_attach_type,
         prog_flags,
         attach_btf_id: 0,
+    };
+    prog_load(&load, insns, license, 0).map(|(fd, _)| fd)
+}
+
+/// [`prog_load_named`] with `attach_btf_id`: a BTF-typed tracing program (tp_btf) names
+/// its target, a vmlinux BTF type id, at load time.
+pub fn prog_load_traced(
+    name: &str,
+    prog_type: ProgType,
+    expected_attach_type: u32,
+    attach_btf_id: u32,
+    insns: &[u8],
+    license: &str,
+) -> Result<OwnedFd, SysError> {
+    let load = Load {
+        name,
+        prog_type,
+        expected_attach_type,
+        prog_flags: 0,
+        attach_btf_id,
     };
     prog_load(&load, insns, license, 0).map(|(fd, _)| fd)
 }

@@ -87,11 +87,19 @@ pub fn read(fd: BorrowedFd<'_>, a: &Aggregation) -> Result<Vec<Entry>, ReadError
             break;
         };
         if let Some(value) = sys::map_lookup(fd, &next, value_len).map_err(err)? {
-            out.push(decode(a, &next, &value, info.value_size as usize));
+            // An array slot nothing wrote is all zeros: no entry, as in a hash.
+            if !(is_array(&info) && value.iter().all(|&b| b == 0)) {
+                out.push(decode(a, &next, &value, info.value_size as usize));
+            }
         }
         key = Some(next);
     }
     Ok(out)
+}
+
+/// Arrays (an unkeyed `count`, `min`, ...: one per-CPU slot) have every slot always.
+fn is_array(info: &sys::MapInfo) -> bool {
+    info.map_type == sys::MapType::Array as u32 || info.map_type == sys::MapType::PerCpuArray as u32
 }
 
 /// A cgroup in JSON: its path, or its id when no cgroup has it any more.
@@ -155,6 +163,14 @@ pub fn clear(fd: BorrowedFd<'_>, a: &Aggregation) -> Result<(), ReadError> {
         };
         keys.push(next.clone());
         key = Some(next);
+    }
+    if is_array(&info) {
+        // Array slots cannot be deleted: zero them.
+        let zeros = vec![0u8; sys::value_buf_len(&info).map_err(err)?];
+        for k in keys {
+            sys::map_update(fd, &k, &zeros, 0).map_err(err)?;
+        }
+        return Ok(());
     }
     for k in keys {
         sys::map_delete(fd, &k).map_err(err)?;

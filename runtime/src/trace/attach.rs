@@ -1,25 +1,18 @@
 //! Attaching tracing programs: tracepoints, raw and BTF-typed tracepoints, uprobes,
 //! perf-event sampling; and refusing, in one sentence, the kinds this kernel lacks.
 //!
-//! Programs come from an object aya has opened ([`aya::Ebpf`]); a program that is not
-//! loaded yet is loaded here (a BTF-typed tracepoint needs its target at load time).
-//! Every attachment is an owned aya link inside [`Attached`]: dropping it detaches.
+//! Programs come loaded in a [`ProbeObject`]; attachments are made with raw syscalls
+//! ([`crate::sys::perf`]: perf_event_open plus BPF_LINK_CREATE, or
+//! BPF_RAW_TRACEPOINT_OPEN). Every attachment is a set of owned fds inside [`Attached`]:
+//! dropping it detaches.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use aya::programs::links::Link as _;
-use aya::programs::perf_event::{
-    perf_sw_ids, PerfEventLink, PerfEventScope, PerfTypeId, SamplePolicy,
-};
-use aya::programs::raw_trace_point::RawTracePointLink;
-use aya::programs::tp_btf::BtfTracePointLink;
-use aya::programs::trace_point::TracePointLink;
-use aya::programs::uprobe::{UProbeError, UProbeLink};
-use aya::programs::{
-    BtfTracePoint, PerfEvent, ProbeKind, Program, ProgramError, RawTracePoint, TracePoint, UProbe,
-};
-use aya::Ebpf;
+use crate::sys::perf::{self, PerfEvent};
+use crate::sys::SysError;
+use crate::trace::load::ProbeObject;
 
 /// Where pol expects tracefs, and mounts it when it is missing.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -152,23 +145,17 @@ pub enum AttachError {
     Tracefs(String),
 }
 
-/// One program attached somewhere: its links, detached when this is dropped.
+/// One program attached somewhere: its links (and perf events), closed when this is
+/// dropped, which detaches it.
 #[derive(Debug)]
 pub struct Attached {
     program: String,
     how: ProbeAttach,
     prog_id: u32,
-    links: Vec<Link>,
-}
-
-/// aya's owned links, each detaching on drop.
-#[derive(Debug)]
-enum Link {
-    Tracepoint(TracePointLink),
-    Raw(RawTracePointLink),
-    Btf(BtfTracePointLink),
-    Uprobe(UProbeLink),
-    Perf(PerfEventLink),
+    /// One link per attachment (one per CPU for `profile`).
+    links: Vec<OwnedFd>,
+    /// The perf events the links run on, closed after them.
+    events: Vec<OwnedFd>,
 }
 
 impl Attached {
@@ -192,26 +179,11 @@ impl Attached {
         self.links.len()
     }
 
-    /// Detaches now, reporting the first error (dropping detaches too, silently).
+    /// Detaches now (closing the links cannot fail; dropping detaches too).
     pub fn detach(mut self) -> Result<(), AttachError> {
-        let mut first = None;
-        for link in self.links.drain(..) {
-            let r = match link {
-                Link::Tracepoint(l) => l.detach(),
-                Link::Raw(l) => l.detach(),
-                Link::Btf(l) => l.detach(),
-                Link::Uprobe(l) => l.detach(),
-                Link::Perf(l) => l.detach(),
-            };
-            if let (Err(e), None) = (r, &first) {
-                first = Some(AttachError::Attach {
-                    program: self.program.clone(),
-                    target: self.how.to_string(),
-                    reason: format!("detaching failed: {}", error_chain(&e)),
-                });
-            }
-        }
-        first.map_or(Ok(()), Err)
+        self.links.clear();
+        self.events.clear();
+        Ok(())
     }
 }
 
@@ -291,11 +263,11 @@ fn probe_load(
     func: &str,
     what: &str,
 ) -> Result<(), String> {
-    let btf = aya::Btf::from_sys_fs()
+    let btf = pol_compiler::catalog::HostCatalog::btf()
         .map_err(|e| format!("no kernel BTF at /sys/kernel/btf/vmlinux ({e})"))?;
     let id = btf
-        .id_by_type_name_kind(func, aya_obj::btf::BtfKind::Func)
-        .map_err(|_| format!("kernel BTF has no function {func}"))?;
+        .func_id(func)
+        .ok_or_else(|| format!("kernel BTF has no function {func}"))?;
     crate::sys::prog_load_btf_probe(prog_type, attach_type, id).map_err(|e| match e.errno() {
         Some(errno) => format!(
             "it refuses even a minimal {what} program on {func}: {}",
@@ -315,14 +287,17 @@ pub fn ensure_tracefs() -> Result<(), AttachError> {
     crate::sys::mount_tracefs(TRACEFS).map_err(AttachError::Tracefs)
 }
 
-/// Attaches program `program` (opened by aya from the object, loaded here if it is not
-/// yet) as `how` says. Dropping the returned value detaches everything it attached.
-pub fn attach(bpf: &mut Ebpf, program: &str, how: &ProbeAttach) -> Result<Attached, AttachError> {
+/// Attaches program `program` of `obj` as `how` says. Dropping the returned value
+/// detaches everything it attached.
+pub fn attach(
+    obj: &ProbeObject,
+    program: &str,
+    how: &ProbeAttach,
+) -> Result<Attached, AttachError> {
     supported(how)?;
-    ensure_tracefs()?;
-    let prog = bpf
-        .program_mut(program)
-        .ok_or_else(|| AttachError::NoProgram {
+    let prog = obj
+        .program_fd(program)
+        .map_err(|_| AttachError::NoProgram {
             program: program.into(),
         })?;
     let fail = |reason: String| AttachError::Attach {
@@ -330,65 +305,59 @@ pub fn attach(bpf: &mut Ebpf, program: &str, how: &ProbeAttach) -> Result<Attach
         target: how.to_string(),
         reason,
     };
-    let attach_err = |e: ProgramError| fail(error_chain(&e));
-    let wrong = |found: &'static str| AttachError::WrongProgramType {
-        program: program.into(),
-        found,
-        wanted: how.to_string(),
+    let sys_fail = |e: SysError| fail(e.to_string());
+    let found = kind_name(obj.section(program).unwrap_or_default());
+    let wanted = match how {
+        ProbeAttach::Tracepoint { .. } => "tracepoint",
+        ProbeAttach::RawTracepoint { .. } => "raw tracepoint",
+        ProbeAttach::BtfTracepoint { .. } => "BTF tracepoint",
+        ProbeAttach::Uprobe { ret: true, .. } => "uretprobe",
+        ProbeAttach::Uprobe { ret: false, .. } => "uprobe",
+        ProbeAttach::Profile { .. } => "perf event",
+        _ => found,
     };
-    let found = kind_name(prog);
+    if found != wanted {
+        return Err(AttachError::WrongProgramType {
+            program: program.into(),
+            found,
+            wanted: how.to_string(),
+        });
+    }
+    let prog_id = crate::sys::prog_info(prog).map_or(0, |i| i.id);
     let mut links = Vec::new();
-    let prog_id;
+    let mut events = Vec::new();
     match how {
         ProbeAttach::Tracepoint { category, name } => {
-            let id = Path::new(TRACEFS)
-                .join("events")
-                .join(category)
-                .join(name)
-                .join("id");
-            if !id.exists() {
+            ensure_tracefs()?;
+            let id_file = events_dir().join(category).join(name).join("id");
+            let Ok(text) = std::fs::read_to_string(&id_file) else {
                 return Err(AttachError::NoSuchTracepoint {
                     category: category.clone(),
                     name: name.clone(),
                 });
-            }
-            let p: &mut TracePoint = prog.try_into().map_err(|_| wrong(found))?;
-            load_once(program, p.fd().is_ok(), || p.load())?;
-            prog_id = id_of(p.info());
-            let l = p.attach(category, name).map_err(attach_err)?;
-            links.push(Link::Tracepoint(p.take_link(l).map_err(attach_err)?));
+            };
+            let id = text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| fail(format!("{} does not hold an event id", id_file.display())))?;
+            let ev =
+                perf::perf_event_open(&PerfEvent::Tracepoint { id }, None, 0).map_err(sys_fail)?;
+            links.push(perf::attach_perf_event(prog, ev.as_fd()).map_err(sys_fail)?);
+            events.push(ev);
         }
         ProbeAttach::RawTracepoint { name } => {
-            let p: &mut RawTracePoint = prog.try_into().map_err(|_| wrong(found))?;
-            load_once(program, p.fd().is_ok(), || p.load())?;
-            prog_id = id_of(p.info());
-            let l = p.attach(name).map_err(|e| {
-                if errno(&e) == Some(libc::ENOENT) {
+            let link = perf::raw_tracepoint_open(prog, Some(name)).map_err(|e| {
+                if e.errno() == Some(libc::ENOENT) {
                     AttachError::NoSuchRawTracepoint { name: name.clone() }
                 } else {
-                    attach_err(e)
+                    sys_fail(e)
                 }
             })?;
-            links.push(Link::Raw(p.take_link(l).map_err(attach_err)?));
+            links.push(link);
         }
-        ProbeAttach::BtfTracepoint { name } => {
-            let p: &mut BtfTracePoint = prog.try_into().map_err(|_| wrong(found))?;
-            if p.fd().is_err() {
-                let btf = aya::Btf::from_sys_fs().map_err(|e| AttachError::Load {
-                    program: program.into(),
-                    reason: format!("no kernel BTF at /sys/kernel/btf/vmlinux ({e})"),
-                })?;
-                match p.load(name, &btf) {
-                    Ok(()) => {}
-                    Err(ProgramError::Btf(_)) => {
-                        return Err(AttachError::NoSuchRawTracepoint { name: name.clone() })
-                    }
-                    Err(e) => return Err(load_err(program, &e)),
-                }
-            }
-            prog_id = id_of(p.info());
-            let l = p.attach().map_err(attach_err)?;
-            links.push(Link::Btf(p.take_link(l).map_err(attach_err)?));
+        ProbeAttach::BtfTracepoint { .. } => {
+            // The target was named at load time (attach_btf_id).
+            links.push(perf::raw_tracepoint_open(prog, None).map_err(sys_fail)?);
         }
         ProbeAttach::Uprobe {
             binary,
@@ -397,11 +366,7 @@ pub fn attach(bpf: &mut Ebpf, program: &str, how: &ProbeAttach) -> Result<Attach
             ret,
             pid,
         } => {
-            let p: &mut UProbe = prog.try_into().map_err(|_| wrong(found))?;
-            if matches!(p.kind(), ProbeKind::URetProbe) != *ret {
-                return Err(wrong(found));
-            }
-            if binary.is_absolute() && !binary.exists() {
+            if !binary.exists() {
                 return Err(AttachError::NoBinary {
                     binary: binary.clone(),
                 });
@@ -411,36 +376,48 @@ pub fn attach(bpf: &mut Ebpf, program: &str, how: &ProbeAttach) -> Result<Attach
                     return Err(AttachError::NoProcess { pid: *pid });
                 }
             }
-            load_once(program, p.fd().is_ok(), || p.load())?;
-            prog_id = id_of(p.info());
-            let func = (!function.is_empty()).then_some(function.as_str());
-            let l = p
-                .attach(func, *offset, binary, *pid)
-                .map_err(|e| uprobe_err(e, binary, function, &fail))?;
-            links.push(Link::Uprobe(p.take_link(l).map_err(attach_err)?));
+            let at = if function.is_empty() {
+                *offset
+            } else {
+                symbol_offset(binary, function)? + offset
+            };
+            let &(pmu_type, retprobe_bit) = uprobe_pmu().as_ref().map_err(|e| fail(e.clone()))?;
+            let path = binary.to_str().ok_or_else(|| AttachError::NoBinary {
+                binary: binary.clone(),
+            })?;
+            let event = PerfEvent::Uprobe {
+                pmu_type,
+                retprobe_bit: if *ret {
+                    Some(retprobe_bit.ok_or_else(|| {
+                        fail(
+                            "the uprobe PMU has no retprobe bit (no uretprobes on this kernel)"
+                                .into(),
+                        )
+                    })?)
+                } else {
+                    None
+                },
+                binary: path,
+                offset: at,
+            };
+            // One process on any CPU, or every process (on "CPU 0": uprobes fire anywhere).
+            let cpu = if pid.is_some() { -1 } else { 0 };
+            let ev = perf::perf_event_open(&event, *pid, cpu).map_err(sys_fail)?;
+            links.push(perf::attach_perf_event(prog, ev.as_fd()).map_err(sys_fail)?);
+            events.push(ev);
         }
         ProbeAttach::Profile { hz } => {
             let max = max_sample_rate();
             if *hz == 0 || *hz > max {
                 return Err(AttachError::BadFrequency { hz: *hz, max });
             }
-            let p: &mut PerfEvent = prog.try_into().map_err(|_| wrong(found))?;
-            load_once(program, p.fd().is_ok(), || p.load())?;
-            prog_id = id_of(p.info());
-            let cpus = aya::util::online_cpus()
-                .map_err(|(file, e)| fail(format!("cannot read {file}: {e}")))?;
-            for cpu in cpus {
-                let l = p
-                    .attach(
-                        PerfTypeId::Software,
-                        perf_sw_ids::PERF_COUNT_SW_CPU_CLOCK as u64,
-                        PerfEventScope::AllProcessesOneCpu { cpu },
-                        SamplePolicy::Frequency(*hz),
-                        false,
-                    )
-                    .map_err(|e| fail(format!("on CPU {cpu}: {}", error_chain(&e))))?;
+            for cpu in online_cpus().map_err(fail)? {
+                let on_cpu = |e: SysError| fail(format!("on CPU {cpu}: {e}"));
                 // Pushed at once: an error on a later CPU drops (detaches) the earlier ones.
-                links.push(Link::Perf(p.take_link(l).map_err(attach_err)?));
+                let ev = perf::perf_event_open(&PerfEvent::CpuClock { hz: *hz }, None, cpu)
+                    .map_err(on_cpu)?;
+                links.push(perf::attach_perf_event(prog, ev.as_fd()).map_err(on_cpu)?);
+                events.push(ev);
             }
         }
         ProbeAttach::Kprobe { .. } | ProbeAttach::Fentry { .. } | ProbeAttach::Lsm { .. } => {
@@ -453,13 +430,14 @@ pub fn attach(bpf: &mut Ebpf, program: &str, how: &ProbeAttach) -> Result<Attach
         how: how.clone(),
         prog_id,
         links,
+        events,
     })
 }
 
 /// Attaches every `(program, where)` in order; all or nothing: on the first error, what
 /// was attached is detached before the error is returned.
 pub fn attach_all(
-    bpf: &mut Ebpf,
+    obj: &ProbeObject,
     list: &[(String, ProbeAttach)],
 ) -> Result<Vec<Attached>, AttachError> {
     // Refuse unsupported kinds before attaching anything at all.
@@ -469,106 +447,100 @@ pub fn attach_all(
     let mut done = Vec::with_capacity(list.len());
     for (program, how) in list {
         // On `?`, `done` is dropped and its links detach.
-        done.push(attach(bpf, program, how)?);
+        done.push(attach(obj, program, how)?);
     }
     Ok(done)
 }
 
-fn load_once(
-    program: &str,
-    loaded: bool,
-    load: impl FnOnce() -> Result<(), ProgramError>,
-) -> Result<(), AttachError> {
-    if loaded {
-        return Ok(());
-    }
-    load().map_err(|e| load_err(program, &e))
-}
-
-fn load_err(program: &str, e: &ProgramError) -> AttachError {
-    let reason = match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => format!("{io_error}; verifier log:\n{verifier_log}"),
-        e => error_chain(e),
-    };
-    AttachError::Load {
-        program: program.into(),
-        reason,
+/// tracefs' `events` directory (or the debugfs path older systems mount it at).
+fn events_dir() -> PathBuf {
+    let main = Path::new(TRACEFS).join("events");
+    let old = Path::new("/sys/kernel/debug/tracing/events");
+    if !main.is_dir() && old.is_dir() {
+        old.into()
+    } else {
+        main
     }
 }
 
-fn uprobe_err(
-    e: ProgramError,
-    binary: &Path,
-    function: &str,
-    fail: &dyn Fn(String) -> AttachError,
-) -> AttachError {
-    match &e {
-        ProgramError::UProbeError(UProbeError::InvalidTarget { .. }) => AttachError::NoBinary {
+/// The uprobe PMU's type and the `config` bit that makes a probe a return probe.
+fn uprobe_pmu() -> &'static Result<(u32, Option<u32>), String> {
+    static ONCE: OnceLock<Result<(u32, Option<u32>), String>> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let dir = Path::new("/sys/bus/event_source/devices/uprobe");
+        let ty = std::fs::read_to_string(dir.join("type"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .ok_or_else(|| {
+                format!(
+                    "this kernel has no uprobe PMU ({} is missing)",
+                    dir.display()
+                )
+            })?;
+        // "config:0".
+        let bit = std::fs::read_to_string(dir.join("format/retprobe"))
+            .ok()
+            .and_then(|t| t.trim().strip_prefix("config:")?.parse::<u32>().ok());
+        Ok((ty, bit))
+    })
+}
+
+/// The file offset of function `symbol` in `binary` (its symbol table, or its dynamic
+/// symbols when stripped), where a uprobe on it goes.
+fn symbol_offset(binary: &Path, symbol: &str) -> Result<u64, AttachError> {
+    use blazesym::inspect::{source::Elf, source::Source, Inspector};
+    let mut elf = Elf::new(binary);
+    // Symbols only: reading DWARF would cost more than the whole attach.
+    elf.debug_syms = false;
+    let inspector = Inspector::new();
+    let found = inspector
+        .lookup(&Source::Elf(elf), &[symbol])
+        .map_err(|e| AttachError::Symbols {
             binary: binary.to_path_buf(),
-        },
-        ProgramError::UProbeError(UProbeError::SymbolError { error, .. }) => {
-            let reason = error.to_string();
-            if reason.contains("unknown symbol") {
-                AttachError::NoSymbol {
-                    binary: binary.to_path_buf(),
-                    symbol: function.into(),
-                }
-            } else {
-                AttachError::Symbols {
-                    binary: binary.to_path_buf(),
-                    reason,
-                }
+            reason: e.to_string(),
+        })?;
+    let offset = found.iter().flatten().find_map(|s| s.file_offset);
+    offset.ok_or_else(|| AttachError::NoSymbol {
+        binary: binary.to_path_buf(),
+        symbol: symbol.into(),
+    })
+}
+
+/// The online CPUs (/sys/devices/system/cpu/online: `0-3,5`).
+fn online_cpus() -> Result<Vec<i32>, String> {
+    let file = "/sys/devices/system/cpu/online";
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        match (a.parse::<i32>(), b.parse::<i32>()) {
+            (Ok(a), Ok(b)) if a <= b => cpus.extend(a..=b),
+            _ => {
+                return Err(format!(
+                    "cannot read {file}: `{}` is not a CPU list",
+                    text.trim()
+                ))
             }
         }
-        _ => fail(error_chain(&e)),
     }
+    Ok(cpus)
 }
 
-fn id_of(info: Result<aya::programs::ProgramInfo, ProgramError>) -> u32 {
-    info.map(|i| i.id()).unwrap_or(0)
-}
-
-/// The errno of a failed syscall inside an aya error.
-fn errno(e: &ProgramError) -> Option<i32> {
-    match e {
-        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
-        ProgramError::IOError(io) => io.raw_os_error(),
-        _ => None,
-    }
-}
-
-/// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        src = s.source();
-    }
-    out
-}
-
-fn kind_name(p: &Program) -> &'static str {
-    match p {
-        Program::TracePoint(_) => "tracepoint",
-        Program::RawTracePoint(_) => "raw tracepoint",
-        Program::BtfTracePoint(_) => "BTF tracepoint",
-        Program::UProbe(u) if matches!(u.kind(), ProbeKind::URetProbe) => "uretprobe",
-        Program::UProbe(_) => "uprobe",
-        Program::PerfEvent(_) => "perf event",
-        Program::KProbe(_) => "kprobe",
-        Program::FEntry(_) => "fentry",
-        Program::FExit(_) => "fexit",
-        Program::Lsm(_) => "LSM",
-        Program::Xdp(_) => "XDP",
-        Program::SchedClassifier(_) => "tc",
+/// What kind of program a section holds, as messages name it.
+fn kind_name(section: &str) -> &'static str {
+    match section.split('/').next().unwrap_or_default() {
+        "tracepoint" | "tp" => "tracepoint",
+        "raw_tp" | "raw_tracepoint" => "raw tracepoint",
+        "tp_btf" => "BTF tracepoint",
+        "uprobe" => "uprobe",
+        "uretprobe" => "uretprobe",
+        "perf_event" => "perf event",
+        "kprobe" => "kprobe",
+        "fentry" => "fentry",
+        "fexit" => "fexit",
+        "lsm" => "LSM",
+        "xdp" | "xdp.frags" => "XDP",
+        "classifier" | "tc" => "tc",
         _ => "non-tracing",
     }
 }

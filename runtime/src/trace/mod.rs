@@ -9,4 +9,5 @@ pub mod attach;
 pub mod cgroups;
 pub mod events;
 pub mod layout;
+pub mod load;
 pub mod symbols;
