@@ -5,6 +5,7 @@ mod fmt_cmd;
 mod list_cmd;
 mod policy_cmd;
 mod report;
+mod rule_run;
 mod run;
 mod set_cmd;
 mod set_files;
@@ -112,6 +113,7 @@ fn main() -> ExitCode {
             explain,
         } => build(&file, output, explain),
         Cmd::Disasm { file } => disasm(&file),
+        Cmd::Run(args) if rule_run::wants(&args) => rule_run::run(args),
         Cmd::Run(args) if trace_run::wants(&args) => trace_run::run(args),
         Cmd::Run(args) => run::run(args),
         Cmd::Set { op } => set_cmd::run(op),
@@ -194,6 +196,10 @@ fn check(files: &[PathBuf]) -> Result<bool> {
     let mut ok = true;
     for f in files {
         match compile(f)? {
+            Some(c) if c.rules.is_some() => {
+                let n = c.rules.as_ref().map_or(0, |r| r.rules.len());
+                println!("{}: ok ({n} rule{})", f.display(), plural(n));
+            }
             Some(c) if c.probes.is_some() => {
                 let n = c.probes.as_ref().map_or(0, |p| p.layout.probes.len());
                 println!("{}: ok ({n} probe{})", f.display(), plural(n));
@@ -235,6 +241,10 @@ fn build(file: &Path, output: Option<PathBuf>, explain: bool) -> Result<bool> {
         Some(p) => p.layout.clone(),
         None => pol_compiler::obj::layout(&c.spec),
     };
+    let mut layout = serde_json::to_value(&layout)?;
+    if let (Some(rules), Some(obj)) = (&c.rules, layout.as_object_mut()) {
+        obj.insert("rules".into(), serde_json::to_value(rules)?);
+    }
     let json = serde_json::to_string_pretty(&layout)? + "\n";
     std::fs::write(&layout_path, json)
         .with_context(|| format!("cannot write {}", layout_path.display()))?;

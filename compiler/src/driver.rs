@@ -34,6 +34,8 @@ pub struct Compiled {
     /// A file of probes: its MIR, code and layout (`object` is its ELF; `programs`,
     /// `maps` and `spec` are empty).
     pub probes: Option<crate::probe::Output>,
+    /// A file of security rules: what alerts need (its programs are in `probes`).
+    pub rules: Option<crate::rule::RulesLayout>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +153,31 @@ pub fn compile_with_catalog(
                 object: out.object.clone(),
                 warnings: diags,
                 probes: Some(out),
+                rules: None,
+            }),
+            Err(more) => {
+                diags.extend(more);
+                Err(diags)
+            }
+        };
+    }
+
+    if !hir.security.is_empty() {
+        return match crate::rule::compile(&hir.security, source, catalog.kernel_types()) {
+            Ok(out) => Ok(Compiled {
+                ast: file,
+                hir,
+                programs: Vec::new(),
+                maps: Vec::new(),
+                spec: ObjectSpec {
+                    license: LICENSE.into(),
+                    programs: Vec::new(),
+                    maps: Vec::new(),
+                },
+                object: out.probes.object.clone(),
+                warnings: diags,
+                probes: Some(out.probes),
+                rules: Some(out.rules),
             }),
             Err(more) => {
                 diags.extend(more);
@@ -187,6 +214,7 @@ pub fn compile_with_catalog(
         object,
         warnings: diags,
         probes: None,
+        rules: None,
     })
 }
 

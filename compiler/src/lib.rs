@@ -23,4 +23,5 @@ pub mod mir;
 pub mod obj;
 pub mod packet;
 pub mod probe;
+pub mod rule;
 pub mod syntax;

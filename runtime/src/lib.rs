@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod packet;
 pub mod pinroot;
 pub mod policies;
+pub mod security;
 pub mod sets;
 pub mod sys;
 pub mod testcase;

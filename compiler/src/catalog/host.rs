@@ -50,6 +50,9 @@ impl HostCatalog {
 }
 
 impl Catalog for HostCatalog {
+    fn kernel_types(&self) -> &dyn crate::rule::ktypes::KernelTypes {
+        &crate::rule::ktypes::HostTypes
+    }
     fn tracepoint(&self, category: &str, name: &str) -> Result<Vec<TraceArg>, CatalogError> {
         static CACHE: OnceLock<TpCache> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);

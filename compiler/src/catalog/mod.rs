@@ -124,6 +124,11 @@ pub trait Catalog {
     /// Probes whose name matches a glob (`syscalls:*open*`, `*`), for `pol list`,
     /// sorted. See [`matches`] for how a pattern meets a name.
     fn list(&self, pattern: &str) -> Vec<ProbeEntry>;
+    /// Kernel structure layouts (security rules read task and exec structures); none by
+    /// default.
+    fn kernel_types(&self) -> &dyn crate::rule::ktypes::KernelTypes {
+        &crate::rule::ktypes::NoTypes
+    }
 }
 
 /// Every lookup fails with "no probe catalog available".

@@ -29,6 +29,8 @@ pub struct Hir {
     pub counters: Vec<CounterDef>,
     /// Tracing probes and their aggregation maps.
     pub probes: crate::probe::hir::Probes,
+    /// Runtime security rules.
+    pub security: crate::rule::hir::RuleSet,
 }
 
 /// A value of a set or a literal: an integer range or a network prefix.

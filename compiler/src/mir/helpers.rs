@@ -96,6 +96,10 @@ pub const HELPERS: &[Helper] = &[
     h(14, "get_current_pid_tgid", &[], U64, TRACING),
     // flags: the low 8 bits skip frames; BPF_F_USER_STACK (1 << 8) for the user stack.
     h(27, "get_stackid", &[Ctx, StackMap, Scalar], I64, TRACING),
+    // The current `struct task_struct *` as a number: read through probe_read_kernel.
+    h(35, "get_current_task", &[], U64, TRACING),
+    // Security rules' `kill`: a signal to the current process (SIGKILL).
+    h(109, "send_signal", &[Scalar], I64, TRACING),
     h(15, "get_current_uid_gid", &[], U64, TRACING),
     h(
         16,

@@ -137,7 +137,8 @@ pub fn check_names_with(
             Item::Filter(f) => c.filter(f),
             // Probes are checked together below: they share their maps.
             Item::Probe(_) => {}
-            Item::Rule(r) => c.diags.push(not_yet(r.span.clone(), "security rules")),
+            // Rules are checked together below.
+            Item::Rule(_) => {}
             // Test blocks are run by `pol test`; they need no code.
             Item::Test(_) | Item::Import(_) | Item::Const(_) | Item::Set(_) => {}
         }
@@ -167,6 +168,34 @@ pub fn check_names_with(
                 )
                 .with_label("a filter beside probes")
                 .with_help("put filters and probes in separate files"),
+            );
+        }
+    }
+    let rules: Vec<&ast::SecRule> = file
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Rule(r) if r.header_parsed => Some(r),
+            _ => None,
+        })
+        .collect();
+    if !rules.is_empty() {
+        let (set, diags) = crate::rule::check::check(&rules, source);
+        c.hir.security = set;
+        c.diags.extend(diags);
+        if let Some(span) = file.items.iter().find_map(|i| match i {
+            Item::Filter(f) => Some(f.name.span.clone()),
+            Item::Probe(p) => Some(p.hook.span.clone()),
+            _ => None,
+        }) {
+            c.diags.push(
+                Diagnostic::error(
+                    "L0501",
+                    "a file with rules cannot hold filters or probes yet",
+                    span,
+                )
+                .with_label("beside rules")
+                .with_help("put rules, probes and filters in separate files"),
             );
         }
     }
@@ -206,12 +235,6 @@ fn line_starts(source: &str) -> Vec<usize> {
     std::iter::once(0)
         .chain(source.match_indices('\n').map(|(i, _)| i + 1))
         .collect()
-}
-
-fn not_yet(span: Span, what: &str) -> Diagnostic {
-    Diagnostic::error("L0501", format!("{what} are not supported yet"), span)
-        .with_label("parsed, but this compiler cannot lower it yet")
-        .with_help("filters (`filter NAME on xdp(..)` / `tc(..)`) are supported today")
 }
 
 impl Checker<'_> {

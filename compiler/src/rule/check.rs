@@ -1,0 +1,606 @@
+//! Security rules from the AST to the rule HIR: the kind after `on`, `when` conditions
+//! over the kind's fields, and `action` lists (`alert(SEVERITY, "text {field}")`, `kill`).
+//! Every mistake is an error at the span that holds it.
+
+use super::hir::{Cond, Field, FieldTy, IntOp, Kind, Rule, RuleSet, Severity, StrPat};
+use crate::diag::suggest::{nearest, one_of};
+use crate::diag::Diagnostic;
+use crate::syntax::ast::{self, BinOp, Expr, ExprKind, Span, Stmt};
+
+/// Checks every rule whose header parsed; rules with errors are left out of the set.
+pub fn check(rules: &[&ast::SecRule], source: &str) -> (RuleSet, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut set = RuleSet::default();
+    let mut seen: Vec<(&str, Span)> = Vec::new();
+    for r in rules {
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == r.name.name) {
+            diags.push(
+                Diagnostic::error(
+                    "E0304",
+                    format!("rule `{}` is defined twice", r.name.name),
+                    r.name.span.clone(),
+                )
+                .with_label("defined again here")
+                .with_secondary(first.clone(), "first defined here"),
+            );
+            continue;
+        }
+        seen.push((&r.name.name, r.name.span.clone()));
+        let before = diags.len();
+        if let Some(rule) = check_rule(r, source, &mut diags) {
+            if diags.len() == before || !diags[before..].iter().any(|d| d.is_error()) {
+                set.rules.push(rule);
+            }
+        }
+    }
+    (set, diags)
+}
+
+fn check_rule(r: &ast::SecRule, source: &str, diags: &mut Vec<Diagnostic>) -> Option<Rule> {
+    let kind_name = &r.hook.kind.name;
+    let Some(kind) = Kind::by_name(kind_name) else {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        let near = nearest(kind_name, names.iter().copied(), 2);
+        let mut d = Diagnostic::error(
+            "E0501",
+            format!("no event kind `{kind_name}` for rules"),
+            r.hook.kind.span.clone(),
+        )
+        .with_label("not an event kind");
+        d = if near.is_empty() {
+            d.with_help(format!("rules are on {}", one_of(&names)))
+        } else {
+            d.with_help(format!("did you mean {}?", one_of(&near)))
+        };
+        diags.push(d);
+        return None;
+    };
+    if let Some(args) = &r.hook.args {
+        diags.push(
+            Diagnostic::error(
+                "E0502",
+                format!("`{kind_name}` takes no arguments"),
+                args.first()
+                    .map_or(r.hook.span.clone(), |a| a.span.start..r.hook.span.end),
+            )
+            .with_label("remove these")
+            .with_help(format!(
+                "write `rule {} on {kind_name} {{ .. }}`",
+                r.name.name
+            )),
+        );
+    }
+    let mut cond = Cond::True;
+    let mut severity = Severity::Warning;
+    let mut message: Option<String> = None;
+    let mut kill = false;
+    let mut actions = 0;
+    for stmt in &r.body {
+        match stmt {
+            Stmt::When(e, _) => {
+                if let Some(c) = condition(kind, e, diags) {
+                    cond = match cond {
+                        Cond::True => c,
+                        prev => Cond::And(Box::new(prev), Box::new(c)),
+                    };
+                }
+            }
+            Stmt::Action(list, _) => {
+                for a in list {
+                    actions += 1;
+                    match action(kind, a, source, diags) {
+                        Some(Action::Kill) => kill = true,
+                        Some(Action::Alert(s, m)) => {
+                            severity = s;
+                            message = Some(m);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            Stmt::Error(_) => {}
+            other => diags.push(
+                Diagnostic::error(
+                    "E0536",
+                    "rules hold `when CONDITION` and `action ACTIONS` only",
+                    stmt_span(other),
+                )
+                .with_label("not a rule statement")
+                .with_help("`where`, `count`, `emit` and map statements belong in probes"),
+            ),
+        }
+    }
+    if actions == 0 {
+        diags.push(
+            Diagnostic::error(
+                "E0530",
+                format!("rule `{}` has no action", r.name.name),
+                r.name.span.clone(),
+            )
+            .with_label("does nothing when it matches")
+            .with_help("add `action alert(warning, \"...\")`, `action kill` or both"),
+        );
+    }
+    let header = r.span.start..r.hook.span.end;
+    Some(Rule {
+        name: r.name.name.clone(),
+        kind,
+        cond,
+        severity,
+        message: message.unwrap_or_else(|| r.name.name.clone()),
+        kill,
+        span: r.span.clone(),
+        header,
+    })
+}
+
+fn stmt_span(s: &Stmt) -> Span {
+    match s {
+        Stmt::Where(_, s)
+        | Stmt::When(_, s)
+        | Stmt::Emit(_, s)
+        | Stmt::Action(_, s)
+        | Stmt::Error(s) => s.clone(),
+        Stmt::Count { span, .. }
+        | Stmt::Aggregate { span, .. }
+        | Stmt::Assign { span, .. }
+        | Stmt::Delete { span, .. }
+        | Stmt::Command { span, .. } => span.clone(),
+    }
+}
+
+enum Action {
+    Kill,
+    Alert(Severity, String),
+}
+
+fn action(kind: Kind, e: &Expr, source: &str, diags: &mut Vec<Diagnostic>) -> Option<Action> {
+    let bad = |diags: &mut Vec<Diagnostic>, span: Span| {
+        diags.push(
+            Diagnostic::error("E0531", "not an action", span)
+                .with_label("expected `alert(..)` or `kill`")
+                .with_help("actions: `alert(SEVERITY, \"text with {field}s\")`, `kill` (SIGKILL to the process)"),
+        );
+        None
+    };
+    match &e.kind {
+        ExprKind::Path(p) if p.dotted() == "kill" => Some(Action::Kill),
+        ExprKind::Path(p) if p.dotted() == "deny" => {
+            diags.push(
+                Diagnostic::error(
+                    "E0532",
+                    format!(
+                        "`deny` cannot be enforced on `{}` events",
+                        kind.name()
+                    ),
+                    e.span.clone(),
+                )
+                .with_label("tp_btf/sched_process_exec can observe an exec, not refuse it")
+                .with_help("this kernel has no LSM programs; `kill` stops the process before the new program runs"),
+            );
+            None
+        }
+        ExprKind::Call(p, args) if p.dotted() == "alert" => {
+            let (sev, msg) = match args.as_slice() {
+                [m] => (None, m),
+                [s, m] => (Some(s), m),
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            "E0512",
+                            "`alert` takes a severity and a message",
+                            e.span.clone(),
+                        )
+                        .with_label(format!("given {} arguments", args.len()))
+                        .with_help("`alert(warning, \"shell {path} started by {parent.comm}\")`"),
+                    );
+                    return None;
+                }
+            };
+            let severity = match sev {
+                None => Severity::Warning,
+                Some(s) => match &s.kind {
+                    ExprKind::Path(p) if Severity::by_name(&p.dotted()).is_some() => {
+                        Severity::by_name(&p.dotted()).unwrap_or(Severity::Warning)
+                    }
+                    _ => {
+                        let names: Vec<&str> = Severity::ALL.iter().map(|s| s.name()).collect();
+                        diags.push(
+                            Diagnostic::error("E0533", "not a severity", s.span.clone())
+                                .with_label("expected a severity")
+                                .with_help(format!("severities: {}", one_of(&names))),
+                        );
+                        return None;
+                    }
+                },
+            };
+            let ExprKind::Str(text) = &msg.kind else {
+                diags.push(
+                    Diagnostic::error("E0401", "the alert's message is a string", msg.span.clone())
+                        .with_label("expected a string literal"),
+                );
+                return None;
+            };
+            check_template(kind, text, msg.span.clone(), source, diags);
+            Some(Action::Alert(severity, text.clone()))
+        }
+        _ => bad(diags, e.span.clone()),
+    }
+}
+
+/// `{field}` in a message must name a field of the kind. The span points into the
+/// literal when it holds no escapes (so source offsets match the text's).
+fn check_template(kind: Kind, text: &str, span: Span, source: &str, diags: &mut Vec<Diagnostic>) {
+    let raw = source.get(span.start + 1..span.end.saturating_sub(1));
+    let exact = raw == Some(text);
+    let mut rest = text;
+    let mut at = 0;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let name = rest[open + 1..open + close].trim();
+        if kind.field(name).is_none() {
+            let where_ = if exact {
+                let s = span.start + 1 + at + open;
+                s..s + close + 1
+            } else {
+                span.clone()
+            };
+            diags.push(unknown_field(kind, name, where_));
+        }
+        at += open + close + 1;
+        rest = &rest[open + close + 1..];
+    }
+}
+
+fn unknown_field(kind: Kind, name: &str, span: Span) -> Diagnostic {
+    let names: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
+    let near = nearest(name, names.iter().copied(), 3);
+    let d = Diagnostic::error(
+        "E0302",
+        format!("`{}` events have no field `{name}`", kind.name()),
+        span,
+    )
+    .with_label("no such field");
+    if near.is_empty() {
+        d.with_help(format!("fields: {}", one_of(&names)))
+    } else {
+        d.with_help(format!("did you mean {}?", one_of(&near)))
+    }
+}
+
+fn field_of(kind: Kind, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Field> {
+    match &e.kind {
+        ExprKind::Path(p) => {
+            let name = p.dotted();
+            match kind.field(&name) {
+                Some(f) => Some(*f),
+                None => {
+                    diags.push(unknown_field(kind, &name, e.span.clone()));
+                    None
+                }
+            }
+        }
+        _ => {
+            diags.push(
+                Diagnostic::error("E0401", "expected a field of the event", e.span.clone())
+                    .with_label("not a field")
+                    .with_help(format!(
+                        "compare a field with a value: `path == \"/bin/sh\"`, `uid == 0` ({} fields)",
+                        kind.name()
+                    )),
+            );
+            None
+        }
+    }
+}
+
+/// A boolean condition over one event.
+fn condition(kind: Kind, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Cond> {
+    match &e.kind {
+        ExprKind::Bool(true) => Some(Cond::True),
+        ExprKind::Bool(false) => Some(Cond::Not(Box::new(Cond::True))),
+        ExprKind::Not(a) => Some(Cond::Not(Box::new(condition(kind, a, diags)?))),
+        ExprKind::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
+            let (x, y) = (condition(kind, a, diags), condition(kind, b, diags));
+            let (x, y) = (Box::new(x?), Box::new(y?));
+            Some(if *op == BinOp::And {
+                Cond::And(x, y)
+            } else {
+                Cond::Or(x, y)
+            })
+        }
+        ExprKind::Binary(op, a, b) => {
+            // A value on the left: flip (`"/bin/sh" == path`).
+            let (a, b, op) = match (&a.kind, op) {
+                (ExprKind::Str(_) | ExprKind::Int(_), BinOp::Eq | BinOp::Ne) => (b, a, *op),
+                _ => (a, b, *op),
+            };
+            let field = field_of(kind, a, diags)?;
+            compare(kind, field, op, b, e, diags)
+        }
+        ExprKind::Call(p, args) => {
+            let f = p.dotted();
+            let wanted = match f.as_str() {
+                "starts_with" | "startswith" => true,
+                "ends_with" | "endswith" => false,
+                _ => {
+                    diags.push(
+                        Diagnostic::error("E0301", format!("no condition function `{f}`"), p.span.clone())
+                            .with_label("unknown function")
+                            .with_help("conditions: `==`, `!=`, `in { .. }`, `~ \"glob\"`, `starts_with(FIELD, \"..\")`, `ends_with(FIELD, \"..\")`"),
+                    );
+                    return None;
+                }
+            };
+            let [a, b] = args.as_slice() else {
+                diags.push(
+                    Diagnostic::error(
+                        "E0512",
+                        format!("`{f}` takes a field and a string"),
+                        e.span.clone(),
+                    )
+                    .with_label(format!("given {} arguments", args.len())),
+                );
+                return None;
+            };
+            let field = field_of(kind, a, diags)?;
+            let bytes = str_lit(field, b, diags)?;
+            let bytes: Vec<Option<u8>> = bytes.into_iter().map(Some).collect();
+            Some(Cond::Str {
+                field,
+                pat: if wanted {
+                    StrPat::Prefix(bytes)
+                } else {
+                    StrPat::Suffix(bytes)
+                },
+            })
+        }
+        _ => {
+            diags.push(
+                Diagnostic::error("E0401", "expected a condition", e.span.clone())
+                    .with_label("not true or false")
+                    .with_help("compare a field: `comm == \"sh\"`, `path ~ \"/tmp/*\"`, `uid in { 0, 1000 }`"),
+            );
+            None
+        }
+    }
+}
+
+/// The string literal `e`, for a test of `field` (a string field).
+fn str_lit(field: Field, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Vec<u8>> {
+    let cap = match field.ty {
+        FieldTy::Str(n) => n,
+        FieldTy::Int => {
+            diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    format!("`{}` is an integer", field.name),
+                    e.span.clone(),
+                )
+                .with_label("a string here")
+                .with_help("string tests (`starts_with`, `~`) are for string fields"),
+            );
+            return None;
+        }
+        FieldTy::Args(_) => {
+            diags.push(not_testable(field, e.span.clone()));
+            return None;
+        }
+    };
+    match &e.kind {
+        ExprKind::Str(s) => {
+            if s.len() + 1 > cap as usize {
+                diags.push(
+                    Diagnostic::error(
+                        "E0534",
+                        format!(
+                            "`{}` holds at most {} bytes: this test can never match",
+                            field.name,
+                            cap - 1
+                        ),
+                        e.span.clone(),
+                    )
+                    .with_label(format!("{} bytes", s.len())),
+                );
+                return None;
+            }
+            if s.as_bytes().contains(&0) {
+                diags.push(
+                    Diagnostic::error("E0401", "strings in rules cannot hold NUL", e.span.clone())
+                        .with_label("has a NUL byte"),
+                );
+                return None;
+            }
+            Some(s.as_bytes().to_vec())
+        }
+        _ => {
+            diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    format!("`{}` is a string", field.name),
+                    e.span.clone(),
+                )
+                .with_label("expected a string literal"),
+            );
+            None
+        }
+    }
+}
+
+fn not_testable(field: Field, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        "L0501",
+        format!(
+            "`{}` can be printed in alerts but not tested yet",
+            field.name
+        ),
+        span,
+    )
+    .with_label("not supported yet")
+}
+
+fn compare(
+    kind: Kind,
+    field: Field,
+    op: BinOp,
+    b: &Expr,
+    whole: &Expr,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Cond> {
+    let _ = kind;
+    if let FieldTy::Args(_) = field.ty {
+        diags.push(not_testable(field, whole.span.clone()));
+        return None;
+    }
+    match op {
+        BinOp::In => {
+            let elems = match &b.kind {
+                ExprKind::SetLit(es) | ExprKind::List(es) => es,
+                _ => {
+                    diags.push(
+                        Diagnostic::error("E0401", "`in` takes a list", b.span.clone())
+                            .with_label("expected `{ a, b, .. }`"),
+                    );
+                    return None;
+                }
+            };
+            let mut out: Option<Cond> = None;
+            let mut ok = true;
+            for el in elems {
+                let c = match field.ty {
+                    FieldTy::Int => int_lit(field, el, diags).map(|value| Cond::Int {
+                        field,
+                        op: IntOp::Eq,
+                        value,
+                    }),
+                    _ => str_lit(field, el, diags).map(|s| Cond::Str {
+                        field,
+                        pat: StrPat::Eq(s),
+                    }),
+                };
+                match c {
+                    Some(c) => {
+                        out = Some(match out {
+                            None => c,
+                            Some(prev) => Cond::Or(Box::new(prev), Box::new(c)),
+                        })
+                    }
+                    None => ok = false,
+                }
+            }
+            if !ok {
+                return None;
+            }
+            // An empty list never matches.
+            Some(out.unwrap_or(Cond::Not(Box::new(Cond::True))))
+        }
+        BinOp::Match => {
+            let s = str_lit(field, b, diags)?;
+            glob(&s, b.span.clone(), diags).map(|pat| Cond::Str { field, pat })
+        }
+        BinOp::Eq | BinOp::Ne => {
+            let c = match field.ty {
+                FieldTy::Int => Cond::Int {
+                    field,
+                    op: IntOp::Eq,
+                    value: int_lit(field, b, diags)?,
+                },
+                _ => Cond::Str {
+                    field,
+                    pat: StrPat::Eq(str_lit(field, b, diags)?),
+                },
+            };
+            Some(if op == BinOp::Ne {
+                Cond::Not(Box::new(c))
+            } else {
+                c
+            })
+        }
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            if field.ty != FieldTy::Int {
+                diags.push(
+                    Diagnostic::error("E0403", "strings are not ordered", whole.span.clone())
+                        .with_label(format!("`{}` is a string", field.name))
+                        .with_help("test strings with `==`, `in`, `~ \"glob\"`, `starts_with` or `ends_with`"),
+                );
+                return None;
+            }
+            let op = match op {
+                BinOp::Lt => IntOp::Lt,
+                BinOp::Le => IntOp::Le,
+                BinOp::Gt => IntOp::Gt,
+                _ => IntOp::Ge,
+            };
+            Some(Cond::Int {
+                field,
+                op,
+                value: int_lit(field, b, diags)?,
+            })
+        }
+        _ => {
+            diags.push(
+                Diagnostic::error("E0401", "not a test of a field", whole.span.clone())
+                    .with_label("expected `==`, `!=`, `<`, `in`, `~`"),
+            );
+            None
+        }
+    }
+}
+
+fn int_lit(field: Field, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<u64> {
+    match &e.kind {
+        ExprKind::Int(n) => Some(*n),
+        _ => {
+            diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    format!("`{}` is an integer", field.name),
+                    e.span.clone(),
+                )
+                .with_label("expected an integer"),
+            );
+            None
+        }
+    }
+}
+
+/// Longest literal part of a glob: a compare of at most this many bytes per part.
+const GLOB_MAX: usize = 128;
+
+/// A glob with `?` (any byte) and at most one `*` (any bytes), as bounded compares.
+fn glob(s: &[u8], span: Span, diags: &mut Vec<Diagnostic>) -> Option<StrPat> {
+    let part =
+        |b: &[u8]| -> Vec<Option<u8>> { b.iter().map(|&c| (c != b'?').then_some(c)).collect() };
+    let stars = s.iter().filter(|&&c| c == b'*').count();
+    if stars > 1 {
+        diags.push(
+            Diagnostic::error("E0535", "this glob cannot be compiled to bounded code", span)
+                .with_label(format!("{stars} `*`s"))
+                .with_help("a glob has at most one `*` (`/tmp/*`, `*.sh`, `/usr/*/sh`); combine globs with `and`"),
+        );
+        return None;
+    }
+    if s.len() > GLOB_MAX {
+        diags.push(
+            Diagnostic::error(
+                "E0535",
+                "this glob cannot be compiled to bounded code",
+                span,
+            )
+            .with_label(format!("{} bytes, more than {GLOB_MAX}", s.len())),
+        );
+        return None;
+    }
+    Some(match s.iter().position(|&c| c == b'*') {
+        None if !s.contains(&b'?') => StrPat::Eq(s.to_vec()),
+        None => StrPat::Exact(part(s)),
+        Some(0) => StrPat::Suffix(part(&s[1..])),
+        Some(i) if i + 1 == s.len() => StrPat::Prefix(part(&s[..i])),
+        Some(i) => StrPat::Glob {
+            prefix: part(&s[..i]),
+            suffix: part(&s[i + 1..]),
+        },
+    })
+}

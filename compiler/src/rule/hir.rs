@@ -1,0 +1,249 @@
+//! The typed HIR of security rules: each rule's event kind, its condition over the
+//! kind's fields, and its actions; and the record every event of a kind fills (the same
+//! bytes are tested by the rules and sent as the alert).
+
+use crate::syntax::ast::Span;
+use serde::Serialize;
+
+/// Every rule of a file, in source order.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The kinds some rule is on, each once, in [`Kind::ALL`] order.
+    pub fn kinds(&self) -> Vec<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| self.rules.iter().any(|r| r.kind == *k))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    pub name: String,
+    pub kind: Kind,
+    /// Every `when` of the rule, combined with `and` (`True` without one).
+    pub cond: Cond,
+    pub severity: Severity,
+    /// The alert's text; `{field}` is replaced by the event's field.
+    pub message: String,
+    pub kill: bool,
+    pub span: Span,
+    /// `rule NAME on KIND`: where alerts point.
+    pub header: Span,
+}
+
+/// The events a rule can be on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Kind {
+    /// A process image replaced (`execve`), seen once the new image is set up and before
+    /// it runs: `tp_btf/sched_process_exec`.
+    Exec,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 1] = [Kind::Exec];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Exec => "exec",
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The fields of this kind's record, in record order.
+    pub fn fields(self) -> &'static [Field] {
+        match self {
+            Kind::Exec => EXEC_FIELDS,
+        }
+    }
+
+    pub fn field(self, name: &str) -> Option<&'static Field> {
+        self.fields().iter().find(|f| f.name == name)
+    }
+
+    /// Bytes of the record (and of the per-CPU scratch value it is built in).
+    pub fn record_size(self) -> u32 {
+        match self {
+            Kind::Exec => EXEC_SIZE,
+        }
+    }
+}
+
+/// Record header words, before the fields: the record kind (the event layout's index),
+/// the index of the rule that matched, and what was done (bit 0: killed).
+pub const OFF_KIND: u32 = 0;
+pub const OFF_RULE: u32 = 8;
+pub const OFF_FLAGS: u32 = 16;
+pub const FLAG_KILLED: u64 = 1;
+
+/// Bytes of the path and argv buffers (a power of two: offsets into them are masked).
+pub const PATH_MAX: u32 = 256;
+pub const ARGV_MAX: u32 = 256;
+pub const COMM_LEN: u32 = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FieldTy {
+    Int,
+    /// A NUL-terminated string in a buffer of this many bytes.
+    Str(u32),
+    /// NUL-separated arguments (printed as a list; not testable yet).
+    Args(u32),
+}
+
+/// A field of an event record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Field {
+    /// As written in rules: `path`, `parent.comm`.
+    pub name: &'static str,
+    pub ty: FieldTy,
+    pub offset: u32,
+    /// For strings, the u64 word holding the length read (with its NUL), when kept.
+    pub len_at: Option<u32>,
+    pub doc: &'static str,
+}
+
+const fn int(name: &'static str, offset: u32, doc: &'static str) -> Field {
+    Field {
+        name,
+        ty: FieldTy::Int,
+        offset,
+        len_at: None,
+        doc,
+    }
+}
+
+pub const EXEC_FIELDS: &[Field] = &[
+    int("pid", 24, "process id (the kernel's tgid)"),
+    int("ppid", 32, "the parent's process id"),
+    int("uid", 40, "real user id"),
+    int("gid", 48, "real group id"),
+    int("cgroup", 56, "cgroup v2 id (printed as its path)"),
+    Field {
+        name: "comm",
+        ty: FieldTy::Str(COMM_LEN),
+        offset: 80,
+        len_at: None,
+        doc: "the new command name (the file name, 15 bytes at most)",
+    },
+    Field {
+        name: "parent.comm",
+        ty: FieldTy::Str(COMM_LEN),
+        offset: 96,
+        len_at: None,
+        doc: "the parent's command name",
+    },
+    Field {
+        name: "path",
+        ty: FieldTy::Str(PATH_MAX),
+        offset: 112,
+        len_at: Some(64),
+        doc: "the program as execve was given it (255 bytes at most)",
+    },
+    Field {
+        name: "argv",
+        ty: FieldTy::Args(ARGV_MAX),
+        offset: 368,
+        len_at: Some(72),
+        doc: "the arguments, argv[0] first (255 bytes at most)",
+    },
+];
+
+/// 368 + 256, and room behind `path` for a suffix compare's masked offset (112 + 255 +
+/// the longest literal, 255, stays inside).
+pub const EXEC_SIZE: u32 = 624;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Severity {
+    Debug,
+    Info,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 6] = [
+        Severity::Debug,
+        Severity::Info,
+        Severity::Notice,
+        Severity::Warning,
+        Severity::Error,
+        Severity::Critical,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Debug => "debug",
+            Severity::Info => "info",
+            Severity::Notice => "notice",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// A rule's condition: a tree of tests of one record's fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Cond {
+    True,
+    And(Box<Cond>, Box<Cond>),
+    Or(Box<Cond>, Box<Cond>),
+    Not(Box<Cond>),
+    /// An integer field compared with a constant.
+    Int {
+        field: Field,
+        op: IntOp,
+        value: u64,
+    },
+    /// A string field against a pattern.
+    Str {
+        field: Field,
+        pat: StrPat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum IntOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// String tests, each compiled to straight-line compares of bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum StrPat {
+    /// The whole string.
+    Eq(Vec<u8>),
+    /// Starts with these bytes (`None` in a glob: `?`, any one byte).
+    Prefix(Vec<Option<u8>>),
+    /// Ends with these bytes.
+    Suffix(Vec<Option<u8>>),
+    /// Exactly this many bytes, matching these (a glob without `*`).
+    Exact(Vec<Option<u8>>),
+    /// A glob with one `*`: the prefix, then anything, then the suffix (which may not
+    /// overlap the prefix).
+    Glob {
+        prefix: Vec<Option<u8>>,
+        suffix: Vec<Option<u8>>,
+    },
+}

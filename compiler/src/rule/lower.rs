@@ -1,0 +1,678 @@
+//! Rule HIR to MIR: one program per event kind, holding every rule on that kind.
+//!
+//! The program fills the kind's record once, in a per-CPU scratch map value (the record is
+//! larger than the 512-byte stack), zeroed first so strings are NUL-padded; then tests
+//! each rule in source order against the record's bytes. A rule that matches writes its
+//! index into the record, sends SIGKILL when it says `kill`, and copies the record into
+//! the ring buffer `pol run` reads (the same `pol_events` / `pol_lost` maps probes use).
+//! Every rule is tested, so each match is reported.
+
+use super::hir::{
+    Cond, Field, FieldTy, IntOp, Kind, RuleSet, StrPat, FLAG_KILLED, OFF_FLAGS, OFF_KIND, OFF_RULE,
+};
+use super::ktypes::{KernelTypes, Member};
+use crate::mir::{
+    helpers, BinOp, Block, BlockCall, Cond as MCond, ExtOp, Function, Hook, IntTy, MapDef, MapId,
+    MapKind, Module, Op, Operand, PtrKind, Term, Type, Value,
+};
+use crate::probe::lower::{EVENTS_MAP, LOST_MAP, RING_BYTES};
+
+/// The per-CPU array the record is built in.
+pub const SCRATCH_MAP: &str = "pol_rule_scratch";
+
+/// The kernel structure members exec records read, with why.
+const EXEC_MEMBERS: &[(&str, &str)] = &[
+    ("task_struct", "real_parent"),
+    ("task_struct", "tgid"),
+    ("task_struct", "comm"),
+    ("task_struct", "mm"),
+    ("mm_struct", "arg_start"),
+    ("mm_struct", "arg_end"),
+    ("linux_binprm", "filename"),
+];
+
+/// A kernel structure member the running kernel's BTF does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the kernel's BTF has no `{strukt}.{member}`")]
+pub struct MissingMember {
+    pub kind: Kind,
+    pub strukt: &'static str,
+    pub member: &'static str,
+}
+
+/// The program symbol of a kind's rules.
+pub fn symbol(kind: Kind) -> String {
+    format!("rule_{}", kind.name())
+}
+
+/// The attach point of a kind's program (a BTF-typed tracepoint).
+pub fn tracepoint(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Exec => "sched_process_exec",
+    }
+}
+
+fn helper(name: &str) -> u32 {
+    helpers::by_name(name).map_or(0, |h| h.id)
+}
+
+/// The MIR module of a rule set: ring buffer, lost counter and scratch maps, then one
+/// program per kind in [`RuleSet::kinds`] order (a record's kind word is that index).
+pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMember> {
+    let mut m = Module::default();
+    let ring = m.add_map(MapDef {
+        name: EVENTS_MAP.into(),
+        kind: MapKind::RingBuf,
+        key_size: 0,
+        value_size: 0,
+        max_entries: RING_BYTES,
+        flags: 0,
+    });
+    let lost = m.add_map(MapDef {
+        name: LOST_MAP.into(),
+        kind: MapKind::PercpuArray,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+        flags: 0,
+    });
+    let kinds = set.kinds();
+    let size = kinds.iter().map(|k| k.record_size()).max().unwrap_or(8);
+    let scratch = m.add_map(MapDef {
+        name: SCRATCH_MAP.into(),
+        kind: MapKind::PercpuArray,
+        key_size: 4,
+        value_size: size,
+        max_entries: 1,
+        flags: 0,
+    });
+    for (index, kind) in kinds.iter().enumerate() {
+        let members = members(*kind, kt)?;
+        let f = Lower::program(set, *kind, index, &members, ring, lost, scratch);
+        m.add_func(f);
+    }
+    Ok(m)
+}
+
+fn members(kind: Kind, kt: &dyn KernelTypes) -> Result<Vec<Member>, MissingMember> {
+    let list = match kind {
+        Kind::Exec => EXEC_MEMBERS,
+    };
+    list.iter()
+        .map(|&(strukt, member)| {
+            kt.member(strukt, member).ok_or(MissingMember {
+                kind,
+                strukt,
+                member,
+            })
+        })
+        .collect()
+}
+
+struct Lower {
+    f: Function,
+    /// The scratch record (a non-null map value).
+    rec: Value,
+    scratch: MapId,
+}
+
+fn to(b: Block) -> BlockCall {
+    BlockCall::new(b, vec![])
+}
+
+impl Lower {
+    fn program(
+        set: &RuleSet,
+        kind: Kind,
+        index: usize,
+        members: &[Member],
+        ring: MapId,
+        lost: MapId,
+        scratch: MapId,
+    ) -> Function {
+        let mut f = Function::new(
+            &symbol(kind),
+            Some(Hook::TpBtf(tracepoint(kind).into())),
+            vec![Type::Ptr(PtrKind::Ctx)],
+            IntTy::I64,
+        );
+        let exit = f.add_block();
+        let zero = f.iconst(exit, IntTy::I64, 0);
+        f.set_term(exit, Term::Return(zero));
+        let entry = f.entry();
+        let ctx = f.block(entry).params[0];
+        let kslot = f.add_slot(4, 4);
+        let kp = f.push(entry, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        f.push_void(
+            entry,
+            Op::Store {
+                ty: IntTy::U32,
+                ptr: kp,
+                off: 0,
+                val: Operand::Imm(0),
+            },
+        );
+        let mref = f.push(entry, Op::MapRef(scratch), Type::Ptr(PtrKind::Map(scratch)));
+        let r = f.push(
+            entry,
+            Op::Call(helper("map_lookup_elem"), vec![mref, kp]),
+            Type::Ptr(PtrKind::MapValueOrNull(scratch)),
+        );
+        let body = f.add_block();
+        f.set_term(
+            entry,
+            Term::Br {
+                cond: MCond::Eq,
+                a: r,
+                b: Operand::Imm(0),
+                then: to(exit),
+                els: to(body),
+            },
+        );
+        // The checked pointer, typed non-null for the accesses below.
+        let rec = f.push(
+            body,
+            Op::PtrAdd(r, Operand::Imm(0)),
+            Type::Ptr(PtrKind::MapValue(scratch)),
+        );
+        let mut l = Lower { f, rec, scratch };
+        let mut cur = body;
+        for off in (0..kind.record_size()).step_by(8) {
+            l.store(cur, off, Operand::Imm(0));
+        }
+        l.store(cur, OFF_KIND, Operand::Imm(index as i64));
+        cur = match kind {
+            Kind::Exec => l.fill_exec(cur, ctx, members),
+        };
+        for (i, rule) in set.rules.iter().enumerate() {
+            if rule.kind != kind {
+                continue;
+            }
+            let hit = l.f.add_block();
+            let next = l.f.add_block();
+            l.cond(cur, &rule.cond, hit, next);
+            l.store(hit, OFF_RULE, Operand::Imm(i as i64));
+            if rule.kill {
+                let sig = l.u64c(hit, 9);
+                l.call(hit, "send_signal", vec![sig], Type::I64);
+                l.store(hit, OFF_FLAGS, Operand::Imm(FLAG_KILLED as i64));
+            } else {
+                l.store(hit, OFF_FLAGS, Operand::Imm(0));
+            }
+            let done = l.output(hit, ring, lost, kind.record_size());
+            l.jump(done, next);
+            cur = next;
+        }
+        l.jump(cur, exit);
+        l.f
+    }
+
+    fn jump(&mut self, from: Block, to_: Block) {
+        self.f.set_term(from, Term::Jump(to(to_)));
+    }
+
+    fn br(&mut self, from: Block, cond: MCond, a: Value, b: Operand, t: Block, e: Block) {
+        self.f.set_term(
+            from,
+            Term::Br {
+                cond,
+                a,
+                b,
+                then: to(t),
+                els: to(e),
+            },
+        );
+    }
+
+    fn u64c(&mut self, b: Block, c: u64) -> Value {
+        self.f.iconst(b, IntTy::U64, c as i64)
+    }
+
+    fn call(&mut self, b: Block, name: &str, args: Vec<Value>, ty: Type) -> Value {
+        self.f.push(b, Op::Call(helper(name), args), ty)
+    }
+
+    fn store(&mut self, b: Block, off: u32, val: Operand) {
+        self.f.push_void(
+            b,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: self.rec,
+                off: off as i16,
+                val,
+            },
+        );
+    }
+
+    /// A pointer `off` bytes into the record.
+    fn at(&mut self, b: Block, off: u32) -> Value {
+        self.f.push(
+            b,
+            Op::PtrAdd(self.rec, Operand::Imm(i64::from(off))),
+            Type::Ptr(PtrKind::MapValue(self.scratch)),
+        )
+    }
+
+    fn load(&mut self, b: Block, off: u32, ty: IntTy) -> Value {
+        let v = self.f.push(
+            b,
+            Op::Load {
+                ptr: self.rec,
+                off: off as i16,
+            },
+            Type::Int(ty),
+        );
+        if ty == IntTy::U64 {
+            v
+        } else {
+            self.f.push(b, Op::Ext(ExtOp::Zext, v), Type::U64)
+        }
+    }
+
+    /// `*(u64 *)addr` of kernel memory, through a stack word (0 when unreadable).
+    fn read_kernel_u64(&mut self, b: Block, addr: Value) -> Value {
+        let slot = self.f.add_slot(8, 8);
+        let p = self
+            .f
+            .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+        self.f.push_void(
+            b,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: p,
+                off: 0,
+                val: Operand::Imm(0),
+            },
+        );
+        let n = self.u64c(b, 8);
+        self.call(b, "probe_read_kernel", vec![p, n, addr], Type::I64);
+        self.f.push(b, Op::Load { ptr: p, off: 0 }, Type::U64)
+    }
+
+    fn plus(&mut self, b: Block, v: Value, off: u32) -> Value {
+        self.f.push(
+            b,
+            Op::Binary(BinOp::Add, v, Operand::Imm(i64::from(off))),
+            Type::U64,
+        )
+    }
+
+    /// Fills an exec record: ids from helpers, the parent through `real_parent`, the path
+    /// from `bprm->filename`, argv from the new `mm`.
+    fn fill_exec(&mut self, b: Block, ctx: Value, m: &[Member]) -> Block {
+        let off = |i: usize| m.get(i).map_or(0, |m| m.offset);
+        let (real_parent, tgid, comm, mm, arg_start, arg_end, filename) =
+            (off(0), off(1), off(2), off(3), off(4), off(5), off(6));
+        let field = |name: &str| Kind::Exec.field(name).map_or(0, |f| f.offset);
+        let len_at = |name: &str| Kind::Exec.field(name).and_then(|f| f.len_at).unwrap_or(0);
+
+        let pt = self.call(b, "get_current_pid_tgid", vec![], Type::U64);
+        let pid = self
+            .f
+            .push(b, Op::Binary(BinOp::Lshr, pt, Operand::Imm(32)), Type::U64);
+        self.store(b, field("pid"), pid.into());
+        let ug = self.call(b, "get_current_uid_gid", vec![], Type::U64);
+        let gid = self
+            .f
+            .push(b, Op::Binary(BinOp::Lshr, ug, Operand::Imm(32)), Type::U64);
+        let uid32 = self.f.push(b, Op::Ext(ExtOp::Trunc, ug), Type::U32);
+        let uid = self.f.push(b, Op::Ext(ExtOp::Zext, uid32), Type::U64);
+        self.store(b, field("uid"), uid.into());
+        self.store(b, field("gid"), gid.into());
+        let cg = self.call(b, "get_current_cgroup_id", vec![], Type::U64);
+        self.store(b, field("cgroup"), cg.into());
+        let p = self.at(b, field("comm"));
+        let n = self.u64c(b, 16);
+        self.call(b, "get_current_comm", vec![p, n], Type::I64);
+
+        let task = self.call(b, "get_current_task", vec![], Type::U64);
+        let a = self.plus(b, task, real_parent);
+        let parent = self.read_kernel_u64(b, a);
+        let p = self.at(b, field("ppid"));
+        let n = self.u64c(b, 4);
+        let a = self.plus(b, parent, tgid);
+        self.call(b, "probe_read_kernel", vec![p, n, a], Type::I64);
+        let p = self.at(b, field("parent.comm"));
+        let n = self.u64c(b, 16);
+        let a = self.plus(b, parent, comm);
+        self.call(b, "probe_read_kernel_str", vec![p, n, a], Type::I64);
+
+        // tp_btf/sched_process_exec: (struct task_struct *p, pid_t old_pid,
+        // struct linux_binprm *bprm), one u64 each.
+        let bprm = self.f.push(b, Op::Load { ptr: ctx, off: 16 }, Type::U64);
+        let a = self.plus(b, bprm, filename);
+        let name = self.read_kernel_u64(b, a);
+        let p = self.at(b, field("path"));
+        let n = self.u64c(b, u64::from(super::hir::PATH_MAX));
+        let got = self.call(b, "probe_read_kernel_str", vec![p, n, name], Type::I64);
+        // The length with its NUL, 1 (the empty string) when the read failed.
+        let ok = self.f.add_block();
+        let failed = self.f.add_block();
+        let join = self.f.add_block();
+        let len = self.f.add_block_param(join, Type::I64);
+        self.f.set_term(
+            b,
+            Term::Br {
+                cond: MCond::Sgt,
+                a: got,
+                b: Operand::Imm(0),
+                then: to(ok),
+                els: to(failed),
+            },
+        );
+        let g = self.f.push(
+            ok,
+            Op::Binary(BinOp::And, got, Operand::Imm(0x1ff)),
+            Type::I64,
+        );
+        self.f
+            .set_term(ok, Term::Jump(BlockCall::new(join, vec![g])));
+        let one = self.f.iconst(failed, IntTy::I64, 1);
+        self.f
+            .set_term(failed, Term::Jump(BlockCall::new(join, vec![one])));
+        let b = join;
+        self.store(b, len_at("path"), len.into());
+
+        let a = self.plus(b, task, mm);
+        let mmp = self.read_kernel_u64(b, a);
+        let a = self.plus(b, mmp, arg_start);
+        let start = self.read_kernel_u64(b, a);
+        let a = self.plus(b, mmp, arg_end);
+        let end = self.read_kernel_u64(b, a);
+        let span = self
+            .f
+            .push(b, Op::Binary(BinOp::Sub, end, start.into()), Type::U64);
+        // At most ARGV_MAX - 1 bytes, so the last stays NUL.
+        let max = u64::from(super::hir::ARGV_MAX - 1);
+        let clamp = self.f.add_block();
+        let join = self.f.add_block();
+        let n = self.f.add_block_param(join, Type::U64);
+        let vmax = self.u64c(b, max);
+        self.f.set_term(
+            b,
+            Term::Br {
+                cond: MCond::Ugt,
+                a: span,
+                b: vmax.into(),
+                then: to(clamp),
+                els: BlockCall::new(join, vec![span]),
+            },
+        );
+        let c = self.u64c(clamp, max);
+        self.f
+            .set_term(clamp, Term::Jump(BlockCall::new(join, vec![c])));
+        let b = join;
+        let n = self.f.push(
+            b,
+            Op::Binary(BinOp::And, n, Operand::Imm(max as i64)),
+            Type::U64,
+        );
+        self.store(b, len_at("argv"), n.into());
+        let p = self.at(b, field("argv"));
+        self.call(b, "probe_read_user", vec![p, n, start], Type::I64);
+        b
+    }
+
+    /// `ringbuf_output` of the record; a full buffer counts a lost record.
+    fn output(&mut self, b: Block, ring: MapId, lost: MapId, size: u32) -> Block {
+        let rref = self
+            .f
+            .push(b, Op::MapRef(ring), Type::Ptr(PtrKind::Map(ring)));
+        let n = self.u64c(b, u64::from(size));
+        let flags = self.u64c(b, 0);
+        let rec = self.rec;
+        let ret = self.call(b, "ringbuf_output", vec![rref, rec, n, flags], Type::I64);
+        let full = self.f.add_block();
+        let join = self.f.add_block();
+        self.br(b, MCond::Eq, ret, Operand::Imm(0), join, full);
+        let kslot = self.f.add_slot(4, 4);
+        let kp = self
+            .f
+            .push(full, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        self.f.push_void(
+            full,
+            Op::Store {
+                ty: IntTy::U32,
+                ptr: kp,
+                off: 0,
+                val: Operand::Imm(0),
+            },
+        );
+        let lref = self
+            .f
+            .push(full, Op::MapRef(lost), Type::Ptr(PtrKind::Map(lost)));
+        let c = self.call(
+            full,
+            "map_lookup_elem",
+            vec![lref, kp],
+            Type::Ptr(PtrKind::MapValueOrNull(lost)),
+        );
+        let bump = self.f.add_block();
+        self.br(full, MCond::Eq, c, Operand::Imm(0), join, bump);
+        let old = self.f.push(bump, Op::Load { ptr: c, off: 0 }, Type::U64);
+        let new = self.f.push(
+            bump,
+            Op::Binary(BinOp::Add, old, Operand::Imm(1)),
+            Type::U64,
+        );
+        self.f.push_void(
+            bump,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: c,
+                off: 0,
+                val: new.into(),
+            },
+        );
+        self.jump(bump, join);
+        join
+    }
+
+    /// Branches to `t` when `c` holds for the record, else to `e`.
+    fn cond(&mut self, cur: Block, c: &Cond, t: Block, e: Block) {
+        match c {
+            Cond::True => self.jump(cur, t),
+            Cond::Not(a) => self.cond(cur, a, e, t),
+            Cond::And(a, b) => {
+                let mid = self.f.add_block();
+                self.cond(cur, a, mid, e);
+                self.cond(mid, b, t, e);
+            }
+            Cond::Or(a, b) => {
+                let mid = self.f.add_block();
+                self.cond(cur, a, t, mid);
+                self.cond(mid, b, t, e);
+            }
+            Cond::Int { field, op, value } => {
+                let v = self.load(cur, field.offset, IntTy::U64);
+                let k = self.u64c(cur, *value);
+                let c = match op {
+                    IntOp::Eq => MCond::Eq,
+                    IntOp::Ne => MCond::Ne,
+                    IntOp::Lt => MCond::Ult,
+                    IntOp::Le => MCond::Ule,
+                    IntOp::Gt => MCond::Ugt,
+                    IntOp::Ge => MCond::Uge,
+                };
+                self.br(cur, c, v, k.into(), t, e);
+            }
+            Cond::Str { field, pat } => self.str_test(cur, *field, pat, t, e),
+        }
+    }
+
+    /// Compares byte `i` of `field` (at `base`, or at `base + var` when given) with `c`,
+    /// continuing at a new block when equal; returns it.
+    fn byte_is(
+        &mut self,
+        cur: Block,
+        ptr: Value,
+        off: u32,
+        want: u8,
+        equal: bool,
+        e: Block,
+    ) -> Block {
+        let v = self.f.push(
+            cur,
+            Op::Load {
+                ptr,
+                off: off as i16,
+            },
+            Type::Int(IntTy::U8),
+        );
+        let v = self.f.push(cur, Op::Ext(ExtOp::Zext, v), Type::U64);
+        let next = self.f.add_block();
+        let c = if equal { MCond::Eq } else { MCond::Ne };
+        self.br(cur, c, v, Operand::Imm(i64::from(want)), next, e);
+        next
+    }
+
+    /// `pat` bytes (`None`: any byte but NUL) at `ptr + off`.
+    fn bytes_match(
+        &mut self,
+        mut cur: Block,
+        ptr: Value,
+        off: u32,
+        pat: &[Option<u8>],
+        e: Block,
+    ) -> Block {
+        for (i, c) in pat.iter().enumerate() {
+            let at = off + i as u32;
+            cur = match c {
+                Some(c) => self.byte_is(cur, ptr, at, *c, true, e),
+                None => self.byte_is(cur, ptr, at, 0, false, e),
+            };
+        }
+        cur
+    }
+
+    fn str_test(&mut self, cur: Block, field: Field, pat: &StrPat, t: Block, e: Block) {
+        let rec = self.rec;
+        let cap = match field.ty {
+            FieldTy::Str(n) | FieldTy::Args(n) => n,
+            FieldTy::Int => 8,
+        };
+        match pat {
+            StrPat::Eq(lit) => {
+                // Word by word up to and including the NUL: the buffer is zeroed past it.
+                let mut bytes = lit.clone();
+                let words = (bytes.len() + 1).div_ceil(8);
+                bytes.resize(words * 8, 0);
+                let mut at = cur;
+                for (i, chunk) in bytes.chunks(8).enumerate() {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(chunk);
+                    let have = self.load(at, field.offset + 8 * i as u32, IntTy::U64);
+                    let want = self.u64c(at, u64::from_le_bytes(w));
+                    let next = if i + 1 == words {
+                        t
+                    } else {
+                        self.f.add_block()
+                    };
+                    self.br(at, MCond::Eq, have, want.into(), next, e);
+                    at = next;
+                }
+            }
+            StrPat::Prefix(p) => {
+                let end = self.bytes_match(cur, rec, field.offset, p, e);
+                self.jump(end, t);
+            }
+            StrPat::Exact(p) => {
+                let end = self.bytes_match(cur, rec, field.offset, p, e);
+                let end = self.byte_is(end, rec, field.offset + p.len() as u32, 0, true, e);
+                self.jump(end, t);
+            }
+            StrPat::Suffix(s) => {
+                let (cur, len) = self.strlen(cur, field, cap);
+                let end = self.suffix(cur, field, cap, len, s, 0, e);
+                self.jump(end, t);
+            }
+            StrPat::Glob { prefix, suffix } => {
+                let (cur, len) = self.strlen(cur, field, cap);
+                let end = self.bytes_match(cur, rec, field.offset, prefix, e);
+                let end = self.suffix(end, field, cap, len, suffix, prefix.len(), e);
+                self.jump(end, t);
+            }
+        }
+    }
+
+    /// Tests that the string of length `len` ends with `s`, and is at least `min_head`
+    /// bytes longer than it (a glob's prefix, which the suffix may not overlap).
+    #[allow(clippy::too_many_arguments)]
+    fn suffix(
+        &mut self,
+        cur: Block,
+        field: Field,
+        cap: u32,
+        len: Value,
+        s: &[Option<u8>],
+        min_head: usize,
+        e: Block,
+    ) -> Block {
+        let need = (s.len() + min_head) as i64;
+        let long_enough = self.f.add_block();
+        self.br(cur, MCond::Uge, len, Operand::Imm(need), long_enough, e);
+        let b = long_enough;
+        let start = self.f.push(
+            b,
+            Op::Binary(BinOp::Sub, len, Operand::Imm(s.len() as i64)),
+            Type::U64,
+        );
+        // The mask is the identity (len < cap, a power of two) and bounds the offset for
+        // the verifier: field.offset + cap - 1 + s.len() stays inside the record.
+        let start = self.f.push(
+            b,
+            Op::Binary(BinOp::And, start, Operand::Imm(i64::from(cap - 1))),
+            Type::U64,
+        );
+        let p = self.f.push(
+            b,
+            Op::PtrAdd(self.rec, Operand::Value(start)),
+            Type::Ptr(PtrKind::MapValue(self.scratch)),
+        );
+        self.bytes_match(b, p, field.offset, s, e)
+    }
+
+    /// The string's length without its NUL: the kept length word when the field has
+    /// one, else found by a binary search over the NUL-padded buffer (non-NUL bytes, then
+    /// only NULs) in log2(cap) compares.
+    fn strlen(&mut self, cur: Block, field: Field, cap: u32) -> (Block, Value) {
+        if let Some(at) = field.len_at {
+            let n = self.load(cur, at, IntTy::U64);
+            let l = self
+                .f
+                .push(cur, Op::Binary(BinOp::Sub, n, Operand::Imm(1)), Type::U64);
+            return (cur, l);
+        }
+        let join = self.f.add_block();
+        let out = self.f.add_block_param(join, Type::U64);
+        // The last byte is always NUL, so lengths run from 0 to cap - 1.
+        self.search(cur, field.offset, 0, cap, join);
+        (join, out)
+    }
+
+    /// Jumps to `join` with the length, knowing it lies in `lo..hi`.
+    fn search(&mut self, cur: Block, base: u32, lo: u32, hi: u32, join: Block) {
+        if hi - lo <= 1 {
+            let v = self.u64c(cur, u64::from(lo));
+            self.f
+                .set_term(cur, Term::Jump(BlockCall::new(join, vec![v])));
+            return;
+        }
+        let mid = lo + (hi - lo) / 2;
+        // Byte mid-1 is non-NUL iff the length is at least mid.
+        let v = self.f.push(
+            cur,
+            Op::Load {
+                ptr: self.rec,
+                off: (base + mid - 1) as i16,
+            },
+            Type::Int(IntTy::U8),
+        );
+        let v = self.f.push(cur, Op::Ext(ExtOp::Zext, v), Type::U64);
+        let upper = self.f.add_block();
+        let lower = self.f.add_block();
+        self.br(cur, MCond::Ne, v, Operand::Imm(0), upper, lower);
+        self.search(upper, base, mid, hi, join);
+        self.search(lower, base, lo, mid, join);
+    }
+}

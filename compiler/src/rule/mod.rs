@@ -1,0 +1,263 @@
+//! Runtime security rules (issue 12): `rule NAME on KIND { when COND action ACTIONS }`
+//! blocks checked into their own HIR ([`hir`], [`check`]), lowered onto MIR ([`lower`]:
+//! one BTF-typed tracepoint program per event kind holding every rule on it), compiled by
+//! `codegen` like probes, and described in layout.json: the programs and the ring-buffer
+//! records as probes describe theirs (so any probe consumer can attach and read them),
+//! plus a `rules` section naming each rule's severity, message, actions and source span.
+
+pub mod check;
+pub mod hir;
+pub mod ktypes;
+pub mod lower;
+
+use serde::Serialize;
+
+use crate::codegen::{self, CodegenError};
+use crate::diag::Diagnostic;
+use crate::obj::{
+    self, EventsLayout, KeyFieldLayout, Layout, ProbeAttach, ProbeLayout, RecordLayout,
+};
+use hir::{FieldTy, Kind, RuleSet};
+use ktypes::KernelTypes;
+
+/// A compiled rule file: the probe-shaped output (`module`, `code`, `object`, `layout`)
+/// and what alerts need to be printed.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub probes: crate::probe::Output,
+    pub rules: RulesLayout,
+}
+
+/// The `rules` section of layout.json.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RulesLayout {
+    /// A record's `rule` word is an index here.
+    pub rules: Vec<RuleLayout>,
+    /// A record's first word is an index here (as in `events.records`).
+    pub records: Vec<RuleRecordLayout>,
+    /// The per-CPU array the programs build records in.
+    pub scratch: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleLayout {
+    pub name: String,
+    pub kind: &'static str,
+    pub severity: &'static str,
+    /// `{field}` is replaced by the record's field.
+    pub message: String,
+    /// `alert`, or `kill` when the rule kills.
+    pub actions: Vec<&'static str>,
+    /// Byte range of `rule NAME on KIND` in the source, and its 1-based line and column.
+    pub span: [usize; 2],
+    pub line: usize,
+    pub column: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleRecordLayout {
+    pub kind: &'static str,
+    pub size: u32,
+    pub fields: Vec<RuleFieldLayout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleFieldLayout {
+    pub name: &'static str,
+    /// `u64`, `cgroup`, `string` (NUL-padded) or `args` (NUL-separated, `len` bytes).
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub offset: u32,
+    pub size: u32,
+    /// The u64 word holding the bytes read (with the NUL for strings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub len: Option<u32>,
+}
+
+/// Lowers, compiles and describes the rules. Struct offsets come from `kt` (the running
+/// kernel's BTF for `pol run`).
+pub fn compile(
+    set: &RuleSet,
+    source: &str,
+    kt: &dyn KernelTypes,
+) -> Result<Output, Vec<Diagnostic>> {
+    let at = |kind: Kind| {
+        set.rules
+            .iter()
+            .find(|r| r.kind == kind)
+            .map_or(0..0, |r| r.header.clone())
+    };
+    let module = lower::lower(set, kt).map_err(|e| {
+        vec![Diagnostic::error(
+            "L0502",
+            format!("`{}` rules cannot be compiled for this kernel: {e}", e.kind.name()),
+            at(e.kind),
+        )
+        .with_label("needs the kernel's structure layout")
+        .with_help("rules read task and exec structures at offsets from /sys/kernel/btf/vmlinux; `pol check`, `build` and `run` read it from the running kernel")]
+    })?;
+    let (object, code) = codegen::object::object(&module).map_err(|e| {
+        let span = set.rules.first().map_or(0..0, |r| r.header.clone());
+        vec![match e {
+            CodegenError::StackTooLarge { bytes, .. } => Diagnostic::error(
+                "L0603",
+                format!("these rules need {bytes} bytes of stack, more than the kernel's 512"),
+                span,
+            ),
+            other => Diagnostic::error(
+                "I0004",
+                format!("internal error compiling rules: {other}"),
+                span,
+            ),
+        }]
+    })?;
+    let layout = layout(set, &module, &code);
+    let rules = rules_layout(set, source);
+    let spec = codegen::object::module_spec(&module, &code);
+    Ok(Output {
+        probes: crate::probe::Output {
+            module,
+            code,
+            object,
+            spec,
+            layout,
+        },
+        rules,
+    })
+}
+
+fn field_ty(f: &hir::Field) -> &'static str {
+    match f.ty {
+        FieldTy::Int if f.name == "cgroup" => "cgroup",
+        FieldTy::Int => "u64",
+        FieldTy::Str(_) => "string",
+        FieldTy::Args(_) => "args",
+    }
+}
+
+fn field_size(f: &hir::Field) -> u32 {
+    match f.ty {
+        FieldTy::Int => 8,
+        FieldTy::Str(n) | FieldTy::Args(n) => n,
+    }
+}
+
+/// layout.json of a rule object, as probes describe theirs.
+pub fn layout(set: &RuleSet, m: &crate::mir::Module, code: &codegen::Compiled) -> Layout {
+    let spec = codegen::object::module_spec(m, code);
+    let kinds = set.kinds();
+    let probes = kinds
+        .iter()
+        .map(|k| {
+            let sym = lower::symbol(*k);
+            let i = m.func_by_name(&sym).map_or(0, |f| f.index());
+            let (insns, stack) = code
+                .funcs
+                .get(i)
+                .map_or((0, 0), |f| (f.code.insns.len(), f.frame.size));
+            ProbeLayout {
+                name: sym.clone(),
+                program: sym,
+                section: format!("tp_btf/{}", lower::tracepoint(*k)),
+                attach: ProbeAttach::BtfTracepoint {
+                    name: lower::tracepoint(*k).into(),
+                },
+                insns,
+                stack,
+            }
+        })
+        .collect();
+    let records = kinds
+        .iter()
+        .map(|k| RecordLayout {
+            probe: lower::symbol(*k),
+            size: k.record_size(),
+            fields: std::iter::once(KeyFieldLayout {
+                name: "rule".into(),
+                ty: "u64",
+                offset: hir::OFF_RULE,
+                size: 8,
+            })
+            .chain(k.fields().iter().map(|f| KeyFieldLayout {
+                name: f.name.into(),
+                // argv as a plain string shows argv[0] to consumers that know no `args`.
+                ty: match field_ty(f) {
+                    "args" => "string",
+                    t => t,
+                },
+                offset: f.offset,
+                size: field_size(f),
+            }))
+            .collect(),
+        })
+        .collect();
+    Layout {
+        schema: obj::SCHEMA,
+        license: spec.license.clone(),
+        stacks: None,
+        programs: Vec::new(),
+        maps: spec.maps.iter().map(obj::map_layout).collect(),
+        probes,
+        aggregations: Vec::new(),
+        schedule: Vec::new(),
+        events: Some(EventsLayout {
+            ring: crate::probe::lower::EVENTS_MAP.into(),
+            lost: crate::probe::lower::LOST_MAP.into(),
+            records,
+        }),
+    }
+}
+
+/// 1-based line and column of byte `at`.
+fn line_col(source: &str, at: usize) -> (usize, usize) {
+    let before = source.get(..at).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+pub fn rules_layout(set: &RuleSet, source: &str) -> RulesLayout {
+    RulesLayout {
+        rules: set
+            .rules
+            .iter()
+            .map(|r| {
+                let (line, column) = line_col(source, r.header.start);
+                let mut actions = vec!["alert"];
+                if r.kill {
+                    actions.push("kill");
+                }
+                RuleLayout {
+                    name: r.name.clone(),
+                    kind: r.kind.name(),
+                    severity: r.severity.name(),
+                    message: r.message.clone(),
+                    actions,
+                    span: [r.header.start, r.header.end],
+                    line,
+                    column,
+                }
+            })
+            .collect(),
+        records: set
+            .kinds()
+            .iter()
+            .map(|k| RuleRecordLayout {
+                kind: k.name(),
+                size: k.record_size(),
+                fields: k
+                    .fields()
+                    .iter()
+                    .map(|f| RuleFieldLayout {
+                        name: f.name,
+                        ty: field_ty(f),
+                        offset: f.offset,
+                        size: field_size(f),
+                        len: f.len_at,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        scratch: lower::SCRATCH_MAP.into(),
+    }
+}

@@ -1,0 +1,293 @@
+//! Security rules at run time: the `rules` section of layout.json read back ([`RulesLayout`]),
+//! and alerts decoded from the ring-buffer records the rule programs send ([`decode`]),
+//! printed as aligned text ([`header`], [`line`]) or JSON lines ([`to_json`]).
+//!
+//! Rule programs attach and stream through the same machinery as probes
+//! (`trace::attach`, the `pol_events` ring buffer); only the reading of a record as an
+//! alert is specific to rules.
+
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+
+/// The `rules` section of layout.json.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RulesLayout {
+    pub rules: Vec<RuleInfo>,
+    pub records: Vec<RecordInfo>,
+    pub scratch: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuleInfo {
+    pub name: String,
+    pub kind: String,
+    pub severity: String,
+    pub message: String,
+    pub actions: Vec<String>,
+    pub span: [usize; 2],
+    pub line: usize,
+    pub column: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordInfo {
+    pub kind: String,
+    pub size: u32,
+    pub fields: Vec<FieldInfo>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FieldInfo {
+    pub name: String,
+    /// `u64`, `cgroup`, `string` or `args`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub offset: u32,
+    pub size: u32,
+    #[serde(default)]
+    pub len: Option<u32>,
+}
+
+impl RulesLayout {
+    pub fn parse(json: &str) -> Result<RulesLayout, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+/// Record words before the fields (see the compiler's `rule::hir`).
+const OFF_RULE: usize = 8;
+const OFF_FLAGS: usize = 16;
+const FLAG_KILLED: u64 = 1;
+
+/// A field's value in an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Int(u64),
+    Str(String),
+    /// A cgroup v2 id (shown as its path when it can be found).
+    Cgroup(u64),
+    Args(Vec<String>),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Str(s) => f.write_str(s),
+            Value::Cgroup(id) => match crate::trace::cgroups::path(*id) {
+                Some(p) => f.write_str(&p),
+                None => write!(f, "{id}"),
+            },
+            Value::Args(a) => f.write_str(&a.join(" ")),
+        }
+    }
+}
+
+/// One alert: the rule that matched, what was done, and the event's fields.
+#[derive(Debug, Clone)]
+pub struct Alert<'a> {
+    pub rule: &'a RuleInfo,
+    pub killed: bool,
+    pub fields: Vec<(&'a str, Value)>,
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(s) = b.get(off..off + 8) {
+        w.copy_from_slice(s);
+    }
+    u64::from_le_bytes(w)
+}
+
+fn text(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned()
+}
+
+/// Decodes one record; `None` for a kind or rule the layout does not list, or a short
+/// record.
+pub fn decode<'a>(layout: &'a RulesLayout, bytes: &[u8]) -> Option<Alert<'a>> {
+    let kind = usize::try_from(u64_at(bytes, 0)).ok()?;
+    let rec = layout.records.get(kind)?;
+    if bytes.len() < rec.size as usize {
+        return None;
+    }
+    let rule = layout
+        .rules
+        .get(usize::try_from(u64_at(bytes, OFF_RULE)).ok()?)?;
+    let fields = rec
+        .fields
+        .iter()
+        .map(|f| {
+            let (off, size) = (f.offset as usize, f.size as usize);
+            let raw = bytes.get(off..off + size).unwrap_or_default();
+            let v = match f.ty.as_str() {
+                "string" => Value::Str(text(raw)),
+                "args" => {
+                    let n = f.len.map_or(size, |at| u64_at(bytes, at as usize) as usize);
+                    let used = raw.get(..n.min(size)).unwrap_or_default();
+                    Value::Args(
+                        used.split(|&b| b == 0)
+                            .filter(|a| !a.is_empty())
+                            .map(|a| String::from_utf8_lossy(a).into_owned())
+                            .collect(),
+                    )
+                }
+                "cgroup" => Value::Cgroup(u64_at(bytes, off)),
+                _ => Value::Int(u64_at(bytes, off)),
+            };
+            (f.name.as_str(), v)
+        })
+        .collect();
+    Some(Alert {
+        rule,
+        killed: u64_at(bytes, OFF_FLAGS) & FLAG_KILLED != 0,
+        fields,
+    })
+}
+
+impl Alert<'_> {
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The rule's message with `{field}` replaced by the event's values.
+    pub fn message(&self) -> String {
+        let mut out = String::new();
+        let mut rest = self.rule.message.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            match after.find('}') {
+                Some(close) => {
+                    let name = after[..close].trim();
+                    match self.field(name) {
+                        Some(v) => out.push_str(&v.to_string()),
+                        None => {
+                            out.push('{');
+                            out.push_str(&after[..=close]);
+                        }
+                    }
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    out.push_str(&rest[open..]);
+                    rest = "";
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// `alert`, or `kill` when the process was sent SIGKILL.
+    pub fn action(&self) -> &'static str {
+        if self.killed {
+            "kill"
+        } else {
+            "alert"
+        }
+    }
+}
+
+/// The column header of [`line`].
+pub fn header() -> String {
+    format!(
+        "{:<8} {:<24} {:<6} {:>7} {:<16} {:<20} MESSAGE",
+        "SEVERITY", "RULE", "ACTION", "PID", "COMM", "SOURCE"
+    )
+}
+
+/// One alert as a line of columns: severity, rule, action, pid, comm, `FILE:LINE:COL`,
+/// then the message.
+pub fn line(a: &Alert<'_>, file: &str) -> String {
+    let pid = a.field("pid").map(|v| v.to_string()).unwrap_or_default();
+    let comm = a.field("comm").map(|v| v.to_string()).unwrap_or_default();
+    let src = format!("{file}:{}:{}", a.rule.line, a.rule.column);
+    format!(
+        "{:<8} {:<24} {:<6} {:>7} {:<16} {:<20} {}",
+        a.rule.severity,
+        a.rule.name,
+        a.action(),
+        pid,
+        comm,
+        src,
+        a.message()
+    )
+}
+
+/// One alert as a JSON object: `{"type":"alert","rule":..,"severity":..,"action":..,
+/// "message":..,"source":{file,line,column,span},"event":{kind, FIELD: VALUE, ..}}`.
+pub fn to_json(a: &Alert<'_>, file: &str) -> Json {
+    let mut ev = serde_json::Map::new();
+    ev.insert("kind".into(), json!(a.rule.kind));
+    for (name, v) in &a.fields {
+        let v = match v {
+            Value::Int(n) => json!(n),
+            Value::Str(s) => json!(s),
+            Value::Cgroup(id) => crate::trace::aggregate::cgroup_json(*id),
+            Value::Args(args) => json!(args),
+        };
+        ev.insert((*name).to_string(), v);
+    }
+    json!({
+        "type": "alert",
+        "rule": a.rule.name,
+        "severity": a.rule.severity,
+        "action": a.action(),
+        "message": a.message(),
+        "source": {
+            "file": file,
+            "line": a.rule.line,
+            "column": a.rule.column,
+            "span": a.rule.span,
+        },
+        "event": Json::Object(ev),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> RulesLayout {
+        RulesLayout::parse(
+            r#"{"scratch": "s", "rules": [{"name": "shell", "kind": "exec", "severity": "critical",
+                "message": "{comm} ran {argv} (parent {parent.comm}) {nope}", "actions": ["alert", "kill"],
+                "span": [0, 19], "line": 3, "column": 1}],
+              "records": [{"kind": "exec", "size": 96, "fields": [
+                {"name": "pid", "type": "u64", "offset": 24, "size": 8},
+                {"name": "comm", "type": "string", "offset": 32, "size": 16},
+                {"name": "parent.comm", "type": "string", "offset": 48, "size": 16},
+                {"name": "argv", "type": "args", "offset": 64, "size": 32, "len": 88}]}]}"#,
+        )
+        .expect("layout")
+    }
+
+    #[test]
+    fn records_decode_into_alerts_with_their_rule_and_message() {
+        let l = layout();
+        let mut rec = vec![0u8; 96];
+        rec[16] = 1; // killed
+        rec[24..32].copy_from_slice(&42u64.to_le_bytes());
+        rec[32..34].copy_from_slice(b"sh");
+        rec[48..53].copy_from_slice(b"nginx");
+        rec[64..75].copy_from_slice(b"sh\0-c\0true\0");
+        rec[88..96].copy_from_slice(&11u64.to_le_bytes());
+        let a = decode(&l, &rec).expect("decodes");
+        assert!(a.killed);
+        assert_eq!(a.message(), "sh ran sh -c true (parent nginx) {nope}");
+        assert_eq!(
+            line(&a, "r.pol"),
+            "critical shell                    kill        42 sh               r.pol:3:1            sh ran sh -c true (parent nginx) {nope}"
+        );
+        let j = to_json(&a, "r.pol");
+        assert_eq!(j["event"]["argv"], json!(["sh", "-c", "true"]));
+        assert_eq!(j["action"], "kill");
+        assert_eq!(j["source"]["line"], 3);
+        rec[8] = 1;
+        assert!(decode(&l, &rec).is_none(), "an unknown rule");
+        rec[8] = 0;
+        assert!(decode(&l, &rec[..40]).is_none(), "a short record");
+    }
+}
