@@ -147,8 +147,10 @@ pub fn run(args: RunArgs) -> Result<bool> {
         .collect();
     let mut text = String::new();
     if layout.schedule.iter().any(|s| s.when == "end") {
-        for act in ends.iter().filter(|a| a.op == "print") {
-            if let Some(a) = layout.aggregations.iter().find(|a| a.map == act.map) {
+        for act in ends.iter().filter(|a| a.op != "clear") {
+            if let Some(t) = &act.text {
+                text.push_str(&text_line(t, args.json));
+            } else if let Some(a) = layout.aggregations.iter().find(|a| a.map == act.map) {
                 text.push_str(&map_text(&bpf, &layout, a, args.json)?);
             }
         }
@@ -262,6 +264,15 @@ fn flamegraph(bpf: &ProbeObject, layout: &TraceLayout, path: &std::path::Path) -
     Ok(())
 }
 
+/// The line `print("text")` prints: the text, or `{"type":"print","text":..}`.
+fn text_line(text: &str, json: bool) -> String {
+    if json {
+        serde_json::json!({"type": "print", "text": text}).to_string() + "\n"
+    } else {
+        format!("{text}\n")
+    }
+}
+
 /// `print` and `clear` of an `interval` or `begin` probe, in order.
 fn run_actions(
     bpf: &ProbeObject,
@@ -271,6 +282,10 @@ fn run_actions(
 ) -> Result<()> {
     let mut text = String::new();
     for act in actions {
+        if let Some(t) = &act.text {
+            text.push_str(&text_line(t, json));
+            continue;
+        }
         let Some(a) = layout.aggregations.iter().find(|a| a.map == act.map) else {
             continue;
         };
@@ -360,7 +375,15 @@ impl EventStream {
             let Some(e) = events::decode(&self.layout, &item) else {
                 continue;
             };
-            if json {
+            if e.record.format.is_some() {
+                // A `print` line; the next `emit` record prints its header again.
+                if json {
+                    out.push_str(&events::text_json(&e).to_string());
+                } else {
+                    out.push_str(&events::text(&e));
+                    self.last_kind = None;
+                }
+            } else if json {
                 out.push_str(&events::to_json(&e).to_string());
             } else {
                 if self.last_kind != Some(e.kind) {

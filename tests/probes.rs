@@ -33,6 +33,11 @@ fn run_workload(cmd: &Path, n: usize) {
 
 /// Starts `pol run ARGS` and waits until it says its probes are attached.
 fn start(args: &[&str]) -> Child {
+    start_logged(args).0
+}
+
+/// [`start`], keeping what `pol run` says on stderr after attaching (one line a message).
+fn start_logged(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pol"))
         .arg("run")
         .args(args)
@@ -56,8 +61,13 @@ fn start(args: &[&str]) -> Child {
         }
     }
     // Keep draining stderr so pol never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    child
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    (child, rx)
 }
 
 /// Stops `pol run` with SIGINT (as Ctrl-C does) and returns its stdout.
@@ -814,5 +824,127 @@ fn signed_arguments_compare_and_print_signed() {
     assert!(
         rets.iter().all(|&r| r < 0),
         "only failures pass `args.ret < 0`: {out}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn print_formats_lines_in_probes_and_in_begin_and_end() {
+    require_kernel();
+    let dir = TempDir::new("pol_probe_print");
+    let comm = unique_comm("p");
+    let cmd = workload(dir.path(), &comm);
+    let prog = format!(
+        "probe begin {{\n    print(\"tracing opens\")\n}}\n\
+         probe tracepoint(syscalls.sys_enter_openat) {{\n    where comm == \"{comm}\"\n    \
+         print(\"{{}} opened {{}} ({{}})\", comm, str(args.filename, 64), uid)\n}}\n\
+         probe end {{\n    print(\"done\")\n}}\n"
+    );
+    for json in [false, true] {
+        let mut args = vec!["-e", prog.as_str()];
+        if json {
+            args.insert(0, "--json");
+        }
+        let child = start(&args);
+        run_workload(&cmd, 3);
+        std::thread::sleep(Duration::from_millis(300));
+        let out = stop(child);
+        let want = format!("{comm} opened /etc/hostname (0)");
+        if json {
+            let lines: Vec<serde_json::Value> = out
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+            let texts: Vec<&str> = lines
+                .iter()
+                .filter(|v| v["type"] == "print")
+                .filter_map(|v| v["text"].as_str())
+                .collect();
+            assert_eq!(texts.first(), Some(&"tracing opens"), "{out}");
+            assert_eq!(texts.last(), Some(&"done"), "{out}");
+            assert_eq!(texts.iter().filter(|t| **t == want).count(), 3, "{out}");
+        } else {
+            let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+            assert_eq!(lines.first(), Some(&"tracing opens"), "{out}");
+            assert_eq!(lines.last(), Some(&"done"), "{out}");
+            assert_eq!(lines.iter().filter(|l| **l == want).count(), 3, "{out}");
+        }
+    }
+    // Mistakes are compile errors at the statement.
+    for (bad, code) in [
+        (
+            "probe tracepoint(syscalls.sys_enter_openat) { print(\"{} {}\", pid) }",
+            "E0512",
+        ),
+        (
+            "probe tracepoint(syscalls.sys_enter_openat) { print(pid) }",
+            "E0512",
+        ),
+        (
+            "probe tracepoint(syscalls.sys_enter_openat) { print(\"{\", pid) }",
+            "E0512",
+        ),
+        ("probe begin { print(\"{}\", 1) }", "E0515"),
+    ] {
+        let diags = pol_compiler::driver::compile(bad).expect_err(bad);
+        assert!(diags.iter().any(|d| d.code == code), "{bad}: {diags:?}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn a_full_ring_buffer_counts_and_shows_every_lost_record() {
+    require_kernel();
+    // A thread named like no other process makes N getppid calls in a burst, far faster
+    // than `pol run` drains the 256 KiB ring buffer (every 10 ms): records are lost, and
+    // each must be either printed or counted.
+    const N: usize = 300_000;
+    let name = unique_comm("l");
+    let prog = format!(
+        "probe tracepoint(syscalls.sys_enter_getppid) {{\n    where comm == \"{name}\"\n    \
+         emit {{ pid, comm, nsecs }}\n}}\n"
+    );
+    let (child, stderr) = start_logged(&["--json", "-e", &prog]);
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(|| {
+            for _ in 0..N {
+                // SAFETY: getppid takes no arguments and cannot fail.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+        })
+        .expect("spawn")
+        .join()
+        .expect("the burst");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = stop(child);
+    let mut printed = 0;
+    let mut lost = None;
+    for l in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        match v["type"].as_str() {
+            Some("event") if v["comm"] == name.as_str() => printed += 1,
+            Some("lost") => lost = v["count"].as_u64(),
+            _ => {}
+        }
+    }
+    let lost = lost.unwrap_or_else(|| panic!("no lost count in the JSON ({printed} printed)"));
+    assert!(lost > 0, "nothing lost: {printed} printed");
+    assert_eq!(
+        printed + lost as usize,
+        N,
+        "printed {printed} + lost {lost}"
+    );
+    let said: Vec<String> = stderr.try_iter().collect();
+    assert!(
+        said.iter()
+            .any(|l| l.starts_with(&format!("{lost} events lost: the ring buffer was full"))),
+        "stderr: {said:?}"
     );
 }

@@ -17,6 +17,12 @@ B. Overhead per event: `loop getpid N` (raw syscall(SYS_getpid), median of 10 ti
    alike; figures are the median ns per call, the added ns over no tracer, and each
    tracer's own count (it must have seen the N calls).
 
+C. Events through the ring buffer: the same loop, every call of the loop process sent to
+   user space as a line (pol `print("{}", pid)`, bpftrace `printf("%d\\n", pid)`), output
+   read as fast as the pipe allows. Figures: the rate the loop offered events at, the
+   lines each tracer printed per second of loop, and what it reported lost (pol's
+   `{"type":"lost"}`, bpftrace's `Lost N events`): delivered + lost must be the calls.
+
 A benchmark, not a test. Prints the tables; --json-out writes every figure.
 """
 import argparse
@@ -288,6 +294,60 @@ def overhead(a, tools, results):
     results["overhead"] = rows
 
 
+# Part C: name -> (tool, program).
+RINGBUF = [
+    ("bpftrace printf", "bpftrace",
+     'tracepoint:syscalls:sys_enter_getpid /comm == "loop"/ { printf("%d\\n", pid); }'),
+    ("pol print", "pol",
+     f'probe {GETPID} {{ where comm == "loop" print("{{}}", pid) }}'),
+]
+
+
+def ringbuf(a, tools, results):
+    rows = {name: [] for name, *_ in RINGBUF}
+    errors = {}
+    cpu = str(os.cpu_count() - 1)
+    for _ in range(a.rounds):
+        for name, tool, prog in RINGBUF:
+            if name in errors:
+                continue
+            tr = getattr(tools, tool)(prog)
+            if tr.wait_ready() is None:
+                _, out, err = tr.stop()
+                errors[name] = first_line(err or out)
+                continue
+            time.sleep(SETTLE_S)
+            res = json.loads(subprocess.run(
+                ["taskset", "-c", cpu, a.loop, "getpid", str(a.n_ring), "1"],
+                capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+            time.sleep(0.5)  # let the tracer print what is still buffered
+            _, out, err = tr.stop()
+            if tool == "pol":
+                got = sum(1 for l in out if l.startswith('{"probe"') or '"type":"print"' in l)
+                lost = sum(json.loads(l).get("count", 0) for l in out if '"type":"lost"' in l)
+            else:
+                got = sum(1 for l in out if l.strip().isdigit())
+                lost = sum(int(m.group(1)) for l in out + err
+                           for m in [re.search(r"Lost (\d+) events", l)] if m)
+            secs = res["ns_total"] / 1e9
+            rows[name].append({"offered_per_s": a.n_ring / secs, "delivered_per_s": got / secs,
+                               "delivered": got, "lost": lost})
+    print(f"\nC. ring buffer: loop of {a.n_ring:,} getpid, each call printed, "
+          f"median of {a.rounds} interleaved rounds")
+    print(f"  {'tracer':<18} {'offered/s':>11} {'delivered/s':>12} {'delivered':>10} {'lost':>9} {'sum':>9}")
+    for name, *_ in RINGBUF:
+        if name in errors:
+            print(f"  {name:<18} failed: {errors[name]}")
+            continue
+        r = rows[name]
+        m = {k: med([x[k] for x in r]) for k in ("offered_per_s", "delivered_per_s", "delivered", "lost")}
+        print(f"  {name:<18} {m['offered_per_s']:>11,.0f} {m['delivered_per_s']:>12,.0f} "
+              f"{int(m['delivered']):>10,} {int(m['lost']):>9,} {int(m['delivered'] + m['lost']):>9,}")
+    if errors:
+        rows["errors"] = errors
+    results["ringbuf"] = rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pol", required=True)
@@ -297,6 +357,7 @@ def main():
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--n-ring", type=int, default=200_000)
     ap.add_argument("--json-out")
     a = ap.parse_args()
     tools = Tools(a)
@@ -306,6 +367,7 @@ def main():
           f"{os.cpu_count()} CPUs")
     startup(a, tools, results)
     overhead(a, tools, results)
+    ringbuf(a, tools, results)
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump(results, f, indent=1)

@@ -45,10 +45,13 @@ pub struct ScheduleLayout {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MapActionLayout {
-    /// `print` or `clear`.
+    /// `print` or `clear` (a map), or `text` (`print("text")`).
     pub op: &'static str,
-    /// The aggregation map (its `map` name).
+    /// The aggregation map (its `map` name); empty for `text`.
     pub map: String,
+    /// What a `text` action prints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// The ring buffer of `emit` records and how to decode each.
@@ -69,6 +72,10 @@ pub struct RecordLayout {
     pub size: u32,
     /// Fields as key fields are: `u64` or `string`, with offsets in the record.
     pub fields: Vec<KeyFieldLayout>,
+    /// A `print("..{}..", ..)` record: the format its fields fill, in order (`{{` and
+    /// `}}` are braces); printed as that one line instead of columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// One probe program and where it attaches.

@@ -7,8 +7,10 @@
 
 use std::collections::HashMap;
 
+use super::hir::{
+    placeholders, render, ArithOp, EventDef, MapAction, Probes, Scheduled, Step, Ty, When,
+};
 use super::hir::{AggFunc, AggMap, Builtin, CmpOp, Expr, ExprKind, KeyField, Probe, ProbeHook};
-use super::hir::{ArithOp, EventDef, MapAction, Probes, Scheduled, Step, Ty, When};
 use crate::catalog::{ArgTy, Catalog, CatalogError, TraceArg};
 use crate::diag::{suggest, Diagnostic};
 
@@ -102,6 +104,17 @@ impl Checker<'_> {
                 }
                 ast::Stmt::Count { by, into, span } => {
                     if let Some(step) = self.aggregate(AggFunc::Count, None, by, into, span) {
+                        steps.push(step);
+                    }
+                }
+                ast::Stmt::Aggregate {
+                    func,
+                    args,
+                    by,
+                    into,
+                    span,
+                } if func.name == "print" => {
+                    if let Some(step) = self.print(args, by, into, span, &p.name.name) {
                         steps.push(step);
                     }
                 }
@@ -388,8 +401,21 @@ impl Checker<'_> {
             }
         };
         let mut actions = Vec::new();
+        let mut texts = Vec::new();
         for s in &p.body {
             match s {
+                ast::Stmt::Aggregate {
+                    func,
+                    args,
+                    by,
+                    into,
+                    span,
+                } if func.name == "print" => {
+                    if let Some(text) = self.print_text(args, by, into, span) {
+                        actions.push((MapAction::Text, texts.len()));
+                        texts.push(text);
+                    }
+                }
                 ast::Stmt::Command { verb, maps, .. } => {
                     let act = match verb.name.as_str() {
                         "print" => MapAction::Print,
@@ -460,7 +486,7 @@ impl Checker<'_> {
                             ),
                             span,
                         )
-                        .with_label("only `print MAP` and `clear MAP` here"),
+                        .with_label("only `print MAP`, `clear MAP` and `print(\"text\")` here"),
                     );
                 }
             }
@@ -468,6 +494,7 @@ impl Checker<'_> {
         self.out.schedule.push(Scheduled {
             when,
             actions,
+            texts,
             span: p.span.clone(),
         });
     }
@@ -1116,12 +1143,143 @@ impl Checker<'_> {
         self.out.events.push(EventDef {
             probe: probe.to_string(),
             fields: defs,
+            format: None,
             span: e.span.clone(),
         });
         Some(Step::Emit {
             event: self.out.events.len() - 1,
             fields: values,
         })
+    }
+
+    /// The format string of a `print(..)` and its span, or an error (E0512) saying how
+    /// `print` is written.
+    fn print_format<'a>(
+        &mut self,
+        args: &'a [ast::Expr],
+        by: &[ast::Expr],
+        into: &Option<ast::Ident>,
+        span: &Span,
+    ) -> Option<(&'a str, &'a [ast::Expr], usize)> {
+        let bad = |msg: &str, at: Span| {
+            Diagnostic::error("E0512", msg.to_string(), at)
+                .with_label("not a print statement")
+                .with_help("write `print(\"{} opened {}\", comm, str(args.filename))`")
+        };
+        if !by.is_empty() || into.is_some() {
+            self.diags
+                .push(bad("`print` takes no `by` or `into`", span.clone()));
+            return None;
+        }
+        let Some((first, rest)) = args.split_first() else {
+            self.diags
+                .push(bad("`print` needs a format string first", span.clone()));
+            return None;
+        };
+        let ast::ExprKind::Str(format) = &first.kind else {
+            self.diags.push(bad(
+                "the first argument of `print` is a format string",
+                first.span.clone(),
+            ));
+            return None;
+        };
+        match placeholders(format) {
+            Ok(n) => Some((format.as_str(), rest, n)),
+            Err(why) => {
+                self.diags.push(
+                    Diagnostic::error("E0512", format!("bad format: {why}"), first.span.clone())
+                        .with_label("in this format"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `print("..{}..", EXPR, ..)` in a kernel probe: a record of its values sent through
+    /// the ring buffer as `emit`'s are, printed by `pol run` as the formatted line.
+    fn print(
+        &mut self,
+        args: &[ast::Expr],
+        by: &[ast::Expr],
+        into: &Option<ast::Ident>,
+        span: &Span,
+        probe: &str,
+    ) -> Option<Step> {
+        let (format, values, n) = self.print_format(args, by, into, span)?;
+        if n != values.len() {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0512",
+                    format!(
+                        "the format has {n} `{{}}` but {} value{} follow{}",
+                        values.len(),
+                        if values.len() == 1 { "" } else { "s" },
+                        if values.len() == 1 { "s" } else { "" }
+                    ),
+                    span.clone(),
+                )
+                .with_label("one value per `{}`"),
+            );
+            return None;
+        }
+        let mut defs = Vec::new();
+        let mut exprs = Vec::new();
+        for (i, a) in values.iter().enumerate() {
+            let v = self.expr(a)?;
+            if matches!(v.ty, Ty::Bool | Ty::Ptr { .. } | Ty::Stack) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0401",
+                        "a printed value must be an integer or a string",
+                        v.span.clone(),
+                    )
+                    .with_label(format!("this is {}", v.ty))
+                    .with_help("a pointer's string is `str(PTR)`"),
+                );
+                return None;
+            }
+            defs.push(KeyField {
+                name: format!("{i}"),
+                ty: v.ty,
+                cgroup: v.is_cgroup(),
+                signed: v.is_signed(),
+            });
+            exprs.push(v);
+        }
+        self.out.events.push(EventDef {
+            probe: probe.to_string(),
+            fields: defs,
+            format: Some(format.to_string()),
+            span: span.clone(),
+        });
+        Some(Step::Emit {
+            event: self.out.events.len() - 1,
+            fields: exprs,
+        })
+    }
+
+    /// `print("text")` in a `begin`, `end` or `interval` probe: text `pol run` prints.
+    fn print_text(
+        &mut self,
+        args: &[ast::Expr],
+        by: &[ast::Expr],
+        into: &Option<ast::Ident>,
+        span: &Span,
+    ) -> Option<String> {
+        let (format, values, n) = self.print_format(args, by, into, span)?;
+        if n > 0 || !values.is_empty() {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0515",
+                    "a `print` here prints its text only: no event runs it, so no value fills `{}`",
+                    span.clone(),
+                )
+                .with_label("this probe runs in `pol run`, not in the kernel")
+                .with_help("print values from a kernel probe, or print a map with `print MAP`"),
+            );
+            return None;
+        }
+        Some(render(format, &[]))
     }
 
     fn want(&mut self, e: &Expr, want: Ty) -> bool {

@@ -22,8 +22,11 @@ pub struct Probes {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scheduled {
     pub when: When,
-    /// In order: print or clear the aggregation map `maps[map]`.
+    /// In order: print or clear the aggregation map `maps[map]`, or print `texts[i]`.
     pub actions: Vec<(MapAction, usize)>,
+    /// What `print("text")` statements print.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub texts: Vec<String>,
     pub span: Span,
 }
 
@@ -39,6 +42,8 @@ pub enum When {
 pub enum MapAction {
     Print,
     Clear,
+    /// `print("text")`: the index is into `Scheduled::texts`.
+    Text,
 }
 
 /// A map of u64 values set, read and deleted by statements (not printed at the end).
@@ -68,7 +73,54 @@ pub struct EventDef {
     /// The probe's name as written (empty if anonymous).
     pub probe: String,
     pub fields: Vec<KeyField>,
+    /// `print("..{}..", ..)`: the format its fields fill, printed as one line of text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
     pub span: Span,
+}
+
+/// How many `{}` a `print` format has, or why it is not a format (a lone `{` or `}`;
+/// `{{` and `}}` are literal braces).
+pub fn placeholders(format: &str) -> Result<usize, String> {
+    let mut n = 0;
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('{', Some('{')) | ('}', Some('}')) => {
+                chars.next();
+            }
+            ('{', Some('}')) => {
+                chars.next();
+                n += 1;
+            }
+            ('{', _) => return Err("a `{` opens `{}` (write `{{` for a brace)".into()),
+            ('}', _) => return Err("a `}` without its `{` (write `}}` for a brace)".into()),
+            _ => {}
+        }
+    }
+    Ok(n)
+}
+
+/// `format` with each `{}` replaced by the next of `values` (as [`placeholders`] counts
+/// them; missing values print as nothing).
+pub fn render(format: &str, values: &[String]) -> String {
+    let mut out = String::with_capacity(format.len());
+    let mut next = values.iter();
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('{', Some('{')) | ('}', Some('}')) => {
+                chars.next();
+                out.push(c);
+            }
+            ('{', Some('}')) => {
+                chars.next();
+                out.push_str(next.next().map_or("", String::as_str));
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 impl EventDef {

@@ -227,6 +227,7 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                             size: f.size(),
                         })
                         .collect(),
+                    format: e.format.clone(),
                 }
             })
             .collect(),
@@ -262,11 +263,19 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                         op: match a {
                             hir::MapAction::Print => "print",
                             hir::MapAction::Clear => "clear",
+                            hir::MapAction::Text => "text",
                         },
-                        map: probes
-                            .maps
-                            .get(*m)
-                            .map_or(String::new(), |d| d.symbol.clone()),
+                        map: match a {
+                            hir::MapAction::Text => String::new(),
+                            _ => probes
+                                .maps
+                                .get(*m)
+                                .map_or(String::new(), |d| d.symbol.clone()),
+                        },
+                        text: match a {
+                            hir::MapAction::Text => s.texts.get(*m).cloned(),
+                            _ => None,
+                        },
                     })
                     .collect(),
             })

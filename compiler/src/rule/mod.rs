@@ -189,6 +189,7 @@ pub fn layout(set: &RuleSet, m: &crate::mir::Module, code: &codegen::Compiled) -
                 size: field_size(f),
             }))
             .collect(),
+            format: None,
         })
         .collect();
     Layout {

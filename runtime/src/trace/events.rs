@@ -97,6 +97,26 @@ pub fn line(e: &Event<'_>) -> String {
     cols.join(" ").trim_end().to_string()
 }
 
+/// A `print` record as its line: the format with each `{}` filled by a field.
+pub fn text(e: &Event<'_>) -> String {
+    let values: Vec<String> = e
+        .values
+        .iter()
+        .map(|v| match v {
+            KeyValue::Str(s) => s.clone(),
+            KeyValue::Int(n) => n.to_string(),
+            KeyValue::Signed(n) => n.to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    pol_compiler::probe::hir::render(e.record.format.as_deref().unwrap_or_default(), &values)
+}
+
+/// A `print` record in JSON: `{"type": "print", "probe": .., "text": ..}`.
+pub fn text_json(e: &Event<'_>) -> Json {
+    json!({"type": "print", "probe": e.record.probe, "text": text(e)})
+}
+
 /// One record as a JSON object: `{"type": "event", "probe": .., FIELD: VALUE, ..}`.
 pub fn to_json(e: &Event<'_>) -> Json {
     let mut obj = serde_json::Map::new();

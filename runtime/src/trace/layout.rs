@@ -30,9 +30,12 @@ pub struct Schedule {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct MapAction {
-    /// `print` or `clear`.
+    /// `print` or `clear` (a map), or `text`.
     pub op: String,
     pub map: String,
+    /// What a `text` action prints.
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
 /// The ring buffer of `emit` records.
@@ -49,6 +52,9 @@ pub struct Record {
     pub probe: String,
     pub size: u32,
     pub fields: Vec<KeyField>,
+    /// A `print` record: the format its fields fill (`{}` each, `{{`/`}}` braces).
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 impl TraceLayout {
