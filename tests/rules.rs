@@ -199,6 +199,71 @@ fn kill_stops_an_exec_before_the_new_program_runs() {
     );
 }
 
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn an_open_for_writing_is_killed_before_a_byte_reaches_the_file() {
+    require_kernel();
+    let dir = TempDir::new("pol_rules_open");
+    let file = dir.path().join("passwd");
+    std::fs::write(&file, "root:x:0:0::/root:/bin/sh\n").expect("write file");
+    let rules = dir.path().join("open.pol");
+    std::fs::write(
+        &rules,
+        format!(
+            "rule passwd_write on open {{\n    when path == \"{f}\" and write and not comm in {{ \"passwd\", \"chpasswd\" }}\n    action kill, alert(critical, \"{{comm}} opened {{path}} for writing\")\n}}\n\nrule passwd_read on open {{\n    when path == \"{f}\" and flags & 0x3 == 0\n    action alert(info, \"{{comm}} read {{path}}\")\n}}\n",
+            f = file.display()
+        ),
+    )
+    .expect("write rules");
+    let pol = start(&["--json", rules.to_str().expect("utf-8")]);
+    let writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo evil >> {}", file.display()))
+        .status()
+        .expect("run the writer");
+    let reader = Command::new("cat")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run the reader");
+    let out = stop(pol);
+    assert_eq!(
+        writer.signal(),
+        Some(libc::SIGKILL),
+        "the writer was killed: {writer}"
+    );
+    assert!(reader.success(), "the reader was left alone: {reader}");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read file"),
+        "root:x:0:0::/root:/bin/sh\n",
+        "not a byte of the write reached the file"
+    );
+    let got = alerts(&out);
+    let kinds: Vec<(&str, &str)> = got
+        .iter()
+        .map(|a| {
+            (
+                a["rule"].as_str().unwrap_or(""),
+                a["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("passwd_write", "kill"), ("passwd_read", "alert")],
+        "{out}"
+    );
+    assert_eq!(got[0]["event"]["comm"], "sh");
+    assert_eq!(got[0]["event"]["write"], 1);
+    assert_eq!(got[0]["event"]["kind"], "open");
+    assert_eq!(got[1]["event"]["comm"], "cat");
+    assert_eq!(got[1]["event"]["write"], 0);
+    assert_eq!(got[1]["source"]["line"], 6);
+}
+
 /// The diagnostics of a rule file (front end only: no kernel needed).
 fn errors(src: &str) -> Vec<Diagnostic> {
     let (_, _, diags) = driver::front(src);
@@ -289,21 +354,34 @@ rule b on exec {
     when uid >= 1000 and starts_with(comm, "py")
     action alert(notice, "{comm}")
 }
+rule c on open {
+    when write and path ~ "/etc/*shadow" and flags & 0x200 != 0
+    action kill
+}
 "#;
     let (_, hir, diags) = driver::front(src);
     assert!(diags.is_empty(), "{diags:#?}");
     let hir = hir.expect("checks");
     let out = rule::compile(&hir.security, src, &TableTypes::fixture()).expect("compiles");
-    assert_eq!(out.rules.rules.len(), 2);
+    assert_eq!(out.rules.rules.len(), 3);
     assert_eq!(out.rules.rules[0].actions, ["alert", "kill"]);
+    let sections: Vec<&str> = out
+        .probes
+        .layout
+        .probes
+        .iter()
+        .map(|p| p.section.as_str())
+        .collect();
     assert_eq!(
-        out.probes.layout.probes.len(),
-        1,
-        "one program for both exec rules"
-    );
-    assert_eq!(
-        out.probes.layout.probes[0].section,
-        "tp_btf/sched_process_exec"
+        sections,
+        [
+            "tp_btf/sched_process_exec",
+            "tracepoint/syscalls/sys_enter_openat",
+            "tracepoint/syscalls/sys_enter_open",
+            "tracepoint/syscalls/sys_enter_creat",
+            "tracepoint/syscalls/sys_enter_openat2"
+        ],
+        "one program for both exec rules, one per open system call"
     );
     // Without kernel structure layouts, rules cannot be compiled, and say why.
     let err = rule::compile(&hir.security, src, &rule::ktypes::NoTypes).expect_err("no BTF");

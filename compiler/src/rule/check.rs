@@ -175,8 +175,11 @@ fn action(kind: Kind, e: &Expr, source: &str, diags: &mut Vec<Diagnostic>) -> Op
                     ),
                     e.span.clone(),
                 )
-                .with_label("tp_btf/sched_process_exec can observe an exec, not refuse it")
-                .with_help("this kernel has no LSM programs; `kill` stops the process before the new program runs"),
+                .with_label(format!("{} can observe, not refuse", super::lower::hook_names(kind)))
+                .with_help(match kind {
+                    Kind::Exec => "this kernel has no LSM programs; `kill` stops the process before the new program runs",
+                    Kind::Open => "this kernel has no LSM programs; `kill` stops the process before the open returns (the open itself completes)",
+                }),
             );
             None
         }
@@ -317,8 +320,68 @@ fn condition(kind: Kind, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Cond> 
                 (ExprKind::Str(_) | ExprKind::Int(_), BinOp::Eq | BinOp::Ne) => (b, a, *op),
                 _ => (a, b, *op),
             };
+            // `flags & 0x200 != 0`: a masked integer field.
+            if let ExprKind::Binary(BinOp::BitAnd, x, m) = &a.kind {
+                let field = field_of(kind, x, diags)?;
+                if field.ty != FieldTy::Int {
+                    diags.push(
+                        Diagnostic::error(
+                            "E0401",
+                            format!("`{}` is a string", field.name),
+                            x.span.clone(),
+                        )
+                        .with_label("masks are for integer fields"),
+                    );
+                    return None;
+                }
+                let mask = int_lit(field, m, diags)?;
+                if !matches!(op, BinOp::Eq | BinOp::Ne) {
+                    diags.push(
+                        Diagnostic::error(
+                            "E0401",
+                            "a masked field is compared with `==` or `!=`",
+                            e.span.clone(),
+                        )
+                        .with_label("ordered compare of masked bits"),
+                    );
+                    return None;
+                }
+                let c = Cond::Int {
+                    field,
+                    mask: Some(mask),
+                    op: IntOp::Eq,
+                    value: int_lit(field, b, diags)?,
+                };
+                return Some(if op == BinOp::Ne {
+                    Cond::Not(Box::new(c))
+                } else {
+                    c
+                });
+            }
             let field = field_of(kind, a, diags)?;
-            compare(kind, field, op, b, e, diags)
+            compare(field, op, b, e, diags)
+        }
+        // An integer field alone is true when not zero (`when write`).
+        ExprKind::Path(_) => {
+            let field = field_of(kind, e, diags)?;
+            if field.ty != FieldTy::Int {
+                diags.push(
+                    Diagnostic::error(
+                        "E0401",
+                        format!("`{}` is not true or false", field.name),
+                        e.span.clone(),
+                    )
+                    .with_label("a string")
+                    .with_help(format!("compare it: `{} == \"..\"`", field.name)),
+                );
+                return None;
+            }
+            Some(Cond::Not(Box::new(Cond::Int {
+                field,
+                mask: None,
+                op: IntOp::Eq,
+                value: 0,
+            })))
         }
         ExprKind::Call(p, args) => {
             let f = p.dotted();
@@ -442,14 +505,12 @@ fn not_testable(field: Field, span: Span) -> Diagnostic {
 }
 
 fn compare(
-    kind: Kind,
     field: Field,
     op: BinOp,
     b: &Expr,
     whole: &Expr,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Cond> {
-    let _ = kind;
     if let FieldTy::Args(_) = field.ty {
         diags.push(not_testable(field, whole.span.clone()));
         return None;
@@ -472,6 +533,7 @@ fn compare(
                 let c = match field.ty {
                     FieldTy::Int => int_lit(field, el, diags).map(|value| Cond::Int {
                         field,
+                        mask: None,
                         op: IntOp::Eq,
                         value,
                     }),
@@ -504,6 +566,7 @@ fn compare(
             let c = match field.ty {
                 FieldTy::Int => Cond::Int {
                     field,
+                    mask: None,
                     op: IntOp::Eq,
                     value: int_lit(field, b, diags)?,
                 },
@@ -535,6 +598,7 @@ fn compare(
             };
             Some(Cond::Int {
                 field,
+                mask: None,
                 op,
                 value: int_lit(field, b, diags)?,
             })

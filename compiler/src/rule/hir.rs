@@ -46,14 +46,18 @@ pub enum Kind {
     /// A process image replaced (`execve`), seen once the new image is set up and before
     /// it runs: `tp_btf/sched_process_exec`.
     Exec,
+    /// A file opened (`open`, `openat`, `openat2`, `creat`), seen at the system call's
+    /// entry: `tracepoint/syscalls/sys_enter_*`.
+    Open,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 1] = [Kind::Exec];
+    pub const ALL: [Kind; 2] = [Kind::Exec, Kind::Open];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Exec => "exec",
+            Kind::Open => "open",
         }
     }
 
@@ -65,6 +69,7 @@ impl Kind {
     pub fn fields(self) -> &'static [Field] {
         match self {
             Kind::Exec => EXEC_FIELDS,
+            Kind::Open => OPEN_FIELDS,
         }
     }
 
@@ -75,7 +80,7 @@ impl Kind {
     /// Bytes of the record (and of the per-CPU scratch value it is built in).
     pub fn record_size(self) -> u32 {
         match self {
-            Kind::Exec => EXEC_SIZE,
+            Kind::Exec | Kind::Open => RECORD_SIZE,
         }
     }
 }
@@ -123,31 +128,61 @@ const fn int(name: &'static str, offset: u32, doc: &'static str) -> Field {
     }
 }
 
+/// Fields every kind has, at the same offsets: the process and its parent.
+pub const OFF_PID: u32 = 24;
+pub const OFF_PPID: u32 = 32;
+pub const OFF_UID: u32 = 40;
+pub const OFF_GID: u32 = 48;
+pub const OFF_CGROUP: u32 = 56;
+pub const OFF_COMM: u32 = 80;
+pub const OFF_PARENT_COMM: u32 = 96;
+/// The path (exec's program, open's file) and the u64 holding its length with the NUL.
+pub const OFF_PATH: u32 = 112;
+pub const OFF_PATH_LEN: u32 = 64;
+
+macro_rules! common_fields {
+    ($comm_doc:literal) => {
+        [
+            int("pid", OFF_PID, "process id (the kernel's tgid)"),
+            int("ppid", OFF_PPID, "the parent's process id"),
+            int("uid", OFF_UID, "real user id"),
+            int("gid", OFF_GID, "real group id"),
+            int("cgroup", OFF_CGROUP, "cgroup v2 id (printed as its path)"),
+            Field {
+                name: "comm",
+                ty: FieldTy::Str(COMM_LEN),
+                offset: OFF_COMM,
+                len_at: None,
+                doc: $comm_doc,
+            },
+            Field {
+                name: "parent.comm",
+                ty: FieldTy::Str(COMM_LEN),
+                offset: OFF_PARENT_COMM,
+                len_at: None,
+                doc: "the parent's command name",
+            },
+        ]
+    };
+}
+
+const EXEC_COMMON: [Field; 7] =
+    common_fields!("the new command name (the file name, 15 bytes at most)");
+const OPEN_COMMON: [Field; 7] = common_fields!("the command name (15 bytes at most)");
+
 pub const EXEC_FIELDS: &[Field] = &[
-    int("pid", 24, "process id (the kernel's tgid)"),
-    int("ppid", 32, "the parent's process id"),
-    int("uid", 40, "real user id"),
-    int("gid", 48, "real group id"),
-    int("cgroup", 56, "cgroup v2 id (printed as its path)"),
-    Field {
-        name: "comm",
-        ty: FieldTy::Str(COMM_LEN),
-        offset: 80,
-        len_at: None,
-        doc: "the new command name (the file name, 15 bytes at most)",
-    },
-    Field {
-        name: "parent.comm",
-        ty: FieldTy::Str(COMM_LEN),
-        offset: 96,
-        len_at: None,
-        doc: "the parent's command name",
-    },
+    EXEC_COMMON[0],
+    EXEC_COMMON[1],
+    EXEC_COMMON[2],
+    EXEC_COMMON[3],
+    EXEC_COMMON[4],
+    EXEC_COMMON[5],
+    EXEC_COMMON[6],
     Field {
         name: "path",
         ty: FieldTy::Str(PATH_MAX),
-        offset: 112,
-        len_at: Some(64),
+        offset: OFF_PATH,
+        len_at: Some(OFF_PATH_LEN),
         doc: "the program as execve was given it (255 bytes at most)",
     },
     Field {
@@ -159,9 +194,44 @@ pub const EXEC_FIELDS: &[Field] = &[
     },
 ];
 
-/// 368 + 256, and room behind `path` for a suffix compare's masked offset (112 + 255 +
-/// the longest literal, 255, stays inside).
-pub const EXEC_SIZE: u32 = 624;
+/// `open`'s flags and mode as the system call got them, and whether it opens for writing.
+pub const OFF_FLAGS_ARG: u32 = 72;
+pub const OFF_MODE: u32 = 368;
+pub const OFF_WRITE: u32 = 376;
+/// The flags that make an open a write: O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND.
+pub const WRITE_FLAGS: u64 = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000;
+
+pub const OPEN_FIELDS: &[Field] = &[
+    OPEN_COMMON[0],
+    OPEN_COMMON[1],
+    OPEN_COMMON[2],
+    OPEN_COMMON[3],
+    OPEN_COMMON[4],
+    OPEN_COMMON[5],
+    OPEN_COMMON[6],
+    Field {
+        name: "path",
+        ty: FieldTy::Str(PATH_MAX),
+        offset: OFF_PATH,
+        len_at: Some(OFF_PATH_LEN),
+        doc: "the file as the call was given it (relative if it was; 255 bytes at most)",
+    },
+    int(
+        "flags",
+        OFF_FLAGS_ARG,
+        "the open flags (`flags & 0o1000 != 0`: O_TRUNC)",
+    ),
+    int("mode", OFF_MODE, "the mode a created file gets"),
+    int(
+        "write",
+        OFF_WRITE,
+        "1 when opened for writing (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC or O_APPEND), else 0",
+    ),
+];
+
+/// Bytes of every record: 368 + 256 for exec's argv, and room behind `path` for a
+/// suffix compare's masked offset (112 + 255 + the longest literal, 255, stays inside).
+pub const RECORD_SIZE: u32 = 624;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Severity {
@@ -206,9 +276,10 @@ pub enum Cond {
     And(Box<Cond>, Box<Cond>),
     Or(Box<Cond>, Box<Cond>),
     Not(Box<Cond>),
-    /// An integer field compared with a constant.
+    /// An integer field (its bits in `mask`, when given) compared with a constant.
     Int {
         field: Field,
+        mask: Option<u64>,
         op: IntOp,
         value: u64,
     },

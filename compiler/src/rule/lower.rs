@@ -8,7 +8,9 @@
 //! Every rule is tested, so each match is reported.
 
 use super::hir::{
-    Cond, Field, FieldTy, IntOp, Kind, RuleSet, StrPat, FLAG_KILLED, OFF_FLAGS, OFF_KIND, OFF_RULE,
+    Cond, Field, FieldTy, IntOp, Kind, RuleSet, StrPat, FLAG_KILLED, OFF_CGROUP, OFF_COMM,
+    OFF_FLAGS, OFF_GID, OFF_KIND, OFF_PARENT_COMM, OFF_PATH, OFF_PATH_LEN, OFF_PID, OFF_PPID,
+    OFF_RULE, OFF_UID,
 };
 use super::ktypes::{KernelTypes, Member};
 use crate::mir::{
@@ -20,11 +22,15 @@ use crate::probe::lower::{EVENTS_MAP, LOST_MAP, RING_BYTES};
 /// The per-CPU array the record is built in.
 pub const SCRATCH_MAP: &str = "pol_rule_scratch";
 
-/// The kernel structure members exec records read, with why.
-const EXEC_MEMBERS: &[(&str, &str)] = &[
+/// Kernel structure members every record reads (the process's parent).
+const COMMON_MEMBERS: &[(&str, &str)] = &[
     ("task_struct", "real_parent"),
     ("task_struct", "tgid"),
     ("task_struct", "comm"),
+];
+
+/// And exec records (argv from the new `mm`, the path from `bprm`).
+const EXEC_MEMBERS: &[(&str, &str)] = &[
     ("task_struct", "mm"),
     ("mm_struct", "arg_start"),
     ("mm_struct", "arg_end"),
@@ -40,16 +46,81 @@ pub struct MissingMember {
     pub member: &'static str,
 }
 
-/// The program symbol of a kind's rules.
-pub fn symbol(kind: Kind) -> String {
-    format!("rule_{}", kind.name())
+/// One program of a kind: where it attaches and how it reads its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// `tp_btf/sched_process_exec`.
+    Exec,
+    /// `tracepoint/syscalls/sys_enter_openat` (dfd, filename, flags, mode).
+    Openat,
+    /// `sys_enter_open` (filename, flags, mode).
+    Open,
+    /// `sys_enter_creat` (pathname, mode): flags O_CREAT | O_WRONLY | O_TRUNC.
+    Creat,
+    /// `sys_enter_openat2` (dfd, filename, struct open_how *how, size).
+    Openat2,
 }
 
-/// The attach point of a kind's program (a BTF-typed tracepoint).
-pub fn tracepoint(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Exec => "sched_process_exec",
+impl Entry {
+    /// The programs of a kind.
+    pub fn of(kind: Kind) -> &'static [Entry] {
+        match kind {
+            Kind::Exec => &[Entry::Exec],
+            Kind::Open => &[Entry::Openat, Entry::Open, Entry::Creat, Entry::Openat2],
+        }
     }
+
+    /// The program's symbol.
+    pub fn symbol(self) -> String {
+        match self {
+            Entry::Exec => "rule_exec".into(),
+            other => format!(
+                "rule_open_{}",
+                other.tracepoint().trim_start_matches("sys_enter_")
+            ),
+        }
+    }
+
+    /// The tracepoint's name (a BTF-typed one for exec, `syscalls:NAME` otherwise).
+    pub fn tracepoint(self) -> &'static str {
+        match self {
+            Entry::Exec => "sched_process_exec",
+            Entry::Openat => "sys_enter_openat",
+            Entry::Open => "sys_enter_open",
+            Entry::Creat => "sys_enter_creat",
+            Entry::Openat2 => "sys_enter_openat2",
+        }
+    }
+
+    pub fn btf(self) -> bool {
+        self == Entry::Exec
+    }
+
+    fn hook(self) -> Hook {
+        if self.btf() {
+            Hook::TpBtf(self.tracepoint().into())
+        } else {
+            Hook::Tracepoint {
+                category: "syscalls".into(),
+                name: self.tracepoint().into(),
+            }
+        }
+    }
+}
+
+/// The hooks a kind's rules run at, for messages.
+pub fn hook_names(kind: Kind) -> String {
+    Entry::of(kind)
+        .iter()
+        .map(|e| {
+            if e.btf() {
+                format!("tp_btf/{}", e.tracepoint())
+            } else {
+                format!("syscalls:{}", e.tracepoint())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn helper(name: &str) -> u32 {
@@ -88,23 +159,33 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
     });
     for (index, kind) in kinds.iter().enumerate() {
         let members = members(*kind, kt)?;
-        let f = Lower::program(set, *kind, index, &members, ring, lost, scratch);
-        m.add_func(f);
+        for entry in Entry::of(*kind) {
+            let f = Lower::program(set, *kind, *entry, index, &members, ring, lost, scratch);
+            m.add_func(f);
+        }
     }
     Ok(m)
 }
 
-fn members(kind: Kind, kt: &dyn KernelTypes) -> Result<Vec<Member>, MissingMember> {
-    let list = match kind {
+/// Offsets of the members `kind` reads, by `struct.member`.
+type Members = std::collections::HashMap<String, Member>;
+
+fn members(kind: Kind, kt: &dyn KernelTypes) -> Result<Members, MissingMember> {
+    let extra: &[(&str, &str)] = match kind {
         Kind::Exec => EXEC_MEMBERS,
+        Kind::Open => &[],
     };
-    list.iter()
+    COMMON_MEMBERS
+        .iter()
+        .chain(extra)
         .map(|&(strukt, member)| {
-            kt.member(strukt, member).ok_or(MissingMember {
-                kind,
-                strukt,
-                member,
-            })
+            kt.member(strukt, member)
+                .map(|m| (format!("{strukt}.{member}"), m))
+                .ok_or(MissingMember {
+                    kind,
+                    strukt,
+                    member,
+                })
         })
         .collect()
 }
@@ -121,30 +202,32 @@ fn to(b: Block) -> BlockCall {
 }
 
 impl Lower {
+    #[allow(clippy::too_many_arguments)]
     fn program(
         set: &RuleSet,
         kind: Kind,
+        entry: Entry,
         index: usize,
-        members: &[Member],
+        members: &Members,
         ring: MapId,
         lost: MapId,
         scratch: MapId,
     ) -> Function {
         let mut f = Function::new(
-            &symbol(kind),
-            Some(Hook::TpBtf(tracepoint(kind).into())),
+            &entry.symbol(),
+            Some(entry.hook()),
             vec![Type::Ptr(PtrKind::Ctx)],
             IntTy::I64,
         );
         let exit = f.add_block();
         let zero = f.iconst(exit, IntTy::I64, 0);
         f.set_term(exit, Term::Return(zero));
-        let entry = f.entry();
-        let ctx = f.block(entry).params[0];
+        let start = f.entry();
+        let ctx = f.block(start).params[0];
         let kslot = f.add_slot(4, 4);
-        let kp = f.push(entry, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        let kp = f.push(start, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
         f.push_void(
-            entry,
+            start,
             Op::Store {
                 ty: IntTy::U32,
                 ptr: kp,
@@ -152,15 +235,15 @@ impl Lower {
                 val: Operand::Imm(0),
             },
         );
-        let mref = f.push(entry, Op::MapRef(scratch), Type::Ptr(PtrKind::Map(scratch)));
+        let mref = f.push(start, Op::MapRef(scratch), Type::Ptr(PtrKind::Map(scratch)));
         let r = f.push(
-            entry,
+            start,
             Op::Call(helper("map_lookup_elem"), vec![mref, kp]),
             Type::Ptr(PtrKind::MapValueOrNull(scratch)),
         );
         let body = f.add_block();
         f.set_term(
-            entry,
+            start,
             Term::Br {
                 cond: MCond::Eq,
                 a: r,
@@ -181,8 +264,11 @@ impl Lower {
             l.store(cur, off, Operand::Imm(0));
         }
         l.store(cur, OFF_KIND, Operand::Imm(index as i64));
-        cur = match kind {
-            Kind::Exec => l.fill_exec(cur, ctx, members),
+        let off = |name: &str| members.get(name).map_or(0, |m| m.offset);
+        l.fill_common(cur, off);
+        cur = match entry {
+            Entry::Exec => l.fill_exec(cur, ctx, off),
+            open => l.fill_open(cur, ctx, open),
         };
         for (i, rule) in set.rules.iter().enumerate() {
             if rule.kind != kind {
@@ -297,55 +383,52 @@ impl Lower {
         )
     }
 
-    /// Fills an exec record: ids from helpers, the parent through `real_parent`, the path
-    /// from `bprm->filename`, argv from the new `mm`.
-    fn fill_exec(&mut self, b: Block, ctx: Value, m: &[Member]) -> Block {
-        let off = |i: usize| m.get(i).map_or(0, |m| m.offset);
-        let (real_parent, tgid, comm, mm, arg_start, arg_end, filename) =
-            (off(0), off(1), off(2), off(3), off(4), off(5), off(6));
-        let field = |name: &str| Kind::Exec.field(name).map_or(0, |f| f.offset);
-        let len_at = |name: &str| Kind::Exec.field(name).and_then(|f| f.len_at).unwrap_or(0);
-
+    /// Fills the fields every record has: ids from helpers, the parent through
+    /// `real_parent`.
+    fn fill_common(&mut self, b: Block, off: impl Fn(&str) -> u32) {
         let pt = self.call(b, "get_current_pid_tgid", vec![], Type::U64);
         let pid = self
             .f
             .push(b, Op::Binary(BinOp::Lshr, pt, Operand::Imm(32)), Type::U64);
-        self.store(b, field("pid"), pid.into());
+        self.store(b, OFF_PID, pid.into());
         let ug = self.call(b, "get_current_uid_gid", vec![], Type::U64);
         let gid = self
             .f
             .push(b, Op::Binary(BinOp::Lshr, ug, Operand::Imm(32)), Type::U64);
         let uid32 = self.f.push(b, Op::Ext(ExtOp::Trunc, ug), Type::U32);
         let uid = self.f.push(b, Op::Ext(ExtOp::Zext, uid32), Type::U64);
-        self.store(b, field("uid"), uid.into());
-        self.store(b, field("gid"), gid.into());
+        self.store(b, OFF_UID, uid.into());
+        self.store(b, OFF_GID, gid.into());
         let cg = self.call(b, "get_current_cgroup_id", vec![], Type::U64);
-        self.store(b, field("cgroup"), cg.into());
-        let p = self.at(b, field("comm"));
+        self.store(b, OFF_CGROUP, cg.into());
+        let p = self.at(b, OFF_COMM);
         let n = self.u64c(b, 16);
         self.call(b, "get_current_comm", vec![p, n], Type::I64);
 
         let task = self.call(b, "get_current_task", vec![], Type::U64);
-        let a = self.plus(b, task, real_parent);
+        let a = self.plus(b, task, off("task_struct.real_parent"));
         let parent = self.read_kernel_u64(b, a);
-        let p = self.at(b, field("ppid"));
+        let p = self.at(b, OFF_PPID);
         let n = self.u64c(b, 4);
-        let a = self.plus(b, parent, tgid);
+        let a = self.plus(b, parent, off("task_struct.tgid"));
         self.call(b, "probe_read_kernel", vec![p, n, a], Type::I64);
-        let p = self.at(b, field("parent.comm"));
+        let p = self.at(b, OFF_PARENT_COMM);
         let n = self.u64c(b, 16);
-        let a = self.plus(b, parent, comm);
+        let a = self.plus(b, parent, off("task_struct.comm"));
         self.call(b, "probe_read_kernel_str", vec![p, n, a], Type::I64);
+    }
 
-        // tp_btf/sched_process_exec: (struct task_struct *p, pid_t old_pid,
-        // struct linux_binprm *bprm), one u64 each.
-        let bprm = self.f.push(b, Op::Load { ptr: ctx, off: 16 }, Type::U64);
-        let a = self.plus(b, bprm, filename);
-        let name = self.read_kernel_u64(b, a);
-        let p = self.at(b, field("path"));
+    /// Reads the path string at `src` (user or kernel memory) into the record, and its
+    /// length with the NUL (1, the empty string, when the read failed).
+    fn read_path(&mut self, b: Block, src: Value, user: bool) -> Block {
+        let p = self.at(b, OFF_PATH);
         let n = self.u64c(b, u64::from(super::hir::PATH_MAX));
-        let got = self.call(b, "probe_read_kernel_str", vec![p, n, name], Type::I64);
-        // The length with its NUL, 1 (the empty string) when the read failed.
+        let helper = if user {
+            "probe_read_user_str"
+        } else {
+            "probe_read_kernel_str"
+        };
+        let got = self.call(b, helper, vec![p, n, src], Type::I64);
         let ok = self.f.add_block();
         let failed = self.f.add_block();
         let join = self.f.add_block();
@@ -370,14 +453,113 @@ impl Lower {
         let one = self.f.iconst(failed, IntTy::I64, 1);
         self.f
             .set_term(failed, Term::Jump(BlockCall::new(join, vec![one])));
-        let b = join;
-        self.store(b, len_at("path"), len.into());
+        self.store(join, OFF_PATH_LEN, len.into());
+        join
+    }
 
-        let a = self.plus(b, task, mm);
+    /// Fills an open record from a `sys_enter_*` tracepoint's arguments (at 16 + 8 * i).
+    fn fill_open(&mut self, b: Block, ctx: Value, entry: Entry) -> Block {
+        let arg = |i: i16| 16 + 8 * i;
+        let (name_at, flags, mode) = match entry {
+            Entry::Open => (arg(0), Some(arg(1)), arg(2)),
+            Entry::Creat => (arg(0), None, arg(1)),
+            _ => (arg(1), Some(arg(2)), arg(3)),
+        };
+        let name = self.f.push(
+            b,
+            Op::Load {
+                ptr: ctx,
+                off: name_at,
+            },
+            Type::U64,
+        );
+        let (flags, mode) = if entry == Entry::Openat2 {
+            // struct open_how { u64 flags; u64 mode; u64 resolve; } in user memory.
+            let how = self.f.push(
+                b,
+                Op::Load {
+                    ptr: ctx,
+                    off: arg(2),
+                },
+                Type::U64,
+            );
+            let slot = self.f.add_slot(16, 8);
+            let p = self
+                .f
+                .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+            for off in [0, 8] {
+                self.f.push_void(
+                    b,
+                    Op::Store {
+                        ty: IntTy::U64,
+                        ptr: p,
+                        off,
+                        val: Operand::Imm(0),
+                    },
+                );
+            }
+            let n = self.u64c(b, 16);
+            self.call(b, "probe_read_user", vec![p, n, how], Type::I64);
+            let f = self.f.push(b, Op::Load { ptr: p, off: 0 }, Type::U64);
+            let m = self.f.push(b, Op::Load { ptr: p, off: 8 }, Type::U64);
+            (f, m)
+        } else {
+            let f = match flags {
+                Some(at) => {
+                    let v = self.f.push(b, Op::Load { ptr: ctx, off: at }, Type::U32);
+                    self.f.push(b, Op::Ext(ExtOp::Zext, v), Type::U64)
+                }
+                // creat(2): O_WRONLY | O_CREAT | O_TRUNC.
+                None => self.u64c(b, 0o1 | 0o100 | 0o1000),
+            };
+            let m = self.f.push(
+                b,
+                Op::Load {
+                    ptr: ctx,
+                    off: mode,
+                },
+                Type::U64,
+            );
+            (f, m)
+        };
+        self.store(b, super::hir::OFF_FLAGS_ARG, flags.into());
+        self.store(b, super::hir::OFF_MODE, mode.into());
+        // `write` is 1 when any write flag is set (the record was zeroed: only set it).
+        let bits = self.f.push(
+            b,
+            Op::Binary(
+                BinOp::And,
+                flags,
+                Operand::Imm(super::hir::WRITE_FLAGS as i64),
+            ),
+            Type::U64,
+        );
+        let set = self.f.add_block();
+        let join = self.f.add_block();
+        self.br(b, MCond::Ne, bits, Operand::Imm(0), set, join);
+        self.store(set, super::hir::OFF_WRITE, Operand::Imm(1));
+        self.jump(set, join);
+        self.read_path(join, name, true)
+    }
+
+    /// Fills the rest of an exec record: the path from `bprm->filename`, argv from the
+    /// new `mm`.
+    fn fill_exec(&mut self, b: Block, ctx: Value, off: impl Fn(&str) -> u32) -> Block {
+        let len_at = |name: &str| Kind::Exec.field(name).and_then(|f| f.len_at).unwrap_or(0);
+        let field = |name: &str| Kind::Exec.field(name).map_or(0, |f| f.offset);
+        let task = self.call(b, "get_current_task", vec![], Type::U64);
+        // tp_btf/sched_process_exec: (struct task_struct *p, pid_t old_pid,
+        // struct linux_binprm *bprm), one u64 each.
+        let bprm = self.f.push(b, Op::Load { ptr: ctx, off: 16 }, Type::U64);
+        let a = self.plus(b, bprm, off("linux_binprm.filename"));
+        let name = self.read_kernel_u64(b, a);
+        let b = self.read_path(b, name, false);
+
+        let a = self.plus(b, task, off("task_struct.mm"));
         let mmp = self.read_kernel_u64(b, a);
-        let a = self.plus(b, mmp, arg_start);
+        let a = self.plus(b, mmp, off("mm_struct.arg_start"));
         let start = self.read_kernel_u64(b, a);
-        let a = self.plus(b, mmp, arg_end);
+        let a = self.plus(b, mmp, off("mm_struct.arg_end"));
         let end = self.read_kernel_u64(b, a);
         let span = self
             .f
@@ -483,8 +665,19 @@ impl Lower {
                 self.cond(cur, a, t, mid);
                 self.cond(mid, b, t, e);
             }
-            Cond::Int { field, op, value } => {
-                let v = self.load(cur, field.offset, IntTy::U64);
+            Cond::Int {
+                field,
+                mask,
+                op,
+                value,
+            } => {
+                let mut v = self.load(cur, field.offset, IntTy::U64);
+                if let Some(mask) = mask {
+                    let k = self.u64c(cur, *mask);
+                    v = self
+                        .f
+                        .push(cur, Op::Binary(BinOp::And, v, k.into()), Type::U64);
+                }
                 let k = self.u64c(cur, *value);
                 let c = match op {
                     IntOp::Eq => MCond::Eq,

@@ -148,20 +148,35 @@ pub fn layout(set: &RuleSet, m: &crate::mir::Module, code: &codegen::Compiled) -
     let kinds = set.kinds();
     let probes = kinds
         .iter()
-        .map(|k| {
-            let sym = lower::symbol(*k);
+        .flat_map(|k| lower::Entry::of(*k))
+        .map(|e| {
+            let sym = e.symbol();
             let i = m.func_by_name(&sym).map_or(0, |f| f.index());
             let (insns, stack) = code
                 .funcs
                 .get(i)
                 .map_or((0, 0), |f| (f.code.insns.len(), f.frame.size));
+            let (section, attach) = if e.btf() {
+                (
+                    format!("tp_btf/{}", e.tracepoint()),
+                    ProbeAttach::BtfTracepoint {
+                        name: e.tracepoint().into(),
+                    },
+                )
+            } else {
+                (
+                    format!("tracepoint/syscalls/{}", e.tracepoint()),
+                    ProbeAttach::Tracepoint {
+                        category: "syscalls".into(),
+                        name: e.tracepoint().into(),
+                    },
+                )
+            };
             ProbeLayout {
                 name: sym.clone(),
                 program: sym,
-                section: format!("tp_btf/{}", lower::tracepoint(*k)),
-                attach: ProbeAttach::BtfTracepoint {
-                    name: lower::tracepoint(*k).into(),
-                },
+                section,
+                attach,
                 insns,
                 stack,
             }
@@ -170,7 +185,7 @@ pub fn layout(set: &RuleSet, m: &crate::mir::Module, code: &codegen::Compiled) -
     let records = kinds
         .iter()
         .map(|k| RecordLayout {
-            probe: lower::symbol(*k),
+            probe: format!("rule_{}", k.name()),
             size: k.record_size(),
             fields: std::iter::once(KeyFieldLayout {
                 name: "rule".into(),
