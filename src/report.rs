@@ -158,8 +158,9 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// Where each rule of each filter went: into a rule map (one lookup for all its keys) or
-/// into code (tested in order), with the reason.
+/// Where each rule of each filter went: into a rule map (one lookup for all its keys), into
+/// the classifier (conjunctions, searched table by table), or into code (tested in
+/// order), with the reason.
 pub fn explain(c: &Compiled) -> String {
     use pol_compiler::ir::groups::{self, Placement};
     let mut s = String::new();
@@ -170,6 +171,11 @@ pub fn explain(c: &Compiled) -> String {
             .iter()
             .filter(|p| matches!(p, Placement::Map(_)))
             .count();
+        let in_cls = plan
+            .placement
+            .iter()
+            .filter(|p| matches!(p, Placement::Classifier(_)))
+            .count();
         let _ = writeln!(
             s,
             "filter {}: {} rule{} in {} map{} (one lookup each), {} as code",
@@ -178,8 +184,21 @@ pub fn explain(c: &Compiled) -> String {
             if in_maps == 1 { "" } else { "s" },
             plan.groups.len(),
             if plan.groups.len() == 1 { "" } else { "s" },
-            f.rules.len() - in_maps
+            f.rules.len() - in_maps - in_cls
         );
+        if let Some(c) = &plan.classifier {
+            let names = pol_compiler::classify::datapath::Names::of_filter(&f.name);
+            let _ = writeln!(
+                s,
+                "  classifier ({}, {}, {}): {in_cls} rules in {} tables, {} buckets; a \
+                 packet probes the tables in order of their first rule",
+                names.descs,
+                names.buckets,
+                names.entries,
+                c.classifier.tables.len(),
+                c.classifier.buckets.len()
+            );
+        }
         for g in &plan.groups {
             let kind = if g.exact() { "hash" } else { "lpm_trie" };
             let _ = writeln!(
@@ -198,6 +217,17 @@ pub fn explain(c: &Compiled) -> String {
                         .map(|&g| groups::map_name(&f.name, &plan.groups[g]))
                         .collect();
                     format!("map {}", names.join(", "))
+                }
+                Placement::Classifier(ts) if ts.is_empty() => {
+                    "classifier: left out, an earlier rule in its bucket covers it".into()
+                }
+                Placement::Classifier(ts) => {
+                    let ts: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+                    format!(
+                        "classifier: table{} {}",
+                        if ts.len() == 1 { "" } else { "s" },
+                        ts.join(", ")
+                    )
                 }
                 Placement::Code(why) => format!("code: {why}"),
             };

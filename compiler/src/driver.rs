@@ -187,13 +187,30 @@ pub fn compile_with_catalog(
     }
 
     let (funcs, maps) = ir::lower::lower(&hir);
-    let programs = mir_programs(source, &hir, &funcs, &maps, &mut diags);
+    let (programs, module) = mir_programs(source, &hir, &funcs, &maps, &mut diags);
     if has_errors(&diags) {
         return Err(diags);
     }
 
     let spec = object_spec(source, &hir, &programs, &maps);
-    let object = match obj::write_object(&spec) {
+    let written = match module {
+        // Subprograms (a filter's classifier): the ELF keeps them in `.text` with call
+        // relocations, which aya links; `Program::insns` holds the linked stream.
+        Some(mut m) => {
+            m.license = spec.license.clone();
+            m.maps = spec.maps.clone();
+            for f in m.funcs.iter_mut().filter(|f| f.section.is_some()) {
+                f.section = spec
+                    .programs
+                    .iter()
+                    .find(|p| p.name == f.name)
+                    .map(|p| p.section.clone());
+            }
+            obj::write_module(&m)
+        }
+        None => obj::write_object(&spec),
+    };
+    let object = match written {
         Ok(o) => o,
         Err(e) => {
             let span = hir.filters.first().map(|f| f.span.clone()).unwrap_or(0..0);
@@ -226,7 +243,7 @@ fn mir_programs(
     funcs: &[ir::Function],
     maps: &[MapDef],
     diags: &mut Vec<Diagnostic>,
-) -> Vec<Program> {
+) -> (Vec<Program>, Option<obj::ModuleSpec>) {
     let span = || hir.filters.first().map(|f| f.span.clone()).unwrap_or(0..0);
     for (filter, func) in hir.filters.iter().zip(funcs) {
         if let Err(e) = cfg::verify(func) {
@@ -235,7 +252,7 @@ fn mir_programs(
                 format!("internal error: invalid IR for `{}`: {e}", filter.name),
                 filter.span.clone(),
             ));
-            return Vec::new();
+            return (Vec::new(), None);
         }
     }
     let filters: Vec<&hir::Filter> = hir.filters.iter().collect();
@@ -252,7 +269,7 @@ fn mir_programs(
                 format!("internal error: lowering onto MIR: {e}"),
                 span(),
             ));
-            return Vec::new();
+            return (Vec::new(), None);
         }
     };
     let moved = crate::mir::opt::optimize(&mut fm.module);
@@ -282,7 +299,7 @@ fn mir_programs(
                 .with_label("this filter is too long for eBPF's 16-bit jumps")
                 .with_help("rules that stay code make it long: put their values in named sets (more than 8 elements become a map), or split the filter; `pol build --explain` shows which rules stay code"),
             );
-            return Vec::new();
+            return (Vec::new(), None);
         }
         Err(e) => {
             diags.push(Diagnostic::error(
@@ -290,15 +307,16 @@ fn mir_programs(
                 format!("internal error: MIR code generation: {e}"),
                 span(),
             ));
-            return Vec::new();
+            return (Vec::new(), None);
         }
     };
     let mut programs = Vec::new();
-    for ((((filter, func), cf), tags), chain) in hir
+    let mut linked = false;
+    for ((((filter, func), (index, cf)), tags), chain) in hir
         .filters
         .iter()
         .zip(funcs)
-        .zip(compiled.funcs)
+        .zip(compiled.funcs.iter().enumerate())
         .zip(&fm.tags)
         .zip(&compiled.chain_stack)
     {
@@ -323,8 +341,24 @@ fn mir_programs(
                 _ => marks.push((s, t)),
             }
         }
+        let (insns, map_relocs) = if cf.code.calls.is_empty() && cf.code.func_addrs.is_empty() {
+            (cf.code.insns.clone(), cf.code.map_relocs.clone())
+        } else {
+            linked = true;
+            match crate::codegen::link::link(&compiled, index) {
+                Ok(l) => l,
+                Err(e) => {
+                    diags.push(Diagnostic::error(
+                        "I0005",
+                        format!("internal error: linking `{}`: {e}", filter.name),
+                        filter.span.clone(),
+                    ));
+                    continue;
+                }
+            }
+        };
         let stack = (*chain).max(cf.frame.size) as usize;
-        let resources = check::measure(&cf.code.insns, &marks, stack);
+        let resources = check::measure(&insns, &marks, stack);
         if let Some(d) = over_limits(&resources, filter, source) {
             diags.push(d);
             continue;
@@ -332,13 +366,14 @@ fn mir_programs(
         programs.push(Program {
             name: filter.name.clone(),
             ir: func.clone(),
-            insns: cf.code.insns,
-            map_relocs: cf.code.map_relocs,
+            insns,
+            map_relocs,
             marks,
             resources,
         });
     }
-    programs
+    let module = linked.then(|| crate::codegen::object::module_spec(&fm.module, &compiled));
+    (programs, module)
 }
 
 fn object_spec(source: &str, hir: &Hir, programs: &[Program], maps: &[MapDef]) -> ObjectSpec {

@@ -37,7 +37,7 @@ fn load(rules: &[Rule], cfg: Config) -> (Ebpf, u32) {
         let mut descs: Array<&mut MapData, [u8; DESC_BYTES]> =
             Array::try_from(bpf.map_mut(DESCS).expect("descs")).expect("array");
         for (i, d) in maps.descs.iter().enumerate() {
-            descs.set(i as u32, d, 0).expect("fill descs");
+            descs.set(i as u32, **d, 0).expect("fill descs");
         }
     }
     {

@@ -16,8 +16,9 @@
 use std::fmt::Write as _;
 
 use super::maps::{
-    DESC_BEST, DESC_BYTES, ENTRY_BYTES, ENTRY_DPORT, ENTRY_DST, ENTRY_FAMILY, ENTRY_PROTO,
-    ENTRY_RULE, ENTRY_SPORT, ENTRY_SRC, ENTRY_VLAN, KEY_BYTES,
+    DESC_BEST, DESC_BYTES, DESC_FILTER, ENTRY_BYTES, ENTRY_DPORT, ENTRY_DST, ENTRY_FAMILY,
+    ENTRY_PROTO, ENTRY_RULE, ENTRY_SPORT, ENTRY_SRC, ENTRY_VLAN, FILTER_LOG2, FILTER_MUL,
+    KEY_BYTES,
 };
 use super::tuplemerge::Config;
 use super::NO_MATCH;
@@ -28,6 +29,44 @@ pub const BUCKETS: &str = "cls_buckets";
 pub const ENTRIES: &str = "cls_entries";
 /// The function's name.
 pub const FUNC: &str = "classify";
+/// The callback's name: one table per call.
+pub const CALLBACK: &str = "classify_table";
+/// The names of the maps and functions of one classifier (a filter's, in a module that
+/// may hold several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub descs: String,
+    pub buckets: String,
+    pub entries: String,
+    pub func: String,
+    pub callback: String,
+}
+
+impl Default for Names {
+    /// The names of the kernel test and the benchmark.
+    fn default() -> Names {
+        Names {
+            descs: DESCS.into(),
+            buckets: BUCKETS.into(),
+            entries: ENTRIES.into(),
+            func: FUNC.into(),
+            callback: CALLBACK.into(),
+        }
+    }
+}
+
+impl Names {
+    /// The names of filter `filter`'s classifier.
+    pub fn of_filter(filter: &str) -> Names {
+        Names {
+            descs: format!("{filter}_cls_tables"),
+            buckets: format!("{filter}_cls_buckets"),
+            entries: format!("{filter}_cls_rules"),
+            func: format!("{filter}_classify"),
+            callback: format!("{filter}_classify_table"),
+        }
+    }
+}
 
 /// Sizes of the maps a module is generated for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,24 +77,37 @@ pub struct Sizes {
 
 /// The maps and the `classify` subprogram, as MIR text.
 pub fn text(cfg: &Config, sizes: Sizes) -> String {
+    named_text(&Names::default(), cfg, sizes)
+}
+
+/// The maps and the classifier's two functions under `n`'s names, as MIR text.
+pub fn named_text(n: &Names, cfg: &Config, sizes: Sizes) -> String {
+    let mut s = String::new();
+    s.push_str(&maps_text(n, cfg, sizes));
+    s.push('\n');
+    s.push_str(&function(n, cfg));
+    s
+}
+
+/// The three map definitions, as MIR text.
+pub fn maps_text(n: &Names, cfg: &Config, sizes: Sizes) -> String {
+    let (descs, buckets, entries) = (&n.descs, &n.buckets, &n.entries);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "map {DESCS}: array, key 4, value {DESC_BYTES}, max {}",
+        "map {descs}: array, key 4, value {DESC_BYTES}, max {}",
         cfg.max_tables.max(1)
     );
     let _ = writeln!(
         s,
-        "map {BUCKETS}: hash, key {KEY_BYTES}, value 8, max {}",
+        "map {buckets}: hash, key {KEY_BYTES}, value 8, max {}",
         sizes.buckets.max(1)
     );
     let _ = writeln!(
         s,
-        "map {ENTRIES}: array, key 4, value {ENTRY_BYTES}, max {}",
+        "map {entries}: array, key 4, value {ENTRY_BYTES}, max {}",
         sizes.entries.max(1)
     );
-    s.push('\n');
-    s.push_str(&function(cfg));
     s
 }
 
@@ -89,11 +141,15 @@ impl W {
     }
 }
 
-/// Bytes of the search state on `classify`'s stack: the header, then the best rule (u64).
-const STATE_BYTES: usize = KEY_BYTES + 8;
+/// Bytes of the search state on `classify`'s stack: the header, the best rule (u64), and
+/// the first 8 bytes of its entry (rule and action: what `classify` returns).
+const STATE_BYTES: usize = KEY_BYTES + 16;
+const STATE_BEST: usize = KEY_BYTES;
+const STATE_FOUND: usize = KEY_BYTES + 8;
 
-fn function(cfg: &Config) -> String {
-    let mut s = table_callback(cfg);
+fn function(n: &Names, cfg: &Config) -> String {
+    let (func, callback) = (&n.func, &n.callback);
+    let mut s = table_callback(n, cfg);
     s.push('\n');
     // `classify`: the header and the best rule so far in one stack slot, which bpf_loop
     // hands to the callback once per table.
@@ -102,7 +158,7 @@ fn function(cfg: &Config) -> String {
         s: String::new(),
         next: 1,
     };
-    let _ = writeln!(w.s, "func {FUNC}(stack({KEY_BYTES})) -> u64 {{");
+    let _ = writeln!(w.s, "func {func}(stack({KEY_BYTES})) -> u64 {{");
     w.line(&format!("ss0 = slot {STATE_BYTES}, align 8"));
     w.block(&format!("block0(v0: stack({KEY_BYTES}))"));
     let st = w.val("stack", "addr ss0");
@@ -111,24 +167,23 @@ fn function(cfg: &Config) -> String {
         w.line(&format!("store.u64 [{st}+{off}], {x}"));
     }
     let none = w.val("u64", &format!("iconst {NO_MATCH}"));
-    w.line(&format!("store.u64 [{st}+{KEY_BYTES}], {none}"));
-    let cb = w.val(&format!("fn({CALLBACK})"), &format!("funcref {CALLBACK}"));
+    w.line(&format!("store.u64 [{st}+{STATE_BEST}], {none}"));
+    w.line(&format!("store.u64 [{st}+{STATE_FOUND}], {none}"));
+    let cb = w.val(&format!("fn({callback})"), &format!("funcref {callback}"));
     let n = w.val("u32", &format!("iconst {tmax}"));
     let flags = w.val("u64", "iconst 0");
     w.val("i64", &format!("call loop({n}, {cb}, {st}, {flags})"));
-    let best = w.load(64, &st, KEY_BYTES);
-    w.line(&format!("return {best}"));
+    let found = w.load(64, &st, STATE_FOUND);
+    w.line(&format!("return {found}"));
     w.s.push_str("}\n");
     s.push_str(&w.s);
     s
 }
 
-/// The callback's name: one table per call.
-pub const CALLBACK: &str = "classify_table";
-
 /// `classify_table(t, state) -> 0 (next table) | 1 (stop)`: the descriptor of table `t`,
 /// the early stop, the masked key, one hash lookup, the bucket's scan.
-fn table_callback(cfg: &Config) -> String {
+fn table_callback(n: &Names, cfg: &Config) -> String {
+    let (descs, buckets, entries, callback) = (&n.descs, &n.buckets, &n.entries, &n.callback);
     let bmax = cfg.bucket_max.max(1);
     // Blocks: 0 descriptor, 1 early stop, 2 key + bucket lookup, 3 bucket, 4 entry loop
     // header (k), 5 entry lookup, 6 entry's rule, 7 the tests, then the entry loop latch,
@@ -153,20 +208,21 @@ fn table_callback(cfg: &Config) -> String {
     let next = latch + 1;
     let stop = next + 1;
     let found = stop + 1;
+    let probe = found + 1;
 
     let mut w = W {
         s: String::new(),
         next: 2,
     };
-    let _ = writeln!(w.s, "func {CALLBACK}(u64, stack({STATE_BYTES})) -> i64 {{");
+    let _ = writeln!(w.s, "func {callback}(u64, stack({STATE_BYTES})) -> i64 {{");
     w.line(&format!("ss0 = slot {KEY_BYTES}, align 8"));
     w.line("ss1 = slot 4, align 4");
     w.block(&format!("block0(v0: u64, v1: stack({STATE_BYTES}))"));
     let idx = w.val("stack", "addr ss1");
     w.line(&format!("store.u32 [{idx}+0], v0"));
-    let dm = w.val(&format!("map({DESCS})"), &format!("mapref {DESCS}"));
+    let dm = w.val(&format!("map({descs})"), &format!("mapref {descs}"));
     let d = w.val(
-        &format!("val?({DESCS})"),
+        &format!("val?({descs})"),
         &format!("call map_lookup_elem({dm}, {idx})"),
     );
     w.line(&format!("br eq {d}, 0, block{stop}, block1"));
@@ -175,21 +231,37 @@ fn table_callback(cfg: &Config) -> String {
     // later table can either.
     w.block("block1");
     let tbest = w.load(32, &d, DESC_BEST);
-    let best = w.load(64, "v1", KEY_BYTES);
+    let best = w.load(64, "v1", STATE_BEST);
     w.line(&format!("br uge {tbest}, {best}, block{stop}, block2"));
 
+    // The masked key, and its filter bit (`maps::filter_bit`): a clear bit means the
+    // table has no bucket for this header, and the hash lookup is skipped.
     w.block("block2");
     let key = w.val("stack", "addr ss0");
+    let mut fold = w.val("u64", "iconst 0");
+    let mul = w.val("u64", &format!("iconst {FILTER_MUL}"));
     for off in (0..KEY_BYTES).step_by(8) {
         let h = w.load(64, "v1", off);
         let m = w.load(64, &d, off);
         let x = w.val("u64", &format!("and {h}, {m}"));
         w.line(&format!("store.u64 [{key}+{off}], {x}"));
+        let f = w.val("u64", &format!("xor {fold}, {x}"));
+        fold = w.val("u64", &format!("mul {f}, {mul}"));
     }
+    let bit = w.val("u64", &format!("lshr {fold}, {}", 64 - FILTER_LOG2));
+    let byte = w.val("u64", &format!("lshr {bit}, 3"));
+    let shift = w.val("u64", &format!("and {bit}, 7"));
+    let at = w.val(&format!("val({descs})"), &format!("ptradd {d}, {byte}"));
+    let bits = w.load(8, &at, DESC_FILTER);
+    let set = w.val("u64", &format!("lshr {bits}, {shift}"));
+    let set = w.val("u64", &format!("and {set}, 1"));
+    w.line(&format!("br eq {set}, 0, block{next}, block{probe}"));
+
+    w.block(&format!("block{probe}"));
     w.line(&format!("store.u32 [{key}+0], v0"));
-    let bm = w.val(&format!("map({BUCKETS})"), &format!("mapref {BUCKETS}"));
+    let bm = w.val(&format!("map({buckets})"), &format!("mapref {buckets}"));
     let b = w.val(
-        &format!("val?({BUCKETS})"),
+        &format!("val?({buckets})"),
         &format!("call map_lookup_elem({bm}, {key})"),
     );
     w.line(&format!("br eq {b}, 0, block{next}, block3"));
@@ -209,9 +281,9 @@ fn table_callback(cfg: &Config) -> String {
     let i = w.val("u64", &format!("add {start}, {k}"));
     let slot = w.val("stack", "addr ss1");
     w.line(&format!("store.u32 [{slot}+0], {i}"));
-    let em = w.val(&format!("map({ENTRIES})"), &format!("mapref {ENTRIES}"));
+    let em = w.val(&format!("map({entries})"), &format!("mapref {entries}"));
     let e = w.val(
-        &format!("val?({ENTRIES})"),
+        &format!("val?({entries})"),
         &format!("call map_lookup_elem({em}, {slot})"),
     );
     w.line(&format!("br eq {e}, 0, block{next}, block6"));
@@ -219,7 +291,7 @@ fn table_callback(cfg: &Config) -> String {
     // Entries are by ascending rule: one no better than the best found ends the scan.
     w.block("block6");
     let rule = w.load(32, &e, ENTRY_RULE);
-    let best = w.load(64, "v1", KEY_BYTES);
+    let best = w.load(64, "v1", STATE_BEST);
     w.line(&format!(
         "br uge {rule}, {best}, block{next}, block{first_test}"
     ));
@@ -256,9 +328,7 @@ fn table_callback(cfg: &Config) -> String {
         or(&mut w, d, &mut acc);
     }
     let acc = acc.unwrap_or_default();
-    w.line(&format!(
-        "br ne {acc}, 0, block{latch}, block{found}({rule})"
-    ));
+    w.line(&format!("br ne {acc}, 0, block{latch}, block{found}"));
 
     w.block(&format!("block{latch}"));
     let k2 = w.val("u64", &format!("add {k}, 1"));
@@ -272,10 +342,10 @@ fn table_callback(cfg: &Config) -> String {
     let one = w.val("i64", "iconst 1");
     w.line(&format!("return {one}"));
 
-    let r = format!("v{}", w.next);
-    w.next += 1;
-    w.block(&format!("block{found}({r}: u64)"));
-    w.line(&format!("store.u64 [v1+{KEY_BYTES}], {r}"));
+    w.block(&format!("block{found}"));
+    w.line(&format!("store.u64 [v1+{STATE_BEST}], {rule}"));
+    let both = w.load(64, &e, ENTRY_RULE);
+    w.line(&format!("store.u64 [v1+{STATE_FOUND}], {both}"));
     let zero = w.val("i64", "iconst 0");
     w.line(&format!("return {zero}"));
     w.s.push_str("}\n");
@@ -311,4 +381,56 @@ pub fn harness() -> String {
 /// The data path and the test harness as a module.
 pub fn module(cfg: &Config, sizes: Sizes) -> Result<crate::mir::Module, crate::mir::ParseError> {
     crate::mir::parse_module(&format!("{}\n{}", text(cfg, sizes), harness()))
+}
+
+/// Adds the functions of `part` (a classifier's, from [`named_text`] parsed) to `module`,
+/// after its own: map references are resolved by name in `module` (maps it lacks are
+/// added), function references shifted by the functions already there. Returns the id of
+/// `func` in `module`.
+pub fn import(
+    module: &mut crate::mir::Module,
+    part: crate::mir::Module,
+    func: &str,
+) -> Result<crate::mir::FuncId, String> {
+    use crate::mir::{FuncId, MapId, Op, PtrKind, Type};
+    let mut maps = Vec::new();
+    for m in &part.maps {
+        let id = match module.map_by_name(&m.name) {
+            Some(id) if module.map(id) == Some(m) => id,
+            Some(_) => return Err(format!("map {} differs from the classifier's", m.name)),
+            None => module.add_map(m.clone()),
+        };
+        maps.push(id);
+    }
+    let base = module.funcs.len();
+    let map = |id: MapId| maps.get(id.index()).copied().ok_or("unknown map");
+    let fid = |id: FuncId| FuncId::from_index(base + id.index());
+    let ty = |t: Type| -> Result<Type, &str> {
+        Ok(match t {
+            Type::Ptr(PtrKind::Map(m)) => Type::Ptr(PtrKind::Map(map(m)?)),
+            Type::Ptr(PtrKind::MapValue(m)) => Type::Ptr(PtrKind::MapValue(map(m)?)),
+            Type::Ptr(PtrKind::MapValueOrNull(m)) => Type::Ptr(PtrKind::MapValueOrNull(map(m)?)),
+            Type::Ptr(PtrKind::Func(f)) => Type::Ptr(PtrKind::Func(fid(f))),
+            t => t,
+        })
+    };
+    let want = part.func_by_name(func).map(fid);
+    for mut f in part.funcs {
+        for p in f.params.iter_mut() {
+            *p = ty(*p)?;
+        }
+        for v in f.values.iter_mut() {
+            v.ty = ty(v.ty)?;
+        }
+        for i in f.insts.iter_mut() {
+            i.op = match std::mem::replace(&mut i.op, Op::Iconst(0)) {
+                Op::MapRef(m) => Op::MapRef(map(m)?),
+                Op::FuncRef(g) => Op::FuncRef(fid(g)),
+                Op::CallFn(g, args) => Op::CallFn(fid(g), args),
+                op => op,
+            };
+        }
+        module.add_func(f);
+    }
+    want.ok_or_else(|| format!("the classifier has no function {func}"))
 }

@@ -4,8 +4,12 @@
 //! Three maps:
 //!
 //! - `descs`, ARRAY of `max_tables` entries, key u32 table id, value [`DESC_BYTES`]:
-//!   `mask[48]` (the key layout below, table id bytes 0) then `u32 best_rule` at 48 and
-//!   4 bytes of padding. Unused slots have `best_rule = NO_MATCH`, which stops the search.
+//!   `mask[48]` (the key layout below, table id bytes 0) then `u32 best_rule` at 48,
+//!   4 bytes of padding, then the table's *filter* at [`DESC_FILTER`]: a bitmap of
+//!   [`FILTER_BITS`] bits, bit [`filter_bit`] of each bucket's masked key set. A header
+//!   whose bit is clear has no bucket in the table, so its hash lookup is skipped (most
+//!   tables hold no bucket for a given header: a bit test costs far less than hashing 48
+//!   bytes). Unused slots have `best_rule = NO_MATCH`, which stops the search.
 //! - `buckets`, HASH, key [`KEY_BYTES`], value [`BUCKET_BYTES`]: `u32 start` (index of
 //!   the bucket's first entry in `entries`), `u32 count` (at most `bucket_max`).
 //! - `entries`, ARRAY, key u32, value [`ENTRY_BYTES`], a bucket's rules consecutive and
@@ -27,9 +31,30 @@ use super::tuplemerge::{self, Classifier, Key};
 use super::{mask16, Header, NO_MATCH};
 
 pub const KEY_BYTES: usize = 48;
-pub const DESC_BYTES: usize = 56;
+/// Bits of a table's filter, as a power of two.
+pub const FILTER_LOG2: u32 = 16;
+pub const FILTER_BITS: usize = 1 << FILTER_LOG2;
+pub const DESC_FILTER: usize = 56;
+pub const DESC_BYTES: usize = DESC_FILTER + FILTER_BITS / 8;
+/// The multiplier of [`filter_bit`]'s hash (odd; 2^64 / golden ratio).
+pub const FILTER_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
 pub const BUCKET_BYTES: usize = 8;
 pub const ENTRY_BYTES: usize = 88;
+
+/// The filter bit of a masked key (its table id bytes ignored): its six little-endian
+/// 64-bit words folded by `h = (h ^ w) * FILTER_MUL`, the top bits of `h`.
+pub fn filter_bit(masked: &Key) -> usize {
+    let mut h = 0u64;
+    for (i, w) in masked.chunks_exact(8).enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        if i == 0 {
+            b[..4].fill(0);
+        }
+        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(FILTER_MUL);
+    }
+    (h >> (64 - FILTER_LOG2)) as usize
+}
 
 /// Offsets inside a descriptor and an entry (shared with [`super::datapath`]).
 pub const DESC_BEST: usize = 48;
@@ -47,28 +72,43 @@ pub const ENTRY_DST: usize = 56;
 #[derive(Debug, Clone)]
 pub struct Maps {
     /// `max_tables` descriptors (unused ones stop the search).
-    pub descs: Vec<[u8; DESC_BYTES]>,
+    pub descs: Vec<Box<[u8; DESC_BYTES]>>,
     /// Sorted by key, so fills are reproducible.
     pub buckets: Vec<(Key, [u8; BUCKET_BYTES])>,
     pub entries: Vec<[u8; ENTRY_BYTES]>,
 }
 
 impl Maps {
+    /// The maps of `c`, each rule known by its position in the list.
     pub fn of(c: &Classifier) -> Maps {
+        Maps::with_ids(c, |i| i)
+    }
+
+    /// The maps of `c`, rule `i` known by `id(i)` (what the search compares and returns).
+    /// `id` must not decrease with `i`: first match is decided on ids. Equal ids are one
+    /// rule of the caller's split into several (an IPv4 and an IPv6 variant, say).
+    pub fn with_ids(c: &Classifier, id: impl Fn(u32) -> u32) -> Maps {
         let mut descs = Vec::with_capacity(c.config.max_tables);
         for t in &c.tables {
-            let mut d = [0u8; DESC_BYTES];
+            let mut d = Box::new([0u8; DESC_BYTES]);
             d[..KEY_BYTES].copy_from_slice(&tuplemerge::mask(&t.lens));
-            d[DESC_BEST..DESC_BEST + 4].copy_from_slice(&t.min_rule.to_le_bytes());
+            d[DESC_BEST..DESC_BEST + 4].copy_from_slice(&id(t.min_rule).to_le_bytes());
             descs.push(d);
         }
         while descs.len() < c.config.max_tables {
-            let mut d = [0u8; DESC_BYTES];
+            let mut d = Box::new([0u8; DESC_BYTES]);
             d[DESC_BEST..DESC_BEST + 4].copy_from_slice(&NO_MATCH.to_le_bytes());
             descs.push(d);
         }
         let mut keys: Vec<&Key> = c.buckets.keys().collect();
         keys.sort_unstable();
+        for k in &keys {
+            let t = u32_at(&k[..], 0) as usize;
+            if let Some(d) = descs.get_mut(t) {
+                let bit = filter_bit(k);
+                d[DESC_FILTER + bit / 8] |= 1 << (bit % 8);
+            }
+        }
         let mut buckets = Vec::with_capacity(keys.len());
         let mut entries = Vec::with_capacity(c.rules.len());
         for k in keys {
@@ -78,7 +118,7 @@ impl Maps {
             v[4..].copy_from_slice(&(rules.len() as u32).to_le_bytes());
             buckets.push((*k, v));
             for &i in rules {
-                entries.push(entry(i, &c.rules[i as usize]));
+                entries.push(entry(id(i), &c.rules[i as usize]));
             }
         }
         Maps {
@@ -100,16 +140,25 @@ impl Maps {
         let bytes = tuplemerge::header_bytes(h);
         let mut best = NO_MATCH;
         let mut probes = 0;
+        let mut hits = 0;
+        let mut filtered = 0;
         for (t, d) in self.descs.iter().enumerate() {
-            if u32_at(d, DESC_BEST) >= best {
+            if u32_at(&d[..], DESC_BEST) >= best {
                 break;
             }
             let mut m = [0u8; KEY_BYTES];
             m.copy_from_slice(&d[..KEY_BYTES]);
+            let key = tuplemerge::key(&bytes, &m, t as u32);
+            let bit = filter_bit(&key);
+            if d[DESC_FILTER + bit / 8] & (1 << (bit % 8)) == 0 {
+                filtered += 1;
+                continue;
+            }
             probes += 1;
-            let Some(v) = index.buckets.get(&tuplemerge::key(&bytes, &m, t as u32)) else {
+            let Some(v) = index.buckets.get(&key) else {
                 continue;
             };
+            hits += 1;
             let (start, count) = (u32_at(&v[..], 0), u32_at(&v[..], 4));
             for k in 0..count.min(index.bucket_max) {
                 let Some(e) = self.entries.get((start + k) as usize) else {
@@ -128,6 +177,8 @@ impl Maps {
         Lookup {
             rule: (best != NO_MATCH).then_some(best as usize),
             probes,
+            hits,
+            filtered,
         }
     }
 
@@ -151,6 +202,10 @@ pub struct Index<'a> {
 pub struct Lookup {
     pub rule: Option<usize>,
     pub probes: usize,
+    /// Probes that found a bucket.
+    pub hits: usize,
+    /// Tables whose filter said "no bucket" (no hash lookup made).
+    pub filtered: usize,
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {

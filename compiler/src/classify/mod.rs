@@ -14,6 +14,7 @@
 
 pub mod datapath;
 pub mod gen;
+pub mod hir;
 pub mod maps;
 pub mod tuplemerge;
 
@@ -23,6 +24,11 @@ pub const NO_MATCH: u32 = u32::MAX;
 /// Address family values of [`Header::family`] and [`Rule::family`].
 pub const V4: u8 = 4;
 pub const V6: u8 = 6;
+/// Added to the family value when the packet's L4 header (TCP, UDP, SCTP, ICMP, ICMPv6)
+/// was parsed: a later fragment has a protocol but no ports, and a port test must be
+/// false on it. So `V4..=V4 | L4` is "any IPv4", `V4 | L4` "IPv4 with its L4 header",
+/// and `V4..=V6 | L4` "any IP".
+pub const L4: u8 = 1;
 
 /// A header as the classifier sees it: the fields every rule can test, parsed.
 /// IPv4 addresses sit in the first 4 bytes of `src`/`dst` (network order), the rest zero;
@@ -174,11 +180,15 @@ impl Rule {
             return Err(RuleProblem::EmptyRange);
         }
         let addressed = self.src.len > 0 || self.dst.len > 0;
-        let max = match (self.family.lo, self.family.hi) {
-            (V4, V4) => 32,
-            (V6, V6) => 128,
-            _ if addressed => return Err(RuleProblem::PrefixWithoutFamily),
-            _ => 0,
+        let within = |base: u8| self.family.lo >= base && self.family.hi <= base | L4;
+        let max = if within(V4) {
+            32
+        } else if within(V6) {
+            128
+        } else if addressed {
+            return Err(RuleProblem::PrefixWithoutFamily);
+        } else {
+            0
         };
         if self.src.len > max || self.dst.len > max {
             return Err(RuleProblem::PrefixTooLong);

@@ -14,6 +14,7 @@
 pub mod check;
 pub mod emit;
 pub mod frame;
+pub mod link;
 pub mod lower;
 pub mod object;
 pub mod regalloc;

@@ -10,6 +10,8 @@
 //! rules. Rules that do not fit stay as code, tested in order between the lookups'
 //! result and the default.
 
+use crate::classify::tuplemerge::{self, Classifier, Config};
+use crate::classify::{self, ClassifyError};
 use crate::hir::fields::{Field, Slot};
 use crate::hir::{CmpOp, Cond, Filter, Test, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -40,13 +42,35 @@ impl Space {
 /// One key of a rule: its space, a field naming it, and the value.
 type Key = (Space, &'static Field, Value);
 
+/// A filter needs this many rules the classifier holds before it gets one: below, their
+/// code costs less than the classifier's walk over its tables.
+pub const CLASSIFY_MIN: usize = 32;
+
 /// Where one rule went, and why (for `pol build --explain`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
     /// Its keys are in these groups (indices into `Plan::groups`).
     Map(Vec<usize>),
+    /// It is in the filter's classifier, in these tables (none: an earlier rule in its
+    /// bucket covers it, so it never decides).
+    Classifier(Vec<usize>),
     /// It stays as code, for this reason.
     Code(String),
+}
+
+impl Placement {
+    /// Whether the rule is found by a lookup (a rule map or the classifier), not by code.
+    pub fn in_maps(&self) -> bool {
+        !matches!(self, Placement::Code(_))
+    }
+}
+
+/// The filter's classifier: the tables of its conjunctive rules.
+#[derive(Debug, Clone)]
+pub struct Classified {
+    pub classifier: Classifier,
+    /// The filter's rule index of each classifier rule (a rule may have several variants).
+    pub ids: Vec<u32>,
 }
 
 /// One map of keys.
@@ -69,10 +93,11 @@ impl Group {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub groups: Vec<Group>,
     pub placement: Vec<Placement>,
+    pub classifier: Option<Classified>,
 }
 
 /// Plans a filter's rules.
@@ -122,7 +147,131 @@ pub fn plan(filter: &Filter) -> Plan {
         }
         placement.push(Placement::Map(used));
     }
-    Plan { groups, placement }
+    let classifier = classify_rest(filter, &mut placement);
+    Plan {
+        groups,
+        placement,
+        classifier,
+    }
+}
+
+fn refuse(
+    placement: &mut [Placement],
+    cands: &mut Vec<(u32, Vec<classify::Rule>)>,
+    id: u32,
+    why: String,
+) {
+    if let Some(p) = placement.get_mut(id as usize) {
+        *p = Placement::Code(why);
+    }
+    cands.retain(|(i, _)| *i != id);
+}
+
+/// Rules tried in the classifier again after it refused one of them, at most.
+const CLASSIFY_RETRIES: usize = 16;
+
+/// The rules left as code that the classifier holds go to it when there are at least
+/// [`CLASSIFY_MIN`] of them; a rule the builder refuses stays code, saying why.
+fn classify_rest(filter: &Filter, placement: &mut [Placement]) -> Option<Classified> {
+    let mut cands: Vec<(u32, Vec<classify::Rule>)> = Vec::new();
+    for (rule, place) in filter.rules.iter().zip(placement.iter_mut()) {
+        if !matches!(place, Placement::Code(_)) {
+            continue;
+        }
+        match classify::hir::rules(&rule.cond, 0) {
+            Ok(variants) => cands.push((rule.index, variants)),
+            // A conjunction: the classifier's reason is the one that matters.
+            Err(why) if matches!(rule.cond, Cond::And(_)) => {
+                *place = Placement::Code(why.to_string());
+            }
+            Err(_) => {}
+        }
+    }
+    if cands.is_empty() {
+        return None;
+    }
+    if cands.len() < CLASSIFY_MIN {
+        for (i, _) in &cands {
+            if let Some(Placement::Code(why)) = placement.get_mut(*i as usize) {
+                *why = format!(
+                    "{why}; only {} rule{} of this filter fit the classifier, which takes                      {CLASSIFY_MIN} or more (fewer cost less as code)",
+                    cands.len(),
+                    if cands.len() == 1 { "" } else { "s" }
+                );
+            }
+        }
+        return None;
+    }
+    for _ in 0..CLASSIFY_RETRIES {
+        let mut rules = Vec::new();
+        let mut ids = Vec::new();
+        for (i, vs) in &cands {
+            rules.extend_from_slice(vs);
+            ids.extend(std::iter::repeat_n(*i, vs.len()));
+        }
+        match tuplemerge::build(&rules, Config::default()) {
+            Ok(c) => {
+                let mut tables: HashMap<u32, Vec<usize>> = HashMap::new();
+                for (key, members) in &c.buckets {
+                    let t = u32::from_le_bytes([key[0], key[1], key[2], key[3]]) as usize;
+                    for &k in members {
+                        let ts = tables.entry(ids[k as usize]).or_default();
+                        if !ts.contains(&t) {
+                            ts.push(t);
+                        }
+                    }
+                }
+                for (i, _) in &cands {
+                    let mut ts = tables.remove(i).unwrap_or_default();
+                    ts.sort_unstable();
+                    placement[*i as usize] = Placement::Classifier(ts);
+                }
+                return Some(Classified { classifier: c, ids });
+            }
+            Err(ClassifyError::BucketFull { rule, max }) => {
+                refuse(
+                    placement,
+                    &mut cands,
+                    ids.get(rule).copied()?,
+                    format!(
+                    "the classifier refused it: {max} earlier rules share every bit it hashes, \
+                     and a bucket holds {max}"
+                ),
+                );
+            }
+            Err(ClassifyError::TooManyTables { rule, max, .. }) => {
+                refuse(
+                    placement,
+                    &mut cands,
+                    ids.get(rule).copied()?,
+                    format!(
+                        "the classifier refused it: it needs a table past the {max} it searches"
+                    ),
+                );
+            }
+            Err(ClassifyError::BadRule { rule, problem }) => {
+                refuse(
+                    placement,
+                    &mut cands,
+                    ids.get(rule).copied()?,
+                    format!("the classifier refused it: {problem}"),
+                );
+            }
+            Err(e) => {
+                for (i, _) in &cands {
+                    placement[*i as usize] =
+                        Placement::Code(format!("the classifier refused this filter's rules: {e}"));
+                }
+                return None;
+            }
+        }
+    }
+    for (i, _) in &cands {
+        placement[*i as usize] = Placement::Code(format!(
+            "the classifier refused {CLASSIFY_RETRIES} of this filter's rules, and so all"
+        ));
+    }
+    None
 }
 
 /// The keys a condition is made of, or why it is not a plain key match.

@@ -53,6 +53,10 @@ pub enum Inst {
     GroupLookup { map: String, key_off: i16 },
     /// `dst` = the best rule index (`action: false`) or its action id (`action: true`).
     LoadBest { dst: VReg, action: bool },
+    /// Runs the filter's classifier (`classify::datapath`, maps and functions named by
+    /// `datapath::Names::of_filter(filter)`) on the packet; a first match with a smaller
+    /// rule index than the best so far becomes the best.
+    Classify { filter: String },
 }
 
 /// Unsigned comparisons; `Set` is "any bit of the mask is set".
@@ -129,7 +133,8 @@ impl Inst {
             | Inst::Stat { .. }
             | Inst::StatBest { .. }
             | Inst::InitBest { .. }
-            | Inst::GroupLookup { .. } => None,
+            | Inst::GroupLookup { .. }
+            | Inst::Classify { .. } => None,
         }
     }
 
@@ -189,6 +194,9 @@ impl fmt::Display for Function {
                     }
                     Inst::LoadBest { dst, action: false } => writeln!(s, "  {dst} = best.rule"),
                     Inst::LoadBest { dst, action: true } => writeln!(s, "  {dst} = best.action"),
+                    Inst::Classify { filter } => {
+                        writeln!(s, "  best = min(best, classify {filter})")
+                    }
                 };
             }
             let _ = match &b.term {

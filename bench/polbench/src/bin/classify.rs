@@ -76,7 +76,7 @@ fn load(maps: &Maps, cfg: &Config) -> Result<(Ebpf, u32), String> {
         let mut descs: Array<&mut MapData, [u8; DESC_BYTES]> =
             Array::try_from(bpf.map_mut(DESCS).ok_or("no descs")?).map_err(|e| e.to_string())?;
         for (i, d) in maps.descs.iter().enumerate() {
-            descs.set(i as u32, d, 0).map_err(|e| e.to_string())?;
+            descs.set(i as u32, **d, 0).map_err(|e| e.to_string())?;
         }
     }
     {
@@ -163,14 +163,16 @@ fn main() {
         None
     };
     println!(
-        "{:<4} {:>7} {:>7} {:>9} {:>6} {:>7} {:>6} {:>9} | {:>9} {:>9} {:>11} | {:>8} {:>8} {:>8}",
+        "{:<4} {:>7} {:>7} {:>9} {:>6} {:>7} {:>7} {:>6} {:>6} {:>9} | {:>9} {:>9} {:>11} | {:>8} {:>8} {:>8}",
         "set",
         "rules",
         "kept",
         "build ms",
         "tables",
+        "skipped",
         "avg prb",
         "worst",
+        "hits",
         "map KiB",
         "TM ns",
         "linear ns",
@@ -197,11 +199,13 @@ fn main() {
             let index = maps.index(cfg.bucket_max);
             // Userspace lookups over the trace, then the linear scan over the same trace.
             let t1 = Instant::now();
-            let (mut probes, mut worst) = (0usize, 0usize);
+            let (mut probes, mut worst, mut hits, mut skipped) = (0usize, 0usize, 0usize, 0usize);
             let mut answers = Vec::with_capacity(trace.len());
             for h in &trace {
                 let l = maps.lookup(&index, h);
                 probes += l.probes;
+                hits += l.hits;
+                skipped += l.filtered;
                 worst = worst.max(l.probes);
                 answers.push(l.rule);
             }
@@ -231,11 +235,13 @@ fn main() {
                 ("-".into(), "-".into(), "-".into())
             };
             println!(
-                "{:<4} {n:>7} {:>7} {build_ms:>9.1} {:>6} {:>7.2} {worst:>6} {:>9.0} | {tm_ns:>9.0} {lin_ns:>9.0} {:>11.0} | {bpf_avg:>8} {bpf_worst:>8} {insns:>8}",
+                "{:<4} {n:>7} {:>7} {build_ms:>9.1} {:>6} {:>7.2} {:>7.2} {worst:>6} {:>6.2} {:>9.0} | {tm_ns:>9.0} {lin_ns:>9.0} {:>11.0} | {bpf_avg:>8} {bpf_worst:>8} {insns:>8}",
                 shape.name(),
                 maps.entries.len(),
                 c.tables.len(),
+                skipped as f64 / trace.len() as f64,
                 probes as f64 / trace.len() as f64,
+                hits as f64 / trace.len() as f64,
                 maps.bytes() as f64 / 1024.0,
                 scanned as f64 / trace.len() as f64,
             );
@@ -246,7 +252,7 @@ fn main() {
     }
     println!(
         "columns: kept = rules in the maps (the rest are covered by an earlier rule in their \
-         bucket); avg prb/worst = hash lookups per header; linear scan = rules a first-match \
+         bucket); skipped = tables per header whose filter bit said \"no bucket\"; avg prb/worst = hash lookups per header; hits = lookups that found a bucket; linear scan = rules a first-match \
          scan tests per header; TM/linear ns = userspace per header over the same trace; \
          bpf ns = BPF_PROG_TEST_RUN per packet (average and worst header, {} repeats each)",
         a.repeat

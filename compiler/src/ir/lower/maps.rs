@@ -1,9 +1,11 @@
 //! The maps a program needs: set maps, counter maps, rule-group maps, and their key layouts.
 
 use super::Lower;
+use crate::classify::datapath::Names;
+use crate::classify::maps as cmaps;
 use crate::hir::fields::{Field, Slot};
 use crate::hir::{Filter, SetDef, Ty, Value};
-use crate::ir::groups::{self, Group, Space};
+use crate::ir::groups::{self, Classified, Group, Space};
 use crate::maps::{BtfTy, MapKind, MapSpec};
 use crate::packet::record::OFF_FLAGS;
 use std::collections::HashMap;
@@ -126,6 +128,78 @@ impl Lower<'_> {
             flags: u32::from(kind == MapKind::LpmTrie),
         };
         (self.add_map(MapDef { spec, entries }), key_off)
+    }
+
+    /// The three maps of the filter's classifier (`classify::maps` holds their layout),
+    /// each rule's entries carrying the filter's rule index and action id.
+    pub(super) fn classifier_maps(
+        &mut self,
+        filter: &Filter,
+        c: &Classified,
+        action_of: &HashMap<u32, u32>,
+    ) {
+        let mut built = c.classifier.clone();
+        for (r, id) in built.rules.iter_mut().zip(&c.ids) {
+            r.action = action_of.get(id).copied().unwrap_or(0);
+        }
+        let m = cmaps::Maps::with_ids(&built, |i| c.ids.get(i as usize).copied().unwrap_or(0));
+        let names = Names::of_filter(&filter.name);
+        let index = |i: usize| (i as u32).to_le_bytes().to_vec();
+        let descs = m
+            .descs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (index(i), d.to_vec()))
+            .collect::<Vec<_>>();
+        let buckets = m
+            .buckets
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect::<Vec<_>>();
+        let entries = m
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (index(i), e.to_vec()))
+            .collect::<Vec<_>>();
+        // Sizes as `classify::datapath::maps_text` declares them for the same contents.
+        let specs = [
+            (
+                names.descs,
+                MapKind::Array,
+                BtfTy::U32,
+                cmaps::DESC_BYTES,
+                built.config.max_tables,
+                descs,
+            ),
+            (
+                names.buckets,
+                MapKind::Hash,
+                BtfTy::Bytes(cmaps::KEY_BYTES as u32),
+                cmaps::BUCKET_BYTES,
+                buckets.len(),
+                buckets,
+            ),
+            (
+                names.entries,
+                MapKind::Array,
+                BtfTy::U32,
+                cmaps::ENTRY_BYTES,
+                entries.len(),
+                entries,
+            ),
+        ];
+        for (name, kind, key, value, max, entries) in specs {
+            let spec = MapSpec {
+                name,
+                kind,
+                key,
+                value: BtfTy::Bytes(value as u32),
+                max_entries: max.max(1) as u32,
+                flags: 0,
+            };
+            self.add_map(MapDef { spec, entries });
+        }
     }
 
     fn add_map(&mut self, def: MapDef) -> String {

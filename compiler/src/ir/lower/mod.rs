@@ -8,7 +8,7 @@
 mod conds;
 mod maps;
 
-use super::groups::{self, Placement, Plan};
+use super::groups::{self, Plan};
 use super::{Block, BlockId, BrOp, Function, Inst, Term, VReg};
 use crate::hir::{Action, Filter, Hir, Hook};
 use crate::maps::{BtfTy, MapKind, MapSpec};
@@ -65,7 +65,7 @@ pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Funct
         maps,
     };
     let plan = groups::plan(filter);
-    if !plan.groups.is_empty() {
+    if !plan.groups.is_empty() || plan.classifier.is_some() {
         return l.grouped(filter, &plan);
     }
     let entry = l.new_block();
@@ -103,7 +103,7 @@ impl Lower<'_> {
         let mut kinds: Vec<&Action> = vec![&filter.default];
         let mut action_of: HashMap<u32, u32> = HashMap::new();
         for (rule, place) in filter.rules.iter().zip(&plan.placement) {
-            if let Placement::Map(_) = place {
+            if place.in_maps() {
                 let id = match kinds.iter().position(|k| **k == rule.action) {
                     Some(i) => i,
                     None => {
@@ -137,17 +137,25 @@ impl Lower<'_> {
             self.set_term(look, Term::Jump(next));
             cur = next;
         }
+        if let Some(c) = &plan.classifier {
+            self.classifier_maps(filter, c, &action_of);
+            self.push(
+                cur,
+                Inst::Classify {
+                    filter: filter.name.clone(),
+                },
+            );
+        }
         let apply = self.new_block();
         self.rule = None;
         let mut checked = 0u32;
         for (rule, place) in filter.rules.iter().zip(&plan.placement) {
-            if let Placement::Map(_) = place {
+            if place.in_maps() {
                 continue;
             }
             self.rule = Some(rule.index);
             // A map rule before this one may already have matched.
-            let earlier = (checked..rule.index)
-                .any(|i| matches!(plan.placement[i as usize], Placement::Map(_)));
+            let earlier = (checked..rule.index).any(|i| plan.placement[i as usize].in_maps());
             checked = rule.index;
             let body = self.new_block();
             if earlier {

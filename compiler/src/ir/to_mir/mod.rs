@@ -7,6 +7,8 @@
 mod parser;
 mod rules;
 
+use crate::classify::datapath;
+use crate::classify::tuplemerge::Config;
 use crate::hir::{Filter, Hook};
 use crate::ir::SRC_PARSER;
 use crate::ir::{self, lower::MapDef};
@@ -71,13 +73,76 @@ pub fn lower(
     for m in maps {
         module.add_map(map_def(m));
     }
+    // Classifier functions: made per filter that has one, added after the filters (whose
+    // calls name them by the ids they will have).
+    let mut parts = Vec::new();
+    let mut next = filters.len();
+    let mut classify = Vec::new();
+    for (filter, func) in filters.iter().zip(funcs) {
+        let has = func.blocks.iter().any(|b| {
+            b.insts
+                .iter()
+                .any(|i| matches!(i, ir::Inst::Classify { .. }))
+        });
+        if !has {
+            classify.push(None);
+            continue;
+        }
+        let names = datapath::Names::of_filter(&filter.name);
+        let size = |n: &str| {
+            maps.iter()
+                .find(|m| m.spec.name == n)
+                .map(|m| m.spec.max_entries as usize)
+                .ok_or_else(|| format!("classifier map {n} is missing"))
+        };
+        let sizes = datapath::Sizes {
+            buckets: size(&names.buckets)?,
+            entries: size(&names.entries)?,
+        };
+        let text = datapath::named_text(&names, &Config::default(), sizes);
+        let part = mir::parse_module(&text).map_err(|e| format!("the classifier's MIR: {e}"))?;
+        let id = part
+            .func_by_name(&names.func)
+            .ok_or("the classifier's MIR has no entry function")?;
+        classify.push(Some(mir::FuncId::from_index(next + id.index())));
+        next += part.funcs.len();
+        parts.push((part, names.func));
+    }
     let mut tags = Vec::new();
-    for ((filter, func), needs) in filters.iter().zip(funcs).zip(needs) {
-        let (f, t) = lower_filter(&module, filter, func, *needs)?;
+    for (((filter, func), needs), cls) in filters.iter().zip(funcs).zip(needs).zip(&classify) {
+        let mut needs = *needs;
+        if cls.is_some() {
+            classifier_needs(&mut needs);
+        }
+        let (f, t) = lower_filter(&module, filter, func, needs, *cls)?;
         module.add_func(f);
         tags.push(t);
     }
+    for (part, func) in parts {
+        datapath::import(&mut module, part, &func)?;
+    }
     Ok(FilterModule { module, tags })
+}
+
+/// The classifier's header is made of these record fields, whichever rules test them:
+/// `hir::needs` leaves out stores the rules' code can do without (the protocol of a packet
+/// known to be TCP, say), the header cannot.
+fn classifier_needs(n: &mut Needs) {
+    use crate::packet::needs::span;
+    use crate::packet::record::{
+        OFF_DPORT, OFF_DST, OFF_IP_PROTO, OFF_SPORT, OFF_SRC, OFF_VLAN_OUTER,
+    };
+    let vlan = span(OFF_VLAN_OUTER, 2);
+    let ports = span(OFF_SPORT, 2) | span(OFF_DPORT, 2);
+    let ip4 = span(OFF_IP_PROTO, 1) | span(OFF_SRC, 4) | span(OFF_DST, 4);
+    let ip6 = span(OFF_IP_PROTO, 1) | span(OFF_SRC, 16) | span(OFF_DST, 16);
+    n.reads |= vlan | ports | ip6;
+    n.store_link |= vlan;
+    n.store4 |= ip4;
+    n.store6 |= ip6;
+    n.store_tcp |= ports;
+    n.store_udp |= ports;
+    n.store_sctp |= ports;
 }
 
 fn lower_filter(
@@ -85,6 +150,7 @@ fn lower_filter(
     filter: &Filter,
     func: &ir::Function,
     needs: Needs,
+    classify: Option<mir::FuncId>,
 ) -> Result<(mir::Function, Tags), String> {
     let (hook, phook) = match filter.hook {
         Hook::Xdp { .. } => (mir::Hook::Xdp, ParserHook::Xdp),
@@ -139,6 +205,8 @@ fn lower_filter(
         flags: out.flags,
         decide: None,
         targets: map.clone(),
+        classify,
+        cls_header: None,
     };
     for &ib in &order {
         let blk = map[ib.0 as usize].ok_or("rule block missing")?;

@@ -10,8 +10,8 @@ use crate::ir::{self, BrOp, Inst, VReg};
 use crate::ir::{SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED};
 use crate::mir::build::Builder;
 use crate::mir::{
-    helpers, BinOp, Block, BlockCall, Cond, ExtOp, IntTy, MapId, Op, Operand, PtrKind, Slot, Term,
-    Type, Value,
+    helpers, BinOp, Block, BlockCall, Cond, ExtOp, FuncId, IntTy, MapId, Op, Operand, PtrKind,
+    Slot, Term, Type, Value,
 };
 
 /// BPF_NOEXIST: a new keyed counter is inserted only if no other CPU inserted it first.
@@ -41,6 +41,10 @@ pub(super) struct R<'a> {
     pub decide: Option<Block>,
     /// The MIR block of each IR block.
     pub targets: Vec<Option<Block>>,
+    /// The filter's classifier function, when it has one.
+    pub classify: Option<FuncId>,
+    /// The classifier's header, made on first use.
+    pub cls_header: Option<Slot>,
 }
 
 impl R<'_> {
@@ -314,6 +318,7 @@ impl R<'_> {
                     self.jump(better, done, vec![]);
                     cur = done;
                 }
+                Inst::Classify { .. } => cur = self.classify(cur, src)?,
                 Inst::LoadBest { dst, action } => {
                     let best = self.slot_addr(cur, self.slots.best, 0);
                     let v = self.load(cur, IntTy::U32, best, if *action { 4 } else { 0 });
@@ -398,6 +403,146 @@ impl R<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The classifier's header (`classify::maps` key layout, table id 0) from the record,
+    /// the call, and its first match kept when it beats the best so far.
+    fn classify(&mut self, cur: Block, src: u32) -> Result<Block, String> {
+        use crate::classify::hir::{L4_LAYERS, NO_VLAN};
+        use crate::classify::{L4, V4, V6};
+        use crate::packet::record::{
+            F_IP4, F_IP6, F_VLAN, OFF_DPORT, OFF_DST, OFF_IP_PROTO, OFF_SPORT, OFF_SRC,
+            OFF_VLAN_OUTER,
+        };
+        let func = self
+            .classify
+            .ok_or("the filter's classifier function is missing")?;
+        let slot = match self.cls_header {
+            Some(s) => s,
+            None => {
+                let s = self
+                    .b
+                    .f
+                    .add_slot(crate::classify::maps::KEY_BYTES as u32, 8);
+                self.cls_header = Some(s);
+                s
+            }
+        };
+        let f = &mut self.b.f;
+        let bin = |f: &mut crate::mir::Function, op: BinOp, a: Value, b: i64| {
+            f.push(cur, Op::Binary(op, a, Operand::Imm(b)), Type::U32)
+        };
+        let bit = |f: &mut crate::mir::Function, flags: Value, mask: u32| {
+            let shifted = bin(f, BinOp::Lshr, flags, i64::from(mask.trailing_zeros()));
+            bin(f, BinOp::And, shifted, 1)
+        };
+        // family = 4 (IPv4) or 6 (IPv6) or 0, plus L4 when an L4 header was parsed.
+        let flags = self.flags;
+        let ip4 = bit(f, flags, F_IP4);
+        let ip6 = bit(f, flags, F_IP6);
+        let fam4 = bin(f, BinOp::Mul, ip4, i64::from(V4));
+        let fam6 = bin(f, BinOp::Mul, ip6, i64::from(V6));
+        let fam = f.push(cur, Op::Binary(BinOp::Add, fam4, fam6.into()), Type::U32);
+        let l4 = bin(f, BinOp::And, flags, i64::from(L4_LAYERS));
+        // Any L4 bit set → 1: L4_LAYERS < 2^width, so l4 + 2^width - 1 carries into bit
+        // `width` exactly when l4 is not zero.
+        let width = 32 - L4_LAYERS.leading_zeros();
+        let carry = bin(f, BinOp::Add, l4, (1i64 << width) - 1);
+        let any = bin(f, BinOp::Lshr, carry, i64::from(width));
+        let any = bin(f, BinOp::Mul, any, i64::from(L4));
+        let fam = f.push(cur, Op::Binary(BinOp::Add, fam, any.into()), Type::U32);
+        // vlan = the outer VLAN id when tagged, else NO_VLAN (no `vlan.id` test holds).
+        let tagged = bit(f, flags, F_VLAN);
+        let untagged = bin(f, BinOp::Xor, tagged, 1);
+        let fill = bin(f, BinOp::Mul, untagged, i64::from(NO_VLAN));
+        let rec = self.slot_addr(cur, self.slots.rec, 0);
+        let hdr = self.slot_addr(cur, slot, 0);
+        let f = &mut self.b.f;
+        let vlan_id = f.push(
+            cur,
+            Op::Load {
+                ptr: rec,
+                off: OFF_VLAN_OUTER,
+            },
+            Type::Int(IntTy::U16),
+        );
+        let vlan_id = f.push(cur, Op::Ext(ExtOp::Zext, vlan_id), Type::U32);
+        let vlan = f.push(cur, Op::Binary(BinOp::Or, vlan_id, fill.into()), Type::U32);
+        let proto = f.push(
+            cur,
+            Op::Load {
+                ptr: rec,
+                off: OFF_IP_PROTO,
+            },
+            Type::Int(IntTy::U8),
+        );
+        let sport = f.push(
+            cur,
+            Op::Load {
+                ptr: rec,
+                off: OFF_SPORT,
+            },
+            Type::Int(IntTy::U16),
+        );
+        let dport = f.push(
+            cur,
+            Op::Load {
+                ptr: rec,
+                off: OFF_DPORT,
+            },
+            Type::Int(IntTy::U16),
+        );
+        let store = |f: &mut crate::mir::Function, ty: IntTy, off: i16, val: Operand| {
+            f.push_void(
+                cur,
+                Op::Store {
+                    ty,
+                    ptr: hdr,
+                    off,
+                    val,
+                },
+            );
+        };
+        store(f, IntTy::U32, 0, Operand::Imm(0));
+        store(f, IntTy::U8, 4, fam.into());
+        store(f, IntTy::U8, 5, proto.into());
+        store(f, IntTy::U16, 6, vlan.into());
+        store(f, IntTy::U16, 8, sport.into());
+        store(f, IntTy::U16, 10, dport.into());
+        store(f, IntTy::U32, 12, Operand::Imm(0));
+        for (from, to) in [(OFF_SRC, 16), (OFF_DST, 32)] {
+            for k in 0..4 {
+                let w = f.push(
+                    cur,
+                    Op::Load {
+                        ptr: rec,
+                        off: from + 4 * k,
+                    },
+                    Type::Int(IntTy::U32),
+                );
+                store(f, IntTy::U32, to + 4 * k, w.into());
+            }
+        }
+        let found = f.push(cur, Op::CallFn(func, vec![hdr]), Type::U64);
+        let rule = f.push(cur, Op::Ext(ExtOp::Trunc, found), Type::U32);
+        let best = self.slot_addr(cur, self.slots.best, 0);
+        let cur_best = self.load(cur, IntTy::U32, best, 0);
+        let done = self.new_block(src);
+        let better = self.new_block(src);
+        self.b.set_term(
+            cur,
+            Term::Br {
+                cond: Cond::Uge,
+                a: rule,
+                b: cur_best.into(),
+                then: BlockCall::new(done, vec![]),
+                els: BlockCall::new(better, vec![]),
+            },
+        );
+        // The best slot is {u32 rule, u32 action}: the classifier's result as it is.
+        self.store(better, IntTy::U64, self.slots.best, 0, found.into());
+        self.jump(better, done, vec![]);
+        Ok(done)
     }
 
     fn br(&mut self, cur: Block, cond: Cond, a: Value, imm: i64, t: Block, f: Block) {
