@@ -4,11 +4,13 @@
 use pol_compiler::diag::render_all;
 use pol_compiler::driver;
 
+/// `n` rules that stay code: a flag test (`tcp.syn`) is nothing a rule map or the
+/// classifier holds (`ip.dst == A and tcp.dport == 80` goes to the classifier).
 fn code_rules(n: u32) -> String {
     let mut src = String::from("filter f on xdp(\"eth0\") {\n");
     for i in 0..n {
         src.push_str(&format!(
-            "    drop ip.dst == 10.{}.{}.1 and tcp.dport == 80\n",
+            "    drop ip.dst == 10.{}.{}.1 and tcp.syn\n",
             i / 250,
             i % 250
         ));
@@ -48,4 +50,11 @@ fn one_rule_with_too_many_jumps_is_a_compile_error_at_the_rule() {
 #[test]
 fn many_code_rules_within_the_limits_compile() {
     assert!(driver::compile(&code_rules(2000)).is_ok());
+}
+
+#[test]
+fn conjunctions_past_the_code_limit_compile_into_the_classifier() {
+    let src = code_rules(4000).replace("and tcp.syn", "and tcp.dport == 80");
+    let c = driver::compile(&src).unwrap_or_else(|d| panic!("{}", render_all(&d, "f.pol", &src)));
+    assert!(c.maps.iter().any(|m| m.spec.name == "f_cls_rules"));
 }

@@ -84,6 +84,10 @@ fn filter(rng: &mut Rng, k: usize, sets: &[SetDecl], hints: &mut Hints) -> Filte
         let at = g.rng.range(0, rules.len() as u64) as usize;
         let run = g.run();
         rules.splice(at..at, run);
+    } else if g.rng.chance(14) {
+        let at = g.rng.range(0, rules.len() as u64) as usize;
+        let run = g.conj_run();
+        rules.splice(at..at, run);
     }
     let malformed = match rng.range(0, 9) {
         0..=1 => Some(true),
@@ -247,6 +251,102 @@ impl Gen<'_> {
             _ => AddrTest::In(net(self.rng, fam, self.hints)),
         };
         Cond::Addr(f, test)
+    }
+
+    /// 40–400 conjunctions for the classifier (issue 11): protocol (a layer, `ip.proto`
+    /// or a port field's) × source prefix × destination prefix × source port range ×
+    /// destination port range, any part left out, from a few networks so prefixes nest
+    /// and overlap; some rules repeat an earlier one's condition (shadowing).
+    fn conj_run(&mut self) -> Vec<Rule> {
+        use AddrField::*;
+        let n = self.rng.range(40, 400);
+        let main = self.rng.chance(50);
+        let mut rules: Vec<Rule> = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let pass = if self.rng.chance(30) { !main } else { main };
+            if !rules.is_empty() && self.rng.chance(8) {
+                let k = self.rng.range(0, rules.len() as u64 - 1) as usize;
+                let cond = rules[k].cond.clone();
+                rules.push(Rule { pass, cond });
+                continue;
+            }
+            let rng = &mut *self.rng;
+            let v6 = rng.chance(15);
+            let mut atoms: Vec<Cond> = Vec::new();
+            let ports = match rng.range(0, 9) {
+                0..=3 => Some((IntField::TcpSport, IntField::TcpDport)),
+                4..=5 => Some((IntField::UdpSport, IntField::UdpDport)),
+                6 => Some((IntField::L4Sport, IntField::L4Dport)),
+                7 => {
+                    let p = rng.pick(&PROTOS);
+                    atoms.push(Cond::Int(
+                        IntField::IpProto,
+                        IntTest::Cmp(Op::Eq, u64::from(p)),
+                    ));
+                    None
+                }
+                _ => None,
+            };
+            for (f, f6) in [(Ip4Src, Ip6Src), (Ip4Dst, Ip6Dst)] {
+                if rng.chance(25) {
+                    continue;
+                }
+                let (addr, prefix) = if v6 {
+                    let a = IpAddr::V6(crate::rules::v6(rng, true));
+                    (a, rng.pick(&[32, 48, 64, 96, 128]))
+                } else {
+                    (
+                        IpAddr::V4(v4(rng, true)),
+                        rng.pick(&[8, 16, 20, 24, 24, 28, 32, 32]),
+                    )
+                };
+                self.hints.addrs.push(addr);
+                let field = match (v6, rng.chance(50)) {
+                    (true, _) => f6,
+                    (false, true) => f,
+                    (false, false) if f == Ip4Src => IpSrc,
+                    (false, false) => IpDst,
+                };
+                atoms.push(Cond::Addr(field, AddrTest::In(Net { addr, prefix })));
+            }
+            if let Some((sf, df)) = ports {
+                for (f, chance) in [(sf, 25), (df, 80)] {
+                    if !rng.chance(chance) {
+                        continue;
+                    }
+                    let p = if rng.chance(40) {
+                        rng.pick(&PORTS)
+                    } else {
+                        rng.range(0, 65535) as u16
+                    };
+                    self.hints.ports.push(p);
+                    let test = match rng.range(0, 5) {
+                        0 | 1 => IntTest::Cmp(Op::Eq, u64::from(p)),
+                        2 => {
+                            IntTest::Cmp(rng.pick(&[Op::Lt, Op::Le, Op::Gt, Op::Ge]), u64::from(p))
+                        }
+                        _ => {
+                            let hi = (u64::from(p) + rng.range(1, 2000)).min(65535);
+                            self.hints.ports.push(hi as u16);
+                            IntTest::Range(u64::from(p), hi)
+                        }
+                    };
+                    atoms.push(Cond::Int(f, test));
+                }
+            }
+            if atoms.len() < 2 {
+                atoms.push(Cond::Int(
+                    IntField::IpProto,
+                    IntTest::Cmp(Op::Eq, u64::from(rng.pick(&[6u8, 17]))),
+                ));
+            }
+            let first = atoms.remove(0);
+            let cond = atoms
+                .into_iter()
+                .fold(first, |a, b| Cond::And(Box::new(a), Box::new(b)));
+            rules.push(Rule { pass, cond });
+        }
+        rules
     }
 
     /// 200–2000 rules of one shape, as the map lowering sees them: exact addresses,
