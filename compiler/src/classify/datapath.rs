@@ -185,8 +185,8 @@ fn function(n: &Names, cfg: &Config) -> String {
 fn table_callback(n: &Names, cfg: &Config) -> String {
     let (descs, buckets, entries, callback) = (&n.descs, &n.buckets, &n.entries, &n.callback);
     let bmax = cfg.bucket_max.max(1);
-    // Blocks: 0 descriptor, 1 early stop, 2 key + bucket lookup, 3 bucket, 4 entry loop
-    // header (k), 5 entry lookup, 6 entry's rule, 7 the tests, then the entry loop latch,
+    // Blocks: 0 descriptor, 1 early stop, 2 key + filter bit, 3 bucket lookup, 4 bucket,
+    // 5 entry loop header (k), 6 entry lookup, 7 entry's rule, 8 the tests, then the latch,
     // "next table", "stop" and "found (rule)".
     let ranges: [(usize, u8, usize); 5] = [
         (4, 8, ENTRY_FAMILY),
@@ -203,12 +203,12 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
         (32, ENTRY_DST),
         (40, ENTRY_DST + 8),
     ];
-    let first_test = 7;
+    let first_test = 8;
     let latch = first_test + 1;
     let next = latch + 1;
     let stop = next + 1;
     let found = stop + 1;
-    let probe = found + 1;
+    let probe = 3;
 
     let mut w = W {
         s: String::new(),
@@ -264,20 +264,20 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
         &format!("val?({buckets})"),
         &format!("call map_lookup_elem({bm}, {key})"),
     );
-    w.line(&format!("br eq {b}, 0, block{next}, block3"));
+    w.line(&format!("br eq {b}, 0, block{next}, block4"));
 
-    w.block("block3");
+    w.block("block4");
     let start = w.load(32, &b, 0);
     let count = w.load(32, &b, 4);
     let k0 = w.val("u64", "iconst 0");
-    w.line(&format!("jump block4({k0})"));
+    w.line(&format!("jump block5({k0})"));
 
     let k = format!("v{}", w.next);
     w.next += 1;
-    w.block(&format!("block4({k}: u64)"));
-    w.line(&format!("br uge {k}, {count}, block{next}, block5"));
+    w.block(&format!("block5({k}: u64)"));
+    w.line(&format!("br uge {k}, {count}, block{next}, block6"));
 
-    w.block("block5");
+    w.block("block6");
     let i = w.val("u64", &format!("add {start}, {k}"));
     let slot = w.val("stack", "addr ss1");
     w.line(&format!("store.u32 [{slot}+0], {i}"));
@@ -286,10 +286,10 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
         &format!("val?({entries})"),
         &format!("call map_lookup_elem({em}, {slot})"),
     );
-    w.line(&format!("br eq {e}, 0, block{next}, block6"));
+    w.line(&format!("br eq {e}, 0, block{next}, block7"));
 
     // Entries are by ascending rule: one no better than the best found ends the scan.
-    w.block("block6");
+    w.block("block7");
     let rule = w.load(32, &e, ENTRY_RULE);
     let best = w.load(64, "v1", STATE_BEST);
     w.line(&format!(
@@ -332,7 +332,7 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
 
     w.block(&format!("block{latch}"));
     let k2 = w.val("u64", &format!("add {k}, 1"));
-    w.line(&format!("br ult {k2}, {bmax}, block4({k2}), block{next}"));
+    w.line(&format!("br ult {k2}, {bmax}, block5({k2}), block{next}"));
 
     w.block(&format!("block{next}"));
     let zero = w.val("i64", "iconst 0");

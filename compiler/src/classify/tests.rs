@@ -402,7 +402,7 @@ fn data_path_text_is_the_filetest() {
         let body = format!(
             "test verify\n; The classifier's data path (compiler/src/classify/datapath.rs) for 8 \
              tables and buckets of 4,\n; with the XDP harness of its kernel test. Generated: \
-             POL_BLESS=1 cargo test -p pol-compiler --lib classify\n\n{text}\n; expect:\n"
+             POL_BLESS=1 cargo test -p pol-compiler --lib classify\n\n{text}\n; expect:\n; ok\n"
         );
         std::fs::write(path, body).expect("write the filetest");
         return;
