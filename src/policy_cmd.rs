@@ -352,6 +352,10 @@ pub fn status(args: StatusArgs) -> Result<bool> {
     let mut out = Vec::new();
     for name in names {
         let Some(r) = store.record(&name).map_err(|e| anyhow!("{e}"))? else {
+            if args.name.is_none() {
+                // Unloaded between the listing and now (an agent, `pol unload`): gone.
+                continue;
+            }
             bail!("{}", policies::PolicyError::NotLoaded(name));
         };
         // One broken policy does not hide the others: it is listed with its error.
