@@ -9,6 +9,12 @@ use std::fmt::Write as _;
 /// Instructions, stack and maps of every program, and what the maps will cost the kernel.
 pub fn resources(c: &Compiled) -> String {
     let mut s = String::new();
+    let stages: Vec<String> = c
+        .timings
+        .iter()
+        .map(|(stage, d)| format!("{stage} {:.1} ms", d.as_secs_f64() * 1000.0))
+        .collect();
+    let _ = writeln!(s, "compiled in {}", stages.join(", "));
     for p in &c.programs {
         let _ = writeln!(
             s,

@@ -18,6 +18,7 @@ use crate::obj::{
     TcDirection,
 };
 use crate::syntax::{self, ast};
+use std::time::{Duration, Instant};
 
 /// Everything the compiler produced for one source file.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct Compiled {
     pub probes: Option<crate::probe::Output>,
     /// A file of security rules: what alerts need (its programs are in `probes`).
     pub rules: Option<crate::rule::RulesLayout>,
+    /// How long each stage took, in pipeline order (`pol build` prints them).
+    pub timings: Vec<(&'static str, Duration)>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,8 +139,10 @@ pub fn compile_with_catalog(
     files: FileReader<'_>,
     catalog: &dyn Catalog,
 ) -> Result<Compiled, Vec<Diagnostic>> {
+    let start = Instant::now();
     let (file, hir, mut diags) = front_with_catalog(source, files, catalog);
     let Some(hir) = hir else { return Err(diags) };
+    let mut timings = vec![("front end", start.elapsed())];
     if !hir.probes.is_empty() {
         return match crate::probe::compile(&hir.probes, source) {
             Ok(out) => Ok(Compiled {
@@ -154,6 +159,7 @@ pub fn compile_with_catalog(
                 warnings: diags,
                 probes: Some(out),
                 rules: None,
+                timings,
             }),
             Err(more) => {
                 diags.extend(more);
@@ -178,6 +184,7 @@ pub fn compile_with_catalog(
                 warnings: diags,
                 probes: Some(out.probes),
                 rules: Some(out.rules),
+                timings,
             }),
             Err(more) => {
                 diags.extend(more);
@@ -186,12 +193,15 @@ pub fn compile_with_catalog(
         };
     }
 
+    let at = Instant::now();
     let (funcs, maps) = ir::lower::lower(&hir);
-    let (programs, module) = mir_programs(source, &hir, &funcs, &maps, &mut diags);
+    timings.push(("rule IR", at.elapsed()));
+    let (programs, module) = mir_programs(source, &hir, &funcs, &maps, &mut diags, &mut timings);
     if has_errors(&diags) {
         return Err(diags);
     }
 
+    let at = Instant::now();
     let spec = object_spec(source, &hir, &programs, &maps);
     let written = match module {
         // Subprograms (a filter's classifier): the ELF keeps them in `.text` with call
@@ -222,6 +232,7 @@ pub fn compile_with_catalog(
             return Err(diags);
         }
     };
+    timings.push(("object", at.elapsed()));
     Ok(Compiled {
         ast: file,
         hir,
@@ -232,6 +243,7 @@ pub fn compile_with_catalog(
         warnings: diags,
         probes: None,
         rules: None,
+        timings,
     })
 }
 
@@ -243,6 +255,7 @@ fn mir_programs(
     funcs: &[ir::Function],
     maps: &[MapDef],
     diags: &mut Vec<Diagnostic>,
+    timings: &mut Vec<(&'static str, Duration)>,
 ) -> (Vec<Program>, Option<obj::ModuleSpec>) {
     let span = || hir.filters.first().map(|f| f.span.clone()).unwrap_or(0..0);
     for (filter, func) in hir.filters.iter().zip(funcs) {
@@ -261,6 +274,7 @@ fn mir_programs(
         .iter()
         .map(|f| hir::needs::needs(hir, f))
         .collect();
+    let at = Instant::now();
     let mut fm = match ir::to_mir::lower(&filters, funcs, maps, &needs) {
         Ok(m) => m,
         Err(e) => {
@@ -272,7 +286,10 @@ fn mir_programs(
             return (Vec::new(), None);
         }
     };
+    timings.push(("MIR lowering", at.elapsed()));
+    let at = Instant::now();
     let moved = crate::mir::opt::optimize(&mut fm.module);
+    timings.push(("MIR passes", at.elapsed()));
     for (tags, map) in fm.tags.iter_mut().zip(moved) {
         let mut new = vec![SRC_PARSER; map.iter().flatten().count()];
         for (old, b) in map.iter().enumerate() {
@@ -284,7 +301,10 @@ fn mir_programs(
         }
         tags.0 = new;
     }
-    let compiled = match crate::codegen::compile(&fm.module) {
+    let at = Instant::now();
+    let compiled = crate::codegen::compile(&fm.module);
+    timings.push(("codegen", at.elapsed()));
+    let compiled = match compiled {
         Ok(c) => c,
         Err(CodegenError::JumpOutOfRange { func, from, to }) => {
             // A filter whose code spans more than a 16-bit jump: the user's to fix.
