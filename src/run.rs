@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// Stop by itself after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub(crate) duration: Option<f64>,
+    /// Probes: uprobes and uretprobes fire in this process only (as `bpftrace -p`).
+    #[arg(long, value_name = "PID")]
+    pub(crate) pid: Option<i32>,
     /// XDP mode: native (driver) falling back to generic (skb), or force one.
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     xdp_mode: XdpModeArg,

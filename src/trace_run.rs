@@ -87,7 +87,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let layout = TraceLayout::parse(&serde_json::to_string(&out.layout)?)
         .context("internal error: the layout does not read back")?;
     check_privileges()?;
-    let (bpf, attached) = load_and_attach(&out.spec, &layout)?;
+    let (bpf, attached) = load_and_attach(&out.spec, &layout, args.pid)?;
     say!(
         "attached {} probe{} in {:.1} ms; Ctrl-C to stop and print the maps",
         layout.probes.len(),
@@ -451,6 +451,7 @@ fn check_privileges() -> Result<()> {
 fn load_and_attach(
     spec: &pol_compiler::obj::ModuleSpec,
     layout: &TraceLayout,
+    pid: Option<i32>,
 ) -> Result<(ProbeObject, Vec<Attached>)> {
     let list: Vec<(String, ProbeAttach)> = layout
         .probes
@@ -472,7 +473,7 @@ fn load_and_attach(
                     function: function.clone(),
                     offset: 0,
                     ret: *ret,
-                    pid: None,
+                    pid,
                 },
                 Attach::Profile { hz } => ProbeAttach::Profile { hz: *hz },
             };

@@ -948,3 +948,46 @@ fn a_full_ring_buffer_counts_and_shows_every_lost_record() {
         "stderr: {said:?}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn pid_limits_uprobes_to_one_process() {
+    require_kernel();
+    // Two processes list a directory 40 times each (CPython's listdir calls libc's
+    // opendir); `--pid` counts only the first.
+    let script =
+        "import os, sys, time\nsys.stdin.readline()\nfor _ in range(40):\n    os.listdir('/')\n";
+    let spawn = || {
+        Command::new("python3")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("python3")
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    let pid = a.id().to_string();
+    let prog = format!(
+        "probe uprobe(\"{}\", opendir) {{\n    count by pid\n}}\n",
+        libc_path()
+    );
+    let child = start(&["--json", "--pid", &pid, "-e", &prog]);
+    for p in [&mut a, &mut b] {
+        use std::io::Write;
+        p.stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"go\n")
+            .expect("go");
+        assert!(p.wait().expect("wait").success());
+    }
+    let out = stop(child);
+    let map: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or("{}"))
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    let entries = map["entries"].as_array().unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(entries.len(), 1, "only the one process: {out}");
+    assert_eq!(entries[0]["key"]["pid"].to_string(), pid, "{out}");
+    assert!(entries[0]["value"].as_u64().unwrap_or(0) >= 40, "{out}");
+}
