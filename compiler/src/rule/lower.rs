@@ -195,6 +195,9 @@ struct Lower {
     /// The scratch record (a non-null map value).
     rec: Value,
     scratch: MapId,
+    /// The lost counter's key (0), one slot for every rule: a slot per rule would grow
+    /// the frame with the number of rules (1,000 rules needed 4,048 bytes).
+    lost_key: Option<crate::mir::Slot>,
 }
 
 fn to(b: Block) -> BlockCall {
@@ -258,7 +261,12 @@ impl Lower {
             Op::PtrAdd(r, Operand::Imm(0)),
             Type::Ptr(PtrKind::MapValue(scratch)),
         );
-        let mut l = Lower { f, rec, scratch };
+        let mut l = Lower {
+            f,
+            rec,
+            scratch,
+            lost_key: None,
+        };
         let mut cur = body;
         for off in (0..kind.record_size()).step_by(8) {
             l.store(cur, off, Operand::Imm(0));
@@ -607,7 +615,14 @@ impl Lower {
         let full = self.f.add_block();
         let join = self.f.add_block();
         self.br(b, MCond::Eq, ret, Operand::Imm(0), join, full);
-        let kslot = self.f.add_slot(4, 4);
+        let kslot = match self.lost_key {
+            Some(s) => s,
+            None => {
+                let s = self.f.add_slot(4, 4);
+                self.lost_key = Some(s);
+                s
+            }
+        };
         let kp = self
             .f
             .push(full, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
