@@ -781,11 +781,69 @@ fn tiny_first_fragment_cannot_fake_tcp_flags() {
 fn arp(op: u16, spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
     let mut a = vec![0, 1, 8, 0, 6, 4];
     a.extend(op.to_be_bytes());
-    a.extend([2, 0, 0, 0, 0, 1]);
+    a.extend(ARP_SHA);
     a.extend(spa);
-    a.extend([0; 6]);
+    a.extend(ARP_THA);
     a.extend(tpa);
     a
+}
+
+/// The hardware addresses `arp` writes: distinct from each other and from the Ethernet
+/// addresses `eth` writes, so a swapped or misplaced store shows.
+const ARP_SHA: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+const ARP_THA: [u8; 6] = [0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0xff];
+
+/// The 6-byte MAC slot at `off` of a dumped record, as the wire's six bytes.
+fn mac_at(r: &[u8; REC], off: i16) -> [u8; 6] {
+    let mut m: [u8; 6] = r[off as usize..off as usize + 6]
+        .try_into()
+        .expect("6 bytes");
+    m.reverse();
+    m
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn mac_addresses() {
+    require_kernel();
+    for hook in [ParserHook::Xdp, ParserHook::Tc] {
+        let dump = |pkt: &[u8]| {
+            full(hook)
+                .run(pkt)
+                .unwrap_or_else(|e| panic!("{hook:?} test run: {e}"))
+                .unwrap_or_else(|| panic!("{hook:?}: malformed {pkt:02x?}"))
+        };
+        // Tagged or not, IP or not: the Ethernet addresses are the frame's first 12 bytes.
+        for pkt in [
+            v4_tcp(23),
+            eth(
+                &[(0x88a8, 7), (0x8100, 8)],
+                0x0800,
+                &ip4(6, 0, &[], &tcp(1, 2, 0)),
+            ),
+            eth(&[], 0x88cc, &[]),
+        ] {
+            let r = dump(&pkt);
+            assert_eq!(mac_at(&r, OFF_ETH_DST), [2, 0, 0, 0, 0, 1], "{hook:?}");
+            assert_eq!(mac_at(&r, OFF_ETH_SRC), [2, 0, 0, 0, 0, 2], "{hook:?}");
+        }
+        let r = dump(&pad(
+            eth(&[], 0x0806, &arp(2, [192, 0, 2, 1], [192, 0, 2, 9])),
+            60,
+        ));
+        assert_eq!(mac_at(&r, OFF_ARP_SHA), ARP_SHA, "{hook:?}");
+        assert_eq!(mac_at(&r, OFF_ARP_THA), ARP_THA, "{hook:?}");
+        assert_eq!(u16::from_ne_bytes([r[104], r[105]]), 2, "{hook:?}: arp.op");
+        // Not ARP over Ethernet/IPv4 (hardware type 6): no ARP bit, no hardware addresses.
+        let mut other = arp(1, [10, 0, 0, 1], [10, 0, 0, 2]);
+        other[1] = 6;
+        let r = dump(&pad(eth(&[], 0x0806, &other), 60));
+        assert_eq!(u32::from_ne_bytes([r[0], r[1], r[2], r[3]]) & F_ARP, 0);
+        assert_eq!(mac_at(&r, OFF_ARP_SHA), [0; 6], "{hook:?}");
+    }
 }
 
 fn frames() -> Vec<Vec<u8>> {
@@ -889,6 +947,8 @@ fn expected(n: &Needs, f: &[u8; REC]) -> [u8; REC] {
         (OFF_VLAN_COUNT, 1),
         (OFF_VLAN_TPID, 2),
         (OFF_FRAME_LEN, 4),
+        (OFF_ETH_DST, 6),
+        (OFF_ETH_SRC, 6),
     ] {
         copy(n.store_link, off, len);
     }
@@ -966,6 +1026,8 @@ fn expected(n: &Needs, f: &[u8; REC]) -> [u8; REC] {
             (OFF_ARP_SPA, 4),
             (OFF_ARP_TPA_PREFIXLEN, 4),
             (OFF_ARP_TPA, 4),
+            (OFF_ARP_SHA, 6),
+            (OFF_ARP_THA, 6),
         ] {
             copy(n.store_arp, off, len);
         }
@@ -1011,7 +1073,11 @@ fn systematic() -> Vec<Needs> {
                 store_udp: all,
                 store_sctp: if stores { span(OFF_SPORT, 2) } else { 0 },
                 store_icmp: if stores { span(OFF_ICMP_CODE, 1) } else { 0 },
-                store_arp: if stores { span(OFF_ARP_TPA, 4) } else { 0 },
+                store_arp: if stores {
+                    span(OFF_ARP_TPA, 4) | span(OFF_ARP_THA, 6)
+                } else {
+                    0
+                },
             });
         }
     }
@@ -1141,6 +1207,8 @@ const SOURCES: &[&str] = &[
     "drop tcp.syn and not tcp.ack",
     "pass ip6 and udp.dport == 53\n drop l4.sport < 1024",
     "drop ip.later_fragment\n drop icmp6.code == 0 or icmp.code == 0",
+    "drop eth.src == 02:00:00:00:00:02\n drop eth.broadcast",
+    "drop eth.multicast\n drop arp.sha == 02:11:22:33:44:55 count hw[arp.tha]",
 ];
 
 /// Compiles `drop ...` rules (with a 20-address set `blocked`) and returns the needs.
@@ -1244,4 +1312,23 @@ fn needs_follow_the_rules() {
     let n = needs_of(SOURCES[19]);
     assert_eq!(layers(&n), [T, T, F, F, F, F, T, T, T, T]);
     assert_eq!(n.store_icmp, span(OFF_ICMP_CODE, 1));
+    // MAC addresses: no layer, only the link stores; `eth.broadcast` and `eth.multicast`
+    // read the destination (all of it, its group bit).
+    let n = needs_of(SOURCES[20]);
+    assert_eq!(layers(&n), [F; 10]);
+    assert!(!n.arp);
+    assert_eq!(
+        n.store_link,
+        span(OFF_ETH_DST, 6) | span(OFF_ETH_SRC, 6),
+        "{n:?}"
+    );
+    let n = needs_of("drop eth.multicast");
+    assert_eq!(n.store_link, span(OFF_ETH_DST + 5, 1));
+    // ARP hardware addresses: ARP, and the stores the rule and its key read.
+    let n = needs_of(SOURCES[21]);
+    assert!(n.arp && !n.ip4 && !n.ip6);
+    assert_eq!(n.store_arp, span(OFF_ARP_SHA, 6) | span(OFF_ARP_THA, 6));
+    // A filter that reads no MAC keeps the 112-byte record; one that does, 128 bytes.
+    assert_eq!(record_size(needs_of(SOURCES[0]).reads), 112);
+    assert_eq!(record_size(n.reads), 128);
 }

@@ -79,12 +79,38 @@ pub fn front_with_catalog(
 ) -> (ast::File, Option<Hir>, Vec<Diagnostic>) {
     let (file, mut diags) = syntax::parse(source);
     if has_errors(&diags) {
+        unknown_fields_beside_bad_literals(&file, source, files, catalog, &mut diags);
         return (file, None, diags);
     }
     let (hir, more, _) = hir::check::check_names_with(&file, source, files, catalog);
     diags.extend(more);
     let hir = (!has_errors(&diags)).then_some(hir);
     (file, hir, diags)
+}
+
+/// When every error is a literal that did not decode (`E01xx`), the tree around it is
+/// sound: report the fields it names that do not exist too, in source order, so
+/// `eth.sorc == 02:00:00:00:00:0g` says first that `eth.sorc` is unknown.
+fn unknown_fields_beside_bad_literals(
+    file: &ast::File,
+    source: &str,
+    files: FileReader<'_>,
+    catalog: &dyn Catalog,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if !diags
+        .iter()
+        .filter(|d| d.is_error())
+        .all(|d| d.code.starts_with("E01"))
+    {
+        return;
+    }
+    let (_, more, _) = hir::check::check_names_with(file, source, files, catalog);
+    diags.extend(more.into_iter().filter(|d| d.code == "E0302"));
+    diags.sort_by_key(|d| {
+        let s = d.primary_span();
+        (s.start, s.end)
+    });
 }
 
 /// What the front end knows of a file, errors or not: what editors work from.

@@ -266,6 +266,13 @@ pub fn decode_key(key: &[u8], field: Ty, btf: &BtfTy) -> String {
             std::net::Ipv4Addr::new(key[0], key[1], key[2], key[3]).to_string()
         }
         (Ty::Ip6, _) => ipv6(key).unwrap_or_else(hex),
+        // A 48-bit value in host order: the last byte is the first on the wire.
+        (Ty::Mac, _) if key.len() == 6 => key
+            .iter()
+            .rev()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
         (_, BtfTy::U8 | BtfTy::U16 | BtfTy::U32 | BtfTy::U64) if key.len() <= 8 => {
             u64_le(key).to_string()
         }

@@ -26,7 +26,7 @@ fn err<T>(span: &Span, message: impl Into<String>) -> Result<T, CaseError> {
 }
 
 /// The fields a packet description may set, for the error message.
-pub const FIELDS: &str = "src, dst, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, op, ext, frag, more, ihl, options, payload_len, truncate";
+pub const FIELDS: &str = "src, dst, smac, dmac, sha, tha, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, op, ext, frag, more, ihl, options, payload_len, truncate";
 
 /// Every packet description of the file's `test` blocks that cannot be built, as
 /// diagnostics (`pol check` reports them, not only `pol test`).
@@ -119,6 +119,10 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
             "qinq" => p.qinq(int(value, 4095)? as u16),
             "tpid" => p.outer_tpid(int(value, 0xffff)? as u16),
             "op" => p.arp_op(int(value, 0xffff)? as u16),
+            "smac" => p.eth_src(mac(value)?),
+            "dmac" => p.eth_dst(mac(value)?),
+            "sha" => p.arp_sha(mac(value)?),
+            "tha" => p.arp_tha(mac(value)?),
             "ext" => {
                 let mut p = p;
                 for e in list(value)? {
@@ -259,6 +263,13 @@ fn addr(e: &Expr) -> Result<IpAddr, CaseError> {
         ExprKind::Ip4(a) => Ok(IpAddr::V4(Ipv4Addr::from(*a))),
         ExprKind::Ip6(a) => Ok(IpAddr::V6(Ipv6Addr::from(*a))),
         _ => err(&e.span, "expected an IPv4 or IPv6 address"),
+    }
+}
+
+fn mac(e: &Expr) -> Result<[u8; 6], CaseError> {
+    match e.kind {
+        ExprKind::Mac(m) => Ok(m),
+        _ => err(&e.span, "expected a MAC address such as 02:00:00:00:00:01"),
     }
 }
 

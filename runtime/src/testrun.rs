@@ -144,6 +144,9 @@ fn expected_count(
         (ExprKind::Ip4(a), Ty::Ip4, _) => a.to_vec(),
         (ExprKind::Ip6(a), Ty::Ip6, _) => a.to_vec(),
         (ExprKind::Int(v), _, Slot::Int { size, .. }) => v.to_le_bytes()[..size as usize].to_vec(),
+        (ExprKind::Mac(m), Ty::Mac, Slot::Int { size, .. }) => {
+            pol_compiler::hir::values::mac_value(m).to_le_bytes()[..size as usize].to_vec()
+        }
         _ => {
             return Err(format!(
                 "`{}`: this key does not fit the counter",

@@ -137,9 +137,10 @@ impl Gen<'_> {
     }
 
     fn atom(&mut self) -> Cond {
-        match self.rng.range(0, 19) {
+        match self.rng.range(0, 20) {
             0..=8 => self.int_atom(),
             9..=15 => self.addr_atom(),
+            16 => self.mac_atom(),
             _ => {
                 let flag = self.rng.pick(&FLAGS);
                 let cmp = if self.rng.chance(25) {
@@ -211,6 +212,19 @@ impl Gen<'_> {
             _ => IntTest::Cmp(self.rng.pick(&OPS), f.value(self.rng, self.hints)),
         };
         Cond::Int(f, test)
+    }
+
+    fn mac_atom(&mut self) -> Cond {
+        let f = self.rng.pick(&MAC_FIELDS);
+        let test = match self.rng.range(0, 3) {
+            0 | 1 => MacTest::Eq(self.rng.pick(&MACS)),
+            2 => MacTest::Ne(self.rng.pick(&MACS)),
+            _ => {
+                let n = self.rng.range(1, 12);
+                MacTest::Lit((0..n).map(|_| self.rng.pick(&MACS)).collect())
+            }
+        };
+        Cond::Mac(f, test)
     }
 
     fn addr_atom(&mut self) -> Cond {
@@ -522,6 +536,16 @@ fn cond(out: &mut String, c: &Cond, min: u8, sets: &[SetDecl]) {
                     write!(out, "{} in {{ {} }}", f.name(), ns.join(", "))
                 }
                 AddrTest::Set(i) => write!(out, "{} in {}", f.name(), sets[*i].name),
+            };
+        }
+        Cond::Mac(f, t) => {
+            let _ = match t {
+                MacTest::Eq(m) => write!(out, "{} == {}", f.name(), mac_text(*m)),
+                MacTest::Ne(m) => write!(out, "{} != {}", f.name(), mac_text(*m)),
+                MacTest::Lit(ms) => {
+                    let ms: Vec<String> = ms.iter().map(|&m| mac_text(m)).collect();
+                    write!(out, "{} in {{ {} }}", f.name(), ms.join(", "))
+                }
             };
         }
         Cond::Flag(f, form) => {

@@ -8,6 +8,9 @@ use std::net::IpAddr;
 
 #[derive(Debug, Clone)]
 pub struct Pkt {
+    /// Ethernet source and destination addresses (48-bit values).
+    pub smac: u64,
+    pub dmac: u64,
     /// (TPID, TCI), outermost first.
     pub tags: Vec<(u16, u16)>,
     pub body: Body,
@@ -16,7 +19,11 @@ pub struct Pkt {
 
 #[derive(Debug, Clone)]
 pub enum Body {
-    Arp,
+    /// ARP for IPv4 over Ethernet, with its sender and target hardware addresses.
+    Arp {
+        sha: u64,
+        tha: u64,
+    },
     /// A frame of this EtherType, not IP.
     Raw(u16),
     Ip(Ip),
@@ -171,7 +178,7 @@ pub fn ext_number(e: &Ext) -> u8 {
 /// The frame's bytes.
 pub fn build(p: &Pkt) -> Vec<u8> {
     let mut b = match &p.body {
-        Body::Arp => Packet::arp(),
+        Body::Arp { sha, tha } => Packet::arp().arp_sha(mac(*sha)).arp_tha(mac(*tha)),
         Body::Raw(ty) => Packet::raw(*ty).payload(&[0x5a; 46]),
         Body::Ip(ip) => {
             let mut b = match ip.l4 {
@@ -208,6 +215,7 @@ pub fn build(p: &Pkt) -> Vec<u8> {
             b
         }
     };
+    b = b.eth_src(mac(p.smac)).eth_dst(mac(p.dmac));
     for &(tpid, tci) in &p.tags {
         b = b.tag(tpid, tci);
     }
@@ -230,6 +238,12 @@ pub fn build(p: &Pkt) -> Vec<u8> {
     };
     b.build()
         .expect("a generated packet is a valid description")
+}
+
+/// A 48-bit value as the six bytes of a MAC address.
+fn mac(m: u64) -> [u8; 6] {
+    let b = m.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
 
 /// A packet: mostly well-formed, from the pools and the rules' values.
@@ -263,11 +277,21 @@ pub fn packet(rng: &mut Rng, hints: &Hints, malformed: bool) -> Pkt {
         })
         .collect();
     let body = match rng.range(0, 99) {
-        0..=2 => Body::Arp,
+        0..=2 => Body::Arp {
+            sha: rng.pick(&MACS),
+            tha: rng.pick(&MACS),
+        },
         3..=4 => Body::Raw(0x88cc),
         _ => Body::Ip(ip(rng, hints)),
     };
+    let arp = matches!(body, Body::Arp { .. });
     let mut p = Pkt {
+        smac: rng.pick(&MACS),
+        dmac: if arp && rng.chance(60) {
+            0xffff_ffff_ffff
+        } else {
+            rng.pick(&MACS)
+        },
         tags,
         body,
         bad: Bad::None,

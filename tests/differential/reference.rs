@@ -21,6 +21,11 @@ pub struct Rec {
     pub depth: u8,
     /// The frame's length in bytes.
     pub frame_len: u32,
+    /// Ethernet source and destination (48-bit values); ARP's sender and target hardware
+    /// addresses (ARP over Ethernet/IPv4 only).
+    pub smac: u64,
+    pub dmac: u64,
+    pub arp: Option<(u64, u64)>,
     pub ip: Option<IpRec>,
     pub frag: bool,
     pub later: bool,
@@ -105,6 +110,12 @@ pub fn parse(p: &Pkt, frame: usize, n: &Needs) -> Result<Rec, &'static str> {
         tpid: p.tags.first().map(|t| t.0),
         depth: p.tags.len() as u8,
         frame_len: frame as u32,
+        smac: p.smac,
+        dmac: p.dmac,
+        arp: match p.body {
+            Body::Arp { sha, tha } => Some((sha, tha)),
+            _ => None,
+        },
         ..Rec::default()
     };
     let Body::Ip(ip) = &p.body else {
@@ -362,6 +373,11 @@ pub fn eval(c: &Cond, r: &Rec, sets: &[SetDecl]) -> bool {
             AddrTest::Lit(ns) => ns.iter().any(|n| n.contains(a)),
             AddrTest::Set(i) => sets[*i].nets.iter().any(|n| n.contains(a)),
         }),
+        Cond::Mac(f, t) => mac_value(*f, r).is_some_and(|m| match t {
+            MacTest::Eq(x) => m == *x,
+            MacTest::Ne(x) => m != *x,
+            MacTest::Lit(xs) => xs.contains(&m),
+        }),
         Cond::Flag(f, form) => flag_value(*f, r).is_some_and(|v| match form.cmp {
             None => v,
             Some((eq, b)) => (v == b) == eq,
@@ -410,6 +426,17 @@ fn int_value(f: IntField, r: &Rec) -> Option<u64> {
     Some(v)
 }
 
+/// docs/packet-parsing.md: the Ethernet addresses of every frame; ARP's hardware addresses
+/// when the frame is ARP over Ethernet/IPv4.
+fn mac_value(f: MacField, r: &Rec) -> Option<u64> {
+    Some(match f {
+        MacField::EthSrc => r.smac,
+        MacField::EthDst => r.dmac,
+        MacField::ArpSha => r.arp?.0,
+        MacField::ArpTha => r.arp?.1,
+    })
+}
+
 fn addr_value(f: AddrField, r: &Rec) -> Option<IpAddr> {
     let ip = r.ip.as_ref()?;
     let fits = match f.fam() {
@@ -444,5 +471,8 @@ fn flag_value(f: Flag, r: &Rec) -> Option<bool> {
         Sctp => matches!(r.l4, Some(L4Rec::Sctp { .. })),
         Ip4Df => ip.filter(|i| !i.v6)?.df,
         Ip4Mf => ip.filter(|i| !i.v6)?.mf,
+        EthBroadcast => r.dmac == 0xffff_ffff_ffff,
+        // The group bit: the low bit of the first byte on the wire.
+        EthMulticast => r.dmac >> 40 & 1 == 1,
     })
 }

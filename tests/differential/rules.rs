@@ -359,6 +359,63 @@ impl AddrField {
     }
 }
 
+/// MAC addresses the rules and packets draw from: unicast (locally administered and not),
+/// broadcast, IPv4 and IPv6 multicast, zero.
+pub const MACS: [u64; 8] = [
+    0x0200_0000_0001,
+    0x0200_0000_0002,
+    0x02aa_bbcc_ddee,
+    0x0050_56c0_0001,
+    0xffff_ffff_ffff,
+    0x0100_5e00_0001,
+    0x3333_0000_0001,
+    0,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MacField {
+    EthSrc,
+    EthDst,
+    ArpSha,
+    ArpTha,
+}
+
+pub const MAC_FIELDS: [MacField; 4] = [
+    MacField::EthSrc,
+    MacField::EthDst,
+    MacField::ArpSha,
+    MacField::ArpTha,
+];
+
+impl MacField {
+    pub fn name(self) -> &'static str {
+        match self {
+            MacField::EthSrc => "eth.src",
+            MacField::EthDst => "eth.dst",
+            MacField::ArpSha => "arp.sha",
+            MacField::ArpTha => "arp.tha",
+        }
+    }
+}
+
+/// `==`, `!=` or `in { .. }` of a MAC field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MacTest {
+    Eq(u64),
+    Ne(u64),
+    Lit(Vec<u64>),
+}
+
+/// A MAC address as pol writes it.
+pub fn mac_text(m: u64) -> String {
+    let b = m.to_be_bytes();
+    b[2..]
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// Boolean fields and layers used as conditions.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Flag {
@@ -378,9 +435,11 @@ pub enum Flag {
     Sctp,
     Ip4Df,
     Ip4Mf,
+    EthBroadcast,
+    EthMulticast,
 }
 
-pub const FLAGS: [Flag; 16] = {
+pub const FLAGS: [Flag; 18] = {
     use Flag::*;
     [
         TcpSyn,
@@ -399,6 +458,8 @@ pub const FLAGS: [Flag; 16] = {
         Sctp,
         Ip4Df,
         Ip4Mf,
+        EthBroadcast,
+        EthMulticast,
     ]
 };
 
@@ -422,6 +483,8 @@ impl Flag {
             Sctp => "sctp",
             Ip4Df => "ip4.df",
             Ip4Mf => "ip4.mf",
+            EthBroadcast => "eth.broadcast",
+            EthMulticast => "eth.multicast",
         }
     }
 }
@@ -484,6 +547,7 @@ pub enum Cond {
     Int(IntField, IntTest),
     Addr(AddrField, AddrTest),
     Flag(Flag, FlagForm),
+    Mac(MacField, MacTest),
     Not(Box<Cond>),
     And(Box<Cond>, Box<Cond>),
     Or(Box<Cond>, Box<Cond>),

@@ -379,6 +379,7 @@ impl Resolver {
             | ExprKind::Ip6(_)
             | ExprKind::Cidr4(..)
             | ExprKind::Cidr6(..)
+            | ExprKind::Mac(_)
             | ExprKind::Error => {}
         }
     }

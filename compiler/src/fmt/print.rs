@@ -537,6 +537,7 @@ impl<'a> Printer<'a> {
             | ExprKind::Ip6(_)
             | ExprKind::Cidr4(..)
             | ExprKind::Cidr6(..)
+            | ExprKind::Mac(_)
             | ExprKind::Error => {
                 let n = self.parens(e);
                 let mut t = self.text(&e.span).trim();

@@ -9,7 +9,8 @@ use serde::Serialize;
 /// How a field's value is stored in the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Slot {
-    /// An unsigned integer of 1, 2 or 4 bytes, host order.
+    /// An unsigned integer of 1, 2 or 4 bytes, host order; or a MAC address, 6 bytes
+    /// (`MAC_SIZE`) holding the 48-bit value in host order.
     Int { off: i16, size: u8 },
     /// A bit mask over an integer slot: the field is true when any bit is set.
     Bits { off: i16, size: u8, mask: u32 },
@@ -18,6 +19,9 @@ pub enum Slot {
     Addr { off: i16 },
     /// A bit of the record's layer flags.
     Flag(u32),
+    /// A boolean: the integer slot at `off` of `size` bytes equals `value`
+    /// (`eth.broadcast` is `eth.dst == ff:ff:ff:ff:ff:ff`).
+    Eq { off: i16, size: u8, value: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,6 +46,40 @@ const fn bits(off: i16, size: u8, mask: u32) -> Slot {
 const ETH: u32 = u32::MAX;
 
 pub const FIELDS: &[Field] = &[
+    Field {
+        name: "eth.src",
+        ty: Ty::Mac,
+        layer: ETH,
+        slot: int(OFF_ETH_SRC, MAC_SIZE),
+        doc: "Ethernet source (MAC) address",
+    },
+    Field {
+        name: "eth.dst",
+        ty: Ty::Mac,
+        layer: ETH,
+        slot: int(OFF_ETH_DST, MAC_SIZE),
+        doc: "Ethernet destination (MAC) address",
+    },
+    Field {
+        name: "eth.broadcast",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Eq {
+            off: OFF_ETH_DST,
+            size: MAC_SIZE,
+            value: 0xffff_ffff_ffff,
+        },
+        doc: "the frame is sent to the broadcast address ff:ff:ff:ff:ff:ff",
+    },
+    Field {
+        name: "eth.multicast",
+        ty: Ty::Bool,
+        layer: ETH,
+        // The group bit: the low bit of the first byte on the wire, the top byte of the
+        // 48-bit value (broadcast is multicast too, as in pcap's `ether multicast`).
+        slot: bits(OFF_ETH_DST + 5, 1, 0x01),
+        doc: "the frame is sent to a group (multicast or broadcast) address",
+    },
     Field {
         name: "eth.type",
         ty: Ty::U16,
@@ -405,6 +443,20 @@ pub const FIELDS: &[Field] = &[
         layer: F_ARP,
         slot: Slot::Addr { off: OFF_ARP_TPA },
         doc: "ARP target protocol (IPv4) address",
+    },
+    Field {
+        name: "arp.sha",
+        ty: Ty::Mac,
+        layer: F_ARP,
+        slot: int(OFF_ARP_SHA, MAC_SIZE),
+        doc: "ARP sender hardware (MAC) address",
+    },
+    Field {
+        name: "arp.tha",
+        ty: Ty::Mac,
+        layer: F_ARP,
+        slot: int(OFF_ARP_THA, MAC_SIZE),
+        doc: "ARP target hardware (MAC) address (zero in most requests)",
     },
     // Layer presence as booleans: `drop icmp6`, `pass tcp and tcp.dport == 22`.
     Field {

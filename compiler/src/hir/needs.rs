@@ -59,10 +59,12 @@ const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO & !LINK_BYTES & !ARP_BYTES;
 /// Record bytes the ARP code writes.
 const ARP_BYTES: ByteMask = span(
     OFF_ARP_SPA_PREFIXLEN,
-    OFF_ARP_OP + 2 - OFF_ARP_SPA_PREFIXLEN,
+    OFF_ARP_THA + MAC_SIZE as i16 - OFF_ARP_SPA_PREFIXLEN,
 );
 const ARP: Class = class(F_VLAN | F_ARP, F_ARP, ARP_BYTES);
-const ARP_PIECES: [(i16, i16); 5] = [
+const ARP_PIECES: [(i16, i16); 7] = [
+    (OFF_ARP_SHA, MAC_SIZE as i16),
+    (OFF_ARP_THA, MAC_SIZE as i16),
     (OFF_ARP_OP, 2),
     (OFF_ARP_SPA_PREFIXLEN, 4),
     (OFF_ARP_SPA, 4),
@@ -72,7 +74,9 @@ const ARP_PIECES: [(i16, i16); 5] = [
 /// Record bytes the Ethernet/VLAN code writes.
 const LINK_BYTES: ByteMask = span(OFF_ETH_TYPE, OFF_IP_PROTO - OFF_ETH_TYPE)
     | span(OFF_VLAN_TPID, 2)
-    | span(OFF_FRAME_LEN, 4);
+    | span(OFF_FRAME_LEN, 4)
+    | span(OFF_ETH_DST, MAC_SIZE as i16)
+    | span(OFF_ETH_SRC, MAC_SIZE as i16);
 
 const fn class(compat: u32, bits: u32, bytes: ByteMask) -> Class {
     Class {
@@ -284,7 +288,10 @@ fn key_bytes(f: &Field) -> ByteMask {
         (Slot::Addr { off }, Ty::Ip) => span(off - 4, 20),
         (Slot::Addr { off }, Ty::Ip6) => span(off, 16),
         (Slot::Addr { off }, _) => span(off, 4),
-        (Slot::Int { off, size } | Slot::Bits { off, size, .. }, _) => span(off, size as i16),
+        (
+            Slot::Int { off, size } | Slot::Bits { off, size, .. } | Slot::Eq { off, size, .. },
+            _,
+        ) => span(off, size as i16),
         (Slot::Flag(_), _) => span(OFF_FLAGS, 4),
     }
 }
@@ -295,7 +302,9 @@ fn guard(f: &Field) -> Option<u32> {
 
 fn slot_bytes(f: &Field) -> ByteMask {
     match f.slot {
-        Slot::Int { off, size } | Slot::Bits { off, size, .. } => span(off, size as i16),
+        Slot::Int { off, size } | Slot::Bits { off, size, .. } | Slot::Eq { off, size, .. } => {
+            span(off, size as i16)
+        }
         Slot::Addr { .. } | Slot::Flag(_) => 0,
     }
 }

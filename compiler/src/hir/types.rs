@@ -18,6 +18,9 @@ pub enum Ty {
     Ip,
     /// A prefix of either family (a plain address is a full-length prefix).
     Cidr,
+    /// A MAC (Ethernet) address, `02:00:00:00:00:01`: a 48-bit value, tested for
+    /// (in)equality and set membership only.
+    Mac,
     /// `str<N>`: parsed, used by probes later.
     Str(u32),
     /// `bytes<N>`
@@ -39,6 +42,7 @@ impl Ty {
             ("ip6", None) => Ty::Ip6,
             ("ip", None) => Ty::Ip,
             ("cidr", None) => Ty::Cidr,
+            ("mac", None) => Ty::Mac,
             ("str", Some(n)) => Ty::Str(n),
             ("bytes", Some(n)) => Ty::Bytes(n),
             _ => return None,
@@ -78,6 +82,7 @@ impl fmt::Display for Ty {
             Ty::Ip6 => write!(f, "ip6"),
             Ty::Ip => write!(f, "ip"),
             Ty::Cidr => write!(f, "cidr"),
+            Ty::Mac => write!(f, "mac"),
             Ty::Str(n) => write!(f, "str<{n}>"),
             Ty::Bytes(n) => write!(f, "bytes<{n}>"),
         }

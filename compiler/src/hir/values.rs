@@ -32,6 +32,10 @@ pub fn parse_element(text: &str, elem: Ty) -> Result<Value, String> {
         }
         return Ok(Value::Int { lo, hi });
     }
+    if elem == Ty::Mac {
+        let v = parse_mac(text.trim()).ok_or("is not a MAC address such as 02:00:00:00:00:01")?;
+        return Ok(Value::Int { lo: v, hi: v });
+    }
     if !elem.is_addr() {
         return Err(format!(
             "cannot be read from a file: sets of {elem} are written inline"
@@ -71,6 +75,17 @@ pub fn parse_element(text: &str, elem: Ty) -> Result<Value, String> {
         _ => {}
     }
     Ok(net(v6, bytes, prefix))
+}
+
+/// A MAC address as the 48-bit integer its six bytes spell (first byte highest): the value
+/// a `mac` holds, and the record's MAC slots in host order.
+pub fn mac_value(m: &[u8; 6]) -> u64 {
+    m.iter().fold(0, |acc, &b| acc << 8 | u64::from(b))
+}
+
+/// `02:00:00:00:00:01` (six groups of two hex digits) as its 48-bit value.
+pub fn parse_mac(text: &str) -> Option<u64> {
+    crate::syntax::lexer::mac(text).map(|m| mac_value(&m))
 }
 
 /// A network prefix value in canonical form.

@@ -8,8 +8,20 @@
 //! wire (so an LPM-trie key can point straight into the record); ports and other integers
 //! in host byte order (so `<` and ranges work).
 
-/// Size of the record in bytes (a multiple of 8).
-pub const RECORD_SIZE: i16 = 112;
+/// Size of the record in bytes (a multiple of 8, at most 128: `Needs` masks are u128).
+pub const RECORD_SIZE: i16 = 128;
+/// The record's size for a filter that reads nothing at or past this offset (the MAC
+/// addresses live there): such a filter's stack frame is what it was before they existed.
+pub const RECORD_SIZE_BASE: i16 = 112;
+
+/// The record's size for a filter that reads the record bytes in `reads` (a `Needs` mask).
+pub const fn record_size(reads: u128) -> i16 {
+    if reads >> RECORD_SIZE_BASE != 0 {
+        RECORD_SIZE
+    } else {
+        RECORD_SIZE_BASE
+    }
+}
 
 // Layer bits in `flags` (u32 at offset 0): set only when the whole header was parsed.
 pub const F_VLAN: u32 = 1 << 0;
@@ -80,8 +92,12 @@ pub const OFF_IP4_FRAG: i16 = 72;
 pub const OFF_IP4_FRAG_OFFSET: i16 = 74;
 /// u8: the IPv4 header length in 32-bit words.
 pub const OFF_IP4_IHL: i16 = 76;
+/// 6 bytes: the Ethernet destination address as a 48-bit integer in host (little-endian)
+/// order, so exact tests, sets and map keys treat it as an integer (see `MAC_SIZE`).
+/// 2 mod 4: a u16 at +0, a u32 at +2.
+pub const OFF_ETH_DST: i16 = 78;
 /// u32, host order: the length of the whole frame as it arrived (all its buffers).
-pub const OFF_FRAME_LEN: i16 = 80;
+pub const OFF_FRAME_LEN: i16 = 84;
 /// u32: 32, then the ARP sender protocol address (network order): an LPM-trie key.
 pub const OFF_ARP_SPA_PREFIXLEN: i16 = 88;
 pub const OFF_ARP_SPA: i16 = 92;
@@ -90,3 +106,24 @@ pub const OFF_ARP_TPA_PREFIXLEN: i16 = 96;
 pub const OFF_ARP_TPA: i16 = 100;
 /// u16, host order: the ARP operation (1 request, 2 reply).
 pub const OFF_ARP_OP: i16 = 104;
+/// 6 bytes, as `OFF_ETH_DST`: the ARP sender hardware address (2 mod 4).
+pub const OFF_ARP_SHA: i16 = 106;
+/// 6 bytes, as `OFF_ETH_DST`: the ARP target hardware address (0 mod 4: a u32 at +0, a
+/// u16 at +4).
+pub const OFF_ARP_THA: i16 = 112;
+/// 6 bytes, as `OFF_ETH_DST`: the Ethernet source address (2 mod 4).
+pub const OFF_ETH_SRC: i16 = 118;
+
+/// The size of a MAC address slot; the 48-bit value's low bytes come first.
+pub const MAC_SIZE: u8 = 6;
+
+/// How a 6-byte slot at `off` splits into aligned stack accesses (the verifier wants
+/// every stack access aligned to its size): (offset in the slot, size) pairs, the
+/// low-order part first.
+pub const fn mac_pieces(off: i16) -> [(i16, u8); 2] {
+    if off % 4 == 0 {
+        [(0, 4), (4, 2)]
+    } else {
+        [(0, 2), (2, 4)]
+    }
+}

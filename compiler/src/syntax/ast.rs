@@ -271,6 +271,8 @@ pub enum ExprKind {
     Cidr4([u8; 4], u8),
     /// `2001:db8::/32`
     Cidr6([u8; 16], u8),
+    /// `02:00:00:00:00:01`
+    Mac([u8; 6]),
     /// A name: a field (`tcp.dport`), a constant, a set, a keyword argument (`ingress`).
     Path(Path),
     /// `1024..2047` (inclusive on both ends).

@@ -29,6 +29,9 @@ pub struct Ip6Lit {
     pub prefix: Option<u8>,
 }
 
+/// A MAC address's six bytes, first on the wire first.
+pub type MacLit = [u8; 6];
+
 /// Raised by logos for input no token matches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LexError;
@@ -170,6 +173,9 @@ pub enum Tok {
     Str(String),
     Ip4(Ip4Lit),
     Ip6(Ip6Lit),
+    /// A MAC address, `02:00:00:00:00:01`: six groups of two hex digits (never a valid
+    /// IPv6 address, which has eight groups or a `::`).
+    Mac(MacLit),
     /// A literal that did not decode; its error is already reported.
     Bad,
 }
@@ -230,7 +236,10 @@ pub fn lex(source: &str) -> (Vec<Spanned>, Vec<Diagnostic>) {
                 Tok::Bad
             }
             Tok::RawIp4 => decode_ip4(text, &span, &mut diags),
-            Tok::RawIp6 => decode_ip6(text, &span, &mut diags),
+            Tok::RawIp6 => match mac(text) {
+                Some(m) => Tok::Mac(m),
+                None => decode_ip6(text, &span, &mut diags),
+            },
             other => other,
         };
         toks.push((span.start, tok, span.end));
@@ -455,6 +464,29 @@ fn ip4_problem(addr: &str) -> String {
     "parts must not have leading zeros".to_owned()
 }
 
+/// `text` as a MAC address: exactly six `:`-separated groups of two hex digits.
+pub fn mac(text: &str) -> Option<MacLit> {
+    let mut out = [0u8; 6];
+    let mut groups = text.split(':');
+    for byte in &mut out {
+        let g = groups.next()?;
+        if g.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(g, 16).ok()?;
+    }
+    groups.next().is_none().then_some(out)
+}
+
+/// Whether a literal that is no IPv6 address was meant as a MAC address: no `::`, no `.`
+/// or `/`, every group one or two hex digits (`02:00:00:00:01`, `2:0:0:0:0:1`).
+fn looks_like_mac(text: &str) -> bool {
+    !text.contains("::")
+        && text
+            .split(':')
+            .all(|g| (1..=2).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn decode_ip6(text: &str, span: &Span, diags: &mut Vec<Diagnostic>) -> Tok {
     let (addr, prefix) = split_prefix(text, span);
     let addr_span = span.start..span.start + addr.len();
@@ -465,6 +497,18 @@ fn decode_ip6(text: &str, span: &Span, diags: &mut Vec<Diagnostic>) -> Tok {
             addr: a.octets(),
             prefix,
         }),
+        (Err(_), _) if looks_like_mac(text) => {
+            diags.push(
+                Diagnostic::error(
+                    "E0107",
+                    format!("invalid MAC address `{text}`"),
+                    span.clone(),
+                )
+                .with_label("not a valid MAC address")
+                .with_help("write six groups of two hex digits: `02:00:00:00:00:01`"),
+            );
+            Tok::Bad
+        }
         (Err(_), _) => {
             diags.push(
                 Diagnostic::error("E0107", format!("invalid IPv6 address `{addr}`"), addr_span)
@@ -559,6 +603,18 @@ mod tests {
             [Tok::Ip6(_), Tok::DotDot, Tok::Ip6(_)]
         ));
         assert!(matches!(kinds("2001:db8::1")[..], [Tok::Ip6(_)]));
+        assert_eq!(
+            kinds("02:00:00:00:0a:FF"),
+            vec![Tok::Mac([2, 0, 0, 0, 10, 255])]
+        );
+        // Not six groups of two digits: IPv6 candidates (and errors) as before.
+        assert!(matches!(kinds("2:0:0:0:0:1:0:0")[..], [Tok::Ip6(_)]));
+        assert!(!lex("02:00:00:00:00").1.is_empty());
+        assert!(!lex("02:00:00:00:00:01:02").1.is_empty());
+        let (_, d) = lex("2:0:0:0:0:1");
+        assert_eq!(d[0].message, "invalid MAC address `2:0:0:0:0:1`");
+        let (_, d) = lex("2001:db8:1");
+        assert_eq!(d[0].message, "invalid IPv6 address `2001:db8:1`");
         assert!(matches!(
             kinds("6000..6063")[..],
             [Tok::Int(6000), Tok::DotDot, Tok::Int(6063)]

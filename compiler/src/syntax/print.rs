@@ -294,6 +294,10 @@ impl Printer {
                 let a = std::net::Ipv6Addr::from(*a);
                 self.line(format!("Ip6 {a} {at}"));
             }
+            ExprKind::Mac(m) => {
+                let m: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
+                self.line(format!("Mac {} {at}", m.join(":")));
+            }
             ExprKind::Cidr4(a, n) => {
                 let a = std::net::Ipv4Addr::from(*a);
                 self.line(format!("Cidr4 {a}/{n} {at}"));

@@ -87,9 +87,9 @@ fn arp(p: &Packet) -> Result<Vec<u8>, PacketError> {
     let mut b = Vec::with_capacity(28);
     b.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]); // Ethernet, IPv4
     b.extend_from_slice(&p.arp_op.to_be_bytes());
-    b.extend_from_slice(&p.eth_src);
+    b.extend_from_slice(&p.arp_sha.unwrap_or(p.eth_src));
     b.extend_from_slice(&src.octets());
-    b.extend_from_slice(&[0; 6]);
+    b.extend_from_slice(&p.arp_tha);
     b.extend_from_slice(&dst.octets());
     b.extend_from_slice(&p.payload);
     Ok(b)

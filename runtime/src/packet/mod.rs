@@ -80,6 +80,9 @@ pub struct Packet {
     /// The outermost tag's TPID instead of its own.
     outer_tpid: Option<u16>,
     arp_op: u16,
+    /// ARP sender / target hardware addresses (default: the Ethernet source, zero).
+    arp_sha: Option<[u8; 6]>,
+    arp_tha: [u8; 6],
     src: Option<IpAddr>,
     dst: Option<IpAddr>,
     force_v6: bool,
@@ -163,6 +166,8 @@ impl Packet {
             tags: Vec::new(),
             outer_tpid: None,
             arp_op: 1,
+            arp_sha: None,
+            arp_tha: [0; 6],
             src: None,
             dst: None,
             force_v6: false,
@@ -229,6 +234,18 @@ impl Packet {
     /// The ARP operation (1 request, the default; 2 reply).
     pub fn arp_op(mut self, op: u16) -> Packet {
         self.arp_op = op;
+        self
+    }
+
+    /// The ARP sender hardware address (default: the Ethernet source address).
+    pub fn arp_sha(mut self, mac: [u8; 6]) -> Packet {
+        self.arp_sha = Some(mac);
+        self
+    }
+
+    /// The ARP target hardware address (default: zero, as in a request).
+    pub fn arp_tha(mut self, mac: [u8; 6]) -> Packet {
+        self.arp_tha = mac;
         self
     }
 

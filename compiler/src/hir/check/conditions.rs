@@ -69,6 +69,11 @@ impl Checker<'_> {
                 match f.slot {
                     Slot::Flag(bit) => Some(Cond::Test(Test::Layer(bit))),
                     Slot::Bits { mask, .. } => Some(Cond::Test(Test::Bits { field: f, mask })),
+                    Slot::Eq { value, .. } => Some(Cond::Test(Test::Int {
+                        field: f,
+                        op: CmpOp::Eq,
+                        value,
+                    })),
                     _ => {
                         self.diags.push(
                             Diagnostic::error(
@@ -161,6 +166,30 @@ impl Checker<'_> {
                 c
             });
         }
+        if ty == Ty::Mac {
+            if !matches!(cmp, CmpOp::Eq | CmpOp::Ne) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0403",
+                        format!(
+                            "MAC addresses are not ordered: `{}` cannot be compared with `<` or `>`",
+                            f.name
+                        ),
+                        e.span.clone(),
+                    )
+                    .with_label("use `==`, `!=` or `in { ... }`"),
+                );
+                return None;
+            }
+            let Some(&Value::Int { lo, .. }) = self.values(rhs, Ty::Mac, false)?.first() else {
+                return None;
+            };
+            return Some(Cond::Test(Test::Int {
+                field: f,
+                op: cmp,
+                value: lo,
+            }));
+        }
         if ty == Ty::Bool {
             let v = self.values(rhs, Ty::Bool, false)?;
             let want = matches!(v.first(), Some(Value::Int { lo: 1, .. })) == (cmp == CmpOp::Eq);
@@ -196,7 +225,7 @@ impl Checker<'_> {
             return None;
         };
         let f = self.field(p)?;
-        if !matches!(f.slot, Slot::Int { .. }) || f.ty == Ty::Bool {
+        if !matches!(f.slot, Slot::Int { .. }) || !f.ty.is_int() {
             self.diags.push(
                 Diagnostic::error(
                     "E0403",

@@ -3,7 +3,7 @@
 
 use super::{compatible, infer, Checker, Decl};
 use crate::diag::Diagnostic;
-use crate::hir::values::net;
+use crate::hir::values::{mac_value, net};
 use crate::hir::{Ty, Value};
 use crate::syntax::ast::{Expr, ExprKind};
 
@@ -107,6 +107,10 @@ impl Checker<'_> {
                 let mut bytes = [0u8; 16];
                 bytes[..addr.len()].copy_from_slice(&addr);
                 Some(vec![net(v6, bytes, prefix)])
+            }
+            ExprKind::Mac(m) if ty == Ty::Mac => {
+                let v = mac_value(m);
+                Some(vec![Value::Int { lo: v, hi: v }])
             }
             ExprKind::Error => None,
             _ => {

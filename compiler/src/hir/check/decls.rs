@@ -283,6 +283,7 @@ fn expected(elem: Ty) -> String {
         Ty::Ip6 => "an IPv6 address such as 2001:db8::1",
         Ty::Ip => "an IPv4 or IPv6 address such as 192.0.2.1",
         Ty::Cidr => "an address or prefix such as 192.0.2.0/24 or 2001:db8::/32",
+        Ty::Mac => "a MAC address such as 02:00:00:00:00:01",
         Ty::Port => "a port (0..65535) or a range such as 8000..8080",
         _ => return format!("one {elem} value per line"),
     };

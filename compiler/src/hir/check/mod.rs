@@ -291,6 +291,7 @@ fn infer(e: &Expr) -> Option<Ty> {
         ExprKind::Ip4(_) => Ty::Ip4,
         ExprKind::Ip6(_) => Ty::Ip6,
         ExprKind::Cidr4(..) | ExprKind::Cidr6(..) => Ty::Cidr,
+        ExprKind::Mac(_) => Ty::Mac,
         ExprKind::Str(s) => Ty::Str(s.len() as u32),
         _ => return None,
     })

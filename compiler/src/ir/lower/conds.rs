@@ -2,6 +2,7 @@
 //! membership, inline or through set maps.
 
 use super::{Lower, INLINE_SET_MAX};
+use crate::packet::record::{mac_pieces, MAC_SIZE};
 use crate::hir::fields::{Field, Slot};
 use crate::hir::{CmpOp, Cond, SetDef, Test, Value};
 use crate::ir::{BlockId, BrOp, Inst, Term, VReg};
@@ -60,9 +61,16 @@ impl Lower<'_> {
         f: BlockId,
     ) {
         let b = self.layer(at, field, field.layer, f);
-        let Slot::Int { off, size } = field.slot else {
+        let (Slot::Int { off, size } | Slot::Eq { off, size, .. }) = field.slot else {
             return self.set_term(b, Term::Jump(f));
         };
+        if size == MAC_SIZE {
+            // Checking admits only `==` and `!=` on MAC addresses.
+            return match op {
+                CmpOp::Ne => self.mac_eq(b, off, value, f, t),
+                _ => self.mac_eq(b, off, value, t, f),
+            };
+        }
         let mut v = self.load(b, off, size);
         if let Some(imm) = mask {
             let masked = self.vreg();
@@ -95,6 +103,36 @@ impl Lower<'_> {
                 f,
             },
         );
+    }
+
+    /// The 6-byte MAC slot at `off` equals `value`: one compare per aligned piece.
+    fn mac_eq(&mut self, at: BlockId, off: i16, value: u64, t: BlockId, f: BlockId) {
+        let le = value.to_le_bytes();
+        let pieces = mac_pieces(off);
+        let mut cur = at;
+        for (n, &(o, size)) in pieces.iter().enumerate() {
+            let mut want = [0u8; 4];
+            let from = o as usize;
+            want[..size as usize].copy_from_slice(&le[from..from + size as usize]);
+            let v = self.load(cur, off + o, size);
+            let next = if n + 1 == pieces.len() {
+                t
+            } else {
+                self.new_block()
+            };
+            self.set_term(
+                cur,
+                Term::Branch {
+                    op: BrOp::Eq,
+                    wide: false,
+                    lhs: v,
+                    imm: u32::from_le_bytes(want),
+                    t: next,
+                    f,
+                },
+            );
+            cur = next;
+        }
     }
 
     fn test(&mut self, at: BlockId, test: &Test, t: BlockId, f: BlockId) {

@@ -7,7 +7,7 @@ use crate::hir::fields::{Field, Slot};
 use crate::hir::{Filter, SetDef, Ty, Value};
 use crate::ir::groups::{self, Classified, Group, Space};
 use crate::maps::{BtfTy, MapKind, MapSpec};
-use crate::packet::record::OFF_FLAGS;
+use crate::packet::record::{MAC_SIZE, OFF_FLAGS};
 use std::collections::HashMap;
 
 /// Keys of hash maps built from sets hold this value.
@@ -34,7 +34,10 @@ pub(super) fn count_key_off(f: &Field) -> i16 {
     match (f.slot, f.ty) {
         // `ip`: {prefixlen, 16 address bytes}: the prefix length tells the family apart.
         (Slot::Addr { off }, Ty::Ip) => off - 4,
-        (Slot::Addr { off }, _) | (Slot::Int { off, .. }, _) | (Slot::Bits { off, .. }, _) => off,
+        (Slot::Addr { off }, _)
+        | (Slot::Int { off, .. }, _)
+        | (Slot::Bits { off, .. }, _)
+        | (Slot::Eq { off, .. }, _) => off,
         (Slot::Flag(_), _) => OFF_FLAGS,
     }
 }
@@ -52,6 +55,17 @@ fn count_key_ty(f: &Field) -> BtfTy {
         (Slot::Addr { .. }, _) => BtfTy::U32,
         (Slot::Int { size: 1, .. }, _) | (Slot::Bits { size: 1, .. }, _) => BtfTy::U8,
         (Slot::Int { size: 2, .. }, _) | (Slot::Bits { size: 2, .. }, _) => BtfTy::U16,
+        (Slot::Int { size, .. }, _) if size == MAC_SIZE => BtfTy::Bytes(MAC_SIZE as u32),
+        _ => BtfTy::U32,
+    }
+}
+
+/// The key type of a map keyed by an integer slot of `size` bytes (6: a MAC address).
+fn int_key_ty(size: u8) -> BtfTy {
+    match size {
+        1 => BtfTy::U8,
+        2 => BtfTy::U16,
+        MAC_SIZE => BtfTy::Bytes(MAC_SIZE as u32),
         _ => BtfTy::U32,
     }
 }
@@ -109,14 +123,7 @@ impl Lower<'_> {
                     (format!("{base}_{fam}"), key, MapKind::LpmTrie, off - 4)
                 }
             }
-            Space::Int { off, size, .. } => {
-                let key = match size {
-                    1 => BtfTy::U8,
-                    2 => BtfTy::U16,
-                    _ => BtfTy::U32,
-                };
-                (base, key, MapKind::Hash, off)
-            }
+            Space::Int { off, size, .. } => (base, int_key_ty(size), MapKind::Hash, off),
         };
         let spec = MapSpec {
             name,
@@ -291,11 +298,7 @@ impl Lower<'_> {
             .collect();
         entries.sort();
         entries.dedup();
-        let key = match size {
-            1 => BtfTy::U8,
-            2 => BtfTy::U16,
-            _ => BtfTy::U32,
-        };
+        let key = int_key_ty(size);
         let name = if size == 2 {
             set.name.clone()
         } else {

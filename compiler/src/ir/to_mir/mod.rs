@@ -16,7 +16,7 @@ use crate::maps::MapKind;
 use crate::mir::build::Builder;
 use crate::mir::{self, Block, BlockCall, IntTy, PtrKind, Term, Type};
 use crate::packet::needs::{Needs, ParserHook};
-use crate::packet::record::RECORD_SIZE;
+use crate::packet::record::{record_size, RECORD_SIZE};
 
 /// The source of each MIR block (a rule index or one of `ir::SRC_*`), for
 /// listings and per-rule limits.
@@ -165,7 +165,7 @@ fn lower_filter(
     let mut b = Builder::new(f);
     let ctx = b.f.block(b.f.entry()).params[0];
     let slots = rules::Slots {
-        rec: b.f.add_slot(RECORD_SIZE as u32, 8),
+        rec: b.f.add_slot(record_size(needs.reads) as u32, 8),
         forget: b.f.add_slot(8, 8),
         key: b.f.add_slot(8, 8),
         one: b.f.add_slot(8, 8),

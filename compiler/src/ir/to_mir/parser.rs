@@ -356,6 +356,11 @@ impl P<'_> {
         let m = self.malformed;
         self.exit_if(Cond::Ugt, l3, data_end, m);
         let et = self.be16(data, 12);
+        for (off, from) in [(OFF_ETH_DST, 0), (OFF_ETH_SRC, 6)] {
+            if has(n.store_link, off, MAC_SIZE as i16) {
+                self.store_mac(data, from, off);
+            }
+        }
         self.set(self.v.l3, l3);
         self.set(self.v.etype, et);
         self.vlan();
@@ -496,6 +501,19 @@ impl P<'_> {
         }
     }
 
+    /// Stores the MAC address at packet `base + from` into the 6-byte slot at `off` as a
+    /// 48-bit value in host order: each aligned piece of the slot (`mac_pieces`) is a
+    /// byte-swapped load of the wire bytes it holds (the low piece is the last bytes).
+    fn store_mac(&mut self, base: Value, from: i16, off: i16) {
+        for (o, size) in mac_pieces(off) {
+            let at = from + MAC_SIZE as i16 - o - size as i16;
+            let ty = if size == 4 { IntTy::U32 } else { IntTy::U16 };
+            let v = self.load(ty, base, at);
+            let v = self.push(Op::Bswap(v), Type::Int(ty));
+            self.st(ty, off + o, v.into());
+        }
+    }
+
     fn arp(&mut self, done: Block) {
         let s = self.needs.store_arp;
         let l3 = self.get(self.v.l3);
@@ -521,6 +539,11 @@ impl P<'_> {
             self.st(IntTy::U16, OFF_ARP_OP, op.into());
         }
         self.store_ip4_addrs(l3, s, &[(OFF_ARP_SPA, 14), (OFF_ARP_TPA, 24)]);
+        for (off, from) in [(OFF_ARP_SHA, 8), (OFF_ARP_THA, 18)] {
+            if has(s, off, MAC_SIZE as i16) {
+                self.store_mac(l3, from, off);
+            }
+        }
         self.or_flags(F_ARP);
         self.goto(done);
     }
