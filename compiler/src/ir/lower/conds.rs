@@ -2,10 +2,10 @@
 //! membership, inline or through set maps.
 
 use super::{Lower, INLINE_SET_MAX};
-use crate::packet::record::{mac_pieces, MAC_SIZE};
 use crate::hir::fields::{Field, Slot};
 use crate::hir::{CmpOp, Cond, SetDef, Test, Value};
 use crate::ir::{BlockId, BrOp, Inst, Term, VReg};
+use crate::packet::record::{mac_pieces, MAC_SIZE};
 
 impl Lower<'_> {
     /// Lowers `cond` into block `at`: control reaches `t` when it holds, else `f`.
