@@ -1045,6 +1045,9 @@ fn systematic() -> Vec<Needs> {
         for stores in [false, true] {
             let all = if stores { !0 } else { 0 };
             v.push(Needs {
+                payload: 0,
+                payload_tcp: false,
+                payload_udp: false,
                 ip4,
                 ip6,
                 frag4: ip4 && frag,
@@ -1329,6 +1332,13 @@ fn needs_follow_the_rules() {
     assert!(n.arp && !n.ip4 && !n.ip6);
     assert_eq!(n.store_arp, span(OFF_ARP_SHA, 6) | span(OFF_ARP_THA, 6));
     // A filter that reads no MAC keeps the 112-byte record; one that does, 128 bytes.
-    assert_eq!(record_size(needs_of(SOURCES[0]).reads), 112);
-    assert_eq!(record_size(n.reads), 128);
+    assert_eq!(record_size(needs_of(SOURCES[0]).reads, 0), 112);
+    assert_eq!(record_size(n.reads, 0), 128);
+    // Payload tests: the TCP or UDP payload, a window past the record rounded up to 8.
+    let n = needs_of("drop tcp.payload[0..4] == \"GET \"\n drop payload[9] == 1");
+    assert_eq!((n.payload, n.payload_tcp, n.payload_udp), (10, true, true));
+    assert_eq!(record_size(n.reads, n.payload), 144);
+    let n = needs_of("drop udp.dport == 53 and udp.payload[2..4] == 0x0100");
+    assert_eq!((n.payload, n.payload_tcp, n.payload_udp), (4, false, true));
+    assert!(!n.tcp4 && !n.tcp6);
 }

@@ -84,10 +84,21 @@ impl Drop for Server {
 }
 
 fn start_pol(net: &NetPair, dir: &TempDir, name: &str, hook: &str, extra: &[&str]) -> PolRun {
+    let rules = "drop tcp.dport == 23\n    drop udp.dport == 9";
+    start_policy(net, dir, name, hook, rules, extra)
+}
+
+/// `pol run` of one filter with these rules (and `default pass`) in namespace `a`.
+fn start_policy(
+    net: &NetPair,
+    dir: &TempDir,
+    name: &str,
+    hook: &str,
+    rules: &str,
+    extra: &[&str],
+) -> PolRun {
     let file = dir.path().join(format!("{name}.pol"));
-    let policy = format!(
-        "filter {name} on {hook} {{\n    drop tcp.dport == 23\n    drop udp.dport == 9\n    default pass\n}}\n"
-    );
+    let policy = format!("filter {name} on {hook} {{\n    {rules}\n    default pass\n}}\n");
     std::fs::write(&file, policy).expect("write policy");
     let file = file.to_str().expect("utf-8 path");
     let mut args = vec![file, "--json", "--interval", "0.5"];
@@ -299,6 +310,57 @@ fn pull_scenario(tag: &str, name: &str) {
         rule_packets(&v, 1),
         10,
         "the 10 frames to port 9 are dropped: {v}"
+    );
+}
+
+/// Payload rules on frames whose payload lies outside the socket buffer's linear head
+/// (5000-byte AF_PACKET frames through `tc` egress): the filter pulls the bytes it reads,
+/// a rule on them drops what it must and lets the rest through whole.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
+)]
+fn tc_egress_payload_rules_read_past_the_linear_head() {
+    ready();
+    let (tag, name) = ("rty", "rt_payload");
+    let net = NetPair::new(tag);
+    mtu(&net, "9000");
+    let dir = TempDir::new(&format!("pol_{name}"));
+    // The generator's payload is all `r`: bytes 40..48 match on port 5004; on 5003 a
+    // rule on other bytes never matches, and a `!=` test of them is true.
+    let rules = "drop udp.dport == 5004 and udp.payload[40..48] == \"rrrrrrrr\"\n    \
+                 drop udp.dport == 5003 and payload[0..4] == \"xxxx\"\n    \
+                 drop udp.dport == 5003 and not payload[60..64] == \"rrrr\"\n    \
+                 pass udp.dport == 5003 and payload[60..64] != \"rrrx\"";
+    let pol = start_policy(&net, &dir, name, "tc(\"va\", egress)", rules, &[]);
+    let sink = Server::start(&net.b, &["sink", "5003", "--udp"]);
+    let dst_mac = mac(&net.b, "vb");
+    let (a, b) = (run_support::A_ADDR, run_support::B_ADDR);
+    for (port, count) in [("5003", "20"), ("5004", "10")] {
+        run(
+            &net.a,
+            &["rawudp", "va", &dst_mac, a, b, port, "5000", count],
+        );
+    }
+    let got = sink.result();
+    let v = stop(pol, &net, name);
+    // Rule 2 (`not ... == "rrrr"`) would drop the frames to 5003 had the bytes not been
+    // read (a test of absent bytes is false).
+    assert_eq!(
+        rule_packets(&v, 0),
+        10,
+        "the 10 frames to 5004 are dropped: {v}"
+    );
+    assert_eq!(
+        rule_packets(&v, 3),
+        20,
+        "the 20 frames to 5003 pass rule 3: {v}"
+    );
+    assert_eq!(
+        got["bytes"],
+        20 * (5000 - 42),
+        "the 20 frames to 5003 arrive: {got}"
     );
 }
 

@@ -26,7 +26,7 @@ fn err<T>(span: &Span, message: impl Into<String>) -> Result<T, CaseError> {
 }
 
 /// The fields a packet description may set, for the error message.
-pub const FIELDS: &str = "src, dst, smac, dmac, sha, tha, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, op, ext, frag, more, ihl, options, payload_len, truncate";
+pub const FIELDS: &str = "src, dst, smac, dmac, sha, tha, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, op, ext, frag, more, ihl, options, payload, payload_len, truncate";
 
 /// Every packet description of the file's `test` blocks that cannot be built, as
 /// diagnostics (`pol check` reports them, not only `pol test`).
@@ -160,6 +160,15 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
                 p.ip4_options(&vec![1u8; n])
             }
             "payload_len" => p.payload(&vec![0u8; int(value, 9000)? as usize]),
+            "payload" => match &value.kind {
+                ExprKind::Str(text) => p.payload(text.as_bytes()),
+                _ => {
+                    return err(
+                        &value.span,
+                        "`payload` is a string: `payload: \"GET / HTTP/1.1\"`",
+                    )
+                }
+            },
             "truncate" => {
                 truncate = Some(int(value, 9000)? as usize);
                 p

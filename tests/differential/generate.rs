@@ -141,6 +141,7 @@ impl Gen<'_> {
             0..=8 => self.int_atom(),
             9..=15 => self.addr_atom(),
             16 => self.mac_atom(),
+            17 if self.rng.chance(60) => self.payload_atom(),
             _ => {
                 let flag = self.rng.pick(&FLAGS);
                 let cmp = if self.rng.chance(25) {
@@ -225,6 +226,23 @@ impl Gen<'_> {
             }
         };
         Cond::Mac(f, test)
+    }
+
+    /// The generator fills payloads with 0xab: most values match where the payload is
+    /// long enough, some differ in one byte.
+    fn payload_atom(&mut self) -> Cond {
+        let len = self.rng.range(1, 8) as u8;
+        let mut value = u64::MAX >> (64 - 8 * u32::from(len)) & 0xabab_abab_abab_abab;
+        if self.rng.chance(25) {
+            value ^= 1 << (8 * self.rng.range(0, u64::from(len) - 1));
+        }
+        Cond::Payload {
+            tcp: self.rng.pick(&[None, None, Some(true), Some(false)]),
+            start: self.rng.range(0, 31) as u8,
+            len,
+            value,
+            eq: self.rng.chance(75),
+        }
     }
 
     fn addr_atom(&mut self) -> Cond {
@@ -536,6 +554,26 @@ fn cond(out: &mut String, c: &Cond, min: u8, sets: &[SetDecl]) {
                     write!(out, "{} in {{ {} }}", f.name(), ns.join(", "))
                 }
                 AddrTest::Set(i) => write!(out, "{} in {}", f.name(), sets[*i].name),
+            };
+        }
+        Cond::Payload {
+            tcp,
+            start,
+            len,
+            value,
+            eq,
+        } => {
+            let name = match tcp {
+                None => "payload",
+                Some(true) => "tcp.payload",
+                Some(false) => "udp.payload",
+            };
+            let op = if *eq { "==" } else { "!=" };
+            // One byte sometimes as `[N]`, else as `[A..B]`.
+            let _ = if *len == 1 && start % 2 == 0 {
+                write!(out, "{name}[{start}] {op} {value:#x}")
+            } else {
+                write!(out, "{name}[{start}..{}] {op} {value:#x}", start + len)
             };
         }
         Cond::Mac(f, t) => {

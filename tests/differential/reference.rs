@@ -26,6 +26,8 @@ pub struct Rec {
     pub smac: u64,
     pub dmac: u64,
     pub arp: Option<(u64, u64)>,
+    /// The TCP or UDP payload's length (its bytes are 0xab).
+    pub payload: usize,
     pub ip: Option<IpRec>,
     pub frag: bool,
     pub later: bool,
@@ -166,6 +168,7 @@ pub fn parse(p: &Pkt, frame: usize, n: &Needs) -> Result<Rec, &'static str> {
         Err(why) if parsed && walked && l4_parsed => return Err(why),
         Err(_) => None,
     };
+    r.payload = ip.payload;
     Ok(r)
 }
 
@@ -373,6 +376,25 @@ pub fn eval(c: &Cond, r: &Rec, sets: &[SetDecl]) -> bool {
             AddrTest::Lit(ns) => ns.iter().any(|n| n.contains(a)),
             AddrTest::Set(i) => sets[*i].nets.iter().any(|n| n.contains(a)),
         }),
+        // docs/packet-parsing.md: the bytes after the TCP or UDP header inside the IP
+        // packet; a slice past its end is absent, so `!=` is false too.
+        Cond::Payload {
+            tcp,
+            start,
+            len,
+            value,
+            eq,
+        } => {
+            let kind = match r.l4 {
+                Some(L4Rec::Tcp { .. }) => Some(true),
+                Some(L4Rec::Udp { .. }) => Some(false),
+                _ => None,
+            };
+            let fits = kind.is_some() && tcp.is_none_or(|t| Some(t) == kind);
+            let end = usize::from(*start) + usize::from(*len);
+            let have = u64::MAX >> (64 - 8 * u32::from(*len)) & 0xabab_abab_abab_abab;
+            fits && end <= r.payload && (have == *value) == *eq
+        }
         Cond::Mac(f, t) => mac_value(*f, r).is_some_and(|m| match t {
             MacTest::Eq(x) => m == *x,
             MacTest::Ne(x) => m != *x,

@@ -548,6 +548,15 @@ pub enum Cond {
     Addr(AddrField, AddrTest),
     Flag(Flag, FlagForm),
     Mac(MacField, MacTest),
+    /// `payload[start..start + len] == value` (big-endian; `!=` when not `eq`) of the TCP
+    /// or UDP payload (`Some(true)`: `tcp.payload`, `Some(false)`: `udp.payload`).
+    Payload {
+        tcp: Option<bool>,
+        start: u8,
+        len: u8,
+        value: u64,
+        eq: bool,
+    },
     Not(Box<Cond>),
     And(Box<Cond>, Box<Cond>),
     Or(Box<Cond>, Box<Cond>),

@@ -105,6 +105,8 @@ pub enum Cond {
     Test(Test),
 }
 
+use crate::packet::record::PAYLOAD_TEST_MAX;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum CmpOp {
     Eq,
@@ -139,4 +141,14 @@ pub enum Test {
     Net { field: &'static Field, net: Value },
     /// The field's value is in the named set (`Hir::sets[set]`).
     InSet { field: &'static Field, set: usize },
+    /// `payload[start..start + len] == bytes` (`!=` when `!eq`): bytes of the TCP or UDP
+    /// payload of a packet with a layer bit of `layer`. False, `!=` too, when the payload
+    /// is shorter than `start + len` (the bytes are absent).
+    Payload {
+        layer: u32,
+        start: u8,
+        len: u8,
+        bytes: [u8; PAYLOAD_TEST_MAX],
+        eq: bool,
+    },
 }

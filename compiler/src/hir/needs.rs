@@ -202,15 +202,27 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
     let udp = F_VLAN | F_IP4 | F_IP6 | F_UDP | F_FRAG;
     let sctp = F_VLAN | F_IP4 | F_IP6 | F_SCTP | F_FRAG;
     let icmp = F_VLAN | F_IP4 | F_IP6 | F_ICMP | F_ICMP6 | F_FRAG;
+    let (payload, payload_layers) = payload_window(&filter.rules);
+    let (tcp4, tcp6) = (
+        needed(l4(F_IP4, F_TCP, TCP_BYTES)),
+        needed(l4(F_IP6, F_TCP, TCP_BYTES)),
+    );
+    let (udp4, udp6) = (
+        needed(l4(F_IP4, F_UDP, PORTS)),
+        needed(l4(F_IP6, F_UDP, PORTS)),
+    );
     Needs {
+        payload,
+        payload_tcp: payload_layers & F_TCP != 0 && (tcp4 || tcp6),
+        payload_udp: payload_layers & F_UDP != 0 && (udp4 || udp6),
         ip4: needed(IP4),
         ip6: needed(IP6),
         frag4: needed(FRAG4),
         frag6: needed(FRAG6),
-        tcp4: needed(l4(F_IP4, F_TCP, TCP_BYTES)),
-        tcp6: needed(l4(F_IP6, F_TCP, TCP_BYTES)),
-        udp4: needed(l4(F_IP4, F_UDP, PORTS)),
-        udp6: needed(l4(F_IP6, F_UDP, PORTS)),
+        tcp4,
+        tcp6,
+        udp4,
+        udp6,
         sctp4: needed(l4(F_IP4, F_SCTP, PORTS)),
         sctp6: needed(l4(F_IP6, F_SCTP, PORTS)),
         icmp: needed(l4(F_IP4, F_ICMP, ICMP_BYTES)),
@@ -233,6 +245,29 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         store_sctp: l4_stores(sctp, PORTS),
         store_icmp: l4_stores(icmp, ICMP_BYTES),
     }
+}
+
+/// How many payload bytes the rules read (the end of the furthest slice) and the layers
+/// whose payload they read.
+fn payload_window(rules: &[super::Rule]) -> (u8, u32) {
+    fn walk(c: &Cond, acc: &mut (u8, u32)) {
+        match c {
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| walk(c, acc)),
+            Cond::Not(c) => walk(c, acc),
+            Cond::Test(Test::Payload {
+                layer, start, len, ..
+            }) => {
+                acc.0 = acc.0.max(start.saturating_add(*len));
+                acc.1 |= layer;
+            }
+            _ => {}
+        }
+    }
+    let mut acc = (0, 0);
+    for r in rules {
+        walk(&r.cond, &mut acc);
+    }
+    acc
 }
 
 /// Whether `t` evaluates the same on the full and on the reduced record of every packet
@@ -369,6 +404,9 @@ fn test(hir: &Hir, t: &Test) -> Tree {
             leaf(guard(field), slot_bytes(field))
         }
         Test::Net { field, net } => net_test(field, &net),
+        // The copied length says whether the bytes are there; the bytes themselves lie
+        // past the record (the window `payload_window` sizes).
+        Test::Payload { layer, .. } => leaf(Some(layer), span(OFF_PAYLOAD_LEN, 2)),
         Test::InSet { field, set } => {
             let def = &hir.sets[set];
             if def.values.len() <= INLINE_SET_MAX {

@@ -146,6 +146,24 @@ pub fn cond(hir: &Hir, c: &Cond) -> String {
             Test::Bits { field, mask } => format!("{} (bits {mask:#x})", field.name),
             Test::Net { field, net } => format!("{} in {}", field.name, value(net)),
             Test::InSet { field, set } => format!("{} in set {}", field.name, hir.sets[*set].name),
+            Test::Payload {
+                layer,
+                start,
+                len,
+                bytes,
+                eq,
+            } => {
+                let hex: String = bytes[..*len as usize]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let op = if *eq { "==" } else { "!=" };
+                format!(
+                    "payload of {} [{start}..{}] {op} 0x{hex}",
+                    layers(*layer),
+                    start + len
+                )
+            }
         },
     }
 }

@@ -32,6 +32,11 @@ pub enum ParserHook {
 /// smallest parser: Ethernet and VLAN tags only, the flags word stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Needs {
+    /// Copy the first `payload` bytes of the TCP / UDP payload (when parsed) behind the
+    /// record (`OFF_PAYLOAD`), their count to `OFF_PAYLOAD_LEN`; 0: no payload is read.
+    pub payload: u8,
+    pub payload_tcp: bool,
+    pub payload_udp: bool,
     /// Parse IPv4 / IPv6 headers (else such packets look like any other EtherType).
     pub ip4: bool,
     pub ip6: bool,
@@ -79,6 +84,9 @@ pub const fn span(off: i16, len: i16) -> ByteMask {
 impl Needs {
     /// The full parser: every layer, every field.
     pub const ALL: Needs = Needs {
+        payload: PAYLOAD_WINDOW_MAX,
+        payload_tcp: true,
+        payload_udp: true,
         ip4: true,
         ip6: true,
         frag4: true,

@@ -14,14 +14,35 @@ pub const RECORD_SIZE: i16 = 128;
 /// addresses live there): such a filter's stack frame is what it was before they existed.
 pub const RECORD_SIZE_BASE: i16 = 112;
 
-/// The record's size for a filter that reads the record bytes in `reads` (a `Needs` mask).
-pub const fn record_size(reads: u128) -> i16 {
-    if reads >> RECORD_SIZE_BASE != 0 {
+/// The record's size for a filter that reads the record bytes in `reads` (a `Needs` mask)
+/// and the first `payload` bytes of the L4 payload (0: none), which follow the record at
+/// `OFF_PAYLOAD`.
+pub const fn record_size(reads: u128, payload: u8) -> i16 {
+    if payload > 0 {
+        OFF_PAYLOAD + payload_window(payload)
+    } else if reads >> RECORD_SIZE_BASE != 0 {
         RECORD_SIZE
     } else {
         RECORD_SIZE_BASE
     }
 }
+
+/// The payload window of a filter whose payload tests end at byte `end`: rounded up to 8
+/// (the parser zeroes it in u64 stores).
+pub const fn payload_window(end: u8) -> i16 {
+    (end as i16 + 7) / 8 * 8
+}
+
+/// u16, host order: how many bytes of the L4 (TCP or UDP) payload the parser copied to
+/// `OFF_PAYLOAD`: the payload's length, at most the filter's window; 0 without payload.
+pub const OFF_PAYLOAD_LEN: i16 = 124;
+/// The first bytes of the TCP or UDP payload, as on the wire, when a rule reads them: a
+/// window past the record (outside the `Needs` byte masks), sized per filter.
+pub const OFF_PAYLOAD: i16 = RECORD_SIZE;
+/// Payload tests end at or before this byte of the payload.
+pub const PAYLOAD_WINDOW_MAX: u8 = 64;
+/// A payload test compares at most this many bytes.
+pub const PAYLOAD_TEST_MAX: usize = 16;
 
 // Layer bits in `flags` (u32 at offset 0): set only when the whole header was parsed.
 pub const F_VLAN: u32 = 1 << 0;

@@ -17,6 +17,7 @@ const EXPR_START: &[&str] = &[
     "Str",
     "Ip4",
     "Ip6",
+    "Mac",
     "Bad",
     "\"(\"",
     "\"[\"",
@@ -221,6 +222,7 @@ fn human_name(terminal: &str) -> String {
         "Str" => "a string".to_owned(),
         "Ip4" => "an IPv4 address".to_owned(),
         "Ip6" => "an IPv6 address".to_owned(),
+        "Mac" => "a MAC address".to_owned(),
         t if t.starts_with('"') && t.ends_with('"') && t.len() >= 2 => {
             format!("`{}`", &t[1..t.len() - 1])
         }

@@ -4,6 +4,7 @@ use super::{compatible, Checker, Decl};
 use crate::diag::{suggest, Diagnostic};
 use crate::hir::fields::{self, Field, Slot};
 use crate::hir::{CmpOp, Cond, Test, Ty, Value};
+use crate::packet::record::{F_TCP, F_UDP, PAYLOAD_TEST_MAX, PAYLOAD_WINDOW_MAX};
 use crate::syntax::ast::{self, BinOp, Expr, ExprKind};
 
 impl Checker<'_> {
@@ -123,6 +124,9 @@ impl Checker<'_> {
         if let ExprKind::Binary(BinOp::BitAnd, field, mask) = &lhs.kind {
             return self.masked(op, field, mask, rhs);
         }
+        if let ExprKind::Index(p, keys) = &lhs.kind {
+            return self.payload(e, op, p, keys, rhs);
+        }
         let ExprKind::Path(p) = &lhs.kind else {
             let mut d = Diagnostic::error(
                 "E0403",
@@ -212,6 +216,172 @@ impl Checker<'_> {
             field: f,
             op: cmp,
             value: v,
+        }))
+    }
+
+    /// `payload[A..B] == "GET "`, `tcp.payload[0..2] != 0x1603`, `udp.payload[4] == 1`:
+    /// bytes `A` up to (not including) `B` of the L4 payload, or the one byte `A`, compared
+    /// with a string of exactly that many bytes or an integer that fits them (big-endian).
+    fn payload(
+        &mut self,
+        e: &Expr,
+        op: BinOp,
+        p: &ast::Path,
+        keys: &[Expr],
+        rhs: &Expr,
+    ) -> Option<Cond> {
+        let name = p.dotted();
+        let layer = match name.as_str() {
+            "payload" => F_TCP | F_UDP,
+            "tcp.payload" => F_TCP,
+            "udp.payload" => F_UDP,
+            _ => {
+                self.diags.push(
+                    Diagnostic::error("E0302", format!("`{name}[..]` is not a packet field"), p.span.clone())
+                        .with_label("only the payload can be indexed")
+                        .with_help("bytes of the L4 payload: `payload[0..4]`, `tcp.payload[..]`, `udp.payload[..]`"),
+                );
+                return None;
+            }
+        };
+        let [key] = keys else {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0403",
+                    "a payload slice takes one index or range",
+                    e.span.clone(),
+                )
+                .with_label("write `payload[0..4]` or `payload[3]`"),
+            );
+            return None;
+        };
+        let max = u64::from(PAYLOAD_WINDOW_MAX);
+        let bound = |c: &mut Self, x: &Expr| -> Option<u64> {
+            match x.kind {
+                ExprKind::Int(v) => Some(v),
+                _ => {
+                    c.diags.push(
+                        Diagnostic::error(
+                            "E0405",
+                            "a payload offset is an integer literal",
+                            x.span.clone(),
+                        )
+                        .with_label("expected a number"),
+                    );
+                    None
+                }
+            }
+        };
+        let (start, end) = match &key.kind {
+            ExprKind::Range(a, b) => (bound(self, a)?, bound(self, b)?),
+            _ => {
+                let a = bound(self, key)?;
+                (a, a.saturating_add(1))
+            }
+        };
+        if start >= end {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0405",
+                    format!("empty payload slice: {start}..{end} holds no byte"),
+                    key.span.clone(),
+                )
+                .with_label("`A..B` is bytes A up to, not including, B")
+                .with_help(format!(
+                    "one byte: `payload[{start}]`; four: `payload[{start}..{}]`",
+                    start.saturating_add(4)
+                )),
+            );
+            return None;
+        }
+        if end > max || (end - start) as usize > PAYLOAD_TEST_MAX {
+            self.diags.push(
+                Diagnostic::error(
+                    "L0502",
+                    format!(
+                        "payload slice {start}..{end} is out of reach: filters read the first {max} bytes of the payload, at most {PAYLOAD_TEST_MAX} per test"
+                    ),
+                    key.span.clone(),
+                )
+                .with_label("past what the parser copies"),
+            );
+            return None;
+        }
+        let eq = match op {
+            BinOp::Eq => true,
+            BinOp::Ne => false,
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0403",
+                        "payload bytes are compared with `==` or `!=`",
+                        e.span.clone(),
+                    )
+                    .with_label("not ordered"),
+                );
+                return None;
+            }
+        };
+        let len = (end - start) as usize;
+        let mut bytes = [0u8; PAYLOAD_TEST_MAX];
+        match &rhs.kind {
+            ExprKind::Str(s) if s.len() == len => bytes[..len].copy_from_slice(s.as_bytes()),
+            ExprKind::Str(s) => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0401",
+                        format!(
+                            "`{name}[{start}..{end}]` is {len} byte{}, this string {}",
+                            if len == 1 { "" } else { "s" },
+                            s.len()
+                        ),
+                        rhs.span.clone(),
+                    )
+                    .with_label("a different length never matches")
+                    .with_help(format!(
+                        "compare `{name}[{start}..{}]`",
+                        start + s.len() as u64
+                    )),
+                );
+                return None;
+            }
+            ExprKind::Int(v) if len <= 8 && (len == 8 || *v >> (8 * len) == 0) => {
+                bytes[..len].copy_from_slice(&v.to_be_bytes()[8 - len..]);
+            }
+            ExprKind::Int(v) => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0402",
+                        format!(
+                            "{v} does not fit in {len} byte{}",
+                            if len == 1 { "" } else { "s" }
+                        ),
+                        rhs.span.clone(),
+                    )
+                    .with_label("too large for the slice")
+                    .with_help("compare longer slices with a string"),
+                );
+                return None;
+            }
+            ExprKind::Error => return None,
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0401",
+                        "payload bytes are compared with a string or an integer",
+                        rhs.span.clone(),
+                    )
+                    .with_label("expected `\"GET \"` or `0x1603`"),
+                );
+                return None;
+            }
+        }
+        Some(Cond::Test(Test::Payload {
+            layer,
+            start: start as u8,
+            len: len as u8,
+            bytes,
+            eq,
         }))
     }
 

@@ -5,7 +5,7 @@ use super::{Lower, INLINE_SET_MAX};
 use crate::hir::fields::{Field, Slot};
 use crate::hir::{CmpOp, Cond, SetDef, Test, Value};
 use crate::ir::{BlockId, BrOp, Inst, Term, VReg};
-use crate::packet::record::{mac_pieces, MAC_SIZE};
+use crate::packet::record::{mac_pieces, MAC_SIZE, OFF_PAYLOAD, OFF_PAYLOAD_LEN};
 
 impl Lower<'_> {
     /// Lowers `cond` into block `at`: control reaches `t` when it holds, else `f`.
@@ -135,6 +135,74 @@ impl Lower<'_> {
         }
     }
 
+    /// `payload[start..] == bytes` (`!=` when `!eq`): false for both when the payload of
+    /// `layer` is absent or shorter; else the bytes past the record compared in aligned
+    /// pieces (the verifier wants stack loads aligned to their size).
+    #[allow(clippy::too_many_arguments)]
+    fn payload(
+        &mut self,
+        at: BlockId,
+        layer: u32,
+        start: u8,
+        bytes: &[u8],
+        eq: bool,
+        t: BlockId,
+        f: BlockId,
+    ) {
+        let b = self.new_block();
+        self.set_term(
+            at,
+            Term::Flags {
+                mask: layer,
+                t: b,
+                f,
+            },
+        );
+        let have = self.load(b, OFF_PAYLOAD_LEN, 2);
+        let mut cur = self.new_block();
+        self.set_term(
+            b,
+            Term::Branch {
+                op: BrOp::Ge,
+                wide: false,
+                lhs: have,
+                imm: u32::from(start) + bytes.len() as u32,
+                t: cur,
+                f,
+            },
+        );
+        let (same, differ) = if eq { (t, f) } else { (f, t) };
+        let mut k = 0;
+        while k < bytes.len() {
+            let off = OFF_PAYLOAD + i16::from(start) + k as i16;
+            let size = [4usize, 2, 1]
+                .into_iter()
+                .find(|&n| off % n as i16 == 0 && k + n <= bytes.len())
+                .unwrap_or(1);
+            let mut want = [0u8; 4];
+            want[..size].copy_from_slice(&bytes[k..k + size]);
+            let v = self.load(cur, off, size as u8);
+            k += size;
+            let next = if k == bytes.len() {
+                same
+            } else {
+                self.new_block()
+            };
+            self.set_term(
+                cur,
+                Term::Branch {
+                    op: BrOp::Eq,
+                    wide: false,
+                    lhs: v,
+                    imm: u32::from_le_bytes(want),
+                    t: next,
+                    f: differ,
+                },
+            );
+            cur = next;
+        }
+    }
+
     fn test(&mut self, at: BlockId, test: &Test, t: BlockId, f: BlockId) {
         match *test {
             Test::Layer(mask) => self.set_term(at, Term::Flags { mask, t, f }),
@@ -164,6 +232,13 @@ impl Lower<'_> {
                 );
             }
             Test::Net { field, net } => self.net(at, field, net, t, f),
+            Test::Payload {
+                layer,
+                start,
+                len,
+                bytes,
+                eq,
+            } => self.payload(at, layer, start, &bytes[..len as usize], eq, t, f),
             Test::InSet { field, set } => {
                 let def = &self.hir.sets[set];
                 if def.values.len() <= INLINE_SET_MAX {

@@ -323,6 +323,11 @@ impl P<'_> {
                 self.st(IntTy::U64, 8 * k, Operand::Imm(0));
             }
         }
+        // The payload window: rules read it after testing the copied length, but the
+        // verifier wants every byte they may read written on every path.
+        for k in 0..payload_window(n.payload) / 8 {
+            self.st(IntTy::U64, OFF_PAYLOAD + 8 * k, Operand::Imm(0));
+        }
         self.set_flags(0);
         let (data_off, end_off) = match self.hook {
             ParserHook::Xdp => (0, 4),
@@ -958,10 +963,22 @@ impl P<'_> {
                 }
                 self.or_flags(F_TCP);
                 self.ports(at, n.store_tcp & ports);
+                if n.payload_tcp {
+                    // The payload starts after the data offset's 32-bit words.
+                    let words = self.bin(BinOp::Lshr, off, Operand::Imm(4));
+                    let hl = self.bin(BinOp::Shl, words, Operand::Imm(2));
+                    let hl = self.zext(hl, IntTy::U64);
+                    let start = self.ptr_add(at, hl);
+                    self.payload(start);
+                }
             } else if blk == l4.udp {
                 self.check_ip(at, 8);
                 self.or_flags(F_UDP);
                 self.ports(at, n.store_udp & ports);
+                if n.payload_udp {
+                    let start = self.ptr_add(at, Operand::Imm(8));
+                    self.payload(start);
+                }
             } else if blk == l4.sctp {
                 self.check_ip(at, 12);
                 self.or_flags(F_SCTP);
@@ -978,6 +995,40 @@ impl P<'_> {
             }
             self.goto(done);
         }
+    }
+
+    /// Copies the first `needs.payload` bytes of the L4 payload at `start` behind the
+    /// record, and their count (the payload inside the IP packet, at most the window) to
+    /// `OFF_PAYLOAD_LEN`. A byte past the linear head is `truncated` (TC pulls and parses
+    /// again; on XDP the headers and the window lie in the first buffer, so it is
+    /// malformed). A data offset past the IP packet leaves no payload.
+    fn payload(&mut self, start: Value) {
+        let out = self.new_block();
+        let ip_end = self.get(self.v.ip_end);
+        self.exit_if(Cond::Ugt, start, ip_end, out);
+        let avail = self.push(Op::Binary(BinOp::Sub, ip_end, start.into()), Type::U64);
+        let window = i64::from(self.needs.payload);
+        let count = self.b.var(Type::U64);
+        self.set(count, avail);
+        let clip = self.new_block();
+        let fits = self.new_block();
+        self.br(Cond::Ugt, avail, Operand::Imm(window), clip, fits);
+        self.cur = clip;
+        let w = self.iconst(IntTy::U64, window);
+        self.set(count, w);
+        self.goto(fits);
+        self.cur = fits;
+        let n = self.get(count);
+        let n16 = self.push(Op::Ext(ExtOp::Trunc, n), Type::Int(IntTy::U16));
+        self.st(IntTy::U16, OFF_PAYLOAD_LEN, n16.into());
+        for i in 0..window {
+            self.exit_if(Cond::Ule, avail, Operand::Imm(i), out);
+            self.check(start, i + 1);
+            let byte = self.load(IntTy::U8, start, i as i16);
+            self.st(IntTy::U8, OFF_PAYLOAD + i as i16, byte.into());
+        }
+        self.goto(out);
+        self.cur = out;
     }
 
     /// TC's `truncated`: a read past data_end. The linear head of a socket buffer can end
