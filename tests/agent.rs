@@ -11,6 +11,17 @@ use std::time::{Duration, Instant};
 use common::{require_kernel, TempDir};
 use run_support::*;
 
+/// The agent tests run one at a time: each starts agents that load, replace and unload
+/// host-wide policies, and run side by side they starved each other (a first load over
+/// 30 s) on a loaded machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn version(port: u16) -> String {
     format!(
         "filter agent_edge on xdp(\"va\") {{\n    drop udp.dport == {port} count dropped\n    default pass\n}}\n"
@@ -73,6 +84,7 @@ fn dropped_by_rule(p: Option<&serde_json::Value>) -> u64 {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
 )]
 fn agents_on_two_nodes_follow_one_directory() {
+    let _serial = serial();
     require_kernel();
     require_tools();
     // Policy names are host-wide: unique per test process (prefixes n1_PID_, n2_PID_).
@@ -248,6 +260,7 @@ impl AgentSite {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
 )]
 fn a_restarted_agent_unloads_files_removed_while_it_was_down_and_sees_changes_at_once() {
+    let _serial = serial();
     require_kernel();
     require_tools();
     let id = std::process::id();
@@ -304,6 +317,7 @@ fn a_restarted_agent_unloads_files_removed_while_it_was_down_and_sees_changes_at
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
 )]
 fn a_change_replaces_only_the_policy_whose_files_changed() {
+    let _serial = serial();
     require_kernel();
     require_tools();
     let id = std::process::id();
