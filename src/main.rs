@@ -1,5 +1,13 @@
 //! `pol`: compile, check and disassemble `.pol` policies.
 
+/// `eprintln!` that cannot panic: after SIGHUP the terminal may be gone, and a panic
+/// while detaching would abort. Defined before the modules so each of them can use it.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod agent;
 mod fmt_cmd;
 mod list_cmd;
@@ -113,9 +121,11 @@ fn main() -> ExitCode {
             explain,
         } => build(&file, output, explain),
         Cmd::Disasm { file } => disasm(&file),
-        Cmd::Run(args) if rule_run::wants(&args) => rule_run::run(args),
-        Cmd::Run(args) if trace_run::wants(&args) => trace_run::run(args),
-        Cmd::Run(args) => run::run(args),
+        Cmd::Run(args) => match run::kind(&args) {
+            run::RunKind::Rules => rule_run::run(args),
+            run::RunKind::Probes => trace_run::run(args),
+            run::RunKind::Filters => run::run(args),
+        },
         Cmd::Set { op } => set_cmd::run(op),
         Cmd::Load(args) => policy_cmd::load(args),
         Cmd::Agent(args) => agent::run(args),

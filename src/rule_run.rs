@@ -14,33 +14,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{Map, MapData, RingBuf};
 use pol_compiler::diag::render_all;
 use pol_compiler::driver;
-use pol_compiler::syntax::{self, ast::Item};
 use pol_runtime::security::{self, RulesLayout};
 use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
 use pol_runtime::trace::layout::{Attach, TraceLayout};
 use pol_runtime::trace::load::ProbeObject;
 
 use crate::run::RunArgs;
-
-/// `eprintln!` that cannot panic (a closed terminal must not abort the detach).
-macro_rules! say {
-    ($($t:tt)*) => {{
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
-}
-
-/// Whether this run is of rules: a file whose items include a rule.
-pub fn wants(args: &RunArgs) -> bool {
-    if args.program.is_some() {
-        return false;
-    }
-    let Some(file) = &args.file else { return false };
-    let Ok(src) = std::fs::read_to_string(file) else {
-        return false;
-    };
-    let (ast, _) = syntax::parse(&src);
-    ast.items.iter().any(|i| matches!(i, Item::Rule(_)))
-}
 
 pub fn run(args: RunArgs) -> Result<bool> {
     let t0 = Instant::now();

@@ -31,12 +31,35 @@ use pol_runtime::pinroot::{self, PinRoot};
 use pol_runtime::sets::{self, Pins};
 use serde_json::json;
 
-/// `eprintln!` that cannot panic: after SIGHUP the terminal may be gone, and a panic
-/// while detaching would abort.
-macro_rules! say {
-    ($($t:tt)*) => {{
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
+/// What a `pol run` runs, from one parse of its file: rules when it has a rule, probes for
+/// `-e` or a file with a probe, filters otherwise (also when the file cannot be read, so
+/// that the filter path reports it).
+pub enum RunKind {
+    Rules,
+    Probes,
+    Filters,
+}
+
+pub fn kind(args: &RunArgs) -> RunKind {
+    use pol_compiler::syntax::{self, ast::Item};
+    if args.program.is_some() {
+        return RunKind::Probes;
+    }
+    let Some(src) = args
+        .file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+    else {
+        return RunKind::Filters;
+    };
+    let (ast, _) = syntax::parse(&src);
+    if ast.items.iter().any(|i| matches!(i, Item::Rule(_))) {
+        RunKind::Rules
+    } else if ast.items.iter().any(|i| matches!(i, Item::Probe(_))) {
+        RunKind::Probes
+    } else {
+        RunKind::Filters
+    }
 }
 
 #[derive(clap::Args, Debug)]

@@ -28,26 +28,6 @@ use pol_runtime::trace::{aggregate, events};
 
 use crate::run::RunArgs;
 
-/// `eprintln!` that cannot panic (a closed terminal must not abort the detach).
-macro_rules! say {
-    ($($t:tt)*) => {{
-        let _ = writeln!(std::io::stderr(), $($t)*);
-    }};
-}
-
-/// Whether this run is of probes: `-e`, or a file whose items include a probe.
-pub fn wants(args: &RunArgs) -> bool {
-    if args.program.is_some() {
-        return true;
-    }
-    let Some(file) = &args.file else { return false };
-    let Ok(src) = std::fs::read_to_string(file) else {
-        return false;
-    };
-    let (ast, _) = syntax::parse(&src);
-    ast.items.iter().any(|i| matches!(i, Item::Probe(_)))
-}
-
 pub fn run(args: RunArgs) -> Result<bool> {
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
