@@ -75,6 +75,9 @@ enum Cmd {
         #[command(subcommand)]
         op: set_cmd::SetOp,
     },
+    /// Show or switch a running `pol run` of security rules between audit (alert only)
+    /// and enforce (kill, deny), without reloading.
+    Mode(rule_run::ModeArgs),
     /// List probes (`syscalls:*open*`, `raw_tracepoint:sched_*`, `uprobe:/bin/bash:read*`)
     /// and, for one probe or with `-v`, its typed arguments.
     List(list_cmd::ListArgs),
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
             run::RunKind::Filters => run::run(args),
         },
         Cmd::Set { op } => set_cmd::run(op),
+        Cmd::Mode(args) => rule_run::mode(args),
         Cmd::Load(args) => policy_cmd::load(args),
         Cmd::Agent(args) => agent::run(args),
         Cmd::Unload { name } => policy_cmd::unload(&name),

@@ -18,6 +18,8 @@ use pol_runtime::security::{self, RulesLayout};
 use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
 use pol_runtime::trace::layout::{Attach, TraceLayout};
 use pol_runtime::trace::load::ProbeObject;
+use pol_runtime::{pinroot, sets};
+use std::path::PathBuf;
 
 use crate::run::RunArgs;
 
@@ -57,7 +59,48 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let rules = RulesLayout::parse(&serde_json::to_string(rules)?)
         .context("internal error: the rules layout does not read back")?;
     check_privileges()?;
-    let (bpf, attached) = load_and_attach(&out.spec, &layout)?;
+    // The cgroup is checked before anything is loaded.
+    let cgroup = if rules.cgroup.is_empty() {
+        if args.cgroup.is_some() {
+            say!("note: --cgroup applies to connect and bind rules; this file has none");
+        }
+        None
+    } else {
+        let path = match &args.cgroup {
+            Some(p) => p.clone(),
+            None => security::cgroup::default_cgroup()?,
+        };
+        let fd = security::cgroup::open(&path)?;
+        Some((path, fd))
+    };
+    let bpf = ProbeObject::load(&out.spec).map_err(|e| anyhow!("cannot load the rules: {e}"))?;
+    // The mode is set before anything is attached, so no event sees the other one.
+    match (&rules.mode, args.audit) {
+        (Some(map), true) => set_mode(&bpf, map, security::MODE_AUDIT)?,
+        (None, true) => say!("note: no rule kills or denies: --audit changes nothing"),
+        _ => {}
+    }
+    let attached = attach_tracing(&bpf, &layout)?;
+    let cgroup_links = match &cgroup {
+        Some((path, fd)) => {
+            let progs: Vec<(String, String)> = rules
+                .cgroup
+                .iter()
+                .map(|c| (c.program.clone(), c.attach.clone()))
+                .collect();
+            let links = security::cgroup::attach(&bpf, &progs, fd.as_fd(), path)?;
+            say!(
+                "connect and bind rules attached to cgroup {}",
+                path.display()
+            );
+            links
+        }
+        None => Vec::new(),
+    };
+    let pins = rules
+        .mode
+        .as_ref()
+        .and_then(|map| pin_mode(&bpf, map, file, args.audit));
     say!(
         "attached {} rule{} in {:.1} ms; Ctrl-C to stop",
         rules.rules.len(),
@@ -99,8 +142,122 @@ pub fn run(args: RunArgs) -> Result<bool> {
     }
     printer.drain(&mut ring, &rules);
     printer.report_lost(&lost_map, true);
+    drop(cgroup_links);
     drop(attached);
+    drop(pins);
     drop(bpf);
+    Ok(true)
+}
+
+/// Writes the audit/enforce switch of a loaded rule set.
+fn set_mode(bpf: &ProbeObject, map: &str, mode: u64) -> Result<()> {
+    let fd = bpf
+        .map_fd(map)
+        .map_err(|_| anyhow!("internal error: no mode map `{map}`"))?;
+    pol_runtime::sys::map_update(fd, &0u32.to_le_bytes(), &mode.to_le_bytes(), 0)
+        .map_err(|e| anyhow!("cannot set the rules' mode: {e}"))
+}
+
+/// Pins the mode map under the host's bpffs (`pol/<stem>-<pid>/`, as `pol run` pins set
+/// maps) so `pol mode` can switch this run. Not being able to is a warning.
+fn pin_mode(
+    bpf: &ProbeObject,
+    map: &str,
+    file: &std::path::Path,
+    audit: bool,
+) -> Option<sets::Pins> {
+    let root = match pinroot::pin_root() {
+        Ok(r) => r,
+        Err(e) => {
+            say!("warning: {e}; the rules run, but `pol mode` cannot switch them");
+            return None;
+        }
+    };
+    let dir = root.path().join(sets::PIN_DIR);
+    for note in sets::sweep_stale(&dir) {
+        say!("note: {note}");
+    }
+    let fd = bpf.map_fd(map).ok()?;
+    match sets::Pins::create(&dir, &sets::stem_of(file), &[(map.to_string(), fd)]) {
+        Ok(p) => {
+            say!(
+                "mode: {} (switch with `pol mode {} {}`)",
+                if audit { "audit" } else { "enforce" },
+                file.display(),
+                if audit { "enforce" } else { "audit" }
+            );
+            p
+        }
+        Err(e) => {
+            say!("warning: {e}; the rules run, but `pol mode` cannot switch them");
+            None
+        }
+    }
+}
+
+/// `pol mode FILE [audit|enforce] [--pid PID]`.
+#[derive(clap::Args)]
+pub struct ModeArgs {
+    /// The rule file a `pol run` is running.
+    file: PathBuf,
+    /// The mode to switch to; without it, the current mode is printed.
+    #[arg(value_enum)]
+    mode: Option<ModeArg>,
+    /// The `pol run` to switch, when several run the file.
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Rules that kill or deny only alert (flagged with what they would have done).
+    Audit,
+    /// Rules kill and deny.
+    Enforce,
+}
+
+/// Shows or switches the audit/enforce mode of a running `pol run` of rules, through the
+/// mode map it pinned: the rules read it on every event, so nothing is reloaded.
+pub fn mode(args: ModeArgs) -> Result<bool> {
+    let root = pinroot::pin_root().map_err(|e| anyhow!("{e}"))?;
+    let dir = root.path().join(sets::PIN_DIR);
+    let name = args.file.display().to_string();
+    let run = sets::find_run(&dir, &name, &sets::stem_of(&args.file), args.pid)
+        .map_err(|e| anyhow!("{e}"))?;
+    let pin = run.join(pol_compiler::rule::lower::MODE_MAP);
+    let fd = pol_runtime::sys::pin::obj_get(&pin).map_err(|e| {
+        anyhow!(
+            "the `pol run` of {name} has no audit/enforce switch ({}: {e}): none of its rules kills or denies",
+            root.show(&pin)
+        )
+    })?;
+    let key = 0u32.to_le_bytes();
+    let show = |v: u64| {
+        if v == security::MODE_AUDIT {
+            "audit"
+        } else {
+            "enforce"
+        }
+    };
+    match args.mode {
+        None => {
+            let v = pol_runtime::sys::map_lookup(fd.as_fd(), &key, 8)
+                .map_err(|e| anyhow!("cannot read the mode: {e}"))?
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes);
+            println!("{}", show(v));
+        }
+        Some(m) => {
+            let v = if m == ModeArg::Audit {
+                security::MODE_AUDIT
+            } else {
+                security::MODE_ENFORCE
+            };
+            pol_runtime::sys::map_update(fd.as_fd(), &key, &v.to_le_bytes(), 0)
+                .map_err(|e| anyhow!("cannot set the mode: {e}"))?;
+            say!("{name}: {}", show(v));
+        }
+    }
     Ok(true)
 }
 
@@ -184,11 +341,8 @@ fn check_privileges() -> Result<()> {
     bail!("pol run needs root to enforce rules: it loads BPF programs and attaches them to kernel tracepoints (CAP_BPF and CAP_PERFMON); run it with sudo")
 }
 
-/// Loads the object and attaches every rule program (all or nothing).
-fn load_and_attach(
-    spec: &pol_compiler::obj::ModuleSpec,
-    layout: &TraceLayout,
-) -> Result<(ProbeObject, Vec<Attached>)> {
+/// Attaches every tracepoint rule program (all or nothing).
+fn attach_tracing(bpf: &ProbeObject, layout: &TraceLayout) -> Result<Vec<Attached>> {
     let list: Vec<(String, ProbeAttach)> = layout
         .probes
         .iter()
@@ -205,7 +359,5 @@ fn load_and_attach(
             Ok((p.program.clone(), how))
         })
         .collect::<Result<_>>()?;
-    let bpf = ProbeObject::load(spec).map_err(|e| anyhow!("cannot load the rules: {e}"))?;
-    let attached = attach::attach_all(&bpf, &list).map_err(|e| anyhow!("{e}"))?;
-    Ok((bpf, attached))
+    attach::attach_all(bpf, &list).map_err(|e| anyhow!("{e}"))
 }

@@ -103,6 +103,14 @@ pub struct RunArgs {
     /// on exit.
     #[arg(long)]
     replace: bool,
+    /// Security rules: attach connect and bind rules to this cgroup v2 directory (and
+    /// below) instead of the cgroup2 root (every process).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cgroup: Option<PathBuf>,
+    /// Security rules: start in audit mode (rules that kill or deny only alert); switch a
+    /// running file with `pol mode enforce FILE`.
+    #[arg(long)]
+    pub(crate) audit: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

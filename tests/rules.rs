@@ -339,6 +339,37 @@ fn bad_rules_are_errors_at_their_span() {
         "E0304",
         "r",
     );
+    let d = assert_error(
+        "rule r on connect { when port == 4444 action kill }",
+        "E0532",
+        "kill",
+    );
+    assert!(d.help.as_deref().unwrap_or("").contains("deny"), "{d:#?}");
+    assert_error(
+        "rule r on connect { when address < 192.0.2.1 action deny }",
+        "E0403",
+        "address < 192.0.2.1",
+    );
+    assert_error(
+        "rule r on connect { when address == 10.0.0.0/8 action deny }",
+        "E0401",
+        "10.0.0.0/8",
+    );
+    assert_error(
+        "rule r on bind { when port in 90..80 action deny }",
+        "E0401",
+        "90..80",
+    );
+    assert_error(
+        "rule r on connect { when address in { 10.0.0.1, \"x\" } action deny }",
+        "E0401",
+        "\"x\"",
+    );
+    assert_error(
+        "rule r on bind { when path == \"/x\" action deny }",
+        "E0302",
+        "path",
+    );
 }
 
 #[test]
@@ -358,13 +389,38 @@ rule c on open {
     when write and path ~ "/etc/*shadow" and flags & 0x200 != 0
     action kill
 }
+rule d on connect {
+    when port in { 3333, 14444..14446 } or address in { 198.51.100.0/24, 2001:db8::/32, ::ffff:192.0.2.0/120 }
+    action deny, alert(critical, "{comm} to {address}:{port}")
+}
+rule e on bind {
+    when port < 1024 and uid != 0
+    action alert(warning, "{comm} bound {port}")
+}
 "#;
     let (_, hir, diags) = driver::front(src);
     assert!(diags.is_empty(), "{diags:#?}");
     let hir = hir.expect("checks");
     let out = rule::compile(&hir.security, src, &TableTypes::fixture()).expect("compiles");
-    assert_eq!(out.rules.rules.len(), 3);
+    assert_eq!(out.rules.rules.len(), 5);
     assert_eq!(out.rules.rules[0].actions, ["alert", "kill"]);
+    assert_eq!(out.rules.rules[3].actions, ["alert", "deny"]);
+    let cgroup: Vec<(&str, &str)> = out
+        .rules
+        .cgroup
+        .iter()
+        .map(|c| (c.program.as_str(), c.attach))
+        .collect();
+    assert_eq!(
+        cgroup,
+        [
+            ("rule_connect4", "connect4"),
+            ("rule_connect6", "connect6"),
+            ("rule_bind4", "bind4"),
+            ("rule_bind6", "bind6")
+        ]
+    );
+    assert_eq!(out.rules.mode.as_deref(), Some("pol_rule_mode"));
     let sections: Vec<&str> = out
         .probes
         .layout
@@ -381,9 +437,258 @@ rule c on open {
             "tracepoint/syscalls/sys_enter_creat",
             "tracepoint/syscalls/sys_enter_openat2"
         ],
-        "one program for both exec rules, one per open system call"
+        "one program for both exec rules, one per open system call (cgroup hooks apart)"
     );
     // Without kernel structure layouts, rules cannot be compiled, and say why.
     let err = rule::compile(&hir.security, src, &rule::ktypes::NoTypes).expect_err("no BTF");
     assert_eq!(err[0].code, "L0502");
+}
+
+/// A cgroup v2 directory for one test, removed on drop (its processes have exited).
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new(tag: &str) -> TestCgroup {
+        let root = pol_runtime::trace::cgroups::cgroup2_root()
+            .unwrap_or_else(|| common::cannot_run("no cgroup2 file system is mounted"));
+        let p = root.join(format!("{tag}_{}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create the test cgroup");
+        TestCgroup(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `sh -c SCRIPT` run inside this cgroup (the shell moves itself in first).
+    fn sh(&self, script: &str) -> std::process::Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && {script}",
+                self.0.display()
+            ))
+            .output()
+            .expect("run sh")
+    }
+
+    /// The programs attached to it, as bpftool lists them (empty when none).
+    fn attached(&self) -> String {
+        let out = Command::new("bpftool")
+            .args(["cgroup", "show"])
+            .arg(&self.0)
+            .output()
+            .expect("bpftool cgroup show");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A python3 one-liner that connects (`family` 4 or 6) to `addr`:`port`, or binds
+/// (`bind`), and prints `ok` or the errno's name.
+fn socket_script(op: &str, v6: bool, addr: &str, port: u16) -> String {
+    let fam = if v6 { "AF_INET6" } else { "AF_INET" };
+    format!(
+        "exec python3 -c \"import socket, errno\ns = socket.socket(socket.{fam}, socket.SOCK_STREAM)\ntry:\n    s.{op}(('{addr}', {port}))\n    print('ok')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\""
+    )
+}
+
+fn said(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn connect_and_bind_rules_deny_in_their_cgroup_only_and_switch_to_audit_while_running() {
+    require_kernel();
+    common::require_tool("python3");
+    common::require_tool("bpftool");
+    let dir = TempDir::new("pol_rules_net");
+    let cg = TestCgroup::new("pol_rules_net");
+    let v4 = std::net::TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
+    let p4 = v4.local_addr().expect("addr").port();
+    let v6 = std::net::TcpListener::bind("[::1]:0").ok();
+    let p6 = v6
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port());
+    // A free port to bind, found by binding it once.
+    let pb = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let rules = dir.path().join("net.pol");
+    std::fs::write(
+        &rules,
+        format!(
+            "rule no_local_port on connect {{\n    when address in {{ 127.0.0.0/8 }} and port == {p4}\n    action deny, alert(critical, \"{{comm}} connected to {{address}}:{{port}}\")\n}}\n\
+             rule no_v6_port on connect {{\n    when address == ::1 and port in {{ {p6}, 1..2 }}\n    action deny\n}}\n\
+             rule no_bind on bind {{\n    when port == {pb} and family == 2\n    action deny, alert(warning, \"{{comm}} bound {{address}}:{{port}}\")\n}}\n"
+        ),
+    )
+    .expect("write rules");
+    let file = rules.to_str().expect("utf-8");
+    let pol = start(&[
+        "--json",
+        "--cgroup",
+        cg.path().to_str().expect("utf-8"),
+        file,
+    ]);
+    assert!(!cg.attached().is_empty(), "attached to the test cgroup");
+
+    let inside = cg.sh(&socket_script("connect", false, "127.0.0.1", p4));
+    assert_eq!(said(&inside), "EPERM", "refused in the cgroup: {inside:?}");
+    // A dual-stack socket reaching the same address as ::ffff:127.0.0.1.
+    let mapped = cg.sh(&socket_script("connect", true, "::ffff:127.0.0.1", p4));
+    assert_eq!(said(&mapped), "EPERM", "IPv4-mapped: {mapped:?}");
+    if v6.is_some() {
+        let six = cg.sh(&socket_script("connect", true, "::1", p6));
+        assert_eq!(said(&six), "EPERM", "IPv6: {six:?}");
+    }
+    let bound = cg.sh(&socket_script("bind", false, "127.0.0.1", pb));
+    assert_eq!(said(&bound), "EPERM", "bind refused: {bound:?}");
+    let other_port = cg.sh(&socket_script(
+        "connect",
+        false,
+        "127.0.0.1",
+        v6.as_ref().map_or(p4, |_| p6),
+    ));
+    assert_ne!(
+        said(&other_port),
+        "EPERM",
+        "no rule matches: {other_port:?}"
+    );
+    let outside = Command::new("sh")
+        .arg("-c")
+        .arg(socket_script("connect", false, "127.0.0.1", p4))
+        .output()
+        .expect("sh");
+    assert_eq!(said(&outside), "ok", "another cgroup connects: {outside:?}");
+
+    // Audit: the same connect goes through, and the alert says what would have happened.
+    let pol_cmd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pol"))
+            .args(args)
+            .output()
+            .expect("run pol")
+    };
+    assert_eq!(said(&pol_cmd(&["mode", file])), "enforce");
+    let sw = pol_cmd(&["mode", file, "audit"]);
+    assert!(sw.status.success(), "{sw:?}");
+    assert_eq!(said(&pol_cmd(&["mode", file])), "audit");
+    let audited = cg.sh(&socket_script("connect", false, "127.0.0.1", p4));
+    assert_eq!(
+        said(&audited),
+        "ok",
+        "audit mode lets it through: {audited:?}"
+    );
+    assert!(pol_cmd(&["mode", file, "enforce"]).status.success());
+    let again = cg.sh(&socket_script("connect", false, "127.0.0.1", p4));
+    assert_eq!(said(&again), "EPERM", "enforced again: {again:?}");
+
+    let out = stop(pol);
+    assert!(
+        cg.attached().is_empty(),
+        "nothing left attached: {}",
+        cg.attached()
+    );
+    let got = alerts(&out);
+    let of = |rule: &str| -> Vec<&serde_json::Value> {
+        got.iter().filter(|a| a["rule"] == rule).collect()
+    };
+    let local = of("no_local_port");
+    assert_eq!(local.len(), 4, "v4, mapped, audited, enforced:\n{out}");
+    let a = local[0];
+    assert_eq!(a["action"], "deny");
+    assert_eq!(a["event"]["address"], "127.0.0.1");
+    assert_eq!(a["event"]["port"], p4);
+    assert_eq!(a["event"]["family"], 2);
+    assert_eq!(a["event"]["protocol"], 6);
+    assert_eq!(a["event"]["comm"], "python3");
+    assert_eq!(a["message"], format!("python3 connected to 127.0.0.1:{p4}"));
+    assert_eq!(local[1]["event"]["address"], "127.0.0.1", "mapped as IPv4");
+    assert_eq!(local[2]["action"], "audit");
+    assert_eq!(local[2]["would"], serde_json::json!(["deny"]));
+    assert_eq!(local[3]["action"], "deny");
+    assert_eq!(of("no_v6_port").len(), usize::from(v6.is_some()));
+    if v6.is_some() {
+        assert_eq!(of("no_v6_port")[0]["event"]["address"], "::1");
+        assert_eq!(of("no_v6_port")[0]["event"]["family"], 10);
+    }
+    let b = of("no_bind");
+    assert_eq!(b.len(), 1, "{out}");
+    assert_eq!(b[0]["event"]["port"], pb);
+    assert!(
+        got.iter().all(|a| a["event"]["cgroup"]
+            .as_str()
+            .is_some_and(|c| c.ends_with(&format!("pol_rules_net_{}", std::process::id())))),
+        "only processes of the test cgroup matched:\n{out}"
+    );
+    drop(v4);
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn a_cgroup_that_cannot_be_used_is_one_sentence_and_nothing_stays_loaded() {
+    require_kernel();
+    let dir = TempDir::new("pol_rules_badcg");
+    let rules = dir.path().join("deny.pol");
+    std::fs::write(
+        &rules,
+        "rule r on connect {\n    when port == 9\n    action deny\n}\nrule e on exec {\n    when comm == \"nothing-here\"\n    action alert(info, \"x\")\n}\n",
+    )
+    .expect("write rules");
+    let out = Command::new(env!("CARGO_BIN_EXE_pol"))
+        .args(["run", "--cgroup"])
+        .arg(dir.path())
+        .arg(&rules)
+        .output()
+        .expect("run pol");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("is not a cgroup v2 directory"),
+        "says why: {err}"
+    );
+    assert!(!err.contains("attached"), "{err}");
+
+    // Attaching is all or none: a hook that fails after one that worked detaches both.
+    let cg = TestCgroup::new("pol_rules_half");
+    let src = std::fs::read_to_string(&rules).expect("read rules");
+    let c = driver::compile_with_catalog(
+        &src,
+        &pol_compiler::hir::check::no_files,
+        &pol_compiler::catalog::HostCatalog,
+    )
+    .expect("compiles");
+    let obj = pol_runtime::trace::load::ProbeObject::load(&c.probes.expect("programs").spec)
+        .expect("loads");
+    let fd = pol_runtime::security::cgroup::open(cg.path()).expect("open the cgroup");
+    let list = [
+        ("rule_connect4".to_string(), "connect4".to_string()),
+        ("rule_connect6".to_string(), "bind4".to_string()),
+    ];
+    let e = pol_runtime::security::cgroup::attach(
+        &obj,
+        &list,
+        std::os::fd::AsFd::as_fd(&fd),
+        cg.path(),
+    )
+    .expect_err("a connect6 program cannot attach as bind4");
+    assert!(
+        e.to_string().contains("cannot attach `rule_connect6`"),
+        "{e}"
+    );
+    assert!(cg.attached().is_empty(), "{}", cg.attached());
 }

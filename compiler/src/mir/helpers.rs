@@ -60,8 +60,12 @@ pub struct Helper {
     pub changes_packet: bool,
 }
 
-const ALL: u8 = 0x7f;
-const TRACING: u8 = ALL & !(1 << HookKind::Xdp as u8) & !(1 << HookKind::Tc as u8);
+const ALL: u8 = 0xff;
+const CGROUP: u8 = 1 << HookKind::CgroupSockAddr as u8;
+const TRACING: u8 = ALL & !(1 << HookKind::Xdp as u8) & !(1 << HookKind::Tc as u8) & !CGROUP;
+/// Tracing hooks and cgroup sock_addr hooks (`cgroup_current_func_proto`; the task and
+/// kernel reads through `bpf_base_func_proto` for CAP_PERFMON loaders).
+const PROCESS: u8 = TRACING | CGROUP;
 const TC: u8 = 1 << HookKind::Tc as u8;
 const XDP: u8 = 1 << HookKind::Xdp as u8;
 const I64: Ret = Ret::Int(IntTy::I64);
@@ -93,20 +97,20 @@ pub const HELPERS: &[Helper] = &[
     h(3, "map_delete_elem", &[Map, Key], I64, ALL),
     h(5, "ktime_get_ns", &[], U64, ALL),
     h(8, "get_smp_processor_id", &[], Ret::Int(IntTy::U32), ALL),
-    h(14, "get_current_pid_tgid", &[], U64, TRACING),
+    h(14, "get_current_pid_tgid", &[], U64, PROCESS),
     // flags: the low 8 bits skip frames; BPF_F_USER_STACK (1 << 8) for the user stack.
     h(27, "get_stackid", &[Ctx, StackMap, Scalar], I64, TRACING),
     // The current `struct task_struct *` as a number: read through probe_read_kernel.
-    h(35, "get_current_task", &[], U64, TRACING),
+    h(35, "get_current_task", &[], U64, PROCESS),
     // Security rules' `kill`: a signal to the current process (SIGKILL).
     h(109, "send_signal", &[Scalar], I64, TRACING),
-    h(15, "get_current_uid_gid", &[], U64, TRACING),
+    h(15, "get_current_uid_gid", &[], U64, PROCESS),
     h(
         16,
         "get_current_comm",
         &[MemWrite(1), ConstSize],
         I64,
-        TRACING,
+        PROCESS,
     ),
     h(
         26,
@@ -119,7 +123,7 @@ pub const HELPERS: &[Helper] = &[
         changes_packet: true,
         ..h(39, "skb_pull_data", &[Ctx, Scalar], I64, TC)
     },
-    h(80, "get_current_cgroup_id", &[], U64, TRACING),
+    h(80, "get_current_cgroup_id", &[], U64, PROCESS),
     h(
         112,
         "probe_read_user",
@@ -132,7 +136,7 @@ pub const HELPERS: &[Helper] = &[
         "probe_read_kernel",
         &[MemWrite(1), Size, Scalar],
         I64,
-        TRACING,
+        PROCESS,
     ),
     h(
         114,
@@ -146,7 +150,7 @@ pub const HELPERS: &[Helper] = &[
         "probe_read_kernel_str",
         &[MemWrite(1), Size, Scalar],
         I64,
-        TRACING,
+        PROCESS,
     ),
     h(
         130,

@@ -342,6 +342,7 @@ fn parse_hook(words: &[&str]) -> Result<Option<Hook>, String> {
         }
         Some(&"raw_tp") => Hook::RawTp(arg()?),
         Some(&"tp_btf") => Hook::TpBtf(arg()?),
+        Some(&"cgroup_sock_addr") => Hook::CgroupSockAddr(arg()?),
         Some(&"uprobe") => Hook::Uprobe(words.get(1).map(|s| s.to_string()).unwrap_or_default()),
         Some(&"uretprobe") => {
             Hook::Uretprobe(words.get(1).map(|s| s.to_string()).unwrap_or_default())

@@ -89,6 +89,7 @@ pub fn hook(h: &Hook) -> String {
         Hook::Uprobe(t) => format!("uprobe {t}"),
         Hook::Uretprobe(t) => format!("uretprobe {t}"),
         Hook::PerfEvent => "perf_event".into(),
+        Hook::CgroupSockAddr(n) => format!("cgroup_sock_addr {n}"),
     }
 }
 

@@ -313,6 +313,9 @@ pub enum Hook {
     /// `uretprobe/...`: the same context (`struct pt_regs`), run when the function returns.
     Uretprobe(String),
     PerfEvent,
+    /// `cgroup/NAME` (`connect4`, `connect6`, `bind4`, `bind6`): a cgroup sock_addr hook,
+    /// whose context is `struct bpf_sock_addr` and whose 0 refuses the call (EPERM).
+    CgroupSockAddr(String),
 }
 
 /// The program types helpers are allowed in, as a bit set over [`HookKind`].
@@ -325,6 +328,7 @@ pub enum HookKind {
     TpBtf,
     Uprobe,
     PerfEvent,
+    CgroupSockAddr,
 }
 
 impl HookKind {
@@ -333,7 +337,10 @@ impl HookKind {
     }
 
     pub fn is_tracing(self) -> bool {
-        !matches!(self, HookKind::Xdp | HookKind::Tc)
+        !matches!(
+            self,
+            HookKind::Xdp | HookKind::Tc | HookKind::CgroupSockAddr
+        )
     }
 }
 
@@ -347,6 +354,7 @@ impl Hook {
             Hook::TpBtf(_) => HookKind::TpBtf,
             Hook::Uprobe(_) | Hook::Uretprobe(_) => HookKind::Uprobe,
             Hook::PerfEvent => HookKind::PerfEvent,
+            Hook::CgroupSockAddr(_) => HookKind::CgroupSockAddr,
         }
     }
 
@@ -363,6 +371,7 @@ impl Hook {
             Hook::Uretprobe(t) if t.is_empty() => "uretprobe".into(),
             Hook::Uretprobe(t) => format!("uretprobe/{t}"),
             Hook::PerfEvent => "perf_event".into(),
+            Hook::CgroupSockAddr(n) => format!("cgroup/{n}"),
         }
     }
 
@@ -373,6 +382,8 @@ impl Hook {
             Hook::Xdp => Some((0, 4)),
             // TC_ACT_UNSPEC ..= TC_ACT_TRAP.
             Hook::Tc => Some((-1, 8)),
+            // 1 allows the call, 0 refuses it (bind's 2 and 3 are not used).
+            Hook::CgroupSockAddr(_) => Some((0, 1)),
             _ => None,
         }
     }
@@ -407,6 +418,10 @@ pub fn ctx_load(kind: HookKind, off: i64, bytes: u32) -> Option<CtxField> {
         // struct pt_regs on x86_64: 21 u64; perf_event adds sample_period and addr.
         HookKind::Uprobe => (bytes == 8 && off + 8 <= 168).then_some(CtxField::Int),
         HookKind::PerfEvent => (bytes == 8 && off + 8 <= 184).then_some(CtxField::Int),
+        // struct bpf_sock_addr: user_family, user_ip4, user_ip6[4], user_port, family,
+        // type, protocol, msg_src_ip4, msg_src_ip6[4], as u32 words (the kernel refuses
+        // user_ip4 to v6 hooks and user_ip6 to v4 hooks at load).
+        HookKind::CgroupSockAddr => (bytes == 4 && off + 4 <= 60).then_some(CtxField::Int),
     }
 }
 

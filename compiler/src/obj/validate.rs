@@ -23,6 +23,8 @@ pub fn is_known_section(s: &str) -> bool {
         "cgroup_skb/egress",
         "cgroup/connect4",
         "cgroup/connect6",
+        "cgroup/bind4",
+        "cgroup/bind6",
     ];
     let two_parts = |rest: &str| {
         let mut parts = rest.split('/');

@@ -74,6 +74,7 @@ fn check_rule(r: &ast::SecRule, source: &str, diags: &mut Vec<Diagnostic>) -> Op
     let mut severity = Severity::Warning;
     let mut message: Option<String> = None;
     let mut kill = false;
+    let mut deny = false;
     let mut actions = 0;
     for stmt in &r.body {
         match stmt {
@@ -90,6 +91,7 @@ fn check_rule(r: &ast::SecRule, source: &str, diags: &mut Vec<Diagnostic>) -> Op
                     actions += 1;
                     match action(kind, a, source, diags) {
                         Some(Action::Kill) => kill = true,
+                        Some(Action::Deny) => deny = true,
                         Some(Action::Alert(s, m)) => {
                             severity = s;
                             message = Some(m);
@@ -129,6 +131,7 @@ fn check_rule(r: &ast::SecRule, source: &str, diags: &mut Vec<Diagnostic>) -> Op
         severity,
         message: message.unwrap_or_else(|| r.name.name.clone()),
         kill,
+        deny,
         span: r.span.clone(),
         header,
     })
@@ -151,6 +154,7 @@ fn stmt_span(s: &Stmt) -> Span {
 
 enum Action {
     Kill,
+    Deny,
     Alert(Severity, String),
 }
 
@@ -158,13 +162,32 @@ fn action(kind: Kind, e: &Expr, source: &str, diags: &mut Vec<Diagnostic>) -> Op
     let bad = |diags: &mut Vec<Diagnostic>, span: Span| {
         diags.push(
             Diagnostic::error("E0531", "not an action", span)
-                .with_label("expected `alert(..)` or `kill`")
-                .with_help("actions: `alert(SEVERITY, \"text with {field}s\")`, `kill` (SIGKILL to the process)"),
+                .with_label("expected `alert(..)`, `kill` or `deny`")
+                .with_help("actions: `alert(SEVERITY, \"text with {field}s\")`, `kill` (SIGKILL to the process), `deny` (refuse a connect or bind)"),
         );
         None
     };
     match &e.kind {
+        ExprKind::Path(p) if p.dotted() == "kill" && kind.can_deny() => {
+            diags.push(
+                Diagnostic::error(
+                    "E0532",
+                    format!("`kill` cannot be enforced on `{}` events", kind.name()),
+                    e.span.clone(),
+                )
+                .with_label(format!(
+                    "{} cannot send signals",
+                    super::lower::hook_names(kind)
+                ))
+                .with_help(format!(
+                    "`deny` refuses the {} call (EPERM) before it happens",
+                    kind.name()
+                )),
+            );
+            None
+        }
         ExprKind::Path(p) if p.dotted() == "kill" => Some(Action::Kill),
+        ExprKind::Path(p) if p.dotted() == "deny" && kind.can_deny() => Some(Action::Deny),
         ExprKind::Path(p) if p.dotted() == "deny" => {
             diags.push(
                 Diagnostic::error(
@@ -177,8 +200,8 @@ fn action(kind: Kind, e: &Expr, source: &str, diags: &mut Vec<Diagnostic>) -> Op
                 )
                 .with_label(format!("{} can observe, not refuse", super::lower::hook_names(kind)))
                 .with_help(match kind {
-                    Kind::Exec => "this kernel has no LSM programs; `kill` stops the process before the new program runs",
                     Kind::Open => "this kernel has no LSM programs; `kill` stops the process before the open returns (the open itself completes)",
+                    _ => "this kernel has no LSM programs; `kill` stops the process before the new program runs",
                 }),
             );
             None
@@ -435,11 +458,19 @@ fn condition(kind: Kind, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Cond> 
 fn str_lit(field: Field, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Vec<u8>> {
     let cap = match field.ty {
         FieldTy::Str(n) => n,
-        FieldTy::Int => {
+        FieldTy::Int | FieldTy::Addr => {
             diags.push(
                 Diagnostic::error(
                     "E0401",
-                    format!("`{}` is an integer", field.name),
+                    format!(
+                        "`{}` is {}",
+                        field.name,
+                        if field.ty == FieldTy::Int {
+                            "an integer"
+                        } else {
+                            "an address"
+                        }
+                    ),
                     e.span.clone(),
                 )
                 .with_label("a string here")
@@ -517,8 +548,11 @@ fn compare(
     }
     match op {
         BinOp::In => {
+            let one = std::slice::from_ref(b);
             let elems = match &b.kind {
-                ExprKind::SetLit(es) | ExprKind::List(es) => es,
+                ExprKind::SetLit(es) | ExprKind::List(es) => es.as_slice(),
+                // `address in 10.0.0.0/8`, `port in 1024..2047`.
+                ExprKind::Cidr4(..) | ExprKind::Cidr6(..) | ExprKind::Range(..) => one,
                 _ => {
                     diags.push(
                         Diagnostic::error("E0401", "`in` takes a list", b.span.clone())
@@ -531,12 +565,8 @@ fn compare(
             let mut ok = true;
             for el in elems {
                 let c = match field.ty {
-                    FieldTy::Int => int_lit(field, el, diags).map(|value| Cond::Int {
-                        field,
-                        mask: None,
-                        op: IntOp::Eq,
-                        value,
-                    }),
+                    FieldTy::Int => int_elem(field, el, diags),
+                    FieldTy::Addr => addr_lit(field, el, true, diags),
                     _ => str_lit(field, el, diags).map(|s| Cond::Str {
                         field,
                         pat: StrPat::Eq(s),
@@ -564,6 +594,7 @@ fn compare(
         }
         BinOp::Eq | BinOp::Ne => {
             let c = match field.ty {
+                FieldTy::Addr => addr_lit(field, b, false, diags)?,
                 FieldTy::Int => Cond::Int {
                     field,
                     mask: None,
@@ -582,6 +613,16 @@ fn compare(
             })
         }
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            if field.ty == FieldTy::Addr {
+                diags.push(
+                    Diagnostic::error("E0403", "addresses are not ordered", whole.span.clone())
+                        .with_label(format!("`{}` is an address", field.name))
+                        .with_help(
+                            "test a range of addresses with a prefix: `address in 10.0.0.0/8`",
+                        ),
+                );
+                return None;
+            }
             if field.ty != FieldTy::Int {
                 diags.push(
                     Diagnostic::error("E0403", "strings are not ordered", whole.span.clone())
@@ -611,6 +652,99 @@ fn compare(
             None
         }
     }
+}
+
+/// One element of `FIELD in { .. }` for an integer field: a value or `LO..HI`.
+fn int_elem(field: Field, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Cond> {
+    let test = |op, value| Cond::Int {
+        field,
+        mask: None,
+        op,
+        value,
+    };
+    match &e.kind {
+        ExprKind::Range(lo, hi) => {
+            let (lo, hi) = (int_lit(field, lo, diags)?, int_lit(field, hi, diags)?);
+            if lo > hi {
+                diags.push(
+                    Diagnostic::error("E0401", "this range is empty", e.span.clone())
+                        .with_label(format!("{lo} is above {hi}")),
+                );
+                return None;
+            }
+            Some(Cond::And(
+                Box::new(test(IntOp::Ge, lo)),
+                Box::new(test(IntOp::Le, hi)),
+            ))
+        }
+        _ => Some(test(IntOp::Eq, int_lit(field, e, diags)?)),
+    }
+}
+
+/// An address or (when `prefixes`, inside `in`) a prefix, as a test of `field`.
+fn addr_lit(field: Field, e: &Expr, prefixes: bool, diags: &mut Vec<Diagnostic>) -> Option<Cond> {
+    let mut bytes = [0u8; 16];
+    let (v6, prefix) = match &e.kind {
+        ExprKind::Ip4(a) => {
+            bytes[..4].copy_from_slice(a);
+            (false, 32)
+        }
+        ExprKind::Ip6(a) => {
+            bytes = *a;
+            (true, 128)
+        }
+        ExprKind::Cidr4(a, n) if prefixes => {
+            bytes[..4].copy_from_slice(a);
+            (false, *n)
+        }
+        ExprKind::Cidr6(a, n) if prefixes => {
+            bytes = *a;
+            (true, *n)
+        }
+        ExprKind::Cidr4(..) | ExprKind::Cidr6(..) => {
+            diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    "an address is compared with an address; a prefix takes `in`",
+                    e.span.clone(),
+                )
+                .with_label("a prefix")
+                .with_help(format!("write `{} in PREFIX`", field.name)),
+            );
+            return None;
+        }
+        _ => {
+            diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    format!("`{}` is an address", field.name),
+                    e.span.clone(),
+                )
+                .with_label("expected an IPv4 or IPv6 address")
+                .with_help("`address == 192.0.2.1`, `address in { 10.0.0.0/8, 2001:db8::/32 }`"),
+            );
+            return None;
+        }
+    };
+    // An IPv4-mapped IPv6 address is recorded as IPv4: test it as such.
+    let mapped = v6 && bytes[..10] == [0; 10] && bytes[10..12] == [0xff, 0xff] && prefix >= 96;
+    if mapped {
+        let v4 = [bytes[12], bytes[13], bytes[14], bytes[15]];
+        bytes = [0; 16];
+        bytes[..4].copy_from_slice(&v4);
+        return Some(Cond::Addr {
+            field,
+            v6: false,
+            bytes,
+            prefix: prefix - 96,
+        });
+    }
+    Some(Cond::Addr {
+        field,
+        v6,
+        bytes,
+        prefix,
+    })
 }
 
 fn int_lit(field: Field, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<u64> {

@@ -35,6 +35,8 @@ pub struct Rule {
     /// The alert's text; `{field}` is replaced by the event's field.
     pub message: String,
     pub kill: bool,
+    /// Refuse the operation (connect, bind).
+    pub deny: bool,
     pub span: Span,
     /// `rule NAME on KIND`: where alerts point.
     pub header: Span,
@@ -49,16 +51,30 @@ pub enum Kind {
     /// A file opened (`open`, `openat`, `openat2`, `creat`), seen at the system call's
     /// entry: `tracepoint/syscalls/sys_enter_*`.
     Open,
+    /// An IPv4 or IPv6 socket connecting (`connect`, and UDP `sendmsg` targets set by
+    /// connect): the cgroup hooks `cgroup/connect4` and `cgroup/connect6`, which can
+    /// refuse the call.
+    Connect,
+    /// An IPv4 or IPv6 socket binding a local address: `cgroup/bind4`, `cgroup/bind6`.
+    Bind,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Exec, Kind::Open];
+    pub const ALL: [Kind; 4] = [Kind::Exec, Kind::Open, Kind::Connect, Kind::Bind];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Exec => "exec",
             Kind::Open => "open",
+            Kind::Connect => "connect",
+            Kind::Bind => "bind",
         }
+    }
+
+    /// Whether its hooks can refuse the operation (`deny`); they are cgroup hooks,
+    /// which cannot send signals (`kill`).
+    pub fn can_deny(self) -> bool {
+        matches!(self, Kind::Connect | Kind::Bind)
     }
 
     pub fn by_name(name: &str) -> Option<Kind> {
@@ -70,6 +86,8 @@ impl Kind {
         match self {
             Kind::Exec => EXEC_FIELDS,
             Kind::Open => OPEN_FIELDS,
+            Kind::Connect => CONNECT_FIELDS,
+            Kind::Bind => BIND_FIELDS,
         }
     }
 
@@ -81,16 +99,20 @@ impl Kind {
     pub fn record_size(self) -> u32 {
         match self {
             Kind::Exec | Kind::Open => RECORD_SIZE,
+            Kind::Connect | Kind::Bind => SOCK_RECORD_SIZE,
         }
     }
 }
 
 /// Record header words, before the fields: the record kind (the event layout's index),
-/// the index of the rule that matched, and what was done (bit 0: killed).
+/// the index of the rule that matched, and what was done (bit 0: killed, bit 1: denied,
+/// bit 2: the rule would have killed or denied but the rules run in audit mode).
 pub const OFF_KIND: u32 = 0;
 pub const OFF_RULE: u32 = 8;
 pub const OFF_FLAGS: u32 = 16;
 pub const FLAG_KILLED: u64 = 1;
+pub const FLAG_DENIED: u64 = 2;
+pub const FLAG_AUDIT: u64 = 4;
 
 /// Bytes of the path and argv buffers (a power of two: offsets into them are masked).
 pub const PATH_MAX: u32 = 256;
@@ -104,6 +126,9 @@ pub enum FieldTy {
     Str(u32),
     /// NUL-separated arguments (printed as a list; not testable yet).
     Args(u32),
+    /// An IPv4 (first 4 bytes) or IPv6 address of 16 bytes, in network order; the
+    /// kind's `family` field says which.
+    Addr,
 }
 
 /// A field of an event record.
@@ -229,6 +254,46 @@ pub const OPEN_FIELDS: &[Field] = &[
     ),
 ];
 
+/// `connect` and `bind`: the socket's family (2 AF_INET, 10 AF_INET6), the address and
+/// port (host order) it connects to or binds, and its protocol (6 TCP, 17 UDP). An
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is recorded as the IPv4 address, so a
+/// rule on an IPv4 address also sees dual-stack sockets reach it.
+pub const OFF_FAMILY: u32 = 64;
+pub const OFF_PORT: u32 = 72;
+pub const OFF_ADDR: u32 = 112;
+pub const OFF_PROTOCOL: u32 = 128;
+pub const SOCK_RECORD_SIZE: u32 = 136;
+pub const AF_INET: u64 = 2;
+pub const AF_INET6: u64 = 10;
+
+macro_rules! sock_fields {
+    ($what:literal) => {
+        &[
+            OPEN_COMMON[0],
+            OPEN_COMMON[1],
+            OPEN_COMMON[2],
+            OPEN_COMMON[3],
+            OPEN_COMMON[4],
+            OPEN_COMMON[5],
+            OPEN_COMMON[6],
+            int("family", OFF_FAMILY, "2 (AF_INET) or 10 (AF_INET6)"),
+            Field {
+                name: "address",
+                ty: FieldTy::Addr,
+                offset: OFF_ADDR,
+                len_at: None,
+                doc: $what,
+            },
+            int("port", OFF_PORT, "the port (host order)"),
+            int("protocol", OFF_PROTOCOL, "6 (TCP) or 17 (UDP)"),
+        ]
+    };
+}
+
+pub const CONNECT_FIELDS: &[Field] =
+    sock_fields!("the address connected to (IPv4-mapped IPv6 addresses as IPv4)");
+pub const BIND_FIELDS: &[Field] = sock_fields!("the local address bound (0.0.0.0 or :: for any)");
+
 /// Bytes of every record: 368 + 256 for exec's argv, and room behind `path` for a
 /// suffix compare's masked offset (112 + 255 + the longest literal, 255, stays inside).
 pub const RECORD_SIZE: u32 = 624;
@@ -287,6 +352,13 @@ pub enum Cond {
     Str {
         field: Field,
         pat: StrPat,
+    },
+    /// The address field is of this family and its first `prefix` bits are `bytes`'.
+    Addr {
+        field: Field,
+        v6: bool,
+        bytes: [u8; 16],
+        prefix: u8,
     },
 }
 

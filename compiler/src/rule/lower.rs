@@ -8,9 +8,10 @@
 //! Every rule is tested, so each match is reported.
 
 use super::hir::{
-    Cond, Field, FieldTy, IntOp, Kind, RuleSet, StrPat, FLAG_KILLED, OFF_CGROUP, OFF_COMM,
-    OFF_FLAGS, OFF_GID, OFF_KIND, OFF_PARENT_COMM, OFF_PATH, OFF_PATH_LEN, OFF_PID, OFF_PPID,
-    OFF_RULE, OFF_UID,
+    Cond, Field, FieldTy, IntOp, Kind, RuleSet, StrPat, AF_INET, AF_INET6, FLAG_AUDIT, FLAG_DENIED,
+    FLAG_KILLED, OFF_ADDR, OFF_CGROUP, OFF_COMM, OFF_FAMILY, OFF_FLAGS, OFF_GID, OFF_KIND,
+    OFF_PARENT_COMM, OFF_PATH, OFF_PATH_LEN, OFF_PID, OFF_PORT, OFF_PPID, OFF_PROTOCOL, OFF_RULE,
+    OFF_UID,
 };
 use super::ktypes::{KernelTypes, Member};
 use crate::mir::{
@@ -21,6 +22,13 @@ use crate::probe::lower::{EVENTS_MAP, LOST_MAP, RING_BYTES};
 
 /// The per-CPU array the record is built in.
 pub const SCRATCH_MAP: &str = "pol_rule_scratch";
+
+/// The array (one u64) saying how rules that kill or deny act: 0 enforce, 1 audit (alert
+/// only, flagged as what would have been done). The programs read it on every event, so
+/// `pol` switches a running rule set by writing it, without reloading anything.
+pub const MODE_MAP: &str = "pol_rule_mode";
+pub const MODE_ENFORCE: u64 = 0;
+pub const MODE_AUDIT: u64 = 1;
 
 /// Kernel structure members every record reads (the process's parent).
 const COMMON_MEMBERS: &[(&str, &str)] = &[
@@ -59,6 +67,11 @@ pub enum Entry {
     Creat,
     /// `sys_enter_openat2` (dfd, filename, struct open_how *how, size).
     Openat2,
+    /// `cgroup/connect4`, `cgroup/connect6`, `cgroup/bind4`, `cgroup/bind6`.
+    Connect4,
+    Connect6,
+    Bind4,
+    Bind6,
 }
 
 impl Entry {
@@ -67,11 +80,27 @@ impl Entry {
         match kind {
             Kind::Exec => &[Entry::Exec],
             Kind::Open => &[Entry::Openat, Entry::Open, Entry::Creat, Entry::Openat2],
+            Kind::Connect => &[Entry::Connect4, Entry::Connect6],
+            Kind::Bind => &[Entry::Bind4, Entry::Bind6],
+        }
+    }
+
+    /// For cgroup hooks, the attach name (`connect4`): the section is `cgroup/NAME`.
+    pub fn cgroup(self) -> Option<&'static str> {
+        match self {
+            Entry::Connect4 => Some("connect4"),
+            Entry::Connect6 => Some("connect6"),
+            Entry::Bind4 => Some("bind4"),
+            Entry::Bind6 => Some("bind6"),
+            _ => None,
         }
     }
 
     /// The program's symbol.
     pub fn symbol(self) -> String {
+        if let Some(c) = self.cgroup() {
+            return format!("rule_{c}");
+        }
         match self {
             Entry::Exec => "rule_exec".into(),
             other => format!(
@@ -89,6 +118,7 @@ impl Entry {
             Entry::Open => "sys_enter_open",
             Entry::Creat => "sys_enter_creat",
             Entry::Openat2 => "sys_enter_openat2",
+            Entry::Connect4 | Entry::Connect6 | Entry::Bind4 | Entry::Bind6 => "",
         }
     }
 
@@ -97,7 +127,9 @@ impl Entry {
     }
 
     fn hook(self) -> Hook {
-        if self.btf() {
+        if let Some(c) = self.cgroup() {
+            Hook::CgroupSockAddr(c.into())
+        } else if self.btf() {
             Hook::TpBtf(self.tracepoint().into())
         } else {
             Hook::Tracepoint {
@@ -113,7 +145,9 @@ pub fn hook_names(kind: Kind) -> String {
     Entry::of(kind)
         .iter()
         .map(|e| {
-            if e.btf() {
+            if let Some(c) = e.cgroup() {
+                format!("cgroup/{c}")
+            } else if e.btf() {
                 format!("tp_btf/{}", e.tracepoint())
             } else {
                 format!("syscalls:{}", e.tracepoint())
@@ -157,10 +191,26 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
         max_entries: 1,
         flags: 0,
     });
+    let mode = set.rules.iter().any(|r| r.kill || r.deny).then(|| {
+        m.add_map(MapDef {
+            name: MODE_MAP.into(),
+            kind: MapKind::Array,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 1,
+            flags: 0,
+        })
+    });
+    let maps = Maps {
+        ring,
+        lost,
+        scratch,
+        mode,
+    };
     for (index, kind) in kinds.iter().enumerate() {
         let members = members(*kind, kt)?;
         for entry in Entry::of(*kind) {
-            let f = Lower::program(set, *kind, *entry, index, &members, ring, lost, scratch);
+            let f = Lower::program(set, *kind, *entry, index, &members, &maps);
             m.add_func(f);
         }
     }
@@ -173,7 +223,7 @@ type Members = std::collections::HashMap<String, Member>;
 fn members(kind: Kind, kt: &dyn KernelTypes) -> Result<Members, MissingMember> {
     let extra: &[(&str, &str)] = match kind {
         Kind::Exec => EXEC_MEMBERS,
-        Kind::Open => &[],
+        Kind::Open | Kind::Connect | Kind::Bind => &[],
     };
     COMMON_MEMBERS
         .iter()
@@ -190,6 +240,14 @@ fn members(kind: Kind, kt: &dyn KernelTypes) -> Result<Members, MissingMember> {
         .collect()
 }
 
+/// The maps every program uses (`mode` when some rule kills or denies).
+struct Maps {
+    ring: MapId,
+    lost: MapId,
+    scratch: MapId,
+    mode: Option<MapId>,
+}
+
 struct Lower {
     f: Function,
     /// The scratch record (a non-null map value).
@@ -198,6 +256,10 @@ struct Lower {
     /// The lost counter's key (0), one slot for every rule: a slot per rule would grow
     /// the frame with the number of rules (1,000 rules needed 4,048 bytes).
     lost_key: Option<crate::mir::Slot>,
+    /// A u64: non-zero when the rules run in audit mode (read once per event).
+    audit: Option<crate::mir::Slot>,
+    /// A u64: non-zero once an enforcing `deny` rule matched (cgroup hooks).
+    verdict: Option<crate::mir::Slot>,
 }
 
 fn to(b: Block) -> BlockCall {
@@ -205,16 +267,13 @@ fn to(b: Block) -> BlockCall {
 }
 
 impl Lower {
-    #[allow(clippy::too_many_arguments)]
     fn program(
         set: &RuleSet,
         kind: Kind,
         entry: Entry,
         index: usize,
         members: &Members,
-        ring: MapId,
-        lost: MapId,
-        scratch: MapId,
+        maps: &Maps,
     ) -> Function {
         let mut f = Function::new(
             &entry.symbol(),
@@ -222,8 +281,10 @@ impl Lower {
             vec![Type::Ptr(PtrKind::Ctx)],
             IntTy::I64,
         );
+        // Cgroup hooks return 1 to let the call through, 0 to refuse it (EPERM).
+        let sock = entry.cgroup().is_some();
         let exit = f.add_block();
-        let zero = f.iconst(exit, IntTy::I64, 0);
+        let zero = f.iconst(exit, IntTy::I64, i64::from(sock));
         f.set_term(exit, Term::Return(zero));
         let start = f.entry();
         let ctx = f.block(start).params[0];
@@ -238,6 +299,7 @@ impl Lower {
                 val: Operand::Imm(0),
             },
         );
+        let scratch = maps.scratch;
         let mref = f.push(start, Op::MapRef(scratch), Type::Ptr(PtrKind::Map(scratch)));
         let r = f.push(
             start,
@@ -266,8 +328,22 @@ impl Lower {
             rec,
             scratch,
             lost_key: None,
+            audit: None,
+            verdict: None,
         };
         let mut cur = body;
+        let acts = set
+            .rules
+            .iter()
+            .any(|r| r.kind == kind && (r.kill || r.deny));
+        if let (true, Some(mode)) = (acts, maps.mode) {
+            cur = l.read_mode(cur, kp, mode);
+        }
+        if sock {
+            let v = l.f.add_slot(8, 8);
+            l.verdict = Some(v);
+            l.slot_store(cur, v, Operand::Imm(0));
+        }
         for off in (0..kind.record_size()).step_by(8) {
             l.store(cur, off, Operand::Imm(0));
         }
@@ -276,6 +352,8 @@ impl Lower {
         l.fill_common(cur, off);
         cur = match entry {
             Entry::Exec => l.fill_exec(cur, ctx, off),
+            Entry::Connect4 | Entry::Bind4 => l.fill_sock(cur, ctx, false),
+            Entry::Connect6 | Entry::Bind6 => l.fill_sock(cur, ctx, true),
             open => l.fill_open(cur, ctx, open),
         };
         for (i, rule) in set.rules.iter().enumerate() {
@@ -286,19 +364,172 @@ impl Lower {
             let next = l.f.add_block();
             l.cond(cur, &rule.cond, hit, next);
             l.store(hit, OFF_RULE, Operand::Imm(i as i64));
-            if rule.kill {
-                let sig = l.u64c(hit, 9);
-                l.call(hit, "send_signal", vec![sig], Type::I64);
-                l.store(hit, OFF_FLAGS, Operand::Imm(FLAG_KILLED as i64));
+            let send = if rule.kill || rule.deny {
+                l.act(hit, rule.kill, rule.deny)
             } else {
                 l.store(hit, OFF_FLAGS, Operand::Imm(0));
-            }
-            let done = l.output(hit, ring, lost, kind.record_size());
+                hit
+            };
+            let done = l.output(send, maps.ring, maps.lost, kind.record_size());
             l.jump(done, next);
             cur = next;
         }
-        l.jump(cur, exit);
+        match l.verdict {
+            Some(v) => {
+                let denied = l.slot_load(cur, v);
+                let refuse = l.f.add_block();
+                let no = l.f.iconst(refuse, IntTy::I64, 0);
+                l.f.set_term(refuse, Term::Return(no));
+                l.br(cur, MCond::Ne, denied, Operand::Imm(0), refuse, exit);
+            }
+            None => l.jump(cur, exit),
+        }
         l.f
+    }
+
+    /// Reads the mode map into the audit slot (enforce when it cannot be read); the key
+    /// slot `kp` holds 0.
+    fn read_mode(&mut self, b: Block, kp: Value, mode: MapId) -> Block {
+        let slot = self.f.add_slot(8, 8);
+        self.audit = Some(slot);
+        self.slot_store(b, slot, Operand::Imm(0));
+        let mref = self
+            .f
+            .push(b, Op::MapRef(mode), Type::Ptr(PtrKind::Map(mode)));
+        let p = self.call(
+            b,
+            "map_lookup_elem",
+            vec![mref, kp],
+            Type::Ptr(PtrKind::MapValueOrNull(mode)),
+        );
+        let got = self.f.add_block();
+        let join = self.f.add_block();
+        self.br(b, MCond::Eq, p, Operand::Imm(0), join, got);
+        let v = self.f.push(got, Op::Load { ptr: p, off: 0 }, Type::U64);
+        self.slot_store(got, slot, v.into());
+        self.jump(got, join);
+        join
+    }
+
+    fn slot_store(&mut self, b: Block, slot: crate::mir::Slot, val: Operand) {
+        let p = self
+            .f
+            .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+        self.f.push_void(
+            b,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: p,
+                off: 0,
+                val,
+            },
+        );
+    }
+
+    fn slot_load(&mut self, b: Block, slot: crate::mir::Slot) -> Value {
+        let p = self
+            .f
+            .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+        self.f.push(b, Op::Load { ptr: p, off: 0 }, Type::U64)
+    }
+
+    /// A matched rule that kills or denies: in enforce mode sends SIGKILL / marks the
+    /// call refused, in audit mode only flags the alert. Returns the block after.
+    fn act(&mut self, hit: Block, kill: bool, deny: bool) -> Block {
+        let join = self.f.add_block();
+        let enforce = self.f.add_block();
+        match self.audit {
+            Some(slot) => {
+                let audit = self.f.add_block();
+                let a = self.slot_load(hit, slot);
+                self.br(hit, MCond::Ne, a, Operand::Imm(0), audit, enforce);
+                self.store(audit, OFF_FLAGS, Operand::Imm(FLAG_AUDIT as i64));
+                self.jump(audit, join);
+            }
+            None => self.jump(hit, enforce),
+        }
+        let mut flags = 0;
+        if kill {
+            let sig = self.u64c(enforce, 9);
+            self.call(enforce, "send_signal", vec![sig], Type::I64);
+            flags |= FLAG_KILLED;
+        }
+        if let (true, Some(v)) = (deny, self.verdict) {
+            self.slot_store(enforce, v, Operand::Imm(1));
+            flags |= FLAG_DENIED;
+        }
+        self.store(enforce, OFF_FLAGS, Operand::Imm(flags as i64));
+        self.jump(enforce, join);
+        join
+    }
+
+    /// Fills a connect or bind record from `struct bpf_sock_addr`: user_family (0),
+    /// user_ip4 (4), user_ip6 (8..24), user_port (24, network order), protocol (36).
+    fn fill_sock(&mut self, b: Block, ctx: Value, v6: bool) -> Block {
+        let ctx_u32 = |l: &mut Lower, b: Block, off: i16| {
+            let v = l.f.push(b, Op::Load { ptr: ctx, off }, Type::U32);
+            l.f.push(b, Op::Ext(ExtOp::Zext, v), Type::U64)
+        };
+        let store32 = |l: &mut Lower, b: Block, off: u32, v: Operand| {
+            l.f.push_void(
+                b,
+                Op::Store {
+                    ty: IntTy::U32,
+                    ptr: l.rec,
+                    off: off as i16,
+                    val: v,
+                },
+            );
+        };
+        // The port's two bytes, swapped to host order.
+        let p = ctx_u32(self, b, 24);
+        let lo = self
+            .f
+            .push(b, Op::Binary(BinOp::And, p, Operand::Imm(0xff)), Type::U64);
+        let lo = self
+            .f
+            .push(b, Op::Binary(BinOp::Shl, lo, Operand::Imm(8)), Type::U64);
+        let hi = self
+            .f
+            .push(b, Op::Binary(BinOp::Lshr, p, Operand::Imm(8)), Type::U64);
+        let hi = self
+            .f
+            .push(b, Op::Binary(BinOp::And, hi, Operand::Imm(0xff)), Type::U64);
+        let port = self
+            .f
+            .push(b, Op::Binary(BinOp::Or, lo, hi.into()), Type::U64);
+        self.store(b, OFF_PORT, port.into());
+        let proto = ctx_u32(self, b, 36);
+        self.store(b, OFF_PROTOCOL, proto.into());
+        if !v6 {
+            self.store(b, OFF_FAMILY, Operand::Imm(AF_INET as i64));
+            let a = ctx_u32(self, b, 4);
+            store32(self, b, OFF_ADDR, a.into());
+            return b;
+        }
+        let mut w = Vec::new();
+        for i in 0..4u32 {
+            let v = ctx_u32(self, b, 8 + 4 * i as i16);
+            store32(self, b, OFF_ADDR + 4 * i, v.into());
+            w.push(v);
+        }
+        self.store(b, OFF_FAMILY, Operand::Imm(AF_INET6 as i64));
+        // `::ffff:a.b.c.d` (words 0, 0, 0xffff0000 as loaded): recorded as IPv4.
+        let join = self.f.add_block();
+        let t1 = self.f.add_block();
+        let t2 = self.f.add_block();
+        let mapped = self.f.add_block();
+        self.br(b, MCond::Eq, w[0], Operand::Imm(0), t1, join);
+        self.br(t1, MCond::Eq, w[1], Operand::Imm(0), t2, join);
+        let k = self.u64c(t2, 0xffff_0000);
+        self.br(t2, MCond::Eq, w[2], k.into(), mapped, join);
+        self.store(mapped, OFF_FAMILY, Operand::Imm(AF_INET as i64));
+        store32(self, mapped, OFF_ADDR, w[3].into());
+        for i in 1..4 {
+            store32(self, mapped, OFF_ADDR + 4 * i, Operand::Imm(0));
+        }
+        self.jump(mapped, join);
+        join
     }
 
     fn jump(&mut self, from: Block, to_: Block) {
@@ -705,6 +936,46 @@ impl Lower {
                 self.br(cur, c, v, k.into(), t, e);
             }
             Cond::Str { field, pat } => self.str_test(cur, *field, pat, t, e),
+            Cond::Addr {
+                field,
+                v6,
+                bytes,
+                prefix,
+            } => {
+                let fam = self.load(cur, OFF_FAMILY, IntTy::U64);
+                let want = if *v6 { AF_INET6 } else { AF_INET };
+                let mut at = self.f.add_block();
+                self.br(cur, MCond::Eq, fam, Operand::Imm(want as i64), at, e);
+                // Word by word, each masked to the prefix bits it holds (network order).
+                for i in 0..4usize {
+                    let bits = u32::from(*prefix).saturating_sub(32 * i as u32).min(32);
+                    if bits == 0 {
+                        break;
+                    }
+                    let mut m = [0u8; 4];
+                    for (j, b) in m.iter_mut().enumerate() {
+                        let in_byte = bits.saturating_sub(8 * j as u32).min(8);
+                        *b = (0xffu16 << (8 - in_byte)) as u8;
+                    }
+                    let mask = u32::from_le_bytes(m);
+                    let mut wb = [0u8; 4];
+                    wb.copy_from_slice(&bytes[4 * i..4 * i + 4]);
+                    let want = u32::from_le_bytes(wb) & mask;
+                    let mut v = self.load(at, field.offset + 4 * i as u32, IntTy::U32);
+                    if mask != u32::MAX {
+                        v = self.f.push(
+                            at,
+                            Op::Binary(BinOp::And, v, Operand::Imm(i64::from(mask))),
+                            Type::U64,
+                        );
+                    }
+                    let next = self.f.add_block();
+                    let k = self.u64c(at, u64::from(want));
+                    self.br(at, MCond::Eq, v, k.into(), next, e);
+                    at = next;
+                }
+                self.jump(at, t);
+            }
         }
     }
 
@@ -757,7 +1028,7 @@ impl Lower {
         let rec = self.rec;
         let cap = match field.ty {
             FieldTy::Str(n) | FieldTy::Args(n) => n,
-            FieldTy::Int => 8,
+            FieldTy::Int | FieldTy::Addr => 8,
         };
         match pat {
             StrPat::Eq(lit) => {

@@ -37,6 +37,21 @@ pub struct RulesLayout {
     pub records: Vec<RuleRecordLayout>,
     /// The per-CPU array the programs build records in.
     pub scratch: String,
+    /// Programs attached to a cgroup (connect and bind rules); the others are in the
+    /// layout's `probes`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cgroup: Vec<CgroupProgram>,
+    /// The audit/enforce switch ([`lower::MODE_MAP`]), when some rule kills or denies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+/// A program of a cgroup hook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CgroupProgram {
+    pub program: String,
+    /// `connect4`, `connect6`, `bind4`, `bind6`.
+    pub attach: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,7 +61,7 @@ pub struct RuleLayout {
     pub severity: &'static str,
     /// `{field}` is replaced by the record's field.
     pub message: String,
-    /// `alert`, or `kill` when the rule kills.
+    /// `alert`, and `kill` or `deny` when the rule kills or denies.
     pub actions: Vec<&'static str>,
     /// Byte range of `rule NAME on KIND` in the source, and its 1-based line and column.
     pub span: [usize; 2],
@@ -72,6 +87,9 @@ pub struct RuleFieldLayout {
     /// The u64 word holding the bytes read (with the NUL for strings).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub len: Option<u32>,
+    /// For `addr`: the u64 word holding the family (2: IPv4 in the first 4 bytes, 10: IPv6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<u32>,
 }
 
 /// Lowers, compiles and describes the rules. Struct offsets come from `kt` (the running
@@ -132,12 +150,14 @@ fn field_ty(f: &hir::Field) -> &'static str {
         FieldTy::Int => "u64",
         FieldTy::Str(_) => "string",
         FieldTy::Args(_) => "args",
+        FieldTy::Addr => "addr",
     }
 }
 
 fn field_size(f: &hir::Field) -> u32 {
     match f.ty {
         FieldTy::Int => 8,
+        FieldTy::Addr => 16,
         FieldTy::Str(n) | FieldTy::Args(n) => n,
     }
 }
@@ -149,6 +169,7 @@ pub fn layout(set: &RuleSet, m: &crate::mir::Module, code: &codegen::Compiled) -
     let probes = kinds
         .iter()
         .flat_map(|k| lower::Entry::of(*k))
+        .filter(|e| e.cgroup().is_none())
         .map(|e| {
             let sym = e.symbol();
             let i = m.func_by_name(&sym).map_or(0, |f| f.index());
@@ -243,6 +264,9 @@ pub fn rules_layout(set: &RuleSet, source: &str) -> RulesLayout {
                 if r.kill {
                     actions.push("kill");
                 }
+                if r.deny {
+                    actions.push("deny");
+                }
                 RuleLayout {
                     name: r.name.clone(),
                     kind: r.kind.name(),
@@ -270,10 +294,27 @@ pub fn rules_layout(set: &RuleSet, source: &str) -> RulesLayout {
                         offset: f.offset,
                         size: field_size(f),
                         len: f.len_at,
+                        family: (f.ty == FieldTy::Addr).then_some(hir::OFF_FAMILY),
                     })
                     .collect(),
             })
             .collect(),
         scratch: lower::SCRATCH_MAP.into(),
+        cgroup: set
+            .kinds()
+            .iter()
+            .flat_map(|k| lower::Entry::of(*k))
+            .filter_map(|e| {
+                e.cgroup().map(|attach| CgroupProgram {
+                    program: e.symbol(),
+                    attach,
+                })
+            })
+            .collect(),
+        mode: set
+            .rules
+            .iter()
+            .any(|r| r.kill || r.deny)
+            .then(|| lower::MODE_MAP.into()),
     }
 }

@@ -6,6 +6,8 @@
 //! (`trace::attach`, the `pol_events` ring buffer); only the reading of a record as an
 //! alert is specific to rules.
 
+pub mod cgroup;
+
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
@@ -15,6 +17,19 @@ pub struct RulesLayout {
     pub rules: Vec<RuleInfo>,
     pub records: Vec<RecordInfo>,
     pub scratch: String,
+    /// Programs attached to a cgroup (connect and bind rules).
+    #[serde(default)]
+    pub cgroup: Vec<CgroupProgramInfo>,
+    /// The audit/enforce switch map, when some rule kills or denies.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CgroupProgramInfo {
+    pub program: String,
+    /// `connect4`, `connect6`, `bind4`, `bind6`.
+    pub attach: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +61,9 @@ pub struct FieldInfo {
     pub size: u32,
     #[serde(default)]
     pub len: Option<u32>,
+    /// For `addr`: the word holding the family (2: IPv4 in the first 4 bytes, else IPv6).
+    #[serde(default)]
+    pub family: Option<u32>,
 }
 
 impl RulesLayout {
@@ -58,6 +76,12 @@ impl RulesLayout {
 const OFF_RULE: usize = 8;
 const OFF_FLAGS: usize = 16;
 const FLAG_KILLED: u64 = 1;
+const FLAG_DENIED: u64 = 2;
+const FLAG_AUDIT: u64 = 4;
+
+/// The values of the mode map (`pol_rule_mode`).
+pub const MODE_ENFORCE: u64 = 0;
+pub const MODE_AUDIT: u64 = 1;
 
 /// A field's value in an alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +91,7 @@ pub enum Value {
     /// A cgroup v2 id (shown as its path when it can be found).
     Cgroup(u64),
     Args(Vec<String>),
+    Addr(std::net::IpAddr),
 }
 
 impl std::fmt::Display for Value {
@@ -79,6 +104,7 @@ impl std::fmt::Display for Value {
                 None => write!(f, "{id}"),
             },
             Value::Args(a) => f.write_str(&a.join(" ")),
+            Value::Addr(a) => write!(f, "{a}"),
         }
     }
 }
@@ -88,6 +114,9 @@ impl std::fmt::Display for Value {
 pub struct Alert<'a> {
     pub rule: &'a RuleInfo,
     pub killed: bool,
+    pub denied: bool,
+    /// The rule kills or denies, but the rules ran in audit mode: only alerted.
+    pub audit: bool,
     pub fields: Vec<(&'a str, Value)>,
 }
 
@@ -134,14 +163,29 @@ pub fn decode<'a>(layout: &'a RulesLayout, bytes: &[u8]) -> Option<Alert<'a>> {
                     )
                 }
                 "cgroup" => Value::Cgroup(u64_at(bytes, off)),
+                "addr" => {
+                    let mut a = [0u8; 16];
+                    if let Some(r) = raw.get(..16) {
+                        a.copy_from_slice(r);
+                    }
+                    let v4 = f.family.is_some_and(|at| u64_at(bytes, at as usize) == 2);
+                    Value::Addr(if v4 {
+                        std::net::IpAddr::from([a[0], a[1], a[2], a[3]])
+                    } else {
+                        std::net::IpAddr::from(a)
+                    })
+                }
                 _ => Value::Int(u64_at(bytes, off)),
             };
             (f.name.as_str(), v)
         })
         .collect();
+    let flags = u64_at(bytes, OFF_FLAGS);
     Some(Alert {
         rule,
-        killed: u64_at(bytes, OFF_FLAGS) & FLAG_KILLED != 0,
+        killed: flags & FLAG_KILLED != 0,
+        denied: flags & FLAG_DENIED != 0,
+        audit: flags & FLAG_AUDIT != 0,
         fields,
     })
 }
@@ -180,13 +224,31 @@ impl Alert<'_> {
         out
     }
 
-    /// `alert`, or `kill` when the process was sent SIGKILL.
+    /// What was done: `kill` (SIGKILL sent), `deny` (the call refused), `audit` (the rule
+    /// kills or denies, but the rules run in audit mode), else `alert`.
     pub fn action(&self) -> &'static str {
         if self.killed {
             "kill"
+        } else if self.denied {
+            "deny"
+        } else if self.audit {
+            "audit"
         } else {
             "alert"
         }
+    }
+
+    /// In audit mode, what the rule would have done (`kill`, `deny`).
+    pub fn would(&self) -> Vec<&str> {
+        if !self.audit {
+            return Vec::new();
+        }
+        self.rule
+            .actions
+            .iter()
+            .map(String::as_str)
+            .filter(|a| *a != "alert")
+            .collect()
     }
 }
 
@@ -227,10 +289,11 @@ pub fn to_json(a: &Alert<'_>, file: &str) -> Json {
             Value::Str(s) => json!(s),
             Value::Cgroup(id) => crate::trace::aggregate::cgroup_json(*id),
             Value::Args(args) => json!(args),
+            Value::Addr(a) => json!(a.to_string()),
         };
         ev.insert((*name).to_string(), v);
     }
-    json!({
+    let mut out = json!({
         "type": "alert",
         "rule": a.rule.name,
         "severity": a.rule.severity,
@@ -243,7 +306,11 @@ pub fn to_json(a: &Alert<'_>, file: &str) -> Json {
             "span": a.rule.span,
         },
         "event": Json::Object(ev),
-    })
+    });
+    if a.audit {
+        out["would"] = json!(a.would());
+    }
+    out
 }
 
 #[cfg(test)]

@@ -17,6 +17,11 @@ pub enum AttachType {
     TcxEgress = 47,
     /// A perf event (tracepoint, uprobe, sampling): the target is the event's fd.
     PerfEvent = 41,
+    /// Cgroup sock_addr hooks: the target is the cgroup directory's fd.
+    CgroupInet4Bind = 8,
+    CgroupInet6Bind = 9,
+    CgroupInet4Connect = 10,
+    CgroupInet6Connect = 11,
 }
 
 /// `union bpf_attr` for BPF_LINK_CREATE (the common part and the tcx member).
@@ -35,7 +40,8 @@ struct LinkCreateAttr {
 // SAFETY: plain repr(C) integers, no pointers.
 unsafe impl BpfAttr for LinkCreateAttr {}
 
-/// Attaches `prog` at `ifindex` (for [`AttachType::PerfEvent`], the perf event's fd).
+/// Attaches `prog` at `ifindex` (for [`AttachType::PerfEvent`], the perf event's fd; for
+/// the cgroup types, the cgroup directory's fd).
 /// `flags`: for XDP the `XDP_FLAGS_*_MODE` bits, otherwise 0.
 /// The errno stays available through [`SysError::errno`] (EBUSY/EEXIST: the hook is taken,
 /// EOPNOTSUPP: the driver has no native XDP).

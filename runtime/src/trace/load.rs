@@ -57,6 +57,20 @@ fn how(f: &FuncSpec) -> Result<ProgLoad, TraceLoadError> {
         "raw_tp" | "raw_tracepoint" => plain(ProgType::RawTracepoint),
         "uprobe" | "uretprobe" => plain(ProgType::Kprobe),
         "perf_event" => plain(ProgType::PerfEvent),
+        // Security rules' connect and bind hooks (`cgroup/connect4`, ...).
+        "cgroup" => {
+            let name = section.strip_prefix("cgroup/").unwrap_or_default();
+            let Some(attach) = crate::security::cgroup::attach_type(name) else {
+                return Err(TraceLoadError::Section {
+                    program: f.name.clone(),
+                    section: section.into(),
+                });
+            };
+            ProgLoad {
+                expected_attach_type: attach as u32,
+                ..plain(ProgType::CgroupSockAddr)
+            }
+        }
         "tp_btf" => {
             let name = section.strip_prefix("tp_btf/").unwrap_or_default();
             let btf = HostCatalog::btf().map_err(|e| TraceLoadError::NoKernelBtf(e.to_string()))?;
