@@ -68,19 +68,6 @@ pub fn load(args: LoadArgs) -> Result<bool> {
     let Some((c, sources)) = crate::compile_keeping_sources(&args.file)? else {
         return Ok(false);
     };
-    // The classifier's bpf_loop callback needs BTF func_info, which only the ELF path
-    // (aya, `pol run`) writes; the pinned-link path here loads directly. Say so before
-    // anything is loaded rather than show the verifier's "missing btf func_info".
-    if pol_runtime::testrun::calls_subprograms(&c) {
-        bail!(
-            "{}: a filter puts rules in the multi-field classifier (`pol build --explain` \
-             says which), and `pol load` cannot load the classifier yet (its loader writes \
-             no BTF func_info); `pol run` can, or keep such a filter under {} \
-             conjunctive rules so they stay code",
-            args.file.display(),
-            pol_compiler::ir::groups::CLASSIFY_MIN
-        );
-    }
     crate::run::check_privileges()?;
     let (_root, store) = store()?;
     let _lock = lock(&store, &name)?;

@@ -177,10 +177,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let pin_root = pin_root_note();
     // The direct path (no ELF, no aya) for XDP and TCX; aya for clsact TC filters.
     // POL_LOADER=aya forces aya (for comparing the two in bench/startup).
-    // Programs that call subprograms (a filter's classifier) need BTF func_info, which
-    // only the ELF path carries: aya.
     let direct = attach::fds_can_attach(&compiled.spec, &opts)
-        && !pol_runtime::testrun::calls_subprograms(&compiled)
         && std::env::var("POL_LOADER").map_or(true, |v| v != "aya");
     let loaded = if direct {
         pol_runtime::testrun::load_direct(&compiled).map(AnyLoaded::Direct)

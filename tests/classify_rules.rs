@@ -1,7 +1,8 @@
 //! Conjunctive rules go to the classifier (issue 11): ClassBench-shaped rule sets written
-//! as `.pol` filters compile with their rules in the classifier, load (through aya: the
-//! classifier's functions are subprograms in `.text`), and give a plain first-match
-//! reference's verdict for every trace header.
+//! as `.pol` filters compile with their rules in the classifier, load (through aya, which
+//! links the classifier's subprograms from `.text`, and through pol's direct loader, which
+//! links them itself with BTF func_info), and give a plain first-match reference's verdict
+//! for every trace header on both.
 
 mod common;
 
@@ -125,8 +126,9 @@ fn classified_filters_give_the_first_match_verdict() {
         let c = driver::compile(&src)
             .unwrap_or_else(|d| panic!("{}", pol_compiler::diag::render_all(&d, "t.pol", &src)));
         let aya = testrun::load(&c).unwrap_or_else(|e| panic!("{}: aya load: {e}", shape.name()));
-        // The direct path has no BTF func_info, which subprogram calls need.
-        assert!(testrun::calls_subprograms(&c));
+        // The direct path links the classifier's subprograms itself, with func_info.
+        let direct = testrun::load_direct(&c)
+            .unwrap_or_else(|e| panic!("{}: direct load: {e}", shape.name()));
         let hook = &c.hir.filters[0].hook;
         let mut checked = 0;
         for h in gen::trace(&rules, 600, 7 + k as u64) {
@@ -135,6 +137,8 @@ fn classified_filters_give_the_first_match_verdict() {
             let want = expected(&rules, &h);
             let run = aya.test_run("cls", &bytes, 1).expect("test run");
             let got = testrun::verdict_of(hook, run.retval).map(driver::verdict_word);
+            let direct_run = direct.test_run("cls", &bytes, 1).expect("test run");
+            assert_eq!(direct_run.retval, run.retval, "{}: {h:?}", shape.name());
             let first = classify::reference(
                 &rules,
                 &Header {

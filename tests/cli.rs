@@ -379,31 +379,3 @@ fn a_closed_pipe_ends_a_printing_command_without_a_panic() {
         o.status
     );
 }
-
-/// `pol load` cannot load a filter whose rules went to the classifier yet: it says so in
-/// one sentence, before anything is loaded, rather than show a verifier log.
-#[test]
-fn load_refuses_a_classifier_filter_in_one_sentence() {
-    let dir = common::TempDir::new("pol_cli_cls");
-    let file = dir.path().join("cls.pol");
-    let rules: String = (0..40)
-        .map(|i| {
-            format!(
-                "    drop ip4 and tcp and ip.src in 10.{i}.0.0/16 and ip.dst in 192.168.{i}.0/24 and tcp.dport in 20..{}\n",
-                21 + i
-            )
-        })
-        .collect();
-    std::fs::write(
-        &file,
-        format!("filter cls on xdp(\"eth0\") {{\n{rules}    default pass\n}}\n"),
-    )
-    .expect("write");
-    let o = pol(&["load", file.to_str().expect("utf-8")]);
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("`pol load` cannot load the classifier yet") && !err.contains("processed "),
-        "{err}"
-    );
-}

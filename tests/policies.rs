@@ -119,6 +119,55 @@ fn a_loaded_policy_filters_after_its_loader_exits_and_unload_leaves_nothing() {
     assert_clean(&net.a, "pol_ld");
 }
 
+/// A filter whose conjunctive rules went to the multi-field classifier (its `bpf_loop`
+/// callback is a subprogram, which the kernel takes only with BTF func_info) loads as a
+/// policy, decides real traffic by its first matching rule, and unloads clean.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn a_classifier_filter_loads_as_a_policy() {
+    require_kernel();
+    require_tools();
+    let name = format!("pol_cls_{}", std::process::id());
+    let _unload = Unload::new(&[&name]);
+    let net = NetPair::new("pc");
+    let dir = TempDir::new("pol_policy_cls");
+    let file = dir.path().join("pol_cls.pol");
+    // 40 conjunctive rules (the classifier takes 32 or more); only the last matches B.
+    let mut rules: String = (0..39)
+        .map(|i| {
+            format!(
+                "    drop udp and ip.src in 10.{i}.0.0/16 and udp.dport in 9000..{}\n",
+                9001 + i
+            )
+        })
+        .collect();
+    rules.push_str("    drop udp and ip.src in 10.99.0.0/24 and udp.dport in 9990..9999\n");
+    std::fs::write(
+        &file,
+        format!("filter pol_cls on xdp(\"va\") {{\n{rules}    default pass\n}}\n"),
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8 path");
+    let (ok, out, err) = pol_in(&net.a, &["build", file, "--explain", "-o", "/dev/null"]);
+    assert!(
+        ok && format!("{out}{err}").contains("-> classifier"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = pol_in(&net.a, &["load", file, "--name", &name]);
+    assert!(ok, "{err}");
+    send_udp(&net, 9995, 5);
+    send_udp(&net, 5555, 2);
+    let s = status(&net.a, &name);
+    assert_eq!(rule_packets(&s["counters"], 39), 5, "{s}");
+    assert_eq!(rule_packets(&s["counters"], 0), 0, "{s}");
+    let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
+    assert!(ok, "{err}");
+    assert_clean(&net.a, "pol_cls");
+}
+
 /// Runs in A: counts datagrams per port until stdin closes, then prints `port count` lines.
 const COUNTER: &str = r#"
 import socket, sys, select

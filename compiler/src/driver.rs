@@ -39,6 +39,9 @@ pub struct Compiled {
     pub rules: Option<crate::rule::RulesLayout>,
     /// How long each stage took, in pipeline order (`pol build` prints them).
     pub timings: Vec<(&'static str, Duration)>,
+    /// Filters whose programs call subprograms (the classifier): the module the ELF
+    /// object was written from, which the direct loader links with BTF func_info.
+    pub module: Option<obj::ModuleSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,6 +189,7 @@ pub fn compile_with_catalog(
                 probes: Some(out),
                 rules: None,
                 timings,
+                module: None,
             }),
             Err(more) => {
                 diags.extend(more);
@@ -211,6 +215,7 @@ pub fn compile_with_catalog(
                 probes: Some(out.probes),
                 rules: Some(out.rules),
                 timings,
+                module: None,
             }),
             Err(more) => {
                 diags.extend(more);
@@ -229,21 +234,23 @@ pub fn compile_with_catalog(
 
     let at = Instant::now();
     let spec = object_spec(source, &hir, &programs, &maps);
-    let written = match module {
-        // Subprograms (a filter's classifier): the ELF keeps them in `.text` with call
-        // relocations, which aya links; `Program::insns` holds the linked stream.
-        Some(mut m) => {
-            m.license = spec.license.clone();
-            m.maps = spec.maps.clone();
-            for f in m.funcs.iter_mut().filter(|f| f.section.is_some()) {
-                f.section = spec
-                    .programs
-                    .iter()
-                    .find(|p| p.name == f.name)
-                    .map(|p| p.section.clone());
-            }
-            obj::write_module(&m)
+    // Subprograms (a filter's classifier): the ELF keeps them in `.text` with call
+    // relocations, which aya links; `Program::insns` holds the linked stream, and the
+    // direct loader links `module` itself.
+    let module = module.map(|mut m| {
+        m.license = spec.license.clone();
+        m.maps = spec.maps.clone();
+        for f in m.funcs.iter_mut().filter(|f| f.section.is_some()) {
+            f.section = spec
+                .programs
+                .iter()
+                .find(|p| p.name == f.name)
+                .map(|p| p.section.clone());
         }
+        m
+    });
+    let written = match &module {
+        Some(m) => obj::write_module(m),
         None => obj::write_object(&spec),
     };
     let object = match written {
@@ -270,6 +277,7 @@ pub fn compile_with_catalog(
         probes: None,
         rules: None,
         timings,
+        module,
     })
 }
 
@@ -357,7 +365,13 @@ fn mir_programs(
         }
     };
     let mut programs = Vec::new();
-    let mut linked = false;
+    // Subprograms (a filter's classifier): the module spec links each program with its
+    // callees, as the kernel loads it, and later becomes the ELF's `.text`.
+    let module = compiled
+        .funcs
+        .iter()
+        .any(|cf| !cf.code.calls.is_empty() || !cf.code.func_addrs.is_empty())
+        .then(|| crate::codegen::object::module_spec(&fm.module, &compiled));
     for ((((filter, func), (index, cf)), tags), chain) in hir
         .filters
         .iter()
@@ -387,12 +401,16 @@ fn mir_programs(
                 _ => marks.push((s, t)),
             }
         }
-        let (insns, map_relocs) = if cf.code.calls.is_empty() && cf.code.func_addrs.is_empty() {
-            (cf.code.insns.clone(), cf.code.map_relocs.clone())
-        } else {
-            linked = true;
-            match crate::codegen::link::link(&compiled, index) {
-                Ok(l) => l,
+        let (insns, map_relocs) = match &module {
+            None => (cf.code.insns.clone(), cf.code.map_relocs.clone()),
+            Some(m) => match obj::link::link(m, index) {
+                Ok(l) => (
+                    l.insns,
+                    l.map_relocs
+                        .into_iter()
+                        .map(|r| (r.insn_index, r.map))
+                        .collect(),
+                ),
                 Err(e) => {
                     diags.push(Diagnostic::error(
                         "I0005",
@@ -401,7 +419,7 @@ fn mir_programs(
                     ));
                     continue;
                 }
-            }
+            },
         };
         let stack = (*chain).max(cf.frame.size) as usize;
         let resources = check::measure(&insns, &marks, stack);
@@ -418,7 +436,6 @@ fn mir_programs(
             resources,
         });
     }
-    let module = linked.then(|| crate::codegen::object::module_spec(&fm.module, &compiled));
     (programs, module)
 }
 

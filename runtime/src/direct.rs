@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use pol_compiler::bpf::Insn;
 use pol_compiler::driver::{Compiled, LICENSE};
-use pol_compiler::obj::{AttachSpec, FuncSpec, MapKind, MapReloc, MapSpec, ModuleSpec};
+use pol_compiler::obj::{self, AttachSpec, FuncSpec, MapKind, MapReloc, MapSpec, ModuleSpec};
 
 use crate::load::{self, Entry, LoadError, Loaded, PerCpuEntry};
 use crate::sys::{self, MapInfo, ProgInfo, ProgType, SysError, TestRun};
@@ -125,62 +125,11 @@ pub struct ProgLoad {
     pub attach_btf_id: u32,
 }
 
-/// BPF_PSEUDO_CALL: a call whose immediate is the callee's offset in instructions.
-const BPF_PSEUDO_CALL: u8 = 1;
-
-/// Program `f` with every static subprogram it reaches appended (each once), its calls'
-/// immediates set to the callee's offset, and map relocations moved along. A global
-/// subprogram or a callback address needs BTF func_info, which this path does not write.
-fn link_calls(spec: &ModuleSpec, f: &FuncSpec) -> Result<(Vec<Insn>, Vec<MapReloc>), LoadError> {
-    let unsupported = |what: String| LoadError::Program {
-        program: f.name.clone(),
-        message: format!("{what}: the direct loader cannot link it (a bug in pol)"),
-    };
-    let mut insns = f.insns.clone();
-    let mut relocs = f.map_relocs.clone();
-    // (function, its first instruction in `insns`), in order of placement.
-    let mut placed: Vec<(&FuncSpec, usize)> = vec![(f, 0)];
-    let mut next = 0;
-    while let Some(&(g, base)) = placed.get(next) {
-        next += 1;
-        if !g.func_addrs.is_empty() {
-            return Err(unsupported(format!("`{}` passes a callback", g.name)));
-        }
-        for (slot, callee) in &g.calls {
-            let at = match placed.iter().find(|(p, _)| p.name == *callee) {
-                Some(&(_, at)) => at,
-                None => {
-                    let c = spec
-                        .funcs
-                        .iter()
-                        .find(|c| c.name == *callee && c.section.is_none())
-                        .ok_or_else(|| {
-                            unsupported(format!("`{}` calls unknown `{callee}`", g.name))
-                        })?;
-                    if c.global {
-                        return Err(unsupported(format!("`{callee}` is a global function")));
-                    }
-                    let at = insns.len();
-                    insns.extend(c.insns.iter().copied());
-                    relocs.extend(c.map_relocs.iter().map(|r| MapReloc {
-                        insn_index: r.insn_index + at,
-                        map: r.map.clone(),
-                    }));
-                    placed.push((c, at));
-                    at
-                }
-            };
-            let call = base + slot;
-            let off = i64::try_from(at).unwrap_or(0) - i64::try_from(call).unwrap_or(0) - 1;
-            let insn = insns
-                .get_mut(call)
-                .ok_or_else(|| unsupported(format!("a call of `{}` is out of range", g.name)))?;
-            insn.src = BPF_PSEUDO_CALL;
-            insn.imm =
-                i32::try_from(off).map_err(|_| unsupported(format!("`{}` is too long", g.name)))?;
-        }
-    }
-    Ok((insns, relocs))
+/// A module's FUNC types loaded into the kernel (BPF_BTF_LOAD), and each function's FUNC
+/// type id by its index in the module: what func_info points at.
+struct ModuleBtf {
+    fd: OwnedFd,
+    ids: Vec<u32>,
 }
 
 struct DirectProg {
@@ -230,6 +179,12 @@ impl Direct {
                 d.fill(&def.spec.name, &def.entries)?;
             }
         }
+        let license = if c.spec.license.is_empty() {
+            LICENSE
+        } else {
+            &c.spec.license
+        };
+        let mut btf = None;
         for p in &c.spec.programs {
             let (prog_type, expected) = match &p.attach {
                 AttachSpec::Xdp { .. } => (ProgType::Xdp, BPF_XDP),
@@ -242,19 +197,28 @@ impl Direct {
             } else {
                 0
             };
-            let insns = d.relocate(&p.name, p.insns.clone(), &p.map_relocs)?;
-            let license = if c.spec.license.is_empty() {
-                LICENSE
-            } else {
-                &c.spec.license
-            };
             let load = ProgLoad {
                 prog_type,
                 expected_attach_type: expected,
                 prog_flags: flags,
                 attach_btf_id: 0,
             };
-            d.load_program(&p.name, &load, &insns, license)?;
+            // A program that calls subprograms (the classifier) is linked from the
+            // module, with func_info.
+            let in_module = c.module.as_ref().and_then(|m| {
+                let i = m
+                    .funcs
+                    .iter()
+                    .position(|f| f.name == p.name && f.section.is_some())?;
+                Some((m, i))
+            });
+            match in_module {
+                Some((m, i)) => d.load_linked(m, i, &load, license, &mut btf)?,
+                None => {
+                    let insns = d.relocate(&p.name, p.insns.clone(), &p.map_relocs)?;
+                    d.load_program(&p.name, &load, &insns, license, None)?;
+                }
+            }
         }
         Ok(d)
     }
@@ -273,13 +237,66 @@ impl Direct {
         } else {
             &spec.license
         };
-        for f in programs {
-            let load = how(f)?;
-            let (insns, relocs) = link_calls(spec, f)?;
-            let insns = d.relocate(&f.name, insns, &relocs)?;
-            d.load_program(&f.name, &load, &insns, license)?;
+        let mut btf = None;
+        for (i, f) in spec.funcs.iter().enumerate() {
+            if f.section.is_some() {
+                let load = how(f)?;
+                d.load_linked(spec, i, &load, license, &mut btf)?;
+            }
         }
         Ok(d)
+    }
+
+    /// Loads function `index` of `spec` linked with the subprograms it reaches; where there
+    /// are any, with func_info pointing at the module's FUNC types, loaded into the kernel
+    /// once per module (`btf`).
+    fn load_linked(
+        &mut self,
+        spec: &ModuleSpec,
+        index: usize,
+        load: &ProgLoad,
+        license: &str,
+        btf: &mut Option<ModuleBtf>,
+    ) -> Result<(), LoadError> {
+        let name = spec.funcs.get(index).map_or("", |f| f.name.as_str());
+        let linked = obj::link::link(spec, index).map_err(|e| LoadError::Program {
+            program: name.to_string(),
+            message: format!("{e} (a bug in pol)"),
+        })?;
+        let insns = self.relocate(name, linked.insns, &linked.map_relocs)?;
+        if linked.funcs.len() == 1 {
+            return self.load_program(name, load, &insns, license, None);
+        }
+        let btf = match btf {
+            Some(b) => b,
+            None => {
+                let (bytes, ids) = obj::funcs_btf(&spec.funcs);
+                let fd = sys::btf_load(&bytes).map_err(|e| LoadError::Program {
+                    program: name.to_string(),
+                    message: e.to_string(),
+                })?;
+                btf.insert(ModuleBtf { fd, ids })
+            }
+        };
+        let records = linked
+            .funcs
+            .iter()
+            .map(|&(at, fi)| {
+                let ty = btf.ids.get(fi).copied().unwrap_or(0);
+                u32::try_from(at).map(|at| [at, ty])
+            })
+            .collect::<Result<Vec<[u32; 2]>, _>>()
+            .map_err(|_| LoadError::Program {
+                program: name.to_string(),
+                message: "too many instructions".into(),
+            })?;
+        self.load_program(
+            name,
+            load,
+            &insns,
+            license,
+            Some((btf.fd.as_fd(), &records)),
+        )
     }
 
     /// Creates every map of `maps`, empty.
@@ -348,28 +365,18 @@ impl Direct {
         load: &ProgLoad,
         insns: &[Insn],
         license: &str,
+        func_info: Option<(BorrowedFd<'_>, &[[u32; 2]])>,
     ) -> Result<(), LoadError> {
         let bytes = pol_compiler::bpf::insn::encode(insns);
-        let fd = if load.attach_btf_id != 0 {
-            sys::prog_load_traced(
-                name,
-                load.prog_type,
-                load.expected_attach_type,
-                load.attach_btf_id,
-                &bytes,
-                license,
-            )
-        } else {
-            sys::prog_load_named(
-                name,
-                load.prog_type,
-                load.expected_attach_type,
-                load.prog_flags,
-                &bytes,
-                license,
-            )
-        }
-        .map_err(|e| match e {
+        let spec = sys::Load {
+            name,
+            prog_type: load.prog_type,
+            expected_attach_type: load.expected_attach_type,
+            prog_flags: load.prog_flags,
+            attach_btf_id: load.attach_btf_id,
+            func_info,
+        };
+        let fd = sys::prog_load_spec(&spec, &bytes, license).map_err(|e| match e {
             SysError::Rejected { errno, log } => LoadError::Verifier {
                 program: name.to_string(),
                 io_error: std::io::Error::from_raw_os_error(errno),

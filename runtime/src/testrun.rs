@@ -15,17 +15,6 @@ pub fn load_direct(c: &Compiled) -> Result<Direct, LoadError> {
     Direct::load(c)
 }
 
-/// Whether a program of `c` calls subprograms (BPF-to-BPF calls: a filter's classifier).
-/// The kernel wants BTF func_info for those, which the ELF object carries and the direct
-/// path does not: such files load through [`load`].
-pub fn calls_subprograms(c: &Compiled) -> bool {
-    // BPF_JMP | BPF_CALL with src_reg BPF_PSEUDO_CALL.
-    c.spec
-        .programs
-        .iter()
-        .any(|p| p.insns.iter().any(|i| i.code == 0x85 && i.src == 1))
-}
-
 /// Loads a compiled file's ELF object through aya and puts the contents of its set and
 /// rule maps in place, one update per key.
 pub fn load(c: &Compiled) -> Result<Loaded, LoadError> {

@@ -14,7 +14,6 @@
 pub mod check;
 pub mod emit;
 pub mod frame;
-pub mod link;
 pub mod lower;
 pub mod object;
 pub mod regalloc;

@@ -242,6 +242,40 @@ pub(crate) struct FuncBtf<'a> {
 const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 
+/// Adds a FUNC_PROTO and a FUNC for one function to `b`; returns the FUNC's type id.
+fn add_func(b: &mut Builder, name: &str, params: &[BtfParam], ret: BtfParam, global: bool) -> u32 {
+    let ty = |b: &mut Builder, p: BtfParam| match p {
+        BtfParam::Ptr => b.ptr(0),
+        BtfParam::Int {
+            bytes: 8,
+            signed: true,
+        } => b.int("long long", 8, true),
+        BtfParam::Int { bytes: 8, .. } => b.int("unsigned long long", 8, false),
+        BtfParam::Int { signed: true, .. } => b.c_int(),
+        BtfParam::Int { .. } => b.int("unsigned int", 4, false),
+    };
+    let ret = ty(b, ret);
+    let mut data = Vec::with_capacity(params.len() * 2);
+    for (i, p) in params.iter().enumerate() {
+        let t = ty(b, *p);
+        data.extend([b.string(&format!("a{i}")), t]);
+    }
+    let proto = b.push("", KIND_FUNC_PROTO, params.len() as u32, ret, &data);
+    b.push(name, KIND_FUNC, u32::from(global), proto, &[])
+}
+
+/// A `.BTF` blob with only the FUNC types of `funcs` (for BPF_BTF_LOAD), and each
+/// function's FUNC type id, in order: what BPF_PROG_LOAD's func_info points at when a
+/// loader hands the kernel instructions rather than an ELF object.
+pub fn funcs_btf(funcs: &[super::FuncSpec]) -> (Vec<u8>, Vec<u32>) {
+    let mut b = Builder::new();
+    let ids = funcs
+        .iter()
+        .map(|f| add_func(&mut b, &f.name, &f.params, f.ret, f.global))
+        .collect();
+    (b.finish(), ids)
+}
+
 /// Builds `.BTF` with maps, then a FUNC_PROTO and FUNC per function, and `.BTF.ext` with
 /// func_info and line_info grouped by section.
 pub(crate) fn module_btf(maps: &[MapSpec], funcs: &[FuncBtf<'_>]) -> ModuleBtf {
@@ -249,24 +283,7 @@ pub(crate) fn module_btf(maps: &[MapSpec], funcs: &[FuncBtf<'_>]) -> ModuleBtf {
     let (defs, maps_size) = add_maps(&mut b, maps);
     let mut records: Vec<(&str, u32, u32)> = Vec::new();
     for f in funcs {
-        let ty = |b: &mut Builder, p: BtfParam| match p {
-            BtfParam::Ptr => b.ptr(0),
-            BtfParam::Int {
-                bytes: 8,
-                signed: true,
-            } => b.int("long long", 8, true),
-            BtfParam::Int { bytes: 8, .. } => b.int("unsigned long long", 8, false),
-            BtfParam::Int { signed: true, .. } => b.c_int(),
-            BtfParam::Int { .. } => b.int("unsigned int", 4, false),
-        };
-        let ret = ty(&mut b, f.ret);
-        let mut data = Vec::with_capacity(f.params.len() * 2);
-        for (i, p) in f.params.iter().enumerate() {
-            let t = ty(&mut b, *p);
-            data.extend([b.string(&format!("a{i}")), t]);
-        }
-        let proto = b.push("", KIND_FUNC_PROTO, f.params.len() as u32, ret, &data);
-        let func = b.push(f.name, KIND_FUNC, u32::from(f.global), proto, &[]);
+        let func = add_func(&mut b, f.name, f.params, f.ret, f.global);
         records.push((f.section, f.byte_off, func));
     }
     // func_info: rec_size, then per section {name, count, {insn byte offset, type}...}.

@@ -10,10 +10,11 @@
 
 pub mod btf;
 mod layout;
+pub mod link;
 mod module;
 mod validate;
 
-pub use btf::{btf_section, dump as dump_btf, BtfParam};
+pub use btf::{btf_section, dump as dump_btf, funcs_btf, BtfParam};
 pub use layout::{
     map_layout, AggFunction, AggregationLayout, EventsLayout, FieldLayout, KeyFieldLayout, Layout,
     MapActionLayout, MapLayout, ProbeAttach, ProbeLayout, ProgramLayout, RecordLayout,

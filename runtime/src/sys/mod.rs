@@ -5,6 +5,7 @@
 //! saying what it most likely means; verifier rejections carry the log word for word.
 
 pub mod batch;
+mod btf;
 mod fs;
 pub mod link;
 mod map;
@@ -15,13 +16,14 @@ mod prog;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
+pub use btf::btf_load;
 pub use fs::{bpffs_mounted, mount_bpffs, mount_tracefs};
 pub use map::{
     map_create, map_create_named, map_delete, map_info, map_lookup, map_next_key, map_update,
     map_update_sized, possible_cpus, value_buf_len, MapInfo, MapType,
 };
 pub use prog::{
-    prog_info, prog_load_btf_probe, prog_load_named, prog_load_raw, prog_load_traced, test_run,
+    prog_info, prog_load_btf_probe, prog_load_named, prog_load_raw, prog_load_spec, test_run, Load,
     ProgInfo, ProgType, TestRun, BPF_F_XDP_HAS_FRAGS,
 };
 

@@ -82,6 +82,7 @@ pub fn prog_load_raw(
         expected_attach_type: 0,
         prog_flags: 0,
         attach_btf_id: 0,
+        func_info: None,
     };
     prog_load(&load, insns, license, log_level)
 }
@@ -101,6 +102,7 @@ pub fn prog_load_btf_probe(
         expected_attach_type,
         prog_flags: 0,
         attach_btf_id,
+        func_info: None,
     };
     prog_load(&load, &RETURN_0, "GPL", 0).map(drop)
 }
@@ -126,37 +128,30 @@ pub fn prog_load_named(
         expected_attach_type,
         prog_flags,
         attach_btf_id: 0,
+        func_info: None,
     };
     prog_load(&load, insns, license, 0).map(|(fd, _)| fd)
 }
 
-/// [`prog_load_named`] with `attach_btf_id`: a BTF-typed tracing program (tp_btf) names
-/// its target, a vmlinux BTF type id, at load time.
-pub fn prog_load_traced(
-    name: &str,
-    prog_type: ProgType,
-    expected_attach_type: u32,
-    attach_btf_id: u32,
-    insns: &[u8],
-    license: &str,
-) -> Result<OwnedFd, SysError> {
-    let load = Load {
-        name,
-        prog_type,
-        expected_attach_type,
-        prog_flags: 0,
-        attach_btf_id,
-    };
-    prog_load(&load, insns, license, 0).map(|(fd, _)| fd)
+/// Loads a program as `load` says: what the direct loader uses, BTF-typed tracing
+/// programs (`attach_btf_id`) and programs that call subprograms (func_info) included.
+pub fn prog_load_spec(load: &Load, insns: &[u8], license: &str) -> Result<OwnedFd, SysError> {
+    prog_load(load, insns, license, 0).map(|(fd, _)| fd)
 }
 
 /// What BPF_PROG_LOAD is asked for besides the instructions.
-struct Load<'a> {
-    name: &'a str,
-    prog_type: ProgType,
-    expected_attach_type: u32,
-    prog_flags: u32,
-    attach_btf_id: u32,
+pub struct Load<'a> {
+    /// Truncated to the kernel's 15 bytes.
+    pub name: &'a str,
+    pub prog_type: ProgType,
+    pub expected_attach_type: u32,
+    pub prog_flags: u32,
+    /// The vmlinux BTF type a BTF-typed tracing program (tp_btf) attaches to, or 0.
+    pub attach_btf_id: u32,
+    /// For a program that calls subprograms or passes callbacks: its BTF (BPF_BTF_LOAD)
+    /// and one func_info record `[first instruction, FUNC type id]` per function, in
+    /// instruction order. The kernel refuses such programs without them.
+    pub func_info: Option<(BorrowedFd<'a>, &'a [[u32; 2]])>,
 }
 
 /// BPF_PROG_LOAD behind [`prog_load_raw`] and [`prog_load_named`].
@@ -200,6 +195,14 @@ fn prog_load(
             prog_name: obj_name(load.name),
             expected_attach_type: load.expected_attach_type,
             attach_btf_id: load.attach_btf_id,
+            prog_btf_fd: load.func_info.map_or(0, |(btf, _)| btf.as_raw_fd() as u32),
+            func_info_rec_size: if load.func_info.is_some() { 8 } else { 0 },
+            func_info: load
+                .func_info
+                .map_or(0, |(_, records)| ptr_u64(records.as_ptr())),
+            func_info_cnt: load
+                .func_info
+                .map_or(0, |(_, records)| records.len() as u32),
             ..Default::default()
         };
         match bpf_call(BPF_PROG_LOAD, &mut attr) {
