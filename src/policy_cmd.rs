@@ -112,7 +112,35 @@ pub fn load(args: LoadArgs) -> Result<bool> {
     }
     // One filter per hook: refuse a hook a `pol run` or another policy holds.
     let mut claims = crate::run::claim_hooks(&args.file, &c, &opts, Some(&name))?;
-    let new = pol_runtime::testrun::load_direct(&c)
+    let digests: std::collections::BTreeMap<String, u64> = c
+        .spec
+        .programs
+        .iter()
+        .map(|p| {
+            let d = policies::rule_digest(p.rules.iter().map(|r| r.text.as_str()));
+            (p.name.clone(), d)
+        })
+        .collect();
+    // A replacement shares the loaded version's counters, and its per-rule statistics
+    // when the rules are the same (slot i is rule i): both versions count into one map,
+    // so the switch loses no count. Sets come from the new file.
+    let (shared, mut notes) = match store.record(&name).ok().flatten() {
+        Some(old_rec) if !args.no_carry => {
+            let mut carry: Vec<String> = c.hir.counters.iter().map(|k| k.name.clone()).collect();
+            for p in &c.spec.programs {
+                let same = old_rec.rule_digests.get(&p.name) == digests.get(&p.name);
+                if let (true, Some(s)) = (same, &p.stats) {
+                    carry.push(s.map.clone());
+                }
+            }
+            match Pinned::open(&store.dir(&name), &name) {
+                Ok(old) => policies::shared_maps(&old, &c.spec.maps, &carry),
+                Err(_) => (Vec::new(), Vec::new()),
+            }
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    let new = pol_runtime::direct::Direct::load_sharing(&c, &shared)
         .map_err(|e| anyhow!(crate::run::load_error(&c, &e)))?;
     let t_loaded = t0.elapsed();
     let file = std::fs::canonicalize(&args.file)
@@ -133,15 +161,6 @@ pub fn load(args: LoadArgs) -> Result<bool> {
         })
         .collect();
     let maps = new.map_names();
-    let digests: std::collections::BTreeMap<String, u64> = c
-        .spec
-        .programs
-        .iter()
-        .map(|p| {
-            let d = policies::rule_digest(p.rules.iter().map(|r| r.text.as_str()));
-            (p.name.clone(), d)
-        })
-        .collect();
     match store.record(&name).map_err(|e| anyhow!("{e}"))? {
         None => {
             // Pins without a record: a load that died half-way; start afresh.
@@ -211,20 +230,7 @@ pub fn load(args: LoadArgs) -> Result<bool> {
                 );
             }
             let old = Pinned::open(&store.dir(&name), &name).map_err(|e| anyhow!("{e}"))?;
-            // Counters always carry over; per-rule statistics only when the rules are
-            // the same (slot i is rule i). Sets come from the new file.
-            let mut carry: Vec<String> = c.hir.counters.iter().map(|k| k.name.clone()).collect();
-            if args.no_carry {
-                carry.clear();
-            } else {
-                for p in &c.spec.programs {
-                    let same = old_rec.rule_digests.get(&p.name) == digests.get(&p.name);
-                    if let (true, Some(s)) = (same, &p.stats) {
-                        carry.push(s.map.clone());
-                    }
-                }
-            }
-            let (carried, mut notes) = policies::carry_state(&old, &new, &carry);
+            let carry: Vec<String> = shared.iter().map(|(m, _)| m.clone()).collect();
             // What `pol set` changed is part of the policy, not a counter: replayed before
             // the switch, so a value blocked at run time stays blocked across it.
             let set_edits = if args.reset_sets {
@@ -237,7 +243,6 @@ pub fn load(args: LoadArgs) -> Result<bool> {
             let t_switch = Instant::now();
             policies::switch(&old, &new, &name).map_err(|e| anyhow!("{e}"))?;
             let switched = t_switch.elapsed();
-            policies::carry_rest(&old, &new, &carried);
             policies::repin(&store, &name, &new).map_err(|e| anyhow!("{e}"))?;
             let mut programs = programs;
             for (p, o) in programs.iter_mut().zip(&old_rec.programs) {

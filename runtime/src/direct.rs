@@ -173,9 +173,15 @@ impl Direct {
     /// Creates the maps of `c`, fills them, and loads its programs. Stops at the first
     /// failure; everything created before it is closed (and so freed) on return.
     pub fn load(c: &Compiled) -> Result<Direct, LoadError> {
-        let mut d = Direct::with_maps(&c.spec.maps, c.spec.programs.len())?;
+        Direct::load_sharing(c, &[])
+    }
+
+    /// [`Direct::load`], with the maps named in `shared` not created but taken from the
+    /// fds given (a loaded version's counters, which a replacement keeps counting into).
+    pub fn load_sharing(c: &Compiled, shared: &[(String, OwnedFd)]) -> Result<Direct, LoadError> {
+        let mut d = Direct::with_maps(&c.spec.maps, c.spec.programs.len(), shared)?;
         for def in &c.maps {
-            if !def.entries.is_empty() {
+            if !def.entries.is_empty() && !shared.iter().any(|(n, _)| *n == def.spec.name) {
                 d.fill(&def.spec.name, &def.entries)?;
             }
         }
@@ -231,7 +237,7 @@ impl Direct {
         how: impl Fn(&FuncSpec) -> Result<ProgLoad, LoadError>,
     ) -> Result<Direct, LoadError> {
         let programs: Vec<&FuncSpec> = spec.funcs.iter().filter(|f| f.section.is_some()).collect();
-        let mut d = Direct::with_maps(&spec.maps, programs.len())?;
+        let mut d = Direct::with_maps(&spec.maps, programs.len(), &[])?;
         let license = if spec.license.is_empty() {
             LICENSE
         } else {
@@ -299,8 +305,12 @@ impl Direct {
         )
     }
 
-    /// Creates every map of `maps`, empty.
-    fn with_maps(maps: &[MapSpec], programs: usize) -> Result<Direct, LoadError> {
+    /// Creates every map of `maps`, empty, but for those in `shared`, which it takes.
+    fn with_maps(
+        maps: &[MapSpec],
+        programs: usize,
+        shared: &[(String, OwnedFd)],
+    ) -> Result<Direct, LoadError> {
         let mut d = Direct {
             maps: Vec::with_capacity(maps.len()),
             progs: Vec::with_capacity(programs),
@@ -312,15 +322,20 @@ impl Direct {
             } else {
                 (spec.key.size(), spec.value.size())
             };
-            let fd = sys::map_create_named(
-                &spec.name,
-                map_type,
-                key_size,
-                value_size,
-                spec.max_entries,
-                flags,
-            )
-            .map_err(object_error(format!("cannot create map `{}`", spec.name)))?;
+            let fd = match shared.iter().find(|(n, _)| *n == spec.name) {
+                Some((_, fd)) => fd.try_clone().map_err(|e| LoadError::Object {
+                    message: format!("cannot share map `{}`: {e}", spec.name),
+                })?,
+                None => sys::map_create_named(
+                    &spec.name,
+                    map_type,
+                    key_size,
+                    value_size,
+                    spec.max_entries,
+                    flags,
+                )
+                .map_err(object_error(format!("cannot create map `{}`", spec.name)))?,
+            };
             d.maps.push(DirectMap {
                 name: spec.name.clone(),
                 fd,

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::direct::{Direct, Object};
 use crate::load::{self, Entry, LoadError};
 use crate::sys::{self, link, MapInfo};
+use pol_compiler::obj::MapSpec;
 
 /// Where policy records live.
 pub const RECORD_ROOT: &str = "/run/pol/policies";
@@ -395,110 +396,38 @@ fn pin_objects(dir: &Path, name: &str, new: &Direct) -> Result<(), PolicyError> 
     Ok(())
 }
 
-/// What [`carry_state`] copied, to add what the old programs counted after the copy once
-/// the links are switched ([`carry_rest`]).
-#[derive(Debug, Default)]
-pub struct Carried {
-    maps: Vec<(String, Vec<Entry>)>,
-}
-
-/// Copies the entries of the maps named in `carry` from `old` into `new` where both have
-/// the same type, key and value sizes and `new` has room; returns what was copied and a
-/// note per map skipped.
-pub fn carry_state(old: &Pinned, new: &Direct, carry: &[String]) -> (Carried, Vec<String>) {
+/// The maps named in `carry` that a replacement of `old` can share with it: the loaded
+/// map itself (a new fd for it), where `maps` (the replacement's) declares one of the same
+/// type, key and value sizes and capacity. Both versions then count into the same map, so
+/// the switch loses no count: copying values into the new map instead raced with the new
+/// program's own increments. A note says why each other map starts from zero.
+pub fn shared_maps(
+    old: &Pinned,
+    maps: &[MapSpec],
+    carry: &[String],
+) -> (Vec<(String, OwnedFd)>, Vec<String>) {
+    let mut shared = Vec::new();
     let mut notes = Vec::new();
-    let mut carried = Carried::default();
     for m in carry {
-        let (Some((ofd, oinfo)), Ok(nfd)) = (old.maps.get(m), new.map_fd(m)) else {
+        let (Some((ofd, oinfo)), Some(spec)) =
+            (old.maps.get(m), maps.iter().find(|s| s.name == *m))
+        else {
             continue;
         };
-        let Ok(ninfo) = sys::map_info(nfd) else {
-            continue;
-        };
-        let same = oinfo.map_type == ninfo.map_type
-            && oinfo.key_size == ninfo.key_size
-            && oinfo.value_size == ninfo.value_size;
+        let same = oinfo.map_type == spec.kind.bpf_type()
+            && oinfo.key_size == spec.key.size()
+            && oinfo.value_size == spec.value.size()
+            && oinfo.max_entries == spec.max_entries;
         if !same {
             notes.push(format!("`{m}` starts from zero: its layout changed"));
             continue;
         }
-        let Ok(entries) = load::raw_entries(m, ofd.as_fd(), oinfo) else {
-            notes.push(format!("`{m}` starts from zero: it cannot be read"));
-            continue;
-        };
-        let mut lost = 0;
-        // New maps start at zero: only counts that are not zero need copying (most slots
-        // of a 100,000-rule statistics array are).
-        for (k, v) in entries.iter().filter(|(_, v)| v.iter().any(|&b| b != 0)) {
-            if sys::map_update(nfd, k, v, 0).is_err() {
-                lost += 1;
-            }
-        }
-        if lost > 0 {
-            notes.push(format!(
-                "`{m}`: {lost} of {} entries did not fit",
-                entries.len()
-            ));
-        }
-        carried.maps.push((m.clone(), entries));
-    }
-    (carried, notes)
-}
-
-/// After [`switch`]: adds to `new` what the old programs counted between [`carry_state`]
-/// and the switch (values as u64 lanes, per CPU for per-CPU maps), so no count is lost to
-/// the switch. It first waits until every run of an old program that started before the
-/// switch has finished, so what those runs count is carried too.
-pub fn carry_rest(old: &Pinned, new: &Direct, carried: &Carried) {
-    sys::wait_for_running_programs();
-    for (m, before) in &carried.maps {
-        let (Some((ofd, oinfo)), Ok(nfd)) = (old.maps.get(m), new.map_fd(m)) else {
-            continue;
-        };
-        let Ok(now) = load::raw_entries(m, ofd.as_fd(), oinfo) else {
-            continue;
-        };
-        let before: std::collections::HashMap<&[u8], &[u8]> = before
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-            .collect();
-        for (k, v) in now {
-            let was = before.get(k.as_slice()).copied();
-            let delta = lanes_sub(&v, was.unwrap_or(&[]));
-            if delta.iter().all(|&d| d == 0) {
-                continue;
-            }
-            let cur = sys::map_lookup(nfd, &k, v.len())
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| vec![0; v.len()]);
-            let _ = sys::map_update(nfd, &k, &lanes_add(&cur, &delta), 0);
+        match ofd.try_clone() {
+            Ok(fd) => shared.push((m.clone(), fd)),
+            Err(e) => notes.push(format!("`{m}` starts from zero: {e}")),
         }
     }
-}
-
-fn lanes(b: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    b.chunks(8).map(|c| {
-        let mut x = [0u8; 8];
-        x[..c.len()].copy_from_slice(c);
-        u64::from_le_bytes(x)
-    })
-}
-
-fn lanes_sub(a: &[u8], b: &[u8]) -> Vec<u64> {
-    let mut bl = lanes(b);
-    lanes(a)
-        .map(|x| x.saturating_sub(bl.next().unwrap_or(0)))
-        .collect()
-}
-
-fn lanes_add(cur: &[u8], delta: &[u64]) -> Vec<u8> {
-    let mut out: Vec<u8> = lanes(cur)
-        .zip(delta.iter().chain(std::iter::repeat(&0)))
-        .flat_map(|(c, d)| c.wrapping_add(*d).to_le_bytes())
-        .collect();
-    out.truncate(cur.len());
-    out
+    (shared, notes)
 }
 
 /// Switches every link of `old` to the program of the same name in `new`, each guarded by
