@@ -202,6 +202,7 @@ fn test(c: &mut Conj, t: &Test) -> Result<(), NotClassified> {
         Test::Bits { field, .. } => unsupported(format!("`{}` is a flag", field.name)),
         Test::Masked { field, .. } => unsupported(format!("`{}` is masked (`&`)", field.name)),
         Test::Payload { .. } => unsupported("it reads payload bytes"),
+        Test::Rate { .. } => unsupported("it tests a rate limit, which keeps state"),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod check;
 pub mod fields;
 pub mod needs;
 pub mod print;
+pub mod state;
 pub mod stdlib;
 pub mod types;
 pub mod values;
@@ -31,6 +32,8 @@ pub struct Hir {
     pub probes: crate::probe::hir::Probes,
     /// Runtime security rules.
     pub security: crate::rule::hir::RuleSet,
+    /// Rate limits (`rate(..)` tests), each a table of its own.
+    pub rates: Vec<state::RateDef>,
 }
 
 /// A value of a set or a literal: an integer range or a network prefix.
@@ -151,4 +154,8 @@ pub enum Test {
         bytes: [u8; PAYLOAD_TEST_MAX],
         eq: bool,
     },
+    /// `rate(..) > N/s` (`over`) or `<= N/s` (`!over`) of `Hir::rates[rate]`: takes a
+    /// token from the key's bucket when there is one; over the rate when there is none.
+    /// False (both ways) when a key field's layer is absent.
+    Rate { rate: usize, over: bool },
 }

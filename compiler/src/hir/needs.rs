@@ -407,6 +407,14 @@ fn test(hir: &Hir, t: &Test) -> Tree {
         // The copied length says whether the bytes are there; the bytes themselves lie
         // past the record (the window `payload_window` sizes).
         Test::Payload { layer, .. } => leaf(Some(layer), span(OFF_PAYLOAD_LEN, 2)),
+        // A rate reads its key fields, each behind its own layer check; `rate()` reads
+        // nothing and is always evaluated.
+        Test::Rate { rate, .. } => match hir.rates.get(rate).map(|r| r.keys.as_slice()) {
+            Some(keys) if !keys.is_empty() => {
+                Tree::And(keys.iter().map(|&f| leaf(guard(f), key_bytes(f))).collect())
+            }
+            _ => leaf(None, 0),
+        },
         Test::InSet { field, set } => {
             let def = &hir.sets[set];
             if def.values.len() <= INLINE_SET_MAX {

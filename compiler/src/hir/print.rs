@@ -164,6 +164,18 @@ pub fn cond(hir: &Hir, c: &Cond) -> String {
                     start + len
                 )
             }
+            Test::Rate { rate, over } => {
+                let r = &hir.rates[*rate];
+                let keys: Vec<&str> = r.keys.iter().map(|f| f.name).collect();
+                format!(
+                    "rate({}) {} 1/{}ns burst {} [{}]",
+                    keys.join(", "),
+                    if *over { ">" } else { "<=" },
+                    r.interval_ns,
+                    r.burst,
+                    r.map
+                )
+            }
         },
     }
 }

@@ -57,6 +57,16 @@ pub enum Inst {
     /// `datapath::Names::of_filter(filter)`) on the packet; a first match with a smaller
     /// rule index than the best so far becomes the best.
     Classify { filter: String },
+    /// `dst` = 1 when the packet is over the rate of `map` (a GCRA bucket per key, see
+    /// `hir::state::RateDef`), else 0 after taking its token. The key is the record
+    /// bytes `keys` (offset, length) in order; none: the one slot of an array (`rate()`).
+    Rate {
+        dst: VReg,
+        map: String,
+        keys: Vec<(i16, u8)>,
+        interval_ns: u64,
+        tolerance_ns: u64,
+    },
 }
 
 /// Unsigned comparisons; `Set` is "any bit of the mask is set".
@@ -128,7 +138,8 @@ impl Inst {
             Inst::LoadRecord { dst, .. }
             | Inst::AndImm { dst, .. }
             | Inst::Lookup { dst, .. }
-            | Inst::LoadBest { dst, .. } => Some(*dst),
+            | Inst::LoadBest { dst, .. }
+            | Inst::Rate { dst, .. } => Some(*dst),
             Inst::Count { .. }
             | Inst::Stat { .. }
             | Inst::StatBest { .. }
@@ -196,6 +207,21 @@ impl fmt::Display for Function {
                     Inst::LoadBest { dst, action: true } => writeln!(s, "  {dst} = best.action"),
                     Inst::Classify { filter } => {
                         writeln!(s, "  best = min(best, classify {filter})")
+                    }
+                    Inst::Rate {
+                        dst,
+                        map,
+                        keys,
+                        interval_ns,
+                        tolerance_ns,
+                    } => {
+                        let keys: Vec<String> =
+                            keys.iter().map(|(o, n)| format!("rec+{o}:{n}")).collect();
+                        writeln!(
+                            s,
+                            "  {dst} = rate {map}[{}] every {interval_ns}ns, tolerance {tolerance_ns}ns",
+                            keys.join(", ")
+                        )
                     }
                 };
             }

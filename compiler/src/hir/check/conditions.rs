@@ -127,6 +127,11 @@ impl Checker<'_> {
         if let ExprKind::Index(p, keys) = &lhs.kind {
             return self.payload(e, op, p, keys, rhs);
         }
+        if let ExprKind::Call(p, args) = &lhs.kind {
+            if p.dotted() == "rate" {
+                return self.rate(e, op, args, rhs);
+            }
+        }
         let ExprKind::Path(p) = &lhs.kind else {
             let mut d = Diagnostic::error(
                 "E0403",

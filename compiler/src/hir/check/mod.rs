@@ -7,7 +7,7 @@
 //! E0501 unknown hook, E0502 bad hook argument, E0503 missing default,
 //! E0504 duplicate default, E0505 rule after default, E0506 count key unusable,
 //! E0507 count map used with different keys, E0508 duplicate filter, E0509 test on unknown filter,
-//! E0510 a test's expected count names no counter or does not fit its key,
+//! E0510 a test's expected count names no counter or does not fit its key, E0511 bad rate limit,
 //! L0501 construct not supported yet (probe, rule, regex, L7 fields, set files).
 
 mod conditions;
@@ -15,6 +15,7 @@ mod consts;
 mod counts;
 mod decls;
 mod filters;
+mod state;
 
 use super::fields;
 use super::{stdlib, Hir, Ty, Value};

@@ -39,7 +39,7 @@ impl Lower<'_> {
     }
 
     /// Tests the field's layer bits in `at`; returns the block where the field may be read.
-    fn layer(&mut self, at: BlockId, field: &Field, mask: u32, f: BlockId) -> BlockId {
+    pub(super) fn layer(&mut self, at: BlockId, field: &Field, mask: u32, f: BlockId) -> BlockId {
         if field.always_present() {
             return at;
         }
@@ -239,6 +239,7 @@ impl Lower<'_> {
                 bytes,
                 eq,
             } => self.payload(at, layer, start, &bytes[..len as usize], eq, t, f),
+            Test::Rate { rate, over } => self.rate(at, rate, over, t, f),
             Test::InSet { field, set } => {
                 let def = &self.hir.sets[set];
                 if def.values.len() <= INLINE_SET_MAX {
@@ -250,7 +251,7 @@ impl Lower<'_> {
         }
     }
 
-    fn load(&mut self, b: BlockId, off: i16, size: u8) -> VReg {
+    pub(super) fn load(&mut self, b: BlockId, off: i16, size: u8) -> VReg {
         let v = self.vreg();
         self.push(b, Inst::LoadRecord { dst: v, off, size });
         v

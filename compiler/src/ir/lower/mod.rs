@@ -7,6 +7,7 @@
 
 mod conds;
 mod maps;
+mod state;
 
 use super::groups::{self, Plan};
 use super::{Block, BlockId, BrOp, Function, Inst, Term, VReg};

@@ -6,6 +6,7 @@
 
 mod parser;
 mod rules;
+mod state;
 
 use crate::classify::datapath;
 use crate::classify::tuplemerge::Config;

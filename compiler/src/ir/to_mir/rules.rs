@@ -48,7 +48,7 @@ pub(super) struct R<'a> {
 }
 
 impl R<'_> {
-    fn map(&self, name: &str) -> Result<MapId, String> {
+    pub(super) fn map(&self, name: &str) -> Result<MapId, String> {
         self.module
             .map_by_name(name)
             .ok_or_else(|| format!("map {name} is not in the module"))
@@ -58,7 +58,7 @@ impl R<'_> {
         helpers::by_name("map_lookup_elem").map_or(1, |h| h.id)
     }
 
-    fn slot_addr(&mut self, cur: Block, s: Slot, off: i64) -> Value {
+    pub(super) fn slot_addr(&mut self, cur: Block, s: Slot, off: i64) -> Value {
         let a = self
             .b
             .f
@@ -74,7 +74,7 @@ impl R<'_> {
         }
     }
 
-    fn store(&mut self, cur: Block, ty: IntTy, s: Slot, off: i16, val: Operand) {
+    pub(super) fn store(&mut self, cur: Block, ty: IntTy, s: Slot, off: i16, val: Operand) {
         let at = self.slot_addr(cur, s, 0);
         self.b.f.push_void(
             cur,
@@ -87,12 +87,12 @@ impl R<'_> {
         );
     }
 
-    fn load(&mut self, cur: Block, ty: IntTy, ptr: Value, off: i16) -> Value {
+    pub(super) fn load(&mut self, cur: Block, ty: IntTy, ptr: Value, off: i16) -> Value {
         self.b.f.push(cur, Op::Load { ptr, off }, Type::Int(ty))
     }
 
     /// `map_lookup_elem(map, key)`: a value pointer or null.
-    fn lookup(&mut self, cur: Block, map: MapId, key: Value) -> Value {
+    pub(super) fn lookup(&mut self, cur: Block, map: MapId, key: Value) -> Value {
         let m = self
             .b
             .f
@@ -104,13 +104,13 @@ impl R<'_> {
         )
     }
 
-    fn new_block(&mut self, src: u32) -> Block {
+    pub(super) fn new_block(&mut self, src: u32) -> Block {
         let b = self.b.add_block();
         self.tags.set(b, src);
         b
     }
 
-    fn jump(&mut self, from: Block, to: Block, args: Vec<Value>) {
+    pub(super) fn jump(&mut self, from: Block, to: Block, args: Vec<Value>) {
         self.b.set_term(from, Term::Jump(BlockCall::new(to, args)));
     }
 
@@ -319,6 +319,23 @@ impl R<'_> {
                     cur = done;
                 }
                 Inst::Classify { .. } => cur = self.classify(cur, src)?,
+                Inst::Rate {
+                    dst,
+                    map,
+                    keys,
+                    interval_ns,
+                    tolerance_ns,
+                } => {
+                    let r = super::state::Rate {
+                        map,
+                        keys,
+                        interval_ns: *interval_ns,
+                        tolerance_ns: *tolerance_ns,
+                    };
+                    let (next, v) = self.rate(cur, src, &r)?;
+                    vals.insert(*dst, v);
+                    cur = next;
+                }
                 Inst::LoadBest { dst, action } => {
                     let best = self.slot_addr(cur, self.slots.best, 0);
                     let v = self.load(cur, IntTy::U32, best, if *action { 4 } else { 0 });
