@@ -512,6 +512,12 @@ impl<'a> Printer<'a> {
             ExprKind::SetLit(es) if es.is_empty() => "{}".to_string(),
             ExprKind::SetLit(es) => format!("{{ {} }}", self.list(es)),
             ExprKind::List(es) => format!("[{}]", self.list(es)),
+            // A rate (`100/s`, `5/10s`) keeps its count and unit together.
+            ExprKind::Binary(BinOp::Div, a, b)
+                if matches!(a.kind, ExprKind::Int(_)) && is_rate_unit(b) =>
+            {
+                format!("{}/{}", self.expr(a), self.expr(b))
+            }
             ExprKind::Binary(op, a, b) => {
                 format!("{} {} {}", self.expr(a), binop(*op), self.expr(b))
             }
@@ -636,5 +642,14 @@ fn stmt_span(s: &Stmt) -> Span {
 fn case_span(c: &TestCase) -> Span {
     match c {
         TestCase::Packet { span, .. } | TestCase::Error(span) => span.clone(),
+    }
+}
+
+/// The unit of a rate: `s`, `m`, `h` or a duration (`10s`).
+fn is_rate_unit(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Duration(_) => true,
+        ExprKind::Path(p) => matches!(p.dotted().as_str(), "s" | "m" | "h"),
+        _ => false,
     }
 }
