@@ -203,6 +203,7 @@ fn test(c: &mut Conj, t: &Test) -> Result<(), NotClassified> {
         Test::Masked { field, .. } => unsupported(format!("`{}` is masked (`&`)", field.name)),
         Test::Payload { .. } => unsupported("it reads payload bytes"),
         Test::Rate { .. } => unsupported("it tests a rate limit, which keeps state"),
+        Test::Ct { .. } => unsupported("it tests connection tracking, which keeps state"),
     }
 }
 

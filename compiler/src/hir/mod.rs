@@ -34,6 +34,8 @@ pub struct Hir {
     pub security: crate::rule::hir::RuleSet,
     /// Rate limits (`rate(..)` tests), each a table of its own.
     pub rates: Vec<state::RateDef>,
+    /// Connection tracking, when a rule tests `ct.*` or the file configures it.
+    pub ct: Option<state::CtConfig>,
 }
 
 /// A value of a set or a literal: an integer range or a network prefix.
@@ -158,4 +160,7 @@ pub enum Test {
     /// token from the key's bucket when there is one; over the rate when there is none.
     /// False (both ways) when a key field's layer is absent.
     Rate { rate: usize, over: bool },
+    /// The packet's connection-tracking result (`hir::state::CT_*` bits) has any bit of
+    /// `mask`: `ct.state in {..}`, `ct.direction == reply`.
+    Ct { mask: u32 },
 }

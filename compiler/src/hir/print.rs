@@ -164,6 +164,7 @@ pub fn cond(hir: &Hir, c: &Cond) -> String {
                     start + len
                 )
             }
+            Test::Ct { mask } => format!("ct & {mask:#x}"),
             Test::Rate { rate, over } => {
                 let r = &hir.rates[*rate];
                 let keys: Vec<&str> = r.keys.iter().map(|f| f.name).collect();

@@ -38,8 +38,58 @@ impl RateDef {
     }
 }
 
+/// `ct.state` values, as bits of the per-packet tracking result.
+pub const CT_NEW: u32 = 1;
+pub const CT_ESTABLISHED: u32 = 2;
+pub const CT_INVALID: u32 = 4;
+/// Not tracked: not IP, or not TCP, UDP, ICMP/ICMPv6 echo (a later fragment included).
+pub const CT_UNTRACKED: u32 = 8;
+/// `ct.direction`: the packet goes the way the flow's first packet went, or back.
+pub const CT_ORIGINAL: u32 = 1 << 8;
+pub const CT_REPLY: u32 = 1 << 9;
+
+/// The connection-tracking table of a file (`const conntrack = { .. }`, or the defaults
+/// when a rule tests `ct.*`). Every filter of the file tracks its packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct CtConfig {
+    /// Flows the table holds; the least recently used is evicted when it is full.
+    pub size: u32,
+    /// What a packet of a flow the table does not know (evicted, expired, or begun before
+    /// pol was loaded) is when it cannot start one (a TCP segment without a lone SYN, an
+    /// echo reply): `false` (closed): `invalid`; `true` (open): the flow is taken up as
+    /// `established`.
+    pub open: bool,
+    /// Idle timeouts in nanoseconds: a TCP flow before its first reply, after it, after a
+    /// FIN or RST either way; UDP before and after a reply; ICMP echo.
+    pub tcp_new: u64,
+    pub tcp: u64,
+    pub tcp_closing: u64,
+    pub udp_new: u64,
+    pub udp: u64,
+    pub icmp: u64,
+}
+
+const S: u64 = 1_000_000_000;
+
+impl Default for CtConfig {
+    fn default() -> Self {
+        CtConfig {
+            size: 65536,
+            open: false,
+            tcp_new: 60 * S,
+            tcp: 3600 * S,
+            tcp_closing: 10 * S,
+            udp_new: 30 * S,
+            udp: 180 * S,
+            icmp: 30 * S,
+        }
+    }
+}
+
+/// The map of the connection-tracking table.
+pub const CT_MAP: &str = "pol_ct";
 /// Whether a map of a stateful test holds clock times (`bpf_ktime_get_ns`) in its values,
 /// which differ between two loads of one program (tests compare such maps by key only).
 pub fn map_holds_clock(name: &str) -> bool {
-    name.starts_with("pol_rate")
+    name.starts_with("pol_rate") || name == CT_MAP
 }

@@ -67,6 +67,15 @@ pub enum Inst {
         interval_ns: u64,
         tolerance_ns: u64,
     },
+    /// Tracks the packet's connection in `map` (`to_mir::state`) and keeps the result
+    /// (`hir::state::CT_*` bits) for `Ct`: the first instruction of a filter of a file
+    /// with connection tracking.
+    CtTrack {
+        map: String,
+        config: crate::hir::state::CtConfig,
+    },
+    /// `dst` = the packet's tracking result.
+    Ct { dst: VReg },
 }
 
 /// Unsigned comparisons; `Set` is "any bit of the mask is set".
@@ -139,13 +148,15 @@ impl Inst {
             | Inst::AndImm { dst, .. }
             | Inst::Lookup { dst, .. }
             | Inst::LoadBest { dst, .. }
-            | Inst::Rate { dst, .. } => Some(*dst),
+            | Inst::Rate { dst, .. }
+            | Inst::Ct { dst } => Some(*dst),
             Inst::Count { .. }
             | Inst::Stat { .. }
             | Inst::StatBest { .. }
             | Inst::InitBest { .. }
             | Inst::GroupLookup { .. }
-            | Inst::Classify { .. } => None,
+            | Inst::Classify { .. }
+            | Inst::CtTrack { .. } => None,
         }
     }
 
@@ -208,6 +219,13 @@ impl fmt::Display for Function {
                     Inst::Classify { filter } => {
                         writeln!(s, "  best = min(best, classify {filter})")
                     }
+                    Inst::CtTrack { map, config } => writeln!(
+                        s,
+                        "  ct = track {map} (size {}, full {})",
+                        config.size,
+                        if config.open { "open" } else { "closed" }
+                    ),
+                    Inst::Ct { dst } => writeln!(s, "  {dst} = ct"),
                     Inst::Rate {
                         dst,
                         map,

@@ -132,6 +132,11 @@ impl Checker<'_> {
                 return self.rate(e, op, args, rhs);
             }
         }
+        if let ExprKind::Path(p) = &lhs.kind {
+            if Self::is_ct(p) {
+                return self.ct(e, op, p, rhs);
+            }
+        }
         let ExprKind::Path(p) = &lhs.kind else {
             let mut d = Diagnostic::error(
                 "E0403",

@@ -1,11 +1,15 @@
-//! Stateful tests: `rate(KEY, ..., burst(B), size(N)) > N/UNIT` (docs/stateful.md).
+//! Stateful tests: `rate(KEY, ..., burst(B), size(N)) > N/UNIT`, `ct.state`, `ct.direction`
+//! and the `conntrack` settings (docs/stateful.md).
 
 use super::Checker;
 use crate::diag::Diagnostic;
 use crate::hir::fields::Slot;
-use crate::hir::state::{RateDef, RATE_SIZE_DEFAULT, RATE_SIZE_MAX};
+use crate::hir::state::{
+    CtConfig, RateDef, CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_ORIGINAL, CT_REPLY, CT_UNTRACKED,
+    RATE_SIZE_DEFAULT, RATE_SIZE_MAX,
+};
 use crate::hir::{Cond, Test};
-use crate::syntax::ast::{BinOp, Expr, ExprKind};
+use crate::syntax::ast::{self, BinOp, Expr, ExprKind};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -197,5 +201,154 @@ impl Checker<'_> {
             return None;
         }
         Some((count, per))
+    }
+}
+
+const CT_STATES: [(&str, u32); 4] = [
+    ("new", CT_NEW),
+    ("established", CT_ESTABLISHED),
+    ("invalid", CT_INVALID),
+    ("untracked", CT_UNTRACKED),
+];
+const CT_DIRECTIONS: [(&str, u32); 2] = [("original", CT_ORIGINAL), ("reply", CT_REPLY)];
+
+impl Checker<'_> {
+    /// Whether `p` names a connection-tracking field.
+    pub(super) fn is_ct(p: &ast::Path) -> bool {
+        p.segments.first().is_some_and(|s| s.name == "ct")
+    }
+
+    /// `ct.state == V`, `ct.state != V`, `ct.state in {V, ..}`, `ct.direction == reply`.
+    pub(super) fn ct(&mut self, e: &Expr, op: BinOp, p: &ast::Path, rhs: &Expr) -> Option<Cond> {
+        let name = p.dotted();
+        let (values, all): (&[(&str, u32)], u32) = match name.as_str() {
+            "ct.state" => (
+                &CT_STATES,
+                CT_NEW | CT_ESTABLISHED | CT_INVALID | CT_UNTRACKED,
+            ),
+            "ct.direction" => (&CT_DIRECTIONS, CT_ORIGINAL | CT_REPLY),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error("E0302", format!("unknown field `{name}`"), p.span.clone())
+                        .with_label("no such connection-tracking field")
+                        .with_help("`ct.state` (new, established, invalid, untracked) or `ct.direction` (original, reply)"),
+                );
+                return None;
+            }
+        };
+        let elems: Vec<&Expr> = match (&op, &rhs.kind) {
+            (BinOp::In, ExprKind::SetLit(es)) => es.iter().collect(),
+            (BinOp::Eq | BinOp::Ne, _) => vec![rhs],
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0403",
+                        format!("`{name}` is compared with `==`, `!=` or `in {{..}}`"),
+                        e.span.clone(),
+                    )
+                    .with_label("not ordered"),
+                );
+                return None;
+            }
+        };
+        let mut mask = 0;
+        for v in elems {
+            let word = match &v.kind {
+                ExprKind::Path(q) if q.segments.len() == 1 => q.dotted(),
+                ExprKind::Error => return None,
+                _ => String::new(),
+            };
+            if name == "ct.state" && word == "related" {
+                self.diags.push(
+                    Diagnostic::error(
+                        "L0501",
+                        "`related` (ICMP errors quoting a tracked flow) is not supported yet",
+                        v.span.clone(),
+                    )
+                    .with_label("pol does not read the quoted header of ICMP errors yet"),
+                );
+                return None;
+            }
+            match values.iter().find(|(n, _)| *n == word) {
+                Some((_, bit)) => mask |= bit,
+                None => {
+                    let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0405",
+                            format!("`{name}` is one of {}", names.join(", ")),
+                            v.span.clone(),
+                        )
+                        .with_label("not a value of this field"),
+                    );
+                    return None;
+                }
+            }
+        }
+        if op == BinOp::Ne {
+            mask = all & !mask;
+        }
+        self.hir.ct.get_or_insert_with(CtConfig::default);
+        Some(Cond::Test(Test::Ct { mask }))
+    }
+
+    /// `const conntrack = { size: 100000, full: open, tcp: 1h, udp_new: 30s, .. }`: the
+    /// file's connection-tracking table.
+    pub(super) fn conntrack(&mut self, k: &ast::ConstDecl) {
+        let ExprKind::Record(fields) = &k.value.kind else {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    "`conntrack` is a record of settings",
+                    k.value.span.clone(),
+                )
+                .with_label("expected `{ size: 65536, full: closed, tcp: 1h, .. }`"),
+            );
+            return;
+        };
+        let mut c = CtConfig::default();
+        for (name, value) in fields {
+            let Some(value) = value else { continue };
+            let dur = |c: &mut Self, slot: &mut u64| match value.kind {
+                ExprKind::Duration(ns) if ns > 0 => *slot = ns,
+                _ => c.diags.push(
+                    Diagnostic::error(
+                        "E0401",
+                        format!("`{}` is a timeout", name.name),
+                        value.span.clone(),
+                    )
+                    .with_label("expected a duration such as `30s` or `1h`"),
+                ),
+            };
+            match name.name.as_str() {
+                "size" => match value.kind {
+                    ExprKind::Int(n) if n > 0 && n <= u64::from(RATE_SIZE_MAX) => c.size = n as u32,
+                    _ => self.diags.push(
+                        Diagnostic::error("E0402", "`size` is the number of flows the table holds", value.span.clone())
+                            .with_label(format!("expected 1 to {RATE_SIZE_MAX}")),
+                    ),
+                },
+                "full" => match &value.kind {
+                    ExprKind::Path(p) if p.dotted() == "open" => c.open = true,
+                    ExprKind::Path(p) if p.dotted() == "closed" => c.open = false,
+                    _ => self.diags.push(
+                        Diagnostic::error("E0405", "`full` is `open` or `closed`", value.span.clone())
+                            .with_label("what an unknown flow's packets are: taken up (open) or invalid (closed)"),
+                    ),
+                },
+                "tcp_new" => dur(self, &mut c.tcp_new),
+                "tcp" => dur(self, &mut c.tcp),
+                "tcp_closing" => dur(self, &mut c.tcp_closing),
+                "udp_new" => dur(self, &mut c.udp_new),
+                "udp" => dur(self, &mut c.udp),
+                "icmp" => dur(self, &mut c.icmp),
+                other => self.diags.push(
+                    Diagnostic::error("E0405", format!("`conntrack` has no setting `{other}`"), name.span.clone())
+                        .with_label("unknown setting")
+                        .with_help("settings: size, full, tcp_new, tcp, tcp_closing, udp_new, udp, icmp"),
+                ),
+            }
+        }
+        self.hir.ct = Some(c);
     }
 }

@@ -240,6 +240,7 @@ impl Lower<'_> {
                 eq,
             } => self.payload(at, layer, start, &bytes[..len as usize], eq, t, f),
             Test::Rate { rate, over } => self.rate(at, rate, over, t, f),
+            Test::Ct { mask } => self.ct(at, mask, t, f),
             Test::InSet { field, set } => {
                 let def = &self.hir.sets[set];
                 if def.values.len() <= INLINE_SET_MAX {

@@ -44,6 +44,11 @@ pub fn verdict_code(hook: &Hook, v: Verdict) -> u32 {
 /// Lowers one filter. `maps` is shared by all filters of a file (sets and counters are
 /// file-wide), so a map is emitted once however many programs use it.
 pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Function {
+    let f = lower_rules(hir, filter, maps);
+    state::track(hir, maps, f)
+}
+
+fn lower_rules(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Function {
     let stats = stats_map_name(&filter.name);
     let n = filter.rules.len() as u32;
     maps.push(MapDef {

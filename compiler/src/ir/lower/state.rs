@@ -1,11 +1,13 @@
 //! Lowering of stateful tests (issue 15): a rate limit is a layer check per key field,
-//! then one `Inst::Rate` whose result picks the branch. Its map is made on first use.
+//! then one `Inst::Rate` whose result picks the branch (its map made on first use); a
+//! `ct.*` test reads the tracking result that `track` adds before every filter's rules.
 
 use super::maps::count_key_off;
 use super::{Lower, MapDef};
 use crate::hir::fields::{Field, Slot};
-use crate::hir::Ty;
-use crate::ir::{BlockId, BrOp, Inst, Term};
+use crate::hir::state::CT_MAP;
+use crate::hir::{Hir, Ty};
+use crate::ir::{Block, BlockId, BrOp, Function, Inst, Term, SRC_PARSER};
 use crate::maps::{BtfTy, MapKind, MapSpec};
 
 /// The record bytes of a rate key field: as a keyed counter's (`ip` with its prefix
@@ -81,5 +83,89 @@ impl Lower<'_> {
                 f: no,
             },
         );
+    }
+}
+
+impl Lower<'_> {
+    /// `ct.state in {..}` / `ct.direction == ..`: any bit of `mask` in the tracking result.
+    pub(super) fn ct(&mut self, at: BlockId, mask: u32, t: BlockId, f: BlockId) {
+        let v = self.vreg();
+        self.push(at, Inst::Ct { dst: v });
+        let m = self.vreg();
+        self.push(
+            at,
+            Inst::AndImm {
+                dst: m,
+                src: v,
+                imm: mask,
+            },
+        );
+        self.set_term(
+            at,
+            Term::Branch {
+                op: BrOp::Ne,
+                wide: false,
+                lhs: m,
+                imm: 0,
+                t,
+                f,
+            },
+        );
+    }
+}
+
+/// In a file with connection tracking, every filter tracks each packet before its rules:
+/// a new entry block does it, then goes where the rules begin. The table is made once.
+pub(super) fn track(hir: &Hir, maps: &mut Vec<MapDef>, mut f: Function) -> Function {
+    let Some(config) = hir.ct else {
+        return f;
+    };
+    if !maps.iter().any(|m| m.spec.name == CT_MAP) {
+        maps.push(MapDef {
+            spec: MapSpec {
+                name: CT_MAP.into(),
+                kind: MapKind::LruHash,
+                key: ct_key_ty(),
+                value: BtfTy::Struct {
+                    name: "pol_ct_entry".into(),
+                    fields: vec![
+                        ("expires_ns".into(), BtfTy::U64),
+                        ("state".into(), BtfTy::U32),
+                        ("pad".into(), BtfTy::U32),
+                    ],
+                },
+                max_entries: config.size,
+                flags: 0,
+            },
+            entries: vec![],
+        });
+    }
+    let entry = BlockId(f.blocks.len() as u32);
+    f.blocks.push(Block {
+        insts: vec![Inst::CtTrack {
+            map: CT_MAP.into(),
+            config,
+        }],
+        term: Term::Jump(f.entry),
+        rule: Some(SRC_PARSER),
+    });
+    f.entry = entry;
+    f
+}
+
+/// The flow key: both addresses (IPv4 in the first 4 bytes), both ports (0 for ICMP), the
+/// L4 protocol and the IP version; 40 bytes.
+fn ct_key_ty() -> BtfTy {
+    BtfTy::Struct {
+        name: "pol_ct_key".into(),
+        fields: vec![
+            ("src".into(), BtfTy::Bytes(16)),
+            ("dst".into(), BtfTy::Bytes(16)),
+            ("sport".into(), BtfTy::U16),
+            ("dport".into(), BtfTy::U16),
+            ("proto".into(), BtfTy::U8),
+            ("version".into(), BtfTy::U8),
+            ("pad".into(), BtfTy::U16),
+        ],
     }
 }

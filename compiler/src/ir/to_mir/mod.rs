@@ -115,6 +115,13 @@ pub fn lower(
         if cls.is_some() {
             classifier_needs(&mut needs);
         }
+        if func.blocks.iter().any(|b| {
+            b.insts
+                .iter()
+                .any(|i| matches!(i, ir::Inst::CtTrack { .. }))
+        }) {
+            state::ct_needs(&mut needs);
+        }
         let (f, t) = lower_filter(&module, filter, func, needs, *cls)?;
         module.add_func(f);
         tags.push(t);
@@ -210,6 +217,7 @@ fn lower_filter(
         targets: map.clone(),
         classify,
         cls_header: None,
+        ct: None,
     };
     for &ib in &order {
         let blk = map[ib.0 as usize].ok_or("rule block missing")?;

@@ -45,6 +45,8 @@ pub(super) struct R<'a> {
     pub classify: Option<FuncId>,
     /// The classifier's header, made on first use.
     pub cls_header: Option<Slot>,
+    /// The packet's connection-tracking result, made on first use (`state`).
+    pub ct: Option<Slot>,
 }
 
 impl R<'_> {
@@ -319,6 +321,11 @@ impl R<'_> {
                     cur = done;
                 }
                 Inst::Classify { .. } => cur = self.classify(cur, src)?,
+                Inst::CtTrack { map, config } => cur = self.ct_track(cur, src, map, config)?,
+                Inst::Ct { dst } => {
+                    let v = self.ct_result(cur);
+                    vals.insert(*dst, v);
+                }
                 Inst::Rate {
                     dst,
                     map,

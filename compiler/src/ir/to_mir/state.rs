@@ -203,3 +203,437 @@ impl R<'_> {
 fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
+
+/// Entry states kept in the table (the value's `state` word).
+const ENTRY_NEW: i64 = 1;
+const ENTRY_ESTABLISHED: i64 = 2;
+const TCP_FIN_RST: i64 = 0x05;
+const TCP_SYN_ACK: i64 = 0x12;
+const TCP_SYN: i64 = 0x02;
+
+impl R<'_> {
+    fn br_imm(&mut self, cur: Block, cond: Cond, a: Value, imm: i64, t: Block, f: Block) {
+        self.b.set_term(
+            cur,
+            Term::Br {
+                cond,
+                a,
+                b: Operand::Imm(imm),
+                then: BlockCall::new(t, vec![]),
+                els: BlockCall::new(f, vec![]),
+            },
+        );
+    }
+
+    fn u64c(&mut self, b: Block, v: u64) -> Value {
+        self.b.f.iconst(b, IntTy::U64, clamp(v))
+    }
+
+    /// The slot holding the packet's tracking result, made on first use.
+    fn ct_slot(&mut self) -> crate::mir::Slot {
+        match self.ct {
+            Some(s) => s,
+            None => {
+                let s = self.b.f.add_slot(8, 8);
+                self.ct = Some(s);
+                s
+            }
+        }
+    }
+
+    /// `Inst::Ct`: the tracking result `CtTrack` stored.
+    pub(super) fn ct_result(&mut self, cur: Block) -> Value {
+        let s = self.ct_slot();
+        let at = self.slot_addr(cur, s, 0);
+        self.load(cur, IntTy::U32, at, 0)
+    }
+
+    /// `Inst::CtTrack`: classifies the packet, looks its flow up both ways, creates or
+    /// refreshes the entry, and stores the result (`hir::state::CT_*`); returns the block
+    /// that continues. See docs/stateful.md for the states and timeouts.
+    pub(super) fn ct_track(
+        &mut self,
+        cur: Block,
+        src: u32,
+        map: &str,
+        c: &crate::hir::state::CtConfig,
+    ) -> Result<Block, String> {
+        use crate::hir::state::{
+            CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_ORIGINAL, CT_REPLY, CT_UNTRACKED,
+        };
+        use crate::packet::record::{
+            F_ICMP, F_ICMP6, F_IP4, F_IP6, F_TCP, F_UDP, OFF_DPORT, OFF_DST, OFF_ICMP_TYPE,
+            OFF_IP_PROTO, OFF_IP_VERSION, OFF_SPORT, OFF_SRC, OFF_TCP_FLAGS,
+        };
+        let map = self.map(map)?;
+        let slot = self.ct_slot();
+        let done = self.new_block(src);
+        let result = self.b.f.add_block_param(done, Type::U32);
+        let fin = |r: &mut Self, b: Block, v: u32| {
+            let x = r.b.f.iconst(b, IntTy::U32, i64::from(v));
+            r.jump(b, done, vec![x]);
+        };
+        // Which packets are tracked, whether they may start a flow, and their timeouts.
+        let classified = self.new_block(src);
+        let start = self.b.f.add_block_param(classified, Type::U32);
+        let new_to = self.b.f.add_block_param(classified, Type::U64);
+        let est_to = self.b.f.add_block_param(classified, Type::U64);
+        let untracked = self.new_block(src);
+        fin(self, untracked, CT_UNTRACKED);
+        let to = |r: &mut Self, b: Block, start: Value, n: u64, e: u64| {
+            let n = r.u64c(b, n);
+            let e = r.u64c(b, e);
+            r.jump(b, classified, vec![start, n, e]);
+        };
+        let flags = self.flags;
+        let ip = self.b.f.push(
+            cur,
+            Op::Binary(BinOp::And, flags, Operand::Imm(i64::from(F_IP4 | F_IP6))),
+            Type::U32,
+        );
+        let is_ip = self.new_block(src);
+        self.br_imm(cur, Cond::Eq, ip, 0, untracked, is_ip);
+        let tcp_bit = self.b.f.push(
+            is_ip,
+            Op::Binary(BinOp::And, flags, Operand::Imm(i64::from(F_TCP))),
+            Type::U32,
+        );
+        let tcp = self.new_block(src);
+        let not_tcp = self.new_block(src);
+        self.br_imm(is_ip, Cond::Ne, tcp_bit, 0, tcp, not_tcp);
+        // TCP: a lone SYN may start a flow; after a FIN or RST every timeout is the
+        // closing one.
+        let rec = self.slot_addr(tcp, self.slots.rec, 0);
+        let tf = self.load(tcp, IntTy::U8, rec, OFF_TCP_FLAGS);
+        let tf = self
+            .b
+            .f
+            .push(tcp, Op::Ext(crate::mir::ExtOp::Zext, tf), Type::U32);
+        let sa = self.b.f.push(
+            tcp,
+            Op::Binary(BinOp::And, tf, Operand::Imm(TCP_SYN_ACK)),
+            Type::U32,
+        );
+        let x = self.b.f.push(
+            tcp,
+            Op::Binary(BinOp::Xor, sa, Operand::Imm(TCP_SYN)),
+            Type::U32,
+        );
+        // x < 0x100: (x + 0xff) >> 8 is 1 exactly when x != 0; start = that ^ 1.
+        let x = self.b.f.push(
+            tcp,
+            Op::Binary(BinOp::Add, x, Operand::Imm(0xff)),
+            Type::U32,
+        );
+        let x = self
+            .b
+            .f
+            .push(tcp, Op::Binary(BinOp::Lshr, x, Operand::Imm(8)), Type::U32);
+        let syn = self
+            .b
+            .f
+            .push(tcp, Op::Binary(BinOp::Xor, x, Operand::Imm(1)), Type::U32);
+        let fr = self.b.f.push(
+            tcp,
+            Op::Binary(BinOp::And, tf, Operand::Imm(TCP_FIN_RST)),
+            Type::U32,
+        );
+        let closing = self.new_block(src);
+        let open = self.new_block(src);
+        self.br_imm(tcp, Cond::Ne, fr, 0, closing, open);
+        to(self, closing, syn, c.tcp_closing, c.tcp_closing);
+        to(self, open, syn, c.tcp_new, c.tcp);
+        let udp_bit = self.b.f.push(
+            not_tcp,
+            Op::Binary(BinOp::And, flags, Operand::Imm(i64::from(F_UDP))),
+            Type::U32,
+        );
+        let udp = self.new_block(src);
+        let not_udp = self.new_block(src);
+        self.br_imm(not_tcp, Cond::Ne, udp_bit, 0, udp, not_udp);
+        let one = self.b.f.iconst(udp, IntTy::U32, 1);
+        to(self, udp, one, c.udp_new, c.udp);
+        // ICMP and ICMPv6 echo: a request may start a flow, a reply may not; other types
+        // are not tracked.
+        let icmp_bit = self.b.f.push(
+            not_udp,
+            Op::Binary(BinOp::And, flags, Operand::Imm(i64::from(F_ICMP | F_ICMP6))),
+            Type::U32,
+        );
+        let icmp = self.new_block(src);
+        self.br_imm(not_udp, Cond::Eq, icmp_bit, 0, untracked, icmp);
+        let rec = self.slot_addr(icmp, self.slots.rec, 0);
+        let ty = self.load(icmp, IntTy::U8, rec, OFF_ICMP_TYPE);
+        let ty = self
+            .b
+            .f
+            .push(icmp, Op::Ext(crate::mir::ExtOp::Zext, ty), Type::U32);
+        let request = self.new_block(src);
+        let reply = self.new_block(src);
+        let mut at = icmp;
+        for (n, (t, target)) in [(8, request), (128, request), (0, reply), (129, reply)]
+            .into_iter()
+            .enumerate()
+        {
+            let next = if n == 3 {
+                untracked
+            } else {
+                self.new_block(src)
+            };
+            self.br_imm(at, Cond::Eq, ty, t, target, next);
+            at = next;
+        }
+        let one = self.b.f.iconst(request, IntTy::U32, 1);
+        to(self, request, one, c.icmp, c.icmp);
+        let zero = self.b.f.iconst(reply, IntTy::U32, 0);
+        to(self, reply, zero, c.icmp, c.icmp);
+
+        // The flow key as the packet goes (`fwd`) and as its reply would (`rev`).
+        let cur = classified;
+        let fwd = self.b.f.add_slot(40, 8);
+        let rev = self.b.f.add_slot(40, 8);
+        let rec = self.slot_addr(cur, self.slots.rec, 0);
+        let kf = self.slot_addr(cur, fwd, 0);
+        let kr = self.slot_addr(cur, rev, 0);
+        for k in 0..4i16 {
+            let s = self.load(cur, IntTy::U32, rec, OFF_SRC + 4 * k);
+            let d = self.load(cur, IntTy::U32, rec, OFF_DST + 4 * k);
+            for (ptr, off, v) in [(kf, 0, s), (kf, 16, d), (kr, 0, d), (kr, 16, s)] {
+                self.b.f.push_void(
+                    cur,
+                    Op::Store {
+                        ty: IntTy::U32,
+                        ptr,
+                        off: off + 4 * k,
+                        val: v.into(),
+                    },
+                );
+            }
+        }
+        let sp = self.load(cur, IntTy::U16, rec, OFF_SPORT);
+        let dp = self.load(cur, IntTy::U16, rec, OFF_DPORT);
+        let proto = self.load(cur, IntTy::U8, rec, OFF_IP_PROTO);
+        let ver = self.load(cur, IntTy::U8, rec, OFF_IP_VERSION);
+        for (ptr, a, b) in [(kf, sp, dp), (kr, dp, sp)] {
+            self.b.f.push_void(
+                cur,
+                Op::Store {
+                    ty: IntTy::U16,
+                    ptr,
+                    off: 32,
+                    val: a.into(),
+                },
+            );
+            self.b.f.push_void(
+                cur,
+                Op::Store {
+                    ty: IntTy::U16,
+                    ptr,
+                    off: 34,
+                    val: b.into(),
+                },
+            );
+            self.b.f.push_void(
+                cur,
+                Op::Store {
+                    ty: IntTy::U8,
+                    ptr,
+                    off: 36,
+                    val: proto.into(),
+                },
+            );
+            self.b.f.push_void(
+                cur,
+                Op::Store {
+                    ty: IntTy::U8,
+                    ptr,
+                    off: 37,
+                    val: ver.into(),
+                },
+            );
+            self.b.f.push_void(
+                cur,
+                Op::Store {
+                    ty: IntTy::U16,
+                    ptr,
+                    off: 38,
+                    val: Operand::Imm(0),
+                },
+            );
+        }
+        let ktime = helpers::by_name("ktime_get_ns").map_or(5, |h| h.id);
+        let now = self.b.f.push(cur, Op::Call(ktime, vec![]), Type::U64);
+        // As the packet goes: an entry that has not expired.
+        let kf = self.slot_addr(cur, fwd, 0);
+        let p = self.lookup(cur, map, kf);
+        let hit = self.new_block(src);
+        let try_rev = self.new_block(src);
+        self.br_imm(cur, Cond::Eq, p, 0, try_rev, hit);
+        let exp = self.load(hit, IntTy::U64, p, 0);
+        let live = self.new_block(src);
+        self.b.set_term(
+            hit,
+            Term::Br {
+                cond: Cond::Ult,
+                a: exp,
+                b: now.into(),
+                then: BlockCall::new(try_rev, vec![]),
+                els: BlockCall::new(live, vec![]),
+            },
+        );
+        let st = self.load(live, IntTy::U32, p, 8);
+        let orig_new = self.new_block(src);
+        let orig_est = self.new_block(src);
+        self.br_imm(live, Cond::Eq, st, ENTRY_NEW, orig_new, orig_est);
+        for (b, timeout, res) in [
+            (orig_new, new_to, CT_NEW | CT_ORIGINAL),
+            (orig_est, est_to, CT_ESTABLISHED | CT_ORIGINAL),
+        ] {
+            let e = self
+                .b
+                .f
+                .push(b, Op::Binary(BinOp::Add, now, timeout.into()), Type::U64);
+            self.b.f.push_void(
+                b,
+                Op::Store {
+                    ty: IntTy::U64,
+                    ptr: p,
+                    off: 0,
+                    val: e.into(),
+                },
+            );
+            fin(self, b, res);
+        }
+        // Back the other way: a reply establishes the flow.
+        let kr = self.slot_addr(try_rev, rev, 0);
+        let q = self.lookup(try_rev, map, kr);
+        let rhit = self.new_block(src);
+        let miss = self.new_block(src);
+        self.br_imm(try_rev, Cond::Eq, q, 0, miss, rhit);
+        let exp = self.load(rhit, IntTy::U64, q, 0);
+        let rlive = self.new_block(src);
+        self.b.set_term(
+            rhit,
+            Term::Br {
+                cond: Cond::Ult,
+                a: exp,
+                b: now.into(),
+                then: BlockCall::new(miss, vec![]),
+                els: BlockCall::new(rlive, vec![]),
+            },
+        );
+        let e = self
+            .b
+            .f
+            .push(rlive, Op::Binary(BinOp::Add, now, est_to.into()), Type::U64);
+        self.b.f.push_void(
+            rlive,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: q,
+                off: 0,
+                val: e.into(),
+            },
+        );
+        self.b.f.push_void(
+            rlive,
+            Op::Store {
+                ty: IntTy::U32,
+                ptr: q,
+                off: 8,
+                val: Operand::Imm(ENTRY_ESTABLISHED),
+            },
+        );
+        fin(self, rlive, CT_ESTABLISHED | CT_REPLY);
+        // Unknown both ways: a packet that may start a flow starts one; another is invalid
+        // (closed), or taken up as established (open).
+        let create = self.new_block(src);
+        let cannot = self.new_block(src);
+        self.br_imm(miss, Cond::Ne, start, 0, create, cannot);
+        let update = helpers::by_name("map_update_elem").map_or(2, |h| h.id);
+        let val = self.b.f.add_slot(16, 8);
+        let insert = |r: &mut Self, b: Block, timeout: Value, state: i64, res: u32| {
+            let e =
+                r.b.f
+                    .push(b, Op::Binary(BinOp::Add, now, timeout.into()), Type::U64);
+            let at = r.slot_addr(b, val, 0);
+            r.b.f.push_void(
+                b,
+                Op::Store {
+                    ty: IntTy::U64,
+                    ptr: at,
+                    off: 0,
+                    val: e.into(),
+                },
+            );
+            r.b.f.push_void(
+                b,
+                Op::Store {
+                    ty: IntTy::U64,
+                    ptr: at,
+                    off: 8,
+                    val: Operand::Imm(state),
+                },
+            );
+            let m = r.b.f.push(b, Op::MapRef(map), Type::Ptr(PtrKind::Map(map)));
+            let k = r.slot_addr(b, fwd, 0);
+            let flags = r.b.f.iconst(b, IntTy::U64, BPF_ANY);
+            r.b.f
+                .push(b, Op::Call(update, vec![m, k, at, flags]), Type::I64);
+            fin(r, b, res);
+        };
+        insert(self, create, new_to, ENTRY_NEW, CT_NEW | CT_ORIGINAL);
+        if c.open {
+            insert(
+                self,
+                cannot,
+                est_to,
+                ENTRY_ESTABLISHED,
+                CT_ESTABLISHED | CT_ORIGINAL,
+            );
+        } else {
+            fin(self, cannot, CT_INVALID);
+        }
+        let at = self.slot_addr(done, slot, 0);
+        self.b.f.push_void(
+            done,
+            Op::Store {
+                ty: IntTy::U32,
+                ptr: at,
+                off: 0,
+                val: result.into(),
+            },
+        );
+        Ok(done)
+    }
+}
+
+/// What connection tracking reads: IPv4 and IPv6 with TCP, UDP, ICMP and ICMPv6 parsed,
+/// both addresses, the ports, the protocol, the version, the TCP flags and the ICMP type
+/// stored (whatever the rules test).
+pub(super) fn ct_needs(n: &mut crate::packet::needs::Needs) {
+    use crate::packet::needs::span;
+    use crate::packet::record::{
+        OFF_DPORT, OFF_DST, OFF_ICMP_TYPE, OFF_IP_PROTO, OFF_IP_VERSION, OFF_SPORT, OFF_SRC,
+        OFF_TCP_FLAGS,
+    };
+    let ports = span(OFF_SPORT, 2) | span(OFF_DPORT, 2);
+    let ip = span(OFF_IP_PROTO, 1) | span(OFF_IP_VERSION, 1);
+    let addrs = span(OFF_SRC, 16) | span(OFF_DST, 16);
+    let tcp = ports | span(OFF_TCP_FLAGS, 1);
+    let icmp = span(OFF_ICMP_TYPE, 1);
+    n.ip4 = true;
+    n.ip6 = true;
+    n.tcp4 = true;
+    n.tcp6 = true;
+    n.udp4 = true;
+    n.udp6 = true;
+    n.icmp = true;
+    n.icmp6 = true;
+    n.reads |= ip | addrs | tcp | icmp;
+    n.store4 |= ip | span(OFF_SRC, 4) | span(OFF_DST, 4);
+    n.store6 |= ip | addrs;
+    n.store_tcp |= tcp;
+    n.store_udp |= ports;
+    n.store_icmp |= icmp;
+}
