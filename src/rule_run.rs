@@ -6,18 +6,16 @@
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use aya::maps::{Map, MapData, RingBuf};
 use pol_compiler::diag::render_all;
 use pol_compiler::driver;
 use pol_runtime::security::{self, RulesLayout};
 use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
 use pol_runtime::trace::layout::{Attach, TraceLayout};
 use pol_runtime::trace::load::ProbeObject;
+use pol_runtime::trace::watch::{EventRing, Watch};
 use pol_runtime::{pinroot, sets};
 use std::path::PathBuf;
 
@@ -25,11 +23,7 @@ use crate::run::RunArgs;
 
 pub fn run(args: RunArgs) -> Result<bool> {
     let t0 = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM};
-    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
+    let mut watch = Watch::new(args.duration.map(|s| Duration::from_secs_f64(s.max(0.0))))?;
     let Some(file) = &args.file else {
         bail!("pol run needs a FILE");
     };
@@ -58,7 +52,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
         .context("internal error: the layout does not read back")?;
     let rules = RulesLayout::parse(&serde_json::to_string(rules)?)
         .context("internal error: the rules layout does not read back")?;
-    check_privileges()?;
+    crate::trace_run::check_privileges("enforce rules")?;
     // The cgroup is checked before anything is loaded.
     let cgroup = if rules.cgroup.is_empty() {
         if args.cgroup.is_some() {
@@ -107,41 +101,30 @@ pub fn run(args: RunArgs) -> Result<bool> {
         if rules.rules.len() == 1 { "" } else { "s" },
         t0.elapsed().as_secs_f64() * 1000.0
     );
-    let deadline = args
-        .duration
-        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let Some(ev) = &layout.events else {
         bail!("internal error: rules without a ring buffer");
     };
-    // aya's ring buffer reader (memory-mapped) over the map pol created.
-    let ring = bpf
-        .map_fd(&ev.ring)
-        .map_err(|_| anyhow!("internal error: no ring buffer `{}`", ev.ring))?
-        .try_clone_to_owned()
-        .context("cannot duplicate the ring buffer's fd")?;
-    let ring = MapData::from_fd(ring).map_err(|e| anyhow!("ring buffer: {e}"))?;
-    let mut ring =
-        RingBuf::try_from(Map::RingBuf(ring)).map_err(|e| anyhow!("ring buffer: {e}"))?;
-    let lost_map = bpf
-        .map_fd(&ev.lost)
-        .map_err(|_| anyhow!("internal error: no lost-alert counter `{}`", ev.lost))?
-        .try_clone_to_owned()
-        .context("cannot duplicate the lost-alert counter's fd")?;
+    let mut ring = EventRing::open(&bpf, &ev.ring, &ev.lost)?;
+    watch.watch(&ring)?;
     let mut printer = Printer {
         file: name.clone(),
         json: args.json,
         header: false,
         lost: 0,
     };
-    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+    // Lost alerts are looked for once a second.
+    let mut next_lost_check = Instant::now() + Duration::from_secs(1);
+    while watch.wait(Some(next_lost_check))? {
         if !printer.drain(&mut ring, &rules) {
             break; // stdout is gone: nobody reads what we print
         }
-        printer.report_lost(&lost_map, false);
-        std::thread::sleep(Duration::from_millis(10));
+        if Instant::now() >= next_lost_check {
+            printer.report_lost(&mut ring, false);
+            next_lost_check = Instant::now() + Duration::from_secs(1);
+        }
     }
     printer.drain(&mut ring, &rules);
-    printer.report_lost(&lost_map, true);
+    printer.report_lost(&mut ring, true);
     drop(cgroup_links);
     drop(attached);
     drop(pins);
@@ -270,11 +253,11 @@ struct Printer {
 
 impl Printer {
     /// Prints every alert waiting in the ring buffer; false once stdout is gone.
-    fn drain(&mut self, ring: &mut RingBuf<aya::maps::MapData>, rules: &RulesLayout) -> bool {
+    fn drain(&mut self, ring: &mut EventRing, rules: &RulesLayout) -> bool {
         let mut out = String::new();
-        while let Some(item) = ring.next() {
-            let Some(a) = security::decode(rules, &item) else {
-                continue;
+        ring.drain(|item| {
+            let Some(a) = security::decode(rules, item) else {
+                return;
             };
             if self.json {
                 out.push_str(&security::to_json(&a, &self.file).to_string());
@@ -287,7 +270,7 @@ impl Printer {
                 out.push_str(&security::line(&a, &self.file));
             }
             out.push('\n');
-        }
+        });
         if out.is_empty() {
             return true;
         }
@@ -296,49 +279,21 @@ impl Printer {
     }
 
     /// Says how many alerts the full ring buffer dropped, when that grew (never silently).
-    fn report_lost(&mut self, map: &std::os::fd::OwnedFd, at_end: bool) {
-        let fd = map.as_fd();
-        let total = pol_runtime::sys::map_info(fd)
-            .and_then(|info| pol_runtime::sys::value_buf_len(&info))
-            .and_then(|len| pol_runtime::sys::map_lookup(fd, &0u32.to_le_bytes(), len))
-            .ok()
-            .flatten()
-            .map_or(0, |v| {
-                v.chunks(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .fold(0u64, u64::wrapping_add)
-            });
-        if total > self.lost || (at_end && total > 0) {
-            say!(
-                "{total} alert{} lost: the ring buffer was full",
-                if total == 1 { "" } else { "s" }
-            );
-            if at_end && self.json {
-                println!("{}", serde_json::json!({"type": "lost", "count": total}));
-            }
+    fn report_lost(&mut self, ring: &mut EventRing, at_end: bool) {
+        if let Some(total) = ring.lost_grew() {
+            self.lost = total;
+        } else if !(at_end && self.lost > 0) {
+            return;
         }
-        self.lost = total;
+        let total = self.lost;
+        say!(
+            "{total} alert{} lost: the ring buffer was full",
+            if total == 1 { "" } else { "s" }
+        );
+        if at_end && self.json {
+            println!("{}", serde_json::json!({"type": "lost", "count": total}));
+        }
     }
-}
-
-/// Root, or CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN), from /proc/self/status.
-fn check_privileges() -> Result<()> {
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return Ok(());
-    };
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .unwrap_or(u64::MAX);
-    let has = |c: u32| caps & (1u64 << c) != 0;
-    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
-        return Ok(());
-    }
-    bail!("pol run needs root to enforce rules: it loads BPF programs and attaches them to kernel tracepoints (CAP_BPF and CAP_PERFMON); run it with sudo")
 }
 
 /// Attaches every tracepoint rule program (all or nothing).

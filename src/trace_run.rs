@@ -10,13 +10,9 @@
 //! every probe.
 
 use std::io::Write;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use aya::maps::{Map, MapData, RingBuf};
 use pol_compiler::diag::render_all;
 use pol_compiler::driver;
 use pol_compiler::syntax::{self, ast::Item};
@@ -24,17 +20,15 @@ use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
 use pol_runtime::trace::layout::{Attach, TraceLayout};
 use pol_runtime::trace::load::{ProbeObject, TraceLoadError};
 use pol_runtime::trace::symbols::{write_flamegraph, KernelSymbols, Stack};
+use pol_runtime::trace::watch::{EventRing, Watch};
 use pol_runtime::trace::{aggregate, events};
 
 use crate::run::RunArgs;
 
 pub fn run(args: RunArgs) -> Result<bool> {
     let t0 = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM};
-    for sig in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
+    // Signals caught from here on: Ctrl-C during the compile stops the run at its wait.
+    let mut watch = Watch::new(args.duration.map(|s| Duration::from_secs_f64(s.max(0.0))))?;
     let (name, src) = match (&args.program, &args.file) {
         (Some(p), _) => ("-e".to_string(), p.clone()),
         (None, Some(f)) => (
@@ -66,7 +60,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
     // The runtime's view of the object: layout.json as any consumer would read it.
     let layout = TraceLayout::parse(&serde_json::to_string(&out.layout)?)
         .context("internal error: the layout does not read back")?;
-    check_privileges()?;
+    check_privileges("trace")?;
     let (bpf, attached) = load_and_attach(&out.spec, &layout, args.pid)?;
     say!(
         "attached {} probe{} in {:.1} ms; Ctrl-C to stop and print the maps",
@@ -74,14 +68,14 @@ pub fn run(args: RunArgs) -> Result<bool> {
         if layout.probes.len() == 1 { "" } else { "s" },
         t0.elapsed().as_secs_f64() * 1000.0
     );
-    let deadline = args
-        .duration
-        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut events = match &layout.events {
-        Some(ev) => Some(EventStream::open(&bpf, ev)?),
+        Some(ev) => {
+            let printer = EventPrinter::new(&bpf, ev)?;
+            watch.watch(&printer.ring)?;
+            Some(printer)
+        }
         None => None,
     };
-    let mut next_lost_check = Instant::now() + Duration::from_secs(1);
     // `begin` probes now; `interval` ones when due; `end` ones (or every map) at the end.
     let mut timers: Vec<(Instant, Duration, &pol_runtime::trace::layout::Schedule)> = Vec::new();
     for s in &layout.schedule {
@@ -94,14 +88,25 @@ pub fn run(args: RunArgs) -> Result<bool> {
             _ => {}
         }
     }
-    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+    // Lost records are looked for once a second while records flow.
+    let mut next_lost_check = Instant::now() + LOST_CHECK;
+    loop {
+        let next_timer = timers.iter().map(|t| t.0).min();
+        let until = match (&events, next_timer) {
+            (Some(_), Some(t)) => Some(t.min(next_lost_check)),
+            (Some(_), None) => Some(next_lost_check),
+            (None, t) => t,
+        };
+        if !watch.wait(until)? {
+            break;
+        }
         if let Some(ev) = events.as_mut() {
             if !ev.drain(args.json) {
                 break; // stdout is gone: nobody reads what we print
             }
             if Instant::now() >= next_lost_check {
                 ev.report_lost(false);
-                next_lost_check = Instant::now() + Duration::from_secs(1);
+                next_lost_check = Instant::now() + LOST_CHECK;
             }
         }
         for (due, every, s) in timers.iter_mut() {
@@ -110,7 +115,6 @@ pub fn run(args: RunArgs) -> Result<bool> {
                 *due += *every;
             }
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
     if let Some(ev) = events.as_mut() {
         ev.drain(args.json);
@@ -316,33 +320,24 @@ fn refuse_unsupported(src: &str) -> Result<()> {
     Ok(())
 }
 
-/// The ring buffer of `emit` records and its lost-record counter.
-struct EventStream {
+/// How often lost records are looked for while records flow.
+const LOST_CHECK: Duration = Duration::from_secs(1);
+
+/// `emit` and `print` records as they arrive: columns under a header, or JSON lines.
+struct EventPrinter {
     layout: pol_runtime::trace::layout::Events,
-    ring: RingBuf<MapData>,
-    lost_map: std::os::fd::OwnedFd,
+    ring: EventRing,
     /// Records lost so far, as last reported.
     lost: u64,
     /// The kind of the last record printed (a header is printed when it changes).
     last_kind: Option<usize>,
 }
 
-impl EventStream {
-    fn open(bpf: &ProbeObject, ev: &pol_runtime::trace::layout::Events) -> Result<EventStream> {
-        // aya's ring buffer reader (memory-mapped, as libbpf's) over the map pol created.
-        let ring = map_fd(bpf, &ev.ring)?
-            .try_clone_to_owned()
-            .context("cannot duplicate the ring buffer's fd")?;
-        let ring = MapData::from_fd(ring).map_err(|e| anyhow!("ring buffer `{}`: {e}", ev.ring))?;
-        let ring = RingBuf::try_from(Map::RingBuf(ring))
-            .map_err(|e| anyhow!("ring buffer `{}`: {e}", ev.ring))?;
-        let lost_map = map_fd(bpf, &ev.lost)?
-            .try_clone_to_owned()
-            .context("cannot duplicate the lost-record counter's fd")?;
-        Ok(EventStream {
+impl EventPrinter {
+    fn new(bpf: &ProbeObject, ev: &pol_runtime::trace::layout::Events) -> Result<EventPrinter> {
+        Ok(EventPrinter {
             layout: ev.clone(),
-            ring,
-            lost_map,
+            ring: EventRing::open(bpf, &ev.ring, &ev.lost)?,
             lost: 0,
             last_kind: None,
         })
@@ -351,9 +346,10 @@ impl EventStream {
     /// Prints every record waiting in the ring buffer; false once stdout is gone.
     fn drain(&mut self, json: bool) -> bool {
         let mut out = String::new();
-        while let Some(item) = self.ring.next() {
-            let Some(e) = events::decode(&self.layout, &item) else {
-                continue;
+        let (layout, last_kind) = (&self.layout, &mut self.last_kind);
+        self.ring.drain(|item| {
+            let Some(e) = events::decode(layout, item) else {
+                return;
             };
             if e.record.format.is_some() {
                 // A `print` line; the next `emit` record prints its header again.
@@ -361,20 +357,20 @@ impl EventStream {
                     out.push_str(&events::text_json(&e).to_string());
                 } else {
                     out.push_str(&events::text(&e));
-                    self.last_kind = None;
+                    *last_kind = None;
                 }
             } else if json {
                 out.push_str(&events::to_json(&e).to_string());
             } else {
-                if self.last_kind != Some(e.kind) {
+                if *last_kind != Some(e.kind) {
                     out.push_str(&events::header(e.record));
                     out.push('\n');
-                    self.last_kind = Some(e.kind);
+                    *last_kind = Some(e.kind);
                 }
                 out.push_str(&events::line(&e));
             }
             out.push('\n');
-        }
+        });
         if out.is_empty() {
             return true;
         }
@@ -385,29 +381,21 @@ impl EventStream {
     /// Says on stderr how many records the full ring buffer dropped, when that grew
     /// (or, at the end, when any were).
     fn report_lost(&mut self, at_end: bool) {
-        let fd = self.lost_map.as_fd();
-        let total = pol_runtime::sys::map_info(fd)
-            .and_then(|info| pol_runtime::sys::value_buf_len(&info))
-            .and_then(|len| pol_runtime::sys::map_lookup(fd, &0u32.to_le_bytes(), len))
-            .ok()
-            .flatten()
-            .map_or(0, |v| {
-                v.chunks(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                    .fold(0u64, u64::wrapping_add)
-            });
-        if total > self.lost || (at_end && total > 0) {
-            say!(
-                "{total} event{} lost: the ring buffer was full (records come faster than they are printed)",
-                if total == 1 { "" } else { "s" }
-            );
+        if let Some(total) = self.ring.lost_grew() {
+            self.lost = total;
+        } else if !(at_end && self.lost > 0) {
+            return;
         }
-        self.lost = total;
+        let total = self.lost;
+        say!(
+            "{total} event{} lost: the ring buffer was full (records come faster than they are printed)",
+            if total == 1 { "" } else { "s" }
+        );
     }
 }
 
 /// Root, or CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN), from /proc/self/status.
-fn check_privileges() -> Result<()> {
+pub(crate) fn check_privileges(what: &str) -> Result<()> {
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_PERFMON: u32 = 38;
     const CAP_BPF: u32 = 39;
@@ -423,7 +411,7 @@ fn check_privileges() -> Result<()> {
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
         return Ok(());
     }
-    bail!("pol run needs root to trace: it loads BPF programs and attaches them to kernel tracepoints (CAP_BPF and CAP_PERFMON); run it with sudo")
+    bail!("pol run needs root to {what}: it loads BPF programs and attaches them to kernel tracepoints (CAP_BPF and CAP_PERFMON); run it with sudo")
 }
 
 /// Loads the probes (pol's own loader) and attaches every one through `trace::attach`

@@ -902,8 +902,8 @@ fn print_formats_lines_in_probes_and_in_begin_and_end() {
 fn a_full_ring_buffer_counts_and_shows_every_lost_record() {
     require_kernel();
     // A thread named like no other process makes N getppid calls in a burst, far faster
-    // than `pol run` drains the 256 KiB ring buffer (every 10 ms): records are lost, and
-    // each must be either printed or counted.
+    // than `pol run` can print them into a pipe this test reads only at the end: the
+    // 256 KiB ring buffer fills, records are lost, and each must be printed or counted.
     const N: usize = 300_000;
     let name = unique_comm("l");
     let prog = format!(
@@ -990,4 +990,113 @@ fn pid_limits_uprobes_to_one_process() {
     assert_eq!(entries.len(), 1, "only the one process: {out}");
     assert_eq!(entries[0]["key"]["pid"].to_string(), pid, "{out}");
     assert!(entries[0]["value"].as_u64().unwrap_or(0) >= 40, "{out}");
+}
+
+/// Voluntary context switches of process `pid` so far (each wake from a sleep is one).
+fn wakeups(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn an_idle_run_sleeps_until_a_record_or_a_signal() {
+    require_kernel();
+    // `pol run` blocks in epoll on the ring buffer and a signal pipe: without records it
+    // does not wake (it used to every 10 ms, 100 times a second), with a ring buffer it
+    // wakes once a second to look for lost records, and a record wakes it at once.
+    let name = unique_comm("i");
+    let counting = start(&[
+        "-e",
+        "probe tracepoint(syscalls.sys_enter_getppid) { count }",
+    ]);
+    let printing_prog = format!(
+        "probe tracepoint(syscalls.sys_enter_getppid) {{\n    where comm == \"{name}\"\n    \
+         print(\"woke {{}}\", pid)\n}}\n"
+    );
+    let mut printing = start(&["-e", &printing_prog]);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = (wakeups(counting.id()), wakeups(printing.id()));
+    std::thread::sleep(Duration::from_secs(2));
+    let after = (wakeups(counting.id()), wakeups(printing.id()));
+    assert!(
+        after.0 - before.0 <= 2,
+        "a run without records woke {} times in 2 s",
+        after.0 - before.0
+    );
+    assert!(
+        after.1 - before.1 <= 5,
+        "a run with an idle ring buffer woke {} times in 2 s",
+        after.1 - before.1
+    );
+    // A record is printed as soon as it is submitted, not at the next look.
+    let mut lines = BufReader::new(printing.stdout.take().expect("stdout")).lines();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(|| {
+            // SAFETY: getppid takes no arguments and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        })
+        .expect("spawn")
+        .join()
+        .expect("the call");
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(line.starts_with("woke "), "{line:?}");
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    unsafe { libc::kill(printing.id() as i32, libc::SIGINT) };
+    assert!(printing.wait().expect("wait").success());
+    stop(counting);
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn disasm_lists_each_probes_instructions() {
+    require_kernel();
+    let dir = TempDir::new("probe-disasm");
+    let file = dir.path().join("p.pol");
+    std::fs::write(
+        &file,
+        "probe counted on tracepoint(syscalls.sys_enter_getpid) {\n    count into calls\n}\n\
+         probe tracepoint(syscalls.sys_enter_getppid) {\n    print(\"{}\", pid)\n}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_pol"))
+        .arg("disasm")
+        .arg(&file)
+        .output()
+        .expect("pol disasm");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(
+            "probe counted: program probe_counted (section tracepoint/syscalls/sys_enter_getpid, "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "probe (anonymous): program probe_1 (section tracepoint/syscalls/sys_enter_getppid, "
+        ),
+        "{text}"
+    );
+    assert!(text.contains("= map[calls] ll"), "{text}");
+    assert!(text.contains("call map_lookup_elem#1"), "{text}");
+    assert!(text.contains("call ringbuf_reserve#131"), "{text}");
+    assert!(text.contains("= map[pol_lost] ll"), "{text}");
+    assert!(text.contains("exit"), "{text}");
 }

@@ -580,6 +580,9 @@ pub fn verdict_word(v: ast::Verdict) -> &'static str {
 impl Compiled {
     /// The disassembly of every program, each run of instructions under the rule it came from.
     pub fn disassembly(&self) -> String {
+        if let Some(p) = &self.probes {
+            return crate::probe::disassembly(p);
+        }
         let mut out = String::new();
         for (p, f) in self.programs.iter().zip(&self.hir.filters) {
             let section = match f.hook {

@@ -8,6 +8,7 @@
 
 use super::hir::{AggFunc, ArithOp, Builtin, CmpOp, Expr, ExprKind, ProbeHook, Probes, Step, Ty};
 use super::hir::{Probe, COMM_LEN};
+use super::ring::{self, Ring};
 use crate::mir::{
     helpers, BinOp, Block, BlockCall, Cond, ExtOp, Function, Hook, IntTy, MapDef, MapId, MapKind,
     Module, Op, Operand, PtrKind, Term, Type, Value,
@@ -63,25 +64,7 @@ pub fn lower(p: &Probes) -> Module {
                 flags: 0,
             })
         });
-    let ring = (!p.events.is_empty()).then(|| {
-        let ring = m.add_map(MapDef {
-            name: EVENTS_MAP.into(),
-            kind: MapKind::RingBuf,
-            key_size: 0,
-            value_size: 0,
-            max_entries: RING_BYTES,
-            flags: 0,
-        });
-        let lost = m.add_map(MapDef {
-            name: LOST_MAP.into(),
-            kind: MapKind::PercpuArray,
-            key_size: 4,
-            value_size: 8,
-            max_entries: 1,
-            flags: 0,
-        });
-        (ring, lost)
-    });
+    let ring = (!p.events.is_empty()).then(|| ring::add_maps(&mut m));
     for probe in &p.probes {
         let f = Lower::program(p, probe, ring, stacks);
         m.add_func(f);
@@ -89,16 +72,12 @@ pub fn lower(p: &Probes) -> Module {
     m
 }
 
-/// The ring buffer `emit` writes to, and the per-CPU count of records it had no room for.
-pub const EVENTS_MAP: &str = "pol_events";
+pub use super::ring::{EVENTS_MAP, LOST_MAP, RING_BYTES};
 /// The stack trace map `kstack` keys refer to: up to 127 frames (the kernel's default
 /// `perf_event_max_stack`) per stack.
 pub const STACKS_MAP: &str = "pol_stacks";
 pub const STACK_DEPTH: u32 = 127;
 pub const MAX_STACKS: u32 = 4096;
-pub const LOST_MAP: &str = "pol_lost";
-/// Ring buffer size: 256 KiB (a power of two of pages, as the kernel requires).
-pub const RING_BYTES: u32 = 256 * 1024;
 
 /// The MIR hook of a probe.
 pub fn mir_hook(h: &ProbeHook) -> Hook {
@@ -120,7 +99,9 @@ struct Lower<'a> {
     probes: &'a Probes,
     f: Function,
     /// The ring buffer and lost-record maps, when the file emits.
-    ring: Option<(MapId, MapId)>,
+    ring: Option<Ring>,
+    /// The lost counter's key slot, shared by every `emit` of the program.
+    lost_key: Option<crate::mir::Slot>,
     /// Where the probe returns (reading an absent variable jumps here).
     exit: Block,
     /// The MapId of the first variable map.
@@ -139,7 +120,7 @@ impl<'a> Lower<'a> {
     fn program(
         probes: &'a Probes,
         probe: &Probe,
-        ring: Option<(MapId, MapId)>,
+        ring: Option<Ring>,
         stacks: Option<MapId>,
     ) -> Function {
         let mut f = Function::new(
@@ -155,6 +136,7 @@ impl<'a> Lower<'a> {
             probes,
             f,
             ring,
+            lost_key: None,
             exit,
             var_base: probes.maps.len(),
             ctx: Value(0),
@@ -641,7 +623,7 @@ impl<'a> Lower<'a> {
     /// `emit`: reserve a record in the ring buffer, fill it, submit it; when the buffer
     /// is full, count the lost record instead.
     fn emit(&mut self, mut cur: Block, event: usize, fields: &[Expr]) -> Block {
-        let Some((ring, lost)) = self.ring else {
+        let Some(Ring { ring, lost }) = self.ring else {
             return cur;
         };
         let def = &self.probes.events[event];
@@ -688,41 +670,7 @@ impl<'a> Lower<'a> {
         self.jump(fill, join, vec![]);
 
         // No room: count it, so the user is told how many records were lost.
-        let kslot = self.f.add_slot(4, 4);
-        let kp = self
-            .f
-            .push(full, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
-        self.f.push_void(
-            full,
-            Op::Store {
-                ty: IntTy::U32,
-                ptr: kp,
-                off: 0,
-                val: Operand::Imm(0),
-            },
-        );
-        let lref = self
-            .f
-            .push(full, Op::MapRef(lost), Type::Ptr(PtrKind::Map(lost)));
-        let c = self.call(
-            full,
-            "map_lookup_elem",
-            vec![lref, kp],
-            Type::Ptr(PtrKind::MapValueOrNull(lost)),
-        );
-        let bump = self.f.add_block();
-        self.br(
-            full,
-            Cond::Eq,
-            c,
-            Operand::Imm(0),
-            BlockCall::new(join, vec![]),
-            BlockCall::new(bump, vec![]),
-        );
-        let old = self.load(bump, c, 0);
-        let new = self.bin(bump, BinOp::Add, old, Operand::Imm(1));
-        self.store(bump, c, 0, new);
-        self.jump(bump, join, vec![]);
+        ring::count_lost(&mut self.f, full, lost, &mut self.lost_key, join);
         join
     }
 

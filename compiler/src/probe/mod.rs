@@ -6,6 +6,7 @@
 pub mod check;
 pub mod hir;
 pub mod lower;
+pub mod ring;
 
 use crate::codegen::{self, CodegenError, MAX_STACK};
 use crate::diag::Diagnostic;
@@ -282,4 +283,39 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
             .collect(),
         events,
     }
+}
+
+/// `pol disasm` of a probe (or rule) file: each program under a heading naming its probe,
+/// section and attach point, then its instructions (map loads show the map's name).
+pub fn disassembly(out: &Output) -> String {
+    let mut text = String::new();
+    for f in &out.spec.funcs {
+        let probe = out.layout.probes.iter().find(|p| p.program == f.name);
+        let heading = match probe {
+            Some(p) if !p.name.is_empty() => format!("probe {}", p.name),
+            Some(_) => "probe (anonymous)".to_string(),
+            None => "subprogram".to_string(),
+        };
+        text.push_str(&format!(
+            "{heading}: program {} (section {}, {} instructions)\n",
+            f.name,
+            f.section.as_deref().unwrap_or(".text"),
+            f.insns.len()
+        ));
+        let relocs: Vec<(usize, String)> = f
+            .map_relocs
+            .iter()
+            .map(|r| (r.insn_index, r.map.clone()))
+            .chain(f.calls.iter().map(|(s, g)| (*s, format!("call {g}"))))
+            .chain(f.func_addrs.iter().map(|(s, g)| (*s, format!("&{g}"))))
+            .collect();
+        text.push_str(&crate::bpf::disasm::disassemble(
+            &f.insns,
+            &relocs,
+            &[],
+            &|_| String::new(),
+        ));
+        text.push('\n');
+    }
+    text
 }

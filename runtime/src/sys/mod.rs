@@ -6,6 +6,7 @@
 
 pub mod batch;
 mod btf;
+pub mod epoll;
 mod fs;
 pub mod link;
 mod map;

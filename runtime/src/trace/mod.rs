@@ -11,3 +11,4 @@ pub mod events;
 pub mod layout;
 pub mod load;
 pub mod symbols;
+pub mod watch;
