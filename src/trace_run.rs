@@ -19,7 +19,7 @@ use pol_compiler::syntax::{self, ast::Item};
 use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
 use pol_runtime::trace::layout::{Attach, TraceLayout};
 use pol_runtime::trace::load::{ProbeObject, TraceLoadError};
-use pol_runtime::trace::symbols::{write_flamegraph, KernelSymbols, Stack};
+use pol_runtime::trace::symbols::{write_flamegraph, KernelSymbols, Stack, UserSymbols};
 use pol_runtime::trace::watch::{EventRing, Watch};
 use pol_runtime::trace::{aggregate, events};
 
@@ -164,36 +164,41 @@ fn map_fd<'a>(bpf: &'a ProbeObject, name: &str) -> Result<std::os::fd::BorrowedF
         .map_err(|_| anyhow!("internal error: map `{name}` is not in the object"))
 }
 
-/// The entries of a map, `kstack` keys resolved to kernel function names.
+/// The entries of a map, `kstack` keys resolved to kernel function names and `ustack`
+/// keys to their process's (while it lives: the frames of one that has exited are
+/// addresses).
 fn entries(
     bpf: &ProbeObject,
     layout: &TraceLayout,
     a: &pol_runtime::trace::layout::Aggregation,
 ) -> Result<Vec<aggregate::Entry>> {
     let mut entries = aggregate::read(map_fd(bpf, &a.map)?, a)?;
-    if let Some(stacks) = a
-        .key
-        .iter()
-        .any(|k| k.ty == "kstack")
-        .then_some(())
-        .and(layout.stacks.as_ref())
-    {
+    let kernel = a.key.iter().any(|k| k.ty == "kstack");
+    let user = a.key.iter().any(|k| k.ty == "ustack");
+    if let (true, Some(stacks)) = (kernel || user, layout.stacks.as_ref()) {
         let fd = map_fd(bpf, stacks)?;
-        let syms =
-            KernelSymbols::load().map_err(|e| anyhow!("kernel stacks cannot be named: {e}"))?;
+        let ksyms = if kernel {
+            Some(KernelSymbols::load().map_err(|e| anyhow!("kernel stacks cannot be named: {e}"))?)
+        } else {
+            None
+        };
+        let usyms = user.then(UserSymbols::new);
         let len = pol_runtime::sys::map_info(fd)
             .map(|i| i.value_size as usize)
             .unwrap_or(0);
-        aggregate::resolve_stacks(&mut entries, |id| {
+        aggregate::resolve_stacks(&mut entries, |id, pid| {
             let key = u32::try_from(id).ok()?.to_le_bytes();
             let raw = pol_runtime::sys::map_lookup(fd, &key, len).ok()??;
-            let frames = raw
+            let addrs: Vec<u64> = raw
                 .chunks(8)
                 .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
                 .take_while(|&a| a != 0)
-                .map(|a| syms.name(a))
                 .collect();
-            Some(frames)
+            Some(match (pid, &ksyms, &usyms) {
+                (Some(pid), _, Some(u)) => u.names(pid, &addrs),
+                (None, Some(k), _) => addrs.iter().map(|&a| k.name(a)).collect(),
+                _ => addrs.iter().map(|a| format!("{a:#x}")).collect(),
+            })
         });
     }
     Ok(entries)
@@ -219,9 +224,9 @@ fn flamegraph(bpf: &ProbeObject, layout: &TraceLayout, path: &std::path::Path) -
     let Some(a) = layout
         .aggregations
         .iter()
-        .find(|a| a.key.iter().any(|k| k.ty == "kstack"))
+        .find(|a| a.key.iter().any(|k| k.ty == "kstack" || k.ty == "ustack"))
     else {
-        bail!("--flamegraph draws a map keyed by `kstack` (`count by kstack`), and this program has none");
+        bail!("--flamegraph draws a map keyed by a stack (`count by kstack`, `count by ustack`), and this program has none");
     };
     let stacks: Vec<Stack> = entries(bpf, layout, a)?
         .into_iter()

@@ -451,6 +451,8 @@ fn example_execsnoop_prints_each_exec() {
     for v in &mine {
         assert_eq!(v["probe"], "execs");
         assert_eq!(v["uid"], uid);
+        // argv, joined: the program as invoked, then its one argument.
+        assert_eq!(v["args"], format!("{path} /etc/hostname").as_str(), "{out}");
         // The process asking is this test (its threads' comm is the test's name).
         assert!(v["pid"].as_u64().is_some_and(|p| p > 0));
     }
@@ -1099,4 +1101,191 @@ fn disasm_lists_each_probes_instructions() {
     assert!(text.contains("call ringbuf_reserve#131"), "{text}");
     assert!(text.contains("= map[pol_lost] ll"), "{text}");
     assert!(text.contains("exit"), "{text}");
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn char_arrays_and_data_loc_strings_read_from_the_record() {
+    require_kernel();
+    // task_rename has `char oldcomm[16]` and `char newcomm[16]` at 4-byte offsets (12,
+    // 28); sched_process_fork two `__data_loc char[]` fields, the second located after
+    // the first's variable length. Naming a thread renames it; a fork of this test
+    // process has this test's comm for both.
+    let name = unique_comm("r");
+    let prog = format!(
+        "probe renames on tracepoint(task.task_rename) {{\n    where args.newcomm == \"{name}\"\n    \
+         print(\"renamed {{}} -> {{}}\", args.oldcomm, args.newcomm)\n}}\n\
+         probe forks on tracepoint(sched.sched_process_fork) {{\n    where args.parent_comm == \"{name}\"\n    \
+         count by args.parent_comm, args.child_comm into forks\n}}\n"
+    );
+    let child = start(&["--json", "-e", &prog]);
+    let me = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(|| {
+            // A thread fork()s: its child is a process whose parent comm is this name.
+            let st = Command::new("/bin/true").status().expect("true");
+            assert!(st.success());
+        })
+        .expect("spawn")
+        .join()
+        .expect("the thread");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = stop(child);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let renamed = format!("renamed {} -> {name}", me.trim());
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["type"] == "print" && v["text"] == renamed.as_str()),
+        "no `{renamed}` in {out}"
+    );
+    let forks = lines
+        .iter()
+        .find(|v| v["map"] == "@forks")
+        .unwrap_or_else(|| panic!("no @forks in {out}"));
+    let entries = forks["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{out}");
+    assert_eq!(entries[0]["key"]["parent_comm"], name.as_str(), "{out}");
+    assert_eq!(entries[0]["key"]["child_comm"], name.as_str(), "{out}");
+    assert_eq!(entries[0]["value"], 1, "{out}");
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn uprobe_arguments_are_read_as_their_declaration_types_them() {
+    require_kernel();
+    // A python process lists a directory named for this test (libc's opendir(name)) and
+    // closes a bad fd 3 times (libc's close returns the int -1): the declared `const
+    // char *name` is read as a user string, the declared `int` return value as signed.
+    let dir = TempDir::new("uprobe-args");
+    let script = format!(
+        "import os, sys\nsys.stdin.readline()\nos.listdir({:?})\nfor _ in range(3):\n    \
+         try:\n        os.close(987654)\n    except OSError:\n        pass\n",
+        dir.path().display().to_string()
+    );
+    let mut py = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let libc = libc_path();
+    let prog = format!(
+        "probe dirs on uprobe(\"{libc}\", opendir, \"const char *name\") {{\n    \
+         print(\"opendir {{}}\", str(args.name, 200))\n}}\n\
+         probe closes on uretprobe(\"{libc}\", close, \"int\") {{\n    \
+         where args.ret < 0\n    count by args.ret into failed\n}}\n\
+         probe words on uprobe(\"{libc}\", close) {{\n    where args.arg0 == 987654\n    count into bad_fds\n}}\n"
+    );
+    let pid = py.id().to_string();
+    let child = start(&["--json", "--pid", &pid, "-e", &prog]);
+    {
+        use std::io::Write;
+        py.stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"go\n")
+            .expect("go");
+    }
+    assert!(py.wait().expect("wait").success());
+    std::thread::sleep(Duration::from_millis(200));
+    let out = stop(child);
+    let want = format!("opendir {}", dir.path().display());
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!("\"text\":{want:?}"))),
+        "no `{want}` in {out}"
+    );
+    let map = |name: &str| -> serde_json::Value {
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["map"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    let failed = map("@failed");
+    assert_eq!(failed["entries"][0]["key"]["ret"], -1, "{out}");
+    assert_eq!(failed["entries"][0]["value"], 3, "{out}");
+    assert_eq!(map("@bad_fds")["entries"][0]["value"], 3, "{out}");
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn a_bad_uprobe_declaration_is_an_error_at_it() {
+    require_kernel();
+    let libc = libc_path();
+    let prog = format!(
+        "probe uprobe(\"{libc}\", stat, \"const char *path, struct stat st\") {{ count }}\n"
+    );
+    let (ok, _, err) = run_for(&["-e", &prog]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("[E0502] Error: `struct stat` (parameter `st`) is not a type pol can read"),
+        "{err}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn ustack_keys_name_the_frames_of_the_traced_process() {
+    require_kernel();
+    // A python process calls getppid 50 times, then waits (alive while pol names its
+    // frames): its user stacks end in libc's getppid wrapper.
+    let script = "import os, sys\nsys.stdin.readline()\nfor _ in range(50):\n    os.getppid()\n\
+                  print('done', flush=True)\nsys.stdin.readline()\n";
+    let mut py = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let pid = py.id();
+    let prog = format!(
+        "probe tracepoint(syscalls.sys_enter_getppid) {{\n    where pid == {pid}\n    count by ustack\n}}\n"
+    );
+    let child = start(&["--json", "-e", &prog]);
+    let mut stdin = py.stdin.take().expect("stdin");
+    {
+        use std::io::Write;
+        stdin.write_all(b"go\n").expect("go");
+    }
+    let mut done = String::new();
+    BufReader::new(py.stdout.take().expect("stdout"))
+        .read_line(&mut done)
+        .expect("done");
+    let out = stop(child);
+    drop(stdin);
+    let _ = py.wait();
+    let map: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or("{}"))
+        .unwrap_or_else(|e| panic!("{e}: {out}"));
+    let entries = map["entries"].as_array().cloned().unwrap_or_default();
+    // The loop's 50 calls share one stack, whose innermost named frame is libc's
+    // getppid (the interpreter may make a few calls of its own, elsewhere).
+    let named = |e: &serde_json::Value| {
+        e["key"]["ustack"].as_array().is_some_and(|frames| {
+            frames
+                .iter()
+                .any(|f| f.as_str().is_some_and(|f| f.contains("getppid")))
+        })
+    };
+    assert!(
+        entries
+            .iter()
+            .any(|e| named(e) && e["value"].as_u64().is_some_and(|v| v >= 50)),
+        "no stack through getppid counted 50 times: {out}"
+    );
 }

@@ -23,11 +23,17 @@ C. Events through the ring buffer: the same loop, every call of the loop process
    lines each tracer printed per second of loop, and what it reported lost (pol's
    `{"type":"lost"}`, bpftrace's `Lost N events`): delivered + lost must be the calls.
 
+D. The programs' own cost: pol's and the libbpf program attached to the same tracepoint
+   at once, kernel.bpf_stats_enabled on during the loop (restored after), ns per run from
+   each program's run_time_ns / run_cnt: the code the kernel runs, compared without the
+   loop's run-to-run drift that B's differences carry.
+
 A benchmark, not a test. Prints the tables; --json-out writes every figure.
 """
 import argparse
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -191,6 +197,11 @@ STARTUP = [
      "probe tracepoint(syscalls.sys_enter_getpid) { count }",
      "tracepoint:syscalls:sys_enter_getpid { @ = count(); }",
      "tp_getpid"),
+    # Typed from vmlinux BTF: pol reads its raw tracepoint index (made once per boot).
+    ("raw_tracepoint sys_enter count",
+     "probe raw_tracepoint(sys_enter) { count }",
+     "rawtracepoint:sys_enter { @ = count(); }",
+     "raw_getpid"),
 ]
 
 # Part B: name -> (tool, program, how to read its count of the loop's calls).
@@ -260,8 +271,12 @@ def overhead(a, tools, results):
     per = {name: [] for name, *_ in OVERHEAD}
     counts = {name: [] for name, *_ in OVERHEAD}
     errors = {}
+    rng = random.Random(9)
     for _ in range(a.rounds):
-        for name, tool, prog, count in OVERHEAD:
+        # A new order each round: drift within a round favours no tracer.
+        order = list(OVERHEAD)
+        rng.shuffle(order)
+        for name, tool, prog, count in order:
             if name in errors:
                 continue
             tr = getattr(tools, tool)(prog) if tool else None
@@ -289,6 +304,13 @@ def overhead(a, tools, results):
         print(f"  {name:<30} {fmt(m):>9} {fmt(added):>9} {fmt(m / none if none else None, 'x', 2):>7}"
               f" {('' if c is None else f'{int(c):,}'):>17}")
         rows[name] = {"ns_per_call": per[name], "median": m, "added_ns": added, "counts": counts[name]}
+    # Paired by round: each round ran every tracer once, so their differences drift less.
+    pairs = [(p, l) for p, l in zip(per.get("pol count", []), per.get("libbpf C (percpu array ++)", []))]
+    if pairs and "pol count" not in errors:
+        diffs = [p - l for p, l in pairs]
+        print(f"  pol count - libbpf, per round: median {fmt(med(diffs))} ns "
+              f"(rounds: {', '.join(f'{d:+.0f}' for d in diffs)})")
+        rows["pol_minus_libbpf"] = {"per_round": diffs, "median": med(diffs)}
     if errors:
         rows["errors"] = errors
     results["overhead"] = rows
@@ -348,6 +370,86 @@ def ringbuf(a, tools, results):
     results["ringbuf"] = rows
 
 
+# Part D: the programs' own cost, both tracers attached to the same tracepoint at once.
+PROGCOST = [
+    ("sys_enter_getpid count", "getpid", 1_000_000,
+     "probe tracepoint(syscalls.sys_enter_getpid) { count }", "tp_getpid"),
+    ("sys_enter_openat count by comm", "openat", 200_000,
+     "probe tracepoint(syscalls.sys_enter_openat) { count by comm }", "tp_openat_comm"),
+]
+
+
+def prog_ids(pid):
+    """The BPF program ids a process holds fds of (its /proc fdinfo `prog_id:` lines)."""
+    ids = set()
+    d = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(d):
+        try:
+            with open(os.path.join(d, fd)) as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    return ids
+
+
+def run_stats(ids):
+    """(run_time_ns, run_cnt) summed over programs `ids` (bpftool prog show)."""
+    t = c = 0
+    for i in ids:
+        out = subprocess.run(["bpftool", "-j", "prog", "show", "id", str(i)],
+                             capture_output=True, text=True).stdout
+        try:
+            info = json.loads(out)
+        except ValueError:
+            continue
+        t += info.get("run_time_ns", 0)
+        c += info.get("run_cnt", 0)
+    return t, c
+
+
+def progcost(a, tools, results):
+    """kernel.bpf_stats_enabled counts each program's runs and time: with pol's and the
+    libbpf program on the same tracepoint in the same loop, the ns per run compare the
+    code the kernel runs, free of the loop's drift. The sysctl is restored after."""
+    with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+        old = f.read().strip()
+    rows = {}
+    print(f"\nD. ns per program run (kernel.bpf_stats_enabled), pol and libbpf attached together")
+    print(f"  {'probe':<32} {'pol':>9} {'libbpf C':>9} {'runs':>12}")
+    try:
+        for name, syscall, n, pol_p, lb_p in PROGCOST:
+            pol = tools.pol(pol_p)
+            lb = tools.libbpf(lb_p)
+            if pol.wait_ready() is None or lb.wait_ready() is None:
+                pol.stop(), lb.stop()
+                print(f"  {name:<32} failed to attach")
+                continue
+            ids = {"pol": prog_ids(pol.p.pid), "libbpf": prog_ids(lb.p.pid)}
+            before = {k: run_stats(v) for k, v in ids.items()}
+            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+                f.write("1")
+            for _ in range(3):
+                subprocess.run(["taskset", "-c", str(os.cpu_count() - 1), a.loop, syscall, str(n)],
+                               capture_output=True, check=True)
+            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+                f.write(old)
+            after = {k: run_stats(v) for k, v in ids.items()}
+            pol.stop(), lb.stop()
+            per = {}
+            for k in ids:
+                dt, dc = after[k][0] - before[k][0], after[k][1] - before[k][1]
+                per[k] = {"ns_per_run": dt / dc if dc else None, "runs": dc}
+            rows[name] = per
+            print(f"  {name:<32} {fmt(per['pol']['ns_per_run']):>9} "
+                  f"{fmt(per['libbpf']['ns_per_run']):>9} {per['pol']['runs']:>12,}")
+    finally:
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write(old)
+    results["progcost"] = rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pol", required=True)
@@ -368,6 +470,7 @@ def main():
     startup(a, tools, results)
     overhead(a, tools, results)
     ringbuf(a, tools, results)
+    progcost(a, tools, results)
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump(results, f, indent=1)

@@ -56,6 +56,8 @@ pub struct KernelBtf {
     strings: Vec<u8>,
     /// Raw tracepoint name -> (typedef's proto, `__bpf_trace_` function's proto if any).
     raw: HashMap<String, (u32, Option<u32>)>,
+    /// Raw tracepoint name -> the type id of its `btf_trace_NAME` typedef.
+    typedefs: HashMap<String, u32>,
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -151,6 +153,7 @@ impl KernelBtf {
             params,
             strings,
             raw: HashMap::new(),
+            typedefs: HashMap::new(),
         };
         btf.index_raw_tracepoints();
         Ok(btf)
@@ -158,10 +161,15 @@ impl KernelBtf {
 
     fn index_raw_tracepoints(&mut self) {
         let mut raw = HashMap::new();
+        let mut typedefs = HashMap::new();
         // Trampolines by their parameter types: an event defined from a class
         // (DEFINE_EVENT) has the class's trampoline, `__bpf_trace_CLASS`.
         let mut by_sig: HashMap<Vec<u32>, Vec<(&str, u32)>> = HashMap::new();
-        for ty in &self.types {
+        for (id, ty) in self.types.iter().enumerate() {
+            // Only typedefs and functions are named here: the rest need no string.
+            if ty.kind != KIND_TYPEDEF && ty.kind != KIND_FUNC {
+                continue;
+            }
             let name = self.str(ty.name);
             if ty.kind == KIND_TYPEDEF {
                 if let Some(tp) = name.strip_prefix("btf_trace_") {
@@ -169,6 +177,7 @@ impl KernelBtf {
                     let ptr = self.ty(ty.size_or_type);
                     if ptr.kind == KIND_PTR && self.ty(ptr.size_or_type).kind == KIND_FUNC_PROTO {
                         raw.insert(tp.to_string(), (ptr.size_or_type, None));
+                        typedefs.insert(tp.to_string(), id as u32);
                     }
                 }
             } else if ty.kind == KIND_FUNC {
@@ -197,6 +206,7 @@ impl KernelBtf {
             entry.1 = best.map(|&(_, proto)| proto);
         }
         self.raw = raw;
+        self.typedefs = typedefs;
     }
 
     /// The parameter types of a function prototype.
@@ -220,8 +230,7 @@ impl KernelBtf {
     /// The type id of the typedef `btf_trace_NAME`: what a BTF-typed tracepoint program
     /// on NAME is loaded against (BPF_PROG_LOAD's `attach_btf_id`).
     pub fn raw_tracepoint_type_id(&self, name: &str) -> Option<u32> {
-        let want = format!("btf_trace_{name}");
-        self.type_id(&want, KIND_TYPEDEF)
+        self.typedefs.get(name).copied()
     }
 
     /// The type id of the kernel function `name` (a FUNC), as fentry and LSM programs

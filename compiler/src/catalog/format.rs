@@ -145,14 +145,14 @@ fn typed(category: &str, f: Field) -> TraceArg {
     }
 }
 
-fn strip_qualifiers(t: &str) -> String {
+pub(super) fn strip_qualifiers(t: &str) -> String {
     t.split_whitespace()
         .filter(|w| !matches!(*w, "const" | "volatile"))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn is_char(t: &str) -> bool {
+pub(super) fn is_char(t: &str) -> bool {
     matches!(strip_qualifiers(t).as_str(), "char" | "signed char")
 }
 
@@ -163,7 +163,7 @@ fn is_aggregate(t: &str) -> bool {
 
 /// C types that are signed even where the record stores them widened as unsigned
 /// (syscall arguments: `int dfd` is `size:8; signed:0`).
-fn signed_c_type(t: &str) -> bool {
+pub(super) fn signed_c_type(t: &str) -> bool {
     let t = strip_qualifiers(t);
     matches!(
         t.as_str(),
@@ -196,13 +196,19 @@ fn signed_c_type(t: &str) -> bool {
 }
 
 /// Element size of a zero-length array, from its type name.
-fn int_bytes(t: &str) -> Option<u8> {
+pub(super) fn int_bytes(t: &str) -> Option<u8> {
     let t = strip_qualifiers(t);
     Some(match t.as_str() {
-        "char" | "signed char" | "unsigned char" | "u8" | "__u8" | "s8" | "__s8" => 1,
-        "short" | "unsigned short" | "u16" | "__u16" | "s16" | "__s16" => 2,
-        "int" | "unsigned int" | "u32" | "__u32" | "s32" | "__s32" => 4,
-        "long" | "unsigned long" | "u64" | "__u64" | "s64" | "__s64" => 8,
+        "char" | "signed char" | "unsigned char" | "u8" | "__u8" | "s8" | "__s8" | "bool"
+        | "_Bool" | "uint8_t" | "int8_t" => 1,
+        "short" | "unsigned short" | "u16" | "__u16" | "s16" | "__s16" | "uint16_t" | "int16_t" => {
+            2
+        }
+        "int" | "unsigned int" | "unsigned" | "u32" | "__u32" | "s32" | "__s32" | "uint32_t"
+        | "int32_t" | "pid_t" | "uid_t" | "gid_t" | "mode_t" => 4,
+        "long" | "unsigned long" | "u64" | "__u64" | "s64" | "__s64" | "long long"
+        | "unsigned long long" | "uint64_t" | "int64_t" | "size_t" | "ssize_t" | "off_t"
+        | "uintptr_t" | "intptr_t" => 8,
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@ mod btf;
 mod dir;
 mod format;
 mod host;
+mod uprobe;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,7 @@ pub use btf::KernelBtf;
 pub use dir::DirCatalog;
 pub use format::parse_format;
 pub use host::HostCatalog;
+pub use uprobe::uprobe_args;
 
 /// One argument of a tracepoint (a field of its record) or raw tracepoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ use super::hir::{
     placeholders, render, ArithOp, EventDef, MapAction, Probes, Scheduled, Step, Ty, When,
 };
 use super::hir::{AggFunc, AggMap, Builtin, CmpOp, Expr, ExprKind, KeyField, Probe, ProbeHook};
+use super::hir::{JOIN_DEFAULT, JOIN_EACH};
 use crate::catalog::{ArgTy, Catalog, CatalogError, TraceArg};
 use crate::diag::{suggest, Diagnostic};
 
@@ -19,6 +20,9 @@ use crate::diag::{suggest, Diagnostic};
 pub const DEFAULT_STR: u32 = 64;
 pub const MAX_STR: u32 = 256;
 const MAX_STR_U64: u64 = MAX_STR as u64;
+/// The most strings a `join` reads: 8 × 64 bytes, as much as a record field may hold.
+const JOIN_MAX: u32 = 8;
+const JOIN_MAX_U64: u64 = JOIN_MAX as u64;
 use crate::obj::is_c_ident;
 use crate::syntax::ast::{self, BinOp, Span};
 
@@ -268,12 +272,16 @@ impl Checker<'_> {
             "uprobe" | "uretprobe" => {
                 let shape = format!("expected `{}(\"/path/to/binary\", function)`", h.kind.name);
                 let (binary, function) = match h.args.as_deref() {
-                    Some([b, f]) => (b, f),
+                    // A third argument declares the parameters (see `event_args`).
+                    Some([b, f]) | Some([b, f, _]) => (b, f),
                     _ => {
                         self.diags.push(
                             Diagnostic::error(
                                 "E0502",
-                                format!("`{}` takes a binary and a function", h.kind.name),
+                                format!(
+                                    "`{}` takes a binary, a function and optionally its parameters",
+                                    h.kind.name
+                                ),
                                 h.span.clone(),
                             )
                             .with_label(shape),
@@ -515,7 +523,10 @@ impl Checker<'_> {
                 format!("raw tracepoint {name}"),
                 self.catalog.raw_tracepoint(name),
             ),
-            ProbeHook::Uprobe { .. } | ProbeHook::Profile { .. } => {
+            ProbeHook::Uprobe { ret, function, .. } => {
+                return self.uprobe_args(h, function, *ret).map(Some);
+            }
+            ProbeHook::Profile { .. } => {
                 return Some(Some((format!("this {} probe", h.kind.name), Vec::new())))
             }
         };
@@ -537,6 +548,46 @@ impl Checker<'_> {
                     d = d.with_help("`pol list PATTERN` lists the probes of this kernel");
                 }
                 self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    /// A uprobe's arguments: declared by its third hook argument (`"const char *path,
+    /// int flags"`; a uretprobe's is the return type), else `arg0`..`arg5` / `ret`.
+    fn uprobe_args(
+        &mut self,
+        h: &ast::Hook,
+        function: &str,
+        ret: bool,
+    ) -> Option<(String, Vec<TraceArg>)> {
+        let decl = h.args.as_deref().and_then(|a| a.get(2));
+        let text = match decl.map(|d| &d.kind) {
+            None => None,
+            Some(ast::ExprKind::Str(t)) => Some(t.as_str()),
+            Some(_) => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0502",
+                        "the parameters are declared in quotes, as C declares them",
+                        decl.map_or(h.span.clone(), |d| d.span.clone()),
+                    )
+                    .with_label(if ret {
+                        "expected the return type, e.g. `\"int\"`"
+                    } else {
+                        "expected e.g. `\"const char *path, int flags\"`"
+                    }),
+                );
+                return None;
+            }
+        };
+        match crate::catalog::uprobe_args(text, ret) {
+            Ok(args) => Some((format!("{} {function}", h.kind.name), args)),
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::error("E0502", e, decl.map_or(h.span.clone(), |d| d.span.clone()))
+                        .with_label("in this declaration"),
+                );
                 None
             }
         }
@@ -610,12 +661,32 @@ impl Checker<'_> {
                 },
                 Ty::Ptr { user },
             )),
+            ArgTy::Array {
+                string: true, len, ..
+            } if (1..=MAX_STR).contains(&len) => Some((
+                ExprKind::RecordStr {
+                    offset: a.offset,
+                    len,
+                    data_loc: false,
+                },
+                Ty::Str(len),
+            )),
             ArgTy::Array { string: true, .. } => {
-                self.diags.push(unusable("a character array in the record"));
+                self.diags
+                    .push(unusable("a character array longer than a string read"));
                 None
             }
-            ArgTy::DataLoc { .. } => {
-                self.diags.push(unusable("a `__data_loc` field"));
+            // Read up to `str(PTR)`'s default; `str(args.NAME, N)` bounds it otherwise.
+            ArgTy::DataLoc { string: true } => Some((
+                ExprKind::RecordStr {
+                    offset: a.offset,
+                    len: DEFAULT_STR,
+                    data_loc: true,
+                },
+                Ty::Str(DEFAULT_STR),
+            )),
+            ArgTy::DataLoc { string: false } => {
+                self.diags.push(unusable("a `__data_loc` array of numbers"));
                 None
             }
             _ => {
@@ -661,6 +732,22 @@ impl Checker<'_> {
             },
         };
         let p = self.expr(ptr)?;
+        // `str(args.NAME, N)` of a `__data_loc` string: the same read, bounded by N.
+        if let ExprKind::RecordStr {
+            offset,
+            data_loc: true,
+            ..
+        } = p.kind
+        {
+            return Some((
+                ExprKind::RecordStr {
+                    offset,
+                    len,
+                    data_loc: true,
+                },
+                Ty::Str(len),
+            ));
+        }
         let Ty::Ptr { user } = p.ty else {
             self.diags.push(
                 Diagnostic::error(
@@ -679,6 +766,62 @@ impl Checker<'_> {
                 len,
             },
             Ty::Str(len),
+        ))
+    }
+
+    /// `join(ARRAY)` / `join(ARRAY, N)`: the strings of a NULL-terminated pointer array
+    /// (`join(args.argv)`), at most N of them (default [`JOIN_DEFAULT`]).
+    fn join_call(&mut self, args: &[ast::Expr], span: &Span) -> Option<(ExprKind, Ty)> {
+        let (ptr, n) = match args {
+            [p] => (p, None),
+            [p, n] => (p, Some(n)),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0512",
+                        "`join` takes a pointer array and an optional count",
+                        span.clone(),
+                    )
+                    .with_label("written as `join(args.argv)` or `join(args.argv, 4)`"),
+                );
+                return None;
+            }
+        };
+        let n = match n.map(|n| &n.kind) {
+            None => JOIN_DEFAULT,
+            Some(ast::ExprKind::Int(v @ 1..=JOIN_MAX_U64)) => *v as u32,
+            Some(_) => {
+                let at = n.map_or(span.clone(), |n| n.span.clone());
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0514",
+                        format!("`join` reads at most {JOIN_MAX} strings of {JOIN_EACH} bytes: the count must be an integer from 1 to {JOIN_MAX}"),
+                        at,
+                    )
+                    .with_label("not a count the stack can hold"),
+                );
+                return None;
+            }
+        };
+        let p = self.expr(ptr)?;
+        let Ty::Ptr { user } = p.ty else {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    format!("expected a pointer array, found {}", p.ty),
+                    p.span.clone(),
+                )
+                .with_label("`join` reads the strings an array of pointers points at"),
+            );
+            return None;
+        };
+        Some((
+            ExprKind::Join {
+                ptr: Box::new(p),
+                user,
+                n,
+            },
+            Ty::Str(n * JOIN_EACH),
         ))
     }
 
@@ -827,15 +970,23 @@ impl Checker<'_> {
         let keys = self.keys(by)?;
         let fields: Vec<KeyField> = keys
             .iter()
+            .zip(by)
             .enumerate()
-            .map(|(i, e)| KeyField {
-                name: match &e.kind {
-                    ExprKind::Builtin(b) => b.name().to_string(),
+            .map(|(i, (e, written))| KeyField {
+                name: match (&e.kind, &written.kind) {
+                    (ExprKind::Builtin(b), _) => b.name().to_string(),
+                    // `args.NAME` is shown as NAME.
+                    (_, ast::ExprKind::Path(p))
+                        if p.segments.len() == 2 && p.segments[0].name == "args" =>
+                    {
+                        p.segments[1].name.clone()
+                    }
                     _ => format!("key{i}"),
                 },
                 ty: e.ty,
                 cgroup: e.is_cgroup(),
                 signed: e.is_signed(),
+                joined: e.is_joined(),
             })
             .collect();
         let name = into.as_ref().map_or("", |i| i.name.as_str());
@@ -989,6 +1140,7 @@ impl Checker<'_> {
                             ty: e.ty,
                             cgroup: false,
                             signed: e.is_signed(),
+                            joined: e.is_joined(),
                         })
                         .collect(),
                     span: map.span.clone(),
@@ -1116,7 +1268,7 @@ impl Checker<'_> {
                 ok = false;
                 continue;
             };
-            if matches!(v.ty, Ty::Bool | Ty::Ptr { .. } | Ty::Stack) {
+            if matches!(v.ty, Ty::Bool | Ty::Ptr { .. } | Ty::Stack { .. }) {
                 self.diags.push(
                     Diagnostic::error(
                         "E0401",
@@ -1134,6 +1286,7 @@ impl Checker<'_> {
                 ty: v.ty,
                 cgroup: v.is_cgroup(),
                 signed: v.is_signed(),
+                joined: v.is_joined(),
             });
             values.push(v);
         }
@@ -1226,7 +1379,7 @@ impl Checker<'_> {
         let mut exprs = Vec::new();
         for (i, a) in values.iter().enumerate() {
             let v = self.expr(a)?;
-            if matches!(v.ty, Ty::Bool | Ty::Ptr { .. } | Ty::Stack) {
+            if matches!(v.ty, Ty::Bool | Ty::Ptr { .. } | Ty::Stack { .. }) {
                 self.diags.push(
                     Diagnostic::error(
                         "E0401",
@@ -1243,6 +1396,7 @@ impl Checker<'_> {
                 ty: v.ty,
                 cgroup: v.is_cgroup(),
                 signed: v.is_signed(),
+                joined: v.is_joined(),
             });
             exprs.push(v);
         }
@@ -1463,6 +1617,7 @@ impl Checker<'_> {
                 (ExprKind::Cmp(cmp, Box::new(a), Box::new(b)), Ty::Bool)
             }
             ast::ExprKind::Call(p, args) if p.dotted() == "str" => self.str_call(args, &span)?,
+            ast::ExprKind::Call(p, args) if p.dotted() == "join" => self.join_call(args, &span)?,
             ast::ExprKind::Call(p, _) => {
                 self.diags.push(
                     Diagnostic::error(
@@ -1471,7 +1626,7 @@ impl Checker<'_> {
                         p.span.clone(),
                     )
                     .with_label("not a function of probes")
-                    .with_help("probes call `str(PTR)` and `str(PTR, N)`"),
+                    .with_help("probes call `str(PTR)`, `str(PTR, N)` and `join(ARRAY)`"),
                 );
                 return None;
             }

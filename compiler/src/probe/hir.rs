@@ -240,6 +240,22 @@ pub enum ExprKind {
         user: bool,
         len: u32,
     },
+    /// A string inside a tracepoint record: the `char` array of `len` bytes at `offset`,
+    /// or (`data_loc`) the NUL-terminated data the `__data_loc` u32 at `offset` locates
+    /// (`offset | length << 16`), at most `len` bytes.
+    RecordStr {
+        offset: u32,
+        len: u32,
+        data_loc: bool,
+    },
+    /// `join(ptr, n)`: the strings of a NULL-terminated array of `n` pointers at most
+    /// (execve's `argv`), each up to [`JOIN_EACH`] bytes in its own chunk; user space
+    /// joins the chunks with spaces up to the first empty one.
+    Join {
+        ptr: Box<Expr>,
+        user: bool,
+        n: u32,
+    },
     /// Wrapping u64 arithmetic; `x / 0` is 0 (eBPF's rule).
     Arith(ArithOp, Box<Expr>, Box<Expr>),
 }
@@ -274,8 +290,11 @@ pub enum Ty {
     Ptr {
         user: bool,
     },
-    /// `kstack`: the kernel stack, a map key only (an id in the stack map).
-    Stack,
+    /// `kstack` / `ustack` (`user`): a stack, a map key only (an id in the stack map;
+    /// a user stack's key also holds its process id, to name its frames).
+    Stack {
+        user: bool,
+    },
 }
 
 impl std::fmt::Display for Ty {
@@ -285,7 +304,7 @@ impl std::fmt::Display for Ty {
             Ty::Str(_) => write!(f, "a string"),
             Ty::Bool => write!(f, "a boolean"),
             Ty::Ptr { .. } => write!(f, "a pointer"),
-            Ty::Stack => write!(f, "a stack"),
+            Ty::Stack { .. } => write!(f, "a stack"),
         }
     }
 }
@@ -308,10 +327,12 @@ pub enum Builtin {
     Nsecs,
     /// The kernel stack (a map key: `count by kstack`).
     Kstack,
+    /// The user stack (a map key: `count by ustack`).
+    Ustack,
 }
 
 impl Builtin {
-    pub const ALL: [(&'static str, Builtin); 9] = [
+    pub const ALL: [(&'static str, Builtin); 10] = [
         ("pid", Builtin::Pid),
         ("tid", Builtin::Tid),
         ("uid", Builtin::Uid),
@@ -321,6 +342,7 @@ impl Builtin {
         ("cpu", Builtin::Cpu),
         ("nsecs", Builtin::Nsecs),
         ("kstack", Builtin::Kstack),
+        ("ustack", Builtin::Ustack),
     ];
 
     pub fn name(self) -> &'static str {
@@ -333,7 +355,8 @@ impl Builtin {
     pub fn ty(self) -> Ty {
         match self {
             Builtin::Comm => Ty::Str(COMM_LEN),
-            Builtin::Kstack => Ty::Stack,
+            Builtin::Kstack => Ty::Stack { user: false },
+            Builtin::Ustack => Ty::Stack { user: true },
             _ => Ty::Int,
         }
     }
@@ -341,6 +364,11 @@ impl Builtin {
 
 /// `TASK_COMM_LEN`.
 pub const COMM_LEN: u32 = 16;
+
+/// Bytes of each string of a `join(..)` (its chunk, NUL included).
+pub const JOIN_EACH: u32 = 64;
+/// Strings a `join(ARRAY)` reads when no count is given.
+pub const JOIN_DEFAULT: u32 = 6;
 
 /// An aggregation map: one entry per distinct key, updated by every statement naming it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -418,13 +446,16 @@ pub enum Merge {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyField {
-    /// As printed in JSON: the builtin's name, or `key0`, `key1`, ...
+    /// As printed in JSON: the builtin's name, the argument's (`args.NAME`), or `key0`,
+    /// `key1`, ...
     pub name: String,
     pub ty: Ty,
     /// The `cgroup` builtin: user space shows the cgroup's path, not its id.
     pub cgroup: bool,
     /// A signed argument (or arithmetic on one): shown as a signed number.
     pub signed: bool,
+    /// A `join(..)`: chunks of [`JOIN_EACH`] bytes, shown joined with spaces.
+    pub joined: bool,
 }
 
 impl Expr {
@@ -438,6 +469,11 @@ impl Expr {
         }
     }
 
+    /// Whether this is a `join(..)` of strings.
+    pub fn is_joined(&self) -> bool {
+        matches!(self.kind, ExprKind::Join { .. })
+    }
+
     /// Whether this is the `cgroup` builtin.
     pub fn is_cgroup(&self) -> bool {
         matches!(self.kind, ExprKind::Builtin(Builtin::Cgroup))
@@ -449,7 +485,7 @@ impl KeyField {
     pub fn size(&self) -> u32 {
         match self.ty {
             Ty::Str(n) => n.div_ceil(8) * 8,
-            Ty::Int | Ty::Bool | Ty::Ptr { .. } | Ty::Stack => 8,
+            Ty::Int | Ty::Bool | Ty::Ptr { .. } | Ty::Stack { .. } => 8,
         }
     }
 }

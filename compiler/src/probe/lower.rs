@@ -7,7 +7,7 @@
 //! histograms add a bucket index to the key.
 
 use super::hir::{AggFunc, ArithOp, Builtin, CmpOp, Expr, ExprKind, ProbeHook, Probes, Step, Ty};
-use super::hir::{Probe, COMM_LEN};
+use super::hir::{Probe, COMM_LEN, JOIN_EACH};
 use super::ring::{self, Ring};
 use crate::mir::{
     helpers, BinOp, Block, BlockCall, Cond, ExtOp, Function, Hook, IntTy, MapDef, MapId, MapKind,
@@ -53,7 +53,7 @@ pub fn lower(p: &Probes) -> Module {
     let stacks = p
         .maps
         .iter()
-        .any(|m| m.keys.iter().any(|k| k.ty == Ty::Stack))
+        .any(|m| m.keys.iter().any(|k| matches!(k.ty, Ty::Stack { .. })))
         .then(|| {
             m.add_map(MapDef {
                 name: STACKS_MAP.into(),
@@ -77,6 +77,8 @@ pub use super::ring::{EVENTS_MAP, LOST_MAP, RING_BYTES};
 /// `perf_event_max_stack`) per stack.
 pub const STACKS_MAP: &str = "pol_stacks";
 pub const STACK_DEPTH: u32 = 127;
+/// `get_stackid`'s flag for the user stack.
+const BPF_F_USER_STACK: u64 = 1 << 8;
 pub const MAX_STACKS: u32 = 4096;
 
 /// The MIR hook of a probe.
@@ -110,6 +112,8 @@ struct Lower<'a> {
     ctx: Value,
     /// The stack trace map, when a key is `kstack`.
     stacks: Option<MapId>,
+    /// The context is a `struct pt_regs` (uprobes): arguments are registers.
+    regs: bool,
 }
 
 fn helper(name: &str) -> u32 {
@@ -137,6 +141,7 @@ impl<'a> Lower<'a> {
             f,
             ring,
             lost_key: None,
+            regs: matches!(probe.hook, ProbeHook::Uprobe { .. }),
             exit,
             var_base: probes.maps.len(),
             ctx: Value(0),
@@ -285,7 +290,7 @@ impl<'a> Lower<'a> {
         for off in (0..size).step_by(8) {
             self.store(cur, p, off as i16, Operand::Imm(0));
         }
-        self.put_str(cur, val, p, 0, size, Type::Ptr(PtrKind::Stack));
+        let cur = self.put_str(cur, val, p, 0, size, Type::Ptr(PtrKind::Stack));
         let mut bytes = lit.into_bytes();
         let words = (bytes.len() + 1).div_ceil(8);
         bytes.resize(words * 8, 0);
@@ -322,14 +327,28 @@ impl<'a> Lower<'a> {
                 // Loads zero-extend (the kernel's rule): narrow signed ones are
                 // sign-extended after; every value is then a u64 (compares unsigned).
                 let ty = IntTy::new(bytes * 8, false);
-                let v = self.f.push(
-                    *cur,
-                    Op::Load {
-                        ptr: self.ctx,
-                        off: *offset as i16,
-                    },
-                    Type::Int(ty),
-                );
+                let v = if self.regs && *bytes < 8 {
+                    // A register of `struct pt_regs` is read whole (MIR's rule for
+                    // uprobe contexts); the value is its low bytes.
+                    let r = self.f.push(
+                        *cur,
+                        Op::Load {
+                            ptr: self.ctx,
+                            off: *offset as i16,
+                        },
+                        Type::U64,
+                    );
+                    self.f.push(*cur, Op::Ext(ExtOp::Trunc, r), Type::Int(ty))
+                } else {
+                    self.f.push(
+                        *cur,
+                        Op::Load {
+                            ptr: self.ctx,
+                            off: *offset as i16,
+                        },
+                        Type::Int(ty),
+                    )
+                };
                 if *bytes == 8 {
                     v
                 } else {
@@ -405,13 +424,22 @@ impl<'a> Lower<'a> {
             self.store(*cur, kp, off as i16, Operand::Imm(0));
         }
         for ((k, &off), field) in keys.iter().zip(offs).zip(fields) {
-            if let (Ty::Stack, Some(sm)) = (k.ty, self.stacks) {
+            if let (Ty::Stack { user }, Some(sm)) = (k.ty, self.stacks) {
                 // The stack's id (negative when there is none, e.g. a sample in user mode).
                 let mref = self
                     .f
                     .push(*cur, Op::MapRef(sm), Type::Ptr(PtrKind::Map(sm)));
-                let flags = self.u64c(*cur, 0);
-                let id = self.call(*cur, "get_stackid", vec![self.ctx, mref, flags], Type::I64);
+                let flags = self.u64c(*cur, if user { BPF_F_USER_STACK } else { 0 });
+                let mut id = self.call(*cur, "get_stackid", vec![self.ctx, mref, flags], Type::I64);
+                if user {
+                    // The process id in the high half, the id (an i32) in the low: user
+                    // frames are named in their process's address space.
+                    let v = self.call(*cur, "get_current_pid_tgid", vec![], Type::U64);
+                    let tgid = self.bin(*cur, BinOp::Lshr, v, Operand::Imm(32));
+                    let hi = self.bin(*cur, BinOp::Shl, tgid, Operand::Imm(32));
+                    let lo = self.low32(*cur, id);
+                    id = self.bin(*cur, BinOp::Or, hi, lo);
+                }
                 let kp = self
                     .f
                     .push(*cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
@@ -420,7 +448,7 @@ impl<'a> Lower<'a> {
                 let kp = self
                     .f
                     .push(*cur, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
-                self.put_str(*cur, k, kp, off, field.size(), Type::Ptr(PtrKind::Stack));
+                *cur = self.put_str(*cur, k, kp, off, field.size(), Type::Ptr(PtrKind::Stack));
             } else {
                 let v = self.int(cur, k);
                 let kp = self
@@ -494,8 +522,8 @@ impl<'a> Lower<'a> {
                 let v = self.call(cur, "get_smp_processor_id", vec![], Type::U32);
                 self.f.push(cur, Op::Ext(ExtOp::Zext, v), Type::U64)
             }
-            // `comm` is a string, `kstack` a key: only keys and compares read them.
-            Builtin::Comm | Builtin::Kstack => self.u64c(cur, 0),
+            // `comm` is a string, stacks are keys: only keys and compares read them.
+            Builtin::Comm | Builtin::Kstack | Builtin::Ustack => self.u64c(cur, 0),
         }
     }
 
@@ -573,8 +601,20 @@ impl<'a> Lower<'a> {
     }
 
     /// Writes a string expression's bytes (NUL-padded to `size`) at `ptr + off`.
-    fn put_str(&mut self, cur: Block, e: &Expr, ptr: Value, off: u32, size: u32, ptr_ty: Type) {
+    /// Returns the block where the code goes on (`join` branches).
+    fn put_str(
+        &mut self,
+        cur: Block,
+        e: &Expr,
+        ptr: Value,
+        off: u32,
+        size: u32,
+        ptr_ty: Type,
+    ) -> Block {
         match &e.kind {
+            ExprKind::Join { ptr: src, user, n } => {
+                return self.put_join(cur, src, *user, *n, ptr, off, size, ptr_ty)
+            }
             ExprKind::Builtin(Builtin::Comm) => {
                 let p = if off == 0 {
                     ptr
@@ -606,6 +646,41 @@ impl<'a> Lower<'a> {
                 };
                 self.call(c, helper, vec![p, n, from], Type::I64);
             }
+            ExprKind::RecordStr {
+                offset,
+                len,
+                data_loc,
+            } => {
+                // A `__data_loc` u32 at `offset` locates the data: its low 16 bits are
+                // where it starts in the record. The string is copied up to its NUL by
+                // probe_read_kernel_str (from the record's address as a number: a moved
+                // context pointer cannot be loaded through), so the bytes after it stay
+                // as they were (zero in keys: a char array's stale bytes after its NUL
+                // would make equal names different keys).
+                let start: Operand = if *data_loc {
+                    let loc = self.f.push(
+                        cur,
+                        Op::Load {
+                            ptr: self.ctx,
+                            off: *offset as i16,
+                        },
+                        Type::U32,
+                    );
+                    let loc = self.f.push(cur, Op::Ext(ExtOp::Zext, loc), Type::U64);
+                    self.bin(cur, BinOp::And, loc, Operand::Imm(0xffff)).into()
+                } else {
+                    Operand::Imm(i64::from(*offset))
+                };
+                let from = self.f.push(cur, Op::PtrAdd(self.ctx, start), Type::U64);
+                let p = if off == 0 {
+                    ptr
+                } else {
+                    self.f
+                        .push(cur, Op::PtrAdd(ptr, Operand::Imm(off as i64)), ptr_ty)
+                };
+                let n = self.u64c(cur, u64::from((*len).min(size)));
+                self.call(cur, "probe_read_kernel_str", vec![p, n, from], Type::I64);
+            }
             ExprKind::Str(s) => {
                 let mut bytes = s.as_bytes().to_vec();
                 bytes.resize(size as usize, 0);
@@ -618,6 +693,73 @@ impl<'a> Lower<'a> {
             }
             _ => {}
         }
+        cur
+    }
+
+    /// `join(src, n)`: each chunk's first byte zeroed (a record in the ring buffer is
+    /// not), then pointer i of the array read and, until one is NULL, its string copied
+    /// into chunk i. Every path reaches the returned block.
+    #[allow(clippy::too_many_arguments)]
+    fn put_join(
+        &mut self,
+        cur: Block,
+        src: &Expr,
+        user: bool,
+        n: u32,
+        ptr: Value,
+        off: u32,
+        size: u32,
+        ptr_ty: Type,
+    ) -> Block {
+        let chunks = n.min(size / JOIN_EACH);
+        for i in 0..chunks {
+            self.f.push_void(
+                cur,
+                Op::Store {
+                    ty: IntTy::U8,
+                    ptr,
+                    off: (off + i * JOIN_EACH) as i16,
+                    val: Operand::Imm(0),
+                },
+            );
+        }
+        let mut c = cur;
+        let base = self.int(&mut c, src);
+        let tmp = self.f.add_slot(8, 8);
+        let done = self.f.add_block();
+        let (read, read_str) = if user {
+            ("probe_read_user", "probe_read_user_str")
+        } else {
+            ("probe_read_kernel", "probe_read_kernel_str")
+        };
+        for i in 0..chunks {
+            let tp = self.f.push(c, Op::SlotAddr(tmp), Type::Ptr(PtrKind::Stack));
+            self.store(c, tp, 0, Operand::Imm(0));
+            let eight = self.u64c(c, 8);
+            let at = self.bin(c, BinOp::Add, base, Operand::Imm(i64::from(i) * 8));
+            self.call(c, read, vec![tp, eight, at], Type::I64);
+            let tp = self.f.push(c, Op::SlotAddr(tmp), Type::Ptr(PtrKind::Stack));
+            let s = self.load(c, tp, 0);
+            let next = self.f.add_block();
+            self.br(
+                c,
+                Cond::Eq,
+                s,
+                Operand::Imm(0),
+                BlockCall::new(done, vec![]),
+                BlockCall::new(next, vec![]),
+            );
+            c = next;
+            let d = self.f.push(
+                c,
+                Op::PtrAdd(ptr, Operand::Imm(i64::from(off + i * JOIN_EACH))),
+                ptr_ty,
+            );
+            let m = self.u64c(c, u64::from(JOIN_EACH));
+            self.call(c, read_str, vec![d, m, s], Type::I64);
+        }
+        self.jump(c, done, vec![]);
+        done
     }
 
     /// `emit`: reserve a record in the ring buffer, fill it, submit it; when the buffer
@@ -658,10 +800,11 @@ impl<'a> Lower<'a> {
             BlockCall::new(fill, vec![]),
         );
         self.store(fill, r, 0, Operand::Imm(event as i64));
+        let mut fill = fill;
         for (((e, &off), &fsize), int) in fields.iter().zip(&offs).zip(&sizes).zip(ints) {
             match int {
                 Some(v) => self.store(fill, r, off as i16, v),
-                None => self.put_str(fill, e, r, off, fsize, Type::Ptr(PtrKind::Mem(size))),
+                None => fill = self.put_str(fill, e, r, off, fsize, Type::Ptr(PtrKind::Mem(size))),
             }
         }
         let zero = self.u64c(fill, 0);

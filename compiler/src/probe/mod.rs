@@ -149,8 +149,10 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                 .map(|(k, &offset)| KeyFieldLayout {
                     name: k.name.clone(),
                     ty: match k.ty {
+                        Ty::Str(_) if k.joined => "strings",
                         Ty::Str(_) => "string",
-                        Ty::Stack => "kstack",
+                        Ty::Stack { user: false } => "kstack",
+                        Ty::Stack { user: true } => "ustack",
                         _ if k.cgroup => "cgroup",
                         _ if k.signed => "i64",
                         _ => "u64",
@@ -219,6 +221,7 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                         .map(|(f, offset)| KeyFieldLayout {
                             name: f.name.clone(),
                             ty: match f.ty {
+                                Ty::Str(_) if f.joined => "strings",
                                 Ty::Str(_) => "string",
                                 _ if f.cgroup => "cgroup",
                                 _ if f.signed => "i64",

@@ -28,6 +28,11 @@ pub enum KeyValue {
     Cgroup(u64),
     /// A `kstack` key as read: the id in the stack map (negative: no stack).
     StackId(i64),
+    /// A `ustack` key as read: the stack's id and the process it was taken in.
+    UserStackId {
+        pid: u32,
+        id: i64,
+    },
     /// A stack resolved to its frames, innermost first.
     Frames(Vec<String>),
 }
@@ -43,6 +48,7 @@ impl std::fmt::Display for KeyValue {
                 None => write!(f, "cgroup {id}"),
             },
             KeyValue::StackId(id) => write!(f, "stack {id}"),
+            KeyValue::UserStackId { pid, id } => write!(f, "stack {id} of pid {pid}"),
             // As bpftrace prints stacks: a frame a line, indented, inside the brackets.
             KeyValue::Frames(frames) => {
                 writeln!(f)?;
@@ -102,25 +108,48 @@ fn is_array(info: &sys::MapInfo) -> bool {
     info.map_type == sys::MapType::Array as u32 || info.map_type == sys::MapType::PerCpuArray as u32
 }
 
+/// A NUL-terminated string field (the whole field when it has no NUL).
+pub fn text(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned()
+}
+
+/// A `join(..)` field (layout type `strings`): chunks of
+/// `pol_compiler::probe::hir::JOIN_EACH` bytes, one string each, joined with spaces up
+/// to the first empty chunk (the array's NULL).
+pub fn joined(raw: &[u8]) -> String {
+    raw.chunks(pol_compiler::probe::hir::JOIN_EACH as usize)
+        .map(text)
+        .take_while(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A cgroup in JSON: its path, or its id when no cgroup has it any more.
 pub fn cgroup_json(id: u64) -> Json {
     super::cgroups::path(id).map_or(json!(id), |p| json!(p))
 }
 
-/// Replaces `kstack` ids by their frames: `frames(id)` reads and names one stack
-/// (`None`: the id is gone from the map).
+/// Replaces `kstack` and `ustack` ids by their frames: `frames(id, pid)` reads and
+/// names one stack, kernel (`pid` none) or user (`None`: the id is gone from the map).
 pub fn resolve_stacks(
     entries: &mut Vec<Entry>,
-    mut frames: impl FnMut(i64) -> Option<Vec<String>>,
+    mut frames: impl FnMut(i64, Option<u32>) -> Option<Vec<String>>,
 ) {
     for e in entries.iter_mut() {
         for k in &mut e.key {
-            if let KeyValue::StackId(id) = *k {
-                *k = KeyValue::Frames(match id {
-                    id if id < 0 => vec!["[no kernel stack]".to_string()],
-                    id => frames(id).unwrap_or_else(|| vec![format!("[stack {id} lost]")]),
-                });
-            }
+            let (id, pid) = match *k {
+                KeyValue::StackId(id) => (id, None),
+                KeyValue::UserStackId { pid, id } => (id, Some(pid)),
+                _ => continue,
+            };
+            *k = KeyValue::Frames(match id {
+                id if id < 0 => vec![match pid {
+                    None => "[no kernel stack]".to_string(),
+                    Some(_) => "[no user stack]".to_string(),
+                }],
+                id => frames(id, pid).unwrap_or_else(|| vec![format!("[stack {id} lost]")]),
+            });
         }
     }
     // Every "no stack" error code reads the same: one entry for them.
@@ -194,14 +223,22 @@ pub fn decode(a: &Aggregation, key: &[u8], value: &[u8], value_size: usize) -> E
     for f in &a.key {
         let (off, size) = (f.offset as usize, f.size as usize);
         match f.ty.as_str() {
-            "string" => {
-                let raw = key.get(off..off + size).unwrap_or_default();
-                let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-                let text = String::from_utf8_lossy(raw.get(..end).unwrap_or_default());
-                fields.push(KeyValue::Str(text.into_owned()));
-            }
+            "string" => fields.push(KeyValue::Str(text(
+                key.get(off..off + size).unwrap_or_default(),
+            ))),
+            "strings" => fields.push(KeyValue::Str(joined(
+                key.get(off..off + size).unwrap_or_default(),
+            ))),
             "bucket" => bucket = Some(u64_at(key, off)),
             "kstack" => fields.push(KeyValue::StackId(u64_at(key, off) as i64)),
+            // The process id in the high half, the stack id (an i32) in the low.
+            "ustack" => {
+                let v = u64_at(key, off);
+                fields.push(KeyValue::UserStackId {
+                    pid: (v >> 32) as u32,
+                    id: i64::from(v as u32 as i32),
+                });
+            }
             "cgroup" => fields.push(KeyValue::Cgroup(u64_at(key, off))),
             "i64" => fields.push(KeyValue::Signed(u64_at(key, off) as i64)),
             _ => fields.push(KeyValue::Int(u64_at(key, off))),
@@ -402,6 +439,7 @@ fn key_json(a: &Aggregation, key: &[KeyValue]) -> Json {
                 KeyValue::Int(i) => json!(i),
                 KeyValue::Str(s) => json!(s),
                 KeyValue::StackId(id) => json!(id),
+                KeyValue::UserStackId { id, .. } => json!(id),
                 KeyValue::Frames(frames) => json!(frames),
                 KeyValue::Cgroup(id) => cgroup_json(*id),
                 KeyValue::Signed(n) => json!(n),
@@ -582,7 +620,7 @@ mod tests {
         );
         let e = |id: i64, n: u64| decode(&a, &id.to_le_bytes(), &words(&[n]), 8);
         let mut entries = vec![e(3, 5), e(-14, 2), e(-17, 1)];
-        resolve_stacks(&mut entries, |id| {
+        resolve_stacks(&mut entries, |id, _| {
             (id == 3).then(|| vec!["f".into(), "g".into()])
         });
         assert_eq!(entries.len(), 2, "{entries:?}");

@@ -35,13 +35,12 @@ pub fn decode<'a>(events: &'a Events, bytes: &[u8]) -> Option<Event<'a>> {
         .map(|f| {
             let (off, size) = (f.offset as usize, f.size as usize);
             match f.ty.as_str() {
-                "string" => {
-                    let raw = bytes.get(off..off + size).unwrap_or_default();
-                    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-                    KeyValue::Str(
-                        String::from_utf8_lossy(raw.get(..end).unwrap_or_default()).into_owned(),
-                    )
-                }
+                "string" => KeyValue::Str(super::aggregate::text(
+                    bytes.get(off..off + size).unwrap_or_default(),
+                )),
+                "strings" => KeyValue::Str(super::aggregate::joined(
+                    bytes.get(off..off + size).unwrap_or_default(),
+                )),
                 "cgroup" => KeyValue::Cgroup(u64_at(bytes, off)),
                 "i64" => KeyValue::Signed(u64_at(bytes, off) as i64),
                 _ => KeyValue::Int(u64_at(bytes, off)),
@@ -55,11 +54,16 @@ pub fn decode<'a>(events: &'a Events, bytes: &[u8]) -> Option<Event<'a>> {
     })
 }
 
+/// Whether a field is text (left-aligned in columns).
+fn is_text(ty: &str) -> bool {
+    ty == "string" || ty == "strings"
+}
+
 /// Column widths: strings 16 wide, integers 7, or the name's length if longer.
 fn widths(r: &Record) -> Vec<usize> {
     r.fields
         .iter()
-        .map(|f| f.name.len().max(if f.ty == "string" { 16 } else { 7 }))
+        .map(|f| f.name.len().max(if is_text(&f.ty) { 16 } else { 7 }))
         .collect()
 }
 
@@ -71,7 +75,7 @@ pub fn header(r: &Record) -> String {
         .zip(widths(r))
         .map(|(f, w)| {
             let name = f.name.to_uppercase();
-            if f.ty == "string" {
+            if is_text(&f.ty) {
                 format!("{name:<w$}")
             } else {
                 format!("{name:>w$}")

@@ -2,10 +2,9 @@
 //! programs loaded straight from the compiler's [`ModuleSpec`] through the direct path
 //! filters use ([`crate::direct`]), each with the program type its section names.
 //!
-//! Nothing here parses an ELF or BTF, except for BTF-typed tracepoints (`tp_btf`): their
-//! target is a vmlinux BTF type id, looked up in the catalog's parse of
-//! /sys/kernel/btf/vmlinux (the compiler has already read it to type the probe's
-//! arguments, so it is parsed at most once per process, and only then).
+//! Nothing here parses an ELF or BTF. A BTF-typed tracepoint (`tp_btf`) is loaded
+//! against a vmlinux BTF type id, found in the catalog's raw tracepoint index (the
+//! compiler has read it already to type the probe's arguments).
 
 use std::os::fd::BorrowedFd;
 
@@ -73,9 +72,10 @@ fn how(f: &FuncSpec) -> Result<ProgLoad, TraceLoadError> {
         }
         "tp_btf" => {
             let name = section.strip_prefix("tp_btf/").unwrap_or_default();
-            let btf = HostCatalog::btf().map_err(|e| TraceLoadError::NoKernelBtf(e.to_string()))?;
-            let id = btf
-                .raw_tracepoint_type_id(name)
+            let index =
+                HostCatalog::raw_index().map_err(|e| TraceLoadError::NoKernelBtf(e.to_string()))?;
+            let id = index
+                .type_id(name)
                 .ok_or_else(|| TraceLoadError::NoSuchBtfTracepoint { name: name.into() })?;
             ProgLoad {
                 prog_type: ProgType::Tracing,

@@ -510,7 +510,17 @@ fn inst_type(cx: &Cx<'_>, op: &Op, rt: Option<Type>) -> Result<(), String> {
                 .ty(*p)
                 .ptr()
                 .ok_or_else(|| format!("{p} is not a pointer"))?;
+            // The context's address plus an offset, as a number: what probe_read_kernel
+            // takes to copy a string out of a tracepoint record. The kernel keeps it
+            // a moved ctx pointer, which it never lets be loaded through and lets
+            // privileged programs pass to a helper; a `u64` result keeps MIR from
+            // loading through it too.
+            let ctx_addr = kind == PtrKind::Ctx;
+            if ctx_addr && need_result()? != Type::U64 {
+                return Err("`ptradd` of the context yields `u64`".into());
+            }
             match (kind, o) {
+                (PtrKind::Ctx, _) => {}
                 (PtrKind::Stack, Operand::Value(_)) => {
                     return Err("stack pointers move by constants only".into())
                 }
@@ -530,7 +540,7 @@ fn inst_type(cx: &Cx<'_>, op: &Op, rt: Option<Type>) -> Result<(), String> {
                     return Err(format!("offset {v} is not an integer"));
                 }
             }
-            if need_result()? != Type::Ptr(kind.non_null()) {
+            if !ctx_addr && need_result()? != Type::Ptr(kind.non_null()) {
                 return Err(format!(
                     "`ptradd` of {} yields {}",
                     cx.ty_name(*p),
