@@ -12,8 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use pol_compiler::diag::render_all;
 use pol_compiler::driver;
 use pol_runtime::security::{self, RulesLayout};
-use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
-use pol_runtime::trace::layout::{Attach, TraceLayout};
+use pol_runtime::trace::attach::{self, Attached};
+use pol_runtime::trace::layout::TraceLayout;
 use pol_runtime::trace::load::ProbeObject;
 use pol_runtime::trace::watch::{EventRing, Watch};
 use pol_runtime::{pinroot, sets};
@@ -298,21 +298,5 @@ impl Printer {
 
 /// Attaches every tracepoint rule program (all or nothing).
 fn attach_tracing(bpf: &ProbeObject, layout: &TraceLayout) -> Result<Vec<Attached>> {
-    let list: Vec<(String, ProbeAttach)> = layout
-        .probes
-        .iter()
-        .map(|p| {
-            let how = match &p.attach {
-                Attach::BtfTracepoint { name } => ProbeAttach::BtfTracepoint { name: name.clone() },
-                Attach::Tracepoint { category, name } => ProbeAttach::Tracepoint {
-                    category: category.clone(),
-                    name: name.clone(),
-                },
-                Attach::RawTracepoint { name } => ProbeAttach::RawTracepoint { name: name.clone() },
-                other => return Err(anyhow!("internal error: rules attach as {other:?}")),
-            };
-            Ok((p.program.clone(), how))
-        })
-        .collect::<Result<_>>()?;
-    attach::attach_all(bpf, &list).map_err(|e| anyhow!("{e}"))
+    attach::attach_all(bpf, &attach::plan(layout, None)).map_err(|e| anyhow!("{e}"))
 }

@@ -17,7 +17,7 @@ use pol_compiler::diag::render_all;
 use pol_compiler::driver;
 use pol_compiler::syntax::{self, ast::Item};
 use pol_runtime::trace::attach::{self, Attached, ProbeAttach};
-use pol_runtime::trace::layout::{Attach, TraceLayout};
+use pol_runtime::trace::layout::TraceLayout;
 use pol_runtime::trace::load::{ProbeObject, TraceLoadError};
 use pol_runtime::trace::symbols::{write_flamegraph, KernelSymbols, Stack, UserSymbols};
 use pol_runtime::trace::watch::{EventRing, Watch};
@@ -426,33 +426,7 @@ fn load_and_attach(
     layout: &TraceLayout,
     pid: Option<i32>,
 ) -> Result<(ProbeObject, Vec<Attached>)> {
-    let list: Vec<(String, ProbeAttach)> = layout
-        .probes
-        .iter()
-        .map(|p| {
-            let how = match &p.attach {
-                Attach::Tracepoint { category, name } => ProbeAttach::Tracepoint {
-                    category: category.clone(),
-                    name: name.clone(),
-                },
-                Attach::RawTracepoint { name } => ProbeAttach::RawTracepoint { name: name.clone() },
-                Attach::BtfTracepoint { name } => ProbeAttach::BtfTracepoint { name: name.clone() },
-                Attach::Uprobe {
-                    binary,
-                    function,
-                    ret,
-                } => ProbeAttach::Uprobe {
-                    binary: binary.into(),
-                    function: function.clone(),
-                    offset: 0,
-                    ret: *ret,
-                    pid,
-                },
-                Attach::Profile { hz } => ProbeAttach::Profile { hz: *hz },
-            };
-            (p.program.clone(), how)
-        })
-        .collect();
+    let list = attach::plan(layout, pid);
     // Refuse what this kernel lacks before loading anything.
     for (program, how) in &list {
         attach::supported(how).map_err(|e| anyhow!("probe `{}`: {e}", shown(layout, program)))?;

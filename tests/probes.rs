@@ -88,6 +88,27 @@ fn stop(mut child: Child) -> String {
     out
 }
 
+/// A python process running `script`, its stdin and stdout piped (scripts wait for a
+/// line on stdin before their workload, so probes attach first: see [`go`]).
+fn python(script: &str) -> Child {
+    Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3")
+}
+
+/// Sends the line a [`python`] script waits for.
+fn go(p: &mut Child) {
+    use std::io::Write;
+    p.stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+}
+
 /// A comm no other process on the machine has: `pw` and this test's pid.
 fn unique_comm(tag: &str) -> String {
     format!("pw{tag}{}", std::process::id() % 100_000)
@@ -962,14 +983,7 @@ fn pid_limits_uprobes_to_one_process() {
     // opendir); `--pid` counts only the first.
     let script =
         "import os, sys, time\nsys.stdin.readline()\nfor _ in range(40):\n    os.listdir('/')\n";
-    let spawn = || {
-        Command::new("python3")
-            .args(["-c", script])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("python3")
-    };
-    let (mut a, mut b) = (spawn(), spawn());
+    let (mut a, mut b) = (python(script), python(script));
     let pid = a.id().to_string();
     let prog = format!(
         "probe uprobe(\"{}\", opendir) {{\n    count by pid\n}}\n",
@@ -977,12 +991,7 @@ fn pid_limits_uprobes_to_one_process() {
     );
     let child = start(&["--json", "--pid", &pid, "-e", &prog]);
     for p in [&mut a, &mut b] {
-        use std::io::Write;
-        p.stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"go\n")
-            .expect("go");
+        go(p);
         assert!(p.wait().expect("wait").success());
     }
     let out = stop(child);
@@ -1096,6 +1105,9 @@ fn disasm_lists_each_probes_instructions() {
         ),
         "{text}"
     );
+    // Each statement's line over its instructions (also the object's line_info).
+    assert!(text.contains("; line 2: count into calls\n"), "{text}");
+    assert!(text.contains("; line 5: print(\"{}\", pid)\n"), "{text}");
     assert!(text.contains("= map[calls] ll"), "{text}");
     assert!(text.contains("call map_lookup_elem#1"), "{text}");
     assert!(text.contains("call ringbuf_reserve#131"), "{text}");
@@ -1173,11 +1185,7 @@ fn uprobe_arguments_are_read_as_their_declaration_types_them() {
          try:\n        os.close(987654)\n    except OSError:\n        pass\n",
         dir.path().display().to_string()
     );
-    let mut py = Command::new("python3")
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("python3");
+    let mut py = python(&script);
     let libc = libc_path();
     let prog = format!(
         "probe dirs on uprobe(\"{libc}\", opendir, \"const char *name\") {{\n    \
@@ -1188,14 +1196,7 @@ fn uprobe_arguments_are_read_as_their_declaration_types_them() {
     );
     let pid = py.id().to_string();
     let child = start(&["--json", "--pid", &pid, "-e", &prog]);
-    {
-        use std::io::Write;
-        py.stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"go\n")
-            .expect("go");
-    }
+    go(&mut py);
     assert!(py.wait().expect("wait").success());
     std::thread::sleep(Duration::from_millis(200));
     let out = stop(child);
@@ -1247,28 +1248,19 @@ fn ustack_keys_name_the_frames_of_the_traced_process() {
     // frames): its user stacks end in libc's getppid wrapper.
     let script = "import os, sys\nsys.stdin.readline()\nfor _ in range(50):\n    os.getppid()\n\
                   print('done', flush=True)\nsys.stdin.readline()\n";
-    let mut py = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
+    let mut py = python(script);
     let pid = py.id();
     let prog = format!(
         "probe tracepoint(syscalls.sys_enter_getppid) {{\n    where pid == {pid}\n    count by ustack\n}}\n"
     );
     let child = start(&["--json", "-e", &prog]);
-    let mut stdin = py.stdin.take().expect("stdin");
-    {
-        use std::io::Write;
-        stdin.write_all(b"go\n").expect("go");
-    }
+    go(&mut py);
     let mut done = String::new();
     BufReader::new(py.stdout.take().expect("stdout"))
         .read_line(&mut done)
         .expect("done");
     let out = stop(child);
-    drop(stdin);
+    drop(py.stdin.take()); // its last readline returns: it exits
     let _ = py.wait();
     let map: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or("{}"))
         .unwrap_or_else(|e| panic!("{e}: {out}"));

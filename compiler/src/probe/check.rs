@@ -97,6 +97,7 @@ impl Checker<'_> {
             return;
         }
         let mut steps = Vec::new();
+        let mut step_spans = Vec::new();
         for s in &p.body {
             match s {
                 ast::Stmt::Where(e, _) => {
@@ -176,12 +177,14 @@ impl Checker<'_> {
                 }
                 ast::Stmt::Error(_) => {}
             }
+            step_spans.resize(steps.len(), stmt_span(s));
         }
         self.out.probes.push(Probe {
             name: p.name.name.clone(),
             symbol,
             hook,
             steps,
+            step_spans,
             span: p.span.clone(),
         });
     }
@@ -1637,5 +1640,21 @@ impl Checker<'_> {
             }
         };
         Some(Expr { kind, ty, span })
+    }
+}
+
+/// Where a statement is in the source.
+fn stmt_span(s: &ast::Stmt) -> Span {
+    match s {
+        ast::Stmt::Where(_, span)
+        | ast::Stmt::When(_, span)
+        | ast::Stmt::Emit(_, span)
+        | ast::Stmt::Action(_, span)
+        | ast::Stmt::Error(span)
+        | ast::Stmt::Count { span, .. }
+        | ast::Stmt::Aggregate { span, .. }
+        | ast::Stmt::Assign { span, .. }
+        | ast::Stmt::Command { span, .. }
+        | ast::Stmt::Delete { span, .. } => span.clone(),
     }
 }

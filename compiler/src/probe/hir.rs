@@ -151,6 +151,8 @@ pub struct Probe {
     pub hook: ProbeHook,
     /// In source order: a `where` guards every step after it.
     pub steps: Vec<Step>,
+    /// The statement each step comes from (parallel to `steps`).
+    pub step_spans: Vec<Span>,
     pub span: Span,
 }
 

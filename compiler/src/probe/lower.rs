@@ -21,6 +21,13 @@ pub const MAX_ENTRIES: u32 = 10240;
 /// The MIR module of a file's probes: maps in `Probes::maps` order, then one program per
 /// probe.
 pub fn lower(p: &Probes) -> Module {
+    lower_tagged(p).0
+}
+
+/// [`lower`], also giving, for each program (in probe order), the step each MIR block
+/// belongs to: 1 + the index in `Probe::steps`, 0 for the probe's entry and exit
+/// (`pol disasm` puts the statement's line above its instructions).
+pub fn lower_tagged(p: &Probes) -> (Module, Vec<Vec<u32>>) {
     let mut m = Module::default();
     for map in &p.maps {
         let (_, key_size) = map.key_layout();
@@ -65,11 +72,13 @@ pub fn lower(p: &Probes) -> Module {
             })
         });
     let ring = (!p.events.is_empty()).then(|| ring::add_maps(&mut m));
+    let mut tags = Vec::new();
     for probe in &p.probes {
-        let f = Lower::program(p, probe, ring, stacks);
+        let (f, t) = Lower::program(p, probe, ring, stacks);
         m.add_func(f);
+        tags.push(t);
     }
-    m
+    (m, tags)
 }
 
 pub use super::ring::{EVENTS_MAP, LOST_MAP, RING_BYTES};
@@ -126,7 +135,7 @@ impl<'a> Lower<'a> {
         probe: &Probe,
         ring: Option<Ring>,
         stacks: Option<MapId>,
-    ) -> Function {
+    ) -> (Function, Vec<u32>) {
         let mut f = Function::new(
             &probe.symbol,
             Some(mir_hook(&probe.hook)),
@@ -149,7 +158,16 @@ impl<'a> Lower<'a> {
         };
         l.ctx = l.f.block(l.f.entry()).params[0];
         let mut cur = l.f.entry();
-        for step in &probe.steps {
+        let mut tags: Vec<u32> = Vec::new();
+        for (i, step) in probe.steps.iter().enumerate() {
+            let tag = i as u32 + 1;
+            let first_new = l.f.block_ids().count();
+            // A step starting an empty block (after a `where` or an aggregation's join)
+            // owns it.
+            if l.f.block(cur).insts.is_empty() {
+                tags.resize(tags.len().max(cur.index() + 1), 0);
+                tags[cur.index()] = tag;
+            }
             match step {
                 Step::Where(e) => {
                     let next = l.f.add_block();
@@ -163,9 +181,15 @@ impl<'a> Lower<'a> {
                 Step::Assign { var, keys, value } => cur = l.assign(cur, *var, keys, value),
                 Step::Delete { var, keys } => cur = l.delete(cur, *var, keys),
             }
+            let blocks = l.f.block_ids().count();
+            tags.resize(blocks, 0);
+            for t in tags.iter_mut().skip(first_new) {
+                *t = tag;
+            }
         }
         l.jump(cur, exit, vec![]);
-        l.f
+        tags.resize(l.f.block_ids().count(), 0);
+        (l.f, tags)
     }
 
     fn jump(&mut self, from: Block, to: Block, args: Vec<Value>) {

@@ -32,11 +32,27 @@ pub struct Output {
 /// Lowers, compiles and describes the probes; a program that does not fit the kernel's
 /// limits is an error at its probe.
 pub fn compile(probes: &Probes, source: &str) -> Result<Output, Vec<Diagnostic>> {
-    let module = lower::lower(probes);
-    let (object, code) =
-        codegen::object::object(&module).map_err(|e| vec![diagnostic(probes, source, e)])?;
+    let (module, tags) = lower::lower_tagged(probes);
+    let code = codegen::compile(&module).map_err(|e| vec![diagnostic(probes, source, e)])?;
     let layout = layout(probes, &module, &code);
-    let spec = codegen::object::module_spec(&module, &code);
+    let mut spec = codegen::object::module_spec(&module, &code);
+    // Each statement's line over its code: `.BTF.ext` line_info (`bpftool prog dump
+    // xlated` shows the .pol lines) and `pol disasm`'s comments.
+    for ((p, tags), cf) in probes.probes.iter().zip(&tags).zip(&code.funcs) {
+        if let Some(f) = spec.funcs.iter_mut().find(|f| f.name == p.symbol) {
+            f.lines = lines(source, p, tags, cf);
+        }
+    }
+    let object = obj::write_module(&spec).map_err(|e| {
+        vec![Diagnostic::error(
+            "I0003",
+            format!("internal error: cannot write the object: {e}"),
+            probes
+                .probes
+                .first()
+                .map_or(0..0, |p| header(source, &p.span)),
+        )]
+    })?;
     Ok(Output {
         module,
         code,
@@ -44,6 +60,63 @@ pub fn compile(probes: &Probes, source: &str) -> Result<Output, Vec<Diagnostic>>
         spec,
         layout,
     })
+}
+
+/// The source lines of `p`'s code: a line where a block's statement differs from the
+/// one before (a block of no statement, the exit, under the probe's header), the first
+/// at instruction 0 as the kernel wants.
+fn lines(
+    source: &str,
+    p: &hir::Probe,
+    tags: &[u32],
+    cf: &codegen::CompiledFunc,
+) -> Vec<obj::SourceLine> {
+    let line_of = |at: usize| source.get(..at).map_or(0, |s| s.matches('\n').count()) + 1;
+    let text_of = |line: usize| {
+        source
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .trim()
+            .replace('\0', "")
+    };
+    let header = line_of(p.span.start);
+    let mut starts: Vec<(usize, usize)> = cf
+        .code
+        .block_starts
+        .iter()
+        .zip(&cf.code.block_mir)
+        .filter(|&(&s, _)| s < cf.code.insns.len())
+        .map(|(&s, &m)| {
+            let step = tags.get(m as usize).copied().unwrap_or(0) as usize;
+            let line = match step.checked_sub(1).and_then(|i| p.step_spans.get(i)) {
+                Some(span) => line_of(span.start),
+                None => header,
+            };
+            (s, line)
+        })
+        .collect();
+    starts.sort_by_key(|&(s, _)| s);
+    let mut out: Vec<obj::SourceLine> = Vec::new();
+    for (insn, line) in starts {
+        match out.last_mut() {
+            Some(last) if last.insn == insn => {
+                last.line = line as u32;
+                last.text = text_of(line);
+            }
+            Some(last) if last.line as usize == line => {}
+            _ => out.push(obj::SourceLine {
+                insn,
+                line: line as u32,
+                col: 0,
+                text: text_of(line),
+            }),
+        }
+    }
+    if let Some(first) = out.first_mut() {
+        first.insn = 0;
+    }
+    out
 }
 
 fn header(source: &str, span: &std::ops::Range<usize>) -> std::ops::Range<usize> {
@@ -312,11 +385,16 @@ pub fn disassembly(out: &Output) -> String {
             .chain(f.calls.iter().map(|(s, g)| (*s, format!("call {g}"))))
             .chain(f.func_addrs.iter().map(|(s, g)| (*s, format!("&{g}"))))
             .collect();
+        let marks: Vec<(usize, u32)> = f.lines.iter().map(|l| (l.insn, l.line)).collect();
+        let text_of = |line: u32| {
+            f.lines
+                .iter()
+                .find(|l| l.line == line)
+                .map(|l| format!("line {line}: {}", l.text))
+                .unwrap_or_default()
+        };
         text.push_str(&crate::bpf::disasm::disassemble(
-            &f.insns,
-            &relocs,
-            &[],
-            &|_| String::new(),
+            &f.insns, &relocs, &marks, &text_of,
         ));
         text.push('\n');
     }

@@ -59,6 +59,44 @@ pub enum ProbeAttach {
     },
 }
 
+impl ProbeAttach {
+    /// How the program layout.json describes attaches; `pid` limits uprobes to one
+    /// process (`pol run --pid`).
+    pub fn from_layout(a: &super::layout::Attach, pid: Option<i32>) -> ProbeAttach {
+        use super::layout::Attach;
+        match a {
+            Attach::Tracepoint { category, name } => ProbeAttach::Tracepoint {
+                category: category.clone(),
+                name: name.clone(),
+            },
+            Attach::RawTracepoint { name } => ProbeAttach::RawTracepoint { name: name.clone() },
+            Attach::BtfTracepoint { name } => ProbeAttach::BtfTracepoint { name: name.clone() },
+            Attach::Uprobe {
+                binary,
+                function,
+                ret,
+            } => ProbeAttach::Uprobe {
+                binary: binary.into(),
+                function: function.clone(),
+                offset: 0,
+                ret: *ret,
+                pid,
+            },
+            Attach::Profile { hz } => ProbeAttach::Profile { hz: *hz },
+        }
+    }
+}
+
+/// Every program of a layout with how it attaches, in layout order (what
+/// [`attach_all`] takes).
+pub fn plan(layout: &super::layout::TraceLayout, pid: Option<i32>) -> Vec<(String, ProbeAttach)> {
+    layout
+        .probes
+        .iter()
+        .map(|p| (p.program.clone(), ProbeAttach::from_layout(&p.attach, pid)))
+        .collect()
+}
+
 impl std::fmt::Display for ProbeAttach {
     /// The probe as bpftrace users write it: `tracepoint:syscalls:sys_enter_openat`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -515,12 +515,9 @@ fn inst_type(cx: &Cx<'_>, op: &Op, rt: Option<Type>) -> Result<(), String> {
             // a moved ctx pointer, which it never lets be loaded through and lets
             // privileged programs pass to a helper; a `u64` result keeps MIR from
             // loading through it too.
-            let ctx_addr = kind == PtrKind::Ctx;
-            if ctx_addr && need_result()? != Type::U64 {
-                return Err("`ptradd` of the context yields `u64`".into());
-            }
+            let ctx_addr = kind == PtrKind::Ctx && rt == Some(Type::U64);
             match (kind, o) {
-                (PtrKind::Ctx, _) => {}
+                (PtrKind::Ctx, _) if ctx_addr => {}
                 (PtrKind::Stack, Operand::Value(_)) => {
                     return Err("stack pointers move by constants only".into())
                 }
