@@ -38,9 +38,21 @@ fn a_probe_compiles_to_an_object_and_a_layout() {
     assert_eq!(j["aggregations"][1]["function"]["kind"], "hist");
     assert_eq!(j["aggregations"][1]["key"][1]["type"], "bucket");
     assert_eq!(j["maps"][1]["kind"], "percpu_hash");
+    // Entries allocated as keys appear (BPF_F_NO_PREALLOC): no start-up cost for 10,240.
+    assert_eq!(j["maps"][1]["flags"], 1);
     assert!(j["probes"][0]["stack"]
         .as_u64()
         .is_some_and(|s| s > 0 && s <= 512));
+}
+
+#[test]
+fn a_file_with_a_profile_probe_keeps_its_hash_maps_preallocated() {
+    // perf_event programs run in NMI context, where the kernel wants preallocated maps.
+    let c = driver::compile("probe profile(99) {\n    count by comm into on_cpu\n}\n")
+        .expect("compiles");
+    let j = serde_json::to_value(&c.probes.expect("probes").layout).expect("json");
+    assert_eq!(j["maps"][0]["kind"], "percpu_hash");
+    assert_eq!(j["maps"][0]["flags"], 0);
 }
 
 #[test]
