@@ -235,6 +235,7 @@ fn live(
     .map_err(|e| anyhow!("{e}"))?;
     let loaded = loaded.object();
     let t_attached = t0.elapsed();
+    let mut flows = Flows::open(c, loaded, &att)?;
     for a in &att.attached {
         say!("attached {} to {} ({})", a.program, a.iface, a.how);
         if let Some(n) = &a.note {
@@ -279,7 +280,8 @@ fn live(
     if std::env::var("POL_RUN_TEST_PANIC").is_ok_and(|v| v == "after-attach") {
         panic!("POL_RUN_TEST_PANIC=after-attach: a panic with programs attached (test hook)");
     }
-    let tty = !args.json && out.is_terminal();
+    // Flow events print as lines between the counters: no redrawing in place.
+    let tty = !args.json && out.is_terminal() && flows.is_none();
     let interval = Duration::from_secs_f64(args.interval);
     let deadline = args
         .duration
@@ -290,6 +292,12 @@ fn live(
     let mut next = Instant::now() + interval;
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(20).min(interval));
+        if let Some(f) = &mut flows {
+            if let Err(e) = f.show(args.json, &mut out, start) {
+                say!("stopping: cannot write the flow events ({e})");
+                break;
+            }
+        }
         if let Some(f) = &feed {
             if f.want.load(Ordering::Relaxed) {
                 f.publish(&reading(
@@ -327,6 +335,10 @@ fn live(
         say!("warning: {p}");
     }
     say!("detached");
+    if let Some(f) = &mut flows {
+        let _ = f.show(args.json, &mut out, start);
+        let _ = f.summary(args.json, &mut out, loaded);
+    }
     let snap = Snapshot::read(c, loaded)?;
     // The final counts are best effort: stdout may be what went away.
     let _ = show_final(args, tty, &mut out, &snap, start, shown_lines);
@@ -664,6 +676,79 @@ pub fn verifier_report(c: &Compiled, program: &str, log: &str) -> String {
         "the kernel verifier rejected filter `{program}`{source}. This is a bug in pol, not \
          in your file: please report it with the .pol file. Last lines of the verifier log:\n  {tail}"
     )
+}
+
+/// The flow events (`log`) of a running file: read every poll, printed as lines.
+struct Flows {
+    stream: pol_runtime::flow::FlowStream,
+    names: pol_runtime::flow::Names,
+    clock: pol_runtime::flow::Clock,
+    header: bool,
+    shown: u64,
+}
+
+impl Flows {
+    fn open(c: &Compiled, obj: &dyn Object, att: &Attachment) -> Result<Option<Flows>> {
+        let Some(stream) = pol_runtime::flow::FlowStream::open(obj).map_err(|e| anyhow!(e))? else {
+            return Ok(None);
+        };
+        let ifaces: Vec<(u32, String)> = att
+            .attached
+            .iter()
+            .filter_map(|a| {
+                pol_runtime::sys::netlink::ifindex(&a.iface).map(|i| (i, a.iface.clone()))
+            })
+            .collect();
+        Ok(Some(Flows {
+            stream,
+            names: pol_runtime::flow::Names::new(&c.hir, &ifaces),
+            clock: Default::default(),
+            header: false,
+            shown: 0,
+        }))
+    }
+
+    fn show(&mut self, json: bool, out: &mut impl Write, start: Instant) -> std::io::Result<()> {
+        let events = self.stream.drain();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let now = start.elapsed().as_secs_f64();
+        let mut text = String::new();
+        if !json && !self.header {
+            text.push_str(&pol_runtime::flow::header());
+            text.push('\n');
+            self.header = true;
+        }
+        for e in &events {
+            let t = self.clock.at(e, now);
+            if json {
+                text.push_str(&pol_runtime::flow::to_json(e, &self.names, t).to_string());
+            } else {
+                text.push_str(&pol_runtime::flow::line(e, &self.names, t));
+            }
+            text.push('\n');
+        }
+        self.shown += events.len() as u64;
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    /// How many events were shown and how many the rate limit suppressed.
+    fn summary(&self, json: bool, out: &mut impl Write, obj: &dyn Object) -> std::io::Result<()> {
+        let suppressed = pol_runtime::flow::suppressed(obj);
+        if json {
+            let v = json!({"event": "flows", "shown": self.shown, "suppressed": suppressed});
+            writeln!(out, "{v}")
+        } else {
+            writeln!(
+                out,
+                "flow events: {} shown, {suppressed} suppressed (over {} a second)",
+                self.shown,
+                pol_compiler::hir::state::FLOW_RATE
+            )
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod attach;
 pub mod direct;
+pub mod flow;
 pub mod hooks;
 pub mod live;
 pub mod load;

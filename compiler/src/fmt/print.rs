@@ -395,11 +395,22 @@ impl<'a> Printer<'a> {
             }
             FilterRule::Error(span) => (self.text(span).trim().to_string(), &Vec::new()),
         };
+        let log = match r {
+            FilterRule::Match { action, .. }
+            | FilterRule::Default { action, .. }
+            | FilterRule::Malformed { action, .. } => action.log.as_ref(),
+            FilterRule::Error(_) => None,
+        };
+        let log = log.map(|w| format!(" {}", w.name)).unwrap_or_default();
         if counts.is_empty() {
-            return self.push(head);
+            return self.push(format!("{head}{log}"));
         }
         let pad = COUNT_COLUMN.saturating_sub(head.len()).max(1);
-        self.push(format!("{head}{}{}", " ".repeat(pad), self.counts(counts)));
+        self.push(format!(
+            "{head}{}{}{log}",
+            " ".repeat(pad),
+            self.counts(counts)
+        ));
     }
 
     fn counts(&self, counts: &[CountClause]) -> String {

@@ -78,6 +78,8 @@ pub struct Action {
     pub verdict: Verdict,
     /// Indices into `Hir::counters`.
     pub counts: Vec<usize>,
+    /// `log`: a flow event per packet the action decides (rate-limited; docs/stateful.md).
+    pub log: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

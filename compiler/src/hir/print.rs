@@ -76,6 +76,9 @@ fn action(hir: &Hir, a: &Action) -> String {
     for &c in &a.counts {
         s.push_str(&format!(" count {}", hir.counters[c].name));
     }
+    if a.log {
+        s.push_str(" log");
+    }
     s
 }
 

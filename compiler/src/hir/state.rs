@@ -91,5 +91,43 @@ pub const CT_MAP: &str = "pol_ct";
 /// Whether a map of a stateful test holds clock times (`bpf_ktime_get_ns`) in its values,
 /// which differ between two loads of one program (tests compare such maps by key only).
 pub fn map_holds_clock(name: &str) -> bool {
-    name.starts_with("pol_rate") || name == CT_MAP
+    name.starts_with("pol_rate") || name == CT_MAP || name == FLOW_RATE_MAP
+}
+
+/// Flow events (`log`): the ring buffer they go through, the bucket that limits them to
+/// `FLOW_RATE` a second (bursts of as many), and the per-CPU count of those suppressed.
+pub const FLOW_RING: &str = "pol_flows";
+pub const FLOW_RATE_MAP: &str = "pol_flow_rate";
+pub const FLOW_LOST: &str = "pol_flow_lost";
+pub const FLOW_RATE: u64 = 1000;
+/// The ring buffer's size: 256 KiB (a power of two of pages).
+pub const FLOW_RING_BYTES: u32 = 256 * 1024;
+
+/// One flow event, as the program writes it (little-endian, 64 bytes): what the runtime
+/// decodes (`pol_runtime::flow`).
+pub mod flow_event {
+    pub const SIZE: u32 = 64;
+    /// u64 `bpf_ktime_get_ns()`.
+    pub const TIME: i16 = 0;
+    /// u32: the interface the packet arrived on (XDP, tc ingress) or leaves by (tc egress).
+    pub const IFINDEX: i16 = 8;
+    /// u32: the rule's index in its filter (the default is the rule count, malformed one
+    /// more).
+    pub const RULE: i16 = 12;
+    /// u16: the filter's index in the file.
+    pub const FILTER: i16 = 16;
+    /// u8: 0 pass, 1 drop.
+    pub const VERDICT: i16 = 18;
+    /// u8: 0 XDP, 1 tc ingress, 2 tc egress.
+    pub const HOOK: i16 = 19;
+    /// u32: the connection-tracking result (`CT_*` bits), 0 without tracking.
+    pub const CT: i16 = 20;
+    /// u8 IP version (0: not IP), u8 L4 protocol, u16 source and destination ports.
+    pub const VERSION: i16 = 24;
+    pub const PROTO: i16 = 25;
+    pub const SPORT: i16 = 26;
+    pub const DPORT: i16 = 28;
+    /// 16 bytes each, network order (IPv4 in the first 4).
+    pub const SRC: i16 = 32;
+    pub const DST: i16 = 48;
 }

@@ -113,6 +113,12 @@ pub fn plan(filter: &Filter) -> Plan {
     let mut index: BTreeMap<Space, usize> = BTreeMap::new();
     let mut placement = Vec::new();
     for (rule, k) in filter.rules.iter().zip(keyed) {
+        if rule.action.log {
+            placement.push(Placement::Code(
+                "it logs flows (an event names its rule)".into(),
+            ));
+            continue;
+        }
         let keys = match k {
             Err(why) => {
                 placement.push(Placement::Code(why));

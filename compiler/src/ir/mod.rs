@@ -76,6 +76,16 @@ pub enum Inst {
     },
     /// `dst` = the packet's tracking result.
     Ct { dst: VReg },
+    /// Sends a flow event (`hir::state::flow_event`) for the decision of rule `rule` of
+    /// filter `filter` (`None`: the best rule the rule maps found), unless over the flow
+    /// event rate (then counts it as suppressed).
+    Log {
+        filter: u16,
+        rule: Option<u32>,
+        hook: u8,
+        verdict: u8,
+        ct: bool,
+    },
 }
 
 /// Unsigned comparisons; `Set` is "any bit of the mask is set".
@@ -156,7 +166,8 @@ impl Inst {
             | Inst::InitBest { .. }
             | Inst::GroupLookup { .. }
             | Inst::Classify { .. }
-            | Inst::CtTrack { .. } => None,
+            | Inst::CtTrack { .. }
+            | Inst::Log { .. } => None,
         }
     }
 
@@ -226,6 +237,15 @@ impl fmt::Display for Function {
                         if config.open { "open" } else { "closed" }
                     ),
                     Inst::Ct { dst } => writeln!(s, "  {dst} = ct"),
+                    Inst::Log {
+                        filter,
+                        rule,
+                        verdict,
+                        ..
+                    } => match rule {
+                        Some(r) => writeln!(s, "  log filter {filter} rule {r} verdict {verdict}"),
+                        None => writeln!(s, "  log filter {filter} rule best verdict {verdict}"),
+                    },
                     Inst::Rate {
                         dst,
                         map,

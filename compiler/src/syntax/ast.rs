@@ -192,6 +192,9 @@ pub enum Verdict {
 pub struct Action {
     pub verdict: Verdict,
     pub span: Span,
+    /// A word after the rule's counts: `log` sends a flow event per decided packet
+    /// (docs/stateful.md); any other word is an error of the checker.
+    pub log: Option<Ident>,
 }
 
 /// One line of a filter.

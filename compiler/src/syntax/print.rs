@@ -42,10 +42,14 @@ fn ty(t: &TypeExpr) -> String {
     }
 }
 
-fn verdict(a: &Action) -> &'static str {
-    match a.verdict {
+fn verdict(a: &Action) -> String {
+    let v = match a.verdict {
         Verdict::Pass => "pass",
         Verdict::Drop => "drop",
+    };
+    match &a.log {
+        Some(w) => format!("{v} +{}", w.name),
+        None => v.to_string(),
     }
 }
 

@@ -118,6 +118,7 @@ impl Checker<'_> {
         ok.then_some(Action {
             verdict,
             counts: out,
+            log: false,
         })
     }
 

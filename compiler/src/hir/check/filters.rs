@@ -19,13 +19,13 @@ impl Checker<'_> {
                         ..
                     } => {
                         self.cond(cond);
-                        self.action(action.verdict, counts, false);
+                        self.rule_action(action, counts, false);
                     }
                     FilterRule::Default { action, counts, .. } => {
-                        self.action(action.verdict, counts, false);
+                        self.rule_action(action, counts, false);
                     }
                     FilterRule::Malformed { action, counts, .. } => {
-                        self.action(action.verdict, counts, true);
+                        self.rule_action(action, counts, true);
                     }
                     FilterRule::Error(_) => {}
                 }
@@ -71,7 +71,7 @@ impl Checker<'_> {
                         continue;
                     }
                     let c = self.cond(cond);
-                    let a = self.action(action.verdict, counts, false);
+                    let a = self.rule_action(action, counts, false);
                     if let (Some(cond), Some(action)) = (c, a) {
                         let line = self.line_starts.partition_point(|&s| s <= span.start) as u32;
                         let text = self
@@ -104,12 +104,12 @@ impl Checker<'_> {
                         );
                         continue;
                     }
-                    if let Some(a) = self.action(action.verdict, counts, false) {
+                    if let Some(a) = self.rule_action(action, counts, false) {
                         default = Some((a, span.clone()));
                     }
                 }
                 FilterRule::Malformed { action, counts, .. } => {
-                    malformed = self.action(action.verdict, counts, true);
+                    malformed = self.rule_action(action, counts, true);
                 }
                 FilterRule::Error(_) => {}
             }
@@ -136,6 +136,7 @@ impl Checker<'_> {
             malformed: malformed.unwrap_or(Action {
                 verdict: Verdict::Drop,
                 counts: vec![],
+                log: false,
             }),
             span: f.span.clone(),
         });

@@ -29,6 +29,8 @@ struct Lower<'a> {
     vregs: u32,
     rule: Option<u32>,
     maps: &'a mut Vec<MapDef>,
+    /// The filter's index in the file (flow events name it).
+    filter_index: u16,
 }
 
 /// Return codes per hook.
@@ -69,6 +71,11 @@ fn lower_rules(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Function {
         vregs: 0,
         rule: None,
         maps,
+        filter_index: hir
+            .filters
+            .iter()
+            .position(|f| f.name == filter.name)
+            .unwrap_or(0) as u16,
     };
     let plan = groups::plan(filter);
     if !plan.groups.is_empty() || plan.classifier.is_some() {
@@ -260,6 +267,9 @@ impl Lower<'_> {
     /// the slot of the best rule the rule maps found).
     fn action(&mut self, hook: &Hook, a: &Action, stat: Option<u32>) -> BlockId {
         let b = self.new_block();
+        if a.log {
+            self.log(b, hook, a, stat);
+        }
         for &c in &a.counts {
             let counter = &self.hir.counters[c];
             let map = self.counter_map(c);

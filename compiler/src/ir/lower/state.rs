@@ -5,10 +5,12 @@
 use super::maps::count_key_off;
 use super::{Lower, MapDef};
 use crate::hir::fields::{Field, Slot};
-use crate::hir::state::CT_MAP;
+use crate::hir::state::{CT_MAP, FLOW_LOST, FLOW_RATE_MAP, FLOW_RING, FLOW_RING_BYTES};
+use crate::hir::{Action, Hook};
 use crate::hir::{Hir, Ty};
 use crate::ir::{Block, BlockId, BrOp, Function, Inst, Term, SRC_PARSER};
 use crate::maps::{BtfTy, MapKind, MapSpec};
+use crate::syntax::ast::Verdict;
 
 /// The record bytes of a rate key field: as a keyed counter's (`ip` with its prefix
 /// length, so IPv4 and IPv6 keys differ).
@@ -167,5 +169,64 @@ fn ct_key_ty() -> BtfTy {
             ("version".into(), BtfTy::U8),
             ("pad".into(), BtfTy::U16),
         ],
+    }
+}
+
+impl Lower<'_> {
+    /// A flow event for action `a` of rule `stat` (`None`: the best rule found), with the
+    /// file's flow maps made on first use.
+    pub(super) fn log(&mut self, b: BlockId, hook: &Hook, a: &Action, stat: Option<u32>) {
+        if !self.maps.iter().any(|m| m.spec.name == FLOW_RING) {
+            let spec = |name: &str, kind, key, value, max_entries| MapDef {
+                spec: MapSpec {
+                    name: name.into(),
+                    kind,
+                    key,
+                    value,
+                    max_entries,
+                    flags: 0,
+                },
+                entries: vec![],
+            };
+            self.maps.push(spec(
+                FLOW_RING,
+                MapKind::RingBuf,
+                BtfTy::U32,
+                BtfTy::U32,
+                FLOW_RING_BYTES,
+            ));
+            self.maps.push(spec(
+                FLOW_RATE_MAP,
+                MapKind::Array,
+                BtfTy::U32,
+                BtfTy::U64,
+                1,
+            ));
+            self.maps.push(spec(
+                FLOW_LOST,
+                MapKind::PercpuArray,
+                BtfTy::U32,
+                BtfTy::U64,
+                1,
+            ));
+        }
+        let hook = match hook {
+            Hook::Xdp { .. } => 0,
+            Hook::Tc { ingress: true, .. } => 1,
+            Hook::Tc { ingress: false, .. } => 2,
+        };
+        self.push(
+            b,
+            Inst::Log {
+                filter: self.filter_index,
+                rule: stat,
+                hook,
+                verdict: match a.verdict {
+                    Verdict::Pass => 0,
+                    Verdict::Drop => 1,
+                },
+                ct: self.hir.ct.is_some(),
+            },
+        );
     }
 }

@@ -55,8 +55,9 @@ pub fn map_def(m: &MapDef) -> mir::MapDef {
             MapKind::RingBuf => mir::MapKind::RingBuf,
             MapKind::StackTrace => mir::MapKind::StackTrace,
         },
-        key_size: s.key.size(),
-        value_size: s.value.size(),
+        // A ring buffer has neither.
+        key_size: s.key_value_size().0,
+        value_size: s.key_value_size().1,
         max_entries: s.max_entries,
         flags: s.flags,
     }
@@ -118,7 +119,7 @@ pub fn lower(
         if func.blocks.iter().any(|b| {
             b.insts
                 .iter()
-                .any(|i| matches!(i, ir::Inst::CtTrack { .. }))
+                .any(|i| matches!(i, ir::Inst::CtTrack { .. } | ir::Inst::Log { .. }))
         }) {
             state::ct_needs(&mut needs);
         }
@@ -218,6 +219,8 @@ fn lower_filter(
         classify,
         cls_header: None,
         ct: None,
+        ctx,
+        flow: None,
     };
     for &ib in &order {
         let blk = map[ib.0 as usize].ok_or("rule block missing")?;

@@ -47,6 +47,10 @@ pub(super) struct R<'a> {
     pub cls_header: Option<Slot>,
     /// The packet's connection-tracking result, made on first use (`state`).
     pub ct: Option<Slot>,
+    /// The program's context (flow events read the interface from it).
+    pub ctx: Value,
+    /// The flow event being built, made on first use (`state`).
+    pub flow: Option<Slot>,
 }
 
 impl R<'_> {
@@ -322,6 +326,22 @@ impl R<'_> {
                 }
                 Inst::Classify { .. } => cur = self.classify(cur, src)?,
                 Inst::CtTrack { map, config } => cur = self.ct_track(cur, src, map, config)?,
+                Inst::Log {
+                    filter,
+                    rule,
+                    hook,
+                    verdict,
+                    ct,
+                } => {
+                    let l = super::state::Log {
+                        filter: *filter,
+                        rule: *rule,
+                        hook: *hook,
+                        verdict: *verdict,
+                        ct: *ct,
+                    };
+                    cur = self.log(cur, src, &l)?;
+                }
                 Inst::Ct { dst } => {
                     let v = self.ct_result(cur);
                     vals.insert(*dst, v);
@@ -592,7 +612,7 @@ impl R<'_> {
 
     /// `map[idx] += 1` on a per-CPU array (no other CPU writes the slot: no atomic);
     /// returns the block that continues.
-    fn stat(&mut self, cur: Block, map: MapId, idx: Value, src: u32) -> Block {
+    pub(super) fn stat(&mut self, cur: Block, map: MapId, idx: Value, src: u32) -> Block {
         let done = self.new_block(src);
         let key = self.slot_addr(cur, self.slots.key, 0);
         self.b.f.push_void(

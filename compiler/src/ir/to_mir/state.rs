@@ -637,3 +637,127 @@ pub(super) fn ct_needs(n: &mut crate::packet::needs::Needs) {
     n.store_udp |= ports;
     n.store_icmp |= icmp;
 }
+
+/// One `Inst::Log`.
+pub(super) struct Log {
+    pub filter: u16,
+    pub rule: Option<u32>,
+    pub hook: u8,
+    pub verdict: u8,
+    pub ct: bool,
+}
+
+impl R<'_> {
+    /// A flow event: over `FLOW_RATE` a second it is only counted as suppressed; else the
+    /// 64-byte event (`hir::state::flow_event`) goes to the ring buffer.
+    pub(super) fn log(&mut self, cur: Block, src: u32, l: &Log) -> Result<Block, String> {
+        use crate::hir::state::{flow_event as ev, FLOW_LOST, FLOW_RATE, FLOW_RATE_MAP, FLOW_RING};
+        use crate::packet::record::{
+            OFF_DPORT, OFF_DST, OFF_IP_PROTO, OFF_IP_VERSION, OFF_SPORT, OFF_SRC,
+        };
+        let interval = 1_000_000_000 / FLOW_RATE;
+        let (cur, over) = self.rate(
+            cur,
+            src,
+            &Rate {
+                map: FLOW_RATE_MAP,
+                keys: &[],
+                interval_ns: interval,
+                tolerance_ns: (FLOW_RATE - 1) * interval,
+            },
+        )?;
+        let ring = self.map(FLOW_RING)?;
+        let lost = self.map(FLOW_LOST)?;
+        let done = self.new_block(src);
+        let suppressed = self.new_block(src);
+        let emit = self.new_block(src);
+        self.br_imm(cur, Cond::Ne, over, 0, suppressed, emit);
+        let zero = self.b.f.iconst(suppressed, IntTy::U32, 0);
+        let after = self.stat(suppressed, lost, zero, src);
+        self.jump(after, done, vec![]);
+        let slot = match self.flow {
+            Some(s) => s,
+            None => {
+                let s = self.b.f.add_slot(ev::SIZE, 8);
+                self.flow = Some(s);
+                s
+            }
+        };
+        let b = emit;
+        let p = self.slot_addr(b, slot, 0);
+        let st = |r: &mut Self, ty: IntTy, off: i16, val: Operand| {
+            r.b.f.push_void(
+                b,
+                Op::Store {
+                    ty,
+                    ptr: p,
+                    off,
+                    val,
+                },
+            );
+        };
+        let ktime = helpers::by_name("ktime_get_ns").map_or(5, |h| h.id);
+        let now = self.b.f.push(b, Op::Call(ktime, vec![]), Type::U64);
+        st(self, IntTy::U64, ev::TIME, now.into());
+        let ifindex_off = if l.hook == 0 { 12 } else { 40 };
+        let ifindex = self.load(b, IntTy::U32, self.ctx, ifindex_off);
+        st(self, IntTy::U32, ev::IFINDEX, ifindex.into());
+        let rule = match l.rule {
+            Some(r) => Operand::Imm(i64::from(r)),
+            None => {
+                let best = self.slot_addr(b, self.slots.best, 0);
+                self.load(b, IntTy::U32, best, 0).into()
+            }
+        };
+        st(self, IntTy::U32, ev::RULE, rule);
+        st(
+            self,
+            IntTy::U16,
+            ev::FILTER,
+            Operand::Imm(i64::from(l.filter)),
+        );
+        st(
+            self,
+            IntTy::U8,
+            ev::VERDICT,
+            Operand::Imm(i64::from(l.verdict)),
+        );
+        st(self, IntTy::U8, ev::HOOK, Operand::Imm(i64::from(l.hook)));
+        let ct = if l.ct {
+            self.ct_result(b).into()
+        } else {
+            Operand::Imm(0)
+        };
+        st(self, IntTy::U32, ev::CT, ct);
+        let rec = self.slot_addr(b, self.slots.rec, 0);
+        for (from, ty, to) in [
+            (OFF_IP_VERSION, IntTy::U8, ev::VERSION),
+            (OFF_IP_PROTO, IntTy::U8, ev::PROTO),
+            (OFF_SPORT, IntTy::U16, ev::SPORT),
+            (OFF_DPORT, IntTy::U16, ev::DPORT),
+        ] {
+            let v = self.load(b, ty, rec, from);
+            st(self, ty, to, v.into());
+        }
+        st(self, IntTy::U16, ev::DPORT + 2, Operand::Imm(0));
+        for k in 0..4i16 {
+            for (from, to) in [(OFF_SRC, ev::SRC), (OFF_DST, ev::DST)] {
+                let v = self.load(b, IntTy::U32, rec, from + 4 * k);
+                st(self, IntTy::U32, to + 4 * k, v.into());
+            }
+        }
+        let output = helpers::by_name("ringbuf_output").map_or(130, |h| h.id);
+        let m = self
+            .b
+            .f
+            .push(b, Op::MapRef(ring), Type::Ptr(PtrKind::Map(ring)));
+        let data = self.slot_addr(b, slot, 0);
+        let size = self.b.f.iconst(b, IntTy::U64, i64::from(ev::SIZE));
+        let flags = self.b.f.iconst(b, IntTy::U64, 0);
+        self.b
+            .f
+            .push(b, Op::Call(output, vec![m, data, size, flags]), Type::I64);
+        self.jump(b, done, vec![]);
+        Ok(done)
+    }
+}
