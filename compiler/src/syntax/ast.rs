@@ -192,8 +192,7 @@ pub enum Verdict {
 pub struct Action {
     pub verdict: Verdict,
     pub span: Span,
-    /// A word after the rule's counts: `log` sends a flow event per decided packet
-    /// (docs/stateful.md); any other word is an error of the checker.
+    /// `log` after the rule's counts: a flow event per decided packet (docs/stateful.md).
     pub log: Option<Ident>,
 }
 

@@ -78,6 +78,9 @@ pub enum Tok {
     When,
     #[token("delete")]
     Delete,
+    /// `log` after a filter rule's counts: flow events (docs/stateful.md).
+    #[token("log")]
+    Log,
     #[token("emit")]
     Emit,
     #[token("action")]

@@ -354,32 +354,15 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
-    /// A filter rule's action with its option: `log`, or an error for any other word.
+    /// A filter rule's action with its `log` option.
     pub(super) fn rule_action(
         &mut self,
         action: &ast::Action,
         counts: &[ast::CountClause],
         malformed: bool,
     ) -> Option<crate::hir::Action> {
-        let mut a = self.action(action.verdict, counts, malformed);
-        if let Some(word) = &action.log {
-            if word.name == "log" {
-                if let Some(a) = &mut a {
-                    a.log = true;
-                }
-            } else {
-                self.diags.push(
-                    Diagnostic::error(
-                        "E0201",
-                        format!("unexpected `{}` after the rule", word.name),
-                        word.span.clone(),
-                    )
-                    .with_label("a rule ends with its counts and an optional `log`")
-                    .with_help("each filter rule starts with `pass` or `drop`"),
-                );
-                return None;
-            }
-        }
-        a
+        let mut a = self.action(action.verdict, counts, malformed)?;
+        a.log = action.log.is_some();
+        Some(a)
     }
 }
