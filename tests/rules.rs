@@ -692,3 +692,205 @@ fn a_cgroup_that_cannot_be_used_is_one_sentence_and_nothing_stays_loaded() {
     );
     assert!(cg.attached().is_empty(), "{}", cg.attached());
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn lists_macros_and_exceptions_select_execs_as_falco_rules_do() {
+    require_kernel();
+    let dir = TempDir::new("pol_rules_macros");
+    let base = format!("plm{}", std::process::id() % 100_000);
+    let names = [format!("{base}a"), format!("{base}b"), format!("{base}c")];
+    let progs: Vec<PathBuf> = names.iter().map(|n| program(dir.path(), n)).collect();
+    let rules = dir.path().join("macros.pol");
+    let src = format!(
+        "list first_two = {{ \"{a}\", \"{b}\" }}\nlist watched = {{ first_two, \"nothing-else\" }}\nmacro from_here = path ~ \"{d}/*\"\nmacro watched_exec = comm in watched and from_here\n\nrule watched on exec {{\n    when watched_exec\n    unless comm == \"{b}\"\n    action alert(info, \"{{comm}}\")\n}}\n",
+        a = names[0],
+        b = names[1],
+        d = dir.path().display()
+    );
+    std::fs::write(&rules, &src).expect("write rules");
+    let pol = start(&["--json", rules.to_str().expect("utf-8")]);
+    for p in &progs {
+        assert!(Command::new(p).status().expect("run").success());
+    }
+    let out = stop(pol);
+    let got = alerts(&out);
+    let comms: Vec<&str> = got
+        .iter()
+        .filter_map(|a| a["event"]["comm"].as_str())
+        .collect();
+    assert_eq!(
+        comms,
+        [names[0].as_str()],
+        "a: in the list; b: the exception; c: not in the list:\n{out}"
+    );
+}
+
+#[test]
+fn bad_lists_and_macros_are_errors_at_their_span() {
+    assert_error(
+        "list l = { \"sh\", 22 }\nrule r on exec { when comm in l action kill }",
+        "E0401",
+        "22",
+    );
+    assert_error(
+        "list l = { \"sh\" }\nrule r on exec { when uid in l action kill }",
+        "E0401",
+        "\"sh\"",
+    );
+    assert_error(
+        "macro m = comm == \"sh\" and m\nrule r on exec { when m action kill }",
+        "E0537",
+        "m",
+    );
+    let d = assert_error(
+        "list shells = { \"sh\" }\nrule r on exec { when comm in shels action kill }",
+        "E0301",
+        "shels",
+    );
+    assert!(d.help.as_deref().unwrap_or("").contains("shells"), "{d:#?}");
+    assert_error(
+        "macro m = flags == 1\nrule r on exec { when m action kill }",
+        "E0302",
+        "flags",
+    );
+    assert_error(
+        "list l = { 1 }\nlist l = { 2 }\nrule r on exec { when uid in l action kill }",
+        "E0304",
+        "l",
+    );
+    // An exception holds its own errors.
+    assert_error(
+        "rule r on exec { when comm == \"sh\" unless pth == \"/x\" action kill }",
+        "E0302",
+        "pth",
+    );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn ancestry_reaches_past_the_parent() {
+    require_kernel();
+    let dir = TempDir::new("pol_rules_ancestry");
+    let base = format!("pan{}", std::process::id() % 100_000);
+    let prog = program(dir.path(), &format!("{base}p"));
+    let shell = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::copy("/bin/sh", &p).expect("copy /bin/sh");
+        p
+    };
+    let outer = shell(&format!("{base}o"));
+    let inner = shell(&format!("{base}i"));
+    let rules = dir.path().join("ancestry.pol");
+    std::fs::write(
+        &rules,
+        format!(
+            "rule under_outer on exec {{\n    when comm == \"{base}p\" and ancestor.comm == \"{base}o\"\n    action alert(info, \"{{comm}} under {{ancestor.comm}} as {{euid}}\")\n}}\n"
+        ),
+    )
+    .expect("write rules");
+    let pol = start(&["--json", rules.to_str().expect("utf-8")]);
+    // outer -> inner -> prog (`; true` keeps each shell from exec-ing its command).
+    let st = Command::new(&outer)
+        .arg("-c")
+        .arg(format!(
+            "{} -c '{}; true'; true",
+            inner.display(),
+            prog.display()
+        ))
+        .status()
+        .expect("run the shells");
+    assert!(st.success());
+    // Not under outer: no alert.
+    assert!(Command::new(&prog).status().expect("run").success());
+    let out = stop(pol);
+    let got = alerts(&out);
+    assert_eq!(got.len(), 1, "{out}");
+    let ev = &got[0]["event"];
+    assert_eq!(ev["parent.comm"], format!("{base}i"));
+    let anc: Vec<&str> = ev["ancestor.comm"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(&anc[..2], [format!("{base}i"), format!("{base}o")], "{out}");
+    assert_eq!(ev["euid"], 0, "{out}");
+}
+
+/// examples/rules/*.pol.
+fn rule_examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rules");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("examples/rules")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pol"))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn rule_examples_check_and_are_in_pol_fmt_style() {
+    let paths = rule_examples();
+    assert!(!paths.is_empty());
+    for p in paths {
+        let src = std::fs::read_to_string(&p).expect("read example");
+        let (_, hir, diags) = driver::front(&src);
+        assert!(diags.is_empty(), "{}: {diags:#?}", p.display());
+        assert!(
+            hir.is_some_and(|h| h.security.rules.len() >= 5),
+            "{}: a starter set",
+            p.display()
+        );
+        assert_eq!(
+            pol_compiler::fmt::format(&src).as_deref(),
+            Ok(src.as_str()),
+            "{} is in pol fmt's style",
+            p.display()
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn the_starter_rules_deny_a_mining_pool_port_and_see_an_exec_from_tmp() {
+    require_kernel();
+    common::require_tool("python3");
+    let starter = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rules/starter.pol");
+    let cg = TestCgroup::new("pol_rules_starter");
+    let pol = start(&[
+        "--json",
+        "--cgroup",
+        cg.path().to_str().expect("utf-8"),
+        starter.to_str().expect("utf-8"),
+    ]);
+    let mined = cg.sh(&socket_script("connect", false, "127.0.0.1", 3333));
+    let dir = TempDir::new("pol_rules_starter");
+    assert!(dir.path().starts_with("/tmp"), "a temporary directory");
+    let name = format!("pst{}", std::process::id() % 100_000);
+    let prog = program(dir.path(), &name);
+    assert!(Command::new(&prog).status().expect("run").success());
+    let out = stop(pol);
+    assert_eq!(said(&mined), "EPERM", "{mined:?}");
+    let got = alerts(&out);
+    let rule = |r: &str| got.iter().find(|a| a["rule"] == r);
+    let m = rule("mining_pool_connect").unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(m["action"], "deny");
+    assert_eq!(m["event"]["port"], 3333);
+    assert!(
+        got.iter()
+            .any(|a| a["rule"] == "exec_from_temp" && a["event"]["comm"] == name.as_str()),
+        "{out}"
+    );
+}

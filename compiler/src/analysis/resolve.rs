@@ -76,6 +76,12 @@ impl Resolver {
                     let detail = format!("set {}: {ty}", s.name.name);
                     (&s.name.name, &s.name.span, DefKind::Set, &s.span, detail)
                 }
+                // Rules' lists read as sets, macros as named values.
+                Item::Macro(m) => {
+                    let detail = squeeze(src.get(m.span.clone()).unwrap_or(""));
+                    let kind = if m.list { DefKind::Set } else { DefKind::Const };
+                    (&m.name.name, &m.name.span, kind, &m.span, detail)
+                }
                 Item::Filter(f) if !f.header_parsed => continue,
                 Item::Filter(f) => {
                     let hook = squeeze(src.get(f.hook.span.clone()).unwrap_or(""));
@@ -209,6 +215,10 @@ impl Resolver {
                 self.ty(&s.ty);
                 self.expr(a, &s.value);
             }
+            Item::Macro(m) => {
+                self.decl_name(&m.name.span);
+                self.expr(a, &m.value);
+            }
             Item::Filter(f) => {
                 self.decl_name(&f.name.span);
                 self.hook(a, &f.hook);
@@ -236,7 +246,10 @@ impl Resolver {
                 self.hook(a, hook);
                 for s in body {
                     match s {
-                        Stmt::Where(e, _) | Stmt::When(e, _) | Stmt::Emit(e, _) => self.expr(a, e),
+                        Stmt::Where(e, _)
+                        | Stmt::When(e, _)
+                        | Stmt::Unless(e, _)
+                        | Stmt::Emit(e, _) => self.expr(a, e),
                         Stmt::Count { by, .. } => by.iter().for_each(|e| self.expr(a, e)),
                         Stmt::Aggregate { args, by, .. } => {
                             args.iter().chain(by).for_each(|e| self.expr(a, e))

@@ -77,6 +77,16 @@ impl Analysis {
                     &k.name.span,
                 ),
                 Item::Set(s) => leaf(s.name.name.clone(), SymbolKind::Set, &s.span, &s.name.span),
+                Item::Macro(m) => leaf(
+                    m.name.name.clone(),
+                    if m.list {
+                        SymbolKind::Set
+                    } else {
+                        SymbolKind::Const
+                    },
+                    &m.span,
+                    &m.name.span,
+                ),
                 Item::Filter(f) => {
                     // Editors refuse symbols without a name.
                     let name = if f.header_parsed {
@@ -241,6 +251,7 @@ fn stmts(body: &[Stmt], text: &dyn Fn(&Span) -> String) -> Vec<Symbol> {
         .filter_map(|s| match s {
             Stmt::Where(_, span)
             | Stmt::When(_, span)
+            | Stmt::Unless(_, span)
             | Stmt::Emit(_, span)
             | Stmt::Action(_, span)
             | Stmt::Count { span, .. }

@@ -57,6 +57,7 @@ fn item_span(item: &Item) -> Span {
         Item::Import(i) => i.span.clone(),
         Item::Const(k) => k.span.clone(),
         Item::Set(s) => s.span.clone(),
+        Item::Macro(m) => m.span.clone(),
         Item::Filter(f) => f.span.clone(),
         Item::Probe(p) => p.span.clone(),
         Item::Rule(r) => r.span.clone(),
@@ -208,6 +209,11 @@ impl<'a> Printer<'a> {
                 self.last_end = k.span.end;
             }
             Item::Set(s) => self.set(s),
+            Item::Macro(m) => {
+                let kw = if m.list { "list" } else { "macro" };
+                self.push(format!("{kw} {} = {}", m.name.name, self.expr(&m.value)));
+                self.last_end = m.span.end;
+            }
             Item::Filter(f) => {
                 let head = format!("filter {} on {}", f.name.name, self.hook(&f.hook));
                 let spans: Vec<Span> = f.rules.iter().map(rule_span).collect();
@@ -440,6 +446,7 @@ impl<'a> Printer<'a> {
         let line = match s {
             Stmt::Where(e, _) => format!("where {}", self.expr(e)),
             Stmt::When(e, _) => format!("when {}", self.expr(e)),
+            Stmt::Unless(e, _) => format!("unless {}", self.expr(e)),
             Stmt::Emit(e, _) => format!("emit {}", self.expr(e)),
             Stmt::Action(es, _) => format!("action {}", self.list(es)),
             Stmt::Count { by, into, .. } => format!("count{}", self.by_into(by, into)),
@@ -639,6 +646,7 @@ fn stmt_span(s: &Stmt) -> Span {
     match s {
         Stmt::Where(_, span)
         | Stmt::When(_, span)
+        | Stmt::Unless(_, span)
         | Stmt::Emit(_, span)
         | Stmt::Action(_, span)
         | Stmt::Count { span, .. }

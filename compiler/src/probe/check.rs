@@ -164,11 +164,13 @@ impl Checker<'_> {
                         .with_help("add `probe every on interval(1s) { print MAP }`"),
                     );
                 }
-                ast::Stmt::When(_, span) | ast::Stmt::Action(_, span) => {
+                ast::Stmt::When(_, span)
+                | ast::Stmt::Unless(_, span)
+                | ast::Stmt::Action(_, span) => {
                     self.diags.push(
                         Diagnostic::error(
                             "E0512",
-                            "`when` and `action` belong to security rules, not probes",
+                            "`when`, `unless` and `action` belong to security rules, not probes",
                             span.clone(),
                         )
                         .with_label("not a probe statement")
@@ -480,6 +482,7 @@ impl Checker<'_> {
                     let span = match other {
                         ast::Stmt::Where(_, s)
                         | ast::Stmt::When(_, s)
+                        | ast::Stmt::Unless(_, s)
                         | ast::Stmt::Emit(_, s)
                         | ast::Stmt::Action(_, s) => s.clone(),
                         ast::Stmt::Count { span, .. }

@@ -7,9 +7,15 @@ use crate::diag::suggest::{nearest, one_of};
 use crate::diag::Diagnostic;
 use crate::syntax::ast::{self, BinOp, Expr, ExprKind, Span, Stmt};
 
-/// Checks every rule whose header parsed; rules with errors are left out of the set.
-pub fn check(rules: &[&ast::SecRule], source: &str) -> (RuleSet, Vec<Diagnostic>) {
+/// Checks every rule whose header parsed, with the file's lists and macros; rules with
+/// errors are left out of the set.
+pub fn check(
+    rules: &[&ast::SecRule],
+    macros: &[&ast::MacroDecl],
+    source: &str,
+) -> (RuleSet, Vec<Diagnostic>) {
     let mut diags = Vec::new();
+    let defs = Defs::new(macros, &mut diags);
     let mut set = RuleSet::default();
     let mut seen: Vec<(&str, Span)> = Vec::new();
     for r in rules {
@@ -27,7 +33,7 @@ pub fn check(rules: &[&ast::SecRule], source: &str) -> (RuleSet, Vec<Diagnostic>
         }
         seen.push((&r.name.name, r.name.span.clone()));
         let before = diags.len();
-        if let Some(rule) = check_rule(r, source, &mut diags) {
+        if let Some(rule) = check_rule(r, &defs, source, &mut diags) {
             if diags.len() == before || !diags[before..].iter().any(|d| d.is_error()) {
                 set.rules.push(rule);
             }
@@ -36,7 +42,12 @@ pub fn check(rules: &[&ast::SecRule], source: &str) -> (RuleSet, Vec<Diagnostic>
     (set, diags)
 }
 
-fn check_rule(r: &ast::SecRule, source: &str, diags: &mut Vec<Diagnostic>) -> Option<Rule> {
+fn check_rule(
+    r: &ast::SecRule,
+    defs: &Defs,
+    source: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Rule> {
     let kind_name = &r.hook.kind.name;
     let Some(kind) = Kind::by_name(kind_name) else {
         let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
@@ -76,14 +87,21 @@ fn check_rule(r: &ast::SecRule, source: &str, diags: &mut Vec<Diagnostic>) -> Op
     let mut kill = false;
     let mut deny = false;
     let mut actions = 0;
+    let mut exceptions = Vec::new();
     for stmt in &r.body {
         match stmt {
             Stmt::When(e, _) => {
-                if let Some(c) = condition(kind, e, diags) {
+                if let Some(c) = condition(kind, defs, e, diags) {
                     cond = match cond {
                         Cond::True => c,
                         prev => Cond::And(Box::new(prev), Box::new(c)),
                     };
+                }
+            }
+            // An exception, wherever it is written: the rule matches only when it is false.
+            Stmt::Unless(e, _) => {
+                if let Some(c) = condition(kind, defs, e, diags) {
+                    exceptions.push(c);
                 }
             }
             Stmt::Action(list, _) => {
@@ -123,6 +141,9 @@ fn check_rule(r: &ast::SecRule, source: &str, diags: &mut Vec<Diagnostic>) -> Op
             .with_help("add `action alert(warning, \"...\")`, `action kill` or both"),
         );
     }
+    for c in exceptions {
+        cond = Cond::And(Box::new(cond), Box::new(Cond::Not(Box::new(c))));
+    }
     let header = r.span.start..r.hook.span.end;
     Some(Rule {
         name: r.name.name.clone(),
@@ -141,6 +162,7 @@ fn stmt_span(s: &Stmt) -> Span {
     match s {
         Stmt::Where(_, s)
         | Stmt::When(_, s)
+        | Stmt::Unless(_, s)
         | Stmt::Emit(_, s)
         | Stmt::Action(_, s)
         | Stmt::Error(s) => s.clone(),
@@ -323,13 +345,16 @@ fn field_of(kind: Kind, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Field> 
 }
 
 /// A boolean condition over one event.
-fn condition(kind: Kind, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Cond> {
+fn condition(kind: Kind, defs: &Defs, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Cond> {
     match &e.kind {
         ExprKind::Bool(true) => Some(Cond::True),
         ExprKind::Bool(false) => Some(Cond::Not(Box::new(Cond::True))),
-        ExprKind::Not(a) => Some(Cond::Not(Box::new(condition(kind, a, diags)?))),
+        ExprKind::Not(a) => Some(Cond::Not(Box::new(condition(kind, defs, a, diags)?))),
         ExprKind::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
-            let (x, y) = (condition(kind, a, diags), condition(kind, b, diags));
+            let (x, y) = (
+                condition(kind, defs, a, diags),
+                condition(kind, defs, b, diags),
+            );
             let (x, y) = (Box::new(x?), Box::new(y?));
             Some(if *op == BinOp::And {
                 Cond::And(x, y)
@@ -382,7 +407,27 @@ fn condition(kind: Kind, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Cond> 
                 });
             }
             let field = field_of(kind, a, diags)?;
-            compare(field, op, b, e, diags)
+            if let FieldTy::Comms(n) = field.ty {
+                // Any ancestor: `!=` is "none is", as `not ancestor.comm == ..`.
+                let (op, negate) = if op == BinOp::Ne {
+                    (BinOp::Eq, true)
+                } else {
+                    (op, false)
+                };
+                let any = any_slot(field, n, |f| compare(f, op, b, e, defs, diags))?;
+                return Some(if negate {
+                    Cond::Not(Box::new(any))
+                } else {
+                    any
+                });
+            }
+            compare(field, op, b, e, defs, diags)
+        }
+        // A macro by name: its condition, checked for this rule's kind.
+        ExprKind::Path(p) if kind.field(&p.dotted()).is_none() && defs.is_macro(&p.dotted()) => {
+            defs.expand(&p.dotted(), e.span.clone(), diags, |m, diags| {
+                condition(kind, defs, m, diags)
+            })
         }
         // An integer field alone is true when not zero (`when write`).
         ExprKind::Path(_) => {
@@ -432,6 +477,22 @@ fn condition(kind: Kind, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Cond> 
                 return None;
             };
             let field = field_of(kind, a, diags)?;
+            if let FieldTy::Comms(n) = field.ty {
+                let bytes: Vec<Option<u8>> = str_lit(slot(field, 0), b, diags)?
+                    .into_iter()
+                    .map(Some)
+                    .collect();
+                return any_slot(field, n, |f| {
+                    Some(Cond::Str {
+                        field: f,
+                        pat: if wanted {
+                            StrPat::Prefix(bytes.clone())
+                        } else {
+                            StrPat::Suffix(bytes.clone())
+                        },
+                    })
+                });
+            }
             let bytes = str_lit(field, b, diags)?;
             let bytes: Vec<Option<u8>> = bytes.into_iter().map(Some).collect();
             Some(Cond::Str {
@@ -478,7 +539,7 @@ fn str_lit(field: Field, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Vec<u8
             );
             return None;
         }
-        FieldTy::Args(_) => {
+        FieldTy::Args(_) | FieldTy::Comms(_) => {
             diags.push(not_testable(field, e.span.clone()));
             return None;
         }
@@ -540,6 +601,7 @@ fn compare(
     op: BinOp,
     b: &Expr,
     whole: &Expr,
+    defs: &Defs,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Cond> {
     if let FieldTy::Args(_) = field.ty {
@@ -548,11 +610,14 @@ fn compare(
     }
     match op {
         BinOp::In => {
-            let one = std::slice::from_ref(b);
             let elems = match &b.kind {
-                ExprKind::SetLit(es) | ExprKind::List(es) => es.as_slice(),
-                // `address in 10.0.0.0/8`, `port in 1024..2047`.
-                ExprKind::Cidr4(..) | ExprKind::Cidr6(..) | ExprKind::Range(..) => one,
+                ExprKind::SetLit(_)
+                | ExprKind::List(_)
+                // `address in 10.0.0.0/8`, `port in 1024..2047`, `comm in shells`.
+                | ExprKind::Cidr4(..)
+                | ExprKind::Cidr6(..)
+                | ExprKind::Range(..)
+                | ExprKind::Path(_) => defs.elems(b, diags)?,
                 _ => {
                     diags.push(
                         Diagnostic::error("E0401", "`in` takes a list", b.span.clone())
@@ -801,4 +866,229 @@ fn glob(s: &[u8], span: Span, diags: &mut Vec<Diagnostic>) -> Option<StrPat> {
             suffix: part(&s[i + 1..]),
         },
     })
+}
+
+/// The file's `list` and `macro` declarations, by name, and the macros being expanded
+/// (a macro that uses itself is an error, not an endless expansion).
+pub struct Defs<'a> {
+    by_name: std::collections::HashMap<&'a str, &'a ast::MacroDecl>,
+    expanding: std::cell::RefCell<Vec<String>>,
+    /// Lists whose declaration has errors: uses of them report nothing more.
+    bad: std::collections::HashSet<&'a str>,
+}
+
+/// How deep lists may nest in lists.
+const NEST_MAX: usize = 32;
+
+impl<'a> Defs<'a> {
+    /// Indexes the declarations; a name declared twice and a list holding values of more
+    /// than one type are errors at their span.
+    pub fn new(macros: &[&'a ast::MacroDecl], diags: &mut Vec<Diagnostic>) -> Defs<'a> {
+        let mut by_name: std::collections::HashMap<&'a str, &'a ast::MacroDecl> =
+            std::collections::HashMap::new();
+        for m in macros {
+            if let Some(first) = by_name.get(m.name.name.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        "E0304",
+                        format!("`{}` is defined twice", m.name.name),
+                        m.name.span.clone(),
+                    )
+                    .with_label("defined again here")
+                    .with_secondary(first.name.span.clone(), "first defined here"),
+                );
+                continue;
+            }
+            by_name.insert(&m.name.name, m);
+        }
+        let mut defs = Defs {
+            by_name,
+            expanding: std::cell::RefCell::new(Vec::new()),
+            bad: std::collections::HashSet::new(),
+        };
+        for m in macros.iter().filter(|m| m.list) {
+            let before = diags.len();
+            defs.check_list(m, diags);
+            if diags.len() > before {
+                defs.bad.insert(&m.name.name);
+            }
+        }
+        defs
+    }
+
+    fn is_macro(&self, name: &str) -> bool {
+        self.by_name.get(name).is_some_and(|m| !m.list)
+    }
+
+    /// The values of `e` for `in`: a `{ .. }` literal or one value, with lists named in it
+    /// (or named alone) spliced in.
+    fn elems<'e>(&self, e: &'e Expr, diags: &mut Vec<Diagnostic>) -> Option<Vec<&'e Expr>>
+    where
+        'a: 'e,
+    {
+        let mut out = Vec::new();
+        self.splice(e, 0, &mut out, diags).then_some(out)
+    }
+
+    fn splice<'e>(
+        &self,
+        e: &'e Expr,
+        depth: usize,
+        out: &mut Vec<&'e Expr>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> bool
+    where
+        'a: 'e,
+    {
+        match &e.kind {
+            ExprKind::SetLit(es) | ExprKind::List(es) => es
+                .iter()
+                .fold(true, |ok, el| self.splice(el, depth, out, diags) && ok),
+            ExprKind::Path(p) => {
+                let name = p.dotted();
+                match self.by_name.get(name.as_str()).copied() {
+                    Some(m) if m.list && self.bad.contains(name.as_str()) => false,
+                    Some(m) if m.list && depth < NEST_MAX => {
+                        self.splice(&m.value, depth + 1, out, diags)
+                    }
+                    Some(m) if m.list => {
+                        diags.push(
+                            Diagnostic::error(
+                                "E0537",
+                                format!("list `{name}` holds itself"),
+                                e.span.clone(),
+                            )
+                            .with_label(format!("lists nest at most {NEST_MAX} deep")),
+                        );
+                        false
+                    }
+                    Some(_) => {
+                        diags.push(
+                            Diagnostic::error(
+                                "E0401",
+                                format!("`{name}` is a macro, not a list"),
+                                e.span.clone(),
+                            )
+                            .with_label("a condition")
+                            .with_help("`in` takes `{ a, b }` or a `list`"),
+                        );
+                        false
+                    }
+                    None => {
+                        let lists: Vec<&str> = self
+                            .by_name
+                            .values()
+                            .filter(|m| m.list)
+                            .map(|m| m.name.name.as_str())
+                            .collect();
+                        let near = nearest(&name, lists.iter().copied(), 3);
+                        let d =
+                            Diagnostic::error("E0301", format!("no list `{name}`"), e.span.clone())
+                                .with_label("not declared");
+                        diags.push(if near.is_empty() {
+                            d.with_help(format!("declare it: `list {name} = {{ .. }}`"))
+                        } else {
+                            d.with_help(format!("did you mean {}?", one_of(&near)))
+                        });
+                        false
+                    }
+                }
+            }
+            _ => {
+                out.push(e);
+                true
+            }
+        }
+    }
+
+    /// A list's values must be of one type: strings, integers (and ranges), or addresses
+    /// (and prefixes).
+    fn check_list(&self, m: &'a ast::MacroDecl, diags: &mut Vec<Diagnostic>) {
+        if !matches!(m.value.kind, ExprKind::SetLit(_) | ExprKind::List(_)) {
+            diags.push(
+                Diagnostic::error("E0401", "a list is `{ a, b, .. }`", m.value.span.clone())
+                    .with_label("not a list")
+                    .with_help(format!("`list {} = {{ \"sh\", \"bash\" }}`", m.name.name)),
+            );
+            return;
+        }
+        let Some(elems) = self.elems(&m.value, diags) else {
+            return;
+        };
+        let class = |e: &Expr| match &e.kind {
+            ExprKind::Str(_) => Some("strings"),
+            ExprKind::Int(_) | ExprKind::Range(..) => Some("integers"),
+            ExprKind::Ip4(_) | ExprKind::Ip6(_) | ExprKind::Cidr4(..) | ExprKind::Cidr6(..) => {
+                Some("addresses")
+            }
+            _ => None,
+        };
+        let mut first: Option<(&str, &Expr)> = None;
+        for e in elems {
+            match (class(e), first) {
+                (None, _) => diags.push(
+                    Diagnostic::error("E0401", "not a value a list can hold", e.span.clone())
+                        .with_label(
+                            "expected a string, an integer, a range, an address or a prefix",
+                        ),
+                ),
+                (Some(c), None) => first = Some((c, e)),
+                (Some(c), Some((f, fe))) if c != f => diags.push(
+                    Diagnostic::error(
+                        "E0401",
+                        format!(
+                            "list `{}` holds {f}, and this is not one of them",
+                            m.name.name
+                        ),
+                        e.span.clone(),
+                    )
+                    .with_label(format!("not one of the {f}"))
+                    .with_secondary(fe.span.clone(), format!("the list holds {f}, as this")),
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// Checks macro `name`'s condition with `check`, refusing a macro that uses itself.
+    fn expand(
+        &self,
+        name: &str,
+        at: Span,
+        diags: &mut Vec<Diagnostic>,
+        check: impl FnOnce(&'a Expr, &mut Vec<Diagnostic>) -> Option<Cond>,
+    ) -> Option<Cond> {
+        let m = *self.by_name.get(name)?;
+        if self.expanding.borrow().iter().any(|n| n == name) {
+            diags.push(
+                Diagnostic::error("E0537", format!("macro `{name}` uses itself"), at)
+                    .with_label("expanding it again here")
+                    .with_secondary(m.name.span.clone(), "declared here"),
+            );
+            return None;
+        }
+        self.expanding.borrow_mut().push(name.to_string());
+        let c = check(&m.value, diags);
+        self.expanding.borrow_mut().pop();
+        c
+    }
+}
+
+/// Slot `i` of a `Comms` field, as a string field of its own.
+fn slot(field: Field, i: u32) -> Field {
+    Field {
+        ty: FieldTy::Str(super::hir::COMM_LEN),
+        offset: field.offset + i * super::hir::COMM_LEN,
+        ..field
+    }
+}
+
+/// The same test of every slot of a `Comms` field, or-ed (errors once, from slot 0).
+fn any_slot(field: Field, n: u32, mut test: impl FnMut(Field) -> Option<Cond>) -> Option<Cond> {
+    let mut out = test(slot(field, 0))?;
+    for i in 1..n {
+        let c = test(slot(field, i))?;
+        out = Cond::Or(Box::new(out), Box::new(c));
+    }
+    Some(out)
 }

@@ -16,6 +16,16 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
+    /// Whether a rule of `kind` tests or prints field `name` (fields that cost helper
+    /// calls are read only then).
+    pub fn uses(&self, kind: Kind, name: &str) -> bool {
+        let braced = format!("{{{name}}}");
+        self.rules
+            .iter()
+            .filter(|r| r.kind == kind)
+            .any(|r| r.cond.uses(name) || r.message.contains(&braced))
+    }
+
     /// The kinds some rule is on, each once, in [`Kind::ALL`] order.
     pub fn kinds(&self) -> Vec<Kind> {
         Kind::ALL
@@ -95,6 +105,14 @@ impl Kind {
         self.fields().iter().find(|f| f.name == name)
     }
 
+    /// Where the tail fields (`euid`, `ancestor.comm`) start.
+    pub fn tail(self) -> u32 {
+        match self {
+            Kind::Exec | Kind::Open => TAIL,
+            Kind::Connect | Kind::Bind => SOCK_TAIL,
+        }
+    }
+
     /// Bytes of the record (and of the per-CPU scratch value it is built in).
     pub fn record_size(self) -> u32 {
         match self {
@@ -126,6 +144,9 @@ pub enum FieldTy {
     Str(u32),
     /// NUL-separated arguments (printed as a list; not testable yet).
     Args(u32),
+    /// This many command names of 16 bytes each (the ancestors, parent first); a test of
+    /// the field holds when it holds for any of them.
+    Comms(u32),
     /// An IPv4 (first 4 bytes) or IPv6 address of 16 bytes, in network order; the
     /// kind's `family` field says which.
     Addr,
@@ -195,6 +216,32 @@ const EXEC_COMMON: [Field; 7] =
     common_fields!("the new command name (the file name, 15 bytes at most)");
 const OPEN_COMMON: [Field; 7] = common_fields!("the command name (15 bytes at most)");
 
+/// How many ancestors `ancestor.comm` holds: the parent, the grandparent and two more.
+pub const ANCESTORS: u32 = 4;
+
+/// Fields at the end of every record, after the kind's own: the effective uid and the
+/// ancestors' command names (read only when a rule of the kind uses them).
+macro_rules! tail_fields {
+    ($base:expr) => {
+        [
+            int("euid", $base, "effective user id"),
+            Field {
+                name: "ancestor.comm",
+                ty: FieldTy::Comms(ANCESTORS),
+                offset: $base + 8,
+                len_at: None,
+                doc: "the command names of the parent, grandparent and two more ancestors",
+            },
+        ]
+    };
+}
+
+/// Where the tail fields start in exec and open records, and in connect and bind records.
+pub const TAIL: u32 = 624;
+pub const SOCK_TAIL: u32 = 136;
+const TAIL_FIELDS: [Field; 2] = tail_fields!(TAIL);
+const SOCK_TAIL_FIELDS: [Field; 2] = tail_fields!(SOCK_TAIL);
+
 pub const EXEC_FIELDS: &[Field] = &[
     EXEC_COMMON[0],
     EXEC_COMMON[1],
@@ -217,6 +264,8 @@ pub const EXEC_FIELDS: &[Field] = &[
         len_at: Some(72),
         doc: "the arguments, argv[0] first (255 bytes at most)",
     },
+    TAIL_FIELDS[0],
+    TAIL_FIELDS[1],
 ];
 
 /// `open`'s flags and mode as the system call got them, and whether it opens for writing.
@@ -252,6 +301,8 @@ pub const OPEN_FIELDS: &[Field] = &[
         OFF_WRITE,
         "1 when opened for writing (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC or O_APPEND), else 0",
     ),
+    TAIL_FIELDS[0],
+    TAIL_FIELDS[1],
 ];
 
 /// `connect` and `bind`: the socket's family (2 AF_INET, 10 AF_INET6), the address and
@@ -262,7 +313,7 @@ pub const OFF_FAMILY: u32 = 64;
 pub const OFF_PORT: u32 = 72;
 pub const OFF_ADDR: u32 = 112;
 pub const OFF_PROTOCOL: u32 = 128;
-pub const SOCK_RECORD_SIZE: u32 = 136;
+pub const SOCK_RECORD_SIZE: u32 = SOCK_TAIL + 8 + 16 * ANCESTORS;
 pub const AF_INET: u64 = 2;
 pub const AF_INET6: u64 = 10;
 
@@ -286,6 +337,8 @@ macro_rules! sock_fields {
             },
             int("port", OFF_PORT, "the port (host order)"),
             int("protocol", OFF_PROTOCOL, "6 (TCP) or 17 (UDP)"),
+            SOCK_TAIL_FIELDS[0],
+            SOCK_TAIL_FIELDS[1],
         ]
     };
 }
@@ -294,9 +347,10 @@ pub const CONNECT_FIELDS: &[Field] =
     sock_fields!("the address connected to (IPv4-mapped IPv6 addresses as IPv4)");
 pub const BIND_FIELDS: &[Field] = sock_fields!("the local address bound (0.0.0.0 or :: for any)");
 
-/// Bytes of every record: 368 + 256 for exec's argv, and room behind `path` for a
-/// suffix compare's masked offset (112 + 255 + the longest literal, 255, stays inside).
-pub const RECORD_SIZE: u32 = 624;
+/// Bytes of exec and open records: 368 + 256 for exec's argv (room behind `path` for a
+/// suffix compare's masked offset: 112 + 255 + the longest literal, 255, stays inside
+/// 624), then the tail fields.
+pub const RECORD_SIZE: u32 = TAIL + 8 + 16 * ANCESTORS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Severity {
@@ -360,6 +414,20 @@ pub enum Cond {
         bytes: [u8; 16],
         prefix: u8,
     },
+}
+
+impl Cond {
+    /// Whether a test in this condition reads field `name`.
+    pub fn uses(&self, name: &str) -> bool {
+        match self {
+            Cond::True => false,
+            Cond::And(a, b) | Cond::Or(a, b) => a.uses(name) || b.uses(name),
+            Cond::Not(a) => a.uses(name),
+            Cond::Int { field, .. } | Cond::Str { field, .. } | Cond::Addr { field, .. } => {
+                field.name == name
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

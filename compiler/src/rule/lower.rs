@@ -35,6 +35,8 @@ const COMMON_MEMBERS: &[(&str, &str)] = &[
     ("task_struct", "real_parent"),
     ("task_struct", "tgid"),
     ("task_struct", "comm"),
+    ("task_struct", "cred"),
+    ("cred", "euid"),
 ];
 
 /// And exec records (argv from the new `mm`, the path from `bprm`).
@@ -349,7 +351,8 @@ impl Lower {
         }
         l.store(cur, OFF_KIND, Operand::Imm(index as i64));
         let off = |name: &str| members.get(name).map_or(0, |m| m.offset);
-        l.fill_common(cur, off);
+        let ancestors = set.uses(kind, "ancestor.comm");
+        l.fill_common(cur, off, kind.tail(), ancestors);
         cur = match entry {
             Entry::Exec => l.fill_exec(cur, ctx, off),
             Entry::Connect4 | Entry::Bind4 => l.fill_sock(cur, ctx, false),
@@ -624,7 +627,7 @@ impl Lower {
 
     /// Fills the fields every record has: ids from helpers, the parent through
     /// `real_parent`.
-    fn fill_common(&mut self, b: Block, off: impl Fn(&str) -> u32) {
+    fn fill_common(&mut self, b: Block, off: impl Fn(&str) -> u32, tail: u32, ancestors: bool) {
         let pt = self.call(b, "get_current_pid_tgid", vec![], Type::U64);
         let pid = self
             .f
@@ -655,6 +658,30 @@ impl Lower {
         let n = self.u64c(b, 16);
         let a = self.plus(b, parent, off("task_struct.comm"));
         self.call(b, "probe_read_kernel_str", vec![p, n, a], Type::I64);
+
+        // euid: task->cred->euid (a u32 into the zeroed u64).
+        let a = self.plus(b, task, off("task_struct.cred"));
+        let cred = self.read_kernel_u64(b, a);
+        let p = self.at(b, tail);
+        let n = self.u64c(b, 4);
+        let a = self.plus(b, cred, off("cred.euid"));
+        self.call(b, "probe_read_kernel", vec![p, n, a], Type::I64);
+
+        // Ancestors up `real_parent`, a fixed number of straight-line reads (no loop):
+        // past init the reads repeat it (its parent is the idle task) or fail (zeros).
+        if ancestors {
+            let mut t = parent;
+            for i in 0..super::hir::ANCESTORS {
+                if i > 0 {
+                    let a = self.plus(b, t, off("task_struct.real_parent"));
+                    t = self.read_kernel_u64(b, a);
+                }
+                let p = self.at(b, tail + 8 + i * super::hir::COMM_LEN);
+                let n = self.u64c(b, 16);
+                let a = self.plus(b, t, off("task_struct.comm"));
+                self.call(b, "probe_read_kernel_str", vec![p, n, a], Type::I64);
+            }
+        }
     }
 
     /// Reads the path string at `src` (user or kernel memory) into the record, and its
@@ -1029,6 +1056,7 @@ impl Lower {
         let cap = match field.ty {
             FieldTy::Str(n) | FieldTy::Args(n) => n,
             FieldTy::Int | FieldTy::Addr => 8,
+            FieldTy::Comms(_) => super::hir::COMM_LEN,
         };
         match pat {
             StrPat::Eq(lit) => {

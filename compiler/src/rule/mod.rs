@@ -151,6 +151,7 @@ fn field_ty(f: &hir::Field) -> &'static str {
         FieldTy::Str(_) => "string",
         FieldTy::Args(_) => "args",
         FieldTy::Addr => "addr",
+        FieldTy::Comms(_) => "comms",
     }
 }
 
@@ -158,6 +159,7 @@ fn field_size(f: &hir::Field) -> u32 {
     match f.ty {
         FieldTy::Int => 8,
         FieldTy::Addr => 16,
+        FieldTy::Comms(n) => 16 * n,
         FieldTy::Str(n) | FieldTy::Args(n) => n,
     }
 }
@@ -218,7 +220,7 @@ pub fn layout(set: &RuleSet, m: &crate::mir::Module, code: &codegen::Compiled) -
                 name: f.name.into(),
                 // argv as a plain string shows argv[0] to consumers that know no `args`.
                 ty: match field_ty(f) {
-                    "args" => "string",
+                    "args" | "comms" => "string",
                     t => t,
                 },
                 offset: f.offset,

@@ -51,6 +51,8 @@ pub enum Item {
     Import(Import),
     Const(ConstDecl),
     Set(SetDecl),
+    /// `list NAME = { .. }` or `macro NAME = CONDITION` (security rules).
+    Macro(MacroDecl),
     Filter(Filter),
     Probe(Probe),
     Rule(SecRule),
@@ -88,6 +90,16 @@ pub struct SetDecl {
     pub name: Ident,
     pub ty: TypeExpr,
     /// A `SetLit`, a `Call` (`file(..)`), or a path to another set.
+    pub value: Expr,
+    pub span: Span,
+}
+
+/// `list shells = { "sh", "bash" }` (`list` true) or `macro shell = comm in shells`: named
+/// values and conditions security rules reuse, as in Falco.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MacroDecl {
+    pub list: bool,
+    pub name: Ident,
     pub value: Expr,
     pub span: Span,
 }
@@ -325,6 +337,8 @@ pub enum Stmt {
     Where(Expr, Span),
     /// `when EXPR`
     When(Expr, Span),
+    /// `unless EXPR` (security rules: an exception; the rule matches only when it is false)
+    Unless(Expr, Span),
     /// `count by EXPR, EXPR into NAME` (`by` and `into` parts optional)
     Count {
         by: Vec<Expr>,

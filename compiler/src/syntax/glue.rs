@@ -192,6 +192,7 @@ fn stmt_span(s: &Stmt) -> (Span, bool) {
     match s {
         Stmt::Where(_, span)
         | Stmt::When(_, span)
+        | Stmt::Unless(_, span)
         | Stmt::Emit(_, span)
         | Stmt::Action(_, span)
         | Stmt::Count { span, .. }
@@ -217,7 +218,7 @@ pub fn starts_rule(t: &Tok) -> bool {
 pub fn starts_stmt(t: &Tok) -> bool {
     matches!(
         t,
-        Tok::Where | Tok::When | Tok::Count | Tok::Emit | Tok::Action | Tok::Delete
+        Tok::Where | Tok::When | Tok::Unless | Tok::Count | Tok::Emit | Tok::Action | Tok::Delete
     )
 }
 

@@ -48,6 +48,12 @@ pub enum Tok {
     Const,
     #[token("set")]
     Set,
+    #[token("list")]
+    List,
+    #[token("macro")]
+    Macro,
+    #[token("unless")]
+    Unless,
     #[token("filter")]
     Filter,
     #[token("probe")]

@@ -88,6 +88,11 @@ impl Printer {
                 ));
                 self.nested(|p| p.expr(&s.value));
             }
+            Item::Macro(m) => {
+                let kw = if m.list { "List" } else { "Macro" };
+                self.line(format!("{kw} {} {}", m.name.name, span(&m.span)));
+                self.nested(|p| p.expr(&m.value));
+            }
             Item::Filter(f) if !f.header_parsed => {
                 self.line(format!("Filter (header did not parse) {}", span(&f.span)));
                 self.nested(|p| f.rules.iter().for_each(|r| p.rule(r)));
@@ -190,10 +195,11 @@ impl Printer {
 
     fn stmt(&mut self, s: &Stmt) {
         match s {
-            Stmt::Where(e, sp) | Stmt::When(e, sp) | Stmt::Emit(e, sp) => {
+            Stmt::Where(e, sp) | Stmt::When(e, sp) | Stmt::Unless(e, sp) | Stmt::Emit(e, sp) => {
                 let kw = match s {
                     Stmt::Where(..) => "Where",
                     Stmt::When(..) => "When",
+                    Stmt::Unless(..) => "Unless",
                     _ => "Emit",
                 };
                 self.line(format!("{kw} {}", span(sp)));

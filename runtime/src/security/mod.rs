@@ -163,6 +163,9 @@ pub fn decode<'a>(layout: &'a RulesLayout, bytes: &[u8]) -> Option<Alert<'a>> {
                     )
                 }
                 "cgroup" => Value::Cgroup(u64_at(bytes, off)),
+                "comms" => {
+                    Value::Args(raw.chunks(16).map(text).filter(|s| !s.is_empty()).collect())
+                }
                 "addr" => {
                     let mut a = [0u8; 16];
                     if let Some(r) = raw.get(..16) {

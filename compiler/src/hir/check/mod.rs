@@ -143,6 +143,8 @@ pub fn check_names_with(
             Item::Rule(_) => {}
             // Test blocks are run by `pol test`; they need no code.
             Item::Test(_) | Item::Import(_) | Item::Const(_) | Item::Set(_) => {}
+            // Lists and macros are expanded where rules use them.
+            Item::Macro(_) => {}
         }
     }
     let probes: Vec<&ast::Probe> = file
@@ -182,7 +184,15 @@ pub fn check_names_with(
         })
         .collect();
     if !rules.is_empty() {
-        let (set, diags) = crate::rule::check::check(&rules, source);
+        let macros: Vec<&ast::MacroDecl> = file
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Macro(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        let (set, diags) = crate::rule::check::check(&rules, &macros, source);
         c.hir.security = set;
         c.diags.extend(diags);
         if let Some(span) = file.items.iter().find_map(|i| match i {
