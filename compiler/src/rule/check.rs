@@ -941,9 +941,14 @@ impl<'a> Defs<'a> {
         'a: 'e,
     {
         match &e.kind {
-            ExprKind::SetLit(es) | ExprKind::List(es) => es
-                .iter()
-                .fold(true, |ok, el| self.splice(el, depth, out, diags) && ok),
+            // Every element, so each bad one is reported.
+            ExprKind::SetLit(es) | ExprKind::List(es) => {
+                let mut ok = true;
+                for el in es {
+                    ok &= self.splice(el, depth, out, diags);
+                }
+                ok
+            }
             ExprKind::Path(p) => {
                 let name = p.dotted();
                 match self.by_name.get(name.as_str()).copied() {
