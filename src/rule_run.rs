@@ -74,6 +74,13 @@ pub fn run(args: RunArgs) -> Result<bool> {
         (None, true) => say!("note: no rule kills or denies: --audit changes nothing"),
         _ => {}
     }
+    if let Some(map) = &rules.limit {
+        let fd = bpf
+            .map_fd(map)
+            .map_err(|_| anyhow!("internal error: no alert limit map `{map}`"))?;
+        pol_runtime::sys::map_update(fd, &0u32.to_le_bytes(), &args.alert_rate.to_le_bytes(), 0)
+            .map_err(|e| anyhow!("cannot set the alert rate: {e}"))?;
+    }
     let attached = attach_tracing(&bpf, &layout)?;
     let cgroup_links = match &cgroup {
         Some((path, fd)) => {
@@ -106,11 +113,18 @@ pub fn run(args: RunArgs) -> Result<bool> {
     };
     let mut ring = EventRing::open(&bpf, &ev.ring, &ev.lost)?;
     watch.watch(&ring)?;
+    let rate_map = rules
+        .rate
+        .as_ref()
+        .and_then(|m| bpf.map_fd(m).ok())
+        .and_then(|fd| fd.try_clone_to_owned().ok());
     let mut printer = Printer {
         file: name.clone(),
         json: args.json,
         header: false,
         lost: 0,
+        suppressed: vec![0; rules.rules.len()],
+        limit: args.alert_rate,
     };
     // Lost alerts are looked for once a second.
     let mut next_lost_check = Instant::now() + Duration::from_secs(1);
@@ -120,11 +134,17 @@ pub fn run(args: RunArgs) -> Result<bool> {
         }
         if Instant::now() >= next_lost_check {
             printer.report_lost(&mut ring, false);
+            if let Some(m) = &rate_map {
+                printer.report_suppressed(m, &rules);
+            }
             next_lost_check = Instant::now() + Duration::from_secs(1);
         }
     }
     printer.drain(&mut ring, &rules);
     printer.report_lost(&mut ring, true);
+    if let Some(m) = &rate_map {
+        printer.report_suppressed(m, &rules);
+    }
     drop(cgroup_links);
     drop(attached);
     drop(pins);
@@ -249,6 +269,9 @@ struct Printer {
     json: bool,
     header: bool,
     lost: u64,
+    /// Alerts suppressed by the rate limit so far, per rule (as last reported).
+    suppressed: Vec<u64>,
+    limit: u64,
 }
 
 impl Printer {
@@ -276,6 +299,49 @@ impl Printer {
         }
         let mut stdout = std::io::stdout().lock();
         stdout.write_all(out.as_bytes()).is_ok() && stdout.flush().is_ok()
+    }
+
+    /// Says, for each rule whose count grew, how many of its alerts the rate limit
+    /// suppressed (in total): a line on stderr, or `{"type":"suppressed"}` with `--json`.
+    fn report_suppressed(&mut self, map: &std::os::fd::OwnedFd, rules: &RulesLayout) {
+        let fd = map.as_fd();
+        let Ok(len) =
+            pol_runtime::sys::map_info(fd).and_then(|i| pol_runtime::sys::value_buf_len(&i))
+        else {
+            return;
+        };
+        for (i, rule) in rules.rules.iter().enumerate() {
+            let key = (i as u32).to_le_bytes();
+            let Ok(Some(v)) = pol_runtime::sys::map_lookup(fd, &key, len) else {
+                continue;
+            };
+            // One 16-byte value per CPU (per-CPU values are 8-byte aligned): the
+            // suppressed count is the second word.
+            let total = v
+                .chunks(16)
+                .filter_map(|c| c.get(8..16))
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+                .fold(0u64, u64::wrapping_add);
+            let Some(last) = self.suppressed.get_mut(i) else {
+                continue;
+            };
+            if total > *last {
+                if self.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"type": "suppressed", "rule": rule.name, "count": total, "limit": self.limit})
+                    );
+                } else {
+                    say!(
+                        "{}: {total} alert{} suppressed (more than {} a second per CPU)",
+                        rule.name,
+                        if total == 1 { "" } else { "s" },
+                        self.limit
+                    );
+                }
+                *last = total;
+            }
+        }
     }
 
     /// Says how many alerts the full ring buffer dropped, when that grew (never silently).

@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// running file with `pol mode enforce FILE`.
     #[arg(long)]
     pub(crate) audit: bool,
+    /// Security rules: at most this many alerts per rule, per CPU, per second; the rest
+    /// are counted and reported as suppressed (kills and denials still happen). 0: no limit.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub(crate) alert_rate: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

@@ -17,8 +17,9 @@ use pol_compiler::driver;
 
 /// Starts `pol run ARGS` and waits until it says its rules are attached.
 fn start(args: &[&str]) -> Child {
+    // Bounded, so a run whose test failed before stopping it does not stay attached.
     let mut child = Command::new(env!("CARGO_BIN_EXE_pol"))
-        .arg("run")
+        .args(["run", "--duration", "300"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -580,17 +581,21 @@ fn connect_and_bind_rules_deny_in_their_cgroup_only_and_switch_to_audit_while_ru
             .output()
             .expect("run pol")
     };
-    assert_eq!(said(&pol_cmd(&["mode", file])), "enforce");
-    let sw = pol_cmd(&["mode", file, "audit"]);
+    // `--pid`: other suites may run a `net.pol` of their own at the same time.
+    let pid = pol.id().to_string();
+    assert_eq!(said(&pol_cmd(&["mode", file, "--pid", &pid])), "enforce");
+    let sw = pol_cmd(&["mode", file, "audit", "--pid", &pid]);
     assert!(sw.status.success(), "{sw:?}");
-    assert_eq!(said(&pol_cmd(&["mode", file])), "audit");
+    assert_eq!(said(&pol_cmd(&["mode", file, "--pid", &pid])), "audit");
     let audited = cg.sh(&socket_script("connect", false, "127.0.0.1", p4));
     assert_eq!(
         said(&audited),
         "ok",
         "audit mode lets it through: {audited:?}"
     );
-    assert!(pol_cmd(&["mode", file, "enforce"]).status.success());
+    assert!(pol_cmd(&["mode", file, "enforce", "--pid", &pid])
+        .status
+        .success());
     let again = cg.sh(&socket_script("connect", false, "127.0.0.1", p4));
     assert_eq!(said(&again), "EPERM", "enforced again: {again:?}");
 
@@ -893,4 +898,68 @@ fn the_starter_rules_deny_a_mining_pool_port_and_see_an_exec_from_tmp() {
             .any(|a| a["rule"] == "exec_from_temp" && a["event"]["comm"] == name.as_str()),
         "{out}"
     );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn repeated_alerts_are_rate_limited_and_the_suppressed_are_counted() {
+    require_kernel();
+    let dir = TempDir::new("pol_rules_rate");
+    let name = format!("prr{}", std::process::id() % 100_000);
+    let prog = program(dir.path(), &name);
+    let rules = dir.path().join("rate.pol");
+    std::fs::write(
+        &rules,
+        format!("rule noisy on exec {{\n    when comm == \"{name}\"\n    action alert(info, \"{{comm}}\")\n}}\n"),
+    )
+    .expect("write rules");
+    let pol = start(&[
+        "--json",
+        "--alert-rate",
+        "2",
+        rules.to_str().expect("utf-8"),
+    ]);
+    let runs = 12;
+    for _ in 0..runs {
+        assert!(Command::new(&prog).status().expect("run").success());
+    }
+    let out = stop(pol);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let sent = lines.iter().filter(|v| v["type"] == "alert").count() as u64;
+    let suppressed = lines
+        .iter()
+        .filter(|v| v["type"] == "suppressed" && v["rule"] == "noisy")
+        .filter_map(|v| v["count"].as_u64())
+        .max()
+        .unwrap_or(0);
+    // 2 a rule per CPU per window; the runs may straddle one window boundary.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    assert!(sent >= 2 && sent <= 2 * 2 * cpus, "{sent} sent:\n{out}");
+    assert_eq!(
+        sent + suppressed,
+        runs,
+        "every match is sent or counted:\n{out}"
+    );
+}
+
+#[test]
+fn too_many_rules_on_one_kind_are_l0601_at_the_first_of_them() {
+    use pol_compiler::rule::{self, ktypes::TableTypes};
+    let src: String = (0..1000)
+        .map(|i| format!("rule r{i} on exec {{\n    when comm == \"n{i}\"\n    action alert(info, \"x\")\n}}\n"))
+        .collect();
+    let (_, hir, diags) = driver::front(&src);
+    assert!(diags.is_empty(), "{diags:#?}");
+    let hir = hir.expect("checks");
+    let err = rule::compile(&hir.security, &src, &TableTypes::fixture()).expect_err("too long");
+    assert_eq!(err.len(), 1, "{err:#?}");
+    assert_eq!(err[0].code, "L0601", "{err:#?}");
+    assert!(err[0].message.starts_with("1000 `exec` rules"), "{err:#?}");
+    assert_eq!(&src[err[0].primary_span()], "rule r0 on exec");
 }

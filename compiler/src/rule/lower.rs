@@ -30,6 +30,16 @@ pub const MODE_MAP: &str = "pol_rule_mode";
 pub const MODE_ENFORCE: u64 = 0;
 pub const MODE_AUDIT: u64 = 1;
 
+/// Alert rate limiting: a per-CPU array with one 16-byte slot per rule (the window and
+/// the alerts sent in it, packed as `window << 32 | sent`; then the alerts suppressed),
+/// and an array holding the limit (alerts per rule, per CPU, per window of 2^30 ns, about
+/// a second; 0: no limit) that `pol run --alert-rate` writes. Kills and denials are never
+/// limited, only their alerts.
+pub const RATE_MAP: &str = "pol_rule_rate";
+pub const LIMIT_MAP: &str = "pol_rule_limit";
+/// The window: `ktime_get_ns() >> WINDOW_SHIFT`.
+pub const WINDOW_SHIFT: i64 = 30;
+
 /// Kernel structure members every record reads (the process's parent).
 const COMMON_MEMBERS: &[(&str, &str)] = &[
     ("task_struct", "real_parent"),
@@ -203,11 +213,29 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
             flags: 0,
         })
     });
+    let rate = m.add_map(MapDef {
+        name: RATE_MAP.into(),
+        kind: MapKind::PercpuArray,
+        key_size: 4,
+        value_size: 16,
+        max_entries: set.rules.len().max(1) as u32,
+        flags: 0,
+    });
+    let limit = m.add_map(MapDef {
+        name: LIMIT_MAP.into(),
+        kind: MapKind::Array,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+        flags: 0,
+    });
     let maps = Maps {
         ring,
         lost,
         scratch,
         mode,
+        rate,
+        limit,
     };
     for (index, kind) in kinds.iter().enumerate() {
         let members = members(*kind, kt)?;
@@ -248,6 +276,8 @@ struct Maps {
     lost: MapId,
     scratch: MapId,
     mode: Option<MapId>,
+    rate: MapId,
+    limit: MapId,
 }
 
 struct Lower {
@@ -373,6 +403,7 @@ impl Lower {
                 l.store(hit, OFF_FLAGS, Operand::Imm(0));
                 hit
             };
+            let send = l.rate_limit(send, i, maps, next);
             let done = l.output(send, maps.ring, maps.lost, kind.record_size());
             l.jump(done, next);
             cur = next;
@@ -388,6 +419,151 @@ impl Lower {
             None => l.jump(cur, exit),
         }
         l.f
+    }
+
+    /// Counts an alert of rule `index` against the limit: continues at the returned block
+    /// to send it, or counts it suppressed and goes to `skip`.
+    fn rate_limit(&mut self, b: Block, index: usize, maps: &Maps, skip: Block) -> Block {
+        let slot = match self.lost_key {
+            Some(s) => s,
+            None => {
+                let s = self.f.add_slot(4, 4);
+                self.lost_key = Some(s);
+                s
+            }
+        };
+        let kp = self
+            .f
+            .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+        self.f.push_void(
+            b,
+            Op::Store {
+                ty: IntTy::U32,
+                ptr: kp,
+                off: 0,
+                val: Operand::Imm(0),
+            },
+        );
+        let lref = self.f.push(
+            b,
+            Op::MapRef(maps.limit),
+            Type::Ptr(PtrKind::Map(maps.limit)),
+        );
+        let lp = self.call(
+            b,
+            "map_lookup_elem",
+            vec![lref, kp],
+            Type::Ptr(PtrKind::MapValueOrNull(maps.limit)),
+        );
+        let send = self.f.add_block();
+        let got = self.f.add_block();
+        self.br(b, MCond::Eq, lp, Operand::Imm(0), send, got);
+        let limit = self.f.push(got, Op::Load { ptr: lp, off: 0 }, Type::U64);
+        let limited = self.f.add_block();
+        self.br(got, MCond::Eq, limit, Operand::Imm(0), send, limited);
+        // The rule's slot: key = index (the key slot is reused).
+        let b = limited;
+        self.f.push_void(
+            b,
+            Op::Store {
+                ty: IntTy::U32,
+                ptr: kp,
+                off: 0,
+                val: Operand::Imm(index as i64),
+            },
+        );
+        let rref = self
+            .f
+            .push(b, Op::MapRef(maps.rate), Type::Ptr(PtrKind::Map(maps.rate)));
+        let rp = self.call(
+            b,
+            "map_lookup_elem",
+            vec![rref, kp],
+            Type::Ptr(PtrKind::MapValueOrNull(maps.rate)),
+        );
+        let have = self.f.add_block();
+        self.br(b, MCond::Eq, rp, Operand::Imm(0), send, have);
+        let b = have;
+        let now = self.call(b, "ktime_get_ns", vec![], Type::U64);
+        let window = self.f.push(
+            b,
+            Op::Binary(BinOp::Lshr, now, Operand::Imm(WINDOW_SHIFT)),
+            Type::U64,
+        );
+        let packed = self.f.push(b, Op::Load { ptr: rp, off: 0 }, Type::U64);
+        let was = self.f.push(
+            b,
+            Op::Binary(BinOp::Lshr, packed, Operand::Imm(32)),
+            Type::U64,
+        );
+        // A new window starts with nothing sent.
+        let fresh = self.f.add_block();
+        let join = self.f.add_block();
+        let cur = self.f.add_block_param(join, Type::U64);
+        self.f.set_term(
+            b,
+            Term::Br {
+                cond: MCond::Eq,
+                a: was,
+                b: window.into(),
+                then: BlockCall::new(join, vec![packed]),
+                els: to(fresh),
+            },
+        );
+        let reset = self.f.push(
+            fresh,
+            Op::Binary(BinOp::Shl, window, Operand::Imm(32)),
+            Type::U64,
+        );
+        self.f
+            .set_term(fresh, Term::Jump(BlockCall::new(join, vec![reset])));
+        let b = join;
+        let low = self.u64c(b, 0xffff_ffff);
+        let sent = self
+            .f
+            .push(b, Op::Binary(BinOp::And, cur, low.into()), Type::U64);
+        let under = self.f.add_block();
+        let over = self.f.add_block();
+        self.br(b, MCond::Ult, sent, limit.into(), under, over);
+        let next = self.f.push(
+            under,
+            Op::Binary(BinOp::Add, cur, Operand::Imm(1)),
+            Type::U64,
+        );
+        self.f.push_void(
+            under,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: rp,
+                off: 0,
+                val: next.into(),
+            },
+        );
+        self.jump(under, send);
+        self.f.push_void(
+            over,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: rp,
+                off: 0,
+                val: cur.into(),
+            },
+        );
+        let n = self.f.push(over, Op::Load { ptr: rp, off: 8 }, Type::U64);
+        let n = self
+            .f
+            .push(over, Op::Binary(BinOp::Add, n, Operand::Imm(1)), Type::U64);
+        self.f.push_void(
+            over,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: rp,
+                off: 8,
+                val: n.into(),
+            },
+        );
+        self.jump(over, skip);
+        send
     }
 
     /// Reads the mode map into the audit slot (enforce when it cannot be read); the key

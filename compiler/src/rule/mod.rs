@@ -44,6 +44,10 @@ pub struct RulesLayout {
     /// The audit/enforce switch ([`lower::MODE_MAP`]), when some rule kills or denies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// Alerts sent and suppressed per rule ([`lower::RATE_MAP`]: per CPU, 16 bytes a
+    /// rule, the suppressed count at byte 8) and the limit ([`lower::LIMIT_MAP`]).
+    pub rate: String,
+    pub limit: String,
 }
 
 /// A program of a cgroup hook.
@@ -122,6 +126,24 @@ pub fn compile(
                 format!("these rules need {bytes} bytes of stack, more than the kernel's 512"),
                 span,
             ),
+            // One program holds every rule of a kind: too many rules make it longer than
+            // eBPF's 16-bit jumps reach.
+            CodegenError::JumpOutOfRange { func, .. } => {
+                let kind = hir::Kind::ALL
+                    .into_iter()
+                    .find(|k| lower::Entry::of(*k).iter().any(|e| e.symbol() == func));
+                let rules = kind.map_or(0, |k| set.rules.iter().filter(|r| r.kind == k).count());
+                Diagnostic::error(
+                    "L0601",
+                    format!(
+                        "{rules} `{}` rules make one program longer than eBPF's jumps reach",
+                        kind.map_or("?", |k| k.name())
+                    ),
+                    kind.map_or(span.clone(), at),
+                )
+                .with_label("the first of them")
+                .with_help("put the values of rules that differ only in a value into one rule with `in` and a `list`, or split the rules into several files")
+            }
             other => Diagnostic::error(
                 "I0004",
                 format!("internal error compiling rules: {other}"),
@@ -318,5 +340,7 @@ pub fn rules_layout(set: &RuleSet, source: &str) -> RulesLayout {
             .iter()
             .any(|r| r.kill || r.deny)
             .then(|| lower::MODE_MAP.into()),
+        rate: lower::RATE_MAP.into(),
+        limit: lower::LIMIT_MAP.into(),
     }
 }

@@ -23,6 +23,12 @@ pub struct RulesLayout {
     /// The audit/enforce switch map, when some rule kills or denies.
     #[serde(default)]
     pub mode: Option<String>,
+    /// Per-rule alert rate state (per CPU, 16 bytes a rule: suppressed count at byte 8)
+    /// and the limit map (one u64: alerts per rule per CPU per second; 0 none).
+    #[serde(default)]
+    pub rate: Option<String>,
+    #[serde(default)]
+    pub limit: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
