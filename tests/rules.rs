@@ -371,6 +371,17 @@ fn bad_rules_are_errors_at_their_span() {
         "E0302",
         "path",
     );
+    let d = assert_error(
+        "rule r on setuid { when new_uid == 0 action deny }",
+        "E0532",
+        "deny",
+    );
+    assert!(d.message.contains("setuid"), "{d:#?}");
+    assert_error(
+        "rule r on ptrace { when new_uid == 0 action kill }",
+        "E0302",
+        "new_uid",
+    );
 }
 
 #[test]
@@ -962,4 +973,68 @@ fn too_many_rules_on_one_kind_are_l0601_at_the_first_of_them() {
     assert_eq!(err[0].code, "L0601", "{err:#?}");
     assert!(err[0].message.starts_with("1000 `exec` rules"), "{err:#?}");
     assert_eq!(&src[err[0].primary_span()], "rule r0 on exec");
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn setuid_is_killed_and_ptrace_is_seen() {
+    require_kernel();
+    common::require_tool("python3");
+    let dir = TempDir::new("pol_rules_setuid");
+    // Symlinks to python3: the command name is the link's name.
+    let link = |name: &str| {
+        let p = dir.path().join(name);
+        // The interpreter itself (`python3` on PATH may be a pyenv shim script).
+        let exe = Command::new("python3")
+            .args([
+                "-c",
+                "import os, sys; print(os.path.realpath(sys.executable))",
+            ])
+            .output()
+            .expect("python3");
+        let py = PathBuf::from(String::from_utf8_lossy(&exe.stdout).trim());
+        std::os::unix::fs::symlink(py, &p).expect("symlink");
+        p
+    };
+    let base = format!("psu{}", std::process::id() % 100_000);
+    let su = link(&format!("{base}s"));
+    let tr = link(&format!("{base}t"));
+    let rules = dir.path().join("ids.pol");
+    std::fs::write(
+        &rules,
+        format!(
+            "rule to_nobody on setuid {{\n    when comm == \"{base}s\" and new_uid == 65534\n    action kill, alert(critical, \"{{comm}} setuid {{new_uid}}\")\n}}\n\nrule traced on ptrace {{\n    when comm == \"{base}t\"\n    action alert(info, \"{{comm}} ptrace {{request}} {{target}}\")\n}}\n"
+        ),
+    )
+    .expect("write rules");
+    let pol = start(&["--json", rules.to_str().expect("utf-8")]);
+    let py = |p: &Path, code: &str| {
+        Command::new(p)
+            .args(["-c", code])
+            .output()
+            .expect("run python3")
+    };
+    let killed = py(&su, "import os; os.setuid(65534); print('after')");
+    let kept = py(&su, "import os; os.setuid(0); print('after')");
+    let traced = py(
+        &tr,
+        "import ctypes; ctypes.CDLL(None).ptrace(0, 0, 0, 0); print('ok')",
+    );
+    let out = stop(pol);
+    assert_eq!(killed.status.signal(), Some(libc::SIGKILL), "{killed:?}");
+    assert!(!String::from_utf8_lossy(&killed.stdout).contains("after"));
+    assert_eq!(said(&kept), "after", "setuid(0) matches no rule: {kept:?}");
+    assert_eq!(said(&traced), "ok", "{traced:?}");
+    let got = alerts(&out);
+    let s: Vec<&serde_json::Value> = got.iter().filter(|a| a["rule"] == "to_nobody").collect();
+    assert_eq!(s.len(), 1, "{out}");
+    assert_eq!(s[0]["action"], "kill");
+    assert_eq!(s[0]["event"]["new_uid"], 65534);
+    let t: Vec<&serde_json::Value> = got.iter().filter(|a| a["rule"] == "traced").collect();
+    assert_eq!(t.len(), 1, "{out}");
+    assert_eq!(t[0]["event"]["request"], 0);
+    assert_eq!(t[0]["message"], format!("{base}t ptrace 0 0"));
 }

@@ -222,8 +222,9 @@ fn action(kind: Kind, e: &Expr, source: &str, diags: &mut Vec<Diagnostic>) -> Op
                 )
                 .with_label(format!("{} can observe, not refuse", super::lower::hook_names(kind)))
                 .with_help(match kind {
+                    Kind::Exec => "this kernel has no LSM programs; `kill` stops the process before the new program runs",
                     Kind::Open => "this kernel has no LSM programs; `kill` stops the process before the open returns (the open itself completes)",
-                    _ => "this kernel has no LSM programs; `kill` stops the process before the new program runs",
+                    _ => "this kernel has no LSM programs; `kill` stops the process before the call returns (the call itself completes)",
                 }),
             );
             None

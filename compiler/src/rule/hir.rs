@@ -67,10 +67,25 @@ pub enum Kind {
     Connect,
     /// An IPv4 or IPv6 socket binding a local address: `cgroup/bind4`, `cgroup/bind6`.
     Bind,
+    /// A process changing its user ids (`setuid`, `setreuid`, `setresuid`), seen at the
+    /// system call's entry.
+    Setuid,
+    /// A process changing its group ids (`setgid`, `setregid`, `setresgid`).
+    Setgid,
+    /// A `ptrace` call, at its entry.
+    Ptrace,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Exec, Kind::Open, Kind::Connect, Kind::Bind];
+    pub const ALL: [Kind; 7] = [
+        Kind::Exec,
+        Kind::Open,
+        Kind::Connect,
+        Kind::Bind,
+        Kind::Setuid,
+        Kind::Setgid,
+        Kind::Ptrace,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -78,6 +93,9 @@ impl Kind {
             Kind::Open => "open",
             Kind::Connect => "connect",
             Kind::Bind => "bind",
+            Kind::Setuid => "setuid",
+            Kind::Setgid => "setgid",
+            Kind::Ptrace => "ptrace",
         }
     }
 
@@ -98,6 +116,9 @@ impl Kind {
             Kind::Open => OPEN_FIELDS,
             Kind::Connect => CONNECT_FIELDS,
             Kind::Bind => BIND_FIELDS,
+            Kind::Setuid => SETUID_FIELDS,
+            Kind::Setgid => SETGID_FIELDS,
+            Kind::Ptrace => PTRACE_FIELDS,
         }
     }
 
@@ -109,7 +130,7 @@ impl Kind {
     pub fn tail(self) -> u32 {
         match self {
             Kind::Exec | Kind::Open => TAIL,
-            Kind::Connect | Kind::Bind => SOCK_TAIL,
+            Kind::Connect | Kind::Bind | Kind::Setuid | Kind::Setgid | Kind::Ptrace => SOCK_TAIL,
         }
     }
 
@@ -117,7 +138,9 @@ impl Kind {
     pub fn record_size(self) -> u32 {
         match self {
             Kind::Exec | Kind::Open => RECORD_SIZE,
-            Kind::Connect | Kind::Bind => SOCK_RECORD_SIZE,
+            Kind::Connect | Kind::Bind | Kind::Setuid | Kind::Setgid | Kind::Ptrace => {
+                SOCK_RECORD_SIZE
+            }
         }
     }
 }
@@ -212,6 +235,13 @@ macro_rules! common_fields {
     };
 }
 
+/// A kind's fields: the 7 common ones, then its own.
+macro_rules! with_common {
+    ($c:ident; $($extra:expr),* $(,)?) => {
+        &[$c[0], $c[1], $c[2], $c[3], $c[4], $c[5], $c[6], $($extra),*]
+    };
+}
+
 const EXEC_COMMON: [Field; 7] =
     common_fields!("the new command name (the file name, 15 bytes at most)");
 const OPEN_COMMON: [Field; 7] = common_fields!("the command name (15 bytes at most)");
@@ -242,14 +272,8 @@ pub const SOCK_TAIL: u32 = 136;
 const TAIL_FIELDS: [Field; 2] = tail_fields!(TAIL);
 const SOCK_TAIL_FIELDS: [Field; 2] = tail_fields!(SOCK_TAIL);
 
-pub const EXEC_FIELDS: &[Field] = &[
-    EXEC_COMMON[0],
-    EXEC_COMMON[1],
-    EXEC_COMMON[2],
-    EXEC_COMMON[3],
-    EXEC_COMMON[4],
-    EXEC_COMMON[5],
-    EXEC_COMMON[6],
+pub const EXEC_FIELDS: &[Field] = with_common![
+    EXEC_COMMON;
     Field {
         name: "path",
         ty: FieldTy::Str(PATH_MAX),
@@ -275,14 +299,8 @@ pub const OFF_WRITE: u32 = 376;
 /// The flags that make an open a write: O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND.
 pub const WRITE_FLAGS: u64 = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000;
 
-pub const OPEN_FIELDS: &[Field] = &[
-    OPEN_COMMON[0],
-    OPEN_COMMON[1],
-    OPEN_COMMON[2],
-    OPEN_COMMON[3],
-    OPEN_COMMON[4],
-    OPEN_COMMON[5],
-    OPEN_COMMON[6],
+pub const OPEN_FIELDS: &[Field] = with_common![
+    OPEN_COMMON;
     Field {
         name: "path",
         ty: FieldTy::Str(PATH_MAX),
@@ -319,14 +337,8 @@ pub const AF_INET6: u64 = 10;
 
 macro_rules! sock_fields {
     ($what:literal) => {
-        &[
-            OPEN_COMMON[0],
-            OPEN_COMMON[1],
-            OPEN_COMMON[2],
-            OPEN_COMMON[3],
-            OPEN_COMMON[4],
-            OPEN_COMMON[5],
-            OPEN_COMMON[6],
+        with_common![
+            OPEN_COMMON;
             int("family", OFF_FAMILY, "2 (AF_INET) or 10 (AF_INET6)"),
             Field {
                 name: "address",
@@ -346,6 +358,41 @@ macro_rules! sock_fields {
 pub const CONNECT_FIELDS: &[Field] =
     sock_fields!("the address connected to (IPv4-mapped IPv6 addresses as IPv4)");
 pub const BIND_FIELDS: &[Field] = sock_fields!("the local address bound (0.0.0.0 or :: for any)");
+
+/// `setuid`, `setgid` and `ptrace`: the system call's arguments, at 64 and 72 (their
+/// records are as long as connect's).
+pub const OFF_ARG0: u32 = 64;
+pub const OFF_ARG1: u32 = 72;
+
+pub const SETUID_FIELDS: &[Field] = with_common![
+    OPEN_COMMON;
+    int(
+        "new_uid",
+        OFF_ARG0,
+        "the effective uid asked for (setuid's uid, setreuid's and setresuid's euid; 4294967295: unchanged)"
+    ),
+    SOCK_TAIL_FIELDS[0],
+    SOCK_TAIL_FIELDS[1],
+];
+
+pub const SETGID_FIELDS: &[Field] = with_common![
+    OPEN_COMMON;
+    int(
+        "new_gid",
+        OFF_ARG0,
+        "the effective gid asked for (setgid's gid, setregid's and setresgid's egid; 4294967295: unchanged)"
+    ),
+    SOCK_TAIL_FIELDS[0],
+    SOCK_TAIL_FIELDS[1],
+];
+
+pub const PTRACE_FIELDS: &[Field] = with_common![
+    OPEN_COMMON;
+    int("request", OFF_ARG0, "the request (0 PTRACE_TRACEME, 16 PTRACE_ATTACH, 0x4206 PTRACE_SEIZE)"),
+    int("target", OFF_ARG1, "the pid the request is about"),
+    SOCK_TAIL_FIELDS[0],
+    SOCK_TAIL_FIELDS[1],
+];
 
 /// Bytes of exec and open records: 368 + 256 for exec's argv (room behind `path` for a
 /// suffix compare's masked offset: 112 + 255 + the longest literal, 255, stays inside

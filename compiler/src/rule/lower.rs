@@ -84,6 +84,16 @@ pub enum Entry {
     Connect6,
     Bind4,
     Bind6,
+    /// `sys_enter_setuid` (uid), `setreuid` (ruid, euid), `setresuid` (ruid, euid, suid),
+    /// and the same for gids.
+    Setuid,
+    Setreuid,
+    Setresuid,
+    Setgid,
+    Setregid,
+    Setresgid,
+    /// `sys_enter_ptrace` (request, pid, addr, data).
+    Ptrace,
 }
 
 impl Entry {
@@ -94,6 +104,9 @@ impl Entry {
             Kind::Open => &[Entry::Openat, Entry::Open, Entry::Creat, Entry::Openat2],
             Kind::Connect => &[Entry::Connect4, Entry::Connect6],
             Kind::Bind => &[Entry::Bind4, Entry::Bind6],
+            Kind::Setuid => &[Entry::Setuid, Entry::Setreuid, Entry::Setresuid],
+            Kind::Setgid => &[Entry::Setgid, Entry::Setregid, Entry::Setresgid],
+            Kind::Ptrace => &[Entry::Ptrace],
         }
     }
 
@@ -113,12 +126,13 @@ impl Entry {
         if let Some(c) = self.cgroup() {
             return format!("rule_{c}");
         }
+        let sys = self.tracepoint().trim_start_matches("sys_enter_");
         match self {
             Entry::Exec => "rule_exec".into(),
-            other => format!(
-                "rule_open_{}",
-                other.tracepoint().trim_start_matches("sys_enter_")
-            ),
+            Entry::Openat | Entry::Open | Entry::Creat | Entry::Openat2 => {
+                format!("rule_open_{sys}")
+            }
+            _ => format!("rule_{sys}"),
         }
     }
 
@@ -130,6 +144,13 @@ impl Entry {
             Entry::Open => "sys_enter_open",
             Entry::Creat => "sys_enter_creat",
             Entry::Openat2 => "sys_enter_openat2",
+            Entry::Setuid => "sys_enter_setuid",
+            Entry::Setreuid => "sys_enter_setreuid",
+            Entry::Setresuid => "sys_enter_setresuid",
+            Entry::Setgid => "sys_enter_setgid",
+            Entry::Setregid => "sys_enter_setregid",
+            Entry::Setresgid => "sys_enter_setresgid",
+            Entry::Ptrace => "sys_enter_ptrace",
             Entry::Connect4 | Entry::Connect6 | Entry::Bind4 | Entry::Bind6 => "",
         }
     }
@@ -253,7 +274,7 @@ type Members = std::collections::HashMap<String, Member>;
 fn members(kind: Kind, kt: &dyn KernelTypes) -> Result<Members, MissingMember> {
     let extra: &[(&str, &str)] = match kind {
         Kind::Exec => EXEC_MEMBERS,
-        Kind::Open | Kind::Connect | Kind::Bind => &[],
+        _ => &[],
     };
     COMMON_MEMBERS
         .iter()
@@ -386,6 +407,12 @@ impl Lower {
         cur = match entry {
             Entry::Exec => l.fill_exec(cur, ctx, off),
             Entry::Connect4 | Entry::Bind4 => l.fill_sock(cur, ctx, false),
+            // The effective id: setuid's only argument, setre*id's and setres*id's second.
+            Entry::Setuid | Entry::Setgid => l.fill_args(cur, ctx, &[(0, true)]),
+            Entry::Setreuid | Entry::Setresuid | Entry::Setregid | Entry::Setresgid => {
+                l.fill_args(cur, ctx, &[(1, true)])
+            }
+            Entry::Ptrace => l.fill_args(cur, ctx, &[(0, false), (1, false)]),
             Entry::Connect6 | Entry::Bind6 => l.fill_sock(cur, ctx, true),
             open => l.fill_open(cur, ctx, open),
         };
@@ -424,14 +451,7 @@ impl Lower {
     /// Counts an alert of rule `index` against the limit: continues at the returned block
     /// to send it, or counts it suppressed and goes to `skip`.
     fn rate_limit(&mut self, b: Block, index: usize, maps: &Maps, skip: Block) -> Block {
-        let slot = match self.lost_key {
-            Some(s) => s,
-            None => {
-                let s = self.f.add_slot(4, 4);
-                self.lost_key = Some(s);
-                s
-            }
-        };
+        let slot = self.key_slot();
         let kp = self
             .f
             .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
@@ -590,6 +610,40 @@ impl Lower {
         join
     }
 
+    /// The u32 stack slot every map key of the hit paths uses (one, whatever the number
+    /// of rules).
+    fn key_slot(&mut self) -> crate::mir::Slot {
+        match self.lost_key {
+            Some(s) => s,
+            None => {
+                let s = self.f.add_slot(4, 4);
+                self.lost_key = Some(s);
+                s
+            }
+        }
+    }
+
+    /// A new stack slot of `words` u64s, zeroed (helpers may leave it unwritten); its
+    /// address.
+    fn zeroed_slot(&mut self, b: Block, words: i16) -> Value {
+        let slot = self.f.add_slot(8 * words as u32, 8);
+        let p = self
+            .f
+            .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+        for i in 0..words {
+            self.f.push_void(
+                b,
+                Op::Store {
+                    ty: IntTy::U64,
+                    ptr: p,
+                    off: 8 * i,
+                    val: Operand::Imm(0),
+                },
+            );
+        }
+        p
+    }
+
     fn slot_store(&mut self, b: Block, slot: crate::mir::Slot, val: Operand) {
         let p = self
             .f
@@ -640,6 +694,30 @@ impl Lower {
         self.store(enforce, OFF_FLAGS, Operand::Imm(flags as i64));
         self.jump(enforce, join);
         join
+    }
+
+    /// Copies system call arguments (`(index, is an id)`, at `16 + 8 * index` of the
+    /// tracepoint record) into the record's argument words, ids cut to their 32 bits.
+    fn fill_args(&mut self, b: Block, ctx: Value, args: &[(i16, bool)]) -> Block {
+        for (slot, &(i, id)) in args.iter().enumerate() {
+            let mut v = self.f.push(
+                b,
+                Op::Load {
+                    ptr: ctx,
+                    off: 16 + 8 * i,
+                },
+                Type::U64,
+            );
+            if id {
+                let k = self.u64c(b, 0xffff_ffff);
+                v = self
+                    .f
+                    .push(b, Op::Binary(BinOp::And, v, k.into()), Type::U64);
+            }
+            let at = super::hir::OFF_ARG0 + 8 * slot as u32;
+            self.store(b, at, v.into());
+        }
+        b
     }
 
     /// Fills a connect or bind record from `struct bpf_sock_addr`: user_family (0),
@@ -775,19 +853,7 @@ impl Lower {
 
     /// `*(u64 *)addr` of kernel memory, through a stack word (0 when unreadable).
     fn read_kernel_u64(&mut self, b: Block, addr: Value) -> Value {
-        let slot = self.f.add_slot(8, 8);
-        let p = self
-            .f
-            .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
-        self.f.push_void(
-            b,
-            Op::Store {
-                ty: IntTy::U64,
-                ptr: p,
-                off: 0,
-                val: Operand::Imm(0),
-            },
-        );
+        let p = self.zeroed_slot(b, 1);
         let n = self.u64c(b, 8);
         self.call(b, "probe_read_kernel", vec![p, n, addr], Type::I64);
         self.f.push(b, Op::Load { ptr: p, off: 0 }, Type::U64)
@@ -925,21 +991,7 @@ impl Lower {
                 },
                 Type::U64,
             );
-            let slot = self.f.add_slot(16, 8);
-            let p = self
-                .f
-                .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
-            for off in [0, 8] {
-                self.f.push_void(
-                    b,
-                    Op::Store {
-                        ty: IntTy::U64,
-                        ptr: p,
-                        off,
-                        val: Operand::Imm(0),
-                    },
-                );
-            }
+            let p = self.zeroed_slot(b, 2);
             let n = self.u64c(b, 16);
             self.call(b, "probe_read_user", vec![p, n, how], Type::I64);
             let f = self.f.push(b, Op::Load { ptr: p, off: 0 }, Type::U64);
@@ -1049,14 +1101,7 @@ impl Lower {
         let full = self.f.add_block();
         let join = self.f.add_block();
         self.br(b, MCond::Eq, ret, Operand::Imm(0), join, full);
-        let kslot = match self.lost_key {
-            Some(s) => s,
-            None => {
-                let s = self.f.add_slot(4, 4);
-                self.lost_key = Some(s);
-                s
-            }
-        };
+        let kslot = self.key_slot();
         let kp = self
             .f
             .push(full, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));

@@ -41,6 +41,8 @@ const ITEM_START: &[&str] = &[
     "\"import\"",
     "\"const\"",
     "\"set\"",
+    "\"list\"",
+    "\"macro\"",
     "\"filter\"",
     "\"probe\"",
     "\"rule\"",
@@ -67,6 +69,7 @@ const ORDER: &[&str] = &[
     "\"malformed\"",
     "\"where\"",
     "\"when\"",
+    "\"unless\"",
     "\"emit\"",
     "\"action\"",
     "\"packet\"",
@@ -177,8 +180,8 @@ fn help_for(tok: &Tok, expected: &[String], before: &str) -> Option<&'static str
     }
     if ITEM_START.iter().all(|t| expects(t)) && expected.len() == ITEM_START.len() {
         return Some(
-            "a file is made of `import`, `const`, `set`, `filter`, `probe`, `rule` \
-             and `test` items",
+            "a file is made of `import`, `const`, `set`, `list`, `macro`, `filter`, \
+             `probe`, `rule` and `test` items",
         );
     }
     if expects("\"=\"") && matches!(tok, Tok::EqEq) {
