@@ -1651,6 +1651,7 @@ fn stmt_span(s: &ast::Stmt) -> Span {
     match s {
         ast::Stmt::Where(_, span)
         | ast::Stmt::When(_, span)
+        | ast::Stmt::Unless(_, span)
         | ast::Stmt::Emit(_, span)
         | ast::Stmt::Action(_, span)
         | ast::Stmt::Error(span)
