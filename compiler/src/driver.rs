@@ -308,22 +308,90 @@ fn mir_programs(
         .iter()
         .map(|f| hir::needs::needs(hir, f))
         .collect();
-    let at = Instant::now();
-    let mut fm = match ir::to_mir::lower(&filters, funcs, maps, &needs) {
-        Ok(m) => m,
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                "I0004",
-                format!("internal error: lowering onto MIR: {e}"),
-                span(),
-            ));
-            return (Vec::new(), None);
+    // Small filters may keep fields in registers (`to_mir::REGISTER_RULES`): each is
+    // compiled both ways and keeps the shorter code (constant fields passed on every edge
+    // into the rules can cost more than the loads they save; a frame may overflow).
+    let small = hir
+        .filters
+        .iter()
+        .any(|f| f.rules.len() <= ir::to_mir::REGISTER_RULES);
+    let mut variants = Vec::new();
+    for registers in [false, true] {
+        if registers && !small {
+            break;
         }
+        let at = Instant::now();
+        let mut fm = match ir::to_mir::lower(&filters, funcs, maps, &needs, registers) {
+            Ok(m) => m,
+            Err(e) => {
+                diags.push(Diagnostic::error(
+                    "I0004",
+                    format!("internal error: lowering onto MIR: {e}"),
+                    span(),
+                ));
+                return (Vec::new(), None);
+            }
+        };
+        timings.push((
+            if registers {
+                "MIR lowering (registers)"
+            } else {
+                "MIR lowering"
+            },
+            at.elapsed(),
+        ));
+        let at = Instant::now();
+        let moved = crate::mir::opt::optimize(&mut fm.module);
+        timings.push((
+            if registers {
+                "MIR passes (registers)"
+            } else {
+                "MIR passes"
+            },
+            at.elapsed(),
+        ));
+        let at = Instant::now();
+        let compiled = crate::codegen::compile(&fm.module);
+        timings.push((
+            if registers {
+                "codegen (registers)"
+            } else {
+                "codegen"
+            },
+            at.elapsed(),
+        ));
+        variants.push((fm, moved, compiled));
+    }
+    let mut variants = variants.into_iter();
+    let Some((mut fm, mut moved, mut compiled)) = variants.next() else {
+        return (Vec::new(), None);
     };
-    timings.push(("MIR lowering", at.elapsed()));
-    let at = Instant::now();
-    let moved = crate::mir::opt::optimize(&mut fm.module);
-    timings.push(("MIR passes", at.elapsed()));
+    if let (Ok(c), Some((rfm, rmoved, Ok(rc)))) = (&mut compiled, variants.next()) {
+        // Per filter (the first functions; classifiers after them are alike).
+        let mine = fm
+            .module
+            .funcs
+            .iter_mut()
+            .zip(fm.tags.iter_mut())
+            .zip(moved.iter_mut())
+            .zip(c.funcs.iter_mut())
+            .zip(c.chain_stack.iter_mut());
+        let theirs = rfm
+            .module
+            .funcs
+            .into_iter()
+            .zip(rfm.tags)
+            .zip(rmoved)
+            .zip(rc.funcs)
+            .zip(rc.chain_stack);
+        for (((((f, t), m), cf), cs), ((((rf, rt), rm), rcf), rcs)) in
+            mine.zip(theirs).take(hir.filters.len())
+        {
+            if rcf.code.insns.len() < cf.code.insns.len() {
+                (*f, *t, *m, *cf, *cs) = (rf, rt, rm, rcf, rcs);
+            }
+        }
+    }
     for (tags, map) in fm.tags.iter_mut().zip(moved) {
         let mut new = vec![SRC_PARSER; map.iter().flatten().count()];
         for (old, b) in map.iter().enumerate() {
@@ -335,9 +403,6 @@ fn mir_programs(
         }
         tags.0 = new;
     }
-    let at = Instant::now();
-    let compiled = crate::codegen::compile(&fm.module);
-    timings.push(("codegen", at.elapsed()));
     let compiled = match compiled {
         Ok(c) => c,
         Err(CodegenError::JumpOutOfRange { func, from, to }) => {

@@ -47,11 +47,12 @@ fn run(passes: &[String], input: &str) -> String {
             "codegen" => codegen::filetest_codegen(&module),
             "object" => object_listing(&module),
             // Transforming passes print the module they leave (and verify it).
-            "fold" | "dse" | "thread" | "layout" | "opt" => {
+            "fold" | "dse" | "known" | "thread" | "layout" | "opt" => {
                 for f in &mut module.funcs {
                     match pass.as_str() {
                         "fold" => drop(mir::opt::fold(f)),
                         "thread" => drop(mir::opt::thread(f)),
+                        "known" => drop(mir::opt::known(f)),
                         "dse" => drop(mir::opt::dead_stores(f)),
                         "layout" => drop(mir::opt::layout(f)),
                         _ => drop(mir::opt::optimize_function(f)),

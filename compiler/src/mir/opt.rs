@@ -3,6 +3,9 @@
 //! - [`fold`]: constant folding (an ALU op or extension of constants becomes a constant)
 //!   and branch folding (a compare of constants, or a branch whose two edges are the
 //!   same, becomes a jump); blocks no longer reached are dropped.
+//! - [`known`]: a branch whose outcome an earlier branch on the same test already
+//!   decided, on every path of an edge into it, is skipped on that edge (a rule's
+//!   `ip4` test again after the rule before it tested `ip4` and missed its set).
 //! - [`thread`]: jump threading: an edge into an empty block that only jumps on goes
 //!   straight to where it goes.
 //! - [`layout`]: block order for fall-through: each block is followed, where it can be,
@@ -18,7 +21,7 @@ use super::build::{compact, rebuild};
 use super::func::{BlockCall, Function, Op, Operand, Term};
 use super::interp::{alu, compare};
 use super::types::{ExtOp, Type};
-use super::{Block, Module};
+use super::{Block, Module, Value};
 
 /// Where each block went: `map[old] = Some(new)`, `None` when it was dropped.
 pub type BlockMap = Vec<Option<Block>>;
@@ -31,7 +34,7 @@ pub fn optimize(m: &mut Module) -> Vec<BlockMap> {
 
 pub fn optimize_function(f: &mut Function) -> BlockMap {
     let mut map: BlockMap = f.block_ids().map(Some).collect();
-    for pass in [fold, dead_stores, thread, layout] {
+    for pass in [fold, dead_stores, known, thread, layout] {
         if let Some(step) = pass(f) {
             for m in map.iter_mut() {
                 *m = m.and_then(|b| step.get(b.index()).copied().flatten());
@@ -118,6 +121,159 @@ pub fn fold(f: &mut Function) -> Option<BlockMap> {
         if let Some(t) = taken {
             f.blocks[b].term = Term::Jump(t);
             changed = true;
+        }
+    }
+    if changed {
+        return drop_unreachable(f);
+    }
+    None
+}
+
+/// The test a branch makes, up to the identity of its compared value: `(cond, a, b)` with
+/// `a` spelled as the pure ALU op that made it (`and v36, 2` in two blocks is one test).
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct Test {
+    cond: super::types::Cond,
+    a: (Option<super::types::BinOp>, Value, Operand),
+    b: Operand,
+}
+
+fn test_of(f: &Function, b: Block) -> Option<Test> {
+    let Term::Br {
+        cond, a, b: rhs, ..
+    } = &f.block(b).term
+    else {
+        return None;
+    };
+    // Integers only: pointer tests (bounds, null checks) carry facts the MIR verifier
+    // proves by dominance, which a redirected edge would hide from it.
+    f.ty(*a).int()?;
+    let a = match f.def_op(*a) {
+        Some(Op::Binary(op, x, y)) => (Some(*op), *x, *y),
+        _ => (None, *a, Operand::Imm(0)),
+    };
+    Some(Test {
+        cond: *cond,
+        a,
+        b: *rhs,
+    })
+}
+
+/// Known-outcome branches: for an edge `P -> B` where `B` only computes and branches on a
+/// test that a branch above `P` (up a chain of single-predecessor blocks) already made
+/// with a known outcome, the edge goes to `B`'s successor for that outcome directly.
+/// `B`'s own values must be used by its branch alone, and it must take no parameters.
+pub fn known(f: &mut Function) -> Option<BlockMap> {
+    use super::types::Cond;
+    let n = f.blocks.len();
+    let mut preds: Vec<Vec<Block>> = vec![Vec::new(); n];
+    for b in f.block_ids() {
+        for s in f.succs(b) {
+            if !preds[s.index()].contains(&b) {
+                preds[s.index()].push(b);
+            }
+        }
+    }
+    // How many times each value is used, to know a block's values serve its branch only.
+    let mut uses = vec![0u32; f.values.len()];
+    for b in f.block_ids() {
+        for &i in &f.block(b).insts {
+            for a in f.inst(i).op.args() {
+                uses[a.index()] += 1;
+            }
+        }
+        for a in f.block(b).term.args() {
+            uses[a.index()] += 1;
+        }
+    }
+    let candidate = |f: &Function, b: Block| -> Option<Test> {
+        let d = f.block(b);
+        if b == f.entry() || !d.params.is_empty() {
+            return None;
+        }
+        let t = test_of(f, b)?;
+        let Term::Br { a, then, els, .. } = &d.term else {
+            return None;
+        };
+        for &i in &d.insts {
+            let id = f.inst(i);
+            let pure = matches!(id.op, Op::Binary(..) | Op::Iconst(_) | Op::Ext(..));
+            let r = id.result?;
+            if !pure || r != *a || uses[r.index()] != 1 {
+                return None;
+            }
+        }
+        let local = |v: &Value| d.insts.iter().any(|&i| f.inst(i).result == Some(*v));
+        if then.args.iter().chain(&els.args).any(local) {
+            return None;
+        }
+        Some(t)
+    };
+    let negated = |c: Cond| match c {
+        Cond::Eq => Some(Cond::Ne),
+        Cond::Ne => Some(Cond::Eq),
+        _ => None,
+    };
+    let mut changed = false;
+    for b in 0..n {
+        let b = Block::from_index(b);
+        let Some(t) = candidate(f, b) else { continue };
+        let (then, els) = match &f.block(b).term {
+            Term::Br { then, els, .. } => (then.clone(), els.clone()),
+            _ => continue,
+        };
+        for &p in &preds[b.index()] {
+            // Walk up from the edge p -> b.
+            let (mut node, mut child) = (p, b);
+            let mut outcome = None;
+            for _ in 0..16 {
+                if let (
+                    Some(u),
+                    Term::Br {
+                        then: ut, els: ue, ..
+                    },
+                ) = (test_of(f, node), &f.block(node).term)
+                {
+                    if ut.block != ue.block {
+                        let took_then = ut.block == child;
+                        if u == t {
+                            outcome = Some(took_then);
+                        } else if negated(u.cond) == Some(t.cond) && u.a == t.a && u.b == t.b {
+                            outcome = Some(!took_then);
+                        }
+                        if outcome.is_some() {
+                            break;
+                        }
+                    }
+                }
+                match preds[node.index()].as_slice() {
+                    [q] if node != f.entry() => {
+                        child = node;
+                        node = *q;
+                    }
+                    _ => break,
+                }
+            }
+            let Some(taken) = outcome else { continue };
+            let to = if taken { then.clone() } else { els.clone() };
+            let mut term = f.blocks[p.index()].term.clone();
+            let redirect = |bc: &mut BlockCall| {
+                if bc.block == b && bc.args.is_empty() {
+                    *bc = to.clone();
+                }
+            };
+            match &mut term {
+                Term::Jump(x) => redirect(x),
+                Term::Br { then, els, .. } => {
+                    redirect(then);
+                    redirect(els);
+                }
+                Term::Return(_) => {}
+            }
+            if term != f.blocks[p.index()].term {
+                f.blocks[p.index()].term = term;
+                changed = true;
+            }
         }
     }
     if changed {

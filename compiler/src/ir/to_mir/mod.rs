@@ -64,12 +64,15 @@ pub fn map_def(m: &MapDef) -> mir::MapDef {
 }
 
 /// Lowers every filter (`funcs` from `ir::lower`, `needs` from `hir::needs`) onto MIR.
+/// With `registers`, small filters keep their layer flags and some record fields in
+/// registers (see [`REGISTER_RULES`]); without, everything goes through the record.
 /// An error is a bug in this lowering (the builder's), with what went wrong.
 pub fn lower(
     filters: &[&Filter],
     funcs: &[ir::Function],
     maps: &[MapDef],
     needs: &[Needs],
+    registers: bool,
 ) -> Result<FilterModule, String> {
     let mut module = mir::Module::default();
     for m in maps {
@@ -123,7 +126,7 @@ pub fn lower(
         }) {
             state::ct_needs(&mut needs);
         }
-        let (f, t) = lower_filter(&module, filter, func, needs, *cls)?;
+        let (f, t) = lower_filter(&module, filter, func, needs, *cls, registers)?;
         module.add_func(f);
         tags.push(t);
     }
@@ -154,13 +157,119 @@ fn classifier_needs(n: &mut Needs) {
     n.store_sctp |= ports;
 }
 
+/// At most this many rules, a filter keeps its layer flags and the record fields its rules
+/// only compare in registers. More, and the kernel verifier's cost decides: constants per
+/// parser path multiply the states it walks through the rules (see `parser::P::forget`).
+pub const REGISTER_RULES: usize = 64;
+
+/// At most this many record fields live in variables: with the layer flags they fill the
+/// four registers a call preserves (r6–r9); more would spill to 8-byte stack slots, each
+/// bigger than the field it holds.
+const REGISTER_FIELDS: usize = 3;
+
+/// The record fields a filter's rules read whole and never use as a lookup key (`(offset,
+/// size)`): they can live in variables. Every read of a field's bytes must be of exactly
+/// that field, and no key may overlap it. The most read first, at most
+/// [`REGISTER_FIELDS`], none of the payload window.
+fn register_fields(module: &mir::Module, func: &ir::Function) -> Vec<(i16, u8)> {
+    let mut reads: Vec<(i16, u8)> = Vec::new();
+    let mut count: Vec<usize> = Vec::new();
+    let mut keys: Vec<(i16, i16)> = Vec::new();
+    let key_len = |map: &str| {
+        module
+            .map_by_name(map)
+            .and_then(|m| module.map(m))
+            .map_or(crate::packet::record::RECORD_SIZE, |d| d.key_size as i16)
+    };
+    for blk in &func.blocks {
+        for inst in &blk.insts {
+            match inst {
+                ir::Inst::LoadRecord { off, size, .. } => {
+                    match reads.iter().position(|&r| r == (*off, *size)) {
+                        Some(k) => count[k] += 1,
+                        None => {
+                            reads.push((*off, *size));
+                            count.push(1);
+                        }
+                    }
+                }
+                ir::Inst::Lookup { map, key_off, .. } | ir::Inst::GroupLookup { map, key_off } => {
+                    keys.push((*key_off, key_len(map)))
+                }
+                ir::Inst::Count {
+                    map,
+                    key_off: Some(k),
+                } => keys.push((*k, key_len(map))),
+                ir::Inst::AndImm { .. }
+                | ir::Inst::Count { key_off: None, .. }
+                | ir::Inst::Stat { .. }
+                | ir::Inst::StatBest { .. }
+                | ir::Inst::InitBest { .. }
+                | ir::Inst::LoadBest { .. }
+                | ir::Inst::Ct { .. } => {}
+                // These read record bytes of their own (rate keys, the flow tuple, flow
+                // events, the classifier's header): every field stays in the record.
+                ir::Inst::Classify { .. }
+                | ir::Inst::Rate { .. }
+                | ir::Inst::CtTrack { .. }
+                | ir::Inst::Log { .. } => return Vec::new(),
+            }
+        }
+    }
+    let overlap = |a: i16, an: i16, b: i16, bn: i16| a < b + bn && b < a + an;
+    let mut fields: Vec<(usize, (i16, u8))> = count
+        .into_iter()
+        .zip(reads.iter().copied())
+        .filter(|&(_, (off, size))| {
+            let n = i16::from(size);
+            off < crate::packet::record::OFF_PAYLOAD
+                && !keys.iter().any(|&(k, kn)| overlap(off, n, k, kn))
+                && !reads
+                    .iter()
+                    .any(|&(o, s)| (o, s) != (off, size) && overlap(off, n, o, i16::from(s)))
+        })
+        .collect();
+    fields.sort_by_key(|&(n, f)| (std::cmp::Reverse(n), f));
+    fields
+        .into_iter()
+        .take(REGISTER_FIELDS)
+        .map(|(_, f)| f)
+        .collect()
+}
+
 fn lower_filter(
     module: &mir::Module,
     filter: &Filter,
     func: &ir::Function,
     needs: Needs,
     classify: Option<mir::FuncId>,
+    registers: bool,
 ) -> Result<(mir::Function, Tags), String> {
+    let small = registers && filter.rules.len() <= REGISTER_RULES && classify.is_none();
+    let mut fields = if small {
+        register_fields(module, func)
+    } else {
+        Vec::new()
+    };
+    loop {
+        match lower_with(module, filter, func, needs, classify, &fields, small)? {
+            Ok(done) => return Ok(done),
+            // The parser stores part of that field: keep it in the record.
+            Err(off) => fields.retain(|&(o, _)| o != off),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn lower_with(
+    module: &mir::Module,
+    filter: &Filter,
+    func: &ir::Function,
+    needs: Needs,
+    classify: Option<mir::FuncId>,
+    fields: &[(i16, u8)],
+    small: bool,
+) -> Result<Result<(mir::Function, Tags), i16>, String> {
     let (hook, phook) = match filter.hook {
         Hook::Xdp { .. } => (mir::Hook::Xdp, ParserHook::Xdp),
         Hook::Tc { .. } => (mir::Hook::Tc, ParserHook::Tc),
@@ -182,6 +291,14 @@ fn lower_filter(
         one: b.f.add_slot(8, 8),
         best: b.f.add_slot(8, 8),
     };
+    let fields: Vec<parser::Field> = fields
+        .iter()
+        .map(|&(off, size)| parser::Field {
+            off,
+            size,
+            var: b.var(if size == 8 { Type::U64 } else { Type::U32 }),
+        })
+        .collect();
     let mut tags = Tags::default();
     tags.set(b.f.entry(), SRC_PARSER);
     // The rule blocks in the layout the old back end used (a rule's action right after
@@ -191,7 +308,7 @@ fn lower_filter(
     // The malformed block first: the parser jumps to it.
     let malformed = b.add_block();
     map[func.malformed.0 as usize] = Some(malformed);
-    let out = parser::build(
+    let out = match parser::build(
         &mut b,
         &mut tags,
         phook,
@@ -200,7 +317,14 @@ fn lower_filter(
         slots.rec,
         slots.forget,
         malformed,
-    );
+        parser::Out {
+            fields: &fields,
+            forget_flags: !small,
+        },
+    ) {
+        Ok(out) => out,
+        Err(off) => return Ok(Err(off)),
+    };
     for &ib in &order {
         if map[ib.0 as usize].is_none() {
             map[ib.0 as usize] = Some(b.add_block());
@@ -221,6 +345,7 @@ fn lower_filter(
         ct: None,
         ctx,
         flow: None,
+        fields: &fields,
     };
     for &ib in &order {
         let blk = map[ib.0 as usize].ok_or("rule block missing")?;
@@ -233,7 +358,7 @@ fn lower_filter(
             out_tags.0[n.index()] = tags.0.get(old).copied().unwrap_or(SRC_PARSER);
         }
     }
-    Ok((f, out_tags))
+    Ok(Ok((f, out_tags)))
 }
 
 /// What a parser test program does after the parser (`tests/pkt_parser.rs`).
@@ -294,7 +419,21 @@ pub fn parser_probe(hook: ParserHook, needs: Needs, probe: Probe) -> Result<mir:
     let c = b.f.iconst(malformed, IntTy::I64, code);
     b.set_term(malformed, Term::Return(c));
     let mut tags = Tags::default();
-    let out = parser::build(&mut b, &mut tags, hook, needs, ctx, rec, forget, malformed);
+    let out = parser::build(
+        &mut b,
+        &mut tags,
+        hook,
+        needs,
+        ctx,
+        rec,
+        forget,
+        malformed,
+        parser::Out {
+            fields: &[],
+            forget_flags: true,
+        },
+    )
+    .map_err(|off| format!("the parser stored part of field {off}"))?;
     let cur = out.rules;
     let at = b.f.push(cur, Op::SlotAddr(rec), stack);
     match probe {

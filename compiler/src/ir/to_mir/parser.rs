@@ -72,6 +72,27 @@ struct L4Blocks {
     icmp6: Block,
 }
 
+/// A record field kept in a variable instead of the record (`Field::var` of type u32, or
+/// u64 for 8 bytes, zero-extended): the rules read it where they test it, with no store
+/// and load through the stack. Only fields the rules read whole and never hand to a
+/// helper as a key (`super::register_fields`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Field {
+    pub off: i16,
+    pub size: u8,
+    pub var: Var,
+}
+
+/// How the parser hands its results to the rules.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Out<'a> {
+    /// Fields kept in variables.
+    pub fields: &'a [Field],
+    /// Pass the layer flags through the forget slot (see `P::forget`); without it they
+    /// stay in a register, a constant per parser path.
+    pub forget_flags: bool,
+}
+
 pub(super) struct P<'a> {
     pub b: &'a mut Builder,
     pub cur: Block,
@@ -80,6 +101,10 @@ pub(super) struct P<'a> {
     ctx: Value,
     rec: Slot,
     forget: Slot,
+    fields: &'a [Field],
+    /// A store overlapped a field without being exactly its bytes: the field cannot be a
+    /// variable (`build` fails and the caller lowers again without it).
+    conflict: Option<i16>,
     malformed: Block,
     truncated: Block,
     v: Vars,
@@ -105,7 +130,8 @@ pub(super) fn build(
     rec: Slot,
     forget: Slot,
     malformed: Block,
-) -> ParserOut {
+    out: Out<'_>,
+) -> Result<ParserOut, i16> {
     let u32t = Type::U32;
     let v = Vars {
         data: b.var(Type::Ptr(PtrKind::Packet)),
@@ -145,11 +171,22 @@ pub(super) fn build(
         ctx,
         rec,
         forget,
+        fields: out.fields,
+        conflict: None,
         malformed,
         truncated,
         v,
         tags,
     };
+    for fld in out.fields {
+        let ty = if fld.size == 8 {
+            IntTy::U64
+        } else {
+            IntTy::U32
+        };
+        let zero = p.iconst(ty, 0);
+        p.set(fld.var, zero);
+    }
     p.parse(done);
     if let Some(i) = pass {
         p.cur = truncated;
@@ -157,15 +194,23 @@ pub(super) fn build(
     }
     // Done: store the flags, then hand them to the rules through an untracked slot (see
     // `forget`): left a constant per parser path, the verifier would walk the whole rule
-    // section once per kind of packet, and a few thousand rules exhaust its budget.
+    // section once per kind of packet, and a few thousand rules exhaust its budget. A
+    // small filter keeps them in a register (two instructions fewer on every packet).
     p.cur = done;
     let flags = p.get(p.v.flags);
     p.st(IntTy::U32, OFF_FLAGS, flags.into());
-    let flags = p.forget(flags);
-    ParserOut {
+    let flags = if out.forget_flags {
+        p.forget(flags)
+    } else {
+        flags
+    };
+    if let Some(off) = p.conflict {
+        return Err(off);
+    }
+    Ok(ParserOut {
         flags,
         rules: p.cur,
-    }
+    })
 }
 
 impl P<'_> {
@@ -223,8 +268,24 @@ impl P<'_> {
         self.zext(v, IntTy::U32)
     }
 
-    /// Stores into the record.
+    /// Stores into the record, or defines the field's variable.
     fn st(&mut self, ty: IntTy, off: i16, val: Operand) {
+        let bytes = i16::from(ty.bits / 8);
+        for fld in self.fields {
+            let (lo, hi) = (fld.off, fld.off + i16::from(fld.size));
+            if off == lo && bytes == i16::from(fld.size) {
+                let v = self.fit(val, fld.size);
+                self.set(fld.var, v);
+                return;
+            }
+            if off < hi && lo < off + bytes {
+                // Zeroing a word around a field is harmless: the field's variable starts
+                // at zero too. Any other partial store would be lost.
+                if val != Operand::Imm(0) {
+                    self.conflict.get_or_insert(fld.off);
+                }
+            }
+        }
         let at = self.push(Op::SlotAddr(self.rec), Type::Ptr(PtrKind::Stack));
         self.b.f.push_void(
             self.cur,
@@ -235,6 +296,48 @@ impl P<'_> {
                 val,
             },
         );
+    }
+
+    /// `val` as a field of `size` bytes holds it: the low bytes, zero-extended to u32
+    /// (u64 for 8 bytes).
+    fn fit(&mut self, val: Operand, size: u8) -> Value {
+        let to = if size == 8 { IntTy::U64 } else { IntTy::U32 };
+        let mask = if size == 8 {
+            -1
+        } else {
+            (1i64 << (8 * u32::from(size))) - 1
+        };
+        let v = match val {
+            Operand::Imm(c) => return self.iconst(to, c & mask),
+            Operand::Value(v) => v,
+        };
+        let Some(from) = self.b.f.ty(v).int() else {
+            return v;
+        };
+        // Already zero-extended from no more than the field's bits.
+        if let Some(Op::Ext(ExtOp::Zext, x)) = self.b.f.def_op(v) {
+            if self
+                .b
+                .f
+                .ty(*x)
+                .int()
+                .is_some_and(|t| u32::from(t.bits) <= 8 * u32::from(size))
+            {
+                return v;
+            }
+        }
+        let v = if from.bits > to.bits {
+            self.push(Op::Ext(ExtOp::Trunc, v), Type::Int(to))
+        } else if from.bits < to.bits {
+            self.zext(v, to)
+        } else {
+            v
+        };
+        if u32::from(from.bits) > 8 * u32::from(size) && size < 4 {
+            self.bin(BinOp::And, v, Operand::Imm(mask))
+        } else {
+            v
+        }
     }
 
     fn ptr_add(&mut self, p: Value, o: impl Into<Operand>) -> Value {
@@ -315,11 +418,23 @@ impl P<'_> {
         self.zext(w, IntTy::U32)
     }
 
+    /// Every byte of the 8-byte word at `off` that `zeroed` asks for lies in a field
+    /// variable (which starts at zero): the word needs no zeroing store.
+    fn covered(&self, zeroed: ByteMask, off: i16) -> bool {
+        (off..off + 8).all(|byte| {
+            !has(zeroed, byte, 1)
+                || self
+                    .fields
+                    .iter()
+                    .any(|f| f.off <= byte && byte < f.off + i16::from(f.size))
+        })
+    }
+
     fn parse(&mut self, done: Block) {
         let n = self.needs;
         let zeroed = n.zeroed();
         for k in 0..RECORD_SIZE / 8 {
-            if has(zeroed, 8 * k, 8) {
+            if has(zeroed, 8 * k, 8) && !self.covered(zeroed, 8 * k) {
                 self.st(IntTy::U64, 8 * k, Operand::Imm(0));
             }
         }
@@ -618,7 +733,8 @@ impl P<'_> {
         let proto = self.get(self.v.proto);
         for (i, &&(_, p, target)) in protos.iter().enumerate() {
             if i + 1 == protos.len() {
-                self.br(Cond::Eq, proto, Operand::Imm(p), target, done);
+                // The last header parsed in line (fall-through), the others jump to it.
+                self.br(Cond::Ne, proto, Operand::Imm(p), done, target);
                 return;
             }
             self.exit_if(Cond::Eq, proto, Operand::Imm(p), target);

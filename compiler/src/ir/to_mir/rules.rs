@@ -51,6 +51,8 @@ pub(super) struct R<'a> {
     pub ctx: Value,
     /// The flow event being built, made on first use (`state`).
     pub flow: Option<Slot>,
+    /// Record fields kept in variables (see `parser::Field`).
+    pub fields: &'a [super::parser::Field],
 }
 
 impl R<'_> {
@@ -181,6 +183,18 @@ impl R<'_> {
         };
         for inst in body {
             match inst {
+                Inst::LoadRecord { dst, off, size }
+                    if self.fields.iter().any(|f| f.off == *off && f.size == *size) =>
+                {
+                    let var = self
+                        .fields
+                        .iter()
+                        .find(|f| f.off == *off && f.size == *size)
+                        .map(|f| f.var)
+                        .ok_or("field variable missing")?;
+                    let v = self.b.get(cur, var);
+                    vals.insert(*dst, v);
+                }
                 Inst::LoadRecord { dst, off, size } => {
                     let rec = self.slot_addr(cur, self.slots.rec, 0);
                     let ty = match size {
