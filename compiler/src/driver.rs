@@ -303,11 +303,13 @@ fn mir_programs(
         }
     }
     let filters: Vec<&hir::Filter> = hir.filters.iter().collect();
+    let at = Instant::now();
     let needs: Vec<_> = hir
         .filters
         .iter()
         .map(|f| hir::needs::needs(hir, f))
         .collect();
+    timings.push(("parser needs", at.elapsed()));
     // Small filters may keep fields in registers (`to_mir::REGISTER_RULES`): each is
     // compiled both ways and keeps the shorter code (constant fields passed on every edge
     // into the rules can cost more than the loads they save; a frame may overflow).
