@@ -5,6 +5,8 @@
 # timing and executed-instruction counts.
 #   sudo bench/samesem.sh                      # N = 1000,100000, 9 rounds x 1e6
 #   ROUNDS=3 REPEAT=200000 SIZES=1000 sudo bench/samesem.sh   # quicker
+#   POL_BEFORE=/path/to/older/pol sudo bench/samesem.sh        # + a "pol_before" column:
+#       the same filter built by another pol binary, timed in the same interleaved run
 # Needs root. Pins under /sys/fs/bpf/samesem_bench are removed by the peer's script.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +28,14 @@ cd "$OUT"
 sed -i 's/"--only-section=xdp",/"--only-section=xdp", "--only-section=xdp.frags",/' pathlen.py
 sed -i 's/f\[1\] == "xdp"/f[1] in ("xdp", "xdp.frags")/' bench.py
 SIZES=$(echo "${SIZES:-1000,100000}" | tr , ' ') POL=$POL ./build.sh
+if [ -n "${POL_BEFORE:-}" ]; then
+	for n in $(echo "${SIZES:-1000,100000}" | tr , ' '); do
+		"$POL_BEFORE" build "build/pol_$n.pol" -o "build/pol_before_$n.o" >/dev/null
+	done
+	sed -i 's/^    ("pol", "pol", "blocked_v4", "pol (pol build)"),/&\n    ("pol_before", "pol_before", "blocked_v4", "pol before (POL_BEFORE)"),/' bench.py
+	sed -i 's/pairs = \[("pol", "ss"), /pairs = [("pol", "ss"), ("pol_before", "ss"), ("pol", "pol_before"), /' bench.py
+	sed -i 's/progs = \["pol", "ss",/progs = ["pol", "pol_before", "ss",/' pathlen.py
+fi
 "$POL" disasm build/pol_1000.pol > build/pol.disasm
 "$POL" test semantics_test.pol | tail -1
 python3 bench.py --rounds "${ROUNDS:-9}" --repeat "${REPEAT:-1000000}" --slices 10 \
