@@ -5,6 +5,7 @@
 # timing and executed-instruction counts.
 #   sudo bench/samesem.sh                      # N = 1000,100000, 9 rounds x 1e6
 #   ROUNDS=3 REPEAT=200000 SIZES=1000 sudo bench/samesem.sh   # quicker
+#   POL=/path/to/pol sudo bench/samesem.sh                      # that pol, no cargo build
 #   POL_BEFORE=/path/to/older/pol sudo bench/samesem.sh        # + a "pol_before" column:
 #       the same filter built by another pol binary, timed in the same interleaved run
 # Needs root. Pins under /sys/fs/bpf/samesem_bench are removed by the peer's script.
@@ -15,8 +16,11 @@ PEER=${SAMESEM_DIR:-$ROOT/../shared/bench/samesem}
 OUT=$HERE/out/samesem
 command -v clang >/dev/null || apt-get install -y clang llvm libbpf-dev
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin pol
-POL=$ROOT/target/release/pol
+# POL=/path/to/pol uses that binary instead of building one.
+if [ -z "${POL:-}" ]; then
+	cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin pol
+	POL=$ROOT/target/release/pol
+fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cp "$PEER"/*.py "$PEER"/*.c "$PEER"/*.sh "$PEER"/*.pol "$OUT"/
