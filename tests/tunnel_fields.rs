@@ -668,3 +668,74 @@ fn a_filter_reading_every_field_kind_loads() {
         assert!(out.trim_end().ends_with("2 passed, 0 failed"), "{out}");
     }
 }
+
+/// Test blocks describe tunnels, MPLS and PPPoE without raw bytes: `encap: vxlan|geneve|
+/// gre|ipip` with `vni` (the VNI or GRE key) carries the described packet in a tunnel from
+/// 192.0.2.1 to 192.0.2.2; `mpls: [labels]` and `pppoe: SESSION` put it behind them.
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn test_blocks_describe_tunnels_mpls_and_pppoe() {
+    common::require_kernel();
+    let dir = common::TempDir::new("pol_tunnel_blocks");
+    let file = dir.path().join("blocks.pol");
+    std::fs::write(
+        &file,
+        "filter f on tc(\"eth0\", ingress) {\n\
+         \x20   drop inner.tcp.dport == 23 and tunnel.id == 77\n\
+         \x20   drop inner.ip6 and inner.udp.dport == 53\n\
+         \x20   drop mpls.label == 100\n\
+         \x20   drop pppoe.session == 0x1234 and tcp.dport == 22\n\
+         \x20   drop ip.src == 192.0.2.1 and tcp.dport == 23\n\
+         \x20   default pass\n}\n\
+         test \"wrapped\" on f {\n\
+         \x20   packet tcp { dport: 23, encap: vxlan, vni: 77 } => drop\n\
+         \x20   packet tcp { dport: 23, encap: vxlan, vni: 78 } => pass\n\
+         \x20   packet tcp { dport: 23, encap: geneve, vni: 77 } => drop\n\
+         \x20   packet tcp { dport: 23, encap: gre, vni: 77 } => drop\n\
+         \x20   packet tcp { dport: 23, encap: gre } => pass\n\
+         \x20   packet tcp { src: 192.0.2.1, dport: 23 } => drop\n\
+         \x20   packet ip6 udp { dport: 53, encap: ipip } => drop\n\
+         \x20   packet ip6 udp { dport: 53, encap: gre } => drop\n\
+         \x20   packet udp { dport: 53, encap: ipip } => pass\n\
+         \x20   packet tcp { dport: 80, mpls: [100, 200] } => drop\n\
+         \x20   packet tcp { dport: 80, mpls: [200, 100] } => pass\n\
+         \x20   packet tcp { dport: 22, pppoe: 0x1234 } => drop\n\
+         \x20   packet ip6 tcp { dport: 22, pppoe: 0x1234, vlan: [5] } => drop\n\
+         \x20   packet tcp { dport: 22, pppoe: 0x1235 } => pass\n\
+         }\n",
+    )
+    .expect("write");
+    let o = pol(&["test", file.to_str().expect("utf-8")]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.trim_end().ends_with("14 passed, 0 failed"), "{out}");
+
+    // Mistakes are spans `pol check` reports.
+    std::fs::write(
+        &file,
+        "filter f on xdp(\"eth0\") {\n    drop tunnel\n    default pass\n}\n\
+         test \"bad\" on f {\n\
+         \x20   packet tcp { dport: 23, encap: l2tp } => drop\n\
+         \x20   packet tcp { dport: 23, vni: 5 } => drop\n\
+         }\n",
+    )
+    .expect("write");
+    let o = pol(&["check", file.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("unknown tunnel `l2tp`: vxlan, geneve, gre or ipip"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`vni` is the VXLAN or GENEVE VNI or the GRE key"),
+        "{err}"
+    );
+}
