@@ -215,7 +215,7 @@ fn list(file: &Path, set: &str, pid: Option<u32>) -> Result<bool> {
     };
     let live = &opened.live;
     for v in live.list().map_err(sentence)? {
-        println!("{}", sets::show(&v));
+        println!("{}", sets::show_in(&v, live.maps.elem));
     }
     summary(live)?;
     if live.maps.ranges > 0 {

@@ -1,10 +1,14 @@
 //! Ethernet and ARP hardware addresses as a user writes them (issue 7): `eth.src`,
 //! `eth.dst`, `eth.broadcast`, `eth.multicast`, `arp.sha`, `arp.tha` with MAC literals,
-//! through `pol test` (BPF_PROG_TEST_RUN) on XDP and TC, and the diagnostics around them.
+//! through `pol test` (BPF_PROG_TEST_RUN) on XDP and TC, the diagnostics around them, and
+//! `pol set` changing a `mac` set of a running filter.
 
 mod common;
+mod run_support;
 
+use run_support::{json, require_tools, rule_packets, send_udp, NetPair, PolRun};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn pol(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pol"))
@@ -126,4 +130,130 @@ fn unknown_fields_come_before_bad_literals_and_macs_are_not_ordered() {
     ] {
         assert!(err.contains(want), "{want}: {err}");
     }
+}
+
+/// Reads counter lines until rule `index` has counted at least `want` packets.
+fn wait_rule(run: &mut PolRun, index: u64, want: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut last = 0;
+    while Instant::now() < end {
+        let Some(l) = run.wait_for("\"counters\"", Duration::from_secs(2)) else {
+            break;
+        };
+        last = rule_packets(&json(&l), index);
+        if last >= want {
+            break;
+        }
+    }
+    last
+}
+
+/// Rule `index`'s count in the last counter line read over 2 s (after traffic has settled).
+fn settled(run: &mut PolRun, index: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut last = 0;
+    while Instant::now() < end {
+        if let Some(l) = run.wait_for("\"counters\"", Duration::from_secs(1)) {
+            last = rule_packets(&json(&l), index);
+        }
+    }
+    last
+}
+
+/// `pol set add|del|list` on a `mac` set (a hash map keyed by the 6-byte address) of a
+/// running `pol run`: B's frames are dropped once its MAC is added, and pass again once it
+/// is deleted; the set lists MAC addresses as they are written.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn pol_set_changes_a_mac_set_of_a_running_filter() {
+    common::require_kernel();
+    require_tools();
+    let net = NetPair::new("pm");
+    let (_, link) = run_support::ip(&["-n", &net.b, "link", "show", "vb"]);
+    let mac_b = link
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("vb has a MAC address")
+        .to_string();
+    let dir = common::TempDir::new("pol_mac_set");
+    let file = dir.path().join("macset.pol");
+    let macs: Vec<String> = (1..=9).map(|i| format!("02:00:00:00:0b:{i:02x}")).collect();
+    std::fs::write(
+        &file,
+        format!(
+            "set macs: mac = {{ {} }}\n\
+             filter macset on xdp(\"va\") {{\n    drop eth.src in macs\n    default pass\n}}\n",
+            macs.join(", ")
+        ),
+    )
+    .expect("write");
+    let f = file.to_str().expect("utf-8");
+    let mut run = PolRun::start(&net.a, &[f, "--json", "--interval", "0.2"], &[]);
+    assert!(
+        run.wait_for("\"attached\"", Duration::from_secs(30))
+            .is_some(),
+        "pol run did not attach"
+    );
+    send_udp(&net, 5000, 10);
+    assert_eq!(settled(&mut run, 0), 0, "B's MAC is not in the set yet");
+
+    let o = pol(&[
+        "set",
+        "add",
+        f,
+        "macs",
+        &mac_b.to_uppercase(),
+        "02:00:00:00:0b:01",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains(&format!("added {mac_b} to macs")), "{out}");
+    assert!(
+        out.contains("02:00:00:00:0b:01 was already in macs"),
+        "{out}"
+    );
+    assert!(
+        err.contains("set macs: 10 entries (macs_u48 10 of 73)"),
+        "{err}"
+    );
+    send_udp(&net, 5000, 10);
+    assert!(
+        wait_rule(&mut run, 0, 10) >= 10,
+        "B's frames are dropped by rule 0"
+    );
+
+    let o = pol(&["set", "list", f, "macs"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    let listed: Vec<&str> = out.lines().collect();
+    assert_eq!(listed.len(), 10, "{out}");
+    assert!(
+        listed.contains(&mac_b.as_str()) && listed.contains(&"02:00:00:00:0b:09"),
+        "{out}"
+    );
+
+    let o = pol(&["set", "del", f, "macs", &mac_b]);
+    let (out, err) = text(&o);
+    assert!(
+        o.status.success() && out.contains(&format!("deleted {mac_b} from macs")),
+        "{out}{err}"
+    );
+    let before = settled(&mut run, 0);
+    send_udp(&net, 5000, 10);
+    assert_eq!(settled(&mut run, 0), before, "B passes again");
+
+    let o = pol(&["set", "add", f, "macs", "02:00:00:00:0b"]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("is not a MAC address such as 02:00:00:00:00:01"),
+        "{err}"
+    );
+    run.signal("INT");
+    let (ok, _, err) = run.finish(Duration::from_secs(20));
+    assert!(ok, "{err}");
 }

@@ -1081,6 +1081,7 @@ fn systematic() -> Vec<Needs> {
                 } else {
                     0
                 },
+                ..Needs::default()
             });
         }
     }

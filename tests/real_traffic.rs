@@ -23,6 +23,13 @@ const HTTP_BIG: u64 = 2_000_000;
 const UDP_SEG: u64 = 1200;
 const UDP_BYTES: u64 = UDP_SEG * 40 * 50;
 
+/// The filter (program) name of a scenario: its tag and this test process's id, so that
+/// another suite running the same test at the same time (other worktrees share the host's
+/// programs and hook claims) is never mistaken for something this one left behind.
+fn unique(tag: &str) -> String {
+    format!("{tag}{}", std::process::id())
+}
+
 fn script() -> String {
     format!(
         "{}/tests/real_traffic/traffic.py",
@@ -195,7 +202,7 @@ fn http(client: &str, server: &str, addr: &str) {
 
 /// UDP with UDP_SEGMENT (GSO) from `from` to `to`: every byte arrives.
 fn udp_gso(from: &str, to: &str, addr: &str) {
-    let sink = Server::start(to, &["sink", "5002", "--udp"]);
+    let sink = Server::start(to, &["sink", "5002", "--udp", &UDP_BYTES.to_string()]);
     run(
         from,
         &[
@@ -225,8 +232,9 @@ fn telnet_dropped(from: &str, to: &str, addr: &str) {
 /// two namespaces (requests come in through va, responses leave through it), then TCP
 /// bulk, UDP with GSO and a telnet attempt towards the filter's side (ingress) or away from
 /// it (egress), over IPv4 and IPv6.
-fn tc_traffic(tag: &str, name: &str, direction: &str) {
+fn tc_traffic(tag: &str, direction: &str) {
     ready();
+    let name = &unique(tag);
     let net = NetPair::new(tag);
     offloads(&net.a, "va", true);
     offloads(&net.b, "vb", true);
@@ -260,7 +268,7 @@ fn mtu(net: &NetPair, mtu: &str) {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn tc_ingress_with_gro_carries_http_bulk_tcp_and_udp_gso() {
-    tc_traffic("rti", "rt_ingress", "ingress");
+    tc_traffic("rti", "ingress");
 }
 
 #[test]
@@ -269,7 +277,7 @@ fn tc_ingress_with_gro_carries_http_bulk_tcp_and_udp_gso() {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn tc_egress_with_tso_carries_http_bulk_tcp_and_udp_gso() {
-    tc_traffic("rte", "rt_egress", "egress");
+    tc_traffic("rte", "egress");
 }
 
 /// Frames of 5000 bytes sent through an AF_PACKET socket leave with only their Ethernet
@@ -281,16 +289,20 @@ fn tc_egress_with_tso_carries_http_bulk_tcp_and_udp_gso() {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn tc_egress_pulls_headers_outside_the_linear_head() {
-    pull_scenario("rtp", "rt_pull");
+    pull_scenario("rtp");
 }
 
-fn pull_scenario(tag: &str, name: &str) {
+fn pull_scenario(tag: &str) {
     ready();
+    let name = &unique(tag);
     let net = NetPair::new(tag);
     mtu(&net, "9000");
     let dir = TempDir::new(&format!("pol_{name}"));
     let pol = start_pol(&net, &dir, name, "tc(\"va\", egress)", &[]);
-    let sink = Server::start(&net.b, &["sink", "5003", "--udp"]);
+    let sink = Server::start(
+        &net.b,
+        &["sink", "5003", "--udp", &(20 * (5000 - 42)).to_string()],
+    );
     let dst_mac = mac(&net.b, "vb");
     let (a, b) = (run_support::A_ADDR, run_support::B_ADDR);
     for (port, count) in [("5003", "20"), ("9", "10")] {
@@ -323,7 +335,8 @@ fn pull_scenario(tag: &str, name: &str) {
 )]
 fn tc_egress_payload_rules_read_past_the_linear_head() {
     ready();
-    let (tag, name) = ("rty", "rt_payload");
+    let tag = "rty";
+    let name = &unique(tag);
     let net = NetPair::new(tag);
     mtu(&net, "9000");
     let dir = TempDir::new(&format!("pol_{name}"));
@@ -334,7 +347,10 @@ fn tc_egress_payload_rules_read_past_the_linear_head() {
                  drop udp.dport == 5003 and not payload[60..64] == \"rrrr\"\n    \
                  pass udp.dport == 5003 and payload[60..64] != \"rrrx\"";
     let pol = start_policy(&net, &dir, name, "tc(\"va\", egress)", rules, &[]);
-    let sink = Server::start(&net.b, &["sink", "5003", "--udp"]);
+    let sink = Server::start(
+        &net.b,
+        &["sink", "5003", "--udp", &(20 * (5000 - 42)).to_string()],
+    );
     let dst_mac = mac(&net.b, "vb");
     let (a, b) = (run_support::A_ADDR, run_support::B_ADDR);
     for (port, count) in [("5003", "20"), ("5004", "10")] {
@@ -365,8 +381,9 @@ fn tc_egress_payload_rules_read_past_the_linear_head() {
 }
 
 /// XDP on an MTU-9000 veth, in the given mode: a multi-buffer program.
-fn xdp_jumbo(tag: &str, name: &str, mode: &str) {
+fn xdp_jumbo(tag: &str, mode: &str) {
     ready();
+    let name = &unique(tag);
     let net = NetPair::new(tag);
     mtu(&net, "9000");
     offloads(&net.a, "va", true);
@@ -385,7 +402,7 @@ fn xdp_jumbo(tag: &str, name: &str, mode: &str) {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn xdp_native_on_mtu_9000_carries_bulk_tcp() {
-    xdp_jumbo("rtn", "rt_xdp_native", "native");
+    xdp_jumbo("rtn", "native");
 }
 
 #[test]
@@ -394,5 +411,5 @@ fn xdp_native_on_mtu_9000_carries_bulk_tcp() {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool, python3 and ethtool, unavailable at build time (CI=true runs it)"
 )]
 fn xdp_generic_on_mtu_9000_carries_bulk_tcp() {
-    xdp_jumbo("rtg", "rt_xdp_generic", "generic");
+    xdp_jumbo("rtg", "generic");
 }

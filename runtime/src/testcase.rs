@@ -26,7 +26,7 @@ fn err<T>(span: &Span, message: impl Into<String>) -> Result<T, CaseError> {
 }
 
 /// The fields a packet description may set, for the error message.
-pub const FIELDS: &str = "src, dst, smac, dmac, sha, tha, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, op, ext, frag, more, ihl, options, payload, payload_len, truncate";
+pub const FIELDS: &str = "src, dst, smac, dmac, sha, tha, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, op, ext, frag, more, ihl, options, payload, payload_len, truncate, mpls, pppoe, encap, vni";
 
 /// Every packet description of the file's `test` blocks that cannot be built, as
 /// diagnostics (`pol check` reports them, not only `pol test`).
@@ -94,6 +94,7 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
         p = p.ip6();
     }
     let (mut frag, mut more, mut truncate) = (None, false, None);
+    let mut wrap = Wrap::default();
     for (name, value) in fields {
         let s = &value.span;
         p = match name.name.as_str() {
@@ -173,6 +174,38 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
                 truncate = Some(int(value, 9000)? as usize);
                 p
             }
+            "mpls" => {
+                for e in list(value)? {
+                    wrap.mpls.push(int(&e, (1 << 20) - 1)? as u32);
+                }
+                p
+            }
+            "pppoe" => {
+                wrap.pppoe = Some(int(value, 0xffff)? as u16);
+                p
+            }
+            "vni" => {
+                wrap.vni = Some(int(value, u64::from(u32::MAX))? as u32);
+                p
+            }
+            "encap" => {
+                let ExprKind::Path(path) = &value.kind else {
+                    return err(s, "a tunnel: vxlan, geneve, gre or ipip");
+                };
+                wrap.encap = Some(match path.dotted().as_str() {
+                    "vxlan" => Encap::Vxlan,
+                    "geneve" => Encap::Geneve,
+                    "gre" => Encap::Gre,
+                    "ipip" => Encap::Ipip,
+                    other => {
+                        return err(
+                            s,
+                            format!("unknown tunnel `{other}`: vxlan, geneve, gre or ipip"),
+                        )
+                    }
+                });
+                p
+            }
             other => {
                 return err(
                     &name.span,
@@ -191,10 +224,128 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
     if let Some(n) = truncate {
         p = p.truncate(n);
     }
-    p.build().map_err(|e| CaseError {
+    let frame = p.build().map_err(|e| CaseError {
         span: span.clone(),
         message: e.to_string(),
-    })
+    })?;
+    if wrap.vni.is_some() && matches!(wrap.encap, None | Some(Encap::Ipip)) {
+        return err(span, "`vni` is the VXLAN or GENEVE VNI or the GRE key: give `encap: vxlan`, `geneve` or `gre`");
+    }
+    Ok(wrap.apply(frame))
+}
+
+#[derive(Clone, Copy)]
+enum Encap {
+    Vxlan,
+    Geneve,
+    Gre,
+    Ipip,
+}
+
+/// What a test packet is carried in: MPLS labels or a PPPoE session between its Ethernet
+/// (and VLAN) header and its IP packet, or a tunnel from 192.0.2.1 to 192.0.2.2 carrying it.
+#[derive(Default)]
+struct Wrap {
+    mpls: Vec<u32>,
+    pppoe: Option<u16>,
+    encap: Option<Encap>,
+    vni: Option<u32>,
+}
+
+impl Wrap {
+    fn apply(&self, frame: Vec<u8>) -> Vec<u8> {
+        let frame = self.tunnel(frame);
+        // The EtherType that names the IP packet: after the VLAN tags.
+        let mut at = 12;
+        while at + 4 <= frame.len()
+            && matches!(
+                u16::from_be_bytes([frame[at], frame[at + 1]]),
+                0x8100 | 0x88a8 | 0x9100 | 0x9200
+            )
+        {
+            at += 4;
+        }
+        if at + 2 > frame.len() {
+            return frame;
+        }
+        let etype = u16::from_be_bytes([frame[at], frame[at + 1]]);
+        let (head, body) = frame.split_at(at + 2);
+        let mut head = head.to_vec();
+        let mut mid = Vec::new();
+        let mut outer = etype;
+        if let Some(session) = self.pppoe {
+            let ppp: u16 = if etype == 0x86dd { 0x0057 } else { 0x0021 };
+            mid.extend([0x11, 0]);
+            mid.extend(session.to_be_bytes());
+            mid.extend((body.len() as u16 + 2).to_be_bytes());
+            mid.extend(ppp.to_be_bytes());
+            outer = 0x8864;
+        }
+        for (i, label) in self.mpls.iter().enumerate() {
+            let bos = u32::from(i + 1 == self.mpls.len());
+            mid.extend((label << 12 | bos << 8 | 64).to_be_bytes());
+            outer = 0x8847;
+        }
+        head[at..at + 2].copy_from_slice(&outer.to_be_bytes());
+        head.extend(mid);
+        head.extend(body);
+        head
+    }
+
+    /// The frame inside a tunnel over IPv4 (VXLAN and GENEVE carry the whole frame, GRE
+    /// and IP-in-IP its IP packet).
+    fn tunnel(&self, frame: Vec<u8>) -> Vec<u8> {
+        let Some(encap) = self.encap else {
+            return frame;
+        };
+        let etype = frame
+            .get(12..14)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        let ip = frame.get(14..).unwrap_or_default();
+        let vni = self.vni.unwrap_or(0);
+        let udp = |port: u16, payload: Vec<u8>| {
+            let mut v = 40000u16.to_be_bytes().to_vec();
+            v.extend(port.to_be_bytes());
+            v.extend((payload.len() as u16 + 8).to_be_bytes());
+            v.extend([0, 0]);
+            v.extend(payload);
+            v
+        };
+        let (proto, payload) = match encap {
+            Encap::Vxlan => {
+                let mut v = vec![8, 0, 0, 0];
+                v.extend((vni << 8).to_be_bytes());
+                v.extend(&frame);
+                (17, udp(4789, v))
+            }
+            Encap::Geneve => {
+                let mut v = vec![0, 0, 0x65, 0x58];
+                v.extend((vni << 8).to_be_bytes());
+                v.extend(&frame);
+                (17, udp(6081, v))
+            }
+            Encap::Gre => {
+                let mut v = if self.vni.is_some() {
+                    vec![0x20, 0]
+                } else {
+                    vec![0, 0]
+                };
+                v.extend(etype.to_be_bytes());
+                if let Some(k) = self.vni {
+                    v.extend(k.to_be_bytes());
+                }
+                v.extend(ip);
+                (47, v)
+            }
+            Encap::Ipip => (if etype == 0x86dd { 41 } else { 4 }, ip.to_vec()),
+        };
+        let mut out = frame.get(..12).unwrap_or_default().to_vec();
+        out.extend([0x08, 0x00, 0x45, 0]);
+        out.extend((payload.len() as u16 + 20).to_be_bytes());
+        out.extend([0, 1, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+        out.extend(payload);
+        out
+    }
 }
 
 /// The largest raw frame (a jumbo frame).

@@ -8,7 +8,7 @@ use super::docs::{HOOKS, KEYWORDS, TYPES};
 use super::{Analysis, DefKind};
 use crate::catalog::{Catalog, HostCatalog};
 use crate::hir::check::NameKind;
-use crate::hir::fields::FIELDS;
+use crate::hir::fields;
 use crate::hir::stdlib;
 use crate::syntax::ast::FileId;
 use crate::syntax::lexer::Tok;
@@ -117,7 +117,7 @@ impl Analysis {
                 out.extend(self.defs_of(DefKind::Const, CompletionKind::Const));
                 // Fields without a dot (`tcp`, `ip4`) and the heads of dotted ones.
                 let mut heads: Vec<&str> = Vec::new();
-                for f in FIELDS {
+                for f in fields::all() {
                     match f.name.split_once('.') {
                         None => out.push(field_item(f.name, f)),
                         Some((head, _)) if !heads.contains(&head) => heads.push(head),
@@ -153,7 +153,7 @@ impl Analysis {
                 out.push(it);
             }
         };
-        for f in FIELDS {
+        for f in fields::all() {
             if let Some(rest) = f.name.strip_prefix(&dotted) {
                 let seg = rest.split('.').next().unwrap_or(rest);
                 push(field_item(seg, f), &mut out);

@@ -458,7 +458,63 @@ pub const FIELDS: &[Field] = &[
         slot: int(OFF_ARP_THA, MAC_SIZE),
         doc: "ARP target hardware (MAC) address (zero in most requests)",
     },
+    Field {
+        name: "mpls.label",
+        ty: Ty::U32,
+        layer: F_MPLS,
+        slot: int(OFF_EXT + EXT_MPLS_LABEL, 4),
+        doc: "the outermost MPLS label (20 bits)",
+    },
+    Field {
+        name: "mpls.depth",
+        ty: Ty::U8,
+        layer: F_MPLS,
+        slot: int(OFF_EXT + EXT_MPLS_DEPTH, 1),
+        doc: "the number of MPLS label stack entries (1..4)",
+    },
+    Field {
+        name: "pppoe.session",
+        ty: Ty::U16,
+        layer: F_PPPOE,
+        slot: int(OFF_EXT + EXT_PPPOE_SESSION, 2),
+        doc: "the PPPoE session ID",
+    },
+    Field {
+        name: "tunnel.id",
+        ty: Ty::U32,
+        layer: F_TUNNEL,
+        slot: int(OFF_EXT + EXT_TUNNEL_ID, 4),
+        doc: "the tunnel's VXLAN or GENEVE VNI, or its GRE key; 0 when it has none",
+    },
     // Layer presence as booleans: `drop icmp6`, `pass tcp and tcp.dport == 22`.
+    Field {
+        name: "mpls",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_MPLS),
+        doc: "the frame carries MPLS labels (EtherType 0x8847 or 0x8848)",
+    },
+    Field {
+        name: "pppoe",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_PPPOE),
+        doc: "a PPPoE session frame (EtherType 0x8864)",
+    },
+    Field {
+        name: "tunnel",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag(F_TUNNEL),
+        doc: "a tunnel pol recognises: IP-in-IP, IPv6-in-IP, GRE, VXLAN (UDP 4789) or GENEVE (UDP 6081)",
+    },
+    Field {
+        name: "inner",
+        ty: Ty::Bool,
+        layer: ETH,
+        slot: Slot::Flag((F_IP4 | F_IP6) << INNER_SHIFT),
+        doc: "a tunnel whose inner IPv4 or IPv6 packet pol parsed (`tunnel and not inner`: one it cannot see into)",
+    },
     Field {
         name: "sctp",
         ty: Ty::Bool,
@@ -526,7 +582,61 @@ pub const FIELDS: &[Field] = &[
 
 /// Looks a packet field up by its dotted name.
 pub fn lookup(name: &str) -> Option<&'static Field> {
-    FIELDS.iter().find(|f| f.name == name)
+    all().find(|f| f.name == name)
+}
+
+/// Every field: the table above, then the `inner.*` twins of its IP and L4 fields.
+pub fn all() -> impl Iterator<Item = &'static Field> {
+    FIELDS.iter().chain(INNER.iter())
+}
+
+/// `inner.ip.src`, `inner.tcp.dport`, `inner.tcp`, ...: the IP and L4 fields of a tunnel's
+/// inner packet, read from the second record window (`OFF_EXT`, the main record's layout)
+/// under the inner layer bits (`<< INNER_SHIFT`). Built once from `FIELDS`.
+static INNER: std::sync::LazyLock<Vec<Field>> =
+    std::sync::LazyLock::new(|| FIELDS.iter().filter_map(inner_twin).collect());
+
+fn inner_twin(f: &Field) -> Option<Field> {
+    let in_ip = |off: i16| (OFF_IP_PROTO..=OFF_IP4_IHL).contains(&off);
+    let slot = match f.slot {
+        Slot::Flag(bit) if bit & !INNER_LAYERS == 0 => Slot::Flag(bit << INNER_SHIFT),
+        Slot::Int { off, size } if in_ip(off) => Slot::Int {
+            off: OFF_EXT + off,
+            size,
+        },
+        Slot::Bits { off, size, mask } if in_ip(off) => Slot::Bits {
+            off: OFF_EXT + off,
+            size,
+            mask,
+        },
+        Slot::Addr { off } if in_ip(off) => Slot::Addr { off: OFF_EXT + off },
+        _ => return None,
+    };
+    let layer = if f.layer == ETH {
+        ETH
+    } else if f.layer & !INNER_LAYERS == 0 {
+        f.layer << INNER_SHIFT
+    } else {
+        return None;
+    };
+    Some(Field {
+        name: String::leak(format!("inner.{}", f.name)),
+        ty: f.ty,
+        layer,
+        slot,
+        doc: String::leak(format!("inner packet: {}", f.doc)),
+    })
+}
+
+/// Whether the field lives in the second record window (tunnels, MPLS, PPPoE).
+pub fn in_ext(f: &Field) -> bool {
+    match f.slot {
+        Slot::Int { off, .. }
+        | Slot::Bits { off, .. }
+        | Slot::Eq { off, .. }
+        | Slot::Addr { off } => off >= OFF_EXT,
+        Slot::Flag(_) => false,
+    }
 }
 
 impl Field {
@@ -535,9 +645,15 @@ impl Field {
     /// `ip4.src` and `arp.spa` only IPv4 ones, under their own layer. `None`: no address
     /// of that family can be there.
     pub fn family_layer(&self, v6: bool) -> Option<u32> {
+        // An inner address's family is the inner packet's (`inner.ip.src`).
+        let shift = if self.layer != ETH && self.layer & F_INNER_ALL != 0 {
+            INNER_SHIFT
+        } else {
+            0
+        };
         match (self.ty, v6) {
-            (Ty::Ip, false) => Some(F_IP4),
-            (Ty::Ip, true) => Some(F_IP6),
+            (Ty::Ip, false) => Some(F_IP4 << shift),
+            (Ty::Ip, true) => Some(F_IP6 << shift),
             (Ty::Ip4, false) | (Ty::Ip6, true) => Some(self.layer),
             _ => None,
         }
@@ -553,13 +669,12 @@ impl Field {
 /// field of the same last part on another layer (`udp.flags` → `tcp.flags`) when nothing
 /// is near.
 pub fn suggestions(name: &str) -> Vec<&'static str> {
-    let near = suggest::nearest(name, FIELDS.iter().map(|f| f.name), 2);
+    let near = suggest::nearest(name, all().map(|f| f.name), 2);
     if !near.is_empty() {
         return near;
     }
     let last = name.rsplit_once('.').map_or(name, |(_, l)| l);
-    FIELDS
-        .iter()
+    all()
         .map(|f| f.name)
         .filter(|f| name.contains('.') && f.rsplit_once('.').is_some_and(|(_, l)| l == last))
         .take(3)

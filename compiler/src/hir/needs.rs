@@ -26,6 +26,11 @@
 //! family. Skipping classes one by one is sound together: a guard holds in any reduced
 //! record (reductions only clear layer bits), and unaffected parts stay unaffected.
 //!
+//! Tunnels, MPLS and PPPoE are simpler: they are parsed, as far as read, whenever any test
+//! or key names them (`ext_uses`); the second record window they fill has its own byte mask.
+//! The bits they set (`CARRIED`) are in every IP class's compatible set, so no test of
+//! them makes an IP or L4 layer look unneeded.
+//!
 //! Every byte any test or key may read is zeroed up front unless every path writes it:
 //! the verifier rejects reads of uninitialised stack even where the layer bits make the
 //! read unreachable at run time. VLAN tags are always looked through (evasion); only their
@@ -51,8 +56,11 @@ struct Class {
     bytes: ByteMask,
 }
 
-const V4: u32 = F_VLAN | F_IP4 | F_TCP | F_UDP | F_SCTP | F_ICMP | FRAGS;
-const V6: u32 = F_VLAN | F_IP6 | F_TCP | F_UDP | F_SCTP | F_ICMP6 | FRAGS;
+/// Bits an IP packet may carry besides its own layers: the tunnel and inner layers its
+/// parse sets, the MPLS or PPPoE header it was found behind.
+const CARRIED: u32 = F_TUNNEL | F_INNER_ALL | F_MPLS | F_PPPOE;
+const V4: u32 = F_VLAN | F_IP4 | F_TCP | F_UDP | F_SCTP | F_ICMP | FRAGS | CARRIED;
+const V6: u32 = F_VLAN | F_IP6 | F_TCP | F_UDP | F_SCTP | F_ICMP6 | FRAGS | CARRIED;
 /// Every record byte the IP layers and L4 write (all from `ip.proto` on but the link
 /// layer's).
 const IP_BYTES: ByteMask = !0u128 << OFF_IP_PROTO & !LINK_BYTES & !ARP_BYTES;
@@ -86,12 +94,12 @@ const fn class(compat: u32, bits: u32, bytes: ByteMask) -> Class {
     }
 }
 
-const IP4: Class = class(V4, V4 & !F_VLAN, IP_BYTES);
-const IP6: Class = class(V6, V6 & !F_VLAN, IP_BYTES);
+const IP4: Class = class(V4, V4 & !(F_VLAN | F_MPLS | F_PPPOE), IP_BYTES);
+const IP6: Class = class(V6, V6 & !(F_VLAN | F_MPLS | F_PPPOE), IP_BYTES);
 const FRAG4: Class = class(V4, FRAGS, 0);
 const FRAG6: Class = class(V6, FRAGS, 0);
 const fn l4(fam: u32, layer: u32, bytes: ByteMask) -> Class {
-    class(F_VLAN | fam | layer | F_FRAG, layer, bytes)
+    class(F_VLAN | fam | layer | F_FRAG | CARRIED, layer, bytes)
 }
 const PORTS: ByteMask = span(OFF_SPORT, 4);
 const ICMP_BYTES: ByteMask = span(OFF_ICMP_TYPE, 2);
@@ -202,10 +210,10 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
             .filter(|&b| b & bytes != 0 && store(compat, b))
             .fold(0, |acc, b| acc | b)
     };
-    let tcp = F_VLAN | F_IP4 | F_IP6 | F_TCP | F_FRAG;
-    let udp = F_VLAN | F_IP4 | F_IP6 | F_UDP | F_FRAG;
-    let sctp = F_VLAN | F_IP4 | F_IP6 | F_SCTP | F_FRAG;
-    let icmp = F_VLAN | F_IP4 | F_IP6 | F_ICMP | F_ICMP6 | F_FRAG;
+    let tcp = F_VLAN | F_IP4 | F_IP6 | F_TCP | F_FRAG | CARRIED;
+    let udp = F_VLAN | F_IP4 | F_IP6 | F_UDP | F_FRAG | CARRIED;
+    let sctp = F_VLAN | F_IP4 | F_IP6 | F_SCTP | F_FRAG | CARRIED;
+    let icmp = F_VLAN | F_IP4 | F_IP6 | F_ICMP | F_ICMP6 | F_FRAG | CARRIED;
     let (payload, payload_layers) = payload_window(&filter.rules);
     let (tcp4, tcp6) = (
         needed(l4(F_IP4, F_TCP, TCP_BYTES)),
@@ -215,7 +223,22 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         needed(l4(F_IP4, F_UDP, PORTS)),
         needed(l4(F_IP6, F_UDP, PORTS)),
     );
+    let ext = ext_uses(hir, filter);
+    let inner = |l: u32| ext.bits & (l << INNER_SHIFT) != 0;
     Needs {
+        ext_reads: ext.reads,
+        tunnel: ext.bits & (F_TUNNEL | F_INNER_ALL) != 0,
+        inner: crate::packet::needs::Inner {
+            ip: ext.bits & F_INNER_ALL != 0,
+            frag: inner(FRAGS),
+            tcp: inner(F_TCP),
+            udp: inner(F_UDP),
+            sctp: inner(F_SCTP),
+            icmp: inner(F_ICMP),
+            icmp6: inner(F_ICMP6),
+        },
+        mpls: ext.bits & F_MPLS != 0,
+        pppoe: ext.bits & F_PPPOE != 0,
         payload,
         payload_tcp: payload_layers & F_TCP != 0 && (tcp4 || tcp6),
         payload_udp: payload_layers & F_UDP != 0 && (udp4 || udp6),
@@ -249,6 +272,71 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         store_sctp: l4_stores(sctp, PORTS),
         store_icmp: l4_stores(icmp, ICMP_BYTES),
     }
+}
+
+/// What a filter reads of the second record window, and the layer bits its tests and keys
+/// check (over all of them: the tunnel, inner, MPLS and PPPoE parts are parsed whenever any
+/// rule or key names them).
+struct ExtUses {
+    /// Bytes of the second window, relative to `OFF_EXT`.
+    reads: ByteMask,
+    bits: u32,
+}
+
+fn ext_uses(hir: &Hir, filter: &Filter) -> ExtUses {
+    fn field(f: &Field, u: &mut ExtUses) {
+        if !f.always_present() {
+            u.bits |= f.layer;
+        }
+        if let Slot::Flag(b) = f.slot {
+            u.bits |= b;
+        }
+        if super::fields::in_ext(f) {
+            u.reads |= match f.slot {
+                // The whole LPM key: a prefix test or a rule map may read any of it.
+                Slot::Addr { off } => span(off - 4 - OFF_EXT, 20),
+                Slot::Int { off, size }
+                | Slot::Bits { off, size, .. }
+                | Slot::Eq { off, size, .. } => span(off - OFF_EXT, size as i16),
+                Slot::Flag(_) => 0,
+            };
+        }
+    }
+    fn cond(hir: &Hir, c: &Cond, u: &mut ExtUses) {
+        match c {
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| cond(hir, c, u)),
+            Cond::Not(c) => cond(hir, c, u),
+            Cond::Test(Test::Rate { rate, .. }) => {
+                for f in hir.rates.get(*rate).map_or(&[][..], |r| r.keys.as_slice()) {
+                    field(f, u);
+                }
+            }
+            Cond::Test(Test::Layer(mask)) => u.bits |= mask,
+            Cond::Test(
+                Test::Int { field: f, .. }
+                | Test::Masked { field: f, .. }
+                | Test::Bits { field: f, .. }
+                | Test::Net { field: f, .. }
+                | Test::InSet { field: f, .. },
+            ) => field(f, u),
+            Cond::Test(Test::Payload { .. } | Test::Ct { .. }) | Cond::Const(_) => {}
+        }
+    }
+    let mut u = ExtUses { reads: 0, bits: 0 };
+    let actions = filter
+        .rules
+        .iter()
+        .map(|r| &r.action)
+        .chain([&filter.default, &filter.malformed]);
+    for a in actions {
+        for f in a.counts.iter().filter_map(|&c| hir.counters[c].key) {
+            field(f, &mut u);
+        }
+    }
+    for r in &filter.rules {
+        cond(hir, &r.cond, &mut u);
+    }
+    u
 }
 
 /// How many payload bytes the rules read (the end of the furthest slice) and the layers

@@ -115,12 +115,22 @@ fn layers(mask: u32) -> String {
         (F_FRAG, "fragment"),
         (F_FRAG_LATER, "later_fragment"),
         (F_ARP, "arp"),
+        (F_MPLS, "mpls"),
+        (F_PPPOE, "pppoe"),
+        (F_TUNNEL, "tunnel"),
     ];
-    let v: Vec<&str> = names
+    let mut v: Vec<String> = names
         .iter()
         .filter(|(b, _)| mask & b != 0)
-        .map(|(_, n)| *n)
+        .map(|(_, n)| n.to_string())
         .collect();
+    // Inner layers: the outer names, `inner.`-prefixed.
+    v.extend(
+        names
+            .iter()
+            .filter(|(b, _)| (mask >> INNER_SHIFT) & b & INNER_LAYERS != 0)
+            .map(|(_, n)| format!("inner.{n}")),
+    );
     v.join("|")
 }
 

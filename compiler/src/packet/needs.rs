@@ -70,19 +70,68 @@ pub struct Needs {
     pub store_udp: ByteMask,
     pub store_sctp: ByteMask,
     pub store_icmp: ByteMask,
+    /// Bytes of the second window (`OFF_EXT`, relative to it) a rule or key reads: the
+    /// parser zeroes and stores exactly these; 0: the record has no second window.
+    pub ext_reads: ByteMask,
+    /// Recognise tunnels behind IPv4 and IPv6 (`F_TUNNEL`, `tunnel.id`).
+    pub tunnel: bool,
+    /// The layers of a recognised tunnel's inner packet to parse (none: it is not read).
+    pub inner: Inner,
+    /// Look through MPLS label stacks / PPPoE session headers to the IP packet they carry.
+    pub mpls: bool,
+    pub pppoe: bool,
+}
+
+/// Which layers of a tunnel's inner packet the parser reads (into the second window, with
+/// layer bits `<< INNER_SHIFT`). Inner IP is parsed when any of these is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Inner {
+    pub ip: bool,
+    pub frag: bool,
+    pub tcp: bool,
+    pub udp: bool,
+    pub sctp: bool,
+    pub icmp: bool,
+    pub icmp6: bool,
+}
+
+impl Inner {
+    pub const NONE: Inner = Inner {
+        ip: false,
+        frag: false,
+        tcp: false,
+        udp: false,
+        sctp: false,
+        icmp: false,
+        icmp6: false,
+    };
+    pub const ALL: Inner = Inner {
+        ip: true,
+        frag: true,
+        tcp: true,
+        udp: true,
+        sctp: true,
+        icmp: true,
+        icmp6: true,
+    };
 }
 
 /// One bit per record byte (`RECORD_SIZE` <= 128).
 pub type ByteMask = u128;
 
-/// Record bytes `off .. off + len` as a `Needs` byte mask.
+/// Record bytes `off .. off + len` as a `Needs` byte mask; bytes past the mask's 128 (the
+/// payload and second windows, which have masks of their own) are not in it.
 pub const fn span(off: i16, len: i16) -> ByteMask {
+    if off < 0 || off >= 128 || len <= 0 {
+        return 0;
+    }
     let bits = if len >= 128 { !0 } else { (1u128 << len) - 1 };
     bits << off
 }
 
 impl Needs {
-    /// The full parser: every layer, every field.
+    /// The full parser of the main record: every layer, every field; no tunnels, MPLS or
+    /// PPPoE (`ALL_EXT`).
     pub const ALL: Needs = Needs {
         payload: PAYLOAD_WINDOW_MAX,
         payload_tcp: true,
@@ -110,14 +159,40 @@ impl Needs {
         store_udp: !0,
         store_sctp: !0,
         store_icmp: !0,
+        ext_reads: 0,
+        tunnel: false,
+        inner: Inner::NONE,
+        mpls: false,
+        pppoe: false,
     };
 
+    /// `ALL`, with tunnels and their inner packets, MPLS and PPPoE too.
+    pub const ALL_EXT: Needs = Needs {
+        ext_reads: span(0, EXT_WINDOW_MAX),
+        tunnel: true,
+        inner: Inner::ALL,
+        mpls: true,
+        pppoe: true,
+        ..Needs::ALL
+    };
+
+    /// The record's size in bytes: the main record, the payload window, the second window.
+    pub const fn record_size(&self) -> i16 {
+        if self.ext_reads != 0 {
+            let end = 128 - self.ext_reads.leading_zeros() as i16;
+            ext_record_size(end)
+        } else {
+            record_size(self.reads, self.payload)
+        }
+    }
+
     /// Whether an L4 header is parsed behind IPv4 / IPv6.
+    /// Tunnels are recognised at this dispatch too (IP-in-IP, GRE, UDP ports).
     pub fn l4_4(&self) -> bool {
-        self.tcp4 || self.udp4 || self.sctp4 || self.icmp
+        self.tcp4 || self.udp4 || self.sctp4 || self.icmp || self.tunnel
     }
     pub fn l4_6(&self) -> bool {
-        self.tcp6 || self.udp6 || self.sctp6 || self.icmp6
+        self.tcp6 || self.udp6 || self.sctp6 || self.icmp6 || self.tunnel
     }
 
     /// Whether the IPv6 extension-header chain is walked: for the protocol, fragments and

@@ -59,6 +59,21 @@ pub const F_FRAG_LATER: u32 = 1 << 8;
 /// An ARP packet for IPv4 over Ethernet (hardware type 1, protocol 0x0800).
 pub const F_ARP: u32 = 1 << 9;
 pub const F_SCTP: u32 = 1 << 10;
+/// MPLS labels were looked through (EtherType 0x8847/0x8848): `mpls.label` is set.
+pub const F_MPLS: u32 = 1 << 11;
+/// A PPPoE session header was looked through (EtherType 0x8864): `pppoe.session` is set.
+pub const F_PPPOE: u32 = 1 << 12;
+/// The packet is a tunnel pol recognises: IP-in-IP (4), IPv6-in-IP (41), GRE (47), or UDP
+/// to port 4789 (VXLAN) or 6081 (GENEVE), whether or not its inner packet could be read.
+pub const F_TUNNEL: u32 = 1 << 13;
+/// The layer bits of a tunnel's inner packet are the outer ones shifted by this much
+/// (`F_TCP << INNER_SHIFT` is "the inner packet is TCP"); bits 0..16 are the outer layers.
+pub const INNER_SHIFT: u32 = 16;
+/// Outer layer bits that have an inner twin.
+pub const INNER_LAYERS: u32 =
+    F_IP4 | F_IP6 | F_TCP | F_UDP | F_ICMP | F_ICMP6 | F_FRAG | F_FRAG_LATER | F_SCTP;
+/// Every inner layer bit.
+pub const F_INNER_ALL: u32 = INNER_LAYERS << INNER_SHIFT;
 
 /// u32 layer bits (above).
 pub const OFF_FLAGS: i16 = 0;
@@ -134,6 +149,31 @@ pub const OFF_ARP_SHA: i16 = 106;
 pub const OFF_ARP_THA: i16 = 112;
 /// 6 bytes, as `OFF_ETH_DST`: the Ethernet source address (2 mod 4).
 pub const OFF_ETH_SRC: i16 = 118;
+
+/// The second record window (issue 7, tunnels): past the record and the largest payload
+/// window, so neither moves when a filter reads both. A tunnel's inner packet has the main
+/// record's layout here, `OFF_EXT + OFF_SRC` being the inner source address and so on (bytes
+/// `OFF_IP_PROTO ..= OFF_IP4_IHL`); the bytes before `OFF_IP_PROTO`, unused by the inner
+/// layers, hold the tunnel, MPLS and PPPoE fields. Like the payload window it lies outside
+/// the `Needs` byte masks (`Needs::ext_reads` is its own mask, relative to `OFF_EXT`) and
+/// is part of the stack slot only when a rule reads it.
+pub const OFF_EXT: i16 = OFF_PAYLOAD + PAYLOAD_WINDOW_MAX as i16;
+/// u32, host order (relative to `OFF_EXT`): the outer MPLS label (20 bits).
+pub const EXT_MPLS_LABEL: i16 = 0;
+/// u32, host order: the VXLAN or GENEVE VNI (24 bits) or the GRE key; 0 when none.
+pub const EXT_TUNNEL_ID: i16 = 4;
+/// u16, host order: the PPPoE session ID.
+pub const EXT_PPPOE_SESSION: i16 = 8;
+/// u8: the number of MPLS label stack entries looked through.
+pub const EXT_MPLS_DEPTH: i16 = 10;
+/// The last byte of the second window's inner layout (`OFF_IP4_IHL`): the window is at most
+/// this long, rounded up to 8.
+pub const EXT_WINDOW_MAX: i16 = 80;
+/// The record's size when a filter reads the second window's bytes up to `ext_end`
+/// (exclusive, relative to `OFF_EXT`): the window rounded up to 8.
+pub const fn ext_record_size(ext_end: i16) -> i16 {
+    OFF_EXT + (ext_end + 7) / 8 * 8
+}
 
 /// The size of a MAC address slot; the 48-bit value's low bytes come first.
 pub const MAC_SIZE: u8 = 6;

@@ -8,7 +8,7 @@ use pol_compiler::hir::Value;
 use pol_compiler::obj::MapKind;
 
 use super::values::sort_key;
-use super::{decode, encode, show, Keys, SetError, SetMap, SetMapKind, SetMaps, PRESENT};
+use super::{decode, encode, show_in, Keys, SetError, SetMap, SetMapKind, SetMaps, PRESENT};
 use crate::sys::{self, SysError};
 
 /// A set of a running filter, its maps opened through their pins.
@@ -144,16 +144,20 @@ impl LiveSet {
                     }
                     Err(err) => {
                         return Err(SetError::Sys {
-                            what: format!("cannot add {} to map `{}`", show(v), m.name),
+                            what: format!(
+                                "cannot add {} to map `{}`",
+                                show_in(v, self.maps.elem),
+                                m.name
+                            ),
                             err,
                         })
                     }
                 }
             }
             out.push(if added {
-                Change::Added(show(v))
+                Change::Added(show_in(v, self.maps.elem))
             } else {
-                Change::AlreadyThere(show(v))
+                Change::AlreadyThere(show_in(v, self.maps.elem))
             });
         }
         Ok(out)
@@ -169,14 +173,14 @@ impl LiveSet {
                 let m = &self.maps.maps[i];
                 deleted |= sys::map_delete(self.fds[i].as_fd(), &key).map_err(sys_err(format!(
                     "cannot delete {} from map `{}`",
-                    show(v),
+                    show_in(v, self.maps.elem),
                     m.name
                 )))?;
             }
             out.push(if deleted {
-                Change::Deleted(show(v))
+                Change::Deleted(show_in(v, self.maps.elem))
             } else {
-                Change::NotThere(show(v))
+                Change::NotThere(show_in(v, self.maps.elem))
             });
         }
         Ok(out)

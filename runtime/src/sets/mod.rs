@@ -27,7 +27,7 @@ use crate::sys::SysError;
 
 pub use live::{Change, LiveSet};
 pub use pins::{find_run, stem_of, sweep_stale, Pins};
-pub use values::{decode, encode, parse_value, show, Keys};
+pub use values::{changeable, decode, encode, parse_value, show, show_in, Keys};
 
 /// Where `pol run` pins the maps of named sets: `<PIN_ROOT>/<file stem>-<pid>/<map>` (bpffs allows no dots in names).
 pub const PIN_ROOT: &str = "/sys/fs/bpf/pol";
@@ -94,7 +94,7 @@ pub enum SetError {
     Inline { set: String, n: usize },
     #[error("set `{set}` is not used by any filter, so it has no map; use it in a rule (`drop ip.src in {set}`) and restart `pol run`")]
     Unused { set: String },
-    #[error("sets of {elem} cannot be changed at run time (set `{set}`); only address and integer sets become maps")]
+    #[error("sets of {elem} cannot be changed at run time (set `{set}`); only address, integer and MAC sets become maps")]
     Unsupported { set: String, elem: Ty },
     #[error("no `pol run` of {file} is running (nothing pinned under {root}/{stem}-*); start one with `sudo pol run {file}`")]
     NotRunning {
@@ -188,7 +188,7 @@ pub fn lookup(c: &Compiled, file: &str, set: &str) -> Result<SetMaps, SetError> 
             hint,
         });
     };
-    if !def.elem.is_addr() && !def.elem.is_int() {
+    if !changeable(def.elem) {
         return Err(SetError::Unsupported {
             set: set.to_string(),
             elem: def.elem,
@@ -235,6 +235,8 @@ fn maps_of(c: &Compiled, def: &SetDef) -> Result<SetMaps, SetError> {
                 BtfTy::U8 => 1,
                 BtfTy::U16 => 2,
                 BtfTy::U32 => 4,
+                // A MAC address: 6 bytes, the 48-bit value little-endian.
+                BtfTy::Bytes(6) if def.elem == Ty::Mac => 6,
                 _ => continue,
             };
             let want = if size == 2 {

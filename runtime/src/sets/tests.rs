@@ -101,3 +101,34 @@ fn values_of_the_wrong_kind_are_refused() {
         "2001:db8:1::/48"
     );
 }
+
+#[test]
+fn mac_sets_are_changeable_and_encode_like_the_compiler() {
+    let macs: Vec<String> = (1..=9).map(|i| format!("02:00:00:00:00:{i:02x}")).collect();
+    let src = format!(
+        "set gws: mac = {{ {} }}\nfilter f on xdp(\"lo\") {{\n    drop eth.src in gws\n    default pass\n}}\n",
+        macs.join(", ")
+    );
+    let c = compiled(&src);
+    let s = lookup(&c, "f.pol", "gws").expect("a mac set of 9 is a map");
+    assert_eq!(s.maps.len(), 1);
+    assert_eq!(s.maps[0].name, "gws_u48");
+    assert_eq!(s.maps[0].kind, SetMapKind::Int { size: 6 });
+    // The compiler's entry for 02:00:00:00:00:03 is the key `encode` makes for it.
+    let v = parse_value("02:00:00:00:00:03", s.elem).expect("a MAC");
+    let keys = encode(&s, &v).expect("encodes");
+    assert_eq!(keys, vec![(0, vec![3, 0, 0, 0, 0, 2])]);
+    let map = c
+        .maps
+        .iter()
+        .find(|m| m.spec.name == "gws_u48")
+        .expect("map");
+    assert!(map.entries.iter().any(|(k, _)| *k == keys[0].1));
+    let back = decode(s.maps[0].kind, &keys[0].1).expect("decodes");
+    assert_eq!(show_in(&back, s.elem), "02:00:00:00:00:03");
+    // Any case in, lower case out; a malformed MAC is a sentence.
+    let v = parse_value("0A:BB:CC:DD:EE:FF", s.elem).expect("upper case");
+    assert_eq!(show_in(&v, s.elem), "0a:bb:cc:dd:ee:ff");
+    let e = parse_value("02:00:00:00:00", s.elem).expect_err("five groups");
+    assert!(e.contains("is not a MAC address"), "{e}");
+}

@@ -12,10 +12,31 @@ use super::{SetError, SetMapKind, SetMaps};
 /// Parses one value as written on the command line, in the set's element type, as the
 /// compiler parses the lines of a `file("...")` set.
 pub fn parse_value(text: &str, elem: Ty) -> Result<Value, String> {
-    if !elem.is_addr() && !elem.is_int() {
+    if !changeable(elem) {
         return Err(format!("is not changeable: sets of {elem} are not maps"));
     }
     parse_element(text.trim(), elem)
+}
+
+/// Whether sets of `elem` become maps `pol set` can change: addresses, integers, MACs.
+pub fn changeable(elem: Ty) -> bool {
+    elem.is_addr() || elem.is_int() || elem == Ty::Mac
+}
+
+/// A value of a set of `elem` as the user writes it: `show`, and MAC addresses as
+/// `02:00:00:00:00:01`.
+pub fn show_in(v: &Value, elem: Ty) -> String {
+    match (*v, elem) {
+        (Value::Int { lo, hi }, Ty::Mac) if lo == hi => {
+            let b = lo.to_be_bytes();
+            b[2..]
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        }
+        _ => show(v),
+    }
 }
 
 /// A value as the user writes it (`192.0.2.0/24`, `2001:db8::1`, `22`).
@@ -51,7 +72,7 @@ pub type Keys = Vec<(usize, Vec<u8>)>;
 
 /// The (map index, key) pairs `value` goes to, encoded as `ir/lower/maps.rs` does.
 pub fn encode(s: &SetMaps, value: &Value) -> Result<Keys, SetError> {
-    let text = show(value);
+    let text = show_in(value, s.elem);
     match *value {
         Value::Net { v6, addr, prefix } => {
             let Some((i, m)) = s

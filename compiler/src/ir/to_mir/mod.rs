@@ -245,7 +245,10 @@ fn lower_filter(
     classify: Option<mir::FuncId>,
     registers: bool,
 ) -> Result<(mir::Function, Tags), String> {
-    let small = registers && filter.rules.len() <= REGISTER_RULES && classify.is_none();
+    // Not behind tunnels: the inner window's fields are stored at a base offset by the
+    // same parser paths, which keeping fields in registers has not been checked against.
+    let small =
+        registers && filter.rules.len() <= REGISTER_RULES && classify.is_none() && !needs.tunnel;
     let mut fields = if small {
         register_fields(module, func)
     } else {
@@ -283,9 +286,7 @@ fn lower_with(
     let mut b = Builder::new(f);
     let ctx = b.f.block(b.f.entry()).params[0];
     let slots = rules::Slots {
-        rec: b
-            .f
-            .add_slot(record_size(needs.reads, needs.payload) as u32, 8),
+        rec: b.f.add_slot(needs.record_size() as u32, 8),
         forget: b.f.add_slot(8, 8),
         key: b.f.add_slot(8, 8),
         one: b.f.add_slot(8, 8),
@@ -393,7 +394,10 @@ pub fn parser_probe(hook: ParserHook, needs: Needs, probe: Probe) -> Result<mir:
     let mut b = Builder::new(f);
     let entry = b.f.entry();
     let ctx = b.f.block(entry).params[0];
-    let rec = b.f.add_slot(record_size(!0, needs.payload) as u32, 8);
+    let rec = b.f.add_slot(
+        needs.record_size().max(record_size(!0, needs.payload)) as u32,
+        8,
+    );
     let forget = b.f.add_slot(8, 8);
     let key = b.f.add_slot(8, 8);
     let stack = Type::Ptr(PtrKind::Stack);

@@ -30,6 +30,16 @@ const ETH_P_8021Q: i64 = 0x8100;
 const ETH_P_8021AD: i64 = 0x88a8;
 const ETH_P_QINQ1: i64 = 0x9100;
 const ETH_P_QINQ2: i64 = 0x9200;
+const ETH_P_MPLS_UC: i64 = 0x8847;
+const ETH_P_MPLS_MC: i64 = 0x8848;
+const ETH_P_PPPOE_SES: i64 = 0x8864;
+const ETH_P_TEB: i64 = 0x6558;
+const PPP_IP: i64 = 0x0021;
+const PPP_IPV6: i64 = 0x0057;
+/// MPLS label stack entries looked through; one more is malformed (as a third VLAN tag).
+const MAX_MPLS_LABELS: usize = 4;
+const UDP_VXLAN: i64 = 4789;
+const UDP_GENEVE: i64 = 6081;
 
 const IPPROTO_ICMP: i64 = 1;
 const IPPROTO_TCP: i64 = 6;
@@ -41,6 +51,9 @@ const IPPROTO_ROUTING: i64 = 43;
 const IPPROTO_FRAGMENT: i64 = 44;
 const IPPROTO_AH: i64 = 51;
 const IPPROTO_DSTOPTS: i64 = 60;
+const IPPROTO_IPIP: i64 = 4;
+const IPPROTO_IPV6: i64 = 41;
+const IPPROTO_GRE: i64 = 47;
 
 /// A 16-bit constant as a `load.u16` of network-order bytes reads it on a little-endian host.
 const fn net16(x: u16) -> i64 {
@@ -62,6 +75,27 @@ struct Vars {
     want: Var,
     ext_len: Var,
     next: Var,
+    /// The end of the outer IP packet while a tunnel's inner packet is parsed.
+    outer_end: Var,
+}
+
+/// Where a recognised tunnel's inner packet is parsed: its IPv4, IPv6 or Ethernet header
+/// at `l3` (`done` when no rule reads the inner packet).
+#[derive(Clone, Copy)]
+struct InnerBlocks {
+    ip4: Block,
+    ip6: Block,
+    eth: Block,
+}
+
+#[derive(Clone, Copy)]
+struct Tunnels {
+    ipip: Block,
+    ip6ip: Block,
+    gre: Block,
+    vxlan: Block,
+    geneve: Block,
+    inner: InnerBlocks,
 }
 
 struct L4Blocks {
@@ -109,6 +143,12 @@ pub(super) struct P<'a> {
     truncated: Block,
     v: Vars,
     tags: &'a mut Tags,
+    /// Where record stores go: 0, or `OFF_EXT` while the inner packet is parsed (then
+    /// `needs` is the inner packet's, and layer bits are shifted by `shift`).
+    base: i16,
+    shift: u32,
+    /// The tunnel blocks the outer dispatch jumps to (none for the inner packet).
+    tun: Option<Tunnels>,
 }
 
 /// What the parser leaves for the rules: where it goes on a parsed packet (with the layer
@@ -146,6 +186,7 @@ pub(super) fn build(
         want: b.var(Type::Ptr(PtrKind::Packet)),
         ext_len: b.var(u32t),
         next: b.var(u32t),
+        outer_end: b.var(Type::Ptr(PtrKind::Packet)),
     };
     let entry = b.f.entry();
     let start = b.add_block();
@@ -177,6 +218,9 @@ pub(super) fn build(
         truncated,
         v,
         tags,
+        base: 0,
+        shift: 0,
+        tun: None,
     };
     for fld in out.fields {
         let ty = if fld.size == 8 {
@@ -199,10 +243,17 @@ pub(super) fn build(
     p.cur = done;
     let flags = p.get(p.v.flags);
     p.st(IntTy::U32, OFF_FLAGS, flags.into());
-    let flags = if out.forget_flags {
-        p.forget(flags)
-    } else {
+    let flags = if !out.forget_flags {
         flags
+    } else if needs.tunnel && needs.inner.ip {
+        // Inner layer bits lie above bit 16: forget both halves.
+        let lo = p.forget(flags);
+        let hi = p.bin(BinOp::Lshr, flags, Operand::Imm(16));
+        let hi = p.forget_at(hi, 6);
+        let hi = p.bin(BinOp::Shl, hi, Operand::Imm(16));
+        p.bin(BinOp::Or, hi, lo)
+    } else {
+        p.forget(flags)
     };
     if let Some(off) = p.conflict {
         return Err(off);
@@ -268,8 +319,9 @@ impl P<'_> {
         self.zext(v, IntTy::U32)
     }
 
-    /// Stores into the record, or defines the field's variable.
+    /// Stores into the record (at `base + off`), or defines the field's variable.
     fn st(&mut self, ty: IntTy, off: i16, val: Operand) {
+        let off = self.base + off;
         let bytes = i16::from(ty.bits / 8);
         for fld in self.fields {
             let (lo, hi) = (fld.off, fld.off + i16::from(fld.size));
@@ -346,6 +398,7 @@ impl P<'_> {
     }
 
     fn or_flags(&mut self, bits: u32) {
+        let bits = bits << self.shift;
         let f = self.get(self.v.flags);
         let f = self.bin(BinOp::Or, f, Operand::Imm(i64::from(bits)));
         self.set(self.v.flags, f);
@@ -404,17 +457,22 @@ impl P<'_> {
     /// Makes the kernel verifier forget what it knows of `v` (a 16-bit value): a spill and
     /// fill through a 2-aligned, not 8-aligned, slot it does not track.
     fn forget(&mut self, v: Value) -> Value {
+        self.forget_at(v, 2)
+    }
+
+    /// `forget` through the slot's 2-byte piece at `off` (2 mod 4).
+    fn forget_at(&mut self, v: Value, off: i16) -> Value {
         let at = self.push(Op::SlotAddr(self.forget), Type::Ptr(PtrKind::Stack));
         self.b.f.push_void(
             self.cur,
             Op::Store {
                 ty: IntTy::U16,
                 ptr: at,
-                off: 2,
+                off,
                 val: v.into(),
             },
         );
-        let w = self.load(IntTy::U16, at, 2);
+        let w = self.load(IntTy::U16, at, off);
         self.zext(w, IntTy::U32)
     }
 
@@ -430,6 +488,12 @@ impl P<'_> {
         })
     }
 
+    /// A network-order u32 of the packet in host order.
+    fn be32(&mut self, ptr: Value, off: i16) -> Value {
+        let v = self.load(IntTy::U32, ptr, off);
+        self.push(Op::Bswap(v), Type::U32)
+    }
+
     fn parse(&mut self, done: Block) {
         let n = self.needs;
         let zeroed = n.zeroed();
@@ -442,6 +506,11 @@ impl P<'_> {
         // verifier wants every byte they may read written on every path.
         for k in 0..payload_window(n.payload) / 8 {
             self.st(IntTy::U64, OFF_PAYLOAD + 8 * k, Operand::Imm(0));
+        }
+        for k in 0..EXT_WINDOW_MAX / 8 {
+            if has(n.ext_reads, 8 * k, 8) {
+                self.st(IntTy::U64, OFF_EXT + 8 * k, Operand::Imm(0));
+            }
         }
         self.set_flags(0);
         let (data_off, end_off) = match self.hook {
@@ -488,6 +557,35 @@ impl P<'_> {
             let et = self.get(self.v.etype);
             self.st(IntTy::U16, OFF_ETH_TYPE, et.into());
         }
+        if n.mpls {
+            self.mpls();
+        }
+        if n.pppoe {
+            self.pppoe();
+        }
+        if n.tunnel {
+            let inner = if n.inner.ip {
+                InnerBlocks {
+                    ip4: self.new_block(),
+                    ip6: self.new_block(),
+                    eth: self.new_block(),
+                }
+            } else {
+                InnerBlocks {
+                    ip4: done,
+                    ip6: done,
+                    eth: done,
+                }
+            };
+            self.tun = Some(Tunnels {
+                ipip: self.new_block(),
+                ip6ip: self.new_block(),
+                gre: self.new_block(),
+                vxlan: self.new_block(),
+                geneve: self.new_block(),
+                inner,
+            });
+        }
         let l4 = L4Blocks {
             tcp: self.new_block(),
             udp: self.new_block(),
@@ -527,6 +625,278 @@ impl P<'_> {
         }
         self.goto(done);
         self.l4(&l4, done);
+        if let Some(t) = self.tun.take() {
+            self.tunnels(t, done);
+            if n.inner.ip {
+                self.inner(t.inner, done);
+            }
+        }
+    }
+
+    /// MPLS (EtherType 0x8847, 0x8848): the label stack is looked through to its bottom
+    /// entry (at most `MAX_MPLS_LABELS`; more is malformed), and the payload is IPv4 or
+    /// IPv6 by its first nibble, as routers guess it; anything else is not IP.
+    fn mpls(&mut self) {
+        let r = self.needs.ext_reads;
+        let et = self.get(self.v.etype);
+        let skip = self.new_block();
+        let body = self.new_block();
+        self.exit_if(Cond::Eq, et, Operand::Imm(ETH_P_MPLS_UC), body);
+        self.br(Cond::Eq, et, Operand::Imm(ETH_P_MPLS_MC), body, skip);
+        self.cur = body;
+        self.or_flags(F_MPLS);
+        let bottom = self.new_block();
+        for i in 0..MAX_MPLS_LABELS {
+            let at = self.get(self.v.l3);
+            let end = self.check(at, 4);
+            let e = self.be32(at, 0);
+            if i == 0 && has(r, EXT_MPLS_LABEL, 4) {
+                let label = self.bin(BinOp::Lshr, e, Operand::Imm(12));
+                self.st(IntTy::U32, OFF_EXT + EXT_MPLS_LABEL, label.into());
+            }
+            self.set(self.v.l3, end);
+            let bos = self.bin(BinOp::And, e, Operand::Imm(0x100));
+            let last = self.new_block();
+            let more = self.new_block();
+            self.br(Cond::Ne, bos, Operand::Imm(0), last, more);
+            self.cur = last;
+            if has(r, EXT_MPLS_DEPTH, 1) {
+                self.st(
+                    IntTy::U8,
+                    OFF_EXT + EXT_MPLS_DEPTH,
+                    Operand::Imm(i as i64 + 1),
+                );
+            }
+            self.goto(bottom);
+            self.cur = more;
+        }
+        let m = self.malformed;
+        self.goto(m);
+        self.cur = bottom;
+        let at = self.get(self.v.l3);
+        self.check(at, 1);
+        let b0 = self.ld8(at, 0);
+        let version = self.bin(BinOp::And, b0, Operand::Imm(0xf0));
+        self.ip_by(version, &[(0x40, ETH_P_IP), (0x60, ETH_P_IPV6)], skip);
+        self.cur = skip;
+    }
+
+    /// Sets `etype` to the EtherType paired with `v`'s value in `to`, if any; goes to `out`.
+    fn ip_by(&mut self, v: Value, to: &[(i64, i64)], out: Block) {
+        for &(when, et) in to {
+            let set = self.new_block();
+            let next = self.new_block();
+            self.br(Cond::Eq, v, Operand::Imm(when), set, next);
+            self.cur = set;
+            let c = self.iconst(IntTy::U32, et);
+            self.set(self.v.etype, c);
+            self.goto(out);
+            self.cur = next;
+        }
+        self.goto(out);
+    }
+
+    /// A PPPoE session header (EtherType 0x8864, version and type 1, code 0) is looked
+    /// through to the IPv4 or IPv6 packet its PPP protocol names; anything else is not IP.
+    fn pppoe(&mut self) {
+        let r = self.needs.ext_reads;
+        let et = self.get(self.v.etype);
+        let skip = self.new_block();
+        let body = self.new_block();
+        self.br(Cond::Eq, et, Operand::Imm(ETH_P_PPPOE_SES), body, skip);
+        self.cur = body;
+        let at = self.get(self.v.l3);
+        let end = self.check(at, 8);
+        let vt = self.raw16(at, 0);
+        self.exit_if(
+            Cond::Ne,
+            vt,
+            Operand::Imm(i64::from(u16::from_le_bytes([0x11, 0]))),
+            skip,
+        );
+        self.or_flags(F_PPPOE);
+        if has(r, EXT_PPPOE_SESSION, 2) {
+            let sid = self.be16(at, 2);
+            self.st(IntTy::U16, OFF_EXT + EXT_PPPOE_SESSION, sid.into());
+        }
+        let proto = self.be16(at, 6);
+        self.set(self.v.l3, end);
+        self.ip_by(proto, &[(PPP_IP, ETH_P_IP), (PPP_IPV6, ETH_P_IPV6)], skip);
+        self.cur = skip;
+    }
+
+    /// Marks a tunnel and remembers the outer IP packet's end (the inner one lies in it).
+    fn tunnel_start(&mut self) {
+        self.or_flags(F_TUNNEL);
+        let end = self.get(self.v.ip_end);
+        self.set(self.v.outer_end, end);
+    }
+
+    fn store_tunnel_id(&mut self, id: Value) {
+        if has(self.needs.ext_reads, EXT_TUNNEL_ID, 4) {
+            self.st(IntTy::U32, OFF_EXT + EXT_TUNNEL_ID, id.into());
+        }
+    }
+
+    /// The tunnels behind the outer IP header (`l4` points past it, or past the UDP header's
+    /// start for VXLAN and GENEVE): each sets `F_TUNNEL` and goes to the inner packet's
+    /// header, or to `done` when it carries something else.
+    fn tunnels(&mut self, t: Tunnels, done: Block) {
+        for (blk, to) in [(t.ipip, t.inner.ip4), (t.ip6ip, t.inner.ip6)] {
+            self.cur = blk;
+            self.tunnel_start();
+            let at = self.get(self.v.l4);
+            self.set(self.v.l3, at);
+            self.goto(to);
+        }
+        // GRE (RFC 2784/2890): version 0, no routing; optional checksum, key, sequence
+        // words after the 4-byte header, in that order.
+        self.cur = t.gre;
+        self.tunnel_start();
+        let at = self.get(self.v.l4);
+        self.check_ip(at, 4);
+        let fl = self.be16(at, 0);
+        let odd = self.bin(BinOp::And, fl, Operand::Imm(!0xb000 & 0xffff));
+        self.exit_if(Cond::Ne, odd, Operand::Imm(0), done);
+        let c = self.bin(BinOp::Lshr, fl, Operand::Imm(13));
+        let c = self.bin(BinOp::And, c, Operand::Imm(4));
+        let k = self.bin(BinOp::Lshr, fl, Operand::Imm(11));
+        let k = self.bin(BinOp::And, k, Operand::Imm(4));
+        let sq = self.bin(BinOp::Lshr, fl, Operand::Imm(10));
+        let sq = self.bin(BinOp::And, sq, Operand::Imm(4));
+        if has(self.needs.ext_reads, EXT_TUNNEL_ID, 4) {
+            let key = self.new_block();
+            let after = self.new_block();
+            self.br(Cond::Ne, k, Operand::Imm(0), key, after);
+            self.cur = key;
+            let c64 = self.zext(c, IntTy::U64);
+            let kp = self.ptr_add(at, c64);
+            self.check_ip(kp, 8);
+            let id = self.be32(kp, 4);
+            self.store_tunnel_id(id);
+            self.goto(after);
+            self.cur = after;
+        }
+        let proto = self.be16(at, 2);
+        let hl = self.bin(BinOp::Add, c, k);
+        let hl = self.bin(BinOp::Add, hl, sq);
+        let hl = self.zext(hl, IntTy::U64);
+        let inner = self.ptr_add(at, Operand::Imm(4));
+        let inner = self.ptr_add(inner, hl);
+        self.set(self.v.l3, inner);
+        self.proto_to(proto, t.inner, done);
+        // VXLAN (RFC 7348): 8 bytes after UDP, the I flag set, then Ethernet.
+        self.cur = t.vxlan;
+        self.tunnel_start();
+        let at = self.get(self.v.l4);
+        self.check_ip(at, 16);
+        let f = self.ld8(at, 8);
+        let i = self.bin(BinOp::And, f, Operand::Imm(0x08));
+        self.exit_if(Cond::Eq, i, Operand::Imm(0), done);
+        let w = self.be32(at, 12);
+        let vni = self.bin(BinOp::Lshr, w, Operand::Imm(8));
+        self.store_tunnel_id(vni);
+        let inner = self.ptr_add(at, Operand::Imm(16));
+        self.set(self.v.l3, inner);
+        self.goto(t.inner.eth);
+        // GENEVE (RFC 8926): version 0, options of 4 * (byte 0 & 0x3f) bytes, then the
+        // protocol type's header.
+        self.cur = t.geneve;
+        self.tunnel_start();
+        let at = self.get(self.v.l4);
+        self.check_ip(at, 16);
+        let b0 = self.ld8(at, 8);
+        self.exit_if(Cond::Ugt, b0, Operand::Imm(0x3f), done);
+        let w = self.be32(at, 12);
+        let vni = self.bin(BinOp::Lshr, w, Operand::Imm(8));
+        self.store_tunnel_id(vni);
+        let proto = self.be16(at, 10);
+        let opts = self.bin(BinOp::Shl, b0, Operand::Imm(2));
+        let opts = self.zext(opts, IntTy::U64);
+        let inner = self.ptr_add(at, Operand::Imm(16));
+        let inner = self.ptr_add(inner, opts);
+        self.set(self.v.l3, inner);
+        self.proto_to(proto, t.inner, done);
+        // An inner Ethernet frame: IPv4 or IPv6 directly behind it (no VLAN tag).
+        if t.inner.eth != done {
+            self.cur = t.inner.eth;
+            let at = self.get(self.v.l3);
+            self.check_ip(at, 14);
+            let et = self.be16(at, 12);
+            let l3 = self.ptr_add(at, Operand::Imm(14));
+            self.set(self.v.l3, l3);
+            self.exit_if(Cond::Eq, et, Operand::Imm(ETH_P_IP), t.inner.ip4);
+            self.br(Cond::Eq, et, Operand::Imm(ETH_P_IPV6), t.inner.ip6, done);
+        }
+    }
+
+    /// Dispatches an EtherType-valued protocol field to the inner header it names.
+    fn proto_to(&mut self, proto: Value, inner: InnerBlocks, done: Block) {
+        self.exit_if(Cond::Eq, proto, Operand::Imm(ETH_P_IP), inner.ip4);
+        self.exit_if(Cond::Eq, proto, Operand::Imm(ETH_P_IPV6), inner.ip6);
+        self.br(Cond::Eq, proto, Operand::Imm(ETH_P_TEB), inner.eth, done);
+    }
+
+    /// The inner packet: the IPv4/IPv6 and L4 code again, storing into the second window
+    /// with shifted layer bits, bounded by the outer IP packet.
+    fn inner(&mut self, at: InnerBlocks, done: Block) {
+        let outer = self.needs;
+        let r = outer.ext_reads;
+        let i = outer.inner;
+        self.needs = Needs {
+            ip4: true,
+            ip6: true,
+            frag4: i.frag,
+            frag6: i.frag,
+            tcp4: i.tcp,
+            tcp6: i.tcp,
+            udp4: i.udp,
+            udp6: i.udp,
+            sctp4: i.sctp,
+            sctp6: i.sctp,
+            icmp: i.icmp,
+            icmp6: i.icmp6,
+            reads: r,
+            store4: r
+                & !crate::packet::needs::span(OFF_SRC + 4, 12)
+                & !crate::packet::needs::span(OFF_DST + 4, 12),
+            store6: r,
+            store_tcp: r,
+            store_udp: r,
+            store_sctp: r,
+            store_icmp: r,
+            ..Needs::default()
+        };
+        self.base = OFF_EXT;
+        self.shift = INNER_SHIFT;
+        let l4 = L4Blocks {
+            tcp: self.new_block(),
+            udp: self.new_block(),
+            sctp: self.new_block(),
+            icmp: self.new_block(),
+            icmp6: self.new_block(),
+        };
+        self.cur = at.ip4;
+        self.ipv4(&l4, done);
+        self.cur = at.ip6;
+        self.ipv6(&l4, done);
+        self.l4(&l4, done);
+        self.needs = outer;
+        self.base = 0;
+        self.shift = 0;
+    }
+
+    /// The IP packet's end is computed: the outer one must lie in the frame (past the
+    /// linear head it is measured against the whole frame), an inner one in the outer.
+    fn ip_end_ok(&mut self, ip_end: Value) {
+        if self.base == 0 {
+            let data_end = self.get(self.v.data_end);
+            self.slow(Cond::Ugt, ip_end, data_end, |p| p.long_ip());
+        } else {
+            let outer = self.get(self.v.outer_end);
+            let m = self.malformed;
+            self.exit_if(Cond::Ugt, ip_end, outer, m);
+        }
     }
 
     /// `bpf_xdp_get_buff_len`: every buffer of a multi-buffer frame.
@@ -728,6 +1098,17 @@ impl P<'_> {
         self.cur = back;
     }
 
+    /// The IP protocols of tunnels, for the outer packet's dispatch.
+    fn tunnel_protos(&self, protos: &mut Vec<(bool, i64, Block)>) {
+        if let Some(t) = self.tun {
+            protos.extend([
+                (true, IPPROTO_IPIP, t.ipip),
+                (true, IPPROTO_IPV6, t.ip6ip),
+                (true, IPPROTO_GRE, t.gre),
+            ]);
+        }
+    }
+
     fn dispatch(&mut self, protos: &[(bool, i64, Block)], done: Block) {
         let protos: Vec<_> = protos.iter().filter(|t| t.0).collect();
         let proto = self.get(self.v.proto);
@@ -759,7 +1140,7 @@ impl P<'_> {
         let hl = self.bin(BinOp::Shl, ihl, Operand::Imm(2));
         let tot = self.be16(l3, 2);
         self.set(self.v.ip_len, tot);
-        if self.hook == ParserHook::Tc {
+        if self.hook == ParserHook::Tc && self.base == 0 {
             self.slow(Cond::Ult, tot, hl, |p| p.gso_length(false, Some(hl)));
         } else {
             self.exit_if(Cond::Ult, tot, hl, m);
@@ -771,8 +1152,7 @@ impl P<'_> {
         let tot64 = self.zext(tot, IntTy::U64);
         let ip_end = self.ptr_add(l3, tot64);
         self.set(self.v.ip_end, ip_end);
-        let data_end = self.get(self.v.data_end);
-        self.slow(Cond::Ugt, ip_end, data_end, |p| p.long_ip());
+        self.ip_end_ok(ip_end);
         if has(s, OFF_IP_TTL, 1) {
             let ttl = self.load(IntTy::U8, l3, 8);
             self.st(IntTy::U8, OFF_IP_TTL, ttl.into());
@@ -852,15 +1232,14 @@ impl P<'_> {
             let hl64 = self.zext(hl, IntTy::U64);
             let l4p = self.ptr_add(l3, hl64);
             self.set(self.v.l4, l4p);
-            self.dispatch(
-                &[
-                    (n.tcp4, IPPROTO_TCP, l4.tcp),
-                    (n.udp4, IPPROTO_UDP, l4.udp),
-                    (n.sctp4, IPPROTO_SCTP, l4.sctp),
-                    (n.icmp, IPPROTO_ICMP, l4.icmp),
-                ],
-                done,
-            );
+            let mut protos = vec![
+                (n.tcp4, IPPROTO_TCP, l4.tcp),
+                (n.udp4 || self.tun.is_some(), IPPROTO_UDP, l4.udp),
+                (n.sctp4, IPPROTO_SCTP, l4.sctp),
+                (n.icmp, IPPROTO_ICMP, l4.icmp),
+            ];
+            self.tunnel_protos(&mut protos);
+            self.dispatch(&protos, done);
         } else {
             self.goto(done);
         }
@@ -877,7 +1256,7 @@ impl P<'_> {
         self.exit_if(Cond::Ne, ver, Operand::Imm(0x60), m);
         let pl = self.be16(l3, 4);
         self.set(self.v.ip_len, pl);
-        if self.hook == ParserHook::Tc {
+        if self.hook == ParserHook::Tc && self.base == 0 {
             self.slow(Cond::Eq, pl, Operand::Imm(0), |p| p.gso_length(true, None));
         }
         let pl = self.get(self.v.ip_len);
@@ -888,8 +1267,7 @@ impl P<'_> {
         let tot64 = self.zext(tot, IntTy::U64);
         let ip_end = self.ptr_add(l3, tot64);
         self.set(self.v.ip_end, ip_end);
-        let data_end = self.get(self.v.data_end);
-        self.slow(Cond::Ugt, ip_end, data_end, |p| p.long_ip());
+        self.ip_end_ok(ip_end);
         if has(s, OFF_IP_TTL, 1) {
             let v = self.load(IntTy::U8, l3, 7);
             self.st(IntTy::U8, OFF_IP_TTL, v.into());
@@ -1002,15 +1380,14 @@ impl P<'_> {
             let nh = self.get(self.v.proto);
             self.st(IntTy::U8, OFF_IP_PROTO, nh.into());
         }
-        self.dispatch(
-            &[
-                (n.tcp6, IPPROTO_TCP, l4.tcp),
-                (n.udp6, IPPROTO_UDP, l4.udp),
-                (n.sctp6, IPPROTO_SCTP, l4.sctp),
-                (n.icmp6, IPPROTO_ICMPV6, l4.icmp6),
-            ],
-            done,
-        );
+        let mut protos = vec![
+            (n.tcp6, IPPROTO_TCP, l4.tcp),
+            (n.udp6 || self.tun.is_some(), IPPROTO_UDP, l4.udp),
+            (n.sctp6, IPPROTO_SCTP, l4.sctp),
+            (n.icmp6, IPPROTO_ICMPV6, l4.icmp6),
+        ];
+        self.tunnel_protos(&mut protos);
+        self.dispatch(&protos, done);
         // A later fragment: the fragment header, and every header before it, ends inside
         // the IP packet.
         self.cur = later;
@@ -1057,7 +1434,7 @@ impl P<'_> {
         let ports = crate::packet::needs::span(OFF_SPORT, 4);
         let kinds = [
             (n.tcp4 || n.tcp6, l4.tcp),
-            (n.udp4 || n.udp6, l4.udp),
+            (n.udp4 || n.udp6 || self.tun.is_some(), l4.udp),
             (n.sctp4 || n.sctp6, l4.sctp),
             (n.icmp6, l4.icmp6),
             (n.icmp, l4.icmp),
@@ -1091,6 +1468,14 @@ impl P<'_> {
                 self.check_ip(at, 8);
                 self.or_flags(F_UDP);
                 self.ports(at, n.store_udp & ports);
+                // A UDP tunnel goes to its inner packet before any payload is copied: the
+                // payload copy's many exits, each walking the inner parser again, would
+                // exceed the verifier's budget. A tunnel's UDP payload is its tunnel header.
+                if let Some(t) = self.tun {
+                    let dport = self.be16(at, 2);
+                    self.exit_if(Cond::Eq, dport, Operand::Imm(UDP_VXLAN), t.vxlan);
+                    self.exit_if(Cond::Eq, dport, Operand::Imm(UDP_GENEVE), t.geneve);
+                }
                 if n.payload_udp {
                     let start = self.ptr_add(at, Operand::Imm(8));
                     self.payload(start);
