@@ -9,6 +9,7 @@ macro_rules! say {
 }
 
 mod agent;
+mod filter_cmd;
 mod fmt_cmd;
 mod list_cmd;
 mod policy_cmd;
@@ -75,6 +76,11 @@ enum Cmd {
         #[command(subcommand)]
         op: set_cmd::SetOp,
     },
+    /// Add or delete one rule of a running filter's classifier, without reloading it.
+    Filter {
+        #[command(subcommand)]
+        op: filter_cmd::FilterOp,
+    },
     /// Show or switch a running `pol run` of security rules between audit (alert only)
     /// and enforce (kill, deny), without reloading.
     Mode(rule_run::ModeArgs),
@@ -130,6 +136,7 @@ fn main() -> ExitCode {
             run::RunKind::Filters => run::run(args),
         },
         Cmd::Set { op } => set_cmd::run(op),
+        Cmd::Filter { op } => filter_cmd::run(op),
         Cmd::Mode(args) => rule_run::mode(args),
         Cmd::Load(args) => policy_cmd::load(args),
         Cmd::Agent(args) => agent::run(args),

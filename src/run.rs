@@ -594,6 +594,15 @@ fn pin_sets(
             }
         }
     }
+    // The classifiers' maps too, for `pol filter add|del`.
+    for f in &c.hir.filters {
+        let n = pol_compiler::classify::datapath::Names::of_filter(&f.name);
+        for m in [n.descs, n.buckets, n.entries] {
+            if let Ok(fd) = loaded.map_fd(&m) {
+                fds.push((m, fd));
+            }
+        }
+    }
     match Pins::create(root, &sets::stem_of(file), &fds) {
         Ok(Some(p)) => {
             eprintln!(

@@ -161,3 +161,203 @@ fn classified_filters_give_the_first_match_verdict() {
         );
     }
 }
+
+mod run_support;
+
+/// Runs in A: counts UDP datagrams to 10.99.0.1:PORT for a second.
+const RECEIVER: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.99.0.1", int(sys.argv[1]))); s.settimeout(0.05)
+print("ready", flush=True)
+n, end = 0, time.time() + 1.0
+while time.time() < end:
+    try:
+        s.recv(2048); n += 1
+    except socket.timeout:
+        pass
+print(n, flush=True)
+"#;
+
+/// Sends 10 datagrams from B to A's `port`; returns how many arrived.
+fn arrive(net: &run_support::NetPair, port: u16) -> u64 {
+    use std::io::BufRead;
+    let mut rx = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.a,
+            &run_support::python(),
+            "-c",
+            RECEIVER,
+        ])
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start receiver");
+    let mut out = std::io::BufReader::new(rx.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("receiver ready");
+    assert_eq!(line.trim(), "ready");
+    run_support::send_udp(net, port, 10);
+    line.clear();
+    out.read_line(&mut line).expect("receiver count");
+    let _ = rx.wait();
+    line.trim().parse().expect("a count")
+}
+
+/// `pol ARGS` in namespace `ns`: (success, stdout, stderr).
+fn pol_in(ns: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .arg(env!("CARGO_BIN_EXE_pol"))
+        .args(args)
+        .output()
+        .expect("run pol");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The id of the XDP program on `va` in `ns`.
+fn xdp_prog_id(ns: &str) -> u64 {
+    let (_, link) = run_support::ip(&["-n", ns, "-d", "link", "show", "dev", "va"]);
+    link.split("prog/xdp id ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no XDP program on va: {link}"))
+}
+
+/// 40 conjunctive rules (the classifier takes 32 or more) that B's traffic to 5000 and
+/// 5001 misses, and on line 22 (rule 20) one that drops B's traffic to 5002.
+fn editable_filter(name: &str) -> String {
+    let mut s = format!("filter {name} on xdp(\"va\") {{\n");
+    for k in 0..40 {
+        if k == 20 {
+            s.push_str("    drop ip4 and udp and ip.src in 10.99.0.0/24 and udp.dport == 5002\n");
+        } else {
+            s.push_str(&format!(
+                "    drop ip4 and udp and ip.src in 10.{k}.0.0/16 and udp.dport == {}\n",
+                6000 + k
+            ));
+        }
+    }
+    s.push_str("    default pass\n}\n");
+    s
+}
+
+/// `pol filter add|del` on a running `pol run` and on a loaded policy: B's traffic is
+/// dropped after an add, arrives again after the del, a rule added after an earlier line
+/// wins over it, a compiled rule deleted by its line stops dropping; the XDP program's id
+/// never changes (no reload). Every refusal is a sentence.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn filter_add_del_change_a_running_classifier_without_reload() {
+    use std::time::Duration;
+    common::require_kernel();
+    run_support::require_tools();
+    let net = run_support::NetPair::new("fe");
+    let dir = common::TempDir::new("pol_filter_edit");
+    let file = dir.path().join("fedit.pol");
+    std::fs::write(&file, editable_filter("fedit")).expect("write");
+    let f = file.to_str().expect("utf-8 path");
+    let drop5000 = "drop ip4 and udp and ip.src in 10.99.0.0/24 and udp.dport == 5000";
+    let pass5000 = "pass udp and ip.src == 10.99.0.2 and udp.dport in 4000..5000";
+
+    let mut pol = run_support::PolRun::start(&net.a, &[f, "--json", "--interval", "0.5"], &[]);
+    assert!(
+        pol.wait_for("\"attached\"", Duration::from_secs(30))
+            .is_some(),
+        "pol run did not attach"
+    );
+    let id = xdp_prog_id(&net.a);
+    assert_eq!(
+        arrive(&net, 5000),
+        10,
+        "B's datagrams arrive before the add"
+    );
+    assert_eq!(arrive(&net, 5002), 0, "rule 20 drops B's datagrams to 5002");
+
+    let (ok, out, err) = pol_in(&net.a, &["filter", "add", f, "fedit", drop5000]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("added `drop ip4") && out.contains("after line 41"),
+        "{out}"
+    );
+    assert_eq!(arrive(&net, 5000), 0, "dropped once the rule is added");
+    assert_eq!(arrive(&net, 5001), 10, "other ports still arrive");
+    // After line 2 (rule 0): before the drop, so it wins.
+    let (ok, out, err) = pol_in(
+        &net.a,
+        &["filter", "add", f, "fedit", pass5000, "--after", "2"],
+    );
+    assert!(ok && out.contains("after line 2"), "{out}{err}");
+    assert_eq!(arrive(&net, 5000), 10, "the earlier pass rule wins");
+    let (ok, _, err) = pol_in(&net.a, &["filter", "del", f, "fedit", pass5000]);
+    assert!(ok, "{err}");
+    assert_eq!(arrive(&net, 5000), 0, "the drop decides again");
+    let (ok, _, err) = pol_in(&net.a, &["filter", "del", f, "fedit", drop5000]);
+    assert!(ok, "{err}");
+    assert_eq!(arrive(&net, 5000), 10, "arrives again after the del");
+    // A rule of the file, by its line.
+    let (ok, out, err) = pol_in(&net.a, &["filter", "del", f, "fedit", "22"]);
+    assert!(ok && out.contains("deleted line 22"), "{out}{err}");
+    assert_eq!(arrive(&net, 5002), 10, "rule 20 deleted");
+    assert_eq!(xdp_prog_id(&net.a), id, "the program was never replaced");
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["add", f, "nope", drop5000], "has no filter `nope`"),
+        (
+            &["add", f, "fedit", "drop udp or tcp"],
+            "the classifier cannot hold `drop udp or tcp`",
+        ),
+        (
+            &["add", f, "fedit", "drop ip.srx == 1.2.3.4"],
+            "is not a rule of filter `fedit`",
+        ),
+        (&["add", f, "fedit", drop5000, "--after", "1"], "line 1 of"),
+        (
+            &["del", f, "fedit", "22"],
+            "is not in the running classifier",
+        ),
+        (&["del", f, "fedit", drop5000], "tests exactly"),
+    ];
+    for (args, want) in cases {
+        let mut a = vec!["filter"];
+        a.extend_from_slice(args);
+        let (ok, _, err) = pol_in(&net.a, &a);
+        assert!(!ok, "{args:?} must fail");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    pol.signal("INT");
+    let (ok, _, err) = pol.finish(Duration::from_secs(10));
+    assert!(ok, "{err}");
+    run_support::assert_clean(&net.a, "fedit");
+
+    // The same on a loaded policy, by its name.
+    let name = format!("pol_fedit_{}", std::process::id());
+    let _unload = run_support::Unload::new(&[&name]);
+    let (ok, _, err) = pol_in(&net.a, &["load", f, "--name", &name]);
+    assert!(ok, "{err}");
+    let id = xdp_prog_id(&net.a);
+    assert_eq!(arrive(&net, 5000), 10);
+    let (ok, _, err) = pol_in(&net.a, &["filter", "add", &name, "fedit", drop5000]);
+    assert!(ok, "{err}");
+    assert_eq!(arrive(&net, 5000), 0, "the policy drops after the add");
+    let (ok, _, err) = pol_in(&net.a, &["filter", "del", &name, "fedit", drop5000]);
+    assert!(ok, "{err}");
+    assert_eq!(arrive(&net, 5000), 10, "and passes after the del");
+    assert_eq!(
+        xdp_prog_id(&net.a),
+        id,
+        "the policy's program was never replaced"
+    );
+    let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
+    assert!(ok, "{err}");
+}

@@ -3,8 +3,8 @@
 //! `classify(stack(48)) -> u64` takes the parsed header in the key layout of
 //! [`super::maps`] on the caller's stack and returns the index of the first matching rule
 //! (`NO_MATCH` when none). `bpf_loop` walks the table descriptors (`max_tables` calls of
-//! `classify_table`, which stops the loop at the first table whose best rule cannot beat
-//! what was found); each call masks the header into a key with the table id, makes one
+//! `classify_table`, which stops the loop at the first table whose stop — the best rule of
+//! it and the tables after it — cannot beat what was found); each call masks the header into a key with the table id, makes one
 //! hash lookup, and a counted loop (`bucket_max`) scans the bucket's entries (ascending
 //! rule index: the first that matches is the bucket's best; an entry no better than the
 //! best found ends the scan).
@@ -16,7 +16,7 @@
 use std::fmt::Write as _;
 
 use super::maps::{
-    DESC_BEST, DESC_BYTES, DESC_FILTER, ENTRY_BYTES, ENTRY_DPORT, ENTRY_DST, ENTRY_FAMILY,
+    DESC_BYTES, DESC_FILTER, DESC_STOP, ENTRY_BYTES, ENTRY_DPORT, ENTRY_DST, ENTRY_FAMILY,
     ENTRY_PROTO, ENTRY_RULE, ENTRY_SPORT, ENTRY_SRC, ENTRY_VLAN, FILTER_LOG2, FILTER_MUL,
     KEY_BYTES,
 };
@@ -96,7 +96,7 @@ pub fn maps_text(n: &Names, cfg: &Config, sizes: Sizes) -> String {
     let _ = writeln!(
         s,
         "map {descs}: array, key 4, value {DESC_BYTES}, max {}",
-        cfg.max_tables.max(1)
+        cfg.max_tables.max(1) + 1
     );
     let _ = writeln!(
         s,
@@ -227,10 +227,10 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
     );
     w.line(&format!("br eq {d}, 0, block{stop}, block1"));
 
-    // Tables come sorted by their best rule: once it cannot beat the best found, no
-    // later table can either.
+    // A table's stop is the best rule of it and every later table: once it cannot beat
+    // the best found, no later table can either.
     w.block("block1");
-    let tbest = w.load(32, &d, DESC_BEST);
+    let tbest = w.load(32, &d, DESC_STOP);
     let best = w.load(64, "v1", STATE_BEST);
     w.line(&format!("br uge {tbest}, {best}, block{stop}, block2"));
 

@@ -3,13 +3,20 @@
 //!
 //! Three maps:
 //!
-//! - `descs`, ARRAY of `max_tables` entries, key u32 table id, value [`DESC_BYTES`]:
+//! - `descs`, ARRAY of `max_tables + 1` entries, key u32 table id, value [`DESC_BYTES`]:
 //!   `mask[48]` (the key layout below, table id bytes 0) then `u32 best_rule` at 48,
-//!   4 bytes of padding, then the table's *filter* at [`DESC_FILTER`]: a bitmap of
+//!   `u32 stop` at [`DESC_STOP`] (the smallest best rule of this table and every later
+//!   one: the search stops at the first table whose `stop` cannot beat what it found, so
+//!   tables need not stay sorted when [`super::edit`] adds a rule), then the table's
+//!   *filter* at [`DESC_FILTER`]: a bitmap of
 //!   [`FILTER_BITS`] bits, bit [`filter_bit`] of each bucket's masked key set. A header
 //!   whose bit is clear has no bucket in the table, so its hash lookup is skipped (most
 //!   tables hold no bucket for a given header: a bit test costs far less than hashing 48
-//!   bytes). Unused slots have `best_rule = NO_MATCH`, which stops the search.
+//!   bytes). Unused slots have `best_rule = stop = NO_MATCH`, which stops the search.
+//!   The last slot (`max_tables`, never searched) is the *meta* slot of changes made
+//!   without reload ([`super::edit`]): `u32 next_entry` at [`META_NEXT`] (the first free
+//!   entry), `u32 added` at [`META_ADDED`] and the rule ids of the rules added since the
+//!   load from [`META_IDS`] on.
 //! - `buckets`, HASH, key [`KEY_BYTES`], value [`BUCKET_BYTES`]: `u32 start` (index of
 //!   the bucket's first entry in `entries`), `u32 count` (at most `bucket_max`).
 //! - `entries`, ARRAY, key u32, value [`ENTRY_BYTES`], a bucket's rules consecutive and
@@ -58,6 +65,13 @@ pub fn filter_bit(masked: &Key) -> usize {
 
 /// Offsets inside a descriptor and an entry (shared with [`super::datapath`]).
 pub const DESC_BEST: usize = 48;
+pub const DESC_STOP: usize = 52;
+/// Offsets in the meta slot (descriptor `max_tables`).
+pub const META_NEXT: usize = 0;
+pub const META_ADDED: usize = 4;
+pub const META_IDS: usize = 8;
+/// Rules added without reload the meta slot can list.
+pub const META_MAX_ADDED: usize = (DESC_BYTES - META_IDS) / 4;
 pub const ENTRY_RULE: usize = 0;
 pub const ENTRY_ACTION: usize = 4;
 pub const ENTRY_FAMILY: usize = 8;
@@ -71,7 +85,7 @@ pub const ENTRY_DST: usize = 56;
 /// The contents of the three maps.
 #[derive(Debug, Clone)]
 pub struct Maps {
-    /// `max_tables` descriptors (unused ones stop the search).
+    /// `max_tables` descriptors (unused ones stop the search), then the meta slot.
     pub descs: Vec<Box<[u8; DESC_BYTES]>>,
     /// Sorted by key, so fills are reproducible.
     pub buckets: Vec<(Key, [u8; BUCKET_BYTES])>,
@@ -100,6 +114,13 @@ impl Maps {
             d[DESC_BEST..DESC_BEST + 4].copy_from_slice(&NO_MATCH.to_le_bytes());
             descs.push(d);
         }
+        // Each table's stop: the smallest best rule from it on (tables come sorted, so
+        // this is its own best rule until an edit adds a better rule to a later table).
+        let mut stop = NO_MATCH;
+        for d in descs.iter_mut().rev() {
+            stop = stop.min(u32_at(&d[..], DESC_BEST));
+            d[DESC_STOP..DESC_STOP + 4].copy_from_slice(&stop.to_le_bytes());
+        }
         let mut keys: Vec<&Key> = c.buckets.keys().collect();
         keys.sort_unstable();
         for k in &keys {
@@ -121,6 +142,11 @@ impl Maps {
                 entries.push(entry(id(i), &c.rules[i as usize]));
             }
         }
+        let mut meta = Box::new([0u8; DESC_BYTES]);
+        meta[DESC_BEST..DESC_BEST + 4].copy_from_slice(&NO_MATCH.to_le_bytes());
+        meta[DESC_STOP..DESC_STOP + 4].copy_from_slice(&NO_MATCH.to_le_bytes());
+        meta[META_NEXT..META_NEXT + 4].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+        descs.push(meta);
         Maps {
             descs,
             buckets,
@@ -143,7 +169,7 @@ impl Maps {
         let mut hits = 0;
         let mut filtered = 0;
         for (t, d) in self.descs.iter().enumerate() {
-            if u32_at(&d[..], DESC_BEST) >= best {
+            if u32_at(&d[..], DESC_STOP) >= best {
                 break;
             }
             let mut m = [0u8; KEY_BYTES];
@@ -208,17 +234,17 @@ pub struct Lookup {
     pub filtered: usize,
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], off: usize) -> u32 {
     let mut w = [0u8; 4];
     w.copy_from_slice(&b[off..off + 4]);
     u32::from_le_bytes(w)
 }
 
-fn u16_at(b: &[u8], off: usize) -> u16 {
+pub(super) fn u16_at(b: &[u8], off: usize) -> u16 {
     u16::from_le_bytes([b[off], b[off + 1]])
 }
 
-fn entry(index: u32, r: &super::Rule) -> [u8; ENTRY_BYTES] {
+pub fn entry(index: u32, r: &super::Rule) -> [u8; ENTRY_BYTES] {
     let mut e = [0u8; ENTRY_BYTES];
     e[ENTRY_RULE..4].copy_from_slice(&index.to_le_bytes());
     e[ENTRY_ACTION..8].copy_from_slice(&r.action.to_le_bytes());
@@ -242,7 +268,7 @@ fn entry(index: u32, r: &super::Rule) -> [u8; ENTRY_BYTES] {
 }
 
 /// An entry's tests against a header in the key layout.
-fn entry_matches(e: &[u8; ENTRY_BYTES], h: &Key) -> bool {
+pub(super) fn entry_matches(e: &[u8; ENTRY_BYTES], h: &Key) -> bool {
     let in8 = |off: usize, v: u8| e[off] <= v && v <= e[off + 1];
     let in16 = |off: usize, v: u16| u16_at(e, off) <= v && v <= u16_at(e, off + 2);
     let addr = |off: usize, at: usize| (0..16).all(|i| h[at + i] & e[off + 16 + i] == e[off + i]);

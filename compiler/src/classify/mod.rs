@@ -13,6 +13,7 @@
 //! every result is checked against; [`gen`] makes ClassBench-shaped rule sets and traces.
 
 pub mod datapath;
+pub mod edit;
 pub mod gen;
 pub mod hir;
 pub mod maps;
@@ -20,6 +21,11 @@ pub mod tuplemerge;
 
 /// Rule index meaning "no rule matched" (what the data path returns then).
 pub const NO_MATCH: u32 = u32::MAX;
+
+/// A filter's classifier knows rule `i` of the filter by the id `i << PRIO_SHIFT`: the ids
+/// between two rules' are free for rules added without reload ([`edit`]), so first match
+/// stays exact without renumbering. The filter shifts the classifier's answer back.
+pub const PRIO_SHIFT: u32 = 8;
 
 /// Address family values of [`Header::family`] and [`Rule::family`].
 pub const V4: u8 = 4;

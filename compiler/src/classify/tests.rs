@@ -369,11 +369,15 @@ fn maps_hold_every_kept_rule_once_and_descriptors_stop_the_search() {
     let c = build(&rules, Config::default()).expect("build");
     let maps = Maps::of(&c);
     assert_eq!(maps.entries.len() + c.shadowed, rules.len());
-    assert_eq!(maps.descs.len(), c.config.max_tables);
+    assert_eq!(
+        maps.descs.len(),
+        c.config.max_tables + 1,
+        "tables and the meta slot"
+    );
     let unused = &maps.descs[c.tables.len()..];
     assert!(unused
         .iter()
-        .all(|d| d[maps::DESC_BEST..maps::DESC_BEST + 4] == NO_MATCH.to_le_bytes()));
+        .all(|d| d[maps::DESC_STOP..maps::DESC_STOP + 4] == NO_MATCH.to_le_bytes()));
     // Tables are sorted by their best rule (the early stop depends on it).
     assert!(c.tables.windows(2).all(|w| w[0].min_rule < w[1].min_rule));
 }

@@ -92,12 +92,12 @@ pub fn rule_lens(r: &Rule) -> Lens {
     ]
 }
 
-fn fits(table: &Lens, rule: &Lens) -> bool {
+pub(super) fn fits(table: &Lens, rule: &Lens) -> bool {
     table.iter().zip(rule).all(|(t, r)| t <= r)
 }
 
 /// Whether every header `b` matches, `a` matches too.
-fn covers(a: &Rule, b: &Rule) -> bool {
+pub(super) fn covers(a: &Rule, b: &Rule) -> bool {
     fn within<T: PartialOrd>(a: &super::Range<T>, b: &super::Range<T>) -> bool {
         a.lo <= b.lo && b.hi <= a.hi
     }
@@ -114,7 +114,7 @@ fn covers(a: &Rule, b: &Rule) -> bool {
 
 /// The lengths of a table made for a rule: small fields all or nothing, addresses rounded
 /// down to the step, so rules of similar shape share the table.
-fn relax(l: &Lens, cfg: &Config) -> Lens {
+pub(super) fn relax(l: &Lens, cfg: &Config) -> Lens {
     let all_or_none = |d: usize| if l[d] == WIDTH[d] { WIDTH[d] } else { 0 };
     let step = cfg.addr_step.max(1);
     [
@@ -168,7 +168,7 @@ pub fn key(bytes: &Key, mask: &Key, table: u32) -> Key {
 }
 
 /// A header every header the rule matches shares its fixed bits with.
-fn representative(r: &Rule) -> Header {
+pub(super) fn representative(r: &Rule) -> Header {
     Header {
         family: r.family.lo,
         proto: r.proto.lo,

@@ -100,6 +100,19 @@ pub struct Plan {
     pub classifier: Option<Classified>,
 }
 
+/// The action ids of a planned filter: 0 is the default, then each distinct action of a
+/// rule a lookup finds (a rule map or the classifier), in rule order. Map and classifier
+/// entries carry these ids; a rule added without reload can take any of them.
+pub fn action_kinds<'a>(filter: &'a Filter, plan: &Plan) -> Vec<&'a crate::hir::Action> {
+    let mut kinds: Vec<&crate::hir::Action> = vec![&filter.default];
+    for (rule, place) in filter.rules.iter().zip(&plan.placement) {
+        if place.in_maps() && !kinds.iter().any(|k| **k == rule.action) {
+            kinds.push(&rule.action);
+        }
+    }
+    kinds
+}
+
 /// Plans a filter's rules.
 pub fn plan(filter: &Filter) -> Plan {
     let keyed: Vec<Result<Vec<Key>, String>> = filter.rules.iter().map(|r| keys(&r.cond)).collect();
@@ -179,6 +192,10 @@ const CLASSIFY_RETRIES: usize = 16;
 /// The rules left as code that the classifier holds go to it when there are at least
 /// [`CLASSIFY_MIN`] of them; a rule the builder refuses stays code, saying why.
 fn classify_rest(filter: &Filter, placement: &mut [Placement]) -> Option<Classified> {
+    // Classifier ids are rule indices shifted by `classify::PRIO_SHIFT` (NO_MATCH apart).
+    if filter.rules.len() >= (classify::NO_MATCH >> classify::PRIO_SHIFT) as usize {
+        return None;
+    }
     let mut cands: Vec<(u32, Vec<classify::Rule>)> = Vec::new();
     for (rule, place) in filter.rules.iter().zip(placement.iter_mut()) {
         if !matches!(place, Placement::Code(_)) {

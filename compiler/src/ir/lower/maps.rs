@@ -149,7 +149,9 @@ impl Lower<'_> {
         for (r, id) in built.rules.iter_mut().zip(&c.ids) {
             r.action = action_of.get(id).copied().unwrap_or(0);
         }
-        let m = cmaps::Maps::with_ids(&built, |i| c.ids.get(i as usize).copied().unwrap_or(0));
+        let m = cmaps::Maps::with_ids(&built, |i| {
+            c.ids.get(i as usize).copied().unwrap_or(0) << crate::classify::PRIO_SHIFT
+        });
         let names = Names::of_filter(&filter.name);
         let index = |i: usize| (i as u32).to_le_bytes().to_vec();
         let descs = m
@@ -176,7 +178,7 @@ impl Lower<'_> {
                 MapKind::Array,
                 BtfTy::U32,
                 cmaps::DESC_BYTES,
-                built.config.max_tables,
+                built.config.max_tables + 1,
                 descs,
             ),
             (
@@ -184,7 +186,7 @@ impl Lower<'_> {
                 MapKind::Hash,
                 BtfTy::Bytes(cmaps::KEY_BYTES as u32),
                 cmaps::BUCKET_BYTES,
-                buckets.len(),
+                crate::classify::edit::room(buckets.len()),
                 buckets,
             ),
             (
@@ -192,7 +194,7 @@ impl Lower<'_> {
                 MapKind::Array,
                 BtfTy::U32,
                 cmaps::ENTRY_BYTES,
-                entries.len(),
+                crate::classify::edit::room(entries.len()),
                 entries,
             ),
         ];

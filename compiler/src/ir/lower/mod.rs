@@ -113,17 +113,11 @@ impl Lower<'_> {
     fn grouped(mut self, filter: &Filter, plan: &Plan) -> Function {
         let n = filter.rules.len() as u32;
         // Action ids: 0 is the default; then each distinct action of a map rule.
-        let mut kinds: Vec<&Action> = vec![&filter.default];
+        let kinds: Vec<&Action> = groups::action_kinds(filter, plan);
         let mut action_of: HashMap<u32, u32> = HashMap::new();
         for (rule, place) in filter.rules.iter().zip(&plan.placement) {
             if place.in_maps() {
-                let id = match kinds.iter().position(|k| **k == rule.action) {
-                    Some(i) => i,
-                    None => {
-                        kinds.push(&rule.action);
-                        kinds.len() - 1
-                    }
-                };
+                let id = kinds.iter().position(|k| **k == rule.action).unwrap_or(0);
                 action_of.insert(rule.index, id as u32);
             }
         }

@@ -1,0 +1,709 @@
+//! Changes without reload (issue 11 §4): one rule added to, or deleted from, a running
+//! classifier, touching only the map entries it needs.
+//!
+//! A rule goes into the bucket of the first table that fits it and has room (as the
+//! builder places it), else a new table in the first unused slot. Its bucket's entries are
+//! written again, in order, into free entries past the meta slot's `next_entry`, and then
+//! the bucket's value `{start, count}` is replaced in one map update: a packet sees the old
+//! run or the new one, never half of each. Then the table's filter bit is set and its best
+//! rule and `stop` lowered, and the `stop` of the tables before it (a table's `stop` is the
+//! smallest best rule from it on, so tables need not stay sorted). Until those writes land
+//! a packet simply does not see the new rule yet. A deletion writes the run without the
+//! rule (or deletes the bucket) and leaves filter bits and stops as they are: a stale bit
+//! costs one hash lookup, a stale stop one table more, never a wrong answer. The old run's
+//! entries are not reused; [`room`] sizes the maps for changes and [`EditError::NoRoom`]
+//! says when a reload is due.
+//!
+//! Rule ids: a filter's rule `i` has id `i << PRIO_SHIFT` (see [`super::PRIO_SHIFT`]); a
+//! rule added after it takes a free id below `(i + 1) << PRIO_SHIFT`.
+
+use super::maps::{
+    entry, filter_bit, u32_at, BUCKET_BYTES, DESC_BEST, DESC_BYTES, DESC_FILTER, DESC_STOP,
+    ENTRY_BYTES, ENTRY_RULE, KEY_BYTES, META_ADDED, META_IDS, META_MAX_ADDED, META_NEXT,
+};
+use super::tuplemerge::{
+    self, covers, fits, header_bytes, relax, representative, rule_lens, Classifier, Config, Key,
+    Lens, FIELDS,
+};
+use super::{Rule, RuleProblem, NO_MATCH};
+
+/// Slots of a map sized for `n` entries at load, with room for changes.
+pub fn room(n: usize) -> usize {
+    n + (n / 2).max(1024)
+}
+
+/// The classifier's maps, read and written one element at a time (the kernel's pinned
+/// maps, or [`Mem`]). Errors are sentences.
+pub trait Store {
+    fn desc(&mut self, slot: u32) -> Result<Box<[u8; DESC_BYTES]>, String>;
+    fn set_desc(&mut self, slot: u32, d: &[u8; DESC_BYTES]) -> Result<(), String>;
+    fn bucket(&mut self, key: &Key) -> Result<Option<[u8; BUCKET_BYTES]>, String>;
+    fn set_bucket(&mut self, key: &Key, v: &[u8; BUCKET_BYTES]) -> Result<(), String>;
+    fn del_bucket(&mut self, key: &Key) -> Result<(), String>;
+    fn entry(&mut self, i: u32) -> Result<[u8; ENTRY_BYTES], String>;
+    fn set_entry(&mut self, i: u32, e: &[u8; ENTRY_BYTES]) -> Result<(), String>;
+    /// How many entries the entries map holds.
+    fn entries_max(&self) -> u32;
+}
+
+/// Why a change cannot be made without reload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    #[error("{0}")]
+    Store(String),
+    #[error("the classifier cannot hold this rule: {0}")]
+    BadRule(RuleProblem),
+    #[error("the classifier's maps have no room left for changes ({used} of {max} entries written); reload the filter to compact them")]
+    NoRoom { used: u32, max: u32 },
+    #[error("{0} rules were added since the load, as many as the classifier keeps track of; put them in the file and reload")]
+    TooManyAdded(usize),
+    #[error("the rule shares every bit the classifier hashes with {0} other rules, as many as a bucket holds; put it in the file and reload")]
+    BucketFull(usize),
+    #[error(
+        "the rule needs a new table and all {0} tables are in use; put it in the file and reload"
+    )]
+    NoTable(usize),
+}
+
+impl From<String> for EditError {
+    fn from(s: String) -> EditError {
+        EditError::Store(s)
+    }
+}
+
+/// The prefix lengths a table's mask hashes.
+pub fn lens_of(mask: &Key) -> Lens {
+    let ones16 = |at: usize| u16::from_le_bytes([mask[at], mask[at + 1]]).leading_ones() as u8;
+    let ones128 = |at: usize| {
+        mask[at..at + 16]
+            .iter()
+            .map(|b| b.count_ones())
+            .sum::<u32>() as u8
+    };
+    [
+        mask[4].leading_ones() as u8,
+        mask[5].leading_ones() as u8,
+        ones16(6),
+        ones16(8),
+        ones16(10),
+        ones128(16),
+        ones128(32),
+    ]
+}
+
+fn put32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The compiled rules a classifier left out (an earlier rule in their bucket covers them),
+/// each with its id: a deletion may have to put them back.
+pub fn left_out(c: &Classifier, id: impl Fn(u32) -> u32) -> Vec<(u32, Rule)> {
+    let mut placed = vec![false; c.rules.len()];
+    for members in c.buckets.values() {
+        for &k in members {
+            if let Some(p) = placed.get_mut(k as usize) {
+                *p = true;
+            }
+        }
+    }
+    placed
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !**p)
+        .map(|(k, _)| (id(k as u32), c.rules[k]))
+        .collect()
+}
+
+/// A running classifier opened for changes: its descriptors read once.
+pub struct Editor<'a, S: Store> {
+    store: &'a mut S,
+    cfg: Config,
+    /// `max_tables` descriptors, then the meta slot.
+    descs: Vec<Box<[u8; DESC_BYTES]>>,
+}
+
+/// One bucket a rule could live in: its table, key and entries.
+struct Home {
+    table: usize,
+    key: Key,
+    run: Vec<[u8; ENTRY_BYTES]>,
+}
+
+impl<'a, S: Store> Editor<'a, S> {
+    pub fn open(store: &'a mut S, cfg: Config) -> Result<Editor<'a, S>, EditError> {
+        let mut descs = Vec::with_capacity(cfg.max_tables + 1);
+        for t in 0..=cfg.max_tables {
+            descs.push(store.desc(t as u32)?);
+        }
+        Ok(Editor { store, cfg, descs })
+    }
+
+    fn meta(&self) -> &[u8; DESC_BYTES] {
+        &self.descs[self.cfg.max_tables]
+    }
+
+    /// The ids of the rules added since the load, in the order they were added.
+    pub fn added(&self) -> Vec<u32> {
+        let n = (u32_at(&self.meta()[..], META_ADDED) as usize).min(META_MAX_ADDED);
+        (0..n)
+            .map(|i| u32_at(&self.meta()[..], META_IDS + 4 * i))
+            .collect()
+    }
+
+    fn write_meta(&mut self) -> Result<(), EditError> {
+        let m = self.cfg.max_tables;
+        self.store.set_desc(m as u32, &self.descs[m])?;
+        Ok(())
+    }
+
+    fn set_added(&mut self, ids: &[u32]) -> Result<(), EditError> {
+        if ids.len() > META_MAX_ADDED {
+            return Err(EditError::TooManyAdded(META_MAX_ADDED));
+        }
+        let m = self.cfg.max_tables;
+        let meta = &mut self.descs[m];
+        put32(&mut meta[..], META_ADDED, ids.len() as u32);
+        for (i, id) in ids.iter().enumerate() {
+            put32(&mut meta[..], META_IDS + 4 * i, *id);
+        }
+        self.write_meta()
+    }
+
+    fn used(&self, t: usize) -> bool {
+        u32_at(&self.descs[t][..], DESC_BEST) != NO_MATCH
+    }
+
+    fn mask(&self, t: usize) -> Key {
+        let mut m = [0u8; KEY_BYTES];
+        m.copy_from_slice(&self.descs[t][..KEY_BYTES]);
+        m
+    }
+
+    /// The entries of bucket `key`, in order.
+    fn run(&mut self, key: &Key) -> Result<Vec<[u8; ENTRY_BYTES]>, EditError> {
+        let Some(v) = self.store.bucket(key)? else {
+            return Ok(Vec::new());
+        };
+        let (start, count) = (u32_at(&v, 0), u32_at(&v, 4));
+        let mut run = Vec::with_capacity(count as usize);
+        for k in 0..count {
+            run.push(self.store.entry(start + k)?);
+        }
+        Ok(run)
+    }
+
+    /// The buckets `r`'s entries can be in: one per used table that fits it.
+    fn homes(&mut self, r: &Rule) -> Result<Vec<Home>, EditError> {
+        let lens = rule_lens(r);
+        let rep = header_bytes(&representative(r));
+        let mut homes = Vec::new();
+        for t in 0..self.cfg.max_tables {
+            if !self.used(t) || !fits(&lens_of(&self.mask(t)), &lens) {
+                continue;
+            }
+            let key = tuplemerge::key(&rep, &self.mask(t), t as u32);
+            let run = self.run(&key)?;
+            homes.push(Home { table: t, key, run });
+        }
+        Ok(homes)
+    }
+
+    /// The ids of the entries that test exactly what `r` tests (whatever their action).
+    pub fn find(&mut self, r: &Rule) -> Result<Vec<u32>, EditError> {
+        let want = entry(0, r);
+        let mut ids: Vec<u32> = self
+            .homes(r)?
+            .iter()
+            .flat_map(|h| h.run.iter())
+            .filter(|e| e[8..] == want[8..])
+            .map(|e| u32_at(&e[..], ENTRY_RULE))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Adds the variants of one rule under `id` (`added`: a rule from outside the file,
+    /// listed in the meta slot). Returns how many entries were written (0: it was there).
+    pub fn add(&mut self, variants: &[Rule], id: u32, added: bool) -> Result<usize, EditError> {
+        for r in variants {
+            r.check().map_err(EditError::BadRule)?;
+        }
+        let mut written = 0;
+        for r in variants {
+            written += self.add_one(r, id)?;
+        }
+        if added && written > 0 {
+            let mut ids = self.added();
+            ids.push(id);
+            self.set_added(&ids)?;
+        }
+        Ok(written)
+    }
+
+    fn add_one(&mut self, r: &Rule, id: u32) -> Result<usize, EditError> {
+        let cfg = self.cfg;
+        let e = entry(id, r);
+        let homes = self.homes(r)?;
+        if homes.iter().any(|h| h.run.contains(&e)) {
+            return Ok(0);
+        }
+        let pick = homes
+            .iter()
+            .position(|h| h.run.len() < cfg.bucket_target)
+            .or_else(|| {
+                (0..homes.len())
+                    .filter(|&i| homes[i].run.len() < cfg.bucket_max)
+                    .min_by_key(|&i| homes[i].run.len())
+            });
+        if let Some(i) = pick {
+            let Home { table, key, run } = &homes[i];
+            return self.place(*table, None, key, run.clone(), e);
+        }
+        // A new table in the first unused slot, with lengths as the builder would choose;
+        // the last slot hashes nothing, so every rule fits it.
+        let Some(t) = (0..cfg.max_tables).find(|&t| !self.used(t)) else {
+            return Err(EditError::NoTable(cfg.max_tables));
+        };
+        let lens = rule_lens(r);
+        let relaxed = relax(&lens, &cfg);
+        let mut ports = relaxed;
+        ports[3] = lens[3];
+        ports[4] = lens[4];
+        let candidates = if t + 1 == cfg.max_tables {
+            vec![[0; FIELDS]]
+        } else {
+            vec![relaxed, ports, lens]
+        };
+        let taken: Vec<Lens> = (0..cfg.max_tables)
+            .filter(|&s| self.used(s))
+            .map(|s| lens_of(&self.mask(s)))
+            .collect();
+        let Some(l) = candidates.into_iter().find(|l| !taken.contains(l)) else {
+            return Err(EditError::BucketFull(cfg.bucket_max));
+        };
+        let mask = tuplemerge::mask(&l);
+        let rep = header_bytes(&representative(r));
+        let key = tuplemerge::key(&rep, &mask, t as u32);
+        self.place(t, Some(mask), &key, Vec::new(), e)
+    }
+
+    /// Writes bucket `key` of table `t` with `e` among `run`, then the table's descriptor
+    /// (`fresh`: a new table with this mask) and the stops before it.
+    fn place(
+        &mut self,
+        t: usize,
+        fresh: Option<Key>,
+        key: &Key,
+        mut run: Vec<[u8; ENTRY_BYTES]>,
+        e: [u8; ENTRY_BYTES],
+    ) -> Result<usize, EditError> {
+        let id = u32_at(&e[..], ENTRY_RULE);
+        let at = run
+            .iter()
+            .position(|x| u32_at(&x[..], ENTRY_RULE) > id)
+            .unwrap_or(run.len());
+        run.insert(at, e);
+        self.write_run(key, &run)?;
+        let d = &mut self.descs[t];
+        if let Some(mask) = fresh {
+            d.fill(0);
+            d[..KEY_BYTES].copy_from_slice(&mask);
+            put32(&mut d[..], DESC_BEST, NO_MATCH);
+            put32(&mut d[..], DESC_STOP, NO_MATCH);
+        }
+        let bit = filter_bit(key);
+        d[DESC_FILTER + bit / 8] |= 1 << (bit % 8);
+        let best = u32_at(&d[..], DESC_BEST).min(id);
+        put32(&mut d[..], DESC_BEST, best);
+        let stop = u32_at(&d[..], DESC_STOP).min(id);
+        put32(&mut d[..], DESC_STOP, stop);
+        self.store.set_desc(t as u32, &self.descs[t])?;
+        // Earlier stops, from the nearest: once one is no higher, none before it is.
+        for s in (0..t).rev() {
+            if u32_at(&self.descs[s][..], DESC_STOP) <= id {
+                break;
+            }
+            put32(&mut self.descs[s][..], DESC_STOP, id);
+            self.store.set_desc(s as u32, &self.descs[s])?;
+        }
+        Ok(1)
+    }
+
+    /// Writes `run` into free entries and points bucket `key` at it (deletes the bucket
+    /// when `run` is empty).
+    fn write_run(&mut self, key: &Key, run: &[[u8; ENTRY_BYTES]]) -> Result<(), EditError> {
+        if run.is_empty() {
+            self.store.del_bucket(key)?;
+            return Ok(());
+        }
+        let next = u32_at(&self.meta()[..], META_NEXT);
+        let max = self.store.entries_max();
+        let end = next.saturating_add(run.len() as u32);
+        if end > max {
+            return Err(EditError::NoRoom { used: next, max });
+        }
+        for (k, x) in run.iter().enumerate() {
+            self.store.set_entry(next + k as u32, x)?;
+        }
+        let m = self.cfg.max_tables;
+        put32(&mut self.descs[m][..], META_NEXT, end);
+        self.write_meta()?;
+        let mut v = [0u8; BUCKET_BYTES];
+        put32(&mut v, 0, next);
+        put32(&mut v, 4, run.len() as u32);
+        self.store.set_bucket(key, &v)?;
+        Ok(())
+    }
+
+    /// Deletes the entries of id `id` that test what one of `variants` tests. First the
+    /// rules of `left_out` (compiled rules the classifier left out because an earlier rule
+    /// covered them) that a deleted variant covers are put back: until the deletion they
+    /// never decide, and if one cannot be put back nothing is deleted. Returns the entries
+    /// deleted.
+    pub fn delete(
+        &mut self,
+        variants: &[Rule],
+        id: u32,
+        left_out: &[(u32, Rule)],
+    ) -> Result<usize, EditError> {
+        let mut doomed = Vec::new();
+        for r in variants {
+            let want = entry(id, r);
+            for h in self.homes(r)? {
+                let keep = |x: &[u8; ENTRY_BYTES]| {
+                    !(u32_at(&x[..], ENTRY_RULE) == id && x[8..] == want[8..])
+                };
+                if !h.run.iter().all(keep) {
+                    doomed.push((*r, h.key));
+                }
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        for (lid, l) in left_out {
+            if *lid > id && variants.iter().any(|v| covers(v, l)) {
+                self.add_one(l, *lid)?;
+            }
+        }
+        let mut deleted = 0;
+        for (r, key) in doomed {
+            // Read again: putting a rule back may have rewritten this bucket.
+            let want = entry(id, &r);
+            let run = self.run(&key)?;
+            let before = run.len();
+            let run: Vec<_> = run
+                .into_iter()
+                .filter(|x| !(u32_at(&x[..], ENTRY_RULE) == id && x[8..] == want[8..]))
+                .collect();
+            if run.len() < before {
+                deleted += before - run.len();
+                self.write_run(&key, &run)?;
+            }
+        }
+        let ids = self.added();
+        if ids.contains(&id) {
+            let rest: Vec<u32> = ids.into_iter().filter(|x| *x != id).collect();
+            self.set_added(&rest)?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// The maps in memory (tests, and `pol build`-time checks of a change).
+#[derive(Debug, Clone)]
+pub struct Mem {
+    pub descs: Vec<Box<[u8; DESC_BYTES]>>,
+    pub buckets: std::collections::HashMap<Key, [u8; BUCKET_BYTES]>,
+    pub entries: Vec<[u8; ENTRY_BYTES]>,
+    pub entries_max: u32,
+}
+
+impl Mem {
+    /// The maps of `m` with room for `entries_max` entries.
+    pub fn of(m: &super::maps::Maps, entries_max: u32) -> Mem {
+        Mem {
+            descs: m.descs.clone(),
+            buckets: m.buckets.iter().copied().collect(),
+            entries: m.entries.clone(),
+            entries_max,
+        }
+    }
+
+    /// The same bytes as [`super::maps::Maps`], to search them.
+    pub fn maps(&self) -> super::maps::Maps {
+        let mut buckets: Vec<(Key, [u8; BUCKET_BYTES])> =
+            self.buckets.iter().map(|(k, v)| (*k, *v)).collect();
+        buckets.sort_unstable();
+        super::maps::Maps {
+            descs: self.descs.clone(),
+            buckets,
+            entries: self.entries.clone(),
+        }
+    }
+}
+
+impl Store for Mem {
+    fn desc(&mut self, slot: u32) -> Result<Box<[u8; DESC_BYTES]>, String> {
+        self.descs
+            .get(slot as usize)
+            .cloned()
+            .ok_or_else(|| format!("no descriptor {slot}"))
+    }
+    fn set_desc(&mut self, slot: u32, d: &[u8; DESC_BYTES]) -> Result<(), String> {
+        let s = self
+            .descs
+            .get_mut(slot as usize)
+            .ok_or_else(|| format!("no descriptor {slot}"))?;
+        s.copy_from_slice(d);
+        Ok(())
+    }
+    fn bucket(&mut self, key: &Key) -> Result<Option<[u8; BUCKET_BYTES]>, String> {
+        Ok(self.buckets.get(key).copied())
+    }
+    fn set_bucket(&mut self, key: &Key, v: &[u8; BUCKET_BYTES]) -> Result<(), String> {
+        self.buckets.insert(*key, *v);
+        Ok(())
+    }
+    fn del_bucket(&mut self, key: &Key) -> Result<(), String> {
+        self.buckets.remove(key);
+        Ok(())
+    }
+    fn entry(&mut self, i: u32) -> Result<[u8; ENTRY_BYTES], String> {
+        Ok(self
+            .entries
+            .get(i as usize)
+            .copied()
+            .unwrap_or([0; ENTRY_BYTES]))
+    }
+    fn set_entry(&mut self, i: u32, e: &[u8; ENTRY_BYTES]) -> Result<(), String> {
+        if i >= self.entries_max {
+            return Err(format!("entry {i} is past the map's {}", self.entries_max));
+        }
+        let i = i as usize;
+        if self.entries.len() <= i {
+            self.entries.resize(i + 1, [0; ENTRY_BYTES]);
+        }
+        self.entries[i] = *e;
+        Ok(())
+    }
+    fn entries_max(&self) -> u32 {
+        self.entries_max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::maps::Maps;
+    use super::super::tuplemerge::build;
+    use super::super::{gen, Header, Prefix, Range, V4};
+    use super::*;
+
+    /// A small deterministic generator (xorshift).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    fn rule(rng: &mut Rng) -> Rule {
+        let a = |rng: &mut Rng| {
+            [
+                10,
+                rng.below(3) as u8,
+                rng.below(4) as u8,
+                rng.below(4) as u8,
+            ]
+        };
+        let lens = [0u8, 8, 16, 24, 32];
+        let p = rng.below(4) as u16;
+        Rule {
+            family: Range::exact(V4 | super::super::L4),
+            proto: if rng.below(4) == 0 {
+                Range::<u8>::ANY
+            } else {
+                Range::exact(6)
+            },
+            src: Prefix::v4(a(rng), lens[rng.below(5) as usize]),
+            dst: Prefix::v4(a(rng), lens[rng.below(5) as usize]),
+            dport: match rng.below(3) {
+                0 => Range::<u16>::ANY,
+                1 => Range::exact(80 + p),
+                _ => Range::new(80, 80 + 2 * p),
+            },
+            action: rng.below(3) as u32,
+            ..Rule::default()
+        }
+    }
+
+    fn header(rng: &mut Rng) -> Header {
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        src[..4].copy_from_slice(&[
+            10,
+            rng.below(3) as u8,
+            rng.below(4) as u8,
+            rng.below(4) as u8,
+        ]);
+        dst[..4].copy_from_slice(&[
+            10,
+            rng.below(3) as u8,
+            rng.below(4) as u8,
+            rng.below(4) as u8,
+        ]);
+        Header {
+            family: V4 | super::super::L4,
+            proto: if rng.below(5) == 0 { 17 } else { 6 },
+            dport: 78 + rng.below(10) as u16,
+            src,
+            dst,
+            ..Header::default()
+        }
+    }
+
+    /// The first rule by id that matches: (id, action).
+    fn reference(rules: &[(u32, Rule)], h: &Header) -> Option<u32> {
+        rules
+            .iter()
+            .filter(|(_, r)| r.matches(h))
+            .map(|(id, _)| *id)
+            .min()
+    }
+
+    /// Random adds and deletes on a built classifier; after each, every header's answer
+    /// from the edited maps equals the first-match reference over the current rules.
+    #[test]
+    fn adds_and_deletes_keep_first_match_exact() {
+        for (seed, cfg) in [
+            (1u64, Config::default()),
+            (
+                7,
+                Config {
+                    bucket_target: 2,
+                    bucket_max: 3,
+                    max_tables: 12,
+                    addr_step: 8,
+                },
+            ),
+            (
+                3,
+                Config {
+                    bucket_target: 1,
+                    bucket_max: 2,
+                    max_tables: 64,
+                    addr_step: 16,
+                },
+            ),
+        ] {
+            let mut rng = Rng(seed * 0x9e37_79b9 + 1);
+            let base: Vec<Rule> = (0..60).map(|_| rule(&mut rng)).collect();
+            let c = build(&base, cfg).expect("builds");
+            let shift = super::super::PRIO_SHIFT;
+            let maps = Maps::with_ids(&c, |i| i << shift);
+            let mut mem = Mem::of(&maps, room(maps.entries.len()) as u32);
+            let outs = left_out(&c, |i| i << shift);
+            let mut live: Vec<(u32, Rule)> = base
+                .iter()
+                .enumerate()
+                .map(|(i, r)| ((i as u32) << shift, *r))
+                .collect();
+            let heads: Vec<Header> = (0..400).map(|_| header(&mut rng)).collect();
+            let mut changed = 0;
+            for step in 0..80 {
+                if rng.below(2) == 0 && !live.is_empty() {
+                    let k = rng.below(live.len() as u64) as usize;
+                    let (id, r) = live.remove(k);
+                    let mut ed = Editor::open(&mut mem, cfg).expect("opens");
+                    let outs_now: Vec<(u32, Rule)> = outs
+                        .iter()
+                        .filter(|(i, _)| live.iter().any(|(j, _)| j == i))
+                        .copied()
+                        .collect();
+                    match ed.delete(&[r], id, &outs_now) {
+                        Ok(_) => {}
+                        // A covered rule could not be put back: nothing was deleted.
+                        Err(EditError::BucketFull(_) | EditError::NoTable(_)) => {
+                            live.insert(k, (id, r));
+                        }
+                        Err(e) => panic!("step {step}: {e}"),
+                    }
+                } else {
+                    let after = rng.below(60) as u32;
+                    let used: Vec<u32> = live.iter().map(|(i, _)| *i).collect();
+                    let Some(id) =
+                        ((after << shift) + 1..(after + 1) << shift).find(|i| !used.contains(i))
+                    else {
+                        continue;
+                    };
+                    let r = rule(&mut rng);
+                    let mut ed = Editor::open(&mut mem, cfg).expect("opens");
+                    match ed.add(&[r], id, true) {
+                        Ok(_) => live.push((id, r)),
+                        Err(EditError::BucketFull(_) | EditError::NoTable(_)) => continue,
+                        Err(e) => panic!("step {step}: {e}"),
+                    }
+                }
+                changed += 1;
+                let m = mem.maps();
+                let index = m.index(cfg.bucket_max);
+                for h in &heads {
+                    let got = m.lookup(&index, h).rule.map(|r| r as u32);
+                    assert_eq!(
+                        got,
+                        reference(&live, h),
+                        "seed {seed} step {step}: header {h:?}"
+                    );
+                }
+            }
+            assert!(changed > 40, "seed {seed}: only {changed} changes made");
+        }
+    }
+
+    /// An added rule is found by its tests and listed; deleting it takes it off the list;
+    /// a run that does not fit in the room left is refused and changes nothing.
+    #[test]
+    fn added_rules_are_listed_found_and_room_is_checked() {
+        let rules = gen::rules(gen::Shape::Acl, 300, 2);
+        let c = build(&rules, Config::default()).expect("builds");
+        let maps = Maps::with_ids(&c, |i| i << 8);
+        let mut mem = Mem::of(&maps, maps.entries.len() as u32 + 20);
+        let mut r = rules[0];
+        r.dport = Range::exact(4242);
+        let mut ed = Editor::open(&mut mem, Config::default()).expect("opens");
+        assert_eq!(ed.add(&[r], (5 << 8) + 1, true), Ok(1));
+        assert_eq!(ed.added(), vec![(5 << 8) + 1]);
+        assert_eq!(ed.find(&r), Ok(vec![(5 << 8) + 1]));
+        assert_eq!(ed.add(&[r], (5 << 8) + 1, true), Ok(0), "already there");
+        assert_eq!(ed.delete(&[r], (5 << 8) + 1, &[]), Ok(1));
+        assert!(ed.added().is_empty());
+        assert_eq!(ed.find(&r), Ok(vec![]));
+        // 20 entries of room: each change rewrites its bucket, so it runs out.
+        let mut err = None;
+        for k in 0..40u16 {
+            let mut x = rules[1];
+            x.sport = Range::exact(1000 + k);
+            if let Err(e) = ed.add(&[x], (7 << 8) + 1 + u32::from(k), true) {
+                err = Some(e);
+                break;
+            }
+        }
+        match err {
+            Some(EditError::NoRoom { max, .. }) => assert_eq!(max, maps.entries.len() as u32 + 20),
+            other => panic!("expected NoRoom, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lens_of_inverts_mask() {
+        let l: Lens = [8, 0, 16, 0, 8, 24, 128];
+        assert_eq!(lens_of(&tuplemerge::mask(&l)), l);
+    }
+}
