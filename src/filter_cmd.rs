@@ -42,6 +42,21 @@ pub enum FilterOp {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// Swap a whole new rule set into a running filter's classifier at once: the rules of
+    /// RULES (one a line, `#` comments), in their order, in place of the classifier's.
+    Swap {
+        #[arg(value_name = "FILE|POLICY")]
+        target: PathBuf,
+        filter: String,
+        /// A file of rules, one a line, as the filter would say them.
+        rules: PathBuf,
+        /// The set decides right after the rule on this line of the file (default: after
+        /// the last rule, before the default).
+        #[arg(long, value_name = "LINE")]
+        after: Option<u32>,
+        #[arg(long)]
+        pid: Option<u32>,
+    },
     /// Delete a rule from a running filter's classifier, without reloading it: the rule on
     /// LINE of the file, or the rule that tests exactly what RULE tests.
     Del {
@@ -70,6 +85,13 @@ pub fn run(op: FilterOp) -> Result<bool> {
             what,
             pid,
         } => del(&target, &filter, &what, pid),
+        FilterOp::Swap {
+            target,
+            filter,
+            rules,
+            after,
+            pid,
+        } => swap(&target, &filter, &rules, after, pid),
     }
 }
 
@@ -229,9 +251,14 @@ fn verdict_word(v: pol_compiler::syntax::ast::Verdict) -> &'static str {
     pol_compiler::driver::verdict_word(v)
 }
 
-/// The classifier variants and action id of a rule given as text, checked by the front end
-/// inside the filter's header.
-fn parse_rule(t: &Target, p: &Planned<'_>, text: &str) -> Result<(Vec<Rule>, hir::Action)> {
+/// The classifier variants of rules given as text (one a line), checked by the front end
+/// inside the filter's header; `what` names them in errors (`RULES:LINE` or the text).
+fn parse_rules(
+    t: &Target,
+    p: &Planned<'_>,
+    lines: &[&str],
+    what: &dyn Fn(usize) -> String,
+) -> Result<Vec<Vec<Rule>>> {
     let start = p.filter.span.start;
     let open = t
         .source
@@ -240,45 +267,74 @@ fn parse_rule(t: &Target, p: &Planned<'_>, text: &str) -> Result<(Vec<Rule>, hir
         .map(|i| start + i + 1)
         .ok_or_else(|| anyhow!("cannot find filter `{}` in its source", p.filter.name))?;
     let header = &t.source[start..open];
-    if text.contains('\n') || text.contains('}') {
-        bail!("the rule must be one line of the filter, as the file would say it");
+    let mut src = format!("{header}\n");
+    // The byte where each rule's line starts, to name the line of an error.
+    let mut starts = Vec::with_capacity(lines.len());
+    for (k, l) in lines.iter().enumerate() {
+        if l.contains('}') {
+            bail!("{}: a rule of the filter cannot hold `}}`", what(k));
+        }
+        starts.push(src.len());
+        src.push_str("    ");
+        src.push_str(l);
+        src.push('\n');
     }
-    let src = format!("{header}\n    {text}\n    default pass\n}}\n");
+    src.push_str("    default pass\n}\n");
     let (_, hir, diags) = pol_compiler::driver::front(&src);
-    let rule = hir
+    let line_of = |at: usize| starts.partition_point(|s| *s <= at).saturating_sub(1);
+    if let Some(d) = diags.iter().find(|d| d.is_error()) {
+        let at = d.labels.first().map_or(0, |l| l.span.start);
+        bail!(
+            "{} is not a rule of filter `{}`: {}",
+            what(line_of(at)),
+            p.filter.name,
+            d.message
+        );
+    }
+    let rules = hir
         .as_ref()
         .and_then(|h| h.filters.first())
-        .and_then(|f| f.rules.first());
-    let errors: Vec<String> = diags
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.message.clone())
-        .collect();
-    let Some(rule) = rule.filter(|_| errors.is_empty()) else {
+        .map(|f| f.rules.as_slice())
+        .unwrap_or_default();
+    if rules.len() != lines.len() {
         bail!(
-            "`{text}` is not a rule of filter `{}`: {}",
-            p.filter.name,
-            if errors.is_empty() {
-                "it holds no rule".to_string()
-            } else {
-                errors.join("; ")
-            }
-        );
-    };
-    if !rule.action.counts.is_empty() {
-        bail!(
-            "a rule added without reload cannot count into counters; put it in the file and reload"
+            "{} rules read where {} lines were given: one rule a line",
+            rules.len(),
+            lines.len()
         );
     }
-    let action = p.action_id(&rule.action)?;
-    let variants = classify::hir::rules(&rule.cond, action).map_err(|why| {
-        anyhow!("the classifier cannot hold `{text}`: {why}; put it in the file and reload")
-    })?;
-    Ok((variants, rule.action.clone()))
+    let mut out = Vec::with_capacity(rules.len());
+    for (k, rule) in rules.iter().enumerate() {
+        if !rule.action.counts.is_empty() {
+            bail!(
+                "{}: a rule changed without reload cannot count into counters; put it in the file and reload",
+                what(k)
+            );
+        }
+        let action = p.action_id(&rule.action)?;
+        let variants = classify::hir::rules(&rule.cond, action).map_err(|why| {
+            anyhow!(
+                "the classifier cannot hold {}: {why}; put it in the file and reload",
+                what(k)
+            )
+        })?;
+        out.push(variants);
+    }
+    Ok(out)
+}
+
+/// One rule given as text.
+fn parse_rule(t: &Target, p: &Planned<'_>, text: &str) -> Result<Vec<Rule>> {
+    if text.contains('\n') {
+        bail!("the rule must be one line of the filter, as the file would say it");
+    }
+    let mut v = parse_rules(t, p, &[text], &|_| format!("`{text}`"))?;
+    v.pop().ok_or_else(|| anyhow!("`{text}` holds no rule"))
 }
 
 /// The classifier's three maps, opened through their pins.
 struct Pinned {
+    gen: OwnedFd,
     descs: OwnedFd,
     buckets: OwnedFd,
     entries: OwnedFd,
@@ -302,6 +358,7 @@ impl Pinned {
         let entries = get(&n.entries)?;
         let info = sys::map_info(entries.as_fd()).map_err(|e| anyhow!("{e}"))?;
         Ok(Pinned {
+            gen: get(&n.gen)?,
             descs: get(&n.descs)?,
             buckets: get(&n.buckets)?,
             entries,
@@ -364,6 +421,31 @@ impl Store for Pinned {
     fn entries_max(&self) -> u32 {
         self.entries_max
     }
+    fn gen(&mut self) -> Result<(u32, u32), String> {
+        let v = sys::map_lookup(self.gen.as_fd(), &0u32.to_le_bytes(), 8)
+            .map_err(|e| sysmsg("read", e))?
+            .ok_or("the classifier's generation is missing")?;
+        let w: [u8; 8] = fixed(v)?;
+        let at = |o: usize| u32::from_le_bytes([w[o], w[o + 1], w[o + 2], w[o + 3]]);
+        Ok((at(0), at(4)))
+    }
+    fn set_gen(&mut self, base: u32, shift: u32) -> Result<(), String> {
+        let mut v = base.to_le_bytes().to_vec();
+        v.extend_from_slice(&shift.to_le_bytes());
+        sys::map_update(self.gen.as_fd(), &0u32.to_le_bytes(), &v, 0)
+            .map_err(|e| sysmsg("write", e))
+    }
+    fn bucket_keys(&mut self) -> Result<Vec<Key>, String> {
+        let mut keys = Vec::new();
+        let mut prev: Option<Vec<u8>> = None;
+        while let Some(k) = sys::map_next_key(self.buckets.as_fd(), prev.as_deref())
+            .map_err(|e| sysmsg("read", e))?
+        {
+            keys.push(fixed(k.clone())?);
+            prev = Some(k);
+        }
+        Ok(keys)
+    }
 }
 
 fn add(
@@ -395,12 +477,17 @@ fn add(
             .last()
             .ok_or_else(|| anyhow!("filter `{filter}` has no rules"))?,
     };
-    let (variants, _) = parse_rule(&t, &p, text)?;
+    let variants = parse_rule(&t, &p, text)?;
     let mut pinned = Pinned::open(&t, filter)?;
     let mut ed = Editor::open(&mut pinned, Config::default()).map_err(|e| anyhow!("{e}"))?;
     // After the rule and after what was added after it before: the next free id.
-    let base = rule.index << PRIO_SHIFT;
-    let top = base + (1 << PRIO_SHIFT);
+    let shift = ed.shift();
+    let base = u64::from(rule.index) << shift;
+    let top = base + (1 << shift);
+    if top > u64::from(u32::MAX) {
+        bail!("rule ids after line {} do not fit the swapped-in set's ids; swap a set with the rule in it", rule.line);
+    }
+    let (base, top) = (base as u32, top as u32);
     let last = ed
         .added()
         .into_iter()
@@ -410,7 +497,7 @@ fn add(
     if last + 1 >= top {
         bail!(
             "{} rules were already added after line {}: put them in the file and reload",
-            (1 << PRIO_SHIFT) - 1,
+            (1u64 << shift) - 1,
             rule.line
         );
     }
@@ -440,6 +527,12 @@ fn del(target: &Path, filter: &str, what: &str, pid: Option<u32>) -> Result<bool
     let outs = p.left_out()?;
     let mut pinned = Pinned::open(&t, filter)?;
     let mut ed = Editor::open(&mut pinned, Config::default()).map_err(|e| anyhow!("{e}"))?;
+    if ed.swapped() {
+        bail!(
+            "filter `{filter}` runs a rule set swapped in by `pol filter swap`: delete the rule \
+             from that set and swap it in again"
+        );
+    }
     let (variants, id, said) = match what.trim().parse::<u32>() {
         Ok(line) => {
             let Some(rule) = p.filter.rules.iter().find(|r| r.line == line) else {
@@ -465,7 +558,7 @@ fn del(target: &Path, filter: &str, what: &str, pid: Option<u32>) -> Result<bool
             (variants, rule.index << PRIO_SHIFT, format!("line {line}"))
         }
         Err(_) => {
-            let (variants, _) = parse_rule(&t, &p, what)?;
+            let variants = parse_rule(&t, &p, what)?;
             let first = variants
                 .first()
                 .ok_or_else(|| anyhow!("`{what}` can never match"))?;
@@ -488,6 +581,88 @@ fn del(target: &Path, filter: &str, what: &str, pid: Option<u32>) -> Result<bool
     println!(
         "filter {filter}: deleted {said} ({n} classifier entr{})",
         if n == 1 { "y" } else { "ies" }
+    );
+    Ok(true)
+}
+
+fn swap(
+    target: &Path,
+    filter: &str,
+    rules: &Path,
+    after: Option<u32>,
+    pid: Option<u32>,
+) -> Result<bool> {
+    let text = std::fs::read_to_string(rules)
+        .map_err(|e| anyhow!("cannot read {}: {e}", rules.display()))?;
+    let Some(t) = open(target, pid)? else {
+        return Ok(false);
+    };
+    let p = planned(&t, filter)?;
+    let rule = match after {
+        Some(line) => p
+            .filter
+            .rules
+            .iter()
+            .find(|r| r.line == line)
+            .ok_or_else(|| {
+                anyhow!(
+                    "line {line} of {} holds no rule of filter `{filter}`",
+                    t.name
+                )
+            })?,
+        None => p
+            .filter
+            .rules
+            .last()
+            .ok_or_else(|| anyhow!("filter `{filter}` has no rules"))?,
+    };
+    // Lines that hold a rule, with their line numbers in RULES.
+    let mut lines = Vec::new();
+    let mut numbers = Vec::new();
+    for (k, l) in text.lines().enumerate() {
+        let l = l.split('#').next().unwrap_or_default().trim();
+        if !l.is_empty() {
+            lines.push(l);
+            numbers.push(k + 1);
+        }
+    }
+    let shown = rules.display().to_string();
+    let parsed = parse_rules(&t, &p, &lines, &|k| {
+        format!("{shown}:{}", numbers.get(k).copied().unwrap_or(0))
+    })?;
+    // Ids after the rule: (index << shift) + k + 1, the shift wide enough for the set; the
+    // search returns id >> shift, the rule the set follows.
+    let m = parsed.len() as u64;
+    let shift = (64 - (m + 1).leading_zeros()).max(PRIO_SHIFT);
+    let n = p.filter.rules.len() as u64;
+    if shift >= 32 || (n + 1) << shift > u64::from(u32::MAX) {
+        bail!(
+            "{m} rules after rule {} of {n} do not fit the classifier's 32-bit ids; swap fewer",
+            rule.index
+        );
+    }
+    let base = u32::try_from(u64::from(rule.index) << shift)?;
+    let mut flat = Vec::new();
+    let mut ids = Vec::new();
+    for (k, vs) in parsed.iter().enumerate() {
+        flat.extend_from_slice(vs);
+        ids.extend(std::iter::repeat_n(base + k as u32 + 1, vs.len()));
+    }
+    let cfg = Config::default();
+    let built = classify::tuplemerge::build(&flat, cfg).map_err(|e| {
+        anyhow!("the classifier cannot hold the set of {shown}: {e} (counting variants); reload with the rules in the file instead")
+    })?;
+    let maps =
+        classify::maps::Maps::with_ids(&built, |i| ids.get(i as usize).copied().unwrap_or(0));
+    let mut pinned = Pinned::open(&t, filter)?;
+    let mut ed = Editor::open(&mut pinned, cfg).map_err(|e| anyhow!("{e}"))?;
+    let sw = ed.swap(&maps, shift).map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "filter {filter}: swapped in {} rules of {shown} after line {} ({} classifier entries in {} tables)",
+        parsed.len(),
+        rule.line,
+        sw.entries,
+        built.tables.len()
     );
     Ok(true)
 }

@@ -597,7 +597,7 @@ fn pin_sets(
     // The classifiers' maps too, for `pol filter add|del`.
     for f in &c.hir.filters {
         let n = pol_compiler::classify::datapath::Names::of_filter(&f.name);
-        for m in [n.descs, n.buckets, n.entries] {
+        for m in [n.descs, n.buckets, n.entries, n.gen] {
             if let Ok(fd) = loaded.map_fd(&m) {
                 fds.push((m, fd));
             }

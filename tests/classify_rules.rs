@@ -164,22 +164,35 @@ fn classified_filters_give_the_first_match_verdict() {
 
 mod run_support;
 
-/// Runs in A: counts UDP datagrams to 10.99.0.1:PORT for a second.
+/// Runs in A: counts UDP datagrams to 10.99.0.1:PORT until its stdin closes (then what is
+/// queued too), so a slow start of the sender under load loses nothing.
 const RECEIVER: &str = r#"
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.99.0.1", int(sys.argv[1]))); s.settimeout(0.05)
+import select, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.99.0.1", int(sys.argv[1])))
 print("ready", flush=True)
-n, end = 0, time.time() + 1.0
-while time.time() < end:
-    try:
+n = 0
+while True:
+    r, _, _ = select.select([s, sys.stdin], [], [])
+    if s in r:
         s.recv(2048); n += 1
-    except socket.timeout:
-        pass
+    elif sys.stdin in r:
+        s.setblocking(False)
+        try:
+            while True:
+                s.recv(2048); n += 1
+        except BlockingIOError:
+            pass
+        break
 print(n, flush=True)
 "#;
 
 /// Sends 10 datagrams from B to A's `port`; returns how many arrived.
 fn arrive(net: &run_support::NetPair, port: u16) -> u64 {
+    arrive_while(net, port, || run_support::send_udp(net, port, 10))
+}
+
+/// Counts what arrives at A's `port` while `send` runs (and 200 ms after).
+fn arrive_while(net: &run_support::NetPair, port: u16, send: impl FnOnce()) -> u64 {
     use std::io::BufRead;
     let mut rx = std::process::Command::new("ip")
         .args([
@@ -191,6 +204,7 @@ fn arrive(net: &run_support::NetPair, port: u16) -> u64 {
             RECEIVER,
         ])
         .arg(port.to_string())
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start receiver");
@@ -198,7 +212,9 @@ fn arrive(net: &run_support::NetPair, port: u16) -> u64 {
     let mut line = String::new();
     out.read_line(&mut line).expect("receiver ready");
     assert_eq!(line.trim(), "ready");
-    run_support::send_udp(net, port, 10);
+    send();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(rx.stdin.take());
     line.clear();
     out.read_line(&mut line).expect("receiver count");
     let _ = rx.wait();
@@ -360,4 +376,161 @@ fn filter_add_del_change_a_running_classifier_without_reload() {
     );
     let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
     assert!(ok, "{err}");
+}
+
+/// Runs in B: DATAGRAMS datagrams to 10.99.0.1:5003, a pause every 100.
+const STREAM: &str = r#"
+import socket, sys, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(int(sys.argv[1])):
+    u.sendto(b"x" * 32, ("10.99.0.1", 5003))
+    if i % 100 == 0:
+        time.sleep(0.01)
+"#;
+
+/// `pol filter swap` under traffic: two rule sets of 900 rules more that each drop every
+/// datagram B sends to port 5003 (with tables of different shapes) are swapped in 24 times
+/// while B sends;
+/// none arrives (a packet that saw half of each set would have missed both and passed),
+/// and the rule the sets follow counted the drops. Then `pol filter add` works on the
+/// swapped set, `del` says to swap instead, and a bad set is refused with its line.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn filter_swap_switches_whole_rule_sets_under_traffic() {
+    use std::time::Duration;
+    common::require_kernel();
+    run_support::require_tools();
+    let net = run_support::NetPair::new("fs");
+    let dir = common::TempDir::new("pol_filter_swap");
+    let file = dir.path().join("fswap.pol");
+    std::fs::write(&file, editable_filter("fswap")).expect("write");
+    let f = file.to_str().expect("utf-8 path");
+    // 900 rules B's traffic misses first (so a swap writes for a while), then the ones
+    // that drop it.
+    let a = dir.path().join("a.rules");
+    let mut set_a = String::from("# set A: B's ports by ranges\n");
+    for i in 0..900 {
+        set_a.push_str(&format!(
+            "drop udp and ip.src in 172.16.{}.{}/32 and udp.dport == {}\n",
+            i / 250,
+            i % 250,
+            7000 + i % 500
+        ));
+    }
+    set_a.push_str(
+        "drop udp and ip.src == 10.99.0.2 and udp.dport in 5000..5004\n\
+         drop ip4 and udp and ip.src in 10.99.0.0/24 and udp.dport in 5005..5009\n\
+         pass udp and ip.src in 10.98.0.0/16 and udp.dport == 5003\n",
+    );
+    std::fs::write(&a, set_a).expect("write");
+    let b = dir.path().join("b.rules");
+    let mut set_b = String::from("# set B: one exact port a rule\n");
+    for i in 0..900 {
+        set_b.push_str(&format!(
+            "drop tcp and ip.dst in 172.17.{}.0/24 and tcp.sport in 100..{}\n",
+            i / 8,
+            200 + i % 8
+        ));
+    }
+    for p in 5000..5010 {
+        set_b.push_str(&format!(
+            "drop udp and ip.src in 10.99.0.0/16 and udp.dport == {p}\n"
+        ));
+    }
+    std::fs::write(&b, set_b).expect("write");
+    let (a, b) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
+
+    let mut pol = run_support::PolRun::start(&net.a, &[f, "--json", "--interval", "0.5"], &[]);
+    assert!(
+        pol.wait_for("\"attached\"", Duration::from_secs(30))
+            .is_some(),
+        "pol run did not attach"
+    );
+    let id = xdp_prog_id(&net.a);
+    assert_eq!(
+        arrive(&net, 5003),
+        10,
+        "the file's rules pass B's datagrams to 5003"
+    );
+    let (ok, out, err) = pol_in(&net.a, &["filter", "swap", f, "fswap", a]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("swapped in 903 rules of") && out.contains("after line 41"),
+        "{out}"
+    );
+    assert_eq!(arrive(&net, 5003), 0, "set A drops them");
+    assert_eq!(
+        arrive(&net, 5002),
+        0,
+        "set A drops what rule 20 of the file dropped"
+    );
+
+    const SENT: u64 = 20_000;
+    let py = run_support::python();
+    let got = arrive_while(&net, 5003, || {
+        let mut tx = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.b,
+                &py,
+                "-c",
+                STREAM,
+                &SENT.to_string(),
+            ])
+            .spawn()
+            .expect("start sender");
+        for k in 0..24 {
+            let set = if k % 2 == 0 { b } else { a };
+            let (ok, _, err) = pol_in(&net.a, &["filter", "swap", f, "fswap", set]);
+            assert!(ok, "swap {k}: {err}");
+        }
+        let st = tx.wait().expect("sender");
+        assert!(st.success(), "sender failed");
+    });
+    assert_eq!(
+        got, 0,
+        "a datagram arrived: some packet saw neither set whole"
+    );
+    // Rule 39, which both sets follow, counted the drops: each datagram that reached the
+    // program (under load the veth's ring to XDP drops some before it; 20,000 go out in
+    // bursts of 100), so a good share of them was decided during the swaps.
+    // The counter lines queued since the start are read up to the live one (a line that
+    // took a while to come), which counts everything sent.
+    let mut counted = 0;
+    for _ in 0..200 {
+        let t = std::time::Instant::now();
+        let Some(l) = pol.wait_for("\"counters\"", Duration::from_secs(2)) else {
+            break;
+        };
+        counted = run_support::rule_packets(&run_support::json(&l), 39);
+        if t.elapsed() > Duration::from_millis(250) {
+            break;
+        }
+    }
+    assert!(counted >= SENT / 4, "rule 39 counted {counted} of {SENT}");
+    // Changes on top of a swapped set.
+    let pass = "pass udp and ip.src == 10.99.0.2 and udp.dport == 5003";
+    let (ok, _, err) = pol_in(&net.a, &["filter", "add", f, "fswap", pass, "--after", "2"]);
+    assert!(ok, "{err}");
+    assert_eq!(arrive(&net, 5003), 10, "a rule added before the set wins");
+    let (ok, _, err) = pol_in(&net.a, &["filter", "del", f, "fswap", "22"]);
+    assert!(
+        !ok && err.contains("swapped in by `pol filter swap`"),
+        "{err}"
+    );
+    let bad = dir.path().join("bad.rules");
+    std::fs::write(&bad, "drop udp and udp.dport == 1\n\ndrop udp or tcp\n").expect("write");
+    let bad = bad.to_str().expect("utf-8");
+    let (ok, _, err) = pol_in(&net.a, &["filter", "swap", f, "fswap", bad]);
+    assert!(!ok && err.contains("bad.rules:3"), "{err}");
+    assert_eq!(arrive(&net, 5003), 10, "a refused swap changes nothing");
+    assert_eq!(xdp_prog_id(&net.a), id, "the program was never replaced");
+    pol.signal("INT");
+    let (ok, _, err) = pol.finish(Duration::from_secs(10));
+    assert!(ok, "{err}");
+    run_support::assert_clean(&net.a, "fswap");
 }

@@ -27,6 +27,7 @@ use super::NO_MATCH;
 pub const DESCS: &str = "cls_descs";
 pub const BUCKETS: &str = "cls_buckets";
 pub const ENTRIES: &str = "cls_entries";
+pub const GEN: &str = "cls_gen";
 /// The function's name.
 pub const FUNC: &str = "classify";
 /// The callback's name: one table per call.
@@ -38,6 +39,8 @@ pub struct Names {
     pub descs: String,
     pub buckets: String,
     pub entries: String,
+    /// One u64: the generation's first descriptor slot and its ids' shift (u32 each).
+    pub gen: String,
     pub func: String,
     pub callback: String,
 }
@@ -49,6 +52,7 @@ impl Default for Names {
             descs: DESCS.into(),
             buckets: BUCKETS.into(),
             entries: ENTRIES.into(),
+            gen: GEN.into(),
             func: FUNC.into(),
             callback: CALLBACK.into(),
         }
@@ -62,6 +66,7 @@ impl Names {
             descs: format!("{filter}_cls_tables"),
             buckets: format!("{filter}_cls_buckets"),
             entries: format!("{filter}_cls_rules"),
+            gen: format!("{filter}_cls_gen"),
             func: format!("{filter}_classify"),
             callback: format!("{filter}_classify_table"),
         }
@@ -96,8 +101,9 @@ pub fn maps_text(n: &Names, cfg: &Config, sizes: Sizes) -> String {
     let _ = writeln!(
         s,
         "map {descs}: array, key 4, value {DESC_BYTES}, max {}",
-        cfg.max_tables.max(1) + 1
+        generations(cfg)
     );
+    let _ = writeln!(s, "map {}: array, key 4, value 8, max 1", n.gen);
     let _ = writeln!(
         s,
         "map {buckets}: hash, key {KEY_BYTES}, value 8, max {}",
@@ -109,6 +115,11 @@ pub fn maps_text(n: &Names, cfg: &Config, sizes: Sizes) -> String {
         sizes.entries.max(1)
     );
     s
+}
+
+/// Descriptor slots: two generations of `max_tables` tables and a meta slot each.
+pub fn generations(cfg: &Config) -> usize {
+    2 * (cfg.max_tables.max(1) + 1)
 }
 
 /// Value numbering for the text.
@@ -141,11 +152,14 @@ impl W {
     }
 }
 
-/// Bytes of the search state on `classify`'s stack: the header, the best rule (u64), and
-/// the first 8 bytes of its entry (rule and action: what `classify` returns).
-const STATE_BYTES: usize = KEY_BYTES + 16;
+/// Bytes of the search state on `classify`'s stack: the header, the best rule (u64), the
+/// first 8 bytes of its entry (rule and action: what `classify` returns), and the
+/// generation's descriptor base and id shift (u32 each, from the `gen` map).
+const STATE_BYTES: usize = KEY_BYTES + 24;
 const STATE_BEST: usize = KEY_BYTES;
 const STATE_FOUND: usize = KEY_BYTES + 8;
+const STATE_BASE: usize = KEY_BYTES + 16;
+const STATE_SHIFT: usize = KEY_BYTES + 20;
 
 fn function(n: &Names, cfg: &Config) -> String {
     let (func, callback) = (&n.func, &n.callback);
@@ -158,8 +172,10 @@ fn function(n: &Names, cfg: &Config) -> String {
         s: String::new(),
         next: 1,
     };
+    let gen = &n.gen;
     let _ = writeln!(w.s, "func {func}(stack({KEY_BYTES})) -> u64 {{");
     w.line(&format!("ss0 = slot {STATE_BYTES}, align 8"));
+    w.line("ss1 = slot 4, align 4");
     w.block(&format!("block0(v0: stack({KEY_BYTES}))"));
     let st = w.val("stack", "addr ss0");
     for off in (0..KEY_BYTES).step_by(8) {
@@ -169,12 +185,38 @@ fn function(n: &Names, cfg: &Config) -> String {
     let none = w.val("u64", &format!("iconst {NO_MATCH}"));
     w.line(&format!("store.u64 [{st}+{STATE_BEST}], {none}"));
     w.line(&format!("store.u64 [{st}+{STATE_FOUND}], {none}"));
+    // The generation: its descriptors' first slot and its ids' shift (zero when the map
+    // was never written: one generation, ids as they are).
+    let zero = w.val("u64", "iconst 0");
+    w.line(&format!("store.u64 [{st}+{STATE_BASE}], {zero}"));
+    let k = w.val("stack", "addr ss1");
+    w.line(&format!("store.u32 [{k}+0], {zero}"));
+    let gm = w.val(&format!("map({gen})"), &format!("mapref {gen}"));
+    let g = w.val(
+        &format!("val?({gen})"),
+        &format!("call map_lookup_elem({gm}, {k})"),
+    );
+    w.line(&format!("br eq {g}, 0, block2, block1"));
+    w.block("block1");
+    let both = w.load(64, &g, 0);
+    w.line(&format!("store.u64 [{st}+{STATE_BASE}], {both}"));
+    w.line("jump block2");
+    w.block("block2");
+    let st2 = w.val("stack", "addr ss0");
     let cb = w.val(&format!("fn({callback})"), &format!("funcref {callback}"));
     let n = w.val("u32", &format!("iconst {tmax}"));
     let flags = w.val("u64", "iconst 0");
-    w.val("i64", &format!("call loop({n}, {cb}, {st}, {flags})"));
-    let found = w.load(64, &st, STATE_FOUND);
-    w.line(&format!("return {found}"));
+    w.val("i64", &format!("call loop({n}, {cb}, {st2}, {flags})"));
+    // {id >> shift, action}: the rule the filter knows.
+    let found = w.load(64, &st2, STATE_FOUND);
+    let shift = w.load(32, &st2, STATE_SHIFT);
+    let lo = w.val("u64", &format!("shl {found}, 32"));
+    let lo = w.val("u64", &format!("lshr {lo}, 32"));
+    let rule = w.val("u64", &format!("lshr {lo}, {shift}"));
+    let hi = w.val("u64", &format!("lshr {found}, 32"));
+    let hi = w.val("u64", &format!("shl {hi}, 32"));
+    let res = w.val("u64", &format!("or {hi}, {rule}"));
+    w.line(&format!("return {res}"));
     w.s.push_str("}\n");
     s.push_str(&w.s);
     s
@@ -218,8 +260,11 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
     w.line(&format!("ss0 = slot {KEY_BYTES}, align 8"));
     w.line("ss1 = slot 4, align 4");
     w.block(&format!("block0(v0: u64, v1: stack({STATE_BYTES}))"));
+    // The descriptor's slot (and the table id in bucket keys): the generation's base + t.
+    let base = w.load(32, "v1", STATE_BASE);
+    let tid = w.val("u64", &format!("add v0, {base}"));
     let idx = w.val("stack", "addr ss1");
-    w.line(&format!("store.u32 [{idx}+0], v0"));
+    w.line(&format!("store.u32 [{idx}+0], {tid}"));
     let dm = w.val(&format!("map({descs})"), &format!("mapref {descs}"));
     let d = w.val(
         &format!("val?({descs})"),
@@ -258,7 +303,7 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
     w.line(&format!("br eq {set}, 0, block{next}, block{probe}"));
 
     w.block(&format!("block{probe}"));
-    w.line(&format!("store.u32 [{key}+0], v0"));
+    w.line(&format!("store.u32 [{key}+0], {tid}"));
     let bm = w.val(&format!("map({buckets})"), &format!("mapref {buckets}"));
     let b = w.val(
         &format!("val?({buckets})"),

@@ -20,6 +20,7 @@
 use super::maps::{
     entry, filter_bit, u32_at, BUCKET_BYTES, DESC_BEST, DESC_BYTES, DESC_FILTER, DESC_STOP,
     ENTRY_BYTES, ENTRY_RULE, KEY_BYTES, META_ADDED, META_IDS, META_MAX_ADDED, META_NEXT,
+    META_SWAPPED,
 };
 use super::tuplemerge::{
     self, covers, fits, header_bytes, relax, representative, rule_lens, Classifier, Config, Key,
@@ -42,8 +43,13 @@ pub trait Store {
     fn del_bucket(&mut self, key: &Key) -> Result<(), String>;
     fn entry(&mut self, i: u32) -> Result<[u8; ENTRY_BYTES], String>;
     fn set_entry(&mut self, i: u32, e: &[u8; ENTRY_BYTES]) -> Result<(), String>;
-    /// How many entries the entries map holds.
+    /// How many entries the entries map holds (both generations: each has half).
     fn entries_max(&self) -> u32;
+    /// The `gen` map: the searched generation's first descriptor slot and its id shift.
+    fn gen(&mut self) -> Result<(u32, u32), String>;
+    fn set_gen(&mut self, base: u32, shift: u32) -> Result<(), String>;
+    /// Every key of the bucket map.
+    fn bucket_keys(&mut self) -> Result<Vec<Key>, String>;
 }
 
 /// Why a change cannot be made without reload.
@@ -55,6 +61,8 @@ pub enum EditError {
     BadRule(RuleProblem),
     #[error("the classifier's maps have no room left for changes ({used} of {max} entries written); reload the filter to compact them")]
     NoRoom { used: u32, max: u32 },
+    #[error("the new set needs {entries} classifier entries and a generation holds {max} (sized when the filter was loaded); load a file with a larger classifier instead")]
+    SetTooLarge { entries: usize, max: u32 },
     #[error("{0} rules were added since the load, as many as the classifier keeps track of; put them in the file and reload")]
     TooManyAdded(usize),
     #[error("the rule shares every bit the classifier hashes with {0} other rules, as many as a bucket holds; put it in the file and reload")]
@@ -118,7 +126,10 @@ pub fn left_out(c: &Classifier, id: impl Fn(u32) -> u32) -> Vec<(u32, Rule)> {
 pub struct Editor<'a, S: Store> {
     store: &'a mut S,
     cfg: Config,
-    /// `max_tables` descriptors, then the meta slot.
+    /// The searched generation's first slot, and its id shift.
+    base: u32,
+    shift: u32,
+    /// Its `max_tables` descriptors, then its meta slot.
     descs: Vec<Box<[u8; DESC_BYTES]>>,
 }
 
@@ -131,11 +142,45 @@ struct Home {
 
 impl<'a, S: Store> Editor<'a, S> {
     pub fn open(store: &'a mut S, cfg: Config) -> Result<Editor<'a, S>, EditError> {
-        let mut descs = Vec::with_capacity(cfg.max_tables + 1);
-        for t in 0..=cfg.max_tables {
-            descs.push(store.desc(t as u32)?);
+        let (base, shift) = store.gen()?;
+        let per = cfg.max_tables as u32 + 1;
+        if base != 0 && base != per {
+            return Err(EditError::Store(format!(
+                "the classifier's generation map says slot {base}, which starts no generation"
+            )));
         }
-        Ok(Editor { store, cfg, descs })
+        let mut descs = Vec::with_capacity(cfg.max_tables + 1);
+        for t in 0..per {
+            descs.push(store.desc(base + t)?);
+        }
+        Ok(Editor {
+            store,
+            cfg,
+            base,
+            shift,
+            descs,
+        })
+    }
+
+    /// How the searched generation's ids relate to the filter's rule indices:
+    /// `index = id >> shift`.
+    pub fn shift(&self) -> u32 {
+        self.shift
+    }
+
+    /// Whether the searched rule set came from [`Editor::swap`] (not from the file).
+    pub fn swapped(&self) -> bool {
+        u32_at(&self.meta()[..], META_SWAPPED) != 0
+    }
+
+    /// The entries this generation may write: `[first, end)`.
+    fn entry_range(&self) -> (u32, u32) {
+        let half = self.store.entries_max() / 2;
+        if self.base == 0 {
+            (0, half)
+        } else {
+            (half, 2 * half)
+        }
     }
 
     fn meta(&self) -> &[u8; DESC_BYTES] {
@@ -152,7 +197,7 @@ impl<'a, S: Store> Editor<'a, S> {
 
     fn write_meta(&mut self) -> Result<(), EditError> {
         let m = self.cfg.max_tables;
-        self.store.set_desc(m as u32, &self.descs[m])?;
+        self.store.set_desc(self.base + m as u32, &self.descs[m])?;
         Ok(())
     }
 
@@ -201,7 +246,7 @@ impl<'a, S: Store> Editor<'a, S> {
             if !self.used(t) || !fits(&lens_of(&self.mask(t)), &lens) {
                 continue;
             }
-            let key = tuplemerge::key(&rep, &self.mask(t), t as u32);
+            let key = tuplemerge::key(&rep, &self.mask(t), self.base + t as u32);
             let run = self.run(&key)?;
             homes.push(Home { table: t, key, run });
         }
@@ -284,7 +329,7 @@ impl<'a, S: Store> Editor<'a, S> {
         };
         let mask = tuplemerge::mask(&l);
         let rep = header_bytes(&representative(r));
-        let key = tuplemerge::key(&rep, &mask, t as u32);
+        let key = tuplemerge::key(&rep, &mask, self.base + t as u32);
         self.place(t, Some(mask), &key, Vec::new(), e)
     }
 
@@ -318,14 +363,14 @@ impl<'a, S: Store> Editor<'a, S> {
         put32(&mut d[..], DESC_BEST, best);
         let stop = u32_at(&d[..], DESC_STOP).min(id);
         put32(&mut d[..], DESC_STOP, stop);
-        self.store.set_desc(t as u32, &self.descs[t])?;
+        self.store.set_desc(self.base + t as u32, &self.descs[t])?;
         // Earlier stops, from the nearest: once one is no higher, none before it is.
         for s in (0..t).rev() {
             if u32_at(&self.descs[s][..], DESC_STOP) <= id {
                 break;
             }
             put32(&mut self.descs[s][..], DESC_STOP, id);
-            self.store.set_desc(s as u32, &self.descs[s])?;
+            self.store.set_desc(self.base + s as u32, &self.descs[s])?;
         }
         Ok(1)
     }
@@ -338,10 +383,13 @@ impl<'a, S: Store> Editor<'a, S> {
             return Ok(());
         }
         let next = u32_at(&self.meta()[..], META_NEXT);
-        let max = self.store.entries_max();
+        let (first, max) = self.entry_range();
         let end = next.saturating_add(run.len() as u32);
-        if end > max {
-            return Err(EditError::NoRoom { used: next, max });
+        if next < first || end > max {
+            return Err(EditError::NoRoom {
+                used: next.saturating_sub(first),
+                max: max - first,
+            });
         }
         for (k, x) in run.iter().enumerate() {
             self.store.set_entry(next + k as u32, x)?;
@@ -411,6 +459,84 @@ impl<'a, S: Store> Editor<'a, S> {
     }
 }
 
+impl<S: Store> Editor<'_, S> {
+    /// Writes the rule set `new` (built with its ids) into the generation not searched,
+    /// then switches the search to it with one update of the `gen` map: a packet walks one
+    /// generation or the other, never a mix. The generation left behind stays as it is
+    /// until the next swap clears it (by then no packet that read the old `gen` value is
+    /// still running: a program run takes microseconds). `shift`: the new ids' shift.
+    pub fn swap(&mut self, new: &super::maps::Maps, shift: u32) -> Result<Swapped, EditError> {
+        let per = self.cfg.max_tables as u32 + 1;
+        if new.descs.len() != per as usize {
+            return Err(EditError::Store(format!(
+                "the new rule set has {} descriptor slots, the classifier {per}",
+                new.descs.len()
+            )));
+        }
+        let nbase = if self.base == 0 { per } else { 0 };
+        let half = self.store.entries_max() / 2;
+        let first = if nbase == 0 { 0 } else { half };
+        if new.entries.len() > half as usize {
+            return Err(EditError::SetTooLarge {
+                entries: new.entries.len(),
+                max: half,
+            });
+        }
+        // What the other generation held, two swaps ago.
+        let mut cleared = 0;
+        for k in self.store.bucket_keys()? {
+            let t = u32_at(&k[..], 0);
+            if (nbase..nbase + per).contains(&t) {
+                self.store.del_bucket(&k)?;
+                cleared += 1;
+            }
+        }
+        for (i, e) in new.entries.iter().enumerate() {
+            self.store.set_entry(first + i as u32, e)?;
+        }
+        for (k, v) in &new.buckets {
+            let mut k2 = *k;
+            put32(&mut k2, 0, nbase + u32_at(&k[..], 0) - new.base);
+            let mut v2 = *v;
+            put32(&mut v2, 0, first + u32_at(&v[..], 0));
+            self.store.set_bucket(&k2, &v2)?;
+        }
+        let last = per as usize - 1;
+        for (i, d) in new.descs.iter().enumerate() {
+            let mut d = d.clone();
+            if i == last {
+                d.fill(0);
+                put32(&mut d[..], DESC_BEST, NO_MATCH);
+                put32(&mut d[..], DESC_STOP, NO_MATCH);
+                put32(&mut d[..], META_NEXT, first + new.entries.len() as u32);
+                put32(&mut d[..], META_SWAPPED, 1);
+            }
+            self.store.set_desc(nbase + i as u32, &d)?;
+        }
+        self.store.set_gen(nbase, shift)?;
+        self.base = nbase;
+        self.shift = shift;
+        for (t, d) in new.descs.iter().enumerate() {
+            self.descs[t] = d.clone();
+        }
+        self.descs[last] = self.store.desc(nbase + last as u32)?;
+        Ok(Swapped {
+            entries: new.entries.len(),
+            buckets: new.buckets.len(),
+            cleared,
+        })
+    }
+}
+
+/// What a swap wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swapped {
+    pub entries: usize,
+    pub buckets: usize,
+    /// Buckets of the generation before last, deleted.
+    pub cleared: usize,
+}
+
 /// The maps in memory (tests, and `pol build`-time checks of a change).
 #[derive(Debug, Clone)]
 pub struct Mem {
@@ -418,16 +544,21 @@ pub struct Mem {
     pub buckets: std::collections::HashMap<Key, [u8; BUCKET_BYTES]>,
     pub entries: Vec<[u8; ENTRY_BYTES]>,
     pub entries_max: u32,
+    pub gen: (u32, u32),
 }
 
 impl Mem {
-    /// The maps of `m` with room for `entries_max` entries.
-    pub fn of(m: &super::maps::Maps, entries_max: u32) -> Mem {
+    /// The maps of `m` (generation 0, ids shifted by `shift`) with room for
+    /// `entries_max` entries and a second generation of descriptors.
+    pub fn of(m: &super::maps::Maps, entries_max: u32, shift: u32) -> Mem {
+        let mut descs = m.descs.clone();
+        descs.extend(m.descs.iter().map(|_| Box::new([0u8; DESC_BYTES])));
         Mem {
-            descs: m.descs.clone(),
+            descs,
             buckets: m.buckets.iter().copied().collect(),
             entries: m.entries.clone(),
             entries_max,
+            gen: (0, shift),
         }
     }
 
@@ -436,10 +567,13 @@ impl Mem {
         let mut buckets: Vec<(Key, [u8; BUCKET_BYTES])> =
             self.buckets.iter().map(|(k, v)| (*k, *v)).collect();
         buckets.sort_unstable();
+        let per = self.descs.len() / 2;
+        let base = self.gen.0 as usize;
         super::maps::Maps {
-            descs: self.descs.clone(),
+            descs: self.descs[base..base + per].to_vec(),
             buckets,
             entries: self.entries.clone(),
+            base: self.gen.0,
         }
     }
 }
@@ -490,6 +624,16 @@ impl Store for Mem {
     }
     fn entries_max(&self) -> u32 {
         self.entries_max
+    }
+    fn gen(&mut self) -> Result<(u32, u32), String> {
+        Ok(self.gen)
+    }
+    fn set_gen(&mut self, base: u32, shift: u32) -> Result<(), String> {
+        self.gen = (base, shift);
+        Ok(())
+    }
+    fn bucket_keys(&mut self) -> Result<Vec<Key>, String> {
+        Ok(self.buckets.keys().copied().collect())
     }
 }
 
@@ -608,7 +752,7 @@ mod tests {
             let c = build(&base, cfg).expect("builds");
             let shift = super::super::PRIO_SHIFT;
             let maps = Maps::with_ids(&c, |i| i << shift);
-            let mut mem = Mem::of(&maps, room(maps.entries.len()) as u32);
+            let mut mem = Mem::of(&maps, 2 * room(maps.entries.len()) as u32, shift);
             let outs = left_out(&c, |i| i << shift);
             let mut live: Vec<(u32, Rule)> = base
                 .iter()
@@ -674,7 +818,7 @@ mod tests {
         let rules = gen::rules(gen::Shape::Acl, 300, 2);
         let c = build(&rules, Config::default()).expect("builds");
         let maps = Maps::with_ids(&c, |i| i << 8);
-        let mut mem = Mem::of(&maps, maps.entries.len() as u32 + 20);
+        let mut mem = Mem::of(&maps, 2 * (maps.entries.len() as u32 + 20), 8);
         let mut r = rules[0];
         r.dport = Range::exact(4242);
         let mut ed = Editor::open(&mut mem, Config::default()).expect("opens");
@@ -699,6 +843,63 @@ mod tests {
             Some(EditError::NoRoom { max, .. }) => assert_eq!(max, maps.entries.len() as u32 + 20),
             other => panic!("expected NoRoom, got {other:?}"),
         }
+    }
+
+    /// Swaps between two rule sets: after each, the search over the maps answers as the
+    /// set swapped in (its ids), the other generation's buckets are cleared at the next
+    /// swap, and a rule added after a swap lands in the searched generation.
+    #[test]
+    fn swaps_switch_whole_rule_sets() {
+        let cfg = Config::default();
+        let mut rng = Rng(99);
+        let a: Vec<Rule> = (0..200).map(|_| rule(&mut rng)).collect();
+        let b: Vec<Rule> = (0..300).map(|_| rule(&mut rng)).collect();
+        let ca = build(&a, cfg).expect("a builds");
+        let cb = build(&b, cfg).expect("b builds");
+        let ma = Maps::with_ids(&ca, |i| i << 8);
+        let mb = Maps::with_ids(&cb, |i| (i << 12) + 7);
+        let mut mem = Mem::of(&ma, 2 * room(300) as u32, 8);
+        let heads: Vec<Header> = (0..500).map(|_| header(&mut rng)).collect();
+        let ids = |rules: &[Rule], id: &dyn Fn(u32) -> u32| -> Vec<(u32, Rule)> {
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (id(i as u32), *r))
+                .collect()
+        };
+        let la = ids(&a, &|i| i << 8);
+        let lb = ids(&b, &|i| (i << 12) + 7);
+        let check = |mem: &Mem, live: &[(u32, Rule)], what: &str| {
+            let m = mem.maps();
+            let index = m.index(cfg.bucket_max);
+            for h in &heads {
+                let got = m.lookup(&index, h).rule.map(|r| r as u32);
+                assert_eq!(got, reference(live, h), "{what}: {h:?}");
+            }
+        };
+        check(&mem, &la, "a at load");
+        let mut cleared = Vec::new();
+        for (k, (m, live, shift)) in [(&mb, &lb, 12), (&ma, &la, 8), (&mb, &lb, 12)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut ed = Editor::open(&mut mem, cfg).expect("opens");
+            let sw = ed.swap(m, shift).expect("swaps");
+            assert!(ed.swapped() && ed.shift() == shift);
+            cleared.push(sw.cleared);
+            check(&mem, live, &format!("swap {k}"));
+        }
+        assert_eq!(cleared[0], 0, "nothing in generation 1 at first");
+        assert_eq!(cleared[1], ma.buckets.len(), "set a's first copy cleared");
+        assert_eq!(cleared[2], mb.buckets.len());
+        // Set b searched, in generation 1: an added rule goes there and decides.
+        let mut x = b[0];
+        x.action = 5;
+        let mut ed = Editor::open(&mut mem, cfg).expect("opens");
+        assert_eq!(ed.add(&[x], 1, true), Ok(1));
+        let mut live = lb.clone();
+        live.push((1, x));
+        check(&mem, &live, "added after the swaps");
     }
 
     #[test]

@@ -1,22 +1,26 @@
 //! The classifier as map contents (bytes, little-endian host order) and the lookup that
 //! walks those bytes exactly as the data path does.
 //!
-//! Three maps:
+//! Four maps:
 //!
-//! - `descs`, ARRAY of `max_tables + 1` entries, key u32 table id, value [`DESC_BYTES`]:
-//!   `mask[48]` (the key layout below, table id bytes 0) then `u32 best_rule` at 48,
-//!   `u32 stop` at [`DESC_STOP`] (the smallest best rule of this table and every later
-//!   one: the search stops at the first table whose `stop` cannot beat what it found, so
-//!   tables need not stay sorted when [`super::edit`] adds a rule), then the table's
-//!   *filter* at [`DESC_FILTER`]: a bitmap of
-//!   [`FILTER_BITS`] bits, bit [`filter_bit`] of each bucket's masked key set. A header
-//!   whose bit is clear has no bucket in the table, so its hash lookup is skipped (most
-//!   tables hold no bucket for a given header: a bit test costs far less than hashing 48
-//!   bytes). Unused slots have `best_rule = stop = NO_MATCH`, which stops the search.
-//!   The last slot (`max_tables`, never searched) is the *meta* slot of changes made
-//!   without reload ([`super::edit`]): `u32 next_entry` at [`META_NEXT`] (the first free
-//!   entry), `u32 added` at [`META_ADDED`] and the rule ids of the rules added since the
-//!   load from [`META_IDS`] on.
+//! - `descs`, ARRAY of two *generations* of `max_tables + 1` slots each (one is searched,
+//!   the other takes a whole new rule set before it is swapped in, see [`super::edit`]),
+//!   key u32 slot, value [`DESC_BYTES`]: `mask[48]` (the key layout below, table id bytes
+//!   0) then `u32 best_rule` at 48, `u32 stop` at [`DESC_STOP`] (the smallest best rule of
+//!   this table and every later one: the search stops at the first table whose `stop`
+//!   cannot beat what it found, so tables need not stay sorted when [`super::edit`] adds a
+//!   rule), then the table's *filter* at [`DESC_FILTER`]: a bitmap of [`FILTER_BITS`]
+//!   bits, bit [`filter_bit`] of each bucket's masked key set. A header whose bit is clear
+//!   has no bucket in the table, so its hash lookup is skipped (most tables hold no bucket
+//!   for a given header: a bit test costs far less than hashing 48 bytes). Unused slots
+//!   have `best_rule = stop = NO_MATCH`, which stops the search. The last slot of a
+//!   generation (`max_tables`, never searched) is its *meta* slot, for changes without
+//!   reload: `u32 next_entry` at [`META_NEXT`] (the first free entry), `u32 added` at
+//!   [`META_ADDED`], `u32 swapped` at [`META_SWAPPED`] (the set came from a swap), and the
+//!   ids of the rules added since the load from [`META_IDS`] on.
+//! - `gen`, ARRAY of one u64: `u32 base` (the searched generation's first slot; a table's
+//!   id in bucket keys is its slot) and `u32 shift` (the search returns `id >> shift`: the
+//!   filter's rule index). Zero (never written) is one generation with unshifted ids.
 //! - `buckets`, HASH, key [`KEY_BYTES`], value [`BUCKET_BYTES`]: `u32 start` (index of
 //!   the bucket's first entry in `entries`), `u32 count` (at most `bucket_max`).
 //! - `entries`, ARRAY, key u32, value [`ENTRY_BYTES`], a bucket's rules consecutive and
@@ -69,7 +73,8 @@ pub const DESC_STOP: usize = 52;
 /// Offsets in the meta slot (descriptor `max_tables`).
 pub const META_NEXT: usize = 0;
 pub const META_ADDED: usize = 4;
-pub const META_IDS: usize = 8;
+pub const META_SWAPPED: usize = 8;
+pub const META_IDS: usize = 12;
 /// Rules added without reload the meta slot can list.
 pub const META_MAX_ADDED: usize = (DESC_BYTES - META_IDS) / 4;
 pub const ENTRY_RULE: usize = 0;
@@ -90,6 +95,9 @@ pub struct Maps {
     /// Sorted by key, so fills are reproducible.
     pub buckets: Vec<(Key, [u8; BUCKET_BYTES])>,
     pub entries: Vec<[u8; ENTRY_BYTES]>,
+    /// The generation's first descriptor slot: its tables' ids in bucket keys start there
+    /// (0 for [`Maps::with_ids`]; see [`super::edit`]'s swap).
+    pub base: u32,
 }
 
 impl Maps {
@@ -151,6 +159,7 @@ impl Maps {
             descs,
             buckets,
             entries,
+            base: 0,
         }
     }
 
@@ -174,7 +183,7 @@ impl Maps {
             }
             let mut m = [0u8; KEY_BYTES];
             m.copy_from_slice(&d[..KEY_BYTES]);
-            let key = tuplemerge::key(&bytes, &m, t as u32);
+            let key = tuplemerge::key(&bytes, &m, self.base + t as u32);
             let bit = filter_bit(&key);
             if d[DESC_FILTER + bit / 8] & (1 << (bit % 8)) == 0 {
                 filtered += 1;

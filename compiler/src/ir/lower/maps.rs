@@ -178,7 +178,7 @@ impl Lower<'_> {
                 MapKind::Array,
                 BtfTy::U32,
                 cmaps::DESC_BYTES,
-                built.config.max_tables + 1,
+                crate::classify::datapath::generations(&built.config),
                 descs,
             ),
             (
@@ -186,7 +186,7 @@ impl Lower<'_> {
                 MapKind::Hash,
                 BtfTy::Bytes(cmaps::KEY_BYTES as u32),
                 cmaps::BUCKET_BYTES,
-                crate::classify::edit::room(buckets.len()),
+                2 * crate::classify::edit::room(buckets.len()),
                 buckets,
             ),
             (
@@ -194,11 +194,22 @@ impl Lower<'_> {
                 MapKind::Array,
                 BtfTy::U32,
                 cmaps::ENTRY_BYTES,
-                crate::classify::edit::room(entries.len()),
+                2 * crate::classify::edit::room(entries.len()),
                 entries,
             ),
         ];
-        for (name, kind, key, value, max, entries) in specs {
+        // Generation 0 (descriptors from slot 0), ids shifted by PRIO_SHIFT.
+        let mut gen = 0u32.to_le_bytes().to_vec();
+        gen.extend_from_slice(&crate::classify::PRIO_SHIFT.to_le_bytes());
+        let gen = (
+            names.gen,
+            MapKind::Array,
+            BtfTy::U32,
+            8,
+            1,
+            vec![(index(0), gen)],
+        );
+        for (name, kind, key, value, max, entries) in specs.into_iter().chain([gen]) {
             let spec = MapSpec {
                 name,
                 kind,

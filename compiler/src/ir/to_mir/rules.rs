@@ -582,15 +582,7 @@ impl R<'_> {
             }
         }
         let found = f.push(cur, Op::CallFn(func, vec![hdr]), Type::U64);
-        let id = f.push(cur, Op::Ext(ExtOp::Trunc, found), Type::U32);
-        // The classifier's ids are rule indices shifted (`classify::PRIO_SHIFT`); its
-        // NO_MATCH shifted stays above every rule index (the filter has far fewer).
-        let shift = i64::from(crate::classify::PRIO_SHIFT);
-        let rule = f.push(
-            cur,
-            Op::Binary(BinOp::Lshr, id, Operand::Imm(shift)),
-            Type::U32,
-        );
+        let rule = f.push(cur, Op::Ext(ExtOp::Trunc, found), Type::U32);
         let best = self.slot_addr(cur, self.slots.best, 0);
         let cur_best = self.load(cur, IntTy::U32, best, 0);
         let done = self.new_block(src);
@@ -605,19 +597,8 @@ impl R<'_> {
                 els: BlockCall::new(better, vec![]),
             },
         );
-        // The best slot is {u32 rule, u32 action}: the rule index and the action the
-        // classifier found.
-        self.store(better, IntTy::U32, self.slots.best, 0, rule.into());
-        let action = self.b.f.push(
-            better,
-            Op::Binary(BinOp::Lshr, found, Operand::Imm(32)),
-            Type::U64,
-        );
-        let action = self
-            .b
-            .f
-            .push(better, Op::Ext(ExtOp::Trunc, action), Type::U32);
-        self.store(better, IntTy::U32, self.slots.best, 4, action.into());
+        // The best slot is {u32 rule, u32 action}: the classifier's result as it is.
+        self.store(better, IntTy::U64, self.slots.best, 0, found.into());
         self.jump(better, done, vec![]);
         Ok(done)
     }
