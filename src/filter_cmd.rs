@@ -448,6 +448,33 @@ impl Store for Pinned {
     }
 }
 
+/// The file rule that added rules follow: the one on line `after`, else the last.
+fn anchor_rule<'p>(
+    t: &Target,
+    p: &'p Planned<'_>,
+    filter: &str,
+    after: Option<u32>,
+) -> Result<&'p hir::Rule> {
+    match after {
+        Some(line) => p
+            .filter
+            .rules
+            .iter()
+            .find(|r| r.line == line)
+            .ok_or_else(|| {
+                anyhow!(
+                    "line {line} of {} holds no rule of filter `{filter}`",
+                    t.name
+                )
+            }),
+        None => p
+            .filter
+            .rules
+            .last()
+            .ok_or_else(|| anyhow!("filter `{filter}` has no rules")),
+    }
+}
+
 fn add(
     target: &Path,
     filter: &str,
@@ -459,24 +486,7 @@ fn add(
         return Ok(false);
     };
     let p = planned(&t, filter)?;
-    let rule = match after {
-        Some(line) => p
-            .filter
-            .rules
-            .iter()
-            .find(|r| r.line == line)
-            .ok_or_else(|| {
-                anyhow!(
-                    "line {line} of {} holds no rule of filter `{filter}`",
-                    t.name
-                )
-            })?,
-        None => p
-            .filter
-            .rules
-            .last()
-            .ok_or_else(|| anyhow!("filter `{filter}` has no rules"))?,
-    };
+    let rule = anchor_rule(&t, &p, filter, after)?;
     let variants = parse_rule(&t, &p, text)?;
     let mut pinned = Pinned::open(&t, filter)?;
     let mut ed = Editor::open(&mut pinned, Config::default()).map_err(|e| anyhow!("{e}"))?;
@@ -598,24 +608,7 @@ fn swap(
         return Ok(false);
     };
     let p = planned(&t, filter)?;
-    let rule = match after {
-        Some(line) => p
-            .filter
-            .rules
-            .iter()
-            .find(|r| r.line == line)
-            .ok_or_else(|| {
-                anyhow!(
-                    "line {line} of {} holds no rule of filter `{filter}`",
-                    t.name
-                )
-            })?,
-        None => p
-            .filter
-            .rules
-            .last()
-            .ok_or_else(|| anyhow!("filter `{filter}` has no rules"))?,
-    };
+    let rule = anchor_rule(&t, &p, filter, after)?;
     // Lines that hold a rule, with their line numbers in RULES.
     let mut lines = Vec::new();
     let mut numbers = Vec::new();
