@@ -18,7 +18,6 @@ use crate::mir::{
     helpers, BinOp, Block, BlockCall, Cond as MCond, ExtOp, Function, Hook, IntTy, MapDef, MapId,
     MapKind, Module, Op, Operand, PtrKind, Term, Type, Value,
 };
-use crate::probe::lower::{EVENTS_MAP, LOST_MAP, RING_BYTES};
 
 /// The per-CPU array the record is built in.
 pub const SCRATCH_MAP: &str = "pol_rule_scratch";
@@ -198,22 +197,7 @@ fn helper(name: &str) -> u32 {
 /// program per kind in [`RuleSet::kinds`] order (a record's kind word is that index).
 pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMember> {
     let mut m = Module::default();
-    let ring = m.add_map(MapDef {
-        name: EVENTS_MAP.into(),
-        kind: MapKind::RingBuf,
-        key_size: 0,
-        value_size: 0,
-        max_entries: RING_BYTES,
-        flags: 0,
-    });
-    let lost = m.add_map(MapDef {
-        name: LOST_MAP.into(),
-        kind: MapKind::PercpuArray,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 1,
-        flags: 0,
-    });
+    let crate::probe::ring::Ring { ring, lost } = crate::probe::ring::add_maps(&mut m);
     let kinds = set.kinds();
     let size = kinds.iter().map(|k| k.record_size()).max().unwrap_or(8);
     let scratch = m.add_map(MapDef {
