@@ -155,14 +155,23 @@ pub fn claim(root: &Path, mut record: ClaimRecord) -> Result<(Claim, Vec<String>
     // may have removed it between our open and our lock.
     let mut tries = 0;
     let mut file = loop {
-        let file = OpenOptions::new()
+        let file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| io(e, &record))?;
+        {
+            Ok(file) => file,
+            // Someone (an older pol, an admin) removed the root since create_dir_all.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 20 => {
+                tries += 1;
+                std::fs::create_dir_all(root).map_err(|e| io(e, &record))?;
+                continue;
+            }
+            Err(e) => return Err(io(e, &record)),
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -248,11 +257,9 @@ impl Drop for Claim {
         if self.keep {
             return;
         }
-        // Unlink while locked; the lock goes with the fd.
+        // Unlink while locked; the lock goes with the fd. The root stays: removing it when
+        // empty raced with a concurrent claim between its create_dir_all and its open.
         let _ = std::fs::remove_file(&self.path);
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir(dir); // only when empty
-        }
     }
 }
 
@@ -315,7 +322,6 @@ pub fn release_policy(root: &Path, policy: &str) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    let _ = std::fs::remove_dir(root);
 }
 
 fn read_record(mut file: &File) -> Option<ClaimRecord> {
@@ -437,11 +443,41 @@ mod tests {
         let (claim, _) = claim(&root, record(0)).expect("claimed after the sweep let go");
         assert_eq!(claim.record.pid, std::process::id());
         t.join().expect("thread");
+        let path = claim.path.clone();
         drop(claim);
-        assert!(
-            !root.exists(),
-            "the claim and its empty root are removed on drop"
-        );
+        assert!(!path.exists(), "the claim file is removed on drop");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// Runs claiming and releasing different hooks at once never find the root gone (a
+    /// release used to remove the empty root while another run was between its
+    /// create_dir_all and its open: "cannot claim ... No such file or directory").
+    #[test]
+    fn concurrent_claims_and_releases_all_succeed() {
+        let root = temp_root("race");
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..300 {
+                        let r = ClaimRecord {
+                            ifindex: 5000 + t,
+                            ..record(0)
+                        };
+                        match claim(&root, r) {
+                            Ok((c, _)) => drop(c),
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for t in threads {
+            let outcome = t.join().expect("thread");
+            assert_eq!(outcome, Ok(()));
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
