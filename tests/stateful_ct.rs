@@ -36,6 +36,8 @@ filter ct_probe on HOOK {
     pass ct.state == new and ct.direction == original          count new_orig
     pass ct.state == established and ct.direction == reply     count est_reply
     pass ct.state == established and ct.direction == original  count est_orig
+    pass ct.state == related and ct.direction == reply         count rel_reply
+    pass ct.state == related and ct.direction == original      count rel_orig
     drop ct.state == invalid                                   count invalid
     drop ct.state == untracked                                 count untracked
     default drop                                               count other
@@ -69,6 +71,32 @@ test "transitions" on ct_probe {
     packet icmp6 { src: 2001:db8::2, dst: 2001:db8::1, type: 135 } => drop count untracked
     packet arp { } => drop count untracked
 }
+
+test "related, echo ids, fragments" on ct_probe {
+    packet udp { src: 10.5.0.1, dst: 10.5.0.3, sport: 5353, dport: 53 } => pass count new_orig
+    packet icmp { src: 10.5.0.3, dst: 10.5.0.1, type: 3, code: 3, quote: { kind: udp, src: 10.5.0.1, dst: 10.5.0.3, sport: 5353, dport: 53 } } => pass count rel_reply
+    packet icmp { src: 10.5.0.3, dst: 10.5.0.1, type: 3, code: 3, quote: { kind: udp, src: 10.5.0.1, dst: 10.5.0.3, sport: 5353, dport: 54 } } => drop count invalid
+    packet icmp { src: 10.5.0.3, dst: 10.5.0.1, type: 3, code: 3, options: 4, quote: { kind: udp, src: 10.5.0.1, dst: 10.5.0.3, sport: 5353, dport: 53, options: 4 } } => drop count untracked
+    packet icmp { src: 10.5.0.1, dst: 10.5.0.2, type: 8, echo: 7 } => pass count new_orig
+    packet icmp { src: 10.5.0.2, dst: 10.5.0.1, type: 0, echo: 7 } => pass count est_reply
+    packet icmp { src: 10.5.0.2, dst: 10.5.0.1, type: 0, echo: 8 } => drop count invalid
+    packet icmp { src: 10.5.0.2, dst: 10.5.0.1, type: 8, echo: 7 } => pass count new_orig
+    packet icmp { src: 10.5.9.9, dst: 10.5.0.1, type: 11, quote: { kind: icmp, src: 10.5.0.1, dst: 10.5.0.2, type: 8, echo: 7 } } => pass count rel_reply
+    packet icmp { src: 10.5.9.9, dst: 10.5.0.2, type: 11, quote: { kind: icmp, src: 10.5.0.2, dst: 10.5.0.1, type: 0, echo: 7 } } => pass count rel_orig
+    packet icmp { src: 10.5.9.9, dst: 10.5.0.1, type: 12, quote: { kind: icmp, src: 10.5.0.1, dst: 10.5.0.2, type: 8, echo: 9 } } => drop count invalid
+    packet tcp { src: 10.5.0.1, dst: 10.5.0.5, sport: 40000, dport: 443, flags: [syn] } => pass count new_orig
+    packet icmp { src: 10.5.0.5, dst: 10.5.0.1, type: 3, code: 4, quote: { kind: tcp, src: 10.5.0.1, dst: 10.5.0.5, sport: 40000, dport: 443, flags: [syn] } } => pass count rel_reply
+    packet ip6 tcp { src: 2001:db8:5::1, dst: 2001:db8:5::2, sport: 1000, dport: 22, flags: [syn] } => pass count new_orig
+    packet ip6 icmp6 { src: 2001:db8:5::9, dst: 2001:db8:5::1, type: 1, quote: { kind: tcp, src: 2001:db8:5::1, dst: 2001:db8:5::2, sport: 1000, dport: 22, flags: [syn] } } => pass count rel_reply
+    packet ip6 icmp6 { src: 2001:db8:5::9, dst: 2001:db8:5::1, type: 2, quote: { kind: tcp, src: 2001:db8:5::1, dst: 2001:db8:5::2, sport: 1001, dport: 22 } } => drop count invalid
+    packet ip6 icmp6 { src: 2001:db8:5::1, dst: 2001:db8:5::2, type: 128, echo: 3 } => pass count new_orig
+    packet ip6 icmp6 { src: 2001:db8:5::2, dst: 2001:db8:5::1, type: 129, echo: 4 } => drop count invalid
+    packet ip6 icmp6 { src: 2001:db8:5::9, dst: 2001:db8:5::2, type: 3, quote: { kind: icmp6, src: 2001:db8:5::1, dst: 2001:db8:5::2, type: 128, echo: 3 } } => pass count rel_reply
+    packet udp { src: 10.5.0.1, dst: 10.5.0.4, sport: 1, dport: 2, frag: 0, more: true } => pass count new_orig
+    packet udp { src: 10.5.0.1, dst: 10.5.0.4, sport: 1, dport: 2, frag: 185 } => drop count untracked
+    packet ip6 udp { src: 2001:db8:5::1, dst: 2001:db8:5::4, sport: 1, dport: 2, ext: [frag] } => pass count new_orig
+    packet ip6 udp { src: 2001:db8:5::1, dst: 2001:db8:5::4, sport: 1, dport: 2, frag: 185 } => drop count untracked
+}
 "#;
 
 fn run_tests(dir: &TempDir, name: &str, source: &str, want: usize) {
@@ -96,7 +124,7 @@ fn every_transition_on_xdp_and_tc() {
         .enumerate()
     {
         let src = PROBE.replace("HOOK", hook).replace("CONFIG", "") + TRANSITIONS;
-        run_tests(&dir, &format!("t{i}"), &src, 24);
+        run_tests(&dir, &format!("t{i}"), &src, 47);
     }
 }
 
@@ -148,7 +176,7 @@ fn bad_ct_tests_are_errors_with_spans() {
         &file,
         "const conntrack = { size: 0, full: maybe, tcp: 5, colour: 1 }\n\
          filter f on xdp(\"eth0\") {\n    \
-         pass ct.state == related\n    \
+         pass ct.state in { related, untracked }\n    \
          pass ct.state == establised\n    \
          pass ct.state > new\n    \
          pass ct.dir == reply\n    \
@@ -164,11 +192,7 @@ fn bad_ct_tests_are_errors_with_spans() {
         ("`tcp` is a timeout", 1),
         ("`conntrack` has no setting `colour`", 1),
         (
-            "`related` (ICMP errors quoting a tracked flow) is not supported yet",
-            3,
-        ),
-        (
-            "`ct.state` is one of new, established, invalid, untracked",
+            "`ct.state` is one of new, established, related, invalid, untracked",
             4,
         ),
         ("`ct.state` is compared with `==`, `!=` or `in {..}`", 5),
@@ -180,6 +204,7 @@ fn bad_ct_tests_are_errors_with_spans() {
             "no span on line {line}: {out}"
         );
     }
+    assert!(!out.contains("bad.pol:3:"), "`related` is a state: {out}");
 }
 
 /// The host firewall of examples/stateful_firewall.pol on `va` (A), with 1-second UDP
@@ -341,4 +366,258 @@ print(json.dumps(out), flush=True)
         "the late datagram and the stranger's SYN: {v}"
     );
     assert_clean(&net.a, "fw_in");
+}
+
+/// An echo request with identifier `ident` to `dst` on a raw socket; "pong" when its reply
+/// (that identifier) arrives within a second, else "timed out".
+const PING: &str = r#"
+import socket, struct, time
+def ping(dst, ident):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.settimeout(1)
+    def csum(b):
+        t = sum(struct.unpack("!%dH" % (len(b) // 2), b)); t = (t >> 16) + (t & 0xffff); t += t >> 16
+        return ~t & 0xffff
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"pol-ping"
+    s.sendto(body[:2] + struct.pack("!H", csum(body)) + body[4:], (dst, 0))
+    end = time.time() + 1
+    try:
+        while time.time() < end:
+            d = s.recv(200); h = (d[0] & 15) * 4
+            if d[h] == 0 and struct.unpack("!H", d[h + 4:h + 6])[0] == ident:
+                return "pong"
+    except OSError:
+        pass
+    return "timed out"
+"#;
+
+/// As `FIREWALL`, with replies' ICMP errors let in (`related`).
+const FIREWALL_RELATED: &str = r#"
+filter fw_in on tc("va", ingress) {
+    pass ct.state == established                  count est
+    pass ct.state == related                      count related
+    pass arp
+    pass icmp6.type in 133..136
+    drop ct.state == invalid                      count invalid
+    default drop                                  count unsolicited
+}
+filter fw_out on tc("va", egress) {
+    default pass
+}
+"#;
+
+/// Runs in B: a TCP server on 9000 that answers each message in upper case until the peer
+/// closes, and a UDP server on 9001 that answers each datagram, both on IPv4 and IPv6.
+const B_ECHO: &str = r#"
+import socket, threading
+t = socket.socket(socket.AF_INET6); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); t.bind(("::", 9000)); t.listen(8)
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); u.bind(("::", 9001))
+def conn(c):
+    try:
+        while True:
+            d = c.recv(100)
+            if not d:
+                break
+            c.sendall(d.upper())
+    except OSError:
+        pass
+def tcp():
+    while True:
+        c, _ = t.accept(); threading.Thread(target=conn, args=(c,), daemon=True).start()
+def udp():
+    while True:
+        d, a = u.recvfrom(100); u.sendto(d.upper(), a)
+threading.Thread(target=tcp, daemon=True).start()
+threading.Thread(target=udp, daemon=True).start()
+print("ready", flush=True)
+import sys
+sys.stdin.readline()
+"#;
+
+fn start_b(net: &NetPair) -> std::process::Child {
+    let mut b = Command::new("ip")
+        .args(["netns", "exec", &net.b, &python(), "-c", B_ECHO])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start B");
+    let mut line = String::new();
+    BufReader::new(b.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("B ready");
+    assert_eq!(line.trim(), "ready");
+    b
+}
+
+/// Runs `script` (Python, printing one JSON object) in namespace `ns`.
+fn run_py(ns: &str, script: &str) -> serde_json::Value {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, &python(), "-c", script])
+        .output()
+        .expect("run python");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    json(out.lines().last().unwrap_or("{}"))
+}
+
+fn start_fw(net: &NetPair, dir: &TempDir, name: &str, source: &str) -> PolRun {
+    let file = dir.path().join(format!("{name}.pol"));
+    std::fs::write(&file, source).expect("write policy");
+    let mut run = PolRun::start(
+        &net.a,
+        &[file.to_str().expect("utf-8"), "--json", "--interval", "0.5"],
+        &[],
+    );
+    assert!(
+        run.wait_for("\"attached\"", Duration::from_secs(30))
+            .is_some(),
+        "pol run did not attach"
+    );
+    run
+}
+
+fn final_counts(run: PolRun) -> serde_json::Value {
+    run.signal("INT");
+    let (ok, lines, err) = run.finish(Duration::from_secs(10));
+    assert!(ok, "pol run: {err}");
+    let fin = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("\"final\""))
+        .unwrap_or_else(|| panic!("no final object: {lines:?}\n{err}"));
+    json(fin)
+}
+
+/// IPv6 as well as IPv4 through the tc firewall: A's TCP and UDP over IPv6 get their
+/// replies; the port-unreachable errors B sends back for A's datagrams to a closed port
+/// (IPv4 and IPv6) are `related` and reach A's sockets as "connection refused"; A's echo
+/// request gets its reply (tracked by identifier), while B's echo request to A is dropped.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn ipv6_icmp_errors_and_echo_through_the_firewall() {
+    require_kernel();
+    require_tools();
+    let net = NetPair::new("cr");
+    let dir = TempDir::new("pol_ct_related");
+    let run = start_fw(&net, &dir, "fw_rel", FIREWALL_RELATED);
+    let mut b = start_b(&net);
+    let a_side = PING.to_string()
+        + r#"
+import json
+out = {}
+t = socket.socket(socket.AF_INET6); t.settimeout(3)
+try:
+    t.connect(("fd99::2", 9000)); t.sendall(b"hello"); out["tcp6"] = t.recv(100).decode()
+except OSError as e:
+    out["tcp6"] = str(e)
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u.settimeout(2)
+u.sendto(b"ping", ("fd99::2", 9001))
+try:
+    out["udp6"] = u.recv(100).decode()
+except OSError as e:
+    out["udp6"] = str(e)
+for fam, dst, key in [(socket.AF_INET, "10.99.0.2", "closed4"), (socket.AF_INET6, "fd99::2", "closed6")]:
+    c = socket.socket(fam, socket.SOCK_DGRAM); c.settimeout(2); c.connect((dst, 9009))
+    c.send(b"anyone?")
+    try:
+        c.recv(100); out[key] = "answered"
+    except ConnectionRefusedError:
+        out[key] = "refused"
+    except OSError as e:
+        out[key] = str(e)
+out["ping"] = ping("10.99.0.2", 0x1234)
+print(json.dumps(out), flush=True)
+"#;
+    let a = run_py(&net.a, &a_side);
+    assert_eq!(a["tcp6"], "HELLO", "A's TCP over IPv6: {a}");
+    assert_eq!(a["udp6"], "PING", "A's UDP over IPv6: {a}");
+    assert_eq!(a["closed4"], "refused", "ICMP port unreachable let in: {a}");
+    assert_eq!(
+        a["closed6"], "refused",
+        "ICMPv6 port unreachable let in: {a}"
+    );
+    assert_eq!(a["ping"], "pong", "A's echo reply let in: {a}");
+    let stranger = run_py(
+        &net.b,
+        &(PING.to_string()
+            + "import json\nprint(json.dumps({'ping': ping('10.99.0.1', 0x4321)}))\n"),
+    );
+    assert_eq!(stranger["ping"], "timed out", "B's echo request dropped");
+    let _ = b.kill();
+    let _ = b.wait();
+    let v = final_counts(run);
+    assert!(
+        count(&v, "related")["total"].as_u64().unwrap_or(0) >= 2,
+        "the two port-unreachable errors were related: {v}"
+    );
+    assert!(
+        count(&v, "unsolicited")["total"].as_u64().unwrap_or(0) >= 1,
+        "B's echo request: {v}"
+    );
+    assert_clean(&net.a, "fw_rel");
+}
+
+/// A table of 16 flows on real traffic: A's TCP connection, then 200 UDP queries of A's
+/// (each a flow, answered), which evict the connection's entry. A's next message on that
+/// connection gets its answer only when the table fails open; failing closed, B's answer
+/// is `invalid` and dropped.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn a_full_table_on_real_traffic_fails_as_declared() {
+    require_kernel();
+    require_tools();
+    let net = NetPair::new("cf");
+    let dir = TempDir::new("pol_ct_full_real");
+    let mut b = start_b(&net);
+    let a_side = r#"
+import json, socket
+out = {}
+t = socket.socket(); t.settimeout(3)
+t.connect(("10.99.0.2", 9000)); t.sendall(b"hello"); out["first"] = t.recv(100).decode()
+answered = 0
+for i in range(200):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(0.5)
+    u.sendto(b"q", ("10.99.0.2", 9001))
+    try:
+        u.recv(10); answered += 1
+    except OSError:
+        pass
+    u.close()
+out["udp"] = answered
+t.settimeout(2); t.sendall(b"again")
+try:
+    out["again"] = t.recv(100).decode()
+except OSError:
+    out["again"] = "timed out"
+print(json.dumps(out), flush=True)
+"#;
+    for (full, again) in [("closed", "timed out"), ("open", "AGAIN")] {
+        let policy = format!("const conntrack = {{ size: 16, full: {full} }}\n{FIREWALL_RELATED}");
+        let run = start_fw(&net, &dir, &format!("fw_{full}"), &policy);
+        let a = run_py(&net.a, a_side);
+        assert_eq!(a["first"], "HELLO", "{full}: {a}");
+        assert_eq!(a["udp"], 200, "{full}: every query answered: {a}");
+        assert_eq!(a["again"], again, "{full}: the evicted connection: {a}");
+        let v = final_counts(run);
+        let invalid = count(&v, "invalid")["total"].as_u64().unwrap_or(0);
+        if full == "closed" {
+            assert!(invalid >= 1, "B's answer was invalid: {v}");
+        } else {
+            assert_eq!(invalid, 0, "nothing invalid when the table fails open: {v}");
+        }
+        assert_clean(&net.a, &format!("fw_{full}"));
+    }
+    let _ = b.kill();
+    let _ = b.wait();
 }

@@ -5,8 +5,8 @@
 use crate::direct::Object;
 use aya::maps::{Map, MapData, RingBuf};
 use pol_compiler::hir::state::{
-    flow_event as ev, CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_ORIGINAL, CT_REPLY, CT_UNTRACKED,
-    FLOW_LOST, FLOW_RING,
+    flow_event as ev, CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_ORIGINAL, CT_RELATED, CT_REPLY,
+    CT_UNTRACKED, FLOW_LOST, FLOW_RING,
 };
 use pol_compiler::hir::Hir;
 use serde_json::{json, Value};
@@ -96,11 +96,12 @@ impl FlowEvent {
         }
     }
 
-    /// `new`, `established`, `invalid`, `untracked`, or `-` without tracking.
+    /// `new`, `established`, `related`, `invalid`, `untracked`, or `-` without tracking.
     pub fn ct_state(&self) -> &'static str {
         match self.ct & 0xff {
             CT_NEW => "new",
             CT_ESTABLISHED => "established",
+            CT_RELATED => "related",
             CT_INVALID => "invalid",
             CT_UNTRACKED => "untracked",
             _ => "-",

@@ -26,7 +26,7 @@ fn err<T>(span: &Span, message: impl Into<String>) -> Result<T, CaseError> {
 }
 
 /// The fields a packet description may set, for the error message.
-pub const FIELDS: &str = "src, dst, smac, dmac, sha, tha, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, op, ext, frag, more, ihl, options, payload, payload_len, truncate, mpls, pppoe, encap, vni";
+pub const FIELDS: &str = "src, dst, smac, dmac, sha, tha, sport, dport, flags, ttl, tos, id, df, type, code, vlan, qinq, tpid, op, ext, frag, more, ihl, options, payload, payload_len, echo, quote, truncate, mpls, pppoe, encap, vni";
 
 /// Every packet description of the file's `test` blocks that cannot be built, as
 /// diagnostics (`pol check` reports them, not only `pol test`).
@@ -60,7 +60,12 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
     else {
         return err(&(0..0), "this test case did not parse");
     };
-    if let [l] = layers.as_slice() {
+    frame(layers, fields, span)
+}
+
+/// The frame of `packet LAYERS { FIELDS }`.
+fn frame(layers: &[Ident], fields: &[(Ident, Expr)], span: &Span) -> Result<Vec<u8>, CaseError> {
+    if let [l] = layers {
         if l.name == "raw" {
             return raw_frame(fields, span);
         }
@@ -161,6 +166,8 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
                 p.ip4_options(&vec![1u8; n])
             }
             "payload_len" => p.payload(&vec![0u8; int(value, 9000)? as usize]),
+            "echo" => p.echo_id(int(value, 0xffff)? as u16),
+            "quote" => p.payload(&quote(value, v6)?),
             "payload" => match &value.kind {
                 ExprKind::Str(text) => p.payload(text.as_bytes()),
                 _ => {
@@ -232,6 +239,50 @@ pub fn build(case: &TestCase) -> Result<Vec<u8>, CaseError> {
         return err(span, "`vni` is the VXLAN or GENEVE VNI or the GRE key: give `encap: vxlan`, `geneve` or `gre`");
     }
     Ok(wrap.apply(frame))
+}
+
+/// `quote: { kind: udp, src: .., dst: .., sport: .., dport: .. }`: the IP packet an ICMP
+/// error quotes (its IP header and the first 8 bytes after it), of the error's IP version.
+fn quote(value: &Expr, v6: bool) -> Result<Vec<u8>, CaseError> {
+    let ExprKind::Record(items) = &value.kind else {
+        return err(
+            &value.span,
+            "`quote` is a packet: `quote: { kind: udp, src: 10.0.0.1, dst: 10.0.0.2, sport: 5353, dport: 53 }`",
+        );
+    };
+    let mut layers = Vec::new();
+    if v6 {
+        layers.push(Ident {
+            name: "ip6".into(),
+            span: value.span.clone(),
+        });
+    }
+    let mut fields = Vec::new();
+    for (name, v) in items {
+        let Some(v) = v else {
+            return err(&name.span, format!("`{}` needs a value", name.name));
+        };
+        match (name.name.as_str(), &v.kind) {
+            ("kind", ExprKind::Path(q)) => layers.push(Ident {
+                name: q.dotted(),
+                span: v.span.clone(),
+            }),
+            ("kind", _) => return err(&v.span, "`kind` is tcp, udp or icmp"),
+            _ => fields.push((name.clone(), v.clone())),
+        }
+    }
+    if layers.len() == usize::from(v6) {
+        return err(&value.span, "say what the quoted packet is: `kind: udp`");
+    }
+    let frame = frame(&layers, &fields, &value.span)?;
+    // The IP packet without the Ethernet header and the padding; 8 bytes of L4 header.
+    let ip = frame.get(14..).unwrap_or_default();
+    let hl = if v6 {
+        40
+    } else {
+        usize::from(ip.first().map_or(5, |b| b & 0xf)) * 4
+    };
+    Ok(ip[..ip.len().min(hl + 8)].to_vec())
 }
 
 #[derive(Clone, Copy)]

@@ -242,6 +242,7 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         payload,
         payload_tcp: payload_layers & F_TCP != 0 && (tcp4 || tcp6),
         payload_udp: payload_layers & F_UDP != 0 && (udp4 || udp6),
+        payload_icmp: false,
         ip4: needed(IP4),
         ip6: needed(IP6),
         frag4: needed(FRAG4),

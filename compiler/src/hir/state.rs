@@ -44,6 +44,9 @@ pub const CT_ESTABLISHED: u32 = 2;
 pub const CT_INVALID: u32 = 4;
 /// Not tracked: not IP, or not TCP, UDP, ICMP/ICMPv6 echo (a later fragment included).
 pub const CT_UNTRACKED: u32 = 8;
+/// An ICMP or ICMPv6 error (unreachable, time exceeded, ..) whose quoted header belongs to
+/// a live flow of the table; its direction is the opposite of the quoted packet's.
+pub const CT_RELATED: u32 = 16;
 /// `ct.direction`: the packet goes the way the flow's first packet went, or back.
 pub const CT_ORIGINAL: u32 = 1 << 8;
 pub const CT_REPLY: u32 = 1 << 9;

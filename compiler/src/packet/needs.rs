@@ -37,6 +37,10 @@ pub struct Needs {
     pub payload: u8,
     pub payload_tcp: bool,
     pub payload_udp: bool,
+    /// Copy the ICMP / ICMPv6 message from its byte 4 (the echo identifier, or the header
+    /// an error quotes after its 4 unused bytes) to the same window, `payload` bytes at
+    /// most: connection tracking reads echo ids and the flow an error quotes there.
+    pub payload_icmp: bool,
     /// Parse IPv4 / IPv6 headers (else such packets look like any other EtherType).
     pub ip4: bool,
     pub ip6: bool,
@@ -136,6 +140,7 @@ impl Needs {
         payload: PAYLOAD_WINDOW_MAX,
         payload_tcp: true,
         payload_udp: true,
+        payload_icmp: false,
         ip4: true,
         ip6: true,
         frag4: true,

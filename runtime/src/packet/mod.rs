@@ -314,6 +314,11 @@ impl Packet {
         self.icmp_type = Some(ty);
         self
     }
+    /// The identifier of an echo request or reply (1 unless set).
+    pub fn echo_id(mut self, id: u16) -> Packet {
+        self.icmp_rest[..2].copy_from_slice(&id.to_be_bytes());
+        self
+    }
     pub fn icmp_code(mut self, code: u8) -> Packet {
         self.icmp_code = code;
         self

@@ -5,8 +5,8 @@ use super::Checker;
 use crate::diag::Diagnostic;
 use crate::hir::fields::Slot;
 use crate::hir::state::{
-    CtConfig, RateDef, CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_ORIGINAL, CT_REPLY, CT_UNTRACKED,
-    RATE_SIZE_DEFAULT, RATE_SIZE_MAX,
+    CtConfig, RateDef, CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_ORIGINAL, CT_RELATED, CT_REPLY,
+    CT_UNTRACKED, RATE_SIZE_DEFAULT, RATE_SIZE_MAX,
 };
 use crate::hir::{Cond, Test};
 use crate::syntax::ast::{self, BinOp, Expr, ExprKind};
@@ -204,9 +204,10 @@ impl Checker<'_> {
     }
 }
 
-const CT_STATES: [(&str, u32); 4] = [
+const CT_STATES: [(&str, u32); 5] = [
     ("new", CT_NEW),
     ("established", CT_ESTABLISHED),
+    ("related", CT_RELATED),
     ("invalid", CT_INVALID),
     ("untracked", CT_UNTRACKED),
 ];
@@ -224,14 +225,14 @@ impl Checker<'_> {
         let (values, all): (&[(&str, u32)], u32) = match name.as_str() {
             "ct.state" => (
                 &CT_STATES,
-                CT_NEW | CT_ESTABLISHED | CT_INVALID | CT_UNTRACKED,
+                CT_NEW | CT_ESTABLISHED | CT_RELATED | CT_INVALID | CT_UNTRACKED,
             ),
             "ct.direction" => (&CT_DIRECTIONS, CT_ORIGINAL | CT_REPLY),
             _ => {
                 self.diags.push(
                     Diagnostic::error("E0302", format!("unknown field `{name}`"), p.span.clone())
                         .with_label("no such connection-tracking field")
-                        .with_help("`ct.state` (new, established, invalid, untracked) or `ct.direction` (original, reply)"),
+                        .with_help("`ct.state` (new, established, related, invalid, untracked) or `ct.direction` (original, reply)"),
                 );
                 return None;
             }
@@ -258,17 +259,6 @@ impl Checker<'_> {
                 ExprKind::Error => return None,
                 _ => String::new(),
             };
-            if name == "ct.state" && word == "related" {
-                self.diags.push(
-                    Diagnostic::error(
-                        "L0501",
-                        "`related` (ICMP errors quoting a tracked flow) is not supported yet",
-                        v.span.clone(),
-                    )
-                    .with_label("pol does not read the quoted header of ICMP errors yet"),
-                );
-                return None;
-            }
             match values.iter().find(|(n, _)| *n == word) {
                 Some((_, bit)) => mask |= bit,
                 None => {

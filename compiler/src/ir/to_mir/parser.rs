@@ -1493,6 +1493,11 @@ impl P<'_> {
                         self.st(IntTy::U8, off, v.into());
                     }
                 }
+                if n.payload_icmp {
+                    // Connection tracking: the echo identifier, or an error's quoted header.
+                    let start = self.ptr_add(at, Operand::Imm(4));
+                    self.icmp_body(start);
+                }
             }
             self.goto(done);
         }
@@ -1527,6 +1532,41 @@ impl P<'_> {
             self.check(start, i + 1);
             let byte = self.load(IntTy::U8, start, i as i16);
             self.st(IntTy::U8, OFF_PAYLOAD + i as i16, byte.into());
+        }
+        self.goto(out);
+        self.cur = out;
+    }
+
+    /// Connection tracking's copy of an ICMP message from its byte 4 (`start`): the whole
+    /// 32-bit words of it inside the IP packet, `needs.payload` bytes at most, to
+    /// `OFF_PAYLOAD`, and their byte count to `OFF_PAYLOAD_LEN`. Words, not bytes as
+    /// `payload` copies: a quoted header is read by the word, and this is a fourth of the
+    /// code.
+    fn icmp_body(&mut self, start: Value) {
+        let out = self.new_block();
+        let ip_end = self.get(self.v.ip_end);
+        self.exit_if(Cond::Ugt, start, ip_end, out);
+        let avail = self.push(Op::Binary(BinOp::Sub, ip_end, start.into()), Type::U64);
+        let window = i64::from(self.needs.payload / 4 * 4);
+        let count = self.b.var(Type::U64);
+        self.set(count, avail);
+        let clip = self.new_block();
+        let fits = self.new_block();
+        self.br(Cond::Ugt, avail, Operand::Imm(window), clip, fits);
+        self.cur = clip;
+        let w = self.iconst(IntTy::U64, window);
+        self.set(count, w);
+        self.goto(fits);
+        self.cur = fits;
+        let n = self.get(count);
+        let n = self.bin(BinOp::And, n, Operand::Imm(!3));
+        let n16 = self.push(Op::Ext(ExtOp::Trunc, n), Type::Int(IntTy::U16));
+        self.st(IntTy::U16, OFF_PAYLOAD_LEN, n16.into());
+        for i in (0..window).step_by(4) {
+            self.exit_if(Cond::Ult, avail, Operand::Imm(i + 4), out);
+            self.check(start, i + 4);
+            let word = self.load(IntTy::U32, start, i as i16);
+            self.st(IntTy::U32, OFF_PAYLOAD + i as i16, word.into());
         }
         self.goto(out);
         self.cur = out;

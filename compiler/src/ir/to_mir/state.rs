@@ -210,6 +210,16 @@ const ENTRY_ESTABLISHED: i64 = 2;
 const TCP_FIN_RST: i64 = 0x05;
 const TCP_SYN_ACK: i64 = 0x12;
 const TCP_SYN: i64 = 0x02;
+/// ICMP error types as bits: ICMP 3 (unreachable), 4 (source quench), 5 (redirect), 11
+/// (time exceeded), 12 (parameter problem); ICMPv6 1 (unreachable), 2 (packet too big),
+/// 3 (time exceeded), 4 (parameter problem). No type is an error in one and something
+/// else in the other.
+const ICMP_ERRORS: i64 =
+    (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 11) | (1 << 12);
+/// How many bytes of an ICMP message, from its byte 4, connection tracking reads (the
+/// parser copies them by the 32-bit word): 4 unused bytes, an IPv6 header and 8 bytes of
+/// the quoted L4 header.
+pub(crate) const ICMP_BODY: u8 = 4 + 40 + 8;
 
 impl R<'_> {
     fn br_imm(&mut self, cur: Block, cond: Cond, a: Value, imm: i64, t: Block, f: Block) {
@@ -263,7 +273,7 @@ impl R<'_> {
         };
         use crate::packet::record::{
             F_ICMP, F_ICMP6, F_IP4, F_IP6, F_TCP, F_UDP, OFF_DPORT, OFF_DST, OFF_ICMP_TYPE,
-            OFF_IP_PROTO, OFF_IP_VERSION, OFF_SPORT, OFF_SRC, OFF_TCP_FLAGS,
+            OFF_IP_PROTO, OFF_IP_VERSION, OFF_PAYLOAD, OFF_SPORT, OFF_SRC, OFF_TCP_FLAGS,
         };
         let map = self.map(map)?;
         let slot = self.ct_slot();
@@ -278,12 +288,23 @@ impl R<'_> {
         let start = self.b.f.add_block_param(classified, Type::U32);
         let new_to = self.b.f.add_block_param(classified, Type::U64);
         let est_to = self.b.f.add_block_param(classified, Type::U64);
+        // The key's ports: TCP and UDP ports; for echo the identifier, at `sport` in a
+        // request and `dport` in a reply, so a reply's reverse key is its request's key
+        // and a request from the other side with the same identifier is a flow of its own.
+        let sp = self.b.f.add_block_param(classified, Type::Int(IntTy::U16));
+        let dp = self.b.f.add_block_param(classified, Type::Int(IntTy::U16));
         let untracked = self.new_block(src);
         fin(self, untracked, CT_UNTRACKED);
-        let to = |r: &mut Self, b: Block, start: Value, n: u64, e: u64| {
+        let to = |r: &mut Self, b: Block, start: Value, n: u64, e: u64, ports: (Value, Value)| {
             let n = r.u64c(b, n);
             let e = r.u64c(b, e);
-            r.jump(b, classified, vec![start, n, e]);
+            r.jump(b, classified, vec![start, n, e, ports.0, ports.1]);
+        };
+        let l4_ports = |r: &mut Self, b: Block| {
+            let rec = r.slot_addr(b, r.slots.rec, 0);
+            let s = r.load(b, IntTy::U16, rec, OFF_SPORT);
+            let d = r.load(b, IntTy::U16, rec, OFF_DPORT);
+            (s, d)
         };
         let flags = self.flags;
         let ip = self.b.f.push(
@@ -338,11 +359,12 @@ impl R<'_> {
             Op::Binary(BinOp::And, tf, Operand::Imm(TCP_FIN_RST)),
             Type::U32,
         );
+        let ports = l4_ports(self, tcp);
         let closing = self.new_block(src);
         let open = self.new_block(src);
         self.br_imm(tcp, Cond::Ne, fr, 0, closing, open);
-        to(self, closing, syn, c.tcp_closing, c.tcp_closing);
-        to(self, open, syn, c.tcp_new, c.tcp);
+        to(self, closing, syn, c.tcp_closing, c.tcp_closing, ports);
+        to(self, open, syn, c.tcp_new, c.tcp, ports);
         let udp_bit = self.b.f.push(
             not_tcp,
             Op::Binary(BinOp::And, flags, Operand::Imm(i64::from(F_UDP))),
@@ -352,9 +374,10 @@ impl R<'_> {
         let not_udp = self.new_block(src);
         self.br_imm(not_tcp, Cond::Ne, udp_bit, 0, udp, not_udp);
         let one = self.b.f.iconst(udp, IntTy::U32, 1);
-        to(self, udp, one, c.udp_new, c.udp);
-        // ICMP and ICMPv6 echo: a request may start a flow, a reply may not; other types
-        // are not tracked.
+        let ports = l4_ports(self, udp);
+        to(self, udp, one, c.udp_new, c.udp, ports);
+        // ICMP and ICMPv6 echo: a request may start a flow, a reply may not; an error
+        // is related to the flow it quotes; other types are not tracked.
         let icmp_bit = self.b.f.push(
             not_udp,
             Op::Binary(BinOp::And, flags, Operand::Imm(i64::from(F_ICMP | F_ICMP6))),
@@ -370,28 +393,44 @@ impl R<'_> {
             .push(icmp, Op::Ext(crate::mir::ExtOp::Zext, ty), Type::U32);
         let request = self.new_block(src);
         let reply = self.new_block(src);
+        let error = self.new_block(src);
         let mut at = icmp;
-        for (n, (t, target)) in [(8, request), (128, request), (0, reply), (129, reply)]
-            .into_iter()
-            .enumerate()
-        {
-            let next = if n == 3 {
-                untracked
-            } else {
-                self.new_block(src)
-            };
+        for (t, target) in [(8, request), (128, request), (0, reply), (129, reply)] {
+            let next = self.new_block(src);
             self.br_imm(at, Cond::Eq, ty, t, target, next);
             at = next;
         }
+        // Errors: ICMP 3, 4, 5, 11, 12 and ICMPv6 1 to 4 (`ICMP_ERRORS` has their bits).
+        let small = self.new_block(src);
+        self.br_imm(at, Cond::Ugt, ty, 12, untracked, small);
+        let bits = self.b.f.iconst(small, IntTy::U32, ICMP_ERRORS);
+        let bit = self
+            .b
+            .f
+            .push(small, Op::Binary(BinOp::Lshr, bits, ty.into()), Type::U32);
+        let bit = self.b.f.push(
+            small,
+            Op::Binary(BinOp::And, bit, Operand::Imm(1)),
+            Type::U32,
+        );
+        self.br_imm(small, Cond::Eq, bit, 0, untracked, error);
+        // The parser copied the message from its byte 4 to the payload window.
+        let rec = self.slot_addr(request, self.slots.rec, 0);
+        let id = self.load(request, IntTy::U16, rec, OFF_PAYLOAD);
+        let zero16 = self.b.f.iconst(request, IntTy::U16, 0);
         let one = self.b.f.iconst(request, IntTy::U32, 1);
-        to(self, request, one, c.icmp, c.icmp);
+        to(self, request, one, c.icmp, c.icmp, (id, zero16));
+        let rec = self.slot_addr(reply, self.slots.rec, 0);
+        let id = self.load(reply, IntTy::U16, rec, OFF_PAYLOAD);
+        let zero16 = self.b.f.iconst(reply, IntTy::U16, 0);
         let zero = self.b.f.iconst(reply, IntTy::U32, 0);
-        to(self, reply, zero, c.icmp, c.icmp);
+        to(self, reply, zero, c.icmp, c.icmp, (zero16, id));
 
         // The flow key as the packet goes (`fwd`) and as its reply would (`rev`).
-        let cur = classified;
         let fwd = self.b.f.add_slot(40, 8);
         let rev = self.b.f.add_slot(40, 8);
+        self.related(error, src, map, (fwd, rev), done)?;
+        let cur = classified;
         let rec = self.slot_addr(cur, self.slots.rec, 0);
         let kf = self.slot_addr(cur, fwd, 0);
         let kr = self.slot_addr(cur, rev, 0);
@@ -410,8 +449,6 @@ impl R<'_> {
                 );
             }
         }
-        let sp = self.load(cur, IntTy::U16, rec, OFF_SPORT);
-        let dp = self.load(cur, IntTy::U16, rec, OFF_DPORT);
         let proto = self.load(cur, IntTy::U8, rec, OFF_IP_PROTO);
         let ver = self.load(cur, IntTy::U8, rec, OFF_IP_VERSION);
         for (ptr, a, b) in [(kf, sp, dp), (kr, dp, sp)] {
@@ -608,14 +645,182 @@ impl R<'_> {
     }
 }
 
+impl R<'_> {
+    fn zext32(&mut self, b: Block, v: Value) -> Value {
+        self.b
+            .f
+            .push(b, Op::Ext(crate::mir::ExtOp::Zext, v), Type::U32)
+    }
+
+    /// An ICMP or ICMPv6 error (in `error`): the flow its quoted header names, looked up
+    /// both ways (`fwd`, `rev` are the key slots) without refreshing it. A live entry makes
+    /// the error `related`, in the direction opposite the quoted packet's; a quote of a
+    /// flow the table does not hold is `invalid`; one pol cannot read (cut short, IPv4
+    /// options, an IPv6 extension header, neither TCP, UDP nor echo) is `untracked`.
+    fn related(
+        &mut self,
+        error: Block,
+        src: u32,
+        map: crate::mir::MapId,
+        (fwd, rev): (crate::mir::Slot, crate::mir::Slot),
+        done: Block,
+    ) -> Result<(), String> {
+        use crate::hir::state::{CT_INVALID, CT_ORIGINAL, CT_RELATED, CT_REPLY, CT_UNTRACKED};
+        use crate::packet::record::{F_ICMP6, OFF_PAYLOAD, OFF_PAYLOAD_LEN};
+        // The quoted IP header: after the error's 4 unused bytes.
+        const W: i16 = OFF_PAYLOAD + 4;
+        let fin = |r: &mut Self, b: Block, v: u32| {
+            let x = r.b.f.iconst(b, IntTy::U32, i64::from(v));
+            r.jump(b, done, vec![x]);
+        };
+        let untracked = self.new_block(src);
+        fin(self, untracked, CT_UNTRACKED);
+        let keyed = self.new_block(src);
+        let ksp = self.b.f.add_block_param(keyed, Type::Int(IntTy::U16));
+        let kdp = self.b.f.add_block_param(keyed, Type::Int(IntTy::U16));
+        let v4 = self.new_block(src);
+        let v6 = self.new_block(src);
+        let flags = self.flags;
+        let is6 = self.b.f.push(
+            error,
+            Op::Binary(BinOp::And, flags, Operand::Imm(i64::from(F_ICMP6))),
+            Type::U32,
+        );
+        self.br_imm(error, Cond::Ne, is6, 0, v6, v4);
+        // (block, version, header length, protocol, source, destination, echo types)
+        for (b, ver, hl, proto_at, src_at, dst_at, echo) in [
+            (v4, 4i64, 20i16, 9i16, 12i16, 16i16, (8i64, 0i64, 1i64)),
+            (v6, 6, 40, 6, 8, 24, (128, 129, 58)),
+        ] {
+            let rec = self.slot_addr(b, self.slots.rec, 0);
+            let len = self.load(b, IntTy::U16, rec, OFF_PAYLOAD_LEN);
+            let len = self.zext32(b, len);
+            let head = self.new_block(src);
+            self.br_imm(b, Cond::Ult, len, i64::from(4 + hl + 4), untracked, head);
+            let b0 = self.load(head, IntTy::U8, rec, W);
+            let b0 = self.zext32(head, b0);
+            let (mask, want) = if ver == 4 { (0xff, 0x45) } else { (0xf0, 0x60) };
+            let top = self.b.f.push(
+                head,
+                Op::Binary(BinOp::And, b0, Operand::Imm(mask)),
+                Type::U32,
+            );
+            let ok = self.new_block(src);
+            self.br_imm(head, Cond::Ne, top, want, untracked, ok);
+            let b = ok;
+            let kf = self.slot_addr(b, fwd, 0);
+            let kr = self.slot_addr(b, rev, 0);
+            let st = |r: &mut Self, ptr: Value, ty: IntTy, off: i16, val: Operand| {
+                r.b.f.push_void(b, Op::Store { ty, ptr, off, val });
+            };
+            for k in 0..4i16 {
+                let (s, d): (Operand, Operand) = if ver == 4 && k > 0 {
+                    (Operand::Imm(0), Operand::Imm(0))
+                } else {
+                    (
+                        self.load(b, IntTy::U32, rec, W + src_at + 4 * k).into(),
+                        self.load(b, IntTy::U32, rec, W + dst_at + 4 * k).into(),
+                    )
+                };
+                st(self, kf, IntTy::U32, 4 * k, s);
+                st(self, kf, IntTy::U32, 16 + 4 * k, d);
+                st(self, kr, IntTy::U32, 4 * k, d);
+                st(self, kr, IntTy::U32, 16 + 4 * k, s);
+            }
+            let proto = self.load(b, IntTy::U8, rec, W + proto_at);
+            for k in [kf, kr] {
+                st(self, k, IntTy::U8, 36, proto.into());
+                st(self, k, IntTy::U8, 37, Operand::Imm(ver));
+                st(self, k, IntTy::U16, 38, Operand::Imm(0));
+            }
+            let proto = self.zext32(b, proto);
+            let l4 = W + hl;
+            let tu = self.new_block(src);
+            let not_tcp = self.new_block(src);
+            let not_udp = self.new_block(src);
+            let icmp = self.new_block(src);
+            self.br_imm(b, Cond::Eq, proto, 6, tu, not_tcp);
+            self.br_imm(not_tcp, Cond::Eq, proto, 17, tu, not_udp);
+            self.br_imm(not_udp, Cond::Eq, proto, echo.2, icmp, untracked);
+            let mut ports = Vec::new();
+            for off in [l4, l4 + 2] {
+                let v = self.load(tu, IntTy::U16, rec, off);
+                ports.push(self.b.f.push(tu, Op::Bswap(v), Type::Int(IntTy::U16)));
+            }
+            self.jump(tu, keyed, ports);
+            // A quoted echo: its identifier, placed as `ct_track` places it.
+            let long = self.new_block(src);
+            self.br_imm(icmp, Cond::Ult, len, i64::from(4 + hl + 8), untracked, long);
+            let t = self.load(long, IntTy::U8, rec, l4);
+            let t = self.zext32(long, t);
+            let id = self.load(long, IntTy::U16, rec, l4 + 4);
+            let zero = self.b.f.iconst(long, IntTy::U16, 0);
+            let req = self.new_block(src);
+            let not_req = self.new_block(src);
+            let rep = self.new_block(src);
+            self.br_imm(long, Cond::Eq, t, echo.0, req, not_req);
+            self.br_imm(not_req, Cond::Eq, t, echo.1, rep, untracked);
+            self.jump(req, keyed, vec![id, zero]);
+            self.jump(rep, keyed, vec![zero, id]);
+        }
+        let b = keyed;
+        let kf = self.slot_addr(b, fwd, 0);
+        let kr = self.slot_addr(b, rev, 0);
+        for (ptr, a, c) in [(kf, ksp, kdp), (kr, kdp, ksp)] {
+            for (off, v) in [(32, a), (34, c)] {
+                self.b.f.push_void(
+                    b,
+                    Op::Store {
+                        ty: IntTy::U16,
+                        ptr,
+                        off,
+                        val: v.into(),
+                    },
+                );
+            }
+        }
+        let ktime = helpers::by_name("ktime_get_ns").map_or(5, |h| h.id);
+        let now = self.b.f.push(b, Op::Call(ktime, vec![]), Type::U64);
+        // The quoted packet went the entry's original way: the error comes back (reply);
+        // it went the reply way: the error goes the original way.
+        let mut at = b;
+        for (slot, res) in [
+            (fwd, CT_RELATED | CT_REPLY),
+            (rev, CT_RELATED | CT_ORIGINAL),
+        ] {
+            let k = self.slot_addr(at, slot, 0);
+            let p = self.lookup(at, map, k);
+            let hit = self.new_block(src);
+            let next = self.new_block(src);
+            self.br_imm(at, Cond::Eq, p, 0, next, hit);
+            let exp = self.load(hit, IntTy::U64, p, 0);
+            let live = self.new_block(src);
+            self.b.set_term(
+                hit,
+                Term::Br {
+                    cond: Cond::Ult,
+                    a: exp,
+                    b: now.into(),
+                    then: BlockCall::new(next, vec![]),
+                    els: BlockCall::new(live, vec![]),
+                },
+            );
+            fin(self, live, res);
+            at = next;
+        }
+        fin(self, at, CT_INVALID);
+        Ok(())
+    }
+}
+
 /// What connection tracking reads: IPv4 and IPv6 with TCP, UDP, ICMP and ICMPv6 parsed,
 /// both addresses, the ports, the protocol, the version, the TCP flags and the ICMP type
 /// stored (whatever the rules test).
 pub(super) fn ct_needs(n: &mut crate::packet::needs::Needs) {
     use crate::packet::needs::span;
     use crate::packet::record::{
-        OFF_DPORT, OFF_DST, OFF_ICMP_TYPE, OFF_IP_PROTO, OFF_IP_VERSION, OFF_SPORT, OFF_SRC,
-        OFF_TCP_FLAGS,
+        OFF_DPORT, OFF_DST, OFF_ICMP_TYPE, OFF_IP_PROTO, OFF_IP_VERSION, OFF_PAYLOAD_LEN,
+        OFF_SPORT, OFF_SRC, OFF_TCP_FLAGS,
     };
     let ports = span(OFF_SPORT, 2) | span(OFF_DPORT, 2);
     let ip = span(OFF_IP_PROTO, 1) | span(OFF_IP_VERSION, 1);
@@ -636,6 +841,10 @@ pub(super) fn ct_needs(n: &mut crate::packet::needs::Needs) {
     n.store_tcp |= tcp;
     n.store_udp |= ports;
     n.store_icmp |= icmp;
+    // Echo identifiers and the headers errors quote, copied behind the record.
+    n.payload_icmp = true;
+    n.payload = n.payload.max(ICMP_BODY);
+    n.reads |= span(OFF_PAYLOAD_LEN, 2);
 }
 
 /// One `Inst::Log`.
