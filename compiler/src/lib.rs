@@ -18,6 +18,7 @@ pub mod driver;
 pub mod fmt;
 pub mod hir;
 pub mod ir;
+pub mod l7;
 pub mod maps;
 pub mod mir;
 pub mod obj;

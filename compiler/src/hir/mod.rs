@@ -165,4 +165,6 @@ pub enum Test {
     /// The packet's connection-tracking result (`hir::state::CT_*` bits) has any bit of
     /// `mask`: `ct.state in {..}`, `ct.direction == reply`.
     Ct { mask: u32 },
+    /// A test of the segment's HTTP request line (`crate::l7::http`).
+    Http(crate::l7::http::HttpTest),
 }

@@ -239,6 +239,7 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         },
         mpls: ext.bits & F_MPLS != 0,
         pppoe: ext.bits & F_PPPOE != 0,
+        l7: crate::l7::Bits::uses_l7(filter),
         payload,
         payload_tcp: payload_layers & F_TCP != 0 && (tcp4 || tcp6),
         payload_udp: payload_layers & F_UDP != 0 && (udp4 || udp6),
@@ -320,7 +321,8 @@ fn ext_uses(hir: &Hir, filter: &Filter) -> ExtUses {
                 | Test::Net { field: f, .. }
                 | Test::InSet { field: f, .. },
             ) => field(f, u),
-            Cond::Test(Test::Payload { .. } | Test::Ct { .. }) | Cond::Const(_) => {}
+            Cond::Test(Test::Payload { .. } | Test::Ct { .. } | Test::Http(_)) | Cond::Const(_) => {
+            }
         }
     }
     let mut u = ExtUses { reads: 0, bits: 0 };
@@ -511,6 +513,8 @@ fn test(hir: &Hir, t: &Test) -> Tree {
         // The tracking result is no record byte: `ir::to_mir` makes every filter of a file
         // with connection tracking parse what the tracking reads.
         Test::Ct { .. } => leaf(None, 0),
+        // The HTTP pass reads the TCP payload; its results lie past the record.
+        Test::Http(_) => leaf(Some(F_TCP), 0),
         Test::InSet { field, set } => {
             let def = &hir.sets[set];
             if def.values.len() <= INLINE_SET_MAX {

@@ -178,6 +178,7 @@ pub fn cond(hir: &Hir, c: &Cond) -> String {
                 )
             }
             Test::Ct { mask } => format!("ct & {mask:#x}"),
+            Test::Http(h) => crate::l7::http::print(h),
             Test::Rate { rate, over } => {
                 let r = &hir.rates[*rate];
                 let keys: Vec<&str> = r.keys.iter().map(|f| f.name).collect();

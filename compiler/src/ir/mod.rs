@@ -76,6 +76,9 @@ pub enum Inst {
     },
     /// `dst` = the packet's tracking result.
     Ct { dst: VReg },
+    /// Reads the segment's HTTP request line into the record's L7 window
+    /// (`crate::l7::http::lower_pass`): the first instruction of a filter that tests HTTP.
+    Http(Box<crate::l7::http::Pass>),
     /// Sends a flow event (`hir::state::flow_event`) for the decision of rule `rule` of
     /// filter `filter` (`None`: the best rule the rule maps found), unless over the flow
     /// event rate (then counts it as suppressed).
@@ -167,6 +170,7 @@ impl Inst {
             | Inst::GroupLookup { .. }
             | Inst::Classify { .. }
             | Inst::CtTrack { .. }
+            | Inst::Http(_)
             | Inst::Log { .. } => None,
         }
     }
@@ -237,6 +241,10 @@ impl fmt::Display for Function {
                         if config.open { "open" } else { "closed" }
                     ),
                     Inst::Ct { dst } => writeln!(s, "  {dst} = ct"),
+                    Inst::Http(p) => match &p.paths {
+                        Some(m) => writeln!(s, "  http request line ({}, paths {m})", p.buf),
+                        None => writeln!(s, "  http request line ({})", p.buf),
+                    },
                     Inst::Log {
                         filter,
                         rule,

@@ -182,6 +182,14 @@ pub const HELPERS: &[Helper] = &[
         ALL,
     ),
     h(188, "xdp_get_buff_len", &[Ctx], U64, XDP),
+    // L7 passes (issue 13): payload bytes from any buffer of a multi-buffer frame.
+    h(
+        189,
+        "xdp_load_bytes",
+        &[Ctx, Scalar, MemWrite(3), ConstSize],
+        I64,
+        XDP,
+    ),
 ];
 
 pub fn by_id(id: u32) -> Option<&'static Helper> {

@@ -84,6 +84,9 @@ pub struct Needs {
     /// Look through MPLS label stacks / PPPoE session headers to the IP packet they carry.
     pub mpls: bool,
     pub pppoe: bool,
+    /// The record has the L7 window (`OFF_L7`): zeroed, and the L4 payload's position
+    /// stored there for TCP and UDP, for the L7 passes (`crate::l7`).
+    pub l7: bool,
 }
 
 /// Which layers of a tunnel's inner packet the parser reads (into the second window, with
@@ -169,6 +172,7 @@ impl Needs {
         inner: Inner::NONE,
         mpls: false,
         pppoe: false,
+        l7: false,
     };
 
     /// `ALL`, with tunnels and their inner packets, MPLS and PPPoE too.
@@ -183,7 +187,9 @@ impl Needs {
 
     /// The record's size in bytes: the main record, the payload window, the second window.
     pub const fn record_size(&self) -> i16 {
-        if self.ext_reads != 0 {
+        if self.l7 {
+            OFF_L7 + L7_WINDOW
+        } else if self.ext_reads != 0 {
             let end = 128 - self.ext_reads.leading_zeros() as i16;
             ext_record_size(end)
         } else {

@@ -175,6 +175,32 @@ pub const fn ext_record_size(ext_end: i16) -> i16 {
     OFF_EXT + (ext_end + 7) / 8 * 8
 }
 
+/// The L7 window (issue 13): past the second window, written by the parser (payload
+/// position) and by the L7 passes that run before the rules (`crate::l7`). Like the other
+/// windows it lies outside the `Needs` byte masks and is part of the stack slot only when
+/// a filter reads an L7 field (`Needs::l7`).
+pub const OFF_L7: i16 = OFF_EXT + EXT_WINDOW_MAX;
+/// Its size: the shared words, then 8 bytes each for HTTP, DNS and TLS.
+pub const L7_WINDOW: i16 = 32;
+/// u32 (relative to the record): bit `i` is set when L7 string test `i` of the filter holds
+/// (`crate::l7::Bits` numbers them across protocols).
+pub const OFF_L7_BITS: i16 = OFF_L7;
+/// u16, host order: where the L4 payload starts, from the start of the packet (the offset
+/// `skb_load_bytes` / `xdp_load_bytes` take); written with the length for TCP and UDP.
+pub const OFF_L7_PAY_OFF: i16 = OFF_L7 + 4;
+/// u16, host order: the L4 payload's length inside the IP packet (at most 65535); 0 when
+/// the packet has no TCP or UDP payload.
+pub const OFF_L7_PAY_LEN: i16 = OFF_L7 + 6;
+/// u8: the HTTP pass's verdict on the segment (`crate::l7::http::STATE_*`).
+pub const OFF_HTTP_STATE: i16 = OFF_L7 + 8;
+/// u8: the request's method (`crate::l7::http::METHODS` index + 1).
+pub const OFF_HTTP_METHOD: i16 = OFF_L7 + 9;
+/// u8: the request's version: 10 (HTTP/1.0), 11 (HTTP/1.1), 0 when not seen.
+pub const OFF_HTTP_VERSION: i16 = OFF_L7 + 10;
+/// 8 bytes from `OFF_L7 + 16` are DNS's, 8 from `OFF_L7 + 24` TLS's.
+pub const OFF_L7_DNS: i16 = OFF_L7 + 16;
+pub const OFF_L7_TLS: i16 = OFF_L7 + 24;
+
 /// The size of a MAC address slot; the 48-bit value's low bytes come first.
 pub const MAC_SIZE: u8 = 6;
 

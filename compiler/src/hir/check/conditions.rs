@@ -25,7 +25,19 @@ impl Checker<'_> {
             return None;
         }
         let head = p.segments.first().map(|s| s.name.as_str()).unwrap_or("");
-        if matches!(head, "http" | "dns" | "tls") {
+        if head == "http" {
+            self.diags.push(
+                Diagnostic::error(
+                    "L0512",
+                    format!("`{name}` is tested in rule conditions only"),
+                    p.span.clone(),
+                )
+                .with_label("not a packet header field")
+                .with_help("compare it (`http.method == \"GET\"`, `starts_with(http.path, \"/api/\")`); counting by HTTP fields is not supported yet"),
+            );
+            return None;
+        }
+        if matches!(head, "dns" | "tls") {
             self.diags.push(
                 Diagnostic::error(
                     "L0501",
@@ -98,6 +110,9 @@ impl Checker<'_> {
                 None
             }
             ExprKind::Binary(op, lhs, rhs) => self.compare(e, *op, lhs, rhs),
+            ExprKind::Call(p, args) if p.dotted() == "starts_with" => {
+                crate::l7::http::starts_with(&mut self.diags, e, args)
+            }
             ExprKind::Error => None,
             _ => {
                 self.diags.push(
@@ -135,6 +150,17 @@ impl Checker<'_> {
         if let ExprKind::Path(p) = &lhs.kind {
             if Self::is_ct(p) {
                 return self.ct(e, op, p, rhs);
+            }
+            if p.segments.first().is_some_and(|s| s.name == "http") {
+                let name = p.dotted();
+                return crate::l7::http::compare(
+                    &mut self.diags,
+                    e,
+                    &name,
+                    p.span.clone(),
+                    op,
+                    rhs,
+                );
             }
         }
         let ExprKind::Path(p) = &lhs.kind else {

@@ -128,7 +128,7 @@ impl Checker<'_> {
         };
         let Some(hook) = hook else { return };
         self.filter_names.insert(f.name.name.clone());
-        self.hir.filters.push(Filter {
+        let filter = Filter {
             name: f.name.name.clone(),
             hook,
             rules,
@@ -139,7 +139,12 @@ impl Checker<'_> {
                 log: false,
             }),
             span: f.span.clone(),
-        });
+        };
+        if let Some(d) = crate::l7::http::check_filter(&filter) {
+            self.diags.push(d);
+            return;
+        }
+        self.hir.filters.push(filter);
     }
 
     fn hook(&mut self, h: &ast::Hook) -> Option<Hook> {

@@ -241,6 +241,7 @@ impl Lower<'_> {
             } => self.payload(at, layer, start, &bytes[..len as usize], eq, t, f),
             Test::Rate { rate, over } => self.rate(at, rate, over, t, f),
             Test::Ct { mask } => self.ct(at, mask, t, f),
+            Test::Http(ref h) => self.http(at, h, t, f),
             Test::InSet { field, set } => {
                 let def = &self.hir.sets[set];
                 if def.values.len() <= INLINE_SET_MAX {
@@ -250,6 +251,50 @@ impl Lower<'_> {
                 self.set_lookup(at, field, set, t, f);
             }
         }
+    }
+
+    /// An HTTP test: the pass's state says a request line was read, then its method or
+    /// version byte, or the bit of a path test, in the record's L7 window.
+    fn http(&mut self, at: BlockId, h: &crate::l7::http::HttpTest, t: BlockId, f: BlockId) {
+        use crate::l7::http::{HttpTest, STATE_REQUEST};
+        use crate::packet::record::{
+            OFF_HTTP_METHOD, OFF_HTTP_STATE, OFF_HTTP_VERSION, OFF_L7_BITS,
+        };
+        let state = self.load(at, OFF_HTTP_STATE, 1);
+        let cur = self.new_block();
+        let then = if *h == HttpTest::Request { t } else { cur };
+        self.set_term(
+            at,
+            Term::Branch {
+                op: BrOp::Eq,
+                wide: false,
+                lhs: state,
+                imm: u32::from(STATE_REQUEST),
+                t: then,
+                f,
+            },
+        );
+        let (off, size, op, imm) = match h {
+            HttpTest::Request => return self.set_term(cur, Term::Jump(f)),
+            HttpTest::Method(m) => (OFF_HTTP_METHOD, 1, BrOp::Eq, u32::from(*m)),
+            HttpTest::Version(v) => (OFF_HTTP_VERSION, 1, BrOp::Eq, u32::from(*v)),
+            HttpTest::Path(p) => match self.l7.bit("http.path", p) {
+                Some(bit) => (OFF_L7_BITS, 4, BrOp::Set, 1u32 << bit),
+                None => return self.set_term(cur, Term::Jump(f)),
+            },
+        };
+        let v = self.load(cur, off, size);
+        self.set_term(
+            cur,
+            Term::Branch {
+                op,
+                wide: false,
+                lhs: v,
+                imm,
+                t,
+                f,
+            },
+        );
     }
 
     pub(super) fn load(&mut self, b: BlockId, off: i16, size: u8) -> VReg {

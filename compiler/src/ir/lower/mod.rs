@@ -31,6 +31,8 @@ struct Lower<'a> {
     maps: &'a mut Vec<MapDef>,
     /// The filter's index in the file (flow events name it).
     filter_index: u16,
+    /// The filter's L7 string tests, numbered.
+    l7: crate::l7::Bits,
 }
 
 /// Return codes per hook.
@@ -47,6 +49,7 @@ pub fn verdict_code(hook: &Hook, v: Verdict) -> u32 {
 /// file-wide), so a map is emitted once however many programs use it.
 pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Function {
     let f = lower_rules(hir, filter, maps);
+    let f = http_pass(filter, maps, f);
     state::track(hir, maps, f)
 }
 
@@ -76,6 +79,7 @@ fn lower_rules(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Function {
             .iter()
             .position(|f| f.name == filter.name)
             .unwrap_or(0) as u16,
+        l7: crate::l7::Bits::of_filter(filter),
     };
     let plan = groups::plan(filter);
     if !plan.groups.is_empty() || plan.classifier.is_some() {
@@ -280,6 +284,95 @@ impl Lower<'_> {
         self.set_term(b, Term::Return(verdict_code(hook, a.verdict)));
         b
     }
+}
+
+/// Puts the HTTP pass before the rules of a filter that tests HTTP fields, with its maps:
+/// the per-CPU buffer and the LPM trie of path patterns. A segment whose request line pol
+/// cannot read whole takes the malformed action when the filter fails closed (any rule
+/// that tests an HTTP field drops).
+fn http_pass(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Function {
+    use crate::l7::http::{map_names, Pass, BUF_SIZE, KEY_DATA, STATE_INCOMPLETE};
+    use crate::packet::record::OFF_HTTP_STATE;
+    if !crate::l7::Bits::uses_l7(filter) {
+        return f;
+    }
+    let bits = crate::l7::Bits::of_filter(filter);
+    let (buf, paths) = map_names(&filter.name);
+    maps.push(MapDef {
+        spec: MapSpec {
+            name: buf.clone(),
+            kind: MapKind::PercpuArray,
+            key: BtfTy::U32,
+            value: BtfTy::Bytes(BUF_SIZE),
+            max_entries: 1,
+            flags: 0,
+        },
+        entries: vec![],
+    });
+    let entries = bits.lpm_entries("http.path", KEY_DATA);
+    let paths = (!entries.is_empty()).then(|| {
+        maps.push(MapDef {
+            spec: MapSpec {
+                name: paths.clone(),
+                kind: MapKind::LpmTrie,
+                key: BtfTy::Struct {
+                    name: "pol_http_path".into(),
+                    fields: vec![
+                        ("prefixlen".into(), BtfTy::U32),
+                        ("path".into(), BtfTy::Bytes(KEY_DATA as u32)),
+                    ],
+                },
+                value: BtfTy::U32,
+                max_entries: entries.len() as u32,
+                // BPF_F_NO_PREALLOC: the kernel refuses an LPM trie without it.
+                flags: 1,
+            },
+            entries,
+        });
+        paths
+    });
+    let fails_closed = filter.rules.iter().any(|r| {
+        r.action.verdict == Verdict::Drop
+            && crate::l7::Bits::uses_l7(&Filter {
+                rules: vec![r.clone()],
+                ..filter.clone()
+            })
+    });
+    let pass = Pass {
+        buf,
+        paths,
+        xdp: matches!(filter.hook, Hook::Xdp { .. }),
+    };
+    let rules = f.entry;
+    let next = if fails_closed {
+        f.blocks.push(Block {
+            insts: vec![Inst::LoadRecord {
+                dst: VReg(f.vregs),
+                off: OFF_HTTP_STATE,
+                size: 1,
+            }],
+            term: Term::Branch {
+                op: BrOp::Eq,
+                wide: false,
+                lhs: VReg(f.vregs),
+                imm: u32::from(STATE_INCOMPLETE),
+                t: f.malformed,
+                f: rules,
+            },
+            rule: Some(crate::ir::SRC_PARSER),
+        });
+        f.vregs += 1;
+        BlockId(f.blocks.len() as u32 - 1)
+    } else {
+        rules
+    };
+    f.blocks.push(Block {
+        insts: vec![Inst::Http(Box::new(pass))],
+        term: Term::Jump(next),
+        rule: Some(crate::ir::SRC_PARSER),
+    });
+    f.entry = BlockId(f.blocks.len() as u32 - 1);
+    f
 }
 
 /// Lowers every filter of a file.

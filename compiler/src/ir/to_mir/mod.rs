@@ -212,6 +212,7 @@ fn register_fields(module: &mir::Module, func: &ir::Function) -> Vec<(i16, u8)> 
                 ir::Inst::Classify { .. }
                 | ir::Inst::Rate { .. }
                 | ir::Inst::CtTrack { .. }
+                | ir::Inst::Http(_)
                 | ir::Inst::Log { .. } => return Vec::new(),
             }
         }

@@ -512,6 +512,11 @@ impl P<'_> {
                 self.st(IntTy::U64, OFF_EXT + 8 * k, Operand::Imm(0));
             }
         }
+        if n.l7 {
+            for k in 0..L7_WINDOW / 8 {
+                self.st(IntTy::U64, OFF_L7 + 8 * k, Operand::Imm(0));
+            }
+        }
         self.set_flags(0);
         let (data_off, end_off) = match self.hook {
             ParserHook::Xdp => (0, 4),
@@ -1456,13 +1461,18 @@ impl P<'_> {
                 }
                 self.or_flags(F_TCP);
                 self.ports(at, n.store_tcp & ports);
-                if n.payload_tcp {
+                if n.payload_tcp || (n.l7 && self.base == 0) {
                     // The payload starts after the data offset's 32-bit words.
                     let words = self.bin(BinOp::Lshr, off, Operand::Imm(4));
                     let hl = self.bin(BinOp::Shl, words, Operand::Imm(2));
                     let hl = self.zext(hl, IntTy::U64);
                     let start = self.ptr_add(at, hl);
-                    self.payload(start);
+                    if n.l7 && self.base == 0 {
+                        self.l7_payload(start);
+                    }
+                    if n.payload_tcp {
+                        self.payload(start);
+                    }
                 }
             } else if blk == l4.udp {
                 self.check_ip(at, 8);
@@ -1475,6 +1485,10 @@ impl P<'_> {
                     let dport = self.be16(at, 2);
                     self.exit_if(Cond::Eq, dport, Operand::Imm(UDP_VXLAN), t.vxlan);
                     self.exit_if(Cond::Eq, dport, Operand::Imm(UDP_GENEVE), t.geneve);
+                }
+                if n.l7 && self.base == 0 {
+                    let start = self.ptr_add(at, Operand::Imm(8));
+                    self.l7_payload(start);
                 }
                 if n.payload_udp {
                     let start = self.ptr_add(at, Operand::Imm(8));
@@ -1501,6 +1515,37 @@ impl P<'_> {
             }
             self.goto(done);
         }
+    }
+
+    /// Stores where the L4 payload at `start` lies, for the L7 passes (`crate::l7`): its
+    /// offset from the start of the packet and its length inside the IP packet (at most
+    /// 65535), in the L7 window. A data offset past the IP packet leaves both 0. The
+    /// bytes themselves are read by the pass with `skb_load_bytes`/`xdp_load_bytes`, so
+    /// a payload outside the linear head is no harder than one inside it.
+    fn l7_payload(&mut self, start: Value) {
+        let out = self.new_block();
+        let ip_end = self.get(self.v.ip_end);
+        self.exit_if(Cond::Ugt, start, ip_end, out);
+        let len = self.push(Op::Binary(BinOp::Sub, ip_end, start.into()), Type::U64);
+        let count = self.b.var(Type::U64);
+        self.set(count, len);
+        let clip = self.new_block();
+        let fits = self.new_block();
+        self.br(Cond::Ugt, len, Operand::Imm(0xffff), clip, fits);
+        self.cur = clip;
+        let w = self.iconst(IntTy::U64, 0xffff);
+        self.set(count, w);
+        self.goto(fits);
+        self.cur = fits;
+        let n = self.get(count);
+        let n16 = self.push(Op::Ext(ExtOp::Trunc, n), Type::Int(IntTy::U16));
+        self.st(IntTy::U16, OFF_L7_PAY_LEN, n16.into());
+        let data = self.get(self.v.data);
+        let off = self.push(Op::Binary(BinOp::Sub, start, data.into()), Type::U64);
+        let off16 = self.push(Op::Ext(ExtOp::Trunc, off), Type::Int(IntTy::U16));
+        self.st(IntTy::U16, OFF_L7_PAY_OFF, off16.into());
+        self.goto(out);
+        self.cur = out;
     }
 
     /// Copies the first `needs.payload` bytes of the L4 payload at `start` behind the

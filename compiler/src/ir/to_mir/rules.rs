@@ -340,6 +340,15 @@ impl R<'_> {
                 }
                 Inst::Classify { .. } => cur = self.classify(cur, src)?,
                 Inst::CtTrack { map, config } => cur = self.ct_track(cur, src, map, config)?,
+                Inst::Http(p) => {
+                    let at = crate::l7::http::At {
+                        ctx: self.ctx,
+                        rec: self.slots.rec,
+                        scratch: self.b.f.add_slot(8, 8),
+                        flags: self.flags,
+                    };
+                    cur = crate::l7::http::lower_pass(self.b, cur, self.module, p, &at)?;
+                }
                 Inst::Log {
                     filter,
                     rule,

@@ -1,0 +1,790 @@
+//! HTTP/1.x request lines in the kernel (issue 13 §1): the tests rules make of
+//! `http.method`, `http.path` and `http.version`, their checks, and the pass that parses a
+//! segment's request line before the rules (`lower_pass`). docs/l7.md says what is seen.
+
+use super::{Bits, PayloadCopy, StrPat};
+use crate::diag::Diagnostic;
+use crate::hir::{Cond, Test};
+use crate::mir::build::Builder;
+use crate::mir::{
+    BinOp, Block, BlockCall, Cond as MCond, ExtOp, IntTy, Module, Op, Operand, PtrKind, Slot, Term,
+    Type, Value,
+};
+use crate::packet::record::{
+    F_TCP, OFF_HTTP_METHOD, OFF_HTTP_STATE, OFF_HTTP_VERSION, OFF_L7_BITS, OFF_L7_PAY_LEN,
+};
+use crate::syntax::ast::{BinOp as AstOp, Expr, ExprKind, Span};
+use serde::Serialize;
+
+/// The methods pol recognises, case-insensitively (`get` is `GET`); `http.method` holds
+/// the index + 1. A segment starting with any other word is not an HTTP request.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// `OFF_HTTP_STATE`: the segment does not start a request (or is no TCP payload).
+pub const STATE_NONE: u8 = 0;
+/// A request line was read: method, path and (when in the segment) version are set.
+pub const STATE_REQUEST: u8 = 1;
+/// The segment starts like a request, but pol cannot see its request line whole: cut
+/// short, longer than the bounds, or a target that is not a path (`l7 incomplete`).
+pub const STATE_INCOMPLETE: u8 = 2;
+
+/// Paths (the target up to `?`) of more bytes than this are incomplete.
+pub const PATH_MAX: usize = 127;
+/// The request line must lie in this many first bytes of the segment's payload.
+pub const SCAN_MAX: u32 = 256;
+/// Per-CPU buffer: the copied payload, with room for reads past it.
+pub const BUF_SIZE: u32 = 512;
+
+/// One test of a request line. Every test is false when the segment holds no request line
+/// pol could read (`STATE_REQUEST`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum HttpTest {
+    /// A request line was read.
+    Request,
+    /// `http.method == M`: the index + 1 in `METHODS`.
+    Method(u8),
+    /// `http.version == "1.1"`: 10, 11, or 9 for a request line without a version.
+    Version(u8),
+    /// `http.path == ".."`, `http.path in { .. }` or `starts_with(http.path, "..")`: the
+    /// path is (or starts with) any of these; one bit, one lookup, however many.
+    Path(Vec<StrPat>),
+}
+
+impl HttpTest {
+    /// The string test, when this is one: its field and pattern.
+    pub fn string(&self) -> Option<(&'static str, &[StrPat])> {
+        match self {
+            HttpTest::Path(p) => Some(("http.path", p)),
+            _ => None,
+        }
+    }
+}
+
+/// The test as `pol build --emit hir` prints it.
+pub fn print(t: &HttpTest) -> String {
+    match t {
+        HttpTest::Request => "http request".into(),
+        HttpTest::Method(m) => format!(
+            "http.method == {}",
+            METHODS.get(usize::from(*m).wrapping_sub(1)).unwrap_or(&"?")
+        ),
+        HttpTest::Version(v) => format!("http.version == {}.{}", v / 10, v % 10),
+        HttpTest::Path(ps) => {
+            let each: Vec<String> = ps
+                .iter()
+                .map(|p| match p {
+                    StrPat::Exact(p) => format!("== {:?}", String::from_utf8_lossy(p)),
+                    StrPat::Prefix(p) => format!("starts with {:?}", String::from_utf8_lossy(p)),
+                })
+                .collect();
+            format!("http.path {}", each.join(" or "))
+        }
+    }
+}
+
+/// The HTTP fields rules can name.
+pub const FIELDS: [&str; 3] = ["http.method", "http.path", "http.version"];
+
+fn test(t: HttpTest) -> Cond {
+    Cond::Test(Test::Http(t))
+}
+
+/// `not t`, still false without a request line.
+fn negate(t: Cond) -> Cond {
+    Cond::And(vec![test(HttpTest::Request), Cond::Not(Box::new(t))])
+}
+
+fn err(
+    code: &'static str,
+    msg: impl Into<String>,
+    span: Span,
+    label: impl Into<String>,
+) -> Diagnostic {
+    Diagnostic::error(code, msg.into(), span).with_label(label.into())
+}
+
+/// `FIELD OP rhs` where FIELD is `http.*` (`name`).
+pub fn compare(
+    diags: &mut Vec<Diagnostic>,
+    e: &Expr,
+    name: &str,
+    name_span: Span,
+    op: AstOp,
+    rhs: &Expr,
+) -> Option<Cond> {
+    if !FIELDS.contains(&name) {
+        let mut d = err(
+            "E0550",
+            format!("unknown HTTP field `{name}`"),
+            name_span,
+            "no such field",
+        );
+        d = d.with_help(format!("HTTP fields: {}", FIELDS.join(", ")));
+        diags.push(d);
+        return None;
+    }
+    let values: Vec<&Expr> = match (op, &rhs.kind) {
+        (AstOp::In, ExprKind::SetLit(items)) => items.iter().collect(),
+        (AstOp::In, _) => {
+            diags.push(err(
+                "E0551",
+                format!("`{name} in` takes a list of strings"),
+                rhs.span.clone(),
+                "expected `{ \"..\", \"..\" }`",
+            ));
+            return None;
+        }
+        (AstOp::Eq | AstOp::Ne, _) => vec![rhs],
+        _ => {
+            diags.push(
+                err(
+                    "E0551",
+                    format!("`{name}` is a string: compare it with `==`, `!=` or `in`"),
+                    e.span.clone(),
+                    "not ordered",
+                )
+                .with_help("prefixes: `starts_with(http.path, \"/api/\")`"),
+            );
+            return None;
+        }
+    };
+    let mut tests = Vec::new();
+    let mut paths = Vec::new();
+    for v in values {
+        let ExprKind::Str(s) = &v.kind else {
+            diags.push(err(
+                "E0551",
+                format!("`{name}` is compared with a string"),
+                v.span.clone(),
+                "expected a string such as \"GET\" or \"/api/\"",
+            ));
+            return None;
+        };
+        match value(diags, name, s, v.span.clone(), false)? {
+            Cond::Test(Test::Http(HttpTest::Path(p))) => paths.extend(p),
+            c => tests.push(c),
+        }
+    }
+    if !paths.is_empty() {
+        paths.sort();
+        paths.dedup();
+        tests.push(test(HttpTest::Path(paths)));
+    }
+    let any = if tests.len() == 1 {
+        tests.pop()?
+    } else {
+        Cond::Or(tests)
+    };
+    Some(if op == AstOp::Ne { negate(any) } else { any })
+}
+
+/// `starts_with(http.path, "/api/")`.
+pub fn starts_with(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr]) -> Option<Cond> {
+    let [field, pat] = args else {
+        diags.push(err(
+            "E0512",
+            "`starts_with` takes a field and a string",
+            e.span.clone(),
+            format!("given {} arguments", args.len()),
+        ));
+        return None;
+    };
+    let name = match &field.kind {
+        ExprKind::Path(p) => p.dotted(),
+        _ => String::new(),
+    };
+    if name != "http.path" {
+        diags.push(
+            err(
+                "E0552",
+                "filters test prefixes of `http.path` only",
+                field.span.clone(),
+                "not a prefix-matched field",
+            )
+            .with_help("`starts_with(http.path, \"/admin\")`"),
+        );
+        return None;
+    }
+    let ExprKind::Str(s) = &pat.kind else {
+        diags.push(err(
+            "E0551",
+            "a prefix is a string",
+            pat.span.clone(),
+            "expected a string such as \"/api/\"",
+        ));
+        return None;
+    };
+    value(diags, &name, s, pat.span.clone(), true)
+}
+
+/// The test of `name` against the string `s` (a prefix when `prefix`).
+fn value(
+    diags: &mut Vec<Diagnostic>,
+    name: &str,
+    s: &str,
+    span: Span,
+    prefix: bool,
+) -> Option<Cond> {
+    match name {
+        "http.method" => {
+            let Some(i) = METHODS.iter().position(|m| m.eq_ignore_ascii_case(s)) else {
+                diags.push(
+                    err(
+                        "E0553",
+                        format!("`{s}` is not an HTTP method pol recognises"),
+                        span,
+                        "unknown method",
+                    )
+                    .with_help(format!("methods: {}", METHODS.join(", "))),
+                );
+                return None;
+            };
+            Some(test(HttpTest::Method(i as u8 + 1)))
+        }
+        "http.version" => {
+            let v = match s {
+                "1.0" | "HTTP/1.0" => 10,
+                "1.1" | "HTTP/1.1" => 11,
+                "0.9" | "HTTP/0.9" => 9,
+                _ => {
+                    diags.push(
+                        err(
+                            "E0553",
+                            format!("`{s}` is not an HTTP/1.x version"),
+                            span,
+                            "unknown version",
+                        )
+                        .with_help(
+                            "versions: \"1.0\", \"1.1\", \"0.9\" (a request line without one)",
+                        ),
+                    );
+                    return None;
+                }
+            };
+            Some(test(HttpTest::Version(v)))
+        }
+        _ => {
+            let b = s.as_bytes();
+            if !prefix && b.first() != Some(&b'/') || prefix && !b.is_empty() && b[0] != b'/' {
+                diags.push(
+                    err(
+                        "E0554",
+                        "a request path starts with `/`",
+                        span,
+                        "pol compares the path of the request target",
+                    )
+                    .with_help(
+                        "`http.path == \"/index.html\"`, `starts_with(http.path, \"/api/\")`",
+                    ),
+                );
+                return None;
+            }
+            if let Some(c) = b.iter().find(|&&c| c <= b' ' || c == b'?' || c >= 0x7f) {
+                diags.push(
+                    err(
+                        "E0554",
+                        format!("a path pattern cannot hold {:?}", char::from(*c)),
+                        span,
+                        "the path ends at a space or `?`; control and non-ASCII bytes are percent-encoded",
+                    ),
+                );
+                return None;
+            }
+            if b.len() > PATH_MAX {
+                diags.push(
+                    err(
+                        "L0510",
+                        format!("a path pattern of {} bytes can never match", b.len()),
+                        span,
+                        format!("pol reads paths of at most {PATH_MAX} bytes"),
+                    )
+                    .with_help("longer paths are incomplete requests (docs/l7.md)"),
+                );
+                return None;
+            }
+            let pat = if prefix {
+                StrPat::Prefix(b.to_vec())
+            } else {
+                StrPat::Exact(b.to_vec())
+            };
+            Some(test(HttpTest::Path(vec![pat])))
+        }
+    }
+}
+
+/// More distinct string tests than `BITS_MAX` in a filter: an error at the first that
+/// does not fit.
+pub fn check_filter(filter: &crate::hir::Filter) -> Option<Diagnostic> {
+    let bits = Bits::of_filter(filter);
+    if bits.tests.len() <= super::BITS_MAX {
+        return None;
+    }
+    let (field, pats) = bits.tests.get(super::BITS_MAX)?;
+    let rule = filter.rules.iter().find(|r| {
+        let b = Bits::of_filter(&crate::hir::Filter {
+            rules: vec![(*r).clone()],
+            ..filter.clone()
+        });
+        b.bit(field, pats).is_some()
+    })?;
+    Some(
+        Diagnostic::error(
+            "L0511",
+            format!(
+                "filter `{}` has more than {} distinct L7 string tests",
+                filter.name,
+                super::BITS_MAX
+            ),
+            rule.span.clone(),
+        )
+        .with_label(format!("test {} of {field}", super::BITS_MAX + 1))
+        .with_help(
+            "put strings with the same action in one test: `http.path in { \"/a\", \"/b\" }`",
+        ),
+    )
+}
+
+/// The pass as the rule IR carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pass {
+    /// The per-CPU buffer map (one entry of `BUF_SIZE` bytes).
+    pub buf: String,
+    /// The LPM trie of path patterns, when a rule tests the path.
+    pub paths: Option<String>,
+    /// XDP (else tc).
+    pub xdp: bool,
+}
+
+/// The buffer map's and path map's names for a filter.
+pub fn map_names(filter: &str) -> (String, String) {
+    (format!("{filter}_l7buf"), format!("{filter}_hpath"))
+}
+
+/// The LPM key's data bytes: the path, then its 0 terminator.
+pub const KEY_DATA: usize = PATH_MAX + 1;
+
+/// What `lower_pass` needs of the program.
+pub struct At {
+    pub ctx: Value,
+    pub rec: Slot,
+    /// An 8-byte slot for the buffer's key and the forget trick.
+    pub scratch: Slot,
+    pub flags: Value,
+}
+
+/// A u64 of the bytes of `s`, first byte lowest (as a little-endian load sees them).
+fn word(s: &[u8]) -> i64 {
+    let mut w = [0u8; 8];
+    for (d, c) in w.iter_mut().zip(s) {
+        *d = *c;
+    }
+    i64::from_le_bytes(w)
+}
+
+fn low_bytes(n: usize) -> i64 {
+    if n >= 8 {
+        -1
+    } else {
+        (1i64 << (8 * n)) - 1
+    }
+}
+
+struct L<'a> {
+    b: &'a mut Builder,
+}
+
+impl L<'_> {
+    fn bin(&mut self, at: Block, op: BinOp, a: Value, x: impl Into<Operand>) -> Value {
+        let ty = self.b.f.ty(a);
+        self.b.f.push(at, Op::Binary(op, a, x.into()), ty)
+    }
+    fn br(&mut self, at: Block, cond: MCond, a: Value, x: impl Into<Operand>, t: Block, f: Block) {
+        self.b.set_term(
+            at,
+            Term::Br {
+                cond,
+                a,
+                b: x.into(),
+                then: BlockCall::new(t, vec![]),
+                els: BlockCall::new(f, vec![]),
+            },
+        );
+    }
+    fn load(&mut self, at: Block, ty: IntTy, ptr: Value, off: i16) -> Value {
+        let v = self.b.f.push(at, Op::Load { ptr, off }, Type::Int(ty));
+        if ty == IntTy::U64 {
+            v
+        } else {
+            self.b.f.push(at, Op::Ext(ExtOp::Zext, v), Type::U64)
+        }
+    }
+    fn store(&mut self, at: Block, ty: IntTy, ptr: Value, off: i16, val: impl Into<Operand>) {
+        self.b.f.push_void(
+            at,
+            Op::Store {
+                ty,
+                ptr,
+                off,
+                val: val.into(),
+            },
+        );
+    }
+    fn rec_store(&mut self, at: Block, rec: Slot, ty: IntTy, off: i16, val: impl Into<Operand>) {
+        let r = self
+            .b
+            .f
+            .push(at, Op::SlotAddr(rec), Type::Ptr(PtrKind::Stack));
+        self.store(at, ty, r, off, val);
+    }
+    /// Makes the kernel verifier forget what it knows of `v` (below 2^16): a spill and
+    /// fill through a 2-byte piece at 2 mod 4 of a slot, which it does not track (as the
+    /// packet parser's `forget`). Without it each method's path start, or each loop exit's
+    /// position, would be walked through the rest of the program separately.
+    fn forget(&mut self, at: Block, s: Slot, v: Value, mask: i64) -> Value {
+        let p = self
+            .b
+            .f
+            .push(at, Op::SlotAddr(s), Type::Ptr(PtrKind::Stack));
+        self.store(at, IntTy::U16, p, 2, v);
+        let w = self.load(at, IntTy::U16, p, 2);
+        self.bin(at, BinOp::And, w, Operand::Imm(mask))
+    }
+    fn u64c(&mut self, at: Block, v: i64) -> Value {
+        self.b.f.iconst(at, IntTy::U64, v)
+    }
+}
+
+/// The HTTP pass: when the segment's TCP payload starts with a request line, leaves its
+/// method, version and the bits of the path tests that hold in the record's L7 window,
+/// and `STATE_REQUEST`; `STATE_INCOMPLETE` when it starts like one pol cannot read whole.
+/// Returns the block that continues with the rules.
+pub fn lower_pass(
+    b: &mut Builder,
+    cur: Block,
+    module: &Module,
+    p: &Pass,
+    at: &At,
+) -> Result<Block, String> {
+    let buf_map = module
+        .map_by_name(&p.buf)
+        .ok_or_else(|| format!("map {} is not in the module", p.buf))?;
+    let path_map = match &p.paths {
+        Some(n) => Some(
+            module
+                .map_by_name(n)
+                .ok_or_else(|| format!("map {n} is not in the module"))?,
+        ),
+        None => None,
+    };
+    let mut l = L { b };
+    let done = l.b.add_block();
+    let incomplete = l.b.add_block();
+    l.rec_store(
+        incomplete,
+        at.rec,
+        IntTy::U8,
+        OFF_HTTP_STATE,
+        Operand::Imm(i64::from(STATE_INCOMPLETE)),
+    );
+    l.b.set_term(incomplete, Term::Jump(BlockCall::new(done, vec![])));
+
+    // TCP with a payload only.
+    let tcp = l.bin(cur, BinOp::And, at.flags, Operand::Imm(i64::from(F_TCP)));
+    let has_tcp = l.b.add_block();
+    l.br(cur, MCond::Ne, tcp, Operand::Imm(0), has_tcp, done);
+    let r =
+        l.b.f
+            .push(has_tcp, Op::SlotAddr(at.rec), Type::Ptr(PtrKind::Stack));
+    let len = l.load(has_tcp, IntTy::U16, r, OFF_L7_PAY_LEN);
+    let some = l.b.add_block();
+    l.br(has_tcp, MCond::Ne, len, Operand::Imm(0), some, done);
+    // The buffer: entry 0 of the per-CPU array.
+    let k =
+        l.b.f
+            .push(some, Op::SlotAddr(at.scratch), Type::Ptr(PtrKind::Stack));
+    l.store(some, IntTy::U32, k, 0, Operand::Imm(0));
+    let m =
+        l.b.f
+            .push(some, Op::MapRef(buf_map), Type::Ptr(PtrKind::Map(buf_map)));
+    let lookup = crate::mir::helpers::by_name("map_lookup_elem").map_or(1, |h| h.id);
+    let buf = l.b.f.push(
+        some,
+        Op::Call(lookup, vec![m, k]),
+        Type::Ptr(PtrKind::MapValueOrNull(buf_map)),
+    );
+    let got = l.b.add_block();
+    l.br(some, MCond::Eq, buf, Operand::Imm(0), done, got);
+    let buf = l.b.f.push(
+        got,
+        Op::PtrAdd(buf, Operand::Imm(0)),
+        Type::Ptr(PtrKind::MapValue(buf_map)),
+    );
+    // A short payload reads as zeros after its end.
+    l.store(got, IntTy::U64, buf, 0, Operand::Imm(0));
+    l.store(got, IntTy::U64, buf, 8, Operand::Imm(0));
+    let copy = PayloadCopy {
+        xdp: p.xdp,
+        ctx: at.ctx,
+        rec: at.rec,
+        buf,
+        max: SCAN_MAX,
+    };
+    let (cur, n) = super::copy_payload(l.b, got, &copy, incomplete);
+    let n = l.forget(cur, at.scratch, n, 511);
+
+    // The method: the first word, letters folded to lower case, against "get " etc.
+    let w = l.load(cur, IntTy::U64, buf, 0);
+    let found = l.b.add_block();
+    let code_p = l.b.f.add_block_param(found, Type::U64);
+    let ps4_p = l.b.f.add_block_param(found, Type::U64);
+    let mut at_m = cur;
+    for (i, m) in METHODS.iter().enumerate() {
+        let len = m.len();
+        let mut pat = m.to_ascii_lowercase().into_bytes();
+        pat.push(b' ');
+        let folded = l.bin(at_m, BinOp::Or, w, Operand::Imm(word(&[0x20; 8][..len])));
+        let masked = l.bin(at_m, BinOp::And, folded, Operand::Imm(low_bytes(len + 1)));
+        let next = l.b.add_block();
+        let code = l.u64c(at_m, i as i64 + 1);
+        let ps4 = l.u64c(at_m, len as i64 + 1 - 4);
+        let want = l.u64c(at_m, word(&pat));
+        l.b.set_term(
+            at_m,
+            Term::Br {
+                cond: MCond::Eq,
+                a: masked,
+                b: want.into(),
+                then: BlockCall::new(found, vec![code, ps4]),
+                els: BlockCall::new(next, vec![]),
+            },
+        );
+        at_m = next;
+    }
+    // No method: a segment that could be the start of one (shorter than "METHOD "), or
+    // that starts with an empty line (servers skip it), is incomplete; else not HTTP.
+    let first = l.bin(at_m, BinOp::And, w, Operand::Imm(0xff));
+    let not_cr = l.b.add_block();
+    l.br(
+        at_m,
+        MCond::Eq,
+        first,
+        Operand::Imm(i64::from(b'\r')),
+        incomplete,
+        not_cr,
+    );
+    let not_lf = l.b.add_block();
+    l.br(
+        not_cr,
+        MCond::Eq,
+        first,
+        Operand::Imm(i64::from(b'\n')),
+        incomplete,
+        not_lf,
+    );
+    let short = l.b.add_block();
+    l.br(not_lf, MCond::Uge, n, Operand::Imm(8), done, short);
+    // n < 8: the low n bytes of each method's pattern.
+    let bits = l.bin(short, BinOp::Shl, n, Operand::Imm(3));
+    let one = l.u64c(short, 1);
+    let nmask = l.bin(short, BinOp::Shl, one, bits);
+    let nmask = l.bin(short, BinOp::Sub, nmask, Operand::Imm(1));
+    let mut at_s = short;
+    for m in METHODS {
+        let len = m.len();
+        let mut pat = m.to_ascii_lowercase().into_bytes();
+        pat.push(b' ');
+        let folded = l.bin(at_s, BinOp::Or, w, Operand::Imm(word(&[0x20; 8][..len])));
+        let want = l.u64c(at_s, word(&pat));
+        let x = l.bin(at_s, BinOp::Xor, folded, want);
+        let x = l.bin(at_s, BinOp::And, x, nmask);
+        let next = l.b.add_block();
+        l.br(at_s, MCond::Eq, x, Operand::Imm(0), incomplete, next);
+        at_s = next;
+    }
+    l.b.set_term(at_s, Term::Jump(BlockCall::new(done, vec![])));
+
+    // The target: scan from the path's start to the first byte <= ' ', counting the
+    // bytes before the first '?' (branch-free, so each iteration is one path).
+    let cur = found;
+    let code = l.forget(cur, at.scratch, code_p, 15);
+    let ps4 = l.forget(cur, at.scratch, ps4_p, 7);
+    let ps = l.bin(cur, BinOp::Add, ps4, Operand::Imm(4));
+    let seen = l.b.var(Type::U64);
+    let count = l.b.var(Type::U64);
+    let zero = l.u64c(cur, 0);
+    l.b.def(cur, seen, zero);
+    l.b.def(cur, count, zero);
+    let head = l.b.add_block();
+    let j = l.b.f.add_block_param(head, Type::U64);
+    let j0 = l.u64c(cur, 0);
+    l.b.set_term(cur, Term::Jump(BlockCall::new(head, vec![j0])));
+    let i = l.bin(head, BinOp::Add, ps, Operand::from(j));
+    let i = l.bin(head, BinOp::And, i, Operand::Imm(255));
+    let inside = l.b.add_block();
+    l.br(head, MCond::Uge, i, n, incomplete, inside);
+    let at_i = l.b.f.push(inside, Op::PtrAdd(buf, i.into()), l.b.f.ty(buf));
+    let c = l.load(inside, IntTy::U8, at_i, 0);
+    let exit = l.b.add_block();
+    let end_p = l.b.f.add_block_param(exit, Type::U64);
+    let c_p = l.b.f.add_block_param(exit, Type::U64);
+    let body = l.b.add_block();
+    l.b.set_term(
+        inside,
+        Term::Br {
+            cond: MCond::Ule,
+            a: c,
+            b: Operand::Imm(i64::from(b' ')),
+            then: BlockCall::new(exit, vec![i, c]),
+            els: BlockCall::new(body, vec![]),
+        },
+    );
+    // q = 1 when c is '?': (c ^ '?') - 1 wraps only for 0.
+    let x = l.bin(body, BinOp::Xor, c, Operand::Imm(i64::from(b'?')));
+    let x = l.bin(body, BinOp::Sub, x, Operand::Imm(1));
+    let q = l.bin(body, BinOp::Lshr, x, Operand::Imm(63));
+    let s0 = l.b.get(body, seen);
+    let s1 = l.bin(body, BinOp::Or, s0, Operand::from(q));
+    l.b.def(body, seen, s1);
+    let not_seen = l.bin(body, BinOp::Xor, s1, Operand::Imm(1));
+    let c0 = l.b.get(body, count);
+    let c1 = l.bin(body, BinOp::Add, c0, Operand::from(not_seen));
+    l.b.def(body, count, c1);
+    let j1 = l.bin(body, BinOp::Add, j, Operand::Imm(1));
+    l.b.set_term(
+        body,
+        Term::Br {
+            cond: MCond::Ult,
+            a: j1,
+            b: Operand::Imm(i64::from(SCAN_MAX - 12)),
+            then: BlockCall::new(head, vec![j1]),
+            els: BlockCall::new(incomplete, vec![]),
+        },
+    );
+
+    // The end of the target: a space, then the version; a line end: HTTP/0.9.
+    let cur = exit;
+    let end = l.forget(cur, at.scratch, end_p, 255);
+    let plen0 = l.b.get(cur, count);
+    let plen = l.forget(cur, at.scratch, plen0, 255);
+    let version = l.b.var(Type::U64);
+    let nine = l.u64c(cur, 9);
+    l.b.def(cur, version, nine);
+    let space = l.b.add_block();
+    let not_space = l.b.add_block();
+    l.br(
+        cur,
+        MCond::Eq,
+        c_p,
+        Operand::Imm(i64::from(b' ')),
+        space,
+        not_space,
+    );
+    let target = l.b.add_block();
+    let cr_or = l.b.add_block();
+    l.br(
+        not_space,
+        MCond::Eq,
+        c_p,
+        Operand::Imm(i64::from(b'\r')),
+        target,
+        cr_or,
+    );
+    l.br(
+        cr_or,
+        MCond::Eq,
+        c_p,
+        Operand::Imm(i64::from(b'\n')),
+        target,
+        incomplete,
+    );
+    // After the space: "HTTP/1.x" when its 8 bytes are in the segment.
+    let zero_v = l.u64c(space, 0);
+    l.b.def(space, version, zero_v);
+    let vend = l.bin(space, BinOp::Add, end, Operand::Imm(9));
+    let has_v = l.b.add_block();
+    l.br(space, MCond::Ule, vend, n, has_v, target);
+    let vat =
+        l.b.f
+            .push(has_v, Op::PtrAdd(buf, end.into()), l.b.f.ty(buf));
+    let v = l.load(has_v, IntTy::U64, vat, 1);
+    let v11 = l.b.add_block();
+    let not11 = l.b.add_block();
+    let want11 = l.u64c(has_v, word(b"HTTP/1.1"));
+    l.br(has_v, MCond::Eq, v, want11, v11, not11);
+    let eleven = l.u64c(v11, 11);
+    l.b.def(v11, version, eleven);
+    l.b.set_term(v11, Term::Jump(BlockCall::new(target, vec![])));
+    let v10 = l.b.add_block();
+    let want10 = l.u64c(not11, word(b"HTTP/1.0"));
+    l.br(not11, MCond::Eq, v, want10, v10, target);
+    let ten = l.u64c(v10, 10);
+    l.b.def(v10, version, ten);
+    l.b.set_term(v10, Term::Jump(BlockCall::new(target, vec![])));
+
+    // The target must be a path ("/..."), of at most PATH_MAX bytes.
+    let cur = target;
+    let pat = l.b.f.push(cur, Op::PtrAdd(buf, ps.into()), l.b.f.ty(buf));
+    let b0 = l.load(cur, IntTy::U8, pat, 0);
+    let slash = l.b.add_block();
+    l.br(
+        cur,
+        MCond::Eq,
+        b0,
+        Operand::Imm(i64::from(b'/')),
+        slash,
+        incomplete,
+    );
+    let fits = l.b.add_block();
+    l.br(
+        slash,
+        MCond::Ule,
+        plen,
+        Operand::Imm(PATH_MAX as i64),
+        fits,
+        incomplete,
+    );
+    let cur = fits;
+    let plen = l.bin(cur, BinOp::And, plen, Operand::Imm(127));
+    let ver = l.b.get(cur, version);
+    l.rec_store(cur, at.rec, IntTy::U8, OFF_HTTP_VERSION, ver);
+    l.rec_store(cur, at.rec, IntTy::U8, OFF_HTTP_METHOD, code);
+    l.rec_store(
+        cur,
+        at.rec,
+        IntTy::U8,
+        OFF_HTTP_STATE,
+        Operand::Imm(i64::from(STATE_REQUEST)),
+    );
+    let Some(path_map) = path_map else {
+        l.b.set_term(cur, Term::Jump(BlockCall::new(done, vec![])));
+        return Ok(done);
+    };
+    // The LPM key sits over the method: {prefix length, path, 0} from `buf + ps - 4`.
+    let key = l.b.f.push(cur, Op::PtrAdd(buf, ps4.into()), l.b.f.ty(buf));
+    let kbits = l.bin(cur, BinOp::Add, plen, Operand::Imm(1));
+    let kbits = l.bin(cur, BinOp::Shl, kbits, Operand::Imm(3));
+    l.store(cur, IntTy::U32, key, 0, kbits);
+    let endp = l.b.f.push(cur, Op::PtrAdd(key, plen.into()), l.b.f.ty(buf));
+    l.store(cur, IntTy::U8, endp, 4, Operand::Imm(0));
+    let pm =
+        l.b.f
+            .push(cur, Op::MapRef(path_map), Type::Ptr(PtrKind::Map(path_map)));
+    let hit = l.b.f.push(
+        cur,
+        Op::Call(lookup, vec![pm, key]),
+        Type::Ptr(PtrKind::MapValueOrNull(path_map)),
+    );
+    let some = l.b.add_block();
+    l.br(cur, MCond::Eq, hit, Operand::Imm(0), done, some);
+    let hit = l.b.f.push(
+        some,
+        Op::PtrAdd(hit, Operand::Imm(0)),
+        Type::Ptr(PtrKind::MapValue(path_map)),
+    );
+    let bits = l.b.f.push(some, Op::Load { ptr: hit, off: 0 }, Type::U32);
+    l.rec_store(some, at.rec, IntTy::U32, OFF_L7_BITS, bits);
+    l.b.set_term(some, Term::Jump(BlockCall::new(done, vec![])));
+    Ok(done)
+}

@@ -1,0 +1,271 @@
+//! L7 matching in the kernel (issue 13): what the HTTP, DNS and TLS passes share.
+//!
+//! A filter that tests an L7 field gets a *pass* before its rules (an IR instruction put
+//! in front of them, as connection tracking is): it copies the start of the L4 payload
+//! with `skb_load_bytes` / `xdp_load_bytes` into a per-CPU buffer, so bytes in the pages of
+//! a non-linear socket buffer or in the later buffers of a multi-buffer XDP frame are read
+//! like any other; it parses the protocol with bounded code, looks its strings up in maps
+//! built at compile time (one lookup whatever the number of patterns), and leaves its
+//! results in the record's L7 window (`packet::record::OFF_L7`), where rules test them as
+//! record fields. The parser stores where the payload is (`OFF_L7_PAY_OFF`/`_LEN`) when
+//! `Needs::l7` is set.
+
+pub mod http;
+
+use crate::hir::{Cond, Filter, Test};
+use crate::mir::build::Builder;
+use crate::mir::{
+    helpers, BinOp, Block, BlockCall, Cond as MCond, ExtOp, IntTy, Op, Operand, PtrKind, Slot,
+    Term, Type, Value,
+};
+use crate::packet::record::{OFF_L7_PAY_LEN, OFF_L7_PAY_OFF};
+use serde::Serialize;
+
+/// A string pattern of an L7 test, as bytes after the field's normalisation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum StrPat {
+    /// The whole string.
+    Exact(Vec<u8>),
+    /// The string starts with these bytes.
+    Prefix(Vec<u8>),
+}
+
+impl StrPat {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            StrPat::Exact(b) | StrPat::Prefix(b) => b,
+        }
+    }
+}
+
+/// At most this many distinct L7 string tests in one filter: each is a bit of the u32 at
+/// `OFF_L7_BITS`. Many strings with one action are one test (`http.path in { .. }`).
+pub const BITS_MAX: usize = 32;
+
+/// The L7 string tests of one filter, numbered: test `i` is bit `i` of `OFF_L7_BITS`.
+/// Each is `(field, pattern)`: the field names the key space (`"http.path"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bits {
+    pub tests: Vec<(&'static str, Vec<StrPat>)>,
+}
+
+impl Bits {
+    /// Numbers the string tests of `filter`'s rules in order of appearance.
+    pub fn of_filter(filter: &Filter) -> Bits {
+        let mut bits = Bits::default();
+        for r in &filter.rules {
+            bits.walk(&r.cond);
+        }
+        bits
+    }
+
+    fn walk(&mut self, c: &Cond) {
+        match c {
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| self.walk(c)),
+            Cond::Not(c) => self.walk(c),
+            Cond::Test(Test::Http(t)) => {
+                if let Some((field, pats)) = t.string() {
+                    if self.bit(field, pats).is_none() {
+                        self.tests.push((field, pats.to_vec()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The bit of the test `field` against `pat`.
+    pub fn bit(&self, field: &str, pats: &[StrPat]) -> Option<u32> {
+        self.tests
+            .iter()
+            .position(|(f, p)| *f == field && p == pats)
+            .map(|i| i as u32)
+    }
+
+    /// Whether `filter` reads any L7 field.
+    pub fn uses_l7(filter: &Filter) -> bool {
+        fn any(c: &Cond) -> bool {
+            match c {
+                Cond::And(cs) | Cond::Or(cs) => cs.iter().any(any),
+                Cond::Not(c) => any(c),
+                Cond::Test(Test::Http(_)) => true,
+                _ => false,
+            }
+        }
+        filter.rules.iter().any(|r| any(&r.cond))
+    }
+
+    /// The entries of an LPM trie over `field`'s strings: the key is `{u32 prefix length in
+    /// bits, data[data_len]}`, an exact pattern ending in a 0 byte (strings hold none), a
+    /// prefix pattern not; the value (u32) is every bit whose pattern is a prefix of the
+    /// entry's, so the longest match says at once which tests hold.
+    pub fn lpm_entries(&self, field: &str, data_len: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        use std::collections::BTreeMap;
+        let mut own: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
+        for (i, (f, pats)) in self.tests.iter().enumerate() {
+            if *f != field {
+                continue;
+            }
+            for p in pats {
+                let mut k = p.bytes().to_vec();
+                if let StrPat::Exact(_) = p {
+                    k.push(0);
+                }
+                *own.entry(k).or_default() |= 1u32 << i;
+            }
+        }
+        // Each entry also carries the bits of the patterns that are its prefixes: one
+        // lookup per prefix length of the entry (not per pattern), so 100,000 patterns
+        // build in well under a second.
+        own.keys()
+            .map(|k| {
+                let bits = (0..=k.len())
+                    .filter_map(|n| own.get(&k[..n]))
+                    .fold(0u32, |acc, b| acc | b);
+                let mut key = ((k.len() * 8) as u32).to_le_bytes().to_vec();
+                key.extend_from_slice(k);
+                key.resize(4 + data_len, 0);
+                (key, bits.to_le_bytes().to_vec())
+            })
+            .collect()
+    }
+}
+
+/// What the payload copy needs from the program being built.
+pub struct PayloadCopy {
+    /// XDP (`xdp_load_bytes`) or tc (`skb_load_bytes`).
+    pub xdp: bool,
+    pub ctx: Value,
+    /// The packet record (`OFF_L7_PAY_OFF`/`_LEN` are read from it).
+    pub rec: Slot,
+    /// A non-null pointer to a map value of at least `2 * max` bytes.
+    pub buf: Value,
+    /// At most this many bytes are copied: a power of two, at most 1024.
+    pub max: u32,
+}
+
+/// Copies the first `min(payload length, max)` bytes of the L4 payload to `buf` and
+/// returns the block that continues and that count (u64). Two reads of a constant size
+/// (the verifier wants one): for a count in `[2^k, 2^(k+1))`, `2^k` bytes at 0 and `2^k`
+/// ending at the count, so every byte is read once or twice and none past the payload.
+/// A failed read (the payload shorter than the parser said: never) goes to `fail`.
+pub fn copy_payload(b: &mut Builder, cur: Block, c: &PayloadCopy, fail: Block) -> (Block, Value) {
+    let stack = Type::Ptr(PtrKind::Stack);
+    let rec = b.f.push(cur, Op::SlotAddr(c.rec), stack);
+    let len = b.f.push(
+        cur,
+        Op::Load {
+            ptr: rec,
+            off: OFF_L7_PAY_LEN,
+        },
+        Type::Int(IntTy::U16),
+    );
+    let len = b.f.push(cur, Op::Ext(ExtOp::Zext, len), Type::U64);
+    let off = b.f.push(
+        cur,
+        Op::Load {
+            ptr: rec,
+            off: OFF_L7_PAY_OFF,
+        },
+        Type::Int(IntTy::U16),
+    );
+    let off = b.f.push(cur, Op::Ext(ExtOp::Zext, off), Type::U64);
+    let done = b.add_block();
+    let n = b.f.add_block_param(done, Type::U64);
+    let helper = if c.xdp {
+        helpers::by_name("xdp_load_bytes").map_or(189, |h| h.id)
+    } else {
+        helpers::by_name("skb_load_bytes").map_or(26, |h| h.id)
+    };
+    // The ladder: whole `max` first, then each power of two below it.
+    let mut at = cur;
+    let mut size = c.max;
+    let zero = b.f.iconst(at, IntTy::U64, 0);
+    let none = b.add_block();
+    b.set_term(none, Term::Jump(BlockCall::new(done, vec![zero])));
+    while size >= 1 {
+        let this = b.add_block();
+        let next = b.add_block();
+        b.set_term(
+            at,
+            Term::Br {
+                cond: MCond::Uge,
+                a: len,
+                b: Operand::Imm(i64::from(size)),
+                then: BlockCall::new(this, vec![]),
+                els: BlockCall::new(next, vec![]),
+            },
+        );
+        let ok = read(b, this, c, helper, off, None, size, fail);
+        let count = if size == c.max {
+            b.f.iconst(ok, IntTy::U64, i64::from(size))
+        } else {
+            // The second read ends at the count: at `len - size`, masked so that both
+            // verifiers see it below `size` (it is, since len < 2 * size here).
+            let d = b.f.push(
+                ok,
+                Op::Binary(BinOp::Sub, len, Operand::Imm(i64::from(size))),
+                Type::U64,
+            );
+            let d = b.f.push(
+                ok,
+                Op::Binary(BinOp::And, d, Operand::Imm(i64::from(size - 1))),
+                Type::U64,
+            );
+            let ok2 = read(b, ok, c, helper, off, Some(d), size, fail);
+            let cnt = b.f.push(
+                ok2,
+                Op::Binary(BinOp::Add, d, Operand::Imm(i64::from(size))),
+                Type::U64,
+            );
+            b.set_term(ok2, Term::Jump(BlockCall::new(done, vec![cnt])));
+            at = next;
+            size /= 2;
+            continue;
+        };
+        b.set_term(ok, Term::Jump(BlockCall::new(done, vec![count])));
+        at = next;
+        size /= 2;
+    }
+    b.set_term(at, Term::Jump(BlockCall::new(none, vec![])));
+    (done, n)
+}
+
+/// One `size`-byte read of the payload at `d` (0 when `None`) into `buf + d`; continues in
+/// the returned block when it succeeded, else in `fail`.
+#[allow(clippy::too_many_arguments)]
+fn read(
+    b: &mut Builder,
+    at: Block,
+    c: &PayloadCopy,
+    helper: u32,
+    off: Value,
+    d: Option<Value>,
+    size: u32,
+    fail: Block,
+) -> Block {
+    let (from, dst) = match d {
+        None => (off, c.buf),
+        Some(d) => {
+            let from =
+                b.f.push(at, Op::Binary(BinOp::Add, off, d.into()), Type::U64);
+            let dst = b.f.push(at, Op::PtrAdd(c.buf, d.into()), b.f.ty(c.buf));
+            (from, dst)
+        }
+    };
+    let n = b.f.iconst(at, IntTy::U64, i64::from(size));
+    let r =
+        b.f.push(at, Op::Call(helper, vec![c.ctx, from, dst, n]), Type::I64);
+    let ok = b.add_block();
+    b.set_term(
+        at,
+        Term::Br {
+            cond: MCond::Eq,
+            a: r,
+            b: Operand::Imm(0),
+            then: BlockCall::new(ok, vec![]),
+            els: BlockCall::new(fail, vec![]),
+        },
+    );
+    ok
+}
