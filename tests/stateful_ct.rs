@@ -8,26 +8,10 @@ mod common;
 mod run_support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use common::{require_kernel, TempDir};
 use run_support::*;
-
-fn pol(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pol"))
-        .args(args)
-        .output()
-        .expect("run pol")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Each rule names what the packet was, so a test case's count says its state.
 const PROBE: &str = r#"
@@ -99,18 +83,6 @@ test "related, echo ids, fragments" on ct_probe {
 }
 "#;
 
-fn run_tests(dir: &TempDir, name: &str, source: &str, want: usize) {
-    let file = dir.path().join(format!("{name}.pol"));
-    std::fs::write(&file, source).expect("write");
-    let o = pol(&["test", file.to_str().expect("utf-8")]);
-    let out = text(&o);
-    assert!(o.status.success(), "{name}: {out}");
-    assert!(
-        out.contains(&format!("{want} passed, 0 failed")),
-        "{name}: {out}"
-    );
-}
-
 #[test]
 #[cfg_attr(
     pol_no_bpf,
@@ -124,7 +96,7 @@ fn every_transition_on_xdp_and_tc() {
         .enumerate()
     {
         let src = PROBE.replace("HOOK", hook).replace("CONFIG", "") + TRANSITIONS;
-        run_tests(&dir, &format!("t{i}"), &src, 47);
+        pol_test(dir.path(), &format!("t{i}"), &src, 47);
     }
 }
 
@@ -164,7 +136,7 @@ fn a_full_table_evicts_and_fails_closed_or_open_as_declared() {
             "    packet tcp {{ src: 10.3.0.1, dst: 10.1.0.1, sport: 1, dport: 2, flags: [ack] }} => {verdict} count {reply}\n"
         ));
         src.push_str("}\n");
-        run_tests(&dir, &format!("full_{full}"), &src, 203);
+        pol_test(dir.path(), &format!("full_{full}"), &src, 203);
     }
 }
 
@@ -255,18 +227,7 @@ fn a_host_firewall_lets_replies_in_and_keeps_strangers_out() {
     require_tools();
     let net = NetPair::new("ct");
     let dir = TempDir::new("pol_ct_fw");
-    let file = dir.path().join("fw_in.pol");
-    std::fs::write(&file, FIREWALL).expect("write policy");
-    let mut run = PolRun::start(
-        &net.a,
-        &[file.to_str().expect("utf-8"), "--json", "--interval", "0.5"],
-        &[],
-    );
-    assert!(
-        run.wait_for("\"attached\"", Duration::from_secs(30))
-            .is_some(),
-        "pol run did not attach"
-    );
+    let run = start_fw(&net, &dir, "fw_in", FIREWALL);
     let py = python();
     let mut b = Command::new("ip")
         .args(["netns", "exec", &net.b, &py, "-c", B_SIDE])
@@ -348,15 +309,7 @@ print(json.dumps(out), flush=True)
     assert_eq!(String::from_utf8_lossy(&stranger.stdout).trim(), "failed");
     let _ = b.kill();
     let _ = b.wait();
-    run.signal("INT");
-    let (ok, lines, err) = run.finish(Duration::from_secs(10));
-    assert!(ok, "pol run: {err}");
-    let fin = lines
-        .iter()
-        .rev()
-        .find(|l| l.contains("\"final\""))
-        .unwrap_or_else(|| panic!("no final object: {lines:?}\n{err}"));
-    let v = json(fin);
+    let (_, v) = run.stop();
     assert!(
         rule_packets(&v, 0) >= 3,
         "replies passed as established: {v}"
@@ -450,47 +403,10 @@ fn start_b(net: &NetPair) -> std::process::Child {
     b
 }
 
-/// Runs `script` (Python, printing one JSON object) in namespace `ns`.
-fn run_py(ns: &str, script: &str) -> serde_json::Value {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, &python(), "-c", script])
-        .output()
-        .expect("run python");
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    json(out.lines().last().unwrap_or("{}"))
-}
-
 fn start_fw(net: &NetPair, dir: &TempDir, name: &str, source: &str) -> PolRun {
     let file = dir.path().join(format!("{name}.pol"));
     std::fs::write(&file, source).expect("write policy");
-    let mut run = PolRun::start(
-        &net.a,
-        &[file.to_str().expect("utf-8"), "--json", "--interval", "0.5"],
-        &[],
-    );
-    assert!(
-        run.wait_for("\"attached\"", Duration::from_secs(30))
-            .is_some(),
-        "pol run did not attach"
-    );
-    run
-}
-
-fn final_counts(run: PolRun) -> serde_json::Value {
-    run.signal("INT");
-    let (ok, lines, err) = run.finish(Duration::from_secs(10));
-    assert!(ok, "pol run: {err}");
-    let fin = lines
-        .iter()
-        .rev()
-        .find(|l| l.contains("\"final\""))
-        .unwrap_or_else(|| panic!("no final object: {lines:?}\n{err}"));
-    json(fin)
+    PolRun::attached(&net.a, file.to_str().expect("utf-8"), &[])
 }
 
 /// IPv6 as well as IPv4 through the tc firewall: A's TCP and UDP over IPv6 get their
@@ -536,7 +452,7 @@ for fam, dst, key in [(socket.AF_INET, "10.99.0.2", "closed4"), (socket.AF_INET6
 out["ping"] = ping("10.99.0.2", 0x1234)
 print(json.dumps(out), flush=True)
 "#;
-    let a = run_py(&net.a, &a_side);
+    let a = py_json(&net.a, &a_side, &[]);
     assert_eq!(a["tcp6"], "HELLO", "A's TCP over IPv6: {a}");
     assert_eq!(a["udp6"], "PING", "A's UDP over IPv6: {a}");
     assert_eq!(a["closed4"], "refused", "ICMP port unreachable let in: {a}");
@@ -545,15 +461,16 @@ print(json.dumps(out), flush=True)
         "ICMPv6 port unreachable let in: {a}"
     );
     assert_eq!(a["ping"], "pong", "A's echo reply let in: {a}");
-    let stranger = run_py(
+    let stranger = py_json(
         &net.b,
         &(PING.to_string()
             + "import json\nprint(json.dumps({'ping': ping('10.99.0.1', 0x4321)}))\n"),
+        &[],
     );
     assert_eq!(stranger["ping"], "timed out", "B's echo request dropped");
     let _ = b.kill();
     let _ = b.wait();
-    let v = final_counts(run);
+    let (_, v) = run.stop();
     assert!(
         count(&v, "related")["total"].as_u64().unwrap_or(0) >= 2,
         "the two port-unreachable errors were related: {v}"
@@ -605,11 +522,11 @@ print(json.dumps(out), flush=True)
     for (full, again) in [("closed", "timed out"), ("open", "AGAIN")] {
         let policy = format!("const conntrack = {{ size: 16, full: {full} }}\n{FIREWALL_RELATED}");
         let run = start_fw(&net, &dir, &format!("fw_{full}"), &policy);
-        let a = run_py(&net.a, a_side);
+        let a = py_json(&net.a, a_side, &[]);
         assert_eq!(a["first"], "HELLO", "{full}: {a}");
         assert_eq!(a["udp"], 200, "{full}: every query answered: {a}");
         assert_eq!(a["again"], again, "{full}: the evicted connection: {a}");
-        let v = final_counts(run);
+        let (_, v) = run.stop();
         let invalid = count(&v, "invalid")["total"].as_u64().unwrap_or(0);
         if full == "closed" {
             assert!(invalid >= 1, "B's answer was invalid: {v}");

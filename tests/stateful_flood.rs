@@ -90,23 +90,7 @@ fn a_real_client_connects_through_a_bounded_syn_flood() {
     ))
     .expect("the example");
     std::fs::write(&file, example).expect("write");
-    let mut run = PolRun::start(
-        &net.a,
-        &[
-            file.to_str().expect("utf-8"),
-            "--iface",
-            "va",
-            "--json",
-            "--interval",
-            "0.5",
-        ],
-        &[],
-    );
-    assert!(
-        run.wait_for("\"attached\"", Duration::from_secs(30))
-            .is_some(),
-        "pol run did not attach"
-    );
+    let run = PolRun::attached(&net.a, file.to_str().expect("utf-8"), &["--iface", "va"]);
     let py = python();
     let mut server = Command::new("ip")
         .args(["netns", "exec", &net.a, &py, "-c", SERVER])
@@ -134,15 +118,7 @@ fn a_real_client_connects_through_a_bounded_syn_flood() {
         .trim()
         .parse()
         .unwrap_or(0);
-    run.signal("INT");
-    let (ok, lines, err) = run.finish(Duration::from_secs(10));
-    assert!(ok, "pol run: {err}");
-    let fin = lines
-        .iter()
-        .rev()
-        .find(|l| l.contains("\"final\""))
-        .unwrap_or_else(|| panic!("no final object: {lines:?}\n{err}"));
-    let v = json(fin);
+    let (_, v) = run.stop();
     let limited = rule_packets(&v, 0);
     assert!(
         limited > 1000,

@@ -53,20 +53,13 @@ fn logged_decisions_print_as_json_lines_and_columns_with_the_suppressed_counted(
     let file = file.to_str().expect("utf-8");
 
     // JSON: 5 drops logged, 7 datagrams to 5000 not logged.
-    let mut run = PolRun::start(&net.a, &[file, "--json", "--interval", "0.5"], &[]);
-    assert!(
-        run.wait_for("\"attached\"", Duration::from_secs(30))
-            .is_some(),
-        "attach"
-    );
+    let run = PolRun::attached(&net.a, file, &[]);
     send(&net, 5, 7);
     std::thread::sleep(Duration::from_millis(400));
     // Then a burst far over the event rate: 3,000 drops at once.
     send(&net, 3000, 0);
     std::thread::sleep(Duration::from_millis(400));
-    run.signal("INT");
-    let (ok, lines, err) = run.finish(Duration::from_secs(10));
-    assert!(ok, "pol run: {err}");
+    let (lines, v) = run.stop();
     let flows: Vec<serde_json::Value> = lines
         .iter()
         .filter(|l| l.contains("\"event\":\"flow\""))
@@ -97,13 +90,6 @@ fn logged_decisions_print_as_json_lines_and_columns_with_the_suppressed_counted(
         .unwrap_or_else(|| panic!("no summary: {lines:?}"));
     let shown = summary["shown"].as_u64().unwrap_or(0);
     let suppressed = summary["suppressed"].as_u64().unwrap_or(0);
-    let v = json(
-        lines
-            .iter()
-            .rev()
-            .find(|l| l.contains("\"final\""))
-            .expect("final"),
-    );
     let decided = rule_packets(&v, 1);
     assert_eq!(decided, 3005, "{v}");
     // Every logged decision is either shown or counted as suppressed (the ring buffer

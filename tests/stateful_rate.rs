@@ -5,26 +5,10 @@
 mod common;
 mod run_support;
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{require_kernel, TempDir};
 use run_support::*;
-
-fn pol(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pol"))
-        .args(args)
-        .output()
-        .expect("run pol")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Cases run in order on one loaded program, so each sees the buckets the earlier ones
 /// left: three packets per minute per (source, port), then over; other keys have buckets of
@@ -67,12 +51,12 @@ fn token_buckets_take_refuse_and_keep_keys_apart_on_xdp_and_tc() {
         .iter()
         .enumerate()
     {
-        let file = dir.path().join(format!("r{i}.pol"));
-        std::fs::write(&file, BUCKETS.replace("HOOK", hook)).expect("write");
-        let o = pol(&["test", file.to_str().expect("utf-8")]);
-        let out = text(&o);
-        assert!(o.status.success(), "{hook}: {out}");
-        assert!(out.contains("15 passed, 0 failed"), "{hook}: {out}");
+        pol_test(
+            dir.path(),
+            &format!("r{i}"),
+            &BUCKETS.replace("HOOK", hook),
+            15,
+        );
     }
 }
 
@@ -110,46 +94,11 @@ fn a_bounded_burst_passes_at_the_declared_rate() {
          drop udp.dport == 5000\n    default pass\n}\n",
     )
     .expect("write policy");
-    let mut run = PolRun::start(
-        &net.a,
-        &[file.to_str().expect("utf-8"), "--json", "--interval", "0.5"],
-        &[],
-    );
-    assert!(
-        run.wait_for("\"attached\"", Duration::from_secs(30))
-            .is_some(),
-        "pol run did not attach"
-    );
+    let run = PolRun::attached(&net.a, file.to_str().expect("utf-8"), &[]);
     // 1,500 packets per second for 1.5 s: 7.5 times the rate.
-    let sent = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &net.b,
-            &python(),
-            "-c",
-            SENDER,
-            "1500",
-            "1.5",
-        ])
-        .output()
-        .expect("run sender");
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
-    let sent = json(String::from_utf8_lossy(&sent.stdout).trim());
+    let sent = py_json(&net.b, SENDER, &["1500", "1.5"]);
     std::thread::sleep(Duration::from_millis(300));
-    run.signal("INT");
-    let (ok, lines, err) = run.finish(Duration::from_secs(10));
-    assert!(ok, "pol run: {err}");
-    let last = lines
-        .iter()
-        .rev()
-        .find(|l| l.contains("\"final\""))
-        .unwrap_or_else(|| panic!("no final object: {lines:?}\n{err}"));
-    let v = json(last);
+    let (_, v) = run.stop();
     let (passed, over) = (rule_packets(&v, 0), rule_packets(&v, 1));
     let n = sent["sent"].as_u64().unwrap_or(0);
     let elapsed = sent["elapsed"].as_f64().unwrap_or(0.0);

@@ -5,15 +5,9 @@
 //! given to `pol test` as raw frames (BPF_PROG_TEST_RUN), on XDP and TC.
 
 mod common;
+mod run_support;
 
-use std::process::{Command, Output};
-
-fn pol(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pol"))
-        .args(args)
-        .output()
-        .expect("run pol")
-}
+use run_support::pol;
 
 const MAC: [u8; 12] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
 

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
@@ -156,6 +157,36 @@ impl PolRun {
         }
     }
 
+    /// `pol run FILE --json --interval 0.5 EXTRA..` in `ns`, once it has attached (30 s at
+    /// most, else the test fails).
+    pub fn attached(ns: &str, file: &str, extra: &[&str]) -> PolRun {
+        let mut args = vec![file, "--json", "--interval", "0.5"];
+        args.extend_from_slice(extra);
+        let mut run = PolRun::start(ns, &args, &[]);
+        assert!(
+            run.wait_for("\"attached\"", Duration::from_secs(30))
+                .is_some(),
+            "pol run {file} did not attach: {:?}",
+            run.seen
+        );
+        run
+    }
+
+    /// Stops a `--json` run with SIGINT: it must exit cleanly; returns every stdout line and
+    /// its final counters object.
+    pub fn stop(self) -> (Vec<String>, serde_json::Value) {
+        self.signal("INT");
+        let (ok, lines, err) = self.finish(Duration::from_secs(10));
+        assert!(ok, "pol run: {err}");
+        let fin = lines
+            .iter()
+            .rev()
+            .find(|l| l.contains("\"final\""))
+            .map(|l| json(l))
+            .unwrap_or_else(|| panic!("no final object: {lines:?}\n{err}"));
+        (lines, fin)
+    }
+
     /// Waits for a stdout line containing `needle`; `None` when pol exits or time runs out.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
         let end = Instant::now() + timeout;
@@ -305,6 +336,53 @@ pub fn send_udp(net: &NetPair, port: u16, n: u32) {
         .status()
         .is_ok_and(|s| s.success());
     assert!(ok, "send from B");
+}
+
+/// The pol binary run with `args` in the test's own namespace.
+pub fn pol(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pol"))
+        .args(args)
+        .output()
+        .expect("run pol")
+}
+
+/// A command's stdout then stderr, as text.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `pol test` on `source`, written to `DIR/NAME.pol`: every case passes, and there are `want`.
+pub fn pol_test(dir: &Path, name: &str, source: &str, want: usize) {
+    let file = dir.join(format!("{name}.pol"));
+    std::fs::write(&file, source).expect("write");
+    let o = pol(&["test", file.to_str().expect("utf-8")]);
+    let out = text(&o);
+    assert!(o.status.success(), "{name}: {out}");
+    assert!(
+        out.contains(&format!("{want} passed, 0 failed")),
+        "{name}: {out}"
+    );
+}
+
+/// `python3 -c SCRIPT ARGS..` in namespace `ns`: it must succeed; its last stdout line,
+/// parsed as JSON.
+pub fn py_json(ns: &str, script: &str, args: &[&str]) -> serde_json::Value {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, &python(), "-c", script])
+        .args(args)
+        .output()
+        .expect("run python");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    json(out.lines().last().unwrap_or("{}"))
 }
 
 /// Parses the JSON object of a stdout line.
