@@ -81,6 +81,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
         pol_runtime::sys::map_update(fd, &0u32.to_le_bytes(), &args.alert_rate.to_le_bytes(), 0)
             .map_err(|e| anyhow!("cannot set the alert rate: {e}"))?;
     }
+    fill_sets(&bpf, &rules)?;
     let attached = attach_tracing(&bpf, &layout)?;
     let cgroup_links = match &cgroup {
         Some((path, fd)) => {
@@ -150,6 +151,21 @@ pub fn run(args: RunArgs) -> Result<bool> {
     drop(pins);
     drop(bpf);
     Ok(true)
+}
+
+/// Writes every set map's entries (before anything is attached: no event sees a set
+/// half-filled).
+pub(crate) fn fill_sets(bpf: &ProbeObject, rules: &RulesLayout) -> Result<()> {
+    for m in &rules.sets {
+        let fd = bpf
+            .map_fd(&m.map)
+            .map_err(|_| anyhow!("internal error: no set map `{}`", m.map))?;
+        for (k, v) in m.encoded().map_err(|e| anyhow!("internal error: {e}"))? {
+            pol_runtime::sys::map_update(fd, &k, &v, 0)
+                .map_err(|e| anyhow!("cannot fill the `{}` list map {}: {e}", m.field, m.map))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the audit/enforce switch of a loaded rule set.

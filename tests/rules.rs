@@ -4,79 +4,15 @@
 //! processes are left alone. Bad rule files are span-precise errors.
 
 mod common;
+mod rules_support;
 
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::{require_kernel, TempDir};
-use pol_compiler::diag::Diagnostic;
 use pol_compiler::driver;
-
-/// Starts `pol run ARGS` and waits until it says its rules are attached.
-fn start(args: &[&str]) -> Child {
-    // Bounded, so a run whose test failed before stopping it does not stay attached.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pol"))
-        .args(["run", "--duration", "300"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pol run");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = String::new();
-    loop {
-        assert!(Instant::now() < deadline, "pol run did not attach: {seen}");
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("attached") => break,
-            Some(Ok(l)) => seen.push_str(&(l + "\n")),
-            _ => {
-                let _ = child.wait();
-                panic!("pol run ended before attaching: {seen}");
-            }
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    child
-}
-
-/// Stops `pol run` with SIGINT (as Ctrl-C does) and returns its stdout.
-fn stop(mut child: Child) -> String {
-    // Alerts are read every 10 ms: let the last ones arrive.
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read stdout");
-    let st = child.wait().expect("wait");
-    assert!(st.success(), "pol run failed: {st}\n{out}");
-    out
-}
-
-/// A copy of `/bin/true` named `name` in `dir` (its comm is `name`).
-fn program(dir: &Path, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::copy("/bin/true", &p).expect("copy /bin/true");
-    p
-}
-
-fn alerts(out: &str) -> Vec<serde_json::Value> {
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .filter(|v: &serde_json::Value| v["type"] == "alert")
-        .collect()
-}
+use rules_support::*;
 
 #[test]
 #[cfg_attr(
@@ -265,23 +201,6 @@ fn an_open_for_writing_is_killed_before_a_byte_reaches_the_file() {
     assert_eq!(got[1]["source"]["line"], 6);
 }
 
-/// The diagnostics of a rule file (front end only: no kernel needed).
-fn errors(src: &str) -> Vec<Diagnostic> {
-    let (_, _, diags) = driver::front(src);
-    diags
-}
-
-/// Asserts exactly one error with `code`, whose primary span covers `text`.
-fn assert_error(src: &str, code: &str, text: &str) -> Diagnostic {
-    let d = errors(src);
-    assert_eq!(d.len(), 1, "one diagnostic: {d:#?}");
-    let d = d.into_iter().next().expect("one");
-    assert_eq!(d.code, code, "{d:#?}");
-    let span = d.primary_span();
-    assert_eq!(&src[span], text, "{d:#?}");
-    d
-}
-
 #[test]
 fn bad_rules_are_errors_at_their_span() {
     let d = assert_error(
@@ -454,64 +373,6 @@ rule e on bind {
     // Without kernel structure layouts, rules cannot be compiled, and say why.
     let err = rule::compile(&hir.security, src, &rule::ktypes::NoTypes).expect_err("no BTF");
     assert_eq!(err[0].code, "L0502");
-}
-
-/// A cgroup v2 directory for one test, removed on drop (its processes have exited).
-struct TestCgroup(PathBuf);
-
-impl TestCgroup {
-    fn new(tag: &str) -> TestCgroup {
-        let root = pol_runtime::trace::cgroups::cgroup2_root()
-            .unwrap_or_else(|| common::cannot_run("no cgroup2 file system is mounted"));
-        let p = root.join(format!("{tag}_{}", std::process::id()));
-        std::fs::create_dir_all(&p).expect("create the test cgroup");
-        TestCgroup(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// `sh -c SCRIPT` run inside this cgroup (the shell moves itself in first).
-    fn sh(&self, script: &str) -> std::process::Output {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo $$ > {}/cgroup.procs && {script}",
-                self.0.display()
-            ))
-            .output()
-            .expect("run sh")
-    }
-
-    /// The programs attached to it, as bpftool lists them (empty when none).
-    fn attached(&self) -> String {
-        let out = Command::new("bpftool")
-            .args(["cgroup", "show"])
-            .arg(&self.0)
-            .output()
-            .expect("bpftool cgroup show");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-/// A python3 one-liner that connects (`family` 4 or 6) to `addr`:`port`, or binds
-/// (`bind`), and prints `ok` or the errno's name.
-fn socket_script(op: &str, v6: bool, addr: &str, port: u16) -> String {
-    let fam = if v6 { "AF_INET6" } else { "AF_INET" };
-    format!(
-        "exec python3 -c \"import socket, errno\ns = socket.socket(socket.{fam}, socket.SOCK_STREAM)\ntry:\n    s.{op}(('{addr}', {port}))\n    print('ok')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\""
-    )
-}
-
-fn said(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 #[test]

@@ -26,31 +26,39 @@ pub fn check(vc: &VCode, alloc: &Allocation) -> Result<(), String> {
     if n > 0 {
         entry[0] = Some(HashMap::new());
     }
-    for _ in 0..=n + 1 {
-        let mut changed = false;
-        for b in 0..n {
-            let Some(spills) = entry[b].clone() else {
+    // A worklist in reverse postorder: a block is run again only when what reaches it
+    // changed, so chains whose blocks are numbered against the flow (a rule's test
+    // blocks after the block that follows it) converge in a pass or two, not one pass
+    // per chain (1,000 rules took seconds).
+    let order = reverse_postorder(vc, n);
+    let mut rank = vec![usize::MAX; n];
+    for (i, &b) in order.iter().enumerate() {
+        rank[b] = i;
+    }
+    let mut work: std::collections::BTreeSet<(usize, usize)> =
+        order.first().map(|&b| (0, b)).into_iter().collect();
+    while let Some((_, b)) = work.pop_first() {
+        let Some(spills) = entry[b].clone() else {
+            continue;
+        };
+        let (exit, _) = run_block(vc, alloc, &live_in, b, &spills);
+        for s in vc.succs(b) {
+            let s = s.0 as usize;
+            let Some(slot) = entry.get_mut(s) else {
                 continue;
             };
-            let (exit, _) = run_block(vc, alloc, &live_in, b, &spills);
-            for s in vc.succs(b) {
-                let slot = &mut entry[s.0 as usize];
-                let met: HashMap<u32, u32> = match slot {
-                    None => exit.clone(),
-                    Some(old) => old
-                        .iter()
-                        .filter(|(k, v)| exit.get(k) == Some(v))
-                        .map(|(k, v)| (*k, *v))
-                        .collect(),
-                };
-                if slot.as_ref() != Some(&met) {
-                    *slot = Some(met);
-                    changed = true;
-                }
+            let met: HashMap<u32, u32> = match slot {
+                None => exit.clone(),
+                Some(old) => old
+                    .iter()
+                    .filter(|(k, v)| exit.get(k) == Some(v))
+                    .map(|(k, v)| (*k, *v))
+                    .collect(),
+            };
+            if slot.as_ref() != Some(&met) {
+                *slot = Some(met);
+                work.insert((rank.get(s).copied().unwrap_or(usize::MAX), s));
             }
-        }
-        if !changed {
-            break;
         }
     }
     for (b, spills) in entry.iter().enumerate() {
@@ -60,6 +68,34 @@ pub fn check(vc: &VCode, alloc: &Allocation) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The blocks reachable from the entry, in reverse postorder.
+fn reverse_postorder(vc: &VCode, n: usize) -> Vec<usize> {
+    let mut seen = vec![false; n];
+    let mut post = Vec::with_capacity(n);
+    // (block, successors not yet visited)
+    let mut stack: Vec<(usize, Vec<usize>)> = Vec::new();
+    if n > 0 {
+        seen[0] = true;
+        stack.push((0, vc.succs(0).iter().map(|s| s.0 as usize).collect()));
+    }
+    while let Some((b, rest)) = stack.last_mut() {
+        match rest.pop() {
+            Some(s) if s < n && !seen[s] => {
+                seen[s] = true;
+                let succs = vc.succs(s).iter().map(|x| x.0 as usize).collect();
+                stack.push((s, succs));
+            }
+            Some(_) => {}
+            None => {
+                post.push(*b);
+                stack.pop();
+            }
+        }
+    }
+    post.reverse();
+    post
 }
 
 /// Runs block `b`; returns what each spill slot holds at its end, and the first error.

@@ -2,7 +2,10 @@
 //! over the kind's fields, and `action` lists (`alert(SEVERITY, "text {field}")`, `kill`).
 //! Every mistake is an error at the span that holds it.
 
-use super::hir::{Cond, Field, FieldTy, IntOp, Kind, Rule, RuleSet, Severity, StrPat};
+use super::hir::{
+    Cond, Field, FieldTy, IntOp, Kind, MemberSet, Rule, RuleSet, SetValue, Severity, StrPat,
+    INT_SET_MIN, STR_SET_MIN,
+};
 use crate::diag::suggest::{nearest, one_of};
 use crate::diag::Diagnostic;
 use crate::syntax::ast::{self, BinOp, Expr, ExprKind, Span, Stmt};
@@ -39,6 +42,7 @@ pub fn check(
             }
         }
     }
+    set.sets = defs.sets.take();
     (set, diags)
 }
 
@@ -629,6 +633,10 @@ fn compare(
             };
             let mut out: Option<Cond> = None;
             let mut ok = true;
+            // Plain strings and integers go to a map when there are enough of them;
+            // ranges and addresses stay compares.
+            let mut values: Vec<SetValue> = Vec::new();
+            let mut tests: Vec<Cond> = Vec::new();
             for el in elems {
                 let c = match field.ty {
                     FieldTy::Int => int_elem(field, el, diags),
@@ -639,17 +647,50 @@ fn compare(
                     }),
                 };
                 match c {
-                    Some(c) => {
-                        out = Some(match out {
-                            None => c,
-                            Some(prev) => Cond::Or(Box::new(prev), Box::new(c)),
-                        })
-                    }
+                    Some(Cond::Str {
+                        pat: StrPat::Eq(s), ..
+                    }) => values.push(SetValue::Str(s)),
+                    Some(Cond::Int {
+                        op: IntOp::Eq,
+                        mask: None,
+                        value,
+                        ..
+                    }) => values.push(SetValue::Int(value)),
+                    Some(c) => tests.push(c),
                     None => ok = false,
                 }
             }
             if !ok {
                 return None;
+            }
+            let min = if field.ty == FieldTy::Int {
+                INT_SET_MIN
+            } else {
+                STR_SET_MIN
+            };
+            if values.len() >= min {
+                let set = defs.member(field.name, values);
+                tests.insert(0, Cond::Member { field, set });
+            } else {
+                let eqs = values.into_iter().map(|v| match v {
+                    SetValue::Str(s) => Cond::Str {
+                        field,
+                        pat: StrPat::Eq(s),
+                    },
+                    SetValue::Int(value) => Cond::Int {
+                        field,
+                        mask: None,
+                        op: IntOp::Eq,
+                        value,
+                    },
+                });
+                tests.splice(0..0, eqs);
+            }
+            for c in tests {
+                out = Some(match out {
+                    None => c,
+                    Some(prev) => Cond::Or(Box::new(prev), Box::new(c)),
+                });
             }
             // An empty list never matches.
             Some(out.unwrap_or(Cond::Not(Box::new(Cond::True))))
@@ -876,6 +917,9 @@ pub struct Defs<'a> {
     expanding: std::cell::RefCell<Vec<String>>,
     /// Lists whose declaration has errors: uses of them report nothing more.
     bad: std::collections::HashSet<&'a str>,
+    /// The sets looked up in maps, each once (a list used by several rules, or by
+    /// each slot of `ancestor.comm`, is one set).
+    sets: std::cell::RefCell<Vec<MemberSet>>,
 }
 
 /// How deep lists may nest in lists.
@@ -906,6 +950,7 @@ impl<'a> Defs<'a> {
             by_name,
             expanding: std::cell::RefCell::new(Vec::new()),
             bad: std::collections::HashSet::new(),
+            sets: std::cell::RefCell::new(Vec::new()),
         };
         for m in macros.iter().filter(|m| m.list) {
             let before = diags.len();
@@ -915,6 +960,21 @@ impl<'a> Defs<'a> {
             }
         }
         defs
+    }
+
+    /// The index of the set of `values` (sorted, without repeats) tested on `field`.
+    fn member(&self, field: &'static str, mut values: Vec<SetValue>) -> usize {
+        values.sort();
+        values.dedup();
+        let mut sets = self.sets.borrow_mut();
+        if let Some(i) = sets
+            .iter()
+            .position(|s| s.field == field && s.values == values)
+        {
+            return i;
+        }
+        sets.push(MemberSet { field, values });
+        sets.len() - 1
     }
 
     fn is_macro(&self, name: &str) -> bool {

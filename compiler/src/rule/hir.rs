@@ -9,7 +9,34 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
+    /// Lists tested with `in` that are looked up in a hash map rather than compared one
+    /// value at a time ([`Cond::Member`] indexes here).
+    pub sets: Vec<MemberSet>,
 }
+
+/// A list of values tested with `FIELD in LIST`, long enough that one hash map lookup
+/// per event beats comparing each value: every set of one field shares a map whose value
+/// says, one bit a set, which sets hold the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberSet {
+    /// The field's name: sets of one field share a map (`ancestor.comm`'s slots too).
+    pub field: &'static str,
+    pub values: Vec<SetValue>,
+}
+
+/// A value of a [`MemberSet`]: a string (its key is the NUL-padded bytes) or an integer
+/// (its key is the u64).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum SetValue {
+    Str(Vec<u8>),
+    Int(u64),
+}
+
+/// Sets of strings this long or longer are looked up in a map: below it, comparing a few
+/// words a value costs less than hashing the key.
+pub const STR_SET_MIN: usize = 8;
+/// And sets of integers (one compare a value).
+pub const INT_SET_MIN: usize = 16;
 
 impl RuleSet {
     pub fn is_empty(&self) -> bool {
@@ -461,18 +488,38 @@ pub enum Cond {
         bytes: [u8; 16],
         prefix: u8,
     },
+    /// The field's value is in [`RuleSet::sets`]`[set]` (one map lookup per event and
+    /// field, shared by every set of the field).
+    Member {
+        field: Field,
+        set: usize,
+    },
 }
 
 impl Cond {
+    /// Calls `f` on every set membership test in this condition.
+    pub fn members(&self, f: &mut impl FnMut(Field, usize)) {
+        match self {
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                a.members(f);
+                b.members(f);
+            }
+            Cond::Not(a) => a.members(f),
+            Cond::Member { field, set } => f(*field, *set),
+            Cond::True | Cond::Int { .. } | Cond::Str { .. } | Cond::Addr { .. } => {}
+        }
+    }
+
     /// Whether a test in this condition reads field `name`.
     pub fn uses(&self, name: &str) -> bool {
         match self {
             Cond::True => false,
             Cond::And(a, b) | Cond::Or(a, b) => a.uses(name) || b.uses(name),
             Cond::Not(a) => a.uses(name),
-            Cond::Int { field, .. } | Cond::Str { field, .. } | Cond::Addr { field, .. } => {
-                field.name == name
-            }
+            Cond::Int { field, .. }
+            | Cond::Str { field, .. }
+            | Cond::Addr { field, .. }
+            | Cond::Member { field, .. } => field.name == name,
         }
     }
 }

@@ -39,6 +39,75 @@ pub const LIMIT_MAP: &str = "pol_rule_limit";
 /// The window: `ktime_get_ns() >> WINDOW_SHIFT`.
 pub const WINDOW_SHIFT: i64 = 30;
 
+/// The hash maps of sets ([`SetMap`]) are named this and the field's name
+/// (`pol_rule_in_path`, `pol_rule_in_parent_comm`).
+pub const SET_MAP: &str = "pol_rule_in_";
+
+/// The map holding every [`RuleSet::sets`] set of one field: its key is the field's
+/// bytes (a string NUL-padded to `key_size`, the longest value's length and its NUL
+/// rounded up to 8 bytes: a longer string cannot equal a value, and its first
+/// `key_size` bytes hold no NUL where every value's do; or the u64 of an integer), its
+/// value one bit per set that holds the key (set `sets[i]` is bit `i`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetMap {
+    pub name: String,
+    pub field: &'static str,
+    pub key_size: u32,
+    /// u64 words of the value.
+    pub words: u32,
+    pub sets: Vec<usize>,
+    /// Each key, and its value's words.
+    pub entries: Vec<(super::hir::SetValue, Vec<u64>)>,
+}
+
+/// The maps of a rule set's sets, one per field, in the order fields first appear.
+pub fn set_maps(set: &RuleSet) -> Vec<SetMap> {
+    use super::hir::SetValue;
+    let mut out: Vec<SetMap> = Vec::new();
+    for (i, s) in set.sets.iter().enumerate() {
+        let m = match out.iter_mut().position(|m| m.field == s.field) {
+            Some(at) => &mut out[at],
+            None => {
+                out.push(SetMap {
+                    name: format!("{SET_MAP}{}", s.field.replace('.', "_")),
+                    field: s.field,
+                    key_size: 8,
+                    words: 0,
+                    sets: Vec::new(),
+                    entries: Vec::new(),
+                });
+                let last = out.len() - 1;
+                &mut out[last]
+            }
+        };
+        m.sets.push(i);
+        for v in &s.values {
+            if let SetValue::Str(b) = v {
+                m.key_size = m.key_size.max((b.len() as u32 + 1).div_ceil(8) * 8);
+            }
+        }
+    }
+    for m in &mut out {
+        m.words = (m.sets.len() as u32).div_ceil(64);
+        let mut by_key: std::collections::BTreeMap<&SetValue, Vec<u64>> = Default::default();
+        for (bit, &i) in m.sets.iter().enumerate() {
+            for v in set
+                .sets
+                .get(i)
+                .map(|s| s.values.as_slice())
+                .unwrap_or_default()
+            {
+                let w = by_key.entry(v).or_insert_with(|| vec![0; m.words as usize]);
+                if let Some(word) = w.get_mut(bit / 64) {
+                    *word |= 1 << (bit % 64);
+                }
+            }
+        }
+        m.entries = by_key.into_iter().map(|(k, v)| (k.clone(), v)).collect();
+    }
+    out
+}
+
 /// Kernel structure members every record reads (the process's parent).
 const COMMON_MEMBERS: &[(&str, &str)] = &[
     ("task_struct", "real_parent"),
@@ -234,6 +303,25 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
         max_entries: 1,
         flags: 0,
     });
+    let plans = set_maps(set);
+    let mut set_at = vec![(0usize, 0u32); set.sets.len()];
+    let mut sets = Vec::new();
+    for (mi, p) in plans.iter().enumerate() {
+        let id = m.add_map(MapDef {
+            name: p.name.clone(),
+            kind: MapKind::Hash,
+            key_size: p.key_size,
+            value_size: 8 * p.words,
+            max_entries: p.entries.len().max(1) as u32,
+            flags: 0,
+        });
+        sets.push((id, p.key_size, p.words));
+        for (bit, &i) in p.sets.iter().enumerate() {
+            if let Some(at) = set_at.get_mut(i) {
+                *at = (mi, bit as u32);
+            }
+        }
+    }
     let maps = Maps {
         ring,
         lost,
@@ -241,6 +329,8 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
         mode,
         rate,
         limit,
+        sets,
+        set_at,
     };
     for (index, kind) in kinds.iter().enumerate() {
         let members = members(*kind, kt)?;
@@ -283,6 +373,10 @@ struct Maps {
     mode: Option<MapId>,
     rate: MapId,
     limit: MapId,
+    /// The set maps: id, key size, value words.
+    sets: Vec<(MapId, u32, u32)>,
+    /// Each set's map (an index into `sets`) and bit.
+    set_at: Vec<(usize, u32)>,
 }
 
 struct Lower {
@@ -297,6 +391,11 @@ struct Lower {
     audit: Option<crate::mir::Slot>,
     /// A u64: non-zero once an enforcing `deny` rule matched (cgroup hooks).
     verdict: Option<crate::mir::Slot>,
+    /// The value of a set map looked up with the field at this offset (zeros when
+    /// absent), read once per event before the rules: by (set map, offset).
+    members: std::collections::HashMap<(usize, u32), crate::mir::Slot>,
+    /// Each set's map and bit (as [`Maps::set_at`]).
+    set_at: Vec<(usize, u32)>,
 }
 
 fn to(b: Block) -> BlockCall {
@@ -367,6 +466,8 @@ impl Lower {
             lost_key: None,
             audit: None,
             verdict: None,
+            members: std::collections::HashMap::new(),
+            set_at: maps.set_at.clone(),
         };
         let mut cur = body;
         let acts = set
@@ -400,6 +501,7 @@ impl Lower {
             Entry::Connect6 | Entry::Bind6 => l.fill_sock(cur, ctx, true),
             open => l.fill_open(cur, ctx, open),
         };
+        cur = l.look_up_sets(cur, set, kind, maps);
         for (i, rule) in set.rules.iter().enumerate() {
             if rule.kind != kind {
                 continue;
@@ -430,6 +532,63 @@ impl Lower {
             None => l.jump(cur, exit),
         }
         l.f
+    }
+
+    /// Looks each set map the kind's rules test up once, with the field its rules test
+    /// (each slot of `ancestor.comm` once), into a stack slot of the value's words.
+    fn look_up_sets(&mut self, mut b: Block, set: &RuleSet, kind: Kind, maps: &Maps) -> Block {
+        let mut wanted: Vec<(usize, u32)> = Vec::new();
+        for r in set.rules.iter().filter(|r| r.kind == kind) {
+            r.cond.members(&mut |field, s| {
+                if let Some(&(map, _)) = maps.set_at.get(s) {
+                    if !wanted.contains(&(map, field.offset)) {
+                        wanted.push((map, field.offset));
+                    }
+                }
+            });
+        }
+        for (map, offset) in wanted {
+            let Some(&(id, _, words)) = maps.sets.get(map) else {
+                continue;
+            };
+            let slot = self.f.add_slot(8 * words, 8);
+            self.members.insert((map, offset), slot);
+            let key = self.at(b, offset);
+            let mref = self.f.push(b, Op::MapRef(id), Type::Ptr(PtrKind::Map(id)));
+            let v = self.call(
+                b,
+                "map_lookup_elem",
+                vec![mref, key],
+                Type::Ptr(PtrKind::MapValueOrNull(id)),
+            );
+            let sp = self
+                .f
+                .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+            let absent = self.f.add_block();
+            let found = self.f.add_block();
+            let join = self.f.add_block();
+            self.br(b, MCond::Eq, v, Operand::Imm(0), absent, found);
+            for w in 0..words as i16 {
+                let x = self
+                    .f
+                    .push(found, Op::Load { ptr: v, off: 8 * w }, Type::U64);
+                for (blk, val) in [(found, Operand::Value(x)), (absent, Operand::Imm(0))] {
+                    self.f.push_void(
+                        blk,
+                        Op::Store {
+                            ty: IntTy::U64,
+                            ptr: sp,
+                            off: 8 * w,
+                            val,
+                        },
+                    );
+                }
+            }
+            self.jump(found, join);
+            self.jump(absent, join);
+            b = join;
+        }
+        b
     }
 
     /// Counts an alert of rule `index` against the limit: continues at the returned block
@@ -1168,6 +1327,30 @@ impl Lower {
                 self.br(cur, c, v, k.into(), t, e);
             }
             Cond::Str { field, pat } => self.str_test(cur, *field, pat, t, e),
+            Cond::Member { field, set } => {
+                let (map, bit) = self.set_at.get(*set).copied().unwrap_or_default();
+                let Some(&slot) = self.members.get(&(map, field.offset)) else {
+                    // Not looked up: cannot happen (every member test's map is).
+                    self.jump(cur, e);
+                    return;
+                };
+                let p = self
+                    .f
+                    .push(cur, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+                let w = self.f.push(
+                    cur,
+                    Op::Load {
+                        ptr: p,
+                        off: 8 * (bit / 64) as i16,
+                    },
+                    Type::U64,
+                );
+                let k = self.u64c(cur, 1u64 << (bit % 64));
+                let v = self
+                    .f
+                    .push(cur, Op::Binary(BinOp::And, w, k.into()), Type::U64);
+                self.br(cur, MCond::Ne, v, Operand::Imm(0), t, e);
+            }
             Cond::Addr {
                 field,
                 v6,

@@ -48,6 +48,32 @@ pub struct RulesLayout {
     /// rule, the suppressed count at byte 8) and the limit ([`lower::LIMIT_MAP`]).
     pub rate: String,
     pub limit: String,
+    /// The hash maps of sets tested with `in` ([`lower::SetMap`]), with their entries:
+    /// the loader writes them before attaching anything.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<SetMapLayout>,
+}
+
+/// A set map and its entries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetMapLayout {
+    pub map: String,
+    /// The field its key is (`path`, `comm`, `port`).
+    pub field: &'static str,
+    /// `string`: the key is the value's bytes, NUL-padded to `key_size`; `u64`: the
+    /// value as a little-endian u64.
+    pub key: &'static str,
+    pub key_size: u32,
+    /// Each key and its value: u64 words, one bit per set that holds the key.
+    pub entries: Vec<(SetKey, Vec<u64>)>,
+}
+
+/// A key of a set map, as layout.json writes it (a JSON string or number).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SetKey {
+    Str(String),
+    Int(u64),
 }
 
 /// A program of a cgroup hook.
@@ -342,5 +368,35 @@ pub fn rules_layout(set: &RuleSet, source: &str) -> RulesLayout {
             .then(|| lower::MODE_MAP.into()),
         rate: lower::RATE_MAP.into(),
         limit: lower::LIMIT_MAP.into(),
+        sets: lower::set_maps(set)
+            .into_iter()
+            .map(|m| SetMapLayout {
+                map: m.name,
+                field: m.field,
+                key: if m
+                    .entries
+                    .iter()
+                    .any(|(k, _)| matches!(k, hir::SetValue::Int(_)))
+                {
+                    "u64"
+                } else {
+                    "string"
+                },
+                key_size: m.key_size,
+                entries: m
+                    .entries
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let k = match k {
+                            hir::SetValue::Str(b) => {
+                                SetKey::Str(String::from_utf8_lossy(&b).into_owned())
+                            }
+                            hir::SetValue::Int(n) => SetKey::Int(n),
+                        };
+                        (k, v)
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }

@@ -29,6 +29,59 @@ pub struct RulesLayout {
     pub rate: Option<String>,
     #[serde(default)]
     pub limit: Option<String>,
+    /// Hash maps of sets tested with `in`, with the entries to write before attaching.
+    #[serde(default)]
+    pub sets: Vec<SetMapInfo>,
+}
+
+/// A set map (`pol_rule_in_FIELD`): keys are a field's values, values one bit per set.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SetMapInfo {
+    pub map: String,
+    pub field: String,
+    /// `string` (NUL-padded to `key_size`) or `u64`.
+    pub key: String,
+    pub key_size: u32,
+    pub entries: Vec<(SetKeyInfo, Vec<u64>)>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SetKeyInfo {
+    Str(String),
+    Int(u64),
+}
+
+/// A map entry's key and value bytes.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+impl SetMapInfo {
+    /// Each entry as the key and value bytes the map takes; `Err` names an entry that
+    /// does not fit its key.
+    pub fn encoded(&self) -> Result<Vec<KeyValue>, String> {
+        let size = self.key_size as usize;
+        self.entries
+            .iter()
+            .map(|(k, words)| {
+                let key = match k {
+                    SetKeyInfo::Str(s) if s.len() < size => {
+                        let mut b = s.as_bytes().to_vec();
+                        b.resize(size, 0);
+                        b
+                    }
+                    SetKeyInfo::Int(n) if size == 8 => n.to_le_bytes().to_vec(),
+                    _ => {
+                        return Err(format!(
+                            "{}: a key that does not fit {size} bytes",
+                            self.map
+                        ))
+                    }
+                };
+                let value = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                Ok((key, value))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -365,5 +418,37 @@ mod tests {
         assert!(decode(&l, &rec).is_none(), "an unknown rule");
         rec[8] = 0;
         assert!(decode(&l, &rec[..40]).is_none(), "a short record");
+    }
+
+    #[test]
+    fn set_map_entries_encode_as_padded_strings_and_u64s() {
+        let m: SetMapInfo = serde_json::from_str(
+            r#"{"map": "pol_rule_in_path", "field": "path", "key": "string", "key_size": 16,
+                "entries": [["/bin/sh", [5]], [22, [1, 2]]]}"#,
+        )
+        .expect("parses");
+        let e = m.encoded();
+        assert!(e.is_err(), "an integer key is 8 bytes, not 16: {e:?}");
+        let m = SetMapInfo {
+            entries: m.entries[..1].to_vec(),
+            key_size: 8,
+            ..m
+        };
+        assert_eq!(
+            m.encoded().expect("encodes"),
+            [(b"/bin/sh\0".to_vec(), 5u64.to_le_bytes().to_vec())]
+        );
+        let long = SetMapInfo {
+            entries: vec![(SetKeyInfo::Str("/usr/bin".into()), vec![1])],
+            ..m.clone()
+        };
+        assert!(long.encoded().is_err(), "no room for the NUL");
+        let ports = SetMapInfo {
+            entries: vec![(SetKeyInfo::Int(443), vec![1, 0])],
+            ..m
+        };
+        let got = ports.encoded().expect("encodes");
+        assert_eq!(got[0].0, 443u64.to_le_bytes());
+        assert_eq!(got[0].1.len(), 16);
     }
 }
