@@ -83,6 +83,17 @@ pub fn run(args: RunArgs) -> Result<bool> {
     }
     fill_sets(&bpf, &rules)?;
     let attached = attach_tracing(&bpf, &layout)?;
+    // The process table's programs are attached: seed it with the processes already
+    // running (an entry their exec or fork wrote meanwhile is newer and kept).
+    if let Some(map) = &rules.procs {
+        let fd = bpf
+            .map_fd(map)
+            .map_err(|_| anyhow!("internal error: no process table `{map}`"))?;
+        for (pid, path) in security::running_programs() {
+            // BPF_NOEXIST: fails, as it should, for an entry already there.
+            let _ = pol_runtime::sys::map_update(fd, &pid.to_le_bytes(), &path, 1);
+        }
+    }
     let cgroup_links = match &cgroup {
         Some((path, fd)) => {
             let progs: Vec<(String, String)> = rules

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Security rules benchmark (issue 12 "Speed"; docs/rules.md): the cost per open and per
-# connect of 1, 10, 100, 300 and 1,000 rules (and of one rule testing a list of 1,000
-# values), beside bpftrace running the same filter on the same tracepoint, in ONE run.
+# Security rules benchmark (issue 12 "Speed"; docs/rules.md): the cost per open, exec
+# and connect of 1, 10, 100 and 1,000 rules and of one rule testing a list of 10 and of
+# 1,000 values, beside bpftrace running the same filter on the same tracepoint, in ONE
+# run: the rule program's own ns per event (kernel bpf_stats) and the whole call's.
 #
-#   bench/rules/run.sh              200,000 calls a round, 5 rounds (medians)
-#   N=50000 ROUNDS=3 bench/rules/run.sh
+#   bench/rules/run.sh              200,000 calls a round (2,000 execs), 5 rounds (medians)
+#   N=50000 EXEC_N=500 ROUNDS=3 OPS=open,exec bench/rules/run.sh
 #   POL=target/debug/pol bench/rules/run.sh   skip the release build (the kernel
 #                                   programs are the same; only pol's own speed differs)
 #
@@ -18,6 +19,7 @@ OUT=$ROOT/bench/out/rules
 missing=()
 command -v bpftrace >/dev/null || missing+=(bpftrace)
 command -v cc >/dev/null || missing+=(gcc)
+command -v bpftool >/dev/null || missing+=(bpftool)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -30,5 +32,6 @@ if [ -z "${POL:-}" ]; then
     POL=$ROOT/target/release/pol
 fi
 python3 "$HERE/bench.py" --pol "$POL" --loop "$OUT/loop" \
-    --n "${N:-200000}" --rounds "${ROUNDS:-5}" --json-out "$OUT/rules.json"
+    --n "${N:-200000}" --exec-n "${EXEC_N:-2000}" --rounds "${ROUNDS:-5}" \
+    --ops "${OPS:-open,exec,connect}" --json-out "$OUT/rules.json"
 echo "figures: $OUT/rules.json"

@@ -212,6 +212,14 @@ fn action(kind: Kind, e: &Expr, source: &str, diags: &mut Vec<Diagnostic>) -> Op
             );
             None
         }
+        ExprKind::Path(p) if p.dotted() == "kill" && kind == Kind::Exit => {
+            diags.push(
+                Diagnostic::error("E0532", "`kill` cannot act on `exit` events", e.span.clone())
+                    .with_label("the process is already ending")
+                    .with_help("alert on the exit, or kill at an earlier event of the process (exec, open, connect)"),
+            );
+            None
+        }
         ExprKind::Path(p) if p.dotted() == "kill" => Some(Action::Kill),
         ExprKind::Path(p) if p.dotted() == "deny" && kind.can_deny() => Some(Action::Deny),
         ExprKind::Path(p) if p.dotted() == "deny" => {
@@ -227,6 +235,7 @@ fn action(kind: Kind, e: &Expr, source: &str, diags: &mut Vec<Diagnostic>) -> Op
                 .with_label(format!("{} can observe, not refuse", super::lower::hook_names(kind)))
                 .with_help(match kind {
                     Kind::Exec => "this kernel has no LSM programs; `kill` stops the process before the new program runs",
+                    Kind::Exit => "the process is already ending: an `exit` rule can only alert",
                     Kind::Open => "this kernel has no LSM programs; `kill` stops the process before the open returns (the open itself completes)",
                     _ => "this kernel has no LSM programs; `kill` stops the process before the call returns (the call itself completes)",
                 }),

@@ -101,10 +101,13 @@ pub enum Kind {
     Setgid,
     /// A `ptrace` call, at its entry.
     Ptrace,
+    /// A process ended (its last thread exited): `tp_btf/sched_process_exit` when
+    /// `group_dead`, in the exiting task.
+    Exit,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Exec,
         Kind::Open,
         Kind::Connect,
@@ -112,6 +115,7 @@ impl Kind {
         Kind::Setuid,
         Kind::Setgid,
         Kind::Ptrace,
+        Kind::Exit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -123,6 +127,7 @@ impl Kind {
             Kind::Setuid => "setuid",
             Kind::Setgid => "setgid",
             Kind::Ptrace => "ptrace",
+            Kind::Exit => "exit",
         }
     }
 
@@ -146,6 +151,7 @@ impl Kind {
             Kind::Setuid => SETUID_FIELDS,
             Kind::Setgid => SETGID_FIELDS,
             Kind::Ptrace => PTRACE_FIELDS,
+            Kind::Exit => EXIT_FIELDS,
         }
     }
 
@@ -157,7 +163,12 @@ impl Kind {
     pub fn tail(self) -> u32 {
         match self {
             Kind::Exec | Kind::Open => TAIL,
-            Kind::Connect | Kind::Bind | Kind::Setuid | Kind::Setgid | Kind::Ptrace => SOCK_TAIL,
+            Kind::Connect
+            | Kind::Bind
+            | Kind::Setuid
+            | Kind::Setgid
+            | Kind::Ptrace
+            | Kind::Exit => SOCK_TAIL,
         }
     }
 
@@ -165,9 +176,12 @@ impl Kind {
     pub fn record_size(self) -> u32 {
         match self {
             Kind::Exec | Kind::Open => RECORD_SIZE,
-            Kind::Connect | Kind::Bind | Kind::Setuid | Kind::Setgid | Kind::Ptrace => {
-                SOCK_RECORD_SIZE
-            }
+            Kind::Connect
+            | Kind::Bind
+            | Kind::Setuid
+            | Kind::Setgid
+            | Kind::Ptrace
+            | Kind::Exit => SOCK_RECORD_SIZE,
         }
     }
 }
@@ -276,8 +290,9 @@ const OPEN_COMMON: [Field; 7] = common_fields!("the command name (15 bytes at mo
 /// How many ancestors `ancestor.comm` holds: the parent, the grandparent and two more.
 pub const ANCESTORS: u32 = 4;
 
-/// Fields at the end of every record, after the kind's own: the effective uid and the
-/// ancestors' command names (read only when a rule of the kind uses them).
+/// Fields at the end of every record, after the kind's own: the effective uid, the
+/// ancestors' command names and the parent's program (the last two read only when a
+/// rule of the kind uses them).
 macro_rules! tail_fields {
     ($base:expr) => {
         [
@@ -289,6 +304,13 @@ macro_rules! tail_fields {
                 len_at: None,
                 doc: "the command names of the parent, grandparent and two more ancestors",
             },
+            Field {
+                name: "parent.path",
+                ty: FieldTy::Str(PATH_MAX),
+                offset: $base + 8 + 16 * ANCESTORS,
+                len_at: None,
+                doc: "the program the parent runs, as its execve was given it (absolute for processes started before the rules)",
+            },
         ]
     };
 }
@@ -296,8 +318,8 @@ macro_rules! tail_fields {
 /// Where the tail fields start in exec and open records, and in connect and bind records.
 pub const TAIL: u32 = 624;
 pub const SOCK_TAIL: u32 = 136;
-const TAIL_FIELDS: [Field; 2] = tail_fields!(TAIL);
-const SOCK_TAIL_FIELDS: [Field; 2] = tail_fields!(SOCK_TAIL);
+const TAIL_FIELDS: [Field; 3] = tail_fields!(TAIL);
+const SOCK_TAIL_FIELDS: [Field; 3] = tail_fields!(SOCK_TAIL);
 
 pub const EXEC_FIELDS: &[Field] = with_common![
     EXEC_COMMON;
@@ -317,6 +339,7 @@ pub const EXEC_FIELDS: &[Field] = with_common![
     },
     TAIL_FIELDS[0],
     TAIL_FIELDS[1],
+    TAIL_FIELDS[2],
 ];
 
 /// `open`'s flags and mode as the system call got them, and whether it opens for writing.
@@ -348,6 +371,7 @@ pub const OPEN_FIELDS: &[Field] = with_common![
     ),
     TAIL_FIELDS[0],
     TAIL_FIELDS[1],
+    TAIL_FIELDS[2],
 ];
 
 /// `connect` and `bind`: the socket's family (2 AF_INET, 10 AF_INET6), the address and
@@ -358,7 +382,7 @@ pub const OFF_FAMILY: u32 = 64;
 pub const OFF_PORT: u32 = 72;
 pub const OFF_ADDR: u32 = 112;
 pub const OFF_PROTOCOL: u32 = 128;
-pub const SOCK_RECORD_SIZE: u32 = SOCK_TAIL + 8 + 16 * ANCESTORS;
+pub const SOCK_RECORD_SIZE: u32 = SOCK_TAIL + PARENT_PATH + 2 * PATH_MAX;
 pub const AF_INET: u64 = 2;
 pub const AF_INET6: u64 = 10;
 
@@ -378,6 +402,7 @@ macro_rules! sock_fields {
             int("protocol", OFF_PROTOCOL, "6 (TCP) or 17 (UDP)"),
             SOCK_TAIL_FIELDS[0],
             SOCK_TAIL_FIELDS[1],
+            SOCK_TAIL_FIELDS[2],
         ]
     };
 }
@@ -400,6 +425,7 @@ pub const SETUID_FIELDS: &[Field] = with_common![
     ),
     SOCK_TAIL_FIELDS[0],
     SOCK_TAIL_FIELDS[1],
+    SOCK_TAIL_FIELDS[2],
 ];
 
 pub const SETGID_FIELDS: &[Field] = with_common![
@@ -411,6 +437,7 @@ pub const SETGID_FIELDS: &[Field] = with_common![
     ),
     SOCK_TAIL_FIELDS[0],
     SOCK_TAIL_FIELDS[1],
+    SOCK_TAIL_FIELDS[2],
 ];
 
 pub const PTRACE_FIELDS: &[Field] = with_common![
@@ -419,12 +446,34 @@ pub const PTRACE_FIELDS: &[Field] = with_common![
     int("target", OFF_ARG1, "the pid the request is about"),
     SOCK_TAIL_FIELDS[0],
     SOCK_TAIL_FIELDS[1],
+    SOCK_TAIL_FIELDS[2],
+];
+
+/// `exit`: how the process ended, from `task->exit_code` (as `wait` reports it).
+pub const EXIT_FIELDS: &[Field] = with_common![
+    OPEN_COMMON;
+    int("code", OFF_ARG0, "the exit status (0-255) when the process exited, else 0"),
+    int("signal", OFF_ARG1, "the signal that killed the process (9: SIGKILL), else 0"),
+    SOCK_TAIL_FIELDS[0],
+    SOCK_TAIL_FIELDS[1],
+    SOCK_TAIL_FIELDS[2],
 ];
 
 /// Bytes of exec and open records: 368 + 256 for exec's argv (room behind `path` for a
 /// suffix compare's masked offset: 112 + 255 + the longest literal, 255, stays inside
 /// 624), then the tail fields.
-pub const RECORD_SIZE: u32 = TAIL + 8 + 16 * ANCESTORS;
+pub const RECORD_SIZE: u32 = TAIL + PARENT_PATH + 2 * PATH_MAX;
+
+/// `parent.path`'s offset from the tail; its 256 bytes are followed by 256 more, room
+/// for a suffix compare's masked offset. Bytes to zero on every event: up to the end
+/// of `parent.path`.
+pub const PARENT_PATH: u32 = 8 + 16 * ANCESTORS;
+
+/// Bytes of a kind's record that are zeroed on every event (the padding after
+/// `parent.path` is never read).
+pub fn zeroed_size(kind: Kind) -> u32 {
+    kind.tail() + PARENT_PATH + PATH_MAX
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Severity {

@@ -39,6 +39,16 @@ pub const LIMIT_MAP: &str = "pol_rule_limit";
 /// The window: `ktime_get_ns() >> WINDOW_SHIFT`.
 pub const WINDOW_SHIFT: i64 = 30;
 
+/// The process table: tgid -> the program its last exec ran (256 bytes, NUL-padded),
+/// an LRU hash so a table that fills forgets the longest-unused processes.
+pub const PROCS_MAP: &str = "pol_rule_procs";
+pub const PROCS_MAX: u32 = 65536;
+
+/// Whether a rule reads `parent.path` (so the process table is kept).
+pub fn uses_procs(set: &RuleSet) -> bool {
+    Kind::ALL.iter().any(|k| set.uses(*k, "parent.path"))
+}
+
 /// The hash maps of sets ([`SetMap`]) are named this and the field's name
 /// (`pol_rule_in_path`, `pol_rule_in_parent_comm`).
 pub const SET_MAP: &str = "pol_rule_in_";
@@ -125,6 +135,16 @@ const EXEC_MEMBERS: &[(&str, &str)] = &[
     ("linux_binprm", "filename"),
 ];
 
+/// And exit records (how it ended).
+const EXIT_MEMBERS: &[(&str, &str)] = &[("task_struct", "exit_code")];
+
+/// And the process table's programs.
+const TRACK_MEMBERS: &[(&str, &str)] = &[
+    ("linux_binprm", "filename"),
+    ("task_struct", "tgid"),
+    ("task_struct", "pid"),
+];
+
 /// A kernel structure member the running kernel's BTF does not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the kernel's BTF has no `{strukt}.{member}`")]
@@ -162,6 +182,14 @@ pub enum Entry {
     Setresgid,
     /// `sys_enter_ptrace` (request, pid, addr, data).
     Ptrace,
+    /// `tp_btf/sched_process_exit` (struct task_struct *p, bool group_dead).
+    Exit,
+    /// The process table [`PROCS_MAP`] `parent.path` reads, kept by three programs of
+    /// its own: a process's program at exec (`sched_process_exec`), a new process's
+    /// copied from its parent at fork (`sched_process_fork`), removed at exit.
+    TrackExec,
+    TrackFork,
+    TrackExit,
 }
 
 impl Entry {
@@ -175,6 +203,7 @@ impl Entry {
             Kind::Setuid => &[Entry::Setuid, Entry::Setreuid, Entry::Setresuid],
             Kind::Setgid => &[Entry::Setgid, Entry::Setregid, Entry::Setresgid],
             Kind::Ptrace => &[Entry::Ptrace],
+            Kind::Exit => &[Entry::Exit],
         }
     }
 
@@ -197,6 +226,10 @@ impl Entry {
         let sys = self.tracepoint().trim_start_matches("sys_enter_");
         match self {
             Entry::Exec => "rule_exec".into(),
+            Entry::Exit => "rule_exit".into(),
+            Entry::TrackExec => "rule_track_exec".into(),
+            Entry::TrackFork => "rule_track_fork".into(),
+            Entry::TrackExit => "rule_track_exit".into(),
             Entry::Openat | Entry::Open | Entry::Creat | Entry::Openat2 => {
                 format!("rule_open_{sys}")
             }
@@ -207,7 +240,9 @@ impl Entry {
     /// The tracepoint's name (a BTF-typed one for exec, `syscalls:NAME` otherwise).
     pub fn tracepoint(self) -> &'static str {
         match self {
-            Entry::Exec => "sched_process_exec",
+            Entry::Exec | Entry::TrackExec => "sched_process_exec",
+            Entry::TrackFork => "sched_process_fork",
+            Entry::TrackExit => "sched_process_exit",
             Entry::Openat => "sys_enter_openat",
             Entry::Open => "sys_enter_open",
             Entry::Creat => "sys_enter_creat",
@@ -219,12 +254,31 @@ impl Entry {
             Entry::Setregid => "sys_enter_setregid",
             Entry::Setresgid => "sys_enter_setresgid",
             Entry::Ptrace => "sys_enter_ptrace",
+            Entry::Exit => "sched_process_exit",
             Entry::Connect4 | Entry::Connect6 | Entry::Bind4 | Entry::Bind6 => "",
         }
     }
 
     pub fn btf(self) -> bool {
-        self == Entry::Exec
+        matches!(
+            self,
+            Entry::Exec | Entry::Exit | Entry::TrackExec | Entry::TrackFork | Entry::TrackExit
+        )
+    }
+
+    /// Every program of a rule set: each kind's, then the process table's when a rule
+    /// reads `parent.path`.
+    pub fn all(set: &RuleSet) -> Vec<Entry> {
+        let mut out: Vec<Entry> = set
+            .kinds()
+            .iter()
+            .flat_map(|k| Entry::of(*k))
+            .copied()
+            .collect();
+        if uses_procs(set) {
+            out.extend([Entry::TrackExec, Entry::TrackFork, Entry::TrackExit]);
+        }
+        out
     }
 
     fn hook(self) -> Hook {
@@ -322,6 +376,16 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
             }
         }
     }
+    let procs = uses_procs(set).then(|| {
+        m.add_map(MapDef {
+            name: PROCS_MAP.into(),
+            kind: MapKind::LruHash,
+            key_size: 4,
+            value_size: super::hir::PATH_MAX,
+            max_entries: PROCS_MAX,
+            flags: 0,
+        })
+    });
     let maps = Maps {
         ring,
         lost,
@@ -331,12 +395,31 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
         limit,
         sets,
         set_at,
+        procs,
     };
     for (index, kind) in kinds.iter().enumerate() {
         let members = members(*kind, kt)?;
         for entry in Entry::of(*kind) {
             let f = Lower::program(set, *kind, *entry, index, &members, &maps);
             m.add_func(f);
+        }
+    }
+    if let Some(procs) = procs {
+        let kind = set.kinds().first().copied().unwrap_or(Kind::Exec);
+        let members: Members = TRACK_MEMBERS
+            .iter()
+            .map(|&(strukt, member)| {
+                kt.member(strukt, member)
+                    .map(|m| (format!("{strukt}.{member}"), m))
+                    .ok_or(MissingMember {
+                        kind,
+                        strukt,
+                        member,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        for entry in [Entry::TrackExec, Entry::TrackFork, Entry::TrackExit] {
+            m.add_func(track(entry, procs, scratch, &members));
         }
     }
     Ok(m)
@@ -348,6 +431,7 @@ type Members = std::collections::HashMap<String, Member>;
 fn members(kind: Kind, kt: &dyn KernelTypes) -> Result<Members, MissingMember> {
     let extra: &[(&str, &str)] = match kind {
         Kind::Exec => EXEC_MEMBERS,
+        Kind::Exit => EXIT_MEMBERS,
         _ => &[],
     };
     COMMON_MEMBERS
@@ -377,6 +461,235 @@ struct Maps {
     sets: Vec<(MapId, u32, u32)>,
     /// Each set's map (an index into `sets`) and bit.
     set_at: Vec<(usize, u32)>,
+    /// The process table, when a rule reads `parent.path`.
+    procs: Option<MapId>,
+}
+
+/// A program keeping the process table: at exec, `procs[tgid] = bprm->filename` (read
+/// into the scratch value, zeroed first); at fork of a new process (not a thread),
+/// `procs[child] = procs[parent]`; at the exit of a process's last thread, the entry is
+/// deleted.
+fn track(entry: Entry, procs: MapId, scratch: MapId, members: &Members) -> Function {
+    let off = |name: &str| members.get(name).map_or(0, |m| m.offset);
+    let mut f = Function::new(
+        &entry.symbol(),
+        Some(entry.hook()),
+        vec![Type::Ptr(PtrKind::Ctx)],
+        IntTy::I64,
+    );
+    let exit = f.add_block();
+    let zero = f.iconst(exit, IntTy::I64, 0);
+    f.set_term(exit, Term::Return(zero));
+    let b = f.entry();
+    let ctx = f.block(b).params[0];
+    let kslot = f.add_slot(8, 8);
+    let kp = f.push(b, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+    let pt = f.push(
+        b,
+        Op::Call(helper("get_current_pid_tgid"), vec![]),
+        Type::U64,
+    );
+    let tgid = f.push(b, Op::Binary(BinOp::Lshr, pt, Operand::Imm(32)), Type::U64);
+    f.push_void(
+        b,
+        Op::Store {
+            ty: IntTy::U64,
+            ptr: kp,
+            off: 0,
+            val: tgid.into(),
+        },
+    );
+    let pref = f.push(b, Op::MapRef(procs), Type::Ptr(PtrKind::Map(procs)));
+    let br = |f: &mut Function, from: Block, a: Value, t: Block, e: Block| {
+        f.set_term(
+            from,
+            Term::Br {
+                cond: MCond::Eq,
+                a,
+                b: Operand::Imm(0),
+                then: to(t),
+                els: to(e),
+            },
+        );
+    };
+    match entry {
+        Entry::TrackExec => {
+            let sref = f.push(b, Op::MapRef(scratch), Type::Ptr(PtrKind::Map(scratch)));
+            let z = f.add_slot(4, 4);
+            let zp = f.push(b, Op::SlotAddr(z), Type::Ptr(PtrKind::Stack));
+            f.push_void(
+                b,
+                Op::Store {
+                    ty: IntTy::U32,
+                    ptr: zp,
+                    off: 0,
+                    val: Operand::Imm(0),
+                },
+            );
+            let r = f.push(
+                b,
+                Op::Call(helper("map_lookup_elem"), vec![sref, zp]),
+                Type::Ptr(PtrKind::MapValueOrNull(scratch)),
+            );
+            let body = f.add_block();
+            br(&mut f, b, r, exit, body);
+            let v = f.push(
+                body,
+                Op::PtrAdd(r, Operand::Imm(0)),
+                Type::Ptr(PtrKind::MapValue(scratch)),
+            );
+            for i in 0..(super::hir::PATH_MAX / 8) as i16 {
+                f.push_void(
+                    body,
+                    Op::Store {
+                        ty: IntTy::U64,
+                        ptr: v,
+                        off: 8 * i,
+                        val: Operand::Imm(0),
+                    },
+                );
+            }
+            // tp_btf/sched_process_exec: (task, old_pid, bprm).
+            let bprm = f.push(body, Op::Load { ptr: ctx, off: 16 }, Type::U64);
+            let a = f.push(
+                body,
+                Op::Binary(
+                    BinOp::Add,
+                    bprm,
+                    Operand::Imm(i64::from(off("linux_binprm.filename"))),
+                ),
+                Type::U64,
+            );
+            let w = f.add_slot(8, 8);
+            let wp = f.push(body, Op::SlotAddr(w), Type::Ptr(PtrKind::Stack));
+            f.push_void(
+                body,
+                Op::Store {
+                    ty: IntTy::U64,
+                    ptr: wp,
+                    off: 0,
+                    val: Operand::Imm(0),
+                },
+            );
+            let n8 = f.iconst(body, IntTy::U64, 8);
+            f.push(
+                body,
+                Op::Call(helper("probe_read_kernel"), vec![wp, n8, a]),
+                Type::I64,
+            );
+            let name = f.push(body, Op::Load { ptr: wp, off: 0 }, Type::U64);
+            let n = f.iconst(body, IntTy::U64, i64::from(super::hir::PATH_MAX));
+            f.push(
+                body,
+                Op::Call(helper("probe_read_kernel_str"), vec![v, n, name]),
+                Type::I64,
+            );
+            let flags = f.iconst(body, IntTy::U64, 0);
+            f.push(
+                body,
+                Op::Call(helper("map_update_elem"), vec![pref, kp, v, flags]),
+                Type::I64,
+            );
+            f.set_term(body, Term::Jump(to(exit)));
+        }
+        Entry::TrackFork => {
+            // tp_btf/sched_process_fork: (parent, child); the current task is the parent.
+            let child = f.push(b, Op::Load { ptr: ctx, off: 8 }, Type::U64);
+            let ids = f.add_slot(8, 8);
+            let ip = f.push(b, Op::SlotAddr(ids), Type::Ptr(PtrKind::Stack));
+            f.push_void(
+                b,
+                Op::Store {
+                    ty: IntTy::U64,
+                    ptr: ip,
+                    off: 0,
+                    val: Operand::Imm(0),
+                },
+            );
+            let n4 = f.iconst(b, IntTy::U64, 4);
+            for (at, member) in [(0i16, "task_struct.tgid"), (4, "task_struct.pid")] {
+                let a = f.push(
+                    b,
+                    Op::Binary(BinOp::Add, child, Operand::Imm(i64::from(off(member)))),
+                    Type::U64,
+                );
+                let dst = f.push(
+                    b,
+                    Op::PtrAdd(ip, Operand::Imm(i64::from(at))),
+                    Type::Ptr(PtrKind::Stack),
+                );
+                f.push(
+                    b,
+                    Op::Call(helper("probe_read_kernel"), vec![dst, n4, a]),
+                    Type::I64,
+                );
+            }
+            let ctgid = f.push(b, Op::Load { ptr: ip, off: 0 }, Type::U32);
+            let ctgid = f.push(b, Op::Ext(ExtOp::Zext, ctgid), Type::U64);
+            let cpid = f.push(b, Op::Load { ptr: ip, off: 4 }, Type::U32);
+            let cpid = f.push(b, Op::Ext(ExtOp::Zext, cpid), Type::U64);
+            // A new thread shares its process's entry.
+            let process = f.add_block();
+            f.set_term(
+                b,
+                Term::Br {
+                    cond: MCond::Ne,
+                    a: ctgid,
+                    b: cpid.into(),
+                    then: to(exit),
+                    els: to(process),
+                },
+            );
+            let v = f.push(
+                process,
+                Op::Call(helper("map_lookup_elem"), vec![pref, kp]),
+                Type::Ptr(PtrKind::MapValueOrNull(procs)),
+            );
+            let found = f.add_block();
+            br(&mut f, process, v, exit, found);
+            let v = f.push(
+                found,
+                Op::PtrAdd(v, Operand::Imm(0)),
+                Type::Ptr(PtrKind::MapValue(procs)),
+            );
+            let ck = f.add_slot(8, 8);
+            let cp = f.push(found, Op::SlotAddr(ck), Type::Ptr(PtrKind::Stack));
+            f.push_void(
+                found,
+                Op::Store {
+                    ty: IntTy::U64,
+                    ptr: cp,
+                    off: 0,
+                    val: ctgid.into(),
+                },
+            );
+            let flags = f.iconst(found, IntTy::U64, 0);
+            f.push(
+                found,
+                Op::Call(helper("map_update_elem"), vec![pref, cp, v, flags]),
+                Type::I64,
+            );
+            f.set_term(found, Term::Jump(to(exit)));
+        }
+        _ => {
+            // tp_btf/sched_process_exit: (task, group_dead): the process's last thread.
+            let dead = f.push(b, Op::Load { ptr: ctx, off: 8 }, Type::U64);
+            let dead = f.push(
+                b,
+                Op::Binary(BinOp::And, dead, Operand::Imm(0xff)),
+                Type::U64,
+            );
+            let gone = f.add_block();
+            br(&mut f, b, dead, exit, gone);
+            f.push(
+                gone,
+                Op::Call(helper("map_delete_elem"), vec![pref, kp]),
+                Type::I64,
+            );
+            f.set_term(gone, Term::Jump(to(exit)));
+        }
+    }
+    f
 }
 
 struct Lower {
@@ -477,18 +790,33 @@ impl Lower {
         if let (true, Some(mode)) = (acts, maps.mode) {
             cur = l.read_mode(cur, kp, mode);
         }
+        // A thread that is not the process's last: not an `exit` event.
+        if entry == Entry::Exit {
+            let dead = l.f.push(cur, Op::Load { ptr: ctx, off: 8 }, Type::U64);
+            let dead = l.f.push(
+                cur,
+                Op::Binary(BinOp::And, dead, Operand::Imm(0xff)),
+                Type::U64,
+            );
+            let go = l.f.add_block();
+            l.br(cur, MCond::Eq, dead, Operand::Imm(0), exit, go);
+            cur = go;
+        }
         if sock {
             let v = l.f.add_slot(8, 8);
             l.verdict = Some(v);
             l.slot_store(cur, v, Operand::Imm(0));
         }
-        for off in (0..kind.record_size()).step_by(8) {
+        for off in (0..super::hir::zeroed_size(kind)).step_by(8) {
             l.store(cur, off, Operand::Imm(0));
         }
         l.store(cur, OFF_KIND, Operand::Imm(index as i64));
         let off = |name: &str| members.get(name).map_or(0, |m| m.offset);
         let ancestors = set.uses(kind, "ancestor.comm");
         l.fill_common(cur, off, kind.tail(), ancestors);
+        if let (true, Some(procs)) = (set.uses(kind, "parent.path"), maps.procs) {
+            cur = l.parent_path(cur, kind.tail(), procs);
+        }
         cur = match entry {
             Entry::Exec => l.fill_exec(cur, ctx, off),
             Entry::Connect4 | Entry::Bind4 => l.fill_sock(cur, ctx, false),
@@ -498,6 +826,7 @@ impl Lower {
                 l.fill_args(cur, ctx, &[(1, true)])
             }
             Entry::Ptrace => l.fill_args(cur, ctx, &[(0, false), (1, false)]),
+            Entry::Exit => l.fill_exit(cur, off),
             Entry::Connect6 | Entry::Bind6 => l.fill_sock(cur, ctx, true),
             open => l.fill_open(cur, ctx, open),
         };
@@ -837,6 +1166,70 @@ impl Lower {
         self.store(enforce, OFF_FLAGS, Operand::Imm(flags as i64));
         self.jump(enforce, join);
         join
+    }
+
+    /// `parent.path`: the process table's entry of the parent (its tgid is the record's
+    /// `ppid`, whose low 4 bytes are the key), copied word by word into the record;
+    /// empty when the table has none.
+    fn parent_path(&mut self, b: Block, tail: u32, procs: MapId) -> Block {
+        let key = self.at(b, OFF_PPID);
+        let pref = self
+            .f
+            .push(b, Op::MapRef(procs), Type::Ptr(PtrKind::Map(procs)));
+        let v = self.call(
+            b,
+            "map_lookup_elem",
+            vec![pref, key],
+            Type::Ptr(PtrKind::MapValueOrNull(procs)),
+        );
+        let found = self.f.add_block();
+        let join = self.f.add_block();
+        self.br(b, MCond::Eq, v, Operand::Imm(0), join, found);
+        let v = self.f.push(
+            found,
+            Op::PtrAdd(v, Operand::Imm(0)),
+            Type::Ptr(PtrKind::MapValue(procs)),
+        );
+        for i in 0..super::hir::PATH_MAX / 8 {
+            let w = self.f.push(
+                found,
+                Op::Load {
+                    ptr: v,
+                    off: 8 * i as i16,
+                },
+                Type::U64,
+            );
+            self.store(found, tail + super::hir::PARENT_PATH + 8 * i, w.into());
+        }
+        self.jump(found, join);
+        join
+    }
+
+    /// Fills an exit record from `task->exit_code`: `(status & 0xff) << 8` for an exit,
+    /// the signal number (and 0x80 for a core dump) for a death by signal.
+    fn fill_exit(&mut self, b: Block, off: impl Fn(&str) -> u32) -> Block {
+        let task = self.call(b, "get_current_task", vec![], Type::U64);
+        let a = self.plus(b, task, off("task_struct.exit_code"));
+        let p = self.zeroed_slot(b, 1);
+        let n = self.u64c(b, 4);
+        self.call(b, "probe_read_kernel", vec![p, n, a], Type::I64);
+        let code = self.f.push(b, Op::Load { ptr: p, off: 0 }, Type::U64);
+        let status = self
+            .f
+            .push(b, Op::Binary(BinOp::Lshr, code, Operand::Imm(8)), Type::U64);
+        let status = self.f.push(
+            b,
+            Op::Binary(BinOp::And, status, Operand::Imm(0xff)),
+            Type::U64,
+        );
+        let sig = self.f.push(
+            b,
+            Op::Binary(BinOp::And, code, Operand::Imm(0x7f)),
+            Type::U64,
+        );
+        self.store(b, super::hir::OFF_ARG0, status.into());
+        self.store(b, super::hir::OFF_ARG1, sig.into());
+        b
     }
 
     /// Copies system call arguments (`(index, is an id)`, at `16 + 8 * index` of the

@@ -52,6 +52,10 @@ pub struct RulesLayout {
     /// the loader writes them before attaching anything.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sets: Vec<SetMapLayout>,
+    /// The process table ([`lower::PROCS_MAP`]: tgid -> program path) when a rule reads
+    /// `parent.path`: the loader seeds it with the processes already running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub procs: Option<String>,
 }
 
 /// A set map and its entries.
@@ -216,9 +220,8 @@ fn field_size(f: &hir::Field) -> u32 {
 pub fn layout(set: &RuleSet, m: &crate::mir::Module, code: &codegen::Compiled) -> Layout {
     let spec = codegen::object::module_spec(m, code);
     let kinds = set.kinds();
-    let probes = kinds
-        .iter()
-        .flat_map(|k| lower::Entry::of(*k))
+    let probes = lower::Entry::all(set)
+        .into_iter()
         .filter(|e| e.cgroup().is_none())
         .map(|e| {
             let sym = e.symbol();
@@ -368,6 +371,7 @@ pub fn rules_layout(set: &RuleSet, source: &str) -> RulesLayout {
             .then(|| lower::MODE_MAP.into()),
         rate: lower::RATE_MAP.into(),
         limit: lower::LIMIT_MAP.into(),
+        procs: lower::uses_procs(set).then(|| lower::PROCS_MAP.into()),
         sets: lower::set_maps(set)
             .into_iter()
             .map(|m| SetMapLayout {

@@ -32,6 +32,31 @@ pub struct RulesLayout {
     /// Hash maps of sets tested with `in`, with the entries to write before attaching.
     #[serde(default)]
     pub sets: Vec<SetMapInfo>,
+    /// The process table (tgid -> program path) when a rule reads `parent.path`.
+    #[serde(default)]
+    pub procs: Option<String>,
+}
+
+/// Bytes of a process table value (the path, NUL-padded).
+pub const PROC_PATH: usize = 256;
+
+/// The processes running now and the program each runs (`/proc/PID/exe`, cut to 255
+/// bytes), to seed the process table with those started before the rules: kernel
+/// threads and processes gone meanwhile have no `exe` and are left out.
+pub fn running_programs() -> Vec<(u32, Vec<u8>)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+        let mut path = std::os::unix::ffi::OsStrExt::as_bytes(exe.as_os_str()).to_vec();
+        path.truncate(PROC_PATH - 1);
+        path.resize(PROC_PATH, 0);
+        Some((pid, path))
+    })
+    .collect()
 }
 
 /// A set map (`pol_rule_in_FIELD`): keys are a field's values, values one bit per set.
