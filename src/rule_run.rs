@@ -67,12 +67,22 @@ pub fn run(args: RunArgs) -> Result<bool> {
         let fd = security::cgroup::open(&path)?;
         Some((path, fd))
     };
+    // The alert sink is opened before anything is loaded: a collector that is not
+    // there is one sentence, nothing attached.
+    let sink = Sink::open(args.alerts_to.as_deref())?;
     let bpf = ProbeObject::load(&out.spec).map_err(|e| anyhow!("cannot load the rules: {e}"))?;
     // The mode is set before anything is attached, so no event sees the other one.
     match (&rules.mode, args.audit) {
-        (Some(map), true) => set_mode(&bpf, map, security::MODE_AUDIT)?,
+        (Some(map), true) => set_mode(&bpf, map, 0, security::MODE_AUDIT)?,
         (None, true) => say!("note: no rule kills or denies: --audit changes nothing"),
         _ => {}
+    }
+    // Rules that say `action audit` start in audit mode, each in its slot.
+    if let Some(map) = &rules.mode {
+        for (i, r) in rules.rules.iter().enumerate().filter(|(_, r)| r.audit) {
+            set_mode(&bpf, map, i as u32 + 1, security::MODE_AUDIT)
+                .with_context(|| format!("rule {}", r.name))?;
+        }
     }
     if let Some(map) = &rules.limit {
         let fd = bpf
@@ -131,6 +141,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
         .and_then(|m| bpf.map_fd(m).ok())
         .and_then(|fd| fd.try_clone_to_owned().ok());
     let mut printer = Printer {
+        sink,
         file: name.clone(),
         json: args.json,
         header: false,
@@ -179,12 +190,13 @@ pub(crate) fn fill_sets(bpf: &ProbeObject, rules: &RulesLayout) -> Result<()> {
     Ok(())
 }
 
-/// Writes the audit/enforce switch of a loaded rule set.
-fn set_mode(bpf: &ProbeObject, map: &str, mode: u64) -> Result<()> {
+/// Writes slot `slot` of the audit/enforce switch of a loaded rule set (0: the file's
+/// mode; a rule's index + 1: its own).
+fn set_mode(bpf: &ProbeObject, map: &str, slot: u32, mode: u64) -> Result<()> {
     let fd = bpf
         .map_fd(map)
         .map_err(|_| anyhow!("internal error: no mode map `{map}`"))?;
-    pol_runtime::sys::map_update(fd, &0u32.to_le_bytes(), &mode.to_le_bytes(), 0)
+    pol_runtime::sys::map_update(fd, &slot.to_le_bytes(), &mode.to_le_bytes(), 0)
         .map_err(|e| anyhow!("cannot set the rules' mode: {e}"))
 }
 
@@ -236,6 +248,10 @@ pub struct ModeArgs {
     /// The `pol run` to switch, when several run the file.
     #[arg(long)]
     pid: Option<u32>,
+    /// Show or switch this rule only (its own mode outlasts the file's switches);
+    /// `follow` puts it back under the file's mode.
+    #[arg(long, value_name = "NAME")]
+    rule: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -244,6 +260,8 @@ pub enum ModeArg {
     Audit,
     /// Rules kill and deny.
     Enforce,
+    /// With `--rule`: the rule acts as the file's mode says.
+    Follow,
 }
 
 /// Shows or switches the audit/enforce mode of a running `pol run` of rules, through the
@@ -261,13 +279,33 @@ pub fn mode(args: ModeArgs) -> Result<bool> {
             root.show(&pin)
         )
     })?;
-    let key = 0u32.to_le_bytes();
-    let show = |v: u64| {
-        if v == security::MODE_AUDIT {
-            "audit"
-        } else {
-            "enforce"
+    // A rule's slot is its index + 1, in the order of the file's rules.
+    let slot = match &args.rule {
+        None => 0u32,
+        Some(rule) => {
+            let src = std::fs::read_to_string(&args.file)
+                .with_context(|| format!("cannot read {name}"))?;
+            let (_, hir, _) = driver::front(&src);
+            let names: Vec<String> = hir
+                .map(|h| h.security.rules.iter().map(|r| r.name.clone()).collect())
+                .unwrap_or_default();
+            let i = names.iter().position(|n| n == rule).ok_or_else(|| {
+                anyhow!(
+                    "{name} has no rule `{rule}` (its rules: {})",
+                    names.join(", ")
+                )
+            })?;
+            i as u32 + 1
         }
+    };
+    if args.rule.is_none() && args.mode == Some(ModeArg::Follow) {
+        bail!("`follow` is for one rule: `pol mode {name} follow --rule NAME`");
+    }
+    let key = slot.to_le_bytes();
+    let show = |v: u64| match (slot, v) {
+        (_, security::MODE_AUDIT) => "audit",
+        (0, _) | (_, security::RULE_ENFORCE) => "enforce",
+        _ => "follow",
     };
     match args.mode {
         None => {
@@ -278,20 +316,64 @@ pub fn mode(args: ModeArgs) -> Result<bool> {
             println!("{}", show(v));
         }
         Some(m) => {
-            let v = if m == ModeArg::Audit {
-                security::MODE_AUDIT
-            } else {
-                security::MODE_ENFORCE
+            let v = match (m, slot) {
+                (ModeArg::Audit, _) => security::MODE_AUDIT,
+                (ModeArg::Enforce, 0) => security::MODE_ENFORCE,
+                (ModeArg::Enforce, _) => security::RULE_ENFORCE,
+                (ModeArg::Follow, _) => security::RULE_FOLLOWS,
             };
             pol_runtime::sys::map_update(fd.as_fd(), &key, &v.to_le_bytes(), 0)
                 .map_err(|e| anyhow!("cannot set the mode: {e}"))?;
-            say!("{name}: {}", show(v));
+            match &args.rule {
+                Some(r) => say!("{name}: rule {r}: {}", show(v)),
+                None => say!("{name}: {}", show(v)),
+            }
         }
     }
     Ok(true)
 }
 
+/// Where alerts go: stdout, a file (appended), or a collector's Unix stream socket.
+struct Sink {
+    out: Box<dyn Write>,
+    /// What it is, for messages (`stdout`, the file, `unix:PATH`).
+    what: String,
+    /// Whether alerts are written somewhere other than stdout (then the suppressed
+    /// and lost counts go there too, in the same format).
+    elsewhere: bool,
+}
+
+impl Sink {
+    fn open(to: Option<&str>) -> Result<Sink> {
+        let Some(to) = to else {
+            return Ok(Sink {
+                out: Box::new(std::io::stdout()),
+                what: "stdout".into(),
+                elsewhere: false,
+            });
+        };
+        let out: Box<dyn Write> = match to.strip_prefix("unix:") {
+            Some(path) => Box::new(std::os::unix::net::UnixStream::connect(path).with_context(
+                || format!("cannot send alerts to {to}: no collector listens on that socket"),
+            )?),
+            None => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(to)
+                    .with_context(|| format!("cannot write alerts to {to}"))?,
+            ),
+        };
+        Ok(Sink {
+            out,
+            what: to.to_string(),
+            elsewhere: true,
+        })
+    }
+}
+
 struct Printer {
+    sink: Sink,
     file: String,
     json: bool,
     header: bool,
@@ -321,11 +403,32 @@ impl Printer {
             }
             out.push('\n');
         });
-        if out.is_empty() {
+        self.write(&out)
+    }
+
+    /// Writes to the sink; false once stdout is gone. A file or collector that fails
+    /// is said once on stderr and replaced by stdout: the rules keep enforcing, and
+    /// their alerts are not lost.
+    fn write(&mut self, text: &str) -> bool {
+        if text.is_empty() {
             return true;
         }
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(out.as_bytes()).is_ok() && stdout.flush().is_ok()
+        let out = &mut self.sink.out;
+        let e = match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => return true,
+            Err(_) if !self.sink.elsewhere => return false,
+            Err(e) => e,
+        };
+        say!(
+            "cannot write alerts to {} any more ({e}): writing them to stdout",
+            self.sink.what
+        );
+        self.sink = Sink {
+            out: Box::new(std::io::stdout()),
+            what: "stdout".into(),
+            elsewhere: false,
+        };
+        self.write(text)
     }
 
     /// Says, for each rule whose count grew, how many of its alerts the rate limit
@@ -353,20 +456,23 @@ impl Printer {
                 continue;
             };
             if total > *last {
-                if self.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"type": "suppressed", "rule": rule.name, "count": total, "limit": self.limit})
-                    );
+                *last = total;
+                let line = if self.json {
+                    serde_json::json!({"type": "suppressed", "rule": rule.name, "count": total, "limit": self.limit}).to_string()
                 } else {
-                    say!(
+                    format!(
                         "{}: {total} alert{} suppressed (more than {} a second per CPU)",
                         rule.name,
                         if total == 1 { "" } else { "s" },
                         self.limit
-                    );
+                    )
+                };
+                if self.json || self.sink.elsewhere {
+                    let line = line + "\n";
+                    self.write(&line);
+                } else {
+                    say!("{line}");
                 }
-                *last = total;
             }
         }
     }
@@ -379,12 +485,16 @@ impl Printer {
             return;
         }
         let total = self.lost;
-        say!(
+        let text = format!(
             "{total} alert{} lost: the ring buffer was full",
             if total == 1 { "" } else { "s" }
         );
+        say!("{text}");
         if at_end && self.json {
-            println!("{}", serde_json::json!({"type": "lost", "count": total}));
+            let line = format!("{}\n", serde_json::json!({"type": "lost", "count": total}));
+            self.write(&line);
+        } else if self.sink.elsewhere && !self.json {
+            self.write(&(text + "\n"));
         }
     }
 }

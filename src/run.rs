@@ -115,6 +115,11 @@ pub struct RunArgs {
     /// are counted and reported as suppressed (kills and denials still happen). 0: no limit.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub(crate) alert_rate: u64,
+    /// Security rules: write alerts (and the suppressed and lost counts) to this file
+    /// (appended), or to the Unix stream socket a collector listens on (`unix:PATH`),
+    /// instead of stdout; text or, with `--json`, JSON lines.
+    #[arg(long, value_name = "FILE|unix:PATH")]
+    pub(crate) alerts_to: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

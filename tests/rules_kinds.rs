@@ -165,3 +165,131 @@ fn parent_path_knows_parents_started_before_the_rules_and_after() {
         "the early parent (from /proc), the late one (its exec), not the other:\n{out}"
     );
 }
+
+fn example(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/rules")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn the_reverse_shell_example_sees_a_shell_whose_stdout_is_a_socket() {
+    require_kernel();
+    common::require_tool("python3");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    // Audit mode: the example kills machine-wide, and other shells may run here.
+    let pol = start(&["--json", "--audit", &example("reverse_shell.pol")]);
+    // A reverse shell: connect, put the socket on stdin and stdout, exec a shell.
+    let rev = Command::new("python3")
+        .args([
+            "-c",
+            &format!("import os, socket\ns = socket.create_connection(('127.0.0.1', {port}))\nos.dup2(s.fileno(), 0)\nos.dup2(s.fileno(), 1)\nos.execv('/bin/sh', ['sh', '-c', 'echo reached'])"),
+        ])
+        .spawn()
+        .expect("start the reverse shell");
+    let rev_pid = rev.id();
+    let (mut conn, _) = listener.accept().expect("the shell connects");
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut got).expect("read");
+    let _ = rev.wait_with_output();
+    // A shell with pipes is not one.
+    let plain = Command::new("sh")
+        .args(["-c", "echo plain"])
+        .output()
+        .expect("sh");
+    let out = stop(pol);
+    assert_eq!(got.trim(), "reached", "audit mode lets it run");
+    assert!(plain.status.success());
+    let a: Vec<serde_json::Value> = alerts(&out)
+        .into_iter()
+        .filter(|a| a["rule"] == "reverse_shell")
+        .collect();
+    let mine: Vec<&serde_json::Value> = a.iter().filter(|a| a["event"]["pid"] == rev_pid).collect();
+    assert_eq!(mine.len(), 1, "{out}");
+    let ev = &mine[0]["event"];
+    assert_eq!(ev["comm"], "sh");
+    assert_eq!(ev["stdout.socket"], 1);
+    assert_eq!(ev["stdin.socket"], 1);
+    assert_eq!(mine[0]["action"], "audit");
+    assert_eq!(mine[0]["would"], serde_json::json!(["kill"]));
+    assert!(
+        a.iter()
+            .all(|x| x["event"]["argv"] != serde_json::json!(["sh", "-c", "echo plain"])),
+        "{out}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn the_container_example_sees_a_package_manager_in_a_container_cgroup_only() {
+    require_kernel();
+    let dir = TempDir::new("pol_rules_container");
+    // Named as Docker names its containers' cgroups.
+    let cg = TestCgroup::new("docker-pol");
+    let apt = program(dir.path(), "apt-get");
+    let pol = start(&["--json", &example("containers.pol")]);
+    let inside = cg.sh(&format!("exec {} update", apt.display()));
+    assert!(inside.status.success(), "{inside:?}");
+    let outside = Command::new(&apt).status().expect("run outside");
+    assert!(outside.success());
+    let out = stop(pol);
+    let a: Vec<serde_json::Value> = alerts(&out)
+        .into_iter()
+        .filter(|a| a["event"]["path"] == apt.display().to_string())
+        .collect();
+    let name = cg
+        .path()
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .to_string();
+    assert_eq!(a.len(), 1, "the run inside only:\n{out}");
+    assert_eq!(a[0]["rule"], "package_manager_in_container");
+    assert_eq!(a[0]["event"]["cgroup.name"], name.as_str());
+    assert_eq!(
+        a[0]["message"],
+        format!(
+            "apt-get ran in container cgroup {name}: {} update",
+            apt.display()
+        )
+    );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn the_starter_rules_see_a_private_key_read_by_cat_not_by_ssh() {
+    require_kernel();
+    let dir = TempDir::new("pol_rules_keys");
+    let key = dir.path().join("id_ed25519");
+    std::fs::write(&key, "not a real key\n").expect("write key");
+    // `ssh` here is a copy of cat: the rule goes by the command name, as Falco's does.
+    let ssh = dir.path().join("ssh");
+    std::fs::copy("/bin/cat", &ssh).expect("copy cat");
+    let pol = start(&["--json", "--audit", &example("starter.pol")]);
+    let by_cat = Command::new("cat").arg(&key).output().expect("cat");
+    let by_ssh = Command::new(&ssh).arg(&key).output().expect("ssh");
+    let out = stop(pol);
+    assert_eq!(String::from_utf8_lossy(&by_cat.stdout), "not a real key\n");
+    assert!(by_ssh.status.success());
+    let reads: Vec<String> = alerts(&out)
+        .iter()
+        .filter(|a| {
+            a["rule"] == "private_key_read" && a["event"]["path"] == key.display().to_string()
+        })
+        .map(|a| a["event"]["comm"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(reads, ["cat"], "cat, not ssh:\n{out}");
+}

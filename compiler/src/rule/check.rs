@@ -43,6 +43,7 @@ pub fn check(
         }
     }
     set.sets = defs.sets.take();
+    diags.extend(super::analysis::analyse(&set, source));
     (set, diags)
 }
 
@@ -90,6 +91,7 @@ fn check_rule(
     let mut message: Option<String> = None;
     let mut kill = false;
     let mut deny = false;
+    let mut audit: Option<Span> = None;
     let mut actions = 0;
     let mut exceptions = Vec::new();
     for stmt in &r.body {
@@ -114,6 +116,7 @@ fn check_rule(
                     match action(kind, a, source, diags) {
                         Some(Action::Kill) => kill = true,
                         Some(Action::Deny) => deny = true,
+                        Some(Action::Audit) => audit = Some(a.span.clone()),
                         Some(Action::Alert(s, m)) => {
                             severity = s;
                             message = Some(m);
@@ -145,6 +148,17 @@ fn check_rule(
             .with_help("add `action alert(warning, \"...\")`, `action kill` or both"),
         );
     }
+    if let (Some(span), false) = (&audit, kill || deny) {
+        diags.push(
+            Diagnostic::warning(
+                "W0538",
+                format!("`audit` does nothing: rule `{}` neither kills nor denies", r.name.name),
+                span.clone(),
+            )
+            .with_label("the rule only alerts already")
+            .with_help("`action audit, kill` or `action audit, deny` starts a rule that would act in audit mode"),
+        );
+    }
     for c in exceptions {
         cond = Cond::And(Box::new(cond), Box::new(Cond::Not(Box::new(c))));
     }
@@ -157,6 +171,7 @@ fn check_rule(
         message: message.unwrap_or_else(|| r.name.name.clone()),
         kill,
         deny,
+        audit: audit.is_some() && (kill || deny),
         span: r.span.clone(),
         header,
     })
@@ -181,6 +196,7 @@ fn stmt_span(s: &Stmt) -> Span {
 enum Action {
     Kill,
     Deny,
+    Audit,
     Alert(Severity, String),
 }
 
@@ -188,8 +204,8 @@ fn action(kind: Kind, e: &Expr, source: &str, diags: &mut Vec<Diagnostic>) -> Op
     let bad = |diags: &mut Vec<Diagnostic>, span: Span| {
         diags.push(
             Diagnostic::error("E0531", "not an action", span)
-                .with_label("expected `alert(..)`, `kill` or `deny`")
-                .with_help("actions: `alert(SEVERITY, \"text with {field}s\")`, `kill` (SIGKILL to the process), `deny` (refuse a connect or bind)"),
+                .with_label("expected `alert(..)`, `kill`, `deny` or `audit`")
+                .with_help("actions: `alert(SEVERITY, \"text with {field}s\")`, `kill` (SIGKILL to the process), `deny` (refuse a connect or bind), `audit` (start the rule in audit mode)"),
         );
         None
     };
@@ -221,6 +237,7 @@ fn action(kind: Kind, e: &Expr, source: &str, diags: &mut Vec<Diagnostic>) -> Op
             None
         }
         ExprKind::Path(p) if p.dotted() == "kill" => Some(Action::Kill),
+        ExprKind::Path(p) if p.dotted() == "audit" => Some(Action::Audit),
         ExprKind::Path(p) if p.dotted() == "deny" && kind.can_deny() => Some(Action::Deny),
         ExprKind::Path(p) if p.dotted() == "deny" => {
             diags.push(

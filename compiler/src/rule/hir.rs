@@ -74,6 +74,9 @@ pub struct Rule {
     pub kill: bool,
     /// Refuse the operation (connect, bind).
     pub deny: bool,
+    /// `action audit`: the rule starts in audit mode whatever the file's mode (switch it
+    /// with `pol mode FILE enforce --rule NAME`).
+    pub audit: bool,
     pub span: Span,
     /// `rule NAME on KIND`: where alerts point.
     pub header: Span,
@@ -290,24 +293,50 @@ const OPEN_COMMON: [Field; 7] = common_fields!("the command name (15 bytes at mo
 /// How many ancestors `ancestor.comm` holds: the parent, the grandparent and two more.
 pub const ANCESTORS: u32 = 4;
 
-/// Fields at the end of every record, after the kind's own: the effective uid, the
-/// ancestors' command names and the parent's program (the last two read only when a
-/// rule of the kind uses them).
+/// Offsets in the tail (after a kind's own fields) of: the effective uid, whether
+/// stdin and stdout are sockets, the ancestors' command names, the name of the process's
+/// cgroup v2 directory, and the parent's program.
+pub const T_STDIN: u32 = 8;
+pub const T_STDOUT: u32 = 16;
+pub const T_ANCESTORS: u32 = 24;
+pub const T_CGROUP_NAME: u32 = T_ANCESTORS + 16 * ANCESTORS;
+/// Bytes of `cgroup.name` (a power of two: suffix offsets are masked).
+pub const CGROUP_NAME_MAX: u32 = 64;
+
+/// Fields at the end of every record, after the kind's own (all but `euid` read only
+/// when a rule of the kind uses them).
 macro_rules! tail_fields {
     ($base:expr) => {
         [
             int("euid", $base, "effective user id"),
+            int(
+                "stdin.socket",
+                $base + T_STDIN,
+                "1 when the process's stdin (fd 0) is a socket, else 0",
+            ),
+            int(
+                "stdout.socket",
+                $base + T_STDOUT,
+                "1 when the process's stdout (fd 1) is a socket, else 0",
+            ),
             Field {
                 name: "ancestor.comm",
                 ty: FieldTy::Comms(ANCESTORS),
-                offset: $base + 8,
+                offset: $base + T_ANCESTORS,
                 len_at: None,
                 doc: "the command names of the parent, grandparent and two more ancestors",
             },
             Field {
+                name: "cgroup.name",
+                ty: FieldTy::Str(CGROUP_NAME_MAX),
+                offset: $base + T_CGROUP_NAME,
+                len_at: None,
+                doc: "the name of the process's cgroup v2 directory (`docker-ID.scope`, `nginx.service`; 63 bytes at most)",
+            },
+            Field {
                 name: "parent.path",
                 ty: FieldTy::Str(PATH_MAX),
-                offset: $base + 8 + 16 * ANCESTORS,
+                offset: $base + PARENT_PATH,
                 len_at: None,
                 doc: "the program the parent runs, as its execve was given it (absolute for processes started before the rules)",
             },
@@ -318,8 +347,8 @@ macro_rules! tail_fields {
 /// Where the tail fields start in exec and open records, and in connect and bind records.
 pub const TAIL: u32 = 624;
 pub const SOCK_TAIL: u32 = 136;
-const TAIL_FIELDS: [Field; 3] = tail_fields!(TAIL);
-const SOCK_TAIL_FIELDS: [Field; 3] = tail_fields!(SOCK_TAIL);
+const TAIL_FIELDS: [Field; 6] = tail_fields!(TAIL);
+const SOCK_TAIL_FIELDS: [Field; 6] = tail_fields!(SOCK_TAIL);
 
 pub const EXEC_FIELDS: &[Field] = with_common![
     EXEC_COMMON;
@@ -340,6 +369,9 @@ pub const EXEC_FIELDS: &[Field] = with_common![
     TAIL_FIELDS[0],
     TAIL_FIELDS[1],
     TAIL_FIELDS[2],
+    TAIL_FIELDS[3],
+    TAIL_FIELDS[4],
+    TAIL_FIELDS[5],
 ];
 
 /// `open`'s flags and mode as the system call got them, and whether it opens for writing.
@@ -372,6 +404,9 @@ pub const OPEN_FIELDS: &[Field] = with_common![
     TAIL_FIELDS[0],
     TAIL_FIELDS[1],
     TAIL_FIELDS[2],
+    TAIL_FIELDS[3],
+    TAIL_FIELDS[4],
+    TAIL_FIELDS[5],
 ];
 
 /// `connect` and `bind`: the socket's family (2 AF_INET, 10 AF_INET6), the address and
@@ -403,6 +438,9 @@ macro_rules! sock_fields {
             SOCK_TAIL_FIELDS[0],
             SOCK_TAIL_FIELDS[1],
             SOCK_TAIL_FIELDS[2],
+            SOCK_TAIL_FIELDS[3],
+            SOCK_TAIL_FIELDS[4],
+            SOCK_TAIL_FIELDS[5],
         ]
     };
 }
@@ -426,6 +464,9 @@ pub const SETUID_FIELDS: &[Field] = with_common![
     SOCK_TAIL_FIELDS[0],
     SOCK_TAIL_FIELDS[1],
     SOCK_TAIL_FIELDS[2],
+    SOCK_TAIL_FIELDS[3],
+    SOCK_TAIL_FIELDS[4],
+    SOCK_TAIL_FIELDS[5],
 ];
 
 pub const SETGID_FIELDS: &[Field] = with_common![
@@ -438,6 +479,9 @@ pub const SETGID_FIELDS: &[Field] = with_common![
     SOCK_TAIL_FIELDS[0],
     SOCK_TAIL_FIELDS[1],
     SOCK_TAIL_FIELDS[2],
+    SOCK_TAIL_FIELDS[3],
+    SOCK_TAIL_FIELDS[4],
+    SOCK_TAIL_FIELDS[5],
 ];
 
 pub const PTRACE_FIELDS: &[Field] = with_common![
@@ -447,6 +491,9 @@ pub const PTRACE_FIELDS: &[Field] = with_common![
     SOCK_TAIL_FIELDS[0],
     SOCK_TAIL_FIELDS[1],
     SOCK_TAIL_FIELDS[2],
+    SOCK_TAIL_FIELDS[3],
+    SOCK_TAIL_FIELDS[4],
+    SOCK_TAIL_FIELDS[5],
 ];
 
 /// `exit`: how the process ended, from `task->exit_code` (as `wait` reports it).
@@ -457,6 +504,9 @@ pub const EXIT_FIELDS: &[Field] = with_common![
     SOCK_TAIL_FIELDS[0],
     SOCK_TAIL_FIELDS[1],
     SOCK_TAIL_FIELDS[2],
+    SOCK_TAIL_FIELDS[3],
+    SOCK_TAIL_FIELDS[4],
+    SOCK_TAIL_FIELDS[5],
 ];
 
 /// Bytes of exec and open records: 368 + 256 for exec's argv (room behind `path` for a
@@ -467,7 +517,7 @@ pub const RECORD_SIZE: u32 = TAIL + PARENT_PATH + 2 * PATH_MAX;
 /// `parent.path`'s offset from the tail; its 256 bytes are followed by 256 more, room
 /// for a suffix compare's masked offset. Bytes to zero on every event: up to the end
 /// of `parent.path`.
-pub const PARENT_PATH: u32 = 8 + 16 * ANCESTORS;
+pub const PARENT_PATH: u32 = T_CGROUP_NAME + CGROUP_NAME_MAX;
 
 /// Bytes of a kind's record that are zeroed on every event (the padding after
 /// `parent.path` is never read).

@@ -22,12 +22,16 @@ use crate::mir::{
 /// The per-CPU array the record is built in.
 pub const SCRATCH_MAP: &str = "pol_rule_scratch";
 
-/// The array (one u64) saying how rules that kill or deny act: 0 enforce, 1 audit (alert
-/// only, flagged as what would have been done). The programs read it on every event, so
-/// `pol` switches a running rule set by writing it, without reloading anything.
+/// The array saying how rules that kill or deny act: slot 0 the file's mode, 0 enforce,
+/// 1 audit (alert only, flagged as what would have been done), read on every event; slot
+/// `i + 1` rule `i`'s own (0 as the file, 1 audit, 2 enforce), read when it matched. `pol`
+/// switches a running rule set or one rule by writing it, without reloading anything.
 pub const MODE_MAP: &str = "pol_rule_mode";
 pub const MODE_ENFORCE: u64 = 0;
 pub const MODE_AUDIT: u64 = 1;
+/// A rule's slot (its index + 1) holding this enforces whatever the file's mode; 0
+/// follows the file's, [`MODE_AUDIT`] audits.
+pub const RULE_ENFORCE: u64 = 2;
 
 /// Alert rate limiting: a per-CPU array with one 16-byte slot per rule (the window and
 /// the alerts sent in it, packed as `window << 32 | sent`; then the alerts suppressed),
@@ -137,6 +141,27 @@ const EXEC_MEMBERS: &[(&str, &str)] = &[
 
 /// And exit records (how it ended).
 const EXIT_MEMBERS: &[(&str, &str)] = &[("task_struct", "exit_code")];
+
+/// `stdin.socket`, `stdout.socket`: the file behind fd 0 and 1, and its inode's mode.
+const STDIO_MEMBERS: &[(&str, &str)] = &[
+    ("task_struct", "files"),
+    ("files_struct", "fdt"),
+    ("fdtable", "fd"),
+    ("file", "f_inode"),
+    ("inode", "i_mode"),
+];
+
+/// `cgroup.name`: the default hierarchy's cgroup of the task, and its kernfs name.
+const CGROUP_NAME_MEMBERS: &[(&str, &str)] = &[
+    ("task_struct", "cgroups"),
+    ("css_set", "dfl_cgrp"),
+    ("cgroup", "kn"),
+    ("kernfs_node", "name"),
+];
+
+fn uses_stdio(set: &RuleSet, kind: Kind) -> bool {
+    set.uses(kind, "stdin.socket") || set.uses(kind, "stdout.socket")
+}
 
 /// And the process table's programs.
 const TRACK_MEMBERS: &[(&str, &str)] = &[
@@ -337,7 +362,8 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
             kind: MapKind::Array,
             key_size: 4,
             value_size: 8,
-            max_entries: 1,
+            // The file's mode, then each rule's.
+            max_entries: 1 + set.rules.len() as u32,
             flags: 0,
         })
     });
@@ -398,7 +424,7 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
         procs,
     };
     for (index, kind) in kinds.iter().enumerate() {
-        let members = members(*kind, kt)?;
+        let members = members(*kind, kt, set)?;
         for entry in Entry::of(*kind) {
             let f = Lower::program(set, *kind, *entry, index, &members, &maps);
             m.add_func(f);
@@ -428,15 +454,27 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
 /// Offsets of the members `kind` reads, by `struct.member`.
 type Members = std::collections::HashMap<String, Member>;
 
-fn members(kind: Kind, kt: &dyn KernelTypes) -> Result<Members, MissingMember> {
+fn members(kind: Kind, kt: &dyn KernelTypes, set: &RuleSet) -> Result<Members, MissingMember> {
     let extra: &[(&str, &str)] = match kind {
         Kind::Exec => EXEC_MEMBERS,
         Kind::Exit => EXIT_MEMBERS,
         _ => &[],
     };
+    let stdio: &[(&str, &str)] = if uses_stdio(set, kind) {
+        STDIO_MEMBERS
+    } else {
+        &[]
+    };
+    let cgroup: &[(&str, &str)] = if set.uses(kind, "cgroup.name") {
+        CGROUP_NAME_MEMBERS
+    } else {
+        &[]
+    };
     COMMON_MEMBERS
         .iter()
         .chain(extra)
+        .chain(stdio)
+        .chain(cgroup)
         .map(|&(strukt, member)| {
             kt.member(strukt, member)
                 .map(|m| (format!("{strukt}.{member}"), m))
@@ -814,6 +852,12 @@ impl Lower {
         let off = |name: &str| members.get(name).map_or(0, |m| m.offset);
         let ancestors = set.uses(kind, "ancestor.comm");
         l.fill_common(cur, off, kind.tail(), ancestors);
+        if uses_stdio(set, kind) {
+            cur = l.fill_stdio(cur, off, kind.tail());
+        }
+        if set.uses(kind, "cgroup.name") {
+            l.fill_cgroup_name(cur, off, kind.tail());
+        }
         if let (true, Some(procs)) = (set.uses(kind, "parent.path"), maps.procs) {
             cur = l.parent_path(cur, kind.tail(), procs);
         }
@@ -840,7 +884,7 @@ impl Lower {
             l.cond(cur, &rule.cond, hit, next);
             l.store(hit, OFF_RULE, Operand::Imm(i as i64));
             let send = if rule.kill || rule.deny {
-                l.act(hit, rule.kill, rule.deny)
+                l.act(hit, rule.kill, rule.deny, i, maps.mode)
             } else {
                 l.store(hit, OFF_FLAGS, Operand::Imm(0));
                 hit
@@ -1140,18 +1184,75 @@ impl Lower {
 
     /// A matched rule that kills or denies: in enforce mode sends SIGKILL / marks the
     /// call refused, in audit mode only flags the alert. Returns the block after.
-    fn act(&mut self, hit: Block, kill: bool, deny: bool) -> Block {
+    fn act(
+        &mut self,
+        hit: Block,
+        kill: bool,
+        deny: bool,
+        index: usize,
+        mode: Option<MapId>,
+    ) -> Block {
         let join = self.f.add_block();
         let enforce = self.f.add_block();
+        let audit = self.f.add_block();
+        self.store(audit, OFF_FLAGS, Operand::Imm(FLAG_AUDIT as i64));
+        self.jump(audit, join);
+        // The rule's own mode (slot index + 1: 0 as the file, 1 audit, 2 enforce), read
+        // only when it matched; then the file's, read once per event.
+        let as_file = self.f.add_block();
+        match mode {
+            Some(mode) => {
+                let slot = self.key_slot();
+                let kp = self
+                    .f
+                    .push(hit, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+                self.f.push_void(
+                    hit,
+                    Op::Store {
+                        ty: IntTy::U32,
+                        ptr: kp,
+                        off: 0,
+                        val: Operand::Imm(index as i64 + 1),
+                    },
+                );
+                let mref = self
+                    .f
+                    .push(hit, Op::MapRef(mode), Type::Ptr(PtrKind::Map(mode)));
+                let p = self.call(
+                    hit,
+                    "map_lookup_elem",
+                    vec![mref, kp],
+                    Type::Ptr(PtrKind::MapValueOrNull(mode)),
+                );
+                let got = self.f.add_block();
+                self.br(hit, MCond::Eq, p, Operand::Imm(0), as_file, got);
+                let v = self.f.push(got, Op::Load { ptr: p, off: 0 }, Type::U64);
+                let not_audit = self.f.add_block();
+                self.br(
+                    got,
+                    MCond::Eq,
+                    v,
+                    Operand::Imm(MODE_AUDIT as i64),
+                    audit,
+                    not_audit,
+                );
+                self.br(
+                    not_audit,
+                    MCond::Eq,
+                    v,
+                    Operand::Imm(RULE_ENFORCE as i64),
+                    enforce,
+                    as_file,
+                );
+            }
+            None => self.jump(hit, as_file),
+        }
         match self.audit {
             Some(slot) => {
-                let audit = self.f.add_block();
-                let a = self.slot_load(hit, slot);
-                self.br(hit, MCond::Ne, a, Operand::Imm(0), audit, enforce);
-                self.store(audit, OFF_FLAGS, Operand::Imm(FLAG_AUDIT as i64));
-                self.jump(audit, join);
+                let a = self.slot_load(as_file, slot);
+                self.br(as_file, MCond::Ne, a, Operand::Imm(0), audit, enforce);
             }
-            None => self.jump(hit, enforce),
+            None => self.jump(as_file, enforce),
         }
         let mut flags = 0;
         if kill {
@@ -1166,6 +1267,64 @@ impl Lower {
         self.store(enforce, OFF_FLAGS, Operand::Imm(flags as i64));
         self.jump(enforce, join);
         join
+    }
+
+    /// `stdin.socket` and `stdout.socket`: whether `task->files->fdt->fd[0]` (and `[1]`)
+    /// is a socket (`f_inode->i_mode & S_IFMT == S_IFSOCK`), with a fixed number of
+    /// reads; a closed fd reads as a null file, so as 0.
+    fn fill_stdio(&mut self, mut b: Block, off: impl Fn(&str) -> u32, tail: u32) -> Block {
+        let task = self.call(b, "get_current_task", vec![], Type::U64);
+        let a = self.plus(b, task, off("task_struct.files"));
+        let files = self.read_kernel_u64(b, a);
+        let a = self.plus(b, files, off("files_struct.fdt"));
+        let fdt = self.read_kernel_u64(b, a);
+        let a = self.plus(b, fdt, off("fdtable.fd"));
+        let fds = self.read_kernel_u64(b, a);
+        for (fd, at) in [(0u32, super::hir::T_STDIN), (1, super::hir::T_STDOUT)] {
+            let a = self.plus(b, fds, 8 * fd);
+            let file = self.read_kernel_u64(b, a);
+            let a = self.plus(b, file, off("file.f_inode"));
+            let inode = self.read_kernel_u64(b, a);
+            let a = self.plus(b, inode, off("inode.i_mode"));
+            let mode = self.read_kernel_u64(b, a);
+            let fmt = self.f.push(
+                b,
+                Op::Binary(BinOp::And, mode, Operand::Imm(0o170000)),
+                Type::U64,
+            );
+            // 1 when S_IFSOCK (0o140000), without a branch: (fmt ^ S_IFSOCK) == 0.
+            let x = self.f.push(
+                b,
+                Op::Binary(BinOp::Xor, fmt, Operand::Imm(0o140000)),
+                Type::U64,
+            );
+            let yes = self.f.add_block();
+            let join = self.f.add_block();
+            self.br(b, MCond::Eq, x, Operand::Imm(0), yes, join);
+            self.store(yes, tail + at, Operand::Imm(1));
+            self.jump(yes, join);
+            b = join;
+        }
+        b
+    }
+
+    /// `cgroup.name`: `task->cgroups->dfl_cgrp->kn->name`, the last part of the
+    /// process's cgroup v2 path.
+    fn fill_cgroup_name(&mut self, b: Block, off: impl Fn(&str) -> u32, tail: u32) {
+        let task = self.call(b, "get_current_task", vec![], Type::U64);
+        let mut p = task;
+        for member in [
+            "task_struct.cgroups",
+            "css_set.dfl_cgrp",
+            "cgroup.kn",
+            "kernfs_node.name",
+        ] {
+            let a = self.plus(b, p, off(member));
+            p = self.read_kernel_u64(b, a);
+        }
+        let dst = self.at(b, tail + super::hir::T_CGROUP_NAME);
+        let n = self.u64c(b, u64::from(super::hir::CGROUP_NAME_MAX));
+        self.call(b, "probe_read_kernel_str", vec![dst, n, p], Type::I64);
     }
 
     /// `parent.path`: the process table's entry of the parent (its tgid is the record's
@@ -1454,7 +1613,7 @@ impl Lower {
                     let a = self.plus(b, t, off("task_struct.real_parent"));
                     t = self.read_kernel_u64(b, a);
                 }
-                let p = self.at(b, tail + 8 + i * super::hir::COMM_LEN);
+                let p = self.at(b, tail + super::hir::T_ANCESTORS + i * super::hir::COMM_LEN);
                 let n = self.u64c(b, 16);
                 let a = self.plus(b, t, off("task_struct.comm"));
                 self.call(b, "probe_read_kernel_str", vec![p, n, a], Type::I64);

@@ -5,6 +5,7 @@
 //! records as probes describe theirs (so any probe consumer can attach and read them),
 //! plus a `rules` section naming each rule's severity, message, actions and source span.
 
+pub mod analysis;
 pub mod check;
 pub mod hir;
 pub mod ktypes;
@@ -97,6 +98,9 @@ pub struct RuleLayout {
     pub message: String,
     /// `alert`, and `kill` or `deny` when the rule kills or denies.
     pub actions: Vec<&'static str>,
+    /// Starts in audit mode (`action audit`): its slot of the mode map is set to audit.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub audit: bool,
     /// Byte range of `rule NAME on KIND` in the source, and its 1-based line and column.
     pub span: [usize; 2],
     pub line: usize,
@@ -326,6 +330,7 @@ pub fn rules_layout(set: &RuleSet, source: &str) -> RulesLayout {
                     severity: r.severity.name(),
                     message: r.message.clone(),
                     actions,
+                    audit: r.audit,
                     span: [r.header.start, r.header.end],
                     line,
                     column,

@@ -123,6 +123,9 @@ pub struct RuleInfo {
     pub severity: String,
     pub message: String,
     pub actions: Vec<String>,
+    /// Starts in audit mode whatever the file's mode.
+    #[serde(default)]
+    pub audit: bool,
     pub span: [usize; 2],
     pub line: usize,
     pub column: usize,
@@ -166,6 +169,9 @@ const FLAG_AUDIT: u64 = 4;
 /// The values of the mode map (`pol_rule_mode`).
 pub const MODE_ENFORCE: u64 = 0;
 pub const MODE_AUDIT: u64 = 1;
+/// A rule's slot (its index + 1): 0 follows the file, [`MODE_AUDIT`], or this.
+pub const RULE_FOLLOWS: u64 = 0;
+pub const RULE_ENFORCE: u64 = 2;
 
 /// A field's value in an alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
