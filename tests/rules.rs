@@ -722,9 +722,11 @@ fn rule_examples_check_and_are_in_pol_fmt_style() {
         let src = std::fs::read_to_string(&p).expect("read example");
         let (_, hir, diags) = driver::front(&src);
         assert!(diags.is_empty(), "{}: {diags:#?}", p.display());
+        // The starter file is a set; the others are one example each.
+        let want = if p.ends_with("starter.pol") { 5 } else { 1 };
         assert!(
-            hir.is_some_and(|h| h.security.rules.len() >= 5),
-            "{}: a starter set",
+            hir.is_some_and(|h| h.security.rules.len() >= want),
+            "{}: at least {want} rules",
             p.display()
         );
         assert_eq!(
