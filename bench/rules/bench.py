@@ -190,10 +190,15 @@ def main():
                     row(op, f"bpftrace {k} compare{'s' if k > 1 else ''}", {"tool": "bpftrace", "rules": k}, prog, ns, base)
     finally:
         open(stats_file, "w").write(stats_was)
-        try:
-            os.rmdir(cg)
-        except OSError as e:
-            print(f"warning: {cg}: {e}", file=sys.stderr)
+        # The loop's last processes may take a moment to leave the cgroup.
+        for attempt in range(50):
+            try:
+                os.rmdir(cg)
+                break
+            except OSError as e:
+                if attempt == 49:
+                    print(f"warning: {cg}: {e}", file=sys.stderr)
+                time.sleep(0.1)
     print(f"load average at end: {loadavg()}", flush=True)
     if a.json_out:
         json.dump(rows, open(a.json_out, "w"), indent=1)
