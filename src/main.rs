@@ -188,7 +188,7 @@ fn compile_keeping_sources(path: &Path) -> Result<Option<(driver::Compiled, Sour
             .insert(name.to_string(), text.clone());
         Ok(text)
     };
-    match driver::compile_with_catalog(&src, &files, &pol_compiler::catalog::HostCatalog) {
+    match driver::compile_file(&name, &src, &files, &pol_compiler::catalog::HostCatalog) {
         Ok(c) => {
             eprint!("{}", render_all(&c.warnings, &name, &src));
             let bad_tests = pol_runtime::testcase::check(&c.ast);

@@ -338,7 +338,8 @@ pub fn compile_record(r: &PolicyRecord) -> Option<Compiled> {
             .cloned()
             .ok_or_else(|| format!("`{n}` was not kept"))
     };
-    driver::compile_with(&r.source, &files).ok()
+    let catalog = pol_compiler::catalog::NoCatalog;
+    driver::compile_file(&r.file, &r.source, &files, &catalog).ok()
 }
 
 pub fn status(args: StatusArgs) -> Result<bool> {

@@ -31,7 +31,7 @@ pub fn run(args: RunArgs) -> Result<bool> {
     let src =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let no_files = pol_compiler::hir::check::no_files;
-    let c = match driver::compile_with_catalog(&src, &no_files, &pol_compiler::catalog::HostCatalog)
+    let c = match driver::compile_file(&name, &src, &no_files, &pol_compiler::catalog::HostCatalog)
     {
         Ok(c) => {
             eprint!("{}", render_all(&c.warnings, &name, &src));

@@ -41,8 +41,17 @@ pub fn run(args: RunArgs) -> Result<bool> {
     // The catalog reads tracefs: mount it first where it is missing.
     let _ = attach::ensure_tracefs();
     let no_files = pol_compiler::hir::check::no_files;
-    let c = match driver::compile_with_catalog(&src, &no_files, &pol_compiler::catalog::HostCatalog)
-    {
+    let file_name = if args.program.is_some() {
+        ""
+    } else {
+        name.as_str()
+    };
+    let c = match driver::compile_file(
+        file_name,
+        &src,
+        &no_files,
+        &pol_compiler::catalog::HostCatalog,
+    ) {
         Ok(c) => {
             eprint!("{}", render_all(&c.warnings, &name, &src));
             c

@@ -22,7 +22,7 @@ const SRC: &str = "filter lines on xdp(\"eth0\") {
 fn bpftool_shows_the_pol_lines_of_a_loaded_filter() {
     common::require_kernel();
     common::require_tool("bpftool");
-    let c = driver::compile(SRC).expect("compiles");
+    let c = compile_named();
     let dir = common::TempDir::new("pol_line_info");
     let obj = dir.path().join("lines.o");
     std::fs::write(&obj, &c.object).expect("write object");
@@ -42,11 +42,21 @@ fn bpftool_shows_the_pol_lines_of_a_loaded_filter() {
     let out = std::process::Command::new("bpftool")
         .args(["prog", "dump", "xlated", "pinned"])
         .arg(pin.path().join("lines"))
+        .arg("linum")
         .output()
         .expect("run bpftool");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "dump xlated: {text}");
-    let shown: Vec<&str> = text.lines().filter(|l| l.starts_with("; ")).collect();
+    // With `linum` each line ends in `[file:lines.pol line_num:N line_col:0]`.
+    assert!(
+        text.contains("; drop tcp.dport == 23 [file:lines.pol line_num:2 "),
+        "no file:line for rule 1 in {text}"
+    );
+    let shown: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("; "))
+        .map(|l| l.split(" [file:").next().unwrap_or(l).to_string())
+        .collect();
     for want in [
         "; filter lines on xdp(\"eth0\") {",
         "; drop tcp.dport == 23",
@@ -54,11 +64,37 @@ fn bpftool_shows_the_pol_lines_of_a_loaded_filter() {
         "; malformed pass",
         "; default drop",
     ] {
-        assert!(shown.contains(&want), "{want:?} not among {shown:#?}");
+        assert!(
+            shown.iter().any(|l| l == want),
+            "{want:?} not among {shown:#?}"
+        );
     }
     // The first instruction has a line (the kernel insists), and it is the filter's.
     let first = text.lines().nth(1).unwrap_or("");
-    assert_eq!(first, "; filter lines on xdp(\"eth0\") {", "{text}");
+    assert!(
+        first.starts_with("; filter lines on xdp(\"eth0\") { [file:lines.pol line_num:1 "),
+        "{text}"
+    );
+}
+
+/// `SRC` compiled as the file `lines.pol`, as `pol build lines.pol` does.
+fn compile_named() -> driver::Compiled {
+    let no_files = pol_compiler::hir::check::no_files;
+    driver::compile_file(
+        "lines.pol",
+        SRC,
+        &no_files,
+        &pol_compiler::catalog::NoCatalog,
+    )
+    .expect("compiles")
+}
+
+/// The file name is in the object's strings only when the compiler was given one.
+#[test]
+fn line_info_names_the_pol_file() {
+    let has = |o: &[u8]| o.windows(10).any(|w| w == b"lines.pol\0");
+    assert!(has(&compile_named().object));
+    assert!(!has(&driver::compile(SRC).expect("compiles").object));
 }
 
 /// The object records where each run of instructions comes from without a kernel:

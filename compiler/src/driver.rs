@@ -168,6 +168,43 @@ pub fn compile_with_catalog(
     files: FileReader<'_>,
     catalog: &dyn Catalog,
 ) -> Result<Compiled, Vec<Diagnostic>> {
+    compile_file("", source, files, catalog)
+}
+
+/// `compile_with_catalog` of the file named `file` (as the user gave it): the object's
+/// line_info names it, so `bpftool prog dump xlated ... linum` shows `file:line`.
+pub fn compile_file(
+    file_name: &str,
+    source: &str,
+    files: FileReader<'_>,
+    catalog: &dyn Catalog,
+) -> Result<Compiled, Vec<Diagnostic>> {
+    let mut c = compile_source(file_name, source, files, catalog)?;
+    // Probes and security rules wrote their object from their own spec: name the file in
+    // it and write it again (small files; filters name it as they write).
+    if let (false, Some(out)) = (file_name.is_empty(), c.probes.as_mut()) {
+        out.spec.source_file = file_name.to_owned();
+        let o = obj::write_module(&out.spec).map_err(|e| vec![object_error(e, 0..0)])?;
+        out.object = o.clone();
+        c.object = o;
+    }
+    Ok(c)
+}
+
+fn object_error(e: obj::ObjError, span: std::ops::Range<usize>) -> Diagnostic {
+    Diagnostic::error(
+        "I0003",
+        format!("internal error: cannot write the object: {e}"),
+        span,
+    )
+}
+
+fn compile_source(
+    file_name: &str,
+    source: &str,
+    files: FileReader<'_>,
+    catalog: &dyn Catalog,
+) -> Result<Compiled, Vec<Diagnostic>> {
     let start = Instant::now();
     let (file, hir, mut diags) = front_with_catalog(source, files, catalog);
     let Some(hir) = hir else { return Err(diags) };
@@ -249,19 +286,22 @@ pub fn compile_with_catalog(
         }
         m
     });
+    let module = module.map(|mut m| {
+        m.source_file = file_name.to_owned();
+        m
+    });
     let written = match &module {
         Some(m) => obj::write_module(m),
-        None => obj::write_object(&spec),
+        None => obj::module_of(&spec).and_then(|mut m| {
+            m.source_file = file_name.to_owned();
+            obj::write_module(&m)
+        }),
     };
     let object = match written {
         Ok(o) => o,
         Err(e) => {
             let span = hir.filters.first().map(|f| f.span.clone()).unwrap_or(0..0);
-            diags.push(Diagnostic::error(
-                "I0003",
-                format!("internal error: cannot write the object: {e}"),
-                span,
-            ));
+            diags.push(object_error(e, span));
             return Err(diags);
         }
     };

@@ -99,6 +99,7 @@ pub fn module_spec(m: &Module, c: &Compiled) -> ModuleSpec {
         license: "GPL".into(),
         funcs,
         maps: m.maps.iter().map(map_spec).collect(),
+        source_file: String::new(),
     }
 }
 

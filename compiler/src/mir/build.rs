@@ -13,7 +13,7 @@ use super::entities::{Block, Inst, Value};
 use super::func::{
     BlockCall, BlockData, Function, InstData, Op, Operand, Term, ValueData, ValueDef,
 };
-use super::types::Type;
+use super::types::{Cond, Type};
 
 /// A variable: a typed name for "the value of X here", read and written per block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +81,26 @@ impl Builder {
     pub fn set_term(&mut self, b: Block, t: Term) {
         self.done[b.index()] = true;
         self.f.set_term(b, t);
+    }
+
+    /// Ends `b` with `br cond a, rhs, then, els` (edges without arguments).
+    pub fn br(
+        &mut self,
+        b: Block,
+        cond: Cond,
+        a: Value,
+        rhs: impl Into<Operand>,
+        then: Block,
+        els: Block,
+    ) {
+        self.done[b.index()] = true;
+        self.f.br(b, cond, a, rhs, then, els);
+    }
+
+    /// Ends `b` with a jump to `to` passing `args`.
+    pub fn jump(&mut self, b: Block, to: Block, args: Vec<Value>) {
+        self.done[b.index()] = true;
+        self.f.jump(b, to, args);
     }
 
     pub fn is_terminated(&self, b: Block) -> bool {

@@ -125,6 +125,12 @@ impl From<Value> for Operand {
     }
 }
 
+impl From<i64> for Operand {
+    fn from(c: i64) -> Self {
+        Operand::Imm(c)
+    }
+}
+
 /// The operation of an instruction. Result types are stored on the result value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -355,6 +361,33 @@ impl Function {
 
     pub fn set_term(&mut self, b: Block, term: Term) {
         self.blocks[b.index()].term = term;
+    }
+
+    /// Ends `b` with `br cond a, rhs, then, els`, both edges without arguments.
+    pub fn br(
+        &mut self,
+        b: Block,
+        cond: Cond,
+        a: Value,
+        rhs: impl Into<Operand>,
+        then: Block,
+        els: Block,
+    ) {
+        self.set_term(
+            b,
+            Term::Br {
+                cond,
+                a,
+                b: rhs.into(),
+                then: BlockCall::new(then, vec![]),
+                els: BlockCall::new(els, vec![]),
+            },
+        );
+    }
+
+    /// Ends `b` with a jump to `to` passing `args`.
+    pub fn jump(&mut self, b: Block, to: Block, args: Vec<Value>) {
+        self.set_term(b, Term::Jump(BlockCall::new(to, args)));
     }
 
     /// Convenience builders.

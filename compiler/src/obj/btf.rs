@@ -278,7 +278,7 @@ pub fn funcs_btf(funcs: &[super::FuncSpec]) -> (Vec<u8>, Vec<u32>) {
 
 /// Builds `.BTF` with maps, then a FUNC_PROTO and FUNC per function, and `.BTF.ext` with
 /// func_info and line_info grouped by section.
-pub(crate) fn module_btf(maps: &[MapSpec], funcs: &[FuncBtf<'_>]) -> ModuleBtf {
+pub(crate) fn module_btf(maps: &[MapSpec], funcs: &[FuncBtf<'_>], file: &str) -> ModuleBtf {
     let mut b = Builder::new();
     let (defs, maps_size) = add_maps(&mut b, maps);
     let mut records: Vec<(&str, u32, u32)> = Vec::new();
@@ -302,9 +302,9 @@ pub(crate) fn module_btf(maps: &[MapSpec], funcs: &[FuncBtf<'_>]) -> ModuleBtf {
         }
     }
     // line_info: rec_size, then per section {name, count, {insn byte offset, file name,
-    // line text, line << 10 | column}...}. The compiler sees source text, not paths: the
-    // file name is empty.
+    // line text, line << 10 | column}...}.
     let mut lines: Vec<u32> = vec![16];
+    let file = b.string(file);
     let mut line_secs: Vec<&str> = Vec::new();
     for f in funcs.iter().filter(|f| !f.lines.is_empty()) {
         if !line_secs.contains(&f.section) {
@@ -325,7 +325,7 @@ pub(crate) fn module_btf(maps: &[MapSpec], funcs: &[FuncBtf<'_>]) -> ModuleBtf {
         lines.extend([b.string(sec), recs.len() as u32]);
         for (off, l) in recs {
             let text = b.string(&l.text);
-            lines.extend([off, 0, text, (l.line << 10) | (l.col & 0x3ff)]);
+            lines.extend([off, file, text, (l.line << 10) | (l.col & 0x3ff)]);
         }
     }
     let func_len = 4 * info.len() as u32;

@@ -159,6 +159,12 @@ pub enum ObjError {
 /// object (attach points, sections), then written by the one writer, [`write_module`],
 /// each program a function of its section that takes the context and returns its verdict.
 pub fn write_object(spec: &ObjectSpec) -> Result<Vec<u8>, ObjError> {
+    write_module(&module_of(spec)?)
+}
+
+/// The module [`write_object`] writes for `spec`: each program one function of its
+/// section.
+pub fn module_of(spec: &ObjectSpec) -> Result<ModuleSpec, ObjError> {
     validate::validate(spec)?;
     let funcs = spec
         .programs
@@ -179,10 +185,11 @@ pub fn write_object(spec: &ObjectSpec) -> Result<Vec<u8>, ObjError> {
             lines: p.lines.clone(),
         })
         .collect();
-    write_module(&ModuleSpec {
+    Ok(ModuleSpec {
         license: spec.license.clone(),
         funcs,
         maps: spec.maps.clone(),
+        source_file: String::new(),
     })
 }
 

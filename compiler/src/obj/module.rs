@@ -50,6 +50,9 @@ pub struct ModuleSpec {
     pub license: String,
     pub funcs: Vec<FuncSpec>,
     pub maps: Vec<MapSpec>,
+    /// The `.pol` file the line_info records name (`bpftool prog dump xlated linum` shows
+    /// it); empty when the compiler was handed source text without a name.
+    pub source_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -263,7 +266,7 @@ pub fn write_module(spec: &ModuleSpec) -> Result<Vec<u8>, ObjError> {
             })
         })
         .collect();
-    let mbtf = btf::module_btf(&spec.maps, &btf_funcs);
+    let mbtf = btf::module_btf(&spec.maps, &btf_funcs, &spec.source_file);
     let license: Vec<u8> = spec.license.bytes().chain([0]).collect();
 
     let mut buf = Vec::new();

@@ -105,6 +105,32 @@ impl Lower<'_> {
         );
     }
 
+    /// One link of a chain of equal pieces: `v == want` goes on to a new block (to `t`
+    /// after the `last` piece), anything else to `f`. Returns the block of the next piece.
+    fn eq_link(
+        &mut self,
+        cur: BlockId,
+        v: VReg,
+        want: u32,
+        last: bool,
+        t: BlockId,
+        f: BlockId,
+    ) -> BlockId {
+        let next = if last { t } else { self.new_block() };
+        self.set_term(
+            cur,
+            Term::Branch {
+                op: BrOp::Eq,
+                wide: false,
+                lhs: v,
+                imm: want,
+                t: next,
+                f,
+            },
+        );
+        next
+    }
+
     /// The 6-byte MAC slot at `off` equals `value`: one compare per aligned piece.
     fn mac_eq(&mut self, at: BlockId, off: i16, value: u64, t: BlockId, f: BlockId) {
         let le = value.to_le_bytes();
@@ -115,23 +141,14 @@ impl Lower<'_> {
             let from = o as usize;
             want[..size as usize].copy_from_slice(&le[from..from + size as usize]);
             let v = self.load(cur, off + o, size);
-            let next = if n + 1 == pieces.len() {
-                t
-            } else {
-                self.new_block()
-            };
-            self.set_term(
+            cur = self.eq_link(
                 cur,
-                Term::Branch {
-                    op: BrOp::Eq,
-                    wide: false,
-                    lhs: v,
-                    imm: u32::from_le_bytes(want),
-                    t: next,
-                    f,
-                },
+                v,
+                u32::from_le_bytes(want),
+                n + 1 == pieces.len(),
+                t,
+                f,
             );
-            cur = next;
         }
     }
 
@@ -183,23 +200,8 @@ impl Lower<'_> {
             want[..size].copy_from_slice(&bytes[k..k + size]);
             let v = self.load(cur, off, size as u8);
             k += size;
-            let next = if k == bytes.len() {
-                same
-            } else {
-                self.new_block()
-            };
-            self.set_term(
-                cur,
-                Term::Branch {
-                    op: BrOp::Eq,
-                    wide: false,
-                    lhs: v,
-                    imm: u32::from_le_bytes(want),
-                    t: next,
-                    f: differ,
-                },
-            );
-            cur = next;
+            let last = k == bytes.len();
+            cur = self.eq_link(cur, v, u32::from_le_bytes(want), last, same, differ);
         }
     }
 
@@ -364,23 +366,7 @@ impl Lower<'_> {
                 );
                 v = m;
             }
-            let next = if n + 1 == chunks.len() {
-                t
-            } else {
-                self.new_block()
-            };
-            self.set_term(
-                cur,
-                Term::Branch {
-                    op: BrOp::Eq,
-                    wide: false,
-                    lhs: v,
-                    imm: want,
-                    t: next,
-                    f,
-                },
-            );
-            cur = next;
+            cur = self.eq_link(cur, v, want, n + 1 == chunks.len(), t, f);
         }
     }
 

@@ -15,7 +15,7 @@ use crate::ir::SRC_PARSER;
 use crate::ir::{self, lower::MapDef};
 use crate::maps::MapKind;
 use crate::mir::build::Builder;
-use crate::mir::{self, Block, BlockCall, IntTy, PtrKind, Term, Type};
+use crate::mir::{self, Block, IntTy, PtrKind, Term, Type};
 use crate::packet::needs::{Needs, ParserHook};
 use crate::packet::record::{record_size, RECORD_SIZE};
 
@@ -333,7 +333,7 @@ fn lower_with(
         }
     }
     let rules_entry = map[func.entry.0 as usize].ok_or("rule entry block missing")?;
-    b.set_term(out.rules, Term::Jump(BlockCall::new(rules_entry, vec![])));
+    b.jump(out.rules, rules_entry, vec![]);
     let mut rl = rules::R {
         b: &mut b,
         module,

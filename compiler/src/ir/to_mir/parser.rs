@@ -197,10 +197,10 @@ pub(super) fn build(
         let i = b.f.add_block_param(start, Type::U32);
         pass = Some(i);
         let zero = b.f.iconst(entry, IntTy::U32, 0);
-        b.set_term(entry, Term::Jump(BlockCall::new(start, vec![zero])));
+        b.jump(entry, start, vec![zero]);
         b.add_block()
     } else {
-        b.set_term(entry, Term::Jump(BlockCall::new(start, vec![])));
+        b.jump(entry, start, vec![]);
         malformed
     };
     let done = b.add_block();
@@ -414,17 +414,11 @@ impl P<'_> {
     }
 
     fn goto(&mut self, target: Block) {
-        self.term(Term::Jump(BlockCall::new(target, vec![])));
+        self.b.jump(self.cur, target, vec![]);
     }
 
     fn br(&mut self, cond: Cond, a: Value, b: impl Into<Operand>, then: Block, els: Block) {
-        self.term(Term::Br {
-            cond,
-            a,
-            b: b.into(),
-            then: BlockCall::new(then, vec![]),
-            els: BlockCall::new(els, vec![]),
-        });
+        self.b.br(self.cur, cond, a, b, then, els);
     }
 
     /// `if a cond b goto target`, continuing in a new block otherwise.

@@ -10,8 +10,8 @@ use crate::ir::{self, BrOp, Inst, VReg};
 use crate::ir::{SRC_DECIDE, SRC_DEFAULT, SRC_MALFORMED};
 use crate::mir::build::Builder;
 use crate::mir::{
-    helpers, BinOp, Block, BlockCall, Cond, ExtOp, FuncId, IntTy, MapId, Op, Operand, PtrKind,
-    Slot, Term, Type, Value,
+    helpers, BinOp, Block, Cond, ExtOp, FuncId, IntTy, MapId, Op, Operand, PtrKind, Slot, Term,
+    Type, Value,
 };
 
 /// BPF_NOEXIST: a new keyed counter is inserted only if no other CPU inserted it first.
@@ -119,7 +119,7 @@ impl R<'_> {
     }
 
     pub(super) fn jump(&mut self, from: Block, to: Block, args: Vec<Value>) {
-        self.b.set_term(from, Term::Jump(BlockCall::new(to, args)));
+        self.b.jump(from, to, args);
     }
 
     /// Looks `key` up; continues in the returned block with the non-null pointer, or in
@@ -134,16 +134,7 @@ impl R<'_> {
     ) -> (Block, Value) {
         let p = self.lookup(cur, map, key);
         let hit = self.new_block(src);
-        self.b.set_term(
-            cur,
-            Term::Br {
-                cond: Cond::Eq,
-                a: p,
-                b: Operand::Imm(0),
-                then: BlockCall::new(miss, vec![]),
-                els: BlockCall::new(hit, vec![]),
-            },
-        );
+        self.b.br(cur, Cond::Eq, p, 0, miss, hit);
         (hit, p)
     }
 
@@ -322,16 +313,7 @@ impl R<'_> {
                     let best = self.slot_addr(hit, self.slots.best, 0);
                     let cur_best = self.load(hit, IntTy::U32, best, 0);
                     let better = self.new_block(src);
-                    self.b.set_term(
-                        hit,
-                        Term::Br {
-                            cond: Cond::Uge,
-                            a: rule,
-                            b: cur_best.into(),
-                            then: BlockCall::new(done, vec![]),
-                            els: BlockCall::new(better, vec![]),
-                        },
-                    );
+                    self.b.br(hit, Cond::Uge, rule, cur_best, done, better);
                     self.store(better, IntTy::U32, self.slots.best, 0, rule.into());
                     let action = self.load(better, IntTy::U32, p, 4);
                     self.store(better, IntTy::U32, self.slots.best, 4, action.into());
@@ -596,16 +578,7 @@ impl R<'_> {
         let cur_best = self.load(cur, IntTy::U32, best, 0);
         let done = self.new_block(src);
         let better = self.new_block(src);
-        self.b.set_term(
-            cur,
-            Term::Br {
-                cond: Cond::Uge,
-                a: rule,
-                b: cur_best.into(),
-                then: BlockCall::new(done, vec![]),
-                els: BlockCall::new(better, vec![]),
-            },
-        );
+        self.b.br(cur, Cond::Uge, rule, cur_best, done, better);
         // The best slot is {u32 rule, u32 action}: the classifier's result as it is.
         self.store(better, IntTy::U64, self.slots.best, 0, found.into());
         self.jump(better, done, vec![]);
@@ -613,16 +586,7 @@ impl R<'_> {
     }
 
     fn br(&mut self, cur: Block, cond: Cond, a: Value, imm: i64, t: Block, f: Block) {
-        self.b.set_term(
-            cur,
-            Term::Br {
-                cond,
-                a,
-                b: Operand::Imm(imm),
-                then: BlockCall::new(t, vec![]),
-                els: BlockCall::new(f, vec![]),
-            },
-        );
+        self.b.br(cur, cond, a, imm, t, f);
     }
 
     fn target(&self, t: ir::BlockId) -> Result<Block, String> {

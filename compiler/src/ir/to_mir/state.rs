@@ -15,9 +15,7 @@
 //! store (two CPUs resetting together lose one token, in favour of the packet).
 
 use super::rules::R;
-use crate::mir::{
-    helpers, BinOp, Block, BlockCall, Cond, IntTy, Op, Operand, PtrKind, Term, Type, Value,
-};
+use crate::mir::{helpers, BinOp, Block, Cond, IntTy, Op, Operand, PtrKind, Type, Value};
 
 /// BPF_ANY: insert or replace.
 const BPF_ANY: i64 = 0;
@@ -91,16 +89,7 @@ impl R<'_> {
         let result = self.b.f.add_block_param(done, Type::U32);
         let hit = self.new_block(src);
         let miss = self.new_block(src);
-        self.b.set_term(
-            cur,
-            Term::Br {
-                cond: Cond::Eq,
-                a: p,
-                b: Operand::Imm(0),
-                then: BlockCall::new(miss, vec![]),
-                els: BlockCall::new(hit, vec![]),
-            },
-        );
+        self.b.br(cur, Cond::Eq, p, 0, miss, hit);
         // Absent (a new key of an LRU table; never for the array of `rate()`).
         let next = self.b.f.push(
             miss,
@@ -139,16 +128,7 @@ impl R<'_> {
         let tat = self.load(hit, IntTy::U64, p, 0);
         let reset = self.new_block(src);
         let busy = self.new_block(src);
-        self.b.set_term(
-            hit,
-            Term::Br {
-                cond: Cond::Ule,
-                a: tat,
-                b: now.into(),
-                then: BlockCall::new(reset, vec![]),
-                els: BlockCall::new(busy, vec![]),
-            },
-        );
+        self.b.br(hit, Cond::Ule, tat, now, reset, busy);
         let fresh = self.b.f.push(
             reset,
             Op::Binary(BinOp::Add, now, interval.into()),
@@ -172,16 +152,7 @@ impl R<'_> {
         let tolerance = self.b.f.iconst(busy, IntTy::U64, clamp(r.tolerance_ns));
         let take = self.new_block(src);
         let over = self.new_block(src);
-        self.b.set_term(
-            busy,
-            Term::Br {
-                cond: Cond::Ugt,
-                a: ahead,
-                b: tolerance.into(),
-                then: BlockCall::new(over, vec![]),
-                els: BlockCall::new(take, vec![]),
-            },
-        );
+        self.b.br(busy, Cond::Ugt, ahead, tolerance, over, take);
         let one = self.b.f.iconst(over, IntTy::U32, 1);
         self.jump(over, done, vec![one]);
         let interval2 = self.b.f.iconst(take, IntTy::U64, clamp(r.interval_ns));
@@ -223,16 +194,7 @@ pub(crate) const ICMP_BODY: u8 = 4 + 40 + 8;
 
 impl R<'_> {
     fn br_imm(&mut self, cur: Block, cond: Cond, a: Value, imm: i64, t: Block, f: Block) {
-        self.b.set_term(
-            cur,
-            Term::Br {
-                cond,
-                a,
-                b: Operand::Imm(imm),
-                then: BlockCall::new(t, vec![]),
-                els: BlockCall::new(f, vec![]),
-            },
-        );
+        self.b.br(cur, cond, a, imm, t, f);
     }
 
     fn u64c(&mut self, b: Block, v: u64) -> Value {
@@ -508,16 +470,7 @@ impl R<'_> {
         self.br_imm(cur, Cond::Eq, p, 0, try_rev, hit);
         let exp = self.load(hit, IntTy::U64, p, 0);
         let live = self.new_block(src);
-        self.b.set_term(
-            hit,
-            Term::Br {
-                cond: Cond::Ult,
-                a: exp,
-                b: now.into(),
-                then: BlockCall::new(try_rev, vec![]),
-                els: BlockCall::new(live, vec![]),
-            },
-        );
+        self.b.br(hit, Cond::Ult, exp, now, try_rev, live);
         let st = self.load(live, IntTy::U32, p, 8);
         let orig_new = self.new_block(src);
         let orig_est = self.new_block(src);
@@ -549,16 +502,7 @@ impl R<'_> {
         self.br_imm(try_rev, Cond::Eq, q, 0, miss, rhit);
         let exp = self.load(rhit, IntTy::U64, q, 0);
         let rlive = self.new_block(src);
-        self.b.set_term(
-            rhit,
-            Term::Br {
-                cond: Cond::Ult,
-                a: exp,
-                b: now.into(),
-                then: BlockCall::new(miss, vec![]),
-                els: BlockCall::new(rlive, vec![]),
-            },
-        );
+        self.b.br(rhit, Cond::Ult, exp, now, miss, rlive);
         let e = self
             .b
             .f
@@ -795,16 +739,7 @@ impl R<'_> {
             self.br_imm(at, Cond::Eq, p, 0, next, hit);
             let exp = self.load(hit, IntTy::U64, p, 0);
             let live = self.new_block(src);
-            self.b.set_term(
-                hit,
-                Term::Br {
-                    cond: Cond::Ult,
-                    a: exp,
-                    b: now.into(),
-                    then: BlockCall::new(next, vec![]),
-                    els: BlockCall::new(live, vec![]),
-                },
-            );
+            self.b.br(hit, Cond::Ult, exp, now, next, live);
             fin(self, live, res);
             at = next;
         }
