@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 use pol_compiler::classify::datapath::Names;
 use pol_compiler::classify::edit::{self, Editor, Store};
-use pol_compiler::classify::maps::{BUCKET_BYTES, DESC_BYTES, ENTRY_BYTES};
-use pol_compiler::classify::tuplemerge::{Config, Key};
+use pol_compiler::classify::maps::{BUCKET_BYTES, BUCKET_KEY_BYTES, DESC_BYTES, ENTRY_BYTES};
+use pol_compiler::classify::tuplemerge::{BucketKey, Config};
 use pol_compiler::classify::{self, Rule, PRIO_SHIFT};
 use pol_compiler::driver::Compiled;
 use pol_compiler::hir;
@@ -357,10 +357,21 @@ impl Pinned {
         };
         let entries = get(&n.entries)?;
         let info = sys::map_info(entries.as_fd()).map_err(|e| anyhow!("{e}"))?;
+        let buckets = get(&n.buckets)?;
+        let key_size = sys::map_info(buckets.as_fd())
+            .map_err(|e| anyhow!("{e}"))?
+            .key_size;
+        if key_size as usize != BUCKET_KEY_BYTES {
+            bail!(
+                "the classifier of {} has {key_size}-byte bucket keys, this pol writes \
+                 {BUCKET_KEY_BYTES}: it was started by an older pol; restart it",
+                t.name
+            );
+        }
         Ok(Pinned {
             gen: get(&n.gen)?,
             descs: get(&n.descs)?,
-            buckets: get(&n.buckets)?,
+            buckets,
             entries,
             entries_max: info.max_entries,
         })
@@ -387,14 +398,14 @@ impl Store for Pinned {
         sys::map_update(self.descs.as_fd(), &slot.to_le_bytes(), d, 0)
             .map_err(|e| sysmsg("write", e))
     }
-    fn bucket(&mut self, key: &Key) -> Result<Option<[u8; BUCKET_BYTES]>, String> {
+    fn bucket(&mut self, key: &BucketKey) -> Result<Option<[u8; BUCKET_BYTES]>, String> {
         match sys::map_lookup(self.buckets.as_fd(), key, BUCKET_BYTES) {
             Ok(Some(v)) => Ok(Some(fixed(v)?)),
             Ok(None) => Ok(None),
             Err(e) => Err(sysmsg("read", e)),
         }
     }
-    fn set_bucket(&mut self, key: &Key, v: &[u8; BUCKET_BYTES]) -> Result<(), String> {
+    fn set_bucket(&mut self, key: &BucketKey, v: &[u8; BUCKET_BYTES]) -> Result<(), String> {
         sys::map_update(self.buckets.as_fd(), key, v, 0).map_err(|e| {
             if e.errno() == Some(libc::E2BIG) {
                 "the classifier's bucket map is full; reload the filter".to_string()
@@ -403,7 +414,7 @@ impl Store for Pinned {
             }
         })
     }
-    fn del_bucket(&mut self, key: &Key) -> Result<(), String> {
+    fn del_bucket(&mut self, key: &BucketKey) -> Result<(), String> {
         sys::map_delete(self.buckets.as_fd(), key)
             .map(|_| ())
             .map_err(|e| sysmsg("write", e))
@@ -435,7 +446,7 @@ impl Store for Pinned {
         sys::map_update(self.gen.as_fd(), &0u32.to_le_bytes(), &v, 0)
             .map_err(|e| sysmsg("write", e))
     }
-    fn bucket_keys(&mut self) -> Result<Vec<Key>, String> {
+    fn bucket_keys(&mut self) -> Result<Vec<BucketKey>, String> {
         let mut keys = Vec::new();
         let mut prev: Option<Vec<u8>> = None;
         while let Some(k) = sys::map_next_key(self.buckets.as_fd(), prev.as_deref())

@@ -13,7 +13,9 @@ use aya::{Ebpf, EbpfLoader, VerifierLogLevel};
 use common::require_kernel;
 use pol_compiler::classify::datapath::{self, Sizes, BUCKETS, DESCS, ENTRIES};
 use pol_compiler::classify::gen::{self, Shape};
-use pol_compiler::classify::maps::{Maps, BUCKET_BYTES, DESC_BYTES, ENTRY_BYTES, KEY_BYTES};
+use pol_compiler::classify::maps::{
+    Maps, BUCKET_BYTES, BUCKET_KEY_BYTES, DESC_BYTES, ENTRY_BYTES, KEY_BYTES,
+};
 use pol_compiler::classify::tuplemerge::{self, build, Config};
 use pol_compiler::classify::{reference, Rule, NO_MATCH};
 use pol_compiler::codegen::object::object;
@@ -41,7 +43,7 @@ fn load(rules: &[Rule], cfg: Config) -> (Ebpf, u32) {
         }
     }
     {
-        let mut b: HashMap<&mut MapData, [u8; KEY_BYTES], [u8; BUCKET_BYTES]> =
+        let mut b: HashMap<&mut MapData, [u8; BUCKET_KEY_BYTES], [u8; BUCKET_BYTES]> =
             HashMap::try_from(bpf.map_mut(BUCKETS).expect("buckets")).expect("hash");
         for (k, v) in &maps.buckets {
             b.insert(k, v, 0).expect("fill buckets");

@@ -4,10 +4,11 @@
 //! [`super::maps`] on the caller's stack and returns the index of the first matching rule
 //! (`NO_MATCH` when none). `bpf_loop` walks the table descriptors (`max_tables` calls of
 //! `classify_table`, which stops the loop at the first table whose stop — the best rule of
-//! it and the tables after it — cannot beat what was found); each call masks the header into a key with the table id, makes one
-//! hash lookup, and a counted loop (`bucket_max`) scans the bucket's entries (ascending
-//! rule index: the first that matches is the bucket's best; an entry no better than the
-//! best found ends the scan).
+//! it and the tables after it — cannot beat what was found); each call masks the header,
+//! folds it into a fingerprint whose top bits pick the table's filter bit, makes one hash
+//! lookup keyed by {fingerprint, table} when the bit is set, and a counted loop
+//! (`bucket_max`) scans the bucket's entries (ascending rule index: the first that matches
+//! is the bucket's best; an entry no better than the best found ends the scan).
 //!
 //! Why `bpf_loop` outside: unrolled, the verifier walks every table's every entry test on
 //! one path and refused it ("The sequence of 8193 jumps is too complex", 64 tables × 16
@@ -16,9 +17,9 @@
 use std::fmt::Write as _;
 
 use super::maps::{
-    DESC_BYTES, DESC_FILTER, DESC_STOP, ENTRY_BYTES, ENTRY_DPORT, ENTRY_DST, ENTRY_FAMILY,
-    ENTRY_PROTO, ENTRY_RULE, ENTRY_SPORT, ENTRY_SRC, ENTRY_VLAN, FILTER_LOG2, FILTER_MUL,
-    KEY_BYTES,
+    BUCKET_KEY_BYTES, DESC_BYTES, DESC_FILTER, DESC_STOP, ENTRY_BYTES, ENTRY_DPORT, ENTRY_DST,
+    ENTRY_FAMILY, ENTRY_PROTO, ENTRY_RULE, ENTRY_SPORT, ENTRY_SRC, ENTRY_VLAN, FILTER_LOG2,
+    FINGER_MUL, KEY_BYTES,
 };
 use super::tuplemerge::Config;
 use super::NO_MATCH;
@@ -90,8 +91,21 @@ pub fn named_text(n: &Names, cfg: &Config, sizes: Sizes) -> String {
     let mut s = String::new();
     s.push_str(&maps_text(n, cfg, sizes));
     s.push('\n');
-    s.push_str(&function(n, cfg));
+    s.push_str(&function(n, cfg, true));
     s
+}
+
+/// The data path and the harness without the read of the `gen` map (one generation, ids
+/// as they are): the benchmark measures what that read costs against [`module`].
+pub fn module_without_gen(
+    cfg: &Config,
+    sizes: Sizes,
+) -> Result<crate::mir::Module, crate::mir::ParseError> {
+    let n = Names::default();
+    let mut s = maps_text(&n, cfg, sizes);
+    s.push('\n');
+    s.push_str(&function(&n, cfg, false));
+    crate::mir::parse_module(&format!("{s}\n{}", harness()))
 }
 
 /// The three map definitions, as MIR text.
@@ -106,7 +120,7 @@ pub fn maps_text(n: &Names, cfg: &Config, sizes: Sizes) -> String {
     let _ = writeln!(s, "map {}: array, key 4, value 8, max 1", n.gen);
     let _ = writeln!(
         s,
-        "map {buckets}: hash, key {KEY_BYTES}, value 8, max {}",
+        "map {buckets}: hash, key {BUCKET_KEY_BYTES}, value 8, max {}",
         sizes.buckets.max(1)
     );
     let _ = writeln!(
@@ -161,7 +175,7 @@ const STATE_FOUND: usize = KEY_BYTES + 8;
 const STATE_BASE: usize = KEY_BYTES + 16;
 const STATE_SHIFT: usize = KEY_BYTES + 20;
 
-fn function(n: &Names, cfg: &Config) -> String {
+fn function(n: &Names, cfg: &Config, read_gen: bool) -> String {
     let (func, callback) = (&n.func, &n.callback);
     let mut s = table_callback(n, cfg);
     s.push('\n');
@@ -189,17 +203,22 @@ fn function(n: &Names, cfg: &Config) -> String {
     // was never written: one generation, ids as they are).
     let zero = w.val("u64", "iconst 0");
     w.line(&format!("store.u64 [{st}+{STATE_BASE}], {zero}"));
-    let k = w.val("stack", "addr ss1");
-    w.line(&format!("store.u32 [{k}+0], {zero}"));
-    let gm = w.val(&format!("map({gen})"), &format!("mapref {gen}"));
-    let g = w.val(
-        &format!("val?({gen})"),
-        &format!("call map_lookup_elem({gm}, {k})"),
-    );
-    w.line(&format!("br eq {g}, 0, block2, block1"));
-    w.block("block1");
-    let both = w.load(64, &g, 0);
-    w.line(&format!("store.u64 [{st}+{STATE_BASE}], {both}"));
+    if read_gen {
+        let k = w.val("stack", "addr ss1");
+        w.line(&format!("store.u32 [{k}+0], {zero}"));
+        let gm = w.val(&format!("map({gen})"), &format!("mapref {gen}"));
+        let g = w.val(
+            &format!("val?({gen})"),
+            &format!("call map_lookup_elem({gm}, {k})"),
+        );
+        w.line(&format!("br eq {g}, 0, block2, block1"));
+        w.block("block1");
+        let both = w.load(64, &g, 0);
+        w.line(&format!("store.u64 [{st}+{STATE_BASE}], {both}"));
+    } else {
+        w.line("jump block1");
+        w.block("block1");
+    }
     w.line("jump block2");
     w.block("block2");
     let st2 = w.val("stack", "addr ss0");
@@ -257,7 +276,7 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
         next: 2,
     };
     let _ = writeln!(w.s, "func {callback}(u64, stack({STATE_BYTES})) -> i64 {{");
-    w.line(&format!("ss0 = slot {KEY_BYTES}, align 8"));
+    w.line("ss0 = slot 16, align 8");
     w.line("ss1 = slot 4, align 4");
     w.block(&format!("block0(v0: u64, v1: stack({STATE_BYTES}))"));
     // The descriptor's slot (and the table id in bucket keys): the generation's base + t.
@@ -279,20 +298,27 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
     let best = w.load(64, "v1", STATE_BEST);
     w.line(&format!("br uge {tbest}, {best}, block{stop}, block2"));
 
-    // The masked key, and its filter bit (`maps::filter_bit`): a clear bit means the
-    // table has no bucket for this header, and the hash lookup is skipped.
+    // The masked header's fingerprint (`maps::fingerprint`; it is never stored, only
+    // hashed), and its filter bit (`maps::filter_bit`): a clear bit means the table has no
+    // bucket for this header, and the hash lookup is skipped.
     w.block("block2");
-    let key = w.val("stack", "addr ss0");
-    let mut fold = w.val("u64", "iconst 0");
-    let mul = w.val("u64", &format!("iconst {FILTER_MUL}"));
+    let mut masked = Vec::new();
     for off in (0..KEY_BYTES).step_by(8) {
         let h = w.load(64, "v1", off);
         let m = w.load(64, &d, off);
-        let x = w.val("u64", &format!("and {h}, {m}"));
-        w.line(&format!("store.u64 [{key}+{off}], {x}"));
-        let f = w.val("u64", &format!("xor {fold}, {x}"));
-        fold = w.val("u64", &format!("mul {f}, {mul}"));
+        masked.push(w.val("u64", &format!("and {h}, {m}")));
     }
+    let first = w.val("u64", &format!("xor {}, {}", masked[0], masked[1]));
+    let mut fold: Option<String> = None;
+    for (x, m) in std::iter::once(&first).chain(&masked[2..]).zip(FINGER_MUL) {
+        let k = w.val("u64", &format!("iconst {m}"));
+        let p = w.val("u64", &format!("mul {x}, {k}"));
+        fold = Some(match fold {
+            None => p,
+            Some(f) => w.val("u64", &format!("xor {f}, {p}")),
+        });
+    }
+    let fold = fold.unwrap_or_default();
     let bit = w.val("u64", &format!("lshr {fold}, {}", 64 - FILTER_LOG2));
     let byte = w.val("u64", &format!("lshr {bit}, 3"));
     let shift = w.val("u64", &format!("and {bit}, 7"));
@@ -302,8 +328,11 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
     let set = w.val("u64", &format!("and {set}, 1"));
     w.line(&format!("br eq {set}, 0, block{next}, block{probe}"));
 
+    // The bucket key: {fingerprint, table slot}, 12 bytes for the kernel to hash.
     w.block(&format!("block{probe}"));
-    w.line(&format!("store.u32 [{key}+0], {tid}"));
+    let key = w.val("stack", "addr ss0");
+    w.line(&format!("store.u64 [{key}+0], {fold}"));
+    w.line(&format!("store.u32 [{key}+8], {tid}"));
     let bm = w.val(&format!("map({buckets})"), &format!("mapref {buckets}"));
     let b = w.val(
         &format!("val?({buckets})"),

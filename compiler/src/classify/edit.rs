@@ -18,13 +18,13 @@
 //! rule added after it takes a free id below `(i + 1) << PRIO_SHIFT`.
 
 use super::maps::{
-    entry, filter_bit, u32_at, BUCKET_BYTES, DESC_BEST, DESC_BYTES, DESC_FILTER, DESC_STOP,
-    ENTRY_BYTES, ENTRY_RULE, KEY_BYTES, META_ADDED, META_IDS, META_MAX_ADDED, META_NEXT,
+    entry, filter_bit, key_table, u32_at, BUCKET_BYTES, DESC_BEST, DESC_BYTES, DESC_FILTER,
+    DESC_STOP, ENTRY_BYTES, ENTRY_RULE, KEY_BYTES, META_ADDED, META_IDS, META_MAX_ADDED, META_NEXT,
     META_SWAPPED,
 };
 use super::tuplemerge::{
-    self, covers, fits, header_bytes, relax, representative, rule_lens, Classifier, Config, Key,
-    Lens, FIELDS,
+    self, covers, fits, header_bytes, relax, representative, rule_lens, BucketKey, Classifier,
+    Config, Key, Lens, FIELDS,
 };
 use super::{Rule, RuleProblem, NO_MATCH};
 
@@ -38,9 +38,9 @@ pub fn room(n: usize) -> usize {
 pub trait Store {
     fn desc(&mut self, slot: u32) -> Result<Box<[u8; DESC_BYTES]>, String>;
     fn set_desc(&mut self, slot: u32, d: &[u8; DESC_BYTES]) -> Result<(), String>;
-    fn bucket(&mut self, key: &Key) -> Result<Option<[u8; BUCKET_BYTES]>, String>;
-    fn set_bucket(&mut self, key: &Key, v: &[u8; BUCKET_BYTES]) -> Result<(), String>;
-    fn del_bucket(&mut self, key: &Key) -> Result<(), String>;
+    fn bucket(&mut self, key: &BucketKey) -> Result<Option<[u8; BUCKET_BYTES]>, String>;
+    fn set_bucket(&mut self, key: &BucketKey, v: &[u8; BUCKET_BYTES]) -> Result<(), String>;
+    fn del_bucket(&mut self, key: &BucketKey) -> Result<(), String>;
     fn entry(&mut self, i: u32) -> Result<[u8; ENTRY_BYTES], String>;
     fn set_entry(&mut self, i: u32, e: &[u8; ENTRY_BYTES]) -> Result<(), String>;
     /// How many entries the entries map holds (both generations: each has half).
@@ -49,7 +49,7 @@ pub trait Store {
     fn gen(&mut self) -> Result<(u32, u32), String>;
     fn set_gen(&mut self, base: u32, shift: u32) -> Result<(), String>;
     /// Every key of the bucket map.
-    fn bucket_keys(&mut self) -> Result<Vec<Key>, String>;
+    fn bucket_keys(&mut self) -> Result<Vec<BucketKey>, String>;
 }
 
 /// Why a change cannot be made without reload.
@@ -136,7 +136,7 @@ pub struct Editor<'a, S: Store> {
 /// One bucket a rule could live in: its table, key and entries.
 struct Home {
     table: usize,
-    key: Key,
+    key: BucketKey,
     run: Vec<[u8; ENTRY_BYTES]>,
 }
 
@@ -225,7 +225,7 @@ impl<'a, S: Store> Editor<'a, S> {
     }
 
     /// The entries of bucket `key`, in order.
-    fn run(&mut self, key: &Key) -> Result<Vec<[u8; ENTRY_BYTES]>, EditError> {
+    fn run(&mut self, key: &BucketKey) -> Result<Vec<[u8; ENTRY_BYTES]>, EditError> {
         let Some(v) = self.store.bucket(key)? else {
             return Ok(Vec::new());
         };
@@ -339,7 +339,7 @@ impl<'a, S: Store> Editor<'a, S> {
         &mut self,
         t: usize,
         fresh: Option<Key>,
-        key: &Key,
+        key: &BucketKey,
         mut run: Vec<[u8; ENTRY_BYTES]>,
         e: [u8; ENTRY_BYTES],
     ) -> Result<usize, EditError> {
@@ -377,7 +377,7 @@ impl<'a, S: Store> Editor<'a, S> {
 
     /// Writes `run` into free entries and points bucket `key` at it (deletes the bucket
     /// when `run` is empty).
-    fn write_run(&mut self, key: &Key, run: &[[u8; ENTRY_BYTES]]) -> Result<(), EditError> {
+    fn write_run(&mut self, key: &BucketKey, run: &[[u8; ENTRY_BYTES]]) -> Result<(), EditError> {
         if run.is_empty() {
             self.store.del_bucket(key)?;
             return Ok(());
@@ -485,7 +485,7 @@ impl<S: Store> Editor<'_, S> {
         // What the other generation held, two swaps ago.
         let mut cleared = 0;
         for k in self.store.bucket_keys()? {
-            let t = u32_at(&k[..], 0);
+            let t = key_table(&k);
             if (nbase..nbase + per).contains(&t) {
                 self.store.del_bucket(&k)?;
                 cleared += 1;
@@ -496,7 +496,7 @@ impl<S: Store> Editor<'_, S> {
         }
         for (k, v) in &new.buckets {
             let mut k2 = *k;
-            put32(&mut k2, 0, nbase + u32_at(&k[..], 0) - new.base);
+            put32(&mut k2, 8, nbase + key_table(k) - new.base);
             let mut v2 = *v;
             put32(&mut v2, 0, first + u32_at(&v[..], 0));
             self.store.set_bucket(&k2, &v2)?;
@@ -541,7 +541,7 @@ pub struct Swapped {
 #[derive(Debug, Clone)]
 pub struct Mem {
     pub descs: Vec<Box<[u8; DESC_BYTES]>>,
-    pub buckets: std::collections::HashMap<Key, [u8; BUCKET_BYTES]>,
+    pub buckets: std::collections::HashMap<BucketKey, [u8; BUCKET_BYTES]>,
     pub entries: Vec<[u8; ENTRY_BYTES]>,
     pub entries_max: u32,
     pub gen: (u32, u32),
@@ -564,7 +564,7 @@ impl Mem {
 
     /// The same bytes as [`super::maps::Maps`], to search them.
     pub fn maps(&self) -> super::maps::Maps {
-        let mut buckets: Vec<(Key, [u8; BUCKET_BYTES])> =
+        let mut buckets: Vec<(BucketKey, [u8; BUCKET_BYTES])> =
             self.buckets.iter().map(|(k, v)| (*k, *v)).collect();
         buckets.sort_unstable();
         let per = self.descs.len() / 2;
@@ -593,14 +593,14 @@ impl Store for Mem {
         s.copy_from_slice(d);
         Ok(())
     }
-    fn bucket(&mut self, key: &Key) -> Result<Option<[u8; BUCKET_BYTES]>, String> {
+    fn bucket(&mut self, key: &BucketKey) -> Result<Option<[u8; BUCKET_BYTES]>, String> {
         Ok(self.buckets.get(key).copied())
     }
-    fn set_bucket(&mut self, key: &Key, v: &[u8; BUCKET_BYTES]) -> Result<(), String> {
+    fn set_bucket(&mut self, key: &BucketKey, v: &[u8; BUCKET_BYTES]) -> Result<(), String> {
         self.buckets.insert(*key, *v);
         Ok(())
     }
-    fn del_bucket(&mut self, key: &Key) -> Result<(), String> {
+    fn del_bucket(&mut self, key: &BucketKey) -> Result<(), String> {
         self.buckets.remove(key);
         Ok(())
     }
@@ -632,7 +632,7 @@ impl Store for Mem {
         self.gen = (base, shift);
         Ok(())
     }
-    fn bucket_keys(&mut self) -> Result<Vec<Key>, String> {
+    fn bucket_keys(&mut self) -> Result<Vec<BucketKey>, String> {
         Ok(self.buckets.keys().copied().collect())
     }
 }

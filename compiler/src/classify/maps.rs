@@ -21,8 +21,13 @@
 //! - `gen`, ARRAY of one u64: `u32 base` (the searched generation's first slot; a table's
 //!   id in bucket keys is its slot) and `u32 shift` (the search returns `id >> shift`: the
 //!   filter's rule index). Zero (never written) is one generation with unshifted ids.
-//! - `buckets`, HASH, key [`KEY_BYTES`], value [`BUCKET_BYTES`]: `u32 start` (index of
-//!   the bucket's first entry in `entries`), `u32 count` (at most `bucket_max`).
+//! - `buckets`, HASH, key [`BUCKET_KEY_BYTES`] ([`bucket_key`]: `u64` fingerprint of the
+//!   masked header at 0, `u32` table slot at 8), value [`BUCKET_BYTES`]: `u32 start`
+//!   (index of the bucket's first entry in `entries`), `u32 count` (at most
+//!   `bucket_max`). The data path computes the fingerprint anyway (its top bits are the
+//!   filter bit), and the kernel hashes and compares 12 bytes instead of the 48 of the
+//!   masked header. Entries test every field, so two masked headers with one fingerprint
+//!   may share a bucket: the builder counts them as one.
 //! - `entries`, ARRAY, key u32, value [`ENTRY_BYTES`], a bucket's rules consecutive and
 //!   by ascending rule index: `u32 rule` at 0, `u32 action` at 4, inclusive ranges
 //!   `u8 family lo, hi` at 8, `u8 proto lo, hi` at 10, `u16 vlan lo, hi` at 12,
@@ -30,15 +35,15 @@
 //!   `src_mask[16]` at 40, `dst[16]` at 56, `dst_mask[16]` at 72 (an address matches when
 //!   `addr & mask == value`).
 //!
-//! The key (and the parsed header the data path starts from, with table id 0):
-//! `u32 table` at 0, `u8 family` at 4, `u8 proto` at 5, `u16 vlan` at 6, `u16 sport` at
+//! The key layout (the parsed header the data path starts from, and a table's mask):
+//! `u32 table` at 0 (zero), `u8 family` at 4, `u8 proto` at 5, `u16 vlan` at 6, `u16 sport` at
 //! 8, `u16 dport` at 10, 4 zero bytes, `src[16]` at 16, `dst[16]` at 32 (addresses in
-//! network order, IPv4 in the first 4 bytes). A table's key is the header AND its mask
-//! with the table id stored over bytes 0..4.
+//! network order, IPv4 in the first 4 bytes). A table's bucket key is the fingerprint of
+//! the header AND its mask, with the table's slot.
 
 use std::collections::HashMap;
 
-use super::tuplemerge::{self, Classifier, Key};
+use super::tuplemerge::{self, BucketKey, Classifier, Key};
 use super::{mask16, Header, NO_MATCH};
 
 pub const KEY_BYTES: usize = 48;
@@ -47,24 +52,59 @@ pub const FILTER_LOG2: u32 = 16;
 pub const FILTER_BITS: usize = 1 << FILTER_LOG2;
 pub const DESC_FILTER: usize = 56;
 pub const DESC_BYTES: usize = DESC_FILTER + FILTER_BITS / 8;
-/// The multiplier of [`filter_bit`]'s hash (odd; 2^64 / golden ratio).
-pub const FILTER_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+/// The multipliers of [`fingerprint`], one per folded word (odd, from a 64-bit PRNG).
+pub const FINGER_MUL: [u64; 5] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xc2b2_ae3d_27d4_eb4f,
+    0x1656_67b1_9e37_79f9,
+    0xd6e8_feb8_6659_fd93,
+    0xa076_1d64_78bd_642f,
+];
 pub const BUCKET_BYTES: usize = 8;
 pub const ENTRY_BYTES: usize = 88;
 
-/// The filter bit of a masked key (its table id bytes ignored): its six little-endian
-/// 64-bit words folded by `h = (h ^ w) * FILTER_MUL`, the top bits of `h`.
-pub fn filter_bit(masked: &Key) -> usize {
-    let mut h = 0u64;
-    for (i, w) in masked.chunks_exact(8).enumerate() {
+pub const BUCKET_KEY_BYTES: usize = 12;
+
+/// The fingerprint of a masked header (its table id bytes ignored): its little-endian
+/// 64-bit words `w0..w5` as five words (`w0 ^ w1` first: w0's low half is the table id,
+/// w1's high half the 4 zero bytes, so nothing is lost, then the four address words), each
+/// multiplied by its own constant, the products xor-ed. The products are independent, so
+/// the data path's multiplies overlap (a chain `h = (h ^ w) * M` waited on each); each is
+/// a bijection of its word, so headers differing in one word never collide, and two
+/// masked headers with one fingerprint merely share a bucket.
+pub fn fingerprint(masked: &Key) -> u64 {
+    let word = |i: usize| {
         let mut b = [0u8; 8];
-        b.copy_from_slice(w);
+        b.copy_from_slice(&masked[8 * i..8 * i + 8]);
         if i == 0 {
             b[..4].fill(0);
         }
-        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(FILTER_MUL);
-    }
-    (h >> (64 - FILTER_LOG2)) as usize
+        u64::from_le_bytes(b)
+    };
+    [word(0) ^ word(1), word(2), word(3), word(4), word(5)]
+        .iter()
+        .zip(FINGER_MUL)
+        .fold(0, |h, (w, m)| h ^ w.wrapping_mul(m))
+}
+
+/// The bucket map's key for a masked header in table slot `table`.
+pub fn bucket_key(masked: &Key, table: u32) -> BucketKey {
+    let mut k = [0u8; BUCKET_KEY_BYTES];
+    k[..8].copy_from_slice(&fingerprint(masked).to_le_bytes());
+    k[8..].copy_from_slice(&table.to_le_bytes());
+    k
+}
+
+/// The table slot of a bucket key.
+pub fn key_table(k: &BucketKey) -> u32 {
+    u32_at(&k[..], 8)
+}
+
+/// The filter bit of a bucket key: the top bits of its fingerprint.
+pub fn filter_bit(k: &BucketKey) -> usize {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&k[..8]);
+    (u64::from_le_bytes(b) >> (64 - FILTER_LOG2)) as usize
 }
 
 /// Offsets inside a descriptor and an entry (shared with [`super::datapath`]).
@@ -93,7 +133,7 @@ pub struct Maps {
     /// `max_tables` descriptors (unused ones stop the search), then the meta slot.
     pub descs: Vec<Box<[u8; DESC_BYTES]>>,
     /// Sorted by key, so fills are reproducible.
-    pub buckets: Vec<(Key, [u8; BUCKET_BYTES])>,
+    pub buckets: Vec<(BucketKey, [u8; BUCKET_BYTES])>,
     pub entries: Vec<[u8; ENTRY_BYTES]>,
     /// The generation's first descriptor slot: its tables' ids in bucket keys start there
     /// (0 for [`Maps::with_ids`]; see [`super::edit`]'s swap).
@@ -129,10 +169,10 @@ impl Maps {
             stop = stop.min(u32_at(&d[..], DESC_BEST));
             d[DESC_STOP..DESC_STOP + 4].copy_from_slice(&stop.to_le_bytes());
         }
-        let mut keys: Vec<&Key> = c.buckets.keys().collect();
+        let mut keys: Vec<&BucketKey> = c.buckets.keys().collect();
         keys.sort_unstable();
         for k in &keys {
-            let t = u32_at(&k[..], 0) as usize;
+            let t = key_table(k) as usize;
             if let Some(d) = descs.get_mut(t) {
                 let bit = filter_bit(k);
                 d[DESC_FILTER + bit / 8] |= 1 << (bit % 8);
@@ -166,7 +206,7 @@ impl Maps {
     /// Bytes of keys and values held (what the maps store, before kernel overhead).
     pub fn bytes(&self) -> usize {
         self.descs.len() * (4 + DESC_BYTES)
-            + self.buckets.len() * (KEY_BYTES + BUCKET_BYTES)
+            + self.buckets.len() * (BUCKET_KEY_BYTES + BUCKET_BYTES)
             + self.entries.len() * (4 + ENTRY_BYTES)
     }
 
@@ -177,6 +217,7 @@ impl Maps {
         let mut probes = 0;
         let mut hits = 0;
         let mut filtered = 0;
+        let mut scanned = 0;
         for (t, d) in self.descs.iter().enumerate() {
             if u32_at(&d[..], DESC_STOP) >= best {
                 break;
@@ -199,6 +240,7 @@ impl Maps {
                 let Some(e) = self.entries.get((start + k) as usize) else {
                     break;
                 };
+                scanned += 1;
                 let rule = u32_at(e, ENTRY_RULE);
                 if rule >= best {
                     break;
@@ -214,6 +256,7 @@ impl Maps {
             probes,
             hits,
             filtered,
+            scanned,
         }
     }
 
@@ -228,7 +271,7 @@ impl Maps {
 
 /// The bucket map keyed for lookups.
 pub struct Index<'a> {
-    buckets: HashMap<Key, &'a [u8; BUCKET_BYTES]>,
+    buckets: HashMap<BucketKey, &'a [u8; BUCKET_BYTES]>,
     bucket_max: u32,
 }
 
@@ -241,6 +284,8 @@ pub struct Lookup {
     pub hits: usize,
     /// Tables whose filter said "no bucket" (no hash lookup made).
     pub filtered: usize,
+    /// Entries read in the buckets found.
+    pub scanned: usize,
 }
 
 pub(super) fn u32_at(b: &[u8], off: usize) -> u32 {

@@ -26,8 +26,12 @@ pub const NAMES: [&str; FIELDS] = ["family", "proto", "vlan", "sport", "dport", 
 /// Hashed prefix length per field.
 pub type Lens = [u8; FIELDS];
 
-/// Key of the bucket map: table id and the masked header (layout in [`super::maps`]).
+/// A header, or a table's mask, in the key layout of [`super::maps`] (table id bytes 0 to
+/// 4, then the fields).
 pub type Key = [u8; super::maps::KEY_BYTES];
+/// Key of the bucket map: the masked header's fingerprint and the table's slot
+/// ([`super::maps::bucket_key`]).
+pub type BucketKey = [u8; super::maps::BUCKET_KEY_BYTES];
 
 /// Knobs of the construction; the data path is generated for the same values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +42,10 @@ pub struct Config {
     pub bucket_max: usize,
     /// Tables the data path probes at most (its outer loop bound).
     pub max_tables: usize,
-    /// New tables round address lengths down to a multiple of this.
+    /// New tables round address lengths down to a multiple of this. 16 rather than 8:
+    /// fewer tables for the data path to walk (ClassBench-shaped sets at 100k rules: acl
+    /// 20 to 19, fw 14 to 10, ipc 21 to 9), each step of the walk costing about 13 ns in
+    /// the kernel whether or not the table holds a bucket for the header (docs/scale.md).
     pub addr_step: u8,
 }
 
@@ -48,7 +55,7 @@ impl Default for Config {
             bucket_target: 8,
             bucket_max: 16,
             max_tables: 64,
-            addr_step: 8,
+            addr_step: 16,
         }
     }
 }
@@ -69,8 +76,10 @@ pub struct Classifier {
     pub rules: Vec<Rule>,
     /// Sorted by `min_rule`; a table's id is its position.
     pub tables: Vec<Table>,
-    /// Bucket key (table id + masked fields) to its rule indices, ascending.
-    pub buckets: HashMap<Key, Vec<u32>>,
+    /// Bucket key (masked fields' fingerprint + table id) to its rule indices, ascending.
+    /// Two masked headers of one table with one fingerprint share a bucket: its entries
+    /// test every field, so a shared bucket costs entries scanned, never a wrong answer.
+    pub buckets: HashMap<BucketKey, Vec<u32>>,
     /// Rules left out because an earlier rule in their bucket covers them.
     pub shadowed: usize,
 }
@@ -161,10 +170,9 @@ pub fn header_bytes(h: &Header) -> Key {
 }
 
 /// The bucket key of `bytes` (a header's) in table `table` with mask `mask`.
-pub fn key(bytes: &Key, mask: &Key, table: u32) -> Key {
-    let mut k: Key = std::array::from_fn(|i| bytes[i] & mask[i]);
-    k[0..4].copy_from_slice(&table.to_le_bytes());
-    k
+pub fn key(bytes: &Key, mask: &Key, table: u32) -> BucketKey {
+    let k: Key = std::array::from_fn(|i| bytes[i] & mask[i]);
+    super::maps::bucket_key(&k, table)
 }
 
 /// A header every header the rule matches shares its fixed bits with.

@@ -184,7 +184,7 @@ impl Lower<'_> {
             (
                 names.buckets,
                 MapKind::Hash,
-                BtfTy::Bytes(cmaps::KEY_BYTES as u32),
+                BtfTy::Bytes(cmaps::BUCKET_KEY_BYTES as u32),
                 cmaps::BUCKET_BYTES,
                 2 * crate::classify::edit::room(buckets.len()),
                 buckets,
