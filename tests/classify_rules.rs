@@ -63,6 +63,82 @@ fn source(rules: &[Rule]) -> String {
     s
 }
 
+/// `pol filter ARGS` in namespace `ns`: asserts it succeeded; its stdout.
+fn filter_ok(ns: &str, args: &[&str]) -> String {
+    let mut a = vec!["filter"];
+    a.extend_from_slice(args);
+    let (ok, out, err) = pol_in(ns, &a);
+    assert!(ok, "pol filter {args:?}: {err}");
+    out
+}
+
+/// `pol filter ARGS` in namespace `ns`: asserts it failed with a sentence (no panic); its
+/// stderr.
+fn filter_err(ns: &str, args: &[&str]) -> String {
+    let mut a = vec!["filter"];
+    a.extend_from_slice(args);
+    let (ok, _, err) = pol_in(ns, &a);
+    assert!(!ok, "pol filter {args:?} must fail");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// A `pol run` of [`editable_filter`] in a namespace pair of its own, attached. The
+/// filter and its file are named after the test process (`BASE_PID`): other suites on the
+/// host run these tests at the same time, and `pol filter` finds a run by its file's stem.
+struct Editable {
+    name: String,
+    net: run_support::NetPair,
+    dir: common::TempDir,
+    file: String,
+    pol: Option<run_support::PolRun>,
+    /// The XDP program's id when it attached (a change without reload keeps it).
+    id: u64,
+}
+
+impl Editable {
+    fn start(tag: &str, base: &str) -> Editable {
+        common::require_kernel();
+        run_support::require_tools();
+        let name = format!("{base}_{}", std::process::id());
+        let net = run_support::NetPair::new(tag);
+        let dir = common::TempDir::new(&format!("pol_{name}"));
+        let path = dir.path().join(format!("{name}.pol"));
+        std::fs::write(&path, editable_filter(&name)).expect("write");
+        let file = path.to_str().expect("utf-8 path").to_string();
+        let mut pol =
+            run_support::PolRun::start(&net.a, &[&file, "--json", "--interval", "0.5"], &[]);
+        assert!(
+            pol.wait_for("\"attached\"", std::time::Duration::from_secs(30))
+                .is_some(),
+            "pol run did not attach"
+        );
+        let id = xdp_prog_id(&net.a);
+        Editable {
+            name,
+            net,
+            dir,
+            file,
+            pol: Some(pol),
+            id,
+        }
+    }
+
+    /// The run, while it runs.
+    fn pol(&mut self) -> &mut run_support::PolRun {
+        self.pol.as_mut().expect("the run was stopped")
+    }
+
+    /// Stops the run (SIGINT) and checks it left nothing behind.
+    fn stop(&mut self) {
+        let pol = self.pol.take().expect("the run was stopped");
+        pol.signal("INT");
+        let (ok, _, err) = pol.finish(std::time::Duration::from_secs(10));
+        assert!(ok, "{err}");
+        run_support::assert_clean(&self.net.a, &self.name);
+    }
+}
+
 fn packet(h: &Header) -> Option<Packet> {
     let p = match h.proto {
         6 => Packet::tcp().sport(h.sport).dport(h.dport),
@@ -274,107 +350,76 @@ fn editable_filter(name: &str) -> String {
     ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
 )]
 fn filter_add_del_change_a_running_classifier_without_reload() {
-    use std::time::Duration;
-    common::require_kernel();
-    run_support::require_tools();
-    let net = run_support::NetPair::new("fe");
-    let dir = common::TempDir::new("pol_filter_edit");
-    let file = dir.path().join("fedit.pol");
-    std::fs::write(&file, editable_filter("fedit")).expect("write");
-    let f = file.to_str().expect("utf-8 path");
+    let mut run = Editable::start("fe", "fedit");
+    let (net, ns, f, fl) = (
+        &run.net,
+        run.net.a.clone(),
+        run.file.clone(),
+        run.name.clone(),
+    );
+    let (ns, f, fl) = (ns.as_str(), f.as_str(), fl.as_str());
     let drop5000 = "drop ip4 and udp and ip.src in 10.99.0.0/24 and udp.dport == 5000";
     let pass5000 = "pass udp and ip.src == 10.99.0.2 and udp.dport in 4000..5000";
+    assert_eq!(arrive(net, 5000), 10, "B's datagrams arrive before the add");
+    assert_eq!(arrive(net, 5002), 0, "rule 20 drops B's datagrams to 5002");
 
-    let mut pol = run_support::PolRun::start(&net.a, &[f, "--json", "--interval", "0.5"], &[]);
-    assert!(
-        pol.wait_for("\"attached\"", Duration::from_secs(30))
-            .is_some(),
-        "pol run did not attach"
-    );
-    let id = xdp_prog_id(&net.a);
-    assert_eq!(
-        arrive(&net, 5000),
-        10,
-        "B's datagrams arrive before the add"
-    );
-    assert_eq!(arrive(&net, 5002), 0, "rule 20 drops B's datagrams to 5002");
-
-    let (ok, out, err) = pol_in(&net.a, &["filter", "add", f, "fedit", drop5000]);
-    assert!(ok, "{err}");
+    let out = filter_ok(ns, &["add", f, fl, drop5000]);
     assert!(
         out.contains("added `drop ip4") && out.contains("after line 41"),
         "{out}"
     );
-    assert_eq!(arrive(&net, 5000), 0, "dropped once the rule is added");
-    assert_eq!(arrive(&net, 5001), 10, "other ports still arrive");
+    assert_eq!(arrive(net, 5000), 0, "dropped once the rule is added");
+    assert_eq!(arrive(net, 5001), 10, "other ports still arrive");
     // After line 2 (rule 0): before the drop, so it wins.
-    let (ok, out, err) = pol_in(
-        &net.a,
-        &["filter", "add", f, "fedit", pass5000, "--after", "2"],
-    );
-    assert!(ok && out.contains("after line 2"), "{out}{err}");
-    assert_eq!(arrive(&net, 5000), 10, "the earlier pass rule wins");
-    let (ok, _, err) = pol_in(&net.a, &["filter", "del", f, "fedit", pass5000]);
-    assert!(ok, "{err}");
-    assert_eq!(arrive(&net, 5000), 0, "the drop decides again");
-    let (ok, _, err) = pol_in(&net.a, &["filter", "del", f, "fedit", drop5000]);
-    assert!(ok, "{err}");
-    assert_eq!(arrive(&net, 5000), 10, "arrives again after the del");
+    let out = filter_ok(ns, &["add", f, fl, pass5000, "--after", "2"]);
+    assert!(out.contains("after line 2"), "{out}");
+    assert_eq!(arrive(net, 5000), 10, "the earlier pass rule wins");
+    filter_ok(ns, &["del", f, fl, pass5000]);
+    assert_eq!(arrive(net, 5000), 0, "the drop decides again");
+    filter_ok(ns, &["del", f, fl, drop5000]);
+    assert_eq!(arrive(net, 5000), 10, "arrives again after the del");
     // A rule of the file, by its line.
-    let (ok, out, err) = pol_in(&net.a, &["filter", "del", f, "fedit", "22"]);
-    assert!(ok && out.contains("deleted line 22"), "{out}{err}");
-    assert_eq!(arrive(&net, 5002), 10, "rule 20 deleted");
-    assert_eq!(xdp_prog_id(&net.a), id, "the program was never replaced");
+    let out = filter_ok(ns, &["del", f, fl, "22"]);
+    assert!(out.contains("deleted line 22"), "{out}");
+    assert_eq!(arrive(net, 5002), 10, "rule 20 deleted");
+    assert_eq!(xdp_prog_id(ns), run.id, "the program was never replaced");
 
+    let not_a_rule = format!("is not a rule of filter `{fl}`");
     let cases: &[(&[&str], &str)] = &[
         (&["add", f, "nope", drop5000], "has no filter `nope`"),
         (
-            &["add", f, "fedit", "drop udp or tcp"],
+            &["add", f, fl, "drop udp or tcp"],
             "the classifier cannot hold `drop udp or tcp`",
         ),
-        (
-            &["add", f, "fedit", "drop ip.srx == 1.2.3.4"],
-            "is not a rule of filter `fedit`",
-        ),
-        (&["add", f, "fedit", drop5000, "--after", "1"], "line 1 of"),
-        (
-            &["del", f, "fedit", "22"],
-            "is not in the running classifier",
-        ),
-        (&["del", f, "fedit", drop5000], "tests exactly"),
+        (&["add", f, fl, "drop ip.srx == 1.2.3.4"], &not_a_rule),
+        (&["add", f, fl, drop5000, "--after", "1"], "line 1 of"),
+        (&["del", f, fl, "22"], "is not in the running classifier"),
+        (&["del", f, fl, drop5000], "tests exactly"),
     ];
     for (args, want) in cases {
-        let mut a = vec!["filter"];
-        a.extend_from_slice(args);
-        let (ok, _, err) = pol_in(&net.a, &a);
-        assert!(!ok, "{args:?} must fail");
+        let err = filter_err(ns, args);
         assert!(err.contains(want), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{err}");
     }
-    pol.signal("INT");
-    let (ok, _, err) = pol.finish(Duration::from_secs(10));
-    assert!(ok, "{err}");
-    run_support::assert_clean(&net.a, "fedit");
+    run.stop();
 
     // The same on a loaded policy, by its name.
+    let net = &run.net;
     let name = format!("pol_fedit_{}", std::process::id());
     let _unload = run_support::Unload::new(&[&name]);
-    let (ok, _, err) = pol_in(&net.a, &["load", f, "--name", &name]);
+    let (ok, _, err) = pol_in(ns, &["load", f, "--name", &name]);
     assert!(ok, "{err}");
-    let id = xdp_prog_id(&net.a);
-    assert_eq!(arrive(&net, 5000), 10);
-    let (ok, _, err) = pol_in(&net.a, &["filter", "add", &name, "fedit", drop5000]);
-    assert!(ok, "{err}");
-    assert_eq!(arrive(&net, 5000), 0, "the policy drops after the add");
-    let (ok, _, err) = pol_in(&net.a, &["filter", "del", &name, "fedit", drop5000]);
-    assert!(ok, "{err}");
-    assert_eq!(arrive(&net, 5000), 10, "and passes after the del");
+    let id = xdp_prog_id(ns);
+    assert_eq!(arrive(net, 5000), 10);
+    filter_ok(ns, &["add", &name, fl, drop5000]);
+    assert_eq!(arrive(net, 5000), 0, "the policy drops after the add");
+    filter_ok(ns, &["del", &name, fl, drop5000]);
+    assert_eq!(arrive(net, 5000), 10, "and passes after the del");
     assert_eq!(
-        xdp_prog_id(&net.a),
+        xdp_prog_id(ns),
         id,
         "the policy's program was never replaced"
     );
-    let (ok, _, err) = pol_in(&net.a, &["unload", &name]);
+    let (ok, _, err) = pol_in(ns, &["unload", &name]);
     assert!(ok, "{err}");
 }
 
@@ -401,16 +446,13 @@ for i in range(int(sys.argv[1])):
 )]
 fn filter_swap_switches_whole_rule_sets_under_traffic() {
     use std::time::Duration;
-    common::require_kernel();
-    run_support::require_tools();
-    let net = run_support::NetPair::new("fs");
-    let dir = common::TempDir::new("pol_filter_swap");
-    let file = dir.path().join("fswap.pol");
-    std::fs::write(&file, editable_filter("fswap")).expect("write");
-    let f = file.to_str().expect("utf-8 path");
+    let mut run = Editable::start("fs", "fswap");
+    let (ns, f, fl) = (run.net.a.clone(), run.file.clone(), run.name.clone());
+    let (ns, f, fl) = (ns.as_str(), f.as_str(), fl.as_str());
+    let dir = run.dir.path().to_path_buf();
     // 900 rules B's traffic misses first (so a swap writes for a while), then the ones
     // that drop it.
-    let a = dir.path().join("a.rules");
+    let a = dir.join("a.rules");
     let mut set_a = String::from("# set A: B's ports by ranges\n");
     for i in 0..900 {
         set_a.push_str(&format!(
@@ -426,7 +468,7 @@ fn filter_swap_switches_whole_rule_sets_under_traffic() {
          pass udp and ip.src in 10.98.0.0/16 and udp.dport == 5003\n",
     );
     std::fs::write(&a, set_a).expect("write");
-    let b = dir.path().join("b.rules");
+    let b = dir.join("b.rules");
     let mut set_b = String::from("# set B: one exact port a rule\n");
     for i in 0..900 {
         set_b.push_str(&format!(
@@ -443,34 +485,27 @@ fn filter_swap_switches_whole_rule_sets_under_traffic() {
     std::fs::write(&b, set_b).expect("write");
     let (a, b) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
 
-    let mut pol = run_support::PolRun::start(&net.a, &[f, "--json", "--interval", "0.5"], &[]);
-    assert!(
-        pol.wait_for("\"attached\"", Duration::from_secs(30))
-            .is_some(),
-        "pol run did not attach"
-    );
-    let id = xdp_prog_id(&net.a);
+    let net = &run.net;
     assert_eq!(
-        arrive(&net, 5003),
+        arrive(net, 5003),
         10,
         "the file's rules pass B's datagrams to 5003"
     );
-    let (ok, out, err) = pol_in(&net.a, &["filter", "swap", f, "fswap", a]);
-    assert!(ok, "{err}");
+    let out = filter_ok(ns, &["swap", f, fl, a]);
     assert!(
         out.contains("swapped in 903 rules of") && out.contains("after line 41"),
         "{out}"
     );
-    assert_eq!(arrive(&net, 5003), 0, "set A drops them");
+    assert_eq!(arrive(net, 5003), 0, "set A drops them");
     assert_eq!(
-        arrive(&net, 5002),
+        arrive(net, 5002),
         0,
         "set A drops what rule 20 of the file dropped"
     );
 
     const SENT: u64 = 20_000;
     let py = run_support::python();
-    let got = arrive_while(&net, 5003, || {
+    let got = arrive_while(net, 5003, || {
         let mut tx = std::process::Command::new("ip")
             .args([
                 "netns",
@@ -485,7 +520,7 @@ fn filter_swap_switches_whole_rule_sets_under_traffic() {
             .expect("start sender");
         for k in 0..24 {
             let set = if k % 2 == 0 { b } else { a };
-            let (ok, _, err) = pol_in(&net.a, &["filter", "swap", f, "fswap", set]);
+            let (ok, _, err) = pol_in(ns, &["filter", "swap", f, fl, set]);
             assert!(ok, "swap {k}: {err}");
         }
         let st = tx.wait().expect("sender");
@@ -503,7 +538,7 @@ fn filter_swap_switches_whole_rule_sets_under_traffic() {
     let mut counted = 0;
     for _ in 0..200 {
         let t = std::time::Instant::now();
-        let Some(l) = pol.wait_for("\"counters\"", Duration::from_secs(2)) else {
+        let Some(l) = run.pol().wait_for("\"counters\"", Duration::from_secs(2)) else {
             break;
         };
         counted = run_support::rule_packets(&run_support::json(&l), 39);
@@ -514,23 +549,17 @@ fn filter_swap_switches_whole_rule_sets_under_traffic() {
     assert!(counted >= SENT / 4, "rule 39 counted {counted} of {SENT}");
     // Changes on top of a swapped set.
     let pass = "pass udp and ip.src == 10.99.0.2 and udp.dport == 5003";
-    let (ok, _, err) = pol_in(&net.a, &["filter", "add", f, "fswap", pass, "--after", "2"]);
-    assert!(ok, "{err}");
-    assert_eq!(arrive(&net, 5003), 10, "a rule added before the set wins");
-    let (ok, _, err) = pol_in(&net.a, &["filter", "del", f, "fswap", "22"]);
-    assert!(
-        !ok && err.contains("swapped in by `pol filter swap`"),
-        "{err}"
-    );
-    let bad = dir.path().join("bad.rules");
+    let net = &run.net;
+    filter_ok(ns, &["add", f, fl, pass, "--after", "2"]);
+    assert_eq!(arrive(net, 5003), 10, "a rule added before the set wins");
+    let err = filter_err(ns, &["del", f, fl, "22"]);
+    assert!(err.contains("swapped in by `pol filter swap`"), "{err}");
+    let bad = dir.join("bad.rules");
     std::fs::write(&bad, "drop udp and udp.dport == 1\n\ndrop udp or tcp\n").expect("write");
     let bad = bad.to_str().expect("utf-8");
-    let (ok, _, err) = pol_in(&net.a, &["filter", "swap", f, "fswap", bad]);
-    assert!(!ok && err.contains("bad.rules:3"), "{err}");
-    assert_eq!(arrive(&net, 5003), 10, "a refused swap changes nothing");
-    assert_eq!(xdp_prog_id(&net.a), id, "the program was never replaced");
-    pol.signal("INT");
-    let (ok, _, err) = pol.finish(Duration::from_secs(10));
-    assert!(ok, "{err}");
-    run_support::assert_clean(&net.a, "fswap");
+    let err = filter_err(ns, &["swap", f, fl, bad]);
+    assert!(err.contains("bad.rules:3"), "{err}");
+    assert_eq!(arrive(net, 5003), 10, "a refused swap changes nothing");
+    assert_eq!(xdp_prog_id(ns), run.id, "the program was never replaced");
+    run.stop();
 }

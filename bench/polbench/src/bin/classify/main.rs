@@ -212,23 +212,83 @@ fn kernel_ns(
     Ok((sum as f64 / headers.len().max(1) as f64, worst, wrong))
 }
 
-/// Rules and trace in the text form bench/nft/classify.py reads: one rule a line
-/// `action proto_lo proto_hi src/len dst/len sport_lo sport_hi dport_lo dport_hi`
-/// (action 1 drops), one header a line `proto src dst sport dport`, IPv4 only.
+/// A rule as the box pipapo stores: inclusive (lo, hi) per field, in the order of the
+/// nftables concatenation `ip saddr . ip daddr . ip protocol . th sport . th dport`.
+type NftBox = [(u32, u32); 5];
+
+fn nft_box(r: &Rule) -> NftBox {
+    let span = |p: &pol_compiler::classify::Prefix| {
+        let a = u32::from_be_bytes([p.addr[0], p.addr[1], p.addr[2], p.addr[3]]);
+        let m = if p.len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(p.len.min(32)))
+        };
+        (a & m, (a & m) | !m)
+    };
+    [
+        span(&r.src),
+        span(&r.dst),
+        (r.proto.lo.into(), r.proto.hi.into()),
+        (r.sport.lo.into(), r.sport.hi.into()),
+        (r.dport.lo.into(), r.dport.hi.into()),
+    ]
+}
+
+/// Which rules the kernel's pipapo set takes when they are added in order: it refuses an
+/// element whose first point (every field's low end) or last point (every high end) lies
+/// in an element it holds (`nft_pipapo_insert`: -EEXIST when both ends are equal, else
+/// -ENOTEMPTY), and one refusal fails the whole `nft -f` transaction. Boxes indexed by the
+/// top byte of their destination (or source) address when that byte is fixed.
+fn pipapo_takes(rules: &[Rule]) -> Vec<bool> {
+    let mut by_dst: std::collections::HashMap<u32, Vec<NftBox>> = Default::default();
+    let mut by_src: std::collections::HashMap<u32, Vec<NftBox>> = Default::default();
+    let mut wide: Vec<NftBox> = Vec::new();
+    let inside = |b: &NftBox, p: &[u32; 5]| b.iter().zip(p).all(|((lo, hi), v)| lo <= v && v <= hi);
+    rules
+        .iter()
+        .map(|r| {
+            let b = nft_box(r);
+            let ends = [b.map(|f| f.0), b.map(|f| f.1)];
+            let hit = ends.iter().any(|p| {
+                let near = by_dst.get(&(p[1] >> 24)).into_iter().flatten();
+                let near = near.chain(by_src.get(&(p[0] >> 24)).into_iter().flatten());
+                near.chain(&wide).any(|x| inside(x, p))
+            });
+            if !hit {
+                if b[1].0 >> 24 == b[1].1 >> 24 {
+                    by_dst.entry(b[1].0 >> 24).or_default().push(b);
+                } else if b[0].0 >> 24 == b[0].1 >> 24 {
+                    by_src.entry(b[0].0 >> 24).or_default().push(b);
+                } else {
+                    wide.push(b);
+                }
+            }
+            !hit
+        })
+        .collect()
+}
+
+/// Rules and trace in the text form bench/nft/classify.py reads, IPv4 only: one rule a
+/// line `action proto_lo proto_hi src/len dst/len sport_lo sport_hi dport_lo dport_hi
+/// pipapo` (action 1 drops; pipapo 1 when the pipapo set takes it in order), one header a
+/// line `proto src dst sport dport verdict` (the first match's action, 0 when none).
 fn export(
     dir: &std::path::Path,
     name: &str,
     rules: &[Rule],
     trace: &[Header],
+    want: &[u32],
 ) -> Result<(), String> {
     use std::fmt::Write as _;
     std::fs::create_dir_all(dir).map_err(err)?;
     let v4 = |a: &[u8; 16]| std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+    let takes = pipapo_takes(rules);
     let mut r = String::new();
-    for x in rules {
+    for (x, t) in rules.iter().zip(&takes) {
         let _ = writeln!(
             r,
-            "{} {} {} {}/{} {}/{} {} {} {} {}",
+            "{} {} {} {}/{} {}/{} {} {} {} {} {}",
             x.action,
             x.proto.lo,
             x.proto.hi,
@@ -239,14 +299,16 @@ fn export(
             x.sport.lo,
             x.sport.hi,
             x.dport.lo,
-            x.dport.hi
+            x.dport.hi,
+            u8::from(*t)
         );
     }
     let mut t = String::new();
-    for h in trace {
+    for (h, w) in trace.iter().zip(want) {
+        let verdict = rules.get(*w as usize).map_or(0, |r| r.action);
         let _ = writeln!(
             t,
-            "{} {} {} {} {}",
+            "{} {} {} {} {} {verdict}",
             h.proto,
             v4(&h.src),
             v4(&h.dst),
@@ -309,12 +371,6 @@ fn main() {
             let rules = gen::rules(shape, n, 1);
             let trace = gen::trace(&rules, a.trace, 1);
             let name = format!("{}-{n}", shape.name());
-            if let Some(dir) = &a.export {
-                let sample: Vec<Header> = trace.iter().take(a.kernel_headers).copied().collect();
-                if let Err(e) = export(dir, &name, &rules, &sample) {
-                    eprintln!("export {name}: {e}");
-                }
-            }
             // Compile: tables, maps, and the BPF object of the data path.
             let t0 = Instant::now();
             let c = match build(&rules, cfg) {
@@ -364,6 +420,11 @@ fn main() {
             );
             let sample: Vec<Header> = trace.iter().take(a.kernel_headers).copied().collect();
             let want = &want[..sample.len()];
+            if let Some(dir) = &a.export {
+                if let Err(e) = export(dir, &name, &rules, &sample, want) {
+                    eprintln!("export {name}: {e}");
+                }
+            }
             let mut kernel_cols = String::new();
             if kernel {
                 let run = module.as_ref().map_err(err).and_then(|m| {
