@@ -36,6 +36,8 @@ pub struct Hir {
     pub rates: Vec<state::RateDef>,
     /// Connection tracking, when a rule tests `ct.*` or the file configures it.
     pub ct: Option<state::CtConfig>,
+    /// L7 definitions: DNS name sets (issue 13).
+    pub l7: crate::l7::Defs,
 }
 
 /// A value of a set or a literal: an integer range or a network prefix.
@@ -167,4 +169,6 @@ pub enum Test {
     Ct { mask: u32 },
     /// A test of the segment's HTTP request line (`crate::l7::http`).
     Http(crate::l7::http::HttpTest),
+    /// An L7 field (`dns.qname`, ...): false when the packet does not carry the protocol.
+    L7(crate::l7::L7Test),
 }

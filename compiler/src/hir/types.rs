@@ -25,6 +25,8 @@ pub enum Ty {
     Str(u32),
     /// `bytes<N>`
     Bytes(u32),
+    /// `dnsname`: a DNS name or `*.` suffix pattern (`dns.qname`, `tls.sni`; issue 13).
+    DnsName,
 }
 
 impl Ty {
@@ -45,6 +47,7 @@ impl Ty {
             ("mac", None) => Ty::Mac,
             ("str", Some(n)) => Ty::Str(n),
             ("bytes", Some(n)) => Ty::Bytes(n),
+            ("dnsname", None) => Ty::DnsName,
             _ => return None,
         })
     }
@@ -85,6 +88,7 @@ impl fmt::Display for Ty {
             Ty::Mac => write!(f, "mac"),
             Ty::Str(n) => write!(f, "str<{n}>"),
             Ty::Bytes(n) => write!(f, "bytes<{n}>"),
+            Ty::DnsName => write!(f, "dnsname"),
         }
     }
 }

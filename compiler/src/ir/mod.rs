@@ -89,6 +89,22 @@ pub enum Inst {
         verdict: u8,
         ct: bool,
     },
+    /// `dst` = the integer of `size` bytes at `off` of the filter's L7 scratch value
+    /// (`l7::dns::S_*`, left by the L7 stage that runs before the rules).
+    L7Load {
+        dst: VReg,
+        scratch: String,
+        off: i16,
+        size: u8,
+    },
+    /// `dst` = 1 when the scratch value's byte at `status` is 1 and the key the L7 stage
+    /// left in `scratch` is in the LPM trie `map`.
+    L7Lookup {
+        dst: VReg,
+        scratch: String,
+        map: String,
+        status: i16,
+    },
 }
 
 /// Unsigned comparisons; `Set` is "any bit of the mask is set".
@@ -162,6 +178,8 @@ impl Inst {
             | Inst::Lookup { dst, .. }
             | Inst::LoadBest { dst, .. }
             | Inst::Rate { dst, .. }
+            | Inst::L7Load { dst, .. }
+            | Inst::L7Lookup { dst, .. }
             | Inst::Ct { dst } => Some(*dst),
             Inst::Count { .. }
             | Inst::Stat { .. }
@@ -245,6 +263,21 @@ impl fmt::Display for Function {
                         Some(m) => writeln!(s, "  http request line ({}, paths {m})", p.buf),
                         None => writeln!(s, "  http request line ({})", p.buf),
                     },
+                    Inst::L7Load {
+                        dst,
+                        scratch,
+                        off,
+                        size,
+                    } => writeln!(s, "  {dst} = load.u{} {scratch}+{off}", size * 8),
+                    Inst::L7Lookup {
+                        dst,
+                        scratch,
+                        map,
+                        status,
+                    } => writeln!(
+                        s,
+                        "  {dst} = lookup {map}, {scratch}.key if {scratch}+{status}"
+                    ),
                     Inst::Log {
                         filter,
                         rule,

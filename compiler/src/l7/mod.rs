@@ -10,7 +10,9 @@
 //! record fields. The parser stores where the payload is (`OFF_L7_PAY_OFF`/`_LEN`) when
 //! `Needs::l7` is set.
 
+pub mod dns;
 pub mod http;
+pub mod tls;
 
 use crate::hir::{Cond, Filter, Test};
 use crate::mir::build::Builder;
@@ -88,7 +90,7 @@ impl Bits {
             match c {
                 Cond::And(cs) | Cond::Or(cs) => cs.iter().any(any),
                 Cond::Not(c) => any(c),
-                Cond::Test(Test::Http(_)) => true,
+                Cond::Test(Test::Http(_) | Test::L7(_)) => true,
                 _ => false,
             }
         }
@@ -268,4 +270,113 @@ fn read(
         },
     );
     ok
+}
+
+/// A DNS or TLS test of a rule (`hir::Test::L7`). False when the packet does not carry the
+/// protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum L7Test {
+    /// The packet is a DNS message (UDP port 53) whose question the stage read: `dns`.
+    Dns,
+    /// `dns.qname` matches a pattern of `Hir::l7.names[set]`.
+    DnsName { set: usize },
+    /// `dns.qtype`, `dns.rcode`, `dns.response` compared with a value.
+    DnsInt {
+        field: dns::Field,
+        op: crate::hir::CmpOp,
+        value: u64,
+    },
+    /// The packet is a TCP segment that starts a ClientHello pol read: `tls`.
+    Tls,
+    /// `tls.sni` (the ClientHello's host name) matches a pattern of `Hir::l7.names[set]`;
+    /// false for a hello without one.
+    TlsName { set: usize },
+    /// `tls.version` (the highest version the client offers) compared with a value.
+    TlsVersion { op: crate::hir::CmpOp, value: u64 },
+}
+
+impl L7Test {
+    /// Whether the test reads the DNS stage's result (else the TLS stage's).
+    pub fn is_dns(&self) -> bool {
+        matches!(
+            self,
+            L7Test::Dns | L7Test::DnsName { .. } | L7Test::DnsInt { .. }
+        )
+    }
+}
+
+/// The L7 definitions of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Defs {
+    /// Sets of DNS name patterns, each an LPM-trie map.
+    pub names: Vec<dns::NameSet>,
+}
+
+/// Which protocols the rules of `filter` test: (DNS, TLS).
+pub fn protocols(filter: &crate::hir::Filter) -> (bool, bool) {
+    fn walk(c: &Cond, out: &mut (bool, bool)) {
+        match c {
+            Cond::Test(crate::hir::Test::L7(t)) => {
+                if t.is_dns() {
+                    out.0 = true;
+                } else {
+                    out.1 = true;
+                }
+            }
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| walk(c, out)),
+            Cond::Not(c) => walk(c, out),
+            Cond::Test(_) | Cond::Const(_) => {}
+        }
+    }
+    let mut out = (false, false);
+    for r in &filter.rules {
+        walk(&r.cond, &mut out);
+    }
+    out
+}
+
+/// Whether a message the L7 stage cannot read takes the filter's malformed action
+/// (fail-closed): when a rule that tests an L7 field drops. Otherwise the rules see no
+/// message, and only rules on other fields decide.
+pub fn fail_closed(filter: &crate::hir::Filter) -> bool {
+    fn has(c: &Cond) -> bool {
+        match c {
+            Cond::Test(crate::hir::Test::L7(_)) => true,
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().any(has),
+            Cond::Not(c) => has(c),
+            Cond::Test(_) | Cond::Const(_) => false,
+        }
+    }
+    filter
+        .rules
+        .iter()
+        .any(|r| r.action.verdict == crate::syntax::ast::Verdict::Drop && has(&r.cond))
+}
+
+/// The HIR text of a test (golden files).
+pub fn print(hir: &crate::hir::Hir, t: &L7Test) -> String {
+    match t {
+        L7Test::Dns => "dns".into(),
+        L7Test::Tls => "tls".into(),
+        L7Test::TlsVersion { op, value } => format!("tls.version {op:?} {value:#x}"),
+        L7Test::TlsName { set } => {
+            let pats: Vec<String> = hir
+                .l7
+                .names
+                .get(*set)
+                .map(|s| s.patterns.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default();
+            format!("tls.sni in {{{}}}", pats.join(", "))
+        }
+        L7Test::DnsInt { field, op, value } => format!("{} {op:?} {value}", field.name()),
+        L7Test::DnsName { set } => {
+            let pats: Vec<String> = hir
+                .l7
+                .names
+                .get(*set)
+                .map(|s| s.patterns.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default();
+            format!("dns.qname in {{{}}}", pats.join(", "))
+        }
+    }
 }

@@ -71,6 +71,7 @@ impl Checker<'_> {
             }
             ExprKind::Not(a) => Some(Cond::Not(Box::new(self.cond(a)?))),
             ExprKind::Bool(b) => Some(Cond::Const(*b)),
+            ExprKind::Path(p) if super::l7::is_dns(p) => self.dns_flag(e, p),
             ExprKind::Path(p) => {
                 if let Some((Decl::Const(Ty::Bool, v), _)) = self.names.get(&p.dotted()) {
                     return Some(Cond::Const(matches!(
@@ -148,6 +149,9 @@ impl Checker<'_> {
             }
         }
         if let ExprKind::Path(p) = &lhs.kind {
+            if super::l7::is_dns(p) {
+                return self.dns_compare(e, op, p, rhs);
+            }
             if Self::is_ct(p) {
                 return self.ct(e, op, p, rhs);
             }

@@ -50,6 +50,17 @@ impl Checker<'_> {
                     }
                 }
                 Some((Decl::Poisoned, _)) => None,
+                Some((Decl::Names(_), _)) => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0401",
+                            format!("`{}` is a set of DNS names, not of {ty}", p.dotted()),
+                            e.span.clone(),
+                        )
+                        .with_label("test it with `dns.qname in ...`"),
+                    );
+                    None
+                }
                 Some((Decl::Set(_), _)) => {
                     self.diags.push(
                         Diagnostic::error(

@@ -110,6 +110,7 @@ impl Checker<'_> {
                 .sets
                 .get(*i)
                 .map_or(NameKind::Poisoned, |s| NameKind::Set(s.elem)),
+            Decl::Names(_) => NameKind::Set(Ty::DnsName),
             Decl::Poisoned => NameKind::Poisoned,
         };
         self.defs.insert(
@@ -173,6 +174,13 @@ impl Checker<'_> {
         let Some(elem) = self.ty(&s.ty) else {
             return self.declare(&s.name, Decl::Poisoned);
         };
+        if elem == Ty::DnsName {
+            let decl = match self.name_set(s) {
+                Some(i) => Decl::Names(i),
+                None => Decl::Poisoned,
+            };
+            return self.declare(&s.name, decl);
+        }
         let values = match &s.value.kind {
             ExprKind::Call(p, args) if p.dotted() == "file" => {
                 match self.file_set(&s.value, args, elem) {

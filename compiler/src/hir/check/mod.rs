@@ -15,6 +15,7 @@ mod consts;
 mod counts;
 mod decls;
 mod filters;
+mod l7;
 mod state;
 
 use super::fields;
@@ -30,6 +31,8 @@ enum Decl {
     Const(Ty, Vec<Value>),
     /// A named set: index into `Hir::sets`.
     Set(usize),
+    /// A named set of DNS names: index into `Hir::l7.names`.
+    Names(usize),
     /// A declaration that had errors: uses of it report nothing more.
     Poisoned,
 }

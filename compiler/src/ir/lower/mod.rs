@@ -6,6 +6,7 @@
 //! become maps (hash for exact keys, LPM trie for prefixes); small ones are inlined.
 
 mod conds;
+mod dns;
 mod maps;
 mod state;
 

@@ -4,6 +4,7 @@
 //! checks, per-CPU statistics, atomic counters. One module per file: every map of the
 //! file, one program per filter. `codegen` then selects, allocates and emits.
 
+mod dns;
 mod parser;
 mod rules;
 mod state;
@@ -113,12 +114,67 @@ pub fn lower(
         next += part.funcs.len();
         parts.push((part, names.func));
     }
+    // The L7 stage's functions, per filter with L7 tests, after the classifiers'.
+    let mut stages = Vec::new();
+    for (filter, func) in filters.iter().zip(funcs) {
+        if dns::scratch_of(func).is_none() {
+            stages.push(None);
+            continue;
+        }
+        let (dns_used, tls_used) = crate::l7::protocols(filter);
+        let names = crate::l7::dns::Names::of_filter(&filter.name);
+        let mut text = crate::l7::dns::text(&names);
+        if tls_used {
+            text.push('\n');
+            text.push_str(&crate::l7::tls::text(&filter.name, &names));
+        }
+        let part = mir::parse_module(&text).map_err(|e| format!("the L7 stage's MIR: {e}"))?;
+        let id = |name: &str| -> Result<mir::FuncId, String> {
+            part.func_by_name(name)
+                .map(|id| mir::FuncId::from_index(next + id.index()))
+                .ok_or_else(|| format!("the L7 stage's MIR has no function {name}"))
+        };
+        let dns_id = if dns_used {
+            Some(id(&names.func)?)
+        } else {
+            None
+        };
+        let tls_id = if tls_used {
+            Some(id(&crate::l7::tls::hello_name(&filter.name))?)
+        } else {
+            None
+        };
+        stages.push(Some((dns_id, tls_id)));
+        next += part.funcs.len();
+        parts.push((part, names.func));
+    }
     let mut tags = Vec::new();
-    for (((filter, func), needs), cls) in filters.iter().zip(funcs).zip(needs).zip(&classify) {
+    for ((((filter, func), needs), cls), stage) in filters
+        .iter()
+        .zip(funcs)
+        .zip(needs)
+        .zip(&classify)
+        .zip(&stages)
+    {
         let mut needs = *needs;
         if cls.is_some() {
             classifier_needs(&mut needs);
         }
+        let stage = match (stage, dns::scratch_of(func)) {
+            (Some((dns_id, tls_id)), Some(scratch)) => {
+                dns::needs(&mut needs);
+                let scratch = module
+                    .map_by_name(scratch)
+                    .ok_or_else(|| format!("map {scratch} is missing"))?;
+                Some(dns::Stage {
+                    scratch,
+                    dns: *dns_id,
+                    tls: *tls_id,
+                    fail_closed: crate::l7::fail_closed(filter),
+                })
+            }
+            _ => None,
+        };
         if func.blocks.iter().any(|b| {
             b.insts
                 .iter()
@@ -126,7 +182,15 @@ pub fn lower(
         }) {
             state::ct_needs(&mut needs);
         }
-        let (f, t) = lower_filter(&module, filter, func, needs, *cls, registers)?;
+        let (f, t) = lower_filter(
+            &module,
+            filter,
+            func,
+            needs,
+            *cls,
+            stage.as_ref(),
+            registers,
+        )?;
         module.add_func(f);
         tags.push(t);
     }
@@ -213,7 +277,9 @@ fn register_fields(module: &mir::Module, func: &ir::Function) -> Vec<(i16, u8)> 
                 | ir::Inst::Rate { .. }
                 | ir::Inst::CtTrack { .. }
                 | ir::Inst::Http(_)
-                | ir::Inst::Log { .. } => return Vec::new(),
+                | ir::Inst::Log { .. }
+                | ir::Inst::L7Load { .. }
+                | ir::Inst::L7Lookup { .. } => return Vec::new(),
             }
         }
     }
@@ -244,6 +310,7 @@ fn lower_filter(
     func: &ir::Function,
     needs: Needs,
     classify: Option<mir::FuncId>,
+    stage: Option<&dns::Stage>,
     registers: bool,
 ) -> Result<(mir::Function, Tags), String> {
     // Not behind tunnels: the inner window's fields are stored at a base offset by the
@@ -256,7 +323,7 @@ fn lower_filter(
         Vec::new()
     };
     loop {
-        match lower_with(module, filter, func, needs, classify, &fields, small)? {
+        match lower_with(module, filter, func, needs, classify, stage, &fields, small)? {
             Ok(done) => return Ok(done),
             // The parser stores part of that field: keep it in the record.
             Err(off) => fields.retain(|&(o, _)| o != off),
@@ -271,6 +338,7 @@ fn lower_with(
     func: &ir::Function,
     needs: Needs,
     classify: Option<mir::FuncId>,
+    stage: Option<&dns::Stage>,
     fields: &[(i16, u8)],
     small: bool,
 ) -> Result<Result<(mir::Function, Tags), i16>, String> {
@@ -333,7 +401,21 @@ fn lower_with(
         }
     }
     let rules_entry = map[func.entry.0 as usize].ok_or("rule entry block missing")?;
-    b.jump(out.rules, rules_entry, vec![]);
+    match stage {
+        Some(st) => dns::stage(
+            &mut b,
+            &mut tags,
+            st,
+            phook,
+            ctx,
+            out.flags,
+            (slots.rec, slots.key),
+            out.rules,
+            malformed,
+            rules_entry,
+        ),
+        None => b.jump(out.rules, rules_entry, vec![]),
+    }
     let mut rl = rules::R {
         b: &mut b,
         module,

@@ -351,6 +351,26 @@ impl R<'_> {
                     let v = self.ct_result(cur);
                     vals.insert(*dst, v);
                 }
+                Inst::L7Load {
+                    dst,
+                    scratch,
+                    off,
+                    size,
+                } => {
+                    let (next, v) = self.l7_load(cur, src, scratch, *off, *size)?;
+                    vals.insert(*dst, v);
+                    cur = next;
+                }
+                Inst::L7Lookup {
+                    dst,
+                    scratch,
+                    map,
+                    status,
+                } => {
+                    let (next, v) = self.l7_lookup(cur, src, scratch, map, *status)?;
+                    vals.insert(*dst, v);
+                    cur = next;
+                }
                 Inst::Rate {
                     dst,
                     map,
