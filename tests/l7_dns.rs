@@ -348,3 +348,30 @@ fn the_dns_blocklist_example_compiles() {
         );
     }
 }
+
+/// A bad line of a names file is reported by line and column, never by its text.
+#[test]
+fn a_bad_names_file_line_is_reported_without_its_text() {
+    let dir = common::TempDir::new("pol_l7_dns_file_bad");
+    std::fs::write(
+        dir.path().join("names.txt"),
+        "ok.example\n# comment\n  hunter2..secret\n*bad.example\n",
+    )
+    .expect("write names");
+    let file = dir.path().join("f.pol");
+    std::fs::write(
+        &file,
+        "set names: dnsname = file(\"names.txt\")\n\
+         filter f on xdp(\"eth0\") {\n    drop dns.qname in names\n    default pass\n}\n",
+    )
+    .expect("write");
+    let o = pol(&["check", file.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("E0560"), "{err}");
+    assert!(
+        err.contains("names.txt:3:3: not a DNS name pattern (and 1 more bad lines)"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2") && !err.contains("secret"), "{err}");
+}

@@ -1,8 +1,9 @@
-//! Conditions on L7 fields (issue 13): `dns.qname` against names and wildcard suffixes,
-//! `dns.qtype`, `dns.rcode`, `dns.response`, `dns` itself.
+//! Conditions on DNS and TLS fields (issue 13): `dns.qname` and `tls.sni` against names
+//! and wildcard suffixes, `dns.qtype`, `dns.rcode`, `dns.response`, `tls.version`, and
+//! `dns` / `tls` themselves; sets of names (`set NAME: dnsname = ...`).
 //!
-//! Errors: E0560 a malformed name pattern, E0561 an operator or operand an L7 field
-//! does not take, E0562 an unknown DNS field.
+//! Errors: E0560 a malformed name pattern, E0561 an operator or operand a DNS or TLS
+//! field does not take, E0562 an unknown DNS or TLS field.
 
 use super::{Checker, Decl};
 use crate::diag::{suggest, Diagnostic};
@@ -302,15 +303,14 @@ impl Checker<'_> {
                                 patterns.push(p);
                             }
                         }
-                        Err(why) => bad.push((n + 1, line.find(entry).unwrap_or(0) + 1, why)),
+                        Err(_) => bad.push((n + 1, line.find(entry).unwrap_or(0) + 1)),
                     }
                 }
-                if let Some((line, col, why)) = bad.first() {
+                if let Some((line, col)) = bad.first() {
                     let more = match bad.len() {
                         1 => String::new(),
                         n => format!(" (and {} more bad lines)", n - 1),
                     };
-                    let why = why.split(':').next().unwrap_or(why);
                     self.diags.push(
                         Diagnostic::error(
                             "E0560",
@@ -318,9 +318,11 @@ impl Checker<'_> {
                             s.value.span.clone(),
                         )
                         .with_label("read as a set of DNS names from here")
-                        .with_help(format!(
-                            "{why}; lines are names such as `example.com` or `*.example.com`"
-                        )),
+                        .with_help(
+                            "lines are names such as `example.com` or `*.example.com`: labels \
+                             of 1 to 63 bytes, at most 255 bytes on the wire (the lines \
+                             themselves are not shown: the file may not be a list)",
+                        ),
                     );
                     return None;
                 }
