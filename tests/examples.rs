@@ -46,9 +46,16 @@ fn examples_golden_files() {
             .to_string();
         let (src, c) = compile(&path);
         let ir: String = c.programs.iter().map(|p| p.ir.to_string()).collect();
-        let layout = pol_compiler::obj::layout(&c.spec)
-            .to_json()
-            .expect("layout.json serializes");
+        let layout = pol_compiler::obj::layout(&c.spec);
+        let json = layout.to_json().expect("layout.json serializes");
+        // It reads back into the same types (the runtime's view of it).
+        let back: pol_compiler::obj::Layout =
+            serde_json::from_str(&json).expect("layout.json reads back");
+        assert_eq!(
+            back, layout,
+            "{name}: layout.json does not read back as written"
+        );
+        let layout = json;
         snapshot_settings(&src).bind(|| {
             insta::assert_snapshot!(
                 format!("example_{name}_ast"),

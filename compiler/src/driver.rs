@@ -383,7 +383,13 @@ fn mir_programs(
             at.elapsed(),
         ));
         let at = Instant::now();
-        let moved = crate::mir::opt::optimize(&mut fm.module);
+        let mut each = [Duration::ZERO; crate::mir::opt::PASSES.len()];
+        let moved = crate::mir::opt::optimize_timed(&mut fm.module, &mut each);
+        if !registers {
+            for ((name, _), t) in crate::mir::opt::PASSES.iter().zip(each) {
+                timings.push((name, t));
+            }
+        }
         timings.push((
             if registers {
                 "MIR passes (registers)"

@@ -2,7 +2,7 @@
 //! (`ir::lower`), the object writer and layout.json write them out (`obj`, which re-exports
 //! them), the runtime creates and reads maps by them. Nothing here knows ELF.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `BPF_F_NO_PREALLOC`; the kernel demands it for LPM tries.
 pub const BPF_F_NO_PREALLOC: u32 = 1;
@@ -21,7 +21,7 @@ pub struct MapSpec {
     pub flags: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MapKind {
     Hash,

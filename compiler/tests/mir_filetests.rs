@@ -47,13 +47,15 @@ fn run(passes: &[String], input: &str) -> String {
             "codegen" => codegen::filetest_codegen(&module),
             "object" => object_listing(&module),
             // Transforming passes print the module they leave (and verify it).
-            "fold" | "dse" | "known" | "thread" | "layout" | "opt" => {
+            "fold" | "dse" | "sink" | "known" | "implied" | "thread" | "layout" | "opt" => {
                 for f in &mut module.funcs {
                     match pass.as_str() {
                         "fold" => drop(mir::opt::fold(f)),
                         "thread" => drop(mir::opt::thread(f)),
                         "known" => drop(mir::opt::known(f)),
+                        "implied" => drop(mir::opt::implied(f)),
                         "dse" => drop(mir::opt::dead_stores(f)),
+                        "sink" => drop(mir::opt::sink_zeroing(f)),
                         "layout" => drop(mir::opt::layout(f)),
                         _ => drop(mir::opt::optimize_function(f)),
                     }

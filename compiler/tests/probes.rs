@@ -276,3 +276,30 @@ fn kstack_is_a_key_only() {
         ("E0401".into(), "kstack".into())
     );
 }
+
+/// layout.json reads back into the compiler's own layout types: every probe example the
+/// fixture catalog can type (and a probe of every aggregation) round-trips, so a reader
+/// needs no mirror of them.
+#[test]
+fn probe_layouts_read_back_as_the_same_layout() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/catalog");
+    let cat = pol_compiler::catalog::DirCatalog::new(dir).expect("fixture catalog");
+    let files = pol_compiler::hir::check::no_files;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/probes");
+    let mut n = 0;
+    for e in std::fs::read_dir(examples).expect("examples/probes") {
+        let src = std::fs::read_to_string(e.expect("entry").path()).expect("read");
+        let Ok(c) = driver::compile_with_catalog(&src, &files, &cat) else {
+            continue;
+        };
+        let layout = c.probes.expect("probes").layout;
+        let json = layout.to_json().expect("json");
+        let back: pol_compiler::obj::Layout = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back, layout, "{json}");
+        n += 1;
+    }
+    assert!(
+        n >= 3,
+        "only {n} probe examples compiled against the fixture catalog"
+    );
+}

@@ -12,13 +12,16 @@ use crate::mir::{
 
 use super::vcode::{Base, FrameRef, Reg, Src, VBlock, VBlockData, VCode, VInst};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Remat {
     Const(i64, bool),
     Map(MapId),
     Func(FuncId),
     Frame(Slot, i32),
 }
+
+/// An edge block's target and arguments (a rematerialised one by what it is).
+type EdgeKey = (u32, Vec<(u32, Option<Remat>)>);
 
 struct Lower<'a> {
     f: &'a Function,
@@ -28,6 +31,9 @@ struct Lower<'a> {
     cur: usize,
     /// `and x, MASK` values whose one use is a compare with 0 that becomes `jset`.
     fused: Vec<bool>,
+    /// Edge blocks made so far, by target and arguments (a rematerialised argument by
+    /// what it is): two edges passing the same values share one block of moves.
+    edges: std::collections::HashMap<EdgeKey, VBlock>,
 }
 
 /// Lowers one verified function.
@@ -44,6 +50,7 @@ pub fn lower(_m: &Module, f: &Function) -> Result<VCode, String> {
         remat: vec![None; n],
         cur: 0,
         fused: vec![false; n],
+        edges: std::collections::HashMap::new(),
     };
     lw.fused = fusable_tests(f);
     lw.vc.blocks = (0..f.blocks.len() as u32)
@@ -518,6 +525,16 @@ impl Lower<'_> {
         if args.is_empty() {
             return Ok(VBlock(target.0));
         }
+        let key: Vec<(u32, Option<Remat>)> = args
+            .iter()
+            .map(|a| match self.remat.get(a.index()).copied().flatten() {
+                Some(rm) => (u32::MAX, Some(rm)),
+                None => (a.0, None),
+            })
+            .collect();
+        if let Some(&vb) = self.edges.get(&(target.0, key.clone())) {
+            return Ok(vb);
+        }
         let saved = self.cur;
         let mir = self.vc.blocks.get(saved).map_or(0, |d| d.mir);
         self.vc.blocks.push(VBlockData {
@@ -531,6 +548,7 @@ impl Lower<'_> {
             target: VBlock(target.0),
         });
         self.cur = saved;
+        self.edges.insert((target.0, key), vb);
         Ok(vb)
     }
 

@@ -337,10 +337,12 @@ fn scan(vc: &VCode, iv: &Intervals, spilled: &HashMap<u32, u32>) -> Result<Vec<O
             .filter_map(|&w| assigned.get(w as usize).copied().flatten())
             .collect();
         // A partner not allocated yet that lives across a call will take a callee-saved
-        // register: taking one too lets the move between them disappear.
-        let saved_partner = mine_partners
-            .iter()
-            .any(|&w| assigned[w as usize].is_none() && overlap(&iv.fixed[1], segs(w)));
+        // register: taking one too lets the move between them disappear. Partners of
+        // partners count too (a loaded port, its byte swap, the block parameter it is
+        // passed to that lives across the set lookup: one register, no move).
+        let saved_partner = chain(&partners, v, |a, b| !overlap(segs(a), segs(b)))
+            .into_iter()
+            .any(|w| assigned[w as usize].is_none() && overlap(&iv.fixed[1], segs(w)));
         let saved: &[u8] = if saved_partner { &[6, 7, 8, 9] } else { &[] };
         let pick = hint
             .into_iter()
@@ -392,6 +394,31 @@ fn scan(vc: &VCode, iv: &Intervals, spilled: &HashMap<u32, u32>) -> Result<Vec<O
         (true, Some(v)) => Err(Fail::NoRegister(v)),
         (false, _) => Err(Fail::Spill(to_spill)),
     }
+}
+
+/// The values joined to `v` by moves, up to a few steps away (not `v` itself), through
+/// pairs that `joinable` says could share a register (one ends where the other begins:
+/// a value and its byte swap, not a pointer and the pointer 14 bytes on, both live).
+fn chain(
+    partners: &HashMap<u32, Vec<u32>>,
+    v: u32,
+    joinable: impl Fn(u32, u32) -> bool,
+) -> Vec<u32> {
+    let mut seen = vec![v];
+    let mut at = 0;
+    while let Some(&w) = seen.get(at) {
+        at += 1;
+        if seen.len() >= 16 {
+            break;
+        }
+        for &p in partners.get(&w).map(Vec::as_slice).unwrap_or_default() {
+            if !seen.contains(&p) && joinable(w, p) {
+                seen.push(p);
+            }
+        }
+    }
+    seen.remove(0);
+    seen
 }
 
 enum Fail {

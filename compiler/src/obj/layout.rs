@@ -2,60 +2,60 @@
 //! without parsing the object. Field order is declaration order and lists keep spec order,
 //! so the output is deterministic. Bump [`SCHEMA`] on any incompatible change.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{AttachSpec, BtfTy, MapKind, MapSpec, ObjectSpec, RuleInfo, StatsInfo};
 
 /// Version of the layout.json format.
 pub const SCHEMA: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Layout {
     pub schema: u32,
     pub license: String,
     pub programs: Vec<ProgramLayout>,
     pub maps: Vec<MapLayout>,
     /// Tracing probes: each program's attach point (objects of `probe` blocks).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeLayout>,
     /// How to read and print each aggregation map, from its own key and value schema.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aggregations: Vec<AggregationLayout>,
     /// The stack trace map `kstack` keys are ids in (u32 id -> u64 return addresses,
     /// innermost first, 0 after the last).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stacks: Option<String>,
     /// What `pol run` does with maps at start, at intervals and at the end.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedule: Vec<ScheduleLayout>,
     /// The records `emit` statements send through the ring buffer.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsLayout>,
 }
 
 /// An `interval`, `begin` or `end` probe.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleLayout {
     /// `begin`, `end` or `interval`.
-    pub when: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every_ns: Option<u64>,
     pub actions: Vec<MapActionLayout>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MapActionLayout {
     /// `print` or `clear` (a map), or `text` (`print("text")`).
-    pub op: &'static str,
+    pub op: String,
     /// The aggregation map (its `map` name); empty for `text`.
     pub map: String,
     /// What a `text` action prints.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
 }
 
 /// The ring buffer of `emit` records and how to decode each.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventsLayout {
     /// The ring buffer map.
     pub ring: String,
@@ -65,7 +65,7 @@ pub struct EventsLayout {
     pub records: Vec<RecordLayout>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordLayout {
     /// The probe that emits it (empty if anonymous).
     pub probe: String,
@@ -74,12 +74,12 @@ pub struct RecordLayout {
     pub fields: Vec<KeyFieldLayout>,
     /// A `print("..{}..", ..)` record: the format its fields fill, in order (`{{` and
     /// `}}` are braces); printed as that one line instead of columns.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
 }
 
 /// One probe program and where it attaches.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeLayout {
     /// As written in the source; empty for an anonymous probe.
     pub name: String,
@@ -94,7 +94,7 @@ pub struct ProbeLayout {
 }
 
 /// Where a probe attaches (`kind` names the variant).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProbeAttach {
     Tracepoint {
@@ -120,7 +120,7 @@ pub enum ProbeAttach {
 }
 
 /// An aggregation map: what it computes, its key fields and value words.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AggregationLayout {
     /// The map's name in `maps` and in the object.
     pub map: String,
@@ -134,7 +134,7 @@ pub struct AggregationLayout {
     pub value: Vec<ValueWordLayout>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AggFunction {
     Count,
@@ -154,7 +154,7 @@ pub enum AggFunction {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyFieldLayout {
     pub name: String,
     /// `u64` (little-endian), `i64` (the same, signed), `string` (NUL-padded bytes),
@@ -162,18 +162,18 @@ pub struct KeyFieldLayout {
     /// `kstack` (an id in the `stacks` map) or `cgroup` (a u64 cgroup v2 id, which
     /// consumers show as the cgroup's path).
     #[serde(rename = "type")]
-    pub ty: &'static str,
+    pub ty: String,
     pub offset: u32,
     pub size: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValueWordLayout {
-    pub name: &'static str,
+    pub name: String,
     /// A little-endian u64 at this offset of the value.
     pub offset: u32,
     /// `sum`, `min` or `max` over CPUs (`min`/`max` only over CPUs whose `count` is not 0).
-    pub merge: &'static str,
+    pub merge: String,
 }
 
 impl Layout {
@@ -185,7 +185,7 @@ impl Layout {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProgramLayout {
     /// Symbol name: the name loaders know the program by.
     pub name: String,
@@ -194,11 +194,11 @@ pub struct ProgramLayout {
     /// Instruction slots (`ld_imm64` counts twice).
     pub insns: usize,
     pub rules: Vec<RuleInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<StatsInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MapLayout {
     pub name: String,
     pub kind: MapKind,
@@ -207,7 +207,7 @@ pub struct MapLayout {
     /// `None` for ring buffers.
     pub value: Option<TypeLayout>,
     /// Ring buffers only: the record type the programs write.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<TypeLayout>,
     pub max_entries: u32,
     /// `map_flags` as written to the object.
@@ -217,18 +217,18 @@ pub struct MapLayout {
 }
 
 /// A type with its size and, for structs, each field's byte offset.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TypeLayout {
     /// `u8`, `u16`, `u32`, `u64`, `bytes` or `struct`.
-    pub kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub size: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<FieldLayout>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldLayout {
     pub name: String,
     pub offset: u32,
@@ -238,8 +238,8 @@ pub struct FieldLayout {
 
 impl TypeLayout {
     pub fn of(ty: &BtfTy) -> Self {
-        let plain = |kind| TypeLayout {
-            kind,
+        let plain = |kind: &str| TypeLayout {
+            kind: kind.into(),
             name: None,
             size: ty.size(),
             fields: None,
@@ -262,7 +262,7 @@ impl TypeLayout {
                     })
                     .collect();
                 TypeLayout {
-                    kind: "struct",
+                    kind: "struct".into(),
                     name: Some(name.clone()),
                     size: ty.size(),
                     fields: Some(fields),

@@ -26,7 +26,7 @@ pub use validate::{is_c_ident, is_known_section};
 // here, so the IR that builds them knows nothing of ELF).
 pub use crate::maps::{BtfTy, MapKind, MapSpec, BPF_F_NO_PREALLOC};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bpf::Insn;
 
@@ -74,7 +74,7 @@ pub struct SourceLine {
 
 /// Where a program counts its decisions: `map[rule.index]` for each rule, then one slot for
 /// the default and one for malformed packets. Values are per-CPU u64.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsInfo {
     pub map: String,
     pub default_index: u32,
@@ -88,7 +88,7 @@ pub struct MapReloc {
     pub map: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AttachSpec {
     Xdp {
@@ -104,14 +104,14 @@ pub enum AttachSpec {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TcDirection {
     Ingress,
     Egress,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleInfo {
     pub index: u32,
     pub line: u32,

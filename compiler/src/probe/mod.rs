@@ -229,7 +229,8 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                         _ if k.cgroup => "cgroup",
                         _ if k.signed => "i64",
                         _ => "u64",
-                    },
+                    }
+                    .into(),
                     offset,
                     size: k.size(),
                 })
@@ -237,7 +238,7 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
             if a.func.bucketed() {
                 key.push(KeyFieldLayout {
                     name: "bucket".into(),
-                    ty: "bucket",
+                    ty: "bucket".into(),
                     offset: offs.last().copied().unwrap_or(0),
                     size: 8,
                 });
@@ -248,13 +249,14 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                 .iter()
                 .enumerate()
                 .map(|(i, (name, merge))| ValueWordLayout {
-                    name,
+                    name: (*name).into(),
                     offset: i as u32 * 8,
                     merge: match merge {
                         Merge::Sum => "sum",
                         Merge::Min => "min",
                         Merge::Max => "max",
-                    },
+                    }
+                    .into(),
                 })
                 .collect();
             AggregationLayout {
@@ -299,7 +301,8 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                                 _ if f.cgroup => "cgroup",
                                 _ if f.signed => "i64",
                                 _ => "u64",
-                            },
+                            }
+                            .into(),
                             offset,
                             size: f.size(),
                         })
@@ -328,7 +331,8 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                     hir::When::Begin => "begin",
                     hir::When::End => "end",
                     hir::When::Interval(_) => "interval",
-                },
+                }
+                .into(),
                 every_ns: match s.when {
                     hir::When::Interval(ns) => Some(ns),
                     _ => None,
@@ -341,7 +345,8 @@ pub fn layout(probes: &Probes, m: &Module, code: &codegen::Compiled) -> Layout {
                             hir::MapAction::Print => "print",
                             hir::MapAction::Clear => "clear",
                             hir::MapAction::Text => "text",
-                        },
+                        }
+                        .into(),
                         map: match a {
                             hir::MapAction::Text => String::new(),
                             _ => probes

@@ -267,19 +267,22 @@ pub fn layout(set: &RuleSet, m: &crate::mir::Module, code: &codegen::Compiled) -
             size: k.record_size(),
             fields: std::iter::once(KeyFieldLayout {
                 name: "rule".into(),
-                ty: "u64",
+                ty: "u64".into(),
                 offset: hir::OFF_RULE,
                 size: 8,
             })
-            .chain(k.fields().iter().map(|f| KeyFieldLayout {
-                name: f.name.into(),
-                // argv as a plain string shows argv[0] to consumers that know no `args`.
-                ty: match field_ty(f) {
-                    "args" | "comms" => "string",
-                    t => t,
-                },
-                offset: f.offset,
-                size: field_size(f),
+            .chain(k.fields().iter().map(|f| {
+                KeyFieldLayout {
+                    name: f.name.into(),
+                    // argv as a plain string shows argv[0] to consumers that know no `args`.
+                    ty: match field_ty(f) {
+                        "args" | "comms" => "string",
+                        t => t,
+                    }
+                    .into(),
+                    offset: f.offset,
+                    size: field_size(f),
+                }
             }))
             .collect(),
             format: None,

@@ -34,6 +34,7 @@ const ETH_P_MPLS_UC: i64 = 0x8847;
 const ETH_P_MPLS_MC: i64 = 0x8848;
 const ETH_P_PPPOE_SES: i64 = 0x8864;
 const ETH_P_TEB: i64 = 0x6558;
+
 const PPP_IP: i64 = 0x0021;
 const PPP_IPV6: i64 = 0x0057;
 /// MPLS label stack entries looked through; one more is malformed (as a third VLAN tag).
@@ -313,6 +314,13 @@ impl P<'_> {
         self.zext(v, IntTy::U32)
     }
 
+    /// A network-order u16 held in a u32 (`raw16`), in host order.
+    fn host16(&mut self, v: Value) -> Value {
+        let v = self.push(Op::Ext(ExtOp::Trunc, v), Type::Int(IntTy::U16));
+        let v = self.push(Op::Bswap(v), Type::Int(IntTy::U16));
+        self.zext(v, IntTy::U32)
+    }
+
     /// A u16 as loaded (network order), as u32.
     fn raw16(&mut self, ptr: Value, off: i16) -> Value {
         let v = self.load(IntTy::U16, ptr, off);
@@ -543,7 +551,9 @@ impl P<'_> {
         let l3 = self.ptr_add(data, Operand::Imm(14));
         let m = self.malformed;
         self.exit_if(Cond::Ugt, l3, data_end, m);
-        let et = self.be16(data, 12);
+        // The EtherType stays in network order (`etype` is compared with swapped
+        // constants, `net16`): no byte swap on the way to IPv4, one in a record store.
+        let et = self.raw16(data, 12);
         for (off, from) in [(OFF_ETH_DST, 0), (OFF_ETH_SRC, 6)] {
             if has(n.store_link, off, MAC_SIZE as i16) {
                 self.store_mac(data, from, off);
@@ -554,6 +564,7 @@ impl P<'_> {
         self.vlan();
         if has(n.store_link, OFF_ETH_TYPE, 2) {
             let et = self.get(self.v.etype);
+            let et = self.host16(et);
             self.st(IntTy::U16, OFF_ETH_TYPE, et.into());
         }
         if n.mpls {
@@ -596,7 +607,13 @@ impl P<'_> {
             let not_arp = self.new_block();
             let et = self.get(self.v.etype);
             let arp = self.new_block();
-            self.br(Cond::Ne, et, Operand::Imm(ETH_P_ARP), not_arp, arp);
+            self.br(
+                Cond::Ne,
+                et,
+                Operand::Imm(net16(ETH_P_ARP as u16)),
+                not_arp,
+                arp,
+            );
             self.cur = arp;
             self.arp(done);
             self.cur = not_arp;
@@ -613,7 +630,7 @@ impl P<'_> {
             let body = self.new_block();
             let et = self.get(self.v.etype);
             let want = if v6 { ETH_P_IPV6 } else { ETH_P_IP };
-            self.br(Cond::Ne, et, Operand::Imm(want), next, body);
+            self.br(Cond::Ne, et, Operand::Imm(net16(want as u16)), next, body);
             self.cur = body;
             if v6 {
                 self.ipv6(&l4, done);
@@ -640,8 +657,19 @@ impl P<'_> {
         let et = self.get(self.v.etype);
         let skip = self.new_block();
         let body = self.new_block();
-        self.exit_if(Cond::Eq, et, Operand::Imm(ETH_P_MPLS_UC), body);
-        self.br(Cond::Eq, et, Operand::Imm(ETH_P_MPLS_MC), body, skip);
+        self.exit_if(
+            Cond::Eq,
+            et,
+            Operand::Imm(net16(ETH_P_MPLS_UC as u16)),
+            body,
+        );
+        self.br(
+            Cond::Eq,
+            et,
+            Operand::Imm(net16(ETH_P_MPLS_MC as u16)),
+            body,
+            skip,
+        );
         self.cur = body;
         self.or_flags(F_MPLS);
         let bottom = self.new_block();
@@ -687,7 +715,7 @@ impl P<'_> {
             let next = self.new_block();
             self.br(Cond::Eq, v, Operand::Imm(when), set, next);
             self.cur = set;
-            let c = self.iconst(IntTy::U32, et);
+            let c = self.iconst(IntTy::U32, net16(et as u16));
             self.set(self.v.etype, c);
             self.goto(out);
             self.cur = next;
@@ -702,7 +730,13 @@ impl P<'_> {
         let et = self.get(self.v.etype);
         let skip = self.new_block();
         let body = self.new_block();
-        self.br(Cond::Eq, et, Operand::Imm(ETH_P_PPPOE_SES), body, skip);
+        self.br(
+            Cond::Eq,
+            et,
+            Operand::Imm(net16(ETH_P_PPPOE_SES as u16)),
+            body,
+            skip,
+        );
         self.cur = body;
         let at = self.get(self.v.l3);
         let end = self.check(at, 8);
@@ -905,14 +939,24 @@ impl P<'_> {
         self.push(Op::Ext(ExtOp::Trunc, len), Type::U32)
     }
 
-    /// Goes to `tag` for a VLAN TPID in `etype`, else to `l3`.
+    /// Goes to `tag` for a VLAN TPID in `etype` (network order), else to `l3`. As loaded,
+    /// the TPIDs are 0x0081, 0x0091, 0x0092 and 0xa888. IPv4's 0x0800 loads as 0x0008,
+    /// below them all: an untagged IPv4 frame leaves after one compare; IPv6 (0xdd86),
+    /// ARP, MPLS and PPPoE after three, as many as in host order with its byte swap.
     fn is_tag(&mut self, tag: Block, l3: Block) {
         let et = self.get(self.v.etype);
-        self.exit_if(Cond::Eq, et, Operand::Imm(ETH_P_8021Q), tag);
-        self.exit_if(Cond::Ult, et, Operand::Imm(ETH_P_8021AD), l3);
-        self.exit_if(Cond::Eq, et, Operand::Imm(ETH_P_8021AD), tag);
-        self.exit_if(Cond::Eq, et, Operand::Imm(ETH_P_QINQ1), tag);
-        self.br(Cond::Eq, et, Operand::Imm(ETH_P_QINQ2), tag, l3);
+        self.exit_if(Cond::Ult, et, Operand::Imm(net16(ETH_P_8021Q as u16)), l3);
+        self.exit_if(Cond::Eq, et, Operand::Imm(net16(ETH_P_8021AD as u16)), tag);
+        self.exit_if(Cond::Ugt, et, Operand::Imm(net16(ETH_P_QINQ2 as u16)), l3);
+        self.exit_if(Cond::Eq, et, Operand::Imm(net16(ETH_P_8021Q as u16)), tag);
+        self.exit_if(Cond::Eq, et, Operand::Imm(net16(ETH_P_QINQ1 as u16)), tag);
+        self.br(
+            Cond::Eq,
+            et,
+            Operand::Imm(net16(ETH_P_QINQ2 as u16)),
+            tag,
+            l3,
+        );
     }
 
     fn store_count(&mut self, n: i64) {
@@ -953,6 +997,7 @@ impl P<'_> {
             self.cur = tag;
             if slot == 0 && has(s, OFF_VLAN_TPID, 2) {
                 let et = self.get(self.v.etype);
+                let et = self.host16(et);
                 self.st(IntTy::U16, OFF_VLAN_TPID, et.into());
             }
             let base = self.get(self.v.l3);
@@ -963,7 +1008,7 @@ impl P<'_> {
                 let id = self.bin(BinOp::And, id, Operand::Imm(0xfff));
                 self.st(IntTy::U16, id_off, id.into());
             }
-            let et = self.be16(base, 2);
+            let et = self.raw16(base, 2);
             self.set(self.v.etype, et);
             self.set(self.v.l3, end);
             self.store_count(slot as i64 + 1);

@@ -37,7 +37,7 @@ pub(super) struct R<'a> {
     pub tags: &'a mut Tags,
     pub slots: Slots,
     pub flags: Value,
-    /// The shared tail: `decide(slot: u32, code: i64)`.
+    /// The shared tail: `decide(code: i64)`, the slot to count already in the key slot.
     pub decide: Option<Block>,
     /// The MIR block of each IR block.
     pub targets: Vec<Option<Block>>,
@@ -412,8 +412,21 @@ impl R<'_> {
                         Some(Inst::Stat { map, .. } | Inst::StatBest { map }) => self.map(map)?,
                         _ => return Err("shared tail without a statistics map".into()),
                     };
+                    // The slot goes to the statistics key here, as a store of a
+                    // constant (`*(u32 *)(r10 - k) = 2`), not as a block argument the
+                    // tail stores: one instruction less on every path.
+                    let key = self.slot_addr(cur, self.slots.key, 0);
+                    self.b.f.push_void(
+                        cur,
+                        Op::Store {
+                            ty: IntTy::U32,
+                            ptr: key,
+                            off: 0,
+                            val: idx.into(),
+                        },
+                    );
                     let decide = self.decide(map);
-                    self.jump(cur, decide, vec![idx, code_v]);
+                    self.jump(cur, decide, vec![code_v]);
                 } else {
                     self.b.set_term(cur, Term::Return(code_v));
                 }
@@ -620,7 +633,6 @@ impl R<'_> {
     /// `map[idx] += 1` on a per-CPU array (no other CPU writes the slot: no atomic);
     /// returns the block that continues.
     pub(super) fn stat(&mut self, cur: Block, map: MapId, idx: Value, src: u32) -> Block {
-        let done = self.new_block(src);
         let key = self.slot_addr(cur, self.slots.key, 0);
         self.b.f.push_void(
             cur,
@@ -631,6 +643,13 @@ impl R<'_> {
                 val: idx.into(),
             },
         );
+        self.count(cur, map, src)
+    }
+
+    /// Adds one to the per-CPU counter whose index the key slot holds.
+    fn count(&mut self, cur: Block, map: MapId, src: u32) -> Block {
+        let done = self.new_block(src);
+        let key = self.slot_addr(cur, self.slots.key, 0);
         let (hit, p) = self.lookup_hit(cur, map, key, done, src);
         let v = self.load(hit, IntTy::U64, p, 0);
         let v = self
@@ -656,9 +675,8 @@ impl R<'_> {
             return d;
         }
         let d = self.new_block(SRC_DECIDE);
-        let idx = self.b.f.add_block_param(d, Type::U32);
         let code = self.b.f.add_block_param(d, Type::I64);
-        let done = self.stat(d, map, idx, SRC_DECIDE);
+        let done = self.count(d, map, SRC_DECIDE);
         self.b.set_term(done, Term::Return(code));
         self.decide = Some(d);
         d
