@@ -59,7 +59,8 @@ impl Bits {
         bits
     }
 
-    fn walk(&mut self, c: &Cond) {
+    /// Numbers the string tests of `c` not numbered yet.
+    pub fn walk(&mut self, c: &Cond) {
         match c {
             Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| self.walk(c)),
             Cond::Not(c) => self.walk(c),
@@ -84,15 +85,7 @@ impl Bits {
 
     /// Whether `filter` reads any L7 field.
     pub fn uses_l7(filter: &Filter) -> bool {
-        fn any(c: &Cond) -> bool {
-            match c {
-                Cond::And(cs) | Cond::Or(cs) => cs.iter().any(any),
-                Cond::Not(c) => any(c),
-                Cond::Test(Test::Http(_)) => true,
-                _ => false,
-            }
-        }
-        filter.rules.iter().any(|r| any(&r.cond))
+        filter.rules.iter().any(|r| cond_uses_l7(&r.cond))
     }
 
     /// The entries of an LPM trie over `field`'s strings: the key is `{u32 prefix length in
@@ -128,6 +121,16 @@ impl Bits {
                 (key, bits.to_le_bytes().to_vec())
             })
             .collect()
+    }
+}
+
+/// Whether the condition tests an L7 field.
+pub fn cond_uses_l7(c: &Cond) -> bool {
+    match c {
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(cond_uses_l7),
+        Cond::Not(c) => cond_uses_l7(c),
+        Cond::Test(Test::Http(_)) => true,
+        _ => false,
     }
 }
 

@@ -183,7 +183,8 @@ fn rule_span(r: &FilterRule) -> (Span, bool) {
     match r {
         FilterRule::Match { span, .. }
         | FilterRule::Default { span, .. }
-        | FilterRule::Malformed { span, .. } => (span.clone(), false),
+        | FilterRule::Malformed { span, .. }
+        | FilterRule::Option { span, .. } => (span.clone(), false),
         FilterRule::Error(span) => (span.clone(), true),
     }
 }
