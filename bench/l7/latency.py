@@ -179,9 +179,15 @@ def main():
             p99 = v[min(len(v) - 1, int(len(v) * 0.99))]
             print(f"| {way} | {statistics.median(v):.0f} | {p99:.0f} |")
     finally:
+        # TERM, not KILL: nginx's master then stops its workers (a killed master leaves
+        # them running).
         for p in procs:
-            p.kill()
-            p.wait()
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
         teardown()
         shutil.rmtree(tmp, ignore_errors=True)
 
