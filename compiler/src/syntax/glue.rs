@@ -213,7 +213,10 @@ fn case_span(c: &TestCase) -> (Span, bool) {
 }
 
 pub fn starts_rule(t: &Tok) -> bool {
-    matches!(t, Tok::Pass | Tok::Drop | Tok::Default | Tok::Malformed)
+    matches!(
+        t,
+        Tok::Pass | Tok::Drop | Tok::Default | Tok::Malformed | Tok::L7
+    )
 }
 
 pub fn starts_stmt(t: &Tok) -> bool {
