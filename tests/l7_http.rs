@@ -68,11 +68,12 @@ impl Drop for Server {
     }
 }
 
-/// Every client request at once from `ns`; what each saw (status code, or null).
-fn clients(ns: &str) -> serde_json::Value {
+/// Every client request (of set `which`) at once from `ns`; what each saw (status code,
+/// or null).
+fn clients(ns: &str, which: &str) -> serde_json::Value {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, &python(), &script(), "client"])
-        .args(["10.99.0.1", PORT, "2"])
+        .args(["10.99.0.1", PORT, "2", which])
         .output()
         .expect("run the clients");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -83,6 +84,145 @@ fn clients(ns: &str) -> serde_json::Value {
 const RULES: &str = r#"drop http.method == "DELETE"
     drop starts_with(http.path, "/admin")
     drop http.path in { "/secret", "/private/x" }"#;
+
+/// Starts `pol run FILE ARGS` in `ns` and waits until it attached.
+fn start(ns: &str, args: &[&str]) -> PolRun {
+    let mut pol = PolRun::start(ns, args, &[]);
+    if pol
+        .wait_for("\"attached\"", Duration::from_secs(30))
+        .is_none()
+    {
+        let (_, lines, err) = pol.finish(Duration::from_secs(5));
+        panic!("pol run did not attach:\nstdout: {lines:?}\nstderr: {err}");
+    }
+    pol
+}
+
+/// Stops `pol`; its final counters.
+fn stop(pol: PolRun) -> serde_json::Value {
+    pol.signal("INT");
+    let (ok, lines, err) = pol.finish(Duration::from_secs(10));
+    assert!(ok, "pol run failed: {err}");
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("\"final\""))
+        .unwrap_or_else(|| panic!("no final JSON object: {lines:?}\n{err}"));
+    json(last)
+}
+
+/// examples/l7/gateway.pol on the server's tc ingress: GET and HEAD on /api/ (any case),
+/// nothing on /admin however it is spelled (`%61`, `..`, `.`, lower case, split).
+#[test]
+fn gateway_example_allows_get_on_api_and_nothing_on_admin() {
+    require_kernel();
+    require_tools();
+    let net = NetPair::new("h7g");
+    let file = format!("{}/examples/l7/gateway.pol", env!("CARGO_MANIFEST_DIR"));
+    let server = Server::start(&net.a);
+    let pol = start(
+        &net.a,
+        &[&file, "--iface", "va", "--json", "--interval", "0.5"],
+    );
+    let seen = clients(&net.b, "gateway");
+    let got = server.received();
+    let v = stop(pol);
+    assert_clean(&net.a, "gateway");
+    for (req, want) in [
+        ("get_api", Some(200)),
+        ("head_api", Some(200)),
+        ("get_lower_api", Some(200)),
+        ("get_index", Some(200)),
+        ("post_index", Some(200)),
+        ("post_api", None),
+        ("delete_lower_api", None),
+        ("get_admin", None),
+        ("get_pct_admin", None),
+        ("get_dot_admin", None),
+        ("get_dot2_admin", None),
+        ("get_lower_admin", None),
+        ("split_admin", None),
+    ] {
+        assert_eq!(
+            seen[req].as_u64(),
+            want,
+            "gateway: client {req} saw {} (all: {seen}; server got {got:?}; {v})",
+            seen[req]
+        );
+    }
+    assert_eq!(got.len(), 5, "five requests reached the server: {got:?}");
+    for g in &got {
+        assert!(
+            !g.contains("admin")
+                && !g.to_ascii_uppercase().starts_with("POST /API")
+                && !g.to_ascii_uppercase().starts_with("DELETE"),
+            "gateway: the server got {g} (all {got:?})"
+        );
+    }
+    assert!(
+        rule_packets(&v, 0) >= 2,
+        "/admin and get /admin dropped: {v}"
+    );
+    assert!(
+        rule_packets(&v, 1) >= 2,
+        "POST and delete on /api/ dropped: {v}"
+    );
+    assert!(
+        v["programs"][0]["malformed"].as_u64().unwrap_or(0) >= 4,
+        "%61, .., . and the split request dropped as incomplete: {v}"
+    );
+}
+
+/// Host names: exact in any case, with a port and a final dot, a suffix, a header name in
+/// any case; a request without Host fails closed.
+#[test]
+fn host_rules_match_the_host_header() {
+    require_kernel();
+    require_tools();
+    let net = NetPair::new("h7h");
+    let dir = TempDir::new("h7h");
+    let name = format!("h7h{}", std::process::id());
+    let file = dir.path().join(format!("{name}.pol"));
+    std::fs::write(
+        &file,
+        format!(
+            "filter {name} on xdp(\"va\") {{\n    drop http.host in {{ \"evil.com\", \"Evil.org\" }}\n    \
+             drop ends_with(http.host, \".bad.net\")\n    default pass\n}}\n"
+        ),
+    )
+    .expect("write policy");
+    let server = Server::start(&net.a);
+    let file = file.to_str().expect("utf-8 path");
+    let pol = start(&net.a, &[file, "--json", "--interval", "0.5"]);
+    let seen = clients(&net.b, "hosts");
+    let got = server.received();
+    let v = stop(pol);
+    assert_clean(&net.a, &name);
+    for (req, want) in [
+        ("host_ok", Some(200)),
+        ("host_bad_net", Some(200)),
+        ("host_evil", None),
+        ("host_evil_case", None),
+        ("host_evil_port_dot", None),
+        ("host_sub", None),
+        ("host_lower_header", None),
+        ("host_none", None),
+    ] {
+        assert_eq!(
+            seen[req].as_u64(),
+            want,
+            "hosts: client {req} saw {} (all: {seen}; server got {got:?}; {v})",
+            seen[req]
+        );
+    }
+    assert_eq!(got.len(), 2, "two requests reached the server: {got:?}");
+    assert!(rule_packets(&v, 0) >= 4, "evil.com/org dropped: {v}");
+    assert!(rule_packets(&v, 1) >= 1, "*.bad.net dropped: {v}");
+    assert!(
+        v["programs"][0]["malformed"].as_u64().unwrap_or(0) >= 1,
+        "the request without Host failed closed: {v}"
+    );
+}
 
 /// One scenario: the filter `hook` run in namespace `filter_ns` of the pair.
 fn scenario(tag: &str, hook: &str, on_client: bool) {
@@ -108,7 +248,7 @@ fn scenario(tag: &str, hook: &str, on_client: bool) {
         let (_, lines, err) = pol.finish(Duration::from_secs(5));
         panic!("pol run did not attach:\nstdout: {lines:?}\nstderr: {err}");
     }
-    let seen = clients(&net.b);
+    let seen = clients(&net.b, "basic");
     // Read while the filter is still attached: a dropped request retransmitted after it
     // is gone would reach the server.
     let got = server.received();

@@ -3,7 +3,7 @@
 serve PORT: an HTTP/1.1 server; prints "ready", then one JSON line per request it
 received ({"method", "target"}); answers 200 with the target as body.
 
-client HOST PORT TIMEOUT: sends each request of a fixed list on its own connection, all at
+client HOST PORT TIMEOUT [gateway|hosts]: sends each request of a fixed list on its own connection, all at
 once, and prints one JSON object: request name -> the status line's code, or null when no
 answer came within TIMEOUT seconds. Raw sockets, so requests can be what curl would never
 send (lower-case methods, a request line split across two segments).
@@ -14,6 +14,9 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+LOG = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -27,7 +30,9 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if not self.parse_request():
                 return
-            print(json.dumps({"method": self.command, "target": self.path}), flush=True)
+            # One request per line: handler threads print at once.
+            with LOG:
+                print(json.dumps({"method": self.command, "target": self.path}), flush=True)
             body = self.path.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -48,8 +53,8 @@ def serve(port):
     srv.serve_forever()
 
 
-def request(line):
-    return (line + "\r\nHost: t\r\nConnection: close\r\n\r\n").encode()
+def request(line, host="t"):
+    return (line + "\r\nHost: " + host + "\r\nConnection: close\r\n\r\n").encode()
 
 
 REQUESTS = {
@@ -66,6 +71,35 @@ REQUESTS = {
     # The request line in two segments: "GE", then the rest.
     "split": [b"GE", request("T /admin/x HTTP/1.1")],
     "post": [b"POST /ok HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"],
+}
+
+# examples/l7/gateway.pol: what passes and what must not, whatever the spelling.
+GATEWAY = {
+    "get_api": [request("GET /api/items HTTP/1.1")],
+    "head_api": [request("HEAD /api/items HTTP/1.1")],
+    "get_lower_api": [request("get /api/items HTTP/1.1")],
+    "get_index": [request("GET /index.html HTTP/1.1")],
+    "post_index": [request("POST /index.html HTTP/1.1")],
+    "post_api": [request("POST /api/items HTTP/1.1")],
+    "delete_lower_api": [request("delete /api/items HTTP/1.1")],
+    "get_admin": [request("GET /admin HTTP/1.1")],
+    "get_pct_admin": [request("GET /%61dmin HTTP/1.1")],
+    "get_dot_admin": [request("GET /api/../admin HTTP/1.1")],
+    "get_dot2_admin": [request("GET /./admin HTTP/1.1")],
+    "get_lower_admin": [request("get /admin HTTP/1.1")],
+    "split_admin": [b"GET /adm", request("in HTTP/1.1")],
+}
+
+# Host rules (tests/l7_http.rs HOST_RULES).
+HOSTS = {
+    "host_ok": [request("GET /h HTTP/1.1", "good.example.com")],
+    "host_bad_net": [request("GET /h HTTP/1.1", "bad.net")],
+    "host_evil": [request("GET /h HTTP/1.1", "evil.com")],
+    "host_evil_case": [request("GET /h HTTP/1.1", "EVIL.Com")],
+    "host_evil_port_dot": [request("GET /h HTTP/1.1", "evil.com.:8080")],
+    "host_sub": [request("GET /h HTTP/1.1", "a.b.BAD.net")],
+    "host_lower_header": [b"GET /h HTTP/1.1\r\nhOsT:evil.org\r\nConnection: close\r\n\r\n"],
+    "host_none": [b"GET /h HTTP/1.0\r\n\r\n"],
 }
 
 
@@ -86,11 +120,12 @@ def send(host, port, parts, timeout, out, name):
         out[name] = None
 
 
-def client(host, port, timeout):
+def client(host, port, timeout, which):
     out = {}
+    reqs = {"gateway": GATEWAY, "hosts": HOSTS}.get(which, REQUESTS)
     threads = [
         threading.Thread(target=send, args=(host, port, parts, timeout, out, name))
-        for name, parts in REQUESTS.items()
+        for name, parts in reqs.items()
     ]
     for t in threads:
         t.start()
@@ -103,4 +138,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
     else:
-        client(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+        client(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5] if len(sys.argv) > 5 else "")

@@ -230,7 +230,7 @@ impl Resolver {
                         }
                         FilterRule::Default { counts, .. }
                         | FilterRule::Malformed { counts, .. } => self.counts(counts, true),
-                        FilterRule::Error(_) => {}
+                        FilterRule::Option { .. } | FilterRule::Error(_) => {}
                     }
                 }
             }

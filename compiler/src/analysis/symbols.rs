@@ -102,7 +102,8 @@ impl Analysis {
                         .filter_map(|r| match r {
                             FilterRule::Match { span, action, .. }
                             | FilterRule::Default { span, action, .. }
-                            | FilterRule::Malformed { span, action, .. } => {
+                            | FilterRule::Malformed { span, action, .. }
+                            | FilterRule::Option { span, action, .. } => {
                                 Some(leaf(text(span), SymbolKind::Rule, span, &action.span))
                             }
                             FilterRule::Error(_) => None,

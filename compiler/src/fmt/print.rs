@@ -399,13 +399,17 @@ impl<'a> Printer<'a> {
             FilterRule::Malformed { action, counts, .. } => {
                 (format!("malformed {}", verdict(action)), counts)
             }
+            FilterRule::Option { words, action, .. } => {
+                let w: Vec<&str> = words.iter().map(|w| w.name.as_str()).collect();
+                (format!("{} {}", w.join(" "), verdict(action)), &Vec::new())
+            }
             FilterRule::Error(span) => (self.text(span).trim().to_string(), &Vec::new()),
         };
         let log = match r {
             FilterRule::Match { action, .. }
             | FilterRule::Default { action, .. }
             | FilterRule::Malformed { action, .. } => action.log.as_ref(),
-            FilterRule::Error(_) => None,
+            FilterRule::Option { .. } | FilterRule::Error(_) => None,
         };
         let log = log.map(|w| format!(" {}", w.name)).unwrap_or_default();
         if counts.is_empty() {
@@ -638,6 +642,7 @@ fn rule_span(r: &FilterRule) -> Span {
         FilterRule::Match { span, .. }
         | FilterRule::Default { span, .. }
         | FilterRule::Malformed { span, .. }
+        | FilterRule::Option { span, .. }
         | FilterRule::Error(span) => span.clone(),
     }
 }

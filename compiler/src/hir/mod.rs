@@ -92,6 +92,10 @@ pub struct Filter {
     pub default: Action,
     pub malformed: Action,
     pub span: Span,
+    /// `l7 incomplete pass|drop`: what a segment whose request pol cannot read whole gets
+    /// (`None`: drop when a `drop` rule tests an L7 field, else pass; docs/l7.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<Verdict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

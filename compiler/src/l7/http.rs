@@ -32,10 +32,16 @@ pub const STATE_INCOMPLETE: u8 = 2;
 
 /// Paths (the target up to `?`) of more bytes than this are incomplete.
 pub const PATH_MAX: usize = 127;
+/// Host names (the Host header's value, without port) of more bytes than this are
+/// incomplete.
+pub const HOST_MAX: usize = 127;
 /// The request line must lie in this many first bytes of the segment's payload.
 pub const SCAN_MAX: u32 = 256;
 /// Per-CPU buffer: the copied payload, with room for reads past it.
-pub const BUF_SIZE: u32 = 512;
+pub const BUF_SIZE: u32 = 1024;
+/// Where the reversed, lower-cased host name ends in the buffer (its 0 terminator's place):
+/// its LPM key starts `4 + length` bytes before.
+const HOST_END: i64 = 640;
 
 /// One test of a request line. Every test is false when the segment holds no request line
 /// pol could read (`STATE_REQUEST`).
@@ -50,6 +56,10 @@ pub enum HttpTest {
     /// `http.path == ".."`, `http.path in { .. }` or `starts_with(http.path, "..")`: the
     /// path is (or starts with) any of these; one bit, one lookup, however many.
     Path(Vec<StrPat>),
+    /// `http.host == ".."`, `in { .. }` or `ends_with(http.host, "..")`: the Host header's
+    /// name, lower-cased, without port or final dot, is (or ends with) any of these. The
+    /// patterns are stored reversed (`moc.elpmaxe`), so a suffix is an LPM prefix.
+    Host(Vec<StrPat>),
 }
 
 impl HttpTest {
@@ -57,6 +67,7 @@ impl HttpTest {
     pub fn string(&self) -> Option<(&'static str, &[StrPat])> {
         match self {
             HttpTest::Path(p) => Some(("http.path", p)),
+            HttpTest::Host(p) => Some(("http.host", p)),
             _ => None,
         }
     }
@@ -81,11 +92,25 @@ pub fn print(t: &HttpTest) -> String {
                 .collect();
             format!("http.path {}", each.join(" or "))
         }
+        HttpTest::Host(ps) => {
+            let each: Vec<String> = ps
+                .iter()
+                .map(|p| {
+                    let fwd: Vec<u8> = p.bytes().iter().rev().copied().collect();
+                    let s = String::from_utf8_lossy(&fwd).into_owned();
+                    match p {
+                        StrPat::Exact(_) => format!("== {s:?}"),
+                        StrPat::Prefix(_) => format!("ends with {s:?}"),
+                    }
+                })
+                .collect();
+            format!("http.host {}", each.join(" or "))
+        }
     }
 }
 
 /// The HTTP fields rules can name.
-pub const FIELDS: [&str; 3] = ["http.method", "http.path", "http.version"];
+pub const FIELDS: [&str; 4] = ["http.method", "http.path", "http.version", "http.host"];
 
 fn test(t: HttpTest) -> Cond {
     Cond::Test(Test::Http(t))
@@ -152,6 +177,7 @@ pub fn compare(
     };
     let mut tests = Vec::new();
     let mut paths = Vec::new();
+    let mut hosts = Vec::new();
     for v in values {
         let ExprKind::Str(s) = &v.kind else {
             diags.push(err(
@@ -164,13 +190,21 @@ pub fn compare(
         };
         match value(diags, name, s, v.span.clone(), false)? {
             Cond::Test(Test::Http(HttpTest::Path(p))) => paths.extend(p),
+            Cond::Test(Test::Http(HttpTest::Host(p))) => hosts.extend(p),
             c => tests.push(c),
         }
     }
-    if !paths.is_empty() {
-        paths.sort();
-        paths.dedup();
-        tests.push(test(HttpTest::Path(paths)));
+    for (pats, host) in [(paths, false), (hosts, true)] {
+        let mut pats = pats;
+        if !pats.is_empty() {
+            pats.sort();
+            pats.dedup();
+            tests.push(test(if host {
+                HttpTest::Host(pats)
+            } else {
+                HttpTest::Path(pats)
+            }));
+        }
     }
     let any = if tests.len() == 1 {
         tests.pop()?
@@ -178,6 +212,45 @@ pub fn compare(
         Cond::Or(tests)
     };
     Some(if op == AstOp::Ne { negate(any) } else { any })
+}
+
+/// `ends_with(http.host, ".example.com")`.
+pub fn ends_with(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr]) -> Option<Cond> {
+    let [field, pat] = args else {
+        diags.push(err(
+            "E0512",
+            "`ends_with` takes a field and a string",
+            e.span.clone(),
+            format!("given {} arguments", args.len()),
+        ));
+        return None;
+    };
+    let name = match &field.kind {
+        ExprKind::Path(p) => p.dotted(),
+        _ => String::new(),
+    };
+    if name != "http.host" {
+        diags.push(
+            err(
+                "E0552",
+                "filters test suffixes of `http.host` only",
+                field.span.clone(),
+                "not a suffix-matched field",
+            )
+            .with_help("`ends_with(http.host, \".example.com\")`"),
+        );
+        return None;
+    }
+    let ExprKind::Str(s) = &pat.kind else {
+        diags.push(err(
+            "E0551",
+            "a suffix is a string",
+            pat.span.clone(),
+            "expected a string such as \".example.com\"",
+        ));
+        return None;
+    };
+    value(diags, &name, s, pat.span.clone(), true)
 }
 
 /// `starts_with(http.path, "/api/")`.
@@ -265,6 +338,46 @@ fn value(
             };
             Some(test(HttpTest::Version(v)))
         }
+        "http.host" => {
+            let lower = s.to_ascii_lowercase();
+            let b = lower.as_bytes();
+            let host = if prefix {
+                b
+            } else {
+                b.strip_suffix(b".").unwrap_or(b)
+            };
+            if host.is_empty()
+                || !host
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+            {
+                diags.push(
+                    err(
+                        "E0555",
+                        format!("`{s}` is not a host name"),
+                        span,
+                        "letters, digits, `-`, `_` and `.` only (no port)",
+                    )
+                    .with_help("`http.host == \"api.example.com\"`, `ends_with(http.host, \".example.com\")`"),
+                );
+                return None;
+            }
+            if host.len() > HOST_MAX {
+                diags.push(err(
+                    "L0510",
+                    format!("a host name of {} bytes can never match", host.len()),
+                    span,
+                    format!("pol reads host names of at most {HOST_MAX} bytes"),
+                ));
+                return None;
+            }
+            let rev: Vec<u8> = host.iter().rev().copied().collect();
+            Some(test(HttpTest::Host(vec![if prefix {
+                StrPat::Prefix(rev)
+            } else {
+                StrPat::Exact(rev)
+            }])))
+        }
         _ => {
             let b = s.as_bytes();
             if !prefix && b.first() != Some(&b'/') || prefix && !b.is_empty() && b[0] != b'/' {
@@ -323,10 +436,8 @@ pub fn check_filter(filter: &crate::hir::Filter) -> Option<Diagnostic> {
     }
     let (field, pats) = bits.tests.get(super::BITS_MAX)?;
     let rule = filter.rules.iter().find(|r| {
-        let b = Bits::of_filter(&crate::hir::Filter {
-            rules: vec![(*r).clone()],
-            ..filter.clone()
-        });
+        let mut b = Bits::default();
+        b.walk(&r.cond);
         b.bit(field, pats).is_some()
     })?;
     Some(
@@ -353,13 +464,19 @@ pub struct Pass {
     pub buf: String,
     /// The LPM trie of path patterns, when a rule tests the path.
     pub paths: Option<String>,
+    /// The LPM trie of reversed host patterns, when a rule tests the host.
+    pub hosts: Option<String>,
     /// XDP (else tc).
     pub xdp: bool,
 }
 
-/// The buffer map's and path map's names for a filter.
-pub fn map_names(filter: &str) -> (String, String) {
-    (format!("{filter}_l7buf"), format!("{filter}_hpath"))
+/// The buffer map's, path map's and host map's names for a filter.
+pub fn map_names(filter: &str) -> (String, String, String) {
+    (
+        format!("{filter}_l7buf"),
+        format!("{filter}_hpath"),
+        format!("{filter}_hhost"),
+    )
 }
 
 /// The LPM key's data bytes: the path, then its 0 terminator.
@@ -369,7 +486,7 @@ pub const KEY_DATA: usize = PATH_MAX + 1;
 pub struct At {
     pub ctx: Value,
     pub rec: Slot,
-    /// An 8-byte slot for the buffer's key and the forget trick.
+    /// A 16-byte slot for the buffer's key and the forget trick.
     pub scratch: Slot,
     pub flags: Value,
 }
@@ -443,17 +560,39 @@ impl L<'_> {
     /// packet parser's `forget`). Without it each method's path start, or each loop exit's
     /// position, would be walked through the rest of the program separately.
     fn forget(&mut self, at: Block, s: Slot, v: Value, mask: i64) -> Value {
+        self.stash(at, s, 2, v);
+        self.unstash(at, s, 2, mask)
+    }
+    /// The spill half of `forget`, at `off` (2 mod 4) of the 16-byte slot. A loop stores
+    /// the values its exit needs on every iteration and the exit reads them back
+    /// (`unstash`), instead of passing them: so the exits of all iterations reach the same
+    /// state and the kernel verifier walks what follows once, not once per iteration.
+    fn stash(&mut self, at: Block, s: Slot, off: i16, v: Value) {
         let p = self
             .b
             .f
             .push(at, Op::SlotAddr(s), Type::Ptr(PtrKind::Stack));
-        self.store(at, IntTy::U16, p, 2, v);
-        let w = self.load(at, IntTy::U16, p, 2);
+        self.store(at, IntTy::U16, p, off, v);
+    }
+    fn unstash(&mut self, at: Block, s: Slot, off: i16, mask: i64) -> Value {
+        let p = self
+            .b
+            .f
+            .push(at, Op::SlotAddr(s), Type::Ptr(PtrKind::Stack));
+        let w = self.load(at, IntTy::U16, p, off);
         self.bin(at, BinOp::And, w, Operand::Imm(mask))
     }
     fn u64c(&mut self, at: Block, v: i64) -> Value {
         self.b.f.iconst(at, IntTy::U64, v)
     }
+}
+
+/// 1 when the byte `c` (below 256) is `want`, else 0, with no branch: `(c ^ want) - 1`
+/// wraps (sets bit 63) only for 0.
+fn is(l: &mut L<'_>, at: Block, c: Value, want: u8) -> Value {
+    let x = l.bin(at, BinOp::Xor, c, Operand::Imm(i64::from(want)));
+    let x = l.bin(at, BinOp::Sub, x, Operand::Imm(1));
+    l.bin(at, BinOp::Lshr, x, Operand::Imm(63))
 }
 
 /// The HTTP pass: when the segment's TCP payload starts with a request line, leaves its
@@ -470,6 +609,14 @@ pub fn lower_pass(
     let buf_map = module
         .map_by_name(&p.buf)
         .ok_or_else(|| format!("map {} is not in the module", p.buf))?;
+    let host_map = match &p.hosts {
+        Some(n) => Some(
+            module
+                .map_by_name(n)
+                .ok_or_else(|| format!("map {n} is not in the module"))?,
+        ),
+        None => None,
+    };
     let path_map = match &p.paths {
         Some(n) => Some(
             module
@@ -533,6 +680,9 @@ pub fn lower_pass(
     };
     let (cur, n) = super::copy_payload(l.b, got, &copy, incomplete);
     let n = l.forget(cur, at.scratch, n, 511);
+    // A loop's bound checks narrow what the verifier knows of `n` differently on each
+    // iteration; code after a loop reads it afresh from here, so its exits still meet.
+    l.stash(cur, at.scratch, 14, n);
 
     // The method: the first word, letters folded to lower case, against "get " etc.
     let w = l.load(cur, IntTy::U64, buf, 0);
@@ -613,12 +763,20 @@ pub fn lower_pass(
     let ps = l.bin(cur, BinOp::Add, ps4, Operand::Imm(4));
     let seen = l.b.var(Type::U64);
     let count = l.b.var(Type::U64);
+    // `odd`: the path holds a `%` or a segment starting with `.` (see `is`), which a
+    // server may decode or resolve into another path; `slash`: the last byte was `/`.
+    let odd = l.b.var(Type::U64);
+    let slash = l.b.var(Type::U64);
     let zero = l.u64c(cur, 0);
     l.b.def(cur, seen, zero);
     l.b.def(cur, count, zero);
+    l.b.def(cur, odd, zero);
+    l.b.def(cur, slash, zero);
     let head = l.b.add_block();
     let j = l.b.f.add_block_param(head, Type::U64);
     let j0 = l.u64c(cur, 0);
+    // The exit reads the end, its byte and the path's length from the slot (`stash`).
+    l.stash(cur, at.scratch, 10, zero);
     l.b.set_term(cur, Term::Jump(BlockCall::new(head, vec![j0])));
     let i = l.bin(head, BinOp::Add, ps, Operand::from(j));
     let i = l.bin(head, BinOp::And, i, Operand::Imm(255));
@@ -626,24 +784,19 @@ pub fn lower_pass(
     l.br(head, MCond::Uge, i, n, incomplete, inside);
     let at_i = l.b.f.push(inside, Op::PtrAdd(buf, i.into()), l.b.f.ty(buf));
     let c = l.load(inside, IntTy::U8, at_i, 0);
+    l.stash(inside, at.scratch, 2, i);
+    l.stash(inside, at.scratch, 6, c);
     let exit = l.b.add_block();
-    let end_p = l.b.f.add_block_param(exit, Type::U64);
-    let c_p = l.b.f.add_block_param(exit, Type::U64);
     let body = l.b.add_block();
-    l.b.set_term(
+    l.br(
         inside,
-        Term::Br {
-            cond: MCond::Ule,
-            a: c,
-            b: Operand::Imm(i64::from(b' ')),
-            then: BlockCall::new(exit, vec![i, c]),
-            els: BlockCall::new(body, vec![]),
-        },
+        MCond::Ule,
+        c,
+        Operand::Imm(i64::from(b' ')),
+        exit,
+        body,
     );
-    // q = 1 when c is '?': (c ^ '?') - 1 wraps only for 0.
-    let x = l.bin(body, BinOp::Xor, c, Operand::Imm(i64::from(b'?')));
-    let x = l.bin(body, BinOp::Sub, x, Operand::Imm(1));
-    let q = l.bin(body, BinOp::Lshr, x, Operand::Imm(63));
+    let q = is(&mut l, body, c, b'?');
     let s0 = l.b.get(body, seen);
     let s1 = l.bin(body, BinOp::Or, s0, Operand::from(q));
     l.b.def(body, seen, s1);
@@ -651,6 +804,19 @@ pub fn lower_pass(
     let c0 = l.b.get(body, count);
     let c1 = l.bin(body, BinOp::Add, c0, Operand::from(not_seen));
     l.b.def(body, count, c1);
+    l.stash(body, at.scratch, 10, c1);
+    // In the path (before any '?'): a '%', or a '.' right after a '/'.
+    let pct = is(&mut l, body, c, b'%');
+    let dot = is(&mut l, body, c, b'.');
+    let sl0 = l.b.get(body, slash);
+    let dot_seg = l.bin(body, BinOp::And, dot, Operand::from(sl0));
+    let bad = l.bin(body, BinOp::Or, pct, Operand::from(dot_seg));
+    let bad = l.bin(body, BinOp::And, bad, Operand::from(not_seen));
+    let o0 = l.b.get(body, odd);
+    let o1 = l.bin(body, BinOp::Or, o0, Operand::from(bad));
+    l.b.def(body, odd, o1);
+    let sl1 = is(&mut l, body, c, b'/');
+    l.b.def(body, slash, sl1);
     let j1 = l.bin(body, BinOp::Add, j, Operand::Imm(1));
     l.b.set_term(
         body,
@@ -665,9 +831,10 @@ pub fn lower_pass(
 
     // The end of the target: a space, then the version; a line end: HTTP/0.9.
     let cur = exit;
-    let end = l.forget(cur, at.scratch, end_p, 255);
-    let plen0 = l.b.get(cur, count);
-    let plen = l.forget(cur, at.scratch, plen0, 255);
+    let end = l.unstash(cur, at.scratch, 2, 255);
+    let c_p = l.unstash(cur, at.scratch, 6, 255);
+    let n = l.unstash(cur, at.scratch, 14, 511);
+    let plen = l.unstash(cur, at.scratch, 10, 255);
     let version = l.b.var(Type::U64);
     let nine = l.u64c(cur, 9);
     l.b.def(cur, version, nine);
@@ -745,7 +912,11 @@ pub fn lower_pass(
         fits,
         incomplete,
     );
-    let cur = fits;
+    // A path pol would have to decode or resolve (docs/l7.md, *Normalisation*).
+    let odd_v = l.b.get(fits, odd);
+    let plain = l.b.add_block();
+    l.br(fits, MCond::Eq, odd_v, Operand::Imm(0), plain, incomplete);
+    let cur = plain;
     let plen = l.bin(cur, BinOp::And, plen, Operand::Imm(127));
     let ver = l.b.get(cur, version);
     l.rec_store(cur, at.rec, IntTy::U8, OFF_HTTP_VERSION, ver);
@@ -757,6 +928,22 @@ pub fn lower_pass(
         OFF_HTTP_STATE,
         Operand::Imm(i64::from(STATE_REQUEST)),
     );
+    let cur = match host_map {
+        Some(hm) => host(
+            &mut l,
+            cur,
+            HostAt {
+                buf,
+                n,
+                end,
+                map: hm,
+                rec: at.rec,
+                scratch: at.scratch,
+                incomplete,
+            },
+        ),
+        None => cur,
+    };
     let Some(path_map) = path_map else {
         l.b.set_term(cur, Term::Jump(BlockCall::new(done, vec![])));
         return Ok(done);
@@ -768,23 +955,204 @@ pub fn lower_pass(
     l.store(cur, IntTy::U32, key, 0, kbits);
     let endp = l.b.f.push(cur, Op::PtrAdd(key, plen.into()), l.b.f.ty(buf));
     l.store(cur, IntTy::U8, endp, 4, Operand::Imm(0));
-    let pm =
+    let cur = lookup_bits(&mut l, cur, path_map, key, at.rec);
+    l.b.set_term(cur, Term::Jump(BlockCall::new(done, vec![])));
+    Ok(done)
+}
+
+/// Looks `key` up in the LPM trie `map` and ORs the bits it holds into the record's;
+/// returns the block that continues.
+fn lookup_bits(l: &mut L<'_>, cur: Block, map: crate::mir::MapId, key: Value, rec: Slot) -> Block {
+    let lookup = crate::mir::helpers::by_name("map_lookup_elem").map_or(1, |h| h.id);
+    let m =
         l.b.f
-            .push(cur, Op::MapRef(path_map), Type::Ptr(PtrKind::Map(path_map)));
+            .push(cur, Op::MapRef(map), Type::Ptr(PtrKind::Map(map)));
     let hit = l.b.f.push(
         cur,
-        Op::Call(lookup, vec![pm, key]),
-        Type::Ptr(PtrKind::MapValueOrNull(path_map)),
+        Op::Call(lookup, vec![m, key]),
+        Type::Ptr(PtrKind::MapValueOrNull(map)),
     );
     let some = l.b.add_block();
-    l.br(cur, MCond::Eq, hit, Operand::Imm(0), done, some);
+    let out = l.b.add_block();
+    l.br(cur, MCond::Eq, hit, Operand::Imm(0), out, some);
     let hit = l.b.f.push(
         some,
         Op::PtrAdd(hit, Operand::Imm(0)),
-        Type::Ptr(PtrKind::MapValue(path_map)),
+        Type::Ptr(PtrKind::MapValue(map)),
     );
     let bits = l.b.f.push(some, Op::Load { ptr: hit, off: 0 }, Type::U32);
-    l.rec_store(some, at.rec, IntTy::U32, OFF_L7_BITS, bits);
-    l.b.set_term(some, Term::Jump(BlockCall::new(done, vec![])));
-    Ok(done)
+    let r =
+        l.b.f
+            .push(some, Op::SlotAddr(rec), Type::Ptr(PtrKind::Stack));
+    let old = l.b.f.push(
+        some,
+        Op::Load {
+            ptr: r,
+            off: OFF_L7_BITS,
+        },
+        Type::U32,
+    );
+    let all = l.bin(some, BinOp::Or, bits, Operand::from(old));
+    l.store(some, IntTy::U32, r, OFF_L7_BITS, all);
+    l.b.set_term(some, Term::Jump(BlockCall::new(out, vec![])));
+    out
+}
+
+/// What the Host header's lookup needs.
+struct HostAt {
+    buf: Value,
+    /// Bytes copied, and where the request target ended.
+    n: Value,
+    end: Value,
+    map: crate::mir::MapId,
+    rec: Slot,
+    scratch: Slot,
+    incomplete: Block,
+}
+
+/// Finds the Host header after the request line (`\nhost:` in any case, within the bytes
+/// copied), lower-cases its name up to a port, space or line end into the buffer backwards
+/// (ending at `HOST_END`), drops one final dot, and looks it up reversed: an exact name
+/// is its reversed bytes and a 0, a suffix (`.example.com`) its reversed bytes alone. No
+/// Host header, or one cut short or longer than `HOST_MAX`: incomplete.
+fn host(l: &mut L<'_>, cur: Block, h: HostAt) -> Block {
+    let head = l.b.add_block();
+    let k = l.b.f.add_block_param(head, Type::U64);
+    let k0 = l.u64c(cur, 0);
+    l.b.set_term(cur, Term::Jump(BlockCall::new(head, vec![k0])));
+    let i = l.bin(head, BinOp::Add, h.end, Operand::from(k));
+    let i6 = l.bin(head, BinOp::Add, i, Operand::Imm(6));
+    let inside = l.b.add_block();
+    l.br(head, MCond::Ugt, i6, h.n, h.incomplete, inside);
+    let i = l.bin(inside, BinOp::And, i, Operand::Imm(511));
+    let at_i =
+        l.b.f
+            .push(inside, Op::PtrAdd(h.buf, i.into()), l.b.f.ty(h.buf));
+    let w = l.load(inside, IntTy::U64, at_i, 0);
+    let w = l.bin(inside, BinOp::Or, w, Operand::Imm(0x0000_0020_2020_2000));
+    let w = l.bin(inside, BinOp::And, w, Operand::Imm(0xffff_ffff_ffff));
+    let want = l.u64c(inside, word(b"\nhost:"));
+    l.stash(inside, h.scratch, 2, i);
+    let found = l.b.add_block();
+    let next = l.b.add_block();
+    l.br(inside, MCond::Eq, w, want, found, next);
+    let k1 = l.bin(next, BinOp::Add, k, Operand::Imm(1));
+    l.b.set_term(
+        next,
+        Term::Br {
+            cond: MCond::Ult,
+            a: k1,
+            b: Operand::Imm(250),
+            then: BlockCall::new(head, vec![k1]),
+            els: BlockCall::new(h.incomplete, vec![]),
+        },
+    );
+    // The name starts after "\nhost:" and one optional space.
+    let cur = found;
+    let p = l.unstash(cur, h.scratch, 2, 255);
+    let n = l.unstash(cur, h.scratch, 14, 511);
+    let hs = l.bin(cur, BinOp::Add, p, Operand::Imm(6));
+    let at_s =
+        l.b.f
+            .push(cur, Op::PtrAdd(h.buf, hs.into()), l.b.f.ty(h.buf));
+    let c = l.load(cur, IntTy::U8, at_s, 0);
+    let sp = is(l, cur, c, b' ');
+    let hs = l.bin(cur, BinOp::Add, hs, Operand::from(sp));
+    let head = l.b.add_block();
+    let k = l.b.f.add_block_param(head, Type::U64);
+    let k0 = l.u64c(cur, 0);
+    l.b.set_term(cur, Term::Jump(BlockCall::new(head, vec![k0])));
+    let idx = l.bin(head, BinOp::Add, hs, Operand::from(k));
+    let inside = l.b.add_block();
+    l.br(head, MCond::Uge, idx, n, h.incomplete, inside);
+    let idx = l.bin(inside, BinOp::And, idx, Operand::Imm(511));
+    let at_c =
+        l.b.f
+            .push(inside, Op::PtrAdd(h.buf, idx.into()), l.b.f.ty(h.buf));
+    let c = l.load(inside, IntTy::U8, at_c, 0);
+    l.stash(inside, h.scratch, 2, k);
+    let exit = l.b.add_block();
+    let not_end = l.b.add_block();
+    l.br(
+        inside,
+        MCond::Ule,
+        c,
+        Operand::Imm(i64::from(b' ')),
+        exit,
+        not_end,
+    );
+    let body = l.b.add_block();
+    l.br(
+        not_end,
+        MCond::Eq,
+        c,
+        Operand::Imm(i64::from(b':')),
+        exit,
+        body,
+    );
+    // Lower case without a branch: 0x20 when 'A' <= c <= 'Z'.
+    let ge = l.bin(body, BinOp::Sub, c, Operand::Imm(i64::from(b'A')));
+    let up = l.bin(body, BinOp::Sub, ge, Operand::Imm(26));
+    let up = l.bin(body, BinOp::Lshr, up, Operand::Imm(63));
+    let ge = l.u64c(body, i64::from(b'A') - 1);
+    let ge = l.bin(body, BinOp::Sub, ge, Operand::from(c));
+    let ge = l.bin(body, BinOp::Lshr, ge, Operand::Imm(63));
+    let up = l.bin(body, BinOp::And, up, Operand::from(ge));
+    let up = l.bin(body, BinOp::Shl, up, Operand::Imm(5));
+    let lower = l.bin(body, BinOp::Or, c, Operand::from(up));
+    let back = l.u64c(body, HOST_END - 1);
+    let back = l.bin(body, BinOp::Sub, back, Operand::from(k));
+    let back = l.bin(body, BinOp::And, back, Operand::Imm(1023));
+    let at_b =
+        l.b.f
+            .push(body, Op::PtrAdd(h.buf, back.into()), l.b.f.ty(h.buf));
+    l.store(body, IntTy::U8, at_b, 0, lower);
+    let k1 = l.bin(body, BinOp::Add, k, Operand::Imm(1));
+    l.b.set_term(
+        body,
+        Term::Br {
+            cond: MCond::Ult,
+            a: k1,
+            b: Operand::Imm(HOST_MAX as i64 + 1),
+            then: BlockCall::new(head, vec![k1]),
+            els: BlockCall::new(h.incomplete, vec![]),
+        },
+    );
+    // One final dot is dropped ("example.com." is "example.com"); nothing left: incomplete.
+    let cur = exit;
+    let len = l.unstash(cur, h.scratch, 2, 127);
+    let some = l.b.add_block();
+    l.br(cur, MCond::Ne, len, Operand::Imm(0), some, h.incomplete);
+    let cur = some;
+    let first = l.u64c(cur, HOST_END);
+    let first = l.bin(cur, BinOp::Sub, first, Operand::from(len));
+    let at_f =
+        l.b.f
+            .push(cur, Op::PtrAdd(h.buf, first.into()), l.b.f.ty(h.buf));
+    let last = l.load(cur, IntTy::U8, at_f, 0);
+    let dot = is(l, cur, last, b'.');
+    let len = l.bin(cur, BinOp::Sub, len, Operand::from(dot));
+    let len = l.bin(cur, BinOp::And, len, Operand::Imm(127));
+    let some = l.b.add_block();
+    l.br(cur, MCond::Ne, len, Operand::Imm(0), some, h.incomplete);
+    let cur = some;
+    // At HOST_END - 4 - len, written as a base plus a masked distance so that the
+    // verifiers see the whole key inside the buffer.
+    let koff = l.u64c(cur, HOST_MAX as i64);
+    let koff = l.bin(cur, BinOp::Sub, koff, Operand::from(len));
+    let koff = l.bin(cur, BinOp::And, koff, Operand::Imm(HOST_MAX as i64));
+    let koff = l.bin(
+        cur,
+        BinOp::Add,
+        koff,
+        Operand::Imm(HOST_END - 4 - HOST_MAX as i64),
+    );
+    let key =
+        l.b.f
+            .push(cur, Op::PtrAdd(h.buf, koff.into()), l.b.f.ty(h.buf));
+    let kbits = l.bin(cur, BinOp::Add, len, Operand::Imm(1));
+    let kbits = l.bin(cur, BinOp::Shl, kbits, Operand::Imm(3));
+    l.store(cur, IntTy::U32, key, 0, kbits);
+    l.store(cur, IntTy::U8, h.buf, HOST_END as i16, Operand::Imm(0));
+    lookup_bits(l, cur, h.map, key, h.rec)
 }

@@ -61,7 +61,8 @@ impl Bits {
         bits
     }
 
-    fn walk(&mut self, c: &Cond) {
+    /// Numbers the string tests of `c` not numbered yet.
+    pub fn walk(&mut self, c: &Cond) {
         match c {
             Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| self.walk(c)),
             Cond::Not(c) => self.walk(c),
@@ -84,17 +85,10 @@ impl Bits {
             .map(|i| i as u32)
     }
 
-    /// Whether `filter` reads any L7 field.
+    /// Whether `filter` reads any L7 field (HTTP, DNS or TLS): the parser then records where
+    /// the payload is.
     pub fn uses_l7(filter: &Filter) -> bool {
-        fn any(c: &Cond) -> bool {
-            match c {
-                Cond::And(cs) | Cond::Or(cs) => cs.iter().any(any),
-                Cond::Not(c) => any(c),
-                Cond::Test(Test::Http(_) | Test::L7(_)) => true,
-                _ => false,
-            }
-        }
-        filter.rules.iter().any(|r| any(&r.cond))
+        filter.rules.iter().any(|r| cond_uses_l7(&r.cond))
     }
 
     /// The entries of an LPM trie over `field`'s strings: the key is `{u32 prefix length in
@@ -130,6 +124,27 @@ impl Bits {
                 (key, bits.to_le_bytes().to_vec())
             })
             .collect()
+    }
+}
+
+/// Whether the condition tests an L7 field.
+pub fn cond_uses_l7(c: &Cond) -> bool {
+    match c {
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(cond_uses_l7),
+        Cond::Not(c) => cond_uses_l7(c),
+        Cond::Test(Test::Http(_) | Test::L7(_)) => true,
+        _ => false,
+    }
+}
+
+/// Whether a condition tests an HTTP field: only those filters run the HTTP pass (a DNS or
+/// TLS filter does not pay for it, nor fail closed on what HTTP cannot read).
+pub fn cond_uses_http(c: &Cond) -> bool {
+    match c {
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(cond_uses_http),
+        Cond::Not(c) => cond_uses_http(c),
+        Cond::Test(Test::Http(_)) => true,
+        _ => false,
     }
 }
 
@@ -336,8 +351,8 @@ pub fn protocols(filter: &crate::hir::Filter) -> (bool, bool) {
 }
 
 /// Whether a message the L7 stage cannot read takes the filter's malformed action
-/// (fail-closed): when a rule that tests an L7 field drops. Otherwise the rules see no
-/// message, and only rules on other fields decide.
+/// (fail-closed): as the filter's `l7 incomplete` line says, else when a rule that tests an
+/// L7 field drops. Otherwise the rules see no message, and only rules on other fields decide.
 pub fn fail_closed(filter: &crate::hir::Filter) -> bool {
     fn has(c: &Cond) -> bool {
         match c {
@@ -347,10 +362,13 @@ pub fn fail_closed(filter: &crate::hir::Filter) -> bool {
             Cond::Test(_) | Cond::Const(_) => false,
         }
     }
-    filter
-        .rules
-        .iter()
-        .any(|r| r.action.verdict == crate::syntax::ast::Verdict::Drop && has(&r.cond))
+    match filter.incomplete {
+        Some(v) => v == crate::syntax::ast::Verdict::Drop,
+        None => filter
+            .rules
+            .iter()
+            .any(|r| r.action.verdict == crate::syntax::ast::Verdict::Drop && has(&r.cond)),
+    }
 }
 
 /// The HIR text of a test (golden files).

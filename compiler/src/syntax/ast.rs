@@ -230,6 +230,12 @@ pub enum FilterRule {
         counts: Vec<CountClause>,
         span: Span,
     },
+    /// A filter option: `l7 incomplete drop` (`words` are `l7`, `incomplete`).
+    Option {
+        words: Vec<Ident>,
+        action: Action,
+        span: Span,
+    },
     /// A line that did not parse; its error is already reported.
     Error(Span),
 }

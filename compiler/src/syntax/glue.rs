@@ -183,7 +183,8 @@ fn rule_span(r: &FilterRule) -> (Span, bool) {
     match r {
         FilterRule::Match { span, .. }
         | FilterRule::Default { span, .. }
-        | FilterRule::Malformed { span, .. } => (span.clone(), false),
+        | FilterRule::Malformed { span, .. }
+        | FilterRule::Option { span, .. } => (span.clone(), false),
         FilterRule::Error(span) => (span.clone(), true),
     }
 }
@@ -212,7 +213,10 @@ fn case_span(c: &TestCase) -> (Span, bool) {
 }
 
 pub fn starts_rule(t: &Tok) -> bool {
-    matches!(t, Tok::Pass | Tok::Drop | Tok::Default | Tok::Malformed)
+    matches!(
+        t,
+        Tok::Pass | Tok::Drop | Tok::Default | Tok::Malformed | Tok::L7
+    )
 }
 
 pub fn starts_stmt(t: &Tok) -> bool {

@@ -68,6 +68,8 @@ pub enum Tok {
     Default,
     #[token("malformed")]
     Malformed,
+    #[token("l7")]
+    L7,
     #[token("pass")]
     Pass,
     #[token("drop")]

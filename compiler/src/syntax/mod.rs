@@ -190,8 +190,8 @@ fn too_deep(tokens: &[lexer::Spanned]) -> Option<(ast::Span, TooDeep)> {
     let (mut depth, mut chain): (usize, Chain) = (0, None);
     for (l, tok, r) in tokens {
         match tok {
-            Import | Const | Set | Filter | Probe | Rule | Test | Default | Malformed | Pass
-            | Drop | Count | Where | When | Emit | Action | Packet | Delete => {
+            Import | Const | Set | Filter | Probe | Rule | Test | Default | Malformed | L7
+            | Pass | Drop | Count | Where | When | Emit | Action | Packet | Delete => {
                 entry.clear();
                 (depth, chain) = (0, None);
             }

@@ -189,6 +189,19 @@ impl Printer {
                 self.line(format!("Malformed {} {}", verdict(action), span(s)));
                 self.nested(|p| p.counts(counts));
             }
+            FilterRule::Option {
+                words,
+                action,
+                span: s,
+            } => {
+                let w: Vec<&str> = words.iter().map(|w| w.name.as_str()).collect();
+                self.line(format!(
+                    "Option {} {} {}",
+                    w.join(" "),
+                    verdict(action),
+                    span(s)
+                ));
+            }
             FilterRule::Error(s) => self.line(format!("ErrorRule {}", span(s))),
         }
     }

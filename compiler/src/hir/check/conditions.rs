@@ -114,6 +114,9 @@ impl Checker<'_> {
             ExprKind::Call(p, args) if p.dotted() == "starts_with" => {
                 crate::l7::http::starts_with(&mut self.diags, e, args)
             }
+            ExprKind::Call(p, args) if p.dotted() == "ends_with" => {
+                crate::l7::http::ends_with(&mut self.diags, e, args)
+            }
             ExprKind::Error => None,
             _ => {
                 self.diags.push(

@@ -27,6 +27,9 @@ impl Checker<'_> {
                     FilterRule::Malformed { action, counts, .. } => {
                         self.rule_action(action, counts, true);
                     }
+                    FilterRule::Option { words, .. } => {
+                        self.filter_option(words);
+                    }
                     FilterRule::Error(_) => {}
                 }
             }
@@ -47,6 +50,7 @@ impl Checker<'_> {
         let mut rules = Vec::new();
         let mut default: Option<(Action, Span)> = None;
         let mut malformed = None;
+        let mut incomplete = None;
         for r in &f.rules {
             match r {
                 FilterRule::Match {
@@ -111,6 +115,11 @@ impl Checker<'_> {
                 FilterRule::Malformed { action, counts, .. } => {
                     malformed = self.rule_action(action, counts, true);
                 }
+                FilterRule::Option { words, action, .. } => {
+                    if self.filter_option(words) {
+                        incomplete = Some(action.verdict);
+                    }
+                }
                 FilterRule::Error(_) => {}
             }
         }
@@ -139,12 +148,35 @@ impl Checker<'_> {
                 log: false,
             }),
             span: f.span.clone(),
+            incomplete,
         };
         if let Some(d) = crate::l7::http::check_filter(&filter) {
             self.diags.push(d);
             return;
         }
         self.hir.filters.push(filter);
+    }
+
+    /// A filter option; the one there is: `l7 incomplete pass|drop`.
+    fn filter_option(&mut self, words: &[ast::Ident]) -> bool {
+        let w: Vec<&str> = words.iter().map(|w| w.name.as_str()).collect();
+        if w == ["l7", "incomplete"] {
+            return true;
+        }
+        let span = match (words.first(), words.last()) {
+            (Some(a), Some(b)) => a.span.start..b.span.end,
+            _ => 0..0,
+        };
+        self.diags.push(
+            Diagnostic::error(
+                "E0556",
+                format!("`{}` is not a filter option", w.join(" ")),
+                span,
+            )
+            .with_label("unknown option")
+            .with_help("filter options: `l7 incomplete pass`, `l7 incomplete drop` (docs/l7.md)"),
+        );
+        false
     }
 
     fn hook(&mut self, h: &ast::Hook) -> Option<Hook> {

@@ -294,11 +294,15 @@ impl Lower<'_> {
 fn http_pass(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Function {
     use crate::l7::http::{map_names, Pass, BUF_SIZE, KEY_DATA, STATE_INCOMPLETE};
     use crate::packet::record::OFF_HTTP_STATE;
-    if !crate::l7::Bits::uses_l7(filter) {
+    if !filter
+        .rules
+        .iter()
+        .any(|r| crate::l7::cond_uses_http(&r.cond))
+    {
         return f;
     }
     let bits = crate::l7::Bits::of_filter(filter);
-    let (buf, paths) = map_names(&filter.name);
+    let (buf, paths, hosts) = map_names(&filter.name);
     maps.push(MapDef {
         spec: MapSpec {
             name: buf.clone(),
@@ -310,42 +314,57 @@ fn http_pass(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Functi
         },
         entries: vec![],
     });
-    let entries = bits.lpm_entries("http.path", KEY_DATA);
-    let paths = (!entries.is_empty()).then(|| {
-        maps.push(MapDef {
-            spec: MapSpec {
-                name: paths.clone(),
-                kind: MapKind::LpmTrie,
-                key: BtfTy::Struct {
-                    name: "pol_http_path".into(),
-                    fields: vec![
-                        ("prefixlen".into(), BtfTy::U32),
-                        ("path".into(), BtfTy::Bytes(KEY_DATA as u32)),
-                    ],
+    let mut trie = |field: &str, name: String, ty: &str| {
+        let entries = bits.lpm_entries(field, KEY_DATA);
+        (!entries.is_empty()).then(|| {
+            maps.push(MapDef {
+                spec: MapSpec {
+                    name: name.clone(),
+                    kind: MapKind::LpmTrie,
+                    key: BtfTy::Struct {
+                        name: ty.into(),
+                        fields: vec![
+                            ("prefixlen".into(), BtfTy::U32),
+                            ("data".into(), BtfTy::Bytes(KEY_DATA as u32)),
+                        ],
+                    },
+                    value: BtfTy::U32,
+                    max_entries: entries.len() as u32,
+                    // BPF_F_NO_PREALLOC: the kernel refuses an LPM trie without it.
+                    flags: 1,
                 },
-                value: BtfTy::U32,
-                max_entries: entries.len() as u32,
-                // BPF_F_NO_PREALLOC: the kernel refuses an LPM trie without it.
-                flags: 1,
-            },
-            entries,
-        });
-        paths
-    });
-    let fails_closed = filter.rules.iter().any(|r| {
-        r.action.verdict == Verdict::Drop
-            && crate::l7::Bits::uses_l7(&Filter {
-                rules: vec![r.clone()],
-                ..filter.clone()
-            })
-    });
+                entries,
+            });
+            name
+        })
+    };
+    let paths = trie("http.path", paths, "pol_http_path");
+    let hosts = trie("http.host", hosts, "pol_http_host");
+    let fails_closed = match filter.incomplete {
+        Some(v) => v == Verdict::Drop,
+        None => filter
+            .rules
+            .iter()
+            .any(|r| r.action.verdict == Verdict::Drop && crate::l7::cond_uses_http(&r.cond)),
+    };
     let pass = Pass {
         buf,
         paths,
+        hosts,
         xdp: matches!(filter.hook, Hook::Xdp { .. }),
     };
     let rules = f.entry;
     let next = if fails_closed {
+        // Dropped and counted in the malformed slot, whatever `malformed` says.
+        f.blocks.push(Block {
+            insts: vec![Inst::Stat {
+                map: stats_map_name(&filter.name),
+                index: filter.rules.len() as u32 + 1,
+            }],
+            term: Term::Return(verdict_code(&filter.hook, Verdict::Drop)),
+            rule: Some(crate::ir::SRC_PARSER),
+        });
+        let drop = BlockId(f.blocks.len() as u32 - 1);
         f.blocks.push(Block {
             insts: vec![Inst::LoadRecord {
                 dst: VReg(f.vregs),
@@ -357,7 +376,7 @@ fn http_pass(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Functi
                 wide: false,
                 lhs: VReg(f.vregs),
                 imm: u32::from(STATE_INCOMPLETE),
-                t: f.malformed,
+                t: drop,
                 f: rules,
             },
             rule: Some(crate::ir::SRC_PARSER),

@@ -326,7 +326,7 @@ impl R<'_> {
                     let at = crate::l7::http::At {
                         ctx: self.ctx,
                         rec: self.slots.rec,
-                        scratch: self.b.f.add_slot(8, 8),
+                        scratch: self.b.f.add_slot(16, 8),
                         flags: self.flags,
                     };
                     cur = crate::l7::http::lower_pass(self.b, cur, self.module, p, &at)?;
