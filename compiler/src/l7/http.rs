@@ -214,51 +214,48 @@ pub fn compare(
     Some(if op == AstOp::Ne { negate(any) } else { any })
 }
 
+/// `starts_with(http.path, "/api/")` or `ends_with(http.host, ".example.com")`: the one
+/// field each function matches by its start or end, and its words in errors.
+struct Affix {
+    func: &'static str,
+    field: &'static str,
+    kind: &'static str,
+    /// The pattern in E0552's help and in E0551's label.
+    help: &'static str,
+    sample: &'static str,
+}
+
+const STARTS_WITH: Affix = Affix {
+    func: "starts_with",
+    field: "http.path",
+    kind: "prefix",
+    help: "/admin",
+    sample: "/api/",
+};
+
+const ENDS_WITH: Affix = Affix {
+    func: "ends_with",
+    field: "http.host",
+    kind: "suffix",
+    help: ".example.com",
+    sample: ".example.com",
+};
+
 /// `ends_with(http.host, ".example.com")`.
 pub fn ends_with(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr]) -> Option<Cond> {
-    let [field, pat] = args else {
-        diags.push(err(
-            "E0512",
-            "`ends_with` takes a field and a string",
-            e.span.clone(),
-            format!("given {} arguments", args.len()),
-        ));
-        return None;
-    };
-    let name = match &field.kind {
-        ExprKind::Path(p) => p.dotted(),
-        _ => String::new(),
-    };
-    if name != "http.host" {
-        diags.push(
-            err(
-                "E0552",
-                "filters test suffixes of `http.host` only",
-                field.span.clone(),
-                "not a suffix-matched field",
-            )
-            .with_help("`ends_with(http.host, \".example.com\")`"),
-        );
-        return None;
-    }
-    let ExprKind::Str(s) = &pat.kind else {
-        diags.push(err(
-            "E0551",
-            "a suffix is a string",
-            pat.span.clone(),
-            "expected a string such as \".example.com\"",
-        ));
-        return None;
-    };
-    value(diags, &name, s, pat.span.clone(), true)
+    affix(diags, e, args, &ENDS_WITH)
 }
 
 /// `starts_with(http.path, "/api/")`.
 pub fn starts_with(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr]) -> Option<Cond> {
+    affix(diags, e, args, &STARTS_WITH)
+}
+
+fn affix(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr], a: &Affix) -> Option<Cond> {
     let [field, pat] = args else {
         diags.push(err(
             "E0512",
-            "`starts_with` takes a field and a string",
+            format!("`{}` takes a field and a string", a.func),
             e.span.clone(),
             format!("given {} arguments", args.len()),
         ));
@@ -268,24 +265,24 @@ pub fn starts_with(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr]) -> Opti
         ExprKind::Path(p) => p.dotted(),
         _ => String::new(),
     };
-    if name != "http.path" {
+    if name != a.field {
         diags.push(
             err(
                 "E0552",
-                "filters test prefixes of `http.path` only",
+                format!("filters test {}es of `{}` only", a.kind, a.field),
                 field.span.clone(),
-                "not a prefix-matched field",
+                format!("not a {}-matched field", a.kind),
             )
-            .with_help("`starts_with(http.path, \"/admin\")`"),
+            .with_help(format!("`{}({}, \"{}\")`", a.func, a.field, a.help)),
         );
         return None;
     }
     let ExprKind::Str(s) = &pat.kind else {
         diags.push(err(
             "E0551",
-            "a prefix is a string",
+            format!("a {} is a string", a.kind),
             pat.span.clone(),
-            "expected a string such as \"/api/\"",
+            format!("expected a string such as \"{}\"", a.sample),
         ));
         return None;
     };
