@@ -6,10 +6,10 @@
 mod common;
 mod run_support;
 
-use run_support::{count, json, require_tools, NetPair, PolRun};
+use run_support::{count, require_tools, NetPair, PolRun};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The responder (tests/l7/dns_server.py) running in namespace `ns`; killed on drop.
 struct Responder {
@@ -78,18 +78,6 @@ fn dig(ns: &str, name: &str, extra: &[&str]) -> String {
     }
 }
 
-/// The last `counters` line of a run, read for `wait` (after the traffic).
-fn counters(run: &mut PolRun, wait: Duration) -> serde_json::Value {
-    let end = Instant::now() + wait;
-    let mut last = None;
-    while Instant::now() < end {
-        if let Some(l) = run.wait_for("\"counters\"", Duration::from_millis(500)) {
-            last = Some(json(&l));
-        }
-    }
-    last.unwrap_or_else(|| panic!("no counters line: {:?}", run.seen))
-}
-
 fn blocklist(hook: &str) -> String {
     format!(
         "filter dnsbl on {hook} {{\n\
@@ -156,7 +144,7 @@ fn a_dns_blocklist_drops_queries_on_xdp_and_tc() {
             passed,
             "{hook}: what reached the responder"
         );
-        let v = counters(&mut run, Duration::from_secs(1));
+        let v = run.last_counters(Duration::from_secs(1));
         assert_eq!(count(&v, "blocked")["total"], 2, "{hook}: {v}");
         assert_eq!(count(&v, "bad")["total"], 2, "{hook}: {v}");
         run.signal("INT");
@@ -309,7 +297,7 @@ fn tcp_queries_responses_and_a_100000_name_file() {
         .map(|c| c.0.clone())
         .collect();
     assert_eq!(responder.seen(), reached, "what reached the responder");
-    let v = counters(&mut run, Duration::from_secs(1));
+    let v = run.last_counters(Duration::from_secs(1));
     // Two UDP queries dropped once each; over TCP the client retransmits a dropped
     // segment until dig gives up, and each copy is dropped again.
     let listed = count(&v, "listed")["total"].as_u64().unwrap_or(0);

@@ -7,7 +7,7 @@
 mod common;
 mod run_support;
 
-use run_support::{count, json, require_tools, NetPair, PolRun};
+use run_support::{count, require_tools, NetPair, PolRun};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -106,18 +106,6 @@ fn handshake(ns: &str, sni: Option<&str>, extra: &[&str]) -> bool {
     out.contains("Cipher is") && !out.contains("Cipher is (NONE)")
 }
 
-/// The last `counters` line of a run, read for `wait`.
-fn counters(run: &mut PolRun, wait: Duration) -> serde_json::Value {
-    let end = Instant::now() + wait;
-    let mut last = None;
-    while Instant::now() < end {
-        if let Some(l) = run.wait_for("\"counters\"", Duration::from_millis(500)) {
-            last = Some(json(&l));
-        }
-    }
-    last.unwrap_or_else(|| panic!("no counters line: {:?}", run.seen))
-}
-
 fn allowlist(hook: &str) -> String {
     format!(
         "set allowed: dnsname = {{ \"allowed.test\", \"*.good.test\" }}\n\
@@ -170,7 +158,7 @@ fn an_sni_allowlist_admits_named_servers_on_xdp_and_tc() {
         }
         let admitted = cases.iter().filter(|c| c.2).count();
         assert_eq!(server.hellos(), admitted, "{hook}: {}", server.text());
-        let v = counters(&mut run, Duration::from_secs(1));
+        let v = run.last_counters(Duration::from_secs(1));
         assert_eq!(
             count(&v, "admitted")["total"],
             admitted as u64,
@@ -247,7 +235,7 @@ fn a_client_hello_in_two_segments_is_refused() {
     assert_eq!(send("whole"), "answered");
     assert_eq!(send("split"), "silent");
     assert_eq!(server.hellos(), 1, "{}", server.text());
-    let v = counters(&mut run, Duration::from_secs(1));
+    let v = run.last_counters(Duration::from_secs(1));
     let malformed = v["programs"][0]["malformed"].as_u64().unwrap_or(0);
     assert!(malformed >= 1, "{v}");
     assert_eq!(count(&v, "admitted")["total"], 1, "{v}");

@@ -187,6 +187,19 @@ impl PolRun {
         (lines, fin)
     }
 
+    /// The last `counters` line the run prints within `wait` (read after the traffic).
+    #[allow(dead_code)] // not every test file reads counters
+    pub fn last_counters(&mut self, wait: Duration) -> serde_json::Value {
+        let end = std::time::Instant::now() + wait;
+        let mut last = None;
+        while std::time::Instant::now() < end {
+            if let Some(l) = self.wait_for("\"counters\"", Duration::from_millis(500)) {
+                last = Some(json(&l));
+            }
+        }
+        last.unwrap_or_else(|| panic!("no counters line: {:?}", self.seen))
+    }
+
     /// Waits for a stdout line containing `needle`; `None` when pol exits or time runs out.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<String> {
         let end = Instant::now() + timeout;
