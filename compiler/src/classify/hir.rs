@@ -204,7 +204,6 @@ fn test(c: &mut Conj, t: &Test) -> Result<(), NotClassified> {
         Test::Payload { .. } => unsupported("it reads payload bytes"),
         Test::Rate { .. } => unsupported("it tests a rate limit, which keeps state"),
         Test::Ct { .. } => unsupported("it tests connection tracking, which keeps state"),
-        Test::Http(_) => unsupported("it tests an HTTP field, which the HTTP pass reads"),
         Test::L7(_) => unsupported("it tests an L7 field"),
     }
 }

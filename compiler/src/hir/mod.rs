@@ -93,7 +93,7 @@ pub struct Filter {
     pub malformed: Action,
     pub span: Span,
     /// `l7 incomplete pass|drop`: what a segment whose request pol cannot read whole gets
-    /// (`None`: drop when a `drop` rule tests an L7 field, else pass; docs/l7.md).
+    /// (`None`: per protocol, drop when a `drop` rule tests a field of it; docs/l7.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<Verdict>,
 }
@@ -171,8 +171,7 @@ pub enum Test {
     /// The packet's connection-tracking result (`hir::state::CT_*` bits) has any bit of
     /// `mask`: `ct.state in {..}`, `ct.direction == reply`.
     Ct { mask: u32 },
-    /// A test of the segment's HTTP request line (`crate::l7::http`).
-    Http(crate::l7::http::HttpTest),
-    /// An L7 field (`dns.qname`, ...): false when the packet does not carry the protocol.
+    /// An L7 field (`http.path`, `dns.qname`, `tls.sni`, ...): false when the packet does
+    /// not carry the protocol, or carries a message pol could not read whole.
     L7(crate::l7::L7Test),
 }

@@ -321,8 +321,7 @@ fn ext_uses(hir: &Hir, filter: &Filter) -> ExtUses {
                 | Test::Net { field: f, .. }
                 | Test::InSet { field: f, .. },
             ) => field(f, u),
-            Cond::Test(Test::Payload { .. } | Test::Ct { .. } | Test::Http(_) | Test::L7(_))
-            | Cond::Const(_) => {}
+            Cond::Test(Test::Payload { .. } | Test::Ct { .. } | Test::L7(_)) | Cond::Const(_) => {}
         }
     }
     let mut u = ExtUses { reads: 0, bits: 0 };
@@ -514,8 +513,8 @@ fn test(hir: &Hir, t: &Test) -> Tree {
         // with connection tracking parse what the tracking reads.
         Test::Ct { .. } => leaf(None, 0),
         // The HTTP pass reads the TCP payload; its results lie past the record.
-        Test::Http(_) => leaf(Some(F_TCP), 0),
-        // L7 tests read the stage's scratch map, not the record: `ir::to_mir` makes a
+        Test::L7(crate::l7::L7Test::Http(_)) => leaf(Some(F_TCP), 0),
+        // DNS and TLS tests read the stage's scratch map, not the record: `ir::to_mir` makes a
         // filter with one parse what its stage reads.
         Test::L7(_) => leaf(None, 0),
         Test::InSet { field, set } => {

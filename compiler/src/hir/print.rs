@@ -178,7 +178,6 @@ pub fn cond(hir: &Hir, c: &Cond) -> String {
                 )
             }
             Test::Ct { mask } => format!("ct & {mask:#x}"),
-            Test::Http(h) => crate::l7::http::print(h),
             Test::L7(t) => crate::l7::print(hir, t),
             Test::Rate { rate, over } => {
                 let r = &hir.rates[*rate];

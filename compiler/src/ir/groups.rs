@@ -345,7 +345,6 @@ fn keys(cond: &Cond) -> Result<Vec<Key>, String> {
             Test::Payload { .. } => Err("it tests payload bytes, not a key field".into()),
             Test::Rate { .. } => Err("it tests a rate limit, which keeps state".into()),
             Test::Ct { .. } => Err("it tests connection tracking, which keeps state".into()),
-            Test::Http(_) => Err("it tests an HTTP field (one lookup of its own)".into()),
             Test::L7(_) => Err("it tests an L7 field, read by the L7 stage".into()),
             Test::InSet { field, .. } => Err(format!(
                 "`{}` is tested against a named set, which has a map of its own",

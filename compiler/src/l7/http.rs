@@ -2,7 +2,7 @@
 //! `http.method`, `http.path` and `http.version`, their checks, and the pass that parses a
 //! segment's request line before the rules (`lower_pass`). docs/l7.md says what is seen.
 
-use super::{Bits, PayloadCopy, StrPat};
+use super::{Bits, L7Test, PayloadCopy, StrPat};
 use crate::diag::Diagnostic;
 use crate::hir::{Cond, Test};
 use crate::mir::build::Builder;
@@ -113,7 +113,7 @@ pub fn print(t: &HttpTest) -> String {
 pub const FIELDS: [&str; 4] = ["http.method", "http.path", "http.version", "http.host"];
 
 fn test(t: HttpTest) -> Cond {
-    Cond::Test(Test::Http(t))
+    Cond::Test(Test::L7(L7Test::Http(t)))
 }
 
 /// `not t`, still false without a request line.
@@ -189,8 +189,8 @@ pub fn compare(
             return None;
         };
         match value(diags, name, s, v.span.clone(), false)? {
-            Cond::Test(Test::Http(HttpTest::Path(p))) => paths.extend(p),
-            Cond::Test(Test::Http(HttpTest::Host(p))) => hosts.extend(p),
+            Cond::Test(Test::L7(L7Test::Http(HttpTest::Path(p)))) => paths.extend(p),
+            Cond::Test(Test::L7(L7Test::Http(HttpTest::Host(p)))) => hosts.extend(p),
             c => tests.push(c),
         }
     }

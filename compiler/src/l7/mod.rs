@@ -14,6 +14,7 @@ pub mod dns;
 pub mod http;
 pub mod tls;
 
+use crate::diag::Diagnostic;
 use crate::hir::{Cond, Filter, Test};
 use crate::mir::build::Builder;
 use crate::mir::{
@@ -66,7 +67,7 @@ impl Bits {
         match c {
             Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| self.walk(c)),
             Cond::Not(c) => self.walk(c),
-            Cond::Test(Test::Http(t)) => {
+            Cond::Test(Test::L7(L7Test::Http(t))) => {
                 if let Some((field, pats)) = t.string() {
                     if self.bit(field, pats).is_none() {
                         self.tests.push((field, pats.to_vec()));
@@ -127,25 +128,91 @@ impl Bits {
     }
 }
 
-/// Whether the condition tests an L7 field.
-pub fn cond_uses_l7(c: &Cond) -> bool {
-    match c {
-        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(cond_uses_l7),
-        Cond::Not(c) => cond_uses_l7(c),
-        Cond::Test(Test::Http(_) | Test::L7(_)) => true,
-        _ => false,
+/// The protocols pol reads in the kernel. Each has a pass (HTTP) or stage (DNS, TLS)
+/// before the rules, and each may find a message it cannot read whole: *incomplete*.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Proto {
+    Http,
+    Dns,
+    Tls,
+}
+
+impl Proto {
+    pub const ALL: [Proto; 3] = [Proto::Http, Proto::Dns, Proto::Tls];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Http => "HTTP",
+            Proto::Dns => "DNS",
+            Proto::Tls => "TLS",
+        }
     }
 }
 
-/// Whether a condition tests an HTTP field: only those filters run the HTTP pass (a DNS or
-/// TLS filter does not pay for it, nor fail closed on what HTTP cannot read).
-pub fn cond_uses_http(c: &Cond) -> bool {
+/// Whether the condition tests an L7 field of `proto` (any protocol when `None`).
+pub fn cond_uses(c: &Cond, proto: Option<Proto>) -> bool {
     match c {
-        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(cond_uses_http),
-        Cond::Not(c) => cond_uses_http(c),
-        Cond::Test(Test::Http(_)) => true,
-        _ => false,
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().any(|c| cond_uses(c, proto)),
+        Cond::Not(c) => cond_uses(c, proto),
+        Cond::Test(Test::L7(t)) => proto.is_none_or(|p| t.proto() == p),
+        Cond::Test(_) | Cond::Const(_) => false,
     }
+}
+
+/// Whether the condition tests an L7 field.
+pub fn cond_uses_l7(c: &Cond) -> bool {
+    cond_uses(c, None)
+}
+
+/// Whether a rule of `filter` tests a field of `proto`: only then does the filter run that
+/// protocol's pass (and pay for it, or fail closed on what it cannot read).
+pub fn uses(filter: &Filter, proto: Proto) -> bool {
+    filter.rules.iter().any(|r| cond_uses(&r.cond, Some(proto)))
+}
+
+/// The one rule for incomplete messages, the same for HTTP, DNS and TLS (docs/l7.md):
+/// whether a message of `proto` that the filter's pass cannot read whole is dropped
+/// before the rules (and counted in the malformed slot, whatever `malformed` says). The
+/// filter's `l7 incomplete pass|drop` line decides; without it, it is dropped when a
+/// `drop` rule tests a field of `proto` (fail-closed), else the rules see no message.
+pub fn incomplete_drops(filter: &Filter, proto: Proto) -> bool {
+    use crate::syntax::ast::Verdict;
+    if !uses(filter, proto) {
+        return false;
+    }
+    match filter.incomplete {
+        Some(v) => v == Verdict::Drop,
+        None => filter
+            .rules
+            .iter()
+            .any(|r| r.action.verdict == Verdict::Drop && cond_uses(&r.cond, Some(proto))),
+    }
+}
+
+/// Whether `name` names an L7 field (`http.path`, `dns.qname`, `tls`, ...).
+pub fn is_field(name: &str) -> bool {
+    let head = name.split('.').next().unwrap_or("");
+    matches!(head, "http" | "dns" | "tls")
+}
+
+/// E0557: an L7 field where nothing reads the protocol (a security rule, a probe): a
+/// span error naming where it can be seen, instead of "no such field". `what` says where
+/// it was written ("`exec` events", "probes").
+pub fn unseen(name: &str, span: crate::syntax::ast::Span, what: &str) -> Option<Diagnostic> {
+    if !is_field(name) {
+        return None;
+    }
+    Some(
+        Diagnostic::error(
+            "E0557",
+            format!("`{name}` is an L7 field: {what} cannot see it"),
+            span,
+        )
+        .with_label("read from packets by network filters only")
+        .with_help(
+            "L7 fields are tested in a `filter NAME on xdp(\"IFACE\")` or `on tc(\"IFACE\", ingress|egress)` (docs/l7.md)",
+        ),
+    )
 }
 
 /// What the payload copy needs from the program being built.
@@ -291,6 +358,8 @@ fn read(
 /// protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum L7Test {
+    /// A test of the segment's HTTP request (`l7::http`).
+    Http(http::HttpTest),
     /// The packet is a DNS message (UDP port 53) whose question the stage read: `dns`.
     Dns,
     /// `dns.qname` matches a pattern of `Hir::l7.names[set]`.
@@ -311,12 +380,18 @@ pub enum L7Test {
 }
 
 impl L7Test {
-    /// Whether the test reads the DNS stage's result (else the TLS stage's).
+    /// The protocol whose pass or stage the test reads.
+    pub fn proto(&self) -> Proto {
+        match self {
+            L7Test::Http(_) => Proto::Http,
+            L7Test::Dns | L7Test::DnsName { .. } | L7Test::DnsInt { .. } => Proto::Dns,
+            L7Test::Tls | L7Test::TlsName { .. } | L7Test::TlsVersion { .. } => Proto::Tls,
+        }
+    }
+
+    /// Whether the test reads the DNS stage's result.
     pub fn is_dns(&self) -> bool {
-        matches!(
-            self,
-            L7Test::Dns | L7Test::DnsName { .. } | L7Test::DnsInt { .. }
-        )
+        self.proto() == Proto::Dns
     }
 }
 
@@ -327,53 +402,15 @@ pub struct Defs {
     pub names: Vec<dns::NameSet>,
 }
 
-/// Which protocols the rules of `filter` test: (DNS, TLS).
-pub fn protocols(filter: &crate::hir::Filter) -> (bool, bool) {
-    fn walk(c: &Cond, out: &mut (bool, bool)) {
-        match c {
-            Cond::Test(crate::hir::Test::L7(t)) => {
-                if t.is_dns() {
-                    out.0 = true;
-                } else {
-                    out.1 = true;
-                }
-            }
-            Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| walk(c, out)),
-            Cond::Not(c) => walk(c, out),
-            Cond::Test(_) | Cond::Const(_) => {}
-        }
-    }
-    let mut out = (false, false);
-    for r in &filter.rules {
-        walk(&r.cond, &mut out);
-    }
-    out
-}
-
-/// Whether a message the L7 stage cannot read takes the filter's malformed action
-/// (fail-closed): as the filter's `l7 incomplete` line says, else when a rule that tests an
-/// L7 field drops. Otherwise the rules see no message, and only rules on other fields decide.
-pub fn fail_closed(filter: &crate::hir::Filter) -> bool {
-    fn has(c: &Cond) -> bool {
-        match c {
-            Cond::Test(crate::hir::Test::L7(_)) => true,
-            Cond::And(cs) | Cond::Or(cs) => cs.iter().any(has),
-            Cond::Not(c) => has(c),
-            Cond::Test(_) | Cond::Const(_) => false,
-        }
-    }
-    match filter.incomplete {
-        Some(v) => v == crate::syntax::ast::Verdict::Drop,
-        None => filter
-            .rules
-            .iter()
-            .any(|r| r.action.verdict == crate::syntax::ast::Verdict::Drop && has(&r.cond)),
-    }
+/// Which of the DNS and TLS stages the rules of `filter` need: (DNS, TLS).
+pub fn protocols(filter: &Filter) -> (bool, bool) {
+    (uses(filter, Proto::Dns), uses(filter, Proto::Tls))
 }
 
 /// The HIR text of a test (golden files).
 pub fn print(hir: &crate::hir::Hir, t: &L7Test) -> String {
     match t {
+        L7Test::Http(h) => http::print(h),
         L7Test::Dns => "dns".into(),
         L7Test::Tls => "tls".into(),
         L7Test::TlsVersion { op, value } => format!("tls.version {op:?} {value:#x}"),

@@ -1475,6 +1475,10 @@ impl Checker<'_> {
                 match Builtin::ALL.iter().find(|(n, _)| *n == name) {
                     Some((_, b)) => (ExprKind::Builtin(*b), b.ty()),
                     None => {
+                        if let Some(d) = crate::l7::unseen(&name, span.clone(), "probes") {
+                            self.diags.push(d);
+                            return None;
+                        }
                         let mut d = Diagnostic::error(
                             "E0301",
                             format!("unknown name `{name}`"),

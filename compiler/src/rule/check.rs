@@ -334,6 +334,9 @@ fn check_template(kind: Kind, text: &str, span: Span, source: &str, diags: &mut 
 }
 
 fn unknown_field(kind: Kind, name: &str, span: Span) -> Diagnostic {
+    if let Some(d) = crate::l7::unseen(name, span.clone(), &format!("`{}` events", kind.name())) {
+        return d;
+    }
     let names: Vec<&str> = kind.fields().iter().map(|f| f.name).collect();
     let near = nearest(name, names.iter().copied(), 3);
     let d = Diagnostic::error(

@@ -243,7 +243,7 @@ impl Lower<'_> {
             } => self.payload(at, layer, start, &bytes[..len as usize], eq, t, f),
             Test::Rate { rate, over } => self.rate(at, rate, over, t, f),
             Test::Ct { mask } => self.ct(at, mask, t, f),
-            Test::Http(ref h) => self.http(at, h, t, f),
+            Test::L7(crate::l7::L7Test::Http(ref h)) => self.http(at, h, t, f),
             Test::L7(ref l7) => self.l7(at, l7, t, f),
             Test::InSet { field, set } => {
                 let def = &self.hir.sets[set];

@@ -52,6 +52,25 @@ fn br_op(op: CmpOp) -> BrOp {
     }
 }
 
+/// The scratch map of filter `filter`'s DNS/TLS stage, added to `maps` on first use.
+pub(super) fn scratch_map(maps: &mut Vec<MapDef>, filter: &str) -> String {
+    let name = dns::scratch_map(filter);
+    if !maps.iter().any(|m| m.spec.name == name) {
+        maps.push(MapDef {
+            spec: MapSpec {
+                name: name.clone(),
+                kind: MapKind::PercpuArray,
+                key: BtfTy::U32,
+                value: BtfTy::Bytes(dns::SCRATCH_SIZE),
+                max_entries: 1,
+                flags: 0,
+            },
+            entries: vec![],
+        });
+    }
+    name
+}
+
 impl Lower<'_> {
     /// The filter's scratch map (added on first use).
     fn scratch(&mut self) -> String {
@@ -60,27 +79,15 @@ impl Lower<'_> {
             .filters
             .get(usize::from(self.filter_index))
             .map_or("", |f| f.name.as_str());
-        let name = dns::scratch_map(filter);
-        if !self.maps.iter().any(|m| m.spec.name == name) {
-            self.maps.push(MapDef {
-                spec: MapSpec {
-                    name: name.clone(),
-                    kind: MapKind::PercpuArray,
-                    key: BtfTy::U32,
-                    value: BtfTy::Bytes(dns::SCRATCH_SIZE),
-                    max_entries: 1,
-                    flags: 0,
-                },
-                entries: vec![],
-            });
-        }
-        name
+        scratch_map(self.maps, filter)
     }
 
     pub(super) fn l7(&mut self, at: BlockId, test: &l7::L7Test, t: BlockId, f: BlockId) {
         let scratch = self.scratch();
         let dst = self.vreg();
         let (op, imm) = match *test {
+            // `Lower::cond` sends HTTP tests to `Lower::http` (the record, not the scratch).
+            l7::L7Test::Http(_) => return self.set_term(at, Term::Jump(f)),
             l7::L7Test::Dns => {
                 self.push(
                     at,

@@ -50,7 +50,7 @@ pub fn verdict_code(hook: &Hook, v: Verdict) -> u32 {
 /// file-wide), so a map is emitted once however many programs use it.
 pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Function {
     let f = lower_rules(hir, filter, maps);
-    let f = http_pass(filter, maps, f);
+    let f = l7_passes(filter, maps, f);
     state::track(hir, maps, f)
 }
 
@@ -287,18 +287,75 @@ impl Lower<'_> {
     }
 }
 
-/// Puts the HTTP pass before the rules of a filter that tests HTTP fields, with its maps:
-/// the per-CPU buffer and the LPM trie of path patterns. A segment whose request line pol
-/// cannot read whole takes the malformed action when the filter fails closed (any rule
-/// that tests an HTTP field drops).
-fn http_pass(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Function {
+/// Puts the L7 passes before the rules of a filter that tests L7 fields: the HTTP pass
+/// (with its maps: the per-CPU buffer and the LPM tries of path and host patterns) when a
+/// rule tests an HTTP field, then the *incomplete gate*, the one place where a message an
+/// L7 pass could not read whole (HTTP here, DNS and TLS in the stage `ir::to_mir` puts
+/// before the IR entry) is dropped and counted in the malformed slot, for each protocol
+/// `l7::incomplete_drops` says (docs/l7.md). The filter's `malformed` action is not
+/// involved: it is for packets the L2–L4 parser refuses.
+fn l7_passes(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Function {
     use crate::l7::http::{map_names, Pass, BUF_SIZE, KEY_DATA, STATE_INCOMPLETE};
+    use crate::l7::{dns, tls, Proto};
     use crate::packet::record::OFF_HTTP_STATE;
-    if !filter
-        .rules
-        .iter()
-        .any(|r| crate::l7::cond_uses_http(&r.cond))
-    {
+    let gated: Vec<Proto> = Proto::ALL
+        .into_iter()
+        .filter(|&p| crate::l7::incomplete_drops(filter, p))
+        .collect();
+    let mut next = f.entry;
+    if !gated.is_empty() {
+        f.blocks.push(Block {
+            insts: vec![Inst::Stat {
+                map: stats_map_name(&filter.name),
+                index: filter.rules.len() as u32 + 1,
+            }],
+            term: Term::Return(verdict_code(&filter.hook, Verdict::Drop)),
+            rule: Some(crate::ir::SRC_PARSER),
+        });
+        let drop = BlockId(f.blocks.len() as u32 - 1);
+        for &proto in gated.iter().rev() {
+            let dst = VReg(f.vregs);
+            f.vregs += 1;
+            let (load, imm) = match proto {
+                Proto::Http => (
+                    Inst::LoadRecord {
+                        dst,
+                        off: OFF_HTTP_STATE,
+                        size: 1,
+                    },
+                    u32::from(STATE_INCOMPLETE),
+                ),
+                Proto::Dns | Proto::Tls => (
+                    Inst::L7Load {
+                        dst,
+                        scratch: crate::ir::lower::dns::scratch_map(maps, &filter.name),
+                        off: if proto == Proto::Dns {
+                            dns::S_STATUS
+                        } else {
+                            tls::S_TLS_STATUS
+                        },
+                        size: 1,
+                    },
+                    dns::ST_INCOMPLETE as u32,
+                ),
+            };
+            f.blocks.push(Block {
+                insts: vec![load],
+                term: Term::Branch {
+                    op: BrOp::Eq,
+                    wide: false,
+                    lhs: dst,
+                    imm,
+                    t: drop,
+                    f: next,
+                },
+                rule: Some(crate::ir::SRC_PARSER),
+            });
+            next = BlockId(f.blocks.len() as u32 - 1);
+        }
+    }
+    if !crate::l7::uses(filter, Proto::Http) {
+        f.entry = next;
         return f;
     }
     let bits = crate::l7::Bits::of_filter(filter);
@@ -340,51 +397,11 @@ fn http_pass(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Functi
     };
     let paths = trie("http.path", paths, "pol_http_path");
     let hosts = trie("http.host", hosts, "pol_http_host");
-    let fails_closed = match filter.incomplete {
-        Some(v) => v == Verdict::Drop,
-        None => filter
-            .rules
-            .iter()
-            .any(|r| r.action.verdict == Verdict::Drop && crate::l7::cond_uses_http(&r.cond)),
-    };
     let pass = Pass {
         buf,
         paths,
         hosts,
         xdp: matches!(filter.hook, Hook::Xdp { .. }),
-    };
-    let rules = f.entry;
-    let next = if fails_closed {
-        // Dropped and counted in the malformed slot, whatever `malformed` says.
-        f.blocks.push(Block {
-            insts: vec![Inst::Stat {
-                map: stats_map_name(&filter.name),
-                index: filter.rules.len() as u32 + 1,
-            }],
-            term: Term::Return(verdict_code(&filter.hook, Verdict::Drop)),
-            rule: Some(crate::ir::SRC_PARSER),
-        });
-        let drop = BlockId(f.blocks.len() as u32 - 1);
-        f.blocks.push(Block {
-            insts: vec![Inst::LoadRecord {
-                dst: VReg(f.vregs),
-                off: OFF_HTTP_STATE,
-                size: 1,
-            }],
-            term: Term::Branch {
-                op: BrOp::Eq,
-                wide: false,
-                lhs: VReg(f.vregs),
-                imm: u32::from(STATE_INCOMPLETE),
-                t: drop,
-                f: rules,
-            },
-            rule: Some(crate::ir::SRC_PARSER),
-        });
-        f.vregs += 1;
-        BlockId(f.blocks.len() as u32 - 1)
-    } else {
-        rules
     };
     f.blocks.push(Block {
         insts: vec![Inst::Http(Box::new(pass))],

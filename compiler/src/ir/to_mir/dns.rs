@@ -6,8 +6,8 @@
 //! `bpf_skb_load_bytes` / `bpf_xdp_load_bytes`, which read payload in pages and XDP
 //! fragments alike, and `{filter}_dns_name` (MIR text from `l7::dns`) reads the question
 //! into the scratch value. A message the stage cannot read (cut short, a name over 255
-//! bytes, a compression loop, not one question) is incomplete: the filter's `malformed`
-//! action decides it (fail-closed by default).
+//! bytes, a compression loop, not one question) is incomplete: its status says so, and
+//! the rules' incomplete gate (`ir::lower::l7_passes`) decides it, as for HTTP.
 
 use super::rules::R;
 use super::Tags;
@@ -57,8 +57,6 @@ pub(super) struct Stage {
     pub dns: Option<FuncId>,
     /// `{filter}_tls_hello`, when a rule tests TLS.
     pub tls: Option<FuncId>,
-    /// An unreadable message takes the malformed action (a rule drops on L7 fields).
-    pub fail_closed: bool,
 }
 
 fn br(b: &mut Builder, cur: Block, cond: Cond, a: Value, rhs: Operand, then: Block, els: Block) {
@@ -87,9 +85,8 @@ struct Cx<'a> {
     ctx: Value,
     /// The scratch value (null-checked).
     s: Value,
-    /// Where the rules start, and where an unreadable message goes.
+    /// Where the rules start (the IR's incomplete gate first).
     rules: Block,
-    unread: Block,
 }
 
 impl Cx<'_> {
@@ -184,24 +181,17 @@ impl Cx<'_> {
         loaded
     }
 
-    /// Calls the protocol's function in `cur` and goes on by the status it returns.
+    /// Calls the protocol's function in `cur`, which leaves its status in the scratch
+    /// value (`S_STATUS`, `S_TLS_STATUS`), and goes on to the rules.
     fn call(&self, b: &mut Builder, cur: Block, func: FuncId) {
         let zero = b.f.iconst(cur, IntTy::U64, 0);
-        let status = b.f.push(cur, Op::CallFn(func, vec![zero]), Type::U64);
-        br(
-            b,
-            cur,
-            Cond::Eq,
-            status,
-            Operand::Imm(dns::ST_INCOMPLETE),
-            self.unread,
-            self.rules,
-        );
+        b.f.push(cur, Op::CallFn(func, vec![zero]), Type::U64);
+        b.set_term(cur, Term::Jump(BlockCall::new(self.rules, vec![])));
     }
 }
 
-/// Builds the stage from `from` (where the parser ended): it continues in `rules`, or in
-/// `malformed` for a message it cannot read in a fail-closed filter.
+/// Builds the stage from `from` (where the parser ended): it continues in `rules` with the
+/// status of what it read (an incomplete message too) in the scratch value.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn stage(
     b: &mut Builder,
@@ -212,7 +202,6 @@ pub(super) fn stage(
     flags: Value,
     (rec, key): (Slot, Slot),
     from: Block,
-    malformed: Block,
     rules: Block,
 ) {
     let stack = Type::Ptr(PtrKind::Stack);
@@ -262,11 +251,10 @@ pub(super) fn stage(
         ctx,
         s,
         rules,
-        unread: if st.fail_closed { malformed } else { rules },
     };
     let incomplete = block(b, tags);
     store8(b, incomplete, dns::S_STATUS, dns::ST_INCOMPLETE);
-    b.set_term(incomplete, Term::Jump(BlockCall::new(cx.unread, vec![])));
+    b.set_term(incomplete, Term::Jump(BlockCall::new(cx.rules, vec![])));
     let l4 = b.f.push(
         cur,
         Op::Binary(BinOp::And, flags, Operand::Imm(i64::from(F_UDP | F_TCP))),

@@ -170,7 +170,6 @@ pub fn lower(
                     scratch,
                     dns: *dns_id,
                     tls: *tls_id,
-                    fail_closed: crate::l7::fail_closed(filter),
                 })
             }
             _ => None,
@@ -411,7 +410,6 @@ fn lower_with(
             out.flags,
             (slots.rec, slots.key),
             out.rules,
-            malformed,
             rules_entry,
         ),
         None => b.jump(out.rules, rules_entry, vec![]),
