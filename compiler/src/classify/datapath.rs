@@ -2,17 +2,24 @@
 //!
 //! `classify(stack(48)) -> u64` takes the parsed header in the key layout of
 //! [`super::maps`] on the caller's stack and returns the index of the first matching rule
-//! (`NO_MATCH` when none). `bpf_loop` walks the table descriptors (`max_tables` calls of
-//! `classify_table`, which stops the loop at the first table whose stop — the best rule of
-//! it and the tables after it — cannot beat what was found); each call masks the header,
-//! folds it into a fingerprint whose top bits pick the table's filter bit, makes one hash
-//! lookup keyed by {fingerprint, table} when the bit is set, and a counted loop
-//! (`bucket_max`) scans the bucket's entries (ascending rule index: the first that matches
-//! is the bucket's best; an entry no better than the best found ends the scan).
+//! (`NO_MATCH` when none). It walks the table descriptors unrolled, in its own body
+//! ([`Walk::Unrolled`]): for each of the `max_tables` slots, the descriptor (an array lookup
+//! the kernel inlines), the early stop (the first table whose stop — the best rule of it
+//! and the tables after it — cannot beat what was found ends the walk), the masked
+//! header folded into a fingerprint whose top bits pick the table's filter bit, and only
+//! when that bit is set a call of `classify_table`: one hash lookup keyed by
+//! {fingerprint, table} and a counted loop (`bucket_max`) over the bucket's entries
+//! (ascending rule index: the first that matches is the bucket's best; an entry no better
+//! than the best found ends the scan). Two copies of the walk: IPv4 headers (low address
+//! words zero) fold two words fewer.
 //!
-//! Why `bpf_loop` outside: unrolled, the verifier walks every table's every entry test on
-//! one path and refused it ("The sequence of 8193 jumps is too complex", 64 tables × 16
-//! entries); a callback is verified once, whatever the table count.
+//! Why the entry scan is a call: unrolled into the walk, the verifier walks every table's
+//! every entry test on one path and refused it ("The sequence of 8193 jumps is too
+//! complex", 64 tables × 16 entries); as a subprogram it is verified once per call site
+//! (about 1,500 instructions each). Until session 8 `bpf_loop` called one callback per
+//! table ([`Walk::Loop`], kept for the benchmark): verified once (3,041 instructions), but a
+//! call, a frame and the state reloaded for each table, 6-10 tables a header with their
+//! filter bit clear.
 
 use std::fmt::Write as _;
 
@@ -91,20 +98,21 @@ pub fn named_text(n: &Names, cfg: &Config, sizes: Sizes) -> String {
     let mut s = String::new();
     s.push_str(&maps_text(n, cfg, sizes));
     s.push('\n');
-    s.push_str(&function(n, cfg, true));
+    s.push_str(&function(n, cfg, Walk::Unrolled));
     s
 }
 
-/// The data path and the harness without the read of the `gen` map (one generation, ids
-/// as they are): the benchmark measures what that read costs against [`module`].
-pub fn module_without_gen(
+/// The data path walking its tables as `walk` says, and the harness: the benchmark
+/// measures [`Walk::Loop`] (the walk before session 8) beside [`module`].
+pub fn module_walking(
     cfg: &Config,
     sizes: Sizes,
+    walk: Walk,
 ) -> Result<crate::mir::Module, crate::mir::ParseError> {
     let n = Names::default();
     let mut s = maps_text(&n, cfg, sizes);
     s.push('\n');
-    s.push_str(&function(&n, cfg, false));
+    s.push_str(&function(&n, cfg, walk));
     crate::mir::parse_module(&format!("{s}\n{}", harness()))
 }
 
@@ -166,21 +174,75 @@ impl W {
     }
 }
 
-/// Bytes of the search state on `classify`'s stack: the header, the best rule (u64), the
-/// first 8 bytes of its entry (rule and action: what `classify` returns), and the
-/// generation's descriptor base and id shift (u32 each, from the `gen` map).
-const STATE_BYTES: usize = KEY_BYTES + 24;
-const STATE_BEST: usize = KEY_BYTES;
-const STATE_FOUND: usize = KEY_BYTES + 8;
-const STATE_BASE: usize = KEY_BYTES + 16;
-const STATE_SHIFT: usize = KEY_BYTES + 20;
+/// How `classify` walks the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// Unrolled over the `max_tables` slots in `classify` itself: no call for a table
+    /// whose filter bit is clear, one call of the probe (hash lookup and entry scan) for
+    /// a table whose bit is set.
+    Unrolled,
+    /// `bpf_loop` calls one callback per table (sessions 5-7): the benchmark's "before".
+    Loop,
+}
 
-fn function(n: &Names, cfg: &Config, read_gen: bool) -> String {
-    let (func, callback) = (&n.func, &n.callback);
-    let mut s = table_callback(n, cfg);
+/// The 64-bit header words that [`super::maps::fingerprint`] folds, as (header offset,
+/// multiplier index); word 0 and word 1 are xor-ed first and share multiplier 0.
+const FOLDED: [(usize, usize); 4] = [(16, 1), (24, 2), (32, 3), (40, 4)];
+
+/// The fingerprint of the header masked by descriptor `d` (`maps::fingerprint`), skipping
+/// the address words at the offsets in `zero` (the caller knows the header's are zero
+/// there, so their masked product is zero too).
+fn fold(w: &mut W, st: &str, d: &str, zero: &[usize]) -> String {
+    let mut masked = Vec::new();
+    for off in [0, 8] {
+        let h = w.load(64, st, off);
+        let m = w.load(64, d, off);
+        masked.push(w.val("u64", &format!("and {h}, {m}")));
+    }
+    let mut parts = vec![(
+        w.val("u64", &format!("xor {}, {}", masked[0], masked[1])),
+        0,
+    )];
+    for (off, mul) in FOLDED {
+        if zero.contains(&off) {
+            continue;
+        }
+        let h = w.load(64, st, off);
+        let m = w.load(64, d, off);
+        parts.push((w.val("u64", &format!("and {h}, {m}")), mul));
+    }
+    let mut acc: Option<String> = None;
+    for (x, mul) in parts {
+        let k = w.val("u64", &format!("iconst {}", FINGER_MUL[mul]));
+        let p = w.val("u64", &format!("mul {x}, {k}"));
+        acc = Some(match acc {
+            None => p,
+            Some(f) => w.val("u64", &format!("xor {f}, {p}")),
+        });
+    }
+    acc.unwrap_or_default()
+}
+
+/// Whether descriptor `d`'s filter bit of fingerprint `fp` is set (a u64 0 or 1).
+fn filter_set(w: &mut W, descs: &str, d: &str, fp: &str) -> String {
+    let bit = w.val("u64", &format!("lshr {fp}, {}", 64 - FILTER_LOG2));
+    let byte = w.val("u64", &format!("lshr {bit}, 3"));
+    let shift = w.val("u64", &format!("and {bit}, 7"));
+    let at = w.val(&format!("val({descs})"), &format!("ptradd {d}, {byte}"));
+    let bits = w.load(8, &at, DESC_FILTER);
+    let set = w.val("u64", &format!("lshr {bits}, {shift}"));
+    w.val("u64", &format!("and {set}, 1"))
+}
+
+fn function(n: &Names, cfg: &Config, walk: Walk) -> String {
+    let func = &n.func;
+    let mut s = match walk {
+        Walk::Unrolled => probe_function(n, cfg),
+        Walk::Loop => table_callback(n, cfg),
+    };
     s.push('\n');
-    // `classify`: the header and the best rule so far in one stack slot, which bpf_loop
-    // hands to the callback once per table.
+    // `classify`: the header and the search state in one stack slot, which the probe
+    // (or bpf_loop's callback) gets a pointer to.
     let tmax = cfg.max_tables.max(1);
     let mut w = W {
         s: String::new(),
@@ -203,32 +265,37 @@ fn function(n: &Names, cfg: &Config, read_gen: bool) -> String {
     // was never written: one generation, ids as they are).
     let zero = w.val("u64", "iconst 0");
     w.line(&format!("store.u64 [{st}+{STATE_BASE}], {zero}"));
-    if read_gen {
-        let k = w.val("stack", "addr ss1");
-        w.line(&format!("store.u32 [{k}+0], {zero}"));
-        let gm = w.val(&format!("map({gen})"), &format!("mapref {gen}"));
-        let g = w.val(
-            &format!("val?({gen})"),
-            &format!("call map_lookup_elem({gm}, {k})"),
-        );
-        w.line(&format!("br eq {g}, 0, block2, block1"));
-        w.block("block1");
-        let both = w.load(64, &g, 0);
-        w.line(&format!("store.u64 [{st}+{STATE_BASE}], {both}"));
-    } else {
-        w.line("jump block1");
-        w.block("block1");
-    }
+    let k = w.val("stack", "addr ss1");
+    w.line(&format!("store.u32 [{k}+0], {zero}"));
+    let gm = w.val(&format!("map({gen})"), &format!("mapref {gen}"));
+    let g = w.val(
+        &format!("val?({gen})"),
+        &format!("call map_lookup_elem({gm}, {k})"),
+    );
+    w.line(&format!("br eq {g}, 0, block2, block1"));
+    w.block("block1");
+    let both = w.load(64, &g, 0);
+    w.line(&format!("store.u64 [{st}+{STATE_BASE}], {both}"));
     w.line("jump block2");
     w.block("block2");
     let st2 = w.val("stack", "addr ss0");
-    let cb = w.val(&format!("fn({callback})"), &format!("funcref {callback}"));
-    let n = w.val("u32", &format!("iconst {tmax}"));
-    let flags = w.val("u64", "iconst 0");
-    w.val("i64", &format!("call loop({n}, {cb}, {st2}, {flags})"));
+    let done = match walk {
+        Walk::Loop => {
+            let callback = &n.callback;
+            let cb = w.val(&format!("fn({callback})"), &format!("funcref {callback}"));
+            let n = w.val("u32", &format!("iconst {tmax}"));
+            let flags = w.val("u64", "iconst 0");
+            w.val("i64", &format!("call loop({n}, {cb}, {st2}, {flags})"));
+            w.line("jump block3");
+            3
+        }
+        Walk::Unrolled => unrolled(&mut w, n, tmax, &st2),
+    };
     // {id >> shift, action}: the rule the filter knows.
-    let found = w.load(64, &st2, STATE_FOUND);
-    let shift = w.load(32, &st2, STATE_SHIFT);
+    w.block(&format!("block{done}"));
+    let st3 = w.val("stack", "addr ss0");
+    let found = w.load(64, &st3, STATE_FOUND);
+    let shift = w.load(32, &st3, STATE_SHIFT);
     let lo = w.val("u64", &format!("shl {found}, 32"));
     let lo = w.val("u64", &format!("lshr {lo}, 32"));
     let rule = w.val("u64", &format!("lshr {lo}, {shift}"));
@@ -241,14 +308,125 @@ fn function(n: &Names, cfg: &Config, read_gen: bool) -> String {
     s
 }
 
-/// `classify_table(t, state) -> 0 (next table) | 1 (stop)`: the descriptor of table `t`,
-/// the early stop, the masked key, one hash lookup, the bucket's scan.
-fn table_callback(n: &Names, cfg: &Config) -> String {
-    let (descs, buckets, entries, callback) = (&n.descs, &n.buckets, &n.entries, &n.callback);
+/// The call-free walk (ends in the block it returns): for each table slot, its descriptor (an array
+/// lookup the kernel inlines), the early stop, the fingerprint and the filter bit, and
+/// a call of the probe only when the bit is set. Two copies: when the header's low
+/// address words are zero (every IPv4 header: its addresses sit in the first 4 bytes),
+/// the copy that skips them folds two words fewer and gives the same fingerprint.
+fn unrolled(w: &mut W, n: &Names, tmax: usize, st: &str) -> usize {
+    let (descs, probe) = (&n.descs, &n.callback);
+    let lo_src = w.load(64, st, 24);
+    let lo_dst = w.load(64, st, 40);
+    let lows = w.val("u64", &format!("or {lo_src}, {lo_dst}"));
+    // Blocks from 3 on: per table, 4 blocks (descriptor, stop, fingerprint, probe) in
+    // each copy; then the end.
+    let base = w.load(32, st, STATE_BASE);
+    let first = |copy: usize, t: usize| 3 + 4 * (copy * tmax + t);
+    let done = first(2, 0);
+    w.line(&format!(
+        "br eq {lows}, 0, block{}, block{}",
+        first(1, 0),
+        first(0, 0)
+    ));
+    for (copy, zero) in [(0usize, &[][..]), (1, &[24usize, 40][..])] {
+        for t in 0..tmax {
+            let b = first(copy, t);
+            let next = if t + 1 < tmax {
+                first(copy, t + 1)
+            } else {
+                done
+            };
+            w.block(&format!("block{b}"));
+            let sp = w.val("stack", "addr ss0");
+            let tid = w.val("u64", &format!("add {base}, {t}"));
+            let idx = w.val("stack", "addr ss1");
+            w.line(&format!("store.u32 [{idx}+0], {tid}"));
+            let dm = w.val(&format!("map({descs})"), &format!("mapref {descs}"));
+            let d = w.val(
+                &format!("val?({descs})"),
+                &format!("call map_lookup_elem({dm}, {idx})"),
+            );
+            w.line(&format!("br eq {d}, 0, block{done}, block{}", b + 1));
+            // A table's stop is the best rule of it and every later table: once it
+            // cannot beat the best found, no later table can either.
+            w.block(&format!("block{}", b + 1));
+            let tbest = w.load(32, &d, DESC_STOP);
+            let best = w.load(64, &sp, STATE_BEST);
+            w.line(&format!(
+                "br uge {tbest}, {best}, block{done}, block{}",
+                b + 2
+            ));
+            w.block(&format!("block{}", b + 2));
+            let fp = fold(w, &sp, &d, zero);
+            let set = filter_set(w, descs, &d, &fp);
+            w.line(&format!("br eq {set}, 0, block{next}, block{}", b + 3));
+            w.block(&format!("block{}", b + 3));
+            w.val("i64", &format!("callfn {probe}({fp}, {tid}, {sp})"));
+            w.line(&format!("jump block{next}"));
+        }
+    }
+    done
+}
+
+/// Bytes of the search state on `classify`'s stack: the header, the best rule (u64), the
+/// first 8 bytes of its entry (rule and action: what `classify` returns), and the
+/// generation's descriptor base and id shift (u32 each, from the `gen` map).
+const STATE_BYTES: usize = KEY_BYTES + 24;
+const STATE_BEST: usize = KEY_BYTES;
+const STATE_FOUND: usize = KEY_BYTES + 8;
+const STATE_BASE: usize = KEY_BYTES + 16;
+const STATE_SHIFT: usize = KEY_BYTES + 20;
+
+/// `classify_table(fingerprint, table slot, state) -> 0`: one hash lookup and the
+/// bucket's scan (the probe of the unrolled walk).
+fn probe_function(n: &Names, cfg: &Config) -> String {
+    let mut w = W {
+        s: String::new(),
+        next: 3,
+    };
+    let _ = writeln!(
+        w.s,
+        "func {}(u64, u64, stack({STATE_BYTES})) -> i64 {{",
+        n.callback
+    );
+    w.line("ss0 = slot 16, align 8");
+    w.line("ss1 = slot 4, align 4");
+    w.block(&format!(
+        "block0(v0: u64, v1: u64, v2: stack({STATE_BYTES}))"
+    ));
+    w.line("jump block1");
+    let l = Labels::from(1);
+    scan(&mut w, n, cfg, "v0", "v1", "v2", &l);
+    w.block(&format!("block{}", l.next));
+    let zero = w.val("i64", "iconst 0");
+    w.line(&format!("return {zero}"));
+    w.s.push_str("}\n");
+    w.s
+}
+
+/// Block numbers of [`scan`]: it starts at `probe` and uses the blocks up to `found`;
+/// `next` (the table is done) is the caller's.
+struct Labels {
+    probe: usize,
+    next: usize,
+    found: usize,
+}
+
+impl Labels {
+    fn from(probe: usize) -> Labels {
+        Labels {
+            probe,
+            found: probe + 7,
+            next: probe + 8,
+        }
+    }
+}
+
+/// The bucket lookup `{fp, tid}` and the scan of its entries, updating the state at `st`;
+/// ends in `l.next`.
+fn scan(w: &mut W, n: &Names, cfg: &Config, fp: &str, tid: &str, st: &str, l: &Labels) {
+    let (buckets, entries) = (&n.buckets, &n.entries);
     let bmax = cfg.bucket_max.max(1);
-    // Blocks: 0 descriptor, 1 early stop, 2 key + filter bit, 3 bucket lookup, 4 bucket,
-    // 5 entry loop header (k), 6 entry lookup, 7 entry's rule, 8 the tests, then the latch,
-    // "next table", "stop" and "found (rule)".
     let ranges: [(usize, u8, usize); 5] = [
         (4, 8, ENTRY_FAMILY),
         (5, 8, ENTRY_PROTO),
@@ -264,13 +442,104 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
         (32, ENTRY_DST),
         (40, ENTRY_DST + 8),
     ];
-    let first_test = 8;
-    let latch = first_test + 1;
-    let next = latch + 1;
-    let stop = next + 1;
-    let found = stop + 1;
-    let probe = 3;
+    let p = l.probe;
+    let (bucket, head, lookup, rule_b, test, latch) = (p + 1, p + 2, p + 3, p + 4, p + 5, p + 6);
+    let (next, found) = (l.next, l.found);
 
+    // The bucket key: {fingerprint, table slot}, 12 bytes for the kernel to hash.
+    w.block(&format!("block{p}"));
+    let key = w.val("stack", "addr ss0");
+    w.line(&format!("store.u64 [{key}+0], {fp}"));
+    w.line(&format!("store.u32 [{key}+8], {tid}"));
+    let bm = w.val(&format!("map({buckets})"), &format!("mapref {buckets}"));
+    let b = w.val(
+        &format!("val?({buckets})"),
+        &format!("call map_lookup_elem({bm}, {key})"),
+    );
+    w.line(&format!("br eq {b}, 0, block{next}, block{bucket}"));
+
+    w.block(&format!("block{bucket}"));
+    let start = w.load(32, &b, 0);
+    let count = w.load(32, &b, 4);
+    let k0 = w.val("u64", "iconst 0");
+    w.line(&format!("jump block{head}({k0})"));
+
+    let k = format!("v{}", w.next);
+    w.next += 1;
+    w.block(&format!("block{head}({k}: u64)"));
+    w.line(&format!("br uge {k}, {count}, block{next}, block{lookup}"));
+
+    w.block(&format!("block{lookup}"));
+    let i = w.val("u64", &format!("add {start}, {k}"));
+    let slot = w.val("stack", "addr ss1");
+    w.line(&format!("store.u32 [{slot}+0], {i}"));
+    let em = w.val(&format!("map({entries})"), &format!("mapref {entries}"));
+    let e = w.val(
+        &format!("val?({entries})"),
+        &format!("call map_lookup_elem({em}, {slot})"),
+    );
+    w.line(&format!("br eq {e}, 0, block{next}, block{rule_b}"));
+
+    // Entries are by ascending rule: one no better than the best found ends the scan.
+    w.block(&format!("block{rule_b}"));
+    let rule = w.load(32, &e, ENTRY_RULE);
+    let best = w.load(64, st, STATE_BEST);
+    w.line(&format!("br uge {rule}, {best}, block{next}, block{test}"));
+
+    // All tests in one block without branches (a branch per test made the verifier's
+    // states multiply across the scan's iterations): a range test fails when `h - lo`
+    // or `hi - h` wraps (values are at most 16 bits, so bit 63 tells), an address word
+    // when `h & mask ^ value` is not zero; the failures are or-ed.
+    w.block(&format!("block{test}"));
+    let mut acc: Option<String> = None;
+    let or = |w: &mut W, x: String, acc: &mut Option<String>| {
+        *acc = Some(match acc.take() {
+            None => x,
+            Some(a) => w.val("u64", &format!("or {a}, {x}")),
+        });
+    };
+    for (hoff, bits, eoff) in ranges {
+        let step = usize::from(bits / 8);
+        let h = w.load(bits, st, hoff);
+        let lo = w.load(bits, &e, eoff);
+        let hi = w.load(bits, &e, eoff + step);
+        let below = w.val("u64", &format!("sub {h}, {lo}"));
+        let above = w.val("u64", &format!("sub {hi}, {h}"));
+        let out = w.val("u64", &format!("or {below}, {above}"));
+        let bit = w.val("u64", &format!("lshr {out}, 63"));
+        or(w, bit, &mut acc);
+    }
+    for (hoff, eoff) in words {
+        let h = w.load(64, st, hoff);
+        let m = w.load(64, &e, eoff + 16);
+        let v = w.load(64, &e, eoff);
+        let x = w.val("u64", &format!("and {h}, {m}"));
+        let d = w.val("u64", &format!("xor {x}, {v}"));
+        or(w, d, &mut acc);
+    }
+    let acc = acc.unwrap_or_default();
+    w.line(&format!("br ne {acc}, 0, block{latch}, block{found}"));
+
+    w.block(&format!("block{latch}"));
+    let k2 = w.val("u64", &format!("add {k}, 1"));
+    w.line(&format!(
+        "br ult {k2}, {bmax}, block{head}({k2}), block{next}"
+    ));
+
+    w.block(&format!("block{found}"));
+    w.line(&format!("store.u64 [{st}+{STATE_BEST}], {rule}"));
+    let both = w.load(64, &e, ENTRY_RULE);
+    w.line(&format!("store.u64 [{st}+{STATE_FOUND}], {both}"));
+    w.line(&format!("jump block{next}"));
+}
+
+/// `classify_table(t, state) -> 0 (next table) | 1 (stop)`, `bpf_loop`'s callback of
+/// [`Walk::Loop`]: the descriptor of table `t`, the early stop, the fingerprint, the
+/// filter bit, then the probe.
+fn table_callback(n: &Names, cfg: &Config) -> String {
+    let (descs, callback) = (&n.descs, &n.callback);
+    let l = Labels::from(3);
+    let stop = l.next + 1;
     let mut w = W {
         s: String::new(),
         next: 2,
@@ -290,138 +559,24 @@ fn table_callback(n: &Names, cfg: &Config) -> String {
         &format!("call map_lookup_elem({dm}, {idx})"),
     );
     w.line(&format!("br eq {d}, 0, block{stop}, block1"));
-
-    // A table's stop is the best rule of it and every later table: once it cannot beat
-    // the best found, no later table can either.
     w.block("block1");
     let tbest = w.load(32, &d, DESC_STOP);
     let best = w.load(64, "v1", STATE_BEST);
     w.line(&format!("br uge {tbest}, {best}, block{stop}, block2"));
-
-    // The masked header's fingerprint (`maps::fingerprint`; it is never stored, only
-    // hashed), and its filter bit (`maps::filter_bit`): a clear bit means the table has no
-    // bucket for this header, and the hash lookup is skipped.
     w.block("block2");
-    let mut masked = Vec::new();
-    for off in (0..KEY_BYTES).step_by(8) {
-        let h = w.load(64, "v1", off);
-        let m = w.load(64, &d, off);
-        masked.push(w.val("u64", &format!("and {h}, {m}")));
-    }
-    let first = w.val("u64", &format!("xor {}, {}", masked[0], masked[1]));
-    let mut fold: Option<String> = None;
-    for (x, m) in std::iter::once(&first).chain(&masked[2..]).zip(FINGER_MUL) {
-        let k = w.val("u64", &format!("iconst {m}"));
-        let p = w.val("u64", &format!("mul {x}, {k}"));
-        fold = Some(match fold {
-            None => p,
-            Some(f) => w.val("u64", &format!("xor {f}, {p}")),
-        });
-    }
-    let fold = fold.unwrap_or_default();
-    let bit = w.val("u64", &format!("lshr {fold}, {}", 64 - FILTER_LOG2));
-    let byte = w.val("u64", &format!("lshr {bit}, 3"));
-    let shift = w.val("u64", &format!("and {bit}, 7"));
-    let at = w.val(&format!("val({descs})"), &format!("ptradd {d}, {byte}"));
-    let bits = w.load(8, &at, DESC_FILTER);
-    let set = w.val("u64", &format!("lshr {bits}, {shift}"));
-    let set = w.val("u64", &format!("and {set}, 1"));
-    w.line(&format!("br eq {set}, 0, block{next}, block{probe}"));
-
-    // The bucket key: {fingerprint, table slot}, 12 bytes for the kernel to hash.
-    w.block(&format!("block{probe}"));
-    let key = w.val("stack", "addr ss0");
-    w.line(&format!("store.u64 [{key}+0], {fold}"));
-    w.line(&format!("store.u32 [{key}+8], {tid}"));
-    let bm = w.val(&format!("map({buckets})"), &format!("mapref {buckets}"));
-    let b = w.val(
-        &format!("val?({buckets})"),
-        &format!("call map_lookup_elem({bm}, {key})"),
-    );
-    w.line(&format!("br eq {b}, 0, block{next}, block4"));
-
-    w.block("block4");
-    let start = w.load(32, &b, 0);
-    let count = w.load(32, &b, 4);
-    let k0 = w.val("u64", "iconst 0");
-    w.line(&format!("jump block5({k0})"));
-
-    let k = format!("v{}", w.next);
-    w.next += 1;
-    w.block(&format!("block5({k}: u64)"));
-    w.line(&format!("br uge {k}, {count}, block{next}, block6"));
-
-    w.block("block6");
-    let i = w.val("u64", &format!("add {start}, {k}"));
-    let slot = w.val("stack", "addr ss1");
-    w.line(&format!("store.u32 [{slot}+0], {i}"));
-    let em = w.val(&format!("map({entries})"), &format!("mapref {entries}"));
-    let e = w.val(
-        &format!("val?({entries})"),
-        &format!("call map_lookup_elem({em}, {slot})"),
-    );
-    w.line(&format!("br eq {e}, 0, block{next}, block7"));
-
-    // Entries are by ascending rule: one no better than the best found ends the scan.
-    w.block("block7");
-    let rule = w.load(32, &e, ENTRY_RULE);
-    let best = w.load(64, "v1", STATE_BEST);
+    let fp = fold(&mut w, "v1", &d, &[]);
+    let set = filter_set(&mut w, descs, &d, &fp);
     w.line(&format!(
-        "br uge {rule}, {best}, block{next}, block{first_test}"
+        "br eq {set}, 0, block{}, block{}",
+        l.next, l.probe
     ));
-
-    // All tests in one block without branches (a branch per test made the verifier's
-    // states multiply across the scan's iterations): a range test fails when `h - lo`
-    // or `hi - h` wraps (values are at most 16 bits, so bit 63 tells), an address word
-    // when `h & mask ^ value` is not zero; the failures are or-ed.
-    w.block(&format!("block{first_test}"));
-    let mut acc: Option<String> = None;
-    let or = |w: &mut W, x: String, acc: &mut Option<String>| {
-        *acc = Some(match acc.take() {
-            None => x,
-            Some(a) => w.val("u64", &format!("or {a}, {x}")),
-        });
-    };
-    for (hoff, bits, eoff) in ranges {
-        let step = usize::from(bits / 8);
-        let h = w.load(bits, "v1", hoff);
-        let lo = w.load(bits, &e, eoff);
-        let hi = w.load(bits, &e, eoff + step);
-        let below = w.val("u64", &format!("sub {h}, {lo}"));
-        let above = w.val("u64", &format!("sub {hi}, {h}"));
-        let out = w.val("u64", &format!("or {below}, {above}"));
-        let bit = w.val("u64", &format!("lshr {out}, 63"));
-        or(&mut w, bit, &mut acc);
-    }
-    for (hoff, eoff) in words {
-        let h = w.load(64, "v1", hoff);
-        let m = w.load(64, &e, eoff + 16);
-        let v = w.load(64, &e, eoff);
-        let x = w.val("u64", &format!("and {h}, {m}"));
-        let d = w.val("u64", &format!("xor {x}, {v}"));
-        or(&mut w, d, &mut acc);
-    }
-    let acc = acc.unwrap_or_default();
-    w.line(&format!("br ne {acc}, 0, block{latch}, block{found}"));
-
-    w.block(&format!("block{latch}"));
-    let k2 = w.val("u64", &format!("add {k}, 1"));
-    w.line(&format!("br ult {k2}, {bmax}, block5({k2}), block{next}"));
-
-    w.block(&format!("block{next}"));
+    scan(&mut w, n, cfg, &fp, &tid, "v1", &l);
+    w.block(&format!("block{}", l.next));
     let zero = w.val("i64", "iconst 0");
     w.line(&format!("return {zero}"));
-
     w.block(&format!("block{stop}"));
     let one = w.val("i64", "iconst 1");
     w.line(&format!("return {one}"));
-
-    w.block(&format!("block{found}"));
-    w.line(&format!("store.u64 [v1+{STATE_BEST}], {rule}"));
-    let both = w.load(64, &e, ENTRY_RULE);
-    w.line(&format!("store.u64 [v1+{STATE_FOUND}], {both}"));
-    let zero = w.val("i64", "iconst 0");
-    w.line(&format!("return {zero}"));
     w.s.push_str("}\n");
     w.s
 }

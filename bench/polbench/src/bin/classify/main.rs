@@ -5,7 +5,7 @@
 //! and worst header), beside the same rules as a linear chain of tests in BPF
 //! (`classify/linear.rs`) on the same headers. A profile of where the time goes: tables
 //! walked, filter bits clear, hash lookups, entries read, and two variants of the same
-//! data path on the same maps: without the `gen` read, and with every filter bit clear
+//! data path on the same maps: walked by `bpf_loop` (before session 8), and with every filter bit clear
 //! (the walk over the descriptors alone). `--export DIR` writes each set's rules and trace
 //! for the nftables peer (bench/nft/classify.py).
 //!
@@ -362,7 +362,7 @@ fn main() {
         "{:<4} {:>7} {:>7} {:>8} {:>8} {:>9} {:>6} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} | {:>6} {:>6} {:>6} {:>6} {:>6} | {:>8} {:>8} {:>7} {:>7} {:>7}",
         "set", "rules", "kept", "comp ms", "load ms", "mem KiB", "insns", "tables",
         "walk", "skip", "probe", "worst", "read",
-        "ns", "worst", "no-gen", "walk", "x1k",
+        "ns", "worst", "loop", "walk", "x1k",
         "lin comp", "lin load", "insns", "lin ns", "worst"
     );
     for shape in Shape::ALL {
@@ -433,7 +433,7 @@ fn main() {
                     assert_eq!(bad, 0, "kernel and reference differ");
                     Ok((l, avg, w))
                 });
-                let no_gen = datapath::module_without_gen(&cfg, sizes)
+                let looped = datapath::module_walking(&cfg, sizes, datapath::Walk::Loop)
                     .map_err(err)
                     .and_then(|m| load(&m, "classify_xdp", Some(&maps)))
                     .and_then(|l| kernel_ns(&l, &sample, Some(want), a.repeat));
@@ -458,8 +458,8 @@ fn main() {
                             l.insns,
                             c.tables.len()
                         );
-                        let ng = no_gen.map(|(x, _, bad)| {
-                            assert_eq!(bad, 0, "kernel (no gen read) and reference differ");
+                        let ng = looped.map(|(x, _, bad)| {
+                            assert_eq!(bad, 0, "kernel (bpf_loop walk) and reference differ");
                             format!("{x:.0}")
                         });
                         kernel_cols = format!(
@@ -536,7 +536,7 @@ fn main() {
          verified; mem = kernel memory of the maps (fdinfo memlock); walk = tables visited per \
          header, skip = of them whose filter bit was clear, probe/worst = hash lookups, read = \
          entries read; ns/worst = BPF_PROG_TEST_RUN per packet, average and worst header ({} \
-         repeats each, first {} trace headers); no-gen = the same without the gen map read; \
+         repeats each, first {} trace headers); loop = the same maps walked by bpf_loop, one callback a table (the walk before session 8); \
          walk = every filter bit cleared (the descriptor walk alone); x1k = ns over the 1k set's; \
          lin = the same rules as a linear chain of tests",
         a.repeat, a.kernel_headers
