@@ -703,6 +703,8 @@ struct Flows {
     clock: pol_runtime::flow::Clock,
     header: bool,
     shown: u64,
+    /// The file's limit, as the summary says it ("1000 a second").
+    rate: String,
 }
 
 impl Flows {
@@ -723,6 +725,7 @@ impl Flows {
             clock: Default::default(),
             header: false,
             shown: 0,
+            rate: c.hir.flow_rate.describe(),
         }))
     }
 
@@ -761,9 +764,8 @@ impl Flows {
         } else {
             writeln!(
                 out,
-                "flow events: {} shown, {suppressed} suppressed (over {} a second)",
-                self.shown,
-                pol_compiler::hir::state::FLOW_RATE
+                "flow events: {} shown, {suppressed} suppressed (over {})",
+                self.shown, self.rate
             )
         }
     }

@@ -1,6 +1,7 @@
 //! Flow events (issue 15): `log` on filter rules sends an event per decided packet through
-//! a ring buffer, limited to 1,000 a second with the suppressed ones counted; `pol run`
-//! prints them as aligned columns or JSON lines. Real UDP between two network namespaces.
+//! a ring buffer, limited to 1,000 a second (or the file's `const flowlog` rate) with the
+//! suppressed ones counted; `pol run` prints them as aligned columns or JSON lines. Real
+//! UDP between two network namespaces.
 
 mod common;
 mod run_support;
@@ -136,4 +137,93 @@ fn logged_decisions_print_as_json_lines_and_columns_with_the_suppressed_counted(
         "{lines:?}"
     );
     assert_clean(&net.a, "flows_e2e");
+}
+
+/// The events' limit is the file's (`const flowlog = { rate: 50/s, burst: 20 }`): 1,000
+/// logged drops at once show the burst and what the rate refills while they arrive, and
+/// the rest is counted as suppressed; the column summary names the limit.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn the_event_rate_is_the_files_own() {
+    require_kernel();
+    require_tools();
+    let net = NetPair::new("fr");
+    let dir = TempDir::new("pol_flow_rate");
+    // Named after the test's pid: other suites may run this test at once.
+    let name = format!("fr{}", std::process::id());
+    let file = dir.path().join(format!("{name}.pol"));
+    std::fs::write(
+        &file,
+        format!("const flowlog = {{ rate: 50/s, burst: 20 }}\nfilter {name} on xdp(\"va\") {{\n    drop udp.dport == 9999    count dropped log\n    default pass\n}}\n"),
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8");
+    let run = PolRun::start(&net.a, &[file, "--interval", "0.5"], &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = std::time::Instant::now();
+    send(&net, 1000, 0);
+    let secs = sent.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(400));
+    run.signal("INT");
+    let (ok, lines, err) = run.finish(Duration::from_secs(10));
+    assert!(ok, "pol run: {err}");
+    let summary = lines
+        .iter()
+        .find(|l| l.starts_with("flow events: "))
+        .unwrap_or_else(|| panic!("no summary: {lines:?}"));
+    assert!(summary.ends_with("(over 50 a second)"), "{summary}");
+    let num = |word: &str| -> u64 {
+        let at = summary.find(word).unwrap_or(0);
+        summary[..at]
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{word} in {summary}"))
+    };
+    let (shown, suppressed) = (num(" shown"), num(" suppressed"));
+    assert_eq!(shown + suppressed, 1000, "{summary}");
+    // 20 at once, then one every 20 ms while the burst lasts (plus one for the edges).
+    let most = 20 + (50.0 * secs).ceil() as u64 + 1;
+    assert!(
+        (20..=most).contains(&shown),
+        "{shown} shown, 20 to {most} expected over {secs:.3} s: {summary}"
+    );
+    assert_clean(&net.a, &name);
+}
+
+#[test]
+fn bad_flowlog_settings_are_errors_with_spans() {
+    let dir = TempDir::new("pol_flowlog_diags");
+    for (setting, code, want) in [
+        ("rate: 100", "E0511", "a rate is a count per time unit"),
+        (
+            "rate: 1000000/s",
+            "E0402",
+            "at most 100000 flow events a second",
+        ),
+        (
+            "burst: 0",
+            "E0402",
+            "`burst` is how many events may come at once",
+        ),
+        ("speed: 5/s", "E0405", "`flowlog` has no setting `speed`"),
+    ] {
+        let file = dir.path().join("f.pol");
+        std::fs::write(
+            &file,
+            format!("const flowlog = {{ {setting} }}\nfilter f on xdp(\"eth0\") {{\n    default pass log\n}}\n"),
+        )
+        .expect("write");
+        let o = pol(&["check", file.to_str().expect("utf-8")]);
+        let out = text(&o);
+        assert!(!o.status.success(), "{setting}: {out}");
+        assert!(out.contains(code) && out.contains(want), "{setting}: {out}");
+        assert!(
+            out.contains("f.pol:1:"),
+            "{setting}: a span on line 1: {out}"
+        );
+    }
 }

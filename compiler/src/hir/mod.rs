@@ -38,6 +38,9 @@ pub struct Hir {
     pub ct: Option<state::CtConfig>,
     /// L7 definitions: DNS name sets (issue 13).
     pub l7: crate::l7::Defs,
+    /// How many flow events (`log`) a second the file sends (`const flowlog = { .. }`).
+    #[serde(skip_serializing_if = "state::FlowRate::is_default")]
+    pub flow_rate: state::FlowRate,
 }
 
 /// A value of a set or a literal: an integer range or a network prefix.

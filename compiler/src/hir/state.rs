@@ -70,6 +70,11 @@ pub struct CtConfig {
     pub udp_new: u64,
     pub udp: u64,
     pub icmp: u64,
+    /// Whether tracking reads ICMP errors' quoted headers (`related`, `invalid`): only
+    /// when a rule of the file could tell the outcome apart from `untracked`
+    /// ([`tells_related`]); else every ICMP error is `untracked` and the code for it is
+    /// not emitted.
+    pub related: bool,
 }
 
 const S: u64 = 1_000_000_000;
@@ -85,8 +90,34 @@ impl Default for CtConfig {
             udp_new: 30 * S,
             udp: 180 * S,
             icmp: 30 * S,
+            related: true,
         }
     }
+}
+
+/// Whether any rule of `hir` could tell an ICMP error's tracking result (`related`,
+/// `invalid` or `untracked`, with or without a direction) from `untracked`: a `ct.state`
+/// test holding for some but not all of those three, a `ct.direction` test (an untracked
+/// packet has no direction), or a `log` (events show the state). Tests of `new` and
+/// `established` alone cannot, so the ICMP-error code (about 380 instructions) is left
+/// out of such files.
+pub fn tells_related(hir: &super::Hir) -> bool {
+    use super::{Cond, Test};
+    const ERR: u32 = CT_RELATED | CT_INVALID | CT_UNTRACKED;
+    fn cond(c: &Cond) -> bool {
+        match c {
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().any(cond),
+            Cond::Not(c) => cond(c),
+            Cond::Test(Test::Ct { mask }) => {
+                let m = mask & ERR;
+                (m != 0 && m != ERR) || mask & (CT_ORIGINAL | CT_REPLY) != 0
+            }
+            _ => false,
+        }
+    }
+    hir.filters.iter().any(|f| {
+        f.default.log || f.malformed.log || f.rules.iter().any(|r| r.action.log || cond(&r.cond))
+    })
 }
 
 /// The map of the connection-tracking table.
@@ -103,6 +134,51 @@ pub const FLOW_RING: &str = "pol_flows";
 pub const FLOW_RATE_MAP: &str = "pol_flow_rate";
 pub const FLOW_LOST: &str = "pol_flow_lost";
 pub const FLOW_RATE: u64 = 1000;
+/// The most flow events a second a file may ask for: the ring buffer, read every 20 ms,
+/// holds about 3,600 events, so more would mostly be lost to a full buffer anyway.
+pub const FLOW_RATE_MAX: u64 = 100_000;
+
+/// The flow events' limit of a file: `count` per `per_ns` nanoseconds, bursts of `burst`
+/// (`const flowlog = { rate: 100/s, burst: 20 }`; default 1,000 a second, bursts of 1,000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct FlowRate {
+    pub count: u64,
+    pub per_ns: u64,
+    pub burst: u64,
+}
+
+impl Default for FlowRate {
+    fn default() -> Self {
+        FlowRate {
+            count: FLOW_RATE,
+            per_ns: 1_000_000_000,
+            burst: FLOW_RATE,
+        }
+    }
+}
+
+impl FlowRate {
+    pub fn is_default(&self) -> bool {
+        *self == FlowRate::default()
+    }
+
+    /// Nanoseconds between two events at the rate.
+    pub fn interval_ns(&self) -> u64 {
+        (self.per_ns / self.count.max(1)).max(1)
+    }
+
+    /// As `pol run` says it: "1000 a second", "5 per 10s".
+    pub fn describe(&self) -> String {
+        let s = 1_000_000_000;
+        match self.per_ns {
+            p if p == s => format!("{} a second", self.count),
+            p if p == 60 * s => format!("{} a minute", self.count),
+            p if p == 3600 * s => format!("{} an hour", self.count),
+            p if p % s == 0 => format!("{} per {}s", self.count, p / s),
+            p => format!("{} per {}ms", self.count, p / 1_000_000),
+        }
+    }
+}
 /// The ring buffer's size: 256 KiB (a power of two of pages).
 pub const FLOW_RING_BYTES: u32 = 256 * 1024;
 

@@ -88,6 +88,9 @@ pub enum Inst {
         hook: u8,
         verdict: u8,
         ct: bool,
+        /// The file's events limit: ns between two, and the burst.
+        interval_ns: u64,
+        burst: u64,
     },
     /// `dst` = the integer of `size` bytes at `off` of the filter's L7 scratch value
     /// (`l7::dns::S_*`, left by the L7 stage that runs before the rules).

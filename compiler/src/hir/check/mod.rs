@@ -132,6 +132,7 @@ pub fn check_names_with(
         match item {
             Item::Import(imp) => c.import(imp),
             Item::Const(k) if k.name.name == "conntrack" => c.conntrack(k),
+            Item::Const(k) if k.name.name == "flowlog" => c.flowlog(k),
             Item::Const(k) => c.constant(k, ""),
             Item::Set(s) => c.set(s, ""),
             _ => {}

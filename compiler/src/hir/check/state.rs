@@ -282,6 +282,67 @@ impl Checker<'_> {
         Some(Cond::Test(Test::Ct { mask }))
     }
 
+    /// `const flowlog = { rate: 100/s, burst: 20 }`: how many flow events (`log`) a second
+    /// the file sends; over it they are only counted as suppressed.
+    pub(super) fn flowlog(&mut self, k: &ast::ConstDecl) {
+        use crate::hir::state::{FlowRate, FLOW_RATE_MAX};
+        let ExprKind::Record(fields) = &k.value.kind else {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0401",
+                    "`flowlog` is a record of settings",
+                    k.value.span.clone(),
+                )
+                .with_label("expected `{ rate: 1000/s, burst: 1000 }`"),
+            );
+            return;
+        };
+        let mut r = FlowRate::default();
+        let mut burst = None;
+        for (name, value) in fields {
+            let Some(value) = value else { continue };
+            match name.name.as_str() {
+                "rate" => {
+                    let Some((count, per_ns)) = self.rate_value(value) else {
+                        continue;
+                    };
+                    if count.saturating_mul(1_000_000_000) / per_ns.max(1) > FLOW_RATE_MAX {
+                        self.diags.push(
+                            Diagnostic::error("E0402", format!("at most {FLOW_RATE_MAX} flow events a second"), value.span.clone())
+                                .with_label("too many to read")
+                                .with_help("the ring buffer holds about 3,600 events; log fewer packets instead"),
+                        );
+                        continue;
+                    }
+                    (r.count, r.per_ns) = (count, per_ns);
+                }
+                "burst" => match value.kind {
+                    ExprKind::Int(n) if n > 0 && n <= FLOW_RATE_MAX => burst = Some(n),
+                    _ => self.diags.push(
+                        Diagnostic::error(
+                            "E0402",
+                            "`burst` is how many events may come at once",
+                            value.span.clone(),
+                        )
+                        .with_label(format!("expected 1 to {FLOW_RATE_MAX}")),
+                    ),
+                },
+                other => self.diags.push(
+                    Diagnostic::error(
+                        "E0405",
+                        format!("`flowlog` has no setting `{other}`"),
+                        name.span.clone(),
+                    )
+                    .with_label("unknown setting")
+                    .with_help("settings: rate (e.g. 100/s), burst"),
+                ),
+            }
+        }
+        // As `rate(..)`: by default a whole period's count may come at once.
+        r.burst = burst.unwrap_or(r.count);
+        self.hir.flow_rate = r;
+    }
+
     /// `const conntrack = { size: 100000, full: open, tcp: 1h, udp_new: 30s, .. }`: the
     /// file's connection-tracking table.
     pub(super) fn conntrack(&mut self, k: &ast::ConstDecl) {

@@ -119,9 +119,10 @@ impl Lower<'_> {
 /// In a file with connection tracking, every filter tracks each packet before its rules:
 /// a new entry block does it, then goes where the rules begin. The table is made once.
 pub(super) fn track(hir: &Hir, maps: &mut Vec<MapDef>, mut f: Function) -> Function {
-    let Some(config) = hir.ct else {
+    let Some(mut config) = hir.ct else {
         return f;
     };
+    config.related = crate::hir::state::tells_related(hir);
     if !maps.iter().any(|m| m.spec.name == CT_MAP) {
         maps.push(MapDef {
             spec: MapSpec {
@@ -133,7 +134,8 @@ pub(super) fn track(hir: &Hir, maps: &mut Vec<MapDef>, mut f: Function) -> Funct
                     fields: vec![
                         ("expires_ns".into(), BtfTy::U64),
                         ("state".into(), BtfTy::U32),
-                        ("pad".into(), BtfTy::U32),
+                        // 1 from a FIN or RST on (until a new SYN): expires by tcp_closing.
+                        ("closing".into(), BtfTy::U32),
                     ],
                 },
                 max_entries: config.size,
@@ -226,6 +228,8 @@ impl Lower<'_> {
                     Verdict::Drop => 1,
                 },
                 ct: self.hir.ct.is_some(),
+                interval_ns: self.hir.flow_rate.interval_ns(),
+                burst: self.hir.flow_rate.burst,
             },
         );
     }

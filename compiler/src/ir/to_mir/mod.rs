@@ -174,12 +174,11 @@ pub fn lower(
             }
             _ => None,
         };
-        if func.blocks.iter().any(|b| {
-            b.insts
-                .iter()
-                .any(|i| matches!(i, ir::Inst::CtTrack { .. } | ir::Inst::Log { .. }))
-        }) {
-            state::ct_needs(&mut needs);
+        let insts = || func.blocks.iter().flat_map(|b| b.insts.iter());
+        if insts().any(|i| matches!(i, ir::Inst::CtTrack { .. } | ir::Inst::Log { .. })) {
+            let related =
+                insts().any(|i| matches!(i, ir::Inst::CtTrack { config, .. } if config.related));
+            state::ct_needs(&mut needs, related);
         }
         let (f, t) = lower_filter(
             &module,

@@ -337,6 +337,8 @@ impl R<'_> {
                     hook,
                     verdict,
                     ct,
+                    interval_ns,
+                    burst,
                 } => {
                     let l = super::state::Log {
                         filter: *filter,
@@ -344,6 +346,8 @@ impl R<'_> {
                         hook: *hook,
                         verdict: *verdict,
                         ct: *ct,
+                        interval_ns: *interval_ns,
+                        burst: *burst,
                     };
                     cur = self.log(cur, src, &l)?;
                 }

@@ -255,12 +255,20 @@ impl R<'_> {
         // and a request from the other side with the same identifier is a flow of its own.
         let sp = self.b.f.add_block_param(classified, Type::Int(IntTy::U16));
         let dp = self.b.f.add_block_param(classified, Type::Int(IntTy::U16));
+        // 1 for a TCP FIN or RST: the flow is closing from then on (the entry's flag).
+        let fin_rst = self.b.f.add_block_param(classified, Type::U32);
         let untracked = self.new_block(src);
         fin(self, untracked, CT_UNTRACKED);
-        let to = |r: &mut Self, b: Block, start: Value, n: u64, e: u64, ports: (Value, Value)| {
+        let to = |r: &mut Self,
+                  b: Block,
+                  start: Value,
+                  (n, e): (u64, u64),
+                  ports: (Value, Value),
+                  fin: i64| {
             let n = r.u64c(b, n);
             let e = r.u64c(b, e);
-            r.jump(b, classified, vec![start, n, e, ports.0, ports.1]);
+            let fin = r.b.f.iconst(b, IntTy::U32, fin);
+            r.jump(b, classified, vec![start, n, e, ports.0, ports.1, fin]);
         };
         let l4_ports = |r: &mut Self, b: Block| {
             let rec = r.slot_addr(b, r.slots.rec, 0);
@@ -325,8 +333,8 @@ impl R<'_> {
         let closing = self.new_block(src);
         let open = self.new_block(src);
         self.br_imm(tcp, Cond::Ne, fr, 0, closing, open);
-        to(self, closing, syn, c.tcp_closing, c.tcp_closing, ports);
-        to(self, open, syn, c.tcp_new, c.tcp, ports);
+        to(self, closing, syn, (c.tcp_closing, c.tcp_closing), ports, 1);
+        to(self, open, syn, (c.tcp_new, c.tcp), ports, 0);
         let udp_bit = self.b.f.push(
             not_tcp,
             Op::Binary(BinOp::And, flags, Operand::Imm(i64::from(F_UDP))),
@@ -337,7 +345,7 @@ impl R<'_> {
         self.br_imm(not_tcp, Cond::Ne, udp_bit, 0, udp, not_udp);
         let one = self.b.f.iconst(udp, IntTy::U32, 1);
         let ports = l4_ports(self, udp);
-        to(self, udp, one, c.udp_new, c.udp, ports);
+        to(self, udp, one, (c.udp_new, c.udp), ports, 0);
         // ICMP and ICMPv6 echo: a request may start a flow, a reply may not; an error
         // is related to the flow it quotes; other types are not tracked.
         let icmp_bit = self.b.f.push(
@@ -355,43 +363,52 @@ impl R<'_> {
             .push(icmp, Op::Ext(crate::mir::ExtOp::Zext, ty), Type::U32);
         let request = self.new_block(src);
         let reply = self.new_block(src);
-        let error = self.new_block(src);
         let mut at = icmp;
         for (t, target) in [(8, request), (128, request), (0, reply), (129, reply)] {
             let next = self.new_block(src);
             self.br_imm(at, Cond::Eq, ty, t, target, next);
             at = next;
         }
-        // Errors: ICMP 3, 4, 5, 11, 12 and ICMPv6 1 to 4 (`ICMP_ERRORS` has their bits).
-        let small = self.new_block(src);
-        self.br_imm(at, Cond::Ugt, ty, 12, untracked, small);
-        let bits = self.b.f.iconst(small, IntTy::U32, ICMP_ERRORS);
-        let bit = self
-            .b
-            .f
-            .push(small, Op::Binary(BinOp::Lshr, bits, ty.into()), Type::U32);
-        let bit = self.b.f.push(
-            small,
-            Op::Binary(BinOp::And, bit, Operand::Imm(1)),
-            Type::U32,
-        );
-        self.br_imm(small, Cond::Eq, bit, 0, untracked, error);
+        // Errors: ICMP 3, 4, 5, 11, 12 and ICMPv6 1 to 4 (`ICMP_ERRORS` has their bits);
+        // untracked, without reading the quote, where no rule could tell (`c.related`).
+        let error = if c.related {
+            let error = self.new_block(src);
+            let small = self.new_block(src);
+            self.br_imm(at, Cond::Ugt, ty, 12, untracked, small);
+            let bits = self.b.f.iconst(small, IntTy::U32, ICMP_ERRORS);
+            let bit = self
+                .b
+                .f
+                .push(small, Op::Binary(BinOp::Lshr, bits, ty.into()), Type::U32);
+            let bit = self.b.f.push(
+                small,
+                Op::Binary(BinOp::And, bit, Operand::Imm(1)),
+                Type::U32,
+            );
+            self.br_imm(small, Cond::Eq, bit, 0, untracked, error);
+            Some(error)
+        } else {
+            self.jump(at, untracked, vec![]);
+            None
+        };
         // The parser copied the message from its byte 4 to the payload window.
         let rec = self.slot_addr(request, self.slots.rec, 0);
         let id = self.load(request, IntTy::U16, rec, OFF_PAYLOAD);
         let zero16 = self.b.f.iconst(request, IntTy::U16, 0);
         let one = self.b.f.iconst(request, IntTy::U32, 1);
-        to(self, request, one, c.icmp, c.icmp, (id, zero16));
+        to(self, request, one, (c.icmp, c.icmp), (id, zero16), 0);
         let rec = self.slot_addr(reply, self.slots.rec, 0);
         let id = self.load(reply, IntTy::U16, rec, OFF_PAYLOAD);
         let zero16 = self.b.f.iconst(reply, IntTy::U16, 0);
         let zero = self.b.f.iconst(reply, IntTy::U32, 0);
-        to(self, reply, zero, c.icmp, c.icmp, (zero16, id));
+        to(self, reply, zero, (c.icmp, c.icmp), (zero16, id), 0);
 
         // The flow key as the packet goes (`fwd`) and as its reply would (`rev`).
         let fwd = self.b.f.add_slot(40, 8);
         let rev = self.b.f.add_slot(40, 8);
-        self.related(error, src, map, (fwd, rev), done)?;
+        if let Some(error) = error {
+            self.related(error, src, map, (fwd, rev), done)?;
+        }
         let cur = classified;
         let rec = self.slot_addr(cur, self.slots.rec, 0);
         let kf = self.slot_addr(cur, fwd, 0);
@@ -479,10 +496,7 @@ impl R<'_> {
             (orig_new, new_to, CT_NEW | CT_ORIGINAL),
             (orig_est, est_to, CT_ESTABLISHED | CT_ORIGINAL),
         ] {
-            let e = self
-                .b
-                .f
-                .push(b, Op::Binary(BinOp::Add, now, timeout.into()), Type::U64);
+            let e = self.expiry(b, p, now, timeout, (start, fin_rst), c.tcp_closing);
             self.b.f.push_void(
                 b,
                 Op::Store {
@@ -503,10 +517,7 @@ impl R<'_> {
         let exp = self.load(rhit, IntTy::U64, q, 0);
         let rlive = self.new_block(src);
         self.b.br(rhit, Cond::Ult, exp, now, miss, rlive);
-        let e = self
-            .b
-            .f
-            .push(rlive, Op::Binary(BinOp::Add, now, est_to.into()), Type::U64);
+        let e = self.expiry(rlive, q, now, est_to, (start, fin_rst), c.tcp_closing);
         self.b.f.push_void(
             rlive,
             Op::Store {
@@ -547,13 +558,23 @@ impl R<'_> {
                     val: e.into(),
                 },
             );
+            // The state, and the closing flag above it.
+            let f =
+                r.b.f
+                    .push(b, Op::Ext(crate::mir::ExtOp::Zext, fin_rst), Type::U64);
+            let f =
+                r.b.f
+                    .push(b, Op::Binary(BinOp::Shl, f, Operand::Imm(32)), Type::U64);
+            let v =
+                r.b.f
+                    .push(b, Op::Binary(BinOp::Or, f, Operand::Imm(state)), Type::U64);
             r.b.f.push_void(
                 b,
                 Op::Store {
                     ty: IntTy::U64,
                     ptr: at,
                     off: 8,
-                    val: Operand::Imm(state),
+                    val: v.into(),
                 },
             );
             let m = r.b.f.push(b, Op::MapRef(map), Type::Ptr(PtrKind::Map(map)));
@@ -590,6 +611,64 @@ impl R<'_> {
 }
 
 impl R<'_> {
+    /// A live entry `p`'s new expiry: `now + timeout`, or `now + closing` once the flow is
+    /// closing. The entry's flag (offset 12) is set by a FIN or RST (`fin`) and cleared by
+    /// a lone SYN (`start`: a new connection on the same 5-tuple), branch-free:
+    /// `flag = flag & !start | fin`, `timeout + flag * (closing - timeout)` (wrapping).
+    fn expiry(
+        &mut self,
+        b: Block,
+        p: Value,
+        now: Value,
+        timeout: Value,
+        (start, fin): (Value, Value),
+        closing: u64,
+    ) -> Value {
+        let flag = self.load(b, IntTy::U32, p, 12);
+        let keep = self
+            .b
+            .f
+            .push(b, Op::Binary(BinOp::Xor, start, Operand::Imm(1)), Type::U32);
+        let flag = self
+            .b
+            .f
+            .push(b, Op::Binary(BinOp::And, flag, keep.into()), Type::U32);
+        let flag = self
+            .b
+            .f
+            .push(b, Op::Binary(BinOp::Or, flag, fin.into()), Type::U32);
+        self.b.f.push_void(
+            b,
+            Op::Store {
+                ty: IntTy::U32,
+                ptr: p,
+                off: 12,
+                val: flag.into(),
+            },
+        );
+        let f = self
+            .b
+            .f
+            .push(b, Op::Ext(crate::mir::ExtOp::Zext, flag), Type::U64);
+        let closing = self.u64c(b, closing);
+        let d = self.b.f.push(
+            b,
+            Op::Binary(BinOp::Sub, closing, timeout.into()),
+            Type::U64,
+        );
+        let d = self
+            .b
+            .f
+            .push(b, Op::Binary(BinOp::Mul, f, d.into()), Type::U64);
+        let t = self
+            .b
+            .f
+            .push(b, Op::Binary(BinOp::Add, timeout, d.into()), Type::U64);
+        self.b
+            .f
+            .push(b, Op::Binary(BinOp::Add, now, t.into()), Type::U64)
+    }
+
     fn zext32(&mut self, b: Block, v: Value) -> Value {
         self.b
             .f
@@ -750,8 +829,8 @@ impl R<'_> {
 
 /// What connection tracking reads: IPv4 and IPv6 with TCP, UDP, ICMP and ICMPv6 parsed,
 /// both addresses, the ports, the protocol, the version, the TCP flags and the ICMP type
-/// stored (whatever the rules test).
-pub(super) fn ct_needs(n: &mut crate::packet::needs::Needs) {
+/// stored (whatever the rules test); with `related`, the ICMP errors' quoted headers too.
+pub(super) fn ct_needs(n: &mut crate::packet::needs::Needs, related: bool) {
     use crate::packet::needs::span;
     use crate::packet::record::{
         OFF_DPORT, OFF_DST, OFF_ICMP_TYPE, OFF_IP_PROTO, OFF_IP_VERSION, OFF_PAYLOAD_LEN,
@@ -778,7 +857,7 @@ pub(super) fn ct_needs(n: &mut crate::packet::needs::Needs) {
     n.store_icmp |= icmp;
     // Echo identifiers and the headers errors quote, copied behind the record.
     n.payload_icmp = true;
-    n.payload = n.payload.max(ICMP_BODY);
+    n.payload = n.payload.max(if related { ICMP_BODY } else { 4 });
     n.reads |= span(OFF_PAYLOAD_LEN, 2);
 }
 
@@ -789,17 +868,19 @@ pub(super) struct Log {
     pub hook: u8,
     pub verdict: u8,
     pub ct: bool,
+    pub interval_ns: u64,
+    pub burst: u64,
 }
 
 impl R<'_> {
-    /// A flow event: over `FLOW_RATE` a second it is only counted as suppressed; else the
+    /// A flow event: over the file's rate it is only counted as suppressed; else the
     /// 64-byte event (`hir::state::flow_event`) goes to the ring buffer.
     pub(super) fn log(&mut self, cur: Block, src: u32, l: &Log) -> Result<Block, String> {
-        use crate::hir::state::{flow_event as ev, FLOW_LOST, FLOW_RATE, FLOW_RATE_MAP, FLOW_RING};
+        use crate::hir::state::{flow_event as ev, FLOW_LOST, FLOW_RATE_MAP, FLOW_RING};
         use crate::packet::record::{
             OFF_DPORT, OFF_DST, OFF_IP_PROTO, OFF_IP_VERSION, OFF_SPORT, OFF_SRC,
         };
-        let interval = 1_000_000_000 / FLOW_RATE;
+        let interval = l.interval_ns;
         let (cur, over) = self.rate(
             cur,
             src,
@@ -807,7 +888,7 @@ impl R<'_> {
                 map: FLOW_RATE_MAP,
                 keys: &[],
                 interval_ns: interval,
-                tolerance_ns: (FLOW_RATE - 1) * interval,
+                tolerance_ns: l.burst.saturating_sub(1).saturating_mul(interval),
             },
         )?;
         let ring = self.map(FLOW_RING)?;
