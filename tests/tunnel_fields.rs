@@ -9,6 +9,19 @@ mod run_support;
 
 use run_support::pol;
 
+/// `pol ARGS` must succeed; its stdout.
+fn pol_ok(args: &[&str]) -> String {
+    let o = pol(args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "pol {}: {out}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
 const MAC: [u8; 12] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
 
 fn eth(ethertype: u16, rest: &[u8]) -> Vec<u8> {
@@ -121,7 +134,22 @@ const BAD6: [u16; 8] = [0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, 1];
 
 /// Outer Ethernet + IPv4 + UDP to `port` carrying `payload`.
 fn over_udp4(port: u16, payload: &[u8]) -> Vec<u8> {
-    eth(0x0800, &ip4(OUT_A, OUT_B, 17, &udp(port, payload)))
+    out4(17, &udp(port, payload))
+}
+
+/// Outer Ethernet + IPv4 (192.0.2.1 to .2) carrying `proto` and `payload`.
+fn out4(proto: u8, payload: &[u8]) -> Vec<u8> {
+    eth(0x0800, &ip4(OUT_A, OUT_B, proto, payload))
+}
+
+/// Outer Ethernet + IPv6 carrying `next` and `payload`.
+fn out6(next: u8, payload: &[u8]) -> Vec<u8> {
+    eth(0x86dd, &ip6(V6A, V6A, next, payload))
+}
+
+/// GRE version 0 without optional words.
+fn gre0(proto: u16, inner: &[u8]) -> Vec<u8> {
+    gre(0, proto, false, None, false, inner)
 }
 
 fn inner_eth4(src: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
@@ -136,31 +164,35 @@ fn hex(b: &[u8]) -> String {
 fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let in4_tcp = |src, port| ip4(src, IN_B, 6, &tcp(port));
     let in6_tcp = |dst, port| ip6(V6A, dst, 6, &tcp(port));
+    let dns4 = || ip4(IN_A, IN_B, 17, &udp(53, b"q"));
+    let vx = |vni, inner: &[u8]| over_udp4(4789, &vxlan(8, vni, inner));
+    let gn = |opts, proto, vni, inner: &[u8]| over_udp4(6081, &geneve(opts, proto, vni, inner));
+    let ssh4 = ip4(OUT_A, OUT_B, 6, &tcp(22));
     vec![
         // VXLAN: inner Ethernet, IPv4.
         (
             "vxlan inner telnet",
-            over_udp4(4789, &vxlan(8, 5, &inner_eth4(IN_A, 6, &tcp(23)))),
+            vx(5, &inner_eth4(IN_A, 6, &tcp(23))),
             "drop",
         ),
         (
             "vxlan inner web",
-            over_udp4(4789, &vxlan(8, 5, &inner_eth4(IN_A, 6, &tcp(80)))),
+            vx(5, &inner_eth4(IN_A, 6, &tcp(80))),
             "pass",
         ),
         (
             "vxlan vni 77 dns",
-            over_udp4(4789, &vxlan(8, 77, &inner_eth4(IN_A, 17, &udp(53, b"q")))),
+            vx(77, &inner_eth4(IN_A, 17, &udp(53, b"q"))),
             "drop",
         ),
         (
             "vxlan vni 78 dns",
-            over_udp4(4789, &vxlan(8, 78, &inner_eth4(IN_A, 17, &udp(53, b"q")))),
+            vx(78, &inner_eth4(IN_A, 17, &udp(53, b"q"))),
             "pass",
         ),
         (
             "vxlan inner source",
-            over_udp4(4789, &vxlan(8, 5, &inner_eth4(BAD4, 6, &tcp(80)))),
+            vx(5, &inner_eth4(BAD4, 6, &tcp(80))),
             "drop count by_inner[10.9.9.9]",
         ),
         // The I flag clear: a tunnel pol does not look into.
@@ -170,34 +202,20 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             "drop",
         ),
         // Inner Ethernet carrying ARP: not IP, so not `inner`.
-        (
-            "vxlan inner arp",
-            over_udp4(4789, &vxlan(8, 5, &eth(0x0806, &[0; 28]))),
-            "drop",
-        ),
+        ("vxlan inner arp", vx(5, &eth(0x0806, &[0; 28])), "drop"),
         // GENEVE with 8 bytes of options and an Ethernet payload, inner IPv6; and IPv4
         // directly (protocol type 0x0800).
         (
             "geneve inner v6",
-            over_udp4(
-                6081,
-                &geneve(2, 0x6558, 9, &eth(0x86dd, &in6_tcp(BAD6, 80))),
-            ),
+            gn(2, 0x6558, 9, &eth(0x86dd, &in6_tcp(BAD6, 80))),
             "drop",
         ),
         (
             "geneve inner v6 ok",
-            over_udp4(6081, &geneve(2, 0x6558, 9, &eth(0x86dd, &in6_tcp(V6A, 80)))),
+            gn(2, 0x6558, 9, &eth(0x86dd, &in6_tcp(V6A, 80))),
             "pass",
         ),
-        (
-            "geneve ip4",
-            over_udp4(
-                6081,
-                &geneve(0, 0x0800, 77, &ip4(IN_A, IN_B, 17, &udp(53, b"q"))),
-            ),
-            "drop",
-        ),
+        ("geneve ip4", gn(0, 0x0800, 77, &dns4()), "drop"),
         (
             "geneve version 1",
             over_udp4(
@@ -210,174 +228,74 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         // unknown payload are tunnels pol does not look into.
         (
             "gre plain",
-            eth(
-                0x0800,
-                &ip4(
-                    OUT_A,
-                    OUT_B,
-                    47,
-                    &gre(0, 0x0800, false, None, false, &in4_tcp(IN_A, 23)),
-                ),
-            ),
+            out4(47, &gre0(0x0800, &in4_tcp(IN_A, 23))),
             "drop",
         ),
         (
             "gre plain web",
-            eth(
-                0x0800,
-                &ip4(
-                    OUT_A,
-                    OUT_B,
-                    47,
-                    &gre(0, 0x0800, false, None, false, &in4_tcp(IN_A, 80)),
-                ),
-            ),
+            out4(47, &gre0(0x0800, &in4_tcp(IN_A, 80))),
             "pass",
         ),
         (
             "gre csum key 77",
-            eth(
-                0x0800,
-                &ip4(
-                    OUT_A,
-                    OUT_B,
-                    47,
-                    &gre(
-                        0,
-                        0x0800,
-                        true,
-                        Some(77),
-                        false,
-                        &ip4(IN_A, IN_B, 17, &udp(53, b"q")),
-                    ),
-                ),
-            ),
+            out4(47, &gre(0, 0x0800, true, Some(77), false, &dns4())),
             "drop",
         ),
         (
             "gre key 78 seq",
-            eth(
-                0x0800,
-                &ip4(
-                    OUT_A,
-                    OUT_B,
-                    47,
-                    &gre(
-                        0,
-                        0x0800,
-                        false,
-                        Some(78),
-                        true,
-                        &ip4(IN_A, IN_B, 17, &udp(53, b"q")),
-                    ),
-                ),
-            ),
+            out4(47, &gre(0, 0x0800, false, Some(78), true, &dns4())),
             "pass",
         ),
         (
             "gre csum seq telnet",
-            eth(
-                0x0800,
-                &ip4(
-                    OUT_A,
-                    OUT_B,
-                    47,
-                    &gre(0, 0x0800, true, None, true, &in4_tcp(IN_A, 23)),
-                ),
-            ),
+            out4(47, &gre(0, 0x0800, true, None, true, &in4_tcp(IN_A, 23))),
             "drop",
         ),
         (
             "gre ethernet",
-            eth(
-                0x0800,
-                &ip4(
-                    OUT_A,
-                    OUT_B,
-                    47,
-                    &gre(
-                        0,
-                        0x6558,
-                        false,
-                        Some(1),
-                        false,
-                        &inner_eth4(IN_A, 6, &tcp(23)),
-                    ),
+            out4(
+                47,
+                &gre(
+                    0,
+                    0x6558,
+                    false,
+                    Some(1),
+                    false,
+                    &inner_eth4(IN_A, 6, &tcp(23)),
                 ),
             ),
             "drop",
         ),
         (
             "gre ip6 over ip6",
-            eth(
-                0x86dd,
-                &ip6(
-                    V6A,
-                    V6A,
-                    47,
-                    &gre(0, 0x86dd, false, None, false, &in6_tcp(BAD6, 80)),
-                ),
-            ),
+            out6(47, &gre0(0x86dd, &in6_tcp(BAD6, 80))),
             "drop",
         ),
         (
             "gre version 1",
-            eth(
-                0x0800,
-                &ip4(
-                    OUT_A,
-                    OUT_B,
-                    47,
-                    &gre(1, 0x880b, false, Some(1), false, &in4_tcp(IN_A, 80)),
-                ),
+            out4(
+                47,
+                &gre(1, 0x880b, false, Some(1), false, &in4_tcp(IN_A, 80)),
             ),
             "drop",
         ),
         (
             "gre unknown payload",
-            eth(
-                0x0800,
-                &ip4(
-                    OUT_A,
-                    OUT_B,
-                    47,
-                    &gre(0, 0x880b, false, None, false, &in4_tcp(IN_A, 80)),
-                ),
-            ),
+            out4(47, &gre0(0x880b, &in4_tcp(IN_A, 80))),
             "drop",
         ),
         // IP-in-IP, 6in4, 4in6, 6in6.
-        (
-            "ipip",
-            eth(0x0800, &ip4(OUT_A, OUT_B, 4, &in4_tcp(IN_A, 23))),
-            "drop",
-        ),
-        (
-            "ipip web",
-            eth(0x0800, &ip4(OUT_A, OUT_B, 4, &in4_tcp(IN_A, 80))),
-            "pass",
-        ),
-        (
-            "6in4",
-            eth(0x0800, &ip4(OUT_A, OUT_B, 41, &in6_tcp(V6A, 23))),
-            "drop",
-        ),
+        ("ipip", out4(4, &in4_tcp(IN_A, 23)), "drop"),
+        ("ipip web", out4(4, &in4_tcp(IN_A, 80)), "pass"),
+        ("6in4", out4(41, &in6_tcp(V6A, 23)), "drop"),
         (
             "4in6",
-            eth(0x86dd, &ip6(V6A, V6A, 4, &in4_tcp(BAD4, 80))),
+            out6(4, &in4_tcp(BAD4, 80)),
             "drop count by_inner[10.9.9.9]",
         ),
-        (
-            "6in6",
-            eth(0x86dd, &ip6(V6A, V6A, 41, &in6_tcp(BAD6, 443))),
-            "drop",
-        ),
+        ("6in6", out6(41, &in6_tcp(BAD6, 443)), "drop"),
         // Not tunnels: the outer packet's own port 23 is not an inner rule's.
-        (
-            "plain telnet",
-            eth(0x0800, &ip4(OUT_A, OUT_B, 6, &tcp(23))),
-            "pass",
-        ),
+        ("plain telnet", out4(6, &tcp(23)), "pass"),
         (
             "plain udp",
             over_udp4(4790, &vxlan(8, 5, &inner_eth4(IN_A, 6, &tcp(23)))),
@@ -413,18 +331,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         // PPPoE session 0x1234 carrying IPv4 TCP to 22; another session; IPv6.
         (
             "pppoe ssh",
-            eth(
-                0x8864,
-                &pppoe(0x1234, 0x0021, &ip4(OUT_A, OUT_B, 6, &tcp(22))),
-            ),
+            eth(0x8864, &pppoe(0x1234, 0x0021, &ssh4)),
             "drop",
         ),
         (
             "pppoe other session",
-            eth(
-                0x8864,
-                &pppoe(0x1235, 0x0021, &ip4(OUT_A, OUT_B, 6, &tcp(22))),
-            ),
+            eth(0x8864, &pppoe(0x1235, 0x0021, &ssh4)),
             "pass",
         ),
         (
@@ -502,10 +414,7 @@ fn tunnel_mpls_and_pppoe_fields_decide_on_xdp_and_tc() {
     {
         let file = dir.path().join(format!("tun{i}.pol"));
         std::fs::write(&file, policy(hook)).expect("write");
-        let o = pol(&["test", file.to_str().expect("utf-8")]);
-        let out = String::from_utf8_lossy(&o.stdout);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{hook}: {out}{err}");
+        let out = pol_ok(&["test", file.to_str().expect("utf-8")]);
         assert!(
             out.trim_end().ends_with(&format!("{n} passed, 0 failed")),
             "{out}"
@@ -523,13 +432,7 @@ fn tunnel_mpls_and_pppoe_fields_decide_on_xdp_and_tc() {
         src = src.replace(&line, &format!("bytes: \"{}\" }} => pass", hex(&frame)));
     }
     std::fs::write(&file, src).expect("write");
-    let o = pol(&["test", file.to_str().expect("utf-8")]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    pol_ok(&["test", file.to_str().expect("utf-8")]);
 }
 
 /// Without a rule naming them, tunnels and MPLS are not looked into: the inner telnet
@@ -600,27 +503,19 @@ fn inner_fields_in_rule_maps_and_set_maps() {
     );
     let file = dir.path().join("maps.pol");
     std::fs::write(&file, &src).expect("write");
-    let o = pol(&["build", file.to_str().expect("utf-8"), "--explain", "-o"]
-        .into_iter()
-        .chain([dir.path().join("maps.o").to_str().expect("utf-8")])
-        .collect::<Vec<_>>());
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let obj = dir.path().join("maps.o");
+    let out = pol_ok(&[
+        "build",
+        file.to_str().expect("utf-8"),
+        "--explain",
+        "-o",
+        obj.to_str().expect("utf-8"),
+    ]);
     assert!(
         out.contains("lpm_trie"),
         "the inner prefix set is a trie: {out}"
     );
-    let o = pol(&["test", file.to_str().expect("utf-8")]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = pol_ok(&["test", file.to_str().expect("utf-8")]);
     assert!(out.trim_end().ends_with("6 passed, 0 failed"), "{out}");
 }
 
@@ -652,14 +547,11 @@ fn a_filter_reading_every_field_kind_loads() {
         );
         let file = dir.path().join("all.pol");
         std::fs::write(&file, src).expect("write");
-        let o = pol(&["test", file.to_str().expect("utf-8")]);
-        let out = String::from_utf8_lossy(&o.stdout);
+        let out = pol_ok(&["test", file.to_str().expect("utf-8")]);
         assert!(
-            o.status.success(),
-            "{hook}: {out}{}",
-            String::from_utf8_lossy(&o.stderr)
+            out.trim_end().ends_with("2 passed, 0 failed"),
+            "{hook}: {out}"
         );
-        assert!(out.trim_end().ends_with("2 passed, 0 failed"), "{out}");
     }
 }
 
@@ -702,13 +594,7 @@ fn test_blocks_describe_tunnels_mpls_and_pppoe() {
          }\n",
     )
     .expect("write");
-    let o = pol(&["test", file.to_str().expect("utf-8")]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = pol_ok(&["test", file.to_str().expect("utf-8")]);
     assert!(out.trim_end().ends_with("14 passed, 0 failed"), "{out}");
 
     // Mistakes are spans `pol check` reports.

@@ -1,4 +1,5 @@
-"""bench/flood helpers: `server`, `flood N`, `client N`, `packet` (one SYN frame)."""
+"""bench/flood helpers: `server`, `flood N SECS`, `floodmany N SECS`, `client N`, `packet` (one SYN
+frame)."""
 import random, socket, struct, sys, time
 
 
@@ -36,6 +37,21 @@ elif cmd == "flood":
     r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     t0 = time.monotonic()
     for i in range(n):
+        r.sendto(syn(src, dst, 1024 + i % 60000, random.getrandbits(32)), ("10.99.0.1", 0))
+        if i % 100 == 99:
+            ahead = t0 + secs * (i + 1) / n - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    print(n, "%.2f" % (time.monotonic() - t0))
+elif cmd == "floodmany":
+    # As `flood`, from forged sources spread over 10.99.0.10-250 (a per-source limit lets
+    # each of them through at its rate: only SYN cookies keep the queue free).
+    n, secs = int(sys.argv[2]), float(sys.argv[3])
+    dst = socket.inet_aton("10.99.0.1")
+    r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    t0 = time.monotonic()
+    for i in range(n):
+        src = socket.inet_aton("10.99.0.%d" % (10 + i % 241))
         r.sendto(syn(src, dst, 1024 + i % 60000, random.getrandbits(32)), ("10.99.0.1", 0))
         if i % 100 == 99:
             ahead = t0 + secs * (i + 1) / n - time.monotonic()
