@@ -175,6 +175,68 @@ fn an_sni_allowlist_admits_named_servers_on_xdp_and_tc() {
     }
 }
 
+/// ALPN (`tls.alpn`): `openssl s_client -alpn LIST` offers protocols; a filter on the
+/// server's tc ingress drops hellos offering `imap`, admits those offering `h2` or
+/// `http/1.1` (byte for byte: `HTTP/1.1` is another protocol) and refuses the rest.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn alpn_protocols_offered_are_matched() {
+    common::require_kernel();
+    require_tools();
+    common::require_tool("openssl");
+    let net = NetPair::new("ta");
+    let dir = common::TempDir::new("pol_l7_tls_alpn");
+    let server = Server::start(&net.a, dir.path());
+    let file = dir.path().join("alpn.pol");
+    std::fs::write(
+        &file,
+        "filter alpn on tc(\"va\", ingress) {\n\
+         \x20   drop tls.alpn == \"imap\"                     count imap\n\
+         \x20   pass tls.alpn in { \"h2\", \"http/1.1\" }     count web\n\
+         \x20   drop tls                                    count refused\n\
+         \x20   default pass\n}\n",
+    )
+    .expect("write");
+    let f = file.to_str().expect("utf-8");
+    let mut run = PolRun::start(&net.a, &[f, "--json", "--interval", "0.2"], &[]);
+    assert!(
+        run.wait_for("\"attached\"", Duration::from_secs(30))
+            .is_some(),
+        "pol run did not attach: {:?}",
+        run.seen
+    );
+    let cases: &[(&[&str], bool)] = &[
+        (&["-alpn", "h2"], true),
+        (&["-alpn", "spdy/3,http/1.1"], true),
+        (&["-alpn", "imap,h2"], false),
+        (&["-alpn", "HTTP/1.1"], false),
+        (&["-alpn", "h3"], false),
+        (&[], false),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(
+            handshake(&net.b, Some("allowed.test"), extra),
+            *want,
+            "s_client {extra:?}"
+        );
+    }
+    assert_eq!(server.hellos(), 2, "{}", server.text());
+    let v = run.last_counters(Duration::from_secs(1));
+    assert_eq!(count(&v, "web")["total"], 2, "{v}");
+    assert!(count(&v, "imap")["total"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert!(
+        count(&v, "refused")["total"].as_u64().unwrap_or(0) >= 3,
+        "{v}"
+    );
+    run.signal("INT");
+    let (ok, _, err) = run.finish(Duration::from_secs(20));
+    assert!(ok, "{err}");
+    run_support::assert_clean(&net.a, "alpn");
+}
+
 /// A ClientHello sent in two segments (its first 20 bytes, then the rest): the first
 /// cannot be read, and in a filter that drops on TLS fields it is dropped (the malformed
 /// count), so the handshake never starts; the same hello in one segment is admitted.
@@ -257,6 +319,9 @@ fn bad_tls_tests_are_errors_at_their_span() {
          \x20   drop tls.version == TLS1_3\n\
          \x20   drop tls.sni > \"x.example\"\n\
          \x20   drop tls == 1\n\
+         \x20   drop tls.alpn == \"\"\n\
+         \x20   drop tls.alpn in { \"h2\", \"a-protocol-name-longer-than-31-bytes\" }\n\
+         \x20   drop tls.alpn > \"h2\"\n\
          \x20   default pass\n}\n",
     )
     .expect("write");
@@ -272,6 +337,9 @@ fn bad_tls_tests_are_errors_at_their_span() {
         (4, "not a value of `tls.version`"),
         (5, "`tls.sni` is compared with `==`, `!=` or `in`"),
         (6, "`tls` is a condition, not a value"),
+        (7, "an empty ALPN protocol"),
+        (8, "pol matches ALPN names of at most 31 bytes"),
+        (9, "`tls.alpn` is compared with `==`, `!=` or `in`"),
     ] {
         assert!(
             err.contains(&format!("bad.pol:{line}:")),

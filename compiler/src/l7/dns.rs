@@ -370,7 +370,7 @@ pub(super) const T_BYTES: usize = 48;
 /// The TLS stage's own words (`l7::tls`).
 pub const S_TLS: usize = S_STATE + T_BYTES;
 /// The scratch value's size.
-pub const SCRATCH_SIZE: u32 = (S_TLS + 72) as u32;
+pub const SCRATCH_SIZE: u32 = (S_TLS + super::tls::TLS_BYTES) as u32;
 /// The walk's calls: every label, every pointer and the end.
 const WALK_CALLS: i64 = LABELS_MAX as i64 + HOPS_MAX + 2;
 

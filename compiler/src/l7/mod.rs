@@ -377,6 +377,9 @@ pub enum L7Test {
     TlsName { set: usize },
     /// `tls.version` (the highest version the client offers) compared with a value.
     TlsVersion { op: crate::hir::CmpOp, value: u64 },
+    /// The client offers a protocol of `Hir::l7.alpn[set]` (`tls.alpn`); the set's index is
+    /// its bit in the stage's ALPN bits.
+    TlsAlpn { set: usize },
 }
 
 impl L7Test {
@@ -400,6 +403,21 @@ impl L7Test {
 pub struct Defs {
     /// Sets of DNS name patterns, each an LPM-trie map.
     pub names: Vec<dns::NameSet>,
+    /// The `tls.alpn` tests of the file, one bit each, all in one hash map.
+    pub alpn: Vec<tls::AlpnSet>,
+}
+
+/// Whether a rule of `filter` tests `tls.alpn` (its TLS stage then reads the ALPN list).
+pub fn uses_alpn(filter: &crate::hir::Filter) -> bool {
+    fn walk(c: &Cond) -> bool {
+        match c {
+            Cond::Test(crate::hir::Test::L7(L7Test::TlsAlpn { .. })) => true,
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().any(walk),
+            Cond::Not(c) => walk(c),
+            Cond::Test(_) | Cond::Const(_) => false,
+        }
+    }
+    filter.rules.iter().any(|r| walk(&r.cond))
 }
 
 /// Which of the DNS and TLS stages the rules of `filter` need: (DNS, TLS).
@@ -414,6 +432,20 @@ pub fn print(hir: &crate::hir::Hir, t: &L7Test) -> String {
         L7Test::Dns => "dns".into(),
         L7Test::Tls => "tls".into(),
         L7Test::TlsVersion { op, value } => format!("tls.version {op:?} {value:#x}"),
+        L7Test::TlsAlpn { set } => {
+            let names: Vec<String> = hir
+                .l7
+                .alpn
+                .get(*set)
+                .map(|s| {
+                    s.protocols
+                        .iter()
+                        .map(|p| format!("{:?}", String::from_utf8_lossy(p)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("tls.alpn in {{{}}}", names.join(", "))
+        }
         L7Test::TlsName { set } => {
             let pats: Vec<String> = hir
                 .l7

@@ -3,7 +3,8 @@
 //! `dns` / `tls` themselves; sets of names (`set NAME: dnsname = ...`).
 //!
 //! Errors: E0560 a malformed name pattern, E0561 an operator or operand a DNS or TLS
-//! field does not take, E0562 an unknown DNS or TLS field.
+//! field does not take, E0562 an unknown DNS or TLS field, E0563 an empty ALPN protocol;
+//! limits: L0516 an ALPN protocol longer than the map's key, L0517 too many ALPN tests.
 
 use super::{Checker, Decl};
 use crate::diag::{suggest, Diagnostic};
@@ -66,6 +67,9 @@ impl Checker<'_> {
         }
         if name == "tls.version" {
             return self.tls_version(e, op, rhs);
+        }
+        if name == "tls.alpn" {
+            return self.tls_alpn(e, op, rhs);
         }
         if is_tls(p) {
             self.diags.push(
@@ -212,6 +216,117 @@ impl Checker<'_> {
         Some(Cond::And(vec![
             test(l7::L7Test::Tls),
             test(l7::L7Test::TlsVersion { op: cmp, value }),
+        ]))
+    }
+
+    /// `tls.alpn == "h2"`, `!= "h2"`, `in { "h2", "http/1.1" }`: whether the client offers
+    /// one of these protocols. Each distinct test is a bit of the stage's ALPN word.
+    fn tls_alpn(&mut self, e: &Expr, op: BinOp, rhs: &Expr) -> Option<Cond> {
+        let (items, negate): (Vec<&Expr>, bool) = match (op, &rhs.kind) {
+            (BinOp::Eq, _) => (vec![rhs], false),
+            (BinOp::Ne, _) => (vec![rhs], true),
+            (BinOp::In, ExprKind::SetLit(items)) => (items.iter().collect(), false),
+            (BinOp::In, _) => {
+                self.diags.push(
+                    Diagnostic::error("E0561", "expected a set of protocols", rhs.span.clone())
+                        .with_label("write `{ \"h2\", \"http/1.1\" }`"),
+                );
+                return None;
+            }
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "E0561",
+                        "`tls.alpn` is compared with `==`, `!=` or `in`",
+                        e.span.clone(),
+                    )
+                    .with_label("protocols are not ordered"),
+                );
+                return None;
+            }
+        };
+        let mut protocols: Vec<Vec<u8>> = Vec::new();
+        let mut ok = true;
+        for item in items {
+            match &item.kind {
+                ExprKind::Str(p) if p.is_empty() => {
+                    self.diags.push(
+                        Diagnostic::error("E0563", "an empty ALPN protocol", item.span.clone())
+                            .with_label("protocol names hold 1 to 255 bytes: `\"h2\"`"),
+                    );
+                    ok = false;
+                }
+                ExprKind::Str(p) if p.len() > tls::ALPN_NAME_MAX => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "L0516",
+                            format!(
+                                "this protocol name is {} bytes; pol matches ALPN names of at \
+                                 most {} bytes",
+                                p.len(),
+                                tls::ALPN_NAME_MAX
+                            ),
+                            item.span.clone(),
+                        )
+                        .with_label("too long for the ALPN map's key"),
+                    );
+                    ok = false;
+                }
+                ExprKind::Str(p) => {
+                    if !protocols.iter().any(|q| q == p.as_bytes()) {
+                        protocols.push(p.as_bytes().to_vec());
+                    }
+                }
+                ExprKind::Error => ok = false,
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "E0561",
+                            "an ALPN protocol is a string",
+                            item.span.clone(),
+                        )
+                        .with_label("write `\"h2\"` or `\"http/1.1\"`"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        protocols.sort();
+        let set = match self
+            .hir
+            .l7
+            .alpn
+            .iter()
+            .position(|s| s.protocols == protocols)
+        {
+            Some(i) => i,
+            None if self.hir.l7.alpn.len() >= tls::ALPN_TESTS_MAX => {
+                self.diags.push(
+                    Diagnostic::error(
+                        "L0517",
+                        format!(
+                            "more than {} distinct `tls.alpn` tests in one file",
+                            tls::ALPN_TESTS_MAX
+                        ),
+                        rhs.span.clone(),
+                    )
+                    .with_label("one test too many")
+                    .with_help("test several protocols at once: `tls.alpn in { .. }` is one test"),
+                );
+                return None;
+            }
+            None => {
+                self.hir.l7.alpn.push(tls::AlpnSet { protocols });
+                self.hir.l7.alpn.len() - 1
+            }
+        };
+        let t = test(l7::L7Test::TlsAlpn { set });
+        Some(Cond::And(vec![
+            test(l7::L7Test::Tls),
+            if negate { Cond::Not(Box::new(t)) } else { t },
         ]))
     }
 

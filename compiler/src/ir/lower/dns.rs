@@ -41,6 +41,22 @@ pub fn name_map(set: &dns::NameSet) -> MapDef {
     }
 }
 
+/// The file's ALPN map: each protocol some `tls.alpn` test names, with the tests' bits.
+pub fn alpn_map(sets: &[tls::AlpnSet]) -> MapDef {
+    let entries = tls::alpn_entries(sets);
+    MapDef {
+        spec: MapSpec {
+            name: tls::ALPN_MAP.into(),
+            kind: MapKind::Hash,
+            key: BtfTy::Bytes(tls::ALPN_KEY as u32),
+            value: BtfTy::U32,
+            max_entries: entries.len().max(1) as u32,
+            flags: 0,
+        },
+        entries,
+    }
+}
+
 fn br_op(op: CmpOp) -> BrOp {
     match op {
         CmpOp::Eq => BrOp::Eq,
@@ -136,6 +152,21 @@ impl Lower<'_> {
                     },
                 );
                 (br_op(op), value as u32)
+            }
+            l7::L7Test::TlsAlpn { set } => {
+                if !self.maps.iter().any(|m| m.spec.name == tls::ALPN_MAP) {
+                    self.maps.push(alpn_map(&self.hir.l7.alpn));
+                }
+                self.push(
+                    at,
+                    Inst::L7Load {
+                        dst,
+                        scratch,
+                        off: tls::X_ALPN_BITS,
+                        size: 4,
+                    },
+                );
+                (BrOp::Set, 1u32 << (set % tls::ALPN_TESTS_MAX))
             }
             l7::L7Test::DnsName { set } | l7::L7Test::TlsName { set } => {
                 let Some(def) = self.hir.l7.names.get(set) else {

@@ -126,7 +126,18 @@ pub fn lower(
         let mut text = crate::l7::dns::text(&names);
         if tls_used {
             text.push('\n');
-            text.push_str(&crate::l7::tls::text(&filter.name, &names));
+            // The ALPN map as the lowering made it (`ir::lower::dns::alpn_map`).
+            let alpn = if crate::l7::uses_alpn(filter) {
+                let max = maps
+                    .iter()
+                    .find(|m| m.spec.name == crate::l7::tls::ALPN_MAP)
+                    .map(|m| m.spec.max_entries)
+                    .ok_or("the ALPN map is missing")?;
+                Some(max)
+            } else {
+                None
+            };
+            text.push_str(&crate::l7::tls::text(&filter.name, &names, alpn));
         }
         let part = mir::parse_module(&text).map_err(|e| format!("the L7 stage's MIR: {e}"))?;
         let id = |name: &str| -> Result<mir::FuncId, String> {
