@@ -363,3 +363,88 @@ fn a_bad_names_file_line_is_reported_without_its_text() {
     );
     assert!(!err.contains("hunter2") && !err.contains("secret"), "{err}");
 }
+
+/// `pol set add|del|list` on a `dnsname` set of a running filter: names and wildcards
+/// added while it runs are dropped at once, a deleted one passes again, `list` shows the
+/// patterns back, and a bad name is a sentence that changes nothing.
+#[test]
+#[cfg_attr(
+    pol_no_netns,
+    ignore = "kernel test: needs root, bpf(), iproute2, util-linux, bpftool and python3, unavailable at build time (CI=true runs it)"
+)]
+fn pol_set_changes_a_running_name_set() {
+    common::require_kernel();
+    require_tools();
+    common::require_tool("dig");
+    let net = NetPair::new("dz");
+    let dir = common::TempDir::new("pol_l7_dns_set");
+    let _responder = Responder::start(&net.a, dir.path().join("seen.log"));
+    // Named after the pid: other suites run this test at the same time.
+    let file = dir.path().join(format!("dnsset{}.pol", std::process::id()));
+    std::fs::write(
+        &file,
+        "set bl: dnsname = { \"evil.test\" }\n\
+         filter dnsset on xdp(\"va\") {\n\
+         \x20   drop dns.qname in bl count listed\n\
+         \x20   default pass\n}\n",
+    )
+    .expect("write");
+    let f = file.to_str().expect("utf-8");
+    let mut run = PolRun::start(&net.a, &[f, "--json", "--interval", "0.2"], &[]);
+    assert!(
+        run.wait_for("\"attached\"", Duration::from_secs(30))
+            .is_some(),
+        "pol run did not attach: {:?}",
+        run.seen
+    );
+    let ok = "NOERROR 192.0.2.53";
+    assert_eq!(dig(&net.b, "evil.test", &[]), "timeout");
+    assert_eq!(dig(&net.b, "x.new.test", &[]), ok);
+    assert_eq!(dig(&net.b, "other.test", &[]), ok);
+    let out = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let o = pol(&["set", "add", f, "bl", "*.new.test", "Other.Test."]);
+    assert!(o.status.success(), "{}", out(&o));
+    let text = out(&o);
+    assert!(text.contains("added *.new.test to bl"), "{text}");
+    assert!(text.contains("added other.test to bl"), "{text}");
+    assert!(text.contains("set bl: 3 entries (bl 3 of 65)"), "{text}");
+    assert_eq!(dig(&net.b, "x.new.test", &[]), "timeout");
+    assert_eq!(dig(&net.b, "A.B.NEW.test", &[]), "timeout");
+    assert_eq!(dig(&net.b, "new.test", &[]), ok, "the wildcard is below it");
+    assert_eq!(dig(&net.b, "other.test", &[]), "timeout");
+    let o = pol(&["set", "list", f, "bl"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        ["*.new.test", "evil.test", "other.test"],
+        "{listed}"
+    );
+    let o = pol(&["set", "del", f, "bl", "other.test", "never.test"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let text = out(&o);
+    assert!(text.contains("deleted other.test from bl"), "{text}");
+    assert!(text.contains("never.test was not in bl"), "{text}");
+    assert_eq!(dig(&net.b, "other.test", &[]), ok);
+    // A bad name changes nothing, the good one before it included.
+    let o = pol(&["set", "add", f, "bl", "fine.test", "a..b"]);
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(
+        text.contains("`a..b` is not a value of set `bl` (dnsname): it is not a DNS name pattern: an empty label in `a..b`"),
+        "{text}"
+    );
+    assert_eq!(dig(&net.b, "fine.test", &[]), ok);
+    let v = run.last_counters(Duration::from_secs(1));
+    assert_eq!(count(&v, "listed")["total"], 4, "{v}");
+    run.signal("INT");
+    let (done, _, err) = run.finish(Duration::from_secs(20));
+    assert!(done, "{err}");
+    run_support::assert_clean(&net.a, "dnsset");
+}

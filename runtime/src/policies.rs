@@ -551,7 +551,7 @@ pub fn replay_set_edits(
                 continue;
             }
         };
-        let parse = |vs: &[String]| -> Result<Vec<pol_compiler::hir::Value>, String> {
+        let parse = |vs: &[String]| -> Result<Vec<sets::Member>, String> {
             vs.iter()
                 .map(|v| sets::parse_value(v, live.maps.elem).map_err(|w| format!("{v}: {w}")))
                 .collect()

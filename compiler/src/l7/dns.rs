@@ -158,6 +158,9 @@ pub struct NameSet {
     pub map: String,
     pub patterns: Vec<Pattern>,
     pub span: Span,
+    /// A named set (`set NAME: dnsname = ..`, its map named after it), which `pol set`
+    /// changes; else the patterns written in a rule.
+    pub declared: bool,
 }
 
 impl std::fmt::Display for Pattern {
@@ -241,6 +244,33 @@ pub fn pattern_key(p: &Pattern) -> Vec<u8> {
         (data.len() * 8) as u32
     };
     with_prefix(bits, data)
+}
+
+/// The pattern an LPM-trie key of [`pattern_key`] stands for (`pol set list`); `None` for
+/// a key no pattern makes.
+pub fn key_pattern(key: &[u8]) -> Option<Pattern> {
+    let bits = u32::from_ne_bytes(key.get(..4)?.try_into().ok()?) as usize;
+    let data = key.get(4..)?;
+    let (wildcard, len) = if bits % 8 == 1 {
+        (true, bits / 8)
+    } else if bits.is_multiple_of(8) && bits >= 8 {
+        (false, bits / 8 - 1)
+    } else {
+        return None;
+    };
+    // The labels right to left: length with the top bit, bytes; then the mark or the 0.
+    let mut labels = Vec::new();
+    let mut i = 0;
+    while i < len {
+        let l = usize::from(*data.get(i)? & !LABEL_MARK);
+        labels.push(data.get(i + 1..i + 1 + l)?.to_vec());
+        i += 1 + l;
+    }
+    if i != len || (!wildcard && *data.get(len)? != 0) {
+        return None;
+    }
+    labels.reverse();
+    Some(Pattern { wildcard, labels })
 }
 
 /// The LPM-trie key the kernel builds for a question name (labels left to right, any case).

@@ -4,11 +4,12 @@ use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use pol_compiler::hir::Value;
 use pol_compiler::obj::MapKind;
 
 use super::values::sort_key;
-use super::{decode, encode, show_in, Keys, SetError, SetMap, SetMapKind, SetMaps, PRESENT};
+use super::{
+    decode, encode, show_in, Keys, Member, SetError, SetMap, SetMapKind, SetMaps, PRESENT,
+};
 use crate::sys::{self, SysError};
 
 /// A set of a running filter, its maps opened through their pins.
@@ -78,7 +79,9 @@ impl LiveSet {
             let info = sys::map_info(fd.as_fd())
                 .map_err(sys_err(format!("cannot read set map `{}`", m.name)))?;
             let want_type = match m.kind {
-                SetMapKind::Addr { lpm: true, .. } => MapKind::LpmTrie.bpf_type(),
+                SetMapKind::Addr { lpm: true, .. } | SetMapKind::Name => {
+                    MapKind::LpmTrie.bpf_type()
+                }
                 _ => MapKind::Hash.bpf_type(),
             };
             if info.key_size != m.key_size() || info.map_type != want_type {
@@ -113,7 +116,7 @@ impl LiveSet {
     }
 
     /// Encodes every value first (nothing changes when one is wrong), then adds them.
-    pub fn add(&self, values: &[Value]) -> Result<Vec<Change>, SetError> {
+    pub fn add(&self, values: &[Member]) -> Result<Vec<Change>, SetError> {
         let keys = self.encode_all(values)?;
         let mut out = Vec::new();
         for (v, ks) in values.iter().zip(keys) {
@@ -164,7 +167,7 @@ impl LiveSet {
     }
 
     /// Encodes every value first, then deletes them.
-    pub fn delete(&self, values: &[Value]) -> Result<Vec<Change>, SetError> {
+    pub fn delete(&self, values: &[Member]) -> Result<Vec<Change>, SetError> {
         let keys = self.encode_all(values)?;
         let mut out = Vec::new();
         for (v, ks) in values.iter().zip(keys) {
@@ -186,13 +189,13 @@ impl LiveSet {
         Ok(out)
     }
 
-    fn encode_all(&self, values: &[Value]) -> Result<Vec<Keys>, SetError> {
+    fn encode_all(&self, values: &[Member]) -> Result<Vec<Keys>, SetError> {
         values.iter().map(|v| encode(&self.maps, v)).collect()
     }
 
     /// Every value in the maps, sorted and without duplicates (an integer set has the same
     /// values in each of its maps).
-    pub fn list(&self) -> Result<Vec<Value>, SetError> {
+    pub fn list(&self) -> Result<Vec<Member>, SetError> {
         let mut out = Vec::new();
         for (m, fd) in self.maps.maps.iter().zip(&self.fds) {
             for key in self.keys(m, fd.as_fd())? {

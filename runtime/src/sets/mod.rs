@@ -8,7 +8,8 @@
 //! LPM trie keyed `{u32 prefixlen (little-endian), address bytes}`. An integer set has
 //! one hash map per field size it is tested against (`<set>` for 2-byte fields such as
 //! ports, `<set>_u8`, `<set>_u32`), keyed by the little-endian integer; ranges stay in
-//! the code. Every value is `1u8`.
+//! the code. A `dnsname` set is one LPM trie named after it, keyed as `l7::dns` keys names
+//! (`{u32 prefixlen, labels reversed}`). Every value is `1u8`.
 
 mod live;
 mod pins;
@@ -27,7 +28,7 @@ use crate::sys::SysError;
 
 pub use live::{Change, LiveSet};
 pub use pins::{find_run, stem_of, sweep_stale, Pins};
-pub use values::{changeable, decode, encode, parse_value, show, show_in, Keys};
+pub use values::{changeable, decode, encode, parse_value, show, show_in, Keys, Member};
 
 /// Where `pol run` pins the maps of named sets: `<PIN_ROOT>/<file stem>-<pid>/<map>` (bpffs allows no dots in names).
 pub const PIN_ROOT: &str = "/sys/fs/bpf/pol";
@@ -44,6 +45,8 @@ pub enum SetMapKind {
     Addr { v6: bool, lpm: bool },
     /// Integers of `size` bytes (the size of the field the set is tested against).
     Int { size: u8 },
+    /// DNS name patterns (an LPM trie over reversed labels).
+    Name,
 }
 
 /// One map holding (part of) a set.
@@ -59,6 +62,7 @@ impl SetMap {
         match self.kind {
             SetMapKind::Addr { v6, lpm } => (if v6 { 16 } else { 4 }) + if lpm { 4 } else { 0 },
             SetMapKind::Int { size } => u32::from(size),
+            SetMapKind::Name => pol_compiler::l7::dns::KEY_SIZE as u32,
         }
     }
 }
@@ -94,7 +98,7 @@ pub enum SetError {
     Inline { set: String, n: usize },
     #[error("set `{set}` is not used by any filter, so it has no map; use it in a rule (`drop ip.src in {set}`) and restart `pol run`")]
     Unused { set: String },
-    #[error("sets of {elem} cannot be changed at run time (set `{set}`); only address, integer and MAC sets become maps")]
+    #[error("sets of {elem} cannot be changed at run time (set `{set}`); only address, integer, MAC and DNS name sets become maps")]
     Unsupported { set: String, elem: Ty },
     #[error("no `pol run` of {file} is running (nothing pinned under {root}/{stem}-*); start one with `sudo pol run {file}`")]
     NotRunning {
@@ -164,18 +168,63 @@ pub enum SetError {
 
 /// The set maps of a compiled file: (map name, set name), for pinning.
 pub fn all_set_maps(c: &Compiled) -> Vec<SetMap> {
+    let names = c
+        .hir
+        .l7
+        .names
+        .iter()
+        .filter(|s| s.declared)
+        .map(|s| name_maps(c, s));
     c.hir
         .sets
         .iter()
         .filter_map(|s| maps_of(c, s).ok())
+        .chain(names)
         .flat_map(|s| s.maps)
         .collect()
 }
 
+/// The map of a named `dnsname` set, when a filter uses it.
+fn name_maps(c: &Compiled, set: &pol_compiler::l7::dns::NameSet) -> SetMaps {
+    let maps = c
+        .maps
+        .iter()
+        .filter(|m| m.spec.name == set.map && m.spec.kind == MapKind::LpmTrie)
+        .map(|m| SetMap {
+            name: m.spec.name.clone(),
+            kind: SetMapKind::Name,
+            max_entries: m.spec.max_entries,
+        })
+        .collect();
+    SetMaps {
+        set: set.map.clone(),
+        elem: Ty::DnsName,
+        declared: set.patterns.len(),
+        ranges: 0,
+        maps,
+    }
+}
+
 /// Finds set `set` of file `file` (for messages) and the maps it became.
 pub fn lookup(c: &Compiled, file: &str, set: &str) -> Result<SetMaps, SetError> {
+    let declared_names = || c.hir.l7.names.iter().filter(|s| s.declared);
+    if let Some(names) = declared_names().find(|s| s.map == set) {
+        let found = name_maps(c, names);
+        if found.maps.is_empty() {
+            return Err(SetError::Unused {
+                set: set.to_string(),
+            });
+        }
+        return Ok(found);
+    }
     let Some(def) = c.hir.sets.iter().find(|s| s.name == set) else {
-        let names: Vec<&str> = c.hir.sets.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<&str> = c
+            .hir
+            .sets
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(declared_names().map(|s| s.map.as_str()))
+            .collect();
         let close = suggest::nearest(set, names.iter().copied(), 2.max(set.len() / 3));
         let hint = match (close.is_empty(), names.is_empty()) {
             (false, _) => format!("; did you mean {}?", suggest::one_of(&close)),

@@ -132,3 +132,40 @@ fn mac_sets_are_changeable_and_encode_like_the_compiler() {
     let e = parse_value("02:00:00:00:00", s.elem).expect_err("five groups");
     assert!(e.contains("is not a MAC address"), "{e}");
 }
+
+#[test]
+fn name_sets_are_changeable_and_encode_like_the_compiler() {
+    let src = "set bl: dnsname = { \"evil.test\", \"*.ads.test\" }\n\
+        set idle: dnsname = { \"x.test\" }\n\
+        filter f on xdp(\"lo\") {\n    drop dns.qname in bl\n    \
+        drop dns.qname == \"inline.test\"\n    default pass\n}\n";
+    let c = compiled(src);
+    let s = lookup(&c, "f.pol", "bl").expect("a name set is a map");
+    assert_eq!(s.elem, Ty::DnsName);
+    assert_eq!(s.maps.len(), 1);
+    assert_eq!(s.maps[0].kind, SetMapKind::Name);
+    assert_eq!(s.maps[0].max_entries, 2 + 64);
+    // Every entry the compiler wrote decodes to its pattern and encodes back.
+    let def = c
+        .maps
+        .iter()
+        .find(|m| m.spec.name == "bl")
+        .expect("map def");
+    let mut shown = Vec::new();
+    for (k, _) in &def.entries {
+        let m = decode(SetMapKind::Name, k).expect("decodes");
+        assert_eq!(encode(&s, &m).expect("encodes"), vec![(0, k.clone())]);
+        shown.push(show(&m));
+    }
+    shown.sort();
+    assert_eq!(shown, ["*.ads.test", "evil.test"]);
+    let v = parse_value("WWW.Example.COM.", s.elem).expect("a name");
+    assert_eq!(show_in(&v, s.elem), "www.example.com");
+    let e = parse_value("a*.test", s.elem).expect_err("bad wildcard");
+    assert!(e.contains("is not a DNS name pattern"), "{e}");
+    let e = lookup(&c, "f.pol", "idle").expect_err("unused").to_string();
+    assert!(e.contains("not used by any filter"), "{e}");
+    // The inline patterns of a rule are no set; named sets are pinned.
+    assert!(lookup(&c, "f.pol", "dns_names1").is_err());
+    assert!(all_set_maps(&c).iter().any(|m| m.name == "bl"));
+}

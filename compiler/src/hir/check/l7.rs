@@ -475,6 +475,7 @@ impl Checker<'_> {
             map: s.name.name.clone(),
             patterns,
             span: s.span.clone(),
+            declared: true,
         });
         Some(self.hir.l7.names.len() - 1)
     }
@@ -588,6 +589,7 @@ impl Checker<'_> {
             map: format!("dns_names{set}"),
             patterns,
             span: rhs.span.clone(),
+            declared: false,
         });
         let name = test(named(set));
         Some(if negate {

@@ -136,3 +136,22 @@ fn the_stage_verifies_and_compiles() {
     }
     crate::codegen::compile(&m).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn keys_decode_back_to_their_patterns() {
+    for text in [
+        "*.blocked.test",
+        "blocked.test",
+        "a.b.c",
+        "*",
+        "x",
+        "*.A.Example",
+    ] {
+        let p = parse_pattern(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(key_pattern(&pattern_key(&p)), Some(p), "{text}");
+    }
+    // A question's key is no pattern's when cut mid-label.
+    let mut k = pattern_key(&parse_pattern("ab.test").unwrap_or_else(|e| panic!("{e}")));
+    k[0] = 16;
+    assert_eq!(key_pattern(&k), None);
+}
