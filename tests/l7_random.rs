@@ -485,6 +485,6 @@ fn random_client_hellos_match_the_reference() {
         }
     }
     assert_eq!(runs, 3200);
-    // The generator reaches every kind of reading.
-    assert!(seen.iter().all(|&n| n > 100), "{seen:?}");
+    // The generator reaches every kind of reading (not TLS: about 3 % of the hellos).
+    assert!(seen.iter().all(|&n| n >= 30), "{seen:?}");
 }
