@@ -1,7 +1,7 @@
 //! bench/l7/names.sh: ns per packet of `dns.qname in SET` and `tls.sni in SET` with 10,
-//! 1,000 and 100,000 names in the set, beside the same filter testing only the port (the
-//! peer: parser and rules without the L7 stage), in one run (BPF_PROG_TEST_RUN, 10^6
-//! repeats, rounds alternating, medians).
+//! 1,000 and 100,000 names in the set, and of `tls.alpn` with 1 and 32 tests, beside the
+//! same filter testing only the port (the peer: parser and rules without the L7 stage),
+//! in one run (BPF_PROG_TEST_RUN, 10^6 repeats, rounds alternating, medians).
 //!   sudo bench/l7/names.sh   (cargo run -p pol-runtime --example l7_names)
 //! Needs root and bpf().
 
@@ -24,7 +24,8 @@ fn query(name: &str) -> Vec<u8> {
 }
 
 /// A TLS 1.3 ClientHello naming `name`, shaped like openssl's: 31 cipher suites, the
-/// server_name, supported_groups, signature_algorithms and supported_versions extensions.
+/// server_name, supported_groups, signature_algorithms, ALPN (`h2`, `http/1.1`, as curl
+/// offers) and supported_versions extensions.
 fn hello(name: &str) -> Vec<u8> {
     let ext = |t: u16, body: &[u8]| {
         let mut e = t.to_be_bytes().to_vec();
@@ -39,6 +40,7 @@ fn hello(name: &str) -> Vec<u8> {
     let mut exts = ext(0, &sni);
     exts.extend(ext(10, &[0, 4, 0, 0x1d, 0, 0x17]));
     exts.extend(ext(13, &[0, 4, 4, 3, 8, 4]));
+    exts.extend(ext(16, b"\x00\x0c\x02h2\x08http/1.1"));
     exts.extend(ext(43, &[4, 3, 4, 3, 3]));
     let mut body = vec![3, 3];
     body.extend([7u8; 32]);
@@ -123,6 +125,19 @@ fn main() -> Result<(), String> {
             source: format!(
                 "{set}filter b on xdp(\"eth0\") {{\n    drop tls.sni in names\n    default pass\n}}\n"
             ),
+            packet: tls_pkt.clone(),
+            samples: vec![],
+            loaded: None,
+        });
+    }
+    // ALPN: one test, and the most a file may have (32), no protocol matching.
+    for n in [1usize, 32] {
+        let rules: String = (0..n)
+            .map(|i| format!("    drop tls.alpn == \"proto{i}\"\n"))
+            .collect();
+        cases.push(Case {
+            label: format!("tls.alpn, {n} test{}", if n == 1 { "" } else { "s" }),
+            source: format!("filter b on xdp(\"eth0\") {{\n{rules}    default pass\n}}\n"),
             packet: tls_pkt.clone(),
             samples: vec![],
             loaded: None,
