@@ -388,7 +388,10 @@ impl L7Test {
         match self {
             L7Test::Http(_) => Proto::Http,
             L7Test::Dns | L7Test::DnsName { .. } | L7Test::DnsInt { .. } => Proto::Dns,
-            L7Test::Tls | L7Test::TlsName { .. } | L7Test::TlsVersion { .. } => Proto::Tls,
+            L7Test::Tls
+            | L7Test::TlsName { .. }
+            | L7Test::TlsVersion { .. }
+            | L7Test::TlsAlpn { .. } => Proto::Tls,
         }
     }
 
