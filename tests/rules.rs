@@ -301,6 +301,41 @@ fn bad_rules_are_errors_at_their_span() {
         "E0302",
         "new_uid",
     );
+    // argv: by position up to its bound, by its start, on exec only.
+    assert_error(
+        "rule r on exec { when argv[8] == \"-c\" action kill }",
+        "E0542",
+        "argv[8]",
+    );
+    assert_error(
+        "rule r on exec { when ends_with(argv[1], \".sh\") action kill }",
+        "L0501",
+        "ends_with(argv[1], \".sh\")",
+    );
+    assert_error(
+        "rule r on exec { when argv[1] ~ \"*.sh\" action kill }",
+        "L0501",
+        "argv[1] ~ \"*.sh\"",
+    );
+    let d = assert_error(
+        "rule r on exec { when argv == \"-c\" action kill }",
+        "L0501",
+        "argv == \"-c\"",
+    );
+    assert!(
+        d.help.as_deref().unwrap_or("").contains("in argv"),
+        "{d:#?}"
+    );
+    assert_error(
+        "rule r on open { when \"-c\" in argv action kill }",
+        "E0302",
+        "argv",
+    );
+    assert_error(
+        "rule r on exec { when argv[1] == \"a-literal-longer-than-the-sixty-three-bytes-an-argument-slot-holds\" action kill }",
+        "E0534",
+        "\"a-literal-longer-than-the-sixty-three-bytes-an-argument-slot-holds\"",
+    );
 }
 
 #[test]
@@ -743,35 +778,112 @@ fn rule_examples_check_and_are_in_pol_fmt_style() {
     pol_no_bpf,
     ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
 )]
-fn the_starter_rules_deny_a_mining_pool_port_and_see_an_exec_from_tmp() {
+fn the_starter_rules_act_on_each_behaviour_they_name() {
+    // examples/rules/starter.pol itself, enforcing, against the behaviours its rules
+    // name, each performed for real: a shell spawned by a process named like a web
+    // server, /etc/passwd opened for writing, a connection to a mining pool port, a
+    // program run from /tmp, a setuid-root program run by another user.
     require_kernel();
     common::require_tool("python3");
+    common::require_tool("unshare");
+    common::require_tool("setpriv");
     let starter = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rules/starter.pol");
     let cg = TestCgroup::new("pol_rules_starter");
+    let dir = TempDir::new("pol_rules_starter");
+    assert!(dir.path().starts_with("/tmp"), "a temporary directory");
+    let base = format!("pst{}", std::process::id() % 100_000);
+    // A web server: a copy of /bin/sh named `nginx`, in a directory of its own.
+    let web = dir.path().join("web");
+    std::fs::create_dir(&web).expect("mkdir");
+    let nginx = web.join("nginx");
+    std::fs::copy("/bin/sh", &nginx).expect("copy /bin/sh");
+    let spawned = dir.path().join("spawned");
+    // A stand-in for /etc/passwd, bound over it in a mount namespace of the writer's
+    // own: the rule sees the path `/etc/passwd`, and a write the rule failed to stop
+    // would land in the stand-in.
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, "root:x:0:0::/root:/bin/sh\n").expect("write passwd");
+    // A setuid-root program, run as nobody.
+    let suid = program(dir.path(), &format!("{base}u"));
+    std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755))
+        .expect("chmod u+s");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the directory");
+    let prog = program(dir.path(), &base);
     let pol = start(&[
         "--json",
         "--cgroup",
         cg.path().to_str().expect("utf-8"),
         starter.to_str().expect("utf-8"),
     ]);
+    // `; true` keeps nginx from exec-ing the shell in its own process.
+    let web_shell = Command::new(&nginx)
+        .arg("-c")
+        .arg(format!("sh -c 'touch {}'; echo $?", spawned.display()))
+        .output()
+        .expect("run nginx");
+    let writer = Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {} /etc/passwd && sh -c 'echo evil >> /etc/passwd'; echo $?",
+            passwd.display()
+        ))
+        .output()
+        .expect("run the writer");
     let mined = cg.sh(&socket_script("connect", false, "127.0.0.1", 3333));
-    let dir = TempDir::new("pol_rules_starter");
-    assert!(dir.path().starts_with("/tmp"), "a temporary directory");
-    let name = format!("pst{}", std::process::id() % 100_000);
-    let prog = program(dir.path(), &name);
     assert!(Command::new(&prog).status().expect("run").success());
+    let as_nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&suid)
+        .status()
+        .expect("run setpriv");
     let out = stop(pol);
-    assert_eq!(said(&mined), "EPERM", "{mined:?}");
     let got = alerts(&out);
-    let rule = |r: &str| got.iter().find(|a| a["rule"] == r);
-    let m = rule("mining_pool_connect").unwrap_or_else(|| panic!("{out}"));
-    assert_eq!(m["action"], "deny");
-    assert_eq!(m["event"]["port"], 3333);
-    assert!(
+    let rule = |r: &str, comm: &str| {
         got.iter()
-            .any(|a| a["rule"] == "exec_from_temp" && a["event"]["comm"] == name.as_str()),
-        "{out}"
+            .find(|a| a["rule"] == r && a["event"]["comm"] == comm)
+            .unwrap_or_else(|| panic!("no {r} alert for {comm}:\n{out}"))
+    };
+
+    // The shell under nginx died by SIGKILL before it ran a byte of its own.
+    assert_eq!(String::from_utf8_lossy(&web_shell.stdout).trim(), "137");
+    assert!(!spawned.exists(), "the shell never ran its command");
+    let a = rule("shell_from_web_server", "sh");
+    assert_eq!(a["action"], "kill");
+    assert_eq!(a["event"]["parent.comm"], "nginx");
+
+    // The writer of /etc/passwd died before a byte reached the file.
+    assert!(writer.status.success(), "{writer:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&writer.stdout).trim(),
+        "137",
+        "{writer:?}"
     );
+    assert_eq!(
+        std::fs::read_to_string(&passwd).expect("read passwd"),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+    let a = rule("account_db_write", "sh");
+    assert_eq!(a["action"], "kill");
+    assert_eq!(a["event"]["path"], "/etc/passwd");
+
+    assert_eq!(said(&mined), "EPERM", "{mined:?}");
+    let a = got
+        .iter()
+        .find(|a| a["rule"] == "mining_pool_connect")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(a["action"], "deny");
+    assert_eq!(a["event"]["port"], 3333);
+
+    rule("exec_from_temp", &base);
+
+    assert!(as_nobody.success(), "{as_nobody}");
+    let a = rule("setuid_root_exec", &format!("{base}u"));
+    assert_eq!(a["event"]["uid"], 65534);
+    assert_eq!(a["event"]["euid"], 0);
 }
 
 #[test]
@@ -825,8 +937,10 @@ fn repeated_alerts_are_rate_limited_and_the_suppressed_are_counted() {
 #[test]
 fn too_many_rules_on_one_kind_are_l0601_at_the_first_of_them() {
     use pol_compiler::rule::{self, ktypes::TableTypes};
-    let src: String = (0..1000)
-        .map(|i| format!("rule r{i} on exec {{\n    when comm == \"n{i}\"\n    action alert(info, \"x\")\n}}\n"))
+    // Prefixes stay byte compares (1,000 `comm == ..` rules are set lookups, and
+    // compile: tests/rules_scale.rs).
+    let src: String = (0..3000)
+        .map(|i| format!("rule r{i} on exec {{\n    when starts_with(path, \"/a{i}\")\n    action alert(info, \"x\")\n}}\n"))
         .collect();
     let (_, hir, diags) = driver::front(&src);
     assert!(diags.is_empty(), "{diags:#?}");
@@ -834,7 +948,7 @@ fn too_many_rules_on_one_kind_are_l0601_at_the_first_of_them() {
     let err = rule::compile(&hir.security, &src, &TableTypes::fixture()).expect_err("too long");
     assert_eq!(err.len(), 1, "{err:#?}");
     assert_eq!(err[0].code, "L0601", "{err:#?}");
-    assert!(err[0].message.starts_with("1000 `exec` rules"), "{err:#?}");
+    assert!(err[0].message.starts_with("3000 `exec` rules"), "{err:#?}");
     assert_eq!(&src[err[0].primary_span()], "rule r0 on exec");
 }
 

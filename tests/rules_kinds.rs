@@ -293,3 +293,68 @@ fn the_starter_rules_see_a_private_key_read_by_cat_not_by_ssh() {
         .collect();
     assert_eq!(reads, ["cat"], "cat, not ssh:\n{out}");
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn argv_is_tested_by_position_and_by_any_argument_up_to_its_bounds() {
+    require_kernel();
+    let dir = TempDir::new("pol_rules_argv");
+    let base = format!("pav{}", std::process::id() % 100_000);
+    let prog = program(dir.path(), &base);
+    let rules = dir.path().join("argv.pol");
+    std::fs::write(
+        &rules,
+        format!(
+            "rule dash_c on exec {{\n    when comm == \"{base}\" and argv[1] == \"-c\"\n    action alert(info, \"-c {{argv}}\")\n}}\n\n\
+             rule flag on exec {{\n    when comm == \"{base}\" and \"--pol-flag\" in argv\n    action alert(info, \"flag {{argv}}\")\n}}\n\n\
+             rule url on exec {{\n    when comm == \"{base}\" and starts_with(argv[2], \"http://\")\n    action alert(info, \"url {{argv}}\")\n}}\n"
+        ),
+    )
+    .expect("write rules");
+    let pol = start(&["--json", rules.to_str().expect("utf-8")]);
+    let long = "A".repeat(70);
+    let too_long = "B".repeat(300);
+    let runs: [&[&str]; 7] = [
+        &["-c", "x"],
+        // `-c` elsewhere than argv[1]; a slot holds the whole argument only.
+        &["x", "-c"],
+        &["-cc"],
+        &["one", "--pol-flag"],
+        // An argument longer than a slot (63 bytes) is stepped over to the next.
+        &[&long, "http://example.test/", "--pol-flag"],
+        // After an argument of 255 bytes or more, where the next starts is unknown.
+        &[&too_long, "--pol-flag"],
+        // Past the 8 slots (argv[0] to argv[7]).
+        &["1", "2", "3", "4", "5", "6", "7", "--pol-flag"],
+    ];
+    for args in runs {
+        assert!(Command::new(&prog)
+            .args(args)
+            .status()
+            .expect("run")
+            .success());
+    }
+    let out = stop(pol);
+    let got: Vec<String> = alerts(&out)
+        .iter()
+        .filter(|a| a["event"]["comm"] == base.as_str())
+        .map(|a| {
+            let m = a["message"].as_str().unwrap_or("");
+            // The message without the program's path.
+            m.replace(&prog.display().to_string(), "PROG")
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "-c PROG -c x".to_string(),
+            "flag PROG one --pol-flag".to_string(),
+            format!("flag PROG {long} http://example.test/ --pol-flag"),
+            format!("url PROG {long} http://example.test/ --pol-flag"),
+        ],
+        "{out}"
+    );
+}

@@ -191,3 +191,90 @@ fn a_thousand_entry_list_matches_exactly_its_paths_names_and_ports_in_the_kernel
         "only the listed path and the listed name:\n{out}"
     );
 }
+
+/// `n` rules on `open`, rule `i` testing `path == "{dir}/fI"` and printing fields no
+/// rule tests (filled only once a rule matched).
+fn separate_rules(n: usize, dir: &str) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "rule r{i} on open {{\n    when path == \"{dir}/f{i}\"\n    action alert(info, \"{{comm}} {{parent.comm}} {{uid}} {{path}}\")\n}}\n"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_thousand_separate_equality_rules_compile_to_a_test_and_a_call_each() {
+    let ten = compiled(&separate_rules(10, "/x"));
+    let thousand = compiled(&separate_rules(1000, "/x"));
+    let (a, b) = (
+        insns(&ten, "rule_open_openat"),
+        insns(&thousand, "rule_open_openat"),
+    );
+    // The path is looked up once (one-value sets in `pol_rule_in_path`); each rule is
+    // a bit test and a call of the shared alert subprogram.
+    assert!(
+        b < a + 990 * 8,
+        "10 rules: {a}, 1,000 rules: {b} instructions"
+    );
+    let sets = &thousand.rules.sets;
+    assert_eq!(sets.len(), 1, "{sets:#?}");
+    assert_eq!(sets[0].map, "pol_rule_in_path");
+    assert_eq!(sets[0].entries.len(), 1000);
+    let bits = |key: &str| {
+        sets[0]
+            .entries
+            .iter()
+            .find(|(k, _)| *k == rule::SetKey::Str(key.into()))
+            .map(|(_, v)| v.clone())
+    };
+    // Rule 999's bit: word 15, bit 39.
+    let mut want = vec![0u64; 16];
+    want[15] = 1 << 39;
+    assert_eq!(bits("/x/f999"), Some(want));
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn a_thousand_separate_rules_load_and_each_reports_its_own_open_with_every_field() {
+    require_kernel();
+    let dir = TempDir::new("pol_rules_sep");
+    let d = dir.path().display().to_string();
+    for i in [7, 999, 1000] {
+        std::fs::write(dir.path().join(format!("f{i}")), "x").expect("write");
+    }
+    let rules = dir.path().join("separate.pol");
+    std::fs::write(&rules, separate_rules(1000, &d)).expect("write rules");
+    let pol = start(&["--json", rules.to_str().expect("utf-8")]);
+    // `cat` opens f7, f999 and f1000 (no rule names it); its parent is `sh`.
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cat {d}/f7 {d}/f999 {d}/f1000 >/dev/null; true"))
+        .status()
+        .expect("run sh");
+    assert!(st.success());
+    let out = stop(pol);
+    let got: Vec<(String, String)> = alerts(&out)
+        .iter()
+        .map(|a| {
+            (
+                a["rule"].as_str().unwrap_or("").to_string(),
+                a["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    // SAFETY: getuid(2) reads the caller's id and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    assert_eq!(
+        got,
+        [
+            ("r7".to_string(), format!("cat sh {uid} {d}/f7")),
+            ("r999".to_string(), format!("cat sh {uid} {d}/f999")),
+        ],
+        "exactly the rules naming the opened files, with the fields they print:\n{out}"
+    );
+}

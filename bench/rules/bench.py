@@ -179,8 +179,13 @@ def main():
                     stop(p)
                 row(op, label, {"tool": "pol", "shape": shape, "rules": k, "compile_s": compile_s},
                     prog, ns, base, f"  (compiled in {compile_s:.2f} s)")
-                if op != "connect" and shape == "rules" and k <= 100:
-                    p = start(["bpftrace", "-e", bpftrace_prog(op, k)], lambda l: "Attaching" in l, stdout=True)
+                if op != "connect" and shape == "rules":
+                    try:
+                        p = start(["bpftrace", "-e", bpftrace_prog(op, k)], lambda l: "Attaching" in l, stdout=True)
+                    except RuntimeError as e:
+                        print(f"{op:8} bpftrace {k} compares: did not start: {str(e)[-200:]!r}", flush=True)
+                        rows.append({"op": op, "tool": "bpftrace", "rules": k, "error": str(e)[-200:]})
+                        continue
                     # bpftrace prints "Attaching N probes..." before it has attached.
                     time.sleep(1.0)
                     try:

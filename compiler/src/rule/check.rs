@@ -354,6 +354,35 @@ fn unknown_field(kind: Kind, name: &str, span: Span) -> Diagnostic {
 
 fn field_of(kind: Kind, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Field> {
     match &e.kind {
+        // `argv[1]`: one argument of an exec.
+        ExprKind::Index(p, idx) if p.dotted() == "argv" => {
+            if kind != Kind::Exec {
+                diags.push(unknown_field(kind, "argv", p.span.clone()));
+                return None;
+            }
+            let slot = match idx.as_slice() {
+                [Expr {
+                    kind: ExprKind::Int(i),
+                    ..
+                }] => u32::try_from(*i).ok().and_then(super::hir::arg_field),
+                _ => None,
+            };
+            if slot.is_none() {
+                diags.push(
+                    Diagnostic::error(
+                        "E0542",
+                        format!(
+                            "rules see the first {} arguments: `argv[0]` to `argv[{}]`",
+                            super::hir::ARGS,
+                            super::hir::ARGS - 1
+                        ),
+                        e.span.clone(),
+                    )
+                    .with_label("not an argument rules can test"),
+                );
+            }
+            slot
+        }
         ExprKind::Path(p) => {
             let name = p.dotted();
             match kind.field(&name) {
@@ -395,6 +424,28 @@ fn condition(kind: Kind, defs: &Defs, e: &Expr, diags: &mut Vec<Diagnostic>) -> 
             } else {
                 Cond::Or(x, y)
             })
+        }
+        // `"--foo" in argv`: any of the first arguments is the string.
+        ExprKind::Binary(BinOp::In, a, b) if matches!(&b.kind, ExprKind::Path(p) if p.dotted() == "argv") =>
+        {
+            if kind != Kind::Exec {
+                diags.push(unknown_field(kind, "argv", b.span.clone()));
+                return None;
+            }
+            let first = super::hir::arg_field(0)?;
+            let lit = str_lit(first, a, diags)?;
+            let mut out = None;
+            for i in 0..super::hir::ARGS {
+                let c = Cond::Str {
+                    field: super::hir::arg_field(i)?,
+                    pat: StrPat::Eq(lit.clone()),
+                };
+                out = Some(match out {
+                    None => c,
+                    Some(prev) => Cond::Or(Box::new(prev), Box::new(c)),
+                });
+            }
+            out
         }
         ExprKind::Binary(op, a, b) => {
             // A value on the left: flip (`"/bin/sh" == path`).
@@ -528,6 +579,10 @@ fn condition(kind: Kind, defs: &Defs, e: &Expr, diags: &mut Vec<Diagnostic>) -> 
                 });
             }
             let bytes = str_lit(field, b, diags)?;
+            if !wanted && is_arg(field) {
+                diags.push(no_arg_suffix(e.span.clone()));
+                return None;
+            }
             let bytes: Vec<Option<u8>> = bytes.into_iter().map(Some).collect();
             Some(Cond::Str {
                 field,
@@ -619,15 +674,36 @@ fn str_lit(field: Field, e: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Vec<u8
 }
 
 fn not_testable(field: Field, span: Span) -> Diagnostic {
-    Diagnostic::error(
+    let d = Diagnostic::error(
         "L0501",
         format!(
-            "`{}` can be printed in alerts but not tested yet",
+            "`{}` can be printed in alerts but not tested as a whole",
             field.name
         ),
         span,
     )
-    .with_label("not supported yet")
+    .with_label("not supported");
+    if field.name == "argv" {
+        d.with_help("test one argument, `argv[1] == \"-c\"`, or any of them, `\"-c\" in argv`")
+    } else {
+        d
+    }
+}
+
+/// Whether `field` is an `argv[i]` slot.
+fn is_arg(field: Field) -> bool {
+    field.name.starts_with("argv[")
+}
+
+/// Slots hold an argument's first 63 bytes: its end is not known for a longer one.
+fn no_arg_suffix(span: Span) -> Diagnostic {
+    Diagnostic::error(
+        "L0501",
+        "`argv[i]` is tested by its start (`==`, `in`, `starts_with`, a glob ending in `*`), not by its end",
+        span,
+    )
+    .with_label("a test of the argument's end")
+    .with_help("an argument longer than 63 bytes keeps only its first 63 in the slot rules test")
 }
 
 fn compare(
@@ -726,7 +802,12 @@ fn compare(
         }
         BinOp::Match => {
             let s = str_lit(field, b, diags)?;
-            glob(&s, b.span.clone(), diags).map(|pat| Cond::Str { field, pat })
+            let pat = glob(&s, b.span.clone(), diags)?;
+            if is_arg(field) && matches!(pat, StrPat::Suffix(_) | StrPat::Glob { .. }) {
+                diags.push(no_arg_suffix(whole.span.clone()));
+                return None;
+            }
+            Some(Cond::Str { field, pat })
         }
         BinOp::Eq | BinOp::Ne => {
             let c = match field.ty {

@@ -178,7 +178,8 @@ impl Kind {
     /// Bytes of the record (and of the per-CPU scratch value it is built in).
     pub fn record_size(self) -> u32 {
         match self {
-            Kind::Exec | Kind::Open => RECORD_SIZE,
+            Kind::Exec => OFF_ARGS + ARGS * ARG_LEN,
+            Kind::Open => RECORD_SIZE,
             Kind::Connect
             | Kind::Bind
             | Kind::Setuid
@@ -514,15 +515,43 @@ pub const EXIT_FIELDS: &[Field] = with_common![
 /// 624), then the tail fields.
 pub const RECORD_SIZE: u32 = TAIL + PARENT_PATH + 2 * PATH_MAX;
 
+/// `argv[i]` for i below this: the first arguments of an exec, each in a slot of
+/// [`ARG_LEN`] bytes after the exec record's common end (63 bytes and a NUL; a longer
+/// argument keeps its first 63 bytes and 0xff in the last, so it equals no literal).
+pub const ARGS: u32 = 8;
+pub const ARG_LEN: u32 = 64;
+pub const OFF_ARGS: u32 = RECORD_SIZE;
+/// The slots' names, as [`Field::name`]s.
+pub const ARG_NAMES: [&str; ARGS as usize] = [
+    "argv[0]", "argv[1]", "argv[2]", "argv[3]", "argv[4]", "argv[5]", "argv[6]", "argv[7]",
+];
+
+/// Slot `i` of argv (`argv[i]`), a string field of exec records.
+pub fn arg_field(i: u32) -> Option<Field> {
+    Some(Field {
+        name: ARG_NAMES.get(i as usize)?,
+        ty: FieldTy::Str(ARG_LEN),
+        offset: OFF_ARGS + i * ARG_LEN,
+        len_at: None,
+        doc: "an argument of the exec (63 bytes at most)",
+    })
+}
+
 /// `parent.path`'s offset from the tail; its 256 bytes are followed by 256 more, room
 /// for a suffix compare's masked offset. Bytes to zero on every event: up to the end
 /// of `parent.path`.
 pub const PARENT_PATH: u32 = T_CGROUP_NAME + CGROUP_NAME_MAX;
 
-/// Bytes of a kind's record that are zeroed on every event (the padding after
-/// `parent.path` is never read).
-pub fn zeroed_size(kind: Kind) -> u32 {
+/// Two words in the padding after `parent.path` (never read as a field, sent with the
+/// record but not decoded): where the event's source is kept for fields filled only once
+/// a rule matched (exec's `bprm`, open's user pointer to the file name), and whether
+/// those fields are filled yet (0 until the first rule of the event matches).
+pub fn off_source(kind: Kind) -> u32 {
     kind.tail() + PARENT_PATH + PATH_MAX
+}
+
+pub fn off_filled(kind: Kind) -> u32 {
+    off_source(kind) + 8
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

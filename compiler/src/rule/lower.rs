@@ -15,8 +15,8 @@ use super::hir::{
 };
 use super::ktypes::{KernelTypes, Member};
 use crate::mir::{
-    helpers, BinOp, Block, BlockCall, Cond as MCond, ExtOp, Function, Hook, IntTy, MapDef, MapId,
-    MapKind, Module, Op, Operand, PtrKind, Term, Type, Value,
+    helpers, BinOp, Block, BlockCall, Cond as MCond, ExtOp, FuncId, Function, Hook, IntTy, MapDef,
+    MapId, MapKind, Module, Op, Operand, PtrKind, Term, Type, Value,
 };
 
 /// The per-CPU array the record is built in.
@@ -83,7 +83,14 @@ pub fn set_maps(set: &RuleSet) -> Vec<SetMap> {
             Some(at) => &mut out[at],
             None => {
                 out.push(SetMap {
-                    name: format!("{SET_MAP}{}", s.field.replace('.', "_")),
+                    // Map names hold letters, digits and `_` (`argv[1]`: `argv_1_`).
+                    name: format!(
+                        "{SET_MAP}{}",
+                        s.field
+                            .chars()
+                            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                            .collect::<String>()
+                    ),
                     field: s.field,
                     key_size: 8,
                     words: 0,
@@ -161,6 +168,95 @@ const CGROUP_NAME_MEMBERS: &[(&str, &str)] = &[
 
 fn uses_stdio(set: &RuleSet, kind: Kind) -> bool {
     set.uses(kind, "stdin.socket") || set.uses(kind, "stdout.socket")
+}
+
+/// Fields that cost helper calls to fill, in groups filled together (in this order: a
+/// group may read an earlier one's field, `parent.path` the `ppid`). A program fills
+/// the groups its rules test before the rules, and the others only once a rule matched
+/// (for the alert). Fields read straight from the context (open's flags, connect's
+/// address, system call arguments) are filled on every event: a load each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Pid,
+    Ids,
+    Cgroup,
+    Comm,
+    Parent,
+    Euid,
+    Ancestors,
+    Stdio,
+    CgroupName,
+    ParentPath,
+    Path,
+    Argv,
+    Exit,
+}
+
+impl Group {
+    const ALL: [Group; 13] = [
+        Group::Pid,
+        Group::Ids,
+        Group::Cgroup,
+        Group::Comm,
+        Group::Parent,
+        Group::Euid,
+        Group::Ancestors,
+        Group::Stdio,
+        Group::CgroupName,
+        Group::ParentPath,
+        Group::Path,
+        Group::Argv,
+        Group::Exit,
+    ];
+
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Group::Pid => &["pid"],
+            Group::Ids => &["uid", "gid"],
+            Group::Cgroup => &["cgroup"],
+            Group::Comm => &["comm"],
+            Group::Parent => &["ppid", "parent.comm"],
+            Group::Euid => &["euid"],
+            Group::Ancestors => &["ancestor.comm"],
+            Group::Stdio => &["stdin.socket", "stdout.socket"],
+            Group::CgroupName => &["cgroup.name"],
+            Group::ParentPath => &["parent.path"],
+            Group::Path => &["path"],
+            Group::Argv => &[
+                "argv", "argv[0]", "argv[1]", "argv[2]", "argv[3]", "argv[4]", "argv[5]",
+                "argv[6]", "argv[7]",
+            ],
+            Group::Exit => &["code", "signal"],
+        }
+    }
+
+    /// Whether records of `kind` have the group's fields at all (the costly optional
+    /// ones only when a rule tests or prints them).
+    fn present(self, set: &RuleSet, kind: Kind) -> bool {
+        match self {
+            Group::Pid | Group::Ids | Group::Cgroup | Group::Comm | Group::Parent | Group::Euid => {
+                true
+            }
+            Group::Ancestors | Group::Stdio | Group::CgroupName | Group::ParentPath => self
+                .fields()
+                .iter()
+                .any(|f| set.uses(kind, f) && (self != Group::ParentPath || uses_procs(set))),
+            Group::Path => matches!(kind, Kind::Exec | Kind::Open),
+            Group::Argv => kind == Kind::Exec,
+            Group::Exit => kind == Kind::Exit,
+        }
+    }
+
+    /// Whether a rule of `kind` tests one of the group's fields (or one of a later
+    /// tested group needs it).
+    fn tested(self, set: &RuleSet, kind: Kind) -> bool {
+        let t = |g: Group| g.fields().iter().any(|f| super::shape::tests(set, kind, f));
+        self.present(set, kind)
+            && (t(self)
+                || (self == Group::Parent
+                    && Group::ParentPath.present(set, kind)
+                    && t(Group::ParentPath)))
+    }
 }
 
 /// And the process table's programs.
@@ -424,10 +520,31 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
         procs,
     };
     for (index, kind) in kinds.iter().enumerate() {
-        let members = members(*kind, kt, set)?;
-        for entry in Entry::of(*kind) {
-            let f = Lower::program(set, *kind, *entry, index, &members, &maps);
-            m.add_func(f);
+        let kind = *kind;
+        let mut cx = KindCx {
+            index,
+            tested: Group::ALL
+                .into_iter()
+                .filter(|g| g.tested(set, kind))
+                .collect(),
+            present: Group::ALL
+                .into_iter()
+                .filter(|g| g.present(set, kind))
+                .collect(),
+            members: members(kind, kt, set)?,
+            hits: Vec::new(),
+            arg_slots: super::hir::ARG_NAMES.iter().any(|n| set.uses(kind, n)),
+            path_zero: compared_past_nul(set, kind, "path", &plans),
+        };
+        for r in set.rules.iter().filter(|r| r.kind == kind) {
+            let acts = (r.kill, r.deny);
+            if !cx.hits.iter().any(|(a, _)| *a == acts) {
+                let f = Lower::hit_function(kind, r.kill, r.deny, &cx, &maps);
+                cx.hits.push((acts, m.add_func(f)));
+            }
+        }
+        for entry in Entry::of(kind) {
+            m.add_func(Lower::program(set, kind, *entry, &cx, &maps));
         }
     }
     if let Some(procs) = procs {
@@ -747,6 +864,56 @@ struct Lower {
     members: std::collections::HashMap<(usize, u32), crate::mir::Slot>,
     /// Each set's map and bit (as [`Maps::set_at`]).
     set_at: Vec<(usize, u32)>,
+    /// A u64 stack word kernel reads go through (each read is loaded at once).
+    tmp: Option<crate::mir::Slot>,
+}
+
+/// What a kind's programs share: the kind's index (a record's kind word), the groups of
+/// fields filled before the rules (`tested`) and all its records have (`present`), the
+/// kernel members they read, and the subprograms a matched rule calls, by (kill, deny).
+struct KindCx {
+    index: usize,
+    tested: Vec<Group>,
+    present: Vec<Group>,
+    members: Members,
+    hits: Vec<((bool, bool), FuncId)>,
+    /// Whether a rule tests `argv[i]` (the argument slots are filled).
+    arg_slots: bool,
+    /// Bytes of `path` the rules compare past its NUL (see [`compared_past_nul`]).
+    path_zero: u32,
+}
+
+/// Bytes of string field `name` that the tests of `kind`'s rules compare past the
+/// string's NUL, so a fill before the rules must zero them: the words of an `==`
+/// literal and a set map's key. Prefixes, globs and suffixes stop at the NUL (a pattern
+/// byte never matches it), so they need none.
+fn compared_past_nul(set: &RuleSet, kind: Kind, name: &str, plans: &[SetMap]) -> u32 {
+    fn walk(c: &Cond, name: &str, plans: &[SetMap], n: &mut u32) {
+        match c {
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                walk(a, name, plans, n);
+                walk(b, name, plans, n);
+            }
+            Cond::Not(a) => walk(a, name, plans, n),
+            Cond::Str {
+                field,
+                pat: StrPat::Eq(lit),
+            } if field.name == name => *n = (*n).max((lit.len() as u32 + 1).div_ceil(8) * 8),
+            Cond::Member { field, .. } if field.name == name => {
+                let key = plans
+                    .iter()
+                    .find(|p| p.field == name)
+                    .map_or(0, |p| p.key_size);
+                *n = (*n).max(key);
+            }
+            _ => {}
+        }
+    }
+    let mut n = 0;
+    for r in set.rules.iter().filter(|r| r.kind == kind) {
+        walk(&r.cond, name, plans, &mut n);
+    }
+    n.min(super::hir::PATH_MAX)
 }
 
 fn to(b: Block) -> BlockCall {
@@ -754,31 +921,27 @@ fn to(b: Block) -> BlockCall {
 }
 
 impl Lower {
-    fn program(
-        set: &RuleSet,
-        kind: Kind,
-        entry: Entry,
-        index: usize,
-        members: &Members,
-        maps: &Maps,
-    ) -> Function {
-        let mut f = Function::new(
-            &entry.symbol(),
-            Some(entry.hook()),
-            vec![Type::Ptr(PtrKind::Ctx)],
-            IntTy::I64,
-        );
-        // Cgroup hooks return 1 to let the call through, 0 to refuse it (EPERM).
-        let sock = entry.cgroup().is_some();
-        let exit = f.add_block();
-        let zero = f.iconst(exit, IntTy::I64, i64::from(sock));
-        f.set_term(exit, Term::Return(zero));
-        let start = f.entry();
-        let ctx = f.block(start).params[0];
-        let kslot = f.add_slot(4, 4);
-        let kp = f.push(start, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
-        f.push_void(
-            start,
+    /// A new lowering of `f`, whose record pointer is not known yet.
+    fn new(f: Function, scratch: MapId, set_at: Vec<(usize, u32)>) -> Lower {
+        Lower {
+            rec: Value::from_index(0),
+            f,
+            scratch,
+            lost_key: None,
+            audit: None,
+            verdict: None,
+            members: std::collections::HashMap::new(),
+            set_at,
+            tmp: None,
+        }
+    }
+
+    /// Looks the scratch record up (key 0 in the slot `kp` points at), going to `exit`
+    /// when it cannot; sets `self.rec` and returns the block that continues.
+    fn scratch_record(&mut self, b: Block, kp: Value, exit: Block) -> Block {
+        let scratch = self.scratch;
+        self.f.push_void(
+            b,
             Op::Store {
                 ty: IntTy::U32,
                 ptr: kp,
@@ -786,48 +949,45 @@ impl Lower {
                 val: Operand::Imm(0),
             },
         );
-        let scratch = maps.scratch;
-        let mref = f.push(start, Op::MapRef(scratch), Type::Ptr(PtrKind::Map(scratch)));
-        let r = f.push(
-            start,
-            Op::Call(helper("map_lookup_elem"), vec![mref, kp]),
+        let mref = self
+            .f
+            .push(b, Op::MapRef(scratch), Type::Ptr(PtrKind::Map(scratch)));
+        let r = self.call(
+            b,
+            "map_lookup_elem",
+            vec![mref, kp],
             Type::Ptr(PtrKind::MapValueOrNull(scratch)),
         );
-        let body = f.add_block();
-        f.set_term(
-            start,
-            Term::Br {
-                cond: MCond::Eq,
-                a: r,
-                b: Operand::Imm(0),
-                then: to(exit),
-                els: to(body),
-            },
-        );
+        let body = self.f.add_block();
+        self.br(b, MCond::Eq, r, Operand::Imm(0), exit, body);
         // The checked pointer, typed non-null for the accesses below.
-        let rec = f.push(
+        self.rec = self.f.push(
             body,
             Op::PtrAdd(r, Operand::Imm(0)),
             Type::Ptr(PtrKind::MapValue(scratch)),
         );
-        let mut l = Lower {
-            f,
-            rec,
-            scratch,
-            lost_key: None,
-            audit: None,
-            verdict: None,
-            members: std::collections::HashMap::new(),
-            set_at: maps.set_at.clone(),
-        };
-        let mut cur = body;
-        let acts = set
-            .rules
-            .iter()
-            .any(|r| r.kind == kind && (r.kill || r.deny));
-        if let (true, Some(mode)) = (acts, maps.mode) {
-            cur = l.read_mode(cur, kp, mode);
-        }
+        body
+    }
+
+    fn program(set: &RuleSet, kind: Kind, entry: Entry, cx: &KindCx, maps: &Maps) -> Function {
+        let f = Function::new(
+            &entry.symbol(),
+            Some(entry.hook()),
+            vec![Type::Ptr(PtrKind::Ctx)],
+            IntTy::I64,
+        );
+        // Cgroup hooks return 1 to let the call through, 0 to refuse it (EPERM).
+        let sock = entry.cgroup().is_some();
+        let mut l = Lower::new(f, maps.scratch, maps.set_at.clone());
+        let exit = l.f.add_block();
+        let zero = l.f.iconst(exit, IntTy::I64, i64::from(sock));
+        l.f.set_term(exit, Term::Return(zero));
+        let start = l.f.entry();
+        let ctx = l.f.block(start).params[0];
+        let kslot = l.f.add_slot(4, 4);
+        let kp =
+            l.f.push(start, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        let mut cur = l.scratch_record(start, kp, exit);
         // A thread that is not the process's last: not an `exit` event.
         if entry == Entry::Exit {
             let dead = l.f.push(cur, Op::Load { ptr: ctx, off: 8 }, Type::U64);
@@ -845,54 +1005,82 @@ impl Lower {
             l.verdict = Some(v);
             l.slot_store(cur, v, Operand::Imm(0));
         }
-        for off in (0..super::hir::zeroed_size(kind)).step_by(8) {
-            l.store(cur, off, Operand::Imm(0));
-        }
-        l.store(cur, OFF_KIND, Operand::Imm(index as i64));
-        let off = |name: &str| members.get(name).map_or(0, |m| m.offset);
-        let ancestors = set.uses(kind, "ancestor.comm");
-        l.fill_common(cur, off, kind.tail(), ancestors);
-        if uses_stdio(set, kind) {
-            cur = l.fill_stdio(cur, off, kind.tail());
-        }
-        if set.uses(kind, "cgroup.name") {
-            l.fill_cgroup_name(cur, off, kind.tail());
-        }
-        if let (true, Some(procs)) = (set.uses(kind, "parent.path"), maps.procs) {
-            cur = l.parent_path(cur, kind.tail(), procs);
-        }
+        l.store(cur, OFF_KIND, Operand::Imm(cx.index as i64));
+        l.store(cur, super::hir::off_filled(kind), Operand::Imm(0));
+        // What the context holds, a load each; the rest only as the rules need it.
         cur = match entry {
-            Entry::Exec => l.fill_exec(cur, ctx, off),
+            Entry::Exec => {
+                // tp_btf/sched_process_exec: (struct task_struct *p, pid_t old_pid,
+                // struct linux_binprm *bprm), one u64 each.
+                let bprm = l.f.push(cur, Op::Load { ptr: ctx, off: 16 }, Type::U64);
+                l.store(cur, super::hir::off_source(kind), bprm.into());
+                cur
+            }
             Entry::Connect4 | Entry::Bind4 => l.fill_sock(cur, ctx, false),
+            Entry::Connect6 | Entry::Bind6 => l.fill_sock(cur, ctx, true),
             // The effective id: setuid's only argument, setre*id's and setres*id's second.
             Entry::Setuid | Entry::Setgid => l.fill_args(cur, ctx, &[(0, true)]),
             Entry::Setreuid | Entry::Setresuid | Entry::Setregid | Entry::Setresgid => {
                 l.fill_args(cur, ctx, &[(1, true)])
             }
             Entry::Ptrace => l.fill_args(cur, ctx, &[(0, false), (1, false)]),
-            Entry::Exit => l.fill_exit(cur, off),
-            Entry::Connect6 | Entry::Bind6 => l.fill_sock(cur, ctx, true),
-            open => l.fill_open(cur, ctx, open),
+            Entry::Exit => cur,
+            open => l.fill_open(cur, ctx, open, kind),
         };
+        for g in &cx.tested {
+            cur = l.fill(cur, *g, kind, cx, maps, true);
+        }
         cur = l.look_up_sets(cur, set, kind, maps);
-        for (i, rule) in set.rules.iter().enumerate() {
-            if rule.kind != kind {
-                continue;
+        let rules: Vec<(usize, &super::hir::Rule)> = set
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == kind)
+            .collect();
+        let mut at = 0;
+        while let Some(&(_, first)) = rules.get(at) {
+            // Rules that each need a bit of one looked-up word: skipped together when
+            // the word is zero (set-shaped rules cost a compare per 64 when none match).
+            let word = l.required_word(&first.cond);
+            let len = rules
+                .get(at..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|(_, r)| word.is_some() && l.required_word(&r.cond) == word)
+                .count()
+                .max(1);
+            let after = l.f.add_block();
+            if let (Some((slot, w)), true) = (word, len > 1) {
+                let v = l.slot_word(cur, slot, w);
+                let group = l.f.add_block();
+                l.br(cur, MCond::Eq, v, Operand::Imm(0), after, group);
+                cur = group;
             }
-            let hit = l.f.add_block();
-            let next = l.f.add_block();
-            l.cond(cur, &rule.cond, hit, next);
-            l.store(hit, OFF_RULE, Operand::Imm(i as i64));
-            let send = if rule.kill || rule.deny {
-                l.act(hit, rule.kill, rule.deny, i, maps.mode)
-            } else {
-                l.store(hit, OFF_FLAGS, Operand::Imm(0));
-                hit
-            };
-            let send = l.rate_limit(send, i, maps, next);
-            let done = l.output(send, maps.ring, maps.lost, kind.record_size());
-            l.jump(done, next);
-            cur = next;
+            for &(i, rule) in rules.get(at..at + len).unwrap_or_default() {
+                let hit = l.f.add_block();
+                let next = l.f.add_block();
+                l.cond(cur, &rule.cond, hit, next);
+                let func = cx
+                    .hits
+                    .iter()
+                    .find(|(acts, _)| *acts == (rule.kill, rule.deny))
+                    .map(|(_, f)| *f)
+                    .unwrap_or(FuncId::from_index(0));
+                let k = l.u64c(hit, i as u64);
+                let denied = l.f.push(hit, Op::CallFn(func, vec![k]), Type::U64);
+                if let (true, Some(v)) = (rule.deny, l.verdict) {
+                    let refuse = l.f.add_block();
+                    l.br(hit, MCond::Ne, denied, Operand::Imm(0), refuse, next);
+                    l.slot_store(refuse, v, Operand::Imm(1));
+                    l.jump(refuse, next);
+                } else {
+                    l.jump(hit, next);
+                }
+                cur = next;
+            }
+            l.jump(cur, after);
+            cur = after;
+            at += len;
         }
         match l.verdict {
             Some(v) => {
@@ -905,6 +1093,105 @@ impl Lower {
             None => l.jump(cur, exit),
         }
         l.f
+    }
+
+    /// The subprogram a matched rule of `kind` calls with its index (rules that kill
+    /// and deny as `kill`, `deny` say): fills the fields the rules did not test (once an
+    /// event), then acts as the rule's and the file's mode say, and sends the alert
+    /// within the rate limit. Returns 1 when the call is to be refused. One copy for
+    /// every rule: a rule costs its test and a call.
+    fn hit_function(kind: Kind, kill: bool, deny: bool, cx: &KindCx, maps: &Maps) -> Function {
+        let name = format!(
+            "rule_{}_hit{}{}",
+            kind.name(),
+            if kill { "_kill" } else { "" },
+            if deny { "_deny" } else { "" }
+        );
+        let mut f = Function::new(&name, None, vec![Type::U64], IntTy::U64);
+        f.global = true;
+        let mut l = Lower::new(f, maps.scratch, maps.set_at.clone());
+        let exit = l.f.add_block();
+        let zero = l.f.iconst(exit, IntTy::U64, 0);
+        l.f.set_term(exit, Term::Return(zero));
+        let start = l.f.entry();
+        let index = l.f.block(start).params[0];
+        let kslot = l.key_slot();
+        let kp =
+            l.f.push(start, Op::SlotAddr(kslot), Type::Ptr(PtrKind::Stack));
+        let mut cur = l.scratch_record(start, kp, exit);
+        if let (true, Some(mode)) = (kill || deny, maps.mode) {
+            cur = l.read_mode(cur, kp, mode);
+        }
+        if deny {
+            let v = l.f.add_slot(8, 8);
+            l.verdict = Some(v);
+            l.slot_store(cur, v, Operand::Imm(0));
+        }
+        // The fields no rule tested, once an event (a second match finds them filled).
+        let rest: Vec<Group> = cx
+            .present
+            .iter()
+            .filter(|g| !cx.tested.contains(g))
+            .copied()
+            .collect();
+        if !rest.is_empty() {
+            let filled = l.load(cur, super::hir::off_filled(kind), IntTy::U64);
+            let mut fill = l.f.add_block();
+            let join = l.f.add_block();
+            l.br(cur, MCond::Eq, filled, Operand::Imm(0), fill, join);
+            for g in rest {
+                fill = l.fill(fill, g, kind, cx, maps, false);
+            }
+            l.store(fill, super::hir::off_filled(kind), Operand::Imm(1));
+            l.jump(fill, join);
+            cur = join;
+        }
+        l.store(cur, OFF_RULE, index.into());
+        let send = if kill || deny {
+            l.act(cur, kill, deny, index, maps.mode)
+        } else {
+            l.store(cur, OFF_FLAGS, Operand::Imm(0));
+            cur
+        };
+        let done = l.f.add_block();
+        let send = l.rate_limit(send, index, maps, done);
+        let sent = l.output(send, maps.ring, maps.lost, kind.record_size());
+        l.jump(sent, done);
+        match l.verdict {
+            Some(v) => {
+                let d = l.slot_load(done, v);
+                l.f.set_term(done, Term::Return(d));
+            }
+            None => {
+                let z = l.f.iconst(done, IntTy::U64, 0);
+                l.f.set_term(done, Term::Return(z));
+            }
+        }
+        l.f
+    }
+
+    /// The looked-up word a condition cannot hold without (its set's slot and word),
+    /// when it has one.
+    fn required_word(&self, c: &Cond) -> Option<(crate::mir::Slot, u32)> {
+        let (field, set) = super::shape::required_set(c)?;
+        let (map, bit) = self.set_at.get(set).copied()?;
+        let slot = self.members.get(&(map, field.offset)).copied()?;
+        Some((slot, bit / 64))
+    }
+
+    /// Word `w` of a looked-up set value.
+    fn slot_word(&mut self, b: Block, slot: crate::mir::Slot, w: u32) -> Value {
+        let p = self
+            .f
+            .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+        self.f.push(
+            b,
+            Op::Load {
+                ptr: p,
+                off: 8 * w as i16,
+            },
+            Type::U64,
+        )
     }
 
     /// Looks each set map the kind's rules test up once, with the field its rules test
@@ -966,7 +1253,7 @@ impl Lower {
 
     /// Counts an alert of rule `index` against the limit: continues at the returned block
     /// to send it, or counts it suppressed and goes to `skip`.
-    fn rate_limit(&mut self, b: Block, index: usize, maps: &Maps, skip: Block) -> Block {
+    fn rate_limit(&mut self, b: Block, index: Value, maps: &Maps, skip: Block) -> Block {
         let slot = self.key_slot();
         let kp = self
             .f
@@ -1005,7 +1292,7 @@ impl Lower {
                 ty: IntTy::U32,
                 ptr: kp,
                 off: 0,
-                val: Operand::Imm(index as i64),
+                val: index.into(),
             },
         );
         let rref = self
@@ -1189,7 +1476,7 @@ impl Lower {
         hit: Block,
         kill: bool,
         deny: bool,
-        index: usize,
+        index: Value,
         mode: Option<MapId>,
     ) -> Block {
         let join = self.f.add_block();
@@ -1206,13 +1493,18 @@ impl Lower {
                 let kp = self
                     .f
                     .push(hit, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+                let key = self.f.push(
+                    hit,
+                    Op::Binary(BinOp::Add, index, Operand::Imm(1)),
+                    Type::U64,
+                );
                 self.f.push_void(
                     hit,
                     Op::Store {
                         ty: IntTy::U32,
                         ptr: kp,
                         off: 0,
-                        val: Operand::Imm(index as i64 + 1),
+                        val: key.into(),
                     },
                 );
                 let mref = self
@@ -1342,8 +1634,11 @@ impl Lower {
             Type::Ptr(PtrKind::MapValueOrNull(procs)),
         );
         let found = self.f.add_block();
+        let absent = self.f.add_block();
         let join = self.f.add_block();
-        self.br(b, MCond::Eq, v, Operand::Imm(0), join, found);
+        self.br(b, MCond::Eq, v, Operand::Imm(0), absent, found);
+        self.zero(absent, tail + super::hir::PARENT_PATH, super::hir::PATH_MAX);
+        self.jump(absent, join);
         let v = self.f.push(
             found,
             Op::PtrAdd(v, Operand::Imm(0)),
@@ -1455,6 +1750,7 @@ impl Lower {
         self.store(b, OFF_PROTOCOL, proto.into());
         if !v6 {
             self.store(b, OFF_FAMILY, Operand::Imm(AF_INET as i64));
+            self.zero(b, OFF_ADDR, 16);
             let a = ctx_u32(self, b, 4);
             store32(self, b, OFF_ADDR, a.into());
             return b;
@@ -1548,10 +1844,34 @@ impl Lower {
 
     /// `*(u64 *)addr` of kernel memory, through a stack word (0 when unreadable).
     fn read_kernel_u64(&mut self, b: Block, addr: Value) -> Value {
-        let p = self.zeroed_slot(b, 1);
+        self.read_kernel_word(b, addr, Type::U64)
+    }
+
+    /// A word of kernel memory as `ty` (0 when unreadable).
+    fn read_kernel_word(&mut self, b: Block, addr: Value, ty: Type) -> Value {
+        let slot = match self.tmp {
+            Some(s) => s,
+            None => {
+                let s = self.f.add_slot(8, 8);
+                self.tmp = Some(s);
+                s
+            }
+        };
+        let p = self
+            .f
+            .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
+        self.f.push_void(
+            b,
+            Op::Store {
+                ty: IntTy::U64,
+                ptr: p,
+                off: 0,
+                val: Operand::Imm(0),
+            },
+        );
         let n = self.u64c(b, 8);
         self.call(b, "probe_read_kernel", vec![p, n, addr], Type::I64);
-        self.f.push(b, Op::Load { ptr: p, off: 0 }, Type::U64)
+        self.f.push(b, Op::Load { ptr: p, off: 0 }, ty)
     }
 
     fn plus(&mut self, b: Block, v: Value, off: u32) -> Value {
@@ -1562,63 +1882,147 @@ impl Lower {
         )
     }
 
-    /// Fills the fields every record has: ids from helpers, the parent through
-    /// `real_parent`.
-    fn fill_common(&mut self, b: Block, off: impl Fn(&str) -> u32, tail: u32, ancestors: bool) {
-        let pt = self.call(b, "get_current_pid_tgid", vec![], Type::U64);
-        let pid = self
-            .f
-            .push(b, Op::Binary(BinOp::Lshr, pt, Operand::Imm(32)), Type::U64);
-        self.store(b, OFF_PID, pid.into());
-        let ug = self.call(b, "get_current_uid_gid", vec![], Type::U64);
-        let gid = self
-            .f
-            .push(b, Op::Binary(BinOp::Lshr, ug, Operand::Imm(32)), Type::U64);
-        let uid32 = self.f.push(b, Op::Ext(ExtOp::Trunc, ug), Type::U32);
-        let uid = self.f.push(b, Op::Ext(ExtOp::Zext, uid32), Type::U64);
-        self.store(b, OFF_UID, uid.into());
-        self.store(b, OFF_GID, gid.into());
-        let cg = self.call(b, "get_current_cgroup_id", vec![], Type::U64);
-        self.store(b, OFF_CGROUP, cg.into());
-        let p = self.at(b, OFF_COMM);
-        let n = self.u64c(b, 16);
-        self.call(b, "get_current_comm", vec![p, n], Type::I64);
+    /// Zeroes `bytes` of the record from `off` (reads of strings leave the bytes after
+    /// the NUL unwritten, and tests compare whole words).
+    fn zero(&mut self, b: Block, off: u32, bytes: u32) {
+        for at in (off..off + bytes).step_by(8) {
+            self.store(b, at, Operand::Imm(0));
+        }
+    }
 
-        let task = self.call(b, "get_current_task", vec![], Type::U64);
-        let a = self.plus(b, task, off("task_struct.real_parent"));
-        let parent = self.read_kernel_u64(b, a);
-        let p = self.at(b, OFF_PPID);
-        let n = self.u64c(b, 4);
-        let a = self.plus(b, parent, off("task_struct.tgid"));
-        self.call(b, "probe_read_kernel", vec![p, n, a], Type::I64);
-        let p = self.at(b, OFF_PARENT_COMM);
-        let n = self.u64c(b, 16);
-        let a = self.plus(b, parent, off("task_struct.comm"));
-        self.call(b, "probe_read_kernel_str", vec![p, n, a], Type::I64);
-
-        // euid: task->cred->euid (a u32 into the zeroed u64).
-        let a = self.plus(b, task, off("task_struct.cred"));
-        let cred = self.read_kernel_u64(b, a);
-        let p = self.at(b, tail);
-        let n = self.u64c(b, 4);
-        let a = self.plus(b, cred, off("cred.euid"));
-        self.call(b, "probe_read_kernel", vec![p, n, a], Type::I64);
-
-        // Ancestors up `real_parent`, a fixed number of straight-line reads (no loop):
-        // past init the reads repeat it (its parent is the idle task) or fail (zeros).
-        if ancestors {
-            let mut t = parent;
-            for i in 0..super::hir::ANCESTORS {
-                if i > 0 {
-                    let a = self.plus(b, t, off("task_struct.real_parent"));
-                    t = self.read_kernel_u64(b, a);
-                }
-                let p = self.at(b, tail + super::hir::T_ANCESTORS + i * super::hir::COMM_LEN);
-                let n = self.u64c(b, 16);
-                let a = self.plus(b, t, off("task_struct.comm"));
+    /// Fills the fields of group `g` of a `kind` record; returns the block that
+    /// continues.
+    /// `tested`: before the rules, where `path` is zeroed only as far as the tests
+    /// compare it (the alert's decoder stops at the NUL).
+    fn fill(
+        &mut self,
+        b: Block,
+        g: Group,
+        kind: Kind,
+        cx: &KindCx,
+        maps: &Maps,
+        tested: bool,
+    ) -> Block {
+        let members = &cx.members;
+        use super::hir::{ANCESTORS, COMM_LEN, PATH_MAX, T_ANCESTORS, T_STDIN, T_STDOUT};
+        let off = |name: &str| members.get(name).map_or(0, |m| m.offset);
+        let tail = kind.tail();
+        match g {
+            Group::Pid => {
+                let pt = self.call(b, "get_current_pid_tgid", vec![], Type::U64);
+                let pid = self
+                    .f
+                    .push(b, Op::Binary(BinOp::Lshr, pt, Operand::Imm(32)), Type::U64);
+                self.store(b, OFF_PID, pid.into());
+            }
+            Group::Ids => {
+                let ug = self.call(b, "get_current_uid_gid", vec![], Type::U64);
+                let gid = self
+                    .f
+                    .push(b, Op::Binary(BinOp::Lshr, ug, Operand::Imm(32)), Type::U64);
+                let uid32 = self.f.push(b, Op::Ext(ExtOp::Trunc, ug), Type::U32);
+                let uid = self.f.push(b, Op::Ext(ExtOp::Zext, uid32), Type::U64);
+                self.store(b, OFF_UID, uid.into());
+                self.store(b, OFF_GID, gid.into());
+            }
+            Group::Cgroup => {
+                let cg = self.call(b, "get_current_cgroup_id", vec![], Type::U64);
+                self.store(b, OFF_CGROUP, cg.into());
+            }
+            Group::Comm => {
+                // The helper pads the name with NULs.
+                let p = self.at(b, OFF_COMM);
+                let n = self.u64c(b, u64::from(COMM_LEN));
+                self.call(b, "get_current_comm", vec![p, n], Type::I64);
+            }
+            Group::Parent => {
+                self.zero(b, OFF_PPID, 8);
+                self.zero(b, OFF_PARENT_COMM, COMM_LEN);
+                let parent = self.parent_task(b, &off);
+                let p = self.at(b, OFF_PPID);
+                let n = self.u64c(b, 4);
+                let a = self.plus(b, parent, off("task_struct.tgid"));
+                self.call(b, "probe_read_kernel", vec![p, n, a], Type::I64);
+                let p = self.at(b, OFF_PARENT_COMM);
+                let n = self.u64c(b, u64::from(COMM_LEN));
+                let a = self.plus(b, parent, off("task_struct.comm"));
                 self.call(b, "probe_read_kernel_str", vec![p, n, a], Type::I64);
             }
+            Group::Euid => {
+                // task->cred->euid, a u32 into the zeroed u64.
+                self.zero(b, tail, 8);
+                let task = self.call(b, "get_current_task", vec![], Type::U64);
+                let a = self.plus(b, task, off("task_struct.cred"));
+                let cred = self.read_kernel_u64(b, a);
+                let p = self.at(b, tail);
+                let n = self.u64c(b, 4);
+                let a = self.plus(b, cred, off("cred.euid"));
+                self.call(b, "probe_read_kernel", vec![p, n, a], Type::I64);
+            }
+            Group::Ancestors => {
+                // Up `real_parent`, a fixed number of straight-line reads (no loop): past
+                // init the reads repeat it (its parent is the idle task) or fail (zeros).
+                self.zero(b, tail + T_ANCESTORS, ANCESTORS * COMM_LEN);
+                let mut t = self.parent_task(b, &off);
+                for i in 0..ANCESTORS {
+                    if i > 0 {
+                        let a = self.plus(b, t, off("task_struct.real_parent"));
+                        t = self.read_kernel_u64(b, a);
+                    }
+                    let p = self.at(b, tail + T_ANCESTORS + i * COMM_LEN);
+                    let n = self.u64c(b, u64::from(COMM_LEN));
+                    let a = self.plus(b, t, off("task_struct.comm"));
+                    self.call(b, "probe_read_kernel_str", vec![p, n, a], Type::I64);
+                }
+            }
+            Group::Stdio => {
+                self.store(b, tail + T_STDIN, Operand::Imm(0));
+                self.store(b, tail + T_STDOUT, Operand::Imm(0));
+                return self.fill_stdio(b, off, tail);
+            }
+            Group::CgroupName => {
+                self.zero(
+                    b,
+                    tail + super::hir::T_CGROUP_NAME,
+                    super::hir::CGROUP_NAME_MAX,
+                );
+                self.fill_cgroup_name(b, off, tail);
+            }
+            Group::ParentPath => {
+                if let Some(procs) = maps.procs {
+                    return self.parent_path(b, tail, procs);
+                }
+            }
+            Group::Path => {
+                let n = if tested { cx.path_zero } else { PATH_MAX };
+                self.zero(b, OFF_PATH, n);
+                let src = self.load(b, super::hir::off_source(kind), IntTy::U64);
+                if kind == Kind::Exec {
+                    // bprm->filename, a kernel string.
+                    let a = self.plus(b, src, off("linux_binprm.filename"));
+                    let name = self.read_kernel_u64(b, a);
+                    return self.read_path(b, name, false);
+                }
+                return self.read_path(b, src, true);
+            }
+            Group::Argv => {
+                let b = if cx.arg_slots {
+                    self.fill_arg_slots(b, &off)
+                } else {
+                    b
+                };
+                return self.fill_argv(b, &off);
+            }
+            Group::Exit => return self.fill_exit(b, off),
         }
+        b
+    }
+
+    /// The current task's `real_parent`.
+    fn parent_task(&mut self, b: Block, off: &impl Fn(&str) -> u32) -> Value {
+        let task = self.call(b, "get_current_task", vec![], Type::U64);
+        let a = self.plus(b, task, off("task_struct.real_parent"));
+        self.read_kernel_u64(b, a)
     }
 
     /// Reads the path string at `src` (user or kernel memory) into the record, and its
@@ -1660,8 +2064,9 @@ impl Lower {
         join
     }
 
-    /// Fills an open record from a `sys_enter_*` tracepoint's arguments (at 16 + 8 * i).
-    fn fill_open(&mut self, b: Block, ctx: Value, entry: Entry) -> Block {
+    /// Fills an open record's flags, mode and `write` from a `sys_enter_*` tracepoint's
+    /// arguments (at 16 + 8 * i), and keeps the file name's user pointer for `path`.
+    fn fill_open(&mut self, b: Block, ctx: Value, entry: Entry, kind: Kind) -> Block {
         let arg = |i: i16| 16 + 8 * i;
         let (name_at, flags, mode) = match entry {
             Entry::Open => (arg(0), Some(arg(1)), arg(2)),
@@ -1723,27 +2128,93 @@ impl Lower {
             ),
             Type::U64,
         );
+        self.store(b, super::hir::OFF_WRITE, Operand::Imm(0));
+        self.store(b, super::hir::off_source(kind), name.into());
         let set = self.f.add_block();
         let join = self.f.add_block();
         self.br(b, MCond::Ne, bits, Operand::Imm(0), set, join);
         self.store(set, super::hir::OFF_WRITE, Operand::Imm(1));
         self.jump(set, join);
-        self.read_path(join, name, true)
+        join
     }
 
-    /// Fills the rest of an exec record: the path from `bprm->filename`, argv from the
-    /// new `mm`.
-    fn fill_exec(&mut self, b: Block, ctx: Value, off: impl Fn(&str) -> u32) -> Block {
+    /// Fills the `argv[i]` slots: each argument read (up to 255 bytes, into the raw
+    /// argv buffer, which [`Lower::fill_argv`] fills afterwards) and its first 63 bytes
+    /// copied into its slot, with 0xff in the slot's last byte when it was longer. A
+    /// fixed number of reads, each at the end of the last: it stops at `arg_end`, at a
+    /// read that fails, and after an argument of 255 bytes or more (its end is not
+    /// known), leaving the later slots empty.
+    fn fill_arg_slots(&mut self, b: Block, off: &impl Fn(&str) -> u32) -> Block {
+        use super::hir::{ARGS, ARGV_MAX, ARG_LEN, OFF_ARGS};
+        let raw = Kind::Exec.field("argv").map_or(0, |f| f.offset);
+        self.zero(b, OFF_ARGS, ARGS * ARG_LEN);
+        let task = self.call(b, "get_current_task", vec![], Type::U64);
+        let a = self.plus(b, task, off("task_struct.mm"));
+        let mmp = self.read_kernel_u64(b, a);
+        let a = self.plus(b, mmp, off("mm_struct.arg_start"));
+        // Signed, as the lengths the reads return: `p` steps by them.
+        let mut p = self.read_kernel_word(b, a, Type::I64);
+        let a = self.plus(b, mmp, off("mm_struct.arg_end"));
+        let end = self.read_kernel_word(b, a, Type::I64);
+        let done = self.f.add_block();
+        let mut cur = b;
+        for i in 0..ARGS {
+            let go = self.f.add_block();
+            self.br(cur, MCond::Uge, p, end.into(), done, go);
+            self.zero(go, raw, ARG_LEN);
+            let dst = self.at(go, raw);
+            let n = self.u64c(go, u64::from(ARGV_MAX));
+            let got = self.call(go, "probe_read_user_str", vec![dst, n, p], Type::I64);
+            let read = self.f.add_block();
+            self.br(go, MCond::Sle, got, Operand::Imm(0), done, read);
+            for w in 0..ARG_LEN / 8 {
+                let v = self.load(read, raw + 8 * w, IntTy::U64);
+                self.store(read, OFF_ARGS + i * ARG_LEN + 8 * w, v.into());
+            }
+            let cut = self.f.add_block();
+            let whole = self.f.add_block();
+            self.br(
+                read,
+                MCond::Sgt,
+                got,
+                Operand::Imm(i64::from(ARG_LEN)),
+                cut,
+                whole,
+            );
+            let last = OFF_ARGS + (i + 1) * ARG_LEN - 1;
+            self.f.push_void(
+                cut,
+                Op::Store {
+                    ty: IntTy::U8,
+                    ptr: self.rec,
+                    off: last as i16,
+                    val: Operand::Imm(0xff),
+                },
+            );
+            // 255 bytes and its NUL, or more: where the next argument starts is unknown.
+            self.br(
+                cut,
+                MCond::Sge,
+                got,
+                Operand::Imm(i64::from(ARGV_MAX)),
+                done,
+                whole,
+            );
+            p = self
+                .f
+                .push(whole, Op::Binary(BinOp::Add, p, got.into()), Type::I64);
+            cur = whole;
+        }
+        self.jump(cur, done);
+        done
+    }
+
+    /// Fills an exec record's argv from the new `mm`'s `arg_start..arg_end`.
+    fn fill_argv(&mut self, b: Block, off: &impl Fn(&str) -> u32) -> Block {
         let len_at = |name: &str| Kind::Exec.field(name).and_then(|f| f.len_at).unwrap_or(0);
         let field = |name: &str| Kind::Exec.field(name).map_or(0, |f| f.offset);
+        self.zero(b, field("argv"), super::hir::ARGV_MAX);
         let task = self.call(b, "get_current_task", vec![], Type::U64);
-        // tp_btf/sched_process_exec: (struct task_struct *p, pid_t old_pid,
-        // struct linux_binprm *bprm), one u64 each.
-        let bprm = self.f.push(b, Op::Load { ptr: ctx, off: 16 }, Type::U64);
-        let a = self.plus(b, bprm, off("linux_binprm.filename"));
-        let name = self.read_kernel_u64(b, a);
-        let b = self.read_path(b, name, false);
-
         let a = self.plus(b, task, off("task_struct.mm"));
         let mmp = self.read_kernel_u64(b, a);
         let a = self.plus(b, mmp, off("mm_struct.arg_start"));

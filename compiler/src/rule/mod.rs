@@ -10,6 +10,7 @@ pub mod check;
 pub mod hir;
 pub mod ktypes;
 pub mod lower;
+pub mod shape;
 
 use serde::Serialize;
 
@@ -137,6 +138,10 @@ pub fn compile(
     source: &str,
     kt: &dyn KernelTypes,
 ) -> Result<Output, Vec<Diagnostic>> {
+    // Equality tests many rules make of one field become set lookups (the programs,
+    // layout.json's sets and the loader all see the grouped set).
+    let grouped = shape::group_equalities(set);
+    let set = &grouped;
     let at = |kind: Kind| {
         set.rules
             .iter()
