@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{require_kernel, TempDir};
 
@@ -33,59 +33,17 @@ fn run_workload(cmd: &Path, n: usize) {
 
 /// Starts `pol run ARGS` and waits until it says its probes are attached.
 fn start(args: &[&str]) -> Child {
-    start_logged(args).0
+    common::pol_run(args).0
 }
 
 /// [`start`], keeping what `pol run` says on stderr after attaching (one line a message).
 fn start_logged(args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pol"))
-        .arg("run")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pol run");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = String::new();
-    loop {
-        assert!(Instant::now() < deadline, "pol run did not attach: {seen}");
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("attached") => break,
-            Some(Ok(l)) => seen.push_str(&(l + "\n")),
-            _ => {
-                let _ = child.wait();
-                panic!("pol run ended before attaching: {seen}");
-            }
-        }
-    }
-    // Keep draining stderr so pol never blocks on it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    (child, rx)
+    common::pol_run(args)
 }
 
 /// Stops `pol run` with SIGINT (as Ctrl-C does) and returns its stdout.
-fn stop(mut child: Child) -> String {
-    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read stdout");
-    let st = child.wait().expect("wait");
-    assert!(st.success(), "pol run failed: {st}\n{out}");
-    out
+fn stop(child: Child) -> String {
+    common::pol_stop(child)
 }
 
 /// A python process running `script`, its stdin and stdout piped (scripts wait for a

@@ -358,3 +358,152 @@ fn argv_is_tested_by_position_and_by_any_argument_up_to_its_bounds() {
         "{out}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn exe_flags_see_a_deleted_program_a_memfd_and_a_read_only_mount() {
+    require_kernel();
+    common::require_tool("python3");
+    common::require_tool("unshare");
+    let dir = TempDir::new("pol_rules_exe");
+    let base = format!("pex{}", std::process::id() % 100_000);
+    let prog = program(dir.path(), &base);
+    let doomed = program(dir.path(), &format!("{base}d"));
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).expect("mkdir");
+    let ro_prog = program(&ro, &base);
+    let rules = dir.path().join("exe.pol");
+    std::fs::write(
+        &rules,
+        format!(
+            "rule deleted on exec {{\n    when exe.deleted\n    action alert(info, \"deleted {{exe.writable_mount}}\")\n}}\n\n\
+             rule mine on exec {{\n    when comm == \"{base}\"\n    action alert(info, \"{{exe.deleted}} {{exe.writable_mount}}\")\n}}\n"
+        ),
+    )
+    .expect("write rules");
+    let pol = start(&["--json", rules.to_str().expect("utf-8")]);
+    assert!(Command::new(&prog).status().expect("run").success());
+    // The same program from a read-only bind mount, in a mount namespace of its own.
+    let st = Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec {p}",
+            d = ro.display(),
+            p = ro_prog.display()
+        ))
+        .status()
+        .expect("run unshare");
+    assert!(st.success(), "{st}");
+    // An unlinked file, and a memfd, each run through /proc/self/fd.
+    let fileless = |code: String| {
+        let child = Command::new("python3")
+            .args(["-c", &code])
+            .spawn()
+            .expect("python3");
+        let pid = child.id();
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{out:?}");
+        pid
+    };
+    let unlinked = fileless(format!(
+        "import os\nfd = os.open('{}', os.O_RDONLY)\nos.unlink('{}')\nos.execv('/proc/self/fd/%d' % fd, ['x'])",
+        doomed.display(),
+        doomed.display()
+    ));
+    let memfd = fileless(
+        "import os\nfd = os.memfd_create('pexm', 0)\nos.write(fd, open('/bin/true', 'rb').read())\nos.execv('/proc/self/fd/%d' % fd, ['x'])"
+            .into(),
+    );
+    let out = stop(pol);
+    let got = alerts(&out);
+    let mine: Vec<&str> = got
+        .iter()
+        .filter(|a| a["rule"] == "mine")
+        .filter_map(|a| a["message"].as_str())
+        .collect();
+    assert_eq!(
+        mine,
+        ["0 1", "0 0"],
+        "/tmp is writable, the bind mount read-only:\n{out}"
+    );
+    for (pid, what) in [(unlinked, "an unlinked file"), (memfd, "a memfd")] {
+        let a = got
+            .iter()
+            .find(|a| a["rule"] == "deleted" && a["event"]["pid"] == pid)
+            .unwrap_or_else(|| panic!("{what} (pid {pid}) is deleted:\n{out}"));
+        assert_eq!(a["event"]["exe.deleted"], 1, "{what}");
+    }
+    assert!(
+        !got.iter().any(|a| a["rule"] == "deleted"
+            && a["event"]["comm"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(&base))),
+        "programs on disk are not deleted:\n{out}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    pol_no_bpf,
+    ignore = "kernel test: needs root and bpf(), unavailable at build time (CI=true runs it)"
+)]
+fn a_sendmsg_rule_refuses_a_udp_datagram_to_a_listed_port_in_its_cgroup() {
+    require_kernel();
+    common::require_tool("python3");
+    let cg = TestCgroup::new("pol_rules_sendmsg");
+    let rules_dir = TempDir::new("pol_rules_sendmsg");
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sink.local_addr().expect("addr").port();
+    let other = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let free = other.local_addr().expect("addr").port();
+    let rules = rules_dir.path().join("udp.pol");
+    std::fs::write(
+        &rules,
+        format!(
+            "rule no_udp on sendmsg {{\n    when port == {port} and protocol == 17\n    action deny, alert(warning, \"{{comm}} sends to {{address}}:{{port}}\")\n}}\n"
+        ),
+    )
+    .expect("write rules");
+    let pol = start(&[
+        "--json",
+        "--cgroup",
+        cg.path().to_str().expect("utf-8"),
+        rules.to_str().expect("utf-8"),
+    ]);
+    let send = |p: u16| {
+        cg.sh(&format!(
+            "exec python3 -c \"import socket, errno\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    s.sendto(b'x', ('127.0.0.1', {p}))\n    print('ok')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\""
+        ))
+    };
+    let refused = send(port);
+    let sent = send(free);
+    // Outside the cgroup: not refused.
+    let outside = Command::new("python3")
+        .args([
+            "-c",
+            &format!("import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'y', ('127.0.0.1', {port})); print('ok')"),
+        ])
+        .output()
+        .expect("python3");
+    let out = stop(pol);
+    assert_eq!(said(&refused), "EPERM", "{refused:?}");
+    assert_eq!(said(&sent), "ok", "{sent:?}");
+    assert_eq!(said(&outside), "ok", "{outside:?}");
+    let mut buf = [0u8; 8];
+    sink.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .expect("timeout");
+    let (n, _) = sink.recv_from(&mut buf).expect("the datagram from outside");
+    assert_eq!(
+        &buf[..n],
+        b"y",
+        "only the one sent from outside the cgroup arrived"
+    );
+    let got = alerts(&out);
+    assert_eq!(got.len(), 1, "{out}");
+    assert_eq!(got[0]["action"], "deny");
+    assert_eq!(got[0]["event"]["port"], u64::from(port));
+    assert_eq!(got[0]["event"]["protocol"], 17);
+}

@@ -2,10 +2,8 @@
 //! programs named as a rule expects, a test cgroup, socket calls, and diagnostics.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 use pol_compiler::diag::Diagnostic;
 use pol_compiler::driver;
@@ -14,51 +12,12 @@ use crate::common;
 
 /// Starts `pol run ARGS` and waits until it says its rules are attached.
 pub fn start(args: &[&str]) -> Child {
-    // Bounded, so a run whose test failed before stopping it does not stay attached.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pol"))
-        .args(["run", "--duration", "300"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pol run");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = String::new();
-    loop {
-        assert!(Instant::now() < deadline, "pol run did not attach: {seen}");
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("attached") => break,
-            Some(Ok(l)) => seen.push_str(&(l + "\n")),
-            _ => {
-                let _ = child.wait();
-                panic!("pol run ended before attaching: {seen}");
-            }
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    child
+    common::pol_run(args).0
 }
 
 /// Stops `pol run` with SIGINT (as Ctrl-C does) and returns its stdout.
-pub fn stop(mut child: Child) -> String {
-    // Alerts are read every 10 ms: let the last ones arrive.
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read stdout");
-    let st = child.wait().expect("wait");
-    assert!(st.success(), "pol run failed: {st}\n{out}");
-    out
+pub fn stop(child: Child) -> String {
+    common::pol_stop(child)
 }
 
 /// A copy of `/bin/true` named `name` in `dir` (its comm is `name`).

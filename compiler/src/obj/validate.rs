@@ -25,6 +25,8 @@ pub fn is_known_section(s: &str) -> bool {
         "cgroup/connect6",
         "cgroup/bind4",
         "cgroup/bind6",
+        "cgroup/sendmsg4",
+        "cgroup/sendmsg6",
     ];
     let two_parts = |rest: &str| {
         let mut parts = rest.split('/');

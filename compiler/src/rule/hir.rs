@@ -107,10 +107,13 @@ pub enum Kind {
     /// A process ended (its last thread exited): `tp_btf/sched_process_exit` when
     /// `group_dead`, in the exiting task.
     Exit,
+    /// A UDP datagram sent to an address (`sendto`, `sendmsg` on a socket that did not
+    /// `connect`): `cgroup/sendmsg4`, `cgroup/sendmsg6`, which can refuse it.
+    Sendmsg,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Exec,
         Kind::Open,
         Kind::Connect,
@@ -119,6 +122,7 @@ impl Kind {
         Kind::Setgid,
         Kind::Ptrace,
         Kind::Exit,
+        Kind::Sendmsg,
     ];
 
     pub fn name(self) -> &'static str {
@@ -131,13 +135,14 @@ impl Kind {
             Kind::Setgid => "setgid",
             Kind::Ptrace => "ptrace",
             Kind::Exit => "exit",
+            Kind::Sendmsg => "sendmsg",
         }
     }
 
     /// Whether its hooks can refuse the operation (`deny`); they are cgroup hooks,
     /// which cannot send signals (`kill`).
     pub fn can_deny(self) -> bool {
-        matches!(self, Kind::Connect | Kind::Bind)
+        matches!(self, Kind::Connect | Kind::Bind | Kind::Sendmsg)
     }
 
     pub fn by_name(name: &str) -> Option<Kind> {
@@ -155,6 +160,7 @@ impl Kind {
             Kind::Setgid => SETGID_FIELDS,
             Kind::Ptrace => PTRACE_FIELDS,
             Kind::Exit => EXIT_FIELDS,
+            Kind::Sendmsg => SENDMSG_FIELDS,
         }
     }
 
@@ -171,21 +177,23 @@ impl Kind {
             | Kind::Setuid
             | Kind::Setgid
             | Kind::Ptrace
-            | Kind::Exit => SOCK_TAIL,
+            | Kind::Exit
+            | Kind::Sendmsg => SOCK_TAIL,
         }
     }
 
     /// Bytes of the record (and of the per-CPU scratch value it is built in).
     pub fn record_size(self) -> u32 {
         match self {
-            Kind::Exec => OFF_ARGS + ARGS * ARG_LEN,
+            Kind::Exec => OFF_EXE_WRITABLE + 8,
             Kind::Open => RECORD_SIZE,
             Kind::Connect
             | Kind::Bind
             | Kind::Setuid
             | Kind::Setgid
             | Kind::Ptrace
-            | Kind::Exit => SOCK_RECORD_SIZE,
+            | Kind::Exit
+            | Kind::Sendmsg => SOCK_RECORD_SIZE,
         }
     }
 }
@@ -280,10 +288,16 @@ macro_rules! common_fields {
     };
 }
 
-/// A kind's fields: the 7 common ones, then its own.
-macro_rules! with_common {
-    ($c:ident; $($extra:expr),* $(,)?) => {
-        &[$c[0], $c[1], $c[2], $c[3], $c[4], $c[5], $c[6], $($extra),*]
+/// A kind's fields: the 7 common ones `$c`, its own, the 6 tail ones `$t`, then any
+/// of its own that lie after the tail (record order).
+macro_rules! kind_fields {
+    ($c:ident, $t:ident; $($own:expr),* $(,)? $(; $($after:expr),* $(,)?)?) => {
+        &[
+            $c[0], $c[1], $c[2], $c[3], $c[4], $c[5], $c[6],
+            $($own,)*
+            $t[0], $t[1], $t[2], $t[3], $t[4], $t[5],
+            $($($after),*)?
+        ]
     };
 }
 
@@ -351,8 +365,8 @@ pub const SOCK_TAIL: u32 = 136;
 const TAIL_FIELDS: [Field; 6] = tail_fields!(TAIL);
 const SOCK_TAIL_FIELDS: [Field; 6] = tail_fields!(SOCK_TAIL);
 
-pub const EXEC_FIELDS: &[Field] = with_common![
-    EXEC_COMMON;
+pub const EXEC_FIELDS: &[Field] = kind_fields![
+    EXEC_COMMON, TAIL_FIELDS;
     Field {
         name: "path",
         ty: FieldTy::Str(PATH_MAX),
@@ -366,13 +380,17 @@ pub const EXEC_FIELDS: &[Field] = with_common![
         offset: 368,
         len_at: Some(72),
         doc: "the arguments, argv[0] first (255 bytes at most)",
-    },
-    TAIL_FIELDS[0],
-    TAIL_FIELDS[1],
-    TAIL_FIELDS[2],
-    TAIL_FIELDS[3],
-    TAIL_FIELDS[4],
-    TAIL_FIELDS[5],
+    };
+    int(
+        "exe.deleted",
+        OFF_EXE_DELETED,
+        "1 when the program's file was unlinked (or is a memfd) when it ran, else 0",
+    ),
+    int(
+        "exe.writable_mount",
+        OFF_EXE_WRITABLE,
+        "1 when the program's file lies on a mount that is not read-only, else 0",
+    ),
 ];
 
 /// `open`'s flags and mode as the system call got them, and whether it opens for writing.
@@ -382,8 +400,8 @@ pub const OFF_WRITE: u32 = 376;
 /// The flags that make an open a write: O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND.
 pub const WRITE_FLAGS: u64 = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000;
 
-pub const OPEN_FIELDS: &[Field] = with_common![
-    OPEN_COMMON;
+pub const OPEN_FIELDS: &[Field] = kind_fields![
+    OPEN_COMMON, TAIL_FIELDS;
     Field {
         name: "path",
         ty: FieldTy::Str(PATH_MAX),
@@ -402,12 +420,6 @@ pub const OPEN_FIELDS: &[Field] = with_common![
         OFF_WRITE,
         "1 when opened for writing (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC or O_APPEND), else 0",
     ),
-    TAIL_FIELDS[0],
-    TAIL_FIELDS[1],
-    TAIL_FIELDS[2],
-    TAIL_FIELDS[3],
-    TAIL_FIELDS[4],
-    TAIL_FIELDS[5],
 ];
 
 /// `connect` and `bind`: the socket's family (2 AF_INET, 10 AF_INET6), the address and
@@ -424,8 +436,8 @@ pub const AF_INET6: u64 = 10;
 
 macro_rules! sock_fields {
     ($what:literal) => {
-        with_common![
-            OPEN_COMMON;
+        kind_fields![
+            OPEN_COMMON, SOCK_TAIL_FIELDS;
             int("family", OFF_FAMILY, "2 (AF_INET) or 10 (AF_INET6)"),
             Field {
                 name: "address",
@@ -436,12 +448,6 @@ macro_rules! sock_fields {
             },
             int("port", OFF_PORT, "the port (host order)"),
             int("protocol", OFF_PROTOCOL, "6 (TCP) or 17 (UDP)"),
-            SOCK_TAIL_FIELDS[0],
-            SOCK_TAIL_FIELDS[1],
-            SOCK_TAIL_FIELDS[2],
-            SOCK_TAIL_FIELDS[3],
-            SOCK_TAIL_FIELDS[4],
-            SOCK_TAIL_FIELDS[5],
         ]
     };
 }
@@ -449,65 +455,43 @@ macro_rules! sock_fields {
 pub const CONNECT_FIELDS: &[Field] =
     sock_fields!("the address connected to (IPv4-mapped IPv6 addresses as IPv4)");
 pub const BIND_FIELDS: &[Field] = sock_fields!("the local address bound (0.0.0.0 or :: for any)");
+pub const SENDMSG_FIELDS: &[Field] =
+    sock_fields!("the address the datagram is sent to (IPv4-mapped IPv6 addresses as IPv4)");
 
 /// `setuid`, `setgid` and `ptrace`: the system call's arguments, at 64 and 72 (their
 /// records are as long as connect's).
 pub const OFF_ARG0: u32 = 64;
 pub const OFF_ARG1: u32 = 72;
 
-pub const SETUID_FIELDS: &[Field] = with_common![
-    OPEN_COMMON;
+pub const SETUID_FIELDS: &[Field] = kind_fields![
+    OPEN_COMMON, SOCK_TAIL_FIELDS;
     int(
         "new_uid",
         OFF_ARG0,
         "the effective uid asked for (setuid's uid, setreuid's and setresuid's euid; 4294967295: unchanged)"
     ),
-    SOCK_TAIL_FIELDS[0],
-    SOCK_TAIL_FIELDS[1],
-    SOCK_TAIL_FIELDS[2],
-    SOCK_TAIL_FIELDS[3],
-    SOCK_TAIL_FIELDS[4],
-    SOCK_TAIL_FIELDS[5],
 ];
 
-pub const SETGID_FIELDS: &[Field] = with_common![
-    OPEN_COMMON;
+pub const SETGID_FIELDS: &[Field] = kind_fields![
+    OPEN_COMMON, SOCK_TAIL_FIELDS;
     int(
         "new_gid",
         OFF_ARG0,
         "the effective gid asked for (setgid's gid, setregid's and setresgid's egid; 4294967295: unchanged)"
     ),
-    SOCK_TAIL_FIELDS[0],
-    SOCK_TAIL_FIELDS[1],
-    SOCK_TAIL_FIELDS[2],
-    SOCK_TAIL_FIELDS[3],
-    SOCK_TAIL_FIELDS[4],
-    SOCK_TAIL_FIELDS[5],
 ];
 
-pub const PTRACE_FIELDS: &[Field] = with_common![
-    OPEN_COMMON;
+pub const PTRACE_FIELDS: &[Field] = kind_fields![
+    OPEN_COMMON, SOCK_TAIL_FIELDS;
     int("request", OFF_ARG0, "the request (0 PTRACE_TRACEME, 16 PTRACE_ATTACH, 0x4206 PTRACE_SEIZE)"),
     int("target", OFF_ARG1, "the pid the request is about"),
-    SOCK_TAIL_FIELDS[0],
-    SOCK_TAIL_FIELDS[1],
-    SOCK_TAIL_FIELDS[2],
-    SOCK_TAIL_FIELDS[3],
-    SOCK_TAIL_FIELDS[4],
-    SOCK_TAIL_FIELDS[5],
 ];
 
 /// `exit`: how the process ended, from `task->exit_code` (as `wait` reports it).
-pub const EXIT_FIELDS: &[Field] = with_common![
-    OPEN_COMMON;
+pub const EXIT_FIELDS: &[Field] = kind_fields![
+    OPEN_COMMON, SOCK_TAIL_FIELDS;
     int("code", OFF_ARG0, "the exit status (0-255) when the process exited, else 0"),
     int("signal", OFF_ARG1, "the signal that killed the process (9: SIGKILL), else 0"),
-    SOCK_TAIL_FIELDS[0],
-    SOCK_TAIL_FIELDS[1],
-    SOCK_TAIL_FIELDS[2],
-    SOCK_TAIL_FIELDS[3],
-    SOCK_TAIL_FIELDS[4],
-    SOCK_TAIL_FIELDS[5],
 ];
 
 /// Bytes of exec and open records: 368 + 256 for exec's argv (room behind `path` for a
@@ -525,6 +509,10 @@ pub const OFF_ARGS: u32 = RECORD_SIZE;
 pub const ARG_NAMES: [&str; ARGS as usize] = [
     "argv[0]", "argv[1]", "argv[2]", "argv[3]", "argv[4]", "argv[5]", "argv[6]", "argv[7]",
 ];
+
+/// `exe.deleted` and `exe.writable_mount`, after the argument slots.
+pub const OFF_EXE_DELETED: u32 = OFF_ARGS + ARGS * ARG_LEN;
+pub const OFF_EXE_WRITABLE: u32 = OFF_EXE_DELETED + 8;
 
 /// Slot `i` of argv (`argv[i]`), a string field of exec records.
 pub fn arg_field(i: u32) -> Option<Field> {

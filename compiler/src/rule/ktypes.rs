@@ -33,6 +33,15 @@ impl TableTypes {
     pub fn fixture() -> TableTypes {
         let rows: &[(&str, &str, u32, u32)] = &[
             ("task_struct", "real_parent", 2520, 8),
+            ("linux_binprm", "file", 64, 8),
+            ("file", "f_path", 64, 16),
+            ("path", "mnt", 0, 8),
+            ("path", "dentry", 8, 8),
+            ("dentry", "d_hash", 8, 16),
+            ("hlist_bl_node", "pprev", 8, 8),
+            ("vfsmount", "mnt_flags", 16, 4),
+            ("vfsmount", "mnt_sb", 8, 8),
+            ("super_block", "s_flags", 80, 8),
             ("task_struct", "tgid", 2508, 4),
             ("task_struct", "comm", 3008, 16),
             ("task_struct", "cred", 2992, 8),

@@ -146,6 +146,20 @@ const EXEC_MEMBERS: &[(&str, &str)] = &[
     ("linux_binprm", "filename"),
 ];
 
+/// And exec records' `exe.*` flags: the program's file, its dentry (hashed unless
+/// unlinked) and its mount's and superblock's flags.
+const EXE_MEMBERS: &[(&str, &str)] = &[
+    ("linux_binprm", "file"),
+    ("file", "f_path"),
+    ("path", "mnt"),
+    ("path", "dentry"),
+    ("dentry", "d_hash"),
+    ("hlist_bl_node", "pprev"),
+    ("vfsmount", "mnt_flags"),
+    ("vfsmount", "mnt_sb"),
+    ("super_block", "s_flags"),
+];
+
 /// And exit records (how it ended).
 const EXIT_MEMBERS: &[(&str, &str)] = &[("task_struct", "exit_code")];
 
@@ -190,10 +204,11 @@ enum Group {
     Path,
     Argv,
     Exit,
+    Exe,
 }
 
 impl Group {
-    const ALL: [Group; 13] = [
+    const ALL: [Group; 14] = [
         Group::Pid,
         Group::Ids,
         Group::Cgroup,
@@ -207,6 +222,7 @@ impl Group {
         Group::Path,
         Group::Argv,
         Group::Exit,
+        Group::Exe,
     ];
 
     fn fields(self) -> &'static [&'static str] {
@@ -227,6 +243,7 @@ impl Group {
                 "argv[6]", "argv[7]",
             ],
             Group::Exit => &["code", "signal"],
+            Group::Exe => &["exe.deleted", "exe.writable_mount"],
         }
     }
 
@@ -242,7 +259,7 @@ impl Group {
                 .iter()
                 .any(|f| set.uses(kind, f) && (self != Group::ParentPath || uses_procs(set))),
             Group::Path => matches!(kind, Kind::Exec | Kind::Open),
-            Group::Argv => kind == Kind::Exec,
+            Group::Argv | Group::Exe => kind == Kind::Exec,
             Group::Exit => kind == Kind::Exit,
         }
     }
@@ -293,6 +310,9 @@ pub enum Entry {
     Connect6,
     Bind4,
     Bind6,
+    /// `cgroup/sendmsg4`, `cgroup/sendmsg6` (the same context as connect's).
+    Sendmsg4,
+    Sendmsg6,
     /// `sys_enter_setuid` (uid), `setreuid` (ruid, euid), `setresuid` (ruid, euid, suid),
     /// and the same for gids.
     Setuid,
@@ -325,6 +345,7 @@ impl Entry {
             Kind::Setgid => &[Entry::Setgid, Entry::Setregid, Entry::Setresgid],
             Kind::Ptrace => &[Entry::Ptrace],
             Kind::Exit => &[Entry::Exit],
+            Kind::Sendmsg => &[Entry::Sendmsg4, Entry::Sendmsg6],
         }
     }
 
@@ -335,6 +356,8 @@ impl Entry {
             Entry::Connect6 => Some("connect6"),
             Entry::Bind4 => Some("bind4"),
             Entry::Bind6 => Some("bind6"),
+            Entry::Sendmsg4 => Some("sendmsg4"),
+            Entry::Sendmsg6 => Some("sendmsg6"),
             _ => None,
         }
     }
@@ -376,7 +399,12 @@ impl Entry {
             Entry::Setresgid => "sys_enter_setresgid",
             Entry::Ptrace => "sys_enter_ptrace",
             Entry::Exit => "sched_process_exit",
-            Entry::Connect4 | Entry::Connect6 | Entry::Bind4 | Entry::Bind6 => "",
+            Entry::Connect4
+            | Entry::Connect6
+            | Entry::Bind4
+            | Entry::Bind6
+            | Entry::Sendmsg4
+            | Entry::Sendmsg6 => "",
         }
     }
 
@@ -572,6 +600,7 @@ pub fn lower(set: &RuleSet, kt: &dyn KernelTypes) -> Result<Module, MissingMembe
 type Members = std::collections::HashMap<String, Member>;
 
 fn members(kind: Kind, kt: &dyn KernelTypes, set: &RuleSet) -> Result<Members, MissingMember> {
+    let exe: &[(&str, &str)] = if kind == Kind::Exec { EXE_MEMBERS } else { &[] };
     let extra: &[(&str, &str)] = match kind {
         Kind::Exec => EXEC_MEMBERS,
         Kind::Exit => EXIT_MEMBERS,
@@ -590,6 +619,7 @@ fn members(kind: Kind, kt: &dyn KernelTypes, set: &RuleSet) -> Result<Members, M
     COMMON_MEMBERS
         .iter()
         .chain(extra)
+        .chain(exe)
         .chain(stdio)
         .chain(cgroup)
         .map(|&(strukt, member)| {
@@ -949,17 +979,7 @@ impl Lower {
                 val: Operand::Imm(0),
             },
         );
-        let mref = self
-            .f
-            .push(b, Op::MapRef(scratch), Type::Ptr(PtrKind::Map(scratch)));
-        let r = self.call(
-            b,
-            "map_lookup_elem",
-            vec![mref, kp],
-            Type::Ptr(PtrKind::MapValueOrNull(scratch)),
-        );
-        let body = self.f.add_block();
-        self.br(b, MCond::Eq, r, Operand::Imm(0), exit, body);
+        let (body, r) = self.lookup(b, scratch, kp, exit);
         // The checked pointer, typed non-null for the accesses below.
         self.rec = self.f.push(
             body,
@@ -1016,8 +1036,8 @@ impl Lower {
                 l.store(cur, super::hir::off_source(kind), bprm.into());
                 cur
             }
-            Entry::Connect4 | Entry::Bind4 => l.fill_sock(cur, ctx, false),
-            Entry::Connect6 | Entry::Bind6 => l.fill_sock(cur, ctx, true),
+            Entry::Connect4 | Entry::Bind4 | Entry::Sendmsg4 => l.fill_sock(cur, ctx, false),
+            Entry::Connect6 | Entry::Bind6 | Entry::Sendmsg6 => l.fill_sock(cur, ctx, true),
             // The effective id: setuid's only argument, setre*id's and setres*id's second.
             Entry::Setuid | Entry::Setgid => l.fill_args(cur, ctx, &[(0, true)]),
             Entry::Setreuid | Entry::Setresuid | Entry::Setregid | Entry::Setresgid => {
@@ -1179,6 +1199,24 @@ impl Lower {
         Some((slot, bit / 64))
     }
 
+    /// `map_lookup_elem(map, key)` at the end of `b`, going to `absent` when the map
+    /// has no such key; returns the block that continues and the value pointer (null-
+    /// checked on the way there, so loads and stores through it verify).
+    fn lookup(&mut self, b: Block, map: MapId, key: Value, absent: Block) -> (Block, Value) {
+        let mref = self
+            .f
+            .push(b, Op::MapRef(map), Type::Ptr(PtrKind::Map(map)));
+        let v = self.call(
+            b,
+            "map_lookup_elem",
+            vec![mref, key],
+            Type::Ptr(PtrKind::MapValueOrNull(map)),
+        );
+        let found = self.f.add_block();
+        self.br(b, MCond::Eq, v, Operand::Imm(0), absent, found);
+        (found, v)
+    }
+
     /// Word `w` of a looked-up set value.
     fn slot_word(&mut self, b: Block, slot: crate::mir::Slot, w: u32) -> Value {
         let p = self
@@ -1214,20 +1252,12 @@ impl Lower {
             let slot = self.f.add_slot(8 * words, 8);
             self.members.insert((map, offset), slot);
             let key = self.at(b, offset);
-            let mref = self.f.push(b, Op::MapRef(id), Type::Ptr(PtrKind::Map(id)));
-            let v = self.call(
-                b,
-                "map_lookup_elem",
-                vec![mref, key],
-                Type::Ptr(PtrKind::MapValueOrNull(id)),
-            );
             let sp = self
                 .f
                 .push(b, Op::SlotAddr(slot), Type::Ptr(PtrKind::Stack));
             let absent = self.f.add_block();
-            let found = self.f.add_block();
+            let (found, v) = self.lookup(b, id, key, absent);
             let join = self.f.add_block();
-            self.br(b, MCond::Eq, v, Operand::Imm(0), absent, found);
             for w in 0..words as i16 {
                 let x = self
                     .f
@@ -1267,20 +1297,8 @@ impl Lower {
                 val: Operand::Imm(0),
             },
         );
-        let lref = self.f.push(
-            b,
-            Op::MapRef(maps.limit),
-            Type::Ptr(PtrKind::Map(maps.limit)),
-        );
-        let lp = self.call(
-            b,
-            "map_lookup_elem",
-            vec![lref, kp],
-            Type::Ptr(PtrKind::MapValueOrNull(maps.limit)),
-        );
         let send = self.f.add_block();
-        let got = self.f.add_block();
-        self.br(b, MCond::Eq, lp, Operand::Imm(0), send, got);
+        let (got, lp) = self.lookup(b, maps.limit, kp, send);
         let limit = self.f.push(got, Op::Load { ptr: lp, off: 0 }, Type::U64);
         let limited = self.f.add_block();
         self.br(got, MCond::Eq, limit, Operand::Imm(0), send, limited);
@@ -1295,18 +1313,7 @@ impl Lower {
                 val: index.into(),
             },
         );
-        let rref = self
-            .f
-            .push(b, Op::MapRef(maps.rate), Type::Ptr(PtrKind::Map(maps.rate)));
-        let rp = self.call(
-            b,
-            "map_lookup_elem",
-            vec![rref, kp],
-            Type::Ptr(PtrKind::MapValueOrNull(maps.rate)),
-        );
-        let have = self.f.add_block();
-        self.br(b, MCond::Eq, rp, Operand::Imm(0), send, have);
-        let b = have;
+        let (b, rp) = self.lookup(b, maps.rate, kp, send);
         let now = self.call(b, "ktime_get_ns", vec![], Type::U64);
         let window = self.f.push(
             b,
@@ -1395,18 +1402,8 @@ impl Lower {
         let slot = self.f.add_slot(8, 8);
         self.audit = Some(slot);
         self.slot_store(b, slot, Operand::Imm(0));
-        let mref = self
-            .f
-            .push(b, Op::MapRef(mode), Type::Ptr(PtrKind::Map(mode)));
-        let p = self.call(
-            b,
-            "map_lookup_elem",
-            vec![mref, kp],
-            Type::Ptr(PtrKind::MapValueOrNull(mode)),
-        );
-        let got = self.f.add_block();
         let join = self.f.add_block();
-        self.br(b, MCond::Eq, p, Operand::Imm(0), join, got);
+        let (got, p) = self.lookup(b, mode, kp, join);
         let v = self.f.push(got, Op::Load { ptr: p, off: 0 }, Type::U64);
         self.slot_store(got, slot, v.into());
         self.jump(got, join);
@@ -1507,17 +1504,7 @@ impl Lower {
                         val: key.into(),
                     },
                 );
-                let mref = self
-                    .f
-                    .push(hit, Op::MapRef(mode), Type::Ptr(PtrKind::Map(mode)));
-                let p = self.call(
-                    hit,
-                    "map_lookup_elem",
-                    vec![mref, kp],
-                    Type::Ptr(PtrKind::MapValueOrNull(mode)),
-                );
-                let got = self.f.add_block();
-                self.br(hit, MCond::Eq, p, Operand::Imm(0), as_file, got);
+                let (got, p) = self.lookup(hit, mode, kp, as_file);
                 let v = self.f.push(got, Op::Load { ptr: p, off: 0 }, Type::U64);
                 let not_audit = self.f.add_block();
                 self.br(
@@ -1624,19 +1611,9 @@ impl Lower {
     /// empty when the table has none.
     fn parent_path(&mut self, b: Block, tail: u32, procs: MapId) -> Block {
         let key = self.at(b, OFF_PPID);
-        let pref = self
-            .f
-            .push(b, Op::MapRef(procs), Type::Ptr(PtrKind::Map(procs)));
-        let v = self.call(
-            b,
-            "map_lookup_elem",
-            vec![pref, key],
-            Type::Ptr(PtrKind::MapValueOrNull(procs)),
-        );
-        let found = self.f.add_block();
         let absent = self.f.add_block();
+        let (found, v) = self.lookup(b, procs, key, absent);
         let join = self.f.add_block();
-        self.br(b, MCond::Eq, v, Operand::Imm(0), absent, found);
         self.zero(absent, tail + super::hir::PARENT_PATH, super::hir::PATH_MAX);
         self.jump(absent, join);
         let v = self.f.push(
@@ -2014,8 +1991,59 @@ impl Lower {
                 return self.fill_argv(b, &off);
             }
             Group::Exit => return self.fill_exit(b, off),
+            Group::Exe => return self.fill_exe(b, &off, kind),
         }
         b
+    }
+
+    /// `exe.deleted` and `exe.writable_mount` from `bprm->file`: its dentry is not
+    /// hashed once the file was unlinked (a memfd's never is); its mount is read-only
+    /// when the mount (`MNT_READONLY`) or its superblock (`SB_RDONLY`) says so.
+    fn fill_exe(&mut self, b: Block, off: &impl Fn(&str) -> u32, kind: Kind) -> Block {
+        use super::hir::{OFF_EXE_DELETED, OFF_EXE_WRITABLE};
+        const MNT_READONLY: i64 = 0x40;
+        const SB_RDONLY: i64 = 1;
+        let bprm = self.load(b, super::hir::off_source(kind), IntTy::U64);
+        let a = self.plus(b, bprm, off("linux_binprm.file"));
+        let file = self.read_kernel_u64(b, a);
+        let a = self.plus(b, file, off("file.f_path") + off("path.dentry"));
+        let dentry = self.read_kernel_u64(b, a);
+        let a = self.plus(b, dentry, off("dentry.d_hash") + off("hlist_bl_node.pprev"));
+        let pprev = self.read_kernel_u64(b, a);
+        let a = self.plus(b, file, off("file.f_path") + off("path.mnt"));
+        let mnt = self.read_kernel_u64(b, a);
+        let a = self.plus(b, mnt, off("vfsmount.mnt_flags"));
+        let mflags = self.read_kernel_u64(b, a);
+        let a = self.plus(b, mnt, off("vfsmount.mnt_sb"));
+        let sb = self.read_kernel_u64(b, a);
+        let a = self.plus(b, sb, off("super_block.s_flags"));
+        let sflags = self.read_kernel_u64(b, a);
+        let m = self.f.push(
+            b,
+            Op::Binary(BinOp::And, mflags, Operand::Imm(MNT_READONLY)),
+            Type::U64,
+        );
+        let s = self.f.push(
+            b,
+            Op::Binary(BinOp::And, sflags, Operand::Imm(SB_RDONLY)),
+            Type::U64,
+        );
+        let ro = self
+            .f
+            .push(b, Op::Binary(BinOp::Or, m, s.into()), Type::U64);
+        self.store(b, OFF_EXE_DELETED, Operand::Imm(0));
+        self.store(b, OFF_EXE_WRITABLE, Operand::Imm(0));
+        let deleted = self.f.add_block();
+        let mid = self.f.add_block();
+        self.br(b, MCond::Eq, pprev, Operand::Imm(0), deleted, mid);
+        self.store(deleted, OFF_EXE_DELETED, Operand::Imm(1));
+        self.jump(deleted, mid);
+        let writable = self.f.add_block();
+        let join = self.f.add_block();
+        self.br(mid, MCond::Eq, ro, Operand::Imm(0), writable, join);
+        self.store(writable, OFF_EXE_WRITABLE, Operand::Imm(1));
+        self.jump(writable, join);
+        join
     }
 
     /// The current task's `real_parent`.
@@ -2280,17 +2308,7 @@ impl Lower {
                 val: Operand::Imm(0),
             },
         );
-        let lref = self
-            .f
-            .push(full, Op::MapRef(lost), Type::Ptr(PtrKind::Map(lost)));
-        let c = self.call(
-            full,
-            "map_lookup_elem",
-            vec![lref, kp],
-            Type::Ptr(PtrKind::MapValueOrNull(lost)),
-        );
-        let bump = self.f.add_block();
-        self.br(full, MCond::Eq, c, Operand::Imm(0), join, bump);
+        let (bump, c) = self.lookup(full, lost, kp, join);
         let old = self.f.push(bump, Op::Load { ptr: c, off: 0 }, Type::U64);
         let new = self.f.push(
             bump,

@@ -16,6 +16,8 @@ pub fn attach_type(name: &str) -> Option<AttachType> {
         "connect6" => AttachType::CgroupInet6Connect,
         "bind4" => AttachType::CgroupInet4Bind,
         "bind6" => AttachType::CgroupInet6Bind,
+        "sendmsg4" => AttachType::CgroupUdp4Sendmsg,
+        "sendmsg6" => AttachType::CgroupUdp6Sendmsg,
         _ => return None,
     })
 }

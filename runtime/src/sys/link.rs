@@ -22,6 +22,9 @@ pub enum AttachType {
     CgroupInet6Bind = 9,
     CgroupInet4Connect = 10,
     CgroupInet6Connect = 11,
+    /// UDP sendmsg to an address (`cgroup/sendmsg4`, `sendmsg6`).
+    CgroupUdp4Sendmsg = 14,
+    CgroupUdp6Sendmsg = 15,
 }
 
 /// `union bpf_attr` for BPF_LINK_CREATE (the common part and the tcx member).
