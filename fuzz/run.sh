@@ -6,6 +6,9 @@
 #   fuzz/run.sh            # 60 s per target
 #   SECONDS_EACH=300 fuzz/run.sh
 # Exit status non-zero if a target found a crash (its input is left in fuzz/artifacts/).
+# The test suite runs the same bodies (pol_compiler::mir::fuzz) over seeds/ (kept in git:
+# earlier runs' inputs that reach the parser's output or the verifier's acceptance) and
+# seeded mutations of them (compiler/tests/mir_fuzz.rs); corpus/ is this machine's.
 set -eu
 cd "$(dirname "$0")"
 EACH=${SECONDS_EACH:-60}
@@ -19,6 +22,6 @@ mkdir -p artifacts
 for t in mir_text mir_pipeline; do
 	work=$(mktemp -d)
 	echo "fuzz $t for $EACH s"
-	"$bin/$t" -max_total_time="$EACH" -artifact_prefix=artifacts/ "$work" "corpus/$t" ../compiler/tests/mir
+	"$bin/$t" -max_total_time="$EACH" -artifact_prefix=artifacts/ "$work" "corpus/$t" "seeds/$t" ../compiler/tests/mir
 	rm -rf "$work"
 done

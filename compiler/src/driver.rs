@@ -199,6 +199,35 @@ fn object_error(e: obj::ObjError, span: std::ops::Range<usize>) -> Diagnostic {
     )
 }
 
+/// A file of probes or security rules: compiled through `probe::Output` (MIR, code,
+/// object and layout); a filter's own fields stay empty.
+fn probe_file(
+    ast: ast::File,
+    hir: Hir,
+    out: crate::probe::Output,
+    rules: Option<crate::rule::RulesLayout>,
+    warnings: Vec<Diagnostic>,
+    timings: Vec<(&'static str, Duration)>,
+) -> Compiled {
+    Compiled {
+        ast,
+        hir,
+        programs: Vec::new(),
+        maps: Vec::new(),
+        spec: ObjectSpec {
+            license: LICENSE.into(),
+            programs: Vec::new(),
+            maps: Vec::new(),
+        },
+        object: out.object.clone(),
+        warnings,
+        probes: Some(out),
+        rules,
+        timings,
+        module: None,
+    }
+}
+
 fn compile_source(
     file_name: &str,
     source: &str,
@@ -211,49 +240,23 @@ fn compile_source(
     let mut timings = vec![("front end", start.elapsed())];
     if !hir.probes.is_empty() {
         return match crate::probe::compile(&hir.probes, source) {
-            Ok(out) => Ok(Compiled {
-                ast: file,
-                hir,
-                programs: Vec::new(),
-                maps: Vec::new(),
-                spec: ObjectSpec {
-                    license: LICENSE.into(),
-                    programs: Vec::new(),
-                    maps: Vec::new(),
-                },
-                object: out.object.clone(),
-                warnings: diags,
-                probes: Some(out),
-                rules: None,
-                timings,
-                module: None,
-            }),
+            Ok(out) => Ok(probe_file(file, hir, out, None, diags, timings)),
             Err(more) => {
                 diags.extend(more);
                 Err(diags)
             }
         };
     }
-
     if !hir.security.is_empty() {
         return match crate::rule::compile(&hir.security, source, catalog.kernel_types()) {
-            Ok(out) => Ok(Compiled {
-                ast: file,
+            Ok(out) => Ok(probe_file(
+                file,
                 hir,
-                programs: Vec::new(),
-                maps: Vec::new(),
-                spec: ObjectSpec {
-                    license: LICENSE.into(),
-                    programs: Vec::new(),
-                    maps: Vec::new(),
-                },
-                object: out.probes.object.clone(),
-                warnings: diags,
-                probes: Some(out.probes),
-                rules: Some(out.rules),
+                out.probes,
+                Some(out.rules),
+                diags,
                 timings,
-                module: None,
-            }),
+            )),
             Err(more) => {
                 diags.extend(more);
                 Err(diags)

@@ -47,13 +47,16 @@ fn run(passes: &[String], input: &str) -> String {
             "codegen" => codegen::filetest_codegen(&module),
             "object" => object_listing(&module),
             // Transforming passes print the module they leave (and verify it).
-            "fold" | "dse" | "sink" | "known" | "implied" | "thread" | "layout" | "opt" => {
+            "fold" | "dse" | "sink" | "known" | "implied" | "unused" | "decide" | "thread"
+            | "layout" | "opt" => {
                 for f in &mut module.funcs {
                     match pass.as_str() {
                         "fold" => drop(mir::opt::fold(f)),
                         "thread" => drop(mir::opt::thread(f)),
                         "known" => drop(mir::opt::known(f)),
                         "implied" => drop(mir::opt::implied(f)),
+                        "unused" => drop(mir::decide::unused(f)),
+                        "decide" => drop(mir::decide::decide(f)),
                         "dse" => drop(mir::opt::dead_stores(f)),
                         "sink" => drop(mir::opt::sink_zeroing(f)),
                         "layout" => drop(mir::opt::layout(f)),
@@ -282,7 +285,8 @@ fn random_modules_round_trip_and_compile() {
 
 /// A bounded fuzz of the text parser and the pass pipeline: every filetest, mutated a few
 /// hundred times (characters dropped, duplicated, swapped for digits and punctuation),
-/// goes through parse, verify and codegen without a panic. Errors are fine; panics not.
+/// goes through the fuzz targets' checks (`mir::fuzz`: print/parse round trip, verify,
+/// optimise, verify again, codegen). Errors in the input are fine; bugs are not.
 #[test]
 fn mutated_inputs_never_panic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mir");
@@ -311,11 +315,13 @@ fn mutated_inputs_never_panic() {
                 }
             }
             let mutated: String = c.into_iter().collect();
-            let Ok(m) = parse_module(&mutated) else {
-                continue;
-            };
-            if mir::verify_module(&m).is_ok() && codegen::compile(&m).is_ok() {
-                compiled += 1;
+            // What the fuzz targets check (`fuzz/`, `tests/mir_fuzz.rs`).
+            if let Err(bug) = mir::fuzz::text(mutated.as_bytes()) {
+                panic!("{bug}\non:\n{mutated}");
+            }
+            match mir::fuzz::pipeline(mutated.as_bytes()) {
+                Ok(verified) => compiled += usize::from(verified),
+                Err(bug) => panic!("{bug}\non:\n{mutated}"),
             }
         }
     }

@@ -11,8 +11,10 @@
 //! Nothing here knows about ELF or the kernel's instruction encoding.
 
 pub mod build;
+pub mod decide;
 pub mod entities;
 pub mod func;
+pub mod fuzz;
 pub mod gen;
 pub mod helpers;
 pub mod interp;

@@ -38,12 +38,15 @@ pub fn optimize(m: &mut Module) -> Vec<BlockMap> {
 }
 
 /// The passes in order, each with the name `pol build` times it under.
-pub const PASSES: [(&str, Pass); 7] = [
+pub const PASSES: [(&str, Pass); 9] = [
     ("MIR fold", fold),
     ("MIR dead stores", dead_stores),
-    ("MIR sink zeroing", sink_zeroing),
     ("MIR known", known),
     ("MIR implied", implied),
+    ("MIR unused", super::decide::unused),
+    ("MIR decide", super::decide::decide),
+    // After `decide`: a path it sends past a set lookup no longer needs the key zeroed.
+    ("MIR sink zeroing", sink_zeroing),
     ("MIR thread", thread),
     ("MIR layout", layout),
 ];
@@ -909,7 +912,8 @@ fn sink_plan(
             }
         }
     }
-    (plan.len() <= 2 && !plan.is_empty()).then_some(plan)
+    // An empty plan: no path reads the bytes before writing them, the store goes.
+    (plan.len() <= 2).then_some(plan)
 }
 
 /// Moves `z` (a zeroing store of slot `s` from byte `lo`) out of `zb` to the plan's

@@ -176,7 +176,28 @@ pub struct ValueWordLayout {
     pub merge: String,
 }
 
+impl AggFunction {
+    /// The function's name in the language (`count`, `lhist`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFunction::Count => "count",
+            AggFunction::Sum => "sum",
+            AggFunction::Min => "min",
+            AggFunction::Max => "max",
+            AggFunction::Avg => "avg",
+            AggFunction::Stats => "stats",
+            AggFunction::Hist => "hist",
+            AggFunction::Lhist { .. } => "lhist",
+        }
+    }
+}
+
 impl Layout {
+    /// A layout.json read back, as the runtime and any other consumer read it.
+    pub fn parse(json: &str) -> Result<Layout, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
     /// Pretty-printed layout.json, as written next to the object. An error, not an empty
     /// layout, if serialization fails (it cannot for these plain structs today, but a
     /// runtime that loads an empty layout would see no maps and no programs).

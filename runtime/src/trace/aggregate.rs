@@ -500,7 +500,8 @@ mod tests {
 
     fn agg(function: &str, keys: &str, words: &str) -> Aggregation {
         let text = format!(
-            r#"{{"aggregations": [{{"map": "m", "display": "@m", "function": {function},
+            r#"{{"schema": 1, "license": "GPL", "programs": [], "maps": [],
+                "aggregations": [{{"map": "m", "display": "@m", "function": {function},
                 "per_cpu": true, "key": [{keys}], "value": [{words}]}}]}}"#
         );
         let mut l = TraceLayout::parse(&text).expect("layout");

@@ -147,7 +147,8 @@ mod tests {
     #[test]
     fn records_decode_by_kind_and_print_in_columns() {
         let l = TraceLayout::parse(
-            r#"{"events": {"ring": "r", "lost": "l", "records": [{"probe": "opens", "size": 32,
+            r#"{"schema": 1, "license": "GPL", "programs": [], "maps": [],
+                "events": {"ring": "r", "lost": "l", "records": [{"probe": "opens", "size": 32,
                 "fields": [{"name": "pid", "type": "u64", "offset": 8, "size": 8},
                            {"name": "comm", "type": "string", "offset": 16, "size": 16}]}]}}"#,
         )

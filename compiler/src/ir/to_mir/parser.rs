@@ -1587,17 +1587,15 @@ impl P<'_> {
         self.cur = out;
     }
 
-    /// Copies the first `needs.payload` bytes of the L4 payload at `start` behind the
-    /// record, and their count (the payload inside the IP packet, at most the window) to
-    /// `OFF_PAYLOAD_LEN`. A byte past the linear head is `truncated` (TC pulls and parses
-    /// again; on XDP the headers and the window lie in the first buffer, so it is
-    /// malformed). A data offset past the IP packet leaves no payload.
-    fn payload(&mut self, start: Value) {
+    /// What [`Self::payload`] and [`Self::icmp_body`] start with: the bytes from `start`
+    /// to the IP packet's end (`avail`; none when `start` lies past it, which goes to the
+    /// returned `out` block) and their count clipped to `window` (`n`). Code continues in
+    /// the block where `n` is known.
+    fn clipped(&mut self, start: Value, window: i64) -> (Block, Value, Value) {
         let out = self.new_block();
         let ip_end = self.get(self.v.ip_end);
         self.exit_if(Cond::Ugt, start, ip_end, out);
         let avail = self.push(Op::Binary(BinOp::Sub, ip_end, start.into()), Type::U64);
-        let window = i64::from(self.needs.payload);
         let count = self.b.var(Type::U64);
         self.set(count, avail);
         let clip = self.new_block();
@@ -1609,6 +1607,17 @@ impl P<'_> {
         self.goto(fits);
         self.cur = fits;
         let n = self.get(count);
+        (out, avail, n)
+    }
+
+    /// Copies the first `needs.payload` bytes of the L4 payload at `start` behind the
+    /// record, and their count (the payload inside the IP packet, at most the window) to
+    /// `OFF_PAYLOAD_LEN`. A byte past the linear head is `truncated` (TC pulls and parses
+    /// again; on XDP the headers and the window lie in the first buffer, so it is
+    /// malformed). A data offset past the IP packet leaves no payload.
+    fn payload(&mut self, start: Value) {
+        let window = i64::from(self.needs.payload);
+        let (out, avail, n) = self.clipped(start, window);
         let n16 = self.push(Op::Ext(ExtOp::Trunc, n), Type::Int(IntTy::U16));
         self.st(IntTy::U16, OFF_PAYLOAD_LEN, n16.into());
         for i in 0..window {
@@ -1627,22 +1636,8 @@ impl P<'_> {
     /// `payload` copies: a quoted header is read by the word, and this is a fourth of the
     /// code.
     fn icmp_body(&mut self, start: Value) {
-        let out = self.new_block();
-        let ip_end = self.get(self.v.ip_end);
-        self.exit_if(Cond::Ugt, start, ip_end, out);
-        let avail = self.push(Op::Binary(BinOp::Sub, ip_end, start.into()), Type::U64);
         let window = i64::from(self.needs.payload / 4 * 4);
-        let count = self.b.var(Type::U64);
-        self.set(count, avail);
-        let clip = self.new_block();
-        let fits = self.new_block();
-        self.br(Cond::Ugt, avail, Operand::Imm(window), clip, fits);
-        self.cur = clip;
-        let w = self.iconst(IntTy::U64, window);
-        self.set(count, w);
-        self.goto(fits);
-        self.cur = fits;
-        let n = self.get(count);
+        let (out, avail, n) = self.clipped(start, window);
         let n = self.bin(BinOp::And, n, Operand::Imm(!3));
         let n16 = self.push(Op::Ext(ExtOp::Trunc, n), Type::Int(IntTy::U16));
         self.st(IntTy::U16, OFF_PAYLOAD_LEN, n16.into());
