@@ -103,8 +103,9 @@ impl Snapshot {
                 .map_entries(&counter.name)?
                 .iter()
                 .map(|(k, v)| {
-                    let key = match (field, &key_ty) {
-                        (Some(f), Some(ty)) => decode_key(k, f.ty, ty),
+                    let key = match (field, &key_ty, counter.l7) {
+                        (_, _, Some(l7)) => l7.decode(k),
+                        (Some(f), Some(ty), None) => decode_key(k, f.ty, ty),
                         _ => String::new(),
                     };
                     (key, u64_le(v))
@@ -113,7 +114,9 @@ impl Snapshot {
             entries.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             counters.push(CounterCounts {
                 name: counter.name.clone(),
-                key_field: field.map(|f| f.name.to_string()),
+                key_field: field
+                    .map(|f| f.name.to_string())
+                    .or(counter.l7.map(|k| k.name().to_string())),
                 entries,
             });
         }

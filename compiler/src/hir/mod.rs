@@ -69,6 +69,9 @@ pub struct CounterDef {
     pub name: String,
     /// `None` for a plain counter, else the field whose value keys it.
     pub key: Option<&'static Field>,
+    /// Keyed by an HTTP field instead (`count by_path[http.path]`; `key` is `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l7: Option<crate::l7::http::CountKey>,
     pub span: Span,
 }
 

@@ -215,9 +215,11 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
     let sctp = F_VLAN | F_IP4 | F_IP6 | F_SCTP | F_FRAG | CARRIED;
     let icmp = F_VLAN | F_IP4 | F_IP6 | F_ICMP | F_ICMP6 | F_FRAG | CARRIED;
     let (payload, payload_layers) = payload_window(&filter.rules);
+    // A count keyed by an HTTP field runs the HTTP pass, which reads TCP payloads.
+    let http_counts = crate::l7::http::counts_by(hir, filter).iter().any(|&c| c);
     let (tcp4, tcp6) = (
-        needed(l4(F_IP4, F_TCP, TCP_BYTES)),
-        needed(l4(F_IP6, F_TCP, TCP_BYTES)),
+        http_counts || needed(l4(F_IP4, F_TCP, TCP_BYTES)),
+        http_counts || needed(l4(F_IP6, F_TCP, TCP_BYTES)),
     );
     let (udp4, udp6) = (
         needed(l4(F_IP4, F_UDP, PORTS)),
@@ -239,7 +241,7 @@ pub fn needs(hir: &Hir, filter: &Filter) -> Needs {
         },
         mpls: ext.bits & F_MPLS != 0,
         pppoe: ext.bits & F_PPPOE != 0,
-        l7: crate::l7::Bits::uses_l7(filter),
+        l7: crate::l7::Bits::uses_l7(filter) || http_counts,
         payload,
         payload_tcp: payload_layers & F_TCP != 0 && (tcp4 || tcp6),
         payload_udp: payload_layers & F_UDP != 0 && (udp4 || udp6),

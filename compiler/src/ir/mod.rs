@@ -42,6 +42,14 @@ pub enum Inst {
     },
     /// Adds one to `map[key]`; the key is at `record + key_off`, or the array index 0.
     Count { map: String, key_off: Option<i16> },
+    /// Adds one to `map[key]` for a segment holding a request the HTTP pass read; the key
+    /// is its method (a record byte), or its path or host where the pass copied them in
+    /// its buffer map `buf` (`l7::http::CountKey`).
+    L7Count {
+        map: String,
+        key: crate::l7::http::CountKey,
+        buf: String,
+    },
     /// Adds one to slot `index` of a per-CPU array (the program's decision statistics).
     Stat { map: String, index: u32 },
     /// Adds one to the statistics slot of the best rule found by the rule maps.
@@ -185,6 +193,7 @@ impl Inst {
             | Inst::L7Lookup { dst, .. }
             | Inst::Ct { dst } => Some(*dst),
             Inst::Count { .. }
+            | Inst::L7Count { .. }
             | Inst::Stat { .. }
             | Inst::StatBest { .. }
             | Inst::InitBest { .. }
@@ -242,6 +251,9 @@ impl fmt::Display for Function {
                         key_off: Some(k),
                     } => writeln!(s, "  count {map}[rec+{k}]"),
                     Inst::Count { map, key_off: None } => writeln!(s, "  count {map}"),
+                    Inst::L7Count { map, key, .. } => {
+                        writeln!(s, "  count {map}[{}]", key.name())
+                    }
                     Inst::Stat { map, index } => writeln!(s, "  stat {map}[{index}]"),
                     Inst::StatBest { map } => writeln!(s, "  stat {map}[best.rule]"),
                     Inst::InitBest { rule, action } => {

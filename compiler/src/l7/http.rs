@@ -37,8 +37,9 @@ pub const PATH_MAX: usize = 127;
 pub const HOST_MAX: usize = 127;
 /// The request line must lie in this many first bytes of the segment's payload.
 pub const SCAN_MAX: u32 = 256;
-/// Per-CPU buffer: the copied payload, with room for reads past it.
-pub const BUF_SIZE: u32 = 1024;
+/// Per-CPU buffer: the copied payload, with room for reads past it, the LPM keys of the
+/// host and headers, and the keys of counts by path and host (from 1024).
+pub const BUF_SIZE: u32 = 2048;
 /// Where the reversed, lower-cased host name ends in the buffer (its 0 terminator's place):
 /// its LPM key starts `4 + length` bytes before.
 const HOST_END: i64 = 640;
@@ -60,6 +61,10 @@ pub enum HttpTest {
     /// name, lower-cased, without port or final dot, is (or ends with) any of these. The
     /// patterns are stored reversed (`moc.elpmaxe`), so a suffix is an LPM prefix.
     Host(Vec<StrPat>),
+    /// `http.header("User-Agent") == ".."`, `in { .. }`, `starts_with(..)`, or the header
+    /// alone (present): each pattern is the lower-cased name, `:`, and the value
+    /// (`user-agent:curl/8.0`), so one LPM trie holds every header test of a filter.
+    Header(Vec<StrPat>),
 }
 
 impl HttpTest {
@@ -68,6 +73,7 @@ impl HttpTest {
         match self {
             HttpTest::Path(p) => Some(("http.path", p)),
             HttpTest::Host(p) => Some(("http.host", p)),
+            HttpTest::Header(p) => Some(("http.header", p)),
             _ => None,
         }
     }
@@ -106,7 +112,218 @@ pub fn print(t: &HttpTest) -> String {
                 .collect();
             format!("http.host {}", each.join(" or "))
         }
+        HttpTest::Header(ps) => {
+            let each: Vec<String> = ps
+                .iter()
+                .map(|p| {
+                    let s = String::from_utf8_lossy(p.bytes()).into_owned();
+                    let (name, value) = s.split_once(':').unwrap_or((&s, ""));
+                    match p {
+                        StrPat::Exact(_) => format!("http.header({name:?}) == {value:?}"),
+                        StrPat::Prefix(_) if value.is_empty() => format!("http.header({name:?})"),
+                        StrPat::Prefix(_) => format!("http.header({name:?}) starts with {value:?}"),
+                    }
+                })
+                .collect();
+            each.join(" or ")
+        }
     }
+}
+
+/// What a count keyed by an HTTP field (`count by_path[http.path]`) counts by. Only
+/// requests pol read are counted; the key is the method's number (`METHODS` index + 1),
+/// or the path or host name zero-padded to `COUNT_KEY` bytes (the host reversed, as the
+/// pass holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CountKey {
+    Method,
+    Path,
+    Host,
+}
+
+impl CountKey {
+    pub fn by_name(name: &str) -> Option<CountKey> {
+        match name {
+            "http.method" => Some(CountKey::Method),
+            "http.path" => Some(CountKey::Path),
+            "http.host" => Some(CountKey::Host),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CountKey::Method => "http.method",
+            CountKey::Path => "http.path",
+            CountKey::Host => "http.host",
+        }
+    }
+
+    /// Where the pass leaves the key in its buffer (`None`: the method, a record byte).
+    pub fn buf_off(self) -> Option<i64> {
+        match self {
+            CountKey::Method => None,
+            CountKey::Path => Some(COUNT_PATH_AT),
+            CountKey::Host => Some(COUNT_HOST_AT),
+        }
+    }
+
+    /// A key of the count map as text (`pol run`): the method's name, the path, the host.
+    pub fn decode(self, key: &[u8]) -> String {
+        match self {
+            CountKey::Method => key
+                .first()
+                .and_then(|&m| METHODS.get(usize::from(m).wrapping_sub(1)))
+                .map_or_else(|| "?".into(), |m| (*m).into()),
+            CountKey::Path | CountKey::Host => {
+                let end = key.iter().position(|&c| c == 0).unwrap_or(key.len());
+                let mut b = key[..end].to_vec();
+                if self == CountKey::Host {
+                    b.reverse();
+                }
+                String::from_utf8_lossy(&b).into_owned()
+            }
+        }
+    }
+}
+
+/// Which HTTP keys the counts of `filter`'s actions use: [method, path, host].
+pub fn counts_by(hir: &crate::hir::Hir, filter: &crate::hir::Filter) -> [bool; 3] {
+    let mut out = [false; 3];
+    let actions = filter
+        .rules
+        .iter()
+        .map(|r| &r.action)
+        .chain([&filter.default, &filter.malformed]);
+    for a in actions {
+        for &c in &a.counts {
+            match hir.counters.get(c).and_then(|c| c.l7) {
+                Some(CountKey::Method) => out[0] = true,
+                Some(CountKey::Path) => out[1] = true,
+                Some(CountKey::Host) => out[2] = true,
+                None => {}
+            }
+        }
+    }
+    out
+}
+
+/// The key size of a count by path or host: the longest path or host pol reads, and a 0.
+pub const COUNT_KEY: usize = PATH_MAX + 1;
+/// Where the pass copies the path, and the host name, for counts (zero-padded).
+const COUNT_PATH_AT: i64 = 1024;
+const COUNT_HOST_AT: i64 = COUNT_PATH_AT + COUNT_KEY as i64;
+
+/// Header names of more bytes than this are refused (E0558).
+pub const HEADER_NAME_MAX: usize = 32;
+/// Header values (after the colon and spaces, before the line end and trailing spaces) of
+/// more bytes than this make the request incomplete; longer patterns are L0510.
+pub const HEADER_VALUE_MAX: usize = 127;
+/// At most this many distinct header names in one filter (each is one scan of the
+/// request's header lines): L0513.
+pub const HEADERS_MAX: usize = 4;
+
+/// The header name of `http.header("NAME")`, lower-cased: a token of at most
+/// `HEADER_NAME_MAX` bytes, not `Host` (that is `http.host`).
+fn header_name(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr]) -> Option<String> {
+    let [Expr {
+        kind: ExprKind::Str(name),
+        span,
+    }] = args
+    else {
+        diags.push(err(
+            "E0558",
+            "`http.header` takes one string: the header's name",
+            e.span.clone(),
+            "expected `http.header(\"User-Agent\")`",
+        ));
+        return None;
+    };
+    let token = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    if name.is_empty() || name.len() > HEADER_NAME_MAX || !name.bytes().all(token) {
+        diags.push(
+            err(
+                "E0558",
+                format!("`{name}` is not a header name pol reads"),
+                span.clone(),
+                format!("letters, digits and `-` (a token), 1 to {HEADER_NAME_MAX} bytes"),
+            )
+            .with_help("`http.header(\"User-Agent\")`; names match in any case"),
+        );
+        return None;
+    }
+    if name.eq_ignore_ascii_case("host") {
+        diags.push(
+            err(
+                "E0558",
+                "the Host header is `http.host`",
+                span.clone(),
+                "lower-cased, without its port",
+            )
+            .with_help("`http.host == \"example.com\"`, `ends_with(http.host, \".example.com\")`"),
+        );
+        return None;
+    }
+    Some(name.to_ascii_lowercase())
+}
+
+/// `http.header("NAME")` alone: the request has the header (any value).
+pub fn header_present(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr]) -> Option<Cond> {
+    let name = header_name(diags, e, args)?;
+    Some(test(HttpTest::Header(vec![StrPat::Prefix(
+        format!("{name}:").into_bytes(),
+    )])))
+}
+
+/// The test of header `name` (lower-cased) against the string `s` (a prefix when
+/// `prefix`): printable ASCII without leading or trailing spaces, as pol reads values.
+fn header_value(
+    diags: &mut Vec<Diagnostic>,
+    name: &str,
+    s: &str,
+    span: Span,
+    prefix: bool,
+) -> Option<Cond> {
+    let b = s.as_bytes();
+    if let Some(c) = b.iter().find(|&&c| !(b' '..=b'~').contains(&c)) {
+        diags.push(err(
+            "E0558",
+            format!("a header value pattern cannot hold {:?}", char::from(*c)),
+            span,
+            "pol compares printable ASCII values",
+        ));
+        return None;
+    }
+    if b.first() == Some(&b' ') || (!prefix && b.last() == Some(&b' ')) {
+        diags.push(
+            err(
+                "E0558",
+                "a header value pattern cannot start or end with a space",
+                span,
+                "the spaces around a value are not part of it",
+            )
+            .with_help("`http.header(\"User-Agent\") == \"curl/8.0\"`"),
+        );
+        return None;
+    }
+    if b.len() > HEADER_VALUE_MAX {
+        diags.push(
+            err(
+                "L0510",
+                format!("a header value of {} bytes can never match", b.len()),
+                span,
+                format!("pol reads header values of at most {HEADER_VALUE_MAX} bytes"),
+            )
+            .with_help("longer values make the request incomplete (docs/l7.md)"),
+        );
+        return None;
+    }
+    let key = format!("{name}:{s}").into_bytes();
+    Some(test(HttpTest::Header(vec![if prefix {
+        StrPat::Prefix(key)
+    } else {
+        StrPat::Exact(key)
+    }])))
 }
 
 /// The HTTP fields rules can name.
@@ -130,6 +347,19 @@ fn err(
     Diagnostic::error(code, msg.into(), span).with_label(label.into())
 }
 
+/// `http.header("NAME") OP rhs`: `call` is the `http.header(..)` expression.
+pub fn header_compare(
+    diags: &mut Vec<Diagnostic>,
+    e: &Expr,
+    call: &Expr,
+    args: &[Expr],
+    op: AstOp,
+    rhs: &Expr,
+) -> Option<Cond> {
+    let header = header_name(diags, call, args)?;
+    compare_values(diags, e, "http.header", Some(&header), op, rhs)
+}
+
 /// `FIELD OP rhs` where FIELD is `http.*` (`name`).
 pub fn compare(
     diags: &mut Vec<Diagnostic>,
@@ -146,10 +376,25 @@ pub fn compare(
             name_span,
             "no such field",
         );
-        d = d.with_help(format!("HTTP fields: {}", FIELDS.join(", ")));
+        d = d.with_help(format!(
+            "HTTP fields: {}, and headers as `http.header(\"NAME\")`",
+            FIELDS.join(", ")
+        ));
         diags.push(d);
         return None;
     }
+    compare_values(diags, e, name, None, op, rhs)
+}
+
+/// The values side of `compare`: `header` is the header's name for `http.header`.
+fn compare_values(
+    diags: &mut Vec<Diagnostic>,
+    e: &Expr,
+    name: &str,
+    header: Option<&str>,
+    op: AstOp,
+    rhs: &Expr,
+) -> Option<Cond> {
     let values: Vec<&Expr> = match (op, &rhs.kind) {
         (AstOp::In, ExprKind::SetLit(items)) => items.iter().collect(),
         (AstOp::In, _) => {
@@ -178,6 +423,7 @@ pub fn compare(
     let mut tests = Vec::new();
     let mut paths = Vec::new();
     let mut hosts = Vec::new();
+    let mut headers = Vec::new();
     for v in values {
         let ExprKind::Str(s) = &v.kind else {
             diags.push(err(
@@ -188,22 +434,28 @@ pub fn compare(
             ));
             return None;
         };
-        match value(diags, name, s, v.span.clone(), false)? {
+        let one = match header {
+            Some(h) => header_value(diags, h, s, v.span.clone(), false)?,
+            None => value(diags, name, s, v.span.clone(), false)?,
+        };
+        match one {
             Cond::Test(Test::L7(L7Test::Http(HttpTest::Path(p)))) => paths.extend(p),
             Cond::Test(Test::L7(L7Test::Http(HttpTest::Host(p)))) => hosts.extend(p),
+            Cond::Test(Test::L7(L7Test::Http(HttpTest::Header(p)))) => headers.extend(p),
             c => tests.push(c),
         }
     }
-    for (pats, host) in [(paths, false), (hosts, true)] {
-        let mut pats = pats;
+    type Make = fn(Vec<StrPat>) -> HttpTest;
+    let groups: [(Vec<StrPat>, Make); 3] = [
+        (paths, HttpTest::Path),
+        (hosts, HttpTest::Host),
+        (headers, HttpTest::Header),
+    ];
+    for (mut pats, make) in groups {
         if !pats.is_empty() {
             pats.sort();
             pats.dedup();
-            tests.push(test(if host {
-                HttpTest::Host(pats)
-            } else {
-                HttpTest::Path(pats)
-            }));
+            tests.push(test(make(pats)));
         }
     }
     let any = if tests.len() == 1 {
@@ -263,6 +515,19 @@ fn affix(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr], a: &Affix) -> Opt
     };
     let name = match &field.kind {
         ExprKind::Path(p) => p.dotted(),
+        ExprKind::Call(p, hargs) if p.dotted() == "http.header" && a.func == "starts_with" => {
+            let header = header_name(diags, field, hargs)?;
+            let ExprKind::Str(s) = &pat.kind else {
+                diags.push(err(
+                    "E0551",
+                    "a prefix is a string",
+                    pat.span.clone(),
+                    "expected a string such as \"curl/\"",
+                ));
+                return None;
+            };
+            return header_value(diags, &header, s, pat.span.clone(), true);
+        }
         _ => String::new(),
     };
     if name != a.field {
@@ -273,7 +538,14 @@ fn affix(diags: &mut Vec<Diagnostic>, e: &Expr, args: &[Expr], a: &Affix) -> Opt
                 field.span.clone(),
                 format!("not a {}-matched field", a.kind),
             )
-            .with_help(format!("`{}({}, \"{}\")`", a.func, a.field, a.help)),
+            .with_help(if a.func == "starts_with" {
+                format!(
+                    "`{}({}, \"{}\")`, `starts_with(http.header(\"User-Agent\"), \"curl/\")`",
+                    a.func, a.field, a.help
+                )
+            } else {
+                format!("`{}({}, \"{}\")`", a.func, a.field, a.help)
+            }),
         );
         return None;
     }
@@ -428,6 +700,31 @@ fn value(
 /// does not fit.
 pub fn check_filter(filter: &crate::hir::Filter) -> Option<Diagnostic> {
     let bits = Bits::of_filter(filter);
+    let names = header_names(&bits);
+    if names.len() > HEADERS_MAX {
+        let extra = names.get(HEADERS_MAX)?;
+        let rule = filter.rules.iter().find(|r| {
+            let mut b = Bits::default();
+            b.walk(&r.cond);
+            header_names(&b).contains(extra)
+        })?;
+        return Some(
+            Diagnostic::error(
+                "L0513",
+                format!(
+                    "filter `{}` tests more than {HEADERS_MAX} header names",
+                    filter.name
+                ),
+                rule.span.clone(),
+            )
+            .with_label(format!(
+                "header `{}` is the {}th",
+                String::from_utf8_lossy(extra),
+                HEADERS_MAX + 1
+            ))
+            .with_help("each header name is one scan of the request's headers; split the filter"),
+        );
+    }
     if bits.tests.len() <= super::BITS_MAX {
         return None;
     }
@@ -454,6 +751,25 @@ pub fn check_filter(filter: &crate::hir::Filter) -> Option<Diagnostic> {
     )
 }
 
+/// The header names the filter's `http.header` tests read, lower-cased, in order of
+/// first appearance.
+pub fn header_names(bits: &Bits) -> Vec<Vec<u8>> {
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for (field, pats) in &bits.tests {
+        if *field != "http.header" {
+            continue;
+        }
+        for p in pats {
+            let b = p.bytes();
+            let name = b[..b.iter().position(|&c| c == b':').unwrap_or(b.len())].to_vec();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
 /// The pass as the rule IR carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pass {
@@ -463,8 +779,14 @@ pub struct Pass {
     pub paths: Option<String>,
     /// The LPM trie of reversed host patterns, when a rule tests the host.
     pub hosts: Option<String>,
+    /// The LPM trie of `name:value` header patterns, and the names to look for
+    /// (lower-cased), when a rule tests a header.
+    pub headers: Option<(String, Vec<Vec<u8>>)>,
     /// XDP (else tc).
     pub xdp: bool,
+    /// A count is keyed by the path, by the host: copy them where the count reads them.
+    pub count_path: bool,
+    pub count_host: bool,
 }
 
 /// The buffer map's, path map's and host map's names for a filter.
@@ -475,6 +797,15 @@ pub fn map_names(filter: &str) -> (String, String, String) {
         format!("{filter}_hhost"),
     )
 }
+
+/// The header trie's name for a filter.
+pub fn header_map(filter: &str) -> String {
+    format!("{filter}_hhdr")
+}
+
+/// The header trie's key data: the name, `:`, the value, its 0 terminator, rounded up to
+/// whole u32s (the BTF struct of the key is padded so).
+pub const HEADER_KEY_DATA: usize = (HEADER_NAME_MAX + 1 + HEADER_VALUE_MAX + 1).div_ceil(4) * 4;
 
 /// The LPM key's data bytes: the path, then its 0 terminator.
 pub const KEY_DATA: usize = PATH_MAX + 1;
@@ -612,6 +943,15 @@ pub fn lower_pass(
                 .map_by_name(n)
                 .ok_or_else(|| format!("map {n} is not in the module"))?,
         ),
+        None => None,
+    };
+    let header_map = match &p.headers {
+        Some((n, names)) => Some((
+            module
+                .map_by_name(n)
+                .ok_or_else(|| format!("map {n} is not in the module"))?,
+            names.clone(),
+        )),
         None => None,
     };
     let path_map = match &p.paths {
@@ -925,22 +1265,46 @@ pub fn lower_pass(
         OFF_HTTP_STATE,
         Operand::Imm(i64::from(STATE_REQUEST)),
     );
-    let cur = match host_map {
-        Some(hm) => host(
+    if p.count_path {
+        let path = l.b.f.push(cur, Op::PtrAdd(buf, ps.into()), l.b.f.ty(buf));
+        copy_padded(&mut l, cur, buf, path, plen, COUNT_PATH_AT);
+    }
+    let cur = if host_map.is_some() || p.count_host {
+        host(
             &mut l,
             cur,
             HostAt {
                 buf,
                 n,
                 end,
-                map: hm,
+                map: host_map,
+                count: p.count_host,
                 rec: at.rec,
                 scratch: at.scratch,
                 incomplete,
             },
-        ),
-        None => cur,
+        )
+    } else {
+        cur
     };
+    let mut cur = cur;
+    if let Some((hm, names)) = &header_map {
+        for name in names {
+            cur = header(
+                &mut l,
+                cur,
+                HeaderAt {
+                    buf,
+                    end,
+                    map: *hm,
+                    rec: at.rec,
+                    scratch: at.scratch,
+                    incomplete,
+                },
+                name,
+            );
+        }
+    }
     let Some(path_map) = path_map else {
         l.b.set_term(cur, Term::Jump(BlockCall::new(done, vec![])));
         return Ok(done);
@@ -1001,10 +1365,40 @@ struct HostAt {
     /// Bytes copied, and where the request target ended.
     n: Value,
     end: Value,
-    map: crate::mir::MapId,
+    /// The trie of host patterns, when a rule tests the host.
+    map: Option<crate::mir::MapId>,
+    /// A count is keyed by the host: copy the (reversed) name to `COUNT_HOST_AT`.
+    count: bool,
     rec: Slot,
     scratch: Slot,
     incomplete: Block,
+}
+
+/// Copies `len` (at most 128) bytes from `src` to `buf + dst`, zero-padded to 128 bytes:
+/// 16 word copies, each masked to the bytes of the string it holds (no loop, no branch).
+fn copy_padded(l: &mut L<'_>, cur: Block, buf: Value, src: Value, len: Value, dst: i64) {
+    for m in 0..16i64 {
+        let w = l.load(cur, IntTy::U64, src, (8 * m) as i16);
+        // k = clamp(len - 8m, 0, 8): the bytes of this word that belong to the string.
+        let d = l.bin(cur, BinOp::Sub, len, Operand::Imm(8 * m));
+        let neg = l.bin(cur, BinOp::Lshr, d, Operand::Imm(63));
+        let keep = l.bin(cur, BinOp::Sub, neg, Operand::Imm(1));
+        let u = l.bin(cur, BinOp::And, d, Operand::from(keep));
+        let u8_ = l.bin(cur, BinOp::Sub, u, Operand::Imm(8));
+        let lt = l.bin(cur, BinOp::Lshr, u8_, Operand::Imm(63));
+        let zero = l.u64c(cur, 0);
+        let sel = l.bin(cur, BinOp::Sub, zero, Operand::from(lt));
+        let k = l.bin(cur, BinOp::And, u8_, Operand::from(sel));
+        let k = l.bin(cur, BinOp::Add, k, Operand::Imm(8));
+        // ((1 << 4k) << 4k) - 1: all ones for k = 8, where one shift by 64 would not be.
+        let half = l.bin(cur, BinOp::Shl, k, Operand::Imm(2));
+        let one = l.u64c(cur, 1);
+        let mask = l.bin(cur, BinOp::Shl, one, Operand::from(half));
+        let mask = l.bin(cur, BinOp::Shl, mask, Operand::from(half));
+        let mask = l.bin(cur, BinOp::Sub, mask, Operand::Imm(1));
+        let w = l.bin(cur, BinOp::And, w, Operand::from(mask));
+        l.store(cur, IntTy::U64, buf, (dst + 8 * m) as i16, w);
+    }
 }
 
 /// Finds the Host header after the request line (`\nhost:` in any case, within the bytes
@@ -1151,5 +1545,259 @@ fn host(l: &mut L<'_>, cur: Block, h: HostAt) -> Block {
     let kbits = l.bin(cur, BinOp::Shl, kbits, Operand::Imm(3));
     l.store(cur, IntTy::U32, key, 0, kbits);
     l.store(cur, IntTy::U8, h.buf, HOST_END as i16, Operand::Imm(0));
-    lookup_bits(l, cur, h.map, key, h.rec)
+    if h.count {
+        let name =
+            l.b.f
+                .push(cur, Op::PtrAdd(key, Operand::Imm(4)), l.b.f.ty(h.buf));
+        copy_padded(l, cur, h.buf, name, len, COUNT_HOST_AT);
+    }
+    match h.map {
+        Some(map) => lookup_bits(l, cur, map, key, h.rec),
+        None => cur,
+    }
+}
+
+/// What one header's lookup needs.
+struct HeaderAt {
+    buf: Value,
+    /// Where the request target ended: the header lines follow.
+    end: Value,
+    map: crate::mir::MapId,
+    rec: Slot,
+    scratch: Slot,
+    incomplete: Block,
+}
+
+/// Where a header's LPM key is built in the buffer: `{prefix length, name, ':', value, 0}`.
+const HEADER_KEY_AT: i64 = 768;
+
+/// Finds the first header line named `name` (lower-case; matched in any case) after the
+/// request line, within the bytes copied, and looks `name:value` up in the header trie:
+/// the value is what follows the colon and up to two spaces or tabs, to the line end,
+/// less up to two trailing spaces or tabs. The end of the header block (an empty line)
+/// before the name: the header is absent, no bit is set. Neither within the bytes copied,
+/// a value cut short, longer than `HEADER_VALUE_MAX` or holding a control byte:
+/// incomplete.
+fn header(l: &mut L<'_>, cur: Block, h: HeaderAt, name: &[u8]) -> Block {
+    let out = l.b.add_block();
+    // The pattern "\nNAME:", compared 8 bytes at a time; letters are folded (`| 0x20`)
+    // only where the pattern has a letter, so other bytes compare exactly.
+    let mut pat = vec![b'\n'];
+    pat.extend(name);
+    pat.push(b':');
+    let width = pat.len() as i64;
+    let head = l.b.add_block();
+    let k = l.b.f.add_block_param(head, Type::U64);
+    let k0 = l.u64c(cur, 0);
+    l.b.set_term(cur, Term::Jump(BlockCall::new(head, vec![k0])));
+    let n = l.unstash(head, h.scratch, 14, 511);
+    let i = l.bin(head, BinOp::Add, h.end, Operand::from(k));
+    let i2 = l.bin(head, BinOp::Add, i, Operand::Imm(2));
+    let inside = l.b.add_block();
+    // Not even "\n\n" left in the bytes copied: the header block goes on past them.
+    l.br(head, MCond::Ugt, i2, n, h.incomplete, inside);
+    let i = l.bin(inside, BinOp::And, i, Operand::Imm(255));
+    l.stash(inside, h.scratch, 2, i);
+    let at_i =
+        l.b.f
+            .push(inside, Op::PtrAdd(h.buf, i.into()), l.b.f.ty(h.buf));
+    let w = l.load(inside, IntTy::U64, at_i, 0);
+    // An empty line ends the header block: "\n\n", or "\n\r\n" within the bytes copied.
+    let w2 = l.bin(inside, BinOp::And, w, Operand::Imm(0xffff));
+    let not_lflf = l.b.add_block();
+    l.br(
+        inside,
+        MCond::Eq,
+        w2,
+        Operand::Imm(word(b"\n\n")),
+        out,
+        not_lflf,
+    );
+    let w3 = l.bin(not_lflf, BinOp::And, w, Operand::Imm(0xff_ffff));
+    let crlf = l.b.add_block();
+    let name_at = l.b.add_block();
+    l.br(
+        not_lflf,
+        MCond::Eq,
+        w3,
+        Operand::Imm(word(b"\n\r\n")),
+        crlf,
+        name_at,
+    );
+    let i3 = l.bin(crlf, BinOp::Add, i, Operand::Imm(3));
+    l.br(crlf, MCond::Ule, i3, n, out, name_at);
+    // The name, when all of "\nNAME:" lies in the bytes copied.
+    let next = l.b.add_block();
+    let iw = l.bin(name_at, BinOp::Add, i, Operand::Imm(width));
+    let mut at_c = l.b.add_block();
+    l.br(name_at, MCond::Ule, iw, n, at_c, next);
+    for (m, chunk) in pat.chunks(8).enumerate() {
+        let fold: Vec<u8> = chunk
+            .iter()
+            .map(|c| if c.is_ascii_alphabetic() { 0x20 } else { 0 })
+            .collect();
+        let v = if m == 0 {
+            w
+        } else {
+            l.load(at_c, IntTy::U64, at_i, (8 * m) as i16)
+        };
+        let v = l.bin(at_c, BinOp::Or, v, Operand::Imm(word(&fold)));
+        let v = l.bin(at_c, BinOp::And, v, Operand::Imm(low_bytes(chunk.len())));
+        let want = l.u64c(at_c, word(&chunk.to_ascii_lowercase()));
+        let then = l.b.add_block();
+        l.br(at_c, MCond::Eq, v, want, then, next);
+        at_c = then;
+    }
+    let found = at_c;
+    let k1 = l.bin(next, BinOp::Add, k, Operand::Imm(1));
+    l.b.set_term(
+        next,
+        Term::Br {
+            cond: MCond::Ult,
+            a: k1,
+            b: Operand::Imm(i64::from(SCAN_MAX)),
+            then: BlockCall::new(head, vec![k1]),
+            els: BlockCall::new(h.incomplete, vec![]),
+        },
+    );
+    // The value: after the colon and up to two spaces or tabs (branch-free).
+    let cur = found;
+    let p = l.unstash(cur, h.scratch, 2, 255);
+    let mut vs = l.bin(cur, BinOp::Add, p, Operand::Imm(width));
+    for _ in 0..2 {
+        let at_v =
+            l.b.f
+                .push(cur, Op::PtrAdd(h.buf, vs.into()), l.b.f.ty(h.buf));
+        let c = l.load(cur, IntTy::U8, at_v, 0);
+        let sp = is(l, cur, c, b' ');
+        let tab = is(l, cur, c, b'\t');
+        let ws = l.bin(cur, BinOp::Or, sp, Operand::from(tab));
+        vs = l.bin(cur, BinOp::Add, vs, Operand::from(ws));
+        vs = l.bin(cur, BinOp::And, vs, Operand::Imm(511));
+    }
+    l.stash(cur, h.scratch, 6, vs);
+    // Its end: the first control byte other than a tab, which must be a line end.
+    let head = l.b.add_block();
+    let k = l.b.f.add_block_param(head, Type::U64);
+    let k0 = l.u64c(cur, 0);
+    l.b.set_term(cur, Term::Jump(BlockCall::new(head, vec![k0])));
+    let vs = l.unstash(head, h.scratch, 6, 511);
+    let n = l.unstash(head, h.scratch, 14, 511);
+    let idx = l.bin(head, BinOp::Add, vs, Operand::from(k));
+    let inside = l.b.add_block();
+    l.br(head, MCond::Uge, idx, n, h.incomplete, inside);
+    let idx = l.bin(inside, BinOp::And, idx, Operand::Imm(511));
+    let at_c =
+        l.b.f
+            .push(inside, Op::PtrAdd(h.buf, idx.into()), l.b.f.ty(h.buf));
+    let c = l.load(inside, IntTy::U8, at_c, 0);
+    l.stash(inside, h.scratch, 2, k);
+    let ctl = l.b.add_block();
+    let body = l.b.add_block();
+    l.br(inside, MCond::Ult, c, Operand::Imm(0x20), ctl, body);
+    let not_tab = l.b.add_block();
+    l.br(
+        ctl,
+        MCond::Eq,
+        c,
+        Operand::Imm(i64::from(b'\t')),
+        body,
+        not_tab,
+    );
+    let not_cr = l.b.add_block();
+    let exit = l.b.add_block();
+    l.br(
+        not_tab,
+        MCond::Eq,
+        c,
+        Operand::Imm(i64::from(b'\r')),
+        exit,
+        not_cr,
+    );
+    l.br(
+        not_cr,
+        MCond::Eq,
+        c,
+        Operand::Imm(i64::from(b'\n')),
+        exit,
+        h.incomplete,
+    );
+    let k1 = l.bin(body, BinOp::Add, k, Operand::Imm(1));
+    l.b.set_term(
+        body,
+        Term::Br {
+            cond: MCond::Ult,
+            a: k1,
+            b: Operand::Imm(HEADER_VALUE_MAX as i64 + 3),
+            then: BlockCall::new(head, vec![k1]),
+            els: BlockCall::new(h.incomplete, vec![]),
+        },
+    );
+    // Up to two trailing spaces or tabs are not part of the value.
+    let cur = exit;
+    let vs = l.unstash(cur, h.scratch, 6, 255);
+    let mut len = l.unstash(cur, h.scratch, 2, 255);
+    for _ in 0..2 {
+        let last = l.bin(cur, BinOp::Add, vs, Operand::from(len));
+        let last = l.bin(cur, BinOp::Add, last, Operand::Imm(511));
+        let last = l.bin(cur, BinOp::And, last, Operand::Imm(511));
+        let at_l =
+            l.b.f
+                .push(cur, Op::PtrAdd(h.buf, last.into()), l.b.f.ty(h.buf));
+        let c = l.load(cur, IntTy::U8, at_l, 0);
+        let sp = is(l, cur, c, b' ');
+        let tab = is(l, cur, c, b'\t');
+        let ws = l.bin(cur, BinOp::Or, sp, Operand::from(tab));
+        // Only when there is a byte to drop: len > 0.
+        let some = l.bin(cur, BinOp::Add, len, Operand::Imm(-1));
+        let some = l.bin(cur, BinOp::Lshr, some, Operand::Imm(63));
+        let some = l.bin(cur, BinOp::Xor, some, Operand::Imm(1));
+        let ws = l.bin(cur, BinOp::And, ws, Operand::from(some));
+        len = l.bin(cur, BinOp::Sub, len, Operand::from(ws));
+    }
+    let fits = l.b.add_block();
+    l.br(
+        cur,
+        MCond::Ule,
+        len,
+        Operand::Imm(HEADER_VALUE_MAX as i64),
+        fits,
+        h.incomplete,
+    );
+    let cur = fits;
+    let len = l.bin(cur, BinOp::And, len, Operand::Imm(127));
+    // The key: the name and ':' as constants, the value copied 8 bytes at a time (bytes
+    // past its end are past the prefix length, so never compared), then the 0.
+    let nl = name.len() as i64;
+    let key = HEADER_KEY_AT;
+    for (j, c) in name.iter().chain([b':'].iter()).enumerate() {
+        l.store(
+            cur,
+            IntTy::U8,
+            h.buf,
+            (key + 4 + j as i64) as i16,
+            Operand::Imm(i64::from(*c)),
+        );
+    }
+    let src =
+        l.b.f
+            .push(cur, Op::PtrAdd(h.buf, vs.into()), l.b.f.ty(h.buf));
+    let dst = key + 4 + nl + 1;
+    for m in 0..(HEADER_VALUE_MAX as i64 + 1) / 8 {
+        let v = l.load(cur, IntTy::U64, src, (8 * m) as i16);
+        l.store(cur, IntTy::U64, h.buf, (dst + 8 * m) as i16, v);
+    }
+    let endp =
+        l.b.f
+            .push(cur, Op::PtrAdd(h.buf, len.into()), l.b.f.ty(h.buf));
+    l.store(cur, IntTy::U8, endp, dst as i16, Operand::Imm(0));
+    let kbits = l.bin(cur, BinOp::Add, len, Operand::Imm(nl + 2));
+    let kbits = l.bin(cur, BinOp::Shl, kbits, Operand::Imm(3));
+    l.store(cur, IntTy::U32, h.buf, key as i16, kbits);
+    let keyp =
+        l.b.f
+            .push(cur, Op::PtrAdd(h.buf, Operand::Imm(key)), l.b.f.ty(h.buf));
+    let cur = lookup_bits(l, cur, h.map, keyp, h.rec);
+    l.b.set_term(cur, Term::Jump(BlockCall::new(out, vec![])));
+    out
 }

@@ -29,11 +29,11 @@ impl Checker<'_> {
             self.diags.push(
                 Diagnostic::error(
                     "L0512",
-                    format!("`{name}` is tested in rule conditions only"),
+                    format!("`{name}` cannot be used here"),
                     p.span.clone(),
                 )
-                .with_label("not a packet header field")
-                .with_help("compare it (`http.method == \"GET\"`, `starts_with(http.path, \"/api/\")`); counting by HTTP fields is not supported yet"),
+                .with_label("an HTTP field is compared, or keys a count")
+                .with_help("compare it (`http.method == \"GET\"`, `starts_with(http.path, \"/api/\")`), or count by it (`count by_path[http.path]`)"),
             );
             return None;
         }
@@ -117,6 +117,9 @@ impl Checker<'_> {
             ExprKind::Call(p, args) if p.dotted() == "ends_with" => {
                 crate::l7::http::ends_with(&mut self.diags, e, args)
             }
+            ExprKind::Call(p, args) if p.dotted() == "http.header" => {
+                crate::l7::http::header_present(&mut self.diags, e, args)
+            }
             ExprKind::Error => None,
             _ => {
                 self.diags.push(
@@ -149,6 +152,9 @@ impl Checker<'_> {
         if let ExprKind::Call(p, args) = &lhs.kind {
             if p.dotted() == "rate" {
                 return self.rate(e, op, args, rhs);
+            }
+            if p.dotted() == "http.header" {
+                return crate::l7::http::header_compare(&mut self.diags, e, lhs, args, op, rhs);
             }
         }
         if let ExprKind::Path(p) = &lhs.kind {

@@ -16,8 +16,44 @@ impl Checker<'_> {
         let mut out = Vec::new();
         let mut ok = true;
         for c in counts {
+            let mut l7 = None;
             let key = match &c.key {
                 None => None,
+                Some(k) if http_key(k).is_some() => {
+                    let name = http_key(k).unwrap_or_default();
+                    match crate::l7::http::CountKey::by_name(&name) {
+                        Some(_) if malformed => {
+                            self.diags.push(
+                                Diagnostic::error(
+                                    "E0506",
+                                    format!("`{name}` cannot key a count of malformed packets"),
+                                    k.span.clone(),
+                                )
+                                .with_label("a malformed packet holds no request pol read")
+                                .with_help("count malformed packets with a plain `count NAME`"),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                        Some(key) => {
+                            l7 = Some(key);
+                            None
+                        }
+                        None => {
+                            self.diags.push(
+                                Diagnostic::error(
+                                    "E0506",
+                                    format!("`{name}` cannot key a count"),
+                                    k.span.clone(),
+                                )
+                                .with_label("not a countable HTTP field")
+                                .with_help("count by `http.method`, `http.path` or `http.host`"),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                    }
+                }
                 Some(k) => {
                     let field = match &k.kind {
                         ExprKind::Path(p) => self.field(p),
@@ -73,11 +109,14 @@ impl Checker<'_> {
             match self.counter_index.get(&c.map.name).copied() {
                 Some(i)
                     if self.hir.counters[i].key.map(|f| f.slot) != key.map(|f| f.slot)
-                        || self.hir.counters[i].key.map(|f| f.ty) != key.map(|f| f.ty) =>
+                        || self.hir.counters[i].key.map(|f| f.ty) != key.map(|f| f.ty)
+                        || self.hir.counters[i].l7 != l7 =>
                 {
                     let prev = &self.hir.counters[i];
-                    let say = |k: Option<&Field>| {
-                        k.map(|f| format!("keyed by `{}`", f.name))
+                    let say = |k: Option<&Field>, l7: Option<crate::l7::http::CountKey>| {
+                        k.map(|f| f.name)
+                            .or(l7.map(|k| k.name()))
+                            .map(|n| format!("keyed by `{n}`"))
                             .unwrap_or_else(|| "without a key".into())
                     };
                     let d = Diagnostic::error(
@@ -85,8 +124,8 @@ impl Checker<'_> {
                         format!("count `{}` is used with different keys", c.map.name),
                         c.span.clone(),
                     )
-                    .with_label(say(key))
-                    .with_secondary(prev.span.clone(), say(prev.key));
+                    .with_label(say(key, l7))
+                    .with_secondary(prev.span.clone(), say(prev.key, prev.l7));
                     self.diags.push(d);
                     ok = false;
                 }
@@ -107,6 +146,7 @@ impl Checker<'_> {
                     self.hir.counters.push(CounterDef {
                         name: c.map.name.clone(),
                         key,
+                        l7,
                         span: c.span.clone(),
                     });
                     out.push(self.hir.counters.len() - 1);
@@ -142,6 +182,22 @@ impl Checker<'_> {
             self.diags.push(d);
             return;
         };
+        if let (Some(k), Some(key)) = (counter.l7, &count.key) {
+            self.diags.push(
+                Diagnostic::error(
+                    "E0510",
+                    format!(
+                        "`{}` counts per `{}`: test cases check its total only",
+                        count.map.name,
+                        k.name()
+                    ),
+                    key.span.clone(),
+                )
+                .with_label("no per-key expectation for HTTP keys")
+                .with_help(format!("write `count {}`", count.map.name)),
+            );
+            return;
+        }
         match (counter.key, &count.key) {
             (None, None) => {}
             (Some(f), Some(k)) => {
@@ -184,5 +240,15 @@ impl Checker<'_> {
                 .with_label("remove the key"),
             ),
         }
+    }
+}
+
+/// The dotted name of a count key that names an HTTP field (`http.path`).
+fn http_key(k: &ast::Expr) -> Option<String> {
+    match &k.kind {
+        ExprKind::Path(p) if p.segments.first().is_some_and(|s| s.name == "http") => {
+            Some(p.dotted())
+        }
+        _ => None,
     }
 }

@@ -285,10 +285,13 @@ impl Lower<'_> {
                 Some(bit) => (OFF_L7_BITS, 4, BrOp::Set, 1u32 << bit),
                 None => return self.set_term(cur, Term::Jump(f)),
             },
-            HttpTest::Host(p) => match self.l7.bit("http.host", p) {
-                Some(bit) => (OFF_L7_BITS, 4, BrOp::Set, 1u32 << bit),
-                None => return self.set_term(cur, Term::Jump(f)),
-            },
+            HttpTest::Host(p) | HttpTest::Header(p) => {
+                let field = h.string().map_or("", |(field, _)| field);
+                match self.l7.bit(field, p) {
+                    Some(bit) => (OFF_L7_BITS, 4, BrOp::Set, 1u32 << bit),
+                    None => return self.set_term(cur, Term::Jump(f)),
+                }
+            }
         };
         let v = self.load(cur, off, size);
         self.set_term(

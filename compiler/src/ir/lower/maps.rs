@@ -330,8 +330,19 @@ impl Lower<'_> {
 
     pub(super) fn counter_map(&mut self, c: usize) -> String {
         let counter = &self.hir.counters[c];
-        let spec = match counter.key {
-            None => MapSpec {
+        let spec = match (counter.key, counter.l7) {
+            (None, Some(k)) => MapSpec {
+                name: counter.name.clone(),
+                kind: MapKind::Hash,
+                key: match k.buf_off() {
+                    None => BtfTy::U8,
+                    Some(_) => BtfTy::Bytes(crate::l7::http::COUNT_KEY as u32),
+                },
+                value: BtfTy::U64,
+                max_entries: COUNT_MAX_ENTRIES,
+                flags: 1,
+            },
+            (None, None) => MapSpec {
                 name: counter.name.clone(),
                 kind: MapKind::Array,
                 key: BtfTy::U32,
@@ -339,7 +350,7 @@ impl Lower<'_> {
                 max_entries: 1,
                 flags: 0,
             },
-            Some(f) => MapSpec {
+            (Some(f), _) => MapSpec {
                 name: counter.name.clone(),
                 kind: MapKind::Hash,
                 key: count_key_ty(f),

@@ -50,7 +50,7 @@ pub fn verdict_code(hook: &Hook, v: Verdict) -> u32 {
 /// file-wide), so a map is emitted once however many programs use it.
 pub fn lower_filter(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>) -> Function {
     let f = lower_rules(hir, filter, maps);
-    let f = l7_passes(filter, maps, f);
+    let f = l7_passes(hir, filter, maps, f);
     state::track(hir, maps, f)
 }
 
@@ -272,6 +272,16 @@ impl Lower<'_> {
         for &c in &a.counts {
             let counter = &self.hir.counters[c];
             let map = self.counter_map(c);
+            if let Some(key) = counter.l7 {
+                let filter = self
+                    .hir
+                    .filters
+                    .get(usize::from(self.filter_index))
+                    .map_or("", |f| f.name.as_str());
+                let buf = crate::l7::http::map_names(filter).0;
+                self.push(b, Inst::L7Count { map, key, buf });
+                continue;
+            }
             let key_off = counter.key.map(count_key_off);
             self.push(b, Inst::Count { map, key_off });
         }
@@ -294,7 +304,7 @@ impl Lower<'_> {
 /// before the IR entry) is dropped and counted in the malformed slot, for each protocol
 /// `l7::incomplete_drops` says (docs/l7.md). The filter's `malformed` action is not
 /// involved: it is for packets the L2–L4 parser refuses.
-fn l7_passes(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Function {
+fn l7_passes(hir: &Hir, filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Function {
     use crate::l7::http::{map_names, Pass, BUF_SIZE, KEY_DATA, STATE_INCOMPLETE};
     use crate::l7::{dns, tls, Proto};
     use crate::packet::record::OFF_HTTP_STATE;
@@ -354,7 +364,10 @@ fn l7_passes(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Functi
             next = BlockId(f.blocks.len() as u32 - 1);
         }
     }
-    if !crate::l7::uses(filter, Proto::Http) {
+    let [_, count_path, count_host] = crate::l7::http::counts_by(hir, filter);
+    if !crate::l7::uses(filter, Proto::Http)
+        && !crate::l7::http::counts_by(hir, filter).iter().any(|&c| c)
+    {
         f.entry = next;
         return f;
     }
@@ -371,8 +384,8 @@ fn l7_passes(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Functi
         },
         entries: vec![],
     });
-    let mut trie = |field: &str, name: String, ty: &str| {
-        let entries = bits.lpm_entries(field, KEY_DATA);
+    let mut trie = |field: &str, name: String, ty: &str, data: usize| {
+        let entries = bits.lpm_entries(field, data);
         (!entries.is_empty()).then(|| {
             maps.push(MapDef {
                 spec: MapSpec {
@@ -382,7 +395,7 @@ fn l7_passes(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Functi
                         name: ty.into(),
                         fields: vec![
                             ("prefixlen".into(), BtfTy::U32),
-                            ("data".into(), BtfTy::Bytes(KEY_DATA as u32)),
+                            ("data".into(), BtfTy::Bytes(data as u32)),
                         ],
                     },
                     value: BtfTy::U32,
@@ -395,13 +408,23 @@ fn l7_passes(filter: &Filter, maps: &mut Vec<MapDef>, mut f: Function) -> Functi
             name
         })
     };
-    let paths = trie("http.path", paths, "pol_http_path");
-    let hosts = trie("http.host", hosts, "pol_http_host");
+    let paths = trie("http.path", paths, "pol_http_path", KEY_DATA);
+    let hosts = trie("http.host", hosts, "pol_http_host", KEY_DATA);
+    let headers = trie(
+        "http.header",
+        crate::l7::http::header_map(&filter.name),
+        "pol_http_header",
+        crate::l7::http::HEADER_KEY_DATA,
+    )
+    .map(|m| (m, crate::l7::http::header_names(&bits)));
     let pass = Pass {
         buf,
         paths,
         hosts,
+        headers,
         xdp: matches!(filter.hook, Hook::Xdp { .. }),
+        count_path,
+        count_host,
     };
     f.blocks.push(Block {
         insts: vec![Inst::Http(Box::new(pass))],

@@ -286,6 +286,7 @@ fn register_fields(module: &mir::Module, func: &ir::Function) -> Vec<(i16, u8)> 
                 | ir::Inst::Rate { .. }
                 | ir::Inst::CtTrack { .. }
                 | ir::Inst::Http(_)
+                | ir::Inst::L7Count { .. }
                 | ir::Inst::Log { .. }
                 | ir::Inst::L7Load { .. }
                 | ir::Inst::L7Lookup { .. } => return Vec::new(),

@@ -138,6 +138,81 @@ impl R<'_> {
         (hit, p)
     }
 
+    /// `L7Count`: counts a request the HTTP pass read under its method, path or host.
+    fn l7_count(
+        &mut self,
+        cur: Block,
+        map: &str,
+        key: crate::l7::http::CountKey,
+        buf: &str,
+        src: u32,
+    ) -> Result<Block, String> {
+        use crate::l7::http::STATE_REQUEST;
+        use crate::packet::record::{OFF_HTTP_METHOD, OFF_HTTP_STATE};
+        let map = self.map(map)?;
+        let done = self.new_block(src);
+        let rec = self.slot_addr(cur, self.slots.rec, 0);
+        let state = self.load(cur, IntTy::U8, rec, OFF_HTTP_STATE);
+        let state = self.b.f.push(cur, Op::Ext(ExtOp::Zext, state), Type::U32);
+        let request = self.new_block(src);
+        self.b.br(
+            cur,
+            Cond::Ne,
+            state,
+            i64::from(STATE_REQUEST),
+            done,
+            request,
+        );
+        let cur = request;
+        let (cur, k) = match key.buf_off() {
+            None => (
+                cur,
+                self.slot_addr(cur, self.slots.rec, i64::from(OFF_HTTP_METHOD)),
+            ),
+            Some(off) => {
+                let bm = self.map(buf)?;
+                self.store(cur, IntTy::U32, self.slots.key, 0, Operand::Imm(0));
+                let k0 = self.slot_addr(cur, self.slots.key, 0);
+                let p = self.lookup(cur, bm, k0);
+                let got = self.new_block(src);
+                self.b.br(cur, Cond::Eq, p, 0, done, got);
+                let k = self.b.f.push(
+                    got,
+                    Op::PtrAdd(p, Operand::Imm(off)),
+                    Type::Ptr(PtrKind::MapValue(bm)),
+                );
+                (got, k)
+            }
+        };
+        let miss = self.new_block(src);
+        let (hit, p) = self.lookup_hit(cur, map, k, miss, src);
+        let one = self.b.f.iconst(hit, IntTy::U64, 1);
+        self.b.f.push_void(
+            hit,
+            Op::AtomicAdd {
+                ty: IntTy::U64,
+                ptr: p,
+                off: 0,
+                val: one,
+            },
+        );
+        self.jump(hit, done, vec![]);
+        // Absent: insert 1 (a lost race loses one count, as for `Count`).
+        self.store(miss, IntTy::U64, self.slots.one, 0, Operand::Imm(1));
+        let m = self
+            .b
+            .f
+            .push(miss, Op::MapRef(map), Type::Ptr(PtrKind::Map(map)));
+        let val = self.slot_addr(miss, self.slots.one, 0);
+        let flags = self.b.f.iconst(miss, IntTy::U64, BPF_NOEXIST);
+        let id = helpers::by_name("map_update_elem").map_or(2, |h| h.id);
+        self.b
+            .f
+            .push(miss, Op::Call(id, vec![m, k, val, flags]), Type::I64);
+        self.jump(miss, done, vec![]);
+        Ok(done)
+    }
+
     /// One IR block into MIR block `blk` (and the blocks its pseudo-ops need).
     pub fn block(
         &mut self,
@@ -227,6 +302,9 @@ impl R<'_> {
                     let key = self.slot_addr(cur, self.slots.rec, i64::from(*key_off));
                     let p = self.lookup(cur, map, key);
                     vals.insert(*dst, p);
+                }
+                Inst::L7Count { map, key, buf } => {
+                    cur = self.l7_count(cur, map, *key, buf, src)?;
                 }
                 Inst::Count { map, key_off } => {
                     let map = self.map(map)?;
