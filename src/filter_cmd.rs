@@ -562,7 +562,15 @@ fn del(target: &Path, filter: &str, what: &str, pid: Option<u32>) -> Result<bool
                     t.name
                 );
             };
+            let head =
+                p.plan.classifier.as_ref().is_some_and(|c| {
+                    c.ids[..c.classifier.head.min(c.ids.len())].contains(&rule.index)
+                });
             match &p.plan.placement[rule.index as usize] {
+                Placement::Classifier(_) if head => bail!(
+                    "the rule on line {line} is code ahead of the classifier's tables (its head), \
+                     not in its maps: edit the file and load it again"
+                ),
                 Placement::Classifier(_) => {}
                 Placement::Map(_) => bail!(
                     "the rule on line {line} is in a rule map, not the classifier: change its set \

@@ -215,8 +215,19 @@ pub fn explain(c: &Compiled) -> String {
                 g.field.name
             );
         }
+        // The rules the classifier's code tests ahead of its tables (its head).
+        let head: Vec<u32> = plan
+            .classifier
+            .as_ref()
+            .map(|c| c.ids[..c.classifier.head.min(c.ids.len())].to_vec())
+            .unwrap_or_default();
         for (r, p) in f.rules.iter().zip(&plan.placement) {
             let place = match p {
+                Placement::Classifier(_) if head.contains(&r.index) => format!(
+                    "classifier: code ahead of its tables (its first {} rules: headers drawn \
+                     inside the rules match there often)",
+                    head.len()
+                ),
                 Placement::Map(gs) => {
                     let names: Vec<String> = gs
                         .iter()

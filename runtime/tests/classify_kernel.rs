@@ -16,20 +16,26 @@ use pol_compiler::classify::gen::{self, Shape};
 use pol_compiler::classify::maps::{
     Maps, BUCKET_BYTES, BUCKET_KEY_BYTES, DESC_BYTES, ENTRY_BYTES, KEY_BYTES,
 };
-use pol_compiler::classify::tuplemerge::{self, build, Config};
+use pol_compiler::classify::tuplemerge::{self, build, build_with_head, Config};
 use pol_compiler::classify::{reference, Rule, NO_MATCH};
 use pol_compiler::codegen::object::object;
 
-/// Loads the data path for `rules` with its maps filled; returns it and its verified
-/// instruction count.
-fn load(rules: &[Rule], cfg: Config) -> (Ebpf, u32) {
-    let c = build(rules, cfg).expect("classifier builds");
+/// Loads the data path for `rules` with its maps filled (and the head a filter's
+/// classifier gets, as code, when `head`); returns it, its verified instruction count and
+/// the head's length.
+fn load(rules: &[Rule], cfg: Config, head: bool) -> (Ebpf, u32, usize) {
+    let c = if head {
+        build_with_head(rules, cfg)
+    } else {
+        build(rules, cfg)
+    };
+    let c = c.expect("classifier builds");
     let maps = Maps::of(&c);
     let sizes = Sizes {
         buckets: maps.buckets.len(),
         entries: maps.entries.len(),
     };
-    let m = datapath::module(&cfg, sizes).expect("data path parses");
+    let m = datapath::module_with_head(&cfg, sizes, &maps.head).expect("data path parses");
     let (bytes, _) = object(&m).unwrap_or_else(|e| panic!("codegen: {e}"));
     let mut bpf = EbpfLoader::new()
         .verifier_log_level(VerifierLogLevel::STATS)
@@ -68,7 +74,7 @@ fn load(rules: &[Rule], cfg: Config) -> (Ebpf, u32) {
         .expect("info")
         .verified_instruction_count()
         .unwrap_or(0);
-    (bpf, insns)
+    (bpf, insns, c.head)
 }
 
 /// The kernel's answer for one header.
@@ -97,11 +103,26 @@ fn classify(bpf: &Ebpf, bytes: &[u8; KEY_BYTES]) -> Option<usize> {
 )]
 fn kernel_classifier_gives_the_first_match_of_every_trace_header() {
     require_kernel();
-    for (shape, n) in [(Shape::Acl, 2000), (Shape::Fw, 2000), (Shape::Ipc, 2000)] {
-        let rules = gen::rules(shape, n, 11);
-        let (bpf, insns) = load(&rules, Config::default());
-        eprintln!("{} {n}: verified {insns} instructions", shape.name());
-        let headers = gen::trace(&rules, 1500, 11);
+    // The last set (wide rules first) gets a head, so its code runs here too.
+    for (shape, n, seed) in [
+        (Shape::Acl, 2000, 11),
+        (Shape::Fw, 2000, 11),
+        (Shape::Ipc, 2000, 11),
+        (Shape::Fw, 10_000, 1),
+    ] {
+        let rules = gen::rules(shape, n, seed);
+        let (bpf, insns, head) = load(&rules, Config::default(), true);
+        eprintln!(
+            "{} {n}: verified {insns} instructions, head of {head} rules",
+            shape.name()
+        );
+        if n == 10_000 {
+            assert!(
+                head >= 32,
+                "this firewall set gets a head: its code is tested here"
+            );
+        }
+        let headers = gen::trace(&rules, 1500, seed);
         let mut hits = 0;
         for h in &headers {
             let want = reference(&rules, h);
@@ -123,7 +144,7 @@ fn kernel_classifier_gives_the_first_match_of_every_trace_header() {
 )]
 fn an_empty_classifier_matches_nothing() {
     require_kernel();
-    let (bpf, _) = load(&[], Config::default());
+    let (bpf, _, _) = load(&[], Config::default(), false);
     let h = gen::trace(&[], 1, 1)[0];
     assert_eq!(classify(&bpf, &tuplemerge::header_bytes(&h)), None);
 }

@@ -23,6 +23,7 @@
 
 use std::fmt::Write as _;
 
+use super::maps::{u16_at, u32_at, GEN_HEAD_OFF};
 use super::maps::{
     BUCKET_KEY_BYTES, DESC_BYTES, DESC_FILTER, DESC_STOP, ENTRY_BYTES, ENTRY_DPORT, ENTRY_DST,
     ENTRY_FAMILY, ENTRY_PROTO, ENTRY_RULE, ENTRY_SPORT, ENTRY_SRC, ENTRY_VLAN, FILTER_LOG2,
@@ -90,15 +91,16 @@ pub struct Sizes {
 
 /// The maps and the `classify` subprogram, as MIR text.
 pub fn text(cfg: &Config, sizes: Sizes) -> String {
-    named_text(&Names::default(), cfg, sizes)
+    named_text(&Names::default(), cfg, sizes, &[])
 }
 
-/// The maps and the classifier's two functions under `n`'s names, as MIR text.
-pub fn named_text(n: &Names, cfg: &Config, sizes: Sizes) -> String {
+/// The maps and the classifier's two functions under `n`'s names, as MIR text, with the
+/// rules of `head` ([`super::maps::Maps::head`]) tested as code ahead of the walk.
+pub fn named_text(n: &Names, cfg: &Config, sizes: Sizes, head: &[[u8; ENTRY_BYTES]]) -> String {
     let mut s = String::new();
     s.push_str(&maps_text(n, cfg, sizes));
     s.push('\n');
-    s.push_str(&function(n, cfg, Walk::Unrolled));
+    s.push_str(&function(n, cfg, Walk::Unrolled, head));
     s
 }
 
@@ -112,7 +114,7 @@ pub fn module_walking(
     let n = Names::default();
     let mut s = maps_text(&n, cfg, sizes);
     s.push('\n');
-    s.push_str(&function(&n, cfg, walk));
+    s.push_str(&function(&n, cfg, walk, &[]));
     crate::mir::parse_module(&format!("{s}\n{}", harness()))
 }
 
@@ -234,7 +236,7 @@ fn filter_set(w: &mut W, descs: &str, d: &str, fp: &str) -> String {
     w.val("u64", &format!("and {set}, 1"))
 }
 
-fn function(n: &Names, cfg: &Config, walk: Walk) -> String {
+fn function(n: &Names, cfg: &Config, walk: Walk, head: &[[u8; ENTRY_BYTES]]) -> String {
     let func = &n.func;
     let mut s = match walk {
         Walk::Unrolled => probe_function(n, cfg),
@@ -279,6 +281,10 @@ fn function(n: &Names, cfg: &Config, walk: Walk) -> String {
     w.line("jump block2");
     w.block("block2");
     let st2 = w.val("stack", "addr ss0");
+    let mut start = 3;
+    if walk == Walk::Unrolled && !head.is_empty() {
+        start = head_chain(&mut w, &st2, head);
+    }
     let done = match walk {
         Walk::Loop => {
             let callback = &n.callback;
@@ -289,13 +295,14 @@ fn function(n: &Names, cfg: &Config, walk: Walk) -> String {
             w.line("jump block3");
             3
         }
-        Walk::Unrolled => unrolled(&mut w, n, tmax, &st2),
+        Walk::Unrolled => unrolled(&mut w, n, tmax, &st2, start),
     };
     // {id >> shift, action}: the rule the filter knows.
     w.block(&format!("block{done}"));
     let st3 = w.val("stack", "addr ss0");
     let found = w.load(64, &st3, STATE_FOUND);
     let shift = w.load(32, &st3, STATE_SHIFT);
+    let shift = w.val("u64", &format!("and {shift}, 31"));
     let lo = w.val("u64", &format!("shl {found}, 32"));
     let lo = w.val("u64", &format!("lshr {lo}, 32"));
     let rule = w.val("u64", &format!("lshr {lo}, {shift}"));
@@ -308,20 +315,105 @@ fn function(n: &Names, cfg: &Config, walk: Walk) -> String {
     s
 }
 
+/// The head ([`super::head`]): its rules in order from block 3, each testing only the
+/// fields it fixes, without a branch per test (as `bench/polbench`'s linear chain); a match
+/// sets the best found and goes on to the walk, whose early stop then ends at the first
+/// table. Skipped when the `gen` map says a swapped set runs ([`GEN_HEAD_OFF`]). Leaves
+/// the walk's first block current and returns the next free block number.
+fn head_chain(w: &mut W, st: &str, head: &[[u8; ENTRY_BYTES]]) -> usize {
+    let walk = 3 + 2 * head.len();
+    let word = w.load(32, st, STATE_SHIFT);
+    let off = w.val(
+        "u64",
+        &format!("lshr {word}, {}", GEN_HEAD_OFF.trailing_zeros()),
+    );
+    w.line(&format!("br ne {off}, 0, block{walk}, block3"));
+    for (j, e) in head.iter().enumerate() {
+        let (test, found) = (3 + 2 * j, 4 + 2 * j);
+        w.block(&format!("block{test}"));
+        let mut fails: Vec<String> = Vec::new();
+        let ranges: [(usize, u8, usize); 5] = [
+            (4, 8, ENTRY_FAMILY),
+            (5, 8, ENTRY_PROTO),
+            (6, 16, ENTRY_VLAN),
+            (8, 16, ENTRY_SPORT),
+            (10, 16, ENTRY_DPORT),
+        ];
+        for (hoff, bits, eoff) in ranges {
+            let (lo, hi) = if bits == 8 {
+                (u64::from(e[eoff]), u64::from(e[eoff + 1]))
+            } else {
+                (u64::from(u16_at(e, eoff)), u64::from(u16_at(e, eoff + 2)))
+            };
+            if lo == 0 && hi == (1u64 << bits) - 1 {
+                continue;
+            }
+            let h = w.load(bits, st, hoff);
+            if lo == hi {
+                fails.push(w.val("u64", &format!("xor {h}, {lo}")));
+            } else {
+                let below = w.val("u64", &format!("sub {h}, {lo}"));
+                let top = w.val("u64", &format!("iconst {hi}"));
+                let above = w.val("u64", &format!("sub {top}, {h}"));
+                let out = w.val("u64", &format!("or {below}, {above}"));
+                fails.push(w.val("u64", &format!("lshr {out}, 63")));
+            }
+        }
+        for (k, eoff) in [ENTRY_SRC, ENTRY_SRC + 8, ENTRY_DST, ENTRY_DST + 8]
+            .into_iter()
+            .enumerate()
+        {
+            let (v, m) = (u64_at(e, eoff), u64_at(e, eoff + 16));
+            if m == 0 {
+                continue;
+            }
+            let h = w.load(64, st, 16 + 8 * k);
+            let mv = w.val("u64", &format!("iconst {m}"));
+            let x = w.val("u64", &format!("and {h}, {mv}"));
+            fails.push(w.val("u64", &format!("xor {x}, {v}")));
+        }
+        let mut acc: Option<String> = None;
+        for f in fails {
+            acc = Some(match acc {
+                None => f,
+                Some(a) => w.val("u64", &format!("or {a}, {f}")),
+            });
+        }
+        match acc {
+            Some(a) => w.line(&format!("br ne {a}, 0, block{}, block{found}", test + 2)),
+            None => w.line(&format!("jump block{found}")),
+        }
+        w.block(&format!("block{found}"));
+        let rule = w.val("u64", &format!("iconst {}", u32_at(e, ENTRY_RULE)));
+        w.line(&format!("store.u64 [{st}+{STATE_BEST}], {rule}"));
+        let both = w.val("u64", &format!("iconst {}", u64_at(e, ENTRY_RULE)));
+        w.line(&format!("store.u64 [{st}+{STATE_FOUND}], {both}"));
+        w.line(&format!("jump block{walk}"));
+    }
+    w.block(&format!("block{walk}"));
+    walk + 1
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(w)
+}
+
 /// The call-free walk (ends in the block it returns): for each table slot, its descriptor (an array
 /// lookup the kernel inlines), the early stop, the fingerprint and the filter bit, and
 /// a call of the probe only when the bit is set. Two copies: when the header's low
 /// address words are zero (every IPv4 header: its addresses sit in the first 4 bytes),
 /// the copy that skips them folds two words fewer and gives the same fingerprint.
-fn unrolled(w: &mut W, n: &Names, tmax: usize, st: &str) -> usize {
+fn unrolled(w: &mut W, n: &Names, tmax: usize, st: &str, start: usize) -> usize {
     let (descs, probe) = (&n.descs, &n.callback);
     let lo_src = w.load(64, st, 24);
     let lo_dst = w.load(64, st, 40);
     let lows = w.val("u64", &format!("or {lo_src}, {lo_dst}"));
-    // Blocks from 3 on: per table, 4 blocks (descriptor, stop, fingerprint, probe) in
-    // each copy; then the end.
+    // Blocks from `start` on: per table, 4 blocks (descriptor, stop, fingerprint, probe)
+    // in each copy; then the end.
     let base = w.load(32, st, STATE_BASE);
-    let first = |copy: usize, t: usize| 3 + 4 * (copy * tmax + t);
+    let first = |copy: usize, t: usize| start + 4 * (copy * tmax + t);
     let done = first(2, 0);
     w.line(&format!(
         "br eq {lows}, 0, block{}, block{}",
@@ -610,6 +702,16 @@ pub fn harness() -> String {
 /// The data path and the test harness as a module.
 pub fn module(cfg: &Config, sizes: Sizes) -> Result<crate::mir::Module, crate::mir::ParseError> {
     crate::mir::parse_module(&format!("{}\n{}", text(cfg, sizes), harness()))
+}
+
+/// The data path with `head`'s rules as code ahead of the walk, and the test harness.
+pub fn module_with_head(
+    cfg: &Config,
+    sizes: Sizes,
+    head: &[[u8; ENTRY_BYTES]],
+) -> Result<crate::mir::Module, crate::mir::ParseError> {
+    let text = named_text(&Names::default(), cfg, sizes, head);
+    crate::mir::parse_module(&format!("{text}\n{}", harness()))
 }
 
 /// Adds the functions of `part` (a classifier's, from [`named_text`] parsed) to `module`,

@@ -19,8 +19,8 @@
 
 use super::maps::{
     entry, filter_bit, key_table, u32_at, BUCKET_BYTES, DESC_BEST, DESC_BYTES, DESC_FILTER,
-    DESC_STOP, ENTRY_BYTES, ENTRY_RULE, KEY_BYTES, META_ADDED, META_IDS, META_MAX_ADDED, META_NEXT,
-    META_SWAPPED,
+    DESC_STOP, ENTRY_BYTES, ENTRY_RULE, GEN_HEAD_OFF, KEY_BYTES, META_ADDED, META_IDS,
+    META_MAX_ADDED, META_NEXT, META_SWAPPED,
 };
 use super::tuplemerge::{
     self, covers, fits, header_bytes, relax, representative, rule_lens, BucketKey, Classifier,
@@ -106,7 +106,8 @@ fn put32(b: &mut [u8], off: usize, v: u32) {
 /// The compiled rules a classifier left out (an earlier rule in their bucket covers them),
 /// each with its id: a deletion may have to put them back.
 pub fn left_out(c: &Classifier, id: impl Fn(u32) -> u32) -> Vec<(u32, Rule)> {
-    let mut placed = vec![false; c.rules.len()];
+    // The head's rules are the program's code, never put back into the tables.
+    let mut placed: Vec<bool> = (0..c.rules.len()).map(|k| k < c.head).collect();
     for members in c.buckets.values() {
         for &k in members {
             if let Some(p) = placed.get_mut(k as usize) {
@@ -143,6 +144,7 @@ struct Home {
 impl<'a, S: Store> Editor<'a, S> {
     pub fn open(store: &'a mut S, cfg: Config) -> Result<Editor<'a, S>, EditError> {
         let (base, shift) = store.gen()?;
+        let shift = shift & !GEN_HEAD_OFF;
         let per = cfg.max_tables as u32 + 1;
         if base != 0 && base != per {
             return Err(EditError::Store(format!(
@@ -473,6 +475,11 @@ impl<S: Store> Editor<'_, S> {
                 new.descs.len()
             )));
         }
+        if !new.head.is_empty() {
+            return Err(EditError::Store(
+                "a rule set swapped in has no head: the program's code holds the file's".into(),
+            ));
+        }
         let nbase = if self.base == 0 { per } else { 0 };
         let half = self.store.entries_max() / 2;
         let first = if nbase == 0 { 0 } else { half };
@@ -513,7 +520,8 @@ impl<S: Store> Editor<'_, S> {
             }
             self.store.set_desc(nbase + i as u32, &d)?;
         }
-        self.store.set_gen(nbase, shift)?;
+        // The set swapped in has no head: the file's head code is skipped from now on.
+        self.store.set_gen(nbase, shift | GEN_HEAD_OFF)?;
         self.base = nbase;
         self.shift = shift;
         for (t, d) in new.descs.iter().enumerate() {
@@ -545,6 +553,8 @@ pub struct Mem {
     pub entries: Vec<[u8; ENTRY_BYTES]>,
     pub entries_max: u32,
     pub gen: (u32, u32),
+    /// The head the program's code holds (searched while `gen` says so).
+    pub head: Vec<[u8; ENTRY_BYTES]>,
 }
 
 impl Mem {
@@ -557,6 +567,7 @@ impl Mem {
             descs,
             buckets: m.buckets.iter().copied().collect(),
             entries: m.entries.clone(),
+            head: m.head.clone(),
             entries_max,
             gen: (0, shift),
         }
@@ -573,6 +584,11 @@ impl Mem {
             descs: self.descs[base..base + per].to_vec(),
             buckets,
             entries: self.entries.clone(),
+            head: if self.gen.1 & GEN_HEAD_OFF == 0 {
+                self.head.clone()
+            } else {
+                Vec::new()
+            },
             base: self.gen.0,
         }
     }
@@ -900,6 +916,69 @@ mod tests {
         let mut live = lb.clone();
         live.push((1, x));
         check(&mem, &live, "added after the swaps");
+    }
+
+    /// A head (the first rules as code, `super::super::head`) decides before the tables;
+    /// a rule added before a head rule still wins (its table's stop lets the walk reach
+    /// it); a deletion never puts head rules into the tables; a swap turns the head off.
+    #[test]
+    fn a_head_decides_first_until_a_swap() {
+        let cfg = Config::default();
+        let a = gen::rules(gen::Shape::Fw, 2000, 3);
+        let ca = super::super::tuplemerge::build_from(&a, cfg, 64).expect("a builds");
+        assert_eq!(ca.head, 64);
+        assert!(left_out(&ca, |i| i).iter().all(|(i, _)| *i >= 64));
+        let ma = Maps::with_ids(&ca, |i| i << 8);
+        assert_eq!(ma.head.len(), 64);
+        let mut mem = Mem::of(&ma, 2 * room(2000) as u32, 8);
+        let heads = gen::trace(&a, 600, 3);
+        let ids = |rules: &[Rule], id: &dyn Fn(u32) -> u32| -> Vec<(u32, Rule)> {
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (id(i as u32), *r))
+                .collect()
+        };
+        let check = |mem: &Mem, live: &[(u32, Rule)], what: &str| -> usize {
+            let m = mem.maps();
+            let index = m.index(cfg.bucket_max);
+            let mut early = 0;
+            for h in &heads {
+                let got = m.lookup(&index, h).rule.map(|r| r as u32);
+                let want = reference(live, h);
+                assert_eq!(got, want, "{what}: {h:?}");
+                early += usize::from(want.is_some_and(|w| w < 64 << 8));
+            }
+            early
+        };
+        let mut live = ids(&a, &|i| i << 8);
+        let early = check(&mem, &live, "at load");
+        assert!(early > heads.len() / 4, "the head decides {early} headers");
+        // Added right after rule 5, a copy of a rule from deep in the list.
+        let mut x = a[1500];
+        x.action = 9;
+        let mut ed = Editor::open(&mut mem, cfg).expect("opens");
+        assert_eq!(ed.add(&[x], (5 << 8) + 1, true), Ok(1));
+        live.push(((5 << 8) + 1, x));
+        check(&mem, &live, "added before head rule 6");
+        let b = gen::rules(gen::Shape::Acl, 500, 4);
+        let mb = Maps::with_ids(&build(&b, cfg).expect("b builds"), |i| (i << 12) + 7);
+        let mut ed = Editor::open(&mut mem, cfg).expect("opens");
+        ed.swap(&mb, 12).expect("swaps");
+        assert!(mem.maps().head.is_empty(), "a swap turns the head off");
+        let lb = ids(&b, &|i| (i << 12) + 7);
+        let heads_b = gen::trace(&b, 300, 4);
+        let m = mem.maps();
+        let index = m.index(cfg.bucket_max);
+        for h in heads_b.iter().chain(&heads) {
+            let got = m.lookup(&index, h).rule.map(|r| r as u32);
+            assert_eq!(got, reference(&lb, h), "after the swap: {h:?}");
+        }
+        let mut ed = Editor::open(&mut mem, cfg).expect("opens");
+        assert!(
+            ed.swap(&ma, 8).is_err(),
+            "a set with a head cannot be swapped in"
+        );
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub fn filter_bit(k: &BucketKey) -> usize {
     (u64::from_le_bytes(b) >> (64 - FILTER_LOG2)) as usize
 }
 
+/// Set in the `gen` map's shift word by a swap: the rules swapped in have no head, so the
+/// data path skips the file's (its code stays in the program).
+pub const GEN_HEAD_OFF: u32 = 1 << 31;
+
 /// Offsets inside a descriptor and an entry (shared with [`super::datapath`]).
 pub const DESC_BEST: usize = 48;
 pub const DESC_STOP: usize = 52;
@@ -135,6 +139,8 @@ pub struct Maps {
     /// Sorted by key, so fills are reproducible.
     pub buckets: Vec<(BucketKey, [u8; BUCKET_BYTES])>,
     pub entries: Vec<[u8; ENTRY_BYTES]>,
+    /// The head's rules as entries ([`super::head`]): tested in order before the walk.
+    pub head: Vec<[u8; ENTRY_BYTES]>,
     /// The generation's first descriptor slot: its tables' ids in bucket keys start there
     /// (0 for [`Maps::with_ids`]; see [`super::edit`]'s swap).
     pub base: u32,
@@ -195,10 +201,14 @@ impl Maps {
         meta[DESC_STOP..DESC_STOP + 4].copy_from_slice(&NO_MATCH.to_le_bytes());
         meta[META_NEXT..META_NEXT + 4].copy_from_slice(&(entries.len() as u32).to_le_bytes());
         descs.push(meta);
+        let head = (0..c.head)
+            .map(|i| entry(id(i as u32), &c.rules[i]))
+            .collect();
         Maps {
             descs,
             buckets,
             entries,
+            head,
             base: 0,
         }
     }
@@ -218,6 +228,9 @@ impl Maps {
         let mut hits = 0;
         let mut filtered = 0;
         let mut scanned = 0;
+        if let Some(e) = self.head.iter().find(|e| entry_matches(e, &bytes)) {
+            best = u32_at(e, ENTRY_RULE);
+        }
         for (t, d) in self.descs.iter().enumerate() {
             if u32_at(&d[..], DESC_STOP) >= best {
                 break;

@@ -15,6 +15,7 @@
 pub mod datapath;
 pub mod edit;
 pub mod gen;
+pub mod head;
 pub mod hir;
 pub mod maps;
 pub mod tuplemerge;

@@ -82,6 +82,9 @@ pub struct Classifier {
     pub buckets: HashMap<BucketKey, Vec<u32>>,
     /// Rules left out because an earlier rule in their bucket covers them.
     pub shadowed: usize,
+    /// The first `head` rules are not in the tables: the data path tests them as code
+    /// ahead of the walk (see [`super::head`]).
+    pub head: usize,
 }
 
 /// The bits of each field a rule fixes.
@@ -190,6 +193,17 @@ pub(super) fn representative(r: &Rule) -> Header {
 
 /// Builds the tables of `rules` (first match wins: index 0 is the best priority).
 pub fn build(rules: &[Rule], cfg: Config) -> Result<Classifier, ClassifyError> {
+    build_from(rules, cfg, 0)
+}
+
+/// Builds the tables of `rules` after the head [`super::head::choose`] picks for them: a
+/// filter's classifier.
+pub fn build_with_head(rules: &[Rule], cfg: Config) -> Result<Classifier, ClassifyError> {
+    build_from(rules, cfg, super::head::choose(rules).0)
+}
+
+/// Builds the tables of `rules[head..]`; the first `head` rules are the data path's code.
+pub fn build_from(rules: &[Rule], cfg: Config, head: usize) -> Result<Classifier, ClassifyError> {
     let max = NO_MATCH as usize;
     if rules.len() >= max {
         return Err(ClassifyError::TooManyRules {
@@ -203,9 +217,15 @@ pub fn build(rules: &[Rule], cfg: Config) -> Result<Classifier, ClassifyError> {
         tables: Vec::new(),
         buckets: HashMap::new(),
         shadowed: 0,
+        head: head.min(rules.len()),
     };
     let mut masks: Vec<Key> = Vec::new();
     for (i, r) in rules.iter().enumerate() {
+        if i < head {
+            r.check()
+                .map_err(|problem| ClassifyError::BadRule { rule: i, problem })?;
+            continue;
+        }
         r.check()
             .map_err(|problem| ClassifyError::BadRule { rule: i, problem })?;
         let lens = rule_lens(r);

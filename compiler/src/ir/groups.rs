@@ -232,7 +232,7 @@ fn classify_rest(filter: &Filter, placement: &mut [Placement]) -> Option<Classif
             rules.extend_from_slice(vs);
             ids.extend(std::iter::repeat_n(*i, vs.len()));
         }
-        match tuplemerge::build(&rules, Config::default()) {
+        match tuplemerge::build_with_head(&rules, Config::default()) {
             Ok(c) => {
                 let mut tables: HashMap<u32, Vec<usize>> = HashMap::new();
                 for (key, members) in &c.buckets {

@@ -63,8 +63,9 @@ pub enum Inst {
     LoadBest { dst: VReg, action: bool },
     /// Runs the filter's classifier (`classify::datapath`, maps and functions named by
     /// `datapath::Names::of_filter(filter)`) on the packet; a first match with a smaller
-    /// rule index than the best so far becomes the best.
-    Classify { filter: String },
+    /// rule index than the best so far becomes the best. `head`: the entries
+    /// (`classify::maps` layout) of the rules its code tests ahead of the tables.
+    Classify { filter: String, head: Vec<Vec<u8>> },
     /// `dst` = 1 when the packet is over the rate of `map` (a GCRA bucket per key, see
     /// `hir::state::RateDef`), else 0 after taking its token. The key is the record
     /// bytes `keys` (offset, length) in order; none: the one slot of an array (`rate()`).
@@ -264,9 +265,14 @@ impl fmt::Display for Function {
                     }
                     Inst::LoadBest { dst, action: false } => writeln!(s, "  {dst} = best.rule"),
                     Inst::LoadBest { dst, action: true } => writeln!(s, "  {dst} = best.action"),
-                    Inst::Classify { filter } => {
+                    Inst::Classify { filter, head } if head.is_empty() => {
                         writeln!(s, "  best = min(best, classify {filter})")
                     }
+                    Inst::Classify { filter, head } => writeln!(
+                        s,
+                        "  best = min(best, classify {filter} (head of {} rules))",
+                        head.len()
+                    ),
                     Inst::CtTrack { map, config } => writeln!(
                         s,
                         "  ct = track {map} (size {}, full {})",

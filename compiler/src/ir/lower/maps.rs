@@ -138,13 +138,14 @@ impl Lower<'_> {
     }
 
     /// The three maps of the filter's classifier (`classify::maps` holds their layout),
-    /// each rule's entries carrying the filter's rule index and action id.
+    /// each rule's entries carrying the filter's rule index and action id. Returns the
+    /// entries of its head (the rules its code tests ahead of the tables).
     pub(super) fn classifier_maps(
         &mut self,
         filter: &Filter,
         c: &Classified,
         action_of: &HashMap<u32, u32>,
-    ) {
+    ) -> Vec<Vec<u8>> {
         let mut built = c.classifier.clone();
         for (r, id) in built.rules.iter_mut().zip(&c.ids) {
             r.action = action_of.get(id).copied().unwrap_or(0);
@@ -220,6 +221,7 @@ impl Lower<'_> {
             };
             self.add_map(MapDef { spec, entries });
         }
+        m.head.iter().map(|e| e.to_vec()).collect()
     }
 
     fn add_map(&mut self, def: MapDef) -> String {

@@ -150,11 +150,12 @@ impl Lower<'_> {
             cur = next;
         }
         if let Some(c) = &plan.classifier {
-            self.classifier_maps(filter, c, &action_of);
+            let head = self.classifier_maps(filter, c, &action_of);
             self.push(
                 cur,
                 Inst::Classify {
                     filter: filter.name.clone(),
+                    head,
                 },
             );
         }

@@ -85,15 +85,21 @@ pub fn lower(
     let mut next = filters.len();
     let mut classify = Vec::new();
     for (filter, func) in filters.iter().zip(funcs) {
-        let has = func.blocks.iter().any(|b| {
-            b.insts
-                .iter()
-                .any(|i| matches!(i, ir::Inst::Classify { .. }))
+        let head = func.blocks.iter().find_map(|b| {
+            b.insts.iter().find_map(|i| match i {
+                ir::Inst::Classify { head, .. } => Some(head),
+                _ => None,
+            })
         });
-        if !has {
+        let Some(head) = head else {
             classify.push(None);
             continue;
-        }
+        };
+        let head: Vec<[u8; crate::classify::maps::ENTRY_BYTES]> = head
+            .iter()
+            .map(|e| e.as_slice().try_into())
+            .collect::<Result<_, _>>()
+            .map_err(|_| "a classifier head entry of the wrong size".to_string())?;
         let names = datapath::Names::of_filter(&filter.name);
         let size = |n: &str| {
             maps.iter()
@@ -105,7 +111,7 @@ pub fn lower(
             buckets: size(&names.buckets)?,
             entries: size(&names.entries)?,
         };
-        let text = datapath::named_text(&names, &Config::default(), sizes);
+        let text = datapath::named_text(&names, &Config::default(), sizes, &head);
         let part = mir::parse_module(&text).map_err(|e| format!("the classifier's MIR: {e}"))?;
         let id = part
             .func_by_name(&names.func)

@@ -359,10 +359,10 @@ fn main() {
         None
     };
     println!(
-        "{:<4} {:>7} {:>7} {:>8} {:>8} {:>9} {:>6} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} | {:>6} {:>6} {:>6} {:>6} {:>6} | {:>8} {:>8} {:>7} {:>7} {:>7}",
+        "{:<4} {:>7} {:>7} {:>8} {:>8} {:>9} {:>6} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} | {:>6} {:>6} {:>4} {:>6} {:>6} {:>6} {:>6} | {:>8} {:>8} {:>7} {:>7} {:>7}",
         "set", "rules", "kept", "comp ms", "load ms", "mem KiB", "insns", "tables",
         "walk", "skip", "probe", "worst", "read",
-        "ns", "worst", "loop", "walk", "x1k",
+        "ns", "worst", "head", "nohead", "loop", "walk", "x1k",
         "lin comp", "lin load", "insns", "lin ns", "worst"
     );
     for shape in Shape::ALL {
@@ -373,7 +373,7 @@ fn main() {
             let name = format!("{}-{n}", shape.name());
             // Compile: tables, maps, and the BPF object of the data path.
             let t0 = Instant::now();
-            let c = match build(&rules, cfg) {
+            let c = match tuplemerge::build_with_head(&rules, cfg) {
                 Ok(c) => c,
                 Err(e) => {
                     println!("{name:<12} refused: {e}");
@@ -388,7 +388,7 @@ fn main() {
                 buckets: maps.buckets.len(),
                 entries: maps.entries.len(),
             };
-            let module = datapath::module(&cfg, sizes);
+            let module = datapath::module_with_head(&cfg, sizes, &maps.head);
             let obj = module
                 .as_ref()
                 .map_err(err)
@@ -433,19 +433,35 @@ fn main() {
                     assert_eq!(bad, 0, "kernel and reference differ");
                     Ok((l, avg, w))
                 });
-                let looped = datapath::module_walking(&cfg, sizes, datapath::Walk::Loop)
-                    .map_err(err)
-                    .and_then(|m| load(&m, "classify_xdp", Some(&maps)))
-                    .and_then(|l| kernel_ns(&l, &sample, Some(want), a.repeat));
-                let mut walk_maps = maps.clone();
-                for d in walk_maps.descs.iter_mut() {
-                    d[DESC_FILTER..].fill(0);
-                }
-                let walk = module
-                    .as_ref()
-                    .map_err(err)
-                    .and_then(|m| load(m, "classify_xdp", Some(&walk_maps)))
-                    .and_then(|l| kernel_ns(&l, &sample, None, a.repeat));
+                // Without a head (every rule in the tables): the unrolled walk, the
+                // bpf_loop walk (before session 8), and the walk alone.
+                let plain = build(&rules, cfg).map_err(err).map(|c| Maps::of(&c));
+                let plain_sizes = |m: &Maps| Sizes {
+                    buckets: m.buckets.len(),
+                    entries: m.entries.len(),
+                };
+                let nohead = plain.clone().and_then(|m0| {
+                    if c.head == 0 {
+                        return Err("-".to_string());
+                    }
+                    let m = datapath::module(&cfg, plain_sizes(&m0)).map_err(err)?;
+                    let l = load(&m, "classify_xdp", Some(&m0))?;
+                    kernel_ns(&l, &sample, Some(want), a.repeat)
+                });
+                let looped = plain.clone().and_then(|m0| {
+                    let m = datapath::module_walking(&cfg, plain_sizes(&m0), datapath::Walk::Loop)
+                        .map_err(err)?;
+                    let l = load(&m, "classify_xdp", Some(&m0))?;
+                    kernel_ns(&l, &sample, Some(want), a.repeat)
+                });
+                let walk = plain.and_then(|mut m0| {
+                    for d in m0.descs.iter_mut() {
+                        d[DESC_FILTER..].fill(0);
+                    }
+                    let m = datapath::module(&cfg, plain_sizes(&m0)).map_err(err)?;
+                    let l = load(&m, "classify_xdp", Some(&m0))?;
+                    kernel_ns(&l, &sample, None, a.repeat)
+                });
                 match run {
                     Ok((l, avg, w)) => {
                         if n == 1000 {
@@ -462,8 +478,14 @@ fn main() {
                             assert_eq!(bad, 0, "kernel (bpf_loop walk) and reference differ");
                             format!("{x:.0}")
                         });
+                        let nh = nohead.map(|(x, _, bad)| {
+                            assert_eq!(bad, 0, "kernel (no head) and reference differ");
+                            format!("{x:.0}")
+                        });
                         kernel_cols = format!(
-                            " | {avg:>6.0} {w:>6} {:>6} {:>6} {:>6}",
+                            " | {avg:>6.0} {w:>6} {:>4} {:>6} {:>6} {:>6} {:>6}",
+                            c.head,
+                            nh.unwrap_or_else(|e| e),
                             ng.unwrap_or_else(|e| e),
                             walk.map(|(x, _, _)| format!("{x:.0}"))
                                 .unwrap_or_else(|e| e),
@@ -536,7 +558,7 @@ fn main() {
          verified; mem = kernel memory of the maps (fdinfo memlock); walk = tables visited per \
          header, skip = of them whose filter bit was clear, probe/worst = hash lookups, read = \
          entries read; ns/worst = BPF_PROG_TEST_RUN per packet, average and worst header ({} \
-         repeats each, first {} trace headers); loop = the same maps walked by bpf_loop, one callback a table (the walk before session 8); \
+         repeats each, first {} trace headers); loop = the same maps walked by bpf_loop, one callback a table (the walk before session 8), no head; head = rules tested as code ahead of the tables (the compiler's choice, classify::head), nohead = the unrolled walk with every rule in the tables; \
          walk = every filter bit cleared (the descriptor walk alone); x1k = ns over the 1k set's; \
          lin = the same rules as a linear chain of tests",
         a.repeat, a.kernel_headers
