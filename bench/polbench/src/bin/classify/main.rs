@@ -14,6 +14,7 @@
 //! [--no-kernel] [--tables] [--export DIR] [--bucket-target 8] [--bucket-max 16]
 //! [--addr-step 8] [--max-tables 64]` (`--tables`: each set's tables, what they hash)
 
+mod classbench;
 mod linear;
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -41,13 +42,14 @@ struct Args {
     export: Option<std::path::PathBuf>,
     cfg: Config,
     tables: bool,
+    classbench: Option<std::path::PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: classify [--sizes 1000,10000,30000,100000] [--trace 10000] [--repeat 2000] \
          [--kernel-headers 200] [--linear-max 10000] [--no-kernel] [--tables] [--export DIR] \
-         [--bucket-target 8] [--bucket-max 16] [--addr-step 8] [--max-tables 64]"
+         [--classbench DIR] [--bucket-target 8] [--bucket-max 16] [--addr-step 8] [--max-tables 64]"
     );
     std::process::exit(2)
 }
@@ -63,6 +65,7 @@ fn parse_args() -> Args {
         export: None,
         cfg: Config::default(),
         tables: false,
+        classbench: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -82,6 +85,7 @@ fn parse_args() -> Args {
             "--no-kernel" => a.kernel = false,
             "--tables" => a.tables = true,
             "--export" => a.export = Some(val().into()),
+            "--classbench" => a.classbench = Some(val().into()),
             "--bucket-target" => a.cfg.bucket_target = num(),
             "--bucket-max" => a.cfg.bucket_max = num(),
             "--addr-step" => a.cfg.addr_step = num() as u8,
@@ -368,8 +372,28 @@ fn main() {
     for shape in Shape::ALL {
         let mut at_1k: Option<f64> = None;
         for &n in &a.sizes {
-            let rules = gen::rules(shape, n, 1);
-            let trace = gen::trace(&rules, a.trace, 1);
+            let (rules, trace) = match &a.classbench {
+                None => {
+                    let rules = gen::rules(shape, n, 1);
+                    let trace = gen::trace(&rules, a.trace, 1);
+                    (rules, trace)
+                }
+                Some(dir) => {
+                    let f = dir.join(format!("{}1_{n}", shape.name()));
+                    let t = dir.join(format!("{}1_{n}_trace", shape.name()));
+                    match classbench::rules(&f).and_then(|r| Ok((r, classbench::trace(&t)?))) {
+                        Ok((r, mut t)) => {
+                            t.truncate(a.trace);
+                            (r, t)
+                        }
+                        Err(e) => {
+                            println!("{}1 {n}: {e}", shape.name());
+                            continue;
+                        }
+                    }
+                }
+            };
+            let n = rules.len();
             let name = format!("{}-{n}", shape.name());
             // Compile: tables, maps, and the BPF object of the data path.
             let t0 = Instant::now();
@@ -418,8 +442,20 @@ fn main() {
                 shape.name(),
                 maps.entries.len()
             );
-            let sample: Vec<Header> = trace.iter().take(a.kernel_headers).copied().collect();
-            let want = &want[..sample.len()];
+            // ClassBench's trace repeats a header in bursts: its kernel sample is spread
+            // over the whole trace; pol's own, the first headers (as in session 7).
+            let step = if a.classbench.is_some() {
+                (trace.len() / a.kernel_headers.max(1)).max(1)
+            } else {
+                1
+            };
+            let picked: Vec<usize> = (0..trace.len())
+                .step_by(step)
+                .take(a.kernel_headers)
+                .collect();
+            let sample: Vec<Header> = picked.iter().map(|&i| trace[i]).collect();
+            let want: Vec<u32> = picked.iter().map(|&i| want[i]).collect();
+            let want = &want[..];
             if let Some(dir) = &a.export {
                 if let Err(e) = export(dir, &name, &rules, &sample, want) {
                     eprintln!("export {name}: {e}");
@@ -464,7 +500,7 @@ fn main() {
                 });
                 match run {
                     Ok((l, avg, w)) => {
-                        if n == 1000 {
+                        if at_1k.is_none() {
                             at_1k = Some(avg);
                         }
                         cols += &format!(
