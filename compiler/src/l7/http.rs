@@ -846,14 +846,19 @@ impl L<'_> {
         self.b.f.push(at, Op::Binary(op, a, x.into()), ty)
     }
     fn br(&mut self, at: Block, cond: MCond, a: Value, x: impl Into<Operand>, t: Block, f: Block) {
+        self.b.br(at, cond, a, x, t, f);
+    }
+    /// A bounded scan's back edge: `k + 1` goes back to `head` while under `bound`, else to `out`.
+    fn next(&mut self, at: Block, k: Value, bound: i64, head: Block, out: Block) {
+        let k1 = self.bin(at, BinOp::Add, k, Operand::Imm(1));
         self.b.set_term(
             at,
             Term::Br {
-                cond,
-                a,
-                b: x.into(),
-                then: BlockCall::new(t, vec![]),
-                els: BlockCall::new(f, vec![]),
+                cond: MCond::Ult,
+                a: k1,
+                b: Operand::Imm(bound),
+                then: BlockCall::new(head, vec![k1]),
+                els: BlockCall::new(out, vec![]),
             },
         );
     }
@@ -1154,17 +1159,7 @@ pub fn lower_pass(
     l.b.def(body, odd, o1);
     let sl1 = is(&mut l, body, c, b'/');
     l.b.def(body, slash, sl1);
-    let j1 = l.bin(body, BinOp::Add, j, Operand::Imm(1));
-    l.b.set_term(
-        body,
-        Term::Br {
-            cond: MCond::Ult,
-            a: j1,
-            b: Operand::Imm(i64::from(SCAN_MAX - 12)),
-            then: BlockCall::new(head, vec![j1]),
-            els: BlockCall::new(incomplete, vec![]),
-        },
-    );
+    l.next(body, j, i64::from(SCAN_MAX - 12), head, incomplete);
 
     // The end of the target: a space, then the version; a line end: HTTP/0.9.
     let cur = exit;
@@ -1427,17 +1422,7 @@ fn host(l: &mut L<'_>, cur: Block, h: HostAt) -> Block {
     let found = l.b.add_block();
     let next = l.b.add_block();
     l.br(inside, MCond::Eq, w, want, found, next);
-    let k1 = l.bin(next, BinOp::Add, k, Operand::Imm(1));
-    l.b.set_term(
-        next,
-        Term::Br {
-            cond: MCond::Ult,
-            a: k1,
-            b: Operand::Imm(250),
-            then: BlockCall::new(head, vec![k1]),
-            els: BlockCall::new(h.incomplete, vec![]),
-        },
-    );
+    l.next(next, k, 250, head, h.incomplete);
     // The name starts after "\nhost:" and one optional space.
     let cur = found;
     let p = l.unstash(cur, h.scratch, 2, 255);
@@ -1498,17 +1483,7 @@ fn host(l: &mut L<'_>, cur: Block, h: HostAt) -> Block {
         l.b.f
             .push(body, Op::PtrAdd(h.buf, back.into()), l.b.f.ty(h.buf));
     l.store(body, IntTy::U8, at_b, 0, lower);
-    let k1 = l.bin(body, BinOp::Add, k, Operand::Imm(1));
-    l.b.set_term(
-        body,
-        Term::Br {
-            cond: MCond::Ult,
-            a: k1,
-            b: Operand::Imm(HOST_MAX as i64 + 1),
-            then: BlockCall::new(head, vec![k1]),
-            els: BlockCall::new(h.incomplete, vec![]),
-        },
-    );
+    l.next(body, k, HOST_MAX as i64 + 1, head, h.incomplete);
     // One final dot is dropped ("example.com." is "example.com"); nothing left: incomplete.
     let cur = exit;
     let len = l.unstash(cur, h.scratch, 2, 127);
@@ -1649,17 +1624,7 @@ fn header(l: &mut L<'_>, cur: Block, h: HeaderAt, name: &[u8]) -> Block {
         at_c = then;
     }
     let found = at_c;
-    let k1 = l.bin(next, BinOp::Add, k, Operand::Imm(1));
-    l.b.set_term(
-        next,
-        Term::Br {
-            cond: MCond::Ult,
-            a: k1,
-            b: Operand::Imm(i64::from(SCAN_MAX)),
-            then: BlockCall::new(head, vec![k1]),
-            els: BlockCall::new(h.incomplete, vec![]),
-        },
-    );
+    l.next(next, k, i64::from(SCAN_MAX), head, h.incomplete);
     // The value: after the colon and up to two spaces or tabs (branch-free).
     let cur = found;
     let p = l.unstash(cur, h.scratch, 2, 255);
@@ -1722,17 +1687,7 @@ fn header(l: &mut L<'_>, cur: Block, h: HeaderAt, name: &[u8]) -> Block {
         exit,
         h.incomplete,
     );
-    let k1 = l.bin(body, BinOp::Add, k, Operand::Imm(1));
-    l.b.set_term(
-        body,
-        Term::Br {
-            cond: MCond::Ult,
-            a: k1,
-            b: Operand::Imm(HEADER_VALUE_MAX as i64 + 3),
-            then: BlockCall::new(head, vec![k1]),
-            els: BlockCall::new(h.incomplete, vec![]),
-        },
-    );
+    l.next(body, k, HEADER_VALUE_MAX as i64 + 3, head, h.incomplete);
     // Up to two trailing spaces or tabs are not part of the value.
     let cur = exit;
     let vs = l.unstash(cur, h.scratch, 6, 255);

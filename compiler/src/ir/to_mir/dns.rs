@@ -59,19 +59,6 @@ pub(super) struct Stage {
     pub tls: Option<FuncId>,
 }
 
-fn br(b: &mut Builder, cur: Block, cond: Cond, a: Value, rhs: Operand, then: Block, els: Block) {
-    b.set_term(
-        cur,
-        Term::Br {
-            cond,
-            a,
-            b: rhs,
-            then: BlockCall::new(then, vec![]),
-            els: BlockCall::new(els, vec![]),
-        },
-    );
-}
-
 fn block(b: &mut Builder, tags: &mut Tags) -> Block {
     let blk = b.add_block();
     tags.set(blk, SRC_PARSER);
@@ -144,11 +131,11 @@ impl Cx<'_> {
         while p * 2 > min {
             let this = block(b, tags);
             let next = block(b, tags);
-            br(b, cur, Cond::Uge, n, Operand::Imm(p), this, next);
+            b.br(cur, Cond::Uge, n, Operand::Imm(p), this, next);
             let zero = b.f.iconst(this, IntTy::U64, 0);
             let ret = read(b, this, zero, p);
             let second = block(b, tags);
-            br(b, this, Cond::Ne, ret, Operand::Imm(0), failed, second);
+            b.br(this, Cond::Ne, ret, Operand::Imm(0), failed, second);
             if p == i64::from(dns::RAW_MAX) {
                 b.set_term(second, Term::Jump(BlockCall::new(loaded, vec![])));
             } else {
@@ -163,7 +150,7 @@ impl Cx<'_> {
                     Type::U64,
                 );
                 let ret = read(b, second, rest, p);
-                br(b, second, Cond::Ne, ret, Operand::Imm(0), failed, loaded);
+                b.br(second, Cond::Ne, ret, Operand::Imm(0), failed, loaded);
             }
             cur = next;
             p /= 2;
@@ -228,7 +215,7 @@ pub(super) fn stage(
         Type::Ptr(PtrKind::MapValueOrNull(st.scratch)),
     );
     let hit = block(b, tags);
-    br(b, cur, Cond::Eq, s, Operand::Imm(0), rules, hit);
+    b.br(cur, Cond::Eq, s, Operand::Imm(0), rules, hit);
     let cur = hit;
     let store8 = |b: &mut Builder, cur: Block, off: i16, v: i64| {
         b.f.push_void(
@@ -261,7 +248,7 @@ pub(super) fn stage(
         Type::U32,
     );
     let ports = block(b, tags);
-    br(b, cur, Cond::Eq, l4, Operand::Imm(0), rules, ports);
+    b.br(cur, Cond::Eq, l4, Operand::Imm(0), rules, ports);
     let cur = ports;
     let r = b.f.push(cur, Op::SlotAddr(rec), stack);
     let load16 = |b: &mut Builder, off: i16, ty: Type| {
@@ -283,9 +270,9 @@ pub(super) fn stage(
     match st.tls {
         Some(func) => {
             let seg = block(b, tags);
-            br(b, hello, Cond::Eq, tcp, Operand::Imm(0), rules, seg);
+            b.br(hello, Cond::Eq, tcp, Operand::Imm(0), rules, seg);
             let some = block(b, tags);
-            br(b, seg, Cond::Ult, len, Operand::Imm(6), rules, some);
+            b.br(seg, Cond::Ult, len, Operand::Imm(6), rules, some);
             let loaded = cx.read(b, tags, some, (off, len), 6, rules);
             cx.call(b, loaded, func);
         }
@@ -297,8 +284,7 @@ pub(super) fn stage(
     };
     let msg = block(b, tags);
     let to = block(b, tags);
-    br(
-        b,
+    b.br(
         cur,
         Cond::Eq,
         sport,
@@ -306,8 +292,7 @@ pub(super) fn stage(
         msg,
         to,
     );
-    br(
-        b,
+    b.br(
         to,
         Cond::Eq,
         dport,
@@ -333,22 +318,14 @@ pub(super) fn stage(
         },
     );
     let segment = block(b, tags);
-    br(b, framed, Cond::Eq, len, Operand::Imm(0), rules, segment);
+    b.br(framed, Cond::Eq, len, Operand::Imm(0), rules, segment);
     let short = block(b, tags);
     let t_off = b.f.push(
         segment,
         Op::Binary(BinOp::Add, off, Operand::Imm(2)),
         Type::U64,
     );
-    br(
-        b,
-        segment,
-        Cond::Ult,
-        len,
-        Operand::Imm(2),
-        incomplete,
-        short,
-    );
+    b.br(segment, Cond::Ult, len, Operand::Imm(2), incomplete, short);
     let t_len = b.f.push(
         short,
         Op::Binary(BinOp::Sub, len, Operand::Imm(2)),
@@ -361,8 +338,7 @@ pub(super) fn stage(
     // A DNS message: its header, a name of at least the root, the type and class (17
     // bytes); at most RAW_MAX bytes copied.
     let sized = block(b, tags);
-    br(
-        b,
+    b.br(
         message,
         Cond::Ult,
         m_len,
