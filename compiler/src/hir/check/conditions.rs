@@ -595,7 +595,7 @@ fn negate_in_layer(f: &Field, c: Cond) -> Cond {
 }
 
 /// The comparison a binary operator is, if it is one (`in`, `~`, `and`, `or`, `&` are not).
-fn cmp_op(op: BinOp) -> Option<CmpOp> {
+pub(super) fn cmp_op(op: BinOp) -> Option<CmpOp> {
     Some(match op {
         BinOp::Eq => CmpOp::Eq,
         BinOp::Ne => CmpOp::Ne,

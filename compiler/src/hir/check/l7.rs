@@ -6,6 +6,7 @@
 //! field does not take, E0562 an unknown DNS or TLS field, E0563 an empty ALPN protocol;
 //! limits: L0516 an ALPN protocol longer than the map's key, L0517 too many ALPN tests.
 
+use super::conditions::cmp_op;
 use super::{Checker, Decl};
 use crate::diag::{suggest, Diagnostic};
 use crate::hir::{CmpOp, Cond, Test};
@@ -107,14 +108,9 @@ impl Checker<'_> {
                     .collect(),
             ));
         }
-        let cmp = match op {
-            BinOp::Eq => CmpOp::Eq,
-            BinOp::Ne => CmpOp::Ne,
-            BinOp::Lt => CmpOp::Lt,
-            BinOp::Le => CmpOp::Le,
-            BinOp::Gt => CmpOp::Gt,
-            BinOp::Ge => CmpOp::Ge,
-            _ => {
+        let cmp = match cmp_op(op) {
+            Some(c) => c,
+            None => {
                 self.diags.push(
                     Diagnostic::error(
                         "E0561",
@@ -179,14 +175,9 @@ impl Checker<'_> {
 
     /// `tls.version OP VALUE` (`TLS12`, `TLS13`, or a number such as 0x0303).
     fn tls_version(&mut self, e: &Expr, op: BinOp, rhs: &Expr) -> Option<Cond> {
-        let cmp = match op {
-            BinOp::Eq => CmpOp::Eq,
-            BinOp::Ne => CmpOp::Ne,
-            BinOp::Lt => CmpOp::Lt,
-            BinOp::Le => CmpOp::Le,
-            BinOp::Gt => CmpOp::Gt,
-            BinOp::Ge => CmpOp::Ge,
-            _ => {
+        let cmp = match cmp_op(op) {
+            Some(c) => c,
+            None => {
                 self.diags.push(
                     Diagnostic::error(
                         "E0561",
